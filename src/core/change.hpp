@@ -1,0 +1,29 @@
+// A planned change to one destination record, and what became of it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace revetl {
+
+struct Change {
+    enum class Op { Add, Change, Remove };
+    int64_t seq = 0;
+    Op op = Op::Add;
+    std::string key;     // canonical JSON object of the key columns
+    std::string payload; // JSON object of mapped values; empty for Remove
+    int64_t row_hash = 0;
+    std::string dest_id; // the destination's record id, when it gave one
+};
+
+struct RowOutcome {
+    bool accepted = false;
+    long http_status = 0;
+    std::string reason;     // destination's message, bounded
+    std::string error_code; // destination's code, when it gave one
+    std::string dest_id;
+};
+
+const char *OpName(Change::Op op); // "upsert" or "delete"
+
+} // namespace revetl

@@ -1,0 +1,64 @@
+// Builds the SQL that plans a run: a full diff of the model against the sync's
+// shadow state. PostgreSQL does the heavy lifting (a hash join over two
+// streams); revetl only writes the query, quoting every name it did not make.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace revetl {
+
+struct ModelRef {
+    enum class Kind { Relation, Query };
+    Kind kind = Kind::Relation;
+    std::string schema; // Relation
+    std::string name;   // Relation
+    std::string query;  // Query: one SELECT, already checked by the caller
+};
+
+// One mapped field: a SQL expression over the model's columns (checked by
+// the caller to be exactly one expression) and the destination field name.
+struct MapEntry {
+    std::string field;
+    std::string expression;
+};
+
+struct PlanSpec {
+    ModelRef model;
+    std::vector<std::string> key_columns;
+    std::vector<MapEntry> map; // empty: every model column, by its own name
+    bool include_removals = false;
+    std::string shadow_schema;
+    std::string shadow_table;
+};
+
+// Single-letter operation codes produced by the plan query's "op" column.
+namespace plan_op {
+inline constexpr char kAdd = 'a';
+inline constexpr char kChange = 'c';
+inline constexpr char kRemove = 'r';
+inline constexpr char kNullKey = 'n';
+inline constexpr char kDuplicateKey = 'd';
+} // namespace plan_op
+
+// FROM-clause text for the model: "schema"."name" or ( query ).
+std::string ModelSource(const ModelRef &model);
+
+// The jsonb expression that renders one model row (alias src) as the payload.
+std::string PayloadExpression(const PlanSpec &spec);
+
+// The plan query. Columns, in order:
+//   op "char", key text, key_json jsonb, payload jsonb, row_hash int8, dest_id text,
+//   dups int8 (rows of the model sharing this key)
+// Only rows that need an action (or are invalid) are returned.
+std::string BuildPlanQuery(const PlanSpec &spec);
+
+// SELECT over the model that touches every key column and map expression and
+// returns no row: run as the would-be owner at CREATE time, it proves the
+// definition is valid and readable.
+std::string BuildValidationQuery(const PlanSpec &spec);
+
+// DDL for a sync's shadow table.
+std::string BuildShadowTableDdl(const std::string &schema, const std::string &table);
+
+} // namespace revetl

@@ -1,0 +1,150 @@
+#include "pg/catalog.hpp"
+
+#include "pg/spi.hpp"
+
+namespace revetl::pg {
+
+namespace {
+
+constexpr const char *kSelectSync =
+    "SELECT s.id, s.name, s.owner::oid, s.owner::text, s.model_kind, s.model_schema, s.model_name, "
+    "s.model_query, s.destination, array_to_json(s.key_columns)::text, s.mode, s.map::text, "
+    "s.options::text, s.paused, s.shadow_table, s.search_path FROM revetl.syncs s ";
+
+SyncDefinition FromRow(const SqlResult &r) {
+    SyncDefinition d;
+    d.id = r.Int8(0, 0);
+    d.name = r.Text(0, 1);
+    d.owner = static_cast<unsigned int>(std::stoul(r.Text(0, 2)));
+    d.owner_name = r.Text(0, 3);
+    if (r.Text(0, 4) == "relation") {
+        d.model.kind = ModelRef::Kind::Relation;
+        d.model.schema = r.Text(0, 5);
+        d.model.name = r.Text(0, 6);
+    } else {
+        d.model.kind = ModelRef::Kind::Query;
+        d.model.query = r.Text(0, 7);
+    }
+    d.destination = r.Text(0, 8);
+    d.key_columns = ParseStringArray(r.Text(0, 9));
+    d.mode = r.Text(0, 10);
+    if (r.At(0, 11))
+        d.map = ParseMap(*r.At(0, 11));
+    d.options = ParseSyncOptions(r.Text(0, 12));
+    d.paused = r.Bool(0, 13);
+    d.shadow_table = r.Text(0, 14);
+    d.search_path = r.Text(0, 15);
+    return d;
+}
+
+OptionList ToOptionList(List *options) {
+    OptionList out;
+    ListCell *lc;
+    foreach (lc, options) {
+        DefElem *def = static_cast<DefElem *>(lfirst(lc));
+        char *value = nullptr;
+        PgGuard([&] { value = defGetString(def); });
+        out.emplace_back(def->defname, value ? value : "");
+    }
+    return out;
+}
+
+} // namespace
+
+std::optional<SyncDefinition> LoadSyncById(int64_t id) {
+    SqlResult r = Sql(std::string(kSelectSync) + "WHERE s.id = $1", {SqlArg::Int8(id)}, true);
+    if (r.rows.empty())
+        return std::nullopt;
+    return FromRow(r);
+}
+
+std::optional<SyncDefinition> LoadSyncByName(const std::string &name) {
+    SqlResult r = Sql(std::string(kSelectSync) + "WHERE s.name = $1", {SqlArg::Text(name)}, true);
+    if (r.rows.empty())
+        return std::nullopt;
+    return FromRow(r);
+}
+
+SyncDefinition RequireSync(const std::string &name) {
+    auto def = LoadSyncByName(name);
+    if (!def)
+        throw Error(sqlstate::kUndefinedObject, "sync \"" + name + "\" does not exist", {},
+                    "SELECT name FROM revetl.syncs lists the syncs of this database.");
+    return *def;
+}
+
+Destination LookupDestination(const std::string &server_name) {
+    Destination dest;
+    ForeignServer *server = nullptr;
+    Oid revetl_fdw = InvalidOid;
+    PgGuard([&] {
+        server = GetForeignServerByName(server_name.c_str(), true);
+        revetl_fdw = get_foreign_data_wrapper_oid("revetl", true);
+    });
+    if (!server)
+        throw Error(sqlstate::kUndefinedObject, "server \"" + server_name + "\" does not exist", {},
+                    "Create it with CREATE SERVER " + server_name +
+                        " FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook', url '...').");
+    if (server->fdwid != revetl_fdw)
+        throw Error(sqlstate::kInvalidParameterValue,
+                    "server \"" + server_name + "\" is not a revetl destination",
+                    "Its foreign data wrapper is not revetl.",
+                    "Use a server created with FOREIGN DATA WRAPPER revetl.");
+    dest.server_oid = server->serverid;
+    dest.server_name = server->servername;
+    dest.server_options = ToOptionList(server->options);
+    for (const auto &o : dest.server_options)
+        if (o.first == "type")
+            dest.type = o.second;
+    return dest;
+}
+
+void LoadUserMapping(Destination &dest, Oid role) {
+    // GetUserMapping raises an error when there is none; a mapping is
+    // optional here, so look it up directly: the role's own, else PUBLIC's.
+    List *options = NIL;
+    bool found = false;
+    PgGuard([&] {
+        HeapTuple tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(role),
+                                       ObjectIdGetDatum(dest.server_oid));
+        if (!HeapTupleIsValid(tp))
+            tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+                                 ObjectIdGetDatum(dest.server_oid));
+        if (HeapTupleIsValid(tp)) {
+            found = true;
+            bool isnull;
+            Datum datum = SysCacheGetAttr(USERMAPPINGUSERSERVER, tp, Anum_pg_user_mapping_umoptions, &isnull);
+            if (!isnull)
+                options = untransformRelOptions(datum);
+            ReleaseSysCache(tp);
+        }
+    });
+    if (found)
+        dest.user_mapping_options = ToOptionList(options);
+}
+
+void CheckServerUsage(const Destination &dest, Oid role) {
+    AclResult acl = ACLCHECK_OK;
+    PgGuard([&] { acl = pg_foreign_server_aclcheck(dest.server_oid, role, ACL_USAGE); });
+    if (acl != ACLCHECK_OK)
+        throw Error(sqlstate::kInsufficientPrivilege, "permission denied for foreign server " + dest.server_name,
+                    "Role " + RoleName(role) + " has no USAGE privilege on the destination.",
+                    "A superuser or the server's owner can run GRANT USAGE ON FOREIGN SERVER " +
+                        dest.server_name + " TO " + RoleName(role) + ".");
+}
+
+Oid ExtensionOwner() {
+    SqlResult r = Sql("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'revetl'", {}, true);
+    if (r.rows.empty())
+        throw Error(sqlstate::kObjectNotInPrerequisiteState, "extension \"revetl\" is not installed in this database",
+                    {}, "Run CREATE EXTENSION revetl.");
+    return static_cast<Oid>(std::stoul(r.Text(0, 0)));
+}
+
+std::string RoleName(Oid role) {
+    char *name = nullptr;
+    PgGuard([&] { name = GetUserNameFromId(role, true); });
+    return name ? std::string(name) : std::to_string(role);
+}
+
+} // namespace revetl::pg

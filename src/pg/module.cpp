@@ -1,0 +1,165 @@
+// Module entry: preload check, settings, shared memory, the launcher and the
+// utility hook that keeps workers from blocking DROP DATABASE.
+#include "pg/module.hpp"
+
+#include "pg/run_requests.hpp"
+#include "pg/shared_state.hpp"
+
+extern "C" {
+PG_MODULE_MAGIC;
+void _PG_init(void);
+}
+
+namespace revetl::pg {
+
+char *g_allowed_hosts = nullptr;
+int g_launcher_naptime_s = 60;
+int g_worker_restart_delay_s = 5;
+
+namespace {
+
+shmem_request_hook_type prev_shmem_request_hook = nullptr;
+shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
+ProcessUtility_hook_type prev_process_utility_hook = nullptr;
+
+// How long a database is left alone after revetl stopped its worker for a
+// DROP, RENAME or CREATE ... TEMPLATE: long enough for the command to finish.
+constexpr int kDatabaseBlockSeconds = 10;
+
+void ShmemRequest() {
+    if (prev_shmem_request_hook)
+        prev_shmem_request_hook();
+    RequestSharedState();
+}
+
+void ShmemStartup() {
+    if (prev_shmem_startup_hook)
+        prev_shmem_startup_hook();
+    InitSharedState();
+}
+
+// Stops the worker connected to `dbname` and waits (bounded) for it to go,
+// because PostgreSQL refuses to drop, rename or copy a database that has
+// other sessions.
+void StopWorkerFor(const char *dbname) {
+    if (!dbname || !g_shared)
+        return;
+    Oid dboid = get_database_oid(dbname, true);
+    if (!OidIsValid(dboid))
+        return;
+    pid_t pid = 0;
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    DatabaseSlot *slot = FindDatabaseSlot(dboid);
+    if (slot) {
+        slot->blocked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kDatabaseBlockSeconds * 1000);
+        pid = slot->worker_pid;
+    }
+    LWLockRelease(g_shared->lock);
+    if (pid == 0)
+        return;
+    kill(pid, SIGTERM);
+    TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+    for (;;) {
+        LWLockAcquire(g_shared->lock, LW_SHARED);
+        slot = FindDatabaseSlot(dboid);
+        bool gone = !slot || slot->worker_pid != pid;
+        LWLockRelease(g_shared->lock);
+        if (gone || GetCurrentTimestamp() >= deadline)
+            break;
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    }
+}
+
+const char *TemplateOf(CreatedbStmt *stmt) {
+    ListCell *lc;
+    foreach (lc, stmt->options) {
+        DefElem *def = static_cast<DefElem *>(lfirst(lc));
+        if (strcmp(def->defname, "template") == 0 && def->arg)
+            return defGetString(def);
+    }
+    return nullptr;
+}
+
+void RevetlProcessUtility(PlannedStmt *pstmt, const char *query_string, bool read_only_tree,
+                          ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *query_env,
+                    DestReceiver *dest, QueryCompletion *qc) {
+    Node *parsetree = pstmt->utilityStmt;
+    switch (nodeTag(parsetree)) {
+    case T_DropdbStmt:
+        StopWorkerFor(castNode(DropdbStmt, parsetree)->dbname);
+        break;
+    case T_CreatedbStmt:
+        StopWorkerFor(TemplateOf(castNode(CreatedbStmt, parsetree)));
+        break;
+    case T_AlterDatabaseStmt:
+        StopWorkerFor(castNode(AlterDatabaseStmt, parsetree)->dbname);
+        break;
+    case T_RenameStmt:
+        if (castNode(RenameStmt, parsetree)->renameType == OBJECT_DATABASE)
+            StopWorkerFor(castNode(RenameStmt, parsetree)->subname);
+        break;
+    default:
+        break;
+    }
+    if (prev_process_utility_hook)
+        prev_process_utility_hook(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
+    else
+        standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
+}
+
+void DefineSettings() {
+    DefineCustomStringVariable("revetl.allowed_hosts",
+                               "Hosts that revetl destinations may send to.",
+                               "A comma-separated list: host names or addresses, \".example.com\" for a domain "
+                               "and its subdomains, \"*\" for any host.",
+                               &g_allowed_hosts, "*", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("revetl.max_databases", "Number of databases revetl can run workers for.", nullptr,
+                            &g_max_databases, 64, 1, 4096, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("revetl.launcher_naptime",
+                            "How often the launcher looks for new databases without being woken.", nullptr,
+                            &g_launcher_naptime_s, 60, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
+                            nullptr);
+    DefineCustomIntVariable("revetl.worker_restart_delay",
+                            "How long the launcher waits before restarting a worker that exited with an error.",
+                            nullptr, &g_worker_restart_delay_s, 5, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr,
+                            nullptr, nullptr);
+    MarkGUCPrefixReserved("revetl");
+}
+
+void RegisterLauncher() {
+    BackgroundWorker worker;
+    memset(&worker, 0, sizeof worker);
+    worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    worker.bgw_restart_time = 5;
+    snprintf(worker.bgw_library_name, BGW_MAXLEN, "revetl");
+    snprintf(worker.bgw_function_name, BGW_MAXLEN, "revetl_launcher_main");
+    snprintf(worker.bgw_name, BGW_MAXLEN, "revetl launcher");
+    snprintf(worker.bgw_type, BGW_MAXLEN, "revetl launcher");
+    RegisterBackgroundWorker(&worker);
+}
+
+} // namespace
+} // namespace revetl::pg
+
+void _PG_init(void) {
+    using namespace revetl::pg;
+    if (!process_shared_preload_libraries_in_progress)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("revetl must be loaded via shared_preload_libraries"),
+                        errdetail("revetl runs background workers and needs shared memory, which only a "
+                                  "library loaded at server start can have."),
+                        errhint("Add revetl to shared_preload_libraries in postgresql.conf and restart the "
+                                "server.")));
+    DefineSettings();
+    prev_shmem_request_hook = shmem_request_hook;
+    shmem_request_hook = ShmemRequest;
+    prev_shmem_startup_hook = shmem_startup_hook;
+    shmem_startup_hook = ShmemStartup;
+    prev_process_utility_hook = ProcessUtility_hook;
+    ProcessUtility_hook = RevetlProcessUtility;
+    InitRunRequests();
+    RegisterLauncher();
+}

@@ -1,0 +1,12 @@
+// Settings defined by the module, readable by the other glue files.
+#pragma once
+
+#include "pg/pg_includes.hpp"
+
+namespace revetl::pg {
+
+extern char *g_allowed_hosts;
+extern int g_launcher_naptime_s;
+extern int g_worker_restart_delay_s;
+
+} // namespace revetl::pg

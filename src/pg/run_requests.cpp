@@ -1,0 +1,156 @@
+#include "pg/run_requests.hpp"
+
+#include "pg/guard.hpp"
+#include "pg/shared_state.hpp"
+
+namespace revetl::pg {
+
+namespace {
+
+bool g_wake_worker_at_commit = false;
+bool g_wake_launcher_at_commit = false;
+
+// How long a waiting run_sync() tolerates having no worker to take its
+// request before it gives up with an error.
+constexpr long kNoWorkerTimeoutMs = 30000;
+
+void OnXactEvent(XactEvent event, void *) {
+    switch (event) {
+    case XACT_EVENT_COMMIT:
+    case XACT_EVENT_PARALLEL_COMMIT:
+        if (g_wake_launcher_at_commit && g_shared)
+            WakeWorkerOrLauncher(MyDatabaseId);
+        else if (g_wake_worker_at_commit && g_shared)
+            WakeWorkerOrLauncher(MyDatabaseId);
+        g_wake_worker_at_commit = false;
+        g_wake_launcher_at_commit = false;
+        break;
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PARALLEL_ABORT:
+        g_wake_worker_at_commit = false;
+        g_wake_launcher_at_commit = false;
+        break;
+    default:
+        break;
+    }
+}
+
+struct WaitArgs {
+    int64 sync_id;
+    int64 run_id;
+    const char *sync_name;
+    const char *requested_by;
+    int slot;
+    char status[16];
+    char error[kWaitErrorLen];
+};
+
+// On error (cancel, timeout) the waiter leaves; the worker frees the slot.
+void AbandonWait(int, Datum arg) {
+    WaitArgs *args = reinterpret_cast<WaitArgs *>(DatumGetPointer(arg));
+    if (args->slot < 0)
+        return;
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    WaitSlot *w = &g_shared->waits[args->slot];
+    if (w->run_id == args->run_id) {
+        if (w->state == WaitState::Pending || w->state == WaitState::Done)
+            memset(w, 0, sizeof *w);
+        else
+            w->abandoned = true;
+    }
+    LWLockRelease(g_shared->lock);
+    ConditionVariableCancelSleep();
+}
+
+// Plain C-style: it sleeps and may be cancelled with an ERROR.
+void WaitForRun(WaitArgs *args) {
+    args->slot = -1;
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    for (int i = 0; i < kMaxWaitSlots; i++) {
+        WaitSlot *w = &g_shared->waits[i];
+        if (w->state == WaitState::Free) {
+            memset(w, 0, sizeof *w);
+            w->state = WaitState::Pending;
+            w->dboid = MyDatabaseId;
+            w->sync_id = args->sync_id;
+            w->run_id = args->run_id;
+            strlcpy(w->sync_name, args->sync_name, NAMEDATALEN);
+            strlcpy(w->requested_by, args->requested_by, NAMEDATALEN);
+            args->slot = i;
+            break;
+        }
+    }
+    LWLockRelease(g_shared->lock);
+    if (args->slot < 0)
+        ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                        errmsg("too many sessions are waiting for sync runs"),
+                        errdetail("At most %d run_sync(wait => true) calls can wait at once.", kMaxWaitSlots),
+                        errhint("Call revetl.run_sync without wait and watch revetl.sync_runs instead.")));
+
+    WakeWorkerOrLauncher(MyDatabaseId);
+    TimestampTz no_worker_since = 0;
+    PG_ENSURE_ERROR_CLEANUP(AbandonWait, PointerGetDatum(args));
+    {
+        ConditionVariablePrepareToSleep(&g_shared->run_finished);
+        for (;;) {
+            LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+            WaitSlot *w = &g_shared->waits[args->slot];
+            bool done = w->state == WaitState::Done;
+            bool pending = w->state == WaitState::Pending;
+            if (done) {
+                strlcpy(args->status, w->status, sizeof args->status);
+                strlcpy(args->error, w->error, sizeof args->error);
+                memset(w, 0, sizeof *w);
+            }
+            DatabaseSlot *db = FindDatabaseSlot(MyDatabaseId);
+            bool have_worker = db && db->worker_pid != 0;
+            LWLockRelease(g_shared->lock);
+            if (done)
+                break;
+            if (pending && !have_worker) {
+                TimestampTz now = GetCurrentTimestamp();
+                if (no_worker_since == 0)
+                    no_worker_since = now;
+                else if (TimestampDifferenceExceeds(no_worker_since, now, kNoWorkerTimeoutMs))
+                    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                                    errmsg("no revetl worker is running for database \"%s\"",
+                                           get_database_name(MyDatabaseId)),
+                                    errhint("Check that revetl is in shared_preload_libraries and that "
+                                            "max_worker_processes leaves room for its workers; the server log "
+                                            "says why a worker stopped.")));
+            } else {
+                no_worker_since = 0;
+            }
+            // Waking on the broadcast is the normal path; the timeout only
+            // lets this loop notice a missing worker.
+            (void)ConditionVariableTimedSleep(&g_shared->run_finished, 1000, PG_WAIT_EXTENSION);
+        }
+        ConditionVariableCancelSleep();
+    }
+    PG_END_ENSURE_ERROR_CLEANUP(AbandonWait, PointerGetDatum(args));
+}
+
+} // namespace
+
+void InitRunRequests() { RegisterXactCallback(OnXactEvent, nullptr); }
+
+void WakeWorkerAtCommit() { g_wake_worker_at_commit = true; }
+
+void WakeLauncherAtCommit() { g_wake_launcher_at_commit = true; }
+
+WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int64_t run_id,
+                             const std::string &requested_by) {
+    WaitArgs args;
+    memset(&args, 0, sizeof args);
+    args.sync_id = sync_id;
+    args.run_id = run_id;
+    args.sync_name = sync_name.c_str();
+    args.requested_by = requested_by.c_str();
+    PgGuard([&] { WaitForRun(&args); });
+    WaitResult result;
+    result.status = args.status;
+    result.error = args.error;
+    return result;
+}
+
+} // namespace revetl::pg

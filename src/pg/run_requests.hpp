@@ -1,0 +1,25 @@
+// Getting run requests to the worker: a latch set at commit (so a rolled-back
+// request never runs), and for run_sync(wait => true) a hand-off through
+// shared memory that the worker turns into a committed run.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace revetl::pg {
+
+void InitRunRequests(); // from _PG_init
+
+void WakeWorkerAtCommit();
+void WakeLauncherAtCommit();
+
+struct WaitResult {
+    std::string status;
+    std::string error;
+};
+
+// Blocks (interruptibly) until the worker has finished run `run_id`.
+WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int64_t run_id,
+                             const std::string &requested_by);
+
+} // namespace revetl::pg

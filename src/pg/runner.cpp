@@ -1,0 +1,466 @@
+// One run of one sync: plan -> deliver -> commit.
+//
+//  plan     one transaction: the full diff of the model (read as the sync's
+//           owner) against the shadow table, written to revetl.changes, a
+//           logged queue, so that a crash loses nothing.
+//  deliver  per batch: read it from the queue (short transaction), send it
+//           with no transaction open, then
+//  commit   one short transaction per batch: the shadow state of exactly the
+//           rows the destination accepted, the rejected rows, the run's
+//           counters, and the batch taken off the queue.
+#include "pg/runner.hpp"
+
+#include "core/delivery.hpp"
+#include "core/outcome_json.hpp"
+#include "core/sql_text.hpp"
+#include "pg/catalog.hpp"
+#include "pg/module.hpp"
+#include "pg/spi.hpp"
+
+#include <random>
+
+namespace revetl::pg {
+
+namespace {
+
+// Rows fetched from the plan cursor at a time.
+constexpr int kPlanFetchRows = 1000;
+
+class SyncDropped : public std::runtime_error {
+public:
+    SyncDropped() : std::runtime_error("the sync was dropped during the run") {}
+};
+
+const char *kInsertChanges =
+    "INSERT INTO revetl.changes (run_id, seq, op, key, payload, row_hash, dest_id) "
+    "SELECT $1, $2 + u.o, u.op, u.key, u.payload, u.row_hash, u.dest_id "
+    "FROM unnest($3::\"char\"[], $4::text[], $5::jsonb[], $6::int8[], $7::text[]) "
+    "WITH ORDINALITY AS u(op, key, payload, row_hash, dest_id, o)";
+
+const char *kInsertInvalid =
+    "INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, payload) "
+    "SELECT $1, $2, $3, 'invalid', u.key, 'upsert', u.reason, u.payload "
+    "FROM unnest($4::jsonb[], $5::text[], $6::jsonb[]) AS u(key, reason, payload)";
+
+struct PlanTotals {
+    int64 added = 0;
+    int64 changed = 0;
+    int64 removed = 0;
+    int64 invalid = 0;
+    int64 queued = 0;
+};
+
+// Streams the plan query into the queue. The model is read as `owner` under
+// SECURITY_RESTRICTED_OPERATION; the queue is written as the worker. This
+// body holds no C++ object while it calls PostgreSQL.
+void StreamPlanIntoQueue(const char *plan_sql, Oid owner, int64 run_id, int64 sync_id, const char *sync_name,
+                         const char *key_columns_text, PlanTotals *totals) {
+    Oid save_user;
+    int save_sec;
+    GetUserIdAndSecContext(&save_user, &save_sec);
+    const int owner_sec = save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION;
+
+    Oid change_types[7] = {INT8OID, INT8OID, CHARARRAYOID, TEXTARRAYOID, JSONBARRAYOID, INT8ARRAYOID,
+                           TEXTARRAYOID};
+    Oid invalid_types[6] = {INT8OID, INT8OID, TEXTOID, JSONBARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
+    SPIPlanPtr insert_changes = SPI_prepare(kInsertChanges, 7, change_types);
+    SPIPlanPtr insert_invalid = SPI_prepare(kInsertInvalid, 6, invalid_types);
+    if (!insert_changes || !insert_invalid)
+        elog(ERROR, "revetl: could not prepare the plan queue statements: %s", SPI_result_code_string(SPI_result));
+
+    SetUserIdAndSecContext(owner, owner_sec);
+    SPIPlanPtr plan = SPI_prepare(plan_sql, 0, nullptr);
+    if (!plan)
+        elog(ERROR, "revetl: could not prepare the plan query: %s", SPI_result_code_string(SPI_result));
+    Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);
+    SetUserIdAndSecContext(save_user, save_sec);
+
+    MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "revetl plan batch", ALLOCSET_DEFAULT_SIZES);
+    Datum sync_name_datum = CStringGetTextDatum(sync_name);
+
+    for (;;) {
+        CHECK_FOR_INTERRUPTS();
+        SetUserIdAndSecContext(owner, owner_sec);
+        SPI_cursor_fetch(portal, true, kPlanFetchRows);
+        SetUserIdAndSecContext(save_user, save_sec);
+        SPITupleTable *tt = SPI_tuptable;
+        uint64 n = SPI_processed;
+        if (n == 0)
+            break;
+
+        MemoryContext old = MemoryContextSwitchTo(batch_cxt);
+        Datum *ops = (Datum *)palloc(n * sizeof(Datum));
+        Datum *keys = (Datum *)palloc(n * sizeof(Datum));
+        Datum *payloads = (Datum *)palloc(n * sizeof(Datum));
+        Datum *hashes = (Datum *)palloc(n * sizeof(Datum));
+        Datum *dests = (Datum *)palloc(n * sizeof(Datum));
+        bool *payload_nulls = (bool *)palloc(n * sizeof(bool));
+        bool *hash_nulls = (bool *)palloc(n * sizeof(bool));
+        bool *dest_nulls = (bool *)palloc(n * sizeof(bool));
+        Datum *inv_keys = (Datum *)palloc(n * sizeof(Datum));
+        Datum *inv_reasons = (Datum *)palloc(n * sizeof(Datum));
+        Datum *inv_payloads = (Datum *)palloc(n * sizeof(Datum));
+        bool *inv_payload_nulls = (bool *)palloc(n * sizeof(bool));
+        int nc = 0, ni = 0;
+
+        for (uint64 i = 0; i < n; i++) {
+            HeapTuple tup = tt->vals[i];
+            TupleDesc desc = tt->tupdesc;
+            bool isnull;
+            char op = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
+            Datum key = SPI_getbinval(tup, desc, 2, &isnull);
+            Datum key_json = SPI_getbinval(tup, desc, 3, &isnull);
+            bool payload_null;
+            Datum payload = SPI_getbinval(tup, desc, 4, &payload_null);
+            bool hash_null;
+            Datum hash = SPI_getbinval(tup, desc, 5, &hash_null);
+            bool dest_null;
+            Datum dest = SPI_getbinval(tup, desc, 6, &dest_null);
+            bool dups_null;
+            int64 dups = DatumGetInt64(SPI_getbinval(tup, desc, 7, &dups_null));
+
+            if (op == 'n' || op == 'd') {
+                inv_keys[ni] = key_json;
+                inv_payloads[ni] = payload;
+                inv_payload_nulls[ni] = payload_null;
+                if (op == 'n')
+                    inv_reasons[ni] = CStringGetTextDatum(
+                        psprintf("the key has a NULL value (key columns: %s)", key_columns_text));
+                else
+                    inv_reasons[ni] = CStringGetTextDatum(
+                        psprintf("duplicate key: %lld rows of the model have this key", (long long)dups));
+                ni++;
+                totals->invalid++;
+                continue;
+            }
+            ops[nc] = CharGetDatum(op);
+            keys[nc] = key;
+            payloads[nc] = payload;
+            payload_nulls[nc] = payload_null;
+            hashes[nc] = hash;
+            hash_nulls[nc] = hash_null;
+            dests[nc] = dest;
+            dest_nulls[nc] = dest_null;
+            nc++;
+            if (op == 'a')
+                totals->added++;
+            else if (op == 'c')
+                totals->changed++;
+            else
+                totals->removed++;
+        }
+
+        if (nc > 0) {
+            int dims[1] = {nc};
+            int lbs[1] = {1};
+            Datum values[7];
+            values[0] = Int64GetDatum(run_id);
+            values[1] = Int64GetDatum(totals->queued);
+            values[2] = PointerGetDatum(construct_array(ops, nc, CHAROID, 1, true, TYPALIGN_CHAR));
+            values[3] = PointerGetDatum(construct_array(keys, nc, TEXTOID, -1, false, TYPALIGN_INT));
+            values[4] = PointerGetDatum(
+                construct_md_array(payloads, payload_nulls, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
+            values[5] = PointerGetDatum(
+                construct_md_array(hashes, hash_nulls, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+            values[6] = PointerGetDatum(
+                construct_md_array(dests, dest_nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+            if (SPI_execute_plan(insert_changes, values, nullptr, false, 0) != SPI_OK_INSERT)
+                elog(ERROR, "revetl: could not queue planned changes");
+            totals->queued += nc;
+        }
+        if (ni > 0) {
+            int dims[1] = {ni};
+            int lbs[1] = {1};
+            Datum values[6];
+            values[0] = Int64GetDatum(run_id);
+            values[1] = Int64GetDatum(sync_id);
+            values[2] = sync_name_datum;
+            values[3] = PointerGetDatum(construct_array(inv_keys, ni, JSONBOID, -1, false, TYPALIGN_INT));
+            values[4] = PointerGetDatum(construct_array(inv_reasons, ni, TEXTOID, -1, false, TYPALIGN_INT));
+            values[5] = PointerGetDatum(construct_md_array(inv_payloads, inv_payload_nulls, 1, dims, lbs, JSONBOID,
+                                                           -1, false, TYPALIGN_INT));
+            if (SPI_execute_plan(insert_invalid, values, nullptr, false, 0) != SPI_OK_INSERT)
+                elog(ERROR, "revetl: could not record invalid rows");
+        }
+        MemoryContextSwitchTo(old);
+        MemoryContextReset(batch_cxt);
+        SPI_freetuptable(tt);
+    }
+    SPI_cursor_close(portal);
+    MemoryContextDelete(batch_cxt);
+}
+
+std::mt19937_64 &Rng() {
+    static std::mt19937_64 rng(static_cast<uint64_t>(MyProcPid) * 2654435761ULL ^
+                               static_cast<uint64_t>(GetCurrentTimestamp()));
+    return rng;
+}
+
+void CheckInterrupts() {
+    PgGuard([] {
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+    });
+}
+
+// Sleeps on the latch, so SIGTERM and config reloads are seen at once. A
+// latch set by a new run request only shortens one slice of the wait; the
+// main loop looks at the queue after this run anyway.
+void SleepMs(long ms) {
+    TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+    for (;;) {
+        CheckInterrupts();
+        long left = 0;
+        PgGuard([&] {
+            TimestampTz now = GetCurrentTimestamp();
+            left = now >= deadline ? 0 : (long)((deadline - now) / 1000) + 1;
+            if (left > 0) {
+                (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, left,
+                                PG_WAIT_EXTENSION);
+                ResetLatch(MyLatch);
+            }
+        });
+        if (left <= 0)
+            return;
+    }
+}
+
+HttpClient &Client() {
+    // One client per worker: its connections are reused across batches and runs.
+    static HttpClient client;
+    return client;
+}
+
+class SyncRun {
+public:
+    explicit SyncRun(int64_t run_id) : run_id_(run_id) {}
+
+    RunResult Execute();
+
+private:
+    bool Start();
+    void Plan();
+    void Deliver();
+    bool DeliverNextBatch(int64_t &batch_no);
+    void Finish(const std::string &status, const std::string &error);
+
+    int64_t run_id_;
+    SyncDefinition def_;
+    WebhookSettings settings_;
+    RetryPolicy policy_;
+    int64_t last_seq_ = 0;
+    int64_t rejected_ = 0;
+    int64_t invalid_ = 0;
+};
+
+bool SyncRun::Start() {
+    BeginTransaction("revetl: starting run");
+    SqlResult r = Sql("UPDATE revetl.sync_runs SET status = 'running', started_at = now() "
+                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id",
+                      {SqlArg::Int8(run_id_)});
+    if (r.rows.empty()) {
+        CommitTransaction();
+        return false;
+    }
+    int64_t sync_id = r.Int8(0, 0);
+    auto def = LoadSyncById(sync_id);
+    CommitTransaction();
+    if (!def)
+        throw SyncDropped();
+    def_ = *def;
+
+    BeginTransaction("revetl: resolving destination");
+    Destination dest = LookupDestination(def_.destination);
+    CheckServerUsage(dest, def_.owner);
+    LoadUserMapping(dest, def_.owner);
+    CommitTransaction();
+
+    settings_ = ResolveWebhook(dest.server_options, dest.user_mapping_options);
+    if (def_.options.batch_size)
+        settings_.batch_size = *def_.options.batch_size;
+    if (def_.options.max_attempts)
+        settings_.max_attempts = *def_.options.max_attempts;
+    if (def_.options.timeout_ms)
+        settings_.timeout_ms = *def_.options.timeout_ms;
+    policy_.max_attempts = settings_.max_attempts;
+
+    std::string host = UrlHost(settings_.url);
+    if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))
+        throw Error(sqlstate::kInsufficientPrivilege,
+                    "destination host \"" + host + "\" of server \"" + dest.server_name +
+                        "\" is not in revetl.allowed_hosts",
+                    {}, "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");
+    return true;
+}
+
+void SyncRun::Plan() {
+    std::string plan_sql = BuildPlanQuery(def_.Plan(kSchema));
+    std::string key_columns;
+    for (const auto &k : def_.key_columns)
+        key_columns += (key_columns.empty() ? "" : ", ") + k;
+
+    BeginTransaction("revetl: planning");
+    if (!def_.search_path.empty())
+        PgGuard([&] {
+            (void)set_config_option("search_path", def_.search_path.c_str(), PGC_USERSET, PGC_S_SESSION,
+                                    GUC_ACTION_LOCAL, true, 0, false);
+        });
+    PlanTotals totals;
+    PgGuard([&] {
+        StreamPlanIntoQueue(plan_sql.c_str(), def_.owner, run_id_, def_.id, def_.name.c_str(), key_columns.c_str(),
+                            &totals);
+    });
+    invalid_ = totals.invalid;
+    Sql("UPDATE revetl.sync_runs SET planned_at = clock_timestamp(), rows_added = $2, rows_changed = $3, "
+        "rows_removed = $4, rows_invalid = $5 WHERE id = $1",
+        {SqlArg::Int8(run_id_), SqlArg::Int8(totals.added), SqlArg::Int8(totals.changed),
+         SqlArg::Int8(totals.removed), SqlArg::Int8(totals.invalid)});
+    CommitTransaction();
+}
+
+bool SyncRun::DeliverNextBatch(int64_t &batch_no) {
+    std::vector<Change> changes;
+    BeginTransaction("revetl: reading batch");
+    SqlResult r = Sql("SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
+                      "WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                      {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int4(settings_.batch_size)}, true);
+    CommitTransaction();
+    if (r.rows.empty())
+        return false;
+    changes.reserve(r.rows.size());
+    for (size_t i = 0; i < r.rows.size(); i++) {
+        Change c;
+        c.seq = r.Int8(i, 0);
+        std::string op = r.Text(i, 1);
+        c.op = op == "a" ? Change::Op::Add : op == "c" ? Change::Op::Change : Change::Op::Remove;
+        c.key = r.Text(i, 2);
+        c.payload = r.Text(i, 3);
+        c.row_hash = r.At(i, 4) ? r.Int8(i, 4) : 0;
+        c.dest_id = r.Text(i, 5);
+        changes.push_back(std::move(c));
+    }
+    int64_t batch_last_seq = changes.back().seq;
+
+    BatchContext context{def_.id, def_.name, run_id_, ++batch_no};
+    DeliveryHooks hooks;
+    hooks.check_interrupts = CheckInterrupts;
+    hooks.sleep = SleepMs;
+    hooks.random = [] { return std::uniform_real_distribution<double>(0.0, 1.0)(Rng()); };
+    PgGuard([] { pgstat_report_activity(STATE_RUNNING, "revetl: delivering"); });
+    BatchOutcome outcome = DeliverBatch(Client(), settings_, context, changes, policy_, hooks);
+
+    BeginTransaction("revetl: recording batch");
+    SqlResult alive = Sql("SELECT 1 FROM revetl.syncs WHERE id = $1 FOR SHARE", {SqlArg::Int8(def_.id)});
+    if (alive.rows.empty()) {
+        CommitTransaction();
+        throw SyncDropped();
+    }
+    Sql("UPDATE revetl.sync_runs SET requests = requests + $2, retries = retries + $3 WHERE id = $1",
+        {SqlArg::Int8(run_id_), SqlArg::Int8(outcome.requests), SqlArg::Int8(outcome.retries)});
+    if (!outcome.answered) {
+        // The destination never gave a final answer: nothing is recorded as
+        // delivered or rejected, and the next run plans these rows again.
+        CommitTransaction();
+        throw Error(sqlstate::kConnectionFailure, outcome.error);
+    }
+    BatchRecord rec = BuildBatchRecord(changes, outcome.rows, outcome.requests);
+    const std::string shadow = QualifiedName(kSchema, def_.shadow_table);
+    if (rec.accepted_upserts != "[]")
+        Sql("INSERT INTO " + shadow +
+                " AS s (key, row_hash, dest_id, run_id) "
+                "SELECT r.key, r.row_hash, r.dest_id, $2 FROM jsonb_to_recordset($1::jsonb) "
+                "AS r(key text, row_hash bigint, dest_id text) "
+                "ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
+                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, synced_at = now()",
+            {SqlArg::Text(rec.accepted_upserts), SqlArg::Int8(run_id_)});
+    if (rec.accepted_removals != "[]")
+        Sql("DELETE FROM " + shadow + " WHERE key IN (SELECT jsonb_array_elements_text($1::jsonb))",
+            {SqlArg::Text(rec.accepted_removals)});
+    if (rec.rejected != "[]")
+        Sql("INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, "
+            "http_status, error_code, payload, attempts) "
+            "SELECT $2, $3, $4, 'rejected', r.key, r.operation, r.reason, r.http_status, r.error_code, r.payload, "
+            "r.attempts FROM jsonb_to_recordset($1::jsonb) AS r(key jsonb, operation text, reason text, "
+            "http_status integer, error_code text, payload jsonb, attempts integer)",
+            {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id), SqlArg::Text(def_.name)});
+    Sql("DELETE FROM revetl.changes WHERE run_id = $1 AND seq <= $2",
+        {SqlArg::Int8(run_id_), SqlArg::Int8(batch_last_seq)});
+    Sql("UPDATE revetl.sync_runs SET rows_delivered = rows_delivered + $2, rows_rejected = rows_rejected + $3 "
+        "WHERE id = $1",
+        {SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered), SqlArg::Int8(rec.rejected_count)});
+    CommitTransaction();
+    rejected_ += rec.rejected_count;
+    last_seq_ = batch_last_seq;
+    return true;
+}
+
+void SyncRun::Deliver() {
+    int64_t batch_no = 0;
+    while (DeliverNextBatch(batch_no)) {
+    }
+}
+
+void SyncRun::Finish(const std::string &status, const std::string &error) {
+    BeginTransaction("revetl: finishing run");
+    SqlResult r = Sql("UPDATE revetl.sync_runs SET status = $2, finished_at = clock_timestamp(), error = $3 "
+                      "WHERE id = $1 RETURNING sync_name",
+                      {SqlArg::Int8(run_id_), SqlArg::Text(status),
+                       error.empty() ? SqlArg::Null(TEXTOID) : SqlArg::Text(error)});
+    Sql("DELETE FROM revetl.changes WHERE run_id = $1", {SqlArg::Int8(run_id_)});
+    if (!r.rows.empty())
+        Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', $2::bigint, "
+            "'status', $3::text)::text)",
+            {SqlArg::Text(r.Text(0, 0)), SqlArg::Int8(run_id_), SqlArg::Text(status)});
+    CommitTransaction();
+}
+
+RunResult SyncRun::Execute() {
+    RunResult result;
+    result.run_id = run_id_;
+    std::string error;
+    std::string status;
+    try {
+        if (!Start()) {
+            result.status = "skipped";
+            return result;
+        }
+        Plan();
+        Deliver();
+        status = (rejected_ > 0 || invalid_ > 0) ? "partial" : "succeeded";
+    } catch (const SyncDropped &e) {
+        AbortTransaction();
+        status = "cancelled";
+        error = e.what();
+    } catch (const PgError &e) {
+        AbortTransaction();
+        status = "failed";
+        error = e.message;
+        if (!e.detail.empty())
+            error += " (" + e.detail + ")";
+    } catch (const std::exception &e) {
+        AbortTransaction();
+        status = "failed";
+        error = e.what();
+    }
+    if (status == "failed")
+        PgGuard([&] {
+            ereport(LOG, (errmsg("revetl: run %lld of sync \"%s\" failed: %s", (long long)run_id_,
+                                 def_.name.c_str(), error.c_str())));
+        });
+    Finish(status, error);
+    result.status = status;
+    result.error = error;
+    return result;
+}
+
+} // namespace
+
+RunResult ExecuteRun(int64_t run_id) {
+    SyncRun run(run_id);
+    return run.Execute();
+}
+
+} // namespace revetl::pg

@@ -1,0 +1,88 @@
+#include "pg/shared_state.hpp"
+
+namespace revetl::pg {
+
+SharedState *g_shared = nullptr;
+int g_max_databases = 64;
+
+namespace {
+
+Size SharedStateSize() {
+    return add_size(offsetof(SharedState, databases), mul_size(sizeof(DatabaseSlot), g_max_databases));
+}
+
+void SetProcLatch(int procno) {
+    if (procno >= 0 && static_cast<uint32>(procno) < ProcGlobal->allProcCount)
+        SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+} // namespace
+
+void RequestSharedState() {
+    RequestAddinShmemSpace(SharedStateSize());
+    RequestNamedLWLockTranche("revetl", 1);
+}
+
+void InitSharedState() {
+    bool found = false;
+    LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+    g_shared = static_cast<SharedState *>(ShmemInitStruct("revetl", SharedStateSize(), &found));
+    if (!found) {
+        memset(g_shared, 0, SharedStateSize());
+        g_shared->lock = &(GetNamedLWLockTranche("revetl"))->lock;
+        g_shared->launcher_procno = -1;
+        g_shared->max_databases = g_max_databases;
+        ConditionVariableInit(&g_shared->run_finished);
+        for (int i = 0; i < g_max_databases; i++)
+            g_shared->databases[i].worker_procno = -1;
+    }
+    LWLockRelease(AddinShmemInitLock);
+}
+
+DatabaseSlot *FindDatabaseSlot(Oid dboid) {
+    for (int i = 0; i < g_shared->max_databases; i++)
+        if (g_shared->databases[i].dboid == dboid)
+            return &g_shared->databases[i];
+    return nullptr;
+}
+
+DatabaseSlot *FindOrAddDatabaseSlot(Oid dboid) {
+    if (DatabaseSlot *slot = FindDatabaseSlot(dboid))
+        return slot;
+    for (int i = 0; i < g_shared->max_databases; i++) {
+        DatabaseSlot *slot = &g_shared->databases[i];
+        if (slot->dboid == InvalidOid) {
+            memset(slot, 0, sizeof *slot);
+            slot->dboid = dboid;
+            slot->worker_procno = -1;
+            return slot;
+        }
+    }
+    return nullptr;
+}
+
+void WakeLauncher() {
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    g_shared->rescan_requested = true;
+    int procno = g_shared->launcher_procno;
+    LWLockRelease(g_shared->lock);
+    SetProcLatch(procno);
+}
+
+void WakeWorkerOrLauncher(Oid dboid) {
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    DatabaseSlot *slot = FindDatabaseSlot(dboid);
+    int procno = -1;
+    if (slot && slot->worker_pid != 0) {
+        procno = slot->worker_procno;
+    } else {
+        if (slot)
+            slot->no_extension = false;
+        g_shared->rescan_requested = true;
+        procno = g_shared->launcher_procno;
+    }
+    LWLockRelease(g_shared->lock);
+    SetProcLatch(procno);
+}
+
+} // namespace revetl::pg

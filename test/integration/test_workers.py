@@ -1,0 +1,132 @@
+"""The launcher and the per-database workers: start, wake, survive crashes,
+reload settings, and never block DROP DATABASE."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from pgcluster import Cluster, MockWebhook, key, wait_for  # noqa: E402
+
+
+class WorkerTest(unittest.TestCase):
+    def setUp(self):
+        self.cluster = Cluster(name="revetl-workers").start()
+        self.mock = MockWebhook()
+
+    def tearDown(self):
+        self.mock.stop()
+        self.cluster.destroy()
+
+    def make_sync(self, db="postgres", rows=5, batch_size=100):
+        self.cluster.sql(f"""
+            create extension if not exists revetl;
+            create table t (id int primary key, v text);
+            insert into t select g, 'v' || g from generate_series(1, {rows}) g;
+            create server h foreign data wrapper revetl options (type 'webhook', url '{self.mock.url}/w');
+            select revetl.create_sync('s', 'public.t', 'h', array['id'],
+                                      options => '{{"batch_size": {batch_size}}}');
+        """, db=db)
+
+    def test_launcher_and_workers_are_visible_by_type(self):
+        self.cluster.sql("create database other; create database plain")
+        self.cluster.sql("create extension revetl")
+        self.cluster.sql("create extension revetl", db="other")
+        self.cluster.wait_for_worker("postgres")
+        self.cluster.wait_for_worker("other")
+        launchers = self.cluster.sql("select count(*) from pg_stat_activity where backend_type = 'revetl launcher'")
+        self.assertEqual(launchers, "1")
+        # A database without the extension gets no lasting worker.
+        wait_for(lambda: self.cluster.sql(
+            "select count(*) = 0 from pg_stat_activity where backend_type = 'revetl worker' "
+            "and datname = 'plain'") == "t", what="probe worker in 'plain' to exit")
+        self.assertEqual(len(self.cluster.worker_pids("postgres")), 1)
+
+    def test_sigkill_mid_run_marks_run_failed_and_replans(self):
+        self.make_sync(rows=6, batch_size=1)
+        self.cluster.wait_for_worker()
+        self.mock.configure(delay_ms=700)
+        run_id = int(self.cluster.sql("select revetl.run_sync('s')"))
+        # Kill the worker while it is delivering (at least one batch is done).
+        wait_for(lambda: len(self.mock.requests()) >= 2, timeout=30, what="delivery to start")
+        pid = self.cluster.worker_pids()[0]
+        os.kill(pid, signal.SIGKILL)
+        # The postmaster resets shared memory and restarts everything.
+        wait_for(lambda: self.cluster.sql("select 1") == "1", timeout=60, what="server after crash")
+        self.mock.configure(delay_ms=0)
+        wait_for(lambda: self.cluster.sql(f"select status from revetl.sync_runs where id = {run_id}") == "failed",
+                 timeout=60, what="interrupted run to be marked failed")
+        error = self.cluster.sql(f"select error from revetl.sync_runs where id = {run_id}")
+        self.assertIn("worker stopped during this run", error)
+        retry = self.cluster.sql("select id from revetl.sync_runs where trigger = 'retry'")
+        self.assertTrue(retry)
+        self.assertEqual(self.cluster.wait_for_run(int(retry)), "succeeded")
+        expected = {key(id=i): {"id": i, "v": f"v{i}"} for i in range(1, 7)}
+        self.assertEqual(self.mock.records(), expected)
+        # At most the batch in flight was sent twice.
+        writes = self.mock.record_writes()
+        self.assertLessEqual(sum(writes.values()) + self.mock.duplicates(), 7)
+        self.assertEqual(self.cluster.sql("select count(*) from revetl.changes"), "0")
+
+    def test_terminated_worker_is_restarted(self):
+        self.cluster.sql("create extension revetl")
+        pid = self.cluster.wait_for_worker()
+        self.cluster.sql(f"select pg_terminate_backend({pid})")
+        new_pid = wait_for(lambda: [p for p in self.cluster.worker_pids() if p != pid], timeout=30,
+                           what="worker restart")[0]
+        self.assertNotEqual(new_pid, pid)
+        self.make_sync()
+        run_id = int(self.cluster.sql("select revetl.run_sync('s', wait => true)"))
+        self.assertEqual(self.cluster.wait_for_run(run_id), "succeeded")
+
+    def test_drop_database_with_running_worker_does_not_hang(self):
+        self.cluster.sql("create database doomed")
+        self.cluster.sql("create extension revetl", db="doomed")
+        self.cluster.wait_for_worker("doomed")
+        start = time.monotonic()
+        _, err, rc = self.cluster.psql("drop database doomed", check=False)
+        self.assertEqual(rc, 0, err)
+        self.assertLess(time.monotonic() - start, 10)
+        self.assertEqual(self.cluster.sql("select count(*) from pg_database where datname = 'doomed'"), "0")
+        # Renaming works too, and the worker comes back under the new name.
+        self.cluster.sql("create database before_rename")
+        self.cluster.sql("create extension revetl", db="before_rename")
+        self.cluster.wait_for_worker("before_rename")
+        _, err, rc = self.cluster.psql("alter database before_rename rename to after_rename", check=False)
+        self.assertEqual(rc, 0, err)
+        self.cluster.wait_for_worker("after_rename", timeout=40)
+
+    def test_sighup_reloads_settings_in_the_worker(self):
+        self.make_sync()
+        self.cluster.wait_for_worker()
+        self.cluster.sql("alter system set revetl.allowed_hosts = 'hooks.example.com'; select pg_reload_conf()")
+        wait_for(lambda: self.cluster.sql("show revetl.allowed_hosts") == "hooks.example.com",
+                 what="reload in this session")
+        _, err, rc = self.cluster.psql("select revetl.run_sync('s', wait => true)", check=False)
+        self.assertNotEqual(rc, 0)
+        error = self.cluster.sql("select error from revetl.sync_runs order by id desc limit 1")
+        self.assertIn('destination host "127.0.0.1" of server "h" is not in revetl.allowed_hosts', error)
+        self.assertEqual(self.mock.requests(), [])
+        self.cluster.sql("alter system reset revetl.allowed_hosts; select pg_reload_conf()")
+        wait_for(lambda: self.cluster.sql("show revetl.allowed_hosts") == "*", what="reload")
+        run_id = int(self.cluster.sql("select revetl.run_sync('s', wait => true)"))
+        self.assertEqual(self.cluster.wait_for_run(run_id), "succeeded")
+
+    def test_create_extension_without_preload_fails_with_a_hint(self):
+        plain = Cluster(name="revetl-nopreload",
+                        extra_conf="shared_preload_libraries = ''")
+        try:
+            plain.start()
+            _, err, rc = plain.psql("create extension revetl", check=False)
+            self.assertNotEqual(rc, 0)
+            self.assertIn("revetl must be loaded via shared_preload_libraries", err)
+            self.assertIn("HINT:  Add revetl to shared_preload_libraries", err)
+        finally:
+            plain.destroy()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,194 @@
+"""Throwaway PostgreSQL clusters and mock destinations for revetl's tests.
+
+A cluster lives in a temporary directory and listens only on a Unix socket in
+that directory, so tests never compete for TCP ports. Every wait has a
+timeout and polls a condition; nothing sleeps for a fixed time.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+
+def pg_bindir():
+    out = subprocess.run(["pg_config", "--bindir"], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def wait_for(condition, timeout=30.0, interval=0.05, what="condition"):
+    """Polls condition() until it returns a truthy value, or fails."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as e:  # the condition may not be checkable yet
+            last_error = e
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" +
+                       (f" (last error: {last_error})" if last_error else ""))
+
+
+class PsqlError(Exception):
+    pass
+
+
+class Cluster:
+    """A PostgreSQL 15 cluster with revetl preloaded."""
+
+    def __init__(self, extra_conf="", name="revetl"):
+        self.bindir = pg_bindir()
+        self.dir = tempfile.mkdtemp(prefix=f"{name}-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.log = os.path.join(self.dir, "postgres.log")
+        self.port = 5432
+        env = dict(os.environ, LC_ALL="C.UTF-8")
+        subprocess.run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-A", "trust",
+                        "-U", "postgres", "-E", "UTF8", "--no-sync"],
+                       check=True, capture_output=True, env=env)
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write(f"""
+shared_preload_libraries = 'revetl'
+listen_addresses = ''
+unix_socket_directories = '{self.dir}'
+port = {self.port}
+fsync = off
+log_min_messages = log
+max_worker_processes = 16
+revetl.worker_restart_delay = 1
+{extra_conf}
+""")
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self):
+        subprocess.run([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l", self.log,
+                        "-w", "-t", "60", "start"], check=True, capture_output=True)
+        wait_for(lambda: self.sql("select 1") == "1", what="server to accept connections")
+        return self
+
+    def stop(self, mode="fast"):
+        subprocess.run([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m", mode,
+                        "-w", "-t", "60", "stop"], capture_output=True)
+
+    def destroy(self):
+        self.stop("immediate")
+        if os.environ.get("REVETL_KEEP_TEST_DIRS"):
+            print(f"kept {self.dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def postmaster_pid(self):
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            return int(f.readline())
+
+    # -- SQL -----------------------------------------------------------------
+    def psql(self, sql, db="postgres", user="postgres", check=True):
+        """Runs sql through psql; returns (stdout, stderr, returncode)."""
+        cmd = [os.path.join(self.bindir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+               "-h", self.dir, "-p", str(self.port), "-U", user, "-d", db]
+        p = subprocess.run(cmd, input=sql, capture_output=True, text=True, timeout=300)
+        if check and p.returncode != 0:
+            raise PsqlError(p.stderr.strip())
+        return p.stdout, p.stderr, p.returncode
+
+    def sql(self, sql, db="postgres", user="postgres"):
+        """Runs sql and returns its output rows as one string (fields split by |)."""
+        out, _, _ = self.psql(sql, db=db, user=user)
+        return out.strip()
+
+    def rows(self, sql, db="postgres", user="postgres"):
+        out = self.sql(sql, db=db, user=user)
+        return [line.split("|") for line in out.splitlines() if line]
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def worker_pids(self, db="postgres"):
+        out = self.sql("select pid from pg_stat_activity where backend_type = 'revetl worker' "
+                       "and datname = current_database()", db=db)
+        return [int(x) for x in out.split()] if out else []
+
+    def wait_for_worker(self, db="postgres", timeout=30):
+        return wait_for(lambda: self.worker_pids(db), timeout=timeout, what=f"revetl worker in {db}")[0]
+
+    def wait_for_run(self, run_id, db="postgres", timeout=60):
+        def finished():
+            status = self.sql(f"select status from revetl.sync_runs where id = {int(run_id)}", db=db)
+            return status if status not in ("", "queued", "running") else None
+        return wait_for(finished, timeout=timeout, what=f"run {run_id} to finish")
+
+
+class MockWebhook:
+    """The mock destination in test/mock_webhook.py, in its own process."""
+
+    def __init__(self, require_token=None):
+        self.dir = tempfile.mkdtemp(prefix="revetl-mock-")
+        port_file = os.path.join(self.dir, "port")
+        cmd = [sys.executable, os.path.join(REPO, "test", "mock_webhook.py"), "--port", "0",
+               "--port-file", port_file]
+        if require_token:
+            cmd += ["--require-token", require_token]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.port = int(wait_for(lambda: open(port_file).read().strip() if os.path.exists(port_file) else None,
+                                 timeout=15, what="mock webhook to listen"))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read().decode()
+            return json.loads(text) if text else None
+
+    def requests(self):
+        return self._call("GET", "/_mock/requests")["requests"]
+
+    def records(self):
+        """{canonical key json: data} of what the destination holds."""
+        out = {}
+        for r in self._call("GET", "/_mock/records")["records"]:
+            out[json.dumps(r["key"], sort_keys=True)] = r["data"]
+        return out
+
+    def record_writes(self):
+        return {json.dumps(r["key"], sort_keys=True): r["writes"]
+                for r in self._call("GET", "/_mock/records")["records"]}
+
+    def duplicates(self):
+        return self._call("GET", "/_mock/records")["duplicates"]
+
+    def configure(self, **config):
+        return self._call("POST", "/_mock/config", config)
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def reset(self):
+        self._call("POST", "/_mock/reset", {})
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def key(**columns):
+    """The canonical form of a record key, as MockWebhook.records() uses."""
+    return json.dumps(columns, sort_keys=True)

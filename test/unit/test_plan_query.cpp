@@ -1,0 +1,161 @@
+#include "core/plan_query.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+using namespace revetl;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+namespace {
+
+PlanSpec RelationSpec() {
+    PlanSpec spec;
+    spec.model.kind = ModelRef::Kind::Relation;
+    spec.model.schema = "public";
+    spec.model.name = "users";
+    spec.key_columns = {"id"};
+    spec.shadow_schema = "revetl_shadow";
+    spec.shadow_table = "sync_1";
+    return spec;
+}
+
+size_t Count(const std::string &haystack, const std::string &needle) {
+    size_t n = 0;
+    for (size_t pos = haystack.find(needle); pos != std::string::npos; pos = haystack.find(needle, pos + 1))
+        n++;
+    return n;
+}
+
+} // namespace
+
+TEST(ModelSource, RelationIsQualifiedAndQuoted) {
+    ModelRef m;
+    m.kind = ModelRef::Kind::Relation;
+    m.schema = "Sales";
+    m.name = "open \"deals\"";
+    EXPECT_EQ(ModelSource(m), "\"Sales\".\"open \"\"deals\"\"\"");
+}
+
+TEST(ModelSource, QueryIsParenthesizedWithNewlineBeforeClose) {
+    ModelRef m;
+    m.kind = ModelRef::Kind::Query;
+    m.query = "SELECT id FROM t -- trailing comment";
+    EXPECT_EQ(ModelSource(m), "(SELECT id FROM t -- trailing comment\n)");
+    // The query's fields are ignored for a query model.
+    m.schema = "s";
+    m.name = "n";
+    EXPECT_EQ(ModelSource(m), "(SELECT id FROM t -- trailing comment\n)");
+}
+
+TEST(PayloadExpression, EmptyMapSendsWholeRow) {
+    PlanSpec spec = RelationSpec();
+    EXPECT_EQ(PayloadExpression(spec), "to_jsonb(src.*)");
+}
+
+TEST(PayloadExpression, MapExpressionsAreParenthesizedAndFieldsQuoted) {
+    PlanSpec spec = RelationSpec();
+    spec.map = {{"email", "lower(email)"}, {"it's", "score + 1 -- c"}};
+    EXPECT_EQ(PayloadExpression(spec),
+              "jsonb_build_object('email', (lower(email)\n), 'it''s', (score + 1 -- c\n))");
+}
+
+TEST(PayloadExpression, BackslashInFieldNameUsesEString) {
+    PlanSpec spec = RelationSpec();
+    spec.map = {{"a\\b", "x"}};
+    EXPECT_EQ(PayloadExpression(spec), "jsonb_build_object(E'a\\\\b', (x\n))");
+}
+
+TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
+    PlanSpec spec = RelationSpec();
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_THAT(sql, HasSubstr("FROM \"public\".\"users\" AS src"));
+    EXPECT_THAT(sql, HasSubstr(") AS m LEFT JOIN \"revetl_shadow\".\"sync_1\" AS s ON s.key = m.k "));
+    EXPECT_THAT(sql, Not(HasSubstr("FULL JOIN")));
+    EXPECT_THAT(sql, HasSubstr("to_jsonb(src.*) AS payload"));
+    EXPECT_THAT(sql, HasSubstr("jsonb_build_object('id', src.\"id\")"));
+    EXPECT_THAT(sql, HasSubstr("CASE WHEN (src.\"id\" IS NULL) THEN NULL ELSE jsonb_build_object('id', "
+                               "src.\"id\")::text END COLLATE \"C\" AS k"));
+    EXPECT_THAT(sql, HasSubstr("hashtextextended(x.payload::text, 0) AS h"));
+    EXPECT_THAT(sql, HasSubstr("count(*) OVER (PARTITION BY x.k) AS dups"));
+    // Output columns, in the documented order.
+    EXPECT_EQ(sql.rfind("SELECT (CASE WHEN m.present IS NULL THEN 'r' WHEN m.k IS NULL THEN 'n' "
+                        "WHEN m.dups > 1 THEN 'd' WHEN s.key IS NULL THEN 'a' ELSE 'c' END)::\"char\" AS op, "
+                        "coalesce(m.k, s.key, m.key_json::text) AS key, "
+                        "coalesce(m.key_json, s.key::jsonb) AS key_json, "
+                        "m.payload, m.h AS row_hash, s.dest_id, m.dups FROM (",
+                        0),
+              0u);
+    EXPECT_THAT(sql, HasSubstr("WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL "
+                               "OR s.row_hash IS DISTINCT FROM m.h"));
+}
+
+TEST(BuildPlanQuery, FullJoinOnlyWithRemovals) {
+    PlanSpec spec = RelationSpec();
+    spec.include_removals = true;
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_THAT(sql, HasSubstr(") AS m FULL JOIN \"revetl_shadow\".\"sync_1\" AS s ON s.key = m.k "));
+    EXPECT_THAT(sql, Not(HasSubstr("LEFT JOIN")));
+}
+
+TEST(BuildPlanQuery, QueryModelIsWrappedSoCommentsCannotSwallowTheParen) {
+    PlanSpec spec = RelationSpec();
+    spec.model.kind = ModelRef::Kind::Query;
+    spec.model.query = "SELECT 1 AS id -- the end";
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_THAT(sql, HasSubstr("FROM (SELECT 1 AS id -- the end\n) AS src"));
+    EXPECT_THAT(sql, Not(HasSubstr("\"public\".\"users\"")));
+    // The comment runs to the end of its line only: everything after the
+    // newline is still there.
+    size_t nl = sql.find('\n');
+    ASSERT_NE(nl, std::string::npos);
+    EXPECT_EQ(sql.substr(nl + 1, 9), ") AS src)");
+}
+
+TEST(BuildPlanQuery, EveryUserNameIsQuoted) {
+    PlanSpec spec;
+    spec.model.kind = ModelRef::Kind::Relation;
+    spec.model.schema = "sch\"ema";
+    spec.model.name = "ta'ble";
+    spec.key_columns = {"a\"b", "Tenant Id"};
+    spec.map = {{"fi'eld", "\"a\"\"b\""}};
+    spec.shadow_schema = "sha\"dow";
+    spec.shadow_table = "s\"1";
+    std::string sql = BuildPlanQuery(spec);
+
+    EXPECT_THAT(sql, HasSubstr("FROM \"sch\"\"ema\".\"ta'ble\" AS src"));
+    EXPECT_THAT(sql, HasSubstr("jsonb_build_object('a\"b', src.\"a\"\"b\", 'Tenant Id', src.\"Tenant Id\")"));
+    EXPECT_THAT(sql, HasSubstr("(src.\"a\"\"b\" IS NULL OR src.\"Tenant Id\" IS NULL)"));
+    EXPECT_THAT(sql, HasSubstr("JOIN \"sha\"\"dow\".\"s\"\"1\" AS s"));
+    EXPECT_THAT(sql, HasSubstr("'fi''eld', (\"a\"\"b\"\n)"));
+    // The bare, unquoted forms never appear.
+    EXPECT_THAT(sql, Not(HasSubstr("src.a\"b")));
+    EXPECT_THAT(sql, Not(HasSubstr(" sha\"dow")));
+    EXPECT_THAT(sql, Not(HasSubstr("'fi'eld'")));
+    // Key object is built twice (text key and key_json), null check once.
+    EXPECT_EQ(Count(sql, "jsonb_build_object('a\"b'"), 2u);
+    EXPECT_EQ(Count(sql, "IS NULL OR src.\"Tenant Id\" IS NULL"), 1u);
+}
+
+TEST(BuildValidationQuery, ExactText) {
+    PlanSpec spec = RelationSpec();
+    EXPECT_EQ(BuildValidationQuery(spec),
+              "SELECT jsonb_build_object('id', src.\"id\") AS key_json, to_jsonb(src.*) AS payload "
+              "FROM \"public\".\"users\" AS src LIMIT 0");
+    spec.model.kind = ModelRef::Kind::Query;
+    spec.model.query = "SELECT 1 AS id --";
+    spec.key_columns = {"id", "o\"rg"};
+    spec.map = {{"n", "id * 2"}};
+    EXPECT_EQ(BuildValidationQuery(spec),
+              "SELECT jsonb_build_object('id', src.\"id\", 'o\"rg', src.\"o\"\"rg\") AS key_json, "
+              "jsonb_build_object('n', (id * 2\n)) AS payload FROM (SELECT 1 AS id --\n) AS src LIMIT 0");
+}
+
+TEST(BuildShadowTableDdl, ExactText) {
+    EXPECT_EQ(BuildShadowTableDdl("revetl_shadow", "sync_42"),
+              "CREATE TABLE \"revetl_shadow\".\"sync_42\" (key text COLLATE \"C\" PRIMARY KEY, "
+              "row_hash bigint NOT NULL, dest_id text, run_id bigint NOT NULL, "
+              "synced_at timestamptz NOT NULL DEFAULT now())");
+    EXPECT_THAT(BuildShadowTableDdl("we\"ird", "t\"t"), HasSubstr("CREATE TABLE \"we\"\"ird\".\"t\"\"t\" ("));
+}
