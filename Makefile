@@ -16,7 +16,7 @@ DATA = sql/revetl--$(EXTVERSION).sql
 
 # pg_regress tests: sql/<name>.sql against expected/<name>.out, run on a
 # temporary instance with revetl preloaded (see scripts/test.sh).
-REGRESS = destinations syncs runs errors
+REGRESS = destinations syncs errors runs security
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 PG_CONFIG ?= pg_config
@@ -42,7 +42,7 @@ UNIT_BIN  = test/unit/revetl_unit
 
 $(UNIT_BIN): $(UNIT_SRCS) $(CORE_SRCS) $(wildcard src/core/*.hpp)
 	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc $(UNIT_SRCS) $(CORE_SRCS) \
-		-o $@ -lgtest -lgtest_main -lcurl -pthread
+		-DREVETL_VERSION=\"$(EXTVERSION)\" -o $@ -lgtest -lgtest_main -lcurl -pthread
 
 .PHONY: unit
 unit: $(UNIT_BIN)
@@ -53,3 +53,7 @@ format-check:
 	clang-format --dry-run --Werror src/core/*.cpp src/core/*.hpp src/pg/*.cpp src/pg/*.hpp test/unit/*.cpp
 
 EXTRA_CLEAN = $(UNIT_BIN) results regression.diffs regression.out tmp_check
+
+.PHONY: print-regress
+print-regress:
+	@echo $(REGRESS)

@@ -56,8 +56,26 @@ bool LooksLikeQuery(const std::string &model) {
 }
 
 // A query model must be exactly one read-only SELECT.
+// A syntax error in user text that revetl parsed on its own: point the
+// caret into that text (psql shows it as QUERY) instead of into the
+// statement that called revetl, and say which part of the definition it is.
+[[noreturn]] void RethrowAsInternal(PgError error, const std::string &text, int offset, const std::string &where) {
+    if (error.cursorpos > 0) {
+        error.internalpos = std::max(1, error.cursorpos - offset);
+        error.internalquery = text;
+        error.cursorpos = 0;
+    }
+    error.context = where;
+    throw error;
+}
+
 void CheckModelQuery(const std::string &query) {
     const char *problem = nullptr;
+    try {
+        PgGuard([&] { (void)raw_parser(query.c_str(), RAW_PARSE_DEFAULT); });
+    } catch (const PgError &e) {
+        RethrowAsInternal(e, query, 0, "model query");
+    }
     PgGuard([&] {
         List *raw = raw_parser(query.c_str(), RAW_PARSE_DEFAULT);
         if (list_length(raw) != 1) {
@@ -93,6 +111,11 @@ void CheckModelQuery(const std::string &query) {
 void CheckMapExpression(const MapEntry &entry) {
     bool ok = false;
     std::string sql = "SELECT " + entry.expression;
+    try {
+        PgGuard([&] { (void)raw_parser(sql.c_str(), RAW_PARSE_DEFAULT); });
+    } catch (const PgError &e) {
+        RethrowAsInternal(e, entry.expression, 7, "map expression for field \"" + entry.field + "\"");
+    }
     PgGuard([&] {
         List *raw = raw_parser(sql.c_str(), RAW_PARSE_DEFAULT);
         if (list_length(raw) != 1)

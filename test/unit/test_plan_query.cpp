@@ -1,12 +1,14 @@
 #include "core/plan_query.hpp"
 
+#include "test_util.hpp"
+
 #include <gtest/gtest.h>
 
 #include <string>
 
 using namespace revetl;
-using ::testing::HasSubstr;
-using ::testing::Not;
+using revetl_test::Contains;
+using revetl_test::NotContains;
 
 namespace {
 
@@ -70,15 +72,15 @@ TEST(PayloadExpression, BackslashInFieldNameUsesEString) {
 TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
     PlanSpec spec = RelationSpec();
     std::string sql = BuildPlanQuery(spec);
-    EXPECT_THAT(sql, HasSubstr("FROM \"public\".\"users\" AS src"));
-    EXPECT_THAT(sql, HasSubstr(") AS m LEFT JOIN \"revetl_shadow\".\"sync_1\" AS s ON s.key = m.k "));
-    EXPECT_THAT(sql, Not(HasSubstr("FULL JOIN")));
-    EXPECT_THAT(sql, HasSubstr("to_jsonb(src.*) AS payload"));
-    EXPECT_THAT(sql, HasSubstr("jsonb_build_object('id', src.\"id\")"));
-    EXPECT_THAT(sql, HasSubstr("CASE WHEN (src.\"id\" IS NULL) THEN NULL ELSE jsonb_build_object('id', "
+    EXPECT_TRUE(Contains(sql, "FROM \"public\".\"users\" AS src"));
+    EXPECT_TRUE(Contains(sql, ") AS m LEFT JOIN \"revetl_shadow\".\"sync_1\" AS s ON s.key = m.k "));
+    EXPECT_TRUE(NotContains(sql, "FULL JOIN"));
+    EXPECT_TRUE(Contains(sql, "to_jsonb(src.*) AS payload"));
+    EXPECT_TRUE(Contains(sql, "jsonb_build_object('id', src.\"id\")"));
+    EXPECT_TRUE(Contains(sql, "CASE WHEN (src.\"id\" IS NULL) THEN NULL ELSE jsonb_build_object('id', "
                                "src.\"id\")::text END COLLATE \"C\" AS k"));
-    EXPECT_THAT(sql, HasSubstr("hashtextextended(x.payload::text, 0) AS h"));
-    EXPECT_THAT(sql, HasSubstr("count(*) OVER (PARTITION BY x.k) AS dups"));
+    EXPECT_TRUE(Contains(sql, "hashtextextended(x.payload::text, 0) AS h"));
+    EXPECT_TRUE(Contains(sql, "count(*) OVER (PARTITION BY x.k) AS dups"));
     // Output columns, in the documented order.
     EXPECT_EQ(sql.rfind("SELECT (CASE WHEN m.present IS NULL THEN 'r' WHEN m.k IS NULL THEN 'n' "
                         "WHEN m.dups > 1 THEN 'd' WHEN s.key IS NULL THEN 'a' ELSE 'c' END)::\"char\" AS op, "
@@ -87,7 +89,7 @@ TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
                         "m.payload, m.h AS row_hash, s.dest_id, m.dups FROM (",
                         0),
               0u);
-    EXPECT_THAT(sql, HasSubstr("WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL "
+    EXPECT_TRUE(Contains(sql, "WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL "
                                "OR s.row_hash IS DISTINCT FROM m.h"));
 }
 
@@ -95,8 +97,8 @@ TEST(BuildPlanQuery, FullJoinOnlyWithRemovals) {
     PlanSpec spec = RelationSpec();
     spec.include_removals = true;
     std::string sql = BuildPlanQuery(spec);
-    EXPECT_THAT(sql, HasSubstr(") AS m FULL JOIN \"revetl_shadow\".\"sync_1\" AS s ON s.key = m.k "));
-    EXPECT_THAT(sql, Not(HasSubstr("LEFT JOIN")));
+    EXPECT_TRUE(Contains(sql, ") AS m FULL JOIN \"revetl_shadow\".\"sync_1\" AS s ON s.key = m.k "));
+    EXPECT_TRUE(NotContains(sql, "LEFT JOIN"));
 }
 
 TEST(BuildPlanQuery, QueryModelIsWrappedSoCommentsCannotSwallowTheParen) {
@@ -104,8 +106,8 @@ TEST(BuildPlanQuery, QueryModelIsWrappedSoCommentsCannotSwallowTheParen) {
     spec.model.kind = ModelRef::Kind::Query;
     spec.model.query = "SELECT 1 AS id -- the end";
     std::string sql = BuildPlanQuery(spec);
-    EXPECT_THAT(sql, HasSubstr("FROM (SELECT 1 AS id -- the end\n) AS src"));
-    EXPECT_THAT(sql, Not(HasSubstr("\"public\".\"users\"")));
+    EXPECT_TRUE(Contains(sql, "FROM (SELECT 1 AS id -- the end\n) AS src"));
+    EXPECT_TRUE(NotContains(sql, "\"public\".\"users\""));
     // The comment runs to the end of its line only: everything after the
     // newline is still there.
     size_t nl = sql.find('\n');
@@ -124,15 +126,15 @@ TEST(BuildPlanQuery, EveryUserNameIsQuoted) {
     spec.shadow_table = "s\"1";
     std::string sql = BuildPlanQuery(spec);
 
-    EXPECT_THAT(sql, HasSubstr("FROM \"sch\"\"ema\".\"ta'ble\" AS src"));
-    EXPECT_THAT(sql, HasSubstr("jsonb_build_object('a\"b', src.\"a\"\"b\", 'Tenant Id', src.\"Tenant Id\")"));
-    EXPECT_THAT(sql, HasSubstr("(src.\"a\"\"b\" IS NULL OR src.\"Tenant Id\" IS NULL)"));
-    EXPECT_THAT(sql, HasSubstr("JOIN \"sha\"\"dow\".\"s\"\"1\" AS s"));
-    EXPECT_THAT(sql, HasSubstr("'fi''eld', (\"a\"\"b\"\n)"));
+    EXPECT_TRUE(Contains(sql, "FROM \"sch\"\"ema\".\"ta'ble\" AS src"));
+    EXPECT_TRUE(Contains(sql, "jsonb_build_object('a\"b', src.\"a\"\"b\", 'Tenant Id', src.\"Tenant Id\")"));
+    EXPECT_TRUE(Contains(sql, "(src.\"a\"\"b\" IS NULL OR src.\"Tenant Id\" IS NULL)"));
+    EXPECT_TRUE(Contains(sql, "JOIN \"sha\"\"dow\".\"s\"\"1\" AS s"));
+    EXPECT_TRUE(Contains(sql, "'fi''eld', (\"a\"\"b\"\n)"));
     // The bare, unquoted forms never appear.
-    EXPECT_THAT(sql, Not(HasSubstr("src.a\"b")));
-    EXPECT_THAT(sql, Not(HasSubstr(" sha\"dow")));
-    EXPECT_THAT(sql, Not(HasSubstr("'fi'eld'")));
+    EXPECT_TRUE(NotContains(sql, "src.a\"b"));
+    EXPECT_TRUE(NotContains(sql, " sha\"dow"));
+    EXPECT_TRUE(NotContains(sql, "'fi'eld'"));
     // Key object is built twice (text key and key_json), null check once.
     EXPECT_EQ(Count(sql, "jsonb_build_object('a\"b'"), 2u);
     EXPECT_EQ(Count(sql, "IS NULL OR src.\"Tenant Id\" IS NULL"), 1u);
@@ -157,5 +159,5 @@ TEST(BuildShadowTableDdl, ExactText) {
               "CREATE TABLE \"revetl_shadow\".\"sync_42\" (key text COLLATE \"C\" PRIMARY KEY, "
               "row_hash bigint NOT NULL, dest_id text, run_id bigint NOT NULL, "
               "synced_at timestamptz NOT NULL DEFAULT now())");
-    EXPECT_THAT(BuildShadowTableDdl("we\"ird", "t\"t"), HasSubstr("CREATE TABLE \"we\"\"ird\".\"t\"\"t\" ("));
+    EXPECT_TRUE(Contains(BuildShadowTableDdl("we\"ird", "t\"t"), "CREATE TABLE \"we\"\"ird\".\"t\"\"t\" ("));
 }

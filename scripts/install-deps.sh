@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything revetl needs to build, run and test, from Debian 12's
+# own packages. Safe to run again. Must run as root (apt-get).
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+    echo "install-deps.sh: run as root (it calls apt-get)" >&2
+    exit 1
+fi
+
+# Debian's postgresql-common would create and start a "main" cluster on
+# install; revetl's scripts make their own throwaway clusters instead.
+mkdir -p /etc/postgresql-common
+if ! grep -qs '^create_main_cluster *= *false' /etc/postgresql-common/createcluster.conf; then
+    echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+fi
+
+packages=(
+    build-essential            # g++ 12, make
+    postgresql-15              # the server the extension runs in
+    postgresql-server-dev-15   # PGXS and server headers
+    postgresql-contrib
+    libcurl4-openssl-dev       # HTTP delivery
+    rapidjson-dev              # JSON building and parsing
+    libgtest-dev               # unit tests of the pure C++ modules
+    postgresql-15-pgtap        # SQL-level TAP tests
+    libtap-parser-sourcehandler-pgtap-perl  # pg_prove
+    python3                    # integration test harness and mock destinations
+    curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

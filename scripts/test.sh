@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds revetl, and runs every test suite:
+#   1. GoogleTest units of the pure C++ modules
+#   2. pg_regress (sql/ + expected/) on a temporary instance
+#   3. pgTAP through pg_prove
+#   4. integration tests: real clusters, a mock webhook, crashes and restarts
+# Run as root on Debian 12 (it installs packages); the PostgreSQL suites run
+# as the unprivileged "postgres" user because initdb refuses root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+if [ "$(id -u)" = 0 ]; then
+    bash scripts/install-deps.sh
+fi
+
+echo "== build"
+make -j"$(nproc)"
+if [ "$(id -u)" = 0 ]; then make install; else sudo make install; fi
+
+echo "== format"
+if command -v clang-format >/dev/null; then make format-check; else echo "clang-format not installed, skipped"; fi
+
+echo "== unit tests"
+make unit
+
+# The PostgreSQL suites run from a copy of the test material in a scratch
+# directory: the checkout may live where the postgres user cannot read.
+WORK=$(mktemp -d /tmp/revetl-test.XXXXXX)
+chmod 755 "$WORK"
+cp -r sql expected test "$WORK/"
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+    chown -R postgres: "$WORK"
+    as_pg=(runuser -u postgres --)
+fi
+export PYTHONDONTWRITEBYTECODE=1
+REGRESS_TESTS=$(make -s print-regress)
+cd "$WORK"
+
+status=0
+echo "== pg_regress"
+PG_REGRESS="$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress"
+if ! "${as_pg[@]}" "$PG_REGRESS" --temp-instance="$WORK/regress-instance" --temp-config=test/regress.conf \
+        --inputdir=. --outputdir="$WORK/regress" --bindir="$(pg_config --bindir)" $REGRESS_TESTS; then
+    cat "$WORK/regress/regression.diffs" 2>/dev/null || true
+    status=1
+fi
+
+echo "== pgTAP"
+"${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/pgtap/run.py || status=1
+
+echo "== integration"
+"${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/integration/run.py || status=1
+
+echo "== mock destination self-test"
+"${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/test_mock_webhook.py || status=1
+
+cd "$REPO"
+rm -rf "$WORK"
+if [ $status = 0 ]; then echo "revetl: all suites passed"; else echo "revetl: some suites FAILED"; fi
+exit $status
