@@ -16,7 +16,7 @@ DATA = sql/revetl--$(EXTVERSION).sql
 
 # pg_regress tests: sql/<name>.sql against expected/<name>.out, run on a
 # temporary instance with revetl preloaded (see scripts/test.sh).
-REGRESS = destinations syncs errors runs security
+REGRESS = destinations syncs errors runs security sync_language sync_language_errors
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 PG_CONFIG ?= pg_config
@@ -31,6 +31,9 @@ SHLIB_LINK  = -lcurl -lstdc++
 # JIT bitcode for a C++ module is of no use (no SQL-callable hot path is
 # inlined) and would need clang at build time.
 override with_llvm = no
+
+# Track header dependencies, so a changed header rebuilds what includes it.
+override autodepend = yes
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -57,3 +60,24 @@ EXTRA_CLEAN = $(UNIT_BIN) results regression.diffs regression.out tmp_check
 .PHONY: print-regress
 print-regress:
 	@echo $(REGRESS)
+
+# src/core must stay pure C++: no PostgreSQL header, no glue header.
+.PHONY: check-boundary
+check-boundary:
+	@if grep -nE '#include *[<"](postgres|postgres_ext|fmgr|funcapi|miscadmin|pgstat|access/|catalog/|commands/|executor/|nodes/|parser/|storage/|tcop/|utils/|pg/)' src/core/*.cpp src/core/*.hpp; then \
+		echo "src/core includes a PostgreSQL or glue header" >&2; exit 1; \
+	else echo "boundary ok: src/core includes no PostgreSQL header"; fi
+
+# libFuzzer target for the sync language parser (clang, with ASan/LSan/UBSan).
+FUZZ_BIN = test/fuzz/sync_language_fuzzer
+FUZZ_SECONDS ?= 60
+
+$(FUZZ_BIN): test/fuzz/sync_language_fuzzer.cpp src/core/sync_language.cpp src/core/sync_language.hpp src/core/error.hpp
+	clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc \
+		test/fuzz/sync_language_fuzzer.cpp src/core/sync_language.cpp -o $@
+
+.PHONY: fuzz
+fuzz: $(FUZZ_BIN)
+	mkdir -p /tmp/revetl-fuzz-corpus
+	./$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024 -max_len=4096 \
+		-print_final_stats=1 /tmp/revetl-fuzz-corpus test/fuzz/corpus

@@ -27,6 +27,8 @@ packages=(
     libtap-parser-sourcehandler-pgtap-perl  # pg_prove
     python3                    # integration test harness and mock destinations
     curl
+    clang-format               # formatting check in the test run
+    clang libclang-rt-14-dev   # libFuzzer target for the sync language parser
 )
 
 missing=()

@@ -18,11 +18,17 @@ echo "== build"
 make -j"$(nproc)"
 if [ "$(id -u)" = 0 ]; then make install; else sudo make install; fi
 
+echo "== boundary"
+make -s check-boundary
+
 echo "== format"
 if command -v clang-format >/dev/null; then make format-check; else echo "clang-format not installed, skipped"; fi
 
 echo "== unit tests"
 make unit
+
+echo "== fuzzing the sync language parser (${FUZZ_SECONDS:-60}s)"
+make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 
 # The PostgreSQL suites run from a copy of the test material in a scratch
 # directory: the checkout may live where the postgres user cannot read.

@@ -32,11 +32,16 @@ CREATE TABLE revetl.syncs (
     model_name    text,
     model_query   text,
     destination   text NOT NULL,
+    object        text,
+    match_on      text,
     key_columns   text[] NOT NULL CHECK (cardinality(key_columns) BETWEEN 1 AND 32),
-    mode          text NOT NULL DEFAULT 'upsert' CHECK (mode IN ('upsert', 'mirror')),
-    map           jsonb CHECK (map IS NULL OR jsonb_typeof(map) = 'object'),
+    mode          text NOT NULL DEFAULT 'upsert' CHECK (mode IN ('upsert', 'update', 'insert', 'mirror')),
+    -- [{"field": destination field, "expression": SQL over the model}], in order
+    map           jsonb CHECK (map IS NULL OR jsonb_typeof(map) = 'array'),
     options       jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(options) = 'object'),
-    schedule      text NOT NULL DEFAULT 'manual',
+    schedule_kind text NOT NULL DEFAULT 'manual'
+                  CHECK (schedule_kind IN ('manual', 'every', 'cron', 'on change', 'after')),
+    schedule_value text,
     paused        boolean NOT NULL DEFAULT false,
     shadow_table  text NOT NULL UNIQUE,
     search_path   text NOT NULL DEFAULT '',
@@ -142,18 +147,79 @@ CREATE FUNCTION revetl.create_sync(
     key         text[],
     mode        text DEFAULT 'upsert',
     map         jsonb DEFAULT NULL,
-    options     jsonb DEFAULT '{}')
+    options     jsonb DEFAULT '{}',
+    object      text DEFAULT NULL,
+    match_on    text DEFAULT NULL,
+    schedule    text DEFAULT 'manual',
+    replace     boolean DEFAULT false)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'revetl_create_sync'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
-COMMENT ON FUNCTION revetl.create_sync(text, text, text, text[], text, jsonb, jsonb) IS
-  'creates a sync from a table, view or query (model) to a revetl foreign server (destination)';
+COMMENT ON FUNCTION revetl.create_sync(text, text, text, text[], text, jsonb, jsonb, text, text, text, boolean) IS
+  'creates a sync from a table, view or query (model) to a revetl foreign server (destination); the function form of CREATE [OR REPLACE] SYNC';
 
 CREATE FUNCTION revetl.drop_sync(name text, if_exists boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'revetl_drop_sync'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+COMMENT ON FUNCTION revetl.drop_sync(text, boolean) IS 'the function form of DROP SYNC';
+
+-- ALTER SYNC in function form: every argument left NULL keeps its value.
+-- map => '[]' (or '{}') drops the MAP; options are merged, and an option
+-- set to JSON null is removed.
+CREATE FUNCTION revetl.alter_sync(
+    name        text,
+    model       text DEFAULT NULL,
+    destination text DEFAULT NULL,
+    key         text[] DEFAULT NULL,
+    mode        text DEFAULT NULL,
+    map         jsonb DEFAULT NULL,
+    options     jsonb DEFAULT NULL,
+    object      text DEFAULT NULL,
+    match_on    text DEFAULT NULL,
+    schedule    text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'revetl_alter_sync'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION revetl.rename_sync(name text, new_name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'revetl_rename_sync'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION revetl.alter_sync_owner(name text, new_owner name)
+RETURNS void
+AS 'MODULE_PATHNAME', 'revetl_alter_sync_owner'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION revetl.pause_sync(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'revetl_pause_sync'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION revetl.resume_sync(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'revetl_resume_sync'
+LANGUAGE C STRICT VOLATILE;
+
+-- The sync language: one or more CREATE / ALTER / DROP SYNC statements,
+-- separated by semicolons. All of them parse before any runs, and they run
+-- in the caller's transaction, so a failure leaves nothing half-applied.
+CREATE FUNCTION revetl.execute(statements text)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'revetl_execute'
+LANGUAGE C STRICT VOLATILE;
+
+COMMENT ON FUNCTION revetl.execute(text) IS
+  'runs CREATE [OR REPLACE] SYNC, ALTER SYNC and DROP SYNC statements; returns one command tag per statement';
+
+-- A CREATE SYNC statement that recreates the sync exactly.
+CREATE FUNCTION revetl.sync_ddl(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'revetl_sync_ddl'
+LANGUAGE C STRICT STABLE;
 
 CREATE FUNCTION revetl.run_sync(name text, wait boolean DEFAULT false)
 RETURNS bigint

@@ -25,9 +25,9 @@ SELECT revetl.run_sync('events_out', wait => true);
 ROLLBACK;
 
 -- A paused sync does not run.
-UPDATE revetl.syncs SET paused = true WHERE name = 'events_out';
+SELECT revetl.pause_sync('events_out');
 SELECT revetl.run_sync('events_out');
-UPDATE revetl.syncs SET paused = false WHERE name = 'events_out';
+SELECT revetl.resume_sync('events_out');
 
 -- Dropping a sync cancels its queued runs.
 SELECT revetl.drop_sync('events_out');

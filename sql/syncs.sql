@@ -38,12 +38,15 @@ SELECT payload->>'signed_up' AS signed_up FROM revetl.preview_sync('all_columns'
 RESET DateStyle;
 RESET TimeZone;
 
--- A query model, with a key of two columns, NULL keys and duplicates.
+-- A query model with a key of two columns. Keys must be unique when the sync
+-- is created; rows that later break that (or have a NULL key) are reported as
+-- invalid and never sent.
+CREATE TABLE extra_signups (plan text, signed_up date, n int);
 SELECT revetl.create_sync('by_plan', $$
     SELECT plan, signed_up, count(*) AS n FROM customers GROUP BY plan, signed_up
-    UNION ALL SELECT 'pro', '2024-01-02', 99
-    UNION ALL SELECT NULL, '2024-01-01', 1   -- a trailing comment is harmless
+    UNION ALL SELECT plan, signed_up, n FROM extra_signups   -- a trailing comment is harmless
   $$, 'hooks', ARRAY['plan', 'signed_up']);
+INSERT INTO extra_signups VALUES ('pro', '2024-01-02', 99), (NULL, '2024-01-01', 1);
 SELECT action, key, payload, reason FROM revetl.preview_sync('by_plan', 10)
  ORDER BY action, key::text, payload::text;
 

@@ -24,7 +24,8 @@ HttpResponse SendOne(HttpClient &client, const HttpRequest &request, const Deliv
 std::string DescribeFailure(const HttpResponse &r, const WebhookSettings &settings) {
     std::string where = RedactUrl(settings.url);
     if (r.status == 0)
-        return "could not reach " + where + ": " + (r.timed_out ? std::string("timed out") : r.transport_error);
+        return "could not reach " + where + ": " +
+               (r.timed_out ? std::string("timed out") : r.transport_error);
     return "destination " + where + " answered HTTP " + std::to_string(r.status) +
            (r.body.empty() ? std::string() : ": " + Truncate(r.body, 300));
 }
@@ -51,7 +52,8 @@ BatchOutcome DeliverBatch(HttpClient &client, const WebhookSettings &settings, c
             return outcome;
         }
         outcome.retries++;
-        hooks.sleep(policy.DelayMs(response, attempt + 1, hooks.random ? hooks.random() : 0.5, std::time(nullptr)));
+        hooks.sleep(
+            policy.DelayMs(response, attempt + 1, hooks.random ? hooks.random() : 0.5, std::time(nullptr)));
     }
 }
 

@@ -13,8 +13,8 @@ namespace revetl {
 namespace {
 
 const std::vector<std::string> kTypes = {"webhook"};
-const std::vector<std::string> kServerOptions = {"type",       "url",         "method",      "headers", "timeout",
-                                                 "connect_timeout", "batch_size", "max_attempts"};
+const std::vector<std::string> kServerOptions = {
+    "type", "url", "method", "headers", "timeout", "connect_timeout", "batch_size", "max_attempts"};
 const std::vector<std::string> kUserMappingOptions = {"token", "headers"};
 
 std::string Join(const std::vector<std::string> &items) {
@@ -56,9 +56,9 @@ long ParseBoundedInt(const std::string &option, const std::string &text, long mi
               std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
     long value = ok ? std::stol(text) : 0;
     if (!ok || value < min || value > max)
-        throw Error(sqlstate::kFdwInvalidOptionValue,
-                    "invalid value for option \"" + option + "\": \"" + text + "\"",
-                    "The value must be an integer from " + std::to_string(min) + " to " + std::to_string(max) + ".");
+        throw Error(
+            sqlstate::kFdwInvalidOptionValue, "invalid value for option \"" + option + "\": \"" + text + "\"",
+            "The value must be an integer from " + std::to_string(min) + " to " + std::to_string(max) + ".");
     return value;
 }
 
@@ -101,13 +101,12 @@ OptionList ParseHeaderObject(const std::string &option, const std::string &json,
     for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
         std::string name(it->name.GetString(), it->name.GetStringLength());
         if (!IsToken(name))
-            throw Error(sqlstate::kFdwInvalidOptionValue,
-                        "invalid header name in option \"" + option + "\"",
+            throw Error(sqlstate::kFdwInvalidOptionValue, "invalid header name in option \"" + option + "\"",
                         secret ? std::string("A header name is not a valid HTTP token.")
                                : "\"" + name + "\" is not a valid HTTP header name.");
         if (!it->value.IsString())
-            throw Error(sqlstate::kFdwInvalidOptionValue, "invalid value for header \"" + name + "\" in option \"" +
-                                                              option + "\"",
+            throw Error(sqlstate::kFdwInvalidOptionValue,
+                        "invalid value for header \"" + name + "\" in option \"" + option + "\"",
                         "Header values must be JSON strings.");
         std::string value(it->value.GetString(), it->value.GetStringLength());
         if (value.find_first_of("\r\n", 0) != std::string::npos || value.find('\0') != std::string::npos ||
@@ -177,7 +176,8 @@ bool HostAllowed(const std::string &host, const std::string &allowlist) {
     size_t pos = 0;
     while (pos <= allowlist.size()) {
         size_t comma = allowlist.find(',', pos);
-        std::string item = allowlist.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        std::string item =
+            allowlist.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
         item.erase(std::remove_if(item.begin(), item.end(), [](unsigned char c) { return std::isspace(c); }),
                    item.end());
         item = Lower(item);
@@ -239,8 +239,7 @@ void ValidateOptions(OptionContext context, const OptionList &options) {
         return;
     case OptionContext::Other:
         if (!options.empty())
-            throw Error(sqlstate::kFdwInvalidOptionName,
-                        "invalid option \"" + options.front().first + "\"",
+            throw Error(sqlstate::kFdwInvalidOptionName, "invalid option \"" + options.front().first + "\"",
                         "revetl destinations take options on servers and user mappings only.");
         return;
     case OptionContext::UserMapping:
@@ -250,8 +249,9 @@ void ValidateOptions(OptionContext context, const OptionList &options) {
                 RejectUnknown(o.first, kUserMappingOptions, "a revetl user mapping");
             if (o.first == "headers")
                 ParseHeaderObject(o.first, o.second, true);
-            if (o.first == "token" && (o.second.empty() || o.second.find_first_of("\r\n") != std::string::npos ||
-                                       o.second.size() > 8192))
+            if (o.first == "token" &&
+                (o.second.empty() || o.second.find_first_of("\r\n") != std::string::npos ||
+                 o.second.size() > 8192))
                 throw Error(sqlstate::kFdwInvalidOptionValue, "invalid value for option \"token\"",
                             "The token must be non-empty, at most 8192 bytes, without line breaks.");
         }
@@ -292,7 +292,8 @@ void ValidateOptions(OptionContext context, const OptionList &options) {
     }
     if (type.empty())
         throw Error(sqlstate::kFdwInvalidOptionValue, "a revetl server needs the option \"type\"", {},
-                    "Valid types are: " + Join(kTypes) + ". For example: OPTIONS (type 'webhook', url '...').");
+                    "Valid types are: " + Join(kTypes) +
+                        ". For example: OPTIONS (type 'webhook', url '...').");
     if (std::find(kTypes.begin(), kTypes.end(), type) == kTypes.end()) {
         std::string hint = "Valid types are: " + Join(kTypes) + ".";
         std::string close = ClosestMatch(type, kTypes);

@@ -37,10 +37,23 @@ public:
     const std::string &detail() const { return detail_; }
     const std::string &hint() const { return hint_; }
 
+    // 1-based character position in `source()` where the error is, or 0.
+    // The glue reports it as PostgreSQL's internal query position, so psql
+    // draws a caret under the offending part of a sync statement.
+    int position() const { return position_; }
+    const std::string &source() const { return source_; }
+    Error &At(int position, std::string source) {
+        position_ = position;
+        source_ = std::move(source);
+        return *this;
+    }
+
 private:
     std::string sqlstate_;
     std::string detail_;
     std::string hint_;
+    int position_ = 0;
+    std::string source_;
 };
 
 } // namespace revetl

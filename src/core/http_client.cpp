@@ -14,12 +14,12 @@ namespace revetl {
 namespace {
 
 // Names the failing libcurl call in the error, as pg_net's macro does.
-#define REVETL_CURL_CHECK(call)                                                                      \
-    do {                                                                                             \
-        auto rc_ = (call);                                                                           \
-        if (rc_ != 0)                                                                                \
-            throw Error(sqlstate::kInternalError, std::string("libcurl call failed: ") + #call,      \
-                        std::string("libcurl code ") + std::to_string(static_cast<int>(rc_)) + "."); \
+#define REVETL_CURL_CHECK(call)                                                                              \
+    do {                                                                                                     \
+        auto rc_ = (call);                                                                                   \
+        if (rc_ != 0)                                                                                        \
+            throw Error(sqlstate::kInternalError, std::string("libcurl call failed: ") + #call,              \
+                        std::string("libcurl code ") + std::to_string(static_cast<int>(rc_)) + ".");         \
     } while (0)
 
 void GlobalInitOnce() {
@@ -41,7 +41,8 @@ struct Transfer {
 size_t OnBody(char *data, size_t size, size_t nmemb, void *userp) {
     auto *t = static_cast<Transfer *>(userp);
     size_t n = size * nmemb;
-    size_t room = HttpClient::kMaxResponseBody - std::min(HttpClient::kMaxResponseBody, t->response.body.size());
+    size_t room =
+        HttpClient::kMaxResponseBody - std::min(HttpClient::kMaxResponseBody, t->response.body.size());
     if (n > room) {
         t->response.body_truncated = true;
         t->response.body.append(data, room);
@@ -205,6 +206,8 @@ std::vector<std::pair<uint64_t, HttpResponse>> HttpClient::Poll(int max_wait_ms)
     return done;
 }
 
-size_t HttpClient::InFlight() const { return impl_->active.size(); }
+size_t HttpClient::InFlight() const {
+    return impl_->active.size();
+}
 
 } // namespace revetl

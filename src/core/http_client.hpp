@@ -19,16 +19,16 @@ struct HttpRequest {
     std::string url;
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
-    long timeout_ms = 30000;        // whole transfer; always > 0
+    long timeout_ms = 30000;         // whole transfer; always > 0
     long connect_timeout_ms = 10000; // always > 0
 };
 
 struct HttpResponse {
-    long status = 0;          // 0 when no HTTP answer arrived
-    std::string body;         // truncated at kMaxResponseBody
+    long status = 0;  // 0 when no HTTP answer arrived
+    std::string body; // truncated at kMaxResponseBody
     bool body_truncated = false;
     std::vector<std::pair<std::string, std::string>> headers; // names lower-cased
-    std::string transport_error; // curl's message when status == 0
+    std::string transport_error;                              // curl's message when status == 0
     bool timed_out = false;
     double elapsed_s = 0;
 

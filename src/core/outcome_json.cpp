@@ -9,7 +9,9 @@ namespace {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
-void String(Writer &w, const std::string &s) { w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size())); }
+void String(Writer &w, const std::string &s) {
+    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
+}
 
 } // namespace
 

@@ -10,7 +10,7 @@
 namespace revetl {
 
 struct BatchRecord {
-    std::string accepted_upserts; // [{"key":..., "row_hash":..., "dest_id":...}]
+    std::string accepted_upserts;  // [{"key":..., "row_hash":..., "dest_id":...}]
     std::string accepted_removals; // ["key text", ...]
     std::string rejected;          // [{"key":{..}, "operation":..., "reason":..., ...}]
     int64_t delivered = 0;

@@ -59,9 +59,9 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
     // the shadow table is keyed by; "C" collation keeps comparisons bytewise.
     // A row whose key has a NULL gets no key text, so it can never match.
     std::string model_rows = "SELECT CASE WHEN " + AnyKeyNull(spec.key_columns) + " THEN NULL ELSE " +
-                             key_json + "::text END COLLATE \"C\" AS k, " + key_json +
-                             " AS key_json, " + PayloadExpression(spec) + " AS payload FROM " +
-                             ModelSource(spec.model) + " AS src";
+                             key_json + "::text END COLLATE \"C\" AS k, " + key_json + " AS key_json, " +
+                             PayloadExpression(spec) + " AS payload FROM " + ModelSource(spec.model) +
+                             " AS src";
 
     std::string m = "SELECT true AS present, x.k, x.key_json, x.payload, "
                     "hashtextextended(x.payload::text, 0) AS h, "
@@ -81,8 +81,8 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
            "FROM (" +
            m + ") AS m " + join + " " + shadow +
            " AS s ON s.key = m.k "
-           "WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL "
-           "OR s.row_hash IS DISTINCT FROM m.h";
+           "WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL" +
+           std::string(spec.include_changes ? " OR s.row_hash IS DISTINCT FROM m.h" : "");
 }
 
 std::string BuildValidationQuery(const PlanSpec &spec) {

@@ -28,6 +28,7 @@ struct PlanSpec {
     std::vector<std::string> key_columns;
     std::vector<MapEntry> map; // empty: every model column, by its own name
     bool include_removals = false;
+    bool include_changes = true; // false in INSERT mode: only new rows are sent
     std::string shadow_schema;
     std::string shadow_table;
 };

@@ -49,7 +49,8 @@ std::optional<long> ParseRetryAfterSeconds(const std::string &value, std::time_t
 
 long RetryPolicy::BackoffMs(int attempt, double random) const {
     int exponent = std::clamp(attempt - 2, 0, 30);
-    double ceiling = std::min<double>(static_cast<double>(max_delay_ms), base_delay_ms * std::pow(2.0, exponent));
+    double ceiling =
+        std::min<double>(static_cast<double>(max_delay_ms), base_delay_ms * std::pow(2.0, exponent));
     // Full jitter spreads retries of many workers; the floor of half the
     // ceiling keeps a retry from firing immediately.
     double delay = ceiling / 2 + (ceiling / 2) * std::clamp(random, 0.0, 1.0);

@@ -24,7 +24,7 @@ ResponseClass ClassifyResponse(const HttpResponse &response);
 std::optional<long> ParseRetryAfterSeconds(const std::string &value, std::time_t now);
 
 struct RetryPolicy {
-    int max_attempts = 5;   // attempts per batch in one run, first included
+    int max_attempts = 5; // attempts per batch in one run, first included
     long base_delay_ms = 250;
     long max_delay_ms = 30000;
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "core/plan_query.hpp"
+#include "core/sync_language.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -20,9 +21,23 @@ struct SyncOptions {
 // naming an unknown or bad option.
 SyncOptions ParseSyncOptions(const std::string &json);
 
-// The map argument: a JSON object of destination field -> SQL expression.
-// Throws when it is not an object of non-empty strings.
+// A map as JSON: the stored form, an array of {"field", "expression"}
+// objects in order, or the function form's object of field -> expression.
+// Throws when it is neither, or names a field twice.
 std::vector<MapEntry> ParseMap(const std::string &json);
+
+// The stored form of a map (a JSON array, in order).
+std::string MapToJson(const std::vector<MapEntry> &map);
+
+// Sync options from the language's WITH clause, as a JSON object.
+std::string OptionsToJson(const std::vector<dsl::OptionItem> &options);
+
+// The options JSON object as WITH clause items (for sync_ddl).
+std::vector<dsl::OptionItem> OptionsFromJson(const std::string &json);
+
+// Merges `changes` (JSON object; a null value removes the option) into
+// `base`, both JSON objects; returns the result.
+std::string MergeOptions(const std::string &base, const std::string &changes);
 
 // A JSON array of strings (key columns as stored).
 std::vector<std::string> ParseStringArray(const std::string &json);
@@ -34,16 +49,23 @@ struct SyncDefinition {
     std::string owner_name;
     ModelRef model;
     std::string destination;
+    std::optional<std::string> object;
+    std::optional<std::string> match_on;
     std::vector<std::string> key_columns;
     std::string mode; // upsert | mirror
     std::vector<MapEntry> map;
     SyncOptions options;
+    std::string options_json = "{}";
+    dsl::Schedule schedule;
     bool paused = false;
     std::string shadow_table;
     std::string search_path;
 
     PlanSpec Plan(const std::string &shadow_schema) const;
     std::string ModelDisplayName() const; // for messages
+
+    // The definition as a CREATE SYNC statement's parts (for sync_ddl).
+    dsl::CreateSync ToStatement() const;
 };
 
 } // namespace revetl

@@ -37,12 +37,15 @@ std::string StringMember(const rapidjson::Value &obj, const char *name) {
 
 } // namespace
 
-const char *OpName(Change::Op op) { return op == Change::Op::Remove ? "delete" : "upsert"; }
+const char *OpName(Change::Op op) {
+    return op == Change::Op::Remove ? "delete" : "upsert";
+}
 
 std::string Truncate(const std::string &text, size_t max_bytes) {
     std::string out = text.substr(0, max_bytes);
     // Do not cut a UTF-8 sequence in half.
-    while (!out.empty() && out.size() < text.size() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80)
+    while (!out.empty() && out.size() < text.size() &&
+           (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80)
         out.pop_back();
     if (!out.empty() && out.size() < text.size() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0xC0)
         out.pop_back();
@@ -53,8 +56,9 @@ std::string Truncate(const std::string &text, size_t max_bytes) {
 }
 
 std::string RecordIdempotencyKey(int64_t sync_id, const Change &change) {
-    std::string material = std::to_string(sync_id) + "\x1f" + change.key + "\x1f" +
-                           (change.op == Change::Op::Remove ? std::string("delete") : std::to_string(change.row_hash));
+    std::string material =
+        std::to_string(sync_id) + "\x1f" + change.key + "\x1f" +
+        (change.op == Change::Op::Remove ? std::string("delete") : std::to_string(change.row_hash));
     char buf[40];
     std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(Fnv1a(material, 0)),
                   static_cast<unsigned long long>(Fnv1a(material, 0x9e3779b97f4a7c15ULL)));
@@ -80,7 +84,10 @@ HttpRequest BuildWebhookRequest(const WebhookSettings &settings, const BatchCont
         batch_material += idem;
         w.StartObject();
         w.Key("op");
-        w.String(OpName(c.op));
+        if (c.op == Change::Op::Remove)
+            w.String("delete");
+        else
+            w.String(context.write_op.c_str(), static_cast<rapidjson::SizeType>(context.write_op.size()));
         // Key and payload are jsonb renderings from PostgreSQL: already valid
         // JSON, so they are copied in as they are rather than re-parsed.
         w.Key("key");

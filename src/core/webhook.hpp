@@ -16,6 +16,9 @@ struct BatchContext {
     std::string sync_name;
     int64_t run_id = 0;
     int64_t batch_no = 0;
+    // The op sent for added and changed rows: "upsert", "insert" or
+    // "update", after the sync's mode.
+    std::string write_op = "upsert";
 };
 
 // A stable key for (sync, record key, row version): a resend of the same row

@@ -9,7 +9,8 @@ namespace {
 constexpr const char *kSelectSync =
     "SELECT s.id, s.name, s.owner::oid, s.owner::text, s.model_kind, s.model_schema, s.model_name, "
     "s.model_query, s.destination, array_to_json(s.key_columns)::text, s.mode, s.map::text, "
-    "s.options::text, s.paused, s.shadow_table, s.search_path FROM revetl.syncs s ";
+    "s.options::text, s.paused, s.shadow_table, s.search_path, s.object, s.match_on, s.schedule_kind, "
+    "s.schedule_value FROM revetl.syncs s ";
 
 SyncDefinition FromRow(const SqlResult &r) {
     SyncDefinition d;
@@ -30,10 +31,22 @@ SyncDefinition FromRow(const SqlResult &r) {
     d.mode = r.Text(0, 10);
     if (r.At(0, 11))
         d.map = ParseMap(*r.At(0, 11));
-    d.options = ParseSyncOptions(r.Text(0, 12));
+    d.options_json = r.Text(0, 12);
+    d.options = ParseSyncOptions(d.options_json);
     d.paused = r.Bool(0, 13);
     d.shadow_table = r.Text(0, 14);
     d.search_path = r.Text(0, 15);
+    if (r.At(0, 16))
+        d.object = *r.At(0, 16);
+    if (r.At(0, 17))
+        d.match_on = *r.At(0, 17);
+    std::string kind = r.Text(0, 18);
+    d.schedule.value = r.Text(0, 19);
+    d.schedule.kind = kind == "every"       ? dsl::Schedule::Kind::Every
+                      : kind == "cron"      ? dsl::Schedule::Kind::Cron
+                      : kind == "on change" ? dsl::Schedule::Kind::OnChange
+                      : kind == "after"     ? dsl::Schedule::Kind::After
+                                            : dsl::Schedule::Kind::Manual;
     return d;
 }
 
@@ -52,14 +65,14 @@ OptionList ToOptionList(List *options) {
 } // namespace
 
 std::optional<SyncDefinition> LoadSyncById(int64_t id) {
-    SqlResult r = Sql(std::string(kSelectSync) + "WHERE s.id = $1", {SqlArg::Int8(id)}, true);
+    SqlResult r = Sql(std::string(kSelectSync) + "WHERE s.id = $1", {SqlArg::Int8(id)});
     if (r.rows.empty())
         return std::nullopt;
     return FromRow(r);
 }
 
 std::optional<SyncDefinition> LoadSyncByName(const std::string &name) {
-    SqlResult r = Sql(std::string(kSelectSync) + "WHERE s.name = $1", {SqlArg::Text(name)}, true);
+    SqlResult r = Sql(std::string(kSelectSync) + "WHERE s.name = $1", {SqlArg::Text(name)});
     if (r.rows.empty())
         return std::nullopt;
     return FromRow(r);
@@ -81,10 +94,20 @@ Destination LookupDestination(const std::string &server_name) {
         server = GetForeignServerByName(server_name.c_str(), true);
         revetl_fdw = get_foreign_data_wrapper_oid("revetl", true);
     });
-    if (!server)
+    if (!server) {
+        std::vector<std::string> names;
+        SqlResult r = Sql("SELECT s.srvname FROM pg_catalog.pg_foreign_server s "
+                          "JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw "
+                          "WHERE w.fdwname = 'revetl' ORDER BY 1 LIMIT 1000",
+                          {}, true);
+        for (size_t i = 0; i < r.rows.size(); i++)
+            names.push_back(r.Text(i, 0));
+        std::string close = ClosestMatch(server_name, names);
         throw Error(sqlstate::kUndefinedObject, "server \"" + server_name + "\" does not exist", {},
-                    "Create it with CREATE SERVER " + server_name +
-                        " FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook', url '...').");
+                    !close.empty() ? "Perhaps you meant the revetl server \"" + close + "\"."
+                                   : "Create it with CREATE SERVER " + server_name +
+                                         " FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook', url '...').");
+    }
     if (server->fdwid != revetl_fdw)
         throw Error(sqlstate::kInvalidParameterValue,
                     "server \"" + server_name + "\" is not a revetl destination",
@@ -105,8 +128,8 @@ void LoadUserMapping(Destination &dest, Oid role) {
     List *options = NIL;
     bool found = false;
     PgGuard([&] {
-        HeapTuple tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(role),
-                                       ObjectIdGetDatum(dest.server_oid));
+        HeapTuple tp =
+            SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(role), ObjectIdGetDatum(dest.server_oid));
         if (!HeapTupleIsValid(tp))
             tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
                                  ObjectIdGetDatum(dest.server_oid));
@@ -127,7 +150,8 @@ void CheckServerUsage(const Destination &dest, Oid role) {
     AclResult acl = ACLCHECK_OK;
     PgGuard([&] { acl = pg_foreign_server_aclcheck(dest.server_oid, role, ACL_USAGE); });
     if (acl != ACLCHECK_OK)
-        throw Error(sqlstate::kInsufficientPrivilege, "permission denied for foreign server " + dest.server_name,
+        throw Error(sqlstate::kInsufficientPrivilege,
+                    "permission denied for foreign server " + dest.server_name,
                     "Role " + RoleName(role) + " has no USAGE privilege on the destination.",
                     "A superuser or the server's owner can run GRANT USAGE ON FOREIGN SERVER " +
                         dest.server_name + " TO " + RoleName(role) + ".");
@@ -136,8 +160,9 @@ void CheckServerUsage(const Destination &dest, Oid role) {
 Oid ExtensionOwner() {
     SqlResult r = Sql("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'revetl'", {}, true);
     if (r.rows.empty())
-        throw Error(sqlstate::kObjectNotInPrerequisiteState, "extension \"revetl\" is not installed in this database",
-                    {}, "Run CREATE EXTENSION revetl.");
+        throw Error(sqlstate::kObjectNotInPrerequisiteState,
+                    "extension \"revetl\" is not installed in this database", {},
+                    "Run CREATE EXTENSION revetl.");
     return static_cast<Oid>(std::stoul(r.Text(0, 0)));
 }
 

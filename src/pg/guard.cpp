@@ -6,7 +6,9 @@ namespace revetl::pg {
 
 namespace {
 
-char *DupOrNull(const std::string &s) { return s.empty() ? nullptr : pstrdup(s.c_str()); }
+char *DupOrNull(const std::string &s) {
+    return s.empty() ? nullptr : pstrdup(s.c_str());
+}
 
 ErrorData *NewErrorData(int sqlerrcode, const std::string &message) {
     auto *edata = static_cast<ErrorData *>(palloc0(sizeof(ErrorData)));
@@ -57,6 +59,10 @@ ErrorData *CurrentExceptionToErrorData() {
         ErrorData *edata = NewErrorData(SqlState(e.sqlstate()), e.what());
         edata->detail = DupOrNull(e.detail());
         edata->hint = DupOrNull(e.hint());
+        if (e.position() > 0) {
+            edata->internalpos = e.position();
+            edata->internalquery = pstrdup(e.source().c_str());
+        }
         return edata;
     } catch (const std::bad_alloc &) {
         return NewErrorData(ERRCODE_OUT_OF_MEMORY, "out of memory in revetl");

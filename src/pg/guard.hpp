@@ -103,6 +103,8 @@ int SqlState(const std::string &code);
     static Datum name##_impl(FunctionCallInfo fcinfo);                                                       \
     extern "C" {                                                                                             \
     PG_FUNCTION_INFO_V1(name);                                                                               \
-    Datum name(PG_FUNCTION_ARGS) { return revetl::pg::InvokeCpp(fcinfo, name##_impl); }                     \
+    Datum name(PG_FUNCTION_ARGS) {                                                                           \
+        return revetl::pg::InvokeCpp(fcinfo, name##_impl);                                                   \
+    }                                                                                                        \
     }                                                                                                        \
     static Datum name##_impl(FunctionCallInfo fcinfo)

@@ -51,7 +51,8 @@ void StopWorkerFor(const char *dbname) {
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
     DatabaseSlot *slot = FindDatabaseSlot(dboid);
     if (slot) {
-        slot->blocked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kDatabaseBlockSeconds * 1000);
+        slot->blocked_until =
+            TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kDatabaseBlockSeconds * 1000);
         pid = slot->worker_pid;
     }
     LWLockRelease(g_shared->lock);
@@ -84,7 +85,7 @@ const char *TemplateOf(CreatedbStmt *stmt) {
 
 void RevetlProcessUtility(PlannedStmt *pstmt, const char *query_string, bool read_only_tree,
                           ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *query_env,
-                    DestReceiver *dest, QueryCompletion *qc) {
+                          DestReceiver *dest, QueryCompletion *qc) {
     Node *parsetree = pstmt->utilityStmt;
     switch (nodeTag(parsetree)) {
     case T_DropdbStmt:
@@ -110,21 +111,21 @@ void RevetlProcessUtility(PlannedStmt *pstmt, const char *query_string, bool rea
 }
 
 void DefineSettings() {
-    DefineCustomStringVariable("revetl.allowed_hosts",
-                               "Hosts that revetl destinations may send to.",
-                               "A comma-separated list: host names or addresses, \".example.com\" for a domain "
-                               "and its subdomains, \"*\" for any host.",
-                               &g_allowed_hosts, "*", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("revetl.max_databases", "Number of databases revetl can run workers for.", nullptr,
-                            &g_max_databases, 64, 1, 4096, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("revetl.launcher_naptime",
-                            "How often the launcher looks for new databases without being woken.", nullptr,
-                            &g_launcher_naptime_s, 60, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
+    DefineCustomStringVariable(
+        "revetl.allowed_hosts", "Hosts that revetl destinations may send to.",
+        "A comma-separated list: host names or addresses, \".example.com\" for a domain "
+        "and its subdomains, \"*\" for any host.",
+        &g_allowed_hosts, "*", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("revetl.max_databases", "Number of databases revetl can run workers for.",
+                            nullptr, &g_max_databases, 64, 1, 4096, PGC_POSTMASTER, 0, nullptr, nullptr,
                             nullptr);
-    DefineCustomIntVariable("revetl.worker_restart_delay",
-                            "How long the launcher waits before restarting a worker that exited with an error.",
-                            nullptr, &g_worker_restart_delay_s, 5, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr,
-                            nullptr, nullptr);
+    DefineCustomIntVariable(
+        "revetl.launcher_naptime", "How often the launcher looks for new databases without being woken.",
+        nullptr, &g_launcher_naptime_s, 60, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "revetl.worker_restart_delay",
+        "How long the launcher waits before restarting a worker that exited with an error.", nullptr,
+        &g_worker_restart_delay_s, 5, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("revetl");
 }
 

@@ -18,9 +18,9 @@ void OnXactEvent(XactEvent event, void *) {
     switch (event) {
     case XACT_EVENT_COMMIT:
     case XACT_EVENT_PARALLEL_COMMIT:
-        if (g_wake_launcher_at_commit && g_shared)
-            WakeWorkerOrLauncher(MyDatabaseId);
-        else if (g_wake_worker_at_commit && g_shared)
+        // Both wake this database's worker; with no worker yet (a new
+        // CREATE EXTENSION), the launcher is woken to start one.
+        if ((g_wake_launcher_at_commit || g_wake_worker_at_commit) && g_shared)
             WakeWorkerOrLauncher(MyDatabaseId);
         g_wake_worker_at_commit = false;
         g_wake_launcher_at_commit = false;
@@ -112,12 +112,13 @@ void WaitForRun(WaitArgs *args) {
                 if (no_worker_since == 0)
                     no_worker_since = now;
                 else if (TimestampDifferenceExceeds(no_worker_since, now, kNoWorkerTimeoutMs))
-                    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                                    errmsg("no revetl worker is running for database \"%s\"",
-                                           get_database_name(MyDatabaseId)),
-                                    errhint("Check that revetl is in shared_preload_libraries and that "
-                                            "max_worker_processes leaves room for its workers; the server log "
-                                            "says why a worker stopped.")));
+                    ereport(ERROR,
+                            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                             errmsg("no revetl worker is running for database \"%s\"",
+                                    get_database_name(MyDatabaseId)),
+                             errhint("Check that revetl is in shared_preload_libraries and that "
+                                     "max_worker_processes leaves room for its workers; the server log "
+                                     "says why a worker stopped.")));
             } else {
                 no_worker_since = 0;
             }
@@ -132,11 +133,17 @@ void WaitForRun(WaitArgs *args) {
 
 } // namespace
 
-void InitRunRequests() { RegisterXactCallback(OnXactEvent, nullptr); }
+void InitRunRequests() {
+    RegisterXactCallback(OnXactEvent, nullptr);
+}
 
-void WakeWorkerAtCommit() { g_wake_worker_at_commit = true; }
+void WakeWorkerAtCommit() {
+    g_wake_worker_at_commit = true;
+}
 
-void WakeLauncherAtCommit() { g_wake_launcher_at_commit = true; }
+void WakeLauncherAtCommit() {
+    g_wake_launcher_at_commit = true;
+}
 
 WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int64_t run_id,
                              const std::string &requested_by) {

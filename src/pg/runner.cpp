@@ -31,11 +31,10 @@ public:
     SyncDropped() : std::runtime_error("the sync was dropped during the run") {}
 };
 
-const char *kInsertChanges =
-    "INSERT INTO revetl.changes (run_id, seq, op, key, payload, row_hash, dest_id) "
-    "SELECT $1, $2 + u.o, u.op, u.key, u.payload, u.row_hash, u.dest_id "
-    "FROM unnest($3::\"char\"[], $4::text[], $5::jsonb[], $6::int8[], $7::text[]) "
-    "WITH ORDINALITY AS u(op, key, payload, row_hash, dest_id, o)";
+const char *kInsertChanges = "INSERT INTO revetl.changes (run_id, seq, op, key, payload, row_hash, dest_id) "
+                             "SELECT $1, $2 + u.o, u.op, u.key, u.payload, u.row_hash, u.dest_id "
+                             "FROM unnest($3::\"char\"[], $4::text[], $5::jsonb[], $6::int8[], $7::text[]) "
+                             "WITH ORDINALITY AS u(op, key, payload, row_hash, dest_id, o)";
 
 const char *kInsertInvalid =
     "INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, payload) "
@@ -60,13 +59,14 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, int64 run_id, int64 sy
     GetUserIdAndSecContext(&save_user, &save_sec);
     const int owner_sec = save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION;
 
-    Oid change_types[7] = {INT8OID, INT8OID, CHARARRAYOID, TEXTARRAYOID, JSONBARRAYOID, INT8ARRAYOID,
-                           TEXTARRAYOID};
+    Oid change_types[7] = {INT8OID,       INT8OID,      CHARARRAYOID, TEXTARRAYOID,
+                           JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID};
     Oid invalid_types[6] = {INT8OID, INT8OID, TEXTOID, JSONBARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
     SPIPlanPtr insert_changes = SPI_prepare(kInsertChanges, 7, change_types);
     SPIPlanPtr insert_invalid = SPI_prepare(kInsertInvalid, 6, invalid_types);
     if (!insert_changes || !insert_invalid)
-        elog(ERROR, "revetl: could not prepare the plan queue statements: %s", SPI_result_code_string(SPI_result));
+        elog(ERROR, "revetl: could not prepare the plan queue statements: %s",
+             SPI_result_code_string(SPI_result));
 
     SetUserIdAndSecContext(owner, owner_sec);
     SPIPlanPtr plan = SPI_prepare(plan_sql, 0, nullptr);
@@ -75,7 +75,8 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, int64 run_id, int64 sy
     Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);
     SetUserIdAndSecContext(save_user, save_sec);
 
-    MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "revetl plan batch", ALLOCSET_DEFAULT_SIZES);
+    MemoryContext batch_cxt =
+        AllocSetContextCreate(CurrentMemoryContext, "revetl plan batch", ALLOCSET_DEFAULT_SIZES);
     Datum sync_name_datum = CStringGetTextDatum(sync_name);
 
     for (;;) {
@@ -160,8 +161,8 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, int64 run_id, int64 sy
             values[3] = PointerGetDatum(construct_array(keys, nc, TEXTOID, -1, false, TYPALIGN_INT));
             values[4] = PointerGetDatum(
                 construct_md_array(payloads, payload_nulls, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
-            values[5] = PointerGetDatum(
-                construct_md_array(hashes, hash_nulls, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+            values[5] = PointerGetDatum(construct_md_array(hashes, hash_nulls, 1, dims, lbs, INT8OID, 8,
+                                                           FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
             values[6] = PointerGetDatum(
                 construct_md_array(dests, dest_nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
             if (SPI_execute_plan(insert_changes, values, nullptr, false, 0) != SPI_OK_INSERT)
@@ -177,8 +178,8 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, int64 run_id, int64 sy
             values[2] = sync_name_datum;
             values[3] = PointerGetDatum(construct_array(inv_keys, ni, JSONBOID, -1, false, TYPALIGN_INT));
             values[4] = PointerGetDatum(construct_array(inv_reasons, ni, TEXTOID, -1, false, TYPALIGN_INT));
-            values[5] = PointerGetDatum(construct_md_array(inv_payloads, inv_payload_nulls, 1, dims, lbs, JSONBOID,
-                                                           -1, false, TYPALIGN_INT));
+            values[5] = PointerGetDatum(construct_md_array(inv_payloads, inv_payload_nulls, 1, dims, lbs,
+                                                           JSONBOID, -1, false, TYPALIGN_INT));
             if (SPI_execute_plan(insert_invalid, values, nullptr, false, 0) != SPI_OK_INSERT)
                 elog(ERROR, "revetl: could not record invalid rows");
         }
@@ -310,8 +311,8 @@ void SyncRun::Plan() {
         });
     PlanTotals totals;
     PgGuard([&] {
-        StreamPlanIntoQueue(plan_sql.c_str(), def_.owner, run_id_, def_.id, def_.name.c_str(), key_columns.c_str(),
-                            &totals);
+        StreamPlanIntoQueue(plan_sql.c_str(), def_.owner, run_id_, def_.id, def_.name.c_str(),
+                            key_columns.c_str(), &totals);
     });
     invalid_ = totals.invalid;
     Sql("UPDATE revetl.sync_runs SET planned_at = clock_timestamp(), rows_added = $2, rows_changed = $3, "
@@ -324,9 +325,10 @@ void SyncRun::Plan() {
 bool SyncRun::DeliverNextBatch(int64_t &batch_no) {
     std::vector<Change> changes;
     BeginTransaction("revetl: reading batch");
-    SqlResult r = Sql("SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
-                      "WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                      {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int4(settings_.batch_size)}, true);
+    SqlResult r =
+        Sql("SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
+            "WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int4(settings_.batch_size)}, true);
     CommitTransaction();
     if (r.rows.empty())
         return false;
@@ -344,7 +346,7 @@ bool SyncRun::DeliverNextBatch(int64_t &batch_no) {
     }
     int64_t batch_last_seq = changes.back().seq;
 
-    BatchContext context{def_.id, def_.name, run_id_, ++batch_no};
+    BatchContext context{def_.id, def_.name, run_id_, ++batch_no, def_.mode == "mirror" ? "upsert" : def_.mode};
     DeliveryHooks hooks;
     hooks.check_interrupts = CheckInterrupts;
     hooks.sleep = SleepMs;
@@ -374,7 +376,8 @@ bool SyncRun::DeliverNextBatch(int64_t &batch_no) {
                 "SELECT r.key, r.row_hash, r.dest_id, $2 FROM jsonb_to_recordset($1::jsonb) "
                 "AS r(key text, row_hash bigint, dest_id text) "
                 "ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
-                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, synced_at = now()",
+                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, synced_at = "
+                "now()",
             {SqlArg::Text(rec.accepted_upserts), SqlArg::Int8(run_id_)});
     if (rec.accepted_removals != "[]")
         Sql("DELETE FROM " + shadow + " WHERE key IN (SELECT jsonb_array_elements_text($1::jsonb))",
@@ -382,13 +385,16 @@ bool SyncRun::DeliverNextBatch(int64_t &batch_no) {
     if (rec.rejected != "[]")
         Sql("INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, "
             "http_status, error_code, payload, attempts) "
-            "SELECT $2, $3, $4, 'rejected', r.key, r.operation, r.reason, r.http_status, r.error_code, r.payload, "
+            "SELECT $2, $3, $4, 'rejected', r.key, r.operation, r.reason, r.http_status, r.error_code, "
+            "r.payload, "
             "r.attempts FROM jsonb_to_recordset($1::jsonb) AS r(key jsonb, operation text, reason text, "
             "http_status integer, error_code text, payload jsonb, attempts integer)",
-            {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id), SqlArg::Text(def_.name)});
+            {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id),
+             SqlArg::Text(def_.name)});
     Sql("DELETE FROM revetl.changes WHERE run_id = $1 AND seq <= $2",
         {SqlArg::Int8(run_id_), SqlArg::Int8(batch_last_seq)});
-    Sql("UPDATE revetl.sync_runs SET rows_delivered = rows_delivered + $2, rows_rejected = rows_rejected + $3 "
+    Sql("UPDATE revetl.sync_runs SET rows_delivered = rows_delivered + $2, rows_rejected = rows_rejected + "
+        "$3 "
         "WHERE id = $1",
         {SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered), SqlArg::Int8(rec.rejected_count)});
     CommitTransaction();
@@ -411,7 +417,8 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
                        error.empty() ? SqlArg::Null(TEXTOID) : SqlArg::Text(error)});
     Sql("DELETE FROM revetl.changes WHERE run_id = $1", {SqlArg::Int8(run_id_)});
     if (!r.rows.empty())
-        Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', $2::bigint, "
+        Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', "
+            "$2::bigint, "
             "'status', $3::text)::text)",
             {SqlArg::Text(r.Text(0, 0)), SqlArg::Int8(run_id_), SqlArg::Text(status)});
     CommitTransaction();

@@ -2,6 +2,8 @@
 
 namespace revetl::pg {
 
+MemoryContext context_between_transactions = nullptr;
+
 std::string SqlResult::Text(size_t row, size_t col) const {
     const auto &v = At(row, col);
     return v ? *v : std::string();
@@ -102,6 +104,8 @@ void CommitTransaction() {
         if (ActiveSnapshotSet())
             PopActiveSnapshot();
         CommitTransactionCommand();
+        if (context_between_transactions)
+            MemoryContextSwitchTo(context_between_transactions);
         pgstat_report_activity(STATE_IDLE, nullptr);
         pgstat_report_stat(false);
     });
@@ -111,6 +115,8 @@ void AbortTransaction() {
     PgGuard([] {
         // A no-op when no transaction is open.
         AbortCurrentTransaction();
+        if (context_between_transactions)
+            MemoryContextSwitchTo(context_between_transactions);
         pgstat_report_activity(STATE_IDLE, nullptr);
     });
 }

@@ -69,7 +69,10 @@ void SpiFinish();
 // Runs one statement. Result columns are copied as text.
 SqlResult Sql(const std::string &sql, const std::vector<SqlArg> &args = {}, bool read_only = false);
 
-// Transactions for background workers.
+// Transactions for background workers. After a commit or abort the current
+// memory context is `context_between_transactions` when set (the worker's
+// loop context), not TopMemoryContext, so nothing leaks between runs.
+extern MemoryContext context_between_transactions;
 void BeginTransaction(const char *activity);
 void CommitTransaction();
 // Safe to call whatever state the transaction is in, even none.

@@ -1,13 +1,16 @@
 // SQL-callable functions: the FDW validator and the sync API. Each body runs
 // through InvokeCpp; PostgreSQL calls go through PgGuard or the SPI helpers.
 #include "core/plan_query.hpp"
+#include "core/schedule.hpp"
 #include "core/sql_text.hpp"
 #include "core/sync_definition.hpp"
+#include "core/sync_language.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
 #include "pg/run_requests.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/spi.hpp"
+#include "pg/sync_commands.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -30,7 +33,8 @@ std::vector<std::string> TextArray(Datum array_datum) {
     PgGuard([&] {
         ArrayType *arr = DatumGetArrayTypeP(array_datum);
         if (ARR_NDIM(arr) > 1)
-            ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR), errmsg("key must be a one-dimensional array")));
+            ereport(ERROR,
+                    (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR), errmsg("key must be a one-dimensional array")));
         deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
     });
     for (int i = 0; i < n; i++) {
@@ -41,324 +45,245 @@ std::vector<std::string> TextArray(Datum array_datum) {
     return out;
 }
 
-bool LooksLikeQuery(const std::string &model) {
-    size_t i = model.find_first_not_of(" \t\r\n");
-    if (i == std::string::npos)
-        return false;
-    if (model[i] == '(')
-        return true;
-    size_t j = i;
-    while (j < model.size() && std::isalpha(static_cast<unsigned char>(model[j])))
-        j++;
-    std::string word = model.substr(i, j - i);
-    std::transform(word.begin(), word.end(), word.begin(), [](unsigned char c) { return std::tolower(c); });
-    return word == "select" || word == "with" || word == "values" || word == "table";
-}
-
-// A query model must be exactly one read-only SELECT.
-// A syntax error in user text that revetl parsed on its own: point the
-// caret into that text (psql shows it as QUERY) instead of into the
-// statement that called revetl, and say which part of the definition it is.
-[[noreturn]] void RethrowAsInternal(PgError error, const std::string &text, int offset, const std::string &where) {
-    if (error.cursorpos > 0) {
-        error.internalpos = std::max(1, error.cursorpos - offset);
-        error.internalquery = text;
-        error.cursorpos = 0;
-    }
-    error.context = where;
-    throw error;
-}
-
-void CheckModelQuery(const std::string &query) {
-    const char *problem = nullptr;
-    try {
-        PgGuard([&] { (void)raw_parser(query.c_str(), RAW_PARSE_DEFAULT); });
-    } catch (const PgError &e) {
-        RethrowAsInternal(e, query, 0, "model query");
-    }
-    PgGuard([&] {
-        List *raw = raw_parser(query.c_str(), RAW_PARSE_DEFAULT);
-        if (list_length(raw) != 1) {
-            problem = "The model must be exactly one SELECT statement.";
-            return;
-        }
-        Node *stmt = linitial_node(RawStmt, raw)->stmt;
-        if (!IsA(stmt, SelectStmt)) {
-            problem = "The model must be a SELECT statement.";
-            return;
-        }
-        SelectStmt *select = castNode(SelectStmt, stmt);
-        if (select->intoClause)
-            problem = "SELECT INTO is not allowed in a model.";
-        else if (select->lockingClause)
-            problem = "FOR UPDATE and FOR SHARE are not allowed in a model.";
-        else if (select->withClause) {
-            ListCell *lc;
-            foreach (lc, select->withClause->ctes) {
-                CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
-                if (!IsA(cte->ctequery, SelectStmt))
-                    problem = "Data-modifying statements in WITH are not allowed in a model.";
-            }
-        }
-    });
-    if (problem)
-        throw Error(sqlstate::kInvalidParameterValue, "invalid model query", problem,
-                    "A model is a table, a view, or one read-only SELECT.");
-}
-
-// A map entry must be exactly one expression, so it cannot smuggle clauses
-// or statements into the SQL revetl builds around it.
-void CheckMapExpression(const MapEntry &entry) {
-    bool ok = false;
-    std::string sql = "SELECT " + entry.expression;
-    try {
-        PgGuard([&] { (void)raw_parser(sql.c_str(), RAW_PARSE_DEFAULT); });
-    } catch (const PgError &e) {
-        RethrowAsInternal(e, entry.expression, 7, "map expression for field \"" + entry.field + "\"");
-    }
-    PgGuard([&] {
-        List *raw = raw_parser(sql.c_str(), RAW_PARSE_DEFAULT);
-        if (list_length(raw) != 1)
-            return;
-        Node *stmt = linitial_node(RawStmt, raw)->stmt;
-        if (!IsA(stmt, SelectStmt))
-            return;
-        SelectStmt *s = castNode(SelectStmt, stmt);
-        if (s->op != SETOP_NONE || s->fromClause || s->whereClause || s->groupClause || s->havingClause ||
-            s->windowClause || s->sortClause || s->limitCount || s->limitOffset || s->lockingClause ||
-            s->withClause || s->intoClause || s->distinctClause || s->valuesLists ||
-            list_length(s->targetList) != 1)
-            return;
-        ResTarget *target = linitial_node(ResTarget, s->targetList);
-        if (target->name)
-            return;
-        if (IsA(target->val, ColumnRef) && IsA(llast(castNode(ColumnRef, target->val)->fields), A_Star))
-            return;
-        ok = true;
-    });
-    if (!ok)
-        throw Error(sqlstate::kSyntaxError, "invalid map expression for field \"" + entry.field + "\"",
-                    "A map entry must be exactly one SQL expression over the model's columns.",
-                    "For example: '{\"email\": \"lower(email)\"}'.");
-}
-
-struct ResolvedModel {
-    ModelRef ref;
-    Oid relid = InvalidOid;
-};
-
-ResolvedModel ResolveModel(const std::string &model) {
-    ResolvedModel out;
-    if (LooksLikeQuery(model)) {
-        CheckModelQuery(model);
-        out.ref.kind = ModelRef::Kind::Query;
-        out.ref.query = model;
-        return out;
-    }
-    Oid relid = InvalidOid;
-    char relkind = 0;
-    char *nspname = nullptr;
-    char *relname = nullptr;
-    PgGuard([&] {
-        List *names = stringToQualifiedNameList(model.c_str());
-        RangeVar *rv = makeRangeVarFromNameList(names);
-        relid = RangeVarGetRelid(rv, AccessShareLock, true);
-        if (OidIsValid(relid)) {
-            relkind = get_rel_relkind(relid);
-            nspname = get_namespace_name(get_rel_namespace(relid));
-            relname = get_rel_name(relid);
-        }
-    });
-    if (!OidIsValid(relid))
-        throw Error("42P01", "relation \"" + model + "\" does not exist", {},
-                    "A model is a table, a view or a query such as 'SELECT ... FROM ...'.");
-    if (relkind != RELKIND_RELATION && relkind != RELKIND_VIEW && relkind != RELKIND_MATVIEW &&
-        relkind != RELKIND_PARTITIONED_TABLE && relkind != RELKIND_FOREIGN_TABLE)
-        throw Error("42809", "\"" + model + "\" cannot be a model",
-                    "Only tables, partitioned tables, views, materialized views and foreign tables can be models.");
-    out.ref.kind = ModelRef::Kind::Relation;
-    out.ref.schema = nspname;
-    out.ref.name = relname;
-    out.relid = relid;
+std::optional<std::string> JsonbArg(FunctionCallInfo fcinfo, int arg) {
+    if (PG_ARGISNULL(arg))
+        return std::nullopt;
+    std::string out;
+    PgGuard([&] { out = JsonbToCString(nullptr, &PG_GETARG_JSONB_P(arg)->root, 0); });
     return out;
 }
 
-std::vector<std::string> ModelColumns(const ModelRef &model) {
-    std::vector<std::string> cols;
-    std::string sql = "SELECT * FROM " + ModelSource(model) + " AS src LIMIT 0";
-    int natts = 0;
-    TupleDesc desc = nullptr;
-    PgGuard([&] {
-        if (SPI_execute(sql.c_str(), true, 0) != SPI_OK_SELECT)
-            elog(ERROR, "revetl: could not read the model's columns");
-        desc = SPI_tuptable->tupdesc;
-        natts = desc->natts;
-    });
-    for (int i = 0; i < natts; i++) {
-        Form_pg_attribute att = TupleDescAttr(desc, i);
-        if (!att->attisdropped)
-            cols.emplace_back(NameStr(att->attname));
-    }
-    return cols;
+std::optional<std::string> OptTextArg(FunctionCallInfo fcinfo, int arg) {
+    if (PG_ARGISNULL(arg))
+        return std::nullopt;
+    return TextToString(PG_GETARG_DATUM(arg));
 }
 
-void CheckKeyColumns(const std::vector<std::string> &keys, const std::vector<std::string> &columns,
-                     const std::string &model_display) {
-    if (keys.empty())
-        throw Error(sqlstate::kInvalidParameterValue, "a sync needs at least one key column", {},
-                    "Pass the columns that identify a row, for example key => ARRAY['id'].");
-    for (size_t i = 0; i < keys.size(); i++) {
-        for (size_t j = 0; j < i; j++)
-            if (keys[i] == keys[j])
-                throw Error(sqlstate::kInvalidParameterValue, "key column \"" + keys[i] + "\" is listed twice");
-        if (std::find(columns.begin(), columns.end(), keys[i]) == columns.end()) {
-            std::string hint;
-            std::string close = ClosestMatch(keys[i], columns);
-            if (!close.empty())
-                hint = "Perhaps you meant the column \"" + close + "\".";
-            throw Error(sqlstate::kUndefinedColumn,
-                        "column \"" + keys[i] + "\" does not exist in model " + model_display, {}, hint);
-        }
-    }
+std::vector<MapEntry> MapArg(const std::string &json) {
+    // '[]' and '{}' mean "no map" in alter_sync.
+    if (json == "[]" || json == "{}")
+        return {};
+    return ParseMap(json);
 }
 
-void RequireOwnership(const SyncDefinition &def, const char *action) {
-    bool ok = false;
-    PgGuard([&] { ok = has_privs_of_role(GetUserId(), def.owner); });
-    if (!ok)
-        throw Error(sqlstate::kInsufficientPrivilege, "must be owner of sync \"" + def.name + "\"",
-                    std::string("Only members of role ") + def.owner_name + " may " + action + " this sync.");
-}
-
-std::string KeyColumnsJson(const std::vector<std::string> &keys) {
-    std::string out = "[";
-    for (size_t i = 0; i < keys.size(); i++) {
-        if (i > 0)
-            out += ",";
-        out += "\"";
-        for (char c : keys[i]) {
-            if (c == '"' || c == '\\')
-                out += '\\';
-            if (static_cast<unsigned char>(c) < 0x20) {
-                char buf[8];
-                snprintf(buf, sizeof buf, "\\u%04x", c);
-                out += buf;
-                continue;
-            }
-            out += c;
-        }
-        out += "\"";
-    }
-    return out + "]";
-}
-
-Datum CreateSync(FunctionCallInfo fcinfo) {
-    std::string name = RequiredText(fcinfo, 0, "sync name");
-    std::string model = RequiredText(fcinfo, 1, "model");
-    std::string destination = RequiredText(fcinfo, 2, "destination");
+Datum CreateSyncFn(FunctionCallInfo fcinfo) {
+    SyncRequest req;
+    req.name = RequiredText(fcinfo, 0, "sync name");
+    req.model = RequiredText(fcinfo, 1, "model");
+    req.destination = RequiredText(fcinfo, 2, "destination");
     if (PG_ARGISNULL(3))
         throw Error("22004", "key must not be null", {},
                     "Pass the columns that identify a row, for example key => ARRAY['id'].");
-    std::vector<std::string> keys = TextArray(PG_GETARG_DATUM(3));
-    std::string mode = PG_ARGISNULL(4) ? "upsert" : TextToString(PG_GETARG_DATUM(4));
-    std::optional<std::string> map_json;
-    if (!PG_ARGISNULL(5))
-        PgGuard([&] { map_json = std::string(JsonbToCString(nullptr, &PG_GETARG_JSONB_P(5)->root, 0)); });
-    std::string options_json = "{}";
-    if (!PG_ARGISNULL(6))
-        PgGuard([&] { options_json = std::string(JsonbToCString(nullptr, &PG_GETARG_JSONB_P(6)->root, 0)); });
-
-    if (name.empty() || name.size() >= NAMEDATALEN)
-        throw Error(sqlstate::kInvalidParameterValue, "invalid sync name \"" + name + "\"",
-                    "A sync name must be 1 to 63 bytes long.");
-    if (mode != "upsert" && mode != "mirror")
-        throw Error(sqlstate::kInvalidParameterValue, "invalid sync mode \"" + mode + "\"",
-                    "Valid modes are upsert (send added and changed rows) and mirror (also delete removed rows).");
-    ParseSyncOptions(options_json);
-    std::vector<MapEntry> map;
-    if (map_json) {
-        map = ParseMap(*map_json);
-        for (const auto &entry : map)
-            CheckMapExpression(entry);
-    }
-
-    Oid caller = GetUserId();
-    Destination dest = LookupDestination(destination);
-    CheckServerUsage(dest, caller);
-
+    req.key = TextArray(PG_GETARG_DATUM(3));
+    req.mode = PG_ARGISNULL(4) ? "upsert" : TextToString(PG_GETARG_DATUM(4));
+    if (auto map = JsonbArg(fcinfo, 5))
+        req.map = ParseMap(*map);
+    req.options_json = JsonbArg(fcinfo, 6).value_or("{}");
+    req.object = OptTextArg(fcinfo, 7);
+    req.match_on = OptTextArg(fcinfo, 8);
+    req.schedule = ParseScheduleText(OptTextArg(fcinfo, 9).value_or("manual"));
+    bool replace = !PG_ARGISNULL(10) && PG_GETARG_BOOL(10);
     SpiConnect();
-    ResolvedModel resolved = ResolveModel(model);
-    SyncDefinition def;
-    def.name = name;
-    def.model = resolved.ref;
-    def.key_columns = keys;
-    def.map = map;
-    def.mode = mode;
-    CheckKeyColumns(keys, ModelColumns(resolved.ref), def.ModelDisplayName());
-
-    // Every key column and map expression, evaluated against the model as
-    // the caller: wrong types, unknown columns and missing privileges all
-    // surface here rather than in the first run.
-    Sql(BuildValidationQuery(def.Plan(kSchema)), {}, true);
-
-    if (LoadSyncByName(name))
-        throw Error(sqlstate::kDuplicateObject, "sync \"" + name + "\" already exists", {},
-                    "Drop it first with revetl.drop_sync('" + name + "').");
-
-    std::string search_path;
-    PgGuard([&] { search_path = GetConfigOption("search_path", false, false); });
-    int64_t id = 0;
-    Oid ext_owner = ExtensionOwner();
-    std::string owner_name = RoleName(caller);
-    AsRole(ext_owner, false, [&] {
-        id = Sql("SELECT nextval(pg_catalog.pg_get_serial_sequence('revetl.syncs', 'id'))").Int8(0, 0);
-        std::string shadow = "shadow_" + std::to_string(id);
-        Sql("INSERT INTO revetl.syncs (id, name, owner, model_kind, model_schema, model_name, model_query, "
-            "destination, key_columns, mode, map, options, shadow_table, search_path) "
-            "VALUES ($1, $2, $3::oid::regrole, $4, $5, $6, $7, $8, "
-            "ARRAY(SELECT e FROM jsonb_array_elements_text($9::jsonb) WITH ORDINALITY AS t(e, o) ORDER BY o), "
-            "$10, $11::jsonb, $12::jsonb, $13, $14)",
-            {SqlArg::Int8(id), SqlArg::Text(name), SqlArg::Int8(caller),
-             SqlArg::Text(resolved.ref.kind == ModelRef::Kind::Relation ? "relation" : "query"),
-             resolved.ref.kind == ModelRef::Kind::Relation ? SqlArg::Text(resolved.ref.schema) : SqlArg::Null(TEXTOID),
-             resolved.ref.kind == ModelRef::Kind::Relation ? SqlArg::Text(resolved.ref.name) : SqlArg::Null(TEXTOID),
-             resolved.ref.kind == ModelRef::Kind::Query ? SqlArg::Text(resolved.ref.query) : SqlArg::Null(TEXTOID),
-             SqlArg::Text(dest.server_name), SqlArg::Text(KeyColumnsJson(keys)), SqlArg::Text(mode),
-             SqlArg::OptText(map_json), SqlArg::Text(options_json), SqlArg::Text(shadow),
-             SqlArg::Text(search_path)});
-        Sql(BuildShadowTableDdl(kSchema, shadow));
-        // The plan query runs as the owner and joins the shadow table: the
-        // owner may read it, never write it.
-        Sql("GRANT SELECT ON " + QualifiedName(kSchema, shadow) + " TO " + QuoteIdent(owner_name));
-        Sql("COMMENT ON TABLE " + QualifiedName(kSchema, shadow) + " IS " +
-            QuoteLiteral("revetl shadow state of sync " + name + ": what the destination was last told"));
-    });
+    int64_t id = CreateSync(req, replace);
     SpiFinish();
     PG_RETURN_INT64(id);
 }
 
-Datum DropSync(FunctionCallInfo fcinfo) {
+Datum DropSyncFn(FunctionCallInfo fcinfo) {
     std::string name = RequiredText(fcinfo, 0, "sync name");
     bool if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
     SpiConnect();
-    auto def = LoadSyncByName(name);
-    if (!def) {
-        SpiFinish();
-        if (!if_exists)
-            throw Error(sqlstate::kUndefinedObject, "sync \"" + name + "\" does not exist");
-        PgGuard([&] { ereport(NOTICE, (errmsg("sync \"%s\" does not exist, skipping", name.c_str()))); });
-        PG_RETURN_VOID();
-    }
-    RequireOwnership(*def, "drop");
-    AsRole(ExtensionOwner(), false, [&] {
-        Sql("DELETE FROM revetl.syncs WHERE id = $1", {SqlArg::Int8(def->id)});
-        Sql("DROP TABLE IF EXISTS " + QualifiedName(kSchema, def->shadow_table));
-        Sql("UPDATE revetl.sync_runs SET status = 'cancelled', finished_at = now(), error = 'the sync was dropped' "
-            "WHERE sync_id = $1 AND status = 'queued'",
-            {SqlArg::Int8(def->id)});
-    });
+    DropSync(name, if_exists);
     SpiFinish();
     PG_RETURN_VOID();
+}
+
+Datum AlterSyncFn(FunctionCallInfo fcinfo) {
+    std::string name = RequiredText(fcinfo, 0, "sync name");
+    SpiConnect();
+    SyncDefinition def = RequireSync(name);
+    SyncRequest req = RequestFromDefinition(def);
+    if (auto v = OptTextArg(fcinfo, 1))
+        req.model = *v;
+    if (auto v = OptTextArg(fcinfo, 2))
+        req.destination = *v;
+    if (!PG_ARGISNULL(3))
+        req.key = TextArray(PG_GETARG_DATUM(3));
+    if (auto v = OptTextArg(fcinfo, 4))
+        req.mode = *v;
+    if (auto v = JsonbArg(fcinfo, 5))
+        req.map = MapArg(*v);
+    if (auto v = JsonbArg(fcinfo, 6))
+        req.options_json = MergeOptions(req.options_json, *v);
+    if (auto v = OptTextArg(fcinfo, 7))
+        req.object = v->empty() ? std::nullopt : v;
+    if (auto v = OptTextArg(fcinfo, 8))
+        req.match_on = v->empty() ? std::nullopt : v;
+    if (auto v = OptTextArg(fcinfo, 9))
+        req.schedule = ParseScheduleText(*v);
+    AlterSync(name, req);
+    SpiFinish();
+    PG_RETURN_VOID();
+}
+
+Datum RenameSyncFn(FunctionCallInfo fcinfo) {
+    std::string name = TextToString(PG_GETARG_DATUM(0));
+    std::string new_name = TextToString(PG_GETARG_DATUM(1));
+    SpiConnect();
+    RenameSync(name, new_name);
+    SpiFinish();
+    PG_RETURN_VOID();
+}
+
+Datum AlterSyncOwnerFn(FunctionCallInfo fcinfo) {
+    std::string name = TextToString(PG_GETARG_DATUM(0));
+    std::string role = NameStr(*PG_GETARG_NAME(1));
+    SpiConnect();
+    AlterSyncOwner(name, role);
+    SpiFinish();
+    PG_RETURN_VOID();
+}
+
+Datum SetPausedFn(FunctionCallInfo fcinfo, bool paused) {
+    std::string name = TextToString(PG_GETARG_DATUM(0));
+    SpiConnect();
+    SetSyncPaused(name, paused);
+    SpiFinish();
+    PG_RETURN_VOID();
+}
+
+// Runs one parsed statement; returns its command tag.
+std::string ExecuteStatement(const dsl::Statement &statement) {
+    if (auto *c = std::get_if<dsl::CreateSync>(&statement)) {
+        CreateSync(RequestFromStatement(*c), c->or_replace);
+        return "CREATE SYNC " + c->name;
+    }
+    if (auto *d = std::get_if<dsl::DropSync>(&statement)) {
+        for (const auto &name : d->names)
+            DropSync(name, d->if_exists);
+        return "DROP SYNC";
+    }
+    const auto &a = std::get<dsl::AlterSync>(statement);
+    using Action = dsl::AlterSync::Action;
+    switch (a.action) {
+    case Action::Rename:
+        RenameSync(a.name, a.new_name);
+        return "ALTER SYNC " + a.new_name;
+    case Action::Owner:
+        AlterSyncOwner(a.name, a.new_owner);
+        break;
+    case Action::Pause:
+        SetSyncPaused(a.name, true);
+        break;
+    case Action::Resume:
+        SetSyncPaused(a.name, false);
+        break;
+    default: {
+        SyncDefinition def = RequireSync(a.name);
+        SyncRequest req = RequestFromDefinition(def);
+        switch (a.action) {
+        case Action::SetMap:
+            req.map.clear();
+            for (const auto &m : a.fields.map)
+                req.map.push_back({m.field, m.expression});
+            break;
+        case Action::DropMap:
+            req.map.clear();
+            break;
+        case Action::SetMode:
+            req.mode = a.fields.mode;
+            break;
+        case Action::SetSchedule:
+            req.schedule = *a.fields.schedule;
+            break;
+        case Action::SetOptions:
+            req.options_json = MergeOptions(req.options_json, OptionsToJson(a.fields.options));
+            break;
+        case Action::ResetOptions: {
+            std::string nulls = "{";
+            for (size_t i = 0; i < a.reset_options.size(); i++) {
+                std::vector<dsl::OptionItem> one{{a.reset_options[i], dsl::OptionItem::Type::String, "", 0}};
+                std::string key = OptionsToJson(one); // {"name":""}
+                nulls += (i ? "," : "") + key.substr(1, key.find(':') - 1) + ":null";
+            }
+            nulls += "}";
+            req.options_json = MergeOptions(req.options_json, nulls);
+            break;
+        }
+        case Action::SetKey:
+            req.key = a.fields.key;
+            break;
+        case Action::SetModel:
+            req.model = a.fields.ModelText();
+            break;
+        case Action::SetServer:
+            req.destination = a.fields.server;
+            break;
+        default:
+            break;
+        }
+        AlterSync(a.name, req);
+    }
+    }
+    return "ALTER SYNC " + a.name;
+}
+
+Datum ExecuteFn(FunctionCallInfo fcinfo) {
+    std::string text = TextToString(PG_GETARG_DATUM(0));
+    // Every statement parses before any runs.
+    std::vector<dsl::Statement> statements = dsl::Parse(text);
+    std::vector<std::string> tags;
+    SpiConnect();
+    for (const auto &statement : statements) {
+        try {
+            tags.push_back(ExecuteStatement(statement));
+        } catch (Error &e) {
+            // Point at the statement that failed, or into its map expression
+            // when the error is about one.
+            int pos = std::visit([](const auto &s) { return s.position; }, statement);
+            if (e.position() > 0 && e.source() != text) {
+                const std::vector<dsl::MapItem> *items = nullptr;
+                if (auto *c = std::get_if<dsl::CreateSync>(&statement))
+                    items = &c->map;
+                else if (auto *a = std::get_if<dsl::AlterSync>(&statement))
+                    items = &a->fields.map;
+                bool found = false;
+                for (size_t i = 0; items && i < items->size() && !found; i++)
+                    if ((*items)[i].expression == e.source()) {
+                        e.At((*items)[i].position + e.position() - 1, text);
+                        found = true;
+                    }
+                if (!found)
+                    e.At(pos, text);
+            } else if (e.position() == 0) {
+                e.At(pos, text);
+            }
+            throw;
+        }
+    }
+    SpiFinish();
+    PgGuard([&] { InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC); });
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    for (const auto &tag : tags)
+        PgGuard([&] {
+            Datum value = CStringGetTextDatum(tag.c_str());
+            bool isnull = false;
+            tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+        });
+    return (Datum)0;
+}
+
+Datum SyncDdlFn(FunctionCallInfo fcinfo) {
+    std::string name = TextToString(PG_GETARG_DATUM(0));
+    SpiConnect();
+    SyncDefinition def = RequireSync(name);
+    SpiFinish();
+    std::string ddl = dsl::FormatCreateSync(def.ToStatement());
+    if (def.paused)
+        ddl += "\nALTER SYNC " + dsl::QuoteIdentIfNeeded(def.name) + " PAUSE;";
+    text *result = nullptr;
+    PgGuard([&] { result = cstring_to_text_with_len(ddl.data(), static_cast<int>(ddl.size())); });
+    PG_RETURN_TEXT_P(result);
 }
 
 Datum RunSync(FunctionCallInfo fcinfo) {
@@ -368,33 +293,39 @@ Datum RunSync(FunctionCallInfo fcinfo) {
     bool in_block = false;
     PgGuard([&] { in_block = IsTransactionBlock(); });
     if (wait && in_block)
-        throw Error(sqlstate::kActiveSqlTransaction, "cannot wait for a run of sync \"" + name +
-                                                         "\" inside a transaction block",
-                    "A run request takes effect when the transaction commits, so a wait here would never end.",
-                    "Call revetl.run_sync('" + name + "') without wait inside the transaction, or call "
-                    "revetl.run_sync('" + name + "', wait => true) on its own, outside BEGIN ... COMMIT.");
+        throw Error(
+            sqlstate::kActiveSqlTransaction,
+            "cannot wait for a run of sync \"" + name + "\" inside a transaction block",
+            "A run request takes effect when the transaction commits, so a wait here would never end.",
+            "Call revetl.run_sync('" + name +
+                "') without wait inside the transaction, or call "
+                "revetl.run_sync('" +
+                name + "', wait => true) on its own, outside BEGIN ... COMMIT.");
 
     SpiConnect();
     SyncDefinition def = RequireSync(name);
     RequireOwnership(def, "run");
     if (def.paused)
-        throw Error(sqlstate::kObjectNotInPrerequisiteState, "sync \"" + name + "\" is paused");
+        throw Error(sqlstate::kObjectNotInPrerequisiteState, "sync \"" + name + "\" is paused", {},
+                    "Resume it with ALTER SYNC " + dsl::QuoteIdentIfNeeded(name) + " RESUME.");
     std::string requested_by = RoleName(GetUserId());
     int64_t run_id = 0;
     Oid ext_owner = ExtensionOwner();
     if (!wait) {
         AsRole(ext_owner, false, [&] {
-            run_id = Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, requested_by) VALUES ($1, $2, $3) "
-                         "RETURNING id",
-                         {SqlArg::Int8(def.id), SqlArg::Text(def.name), SqlArg::Text(requested_by)})
-                         .Int8(0, 0);
+            run_id =
+                Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, requested_by) VALUES ($1, $2, $3) "
+                    "RETURNING id",
+                    {SqlArg::Int8(def.id), SqlArg::Text(def.name), SqlArg::Text(requested_by)})
+                    .Int8(0, 0);
         });
         SpiFinish();
         WakeWorkerAtCommit();
         PG_RETURN_INT64(run_id);
     }
     AsRole(ext_owner, false, [&] {
-        run_id = Sql("SELECT nextval(pg_catalog.pg_get_serial_sequence('revetl.sync_runs', 'id'))").Int8(0, 0);
+        run_id =
+            Sql("SELECT nextval(pg_catalog.pg_get_serial_sequence('revetl.sync_runs', 'id'))").Int8(0, 0);
     });
     SpiFinish();
     WaitResult result = RequestRunAndWait(def.id, def.name, run_id, requested_by);
@@ -402,13 +333,15 @@ Datum RunSync(FunctionCallInfo fcinfo) {
         throw Error(sqlstate::kSyncRunFailed,
                     "run " + std::to_string(run_id) + " of sync \"" + name + "\" " + result.status,
                     result.error.empty() ? std::string() : "The run ended with: " + result.error,
-                    "SELECT * FROM revetl.sync_runs WHERE id = " + std::to_string(run_id) + " shows the run.");
+                    "SELECT * FROM revetl.sync_runs WHERE id = " + std::to_string(run_id) +
+                        " shows the run.");
     if (result.status == "partial")
         PgGuard([&] {
-            ereport(WARNING,
-                    (errmsg("run %lld of sync \"%s\" did not deliver every row", (long long)run_id, name.c_str()),
-                     errhint("SELECT * FROM revetl.rejected_rows WHERE run_id = %lld shows the rows and why.",
-                             (long long)run_id)));
+            ereport(
+                WARNING,
+                (errmsg("run %lld of sync \"%s\" did not deliver every row", (long long)run_id, name.c_str()),
+                 errhint("SELECT * FROM revetl.rejected_rows WHERE run_id = %lld shows the rows and why.",
+                         (long long)run_id)));
         });
     PG_RETURN_INT64(run_id);
 }
@@ -494,9 +427,10 @@ Datum FdwValidator(FunctionCallInfo fcinfo) {
             if (o.first == "url") {
                 std::string host = UrlHost(o.second);
                 if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))
-                    throw Error(sqlstate::kInsufficientPrivilege,
-                                "destination host \"" + host + "\" is not in revetl.allowed_hosts", {},
-                                "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");
+                    throw Error(
+                        sqlstate::kInsufficientPrivilege,
+                        "destination host \"" + host + "\" is not in revetl.allowed_hosts", {},
+                        "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");
             }
     }
     PG_RETURN_VOID();
@@ -512,8 +446,15 @@ Datum WakeLauncherFn(FunctionCallInfo) {
 
 using namespace revetl::pg;
 
-REVETL_SQL_FUNCTION(revetl_create_sync) { return CreateSync(fcinfo); }
-REVETL_SQL_FUNCTION(revetl_drop_sync) { return DropSync(fcinfo); }
+REVETL_SQL_FUNCTION(revetl_create_sync) { return CreateSyncFn(fcinfo); }
+REVETL_SQL_FUNCTION(revetl_drop_sync) { return DropSyncFn(fcinfo); }
+REVETL_SQL_FUNCTION(revetl_alter_sync) { return AlterSyncFn(fcinfo); }
+REVETL_SQL_FUNCTION(revetl_rename_sync) { return RenameSyncFn(fcinfo); }
+REVETL_SQL_FUNCTION(revetl_alter_sync_owner) { return AlterSyncOwnerFn(fcinfo); }
+REVETL_SQL_FUNCTION(revetl_pause_sync) { return SetPausedFn(fcinfo, true); }
+REVETL_SQL_FUNCTION(revetl_resume_sync) { return SetPausedFn(fcinfo, false); }
+REVETL_SQL_FUNCTION(revetl_execute) { return ExecuteFn(fcinfo); }
+REVETL_SQL_FUNCTION(revetl_sync_ddl) { return SyncDdlFn(fcinfo); }
 REVETL_SQL_FUNCTION(revetl_run_sync) { return RunSync(fcinfo); }
 REVETL_SQL_FUNCTION(revetl_preview_sync) { return PreviewSync(fcinfo); }
 REVETL_SQL_FUNCTION(revetl_fdw_validator) { return FdwValidator(fcinfo); }

@@ -87,21 +87,20 @@ void SetSessionSettings() {
 // again, so their rows are planned anew rather than lost.
 void RecoverInterruptedRuns() {
     BeginTransaction("revetl: recovering");
-    SqlResult r = Sql(
-        "WITH interrupted AS ("
-        "  UPDATE revetl.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
-        "  error = 'the revetl worker stopped during this run; a new run was queued' "
-        "  WHERE status = 'running' RETURNING id, sync_id, sync_name) "
-        "INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
-        "SELECT i.sync_id, i.sync_name, 'retry', 'revetl' FROM interrupted i "
-        "WHERE EXISTS (SELECT 1 FROM revetl.syncs s WHERE s.id = i.sync_id) RETURNING id");
+    SqlResult r = Sql("WITH interrupted AS ("
+                      "  UPDATE revetl.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
+                      "  error = 'the revetl worker stopped during this run; a new run was queued' "
+                      "  WHERE status = 'running' RETURNING id, sync_id, sync_name) "
+                      "INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
+                      "SELECT i.sync_id, i.sync_name, 'retry', 'revetl' FROM interrupted i "
+                      "WHERE EXISTS (SELECT 1 FROM revetl.syncs s WHERE s.id = i.sync_id) RETURNING id");
     Sql("DELETE FROM revetl.changes c WHERE NOT EXISTS "
         "(SELECT 1 FROM revetl.sync_runs r WHERE r.id = c.run_id AND r.status IN ('queued', 'running'))");
     CommitTransaction();
     if (r.processed > 0)
         PgGuard([&] {
-            ereport(LOG, (errmsg("revetl worker for database \"%s\" queued %llu interrupted runs again", g_dbname,
-                                 (unsigned long long)r.processed)));
+            ereport(LOG, (errmsg("revetl worker for database \"%s\" queued %llu interrupted runs again",
+                                 g_dbname, (unsigned long long)r.processed)));
         });
 }
 
@@ -193,21 +192,22 @@ void CompleteWaits() {
 
 int64 NextQueuedRun() {
     BeginTransaction("revetl: looking for runs");
-    SqlResult r = Sql("SELECT id FROM revetl.sync_runs WHERE status = 'queued' ORDER BY id LIMIT 1", {}, true);
+    SqlResult r =
+        Sql("SELECT id FROM revetl.sync_runs WHERE status = 'queued' ORDER BY id LIMIT 1", {}, true);
     CommitTransaction();
     return r.rows.empty() ? 0 : r.Int8(0, 0);
 }
 
 void WorkerLoop(Oid dboid) {
-    MemoryContext loop_cxt = AllocSetContextCreate(TopMemoryContext, "revetl worker loop", ALLOCSET_DEFAULT_SIZES);
+    MemoryContext loop_cxt =
+        AllocSetContextCreate(TopMemoryContext, "revetl worker loop", ALLOCSET_DEFAULT_SIZES);
+    context_between_transactions = loop_cxt;
     SetSessionSettings();
     if (!ExtensionPresent()) {
         MarkNoExtension(dboid);
         proc_exit(0);
     }
-    PgGuard([] {
-        ereport(LOG, (errmsg("revetl worker started for database \"%s\"", g_dbname)));
-    });
+    PgGuard([] { ereport(LOG, (errmsg("revetl worker started for database \"%s\"", g_dbname))); });
     RecoverInterruptedRuns();
     CompleteWaits();
 
@@ -228,6 +228,7 @@ void WorkerLoop(Oid dboid) {
             PgGuard([&] {
                 MemoryContextSwitchTo(TopMemoryContext);
                 MemoryContextReset(loop_cxt);
+                MemoryContextSwitchTo(loop_cxt);
             });
             continue;
         }
@@ -270,7 +271,8 @@ void revetl_worker_main(Datum main_arg) {
     }
     // Out of the C++ scope: report and exit with an error, so the launcher
     // restarts this worker after revetl.worker_restart_delay.
-    ereport(FATAL, (errcode(edata->sqlerrcode),
-                    errmsg("revetl worker for database \"%s\" failed: %s", revetl::pg::g_dbname, edata->message),
-                    edata->detail ? errdetail("%s", edata->detail) : 0));
+    ereport(FATAL,
+            (errcode(edata->sqlerrcode),
+             errmsg("revetl worker for database \"%s\" failed: %s", revetl::pg::g_dbname, edata->message),
+             edata->detail ? errdetail("%s", edata->detail) : 0));
 }

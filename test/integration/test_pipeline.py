@@ -155,9 +155,11 @@ class PipelineTest(unittest.TestCase):
         self.assertEqual(mock.records(), self.model_as_destination())
 
     def test_null_and_duplicate_keys_are_invalid_and_never_sent(self):
-        model = (f"select id, email, score from {self.table} "
-                 f"union all select 2, 'dup@example.com', 1 union all select null, 'nokey@example.com', 1")
+        cluster.sql(f"create table extra_{self.n} (id int, email text, score int)")
+        model = f"select id, email, score from {self.table} union all select * from extra_{self.n}"
         self.create_sync(model=model)
+        # Keys are unique when the sync is created; these rows break that later.
+        cluster.sql(f"insert into extra_{self.n} values (2, 'dup@example.com', 1), (null, 'nokey@example.com', 1)")
         run_id, _ = self.run_sync()
         r = self.run_row(run_id)
         self.assertEqual((r["status"], r["rows_added"], r["rows_invalid"], r["rows_delivered"]),

@@ -8,6 +8,7 @@
 
 using namespace revetl;
 using revetl_test::Contains;
+using revetl_test::EndsWith;
 using revetl_test::NotContains;
 
 namespace {
@@ -160,4 +161,17 @@ TEST(BuildShadowTableDdl, ExactText) {
               "row_hash bigint NOT NULL, dest_id text, run_id bigint NOT NULL, "
               "synced_at timestamptz NOT NULL DEFAULT now())");
     EXPECT_TRUE(Contains(BuildShadowTableDdl("we\"ird", "t\"t"), "CREATE TABLE \"we\"\"ird\".\"t\"\"t\" ("));
+}
+
+TEST(BuildPlanQuery, InsertModeSkipsChangedRows) {
+    PlanSpec spec = RelationSpec();
+    EXPECT_TRUE(spec.include_changes); // the default
+    std::string with_changes = BuildPlanQuery(spec);
+    EXPECT_TRUE(EndsWith(with_changes, " OR s.key IS NULL OR s.row_hash IS DISTINCT FROM m.h"));
+    spec.include_changes = false;
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(NotContains(sql, "row_hash IS DISTINCT FROM"));
+    // New, removed and invalid rows are still reported.
+    EXPECT_TRUE(EndsWith(sql, " AS s ON s.key = m.k WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 "
+                              "OR s.key IS NULL"));
 }

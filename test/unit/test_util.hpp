@@ -22,4 +22,10 @@ inline ::testing::AssertionResult NotContains(const std::string &haystack, const
                                          << " in\n  [" << haystack << "]";
 }
 
+inline ::testing::AssertionResult EndsWith(const std::string &text, const std::string &suffix) {
+    if (text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0)
+        return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "expected\n  [" << text << "]\nto end with\n  [" << suffix << "]";
+}
+
 } // namespace revetl_test

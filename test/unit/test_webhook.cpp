@@ -126,6 +126,25 @@ TEST(BuildWebhookRequest, BodyIsValidJsonWithTheDocumentedShape) {
     EXPECT_EQ(std::string(r2["idempotency_key"].GetString()), RecordIdempotencyKey(42, changes[2]));
 }
 
+TEST(BuildWebhookRequest, WriteOpNamesAddedAndChangedRows) {
+    EXPECT_EQ(BatchContext().write_op, "upsert");
+    for (const char *op : {"insert", "update"}) {
+        SCOPED_TRACE(op);
+        BatchContext ctx = Context();
+        ctx.write_op = op;
+        HttpRequest req = BuildWebhookRequest(Settings(), ctx, SampleChanges());
+        rapidjson::Document doc;
+        doc.Parse(req.body.c_str(), req.body.size());
+        ASSERT_FALSE(doc.HasParseError()) << req.body;
+        const auto &records = doc["records"];
+        ASSERT_EQ(records.Size(), 3u);
+        EXPECT_STREQ(records[0]["op"].GetString(), op);
+        EXPECT_STREQ(records[1]["op"].GetString(), op);
+        // Removals are always deletes.
+        EXPECT_STREQ(records[2]["op"].GetString(), "delete");
+    }
+}
+
 TEST(BuildWebhookRequest, EmptyBatch) {
     HttpRequest req = BuildWebhookRequest(Settings(), Context(), {});
     rapidjson::Document doc;

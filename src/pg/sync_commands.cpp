@@ -1,0 +1,602 @@
+#include "pg/sync_commands.hpp"
+
+#include "core/plan_query.hpp"
+#include "core/schedule.hpp"
+#include "core/sql_text.hpp"
+#include "pg/catalog.hpp"
+#include "pg/spi.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace revetl::pg {
+
+namespace {
+
+bool LooksLikeQuery(const std::string &model) {
+    size_t i = model.find_first_not_of(" \t\r\n");
+    if (i == std::string::npos)
+        return false;
+    if (model[i] == '(')
+        return true;
+    size_t j = i;
+    while (j < model.size() && std::isalpha(static_cast<unsigned char>(model[j])))
+        j++;
+    // "select_leads" is a relation name, not a query.
+    if (j < model.size() &&
+        (std::isalnum(static_cast<unsigned char>(model[j])) || model[j] == '_' || model[j] == '$'))
+        return false;
+    std::string word = model.substr(i, j - i);
+    std::transform(word.begin(), word.end(), word.begin(), [](unsigned char c) { return std::tolower(c); });
+    return word == "select" || word == "with" || word == "values" || word == "table";
+}
+
+// A query model must be exactly one read-only SELECT.
+// A syntax error in user text that revetl parsed on its own: point the
+// caret into that text (psql shows it as QUERY) instead of into the
+// statement that called revetl, and say which part of the definition it is.
+[[noreturn]] void RethrowAsInternal(PgError error, const std::string &text, int offset,
+                                    const std::string &where) {
+    if (error.cursorpos > 0) {
+        error.internalpos = std::max(1, error.cursorpos - offset);
+        error.internalquery = text;
+        error.cursorpos = 0;
+    }
+    error.context = where;
+    throw error;
+}
+
+void CheckModelQuery(const std::string &query) {
+    const char *problem = nullptr;
+    try {
+        PgGuard([&] { (void)raw_parser(query.c_str(), RAW_PARSE_DEFAULT); });
+    } catch (const PgError &e) {
+        RethrowAsInternal(e, query, 0, "model query");
+    }
+    PgGuard([&] {
+        List *raw = raw_parser(query.c_str(), RAW_PARSE_DEFAULT);
+        if (list_length(raw) != 1) {
+            problem = "The model must be exactly one SELECT statement.";
+            return;
+        }
+        Node *stmt = linitial_node(RawStmt, raw)->stmt;
+        if (!IsA(stmt, SelectStmt)) {
+            problem = "The model must be a SELECT statement.";
+            return;
+        }
+        SelectStmt *select = castNode(SelectStmt, stmt);
+        if (select->intoClause)
+            problem = "SELECT INTO is not allowed in a model.";
+        else if (select->lockingClause)
+            problem = "FOR UPDATE and FOR SHARE are not allowed in a model.";
+        else if (select->withClause) {
+            ListCell *lc;
+            foreach (lc, select->withClause->ctes) {
+                CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
+                if (!IsA(cte->ctequery, SelectStmt))
+                    problem = "Data-modifying statements in WITH are not allowed in a model.";
+            }
+        }
+    });
+    if (problem)
+        throw Error(sqlstate::kInvalidParameterValue, "invalid model query", problem,
+                    "A model is a table, a view, or one read-only SELECT.");
+}
+
+// A map entry must be exactly one expression, so it cannot smuggle clauses
+// or statements into the SQL revetl builds around it.
+void CheckMapExpression(const MapEntry &entry) {
+    bool ok = false;
+    std::string sql = "SELECT " + entry.expression;
+    try {
+        PgGuard([&] { (void)raw_parser(sql.c_str(), RAW_PARSE_DEFAULT); });
+    } catch (const PgError &e) {
+        RethrowAsInternal(e, entry.expression, 7, "map expression for field \"" + entry.field + "\"");
+    }
+    PgGuard([&] {
+        List *raw = raw_parser(sql.c_str(), RAW_PARSE_DEFAULT);
+        if (list_length(raw) != 1)
+            return;
+        Node *stmt = linitial_node(RawStmt, raw)->stmt;
+        if (!IsA(stmt, SelectStmt))
+            return;
+        SelectStmt *s = castNode(SelectStmt, stmt);
+        if (s->op != SETOP_NONE || s->fromClause || s->whereClause || s->groupClause || s->havingClause ||
+            s->windowClause || s->sortClause || s->limitCount || s->limitOffset || s->lockingClause ||
+            s->withClause || s->intoClause || s->distinctClause || s->valuesLists ||
+            list_length(s->targetList) != 1)
+            return;
+        ResTarget *target = linitial_node(ResTarget, s->targetList);
+        if (target->name)
+            return;
+        if (IsA(target->val, ColumnRef) && IsA(llast(castNode(ColumnRef, target->val)->fields), A_Star))
+            return;
+        ok = true;
+    });
+    if (!ok)
+        throw Error(sqlstate::kSyntaxError, "invalid map expression for field \"" + entry.field + "\"",
+                    "A map entry must be exactly one SQL expression over the model's columns.",
+                    "For example: '{\"email\": \"lower(email)\"}'.");
+}
+
+struct ResolvedModel {
+    ModelRef ref;
+    Oid relid = InvalidOid;
+};
+
+ResolvedModel ResolveModel(const std::string &model) {
+    ResolvedModel out;
+    if (LooksLikeQuery(model)) {
+        CheckModelQuery(model);
+        out.ref.kind = ModelRef::Kind::Query;
+        out.ref.query = model;
+        return out;
+    }
+    Oid relid = InvalidOid;
+    char relkind = 0;
+    char *nspname = nullptr;
+    char *relname = nullptr;
+    PgGuard([&] {
+        List *names = stringToQualifiedNameList(model.c_str());
+        RangeVar *rv = makeRangeVarFromNameList(names);
+        relid = RangeVarGetRelid(rv, AccessShareLock, true);
+        if (OidIsValid(relid)) {
+            relkind = get_rel_relkind(relid);
+            nspname = get_namespace_name(get_rel_namespace(relid));
+            relname = get_rel_name(relid);
+        }
+    });
+    if (!OidIsValid(relid)) {
+        std::vector<std::string> names;
+        SqlResult r = Sql("SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') "
+                          "AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1 LIMIT 5000",
+                          {}, true);
+        for (size_t i = 0; i < r.rows.size(); i++)
+            names.push_back(r.Text(i, 0));
+        std::string bare = model.substr(model.rfind('.') == std::string::npos ? 0 : model.rfind('.') + 1);
+        std::string close = ClosestMatch(bare, names);
+        throw Error("42P01", "relation \"" + model + "\" does not exist", {},
+                    !close.empty() ? "Perhaps you meant the relation \"" + close + "\"."
+                                   : "A model is a table, a view or a query such as 'SELECT ... FROM ...'.");
+    }
+    if (relkind != RELKIND_RELATION && relkind != RELKIND_VIEW && relkind != RELKIND_MATVIEW &&
+        relkind != RELKIND_PARTITIONED_TABLE && relkind != RELKIND_FOREIGN_TABLE)
+        throw Error(
+            "42809", "\"" + model + "\" cannot be a model",
+            "Only tables, partitioned tables, views, materialized views and foreign tables can be models.");
+    out.ref.kind = ModelRef::Kind::Relation;
+    out.ref.schema = nspname;
+    out.ref.name = relname;
+    out.relid = relid;
+    return out;
+}
+
+std::vector<std::string> ModelColumns(const ModelRef &model) {
+    std::vector<std::string> cols;
+    std::string sql = "SELECT * FROM " + ModelSource(model) + " AS src LIMIT 0";
+    int natts = 0;
+    TupleDesc desc = nullptr;
+    PgGuard([&] {
+        if (SPI_execute(sql.c_str(), true, 0) != SPI_OK_SELECT)
+            elog(ERROR, "revetl: could not read the model's columns");
+        desc = SPI_tuptable->tupdesc;
+        natts = desc->natts;
+    });
+    for (int i = 0; i < natts; i++) {
+        Form_pg_attribute att = TupleDescAttr(desc, i);
+        if (!att->attisdropped)
+            cols.emplace_back(NameStr(att->attname));
+    }
+    return cols;
+}
+
+void CheckKeyColumns(const std::vector<std::string> &keys, const std::vector<std::string> &columns,
+                     const std::string &model_display) {
+    if (keys.empty())
+        throw Error(sqlstate::kInvalidParameterValue, "a sync needs at least one key column", {},
+                    "Pass the columns that identify a row, for example key => ARRAY['id'].");
+    for (size_t i = 0; i < keys.size(); i++) {
+        for (size_t j = 0; j < i; j++)
+            if (keys[i] == keys[j])
+                throw Error(sqlstate::kInvalidParameterValue,
+                            "key column \"" + keys[i] + "\" is listed twice");
+        if (std::find(columns.begin(), columns.end(), keys[i]) == columns.end()) {
+            std::string hint;
+            std::string close = ClosestMatch(keys[i], columns);
+            if (!close.empty())
+                hint = "Perhaps you meant the column \"" + close + "\".";
+            throw Error(sqlstate::kUndefinedColumn,
+                        "column \"" + keys[i] + "\" does not exist in model " + model_display, {}, hint);
+        }
+    }
+}
+
+std::string KeyColumnsJson(const std::vector<std::string> &keys) {
+    std::string out = "[";
+    for (size_t i = 0; i < keys.size(); i++) {
+        if (i > 0)
+            out += ",";
+        out += "\"";
+        for (char c : keys[i]) {
+            if (c == '"' || c == '\\')
+                out += '\\';
+            if (static_cast<unsigned char>(c) < 0x20) {
+                char buf[8];
+                snprintf(buf, sizeof buf, "\\u%04x", c);
+                out += buf;
+                continue;
+            }
+            out += c;
+        }
+        out += "\"";
+    }
+    return out + "]";
+}
+
+// A key that is not unique in the model cannot identify destination
+// records. Tables with a unique index on exactly the key columns are known to
+// be fine; anything else is checked once, here, with one aggregate query.
+void CheckKeyUnique(const SyncDefinition &def, Oid relid) {
+    if (OidIsValid(relid)) {
+        SqlResult r = Sql("SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indisunique "
+                          "AND i.indpred IS NULL AND i.indexprs IS NULL AND "
+                          "(SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_catalog.pg_attribute a "
+                          " WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = "
+                          "(SELECT array_agg(x ORDER BY x) FROM jsonb_array_elements_text($2::jsonb) x) LIMIT 1",
+                          {SqlArg::Int8(relid), SqlArg::Text(KeyColumnsJson(def.key_columns))}, true);
+        if (!r.rows.empty())
+            return;
+    }
+    std::string key_list;
+    for (size_t i = 0; i < def.key_columns.size(); i++)
+        key_list += (i ? ", " : "") + QuoteIdent(def.key_columns[i]);
+    SqlResult dup = Sql("SELECT jsonb_build_object(" + [&] {
+                            std::string args;
+                            for (size_t i = 0; i < def.key_columns.size(); i++)
+                                args += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", src." +
+                                        QuoteIdent(def.key_columns[i]);
+                            return args;
+                        }() + ")::text, count(*) FROM " +
+                            ModelSource(def.model) + " AS src GROUP BY " + key_list +
+                            " HAVING count(*) > 1 LIMIT 1",
+                        {}, true);
+    if (!dup.rows.empty())
+        throw Error("23505", "key (" + key_list + ") is not unique in model " + def.ModelDisplayName(),
+                    dup.Text(0, 1) + " rows have the key " + dup.Text(0, 0) + ".",
+                    "Choose key columns that identify one row of the model.");
+}
+
+
+
+// Everything about a request that can be checked before touching the
+// catalog, as the current user: destination, model, key, map, options,
+// schedule. Returns the definition to store (name, owner and shadow table
+// are filled in by the caller).
+SyncDefinition Resolve(const SyncRequest &req, Oid role) {
+    if (req.name.empty() || req.name.size() >= NAMEDATALEN)
+        throw Error(sqlstate::kInvalidParameterValue, "invalid sync name \"" + req.name + "\"",
+                    "A sync name must be 1 to 63 bytes long.");
+    if (req.mode != "upsert" && req.mode != "mirror" && req.mode != "insert" && req.mode != "update")
+        throw Error(sqlstate::kInvalidParameterValue, "invalid sync mode \"" + req.mode + "\"",
+                    "Valid modes are upsert (send added and changed rows), insert (added rows only), update "
+                    "(changes to records the destination has) and mirror (upsert, and delete removed rows).");
+    SyncOptions options = ParseSyncOptions(req.options_json);
+    (void)options;
+    for (const auto &entry : req.map)
+        CheckMapExpression(entry);
+    if (req.object && (req.object->empty() || req.object->size() > 255))
+        throw Error(sqlstate::kInvalidParameterValue, "invalid destination object name",
+                    "Object names are 1 to 255 bytes long.");
+    if (req.match_on && (req.match_on->empty() || req.match_on->size() > 255))
+        throw Error(sqlstate::kInvalidParameterValue, "invalid MATCH ON field name",
+                    "Field names are 1 to 255 bytes long.");
+
+    Destination dest = LookupDestination(req.destination);
+    CheckServerUsage(dest, role);
+
+    ResolvedModel resolved = ResolveModel(req.model);
+    SyncDefinition def;
+    def.name = req.name;
+    def.owner = role;
+    def.model = resolved.ref;
+    def.destination = dest.server_name;
+    def.object = req.object;
+    def.match_on = req.match_on;
+    def.key_columns = req.key;
+    def.mode = req.mode;
+    def.map = req.map;
+    def.options_json = req.options_json;
+    def.options = ParseSyncOptions(req.options_json);
+    def.schedule = req.schedule;
+    CheckKeyColumns(req.key, ModelColumns(resolved.ref), def.ModelDisplayName());
+
+    // Each map expression, then the whole payload, evaluated against the
+    // model as the would-be owner: wrong types, unknown columns and missing
+    // privileges all surface here rather than in the first run. An error in
+    // one expression points into that expression.
+    for (const auto &entry : def.map) {
+        const std::string prefix = "SELECT (";
+        try {
+            Sql(prefix + entry.expression + "\n) FROM " + ModelSource(def.model) + " AS src LIMIT 0", {}, true);
+        } catch (const PgError &e) {
+            char *state = nullptr;
+            PgGuard([&] { state = unpack_sql_state(e.sqlerrcode); });
+            int pos = e.internalpos > static_cast<int>(prefix.size()) ? e.internalpos - static_cast<int>(prefix.size())
+                                                                       : 1;
+            // PostgreSQL's hints name revetl's alias for the model ("src.x").
+            std::string hint = e.hint;
+            for (size_t at = hint.find("\"src."); at != std::string::npos; at = hint.find("\"src.", at))
+                hint.erase(at + 1, 4);
+            throw Error(state, e.message, e.detail,
+                        hint.empty() ? "In the map expression for field \"" + entry.field + "\"." : hint)
+                .At(std::min<int>(pos, static_cast<int>(entry.expression.size())), entry.expression);
+        }
+    }
+    Sql(BuildValidationQuery(def.Plan(kSchema)), {}, true);
+    CheckKeyUnique(def, resolved.relid);
+
+    switch (req.schedule.kind) {
+    case dsl::Schedule::Kind::Every: {
+        bool positive = false;
+        try {
+            SqlResult r = Sql("SELECT $1::interval > interval '0'", {SqlArg::Text(req.schedule.value)}, true);
+            positive = r.Bool(0, 0);
+        } catch (const PgError &e) {
+            throw Error(sqlstate::kInvalidParameterValue, "invalid schedule interval \"" + req.schedule.value + "\"",
+                        e.message + ".", "Write an interval such as '15 minutes' or '1 hour'.");
+        }
+        if (!positive)
+            throw Error(sqlstate::kInvalidParameterValue,
+                        "invalid schedule interval \"" + req.schedule.value + "\"", "The interval must be positive.");
+        break;
+    }
+    case dsl::Schedule::Kind::Cron:
+        ParseCron(req.schedule.value);
+        break;
+    case dsl::Schedule::Kind::After:
+        if (req.schedule.value == req.name)
+            throw Error(sqlstate::kInvalidParameterValue, "sync \"" + req.name + "\" cannot run after itself");
+        if (!LoadSyncByName(req.schedule.value))
+            throw Error(sqlstate::kUndefinedObject, "sync \"" + req.schedule.value + "\" does not exist",
+                        "SCHEDULE AFTER names the sync whose successful runs start this one.");
+        break;
+    case dsl::Schedule::Kind::OnChange:
+        if (resolved.ref.kind != ModelRef::Kind::Relation)
+            throw Error(sqlstate::kInvalidParameterValue, "SCHEDULE ON CHANGE needs a table model",
+                        "Changes are captured on tables; a query or view model can be scheduled with EVERY or "
+                        "CRON instead.");
+        break;
+    case dsl::Schedule::Kind::Manual:
+        break;
+    }
+    return def;
+}
+
+std::vector<SqlArg> DefinitionArgs(const SyncDefinition &def, const std::string &search_path) {
+    bool relation = def.model.kind == ModelRef::Kind::Relation;
+    return {SqlArg::Text(def.name),
+            SqlArg::Text(relation ? "relation" : "query"),
+            relation ? SqlArg::Text(def.model.schema) : SqlArg::Null(TEXTOID),
+            relation ? SqlArg::Text(def.model.name) : SqlArg::Null(TEXTOID),
+            relation ? SqlArg::Null(TEXTOID) : SqlArg::Text(def.model.query),
+            SqlArg::Text(def.destination),
+            SqlArg::Text(KeyColumnsJson(def.key_columns)),
+            SqlArg::Text(def.mode),
+            def.map.empty() ? SqlArg::Null(TEXTOID) : SqlArg::Text(MapToJson(def.map)),
+            SqlArg::Text(def.options_json),
+            SqlArg::OptText(def.object),
+            SqlArg::OptText(def.match_on),
+            SqlArg::Text(dsl::ScheduleKindName(def.schedule.kind)),
+            def.schedule.value.empty() ? SqlArg::Null(TEXTOID) : SqlArg::Text(def.schedule.value),
+            SqlArg::Text(search_path)};
+}
+
+// $1..$15 in the order of DefinitionArgs.
+constexpr const char *kDefinitionColumns =
+    "name, model_kind, model_schema, model_name, model_query, destination, key_columns, mode, map, options, "
+    "object, match_on, schedule_kind, schedule_value, search_path";
+constexpr const char *kDefinitionValues =
+    "$1, $2, $3, $4, $5, $6, "
+    "ARRAY(SELECT e FROM jsonb_array_elements_text($7::jsonb) WITH ORDINALITY AS t(e, o) ORDER BY o), "
+    "$8, $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15";
+
+std::string CurrentSearchPath() {
+    std::string out;
+    PgGuard([&] { out = GetConfigOption("search_path", false, false); });
+    return out;
+}
+
+void GrantShadow(const std::string &shadow, const std::string &role_name, bool grant) {
+    Sql(std::string(grant ? "GRANT" : "REVOKE") + " SELECT ON " + QualifiedName(kSchema, shadow) +
+        (grant ? " TO " : " FROM ") + QuoteIdent(role_name));
+}
+
+// Writes `def` over the stored sync `old`. The shadow state is kept unless
+// what identifies a destination record changed.
+void ReplaceDefinition(const SyncDefinition &old, SyncDefinition def) {
+    std::vector<std::string> reasons;
+    if (old.key_columns != def.key_columns)
+        reasons.push_back("its key changed");
+    if (old.destination != def.destination)
+        reasons.push_back("its destination changed");
+    if (old.object != def.object)
+        reasons.push_back("its destination object changed");
+    if (old.match_on != def.match_on)
+        reasons.push_back("its MATCH ON field changed");
+
+    std::vector<SqlArg> args = DefinitionArgs(def, old.search_path.empty() ? CurrentSearchPath() : old.search_path);
+    args.push_back(SqlArg::Int8(old.id));
+    // IS DISTINCT FROM on the whole row: an identical definition changes
+    // nothing, not even updated_at.
+    std::string sql = "UPDATE revetl.syncs s SET (" + std::string(kDefinitionColumns) + ") = (" + kDefinitionValues +
+                      "), updated_at = now() WHERE id = $16 AND (" + kDefinitionColumns + ") IS DISTINCT FROM (" +
+                      kDefinitionValues + ")";
+    AsRole(ExtensionOwner(), false, [&] {
+        SqlResult r = Sql(sql, args);
+        if (r.processed > 0 && !reasons.empty()) {
+            Sql("TRUNCATE " + QualifiedName(kSchema, old.shadow_table));
+            std::string why;
+            for (size_t i = 0; i < reasons.size(); i++)
+                why += (i ? (i + 1 == reasons.size() ? " and " : ", ") : "") + reasons[i];
+            std::string name = def.name;
+            PgGuard([&] {
+                ereport(NOTICE, (errmsg("sync \"%s\" starts afresh: %s", name.c_str(), why.c_str()),
+                                 errdetail("Its shadow state was cleared, so the next run sends every row of the "
+                                           "model again.")));
+            });
+        }
+    });
+}
+
+} // namespace
+
+void RequireOwnership(const SyncDefinition &def, const char *action) {
+    bool ok = false;
+    PgGuard([&] { ok = has_privs_of_role(GetUserId(), def.owner); });
+    if (!ok)
+        throw Error(sqlstate::kInsufficientPrivilege, "must be owner of sync \"" + def.name + "\"",
+                    std::string("Only members of role ") + def.owner_name + " may " + action + " this sync.");
+}
+
+SyncRequest RequestFromStatement(const dsl::CreateSync &c) {
+    SyncRequest r;
+    r.name = c.name;
+    r.model = c.ModelText();
+    r.destination = c.server;
+    r.key = c.key;
+    r.mode = c.mode;
+    for (const auto &m : c.map)
+        r.map.push_back({m.field, m.expression});
+    r.options_json = OptionsToJson(c.options);
+    r.object = c.object;
+    r.match_on = c.match_on;
+    if (c.schedule)
+        r.schedule = *c.schedule;
+    return r;
+}
+
+SyncRequest RequestFromDefinition(const SyncDefinition &def) {
+    return RequestFromStatement(def.ToStatement());
+}
+
+int64_t CreateSync(const SyncRequest &request, bool replace) {
+    auto existing = LoadSyncByName(request.name);
+    if (existing && !replace)
+        throw Error(sqlstate::kDuplicateObject, "sync \"" + request.name + "\" already exists", {},
+                    "Use CREATE OR REPLACE SYNC to change it, or drop it first.");
+    if (existing) {
+        RequireOwnership(*existing, "replace");
+        SyncDefinition def = Resolve(request, existing->owner);
+        ReplaceDefinition(*existing, def);
+        return existing->id;
+    }
+
+    Oid caller = GetUserId();
+    SyncDefinition def = Resolve(request, caller);
+    std::string owner_name = RoleName(caller);
+    int64_t id = 0;
+    std::string search_path = CurrentSearchPath();
+    AsRole(ExtensionOwner(), false, [&] {
+        id = Sql("SELECT nextval(pg_catalog.pg_get_serial_sequence('revetl.syncs', 'id'))").Int8(0, 0);
+        std::string shadow = "shadow_" + std::to_string(id);
+        std::vector<SqlArg> args = DefinitionArgs(def, search_path);
+        args.push_back(SqlArg::Int8(id));
+        args.push_back(SqlArg::Int8(caller));
+        args.push_back(SqlArg::Text(shadow));
+        Sql("INSERT INTO revetl.syncs (" + std::string(kDefinitionColumns) + ", id, owner, shadow_table) VALUES (" +
+                kDefinitionValues + ", $16, $17::oid::regrole, $18)",
+            args);
+        Sql(BuildShadowTableDdl(kSchema, shadow));
+        // The plan query runs as the owner and joins the shadow table: the
+        // owner may read it, never write it.
+        GrantShadow(shadow, owner_name, true);
+        Sql("COMMENT ON TABLE " + QualifiedName(kSchema, shadow) + " IS " +
+            QuoteLiteral("revetl shadow state of a sync: what its destination was last told"));
+    });
+    return id;
+}
+
+void AlterSync(const std::string &name, const SyncRequest &request) {
+    SyncDefinition existing = RequireSync(name);
+    RequireOwnership(existing, "alter");
+    SyncDefinition def = Resolve(request, existing.owner);
+    ReplaceDefinition(existing, def);
+}
+
+void DropSync(const std::string &name, bool if_exists) {
+    auto def = LoadSyncByName(name);
+    if (!def) {
+        if (!if_exists)
+            throw Error(sqlstate::kUndefinedObject, "sync \"" + name + "\" does not exist");
+        PgGuard([&] { ereport(NOTICE, (errmsg("sync \"%s\" does not exist, skipping", name.c_str()))); });
+        return;
+    }
+    RequireOwnership(*def, "drop");
+    SqlResult dependents = Sql("SELECT name FROM revetl.syncs WHERE schedule_kind = 'after' AND schedule_value = $1 "
+                               "AND id <> $2 ORDER BY name",
+                               {SqlArg::Text(def->name), SqlArg::Int8(def->id)});
+    if (!dependents.rows.empty())
+        throw Error("2BP01", "cannot drop sync \"" + name + "\" because other syncs depend on it",
+                    "Sync \"" + dependents.Text(0, 0) + "\" is scheduled AFTER it.",
+                    "Change or drop the dependent syncs first.");
+    AsRole(ExtensionOwner(), false, [&] {
+        Sql("DELETE FROM revetl.syncs WHERE id = $1", {SqlArg::Int8(def->id)});
+        Sql("DROP TABLE IF EXISTS " + QualifiedName(kSchema, def->shadow_table));
+        Sql("UPDATE revetl.sync_runs SET status = 'cancelled', finished_at = now(), error = 'the sync was dropped' "
+            "WHERE sync_id = $1 AND status = 'queued'",
+            {SqlArg::Int8(def->id)});
+    });
+}
+
+void RenameSync(const std::string &name, const std::string &new_name) {
+    SyncDefinition def = RequireSync(name);
+    RequireOwnership(def, "rename");
+    if (new_name.empty() || new_name.size() >= NAMEDATALEN)
+        throw Error(sqlstate::kInvalidParameterValue, "invalid sync name \"" + new_name + "\"",
+                    "A sync name must be 1 to 63 bytes long.");
+    if (LoadSyncByName(new_name))
+        throw Error(sqlstate::kDuplicateObject, "sync \"" + new_name + "\" already exists");
+    AsRole(ExtensionOwner(), false, [&] {
+        Sql("UPDATE revetl.syncs SET name = $2, updated_at = now() WHERE id = $1",
+            {SqlArg::Int8(def.id), SqlArg::Text(new_name)});
+        // Syncs scheduled AFTER this one follow the rename.
+        Sql("UPDATE revetl.syncs SET schedule_value = $2 WHERE schedule_kind = 'after' AND schedule_value = $1",
+            {SqlArg::Text(name), SqlArg::Text(new_name)});
+    });
+}
+
+void AlterSyncOwner(const std::string &name, const std::string &new_owner) {
+    SyncDefinition def = RequireSync(name);
+    RequireOwnership(def, "change the owner of");
+    Oid role = InvalidOid;
+    PgGuard([&] { role = get_role_oid(new_owner.c_str(), true); });
+    if (!OidIsValid(role))
+        throw Error(sqlstate::kUndefinedObject, "role \"" + new_owner + "\" does not exist");
+    bool member = false;
+    PgGuard([&] { member = has_privs_of_role(GetUserId(), role); });
+    if (!member)
+        throw Error(sqlstate::kInsufficientPrivilege, "must be able to SET ROLE \"" + new_owner + "\"",
+                    "Only a member of the new owner role can give it a sync.");
+    // The new owner must itself be allowed everything the sync does.
+    AsRole(role, false, [&] { Resolve(RequestFromDefinition(def), role); });
+    std::string old_name = def.owner_name;
+    AsRole(ExtensionOwner(), false, [&] {
+        Sql("UPDATE revetl.syncs SET owner = $2::oid::regrole, updated_at = now() WHERE id = $1",
+            {SqlArg::Int8(def.id), SqlArg::Int8(role)});
+        if (role != def.owner) {
+            GrantShadow(def.shadow_table, new_owner, true);
+            GrantShadow(def.shadow_table, old_name, false);
+        }
+    });
+}
+
+void SetSyncPaused(const std::string &name, bool paused) {
+    SyncDefinition def = RequireSync(name);
+    RequireOwnership(def, paused ? "pause" : "resume");
+    AsRole(ExtensionOwner(), false, [&] {
+        Sql("UPDATE revetl.syncs SET paused = $2, updated_at = now() WHERE id = $1 AND paused <> $2",
+            {SqlArg::Int8(def.id), SqlArg::Bool(paused)});
+    });
+}
+
+} // namespace revetl::pg

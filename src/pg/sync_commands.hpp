@@ -1,0 +1,46 @@
+// Creating, replacing, altering and dropping syncs: the one implementation
+// behind both the function forms (revetl.create_sync, ...) and the sync
+// language (revetl.execute). Callers are in a transaction with SPI connected.
+#pragma once
+
+#include "core/sync_definition.hpp"
+#include "core/sync_language.hpp"
+
+#include "pg/pg_includes.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace revetl::pg {
+
+// A sync as a user asked for it, before it is checked against the database.
+struct SyncRequest {
+    std::string name;
+    std::string model; // a relation name (as SQL, may be quoted) or one SELECT
+    std::string destination;
+    std::vector<std::string> key;
+    std::string mode = "upsert";
+    std::vector<MapEntry> map; // empty: every column of the model
+    std::string options_json = "{}";
+    std::optional<std::string> object;
+    std::optional<std::string> match_on;
+    dsl::Schedule schedule;
+};
+
+SyncRequest RequestFromStatement(const dsl::CreateSync &statement);
+SyncRequest RequestFromDefinition(const SyncDefinition &def);
+
+// CREATE SYNC (replace = false) or CREATE OR REPLACE SYNC. Returns the id.
+int64_t CreateSync(const SyncRequest &request, bool replace);
+// ALTER SYNC ... SET ...: `request` is the whole new definition.
+void AlterSync(const std::string &name, const SyncRequest &request);
+void DropSync(const std::string &name, bool if_exists);
+void RenameSync(const std::string &name, const std::string &new_name);
+void AlterSyncOwner(const std::string &name, const std::string &new_owner);
+void SetSyncPaused(const std::string &name, bool paused);
+
+// Throws unless the current user is a member of the sync's owner role.
+void RequireOwnership(const SyncDefinition &def, const char *action);
+
+} // namespace revetl::pg

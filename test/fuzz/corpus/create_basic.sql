@@ -1,0 +1,1 @@
+CREATE SYNC leads FROM analytics.lead_scores TO crm KEY (id) MODE UPSERT MAP (lower(email) AS email, score * 100 AS "Score") SCHEDULE EVERY '15 minutes' WITH (batch_size = 500);

@@ -1,0 +1,1 @@
+CREATE SYNC s FROM (SELECT $$x$$ AS v, E'\\n' AS w /* c /* nested */ */) TO d KEY (v) SCHEDULE AFTER other MAP (v::text AS 'field name');

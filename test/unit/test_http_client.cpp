@@ -1,0 +1,336 @@
+#include "core/error.hpp"
+#include "core/http_client.hpp"
+
+#include "test_server.hpp"
+#include "test_util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+
+using namespace revetl;
+using revetl_test::ReceivedRequest;
+using revetl_test::RefusingPort;
+using revetl_test::ScriptedResponse;
+using revetl_test::TestServer;
+
+namespace {
+
+constexpr int kDeadlineMs = 10000;
+
+// Polls until the response for `id` arrives, bounded by a deadline.
+std::optional<HttpResponse> Await(HttpClient &client, uint64_t id, int timeout_ms = kDeadlineMs) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+        for (auto &done : client.Poll(50))
+            if (done.first == id)
+                return std::move(done.second);
+    }
+    return std::nullopt;
+}
+
+HttpRequest Post(const std::string &url, const std::string &body = "{}") {
+    HttpRequest r;
+    r.method = "POST";
+    r.url = url;
+    r.body = body;
+    r.timeout_ms = 5000;
+    r.connect_timeout_ms = 5000;
+    r.headers = {{"Content-Type", "application/json"}};
+    return r;
+}
+
+ScriptedResponse Answer(int status, const std::string &body, revetl_test::HeaderList headers = {}) {
+    ScriptedResponse r;
+    r.status = status;
+    r.body = body;
+    r.headers = std::move(headers);
+    return r;
+}
+
+ScriptedResponse Echo() {
+    ScriptedResponse r;
+    r.echo = true;
+    return r;
+}
+
+} // namespace
+
+TEST(HttpClient, PostBodyAndHeadersArriveAndResponseComesBack) {
+    TestServer server;
+    server.Enqueue(Answer(201, "{\"ok\": true}",
+                          {{"X-Reply-Id", "abc-123"}, {"Content-Type", "application/json"}, {"X-Spaced", "  v w  "}}));
+    HttpClient client;
+    HttpRequest req = Post(server.Url("/hook?x=1"), "{\"records\": [1, 2, 3]}");
+    req.headers.emplace_back("X-Test", "yes");
+    req.headers.emplace_back("Authorization", "Bearer t0k");
+    client.Start(7, req);
+    EXPECT_EQ(client.InFlight(), 1u);
+    auto resp = Await(client, 7);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(client.InFlight(), 0u);
+
+    EXPECT_EQ(resp->status, 201);
+    EXPECT_EQ(resp->body, "{\"ok\": true}");
+    EXPECT_FALSE(resp->body_truncated);
+    EXPECT_FALSE(resp->timed_out);
+    EXPECT_EQ(resp->transport_error, "");
+    EXPECT_GT(resp->elapsed_s, 0.0);
+    EXPECT_EQ(resp->Header("x-reply-id"), std::optional<std::string>("abc-123"));
+    EXPECT_EQ(resp->Header("content-type"), std::optional<std::string>("application/json"));
+    EXPECT_EQ(resp->Header("content-length"), std::optional<std::string>("12"));
+    EXPECT_EQ(resp->Header("x-spaced"), std::optional<std::string>("v w"));
+    EXPECT_EQ(resp->Header("X-Reply-Id"), std::nullopt); // lookups use lower-case names
+    EXPECT_EQ(resp->Header("x-missing"), std::nullopt);
+    for (const auto &h : resp->headers) {
+        std::string lower = h.first;
+        for (char &c : lower)
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        EXPECT_EQ(h.first, lower);
+    }
+
+    ASSERT_TRUE(server.WaitForRequests(1, kDeadlineMs));
+    auto reqs = server.Requests();
+    ASSERT_EQ(reqs.size(), 1u);
+    const ReceivedRequest &got = reqs[0];
+    EXPECT_EQ(got.method, "POST");
+    EXPECT_EQ(got.target, "/hook?x=1");
+    EXPECT_EQ(got.body, "{\"records\": [1, 2, 3]}");
+    EXPECT_EQ(got.Header("content-type"), std::optional<std::string>("application/json"));
+    EXPECT_EQ(got.Header("x-test"), std::optional<std::string>("yes"));
+    EXPECT_EQ(got.Header("authorization"), std::optional<std::string>("Bearer t0k"));
+    EXPECT_EQ(got.Header("content-length"), std::optional<std::string>("22"));
+    EXPECT_EQ(got.Header("user-agent"), std::optional<std::string>("revetl/0.1.0"));
+    EXPECT_EQ(got.Header("expect"), std::nullopt);
+    EXPECT_EQ(got.HeaderCount("content-type"), 1);
+}
+
+TEST(HttpClient, OtherMethodsAndEmptyBody) {
+    TestServer server;
+    server.SetDefault(Answer(204, ""));
+    HttpClient client;
+    HttpRequest req = Post(server.Url("/put"), "");
+    req.method = "PATCH";
+    client.Start(1, req);
+    auto resp = Await(client, 1);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 204);
+    EXPECT_EQ(resp->body, "");
+    auto reqs = server.Requests();
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_EQ(reqs[0].method, "PATCH");
+    EXPECT_EQ(reqs[0].body, "");
+    EXPECT_EQ(reqs[0].Header("content-length"), std::optional<std::string>("0"));
+}
+
+TEST(HttpClient, ConnectionsAreReused) {
+    TestServer server;
+    server.SetDefault(Echo());
+    HttpClient client;
+    for (uint64_t id = 1; id <= 3; id++) {
+        std::string body = "{\"n\": " + std::to_string(id) + "}";
+        client.Start(id, Post(server.Url("/r"), body));
+        auto resp = Await(client, id);
+        ASSERT_TRUE(resp.has_value());
+        EXPECT_EQ(resp->status, 200);
+        EXPECT_EQ(resp->body, body);
+    }
+    EXPECT_EQ(server.Requests().size(), 3u);
+    EXPECT_EQ(server.Connections(), 1);
+}
+
+TEST(HttpClient, ConcurrentRequestsComeBackWithTheirIds) {
+    TestServer server;
+    server.SetDefault(Echo());
+    HttpClient client;
+    for (uint64_t id = 10; id < 14; id++)
+        client.Start(id, Post(server.Url("/c"), "body-" + std::to_string(id)));
+    EXPECT_EQ(client.InFlight(), 4u);
+    std::map<uint64_t, HttpResponse> got;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDeadlineMs);
+    while (got.size() < 4 && std::chrono::steady_clock::now() < deadline)
+        for (auto &done : client.Poll(50))
+            got.emplace(done.first, std::move(done.second));
+    ASSERT_EQ(got.size(), 4u);
+    for (uint64_t id = 10; id < 14; id++) {
+        ASSERT_EQ(got.count(id), 1u) << id;
+        EXPECT_EQ(got[id].status, 200);
+        EXPECT_EQ(got[id].body, "body-" + std::to_string(id));
+    }
+    EXPECT_EQ(client.InFlight(), 0u);
+}
+
+TEST(HttpClient, ConnectionRefused) {
+    RefusingPort refusing;
+    HttpClient client;
+    client.Start(1, Post("http://127.0.0.1:" + std::to_string(refusing.port()) + "/x"));
+    auto resp = Await(client, 1);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 0);
+    EXPECT_FALSE(resp->timed_out);
+    EXPECT_NE(resp->transport_error, "");
+    EXPECT_EQ(resp->body, "");
+    EXPECT_TRUE(resp->headers.empty());
+}
+
+TEST(HttpClient, Timeout) {
+    TestServer server;
+    ScriptedResponse hang;
+    hang.hang = true;
+    server.SetDefault(hang);
+    HttpClient client;
+    HttpRequest req = Post(server.Url("/slow"));
+    req.timeout_ms = 200;
+    auto start = std::chrono::steady_clock::now();
+    client.Start(1, req);
+    auto resp = Await(client, 1);
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 0);
+    EXPECT_TRUE(resp->timed_out);
+    EXPECT_NE(resp->transport_error, "");
+    EXPECT_GE(took.count(), 150);
+    EXPECT_LT(took.count(), 5000);
+    EXPECT_TRUE(server.WaitForRequests(1, kDeadlineMs));
+}
+
+TEST(HttpClient, StartRejectsNonPositiveTimeouts) {
+    HttpClient client;
+    for (long t : {0L, -1L}) {
+        HttpRequest req = Post("http://127.0.0.1:9/");
+        req.timeout_ms = t;
+        try {
+            client.Start(1, req);
+            ADD_FAILURE() << "timeout_ms " << t << " accepted";
+        } catch (const Error &e) {
+            EXPECT_EQ(e.sqlstate(), "22023");
+            EXPECT_STREQ(e.what(), "HTTP timeouts must be positive");
+        }
+        req = Post("http://127.0.0.1:9/");
+        req.connect_timeout_ms = t;
+        EXPECT_THROW(client.Start(2, req), Error);
+    }
+    EXPECT_EQ(client.InFlight(), 0u);
+
+    // The client still works afterwards.
+    TestServer server;
+    client.Start(3, Post(server.Url("/")));
+    auto resp = Await(client, 3);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 200);
+}
+
+TEST(HttpClient, LargeResponseBodyIsTruncated) {
+    TestServer server;
+    const size_t max = HttpClient::kMaxResponseBody;
+    std::string big(max + 5000, 'b');
+    for (size_t i = 0; i < big.size(); i += 4096)
+        big[i] = static_cast<char>('A' + (i / 4096) % 26);
+    server.Enqueue(Answer(200, big));
+    server.Enqueue(Answer(200, std::string(max, 'e')));
+    server.Enqueue(Answer(200, "after"));
+    HttpClient client;
+
+    client.Start(1, Post(server.Url("/big")));
+    auto resp = Await(client, 1);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 200);
+    EXPECT_TRUE(resp->body_truncated);
+    EXPECT_EQ(resp->body.size(), max);
+    EXPECT_TRUE(resp->body == big.substr(0, max));
+
+    client.Start(2, Post(server.Url("/exact")));
+    resp = Await(client, 2);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_FALSE(resp->body_truncated);
+    EXPECT_EQ(resp->body.size(), max);
+
+    // The oversized body was read to its end, so the connection is reusable.
+    client.Start(3, Post(server.Url("/after")));
+    resp = Await(client, 3);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->body, "after");
+    EXPECT_EQ(server.Connections(), 1);
+}
+
+TEST(HttpClient, ResponseHeadersAreBounded) {
+    TestServer server;
+    revetl_test::HeaderList many;
+    for (int i = 0; i < 100; i++)
+        many.emplace_back("X-H-" + std::to_string(i), std::to_string(i));
+    server.Enqueue(Answer(200, "ok", many));
+    HttpClient client;
+    client.Start(1, Post(server.Url("/")));
+    auto resp = Await(client, 1);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 200);
+    EXPECT_EQ(resp->headers.size(), HttpClient::kMaxResponseHeaders);
+    EXPECT_EQ(resp->Header("x-h-0"), std::optional<std::string>("0"));
+    EXPECT_EQ(resp->Header("x-h-63"), std::optional<std::string>("63"));
+    EXPECT_EQ(resp->Header("x-h-64"), std::nullopt);
+    EXPECT_EQ(resp->body, "ok");
+}
+
+TEST(HttpClient, RedirectsAreNotFollowed) {
+    TestServer server;
+    server.Enqueue(Answer(302, "", {{"Location", "/elsewhere"}}));
+    HttpClient client;
+    client.Start(1, Post(server.Url("/first")));
+    auto resp = Await(client, 1);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 302);
+    EXPECT_EQ(resp->Header("location"), std::optional<std::string>("/elsewhere"));
+    EXPECT_EQ(server.Requests().size(), 1u);
+}
+
+TEST(HttpClient, OnlyHttpAndHttpsAreSpoken) {
+    HttpClient client;
+    HttpRequest req = Post("file:///etc/hostname");
+    client.Start(1, req);
+    auto resp = Await(client, 1);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 0);
+    EXPECT_EQ(resp->body, "");
+    EXPECT_NE(resp->transport_error, "");
+}
+
+TEST(HttpClient, ConnectionClosedByServerIsReopened) {
+    TestServer server;
+    ScriptedResponse closing = Answer(200, "one");
+    closing.close = true;
+    server.Enqueue(closing);
+    server.Enqueue(Answer(200, "two"));
+    HttpClient client;
+    client.Start(1, Post(server.Url("/")));
+    auto r1 = Await(client, 1);
+    ASSERT_TRUE(r1.has_value());
+    EXPECT_EQ(r1->body, "one");
+    client.Start(2, Post(server.Url("/")));
+    auto r2 = Await(client, 2);
+    ASSERT_TRUE(r2.has_value());
+    EXPECT_EQ(r2->body, "two");
+    EXPECT_EQ(server.Connections(), 2);
+}
+
+TEST(HttpClient, DestroyedWithRequestsInFlight) {
+    TestServer server;
+    ScriptedResponse hang;
+    hang.hang = true;
+    server.SetDefault(hang);
+    {
+        HttpClient client;
+        client.Start(1, Post(server.Url("/a")));
+        client.Start(2, Post(server.Url("/b")));
+        EXPECT_EQ(client.InFlight(), 2u);
+        // Drive until the server has both requests, then drop the client.
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDeadlineMs);
+        while (server.Requests().size() < 2 && std::chrono::steady_clock::now() < deadline)
+            EXPECT_TRUE(client.Poll(20).empty());
+        EXPECT_EQ(server.Requests().size(), 2u);
+        EXPECT_EQ(client.InFlight(), 2u);
+    }
+    SUCCEED(); // valgrind checks that nothing leaked
+}

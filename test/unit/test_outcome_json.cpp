@@ -1,0 +1,158 @@
+#include "core/outcome_json.hpp"
+
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <string>
+#include <vector>
+
+using namespace revetl;
+
+namespace {
+
+Change MakeChange(Change::Op op, const std::string &key, const std::string &payload, int64_t hash,
+                  const std::string &dest_id = {}) {
+    Change c;
+    c.op = op;
+    c.key = key;
+    c.payload = payload;
+    c.row_hash = hash;
+    c.dest_id = dest_id;
+    return c;
+}
+
+RowOutcome Accepted(const std::string &dest_id = {}) {
+    RowOutcome o;
+    o.accepted = true;
+    o.http_status = 200;
+    o.dest_id = dest_id;
+    return o;
+}
+
+RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
+    RowOutcome o;
+    o.accepted = false;
+    o.http_status = status;
+    o.reason = reason;
+    o.error_code = code;
+    return o;
+}
+
+rapidjson::Document Parse(const std::string &json) {
+    rapidjson::Document doc;
+    doc.Parse(json.c_str(), json.size());
+    EXPECT_FALSE(doc.HasParseError()) << json;
+    return doc;
+}
+
+} // namespace
+
+TEST(BuildBatchRecord, SplitsAcceptedUpsertsRemovalsAndRejected) {
+    std::vector<Change> changes = {
+        MakeChange(Change::Op::Add, "{\"id\": 1}", "{\"a\": 1}", 11, "stored-1"),    // 0 accepted, new id
+        MakeChange(Change::Op::Change, "{\"id\": 2}", "{\"a\": 2}", -22, "stored-2"), // 1 accepted, stored id kept
+        MakeChange(Change::Op::Add, "{\"id\": 3}", "{\"a\": 3}", 33),                 // 2 accepted, no id at all
+        MakeChange(Change::Op::Remove, "{\"id\": 4}", "", 0, "stored-4"),             // 3 accepted removal
+        MakeChange(Change::Op::Add, "{\"id\": 5}", "{\"a\": 5}", 55),                 // 4 rejected
+        MakeChange(Change::Op::Remove, "{\"id\": 6}", "", 0),                         // 5 rejected removal
+        MakeChange(Change::Op::Change, "{\"id\": 7}", "{\"a\": \"q\\\"uote\"}", 77),  // 6 rejected, no detail
+    };
+    std::vector<RowOutcome> outcomes = {
+        Accepted("dest-1"),
+        Accepted(),
+        Accepted(),
+        Accepted("ignored-for-removals"),
+        Rejected(422, "invalid email", "E_EMAIL"),
+        Rejected(404, "no such record", ""),
+        Rejected(0, "", ""),
+    };
+    BatchRecord rec = BuildBatchRecord(changes, outcomes, 3);
+    EXPECT_EQ(rec.delivered, 4);
+    EXPECT_EQ(rec.rejected_count, 3);
+
+    // Upserts: key as its text, the row hash, and the destination id (the
+    // destination's new one first, else the stored one, else null).
+    EXPECT_EQ(rec.accepted_upserts,
+              R"([{"key":"{\"id\": 1}","row_hash":11,"dest_id":"dest-1"},)"
+              R"({"key":"{\"id\": 2}","row_hash":-22,"dest_id":"stored-2"},)"
+              R"({"key":"{\"id\": 3}","row_hash":33,"dest_id":null}])");
+    EXPECT_EQ(rec.accepted_removals, R"(["{\"id\": 4}"])");
+
+    rapidjson::Document rej = Parse(rec.rejected);
+    ASSERT_TRUE(rej.IsArray());
+    ASSERT_EQ(rej.Size(), 3u);
+
+    const auto &r0 = rej[0];
+    ASSERT_TRUE(r0["key"].IsObject());
+    EXPECT_EQ(r0["key"]["id"].GetInt(), 5);
+    EXPECT_STREQ(r0["operation"].GetString(), "upsert");
+    EXPECT_STREQ(r0["reason"].GetString(), "invalid email");
+    EXPECT_EQ(r0["http_status"].GetInt(), 422);
+    EXPECT_STREQ(r0["error_code"].GetString(), "E_EMAIL");
+    ASSERT_TRUE(r0["payload"].IsObject());
+    EXPECT_EQ(r0["payload"]["a"].GetInt(), 5);
+    EXPECT_EQ(r0["attempts"].GetInt(), 3);
+
+    const auto &r1 = rej[1];
+    EXPECT_EQ(r1["key"]["id"].GetInt(), 6);
+    EXPECT_STREQ(r1["operation"].GetString(), "delete");
+    EXPECT_STREQ(r1["reason"].GetString(), "no such record");
+    EXPECT_EQ(r1["http_status"].GetInt(), 404);
+    EXPECT_TRUE(r1["error_code"].IsNull());
+    EXPECT_TRUE(r1["payload"].IsNull());
+
+    const auto &r2 = rej[2];
+    EXPECT_STREQ(r2["operation"].GetString(), "upsert");
+    EXPECT_STREQ(r2["reason"].GetString(), "rejected by the destination");
+    EXPECT_TRUE(r2["http_status"].IsNull());
+    EXPECT_TRUE(r2["error_code"].IsNull());
+    EXPECT_STREQ(r2["payload"]["a"].GetString(), "q\"uote");
+}
+
+TEST(BuildBatchRecord, ExactRejectedText) {
+    BatchRecord rec = BuildBatchRecord({MakeChange(Change::Op::Remove, "{\"k\": \"x\"}", "", 0)},
+                                       {Rejected(400, "bad\"one", "C1")}, 1);
+    EXPECT_EQ(rec.rejected, R"([{"key":{"k": "x"},"operation":"delete","reason":"bad\"one","http_status":400,)"
+                            R"("error_code":"C1","payload":null,"attempts":1}])");
+    EXPECT_EQ(rec.accepted_upserts, "[]");
+    EXPECT_EQ(rec.accepted_removals, "[]");
+}
+
+TEST(BuildBatchRecord, EmptyBatch) {
+    BatchRecord rec = BuildBatchRecord({}, {}, 1);
+    EXPECT_EQ(rec.accepted_upserts, "[]");
+    EXPECT_EQ(rec.accepted_removals, "[]");
+    EXPECT_EQ(rec.rejected, "[]");
+    EXPECT_EQ(rec.delivered, 0);
+    EXPECT_EQ(rec.rejected_count, 0);
+}
+
+TEST(BuildBatchRecord, AllAccepted) {
+    std::vector<Change> changes;
+    std::vector<RowOutcome> outcomes;
+    for (int i = 0; i < 10; i++) {
+        changes.push_back(MakeChange(i % 2 ? Change::Op::Remove : Change::Op::Add,
+                                     "{\"id\": " + std::to_string(i) + "}", "{}", i));
+        outcomes.push_back(Accepted());
+    }
+    BatchRecord rec = BuildBatchRecord(changes, outcomes, 1);
+    EXPECT_EQ(rec.delivered, 10);
+    EXPECT_EQ(rec.rejected_count, 0);
+    EXPECT_EQ(rec.rejected, "[]");
+    rapidjson::Document up = Parse(rec.accepted_upserts);
+    rapidjson::Document rm = Parse(rec.accepted_removals);
+    ASSERT_TRUE(up.IsArray());
+    ASSERT_TRUE(rm.IsArray());
+    EXPECT_EQ(up.Size(), 5u);
+    EXPECT_EQ(rm.Size(), 5u);
+    EXPECT_STREQ(rm[0].GetString(), "{\"id\": 1}");
+    EXPECT_EQ(up[4]["row_hash"].GetInt64(), 8);
+}
+
+TEST(BuildBatchRecord, StoredDestIdUsedWhenDestinationGivesNone) {
+    BatchRecord rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")},
+                                       {Accepted("")}, 1);
+    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"dest_id":"old"}])");
+    rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("new")}, 1);
+    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"dest_id":"new"}])");
+}

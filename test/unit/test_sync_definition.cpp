@@ -1,0 +1,392 @@
+#include "core/error.hpp"
+#include "core/sync_definition.hpp"
+
+#include "test_util.hpp"
+
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <functional>
+#include <string>
+
+using namespace revetl;
+using revetl_test::Contains;
+
+namespace {
+
+Error Catch(const std::function<void()> &fn) {
+    try {
+        fn();
+    } catch (const Error &e) {
+        return e;
+    } catch (const std::exception &e) {
+        ADD_FAILURE() << "threw a non-revetl exception: " << e.what();
+        return Error("none", "wrong exception");
+    }
+    ADD_FAILURE() << "did not throw";
+    return Error("none", "did not throw");
+}
+
+} // namespace
+
+TEST(ParseSyncOptions, EmptyObject) {
+    SyncOptions o = ParseSyncOptions("{}");
+    EXPECT_FALSE(o.batch_size.has_value());
+    EXPECT_FALSE(o.max_attempts.has_value());
+    EXPECT_FALSE(o.timeout_ms.has_value());
+}
+
+TEST(ParseSyncOptions, NumbersAndStrings) {
+    SyncOptions o = ParseSyncOptions(R"({"batch_size": 500, "max_attempts": "3", "timeout": "30s"})");
+    ASSERT_TRUE(o.batch_size.has_value());
+    EXPECT_EQ(*o.batch_size, 500);
+    ASSERT_TRUE(o.max_attempts.has_value());
+    EXPECT_EQ(*o.max_attempts, 3);
+    ASSERT_TRUE(o.timeout_ms.has_value());
+    EXPECT_EQ(*o.timeout_ms, 30000);
+
+    o = ParseSyncOptions(R"({"batch_size": "10000", "max_attempts": 20, "timeout": "10min"})");
+    EXPECT_EQ(o.batch_size, 10000);
+    EXPECT_EQ(o.max_attempts, 20);
+    EXPECT_EQ(o.timeout_ms, 600000L);
+
+    o = ParseSyncOptions(R"({"batch_size": 1, "max_attempts": 1, "timeout": "1"})");
+    EXPECT_EQ(o.batch_size, 1);
+    EXPECT_EQ(o.max_attempts, 1);
+    EXPECT_EQ(o.timeout_ms, 1L);
+}
+
+TEST(ParseSyncOptions, OutOfRangeNumbers) {
+    for (const char *json : {R"({"batch_size": 0})", R"({"batch_size": 10001})", R"({"batch_size": -1})",
+                             R"({"max_attempts": 21})", R"({"max_attempts": 0})", R"({"batch_size": 1.5})",
+                             R"({"batch_size": 5000000000})", R"({"batch_size": true})",
+                             R"({"batch_size": null})", R"({"batch_size": [1]})"}) {
+        SCOPED_TRACE(json);
+        Error e = Catch([&] { ParseSyncOptions(json); });
+        EXPECT_EQ(e.sqlstate(), "22023");
+        EXPECT_TRUE(Contains(e.what(), "invalid value for sync option \""));
+    }
+    Error e = Catch([] { ParseSyncOptions(R"({"batch_size": 0})"); });
+    EXPECT_STREQ(e.what(), "invalid value for sync option \"batch_size\"");
+    EXPECT_EQ(e.detail(), "The value must be an integer from 1 to 10000.");
+    e = Catch([] { ParseSyncOptions(R"({"max_attempts": 21})"); });
+    EXPECT_EQ(e.detail(), "The value must be an integer from 1 to 20.");
+}
+
+TEST(ParseSyncOptions, OutOfRangeStrings) {
+    for (const char *json : {R"({"batch_size": "0"})", R"({"batch_size": "10001"})", R"({"batch_size": "ten"})",
+                             R"({"max_attempts": "21"})", R"({"batch_size": ""})", R"({"batch_size": " 5"})"}) {
+        SCOPED_TRACE(json);
+        Error e = Catch([&] { ParseSyncOptions(json); });
+        // Strings go through the server option parser, which reports the
+        // FDW attribute-value SQLSTATE.
+        EXPECT_EQ(e.sqlstate(), "HV024");
+        EXPECT_TRUE(Contains(e.what(), "invalid value for option \""));
+    }
+}
+
+TEST(ParseSyncOptions, Timeout) {
+    Error e = Catch([] { ParseSyncOptions(R"({"timeout": 30})"); });
+    EXPECT_EQ(e.sqlstate(), "22023");
+    EXPECT_STREQ(e.what(), "invalid value for sync option \"timeout\"");
+    EXPECT_EQ(e.detail(), "The value must be a duration string such as '30s'.");
+    e = Catch([] { ParseSyncOptions(R"({"timeout": "601s"})"); });
+    EXPECT_EQ(e.sqlstate(), "HV024");
+    e = Catch([] { ParseSyncOptions(R"({"timeout": "5 parsecs"})"); });
+    EXPECT_EQ(e.sqlstate(), "HV024");
+}
+
+TEST(ParseSyncOptions, UnknownOptionWithSuggestion) {
+    Error e = Catch([] { ParseSyncOptions(R"({"batchsize": 10})"); });
+    EXPECT_EQ(e.sqlstate(), "22023");
+    EXPECT_STREQ(e.what(), "unknown sync option \"batchsize\"");
+    EXPECT_EQ(e.hint(), "Perhaps you meant \"batch_size\". Valid sync options are: batch_size, max_attempts, timeout.");
+
+    e = Catch([] { ParseSyncOptions(R"({"timout": "1s"})"); });
+    EXPECT_EQ(e.hint(), "Perhaps you meant \"timeout\". Valid sync options are: batch_size, max_attempts, timeout.");
+
+    e = Catch([] { ParseSyncOptions(R"({"colour": "blue"})"); });
+    EXPECT_STREQ(e.what(), "unknown sync option \"colour\"");
+    EXPECT_EQ(e.hint(), "Valid sync options are: batch_size, max_attempts, timeout.");
+}
+
+TEST(ParseSyncOptions, NotAnObject) {
+    for (const char *json : {"[]", "\"batch_size\"", "1", "null", "", "{", "{\"batch_size\": 1} {}"}) {
+        SCOPED_TRACE(json);
+        Error e = Catch([&] { ParseSyncOptions(json); });
+        EXPECT_EQ(e.sqlstate(), "22023");
+        EXPECT_STREQ(e.what(), "sync options must be a JSON object");
+        EXPECT_TRUE(Contains(e.hint(), "batch_size"));
+    }
+}
+
+TEST(ParseMap, ObjectOfStrings) {
+    std::vector<MapEntry> m = ParseMap(R"j({"email": "lower(email)", "score": "lead_score", "it's": "x \"y\""})j");
+    ASSERT_EQ(m.size(), 3u);
+    EXPECT_EQ(m[0].field, "email");
+    EXPECT_EQ(m[0].expression, "lower(email)");
+    EXPECT_EQ(m[1].field, "score");
+    EXPECT_EQ(m[1].expression, "lead_score");
+    EXPECT_EQ(m[2].field, "it's");
+    EXPECT_EQ(m[2].expression, "x \"y\"");
+}
+
+TEST(ParseMap, EmptyObjectRejected) {
+    Error e = Catch([] { ParseMap("{}"); });
+    EXPECT_EQ(e.sqlstate(), "22023");
+    EXPECT_STREQ(e.what(), "map must name at least one field");
+    EXPECT_TRUE(Contains(e.hint(), "NULL"));
+}
+
+TEST(ParseMap, NonStringOrEmptyExpressionRejected) {
+    for (const char *json : {R"({"a": 1})", R"({"a": null})", R"({"a": ["x"]})", R"({"a": {"b": "c"}})",
+                             R"({"a": ""})", R"({"ok": "x", "a": true})"}) {
+        SCOPED_TRACE(json);
+        Error e = Catch([&] { ParseMap(json); });
+        EXPECT_EQ(e.sqlstate(), "22023");
+        EXPECT_STREQ(e.what(), "map entry for field \"a\" must be a SQL expression in a string");
+    }
+}
+
+TEST(ParseMap, FieldNameLength) {
+    Error e = Catch([] { ParseMap(R"({"": "x"})"); });
+    EXPECT_EQ(e.sqlstate(), "22023");
+    EXPECT_STREQ(e.what(), "invalid destination field name in map");
+    EXPECT_EQ(e.detail(), "Field names must be 1 to 255 bytes long.");
+    std::string ok(255, 'f');
+    EXPECT_EQ(ParseMap("{\"" + ok + "\": \"x\"}")[0].field, ok);
+    e = Catch([&] { ParseMap("{\"" + ok + "f\": \"x\"}"); });
+    EXPECT_STREQ(e.what(), "invalid destination field name in map");
+}
+
+TEST(ParseMap, NotAnObjectOrArray) {
+    for (const char *json : {"\"a\"", "", "{", "1", "null", "{\"a\": \"x\"} x"}) {
+        SCOPED_TRACE(json);
+        Error e = Catch([&] { ParseMap(json); });
+        EXPECT_EQ(e.sqlstate(), "22023");
+        EXPECT_STREQ(e.what(), "map must be a JSON object of destination fields to SQL expressions");
+    }
+}
+
+TEST(ParseMap, StoredArrayFormKeepsOrder) {
+    std::vector<MapEntry> m = ParseMap(
+        R"j([{"field": "z", "expression": "lower(email)"}, {"field": "a", "expression": "score + 1"}])j");
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m[0].field, "z");
+    EXPECT_EQ(m[0].expression, "lower(email)");
+    EXPECT_EQ(m[1].field, "a");
+    EXPECT_EQ(m[1].expression, "score + 1");
+}
+
+TEST(ParseMap, BadArrayEntries) {
+    for (const char *json : {R"(["a"])", R"([{"field": "a"}])", R"([{"expression": "x"}])",
+                             R"([{"field": 1, "expression": "x"}])", R"([null])"}) {
+        SCOPED_TRACE(json);
+        Error e = Catch([&] { ParseMap(json); });
+        EXPECT_EQ(e.sqlstate(), "22023");
+        EXPECT_STREQ(e.what(), "invalid map entry");
+    }
+    Error e = Catch([] { ParseMap("[]"); });
+    EXPECT_STREQ(e.what(), "map must name at least one field");
+    e = Catch([] { ParseMap(R"([{"field": "a", "expression": 5}])"); });
+    EXPECT_STREQ(e.what(), "map entry for field \"a\" must be a SQL expression in a string");
+    e = Catch([] { ParseMap(R"([{"field": "", "expression": "x"}])"); });
+    EXPECT_STREQ(e.what(), "invalid destination field name in map");
+}
+
+TEST(ParseMap, FieldMappedTwice) {
+    Error e = Catch([] { ParseMap(R"({"a": "x", "a": "y"})"); });
+    EXPECT_EQ(e.sqlstate(), "22023");
+    EXPECT_STREQ(e.what(), "destination field \"a\" is mapped twice");
+    e = Catch([] { ParseMap(R"([{"field": "b", "expression": "x"}, {"field": "b", "expression": "y"}])"); });
+    EXPECT_STREQ(e.what(), "destination field \"b\" is mapped twice");
+    // Field names are case-sensitive.
+    EXPECT_EQ(ParseMap(R"({"a": "x", "A": "y"})").size(), 2u);
+}
+
+TEST(MapToJson, RoundTripsThroughParseMap) {
+    std::vector<MapEntry> m = {{"z\"q", "lower(\"E-mail\")"}, {"a", "x -- c\n"}, {"\xC3\xA9", "1"}};
+    std::string json = MapToJson(m);
+    EXPECT_EQ(json, R"j([{"field":"z\"q","expression":"lower(\"E-mail\")"},{"field":"a","expression":"x -- c\n"},)j"
+                    "{\"field\":\"\xC3\xA9\",\"expression\":\"1\"}]");
+    std::vector<MapEntry> back = ParseMap(json);
+    ASSERT_EQ(back.size(), m.size());
+    for (size_t i = 0; i < m.size(); i++) {
+        EXPECT_EQ(back[i].field, m[i].field);
+        EXPECT_EQ(back[i].expression, m[i].expression);
+    }
+    EXPECT_EQ(MapToJson({}), "[]");
+}
+
+TEST(OptionsToJson, TypesAndValues) {
+    std::vector<dsl::OptionItem> items(5);
+    items[0].name = "batch_size";
+    items[0].type = dsl::OptionItem::Type::Number;
+    items[0].value = "500";
+    items[1].name = "ratio";
+    items[1].type = dsl::OptionItem::Type::Number;
+    items[1].value = "1.5";
+    items[2].name = "flag";
+    items[2].type = dsl::OptionItem::Type::Bool;
+    items[2].value = "true";
+    items[3].name = "timeout";
+    items[3].type = dsl::OptionItem::Type::String;
+    items[3].value = "30s";
+    items[4].name = "big";
+    items[4].type = dsl::OptionItem::Type::Number;
+    items[4].value = "1234567890123456";
+    EXPECT_EQ(OptionsToJson(items),
+              R"({"batch_size":500,"ratio":"1.5","flag":true,"timeout":"30s","big":"1234567890123456"})");
+    EXPECT_EQ(OptionsToJson({}), "{}");
+}
+
+TEST(OptionsFromJson, TypesAndValues) {
+    auto items = OptionsFromJson(R"({"batch_size": 500, "flag": false, "timeout": "30s", "skip": 1.5, "n": null})");
+    ASSERT_EQ(items.size(), 3u);
+    EXPECT_EQ(items[0].name, "batch_size");
+    EXPECT_EQ(items[0].type, dsl::OptionItem::Type::Number);
+    EXPECT_EQ(items[0].value, "500");
+    EXPECT_EQ(items[1].name, "flag");
+    EXPECT_EQ(items[1].type, dsl::OptionItem::Type::Bool);
+    EXPECT_EQ(items[1].value, "false");
+    EXPECT_EQ(items[2].name, "timeout");
+    EXPECT_EQ(items[2].type, dsl::OptionItem::Type::String);
+    EXPECT_EQ(items[2].value, "30s");
+    EXPECT_TRUE(OptionsFromJson("[]").empty());
+    EXPECT_TRUE(OptionsFromJson("").empty());
+    // And back.
+    EXPECT_EQ(OptionsToJson(OptionsFromJson(R"({"a":1,"b":"x","c":true})")), R"({"a":1,"b":"x","c":true})");
+}
+
+TEST(MergeOptions, SetsReplacesAndRemoves) {
+    rapidjson::Document d;
+    std::string merged = MergeOptions(R"({"batch_size": 100, "timeout": "30s"})",
+                                      R"({"batch_size": 500, "max_attempts": 3, "timeout": null})");
+    d.Parse(merged.c_str());
+    ASSERT_TRUE(d.IsObject()) << merged;
+    EXPECT_EQ(d.MemberCount(), 2u);
+    EXPECT_EQ(d["batch_size"].GetInt(), 500);
+    EXPECT_EQ(d["max_attempts"].GetInt(), 3);
+    EXPECT_FALSE(d.HasMember("timeout"));
+
+    EXPECT_EQ(MergeOptions("{}", "{}"), "{}");
+    EXPECT_EQ(MergeOptions("not json", R"({"a": 1})"), R"({"a":1})");
+    EXPECT_EQ(MergeOptions(R"({"a": 1})", R"({"b": null})"), R"({"a":1})");
+    Error e = Catch([] { MergeOptions("{}", "[1]"); });
+    EXPECT_EQ(e.sqlstate(), "22023");
+    EXPECT_STREQ(e.what(), "sync options must be a JSON object");
+}
+
+TEST(ParseStringArray, Values) {
+    EXPECT_EQ(ParseStringArray(R"(["id", "tenant \"x\"", ""])"),
+              (std::vector<std::string>{"id", "tenant \"x\"", ""}));
+    EXPECT_TRUE(ParseStringArray("[]").empty());
+    // Non-strings are skipped; anything not an array is empty.
+    EXPECT_EQ(ParseStringArray(R"(["a", 1, null, "b"])"), (std::vector<std::string>{"a", "b"}));
+    EXPECT_TRUE(ParseStringArray(R"({"a": "b"})").empty());
+    EXPECT_TRUE(ParseStringArray("\"a\"").empty());
+    EXPECT_TRUE(ParseStringArray("").empty());
+    EXPECT_TRUE(ParseStringArray("[\"a\"").empty());
+}
+
+TEST(SyncDefinition, PlanCarriesTheDefinition) {
+    SyncDefinition d;
+    d.model.kind = ModelRef::Kind::Relation;
+    d.model.schema = "public";
+    d.model.name = "users";
+    d.key_columns = {"id", "org"};
+    d.map = {{"email", "lower(email)"}};
+    d.shadow_table = "sync_7";
+    d.mode = "upsert";
+    PlanSpec spec = d.Plan("revetl_shadow");
+    EXPECT_FALSE(spec.include_removals);
+    EXPECT_EQ(spec.model.kind, ModelRef::Kind::Relation);
+    EXPECT_EQ(spec.model.schema, "public");
+    EXPECT_EQ(spec.model.name, "users");
+    EXPECT_EQ(spec.key_columns, (std::vector<std::string>{"id", "org"}));
+    ASSERT_EQ(spec.map.size(), 1u);
+    EXPECT_EQ(spec.map[0].field, "email");
+    EXPECT_EQ(spec.map[0].expression, "lower(email)");
+    EXPECT_EQ(spec.shadow_schema, "revetl_shadow");
+    EXPECT_EQ(spec.shadow_table, "sync_7");
+}
+
+TEST(SyncDefinition, IncludeRemovalsOnlyForMirror) {
+    SyncDefinition d;
+    d.mode = "mirror";
+    EXPECT_TRUE(d.Plan("s").include_removals);
+    d.mode = "upsert";
+    EXPECT_FALSE(d.Plan("s").include_removals);
+    d.mode = "MIRROR";
+    EXPECT_FALSE(d.Plan("s").include_removals);
+    d.mode = "";
+    EXPECT_FALSE(d.Plan("s").include_removals);
+}
+
+TEST(SyncDefinition, IncludeChangesExceptInInsertMode) {
+    SyncDefinition d;
+    for (const char *mode : {"upsert", "update", "mirror"}) {
+        d.mode = mode;
+        EXPECT_TRUE(d.Plan("s").include_changes) << mode;
+    }
+    d.mode = "insert";
+    EXPECT_FALSE(d.Plan("s").include_changes);
+    EXPECT_FALSE(d.Plan("s").include_removals);
+}
+
+TEST(SyncDefinition, ToStatement) {
+    SyncDefinition d;
+    d.name = "crm";
+    d.model.kind = ModelRef::Kind::Relation;
+    d.model.schema = "public";
+    d.model.name = "Users";
+    d.destination = "hubspot";
+    d.object = "contacts";
+    d.match_on = "email";
+    d.key_columns = {"id"};
+    d.mode = "mirror";
+    d.map = {{"email", "lower(email)"}, {"score", "lead_score"}};
+    d.options_json = R"({"batch_size": 50, "timeout": "10s"})";
+    d.schedule.kind = dsl::Schedule::Kind::Every;
+    d.schedule.value = "15 minutes";
+    dsl::CreateSync c = d.ToStatement();
+    EXPECT_EQ(c.name, "crm");
+    EXPECT_FALSE(c.model_is_query);
+    EXPECT_EQ(c.model_schema, "public");
+    EXPECT_EQ(c.model_name, "Users");
+    EXPECT_EQ(c.server, "hubspot");
+    EXPECT_EQ(c.object, std::optional<std::string>("contacts"));
+    EXPECT_EQ(c.match_on, std::optional<std::string>("email"));
+    EXPECT_EQ(c.key, (std::vector<std::string>{"id"}));
+    EXPECT_EQ(c.mode, "mirror");
+    ASSERT_EQ(c.map.size(), 2u);
+    EXPECT_EQ(c.map[0].expression, "lower(email)");
+    EXPECT_EQ(c.map[0].field, "email");
+    EXPECT_EQ(c.map[1].field, "score");
+    ASSERT_TRUE(c.schedule.has_value());
+    EXPECT_EQ(c.schedule->kind, dsl::Schedule::Kind::Every);
+    EXPECT_EQ(c.schedule->value, "15 minutes");
+    ASSERT_EQ(c.options.size(), 2u);
+    EXPECT_EQ(c.options[0].name, "batch_size");
+    EXPECT_EQ(c.options[0].value, "50");
+    EXPECT_EQ(c.options[1].name, "timeout");
+    EXPECT_EQ(c.options[1].value, "10s");
+
+    d.model.kind = ModelRef::Kind::Query;
+    d.model.query = "SELECT 1 AS id";
+    c = d.ToStatement();
+    EXPECT_TRUE(c.model_is_query);
+    EXPECT_EQ(c.model_query, "SELECT 1 AS id");
+    EXPECT_EQ(c.ModelText(), "SELECT 1 AS id");
+}
+
+TEST(SyncDefinition, ModelDisplayName) {
+    SyncDefinition d;
+    d.model.kind = ModelRef::Kind::Relation;
+    d.model.schema = "sales";
+    d.model.name = "deals";
+    EXPECT_EQ(d.ModelDisplayName(), "sales.deals");
+    d.model.kind = ModelRef::Kind::Query;
+    d.model.query = "SELECT 1";
+    EXPECT_EQ(d.ModelDisplayName(), "(query)");
+}
