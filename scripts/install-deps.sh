@@ -19,14 +19,12 @@ packages=(
     build-essential            # g++ 12, make
     postgresql-15              # the server the extension runs in
     postgresql-server-dev-15   # PGXS and server headers
-    postgresql-contrib
     libcurl4-openssl-dev       # HTTP delivery
     rapidjson-dev              # JSON building and parsing
     libgtest-dev               # unit tests of the pure C++ modules
     postgresql-15-pgtap        # SQL-level TAP tests
     libtap-parser-sourcehandler-pgtap-perl  # pg_prove
     python3                    # integration test harness and mock destinations
-    curl
     clang-format               # formatting check in the test run
     clang libclang-rt-14-dev   # libFuzzer target for the sync language parser
 )

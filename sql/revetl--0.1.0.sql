@@ -1,7 +1,9 @@
 -- revetl 0.1.0: reverse ETL inside PostgreSQL.
 \echo Use "CREATE EXTENSION revetl" to load this file. \quit
 
--- The schema is created by CREATE EXTENSION (control file: schema = revetl).
+-- A member of the extension: DROP EXTENSION revetl CASCADE removes it with
+-- every shadow table in it.
+CREATE SCHEMA revetl;
 GRANT USAGE ON SCHEMA revetl TO PUBLIC;
 
 ----------------------------------------------------------------------------

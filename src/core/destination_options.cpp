@@ -115,10 +115,15 @@ OptionList ParseHeaderObject(const std::string &option, const std::string &json,
                         "invalid value for header \"" + name + "\" in option \"" + option + "\"",
                         "Header values may not contain line breaks or NUL and are limited to 8192 bytes.");
         std::string lower = Lower(name);
-        if (lower == "content-length" || lower == "host" || lower == "transfer-encoding")
+        if (lower == "content-length" || lower == "host" || lower == "transfer-encoding" ||
+            lower == "content-type" || lower == "idempotency-key")
             throw Error(sqlstate::kFdwInvalidOptionValue,
                         "header \"" + name + "\" in option \"" + option + "\" cannot be set",
                         "revetl sets this header itself.");
+        if (lower == "authorization" && !secret)
+            throw Error(sqlstate::kFdwInvalidOptionValue, "header \"" + name + "\" cannot be set on a server",
+                        "Server options are visible to every role; credentials belong in a user mapping.",
+                        "Use CREATE USER MAPPING ... OPTIONS (token '...').");
         out.emplace_back(std::move(name), std::move(value));
     }
     return out;

@@ -51,8 +51,9 @@ long RetryPolicy::BackoffMs(int attempt, double random) const {
     int exponent = std::clamp(attempt - 2, 0, 30);
     double ceiling =
         std::min<double>(static_cast<double>(max_delay_ms), base_delay_ms * std::pow(2.0, exponent));
-    // Full jitter spreads retries of many workers; the floor of half the
-    // ceiling keeps a retry from firing immediately.
+    // "Equal jitter": half the ceiling fixed, half random. The random half
+    // spreads the retries of many workers; the fixed half keeps a retry from
+    // firing at once against a destination that just failed.
     double delay = ceiling / 2 + (ceiling / 2) * std::clamp(random, 0.0, 1.0);
     return static_cast<long>(delay);
 }

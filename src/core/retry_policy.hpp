@@ -1,5 +1,5 @@
 // When to try a request again and how long to wait first: capped exponential
-// backoff with full jitter, and the destination's own Retry-After when it
+// backoff with equal jitter, and the destination's own Retry-After when it
 // sends one.
 #pragma once
 

@@ -35,7 +35,8 @@ int ParseValue(const std::string &expression, const std::string &token, int min,
     for (size_t i = 0; i < names.size(); i++)
         if (t == names[i])
             return static_cast<int>(i) + min;
-    if (t.empty() || t.size() > 4 || !std::all_of(t.begin(), t.end(), [](unsigned char c) { return std::isdigit(c); }))
+    if (t.empty() || t.size() > 4 ||
+        !std::all_of(t.begin(), t.end(), [](unsigned char c) { return std::isdigit(c); }))
         BadCron(expression, std::string("\"") + token + "\" is not a valid " + field + ".");
     int v = std::stoi(t);
     if (v < min || v > max)
@@ -73,7 +74,8 @@ bool ParseField(const std::string &expression, const std::string &text, int min,
                 lo = ParseValue(expression, part.substr(0, dash), min, max, names, field);
                 hi = ParseValue(expression, part.substr(dash + 1), min, max, names, field);
                 if (lo > hi)
-                    BadCron(expression, std::string("The range ") + part + " in the " + field + " field is backwards.");
+                    BadCron(expression,
+                            std::string("The range ") + part + " in the " + field + " field is backwards.");
             } else {
                 lo = ParseValue(expression, part, min, max, names, field);
                 hi = slash != std::string::npos ? max : lo;
@@ -183,12 +185,14 @@ dsl::Schedule ParseScheduleText(const std::string &raw) {
         s.kind = dsl::Schedule::Kind::After;
         s.value = rest_after(6);
     } else {
-        throw Error(sqlstate::kInvalidParameterValue, "invalid schedule \"" + text + "\"", {},
-                    "Write 'manual', 'every 15 minutes', 'cron */15 * * * *', 'on change' or 'after other_sync'.");
+        throw Error(
+            sqlstate::kInvalidParameterValue, "invalid schedule \"" + text + "\"", {},
+            "Write 'manual', 'every 15 minutes', 'cron */15 * * * *', 'on change' or 'after other_sync'.");
     }
     if ((s.kind == dsl::Schedule::Kind::Every || s.kind == dsl::Schedule::Kind::After) && s.value.empty())
         throw Error(sqlstate::kInvalidParameterValue, "invalid schedule \"" + text + "\"",
-                    s.kind == dsl::Schedule::Kind::Every ? "EVERY needs an interval." : "AFTER needs a sync name.");
+                    s.kind == dsl::Schedule::Kind::Every ? "EVERY needs an interval."
+                                                         : "AFTER needs a sync name.");
     return s;
 }
 

@@ -13,11 +13,24 @@ namespace {
 
 const std::vector<std::string> kSyncOptions = {"batch_size", "max_attempts", "timeout"};
 
+// The option parsers report in FDW terms (they serve server options too);
+// sync options are plain parameters, so their errors say so.
+template <typename F>
+auto AsSyncOption(const std::string &name, F &&f) {
+    try {
+        return f();
+    } catch (const Error &e) {
+        throw Error(sqlstate::kInvalidParameterValue, "invalid value for sync option \"" + name + "\"",
+                    e.detail(), e.hint());
+    }
+}
+
 int IntOption(const rapidjson::Value &v, const std::string &name, int min, int max) {
     if (v.IsInt() && v.GetInt() >= min && v.GetInt() <= max)
         return v.GetInt();
     if (v.IsString())
-        return static_cast<int>(ParseBoundedInt(name, v.GetString(), min, max));
+        return AsSyncOption(name,
+                            [&] { return static_cast<int>(ParseBoundedInt(name, v.GetString(), min, max)); });
     throw Error(sqlstate::kInvalidParameterValue, "invalid value for sync option \"" + name + "\"",
                 "The value must be an integer from " + std::to_string(min) + " to " + std::to_string(max) +
                     ".");
@@ -42,7 +55,8 @@ SyncOptions ParseSyncOptions(const std::string &json) {
             if (!it->value.IsString())
                 throw Error(sqlstate::kInvalidParameterValue, "invalid value for sync option \"timeout\"",
                             "The value must be a duration string such as '30s'.");
-            out.timeout_ms = ParseDurationMs(name, it->value.GetString(), 1, 600000);
+            out.timeout_ms =
+                AsSyncOption(name, [&] { return ParseDurationMs(name, it->value.GetString(), 1, 600000); });
         } else {
             std::string hint = "Valid sync options are: batch_size, max_attempts, timeout.";
             std::string close = ClosestMatch(name, kSyncOptions);
@@ -67,7 +81,8 @@ std::vector<MapEntry> ParseMap(const std::string &json) {
                         "map entry for field \"" + field + "\" must be a SQL expression in a string");
         for (const auto &e : out)
             if (e.field == field)
-                throw Error(sqlstate::kInvalidParameterValue, "destination field \"" + field + "\" is mapped twice");
+                throw Error(sqlstate::kInvalidParameterValue,
+                            "destination field \"" + field + "\" is mapped twice");
         out.push_back({std::move(field), std::string(expr.GetString(), expr.GetStringLength())});
     };
     if (!doc.HasParseError() && doc.IsObject()) {
@@ -175,8 +190,8 @@ std::string MergeOptions(const std::string &base, const std::string &changes) {
         if (b.HasMember(it->name))
             b.RemoveMember(it->name);
         if (!it->value.IsNull())
-            b.AddMember(rapidjson::Value(it->name, b.GetAllocator()), rapidjson::Value(it->value, b.GetAllocator()),
-                        b.GetAllocator());
+            b.AddMember(rapidjson::Value(it->name, b.GetAllocator()),
+                        rapidjson::Value(it->value, b.GetAllocator()), b.GetAllocator());
     }
     rapidjson::StringBuffer buf;
     rapidjson::Writer<rapidjson::StringBuffer> w(buf);

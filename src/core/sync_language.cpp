@@ -14,12 +14,17 @@ constexpr size_t kMaxIdentifier = 63;
 // without end.
 constexpr size_t kMaxSource = 1 << 20;
 
-bool IsIdentStart(unsigned char c) { return std::isalpha(c) || c == '_' || c >= 0x80; }
-bool IsIdentChar(unsigned char c) { return std::isalnum(c) || c == '_' || c == '$' || c >= 0x80; }
+bool IsIdentStart(unsigned char c) {
+    return std::isalpha(c) || c == '_' || c >= 0x80;
+}
+bool IsIdentChar(unsigned char c) {
+    return std::isalnum(c) || c == '_' || c == '$' || c >= 0x80;
+}
 
 [[noreturn]] void Fail(std::string_view source, size_t offset, const std::string &message,
                        const std::string &hint = {}) {
-    throw Error(sqlstate::kSyntaxError, message, {}, hint).At(CharPosition(source, offset), std::string(source));
+    throw Error(sqlstate::kSyntaxError, message, {}, hint)
+        .At(CharPosition(source, offset), std::string(source));
 }
 
 std::string FoldIdentifier(std::string_view raw) {
@@ -35,16 +40,17 @@ const std::set<std::string> &ReservedWords() {
     // PostgreSQL's reserved keywords plus the words of the sync language, so
     // that a formatted statement always parses back the same way.
     static const std::set<std::string> words = {
-        "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "authorization", "binary",
-        "both", "case", "cast", "check", "collate", "collation", "column", "concurrently", "constraint", "create",
-        "cross", "current_catalog", "current_date", "current_role", "current_schema", "current_time",
-        "current_timestamp", "current_user", "default", "deferrable", "desc", "distinct", "do", "else", "end",
-        "except", "false", "fetch", "for", "foreign", "freeze", "from", "full", "grant", "group", "having", "ilike",
-        "in", "initially", "inner", "intersect", "into", "is", "isnull", "join", "lateral", "leading", "left",
-        "like", "limit", "localtime", "localtimestamp", "natural", "not", "notnull", "null", "offset", "on", "only",
-        "or", "order", "outer", "overlaps", "placing", "primary", "references", "returning", "right", "select",
-        "session_user", "similar", "some", "symmetric", "table", "tablesample", "then", "to", "trailing", "true",
-        "union", "unique", "user", "using", "variadic", "verbose", "when", "where", "window", "with",
+        "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "authorization",
+        "binary", "both", "case", "cast", "check", "collate", "collation", "column", "concurrently",
+        "constraint", "create", "cross", "current_catalog", "current_date", "current_role", "current_schema",
+        "current_time", "current_timestamp", "current_user", "default", "deferrable", "desc", "distinct",
+        "do", "else", "end", "except", "false", "fetch", "for", "foreign", "freeze", "from", "full", "grant",
+        "group", "having", "ilike", "in", "initially", "inner", "intersect", "into", "is", "isnull", "join",
+        "lateral", "leading", "left", "like", "limit", "localtime", "localtimestamp", "natural", "not",
+        "notnull", "null", "offset", "on", "only", "or", "order", "outer", "overlaps", "placing", "primary",
+        "references", "returning", "right", "select", "session_user", "similar", "some", "symmetric", "table",
+        "tablesample", "then", "to", "trailing", "true", "union", "unique", "user", "using", "variadic",
+        "verbose", "when", "where", "window", "with",
         // sync language
         "sync", "key", "map", "mode", "match", "object", "schedule", "replace", "upsert", "update", "insert",
         "mirror", "manual", "every", "cron", "change", "after", "pause", "resume", "rename", "owner", "set",
@@ -99,7 +105,8 @@ private:
     void ExpectKeyword(const char *word) {
         if (!Peek().IsKeyword(word)) {
             std::string upper = word;
-            std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+            std::transform(upper.begin(), upper.end(), upper.begin(),
+                           [](unsigned char c) { return std::toupper(c); });
             Expected(upper);
         }
         Next();
@@ -131,7 +138,8 @@ private:
         const Token &t = Peek();
         if (t.kind == Token::Kind::String) {
             if (t.value.empty() || t.value.size() > 255)
-                Fail(source_, t.begin, "invalid destination field name", "Field names are 1 to 255 bytes long.");
+                Fail(source_, t.begin, "invalid destination field name",
+                     "Field names are 1 to 255 bytes long.");
             Next();
             return t.value;
         }
@@ -181,7 +189,8 @@ private:
             size_t end = tokens_[close].begin;
             std::string text(source_.substr(begin, end - begin));
             if (close == open + 1)
-                Fail(source_, tokens_[open].begin, "empty model query", "Write a SELECT inside the parentheses.");
+                Fail(source_, tokens_[open].begin, "empty model query",
+                     "Write a SELECT inside the parentheses.");
             c.model_is_query = true;
             c.model_query = text;
             // Drop surrounding blank lines, keep everything else verbatim.
@@ -257,7 +266,8 @@ private:
                     as = end;
             }
             if (as == 0 || as == start)
-                Fail(source_, tokens_[start].begin, "each MAP entry needs an expression and AS destination_field",
+                Fail(source_, tokens_[start].begin,
+                     "each MAP entry needs an expression and AS destination_field",
                      "For example: MAP (lower(email) AS email, score AS lead_score).");
             if (as + 2 != end)
                 Fail(source_, tokens_[as + 1 < end ? as + 1 : as].begin,
@@ -271,7 +281,8 @@ private:
                 Fail(source_, field.begin, "syntax error at or near \"" + Text(field) + "\"",
                      "Expected a destination field name after AS.");
             if (item.field.empty() || item.field.size() > 255)
-                Fail(source_, field.begin, "invalid destination field name", "Field names are 1 to 255 bytes long.");
+                Fail(source_, field.begin, "invalid destination field name",
+                     "Field names are 1 to 255 bytes long.");
             for (const auto &other : items)
                 if (other.field == item.field)
                     Fail(source_, field.begin, "destination field \"" + item.field + "\" is mapped twice");
@@ -336,7 +347,8 @@ private:
                 } else if (v.kind == Token::Kind::String) {
                     item.type = OptionItem::Type::String;
                     item.value = v.value;
-                } else if (v.IsKeyword("true") || v.IsKeyword("false") || v.IsKeyword("on") || v.IsKeyword("off")) {
+                } else if (v.IsKeyword("true") || v.IsKeyword("false") || v.IsKeyword("on") ||
+                           v.IsKeyword("off")) {
                     item.type = OptionItem::Type::Bool;
                     item.value = (v.value == "true" || v.value == "on") ? "true" : "false";
                 } else {
@@ -685,7 +697,8 @@ std::vector<Token> Lex(std::string_view s) {
             if (t.value.size() > kMaxIdentifier)
                 Fail(s, t.begin, "identifier is too long",
                      "Names are limited to " + std::to_string(kMaxIdentifier) + " bytes.");
-        } else if (std::isdigit(c) || (c == '.' && i + 1 < n && std::isdigit(static_cast<unsigned char>(s[i + 1])))) {
+        } else if (std::isdigit(c) ||
+                   (c == '.' && i + 1 < n && std::isdigit(static_cast<unsigned char>(s[i + 1])))) {
             t.kind = Token::Kind::Number;
             while (i < n && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.' || s[i] == '_'))
                 i++;
@@ -732,7 +745,9 @@ std::vector<Token> Lex(std::string_view s) {
     return out;
 }
 
-std::vector<Statement> Parse(std::string_view source) { return Parser(source).ParseAll(); }
+std::vector<Statement> Parse(std::string_view source) {
+    return Parser(source).ParseAll();
+}
 
 std::string ScheduleKindName(Schedule::Kind kind) {
     switch (kind) {
@@ -753,7 +768,8 @@ std::string ScheduleKindName(Schedule::Kind kind) {
 std::string QuoteIdentIfNeeded(std::string_view ident) {
     bool plain = !ident.empty() && (std::islower(static_cast<unsigned char>(ident[0])) || ident[0] == '_');
     for (char c : ident)
-        if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_'))
+        if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+              c == '_'))
             plain = false;
     if (plain && ReservedWords().count(std::string(ident)) == 0)
         return std::string(ident);
@@ -796,7 +812,8 @@ std::string FormatCreateSync(const CreateSync &c) {
     if (!c.map.empty()) {
         out += "\n  MAP (";
         for (size_t i = 0; i < c.map.size(); i++)
-            out += std::string(i ? ",\n       " : "") + c.map[i].expression + " AS " + FieldText(c.map[i].field);
+            out +=
+                std::string(i ? ",\n       " : "") + c.map[i].expression + " AS " + FieldText(c.map[i].field);
         out += ")";
     }
     if (c.schedule) {

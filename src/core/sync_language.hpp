@@ -78,8 +78,21 @@ struct CreateSync {
 };
 
 struct AlterSync {
-    enum class Action { Rename, Owner, Pause, Resume, SetMap, DropMap, SetMode, SetSchedule, SetOptions,
-                        ResetOptions, SetKey, SetModel, SetServer };
+    enum class Action {
+        Rename,
+        Owner,
+        Pause,
+        Resume,
+        SetMap,
+        DropMap,
+        SetMode,
+        SetSchedule,
+        SetOptions,
+        ResetOptions,
+        SetKey,
+        SetModel,
+        SetServer
+    };
     std::string name;
     Action action = Action::Pause;
     std::string new_name;  // Rename

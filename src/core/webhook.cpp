@@ -7,6 +7,7 @@
 #include <rapidjson/writer.h>
 
 #include <cstdio>
+#include <strings.h>
 
 namespace revetl {
 
@@ -119,8 +120,12 @@ HttpRequest BuildWebhookRequest(const WebhookSettings &settings, const BatchCont
                   static_cast<unsigned long long>(Fnv1a(batch_material, 1)),
                   static_cast<unsigned long long>(Fnv1a(batch_material, 2)));
     req.headers.emplace_back("Idempotency-Key", idem);
-    for (const auto &h : settings.headers)
-        req.headers.push_back(h);
+    for (const auto &h : settings.headers) {
+        // A token wins over an Authorization header from the user mapping.
+        bool is_auth = strcasecmp(h.first.c_str(), "authorization") == 0;
+        if (!(is_auth && !settings.token.empty()))
+            req.headers.push_back(h);
+    }
     if (!settings.token.empty())
         req.headers.emplace_back("Authorization", "Bearer " + settings.token);
     return req;

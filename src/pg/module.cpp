@@ -41,11 +41,16 @@ void ShmemStartup() {
 // Stops the worker connected to `dbname` and waits (bounded) for it to go,
 // because PostgreSQL refuses to drop, rename or copy a database that has
 // other sessions.
-void StopWorkerFor(const char *dbname) {
+// `need_owner`: the command needs ownership of the database (DROP, ALTER,
+// RENAME); otherwise CREATEDB (CREATE DATABASE ... TEMPLATE). A role that
+// could not run the command must not be able to stop the worker with it.
+void StopWorkerFor(const char *dbname, bool need_owner) {
     if (!dbname || !g_shared)
         return;
     Oid dboid = get_database_oid(dbname, true);
     if (!OidIsValid(dboid))
+        return;
+    if (need_owner ? !pg_database_ownercheck(dboid, GetUserId()) : !have_createdb_privilege())
         return;
     pid_t pid = 0;
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
@@ -89,17 +94,17 @@ void RevetlProcessUtility(PlannedStmt *pstmt, const char *query_string, bool rea
     Node *parsetree = pstmt->utilityStmt;
     switch (nodeTag(parsetree)) {
     case T_DropdbStmt:
-        StopWorkerFor(castNode(DropdbStmt, parsetree)->dbname);
+        StopWorkerFor(castNode(DropdbStmt, parsetree)->dbname, true);
         break;
     case T_CreatedbStmt:
-        StopWorkerFor(TemplateOf(castNode(CreatedbStmt, parsetree)));
+        StopWorkerFor(TemplateOf(castNode(CreatedbStmt, parsetree)), false);
         break;
     case T_AlterDatabaseStmt:
-        StopWorkerFor(castNode(AlterDatabaseStmt, parsetree)->dbname);
+        StopWorkerFor(castNode(AlterDatabaseStmt, parsetree)->dbname, true);
         break;
     case T_RenameStmt:
         if (castNode(RenameStmt, parsetree)->renameType == OBJECT_DATABASE)
-            StopWorkerFor(castNode(RenameStmt, parsetree)->subname);
+            StopWorkerFor(castNode(RenameStmt, parsetree)->subname, true);
         break;
     default:
         break;
@@ -116,9 +121,10 @@ void DefineSettings() {
         "A comma-separated list: host names or addresses, \".example.com\" for a domain "
         "and its subdomains, \"*\" for any host.",
         &g_allowed_hosts, "*", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("revetl.max_databases", "Number of databases revetl can run workers for.",
-                            nullptr, &g_max_databases, 64, 1, 4096, PGC_POSTMASTER, 0, nullptr, nullptr,
-                            nullptr);
+    DefineCustomIntVariable("revetl.max_databases",
+                            "Number of databases the revetl launcher can keep track of.",
+                            "Every connectable database takes a slot, whether it has the extension or not.",
+                            &g_max_databases, 256, 1, 4096, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "revetl.launcher_naptime", "How often the launcher looks for new databases without being woken.",
         nullptr, &g_launcher_naptime_s, 60, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);

@@ -31,6 +31,12 @@ public:
     SyncDropped() : std::runtime_error("the sync was dropped during the run") {}
 };
 
+// A run queued before the sync was paused does not run.
+class SyncPaused : public std::runtime_error {
+public:
+    SyncPaused() : std::runtime_error("the sync is paused") {}
+};
+
 const char *kInsertChanges = "INSERT INTO revetl.changes (run_id, seq, op, key, payload, row_hash, dest_id) "
                              "SELECT $1, $2 + u.o, u.op, u.key, u.payload, u.row_hash, u.dest_id "
                              "FROM unnest($3::\"char\"[], $4::text[], $5::jsonb[], $6::int8[], $7::text[]) "
@@ -272,6 +278,8 @@ bool SyncRun::Start() {
     if (!def)
         throw SyncDropped();
     def_ = *def;
+    if (def_.paused)
+        throw SyncPaused();
 
     BeginTransaction("revetl: resolving destination");
     Destination dest = LookupDestination(def_.destination);
@@ -346,7 +354,8 @@ bool SyncRun::DeliverNextBatch(int64_t &batch_no) {
     }
     int64_t batch_last_seq = changes.back().seq;
 
-    BatchContext context{def_.id, def_.name, run_id_, ++batch_no, def_.mode == "mirror" ? "upsert" : def_.mode};
+    BatchContext context{def_.id, def_.name, run_id_, ++batch_no,
+                         def_.mode == "mirror" ? "upsert" : def_.mode};
     DeliveryHooks hooks;
     hooks.check_interrupts = CheckInterrupts;
     hooks.sleep = SleepMs;
@@ -438,6 +447,10 @@ RunResult SyncRun::Execute() {
         Deliver();
         status = (rejected_ > 0 || invalid_ > 0) ? "partial" : "succeeded";
     } catch (const SyncDropped &e) {
+        AbortTransaction();
+        status = "cancelled";
+        error = e.what();
+    } catch (const SyncPaused &e) {
         AbortTransaction();
         status = "cancelled";
         error = e.what();

@@ -3,7 +3,7 @@
 namespace revetl::pg {
 
 SharedState *g_shared = nullptr;
-int g_max_databases = 64;
+int g_max_databases = 256;
 
 namespace {
 

@@ -446,16 +446,42 @@ Datum WakeLauncherFn(FunctionCallInfo) {
 
 using namespace revetl::pg;
 
-REVETL_SQL_FUNCTION(revetl_create_sync) { return CreateSyncFn(fcinfo); }
-REVETL_SQL_FUNCTION(revetl_drop_sync) { return DropSyncFn(fcinfo); }
-REVETL_SQL_FUNCTION(revetl_alter_sync) { return AlterSyncFn(fcinfo); }
-REVETL_SQL_FUNCTION(revetl_rename_sync) { return RenameSyncFn(fcinfo); }
-REVETL_SQL_FUNCTION(revetl_alter_sync_owner) { return AlterSyncOwnerFn(fcinfo); }
-REVETL_SQL_FUNCTION(revetl_pause_sync) { return SetPausedFn(fcinfo, true); }
-REVETL_SQL_FUNCTION(revetl_resume_sync) { return SetPausedFn(fcinfo, false); }
-REVETL_SQL_FUNCTION(revetl_execute) { return ExecuteFn(fcinfo); }
-REVETL_SQL_FUNCTION(revetl_sync_ddl) { return SyncDdlFn(fcinfo); }
-REVETL_SQL_FUNCTION(revetl_run_sync) { return RunSync(fcinfo); }
-REVETL_SQL_FUNCTION(revetl_preview_sync) { return PreviewSync(fcinfo); }
-REVETL_SQL_FUNCTION(revetl_fdw_validator) { return FdwValidator(fcinfo); }
-REVETL_SQL_FUNCTION(revetl_wake_launcher) { return WakeLauncherFn(fcinfo); }
+REVETL_SQL_FUNCTION(revetl_create_sync) {
+    return CreateSyncFn(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_drop_sync) {
+    return DropSyncFn(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_alter_sync) {
+    return AlterSyncFn(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_rename_sync) {
+    return RenameSyncFn(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_alter_sync_owner) {
+    return AlterSyncOwnerFn(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_pause_sync) {
+    return SetPausedFn(fcinfo, true);
+}
+REVETL_SQL_FUNCTION(revetl_resume_sync) {
+    return SetPausedFn(fcinfo, false);
+}
+REVETL_SQL_FUNCTION(revetl_execute) {
+    return ExecuteFn(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_sync_ddl) {
+    return SyncDdlFn(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_run_sync) {
+    return RunSync(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_preview_sync) {
+    return PreviewSync(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_fdw_validator) {
+    return FdwValidator(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_wake_launcher) {
+    return WakeLauncherFn(fcinfo);
+}

@@ -148,9 +148,10 @@ ResolvedModel ResolveModel(const std::string &model) {
     });
     if (!OidIsValid(relid)) {
         std::vector<std::string> names;
-        SqlResult r = Sql("SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') "
-                          "AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1 LIMIT 5000",
-                          {}, true);
+        SqlResult r =
+            Sql("SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') "
+                "AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1 LIMIT 5000",
+                {}, true);
         for (size_t i = 0; i < r.rows.size(); i++)
             names.push_back(r.Text(i, 0));
         std::string bare = model.substr(model.rfind('.') == std::string::npos ? 0 : model.rfind('.') + 1);
@@ -238,35 +239,36 @@ std::string KeyColumnsJson(const std::vector<std::string> &keys) {
 // be fine; anything else is checked once, here, with one aggregate query.
 void CheckKeyUnique(const SyncDefinition &def, Oid relid) {
     if (OidIsValid(relid)) {
-        SqlResult r = Sql("SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indisunique "
-                          "AND i.indpred IS NULL AND i.indexprs IS NULL AND "
-                          "(SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_catalog.pg_attribute a "
-                          " WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = "
-                          "(SELECT array_agg(x ORDER BY x) FROM jsonb_array_elements_text($2::jsonb) x) LIMIT 1",
-                          {SqlArg::Int8(relid), SqlArg::Text(KeyColumnsJson(def.key_columns))}, true);
+        SqlResult r =
+            Sql("SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indisunique "
+                "AND i.indpred IS NULL AND i.indexprs IS NULL AND "
+                "(SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_catalog.pg_attribute a "
+                " WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = "
+                "(SELECT array_agg(x ORDER BY x) FROM jsonb_array_elements_text($2::jsonb) x) LIMIT 1",
+                {SqlArg::Int8(relid), SqlArg::Text(KeyColumnsJson(def.key_columns))}, true);
         if (!r.rows.empty())
             return;
     }
     std::string key_list;
     for (size_t i = 0; i < def.key_columns.size(); i++)
         key_list += (i ? ", " : "") + QuoteIdent(def.key_columns[i]);
-    SqlResult dup = Sql("SELECT jsonb_build_object(" + [&] {
-                            std::string args;
-                            for (size_t i = 0; i < def.key_columns.size(); i++)
-                                args += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", src." +
-                                        QuoteIdent(def.key_columns[i]);
-                            return args;
-                        }() + ")::text, count(*) FROM " +
-                            ModelSource(def.model) + " AS src GROUP BY " + key_list +
-                            " HAVING count(*) > 1 LIMIT 1",
-                        {}, true);
+    SqlResult dup = Sql(
+        "SELECT jsonb_build_object(" +
+            [&] {
+                std::string args;
+                for (size_t i = 0; i < def.key_columns.size(); i++)
+                    args += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", src." +
+                            QuoteIdent(def.key_columns[i]);
+                return args;
+            }() +
+            ")::text, count(*) FROM " + ModelSource(def.model) + " AS src GROUP BY " + key_list +
+            " HAVING count(*) > 1 LIMIT 1",
+        {}, true);
     if (!dup.rows.empty())
         throw Error("23505", "key (" + key_list + ") is not unique in model " + def.ModelDisplayName(),
                     dup.Text(0, 1) + " rows have the key " + dup.Text(0, 0) + ".",
                     "Choose key columns that identify one row of the model.");
 }
-
-
 
 // Everything about a request that can be checked before touching the
 // catalog, as the current user: destination, model, key, map, options,
@@ -317,12 +319,14 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
     for (const auto &entry : def.map) {
         const std::string prefix = "SELECT (";
         try {
-            Sql(prefix + entry.expression + "\n) FROM " + ModelSource(def.model) + " AS src LIMIT 0", {}, true);
+            Sql(prefix + entry.expression + "\n) FROM " + ModelSource(def.model) + " AS src LIMIT 0", {},
+                true);
         } catch (const PgError &e) {
             char *state = nullptr;
             PgGuard([&] { state = unpack_sql_state(e.sqlerrcode); });
-            int pos = e.internalpos > static_cast<int>(prefix.size()) ? e.internalpos - static_cast<int>(prefix.size())
-                                                                       : 1;
+            int pos = e.internalpos > static_cast<int>(prefix.size())
+                          ? e.internalpos - static_cast<int>(prefix.size())
+                          : 1;
             // PostgreSQL's hints name revetl's alias for the model ("src.x").
             std::string hint = e.hint;
             for (size_t at = hint.find("\"src."); at != std::string::npos; at = hint.find("\"src.", at))
@@ -342,12 +346,14 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
             SqlResult r = Sql("SELECT $1::interval > interval '0'", {SqlArg::Text(req.schedule.value)}, true);
             positive = r.Bool(0, 0);
         } catch (const PgError &e) {
-            throw Error(sqlstate::kInvalidParameterValue, "invalid schedule interval \"" + req.schedule.value + "\"",
-                        e.message + ".", "Write an interval such as '15 minutes' or '1 hour'.");
+            throw Error(sqlstate::kInvalidParameterValue,
+                        "invalid schedule interval \"" + req.schedule.value + "\"", e.message + ".",
+                        "Write an interval such as '15 minutes' or '1 hour'.");
         }
         if (!positive)
             throw Error(sqlstate::kInvalidParameterValue,
-                        "invalid schedule interval \"" + req.schedule.value + "\"", "The interval must be positive.");
+                        "invalid schedule interval \"" + req.schedule.value + "\"",
+                        "The interval must be positive.");
         break;
     }
     case dsl::Schedule::Kind::Cron:
@@ -355,16 +361,18 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
         break;
     case dsl::Schedule::Kind::After:
         if (req.schedule.value == req.name)
-            throw Error(sqlstate::kInvalidParameterValue, "sync \"" + req.name + "\" cannot run after itself");
+            throw Error(sqlstate::kInvalidParameterValue,
+                        "sync \"" + req.name + "\" cannot run after itself");
         if (!LoadSyncByName(req.schedule.value))
             throw Error(sqlstate::kUndefinedObject, "sync \"" + req.schedule.value + "\" does not exist",
                         "SCHEDULE AFTER names the sync whose successful runs start this one.");
         break;
     case dsl::Schedule::Kind::OnChange:
         if (resolved.ref.kind != ModelRef::Kind::Relation)
-            throw Error(sqlstate::kInvalidParameterValue, "SCHEDULE ON CHANGE needs a table model",
-                        "Changes are captured on tables; a query or view model can be scheduled with EVERY or "
-                        "CRON instead.");
+            throw Error(
+                sqlstate::kInvalidParameterValue, "SCHEDULE ON CHANGE needs a table model",
+                "Changes are captured on tables; a query or view model can be scheduled with EVERY or "
+                "CRON instead.");
         break;
     case dsl::Schedule::Kind::Manual:
         break;
@@ -424,13 +432,14 @@ void ReplaceDefinition(const SyncDefinition &old, SyncDefinition def) {
     if (old.match_on != def.match_on)
         reasons.push_back("its MATCH ON field changed");
 
-    std::vector<SqlArg> args = DefinitionArgs(def, old.search_path.empty() ? CurrentSearchPath() : old.search_path);
+    std::vector<SqlArg> args =
+        DefinitionArgs(def, old.search_path.empty() ? CurrentSearchPath() : old.search_path);
     args.push_back(SqlArg::Int8(old.id));
     // IS DISTINCT FROM on the whole row: an identical definition changes
     // nothing, not even updated_at.
-    std::string sql = "UPDATE revetl.syncs s SET (" + std::string(kDefinitionColumns) + ") = (" + kDefinitionValues +
-                      "), updated_at = now() WHERE id = $16 AND (" + kDefinitionColumns + ") IS DISTINCT FROM (" +
-                      kDefinitionValues + ")";
+    std::string sql = "UPDATE revetl.syncs s SET (" + std::string(kDefinitionColumns) + ") = (" +
+                      kDefinitionValues + "), updated_at = now() WHERE id = $16 AND (" + kDefinitionColumns +
+                      ") IS DISTINCT FROM (" + kDefinitionValues + ")";
     AsRole(ExtensionOwner(), false, [&] {
         SqlResult r = Sql(sql, args);
         if (r.processed > 0 && !reasons.empty()) {
@@ -440,9 +449,10 @@ void ReplaceDefinition(const SyncDefinition &old, SyncDefinition def) {
                 why += (i ? (i + 1 == reasons.size() ? " and " : ", ") : "") + reasons[i];
             std::string name = def.name;
             PgGuard([&] {
-                ereport(NOTICE, (errmsg("sync \"%s\" starts afresh: %s", name.c_str(), why.c_str()),
-                                 errdetail("Its shadow state was cleared, so the next run sends every row of the "
-                                           "model again.")));
+                ereport(NOTICE,
+                        (errmsg("sync \"%s\" starts afresh: %s", name.c_str(), why.c_str()),
+                         errdetail("Its shadow state was cleared, so the next run sends every row of the "
+                                   "model again.")));
             });
         }
     });
@@ -503,9 +513,15 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
         args.push_back(SqlArg::Int8(id));
         args.push_back(SqlArg::Int8(caller));
         args.push_back(SqlArg::Text(shadow));
-        Sql("INSERT INTO revetl.syncs (" + std::string(kDefinitionColumns) + ", id, owner, shadow_table) VALUES (" +
-                kDefinitionValues + ", $16, $17::oid::regrole, $18)",
+        Sql("INSERT INTO revetl.syncs (" + std::string(kDefinitionColumns) +
+                ", id, owner, shadow_table) VALUES (" + kDefinitionValues + ", $16, $17::oid::regrole, $18)",
             args);
+        // A table of this name that no sync uses is left over from an
+        // installation dropped without CASCADE: it holds nothing of value.
+        if (Sql("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                {SqlArg::Text(QualifiedName(kSchema, shadow))})
+                .Bool(0, 0))
+            Sql("DROP TABLE " + QualifiedName(kSchema, shadow));
         Sql(BuildShadowTableDdl(kSchema, shadow));
         // The plan query runs as the owner and joins the shadow table: the
         // owner may read it, never write it.
@@ -532,9 +548,10 @@ void DropSync(const std::string &name, bool if_exists) {
         return;
     }
     RequireOwnership(*def, "drop");
-    SqlResult dependents = Sql("SELECT name FROM revetl.syncs WHERE schedule_kind = 'after' AND schedule_value = $1 "
-                               "AND id <> $2 ORDER BY name",
-                               {SqlArg::Text(def->name), SqlArg::Int8(def->id)});
+    SqlResult dependents =
+        Sql("SELECT name FROM revetl.syncs WHERE schedule_kind = 'after' AND schedule_value = $1 "
+            "AND id <> $2 ORDER BY name",
+            {SqlArg::Text(def->name), SqlArg::Int8(def->id)});
     if (!dependents.rows.empty())
         throw Error("2BP01", "cannot drop sync \"" + name + "\" because other syncs depend on it",
                     "Sync \"" + dependents.Text(0, 0) + "\" is scheduled AFTER it.",
@@ -542,8 +559,11 @@ void DropSync(const std::string &name, bool if_exists) {
     AsRole(ExtensionOwner(), false, [&] {
         Sql("DELETE FROM revetl.syncs WHERE id = $1", {SqlArg::Int8(def->id)});
         Sql("DROP TABLE IF EXISTS " + QualifiedName(kSchema, def->shadow_table));
-        Sql("UPDATE revetl.sync_runs SET status = 'cancelled', finished_at = now(), error = 'the sync was dropped' "
-            "WHERE sync_id = $1 AND status = 'queued'",
+        Sql("WITH cancelled AS (UPDATE revetl.sync_runs SET status = 'cancelled', finished_at = now(), "
+            "error = 'the sync was dropped' WHERE sync_id = $1 AND status = 'queued' RETURNING id, "
+            "sync_name) "
+            "SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', sync_name, 'run_id', id, "
+            "'status', 'cancelled')::text) FROM cancelled",
             {SqlArg::Int8(def->id)});
     });
 }
@@ -560,7 +580,8 @@ void RenameSync(const std::string &name, const std::string &new_name) {
         Sql("UPDATE revetl.syncs SET name = $2, updated_at = now() WHERE id = $1",
             {SqlArg::Int8(def.id), SqlArg::Text(new_name)});
         // Syncs scheduled AFTER this one follow the rename.
-        Sql("UPDATE revetl.syncs SET schedule_value = $2 WHERE schedule_kind = 'after' AND schedule_value = $1",
+        Sql("UPDATE revetl.syncs SET schedule_value = $2 WHERE schedule_kind = 'after' AND schedule_value = "
+            "$1",
             {SqlArg::Text(name), SqlArg::Text(new_name)});
     });
 }

@@ -87,13 +87,19 @@ void SetSessionSettings() {
 // again, so their rows are planned anew rather than lost.
 void RecoverInterruptedRuns() {
     BeginTransaction("revetl: recovering");
-    SqlResult r = Sql("WITH interrupted AS ("
-                      "  UPDATE revetl.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
-                      "  error = 'the revetl worker stopped during this run; a new run was queued' "
-                      "  WHERE status = 'running' RETURNING id, sync_id, sync_name) "
-                      "INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
-                      "SELECT i.sync_id, i.sync_name, 'retry', 'revetl' FROM interrupted i "
-                      "WHERE EXISTS (SELECT 1 FROM revetl.syncs s WHERE s.id = i.sync_id) RETURNING id");
+    SqlResult r = Sql("UPDATE revetl.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
+                      "error = 'the revetl worker stopped during this run; a new run was queued' "
+                      "WHERE status = 'running' RETURNING id, sync_id, sync_name");
+    for (size_t i = 0; i < r.rows.size(); i++) {
+        Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', "
+            "$2::bigint, "
+            "'status', 'failed')::text)",
+            {SqlArg::Text(r.Text(i, 2)), SqlArg::Int8(r.Int8(i, 0))});
+        // A paused or dropped sync is not run again.
+        Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
+            "SELECT id, name, 'retry', 'revetl' FROM revetl.syncs WHERE id = $1 AND NOT paused",
+            {SqlArg::Int8(r.Int8(i, 1))});
+    }
     Sql("DELETE FROM revetl.changes c WHERE NOT EXISTS "
         "(SELECT 1 FROM revetl.sync_runs r WHERE r.id = c.run_id AND r.status IN ('queued', 'running'))");
     CommitTransaction();

@@ -1,4 +1,5 @@
--- run_sync requests, and who may create, run, preview and drop a sync.
+-- run_sync requests, pausing, and who may create, run, preview, alter, pause,
+-- rename, give away and drop a sync.
 -- Runs are never awaited here: the worker cannot see this transaction, which
 -- rolls back; the integration tests cover runs.
 BEGIN;

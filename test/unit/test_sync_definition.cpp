@@ -78,11 +78,15 @@ TEST(ParseSyncOptions, OutOfRangeStrings) {
                              R"({"max_attempts": "21"})", R"({"batch_size": ""})", R"({"batch_size": " 5"})"}) {
         SCOPED_TRACE(json);
         Error e = Catch([&] { ParseSyncOptions(json); });
-        // Strings go through the server option parser, which reports the
-        // FDW attribute-value SQLSTATE.
-        EXPECT_EQ(e.sqlstate(), "HV024");
-        EXPECT_TRUE(Contains(e.what(), "invalid value for option \""));
+        // Sync options are plain parameters, not FDW options: 22023, and the
+        // message names a sync option.
+        EXPECT_EQ(e.sqlstate(), "22023");
+        EXPECT_TRUE(Contains(e.what(), "invalid value for sync option \""));
+        EXPECT_TRUE(Contains(e.detail(), "The value must be an integer from 1 to "));
     }
+    Error e = Catch([] { ParseSyncOptions(R"({"max_attempts": "21"})"); });
+    EXPECT_STREQ(e.what(), "invalid value for sync option \"max_attempts\"");
+    EXPECT_EQ(e.detail(), "The value must be an integer from 1 to 20.");
 }
 
 TEST(ParseSyncOptions, Timeout) {
@@ -90,10 +94,14 @@ TEST(ParseSyncOptions, Timeout) {
     EXPECT_EQ(e.sqlstate(), "22023");
     EXPECT_STREQ(e.what(), "invalid value for sync option \"timeout\"");
     EXPECT_EQ(e.detail(), "The value must be a duration string such as '30s'.");
-    e = Catch([] { ParseSyncOptions(R"({"timeout": "601s"})"); });
-    EXPECT_EQ(e.sqlstate(), "HV024");
-    e = Catch([] { ParseSyncOptions(R"({"timeout": "5 parsecs"})"); });
-    EXPECT_EQ(e.sqlstate(), "HV024");
+    for (const char *json : {R"({"timeout": "601s"})", R"({"timeout": "5 parsecs"})", R"({"timeout": "0"})"}) {
+        SCOPED_TRACE(json);
+        e = Catch([&] { ParseSyncOptions(json); });
+        EXPECT_EQ(e.sqlstate(), "22023");
+        EXPECT_STREQ(e.what(), "invalid value for sync option \"timeout\"");
+        EXPECT_EQ(e.detail(), "The value must be a duration from 1ms to 600s.");
+        EXPECT_TRUE(Contains(e.hint(), "ms, s, min or h"));
+    }
 }
 
 TEST(ParseSyncOptions, UnknownOptionWithSuggestion) {
