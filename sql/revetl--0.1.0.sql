@@ -189,22 +189,22 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 CREATE FUNCTION revetl.rename_sync(name text, new_name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'revetl_rename_sync'
-LANGUAGE C STRICT VOLATILE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 CREATE FUNCTION revetl.alter_sync_owner(name text, new_owner name)
 RETURNS void
 AS 'MODULE_PATHNAME', 'revetl_alter_sync_owner'
-LANGUAGE C STRICT VOLATILE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 CREATE FUNCTION revetl.pause_sync(name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'revetl_pause_sync'
-LANGUAGE C STRICT VOLATILE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 CREATE FUNCTION revetl.resume_sync(name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'revetl_resume_sync'
-LANGUAGE C STRICT VOLATILE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 -- The sync language: one or more CREATE / ALTER / DROP SYNC statements,
 -- separated by semicolons. All of them parse before any runs, and they run
@@ -212,7 +212,7 @@ LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION revetl.execute(statements text)
 RETURNS SETOF text
 AS 'MODULE_PATHNAME', 'revetl_execute'
-LANGUAGE C STRICT VOLATILE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 COMMENT ON FUNCTION revetl.execute(text) IS
   'runs CREATE [OR REPLACE] SYNC, ALTER SYNC and DROP SYNC statements; returns one command tag per statement';

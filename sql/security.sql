@@ -57,3 +57,27 @@ DROP TABLE secrets, public_data;
 REVOKE ALL ON FOREIGN SERVER secure_hooks FROM analyst;
 DROP ROLE analyst;
 DROP ROLE outsider;
+
+-- Syncs follow their owner through REASSIGN OWNED and DROP OWNED.
+CREATE ROLE leaver;
+CREATE ROLE successor;
+CREATE TABLE handover (id int PRIMARY KEY);
+GRANT SELECT ON handover TO leaver, successor;
+GRANT USAGE ON FOREIGN SERVER secure_hooks TO leaver, successor;
+SET ROLE leaver;
+SELECT revetl.create_sync('handed_over', 'handover', 'secure_hooks', ARRAY['id']) > 0 AS created;
+SELECT revetl.create_sync('dropped_with_owner', 'handover', 'secure_hooks', ARRAY['id']) > 0 AS created;
+RESET ROLE;
+REASSIGN OWNED BY leaver TO successor;
+SELECT name, owner FROM revetl.syncs WHERE name IN ('handed_over', 'dropped_with_owner') ORDER BY name;
+SELECT has_table_privilege('successor', 'revetl.' || shadow_table, 'SELECT') AS successor_reads,
+       has_table_privilege('leaver', 'revetl.' || shadow_table, 'SELECT') AS leaver_reads
+  FROM revetl.syncs WHERE name = 'handed_over';
+SELECT revetl.alter_sync_owner('dropped_with_owner', 'leaver');
+DROP OWNED BY leaver;
+SELECT name, owner FROM revetl.syncs WHERE name IN ('handed_over', 'dropped_with_owner') ORDER BY name;
+DROP ROLE leaver;
+SELECT revetl.drop_sync('handed_over');
+DROP OWNED BY successor;
+DROP ROLE successor;
+DROP TABLE handover;

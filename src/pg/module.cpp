@@ -3,6 +3,7 @@
 #include "pg/module.hpp"
 
 #include "pg/run_requests.hpp"
+#include "pg/sync_commands.hpp"
 #include "pg/shared_state.hpp"
 
 extern "C" {
@@ -113,6 +114,9 @@ void RevetlProcessUtility(PlannedStmt *pstmt, const char *query_string, bool rea
         prev_process_utility_hook(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
     else
         standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
+    // Syncs belong to roles like PostgreSQL's own objects do.
+    if (IsA(parsetree, ReassignOwnedStmt) || IsA(parsetree, DropOwnedStmt))
+        AfterOwnedStatement(parsetree);
 }
 
 void DefineSettings() {

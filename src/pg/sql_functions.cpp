@@ -127,8 +127,8 @@ Datum AlterSyncFn(FunctionCallInfo fcinfo) {
 }
 
 Datum RenameSyncFn(FunctionCallInfo fcinfo) {
-    std::string name = TextToString(PG_GETARG_DATUM(0));
-    std::string new_name = TextToString(PG_GETARG_DATUM(1));
+    std::string name = RequiredText(fcinfo, 0, "sync name");
+    std::string new_name = RequiredText(fcinfo, 1, "new sync name");
     SpiConnect();
     RenameSync(name, new_name);
     SpiFinish();
@@ -136,7 +136,9 @@ Datum RenameSyncFn(FunctionCallInfo fcinfo) {
 }
 
 Datum AlterSyncOwnerFn(FunctionCallInfo fcinfo) {
-    std::string name = TextToString(PG_GETARG_DATUM(0));
+    std::string name = RequiredText(fcinfo, 0, "sync name");
+    if (PG_ARGISNULL(1))
+        throw Error("22004", "new owner must not be null");
     std::string role = NameStr(*PG_GETARG_NAME(1));
     SpiConnect();
     AlterSyncOwner(name, role);
@@ -145,7 +147,7 @@ Datum AlterSyncOwnerFn(FunctionCallInfo fcinfo) {
 }
 
 Datum SetPausedFn(FunctionCallInfo fcinfo, bool paused) {
-    std::string name = TextToString(PG_GETARG_DATUM(0));
+    std::string name = RequiredText(fcinfo, 0, "sync name");
     SpiConnect();
     SetSyncPaused(name, paused);
     SpiFinish();
@@ -229,7 +231,7 @@ std::string ExecuteStatement(const dsl::Statement &statement) {
 }
 
 Datum ExecuteFn(FunctionCallInfo fcinfo) {
-    std::string text = TextToString(PG_GETARG_DATUM(0));
+    std::string text = RequiredText(fcinfo, 0, "statements");
     // Every statement parses before any runs.
     std::vector<dsl::Statement> statements = dsl::Parse(text);
     std::vector<std::string> tags;
@@ -365,7 +367,9 @@ Datum PreviewSync(FunctionCallInfo fcinfo) {
     SpiConnect();
     SyncDefinition def = RequireSync(name);
     RequireOwnership(def, "preview");
-    std::string sql = BuildPlanQuery(def.Plan(kSchema)) + " LIMIT " + std::to_string(max_rows);
+    // Ordered, so that a preview of a few rows is the same every time.
+    std::string sql =
+        BuildPlanQuery(def.Plan(kSchema)) + " ORDER BY op, key LIMIT " + std::to_string(max_rows);
     SqlResult rows;
     int nest = 0;
     PgGuard([&] {

@@ -249,23 +249,22 @@ void CheckKeyUnique(const SyncDefinition &def, Oid relid) {
         if (!r.rows.empty())
             return;
     }
-    std::string key_list;
-    for (size_t i = 0; i < def.key_columns.size(); i++)
-        key_list += (i ? ", " : "") + QuoteIdent(def.key_columns[i]);
-    SqlResult dup = Sql(
-        "SELECT jsonb_build_object(" +
-            [&] {
-                std::string args;
-                for (size_t i = 0; i < def.key_columns.size(); i++)
-                    args += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", src." +
-                            QuoteIdent(def.key_columns[i]);
-                return args;
-            }() +
-            ")::text, count(*) FROM " + ModelSource(def.model) + " AS src GROUP BY " + key_list +
-            " HAVING count(*) > 1 LIMIT 1",
-        {}, true);
+    std::string key_list, key_object, not_null, key_names;
+    for (size_t i = 0; i < def.key_columns.size(); i++) {
+        const std::string col = "src." + QuoteIdent(def.key_columns[i]);
+        key_names += (i ? ", " : "") + QuoteIdent(def.key_columns[i]);
+        key_list += (i ? ", " : "") + col;
+        key_object += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", " + col;
+        not_null += (i ? " AND " : "") + col + " IS NOT NULL";
+    }
+    // Rows with a NULL key are reported as invalid at run time, one by one;
+    // they do not make the key "not unique".
+    SqlResult dup =
+        Sql("SELECT jsonb_build_object(" + key_object + ")::text, count(*) FROM " + ModelSource(def.model) +
+                " AS src WHERE " + not_null + " GROUP BY " + key_list + " HAVING count(*) > 1 LIMIT 1",
+            {}, true);
     if (!dup.rows.empty())
-        throw Error("23505", "key (" + key_list + ") is not unique in model " + def.ModelDisplayName(),
+        throw Error("23505", "key (" + key_names + ") is not unique in model " + def.ModelDisplayName(),
                     dup.Text(0, 1) + " rows have the key " + dup.Text(0, 0) + ".",
                     "Choose key columns that identify one row of the model.");
 }
@@ -618,6 +617,78 @@ void SetSyncPaused(const std::string &name, bool paused) {
         Sql("UPDATE revetl.syncs SET paused = $2, updated_at = now() WHERE id = $1 AND paused <> $2",
             {SqlArg::Int8(def.id), SqlArg::Bool(paused)});
     });
+}
+
+namespace {
+
+std::string RoleOidList(List *roles) {
+    std::string out;
+    ListCell *lc;
+    foreach (lc, roles) {
+        Oid oid = InvalidOid;
+        RoleSpec *spec = lfirst_node(RoleSpec, lc);
+        PgGuard([&] { oid = get_rolespec_oid(spec, false); });
+        out += (out.empty() ? "" : ",") + std::to_string(oid);
+    }
+    return "{" + out + "}";
+}
+
+void AfterOwnedStatementCpp(Node *statement) {
+    bool installed = false;
+    PgGuard([&] { installed = OidIsValid(get_extension_oid("revetl", true)); });
+    if (!installed)
+        return;
+    SpiConnect();
+    if (IsA(statement, ReassignOwnedStmt)) {
+        ReassignOwnedStmt *stmt = castNode(ReassignOwnedStmt, statement);
+        std::string old_roles = RoleOidList(stmt->roles);
+        Oid new_role = InvalidOid;
+        PgGuard([&] { new_role = get_rolespec_oid(stmt->newrole, false); });
+        std::string new_name = RoleName(new_role);
+        AsRole(ExtensionOwner(), false, [&] {
+            SqlResult moved = Sql("UPDATE revetl.syncs SET owner = $2::oid::regrole, updated_at = now() "
+                                  "WHERE owner::oid = ANY ($1::oid[]) RETURNING shadow_table, "
+                                  "(SELECT string_agg(quote_ident(rolname), ', ') FROM pg_catalog.pg_roles "
+                                  " WHERE oid = ANY ($1::oid[]))",
+                                  {SqlArg::Text(old_roles), SqlArg::Int8(new_role)});
+            for (size_t i = 0; i < moved.rows.size(); i++) {
+                GrantShadow(moved.Text(i, 0), new_name, true);
+                Sql("REVOKE SELECT ON " + QualifiedName(kSchema, moved.Text(i, 0)) + " FROM " +
+                    moved.Text(i, 1));
+            }
+        });
+    } else {
+        DropOwnedStmt *stmt = castNode(DropOwnedStmt, statement);
+        SqlResult owned =
+            Sql("SELECT name FROM revetl.syncs WHERE owner::oid = ANY ($1::oid[]) ORDER BY name",
+                {SqlArg::Text(RoleOidList(stmt->roles))});
+        // Dependent syncs (SCHEDULE AFTER) of the same owner go first.
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t i = 0; i < owned.rows.size(); i++) {
+                if (!LoadSyncByName(owned.Text(i, 0)))
+                    continue;
+                try {
+                    DropSync(owned.Text(i, 0), true);
+                } catch (const Error &) {
+                    if (pass == 1)
+                        throw;
+                }
+            }
+    }
+    SpiFinish();
+}
+
+} // namespace
+
+void AfterOwnedStatement(Node *statement) {
+    ErrorData *edata = nullptr;
+    try {
+        AfterOwnedStatementCpp(statement);
+        return;
+    } catch (...) {
+        edata = CurrentExceptionToErrorData();
+    }
+    RaiseErrorData(edata);
 }
 
 } // namespace revetl::pg

@@ -40,6 +40,11 @@ void RenameSync(const std::string &name, const std::string &new_name);
 void AlterSyncOwner(const std::string &name, const std::string &new_owner);
 void SetSyncPaused(const std::string &name, bool paused);
 
+// After REASSIGN OWNED / DROP OWNED has run: move or drop the syncs of
+// those roles in this database too, as PostgreSQL does for its own objects.
+// Called from the utility hook (C-style: raises errors with ereport).
+void AfterOwnedStatement(Node *statement);
+
 // Throws unless the current user is a member of the sync's owner role.
 void RequireOwnership(const SyncDefinition &def, const char *action);
 
