@@ -14,21 +14,26 @@ if [ "$(id -u)" = 0 ]; then
     bash scripts/install-deps.sh
 fi
 
+status=0
+passed=0
+failed=0
+# Runs one suite, counting it as passed or failed; the script goes on either
+# way so that one run shows every failure.
+suite() {
+    local name=$1
+    shift
+    echo "== $name"
+    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; echo "!! $name FAILED"; fi
+}
+
 echo "== build"
 make -j"$(nproc)"
 if [ "$(id -u)" = 0 ]; then make install; else sudo make install; fi
 
-echo "== boundary"
-make -s check-boundary
-
-echo "== format"
-if command -v clang-format >/dev/null; then make format-check; else echo "clang-format not installed, skipped"; fi
-
-echo "== unit tests"
-make unit
-
-echo "== fuzzing the sync language parser (${FUZZ_SECONDS:-60}s)"
-make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+suite "boundary (src/core includes no PostgreSQL header)" make -s check-boundary
+suite "format (clang-format)" make format-check
+suite "unit tests (GoogleTest)" make unit
+suite "fuzzing the sync language parser (${FUZZ_SECONDS:-60}s)" make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 
 # The PostgreSQL suites run from a copy of the test material in a scratch
 # directory: the checkout may live where the postgres user cannot read.
@@ -44,25 +49,21 @@ export PYTHONDONTWRITEBYTECODE=1
 REGRESS_TESTS=$(make -s print-regress)
 cd "$WORK"
 
-status=0
-echo "== pg_regress"
+run_regress() {
+    if ! "${as_pg[@]}" "$PG_REGRESS" --temp-instance="$WORK/regress-instance" --temp-config=test/regress.conf \
+            --inputdir=. --outputdir="$WORK/regress" --bindir="$(pg_config --bindir)" $REGRESS_TESTS; then
+        cat "$WORK/regress/regression.diffs" 2>/dev/null || true
+        return 1
+    fi
+}
 PG_REGRESS="$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress"
-if ! "${as_pg[@]}" "$PG_REGRESS" --temp-instance="$WORK/regress-instance" --temp-config=test/regress.conf \
-        --inputdir=. --outputdir="$WORK/regress" --bindir="$(pg_config --bindir)" $REGRESS_TESTS; then
-    cat "$WORK/regress/regression.diffs" 2>/dev/null || true
-    status=1
-fi
-
-echo "== pgTAP"
-"${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/pgtap/run.py || status=1
-
-echo "== integration"
-"${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/integration/run.py || status=1
-
-echo "== mock destination self-test"
-"${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/test_mock_webhook.py || status=1
+suite "pg_regress" run_regress
+suite "pgTAP (pg_prove)" "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/pgtap/run.py
+suite "integration (clusters, workers, mock destinations)" \
+    "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/integration/run.py
+suite "mock webhook self-test" "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/test_mock_webhook.py
 
 cd "$REPO"
 rm -rf "$WORK"
-if [ $status = 0 ]; then echo "revetl: all suites passed"; else echo "revetl: some suites FAILED"; fi
+echo "suites: $passed passed, $failed failed"
 exit $status

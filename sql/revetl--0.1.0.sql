@@ -70,8 +70,12 @@ CREATE TABLE revetl.sync_runs (
     sync_name       text NOT NULL,
     status          text NOT NULL DEFAULT 'queued'
                     CHECK (status IN ('queued', 'running', 'succeeded', 'partial', 'failed', 'cancelled')),
+    -- what started the run: manual (run_sync), test (run_sync with max_rows),
+    -- schedule (EVERY / CRON), on change, after (another sync finished), or
+    -- retry (the run before was interrupted)
     trigger         text NOT NULL DEFAULT 'manual'
-                    CHECK (trigger IN ('manual', 'retry')),
+                    CHECK (trigger IN ('manual', 'test', 'schedule', 'on change', 'after', 'retry')),
+    row_limit       integer CHECK (row_limit >= 0),
     requested_by    text NOT NULL DEFAULT current_user,
     requested_at    timestamptz NOT NULL DEFAULT now(),
     started_at      timestamptz,
@@ -83,9 +87,12 @@ CREATE TABLE revetl.sync_runs (
     rows_delivered  bigint NOT NULL DEFAULT 0,
     rows_rejected   bigint NOT NULL DEFAULT 0,
     rows_invalid    bigint NOT NULL DEFAULT 0,
+    rows_retried    bigint NOT NULL DEFAULT 0,
     requests        bigint NOT NULL DEFAULT 0,
     retries         bigint NOT NULL DEFAULT 0,
-    error           text
+    error           text,
+    plan_duration   interval GENERATED ALWAYS AS (planned_at - started_at) STORED,
+    delivery_duration interval GENERATED ALWAYS AS (finished_at - planned_at) STORED
 );
 
 CREATE INDEX sync_runs_open_idx ON revetl.sync_runs (id) WHERE status IN ('queued', 'running');
@@ -122,6 +129,15 @@ CREATE POLICY rejected_rows_owner ON revetl.rejected_rows FOR SELECT USING (
              WHERE s.id = rejected_rows.sync_id
                AND pg_catalog.pg_has_role(s.owner, 'USAGE')));
 
+-- Per-sync scheduling and alerting state: derived, so not dumped.
+CREATE TABLE revetl.sync_state (
+    sync_id          bigint PRIMARY KEY REFERENCES revetl.syncs (id) ON DELETE CASCADE,
+    next_run_at      timestamptz,
+    alert_failed     boolean NOT NULL DEFAULT false,
+    alert_rejected   boolean NOT NULL DEFAULT false,
+    alert_stale      boolean NOT NULL DEFAULT false
+);
+
 -- Changes a run has planned and not yet delivered: a logged queue, so that a
 -- crash loses nothing. Never exposed to users.
 CREATE TABLE revetl.changes (
@@ -135,8 +151,55 @@ CREATE TABLE revetl.changes (
     PRIMARY KEY (run_id, seq)
 );
 
-REVOKE ALL ON revetl.syncs, revetl.sync_runs, revetl.rejected_rows, revetl.changes FROM PUBLIC;
-GRANT SELECT ON revetl.syncs, revetl.sync_runs, revetl.rejected_rows TO PUBLIC;
+REVOKE ALL ON revetl.syncs, revetl.sync_runs, revetl.rejected_rows, revetl.changes, revetl.sync_state
+  FROM PUBLIC;
+GRANT SELECT ON revetl.syncs, revetl.sync_runs, revetl.rejected_rows, revetl.sync_state TO PUBLIC;
+
+-- One row per sync, at a glance: the last run and how it ended, what is
+-- waiting, when it runs next, and a health word.
+--   rows_waiting: rows the latest finished run planned but did not deliver
+--     (refused, invalid or never sent), plus rows queued in a run in progress
+--   oldest_undelivered_at: when the data started waiting, that is the start
+--     of the earliest run since the last run that delivered everything
+--   health: paused, running, healthy, degraded (rows refused or invalid, or
+--     no success for longer than alert_no_success_for), failing, never run
+CREATE VIEW revetl.sync_status AS
+SELECT s.name,
+       s.owner,
+       s.schedule_kind || coalesce(' ' || s.schedule_value, '') AS schedule,
+       s.paused,
+       last.id AS last_run_id,
+       last.status AS last_status,
+       last.trigger AS last_trigger,
+       last.finished_at AS last_finished_at,
+       last.error AS last_error,
+       ok.finished_at AS last_success_at,
+       coalesce(greatest(last.rows_added + last.rows_changed + last.rows_removed - last.rows_delivered, 0)
+                + last.rows_invalid, 0)
+         + coalesce((SELECT count(*) FROM revetl.changes c JOIN revetl.sync_runs r ON r.id = c.run_id
+                      WHERE r.sync_id = s.id AND r.status = 'running'), 0) AS rows_waiting,
+       (SELECT min(r.started_at) FROM revetl.sync_runs r
+         WHERE r.sync_id = s.id AND r.id > coalesce(ok.id, 0) AND r.started_at IS NOT NULL) AS oldest_undelivered_at,
+       st.next_run_at,
+       CASE
+         WHEN s.paused THEN 'paused'
+         WHEN EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id AND r.status = 'running') THEN 'running'
+         WHEN last.id IS NULL THEN 'never run'
+         WHEN last.status = 'failed' THEN 'failing'
+         WHEN last.status = 'partial' THEN 'degraded'
+         WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
+         ELSE 'healthy'
+       END AS health
+  FROM revetl.syncs s
+  LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
+  LEFT JOIN LATERAL (SELECT * FROM revetl.sync_runs r
+                      WHERE r.sync_id = s.id AND r.status NOT IN ('queued', 'running')
+                      ORDER BY r.id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT r.id, r.finished_at FROM revetl.sync_runs r
+                      WHERE r.sync_id = s.id AND r.status = 'succeeded'
+                      ORDER BY r.id DESC LIMIT 1) ok ON true;
+
+GRANT SELECT ON revetl.sync_status TO PUBLIC;
 
 ----------------------------------------------------------------------------
 -- Functions.
@@ -223,12 +286,15 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'revetl_sync_ddl'
 LANGUAGE C STRICT STABLE;
 
-CREATE FUNCTION revetl.run_sync(name text, wait boolean DEFAULT false)
+-- max_rows makes a test run: it sends at most that many rows (in key order)
+-- and is recorded like any run, so a new mapping can be tried on a handful of
+-- records.
+CREATE FUNCTION revetl.run_sync(name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'revetl_run_sync'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
-COMMENT ON FUNCTION revetl.run_sync(text, boolean) IS
+COMMENT ON FUNCTION revetl.run_sync(text, boolean, integer) IS
   'requests a run of a sync at commit and returns its run id; with wait => true, outside a transaction block, returns once the run has finished';
 
 -- Payloads are rendered exactly as the worker renders them, whatever the
@@ -242,6 +308,14 @@ SET extra_float_digits = 1;
 
 COMMENT ON FUNCTION revetl.preview_sync(text, integer) IS
   'the operations and payloads the next run would send, sending nothing';
+
+-- Deletes finished runs and rejected rows older than
+-- revetl.run_history_retention and revetl.rejected_rows_retention, as the
+-- worker does every ten minutes. Superusers only.
+CREATE FUNCTION revetl.prune_history(OUT runs bigint, OUT rejected_rows bigint)
+AS 'MODULE_PATHNAME', 'revetl_prune_history'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION revetl.prune_history() FROM PUBLIC;
 
 -- Wakes the launcher when this script commits, so that the new database gets
 -- a worker without waiting for a rescan.

@@ -79,14 +79,16 @@ long ParseDurationMs(const std::string &option, const std::string &text, long mi
         factor = 60000;
     else if (unit == "h")
         factor = 3600000;
-    bool ok = !digits.empty() && digits.size() <= 9 && factor > 0;
+    else if (unit == "d")
+        factor = 86400000;
+    bool ok = !digits.empty() && digits.size() <= 9 && factor > 0 && std::stol(digits) <= max_ms / factor;
     long ms = ok ? std::stol(digits) * factor : 0;
     if (!ok || ms < min_ms || ms > max_ms)
         throw Error(sqlstate::kFdwInvalidOptionValue,
                     "invalid value for option \"" + option + "\": \"" + text + "\"",
                     "The value must be a duration from " + std::to_string(min_ms) + "ms to " +
                         std::to_string(max_ms / 1000) + "s.",
-                    "Write a number with a unit: ms, s, min or h, for example '30s'.");
+                    "Write a number with a unit: ms, s, min, h or d, for example '30s'.");
     return ms;
 }
 

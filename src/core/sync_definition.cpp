@@ -11,7 +11,16 @@ namespace revetl {
 
 namespace {
 
-const std::vector<std::string> kSyncOptions = {"batch_size", "max_attempts", "timeout"};
+const std::vector<std::string> kSyncOptions = {"batch_size",         "max_attempts",         "timeout",
+                                               "alert_to",           "alert_rejected_rows",  "alert_no_success_for",
+                                               "run_after_failure"};
+
+std::string ValidOptionsHint() {
+    std::string out = "Valid sync options are: ";
+    for (size_t i = 0; i < kSyncOptions.size(); i++)
+        out += (i ? ", " : "") + kSyncOptions[i];
+    return out + ".";
+}
 
 // The option parsers report in FDW terms (they serve server options too);
 // sync options are plain parameters, so their errors say so.
@@ -57,8 +66,27 @@ SyncOptions ParseSyncOptions(const std::string &json) {
                             "The value must be a duration string such as '30s'.");
             out.timeout_ms =
                 AsSyncOption(name, [&] { return ParseDurationMs(name, it->value.GetString(), 1, 600000); });
+        } else if (name == "alert_to") {
+            if (!it->value.IsString() || it->value.GetStringLength() == 0 || it->value.GetStringLength() > 63)
+                throw Error(sqlstate::kInvalidParameterValue, "invalid value for sync option \"alert_to\"",
+                            "The value must be the name of a revetl webhook server, in a string.");
+            out.alert_to = std::string(it->value.GetString(), it->value.GetStringLength());
+        } else if (name == "alert_rejected_rows") {
+            out.alert_rejected_rows = IntOption(it->value, name, 1, 1000000000);
+        } else if (name == "alert_no_success_for") {
+            if (!it->value.IsString())
+                throw Error(sqlstate::kInvalidParameterValue,
+                            "invalid value for sync option \"alert_no_success_for\"",
+                            "The value must be a duration string such as '6h'.");
+            out.alert_no_success_for_ms = AsSyncOption(
+                name, [&] { return ParseDurationMs(name, it->value.GetString(), 60000, 90L * 24 * 3600 * 1000); });
+        } else if (name == "run_after_failure") {
+            if (!it->value.IsBool())
+                throw Error(sqlstate::kInvalidParameterValue, "invalid value for sync option \"run_after_failure\"",
+                            "The value must be true or false.");
+            out.run_after_failure = it->value.GetBool();
         } else {
-            std::string hint = "Valid sync options are: batch_size, max_attempts, timeout.";
+            std::string hint = ValidOptionsHint();
             std::string close = ClosestMatch(name, kSyncOptions);
             if (!close.empty())
                 hint = "Perhaps you meant \"" + close + "\". " + hint;

@@ -15,6 +15,12 @@ struct SyncOptions {
     std::optional<int> batch_size;
     std::optional<int> max_attempts;
     std::optional<long> timeout_ms;
+    // Alerts: a webhook server to tell, and when.
+    std::optional<std::string> alert_to;
+    std::optional<int> alert_rejected_rows;
+    std::optional<long> alert_no_success_for_ms;
+    // SCHEDULE AFTER: also run when the other sync's run failed.
+    bool run_after_failure = false;
 };
 
 // Parses and checks the options object of create_sync; throws revetl::Error

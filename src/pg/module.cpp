@@ -16,6 +16,9 @@ namespace revetl::pg {
 char *g_allowed_hosts = nullptr;
 int g_launcher_naptime_s = 60;
 int g_worker_restart_delay_s = 5;
+int g_max_parallel_runs = 4;
+int g_run_history_retention_min = 30 * 24 * 60;
+int g_rejected_rows_retention_min = 30 * 24 * 60;
 
 namespace {
 
@@ -136,6 +139,16 @@ void DefineSettings() {
         "revetl.worker_restart_delay",
         "How long the launcher waits before restarting a worker that exited with an error.", nullptr,
         &g_worker_restart_delay_s, 5, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("revetl.max_parallel_runs", "Runs of different syncs one database may execute at once.",
+                            "Each run is a background worker: max_worker_processes must leave room for them.",
+                            &g_max_parallel_runs, 4, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("revetl.run_history_retention", "How long finished runs are kept in revetl.sync_runs.",
+                            "-1 keeps them forever. The latest finished run of each sync is always kept.",
+                            &g_run_history_retention_min, 30 * 24 * 60, -1, INT_MAX, PGC_SIGHUP, GUC_UNIT_MIN,
+                            nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("revetl.rejected_rows_retention", "How long rows are kept in revetl.rejected_rows.",
+                            "-1 keeps them forever.", &g_rejected_rows_retention_min, 30 * 24 * 60, -1, INT_MAX,
+                            PGC_SIGHUP, GUC_UNIT_MIN, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("revetl");
 }
 

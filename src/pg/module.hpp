@@ -8,5 +8,8 @@ namespace revetl::pg {
 extern char *g_allowed_hosts;
 extern int g_launcher_naptime_s;
 extern int g_worker_restart_delay_s;
+extern int g_max_parallel_runs;
+extern int g_run_history_retention_min;
+extern int g_rejected_rows_retention_min;
 
 } // namespace revetl::pg

@@ -40,6 +40,7 @@ struct WaitArgs {
     int64 run_id;
     const char *sync_name;
     const char *requested_by;
+    int32 row_limit;
     int slot;
     char status[16];
     char error[kWaitErrorLen];
@@ -74,6 +75,7 @@ void WaitForRun(WaitArgs *args) {
             w->dboid = MyDatabaseId;
             w->sync_id = args->sync_id;
             w->run_id = args->run_id;
+            w->row_limit = args->row_limit;
             strlcpy(w->sync_name, args->sync_name, NAMEDATALEN);
             strlcpy(w->requested_by, args->requested_by, NAMEDATALEN);
             args->slot = i;
@@ -146,13 +148,14 @@ void WakeLauncherAtCommit() {
 }
 
 WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int64_t run_id,
-                             const std::string &requested_by) {
+                             const std::string &requested_by, int32_t row_limit) {
     WaitArgs args;
     memset(&args, 0, sizeof args);
     args.sync_id = sync_id;
     args.run_id = run_id;
     args.sync_name = sync_name.c_str();
     args.requested_by = requested_by.c_str();
+    args.row_limit = row_limit;
     PgGuard([&] { WaitForRun(&args); });
     WaitResult result;
     result.status = args.status;

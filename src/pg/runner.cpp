@@ -15,6 +15,7 @@
 #include "core/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
+#include "pg/session.hpp"
 #include "pg/spi.hpp"
 
 #include <random>
@@ -261,18 +262,35 @@ private:
     int64_t last_seq_ = 0;
     int64_t rejected_ = 0;
     int64_t invalid_ = 0;
+    int64_t row_limit_ = -1;
 };
 
 bool SyncRun::Start() {
     BeginTransaction("revetl: starting run");
+    SqlResult queued = Sql("SELECT sync_id FROM revetl.sync_runs WHERE id = $1 AND status = 'queued'",
+                           {SqlArg::Int8(run_id_)});
+    if (queued.rows.empty()) {
+        CommitTransaction();
+        return false;
+    }
+    int64_t sync_id = queued.Int8(0, 0);
+    // Runs of one sync never overlap: the process running one holds this
+    // session lock until it exits, and a crash releases it.
+    if (!Sql("SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
+             {SqlArg::Int4(kSyncLockClass), SqlArg::Int4(static_cast<int32_t>(sync_id))})
+             .Bool(0, 0)) {
+        CommitTransaction();
+        return false;
+    }
     SqlResult r = Sql("UPDATE revetl.sync_runs SET status = 'running', started_at = now() "
-                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id",
+                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit",
                       {SqlArg::Int8(run_id_)});
     if (r.rows.empty()) {
         CommitTransaction();
         return false;
     }
-    int64_t sync_id = r.Int8(0, 0);
+    if (r.At(0, 1))
+        row_limit_ = r.Int8(0, 1);
     auto def = LoadSyncById(sync_id);
     CommitTransaction();
     if (!def)
@@ -307,6 +325,9 @@ bool SyncRun::Start() {
 
 void SyncRun::Plan() {
     std::string plan_sql = BuildPlanQuery(def_.Plan(kSchema));
+    // A test run plans everything and sends the first rows in key order.
+    if (row_limit_ >= 0)
+        plan_sql += " ORDER BY op, key LIMIT " + std::to_string(row_limit_);
     std::string key_columns;
     for (const auto &k : def_.key_columns)
         key_columns += (key_columns.empty() ? "" : ", ") + k;
@@ -369,8 +390,10 @@ bool SyncRun::DeliverNextBatch(int64_t &batch_no) {
         CommitTransaction();
         throw SyncDropped();
     }
-    Sql("UPDATE revetl.sync_runs SET requests = requests + $2, retries = retries + $3 WHERE id = $1",
-        {SqlArg::Int8(run_id_), SqlArg::Int8(outcome.requests), SqlArg::Int8(outcome.retries)});
+    Sql("UPDATE revetl.sync_runs SET requests = requests + $2, retries = retries + $3, "
+        "rows_retried = rows_retried + $4 WHERE id = $1",
+        {SqlArg::Int8(run_id_), SqlArg::Int8(outcome.requests), SqlArg::Int8(outcome.retries),
+         SqlArg::Int8(static_cast<int64_t>(outcome.retries) * static_cast<int64_t>(changes.size()))});
     if (!outcome.answered) {
         // The destination never gave a final answer: nothing is recorded as
         // delivered or rejected, and the next run plans these rows again.
@@ -467,8 +490,8 @@ RunResult SyncRun::Execute() {
     }
     if (status == "failed")
         PgGuard([&] {
-            ereport(LOG, (errmsg("revetl: run %lld of sync \"%s\" failed: %s", (long long)run_id_,
-                                 def_.name.c_str(), error.c_str())));
+            ereport(LOG, (errmsg("revetl: run %lld of sync \"%s\" in database \"%s\" failed: %s",
+                                 (long long)run_id_, def_.name.c_str(), DatabaseName(), error.c_str())));
         });
     Finish(status, error);
     result.status = status;

@@ -14,6 +14,12 @@ struct RunResult {
     std::string error;
 };
 
+// Advisory lock class (first key of pg_advisory_lock(int, int)) for "a run
+// of this sync is in progress"; the second key is the sync id.
+constexpr int32_t kSyncLockClass = 0x72657674; // "revt"
+
+// Runs one queued run. Returns status "skipped" when the run is not queued
+// any more or another run of the same sync holds the sync's lock.
 RunResult ExecuteRun(int64_t run_id);
 
 } // namespace revetl::pg

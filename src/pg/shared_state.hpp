@@ -27,6 +27,7 @@ struct WaitSlot {
     Oid dboid;
     int64 sync_id;
     int64 run_id;
+    int32 row_limit; // -1: not a test run
     char sync_name[NAMEDATALEN];
     char requested_by[NAMEDATALEN];
     char status[16];

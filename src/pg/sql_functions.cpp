@@ -8,6 +8,7 @@
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
 #include "pg/run_requests.hpp"
+#include "pg/scheduler.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/spi.hpp"
 #include "pg/sync_commands.hpp"
@@ -291,6 +292,10 @@ Datum SyncDdlFn(FunctionCallInfo fcinfo) {
 Datum RunSync(FunctionCallInfo fcinfo) {
     std::string name = RequiredText(fcinfo, 0, "sync name");
     bool wait = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+    int32_t row_limit = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2);
+    if (!PG_ARGISNULL(2) && row_limit < 1)
+        throw Error(sqlstate::kInvalidParameterValue, "max_rows must be at least 1", {},
+                    "Leave max_rows NULL for a full run.");
 
     bool in_block = false;
     PgGuard([&] { in_block = IsTransactionBlock(); });
@@ -315,11 +320,12 @@ Datum RunSync(FunctionCallInfo fcinfo) {
     Oid ext_owner = ExtensionOwner();
     if (!wait) {
         AsRole(ext_owner, false, [&] {
-            run_id =
-                Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, requested_by) VALUES ($1, $2, $3) "
-                    "RETURNING id",
-                    {SqlArg::Int8(def.id), SqlArg::Text(def.name), SqlArg::Text(requested_by)})
-                    .Int8(0, 0);
+            run_id = Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, requested_by, trigger, row_limit) "
+                         "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                         {SqlArg::Int8(def.id), SqlArg::Text(def.name), SqlArg::Text(requested_by),
+                          SqlArg::Text(row_limit >= 0 ? "test" : "manual"),
+                          row_limit >= 0 ? SqlArg::Int4(row_limit) : SqlArg::Null(INT4OID)})
+                         .Int8(0, 0);
         });
         SpiFinish();
         WakeWorkerAtCommit();
@@ -330,7 +336,7 @@ Datum RunSync(FunctionCallInfo fcinfo) {
             Sql("SELECT nextval(pg_catalog.pg_get_serial_sequence('revetl.sync_runs', 'id'))").Int8(0, 0);
     });
     SpiFinish();
-    WaitResult result = RequestRunAndWait(def.id, def.name, run_id, requested_by);
+    WaitResult result = RequestRunAndWait(def.id, def.name, run_id, requested_by, row_limit);
     if (result.status == "failed" || result.status == "cancelled")
         throw Error(sqlstate::kSyncRunFailed,
                     "run " + std::to_string(run_id) + " of sync \"" + name + "\" " + result.status,
@@ -440,6 +446,33 @@ Datum FdwValidator(FunctionCallInfo fcinfo) {
     PG_RETURN_VOID();
 }
 
+// Prunes now what the worker would prune on its own schedule.
+Datum PruneHistoryFn(FunctionCallInfo fcinfo) {
+    bool superuser = false;
+    PgGuard([&] { superuser = ::superuser(); });
+    if (!superuser)
+        throw Error(sqlstate::kInsufficientPrivilege, "permission denied to prune revetl history", {},
+                    "Only superusers may prune history; the worker prunes it on its own.");
+    SpiConnect();
+    int64_t runs = 0, rejected = 0;
+    for (uint64_t n; (n = PruneBatch(false, g_rejected_rows_retention_min, 5000)) > 0;)
+        rejected += static_cast<int64_t>(n);
+    for (uint64_t n; (n = PruneBatch(true, g_run_history_retention_min, 5000)) > 0;)
+        runs += static_cast<int64_t>(n);
+    SpiFinish();
+    TupleDesc desc = nullptr;
+    HeapTuple tuple = nullptr;
+    PgGuard([&] {
+        if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+            elog(ERROR, "revetl: prune_history must return a record");
+        desc = BlessTupleDesc(desc);
+        Datum values[2] = {Int64GetDatum(runs), Int64GetDatum(rejected)};
+        bool nulls[2] = {false, false};
+        tuple = heap_form_tuple(desc, values, nulls);
+    });
+    return HeapTupleGetDatum(tuple);
+}
+
 Datum WakeLauncherFn(FunctionCallInfo) {
     WakeLauncherAtCommit();
     PG_RETURN_VOID();
@@ -488,4 +521,7 @@ REVETL_SQL_FUNCTION(revetl_fdw_validator) {
 }
 REVETL_SQL_FUNCTION(revetl_wake_launcher) {
     return WakeLauncherFn(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_prune_history) {
+    return PruneHistoryFn(fcinfo);
 }

@@ -4,6 +4,7 @@
 #include "core/schedule.hpp"
 #include "core/sql_text.hpp"
 #include "pg/catalog.hpp"
+#include "pg/run_requests.hpp"
 #include "pg/spi.hpp"
 
 #include <algorithm>
@@ -282,7 +283,6 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
                     "Valid modes are upsert (send added and changed rows), insert (added rows only), update "
                     "(changes to records the destination has) and mirror (upsert, and delete removed rows).");
     SyncOptions options = ParseSyncOptions(req.options_json);
-    (void)options;
     for (const auto &entry : req.map)
         CheckMapExpression(entry);
     if (req.object && (req.object->empty() || req.object->size() > 255))
@@ -294,6 +294,10 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
 
     Destination dest = LookupDestination(req.destination);
     CheckServerUsage(dest, role);
+    if (options.alert_to) {
+        Destination alerts = LookupDestination(*options.alert_to);
+        CheckServerUsage(alerts, role);
+    }
 
     ResolvedModel resolved = ResolveModel(req.model);
     SyncDefinition def;
@@ -439,7 +443,10 @@ void ReplaceDefinition(const SyncDefinition &old, SyncDefinition def) {
     std::string sql = "UPDATE revetl.syncs s SET (" + std::string(kDefinitionColumns) + ") = (" +
                       kDefinitionValues + "), updated_at = now() WHERE id = $16 AND (" + kDefinitionColumns +
                       ") IS DISTINCT FROM (" + kDefinitionValues + ")";
+    bool schedule_changed = old.schedule.kind != def.schedule.kind || old.schedule.value != def.schedule.value;
     AsRole(ExtensionOwner(), false, [&] {
+        if (schedule_changed)
+            Sql("UPDATE revetl.sync_state SET next_run_at = NULL WHERE sync_id = $1", {SqlArg::Int8(old.id)});
         SqlResult r = Sql(sql, args);
         if (r.processed > 0 && !reasons.empty()) {
             Sql("TRUNCATE " + QualifiedName(kSchema, old.shadow_table));
@@ -497,6 +504,7 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
         RequireOwnership(*existing, "replace");
         SyncDefinition def = Resolve(request, existing->owner);
         ReplaceDefinition(*existing, def);
+        WakeWorkerAtCommit();
         return existing->id;
     }
 
@@ -528,6 +536,8 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
         Sql("COMMENT ON TABLE " + QualifiedName(kSchema, shadow) + " IS " +
             QuoteLiteral("revetl shadow state of a sync: what its destination was last told"));
     });
+    // The scheduler learns of a new schedule at commit.
+    WakeWorkerAtCommit();
     return id;
 }
 
@@ -536,6 +546,7 @@ void AlterSync(const std::string &name, const SyncRequest &request) {
     RequireOwnership(existing, "alter");
     SyncDefinition def = Resolve(request, existing.owner);
     ReplaceDefinition(existing, def);
+    WakeWorkerAtCommit();
 }
 
 void DropSync(const std::string &name, bool if_exists) {
@@ -617,6 +628,7 @@ void SetSyncPaused(const std::string &name, bool paused) {
         Sql("UPDATE revetl.syncs SET paused = $2, updated_at = now() WHERE id = $1 AND paused <> $2",
             {SqlArg::Int8(def.id), SqlArg::Bool(paused)});
     });
+    WakeWorkerAtCommit();
 }
 
 namespace {

@@ -1,12 +1,21 @@
-// The per-database worker: takes queued runs in order and executes them, and
-// otherwise sleeps on its latch until a committed run_sync() wakes it.
+// The per-database worker, the database's scheduler: it queues scheduled
+// runs, starts one executor process ("revetl run") per queued run (never two
+// for one sync, at most revetl.max_parallel_runs at once), notices when they
+// end, follows SCHEDULE AFTER chains, sends alerts and prunes history. It
+// sleeps on its latch, woken by committed run requests, executor exits and
+// the next scheduled time.
 #include "pg/catalog.hpp"
+#include "pg/executor.hpp"
 #include "pg/module.hpp"
 #include "pg/runner.hpp"
+#include "pg/scheduler.hpp"
+#include "pg/session.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/spi.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <map>
 
 extern "C" {
 PGDLLEXPORT void revetl_worker_main(Datum main_arg);
@@ -17,11 +26,20 @@ namespace revetl::pg {
 namespace {
 
 // A safety net only: every run request sets the latch. The timeout lets the
-// worker notice DROP EXTENSION, which nothing announces.
+// worker notice DROP EXTENSION, which nothing announces, and check alerts
+// about syncs that have not succeeded for too long.
 constexpr long kWorkerNaptimeMs = 60000;
+// While runs are in progress that this scheduler did not start (it was
+// restarted), it looks at them this often.
+constexpr long kAdoptedPollMs = 1000;
 
-// For log lines; read once, in a transaction, because the syscache needs one.
-char g_dbname[NAMEDATALEN];
+// Executors in progress: run id -> (sync id, handle; nullptr for a run
+// adopted from an earlier scheduler).
+struct Executing {
+    int64 sync_id;
+    BackgroundWorkerHandle *handle;
+};
+std::map<int64, Executing> g_executing;
 
 void ClearSlot(int, Datum arg) {
     Oid dboid = DatumGetObjectId(arg);
@@ -59,54 +77,57 @@ void MarkNoExtension(Oid dboid) {
 bool ExtensionPresent() {
     bool present = false;
     BeginTransaction("revetl: checking extension");
-    PgGuard([&] {
-        present = OidIsValid(get_extension_oid("revetl", true));
-        if (g_dbname[0] == '\0') {
-            char *name = get_database_name(MyDatabaseId);
-            strlcpy(g_dbname, name ? name : "?", sizeof g_dbname);
-        }
-    });
+    PgGuard([&] { present = OidIsValid(get_extension_oid("revetl", true)); });
     CommitTransaction();
+    (void)DatabaseName();
     return present;
 }
 
-// Fixed session settings: payloads and row hashes must not depend on
-// whatever postgresql.conf says about dates, intervals or float output.
-void SetSessionSettings() {
-    PgGuard([] {
-        SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
-        SetConfigOption("DateStyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
-        SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
-        SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_OVERRIDE);
-        SetConfigOption("application_name", "revetl worker", PGC_SUSET, PGC_S_OVERRIDE);
-        pgstat_report_appname("revetl worker");
-    });
-}
 
-// Runs left 'running' by a worker that died are marked failed and queued
-// again, so their rows are planned anew rather than lost.
+// A run marked 'running' whose sync lock nobody holds has no process behind
+// it: the executor died (crash, pg_terminate_backend). It is marked failed
+// and queued again, so its rows are planned anew rather than lost. A run
+// whose lock is held is still in progress: it is adopted and watched.
 void RecoverInterruptedRuns() {
     BeginTransaction("revetl: recovering");
-    SqlResult r = Sql("UPDATE revetl.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
-                      "error = 'the revetl worker stopped during this run; a new run was queued' "
-                      "WHERE status = 'running' RETURNING id, sync_id, sync_name");
-    for (size_t i = 0; i < r.rows.size(); i++) {
-        Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', "
-            "$2::bigint, "
+    SqlResult running = Sql("SELECT id, sync_id, sync_name FROM revetl.sync_runs WHERE status = 'running'");
+    int recovered = 0;
+    for (size_t i = 0; i < running.rows.size(); i++) {
+        int64 run_id = running.Int8(i, 0);
+        int64 sync_id = running.Int8(i, 1);
+        if (g_executing.count(run_id))
+            continue;
+        bool free = Sql("SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
+                        {SqlArg::Int4(kSyncLockClass), SqlArg::Int4(static_cast<int32_t>(sync_id))})
+                        .Bool(0, 0);
+        if (!free) {
+            g_executing[run_id] = {sync_id, nullptr};
+            continue;
+        }
+        Sql("SELECT pg_catalog.pg_advisory_unlock($1, $2)",
+            {SqlArg::Int4(kSyncLockClass), SqlArg::Int4(static_cast<int32_t>(sync_id))});
+        SqlResult marked = Sql("UPDATE revetl.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
+                               "error = 'the revetl process running this run stopped; a new run was queued' "
+                               "WHERE id = $1 AND status = 'running' RETURNING id",
+                               {SqlArg::Int8(run_id)});
+        if (marked.rows.empty())
+            continue;
+        recovered++;
+        Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', $2::bigint, "
             "'status', 'failed')::text)",
-            {SqlArg::Text(r.Text(i, 2)), SqlArg::Int8(r.Int8(i, 0))});
+            {SqlArg::Text(running.Text(i, 2)), SqlArg::Int8(run_id)});
         // A paused or dropped sync is not run again.
         Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
             "SELECT id, name, 'retry', 'revetl' FROM revetl.syncs WHERE id = $1 AND NOT paused",
-            {SqlArg::Int8(r.Int8(i, 1))});
+            {SqlArg::Int8(sync_id)});
     }
     Sql("DELETE FROM revetl.changes c WHERE NOT EXISTS "
         "(SELECT 1 FROM revetl.sync_runs r WHERE r.id = c.run_id AND r.status IN ('queued', 'running'))");
     CommitTransaction();
-    if (r.processed > 0)
+    if (recovered > 0)
         PgGuard([&] {
-            ereport(LOG, (errmsg("revetl worker for database \"%s\" queued %llu interrupted runs again",
-                                 g_dbname, (unsigned long long)r.processed)));
+            ereport(LOG, (errmsg("revetl worker for database \"%s\" queued %d interrupted runs again",
+                                 DatabaseName(), recovered)));
         });
 }
 
@@ -119,6 +140,7 @@ void ClaimWaitRequests() {
         int64 run_id;
         char sync_name[NAMEDATALEN];
         char requested_by[NAMEDATALEN];
+        int32 row_limit;
     };
     std::vector<Claim> claims;
     LWLockAcquire(g_shared->lock, LW_SHARED);
@@ -131,6 +153,7 @@ void ClaimWaitRequests() {
             c.run_id = w->run_id;
             memcpy(c.sync_name, w->sync_name, NAMEDATALEN);
             memcpy(c.requested_by, w->requested_by, NAMEDATALEN);
+            c.row_limit = w->row_limit;
             claims.push_back(c);
         }
     }
@@ -139,10 +162,11 @@ void ClaimWaitRequests() {
         return;
     BeginTransaction("revetl: queueing requested runs");
     for (const Claim &c : claims)
-        Sql("INSERT INTO revetl.sync_runs (id, sync_id, sync_name, trigger, requested_by) "
-            "VALUES ($1, $2, $3, 'manual', $4) ON CONFLICT (id) DO NOTHING",
+        Sql("INSERT INTO revetl.sync_runs (id, sync_id, sync_name, trigger, requested_by, row_limit) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
             {SqlArg::Int8(c.run_id), SqlArg::Int8(c.sync_id), SqlArg::Text(c.sync_name),
-             SqlArg::Text(c.requested_by)});
+             SqlArg::Text(c.row_limit >= 0 ? "test" : "manual"), SqlArg::Text(c.requested_by),
+             c.row_limit >= 0 ? SqlArg::Int4(c.row_limit) : SqlArg::Null(INT4OID)});
     CommitTransaction();
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
     for (const Claim &c : claims) {
@@ -196,24 +220,91 @@ void CompleteWaits() {
         ConditionVariableBroadcast(&g_shared->run_finished);
 }
 
-int64 NextQueuedRun() {
+// Executors that ended: their runs get their follow-ups. A run still
+// marked 'running' after its executor ended was interrupted.
+bool ReapExecutors() {
+    std::vector<int64> ended;
+    std::vector<int64> adopted;
+    for (auto &entry : g_executing) {
+        if (!entry.second.handle) {
+            adopted.push_back(entry.first);
+            continue;
+        }
+        pid_t pid;
+        BgwHandleStatus st = BGWH_STARTED;
+        PgGuard([&] { st = GetBackgroundWorkerPid(entry.second.handle, &pid); });
+        if (st == BGWH_STOPPED)
+            ended.push_back(entry.first);
+    }
+    if (!adopted.empty()) {
+        BeginTransaction("revetl: watching runs");
+        for (int64 run_id : adopted) {
+            SqlResult r = Sql("SELECT status FROM revetl.sync_runs WHERE id = $1", {SqlArg::Int8(run_id)});
+            if (r.rows.empty() || r.Text(0, 0) != "running")
+                ended.push_back(run_id);
+        }
+        CommitTransaction();
+    }
+    if (ended.empty())
+        return false;
+    for (int64 run_id : ended) {
+        if (g_executing[run_id].handle)
+            PgGuard([&] { pfree(g_executing[run_id].handle); });
+        g_executing.erase(run_id);
+    }
+    RecoverInterruptedRuns();
+    for (int64 run_id : ended)
+        AfterRunFinished(run_id);
+    CompleteWaits();
+    return true;
+}
+
+// Starts executors for queued runs, oldest first, one per sync.
+void StartExecutors() {
+    int room = g_max_parallel_runs - static_cast<int>(g_executing.size());
+    if (room <= 0)
+        return;
     BeginTransaction("revetl: looking for runs");
-    SqlResult r =
-        Sql("SELECT id FROM revetl.sync_runs WHERE status = 'queued' ORDER BY id LIMIT 1", {}, true);
+    SqlResult r = Sql("SELECT DISTINCT ON (sync_id) id, sync_id FROM revetl.sync_runs WHERE status = 'queued' "
+                      "ORDER BY sync_id, id",
+                      {}, true);
     CommitTransaction();
-    return r.rows.empty() ? 0 : r.Int8(0, 0);
+    std::vector<std::pair<int64, int64>> queued;
+    for (size_t i = 0; i < r.rows.size(); i++)
+        queued.emplace_back(r.Int8(i, 0), r.Int8(i, 1));
+    std::sort(queued.begin(), queued.end());
+    for (const auto &q : queued) {
+        if (room <= 0)
+            break;
+        bool busy = false;
+        for (const auto &e : g_executing)
+            busy = busy || e.second.sync_id == q.second;
+        if (busy)
+            continue;
+        BackgroundWorkerHandle *handle = StartExecutor(q.first);
+        if (!handle) {
+            PgGuard([] {
+                ereport(WARNING, (errmsg("revetl worker for database \"%s\" could not start a run", DatabaseName()),
+                                  errhint("Raise max_worker_processes: each run in progress is a background "
+                                          "worker.")));
+            });
+            break;
+        }
+        g_executing[q.first] = {q.second, handle};
+        room--;
+    }
 }
 
 void WorkerLoop(Oid dboid) {
     MemoryContext loop_cxt =
         AllocSetContextCreate(TopMemoryContext, "revetl worker loop", ALLOCSET_DEFAULT_SIZES);
     context_between_transactions = loop_cxt;
-    SetSessionSettings();
+    SetSessionSettings("revetl worker");
     if (!ExtensionPresent()) {
         MarkNoExtension(dboid);
         proc_exit(0);
     }
-    PgGuard([] { ereport(LOG, (errmsg("revetl worker started for database \"%s\"", g_dbname))); });
+    PgGuard([] { ereport(LOG, (errmsg("revetl worker started for database \"%s\"", DatabaseName()))); });
     RecoverInterruptedRuns();
     CompleteWaits();
 
@@ -225,32 +316,41 @@ void WorkerLoop(Oid dboid) {
                 ProcessConfigFile(PGC_SIGHUP);
             }
         });
-        PgGuard([&] { MemoryContextSwitchTo(loop_cxt); });
+        PgGuard([&] {
+            MemoryContextSwitchTo(TopMemoryContext);
+            MemoryContextReset(loop_cxt);
+            MemoryContextSwitchTo(loop_cxt);
+        });
         ClaimWaitRequests();
-        int64 run_id = NextQueuedRun();
-        if (run_id != 0) {
-            ExecuteRun(run_id);
-            CompleteWaits();
-            PgGuard([&] {
-                MemoryContextSwitchTo(TopMemoryContext);
-                MemoryContextReset(loop_cxt);
-                MemoryContextSwitchTo(loop_cxt);
-            });
-            continue;
-        }
+        ReapExecutors();
+        EnqueueDueRuns();
+        StartExecutors();
+        PruneHistory(false);
+
+        long wait_ms = kWorkerNaptimeMs;
+        long due = MillisUntilNextDue();
+        if (due >= 0 && due < wait_ms)
+            wait_ms = std::max<long>(due, 10);
+        bool adopted = false;
+        for (const auto &e : g_executing)
+            adopted = adopted || !e.second.handle;
+        if (adopted)
+            wait_ms = std::min(wait_ms, kAdoptedPollMs);
         int rc = 0;
         PgGuard([&] {
-            rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kWorkerNaptimeMs,
-                           PG_WAIT_EXTENSION);
+            rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms, PG_WAIT_EXTENSION);
             ResetLatch(MyLatch);
         });
-        if ((rc & WL_TIMEOUT) && !ExtensionPresent()) {
-            MarkNoExtension(dboid);
-            PgGuard([] {
-                ereport(LOG, (errmsg("revetl worker for database \"%s\" exiting: the extension was dropped",
-                                     g_dbname)));
-            });
-            proc_exit(0);
+        if ((rc & WL_TIMEOUT) && wait_ms == kWorkerNaptimeMs) {
+            if (!ExtensionPresent()) {
+                MarkNoExtension(dboid);
+                PgGuard([] {
+                    ereport(LOG, (errmsg("revetl worker for database \"%s\" exiting: the extension was dropped",
+                                         DatabaseName())));
+                });
+                proc_exit(0);
+            }
+            CheckStaleSyncs();
         }
     }
 }
@@ -279,6 +379,6 @@ void revetl_worker_main(Datum main_arg) {
     // restarts this worker after revetl.worker_restart_delay.
     ereport(FATAL,
             (errcode(edata->sqlerrcode),
-             errmsg("revetl worker for database \"%s\" failed: %s", revetl::pg::g_dbname, edata->message),
+             errmsg("revetl worker for database \"%s\" failed: %s", DatabaseName(), edata->message),
              edata->detail ? errdetail("%s", edata->detail) : 0));
 }

@@ -50,9 +50,9 @@ class WorkerTest(unittest.TestCase):
         self.cluster.wait_for_worker()
         self.mock.configure(delay_ms=700)
         run_id = int(self.cluster.sql("select revetl.run_sync('s')"))
-        # Kill the worker while it is delivering (at least one batch is done).
+        # Kill the process delivering the run (at least one batch is done).
         wait_for(lambda: len(self.mock.requests()) >= 2, timeout=30, what="delivery to start")
-        pid = self.cluster.worker_pids()[0]
+        pid = int(self.cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'"))
         os.kill(pid, signal.SIGKILL)
         # The postmaster resets shared memory and restarts everything.
         wait_for(lambda: self.cluster.sql("select 1") == "1", timeout=60, what="server after crash")
@@ -60,7 +60,7 @@ class WorkerTest(unittest.TestCase):
         wait_for(lambda: self.cluster.sql(f"select status from revetl.sync_runs where id = {run_id}") == "failed",
                  timeout=60, what="interrupted run to be marked failed")
         error = self.cluster.sql(f"select error from revetl.sync_runs where id = {run_id}")
-        self.assertIn("worker stopped during this run", error)
+        self.assertIn("process running this run stopped", error)
         retry = self.cluster.sql("select id from revetl.sync_runs where trigger = 'retry'")
         self.assertTrue(retry)
         self.assertEqual(self.cluster.wait_for_run(int(retry)), "succeeded")
@@ -81,6 +81,21 @@ class WorkerTest(unittest.TestCase):
         self.make_sync()
         run_id = int(self.cluster.sql("select revetl.run_sync('s', wait => true)"))
         self.assertEqual(self.cluster.wait_for_run(run_id), "succeeded")
+
+    def test_terminated_run_is_failed_and_queued_again(self):
+        self.make_sync(rows=4, batch_size=1)
+        self.cluster.wait_for_worker()
+        self.mock.configure(delay_ms=500)
+        run_id = int(self.cluster.sql("select revetl.run_sync('s')"))
+        wait_for(lambda: len(self.mock.requests()) >= 1, timeout=30, what="delivery to start")
+        self.cluster.sql("select pg_terminate_backend(pid) from pg_stat_activity where backend_type = 'revetl run'")
+        self.mock.configure(delay_ms=0)
+        wait_for(lambda: self.cluster.sql(f"select status from revetl.sync_runs where id = {run_id}") == "failed",
+                 timeout=30, what="terminated run to be marked failed")
+        retry = int(wait_for(lambda: self.cluster.sql("select id from revetl.sync_runs where trigger = 'retry'"),
+                             what="retry run"))
+        self.assertEqual(self.cluster.wait_for_run(retry), "succeeded")
+        self.assertEqual(len(self.mock.records()), 4)
 
     def test_drop_database_with_running_worker_does_not_hang(self):
         self.cluster.sql("create database doomed")

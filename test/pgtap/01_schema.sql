@@ -1,7 +1,7 @@
 -- The objects CREATE EXTENSION revetl makes: schema, tables, wrapper,
 -- functions, dump registration, row level security and privileges.
 BEGIN;
-SELECT plan(94);
+SELECT plan(99);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -42,7 +42,8 @@ SELECT has_table('revetl', 'sync_runs', 'table revetl.sync_runs exists');
 SELECT columns_are('revetl', 'sync_runs',
     ARRAY['id', 'sync_id', 'sync_name', 'status', 'trigger', 'requested_by', 'requested_at', 'started_at',
           'planned_at', 'finished_at', 'rows_added', 'rows_changed', 'rows_removed', 'rows_delivered',
-          'rows_rejected', 'rows_invalid', 'requests', 'retries', 'error'],
+          'rows_rejected', 'rows_invalid', 'requests', 'retries', 'error', 'row_limit', 'rows_retried',
+          'plan_duration', 'delivery_duration'],
     'revetl.sync_runs has exactly the documented columns');
 SELECT col_is_pk('revetl', 'sync_runs', 'id', 'sync_runs.id is the primary key');
 SELECT col_type_is('revetl', 'sync_runs', 'id', 'bigint', 'sync_runs.id is bigint');
@@ -113,11 +114,13 @@ SELECT has_function('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'revetl.dro
 SELECT function_returns('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'void', 'drop_sync returns void');
 SELECT is((SELECT pg_get_function_arguments('revetl.drop_sync(text,boolean)'::regprocedure)),
           'name text, if_exists boolean DEFAULT false', 'drop_sync(name, if_exists => false)');
-SELECT has_function('revetl', 'run_sync', ARRAY['text', 'boolean'], 'revetl.run_sync(text, boolean) exists');
-SELECT function_returns('revetl', 'run_sync', ARRAY['text', 'boolean'], 'bigint',
+SELECT has_function('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer'],
+                    'revetl.run_sync(text, boolean, integer) exists');
+SELECT function_returns('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer'], 'bigint',
                         'run_sync returns bigint (the run id)');
-SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean)'::regprocedure)),
-          'name text, wait boolean DEFAULT false', 'run_sync(name, wait => false)');
+SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean,integer)'::regprocedure)),
+          'name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL::integer',
+          'run_sync(name, wait => false, max_rows => NULL)');
 SELECT has_function('revetl', 'preview_sync', ARRAY['text', 'integer'],
                     'revetl.preview_sync(text, integer) exists');
 SELECT is((SELECT pg_get_function_result('revetl.preview_sync(text,integer)'::regprocedure)),
@@ -153,9 +156,9 @@ SELECT has_function('revetl', 'sync_ddl', ARRAY['text'], 'revetl.sync_ddl(text) 
 SELECT function_returns('revetl', 'sync_ddl', ARRAY['text'], 'text', 'sync_ddl returns text');
 SELECT volatility_is('revetl', 'sync_ddl', ARRAY['text'], 'stable', 'sync_ddl is STABLE');
 SELECT is(ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
-                 WHERE p.pronamespace = 'revetl'::regnamespace AND p.proname <> '_wake_launcher'
+                 WHERE p.pronamespace = 'revetl'::regnamespace AND p.proname NOT IN ('_wake_launcher', 'prune_history')
                    AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY 1),
-          ARRAY[]::text[], 'PUBLIC may execute every revetl function but _wake_launcher (checks are inside)');
+          ARRAY[]::text[], 'PUBLIC may execute every revetl function but _wake_launcher and prune_history (checks are inside)');
 SELECT has_function('revetl', 'fdw_validator', ARRAY['text[]', 'oid'], 'revetl.fdw_validator(text[], oid) exists');
 SELECT is_strict('revetl', 'fdw_validator', ARRAY['text[]', 'oid'], 'fdw_validator is STRICT');
 SELECT has_function('revetl', '_wake_launcher', ARRAY[]::name[], 'revetl._wake_launcher() exists');
@@ -189,5 +192,15 @@ SELECT table_privs_are('revetl', 'rejected_rows', 'public', ARRAY['SELECT'],
 SELECT table_privs_are('revetl', 'changes', 'public', ARRAY[]::name[],
                        'PUBLIC has no privilege on revetl.changes');
 
+-- Scheduling state, the status view and pruning --------------------------------
+SELECT has_table('revetl', 'sync_state', 'table revetl.sync_state exists');
+SELECT has_view('revetl', 'sync_status', 'view revetl.sync_status exists');
+SELECT columns_are('revetl', 'sync_status',
+    ARRAY['name', 'owner', 'schedule', 'paused', 'last_run_id', 'last_status', 'last_trigger', 'last_finished_at',
+          'last_error', 'last_success_at', 'rows_waiting', 'oldest_undelivered_at', 'next_run_at', 'health'],
+    'revetl.sync_status has exactly the documented columns');
+SELECT has_function('revetl', 'prune_history', 'revetl.prune_history() exists');
+SELECT ok(NOT has_function_privilege('public', 'revetl.prune_history()', 'EXECUTE'),
+          'PUBLIC cannot execute revetl.prune_history()');
 SELECT * FROM finish();
 ROLLBACK;

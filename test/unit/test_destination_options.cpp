@@ -273,7 +273,7 @@ TEST(ValidateOptions, DurationsAndTheirBounds) {
     EXPECT_EQ(e.sqlstate(), "HV024");
     EXPECT_STREQ(e.what(), "invalid value for option \"timeout\": \"601s\"");
     EXPECT_EQ(e.detail(), "The value must be a duration from 1ms to 600s.");
-    EXPECT_TRUE(Contains(e.hint(), "ms, s, min or h"));
+    EXPECT_TRUE(Contains(e.hint(), "ms, s, min, h or d"));
 
     e = ServerError(With(ValidServer(), "connect_timeout", "121s"));
     EXPECT_EQ(e.detail(), "The value must be a duration from 1ms to 120s.");
@@ -339,11 +339,13 @@ TEST(ParseDurationMs, Units) {
     EXPECT_EQ(ParseDurationMs("t", "30S", 1, 1L << 40), 30000);
     EXPECT_EQ(ParseDurationMs("t", "5 MS", 1, 1L << 40), 5);
     EXPECT_EQ(ParseDurationMs("t", "007s", 1, 1L << 40), 7000);
+    EXPECT_EQ(ParseDurationMs("t", "2d", 1, 1L << 40), 172800000);
     EXPECT_EQ(ParseDurationMs("t", "999999999h", 1, 1L << 62), 999999999L * 3600000L);
+    EXPECT_EQ(ParseDurationMs("t", "999999999d", 1, 1L << 62), 999999999L * 86400000L);
 }
 
 TEST(ParseDurationMs, RejectsBadTextAndOutOfRange) {
-    for (const char *bad : {"", "ms", "1.5s", "-5", "+5", " 5", "5sec", "5m", "1d", "0x10", "1234567890"}) {
+    for (const char *bad : {"", "ms", "1.5s", "-5", "+5", " 5", "5sec", "5m", "1w", "1y", "0x10", "1234567890"}) {
         SCOPED_TRACE(bad);
         Error e = Catch([&] { ParseDurationMs("timeout", bad, 0, 1L << 40); });
         EXPECT_EQ(e.sqlstate(), "HV024");
@@ -354,6 +356,10 @@ TEST(ParseDurationMs, RejectsBadTextAndOutOfRange) {
     EXPECT_EQ(Catch([] { ParseDurationMs("t", "9ms", 10, 20); }).sqlstate(), "HV024");
     EXPECT_EQ(Catch([] { ParseDurationMs("t", "21", 10, 20); }).sqlstate(), "HV024");
     EXPECT_EQ(Catch([] { ParseDurationMs("t", "1s", 10, 20); }).sqlstate(), "HV024");
+    // Large values are range errors, never overflow.
+    EXPECT_EQ(Catch([] { ParseDurationMs("t", "999999999d", 1, 600000); }).sqlstate(), "HV024");
+    EXPECT_EQ(Catch([] { ParseDurationMs("t", "11d", 1, 10L * 86400000); }).sqlstate(), "HV024");
+    EXPECT_EQ(ParseDurationMs("t", "10d", 1, 10L * 86400000), 10L * 86400000);
 }
 
 TEST(ParseBoundedInt, Values) {

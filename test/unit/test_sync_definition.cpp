@@ -100,22 +100,72 @@ TEST(ParseSyncOptions, Timeout) {
         EXPECT_EQ(e.sqlstate(), "22023");
         EXPECT_STREQ(e.what(), "invalid value for sync option \"timeout\"");
         EXPECT_EQ(e.detail(), "The value must be a duration from 1ms to 600s.");
-        EXPECT_TRUE(Contains(e.hint(), "ms, s, min or h"));
+        EXPECT_TRUE(Contains(e.hint(), "ms, s, min, h or d"));
     }
 }
 
 TEST(ParseSyncOptions, UnknownOptionWithSuggestion) {
+    const std::string valid = "Valid sync options are: batch_size, max_attempts, timeout, alert_to, "
+                              "alert_rejected_rows, alert_no_success_for, run_after_failure.";
     Error e = Catch([] { ParseSyncOptions(R"({"batchsize": 10})"); });
     EXPECT_EQ(e.sqlstate(), "22023");
     EXPECT_STREQ(e.what(), "unknown sync option \"batchsize\"");
-    EXPECT_EQ(e.hint(), "Perhaps you meant \"batch_size\". Valid sync options are: batch_size, max_attempts, timeout.");
+    EXPECT_EQ(e.hint(), "Perhaps you meant \"batch_size\". " + valid);
 
     e = Catch([] { ParseSyncOptions(R"({"timout": "1s"})"); });
-    EXPECT_EQ(e.hint(), "Perhaps you meant \"timeout\". Valid sync options are: batch_size, max_attempts, timeout.");
+    EXPECT_EQ(e.hint(), "Perhaps you meant \"timeout\". " + valid);
+
+    e = Catch([] { ParseSyncOptions(R"({"alert_too": "ops"})"); });
+    EXPECT_EQ(e.hint(), "Perhaps you meant \"alert_to\". " + valid);
 
     e = Catch([] { ParseSyncOptions(R"({"colour": "blue"})"); });
     EXPECT_STREQ(e.what(), "unknown sync option \"colour\"");
-    EXPECT_EQ(e.hint(), "Valid sync options are: batch_size, max_attempts, timeout.");
+    EXPECT_EQ(e.hint(), valid);
+}
+
+TEST(ParseSyncOptions, AlertOptions) {
+    SyncOptions o = ParseSyncOptions(
+        R"({"alert_to": "slack", "alert_rejected_rows": 10, "alert_no_success_for": "6h", "run_after_failure": true})");
+    EXPECT_EQ(o.alert_to, std::optional<std::string>("slack"));
+    EXPECT_EQ(o.alert_rejected_rows, 10);
+    EXPECT_EQ(o.alert_no_success_for_ms, 6L * 3600 * 1000);
+    EXPECT_TRUE(o.run_after_failure);
+
+    o = ParseSyncOptions("{}");
+    EXPECT_FALSE(o.alert_to.has_value());
+    EXPECT_FALSE(o.alert_rejected_rows.has_value());
+    EXPECT_FALSE(o.alert_no_success_for_ms.has_value());
+    EXPECT_FALSE(o.run_after_failure);
+
+    o = ParseSyncOptions(R"({"alert_rejected_rows": "1000000000", "alert_no_success_for": "90d",
+                            "run_after_failure": false, "alert_to": ")" + std::string(63, 'a') + "\"}");
+    EXPECT_EQ(o.alert_rejected_rows, 1000000000);
+    EXPECT_EQ(o.alert_no_success_for_ms, 90L * 24 * 3600 * 1000);
+    EXPECT_EQ(o.alert_to, std::optional<std::string>(std::string(63, 'a')));
+    EXPECT_EQ(ParseSyncOptions(R"({"alert_no_success_for": "1min"})").alert_no_success_for_ms, 60000L);
+
+    struct Case {
+        std::string json;
+        std::string message;
+    };
+    const Case cases[] = {
+        {R"({"alert_to": ""})", "invalid value for sync option \"alert_to\""},
+        {R"({"alert_to": 5})", "invalid value for sync option \"alert_to\""},
+        {"{\"alert_to\": \"" + std::string(64, 'a') + "\"}", "invalid value for sync option \"alert_to\""},
+        {R"({"alert_rejected_rows": 0})", "invalid value for sync option \"alert_rejected_rows\""},
+        {R"({"alert_rejected_rows": "1000000001"})", "invalid value for sync option \"alert_rejected_rows\""},
+        {R"({"alert_no_success_for": "59s"})", "invalid value for sync option \"alert_no_success_for\""},
+        {R"({"alert_no_success_for": "91d"})", "invalid value for sync option \"alert_no_success_for\""},
+        {R"({"alert_no_success_for": 3600})", "invalid value for sync option \"alert_no_success_for\""},
+        {R"({"run_after_failure": "true"})", "invalid value for sync option \"run_after_failure\""},
+        {R"({"run_after_failure": 1})", "invalid value for sync option \"run_after_failure\""},
+    };
+    for (const auto &c : cases) {
+        SCOPED_TRACE(c.json);
+        Error e = Catch([&] { ParseSyncOptions(c.json); });
+        EXPECT_EQ(e.sqlstate(), "22023");
+        EXPECT_EQ(std::string(e.what()), c.message);
+    }
 }
 
 TEST(ParseSyncOptions, NotAnObject) {

@@ -455,7 +455,10 @@ TEST(QuoteIdentIfNeeded, Rules) {
     EXPECT_EQ(QuoteIdentIfNeeded(""), "\"\"");
     EXPECT_EQ(QuoteIdentIfNeeded("caf\xC3\xA9"), "\"caf\xC3\xA9\"");
     // Keywords, PostgreSQL's reserved ones and the sync language's own.
-    for (const char *kw : {"select", "from", "table", "user", "sync", "key", "map", "mode", "schedule", "to"})
+    for (const char *kw : {"select", "from", "table", "user", "to", "on", "with", "as", "sync", "key", "map", "mode",
+                           "match", "object", "schedule", "replace", "upsert", "update", "insert", "mirror", "manual",
+                           "every", "cron", "change", "after", "pause", "resume", "rename", "owner", "set", "reset",
+                           "exists", "if", "drop", "alter"})
         EXPECT_EQ(QuoteIdentIfNeeded(kw), std::string("\"") + kw + "\"") << kw;
 }
 

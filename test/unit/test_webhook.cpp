@@ -282,6 +282,7 @@ TEST(InterpretWebhookResponse, MultiStatusRejectsListedIndices) {
         {"index": 1, "reason": "invalid email", "code": "E_EMAIL"},
         {"index": 3},
         {"index": 99, "reason": "out of range"},
+        {"index": 4, "reason": "one past the end"},
         {"index": -1, "reason": "negative"},
         {"index": "0", "reason": "string index"},
         {"index": 1.5, "reason": "fraction"},

@@ -1,0 +1,65 @@
+#include "pg/executor.hpp"
+
+#include "pg/guard.hpp"
+#include "pg/runner.hpp"
+#include "pg/session.hpp"
+#include "pg/spi.hpp"
+
+extern "C" {
+PGDLLEXPORT void revetl_run_main(Datum main_arg);
+}
+
+namespace revetl::pg {
+
+BackgroundWorkerHandle *StartExecutor(int64_t run_id) {
+    BackgroundWorker worker;
+    memset(&worker, 0, sizeof worker);
+    worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    worker.bgw_restart_time = BGW_NEVER_RESTART;
+    snprintf(worker.bgw_library_name, BGW_MAXLEN, "revetl");
+    snprintf(worker.bgw_function_name, BGW_MAXLEN, "revetl_run_main");
+    snprintf(worker.bgw_name, BGW_MAXLEN, "revetl run %lld", static_cast<long long>(run_id));
+    snprintf(worker.bgw_type, BGW_MAXLEN, "revetl run");
+    worker.bgw_main_arg = Int64GetDatum(run_id);
+    memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
+    worker.bgw_notify_pid = MyProcPid;
+    BackgroundWorkerHandle *handle = nullptr;
+    bool ok = false;
+    // The handle outlives the scheduler's per-iteration memory context.
+    PgGuard([&] {
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        ok = RegisterDynamicBackgroundWorker(&worker, &handle);
+        MemoryContextSwitchTo(old);
+    });
+    return ok ? handle : nullptr;
+}
+
+} // namespace revetl::pg
+
+void revetl_run_main(Datum main_arg) {
+    using namespace revetl::pg;
+    int64 run_id = DatumGetInt64(main_arg);
+    Oid dboid;
+    memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+    ErrorData *edata = nullptr;
+    try {
+        context_between_transactions =
+            AllocSetContextCreate(TopMemoryContext, "revetl run", ALLOCSET_DEFAULT_SIZES);
+        SetSessionSettings("revetl run");
+        ExecuteRun(run_id);
+        proc_exit(0);
+    } catch (...) {
+        edata = CurrentExceptionToErrorData();
+    }
+    // Out of the C++ scope: the scheduler sees the run still "running" with
+    // no process behind it and marks it failed.
+    ereport(FATAL, (errcode(edata->sqlerrcode),
+                    errmsg("revetl run %lld in database \"%s\" failed: %s", static_cast<long long>(run_id),
+                           DatabaseName(), edata->message)));
+}

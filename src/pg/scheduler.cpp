@@ -1,0 +1,350 @@
+// What the database's scheduler decides, apart from starting processes:
+// which scheduled syncs are due, which syncs follow a finished one, which
+// alerts to send, and pruning old history. Everything here runs in the
+// scheduler ("revetl worker") between its own short transactions.
+#include "pg/scheduler.hpp"
+
+#include "core/alerts.hpp"
+#include "core/schedule.hpp"
+#include "pg/catalog.hpp"
+#include "pg/module.hpp"
+#include "pg/session.hpp"
+#include "pg/spi.hpp"
+
+#include <cmath>
+#include <ctime>
+
+namespace revetl::pg {
+
+namespace {
+
+// How often old runs and rejected rows are pruned, and how many rows one
+// prune transaction deletes at most (short transactions, short locks).
+constexpr long kPruneEveryMs = 10L * 60 * 1000;
+constexpr int kPruneBatch = 5000;
+
+TimestampTz g_last_prune = 0;
+
+} // namespace
+
+std::vector<PendingAlert> pending_alerts;
+
+namespace {
+
+std::time_t Now() { return std::time(nullptr); }
+
+// When a schedule is next due after a slot at `due` was run (or missed) and
+// it is now `now`. A schedule that missed several slots (the server was down)
+// runs once, and its next slot is in the future.
+std::time_t NextDue(const dsl::Schedule &schedule, double every_seconds, std::time_t due, std::time_t now) {
+    if (schedule.kind == dsl::Schedule::Kind::Every) {
+        if (every_seconds <= 0)
+            return now + 60;
+        double next = static_cast<double>(due) + every_seconds;
+        if (next <= static_cast<double>(now)) {
+            double missed = std::floor((static_cast<double>(now) - next) / every_seconds) + 1;
+            next += missed * every_seconds;
+        }
+        return static_cast<std::time_t>(next);
+    }
+    return ParseCron(schedule.value).NextAfter(now);
+}
+
+void InsertRun(int64 sync_id, const std::string &sync_name, const char *trigger) {
+    Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) VALUES ($1, $2, $3, 'revetl')",
+        {SqlArg::Int8(sync_id), SqlArg::Text(sync_name), SqlArg::Text(trigger)});
+}
+
+std::optional<WebhookSettings> AlertSettings(const SyncDefinition &def) {
+    if (!def.options.alert_to)
+        return std::nullopt;
+    Destination dest = LookupDestination(*def.options.alert_to);
+    CheckServerUsage(dest, def.owner);
+    LoadUserMapping(dest, def.owner);
+    return ResolveWebhook(dest.server_options, dest.user_mapping_options);
+}
+
+HttpClient &AlertClient() {
+    static HttpClient client;
+    return client;
+}
+
+// Sends one alert, once, with a short timeout; a failure is logged and the
+// alert is not retried (the state change is recorded either way, so that a
+// broken alert endpoint cannot make alerts repeat on every run).
+void Send(const WebhookSettings &settings, const AlertEvent &event) {
+    HttpRequest req = BuildAlertRequest(settings, event);
+    std::string host = UrlHost(settings.url);
+    if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : "")) {
+        PgGuard([&] {
+            ereport(WARNING, (errmsg("revetl: alert for sync \"%s\" in database \"%s\" not sent: host \"%s\" is not "
+                                     "in revetl.allowed_hosts",
+                                     event.sync.c_str(), event.database.c_str(), host.c_str())));
+        });
+        return;
+    }
+    HttpClient &client = AlertClient();
+    static uint64_t next_id = 1;
+    uint64_t id = next_id++;
+    client.Start(id, req);
+    for (;;) {
+        PgGuard([] { CHECK_FOR_INTERRUPTS(); });
+        for (auto &done : client.Poll(100)) {
+            if (done.first != id)
+                continue;
+            const HttpResponse &r = done.second;
+            if (r.status < 200 || r.status >= 300) {
+                std::string why = r.status == 0 ? r.transport_error : "HTTP " + std::to_string(r.status);
+                std::string where = RedactUrl(settings.url);
+                PgGuard([&] {
+                    ereport(WARNING, (errmsg("revetl: alert for sync \"%s\" in database \"%s\" to %s failed: %s",
+                                             event.sync.c_str(), event.database.c_str(), where.c_str(), why.c_str())));
+                });
+            }
+            return;
+        }
+    }
+}
+
+// Compares the alert state stored for a sync with `now_state` and sends one
+// alert per change; stores the new state.
+void UpdateAlerts(const SyncDefinition &def, const AlertState &now_state, int64 run_id, const std::string &run_error,
+                  int64 refused) {
+    Sql("INSERT INTO revetl.sync_state (sync_id) VALUES ($1) ON CONFLICT (sync_id) DO NOTHING",
+        {SqlArg::Int8(def.id)});
+    SqlResult r = Sql("SELECT alert_failed, alert_rejected, alert_stale FROM revetl.sync_state WHERE sync_id = $1",
+                      {SqlArg::Int8(def.id)});
+    if (r.rows.empty())
+        return;
+    AlertState before{r.Bool(0, 0), r.Bool(0, 1), r.Bool(0, 2)};
+    if (before.failed == now_state.failed && before.rejected == now_state.rejected && before.stale == now_state.stale)
+        return;
+    Sql("UPDATE revetl.sync_state SET alert_failed = $2, alert_rejected = $3, alert_stale = $4 WHERE sync_id = $1",
+        {SqlArg::Int8(def.id), SqlArg::Bool(now_state.failed), SqlArg::Bool(now_state.rejected),
+         SqlArg::Bool(now_state.stale)});
+    std::optional<WebhookSettings> settings;
+    try {
+        settings = AlertSettings(def);
+    } catch (const std::exception &e) {
+        std::string why = e.what();
+        PgGuard([&] {
+            ereport(WARNING, (errmsg("revetl: alerts of sync \"%s\" cannot be sent: %s", def.name.c_str(),
+                                     why.c_str())));
+        });
+        return;
+    }
+    if (!settings)
+        return;
+    std::vector<AlertEvent> events;
+    const std::string db = DatabaseName();
+    auto add = [&](const char *kind, const std::string &text) {
+        events.push_back({db, def.name, kind, "revetl: sync \"" + def.name + "\" in database \"" + db + "\" " + text,
+                          run_id});
+    };
+    if (!before.failed && now_state.failed)
+        add("run_failed", "failed (run " + std::to_string(run_id) + "): " + run_error);
+    if (!before.rejected && now_state.rejected)
+        add("rejected_rows", "could not deliver " + std::to_string(refused) + " rows in run " +
+                                 std::to_string(run_id) + "; see revetl.rejected_rows");
+    if (!before.stale && now_state.stale)
+        add("no_success", "has had no successful run for longer than its alert_no_success_for");
+    if ((before.failed || before.rejected || before.stale) && !now_state.failed && !now_state.rejected &&
+        !now_state.stale)
+        add("recovered", "is healthy again (run " + std::to_string(run_id) + ")");
+    // Sent after this transaction's writes are decided but with no network
+    // I/O inside it: the caller commits right after, and HTTP runs outside.
+    for (const auto &e : events)
+        pending_alerts.push_back({*settings, e});
+}
+
+bool IsStale(const SyncDefinition &def) {
+    if (!def.options.alert_no_success_for_ms)
+        return false;
+    SqlResult r = Sql("SELECT coalesce((SELECT max(finished_at) FROM revetl.sync_runs WHERE sync_id = $1 AND "
+                      "status = 'succeeded'), (SELECT created_at FROM revetl.syncs WHERE id = $1)) "
+                      "< now() - make_interval(secs => $2::bigint / 1000.0)",
+                      {SqlArg::Int8(def.id), SqlArg::Int8(*def.options.alert_no_success_for_ms)});
+    return r.Bool(0, 0);
+}
+
+} // namespace
+
+void SendPendingAlerts() {
+    std::vector<PendingAlert> alerts;
+    alerts.swap(pending_alerts);
+    for (const auto &a : alerts)
+        Send(a.settings, a.event);
+}
+
+int EnqueueDueRuns() {
+    int queued = 0;
+    BeginTransaction("revetl: scheduling");
+    SqlResult due = Sql(
+        "SELECT s.id, s.name, s.schedule_kind, s.schedule_value, "
+        "  CASE WHEN s.schedule_kind = 'every' THEN extract(epoch FROM s.schedule_value::interval) END, "
+        "  extract(epoch FROM st.next_run_at)::bigint, st.next_run_at IS NULL, "
+        "  EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id AND r.status IN ('queued', 'running')) "
+        "FROM revetl.syncs s LEFT JOIN revetl.sync_state st ON st.sync_id = s.id "
+        "WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused "
+        "  AND (st.next_run_at IS NULL OR st.next_run_at <= now())");
+    std::time_t now = Now();
+    for (size_t i = 0; i < due.rows.size(); i++) {
+        int64 sync_id = due.Int8(i, 0);
+        dsl::Schedule schedule;
+        schedule.kind = due.Text(i, 2) == "every" ? dsl::Schedule::Kind::Every : dsl::Schedule::Kind::Cron;
+        schedule.value = due.Text(i, 3);
+        double every_seconds = due.At(i, 4) ? std::stod(*due.At(i, 4)) : 0;
+        bool first_time = due.Bool(i, 6);
+        bool busy = due.Bool(i, 7);
+        std::time_t next;
+        try {
+            if (first_time && schedule.kind == dsl::Schedule::Kind::Cron) {
+                // A new cron schedule waits for its first slot.
+                next = ParseCron(schedule.value).NextAfter(now);
+            } else {
+                if (!busy) {
+                    InsertRun(sync_id, due.Text(i, 1), "schedule");
+                    queued++;
+                }
+                std::time_t slot = first_time ? now : static_cast<std::time_t>(due.Int8(i, 5));
+                next = NextDue(schedule, every_seconds, slot, now);
+            }
+        } catch (const Error &e) {
+            next = now + 3600;
+            std::string why = e.what();
+            std::string name = due.Text(i, 1);
+            PgGuard([&] {
+                ereport(WARNING, (errmsg("revetl: schedule of sync \"%s\" in database \"%s\" is invalid: %s",
+                                         name.c_str(), DatabaseName(), why.c_str())));
+            });
+        }
+        Sql("INSERT INTO revetl.sync_state (sync_id, next_run_at) VALUES ($1, to_timestamp($2)) "
+            "ON CONFLICT (sync_id) DO UPDATE SET next_run_at = excluded.next_run_at",
+            {SqlArg::Int8(sync_id), SqlArg::Int8(static_cast<int64_t>(next))});
+    }
+    // Syncs whose schedule is not EVERY or CRON have no next run.
+    Sql("UPDATE revetl.sync_state st SET next_run_at = NULL FROM revetl.syncs s "
+        "WHERE s.id = st.sync_id AND st.next_run_at IS NOT NULL "
+        "AND (s.schedule_kind NOT IN ('every', 'cron') OR s.paused)");
+    CommitTransaction();
+    return queued;
+}
+
+void ResetSchedule(int64_t sync_id) {
+    Sql("UPDATE revetl.sync_state SET next_run_at = NULL WHERE sync_id = $1", {SqlArg::Int8(sync_id)});
+}
+
+long MillisUntilNextDue() {
+    BeginTransaction("revetl: scheduling");
+    SqlResult r = Sql("SELECT ceil(extract(epoch FROM min(st.next_run_at) - now()) * 1000)::bigint "
+                      "FROM revetl.sync_state st JOIN revetl.syncs s ON s.id = st.sync_id "
+                      "WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused",
+                      {}, true);
+    SqlResult fresh = Sql("SELECT EXISTS (SELECT 1 FROM revetl.syncs s LEFT JOIN revetl.sync_state st "
+                          "ON st.sync_id = s.id WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused "
+                          "AND st.next_run_at IS NULL)",
+                          {}, true);
+    CommitTransaction();
+    if (fresh.Bool(0, 0))
+        return 0;
+    if (!r.At(0, 0))
+        return -1;
+    return std::max<long>(0, std::stol(*r.At(0, 0)));
+}
+
+void AfterRunFinished(int64_t run_id) {
+    BeginTransaction("revetl: after run");
+    SqlResult run = Sql("SELECT sync_id, status, coalesce(error, ''), rows_rejected + rows_invalid, trigger "
+                        "FROM revetl.sync_runs WHERE id = $1",
+                        {SqlArg::Int8(run_id)});
+    if (run.rows.empty()) {
+        CommitTransaction();
+        return;
+    }
+    int64 sync_id = run.Int8(0, 0);
+    std::string status = run.Text(0, 1);
+    auto def = LoadSyncById(sync_id);
+    if (!def || status == "queued" || status == "running" || status == "cancelled") {
+        CommitTransaction();
+        return;
+    }
+    bool ok = status == "succeeded" || status == "partial";
+    // SCHEDULE AFTER: the syncs that follow this one.
+    SqlResult followers = Sql("SELECT id, name, options FROM revetl.syncs WHERE schedule_kind = 'after' "
+                              "AND schedule_value = $1 AND NOT paused AND id <> $2 ORDER BY id",
+                              {SqlArg::Text(def->name), SqlArg::Int8(sync_id)});
+    for (size_t i = 0; i < followers.rows.size(); i++) {
+        bool run_anyway = ParseSyncOptions(followers.Text(i, 2)).run_after_failure;
+        if (!ok && !run_anyway)
+            continue;
+        // A test run (max_rows) starts no chain.
+        if (run.Text(0, 4) == "test")
+            continue;
+        SqlResult busy = Sql("SELECT 1 FROM revetl.sync_runs WHERE sync_id = $1 AND status = 'queued'",
+                             {SqlArg::Int8(followers.Int8(i, 0))});
+        if (busy.rows.empty())
+            InsertRun(followers.Int8(i, 0), followers.Text(i, 1), "after");
+    }
+    AlertState state;
+    state.failed = status == "failed";
+    int64 refused = run.Int8(0, 3);
+    state.rejected = def->options.alert_rejected_rows && refused >= *def->options.alert_rejected_rows;
+    state.stale = IsStale(*def);
+    UpdateAlerts(*def, state, run_id, run.Text(0, 2), refused);
+    CommitTransaction();
+    SendPendingAlerts();
+}
+
+void CheckStaleSyncs() {
+    BeginTransaction("revetl: checking alerts");
+    SqlResult syncs = Sql("SELECT s.id, coalesce(st.alert_failed, false), coalesce(st.alert_rejected, false), "
+                          "(SELECT max(id) FROM revetl.sync_runs r WHERE r.sync_id = s.id) "
+                          "FROM revetl.syncs s LEFT JOIN revetl.sync_state st ON st.sync_id = s.id "
+                          "WHERE s.options ? 'alert_no_success_for' AND NOT s.paused");
+    for (size_t i = 0; i < syncs.rows.size(); i++) {
+        auto def = LoadSyncById(syncs.Int8(i, 0));
+        if (!def)
+            continue;
+        AlertState state{syncs.Bool(i, 1), syncs.Bool(i, 2), IsStale(*def)};
+        UpdateAlerts(*def, state, syncs.At(i, 3) ? syncs.Int8(i, 3) : 0, "", 0);
+    }
+    CommitTransaction();
+    SendPendingAlerts();
+}
+
+uint64_t PruneBatch(bool runs, int minutes, int limit) {
+    if (minutes < 0)
+        return 0;
+    // Only finished runs go, and never the latest finished run of a sync,
+    // which sync_status reports.
+    const std::string sql =
+        runs ? "DELETE FROM revetl.sync_runs WHERE id IN (SELECT id FROM revetl.sync_runs "
+               "WHERE finished_at < now() - make_interval(mins => $1) AND status NOT IN ('queued', 'running') "
+               "AND id NOT IN (SELECT max(id) FROM revetl.sync_runs r2 WHERE r2.status NOT IN ('queued', 'running') "
+               "GROUP BY r2.sync_id) ORDER BY id LIMIT $2)"
+             : "DELETE FROM revetl.rejected_rows WHERE id IN (SELECT id FROM revetl.rejected_rows "
+               "WHERE rejected_at < now() - make_interval(mins => $1) ORDER BY id LIMIT $2)";
+    return Sql(sql, {SqlArg::Int4(minutes), SqlArg::Int4(limit)}).processed;
+}
+
+void PruneHistory(bool force) {
+    TimestampTz now = 0;
+    PgGuard([&] { now = GetCurrentTimestamp(); });
+    if (!force && g_last_prune != 0 && now - g_last_prune < kPruneEveryMs * 1000L)
+        return;
+    g_last_prune = now;
+    for (bool runs : {false, true}) {
+        int minutes = runs ? g_run_history_retention_min : g_rejected_rows_retention_min;
+        // One short transaction per batch: no long locks on busy tables.
+        for (;;) {
+            BeginTransaction("revetl: pruning history");
+            uint64_t n = PruneBatch(runs, minutes, kPruneBatch);
+            CommitTransaction();
+            if (n < static_cast<uint64_t>(kPruneBatch))
+                break;
+            PgGuard([] { CHECK_FOR_INTERRUPTS(); });
+        }
+    }
+}
+
+} // namespace revetl::pg

@@ -1,0 +1,47 @@
+// The scheduler's decisions (see scheduler.cpp). Each function opens and
+// commits its own short transactions; network I/O (alerts) happens outside
+// them.
+#pragma once
+
+#include "core/alerts.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace revetl::pg {
+
+// EVERY and CRON syncs that are due get one queued run each (not one per
+// missed slot), unless a run of theirs is already queued or running.
+// Returns how many runs were queued.
+int EnqueueDueRuns();
+
+// Forget a sync's next run time, so that it is computed afresh.
+void ResetSchedule(int64_t sync_id);
+
+// Milliseconds until the next scheduled run is due, 0 when one is due now,
+// -1 when nothing is scheduled.
+long MillisUntilNextDue();
+
+// After a run ended: queue the syncs scheduled AFTER it, and send the
+// alerts its outcome calls for.
+void AfterRunFinished(int64_t run_id);
+
+// Alerts for syncs with no successful run for longer than they allow.
+void CheckStaleSyncs();
+
+// Deletes runs and rejected rows older than their retention settings, in
+// small batches. Does nothing if it ran recently, unless `force`.
+void PruneHistory(bool force);
+
+// One batch of pruning in the current transaction: runs (or rejected rows)
+// older than `minutes`, at most `limit`; -1 minutes prunes nothing.
+uint64_t PruneBatch(bool runs, int minutes, int limit);
+
+struct PendingAlert {
+    WebhookSettings settings;
+    AlertEvent event;
+};
+extern std::vector<PendingAlert> pending_alerts;
+void SendPendingAlerts();
+
+} // namespace revetl::pg

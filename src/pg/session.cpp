@@ -1,0 +1,40 @@
+#include "pg/session.hpp"
+
+#include "pg/guard.hpp"
+#include "pg/spi.hpp"
+
+namespace revetl::pg {
+
+namespace {
+char g_dbname[NAMEDATALEN];
+}
+
+const char *DatabaseName() {
+    if (g_dbname[0] == '\0') {
+        bool own_transaction = !IsTransactionState();
+        PgGuard([&] {
+            if (own_transaction)
+                StartTransactionCommand();
+            char *name = get_database_name(MyDatabaseId);
+            strlcpy(g_dbname, name ? name : "?", sizeof g_dbname);
+            if (own_transaction)
+                CommitTransactionCommand();
+        });
+        if (own_transaction && context_between_transactions)
+            PgGuard([] { MemoryContextSwitchTo(context_between_transactions); });
+    }
+    return g_dbname;
+}
+
+void SetSessionSettings(const char *application_name) {
+    PgGuard([&] {
+        SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
+        SetConfigOption("DateStyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
+        SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
+        SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_OVERRIDE);
+        SetConfigOption("application_name", application_name, PGC_SUSET, PGC_S_OVERRIDE);
+        pgstat_report_appname(application_name);
+    });
+}
+
+} // namespace revetl::pg
