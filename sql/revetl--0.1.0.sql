@@ -76,6 +76,8 @@ CREATE TABLE revetl.sync_runs (
     trigger         text NOT NULL DEFAULT 'manual'
                     CHECK (trigger IN ('manual', 'test', 'schedule', 'on change', 'after', 'retry')),
     row_limit       integer CHECK (row_limit >= 0),
+    full_diff       boolean NOT NULL DEFAULT false,  -- requested: plan by a full diff
+    plan_kind       text CHECK (plan_kind IN ('full', 'incremental')),
     requested_by    text NOT NULL DEFAULT current_user,
     requested_at    timestamptz NOT NULL DEFAULT now(),
     started_at      timestamptz,
@@ -135,8 +137,22 @@ CREATE TABLE revetl.sync_state (
     next_run_at      timestamptz,
     alert_failed     boolean NOT NULL DEFAULT false,
     alert_rejected   boolean NOT NULL DEFAULT false,
-    alert_stale      boolean NOT NULL DEFAULT false
+    alert_stale      boolean NOT NULL DEFAULT false,
+    -- trigger-tracked syncs: true once a full diff has run since the capture
+    -- triggers were (re)attached or the definition changed
+    incremental_ready boolean NOT NULL DEFAULT false
 );
+
+-- Keys of rows that changed in the tables of trigger-tracked syncs, written
+-- by statement-level AFTER triggers (transition tables) and consumed by the
+-- next run. A NULL key means "everything may have changed" (TRUNCATE).
+CREATE TABLE revetl.captured_changes (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sync_id     bigint NOT NULL,
+    key         text,
+    captured_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX captured_changes_sync_idx ON revetl.captured_changes (sync_id, id);
 
 -- Changes a run has planned and not yet delivered: a logged queue, so that a
 -- crash loses nothing. Never exposed to users.
@@ -151,8 +167,8 @@ CREATE TABLE revetl.changes (
     PRIMARY KEY (run_id, seq)
 );
 
-REVOKE ALL ON revetl.syncs, revetl.sync_runs, revetl.rejected_rows, revetl.changes, revetl.sync_state
-  FROM PUBLIC;
+REVOKE ALL ON revetl.syncs, revetl.sync_runs, revetl.rejected_rows, revetl.changes, revetl.sync_state,
+  revetl.captured_changes FROM PUBLIC;
 GRANT SELECT ON revetl.syncs, revetl.sync_runs, revetl.rejected_rows, revetl.sync_state TO PUBLIC;
 
 -- One row per sync, at a glance: the last run and how it ended, what is
@@ -289,12 +305,15 @@ LANGUAGE C STRICT STABLE;
 -- max_rows makes a test run: it sends at most that many rows (in key order)
 -- and is recorded like any run, so a new mapping can be tried on a handful of
 -- records.
-CREATE FUNCTION revetl.run_sync(name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL)
+-- full => true plans by a full diff of the model even for a sync whose
+-- changes are captured by triggers.
+CREATE FUNCTION revetl.run_sync(name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL,
+                                full boolean DEFAULT false)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'revetl_run_sync'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
-COMMENT ON FUNCTION revetl.run_sync(text, boolean, integer) IS
+COMMENT ON FUNCTION revetl.run_sync(text, boolean, integer, boolean) IS
   'requests a run of a sync at commit and returns its run id; with wait => true, outside a transaction block, returns once the run has finished';
 
 -- Payloads are rendered exactly as the worker renders them, whatever the
@@ -316,6 +335,27 @@ CREATE FUNCTION revetl.prune_history(OUT runs bigint, OUT rejected_rows bigint)
 AS 'MODULE_PATHNAME', 'revetl_prune_history'
 LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION revetl.prune_history() FROM PUBLIC;
+
+-- Called by the capture triggers of SCHEDULE ON CHANGE syncs: queues a run
+-- (unless one is already queued) that the worker starts at commit.
+CREATE FUNCTION revetl._capture_wake(sync_id bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'revetl_capture_wake'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION revetl._capture_wake(bigint) FROM PUBLIC;
+
+-- Keeps the capture triggers of trigger-tracked syncs on their tables when
+-- a model is rebuilt under the same name (as dbt's table materialization
+-- does: build under a temporary name, rename into place, drop the old one).
+CREATE FUNCTION revetl._ddl_watch()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'revetl_ddl_watch'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION revetl._ddl_watch() FROM PUBLIC;
+
+CREATE EVENT TRIGGER revetl_ddl_watch ON ddl_command_end
+  WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
+  EXECUTE FUNCTION revetl._ddl_watch();
 
 -- Wakes the launcher when this script commits, so that the new database gets
 -- a worker without waiting for a rescan.

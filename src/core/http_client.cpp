@@ -130,7 +130,9 @@ void HttpClient::Start(uint64_t id, const HttpRequest &request) {
     transfer->easy = easy;
     transfer->body = request.body;
     for (const auto &h : request.headers) {
-        std::string line = h.first + ": " + h.second;
+        // "Name:" with nothing after it would make curl drop the header;
+        // "Name;" is curl's way to send it empty.
+        std::string line = h.second.empty() ? h.first + ";" : h.first + ": " + h.second;
         curl_slist *next = curl_slist_append(transfer->headers, line.c_str());
         if (!next) {
             curl_slist_free_all(transfer->headers);

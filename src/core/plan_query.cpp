@@ -51,26 +51,83 @@ std::string PayloadExpression(const PlanSpec &spec) {
     return out;
 }
 
+namespace {
+
+// The captured keys as typed values (cap.k0, cap.k1, ...): cast back from
+// the key's JSON, so that the model can be filtered through its index and
+// the shadow key text re-rendered canonically whatever the session that
+// captured it had for TimeZone or DateStyle.
+std::string CapturedKeys(const PlanSpec &spec) {
+    const CaptureFilter &c = *spec.capture;
+    std::string cols;
+    for (size_t i = 0; i < spec.key_columns.size(); i++)
+        cols += (i ? ", " : "") + std::string("(c.key::jsonb ->> ") + QuoteLiteral(spec.key_columns[i]) +
+                ")::" + c.key_types[i] + " AS k" + std::to_string(i);
+    return "SELECT DISTINCT " + cols +
+           " FROM revetl.captured_changes c WHERE c.sync_id = " + std::to_string(c.sync_id) +
+           " AND c.id <= " + std::to_string(c.max_capture_id) + " AND c.key IS NOT NULL";
+}
+
+std::string RowHash(const PlanSpec &spec) {
+    if (!spec.hash_values)
+        return "hashtextextended(x.payload::text, 0)";
+    return "hash_record_extended(x.hash_row, 0)";
+}
+
+std::string HashRow(const PlanSpec &spec) {
+    if (spec.map.empty())
+        return "src";
+    std::string out = "ROW(";
+    for (size_t i = 0; i < spec.map.size(); i++)
+        out += (i ? ", " : "") + std::string("(") + spec.map[i].expression + "\n)";
+    return out + ")";
+}
+
+} // namespace
+
 std::string BuildPlanQuery(const PlanSpec &spec) {
     const std::string key_json = KeyObject(spec.key_columns);
     const std::string shadow = QualifiedName(spec.shadow_schema, spec.shadow_table);
+
+    std::string key_list;
+    for (size_t i = 0; i < spec.key_columns.size(); i++)
+        key_list += (i ? ", " : "") + std::string("src.") + QuoteIdent(spec.key_columns[i]);
+
+    std::string model_filter;
+    std::string shadow_source = shadow;
+    std::string with;
+    if (spec.capture) {
+        std::string cap_cols;
+        std::string cap_json;
+        for (size_t i = 0; i < spec.key_columns.size(); i++) {
+            cap_cols += (i ? ", " : "") + std::string("cap.k") + std::to_string(i);
+            cap_json += (i ? ", " : "") + QuoteLiteral(spec.key_columns[i]) + ", cap.k" + std::to_string(i);
+        }
+        with = "WITH cap AS MATERIALIZED (" + CapturedKeys(spec) + ") ";
+        model_filter = " WHERE (" + key_list + ") IN (SELECT " + cap_cols + " FROM cap)";
+        shadow_source = "(SELECT * FROM " + shadow + " WHERE key IN (SELECT jsonb_build_object(" + cap_json +
+                        ")::text COLLATE \"C\" FROM cap))";
+    }
 
     // The key's text form (canonical jsonb rendering of {column: value}) is what
     // the shadow table is keyed by; "C" collation keeps comparisons bytewise.
     // A row whose key has a NULL gets no key text, so it can never match.
     std::string model_rows = "SELECT CASE WHEN " + AnyKeyNull(spec.key_columns) + " THEN NULL ELSE " +
                              key_json + "::text END COLLATE \"C\" AS k, " + key_json + " AS key_json, " +
-                             PayloadExpression(spec) + " AS payload FROM " + ModelSource(spec.model) +
-                             " AS src";
+                             PayloadExpression(spec) + " AS payload" +
+                             (spec.hash_values ? ", " + HashRow(spec) + " AS hash_row" : std::string()) +
+                             " FROM " + ModelSource(spec.model) + " AS src" + model_filter;
 
-    std::string m = "SELECT true AS present, x.k, x.key_json, x.payload, "
-                    "hashtextextended(x.payload::text, 0) AS h, "
-                    "count(*) OVER (PARTITION BY x.k) AS dups FROM (" +
-                    model_rows + ") AS x";
+    // With a unique index on the key there can be no duplicates: no need for
+    // the window, which would sort the whole model.
+    std::string dups = spec.key_unique ? "1::bigint AS dups" : "count(*) OVER (PARTITION BY x.k) AS dups";
+    std::string m = "SELECT true AS present, x.k, x.key_json, x.payload, " + RowHash(spec) + " AS h, " +
+                    dups + " FROM (" + model_rows + ") AS x";
 
     std::string join = spec.include_removals ? "FULL JOIN" : "LEFT JOIN";
 
-    return "SELECT (CASE WHEN m.present IS NULL THEN 'r' "
+    return with +
+           "SELECT (CASE WHEN m.present IS NULL THEN 'r' "
            "WHEN m.k IS NULL THEN 'n' "
            "WHEN m.dups > 1 THEN 'd' "
            "WHEN s.key IS NULL THEN 'a' "
@@ -79,10 +136,19 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
            "coalesce(m.key_json, s.key::jsonb) AS key_json, "
            "m.payload, m.h AS row_hash, s.dest_id, m.dups "
            "FROM (" +
-           m + ") AS m " + join + " " + shadow +
+           m + ") AS m " + join + " " + shadow_source +
            " AS s ON s.key = m.k "
            "WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL" +
            std::string(spec.include_changes ? " OR s.row_hash IS DISTINCT FROM m.h" : "");
+}
+
+std::string BuildPayloadColumnsQuery(const PlanSpec &spec) {
+    if (spec.map.empty())
+        return "SELECT * FROM " + ModelSource(spec.model) + " AS src LIMIT 0";
+    std::string out = "SELECT ";
+    for (size_t i = 0; i < spec.map.size(); i++)
+        out += (i ? ", " : "") + std::string("(") + spec.map[i].expression + "\n)";
+    return out + " FROM " + ModelSource(spec.model) + " AS src LIMIT 0";
 }
 
 std::string BuildValidationQuery(const PlanSpec &spec) {

@@ -3,6 +3,8 @@
 // streams); revetl only writes the query, quoting every name it did not make.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,12 +25,29 @@ struct MapEntry {
     std::string expression;
 };
 
+// Restricts a plan to the keys captured by triggers (an incremental run):
+// both the model and the shadow state are read only for those keys, so the
+// cost follows the change, not the table.
+struct CaptureFilter {
+    int64_t sync_id = 0;
+    int64_t max_capture_id = 0;         // captured rows up to this id
+    std::vector<std::string> key_types; // SQL type of each key column, as format_type gives it
+};
+
 struct PlanSpec {
     ModelRef model;
     std::vector<std::string> key_columns;
     std::vector<MapEntry> map; // empty: every model column, by its own name
     bool include_removals = false;
     bool include_changes = true; // false in INSERT mode: only new rows are sent
+    // The model has a unique index on exactly the key columns: duplicate
+    // keys are impossible, and the plan skips looking for them.
+    bool key_unique = false;
+    std::optional<CaptureFilter> capture;
+    // How the row hash is computed: from the mapped values themselves
+    // (hash_record_extended), or, when a mapped type has no hash function,
+    // from the payload's text.
+    bool hash_values = true;
     std::string shadow_schema;
     std::string shadow_table;
 };
@@ -58,6 +77,10 @@ std::string BuildPlanQuery(const PlanSpec &spec);
 // returns no row: run as the would-be owner at CREATE time, it proves the
 // definition is valid and readable.
 std::string BuildValidationQuery(const PlanSpec &spec);
+
+// The expressions that make up the payload, one per mapped field (or every
+// model column when there is no map), for type checks.
+std::string BuildPayloadColumnsQuery(const PlanSpec &spec);
 
 // DDL for a sync's shadow table.
 std::string BuildShadowTableDdl(const std::string &schema, const std::string &table);

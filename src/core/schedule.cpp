@@ -51,7 +51,9 @@ bool ParseField(const std::string &expression, const std::string &text, int min,
                 const std::vector<std::string> &names, const char *field, std::bitset<N> &out) {
     if (text.empty())
         BadCron(expression, std::string("The ") + field + " field is empty.");
-    bool restricted = text != "*";
+    // As in Vixie cron, a field that starts with "*" (even "*/2") does not
+    // restrict the day: that matters when both day fields are given.
+    bool restricted = text[0] != '*';
     size_t pos = 0;
     while (pos <= text.size()) {
         size_t comma = text.find(',', pos);

@@ -11,9 +11,9 @@ namespace revetl {
 
 namespace {
 
-const std::vector<std::string> kSyncOptions = {"batch_size",         "max_attempts",         "timeout",
-                                               "alert_to",           "alert_rejected_rows",  "alert_no_success_for",
-                                               "run_after_failure"};
+const std::vector<std::string> kSyncOptions = {
+    "batch_size",          "max_attempts",         "timeout",           "alert_to",
+    "alert_rejected_rows", "alert_no_success_for", "run_after_failure", "track_changes"};
 
 std::string ValidOptionsHint() {
     std::string out = "Valid sync options are: ";
@@ -78,11 +78,19 @@ SyncOptions ParseSyncOptions(const std::string &json) {
                 throw Error(sqlstate::kInvalidParameterValue,
                             "invalid value for sync option \"alert_no_success_for\"",
                             "The value must be a duration string such as '6h'.");
-            out.alert_no_success_for_ms = AsSyncOption(
-                name, [&] { return ParseDurationMs(name, it->value.GetString(), 60000, 90L * 24 * 3600 * 1000); });
+            out.alert_no_success_for_ms = AsSyncOption(name, [&] {
+                return ParseDurationMs(name, it->value.GetString(), 60000, 90L * 24 * 3600 * 1000);
+            });
+        } else if (name == "track_changes") {
+            if (!it->value.IsBool())
+                throw Error(sqlstate::kInvalidParameterValue,
+                            "invalid value for sync option \"track_changes\"",
+                            "The value must be true or false.");
+            out.track_changes = it->value.GetBool();
         } else if (name == "run_after_failure") {
             if (!it->value.IsBool())
-                throw Error(sqlstate::kInvalidParameterValue, "invalid value for sync option \"run_after_failure\"",
+                throw Error(sqlstate::kInvalidParameterValue,
+                            "invalid value for sync option \"run_after_failure\"",
                             "The value must be true or false.");
             out.run_after_failure = it->value.GetBool();
         } else {

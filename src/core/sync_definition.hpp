@@ -21,6 +21,9 @@ struct SyncOptions {
     std::optional<long> alert_no_success_for_ms;
     // SCHEDULE AFTER: also run when the other sync's run failed.
     bool run_after_failure = false;
+    // Capture changed keys with triggers (table models only). Default: on
+    // for SCHEDULE ON CHANGE, off otherwise.
+    std::optional<bool> track_changes;
 };
 
 // Parses and checks the options object of create_sync; throws revetl::Error
@@ -69,6 +72,12 @@ struct SyncDefinition {
 
     PlanSpec Plan(const std::string &shadow_schema) const;
     std::string ModelDisplayName() const; // for messages
+
+    // Whether changes to the model are captured by triggers.
+    bool Tracked() const {
+        return model.kind == ModelRef::Kind::Relation &&
+               options.track_changes.value_or(schedule.kind == dsl::Schedule::Kind::OnChange);
+    }
 
     // The definition as a CREATE SYNC statement's parts (for sync_ddl).
     dsl::CreateSync ToStatement() const;

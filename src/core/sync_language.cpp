@@ -533,8 +533,9 @@ std::string QuoteLiteralText(const std::string &s) {
 std::string StringConstant(const std::string &s) {
     if (s.find('\\') == std::string::npos)
         return QuoteLiteralText(s);
+    // The tag may appear neither in the value nor across its end.
     std::string tag = "$v$";
-    for (int i = 0; s.find(tag) != std::string::npos; i++)
+    for (int i = 0; (s + tag).find(tag) != s.size(); i++)
         tag = "$v" + std::to_string(i) + "$";
     return tag + s + tag;
 }
@@ -544,7 +545,7 @@ std::string StringConstant(const std::string &s) {
 // 255 bytes, where a quoted identifier stops at 63.
 std::string FieldText(const std::string &field) {
     std::string quoted = QuoteIdentIfNeeded(field);
-    if (quoted.front() != '"')
+    if (quoted.front() != '"' && field.size() <= kMaxIdentifier)
         return quoted;
     return StringConstant(field);
 }

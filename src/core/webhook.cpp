@@ -43,13 +43,11 @@ const char *OpName(Change::Op op) {
 }
 
 std::string Truncate(const std::string &text, size_t max_bytes) {
-    std::string out = text.substr(0, max_bytes);
-    // Do not cut a UTF-8 sequence in half.
-    while (!out.empty() && out.size() < text.size() &&
-           (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80)
-        out.pop_back();
-    if (!out.empty() && out.size() < text.size() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0xC0)
-        out.pop_back();
+    size_t cut = std::min(max_bytes, text.size());
+    // Back up to the start of a UTF-8 sequence when the cut falls inside one.
+    while (cut > 0 && cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+        cut--;
+    std::string out = text.substr(0, cut);
     for (char &c : out)
         if (c == '\n' || c == '\r' || c == '\0')
             c = ' ';

@@ -106,6 +106,19 @@ void RevetlProcessUtility(PlannedStmt *pstmt, const char *query_string, bool rea
     case T_AlterDatabaseStmt:
         StopWorkerFor(castNode(AlterDatabaseStmt, parsetree)->dbname, true);
         break;
+    case T_DropStmt: {
+        // The worker reads revetl's tables all the time; dropping them under
+        // it could deadlock. It steps aside until the drop is done.
+        DropStmt *drop = castNode(DropStmt, parsetree);
+        if (drop->removeType == OBJECT_EXTENSION) {
+            ListCell *lc;
+            foreach (lc, drop->objects) {
+                if (strcmp(strVal(lfirst(lc)), "revetl") == 0 && superuser())
+                    StopWorkerFor(get_database_name(MyDatabaseId), true);
+            }
+        }
+        break;
+    }
     case T_RenameStmt:
         if (castNode(RenameStmt, parsetree)->renameType == OBJECT_DATABASE)
             StopWorkerFor(castNode(RenameStmt, parsetree)->subname, true);
@@ -139,16 +152,19 @@ void DefineSettings() {
         "revetl.worker_restart_delay",
         "How long the launcher waits before restarting a worker that exited with an error.", nullptr,
         &g_worker_restart_delay_s, 5, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("revetl.max_parallel_runs", "Runs of different syncs one database may execute at once.",
+    DefineCustomIntVariable("revetl.max_parallel_runs",
+                            "Runs of different syncs one database may execute at once.",
                             "Each run is a background worker: max_worker_processes must leave room for them.",
                             &g_max_parallel_runs, 4, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("revetl.run_history_retention", "How long finished runs are kept in revetl.sync_runs.",
+    DefineCustomIntVariable("revetl.run_history_retention",
+                            "How long finished runs are kept in revetl.sync_runs.",
                             "-1 keeps them forever. The latest finished run of each sync is always kept.",
                             &g_run_history_retention_min, 30 * 24 * 60, -1, INT_MAX, PGC_SIGHUP, GUC_UNIT_MIN,
                             nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("revetl.rejected_rows_retention", "How long rows are kept in revetl.rejected_rows.",
-                            "-1 keeps them forever.", &g_rejected_rows_retention_min, 30 * 24 * 60, -1, INT_MAX,
-                            PGC_SIGHUP, GUC_UNIT_MIN, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("revetl.rejected_rows_retention",
+                            "How long rows are kept in revetl.rejected_rows.", "-1 keeps them forever.",
+                            &g_rejected_rows_retention_min, 30 * 24 * 60, -1, INT_MAX, PGC_SIGHUP,
+                            GUC_UNIT_MIN, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("revetl");
 }
 

@@ -41,6 +41,7 @@ struct WaitArgs {
     const char *sync_name;
     const char *requested_by;
     int32 row_limit;
+    bool full_diff;
     int slot;
     char status[16];
     char error[kWaitErrorLen];
@@ -76,6 +77,7 @@ void WaitForRun(WaitArgs *args) {
             w->sync_id = args->sync_id;
             w->run_id = args->run_id;
             w->row_limit = args->row_limit;
+            w->full_diff = args->full_diff;
             strlcpy(w->sync_name, args->sync_name, NAMEDATALEN);
             strlcpy(w->requested_by, args->requested_by, NAMEDATALEN);
             args->slot = i;
@@ -148,7 +150,7 @@ void WakeLauncherAtCommit() {
 }
 
 WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int64_t run_id,
-                             const std::string &requested_by, int32_t row_limit) {
+                             const std::string &requested_by, int32_t row_limit, bool full_diff) {
     WaitArgs args;
     memset(&args, 0, sizeof args);
     args.sync_id = sync_id;
@@ -156,6 +158,7 @@ WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int6
     args.sync_name = sync_name.c_str();
     args.requested_by = requested_by.c_str();
     args.row_limit = row_limit;
+    args.full_diff = full_diff;
     PgGuard([&] { WaitForRun(&args); });
     WaitResult result;
     result.status = args.status;

@@ -15,6 +15,7 @@
 #include "core/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
+#include "pg/planning.hpp"
 #include "pg/session.hpp"
 #include "pg/spi.hpp"
 
@@ -263,6 +264,9 @@ private:
     int64_t rejected_ = 0;
     int64_t invalid_ = 0;
     int64_t row_limit_ = -1;
+    bool full_requested_ = false;
+    bool tracked_ = false;     // changes captured by triggers
+    bool incremental_ = false; // this run plans only captured keys
 };
 
 bool SyncRun::Start() {
@@ -283,7 +287,7 @@ bool SyncRun::Start() {
         return false;
     }
     SqlResult r = Sql("UPDATE revetl.sync_runs SET status = 'running', started_at = now() "
-                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit",
+                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit, full_diff",
                       {SqlArg::Int8(run_id_)});
     if (r.rows.empty()) {
         CommitTransaction();
@@ -291,6 +295,7 @@ bool SyncRun::Start() {
     }
     if (r.At(0, 1))
         row_limit_ = r.Int8(0, 1);
+    full_requested_ = r.Bool(0, 2);
     auto def = LoadSyncById(sync_id);
     CommitTransaction();
     if (!def)
@@ -324,10 +329,6 @@ bool SyncRun::Start() {
 }
 
 void SyncRun::Plan() {
-    std::string plan_sql = BuildPlanQuery(def_.Plan(kSchema));
-    // A test run plans everything and sends the first rows in key order.
-    if (row_limit_ >= 0)
-        plan_sql += " ORDER BY op, key LIMIT " + std::to_string(row_limit_);
     std::string key_columns;
     for (const auto &k : def_.key_columns)
         key_columns += (key_columns.empty() ? "" : ", ") + k;
@@ -338,16 +339,47 @@ void SyncRun::Plan() {
             (void)set_config_option("search_path", def_.search_path.c_str(), PGC_USERSET, PGC_S_SESSION,
                                     GUC_ACTION_LOCAL, true, 0, false);
         });
+    PlanSpec spec = PreparePlan(def_);
+    // A trigger-tracked sync plans only the keys captured since its last run,
+    // once a full diff has run since its triggers were attached, unless a
+    // full diff was asked for or the table was truncated.
+    tracked_ = def_.Tracked();
+    int64_t max_capture = 0;
+    if (tracked_) {
+        SqlResult cap =
+            Sql("SELECT coalesce(max(id), 0), coalesce(bool_or(key IS NULL), false), "
+                "coalesce((SELECT incremental_ready FROM revetl.sync_state WHERE sync_id = $1), false) "
+                "FROM revetl.captured_changes WHERE sync_id = $1",
+                {SqlArg::Int8(def_.id)});
+        max_capture = cap.Int8(0, 0);
+        bool truncated = cap.Bool(0, 1);
+        bool ready = cap.Bool(0, 2);
+        incremental_ = ready && !truncated && !full_requested_ && row_limit_ < 0;
+        if (incremental_)
+            spec.capture =
+                CaptureFilter{def_.id, max_capture, KeyColumnTypes(ModelRelid(def_), def_.key_columns)};
+    }
+    std::string plan_sql = BuildPlanQuery(spec);
+    // A test run plans everything and sends the first rows in key order.
+    if (row_limit_ >= 0)
+        plan_sql += " ORDER BY op, key LIMIT " + std::to_string(row_limit_);
+
     PlanTotals totals;
     PgGuard([&] {
         StreamPlanIntoQueue(plan_sql.c_str(), def_.owner, run_id_, def_.id, def_.name.c_str(),
                             key_columns.c_str(), &totals);
     });
     invalid_ = totals.invalid;
+    // The captured keys are in this run's queue now; rows that are refused
+    // or not delivered are captured again (see Finish and DeliverNextBatch).
+    if (tracked_ && row_limit_ < 0)
+        Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1 AND id <= $2",
+            {SqlArg::Int8(def_.id), SqlArg::Int8(max_capture)});
     Sql("UPDATE revetl.sync_runs SET planned_at = clock_timestamp(), rows_added = $2, rows_changed = $3, "
-        "rows_removed = $4, rows_invalid = $5 WHERE id = $1",
+        "rows_removed = $4, rows_invalid = $5, plan_kind = $6 WHERE id = $1",
         {SqlArg::Int8(run_id_), SqlArg::Int8(totals.added), SqlArg::Int8(totals.changed),
-         SqlArg::Int8(totals.removed), SqlArg::Int8(totals.invalid)});
+         SqlArg::Int8(totals.removed), SqlArg::Int8(totals.invalid),
+         SqlArg::Text(incremental_ ? "incremental" : "full")});
     CommitTransaction();
 }
 
@@ -414,6 +446,10 @@ bool SyncRun::DeliverNextBatch(int64_t &batch_no) {
     if (rec.accepted_removals != "[]")
         Sql("DELETE FROM " + shadow + " WHERE key IN (SELECT jsonb_array_elements_text($1::jsonb))",
             {SqlArg::Text(rec.accepted_removals)});
+    if (rec.rejected != "[]" && tracked_)
+        Sql("INSERT INTO revetl.captured_changes (sync_id, key) SELECT $2, r.key::text "
+            "FROM jsonb_to_recordset($1::jsonb) AS r(key jsonb)",
+            {SqlArg::Text(rec.rejected), SqlArg::Int8(def_.id)});
     if (rec.rejected != "[]")
         Sql("INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, "
             "http_status, error_code, payload, attempts) "
@@ -447,6 +483,14 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
                       "WHERE id = $1 RETURNING sync_name",
                       {SqlArg::Int8(run_id_), SqlArg::Text(status),
                        error.empty() ? SqlArg::Null(TEXTOID) : SqlArg::Text(error)});
+    if (tracked_ && status != "succeeded" && status != "partial")
+        Sql("INSERT INTO revetl.captured_changes (sync_id, key) SELECT $2, key FROM revetl.changes "
+            "WHERE run_id = $1",
+            {SqlArg::Int8(run_id_), SqlArg::Int8(def_.id)});
+    if (tracked_ && !incremental_ && row_limit_ < 0 && (status == "succeeded" || status == "partial"))
+        Sql("INSERT INTO revetl.sync_state (sync_id, incremental_ready) VALUES ($1, true) "
+            "ON CONFLICT (sync_id) DO UPDATE SET incremental_ready = true",
+            {SqlArg::Int8(def_.id)});
     Sql("DELETE FROM revetl.changes WHERE run_id = $1", {SqlArg::Int8(run_id_)});
     if (!r.rows.empty())
         Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', "

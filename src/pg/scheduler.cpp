@@ -31,7 +31,9 @@ std::vector<PendingAlert> pending_alerts;
 
 namespace {
 
-std::time_t Now() { return std::time(nullptr); }
+std::time_t Now() {
+    return std::time(nullptr);
+}
 
 // When a schedule is next due after a slot at `due` was run (or missed) and
 // it is now `now`. A schedule that missed several slots (the server was down)
@@ -51,7 +53,8 @@ std::time_t NextDue(const dsl::Schedule &schedule, double every_seconds, std::ti
 }
 
 void InsertRun(int64 sync_id, const std::string &sync_name, const char *trigger) {
-    Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) VALUES ($1, $2, $3, 'revetl')",
+    Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) VALUES ($1, $2, $3, "
+        "'revetl')",
         {SqlArg::Int8(sync_id), SqlArg::Text(sync_name), SqlArg::Text(trigger)});
 }
 
@@ -77,9 +80,10 @@ void Send(const WebhookSettings &settings, const AlertEvent &event) {
     std::string host = UrlHost(settings.url);
     if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : "")) {
         PgGuard([&] {
-            ereport(WARNING, (errmsg("revetl: alert for sync \"%s\" in database \"%s\" not sent: host \"%s\" is not "
-                                     "in revetl.allowed_hosts",
-                                     event.sync.c_str(), event.database.c_str(), host.c_str())));
+            ereport(WARNING,
+                    (errmsg("revetl: alert for sync \"%s\" in database \"%s\" not sent: host \"%s\" is not "
+                            "in revetl.allowed_hosts",
+                            event.sync.c_str(), event.database.c_str(), host.c_str())));
         });
         return;
     }
@@ -97,8 +101,9 @@ void Send(const WebhookSettings &settings, const AlertEvent &event) {
                 std::string why = r.status == 0 ? r.transport_error : "HTTP " + std::to_string(r.status);
                 std::string where = RedactUrl(settings.url);
                 PgGuard([&] {
-                    ereport(WARNING, (errmsg("revetl: alert for sync \"%s\" in database \"%s\" to %s failed: %s",
-                                             event.sync.c_str(), event.database.c_str(), where.c_str(), why.c_str())));
+                    ereport(WARNING,
+                            (errmsg("revetl: alert for sync \"%s\" in database \"%s\" to %s failed: %s",
+                                    event.sync.c_str(), event.database.c_str(), where.c_str(), why.c_str())));
                 });
             }
             return;
@@ -108,18 +113,21 @@ void Send(const WebhookSettings &settings, const AlertEvent &event) {
 
 // Compares the alert state stored for a sync with `now_state` and sends one
 // alert per change; stores the new state.
-void UpdateAlerts(const SyncDefinition &def, const AlertState &now_state, int64 run_id, const std::string &run_error,
-                  int64 refused) {
+void UpdateAlerts(const SyncDefinition &def, const AlertState &now_state, int64 run_id,
+                  const std::string &run_error, int64 refused) {
     Sql("INSERT INTO revetl.sync_state (sync_id) VALUES ($1) ON CONFLICT (sync_id) DO NOTHING",
         {SqlArg::Int8(def.id)});
-    SqlResult r = Sql("SELECT alert_failed, alert_rejected, alert_stale FROM revetl.sync_state WHERE sync_id = $1",
-                      {SqlArg::Int8(def.id)});
+    SqlResult r =
+        Sql("SELECT alert_failed, alert_rejected, alert_stale FROM revetl.sync_state WHERE sync_id = $1",
+            {SqlArg::Int8(def.id)});
     if (r.rows.empty())
         return;
     AlertState before{r.Bool(0, 0), r.Bool(0, 1), r.Bool(0, 2)};
-    if (before.failed == now_state.failed && before.rejected == now_state.rejected && before.stale == now_state.stale)
+    if (before.failed == now_state.failed && before.rejected == now_state.rejected &&
+        before.stale == now_state.stale)
         return;
-    Sql("UPDATE revetl.sync_state SET alert_failed = $2, alert_rejected = $3, alert_stale = $4 WHERE sync_id = $1",
+    Sql("UPDATE revetl.sync_state SET alert_failed = $2, alert_rejected = $3, alert_stale = $4 WHERE sync_id "
+        "= $1",
         {SqlArg::Int8(def.id), SqlArg::Bool(now_state.failed), SqlArg::Bool(now_state.rejected),
          SqlArg::Bool(now_state.stale)});
     std::optional<WebhookSettings> settings;
@@ -138,8 +146,8 @@ void UpdateAlerts(const SyncDefinition &def, const AlertState &now_state, int64 
     std::vector<AlertEvent> events;
     const std::string db = DatabaseName();
     auto add = [&](const char *kind, const std::string &text) {
-        events.push_back({db, def.name, kind, "revetl: sync \"" + def.name + "\" in database \"" + db + "\" " + text,
-                          run_id});
+        events.push_back({db, def.name, kind,
+                          "revetl: sync \"" + def.name + "\" in database \"" + db + "\" " + text, run_id});
     };
     if (!before.failed && now_state.failed)
         add("run_failed", "failed (run " + std::to_string(run_id) + "): " + run_error);
@@ -179,14 +187,15 @@ void SendPendingAlerts() {
 int EnqueueDueRuns() {
     int queued = 0;
     BeginTransaction("revetl: scheduling");
-    SqlResult due = Sql(
-        "SELECT s.id, s.name, s.schedule_kind, s.schedule_value, "
-        "  CASE WHEN s.schedule_kind = 'every' THEN extract(epoch FROM s.schedule_value::interval) END, "
-        "  extract(epoch FROM st.next_run_at)::bigint, st.next_run_at IS NULL, "
-        "  EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id AND r.status IN ('queued', 'running')) "
-        "FROM revetl.syncs s LEFT JOIN revetl.sync_state st ON st.sync_id = s.id "
-        "WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused "
-        "  AND (st.next_run_at IS NULL OR st.next_run_at <= now())");
+    SqlResult due =
+        Sql("SELECT s.id, s.name, s.schedule_kind, s.schedule_value, "
+            "  CASE WHEN s.schedule_kind = 'every' THEN extract(epoch FROM s.schedule_value::interval) END, "
+            "  extract(epoch FROM st.next_run_at)::bigint, st.next_run_at IS NULL, "
+            "  EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id AND r.status IN ('queued', "
+            "'running')) "
+            "FROM revetl.syncs s LEFT JOIN revetl.sync_state st ON st.sync_id = s.id "
+            "WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused "
+            "  AND (st.next_run_at IS NULL OR st.next_run_at <= now())");
     std::time_t now = Now();
     for (size_t i = 0; i < due.rows.size(); i++) {
         int64 sync_id = due.Int8(i, 0);
@@ -297,10 +306,11 @@ void AfterRunFinished(int64_t run_id) {
 
 void CheckStaleSyncs() {
     BeginTransaction("revetl: checking alerts");
-    SqlResult syncs = Sql("SELECT s.id, coalesce(st.alert_failed, false), coalesce(st.alert_rejected, false), "
-                          "(SELECT max(id) FROM revetl.sync_runs r WHERE r.sync_id = s.id) "
-                          "FROM revetl.syncs s LEFT JOIN revetl.sync_state st ON st.sync_id = s.id "
-                          "WHERE s.options ? 'alert_no_success_for' AND NOT s.paused");
+    SqlResult syncs =
+        Sql("SELECT s.id, coalesce(st.alert_failed, false), coalesce(st.alert_rejected, false), "
+            "(SELECT max(id) FROM revetl.sync_runs r WHERE r.sync_id = s.id) "
+            "FROM revetl.syncs s LEFT JOIN revetl.sync_state st ON st.sync_id = s.id "
+            "WHERE s.options ? 'alert_no_success_for' AND NOT s.paused");
     for (size_t i = 0; i < syncs.rows.size(); i++) {
         auto def = LoadSyncById(syncs.Int8(i, 0));
         if (!def)
@@ -318,12 +328,14 @@ uint64_t PruneBatch(bool runs, int minutes, int limit) {
     // Only finished runs go, and never the latest finished run of a sync,
     // which sync_status reports.
     const std::string sql =
-        runs ? "DELETE FROM revetl.sync_runs WHERE id IN (SELECT id FROM revetl.sync_runs "
-               "WHERE finished_at < now() - make_interval(mins => $1) AND status NOT IN ('queued', 'running') "
-               "AND id NOT IN (SELECT max(id) FROM revetl.sync_runs r2 WHERE r2.status NOT IN ('queued', 'running') "
-               "GROUP BY r2.sync_id) ORDER BY id LIMIT $2)"
-             : "DELETE FROM revetl.rejected_rows WHERE id IN (SELECT id FROM revetl.rejected_rows "
-               "WHERE rejected_at < now() - make_interval(mins => $1) ORDER BY id LIMIT $2)";
+        runs
+            ? "DELETE FROM revetl.sync_runs WHERE id IN (SELECT id FROM revetl.sync_runs "
+              "WHERE finished_at < now() - make_interval(mins => $1) AND status NOT IN ('queued', 'running') "
+              "AND id NOT IN (SELECT max(id) FROM revetl.sync_runs r2 WHERE r2.status NOT IN ('queued', "
+              "'running') "
+              "GROUP BY r2.sync_id) ORDER BY id LIMIT $2)"
+            : "DELETE FROM revetl.rejected_rows WHERE id IN (SELECT id FROM revetl.rejected_rows "
+              "WHERE rejected_at < now() - make_interval(mins => $1) ORDER BY id LIMIT $2)";
     return Sql(sql, {SqlArg::Int4(minutes), SqlArg::Int4(limit)}).processed;
 }
 

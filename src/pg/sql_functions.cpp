@@ -7,6 +7,7 @@
 #include "core/sync_language.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
+#include "pg/planning.hpp"
 #include "pg/run_requests.hpp"
 #include "pg/scheduler.hpp"
 #include "pg/shared_state.hpp"
@@ -293,6 +294,7 @@ Datum RunSync(FunctionCallInfo fcinfo) {
     std::string name = RequiredText(fcinfo, 0, "sync name");
     bool wait = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
     int32_t row_limit = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2);
+    bool full = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
     if (!PG_ARGISNULL(2) && row_limit < 1)
         throw Error(sqlstate::kInvalidParameterValue, "max_rows must be at least 1", {},
                     "Leave max_rows NULL for a full run.");
@@ -320,12 +322,13 @@ Datum RunSync(FunctionCallInfo fcinfo) {
     Oid ext_owner = ExtensionOwner();
     if (!wait) {
         AsRole(ext_owner, false, [&] {
-            run_id = Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, requested_by, trigger, row_limit) "
-                         "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                         {SqlArg::Int8(def.id), SqlArg::Text(def.name), SqlArg::Text(requested_by),
-                          SqlArg::Text(row_limit >= 0 ? "test" : "manual"),
-                          row_limit >= 0 ? SqlArg::Int4(row_limit) : SqlArg::Null(INT4OID)})
-                         .Int8(0, 0);
+            run_id =
+                Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, requested_by, trigger, row_limit, "
+                    "full_diff) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                    {SqlArg::Int8(def.id), SqlArg::Text(def.name), SqlArg::Text(requested_by),
+                     SqlArg::Text(row_limit >= 0 ? "test" : "manual"),
+                     row_limit >= 0 ? SqlArg::Int4(row_limit) : SqlArg::Null(INT4OID), SqlArg::Bool(full)})
+                    .Int8(0, 0);
         });
         SpiFinish();
         WakeWorkerAtCommit();
@@ -336,7 +339,7 @@ Datum RunSync(FunctionCallInfo fcinfo) {
             Sql("SELECT nextval(pg_catalog.pg_get_serial_sequence('revetl.sync_runs', 'id'))").Int8(0, 0);
     });
     SpiFinish();
-    WaitResult result = RequestRunAndWait(def.id, def.name, run_id, requested_by, row_limit);
+    WaitResult result = RequestRunAndWait(def.id, def.name, run_id, requested_by, row_limit, full);
     if (result.status == "failed" || result.status == "cancelled")
         throw Error(sqlstate::kSyncRunFailed,
                     "run " + std::to_string(run_id) + " of sync \"" + name + "\" " + result.status,
@@ -473,6 +476,19 @@ Datum PruneHistoryFn(FunctionCallInfo fcinfo) {
     return HeapTupleGetDatum(tuple);
 }
 
+Datum CaptureWakeFn(FunctionCallInfo fcinfo) {
+    RequestRunOnChange(PG_GETARG_INT64(0));
+    PG_RETURN_VOID();
+}
+
+Datum DdlWatchFn(FunctionCallInfo fcinfo) {
+    if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+        throw Error(sqlstate::kObjectNotInPrerequisiteState,
+                    "revetl._ddl_watch() is an event trigger function");
+    AfterTableDdl();
+    PG_RETURN_VOID();
+}
+
 Datum WakeLauncherFn(FunctionCallInfo) {
     WakeLauncherAtCommit();
     PG_RETURN_VOID();
@@ -524,4 +540,10 @@ REVETL_SQL_FUNCTION(revetl_wake_launcher) {
 }
 REVETL_SQL_FUNCTION(revetl_prune_history) {
     return PruneHistoryFn(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_capture_wake) {
+    return CaptureWakeFn(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_ddl_watch) {
+    return DdlWatchFn(fcinfo);
 }

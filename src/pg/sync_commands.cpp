@@ -4,6 +4,7 @@
 #include "core/schedule.hpp"
 #include "core/sql_text.hpp"
 #include "pg/catalog.hpp"
+#include "pg/planning.hpp"
 #include "pg/run_requests.hpp"
 #include "pg/spi.hpp"
 
@@ -380,6 +381,15 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
     case dsl::Schedule::Kind::Manual:
         break;
     }
+    if (def.Tracked()) {
+        char relkind = 0;
+        PgGuard([&] { relkind = get_rel_relkind(resolved.relid); });
+        if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+            throw Error(sqlstate::kInvalidParameterValue,
+                        "changes to " + def.ModelDisplayName() + " cannot be captured",
+                        "Capturing changes (SCHEDULE ON CHANGE or track_changes) needs a table model.",
+                        "Schedule a view with EVERY or CRON instead.");
+    }
     return def;
 }
 
@@ -443,11 +453,21 @@ void ReplaceDefinition(const SyncDefinition &old, SyncDefinition def) {
     std::string sql = "UPDATE revetl.syncs s SET (" + std::string(kDefinitionColumns) + ") = (" +
                       kDefinitionValues + "), updated_at = now() WHERE id = $16 AND (" + kDefinitionColumns +
                       ") IS DISTINCT FROM (" + kDefinitionValues + ")";
-    bool schedule_changed = old.schedule.kind != def.schedule.kind || old.schedule.value != def.schedule.value;
+    bool schedule_changed =
+        old.schedule.kind != def.schedule.kind || old.schedule.value != def.schedule.value;
     AsRole(ExtensionOwner(), false, [&] {
         if (schedule_changed)
             Sql("UPDATE revetl.sync_state SET next_run_at = NULL WHERE sync_id = $1", {SqlArg::Int8(old.id)});
         SqlResult r = Sql(sql, args);
+        if (r.processed > 0) {
+            // Anything about the payload or key may have changed: the next
+            // run of a tracked sync diffs everything once.
+            Sql("UPDATE revetl.sync_state SET incremental_ready = false WHERE sync_id = $1",
+                {SqlArg::Int8(old.id)});
+            SyncDefinition stored = def;
+            stored.id = old.id;
+            EnsureCapture(stored);
+        }
         if (r.processed > 0 && !reasons.empty()) {
             Sql("TRUNCATE " + QualifiedName(kSchema, old.shadow_table));
             std::string why;
@@ -535,6 +555,9 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
         GrantShadow(shadow, owner_name, true);
         Sql("COMMENT ON TABLE " + QualifiedName(kSchema, shadow) + " IS " +
             QuoteLiteral("revetl shadow state of a sync: what its destination was last told"));
+        SyncDefinition stored = def;
+        stored.id = id;
+        EnsureCapture(stored);
     });
     // The scheduler learns of a new schedule at commit.
     WakeWorkerAtCommit();
@@ -567,6 +590,8 @@ void DropSync(const std::string &name, bool if_exists) {
                     "Sync \"" + dependents.Text(0, 0) + "\" is scheduled AFTER it.",
                     "Change or drop the dependent syncs first.");
     AsRole(ExtensionOwner(), false, [&] {
+        DropCapture(def->id);
+        Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1", {SqlArg::Int8(def->id)});
         Sql("DELETE FROM revetl.syncs WHERE id = $1", {SqlArg::Int8(def->id)});
         Sql("DROP TABLE IF EXISTS " + QualifiedName(kSchema, def->shadow_table));
         Sql("WITH cancelled AS (UPDATE revetl.sync_runs SET status = 'cancelled', finished_at = now(), "
@@ -698,6 +723,169 @@ void AfterOwnedStatement(Node *statement) {
         AfterOwnedStatementCpp(statement);
         return;
     } catch (...) {
+        edata = CurrentExceptionToErrorData();
+    }
+    RaiseErrorData(edata);
+}
+
+namespace {
+
+std::string CaptureFunction(int64_t sync_id) {
+    return QualifiedName(kSchema, "capture_" + std::to_string(sync_id));
+}
+
+// The body of a sync's capture trigger function. One function serves the
+// four statement-level triggers; each reads the transition table its event
+// has. Keys are rendered as the shadow table renders them.
+std::string CaptureFunctionDdl(const SyncDefinition &def) {
+    std::string key_new, key_old;
+    for (size_t i = 0; i < def.key_columns.size(); i++) {
+        key_new +=
+            (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", n." + QuoteIdent(def.key_columns[i]);
+        key_old +=
+            (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", o." + QuoteIdent(def.key_columns[i]);
+    }
+    const std::string id = std::to_string(def.id);
+    const std::string insert = "INSERT INTO revetl.captured_changes (sync_id, key) ";
+    std::string body = "BEGIN\n"
+                       "  IF TG_OP = 'INSERT' THEN\n    " +
+                       insert + "SELECT " + id + ", jsonb_build_object(" + key_new +
+                       ")::text FROM revetl_new n;\n"
+                       "  ELSIF TG_OP = 'UPDATE' THEN\n    " +
+                       insert + "SELECT " + id + ", k FROM (SELECT jsonb_build_object(" + key_new +
+                       ")::text AS k FROM revetl_new n UNION SELECT jsonb_build_object(" + key_old +
+                       ")::text FROM revetl_old o) AS keys;\n"
+                       "  ELSIF TG_OP = 'DELETE' THEN\n    " +
+                       insert + "SELECT " + id + ", jsonb_build_object(" + key_old +
+                       ")::text FROM revetl_old o;\n"
+                       "  ELSE\n    " +
+                       insert + "VALUES (" + id +
+                       ", NULL);\n"
+                       "  END IF;\n";
+    if (def.schedule.kind == dsl::Schedule::Kind::OnChange)
+        body += "  PERFORM revetl._capture_wake(" + id + ");\n";
+    body += "  RETURN NULL;\nEND";
+    std::string tag = "$revetl$";
+    return "CREATE OR REPLACE FUNCTION " + CaptureFunction(def.id) +
+           "() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS " +
+           tag + body + tag;
+}
+
+} // namespace
+
+void DropCapture(int64_t sync_id) {
+    AsRole(ExtensionOwner(), false, [&] {
+        // The triggers depend on the function: they go first.
+        bool exists = Sql("SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
+                          {SqlArg::Text(CaptureFunction(sync_id) + "()")})
+                          .Bool(0, 0);
+        if (!exists)
+            return;
+        SqlResult triggers =
+            Sql("SELECT quote_ident(t.tgname), t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t "
+                "WHERE t.tgfoid = pg_catalog.to_regprocedure($1)",
+                {SqlArg::Text(CaptureFunction(sync_id) + "()")});
+        for (size_t i = 0; i < triggers.rows.size(); i++)
+            Sql("DROP TRIGGER " + triggers.Text(i, 0) + " ON " + triggers.Text(i, 1));
+        Sql("DROP FUNCTION " + CaptureFunction(sync_id) + "()");
+    });
+}
+
+bool EnsureCapture(const SyncDefinition &def) {
+    if (!def.Tracked()) {
+        DropCapture(def.id);
+        return false;
+    }
+    bool attached = false;
+    AsRole(ExtensionOwner(), false, [&] {
+        Oid relid = ModelRelid(def);
+        Sql(CaptureFunctionDdl(def));
+        if (!OidIsValid(relid))
+            return; // the model is being rebuilt; the event trigger attaches later
+        const std::string table = ModelSource(def.model);
+        struct Trigger {
+            const char *suffix;
+            const char *event;
+            const char *referencing;
+        };
+        const Trigger triggers[] = {
+            {"ins", "INSERT", "REFERENCING NEW TABLE AS revetl_new"},
+            {"upd", "UPDATE", "REFERENCING OLD TABLE AS revetl_old NEW TABLE AS revetl_new"},
+            {"del", "DELETE", "REFERENCING OLD TABLE AS revetl_old"},
+            {"trunc", "TRUNCATE", ""},
+        };
+        for (const Trigger &t : triggers) {
+            std::string name = "revetl_capture_" + std::to_string(def.id) + "_" + t.suffix;
+            bool exists = !Sql("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::oid AND tgname = $2",
+                               {SqlArg::Int8(relid), SqlArg::Text(name)})
+                               .rows.empty();
+            if (exists)
+                continue;
+            Sql("CREATE TRIGGER " + QuoteIdent(name) + " AFTER " + t.event + " ON " + table + " " +
+                t.referencing + " FOR EACH STATEMENT EXECUTE FUNCTION " + CaptureFunction(def.id) + "()");
+            attached = true;
+        }
+        if (attached) {
+            // The table is new to the triggers: what it holds is unknown, so
+            // the next run diffs all of it once.
+            Sql("INSERT INTO revetl.sync_state (sync_id, incremental_ready) VALUES ($1, false) "
+                "ON CONFLICT (sync_id) DO UPDATE SET incremental_ready = false",
+                {SqlArg::Int8(def.id)});
+        }
+    });
+    return attached;
+}
+
+namespace {
+
+void AfterTableDdlCpp() {
+    SpiConnect();
+    SqlResult tracked = Sql(std::string("SELECT s.id FROM revetl.syncs s WHERE ") + kTrackedPredicate);
+    for (size_t i = 0; i < tracked.rows.size(); i++) {
+        auto def = LoadSyncById(tracked.Int8(i, 0));
+        if (!def)
+            continue;
+        if (EnsureCapture(*def) && def->schedule.kind == dsl::Schedule::Kind::OnChange && !def->paused)
+            RequestRunOnChange(def->id);
+    }
+    SpiFinish();
+}
+
+void RequestRunOnChangeCpp(int64_t sync_id) {
+    AsRole(ExtensionOwner(), false, [&] {
+        Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
+            "SELECT s.id, s.name, 'on change', 'revetl' FROM revetl.syncs s WHERE s.id = $1 AND NOT s.paused "
+            "AND NOT EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id AND r.status = "
+            "'queued')",
+            {SqlArg::Int8(sync_id)});
+    });
+    WakeWorkerAtCommit();
+}
+
+} // namespace
+
+void AfterTableDdl() {
+    ErrorData *edata = nullptr;
+    try {
+        AfterTableDdlCpp();
+        return;
+    } catch (...) {
+        edata = CurrentExceptionToErrorData();
+    }
+    RaiseErrorData(edata);
+}
+
+void RequestRunOnChange(int64_t sync_id) {
+    bool connected_here = false;
+    ErrorData *edata = nullptr;
+    try {
+        SpiConnect();
+        connected_here = true;
+        RequestRunOnChangeCpp(sync_id);
+        SpiFinish();
+        return;
+    } catch (...) {
+        (void)connected_here;
         edata = CurrentExceptionToErrorData();
     }
     RaiseErrorData(edata);

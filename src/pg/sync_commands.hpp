@@ -45,6 +45,21 @@ void SetSyncPaused(const std::string &name, bool paused);
 // Called from the utility hook (C-style: raises errors with ereport).
 void AfterOwnedStatement(Node *statement);
 
+// Makes the capture triggers of a trigger-tracked sync match its definition:
+// attached to the model table when missing (and then the next run is a full
+// diff), removed when the sync is not tracked. Returns true when triggers
+// were newly attached.
+bool EnsureCapture(const SyncDefinition &def);
+void DropCapture(int64_t sync_id);
+
+// The event trigger's work after CREATE TABLE / ALTER TABLE (rename): puts
+// capture triggers on rebuilt models. C-style: raises errors with ereport.
+void AfterTableDdl();
+
+// The capture triggers' call for SCHEDULE ON CHANGE: a queued run, started
+// at commit. C-style.
+void RequestRunOnChange(int64_t sync_id);
+
 // Throws unless the current user is a member of the sync's owner role.
 void RequireOwnership(const SyncDefinition &def, const char *action);
 

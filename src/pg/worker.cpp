@@ -7,6 +7,7 @@
 #include "pg/catalog.hpp"
 #include "pg/executor.hpp"
 #include "pg/module.hpp"
+#include "pg/planning.hpp"
 #include "pg/runner.hpp"
 #include "pg/scheduler.hpp"
 #include "pg/session.hpp"
@@ -83,7 +84,6 @@ bool ExtensionPresent() {
     return present;
 }
 
-
 // A run marked 'running' whose sync lock nobody holds has no process behind
 // it: the executor died (crash, pg_terminate_backend). It is marked failed
 // and queued again, so its rows are planned anew rather than lost. A run
@@ -106,14 +106,23 @@ void RecoverInterruptedRuns() {
         }
         Sql("SELECT pg_catalog.pg_advisory_unlock($1, $2)",
             {SqlArg::Int4(kSyncLockClass), SqlArg::Int4(static_cast<int32_t>(sync_id))});
-        SqlResult marked = Sql("UPDATE revetl.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
-                               "error = 'the revetl process running this run stopped; a new run was queued' "
-                               "WHERE id = $1 AND status = 'running' RETURNING id",
-                               {SqlArg::Int8(run_id)});
+        SqlResult marked =
+            Sql("UPDATE revetl.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
+                "error = 'the revetl process running this run stopped; a new run was queued' "
+                "WHERE id = $1 AND status = 'running' RETURNING id",
+                {SqlArg::Int8(run_id)});
         if (marked.rows.empty())
             continue;
         recovered++;
-        Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', $2::bigint, "
+        // Rows of a trigger-tracked sync that were planned and not delivered
+        // are captured again for the next run.
+        Sql(std::string(
+                "INSERT INTO revetl.captured_changes (sync_id, key) SELECT s.id, c.key FROM revetl.changes c "
+                "JOIN revetl.syncs s ON s.id = $2 WHERE c.run_id = $1 AND ") +
+                kTrackedPredicate,
+            {SqlArg::Int8(run_id), SqlArg::Int8(sync_id)});
+        Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', "
+            "$2::bigint, "
             "'status', 'failed')::text)",
             {SqlArg::Text(running.Text(i, 2)), SqlArg::Int8(run_id)});
         // A paused or dropped sync is not run again.
@@ -141,6 +150,7 @@ void ClaimWaitRequests() {
         char sync_name[NAMEDATALEN];
         char requested_by[NAMEDATALEN];
         int32 row_limit;
+        bool full_diff;
     };
     std::vector<Claim> claims;
     LWLockAcquire(g_shared->lock, LW_SHARED);
@@ -154,6 +164,7 @@ void ClaimWaitRequests() {
             memcpy(c.sync_name, w->sync_name, NAMEDATALEN);
             memcpy(c.requested_by, w->requested_by, NAMEDATALEN);
             c.row_limit = w->row_limit;
+            c.full_diff = w->full_diff;
             claims.push_back(c);
         }
     }
@@ -162,11 +173,13 @@ void ClaimWaitRequests() {
         return;
     BeginTransaction("revetl: queueing requested runs");
     for (const Claim &c : claims)
-        Sql("INSERT INTO revetl.sync_runs (id, sync_id, sync_name, trigger, requested_by, row_limit) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        Sql("INSERT INTO revetl.sync_runs (id, sync_id, sync_name, trigger, requested_by, row_limit, "
+            "full_diff) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
             {SqlArg::Int8(c.run_id), SqlArg::Int8(c.sync_id), SqlArg::Text(c.sync_name),
              SqlArg::Text(c.row_limit >= 0 ? "test" : "manual"), SqlArg::Text(c.requested_by),
-             c.row_limit >= 0 ? SqlArg::Int4(c.row_limit) : SqlArg::Null(INT4OID)});
+             c.row_limit >= 0 ? SqlArg::Int4(c.row_limit) : SqlArg::Null(INT4OID),
+             SqlArg::Bool(c.full_diff)});
     CommitTransaction();
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
     for (const Claim &c : claims) {
@@ -265,9 +278,10 @@ void StartExecutors() {
     if (room <= 0)
         return;
     BeginTransaction("revetl: looking for runs");
-    SqlResult r = Sql("SELECT DISTINCT ON (sync_id) id, sync_id FROM revetl.sync_runs WHERE status = 'queued' "
-                      "ORDER BY sync_id, id",
-                      {}, true);
+    SqlResult r =
+        Sql("SELECT DISTINCT ON (sync_id) id, sync_id FROM revetl.sync_runs WHERE status = 'queued' "
+            "ORDER BY sync_id, id",
+            {}, true);
     CommitTransaction();
     std::vector<std::pair<int64, int64>> queued;
     for (size_t i = 0; i < r.rows.size(); i++)
@@ -284,9 +298,10 @@ void StartExecutors() {
         BackgroundWorkerHandle *handle = StartExecutor(q.first);
         if (!handle) {
             PgGuard([] {
-                ereport(WARNING, (errmsg("revetl worker for database \"%s\" could not start a run", DatabaseName()),
-                                  errhint("Raise max_worker_processes: each run in progress is a background "
-                                          "worker.")));
+                ereport(WARNING,
+                        (errmsg("revetl worker for database \"%s\" could not start a run", DatabaseName()),
+                         errhint("Raise max_worker_processes: each run in progress is a background "
+                                 "worker.")));
             });
             break;
         }
@@ -338,15 +353,17 @@ void WorkerLoop(Oid dboid) {
             wait_ms = std::min(wait_ms, kAdoptedPollMs);
         int rc = 0;
         PgGuard([&] {
-            rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms, PG_WAIT_EXTENSION);
+            rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
+                           PG_WAIT_EXTENSION);
             ResetLatch(MyLatch);
         });
         if ((rc & WL_TIMEOUT) && wait_ms == kWorkerNaptimeMs) {
             if (!ExtensionPresent()) {
                 MarkNoExtension(dboid);
                 PgGuard([] {
-                    ereport(LOG, (errmsg("revetl worker for database \"%s\" exiting: the extension was dropped",
-                                         DatabaseName())));
+                    ereport(LOG,
+                            (errmsg("revetl worker for database \"%s\" exiting: the extension was dropped",
+                                    DatabaseName())));
                 });
                 proc_exit(0);
             }
@@ -377,8 +394,7 @@ void revetl_worker_main(Datum main_arg) {
     }
     // Out of the C++ scope: report and exit with an error, so the launcher
     // restarts this worker after revetl.worker_restart_delay.
-    ereport(FATAL,
-            (errcode(edata->sqlerrcode),
-             errmsg("revetl worker for database \"%s\" failed: %s", DatabaseName(), edata->message),
-             edata->detail ? errdetail("%s", edata->detail) : 0));
+    ereport(FATAL, (errcode(edata->sqlerrcode),
+                    errmsg("revetl worker for database \"%s\" failed: %s", DatabaseName(), edata->message),
+                    edata->detail ? errdetail("%s", edata->detail) : 0));
 }

@@ -16,7 +16,8 @@
 
 namespace {
 
-bool SameOptions(const std::vector<revetl::dsl::OptionItem> &a, const std::vector<revetl::dsl::OptionItem> &b) {
+bool SameOptions(const std::vector<revetl::dsl::OptionItem> &a,
+                 const std::vector<revetl::dsl::OptionItem> &b) {
     if (a.size() != b.size())
         return false;
     for (size_t i = 0; i < a.size(); i++)

@@ -37,7 +37,8 @@ std::vector<Change> Changes(int n) {
         c.seq = i + 1;
         c.op = i == 2 ? Change::Op::Remove : Change::Op::Add;
         c.key = "{\"id\": " + std::to_string(i + 1) + "}";
-        c.payload = c.op == Change::Op::Remove ? "" : "{\"email\": \"u" + std::to_string(i + 1) + "@example.com\"}";
+        c.payload =
+            c.op == Change::Op::Remove ? "" : "{\"email\": \"u" + std::to_string(i + 1) + "@example.com\"}";
         c.row_hash = 1000 + i;
         out.push_back(c);
     }
@@ -136,7 +137,8 @@ TEST(DeliverBatch, RetriesTransientThenSucceeds) {
     server.Enqueue(Answer(200, "{}"));
     HttpClient client;
     Recorder rec;
-    BatchOutcome out = DeliverBatch(client, Settings(server.Url("/hook")), Context(), Changes(2), Policy(5), rec.hooks);
+    BatchOutcome out =
+        DeliverBatch(client, Settings(server.Url("/hook")), Context(), Changes(2), Policy(5), rec.hooks);
     EXPECT_TRUE(out.answered);
     EXPECT_EQ(out.requests, 2);
     EXPECT_EQ(out.retries, 1);
@@ -162,7 +164,8 @@ TEST(DeliverBatch, WithoutRandomHookUsesMidpointJitter) {
     server.Enqueue(Answer(200, ""));
     HttpClient client;
     Recorder rec(false);
-    BatchOutcome out = DeliverBatch(client, Settings(server.Url("/")), Context(), Changes(1), Policy(5), rec.hooks);
+    BatchOutcome out =
+        DeliverBatch(client, Settings(server.Url("/")), Context(), Changes(1), Policy(5), rec.hooks);
     EXPECT_TRUE(out.answered);
     EXPECT_EQ(out.requests, 3);
     EXPECT_EQ(out.retries, 2);
@@ -175,7 +178,8 @@ TEST(DeliverBatch, HonoursRetryAfter) {
     server.Enqueue(Answer(200, "{}"));
     HttpClient client;
     Recorder rec;
-    BatchOutcome out = DeliverBatch(client, Settings(server.Url("/")), Context(), Changes(1), Policy(5), rec.hooks);
+    BatchOutcome out =
+        DeliverBatch(client, Settings(server.Url("/")), Context(), Changes(1), Policy(5), rec.hooks);
     EXPECT_TRUE(out.answered);
     EXPECT_EQ(out.requests, 2);
     EXPECT_EQ(out.retries, 1);
@@ -200,8 +204,8 @@ TEST(DeliverBatch, GivesUpAfterMaxAttemptsWithoutLeakingSecrets) {
     server.SetDefault(Answer(503, "temporarily unavailable"));
     HttpClient client;
     Recorder rec;
-    std::string url =
-        "http://hookuser:pw-SECRET1@127.0.0.1:" + std::to_string(server.port()) + "/hook?api_key=q-SECRET2&x=1";
+    std::string url = "http://hookuser:pw-SECRET1@127.0.0.1:" + std::to_string(server.port()) +
+                      "/hook?api_key=q-SECRET2&x=1";
     WebhookSettings s = Settings(url);
     s.token = "tok-SECRET3";
     BatchOutcome out = DeliverBatch(client, s, Context(), Changes(2), Policy(3), rec.hooks);
@@ -271,7 +275,8 @@ TEST(DeliverBatch, MultiStatusMapsToRows) {
                                   "ids": ["a", "b", "c"]})"));
     HttpClient client;
     Recorder rec;
-    BatchOutcome out = DeliverBatch(client, Settings(server.Url("/")), Context(), Changes(3), Policy(5), rec.hooks);
+    BatchOutcome out =
+        DeliverBatch(client, Settings(server.Url("/")), Context(), Changes(3), Policy(5), rec.hooks);
     EXPECT_TRUE(out.answered);
     EXPECT_EQ(out.requests, 1);
     EXPECT_EQ(out.last_status, 207);
@@ -291,7 +296,8 @@ TEST(DeliverBatch, PermanentErrorIsNotRetried) {
     server.SetDefault(Answer(400, R"({"error": "schema mismatch", "code": "E_SCHEMA"})"));
     HttpClient client;
     Recorder rec;
-    BatchOutcome out = DeliverBatch(client, Settings(server.Url("/")), Context(), Changes(2), Policy(5), rec.hooks);
+    BatchOutcome out =
+        DeliverBatch(client, Settings(server.Url("/")), Context(), Changes(2), Policy(5), rec.hooks);
     EXPECT_TRUE(out.answered);
     EXPECT_EQ(out.requests, 1);
     EXPECT_EQ(out.retries, 0);

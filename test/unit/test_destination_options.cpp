@@ -32,7 +32,9 @@ Error ServerError(const OptionList &options) {
     return Catch([&] { ValidateOptions(OptionContext::Server, options); });
 }
 
-OptionList ValidServer() { return {{"type", "webhook"}, {"url", "https://hooks.example.com/revetl"}}; }
+OptionList ValidServer() {
+    return {{"type", "webhook"}, {"url", "https://hooks.example.com/revetl"}};
+}
 
 OptionList With(OptionList list, const std::string &name, const std::string &value) {
     list.emplace_back(name, value);
@@ -45,14 +47,10 @@ OptionList With(OptionList list, const std::string &name, const std::string &val
 
 TEST(ValidateOptions, ValidServerPasses) {
     EXPECT_NO_THROW(ValidateOptions(OptionContext::Server, ValidServer()));
-    OptionList all = {{"type", "webhook"},
-                      {"url", "http://10.0.0.1:8080/hook?x=1"},
-                      {"method", "PATCH"},
-                      {"headers", "{\"X-Source\": \"revetl\", \"X-Empty\": \"\"}"},
-                      {"timeout", "30s"},
-                      {"connect_timeout", "2min"},
-                      {"batch_size", "10000"},
-                      {"max_attempts", "20"}};
+    OptionList all = {{"type", "webhook"},     {"url", "http://10.0.0.1:8080/hook?x=1"},
+                      {"method", "PATCH"},     {"headers", "{\"X-Source\": \"revetl\", \"X-Empty\": \"\"}"},
+                      {"timeout", "30s"},      {"connect_timeout", "2min"},
+                      {"batch_size", "10000"}, {"max_attempts", "20"}};
     EXPECT_NO_THROW(ValidateOptions(OptionContext::Server, all));
 }
 
@@ -139,7 +137,8 @@ TEST(ValidateOptions, MissingUrl) {
 }
 
 TEST(ValidateOptions, BadUrlScheme) {
-    for (const char *url : {"ftp://example.com/x", "example.com", "file:///etc/passwd", "httpx://a.b", "//a.b"}) {
+    for (const char *url :
+         {"ftp://example.com/x", "example.com", "file:///etc/passwd", "httpx://a.b", "//a.b"}) {
         SCOPED_TRACE(url);
         Error e = ServerError({{"type", "webhook"}, {"url", url}});
         EXPECT_EQ(e.sqlstate(), "HV024");
@@ -198,7 +197,8 @@ TEST(ValidateOptions, HeaderNameMustBeAToken) {
     EXPECT_STREQ(e.what(), "invalid header name in option \"headers\"");
     EXPECT_EQ(e.detail(), "\"X Bad\" is not a valid HTTP header name.");
 
-    for (const char *json : {"{\"\": \"1\"}", "{\"X-A:\": \"1\"}", "{\"X\\r\\nY\": \"1\"}", "{\"X(A)\": \"1\"}"}) {
+    for (const char *json :
+         {"{\"\": \"1\"}", "{\"X-A:\": \"1\"}", "{\"X\\r\\nY\": \"1\"}", "{\"X(A)\": \"1\"}"}) {
         SCOPED_TRACE(json);
         e = ServerError(With(ValidServer(), "headers", json));
         EXPECT_STREQ(e.what(), "invalid header name in option \"headers\"");
@@ -206,8 +206,8 @@ TEST(ValidateOptions, HeaderNameMustBeAToken) {
     std::string long_name(257, 'a');
     e = ServerError(With(ValidServer(), "headers", "{\"" + long_name + "\": \"1\"}"));
     EXPECT_STREQ(e.what(), "invalid header name in option \"headers\"");
-    EXPECT_NO_THROW(ValidateOptions(OptionContext::Server,
-                                    With(ValidServer(), "headers", "{\"" + long_name.substr(1) + "\": \"1\"}")));
+    EXPECT_NO_THROW(ValidateOptions(
+        OptionContext::Server, With(ValidServer(), "headers", "{\"" + long_name.substr(1) + "\": \"1\"}")));
     EXPECT_NO_THROW(ValidateOptions(OptionContext::Server,
                                     With(ValidServer(), "headers", "{\"X-a!#$%&'*+-.^_`|~9\": \"1\"}")));
 }
@@ -249,7 +249,8 @@ TEST(ValidateOptions, HeaderValueInjectionRejected) {
 
 TEST(ValidateOptions, HeaderValueLengthLimit) {
     std::string ok(8192, 'v');
-    EXPECT_NO_THROW(ValidateOptions(OptionContext::Server, With(ValidServer(), "headers", "{\"X-A\": \"" + ok + "\"}")));
+    EXPECT_NO_THROW(
+        ValidateOptions(OptionContext::Server, With(ValidServer(), "headers", "{\"X-A\": \"" + ok + "\"}")));
     Error e = ServerError(With(ValidServer(), "headers", "{\"X-A\": \"" + ok + "v\"}"));
     EXPECT_EQ(e.sqlstate(), "HV024");
 }
@@ -259,7 +260,8 @@ TEST(ValidateOptions, ReservedHeadersRefused) {
         SCOPED_TRACE(name);
         Error e = ServerError(With(ValidServer(), "headers", std::string("{\"") + name + "\": \"5\"}"));
         EXPECT_EQ(e.sqlstate(), "HV024");
-        EXPECT_EQ(std::string(e.what()), std::string("header \"") + name + "\" in option \"headers\" cannot be set");
+        EXPECT_EQ(std::string(e.what()),
+                  std::string("header \"") + name + "\" in option \"headers\" cannot be set");
         EXPECT_EQ(e.detail(), "revetl sets this header itself.");
     }
 }
@@ -282,7 +284,8 @@ TEST(ValidateOptions, DurationsAndTheirBounds) {
         SCOPED_TRACE(bad);
         e = ServerError(With(ValidServer(), "timeout", bad));
         EXPECT_EQ(e.sqlstate(), "HV024");
-        EXPECT_EQ(std::string(e.what()), std::string("invalid value for option \"timeout\": \"") + bad + "\"");
+        EXPECT_EQ(std::string(e.what()),
+                  std::string("invalid value for option \"timeout\": \"") + bad + "\"");
     }
 }
 
@@ -310,13 +313,15 @@ TEST(ValidateOptions, UserMapping) {
     Error e = Catch([] { ValidateOptions(OptionContext::UserMapping, {{"tokn", "abc"}}); });
     EXPECT_EQ(e.sqlstate(), "HV00D");
     EXPECT_STREQ(e.what(), "invalid option \"tokn\" for a revetl user mapping");
-    EXPECT_EQ(e.hint(), "Perhaps you meant the option \"token\". Valid options in this context are: token, headers.");
+    EXPECT_EQ(e.hint(),
+              "Perhaps you meant the option \"token\". Valid options in this context are: token, headers.");
 
     // Server options do not belong on a user mapping.
     e = Catch([] { ValidateOptions(OptionContext::UserMapping, {{"url", "https://a.example.com"}}); });
     EXPECT_EQ(e.sqlstate(), "HV00D");
 
-    for (std::string bad : {std::string(), std::string("abc\r\ndef"), std::string("abc\n"), std::string(8193, 't')}) {
+    for (std::string bad :
+         {std::string(), std::string("abc\r\ndef"), std::string("abc\n"), std::string(8193, 't')}) {
         e = Catch([&] { ValidateOptions(OptionContext::UserMapping, {{"token", bad}}); });
         EXPECT_EQ(e.sqlstate(), "HV024");
         EXPECT_STREQ(e.what(), "invalid value for option \"token\"");
@@ -345,11 +350,13 @@ TEST(ParseDurationMs, Units) {
 }
 
 TEST(ParseDurationMs, RejectsBadTextAndOutOfRange) {
-    for (const char *bad : {"", "ms", "1.5s", "-5", "+5", " 5", "5sec", "5m", "1w", "1y", "0x10", "1234567890"}) {
+    for (const char *bad :
+         {"", "ms", "1.5s", "-5", "+5", " 5", "5sec", "5m", "1w", "1y", "0x10", "1234567890"}) {
         SCOPED_TRACE(bad);
         Error e = Catch([&] { ParseDurationMs("timeout", bad, 0, 1L << 40); });
         EXPECT_EQ(e.sqlstate(), "HV024");
-        EXPECT_EQ(std::string(e.what()), std::string("invalid value for option \"timeout\": \"") + bad + "\"");
+        EXPECT_EQ(std::string(e.what()),
+                  std::string("invalid value for option \"timeout\": \"") + bad + "\"");
     }
     EXPECT_EQ(ParseDurationMs("t", "10ms", 10, 20), 10);
     EXPECT_EQ(ParseDurationMs("t", "20ms", 10, 20), 20);
@@ -375,7 +382,8 @@ TEST(ParseBoundedInt, Values) {
 }
 
 TEST(ParseHeaderObject, KeepsOrderAndValues) {
-    OptionList h = ParseHeaderObject("headers", "{\"X-B\": \"2\", \"X-A\": \"\", \"x-c\": \"a b: c\"}", false);
+    OptionList h =
+        ParseHeaderObject("headers", "{\"X-B\": \"2\", \"X-A\": \"\", \"x-c\": \"a b: c\"}", false);
     ASSERT_EQ(h.size(), 3u);
     EXPECT_EQ(h[0], std::make_pair(std::string("X-B"), std::string("2")));
     EXPECT_EQ(h[1], std::make_pair(std::string("X-A"), std::string("")));
@@ -419,7 +427,8 @@ TEST(ResolveWebhook, UserMappingHeadersOverrideServerHeadersCaseInsensitively) {
         {{"url", "https://a.example.com/h"},
          {"headers", "{\"X-Api-Key\": \"server-key\", \"X-Source\": \"revetl\", \"x-team\": \"data\"}"}},
         {{"headers", "{\"x-api-key\": \"user-key\", \"X-TEAM\": \"ops\", \"X-Extra\": \"1\"}"}});
-    OptionList expected = {{"X-Source", "revetl"}, {"x-api-key", "user-key"}, {"X-TEAM", "ops"}, {"X-Extra", "1"}};
+    OptionList expected = {
+        {"X-Source", "revetl"}, {"x-api-key", "user-key"}, {"X-TEAM", "ops"}, {"X-Extra", "1"}};
     EXPECT_EQ(s.headers, expected);
 }
 
@@ -451,7 +460,8 @@ TEST(UrlHost, Ipv6Literal) {
 }
 
 TEST(UrlHost, Rejects) {
-    EXPECT_EQ(Catch([] { UrlHost("ftp://a.example.com"); }).detail(), "The URL must start with http:// or https://.");
+    EXPECT_EQ(Catch([] { UrlHost("ftp://a.example.com"); }).detail(),
+              "The URL must start with http:// or https://.");
     EXPECT_EQ(Catch([] { UrlHost(" https://a.example.com"); }).detail(),
               "The URL must start with http:// or https://.");
     EXPECT_EQ(Catch([] { UrlHost("http://"); }).detail(), "The URL has no host.");
@@ -510,8 +520,8 @@ TEST(HostAllowed, Ipv6) {
 }
 
 TEST(ClosestMatch, Suggestions) {
-    std::vector<std::string> c = {"type", "url", "method", "headers", "timeout", "connect_timeout", "batch_size",
-                                  "max_attempts"};
+    std::vector<std::string> c = {
+        "type", "url", "method", "headers", "timeout", "connect_timeout", "batch_size", "max_attempts"};
     EXPECT_EQ(ClosestMatch("ur", c), "url");
     EXPECT_EQ(ClosestMatch("batchsize", c), "batch_size");
     EXPECT_EQ(ClosestMatch("BATCH_SIZE", c), "batch_size");

@@ -49,13 +49,14 @@ rapidjson::Document Parse(const std::string &json) {
 
 TEST(BuildBatchRecord, SplitsAcceptedUpsertsRemovalsAndRejected) {
     std::vector<Change> changes = {
-        MakeChange(Change::Op::Add, "{\"id\": 1}", "{\"a\": 1}", 11, "stored-1"),    // 0 accepted, new id
-        MakeChange(Change::Op::Change, "{\"id\": 2}", "{\"a\": 2}", -22, "stored-2"), // 1 accepted, stored id kept
-        MakeChange(Change::Op::Add, "{\"id\": 3}", "{\"a\": 3}", 33),                 // 2 accepted, no id at all
-        MakeChange(Change::Op::Remove, "{\"id\": 4}", "", 0, "stored-4"),             // 3 accepted removal
-        MakeChange(Change::Op::Add, "{\"id\": 5}", "{\"a\": 5}", 55),                 // 4 rejected
-        MakeChange(Change::Op::Remove, "{\"id\": 6}", "", 0),                         // 5 rejected removal
-        MakeChange(Change::Op::Change, "{\"id\": 7}", "{\"a\": \"q\\\"uote\"}", 77),  // 6 rejected, no detail
+        MakeChange(Change::Op::Add, "{\"id\": 1}", "{\"a\": 1}", 11, "stored-1"), // 0 accepted, new id
+        MakeChange(Change::Op::Change, "{\"id\": 2}", "{\"a\": 2}", -22,
+                   "stored-2"),                                           // 1 accepted, stored id kept
+        MakeChange(Change::Op::Add, "{\"id\": 3}", "{\"a\": 3}", 33),     // 2 accepted, no id at all
+        MakeChange(Change::Op::Remove, "{\"id\": 4}", "", 0, "stored-4"), // 3 accepted removal
+        MakeChange(Change::Op::Add, "{\"id\": 5}", "{\"a\": 5}", 55),     // 4 rejected
+        MakeChange(Change::Op::Remove, "{\"id\": 6}", "", 0),             // 5 rejected removal
+        MakeChange(Change::Op::Change, "{\"id\": 7}", "{\"a\": \"q\\\"uote\"}", 77), // 6 rejected, no detail
     };
     std::vector<RowOutcome> outcomes = {
         Accepted("dest-1"),
@@ -72,10 +73,9 @@ TEST(BuildBatchRecord, SplitsAcceptedUpsertsRemovalsAndRejected) {
 
     // Upserts: key as its text, the row hash, and the destination id (the
     // destination's new one first, else the stored one, else null).
-    EXPECT_EQ(rec.accepted_upserts,
-              R"([{"key":"{\"id\": 1}","row_hash":11,"dest_id":"dest-1"},)"
-              R"({"key":"{\"id\": 2}","row_hash":-22,"dest_id":"stored-2"},)"
-              R"({"key":"{\"id\": 3}","row_hash":33,"dest_id":null}])");
+    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":11,"dest_id":"dest-1"},)"
+                                    R"({"key":"{\"id\": 2}","row_hash":-22,"dest_id":"stored-2"},)"
+                                    R"({"key":"{\"id\": 3}","row_hash":33,"dest_id":null}])");
     EXPECT_EQ(rec.accepted_removals, R"(["{\"id\": 4}"])");
 
     rapidjson::Document rej = Parse(rec.rejected);
@@ -112,8 +112,9 @@ TEST(BuildBatchRecord, SplitsAcceptedUpsertsRemovalsAndRejected) {
 TEST(BuildBatchRecord, ExactRejectedText) {
     BatchRecord rec = BuildBatchRecord({MakeChange(Change::Op::Remove, "{\"k\": \"x\"}", "", 0)},
                                        {Rejected(400, "bad\"one", "C1")}, 1);
-    EXPECT_EQ(rec.rejected, R"([{"key":{"k": "x"},"operation":"delete","reason":"bad\"one","http_status":400,)"
-                            R"("error_code":"C1","payload":null,"attempts":1}])");
+    EXPECT_EQ(rec.rejected,
+              R"([{"key":{"k": "x"},"operation":"delete","reason":"bad\"one","http_status":400,)"
+              R"("error_code":"C1","payload":null,"attempts":1}])");
     EXPECT_EQ(rec.accepted_upserts, "[]");
     EXPECT_EQ(rec.accepted_removals, "[]");
 }
@@ -150,9 +151,10 @@ TEST(BuildBatchRecord, AllAccepted) {
 }
 
 TEST(BuildBatchRecord, StoredDestIdUsedWhenDestinationGivesNone) {
-    BatchRecord rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")},
-                                       {Accepted("")}, 1);
+    BatchRecord rec =
+        BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("")}, 1);
     EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"dest_id":"old"}])");
-    rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("new")}, 1);
+    rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("new")},
+                           1);
     EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"dest_id":"new"}])");
 }

@@ -79,8 +79,11 @@ TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
     EXPECT_TRUE(Contains(sql, "to_jsonb(src.*) AS payload"));
     EXPECT_TRUE(Contains(sql, "jsonb_build_object('id', src.\"id\")"));
     EXPECT_TRUE(Contains(sql, "CASE WHEN (src.\"id\" IS NULL) THEN NULL ELSE jsonb_build_object('id', "
-                               "src.\"id\")::text END COLLATE \"C\" AS k"));
-    EXPECT_TRUE(Contains(sql, "hashtextextended(x.payload::text, 0) AS h"));
+                              "src.\"id\")::text END COLLATE \"C\" AS k"));
+    // By default the hash is over the values themselves (the whole row here).
+    EXPECT_TRUE(Contains(sql, "hash_record_extended(x.hash_row, 0) AS h"));
+    EXPECT_TRUE(Contains(sql, "to_jsonb(src.*) AS payload, src AS hash_row FROM"));
+    EXPECT_TRUE(NotContains(sql, "WITH cap"));
     EXPECT_TRUE(Contains(sql, "count(*) OVER (PARTITION BY x.k) AS dups"));
     // Output columns, in the documented order.
     EXPECT_EQ(sql.rfind("SELECT (CASE WHEN m.present IS NULL THEN 'r' WHEN m.k IS NULL THEN 'n' "
@@ -91,7 +94,7 @@ TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
                         0),
               0u);
     EXPECT_TRUE(Contains(sql, "WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL "
-                               "OR s.row_hash IS DISTINCT FROM m.h"));
+                              "OR s.row_hash IS DISTINCT FROM m.h"));
 }
 
 TEST(BuildPlanQuery, FullJoinOnlyWithRemovals) {
@@ -174,4 +177,63 @@ TEST(BuildPlanQuery, InsertModeSkipsChangedRows) {
     // New, removed and invalid rows are still reported.
     EXPECT_TRUE(EndsWith(sql, " AS s ON s.key = m.k WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 "
                               "OR s.key IS NULL"));
+}
+
+TEST(BuildPlanQuery, HashOverMappedValuesOrPayloadText) {
+    PlanSpec spec = RelationSpec();
+    spec.map = {{"email", "lower(email)"}, {"n", "score -- c"}};
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, " AS payload, ROW((lower(email)\n), (score -- c\n)) AS hash_row FROM "));
+    EXPECT_TRUE(Contains(sql, "hash_record_extended(x.hash_row, 0) AS h"));
+
+    // A mapped type without a hash function: hash the payload's text.
+    spec.hash_values = false;
+    sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, "hashtextextended(x.payload::text, 0) AS h"));
+    EXPECT_TRUE(NotContains(sql, "hash_row"));
+    EXPECT_TRUE(NotContains(sql, "hash_record_extended"));
+}
+
+TEST(BuildPlanQuery, UniqueKeySkipsTheDuplicateWindow) {
+    PlanSpec spec = RelationSpec();
+    EXPECT_FALSE(spec.key_unique);
+    spec.key_unique = true;
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, " AS h, 1::bigint AS dups FROM ("));
+    EXPECT_TRUE(NotContains(sql, "OVER (PARTITION BY"));
+}
+
+TEST(BuildPlanQuery, CaptureFilterRestrictsModelAndShadowToCapturedKeys) {
+    PlanSpec spec = RelationSpec();
+    spec.key_columns = {"tenant", "o'id"};
+    spec.include_removals = true;
+    CaptureFilter cap;
+    cap.sync_id = 12;
+    cap.max_capture_id = 3456;
+    cap.key_types = {"integer", "text"};
+    spec.capture = cap;
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_EQ(
+        sql.rfind("WITH cap AS MATERIALIZED (SELECT DISTINCT (c.key::jsonb ->> 'tenant')::integer AS k0, "
+                  "(c.key::jsonb ->> 'o''id')::text AS k1 FROM revetl.captured_changes c "
+                  "WHERE c.sync_id = 12 AND c.id <= 3456 AND c.key IS NOT NULL) SELECT (CASE",
+                  0),
+        0u)
+        << sql;
+    EXPECT_TRUE(Contains(sql, "FROM \"public\".\"users\" AS src WHERE (src.\"tenant\", src.\"o'id\") IN "
+                              "(SELECT cap.k0, cap.k1 FROM cap)) AS x"));
+    EXPECT_TRUE(Contains(sql,
+                         ") AS m FULL JOIN (SELECT * FROM \"revetl_shadow\".\"sync_1\" WHERE key IN "
+                         "(SELECT jsonb_build_object('tenant', cap.k0, 'o''id', cap.k1)::text COLLATE \"C\" "
+                         "FROM cap)) AS s ON s.key = m.k "));
+}
+
+TEST(BuildPayloadColumnsQuery, ExactText) {
+    PlanSpec spec = RelationSpec();
+    EXPECT_EQ(BuildPayloadColumnsQuery(spec), "SELECT * FROM \"public\".\"users\" AS src LIMIT 0");
+    spec.map = {{"a", "lower(email)"}, {"b", "x -- c"}};
+    spec.model.kind = ModelRef::Kind::Query;
+    spec.model.query = "SELECT 1 AS x";
+    EXPECT_EQ(BuildPayloadColumnsQuery(spec),
+              "SELECT (lower(email)\n), (x -- c\n) FROM (SELECT 1 AS x\n) AS src LIMIT 0");
 }

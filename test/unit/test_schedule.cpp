@@ -63,7 +63,8 @@ TEST(ParseCron, StarsAndSteps) {
     CronSchedule c = ParseCron("*/15 * * * *");
     EXPECT_EQ(Bits(c.minutes), "0,15,30,45");
     EXPECT_EQ(c.hours.count(), 24u);
-    EXPECT_EQ(Bits(c.days_of_month), "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31");
+    EXPECT_EQ(Bits(c.days_of_month),
+              "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31");
     EXPECT_EQ(Bits(c.months), "1,2,3,4,5,6,7,8,9,10,11,12");
     EXPECT_EQ(c.days_of_week.count(), 7u);
     EXPECT_FALSE(c.dom_restricted);
@@ -169,7 +170,8 @@ TEST(CronNextAfter, Basics) {
 
     EXPECT_EQ(Show(ParseCron("@hourly").NextAfter(Utc(2024, 3, 10, 10, 0))), "2024-03-10 11:00:00 Sun");
     EXPECT_EQ(Show(ParseCron("@monthly").NextAfter(Utc(2024, 1, 31, 12, 0))), "2024-02-01 00:00:00 Thu");
-    EXPECT_EQ(Show(ParseCron("30 23 31 12 *").NextAfter(Utc(2024, 12, 31, 23, 30))), "2025-12-31 23:30:00 Wed");
+    EXPECT_EQ(Show(ParseCron("30 23 31 12 *").NextAfter(Utc(2024, 12, 31, 23, 30))),
+              "2025-12-31 23:30:00 Wed");
 }
 
 TEST(CronNextAfter, DayOfMonthOrDayOfWeekWhenBothRestricted) {
@@ -244,7 +246,8 @@ TEST(ParseScheduleText, Kinds) {
 }
 
 TEST(ParseScheduleText, Errors) {
-    for (const char *bad : {"hourly", "", "every", "after", "on", "on changes", "cronjob * * * * *", "manually"}) {
+    for (const char *bad :
+         {"hourly", "", "every", "after", "on", "on changes", "cronjob * * * * *", "manually"}) {
         SCOPED_TRACE(bad);
         Error e = Catch([&] { ParseScheduleText(bad); });
         EXPECT_EQ(e.sqlstate(), "22023");
@@ -259,7 +262,8 @@ TEST(ParseScheduleText, Errors) {
 }
 
 TEST(ScheduleText, RoundTrips) {
-    for (const char *text : {"manual", "every 15 minutes", "cron */5 * * * *", "on change", "after load_users"}) {
+    for (const char *text :
+         {"manual", "every 15 minutes", "cron */5 * * * *", "on change", "after load_users"}) {
         SCOPED_TRACE(text);
         dsl::Schedule s = ParseScheduleText(text);
         EXPECT_EQ(ScheduleText(s), text);

@@ -36,17 +36,28 @@ std::string Trim(const std::string &s) {
 
 const char *Reason(int status) {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 207: return "Multi-Status";
-    case 302: return "Found";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 207:
+        return "Multi-Status";
+    case 302:
+        return "Found";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
     }
 }
 
@@ -274,8 +285,12 @@ void TestServer::Run() {
         close(c.fd);
 }
 
-RefusingPort::RefusingPort() { fd_ = BoundLoopback(&port_); }
+RefusingPort::RefusingPort() {
+    fd_ = BoundLoopback(&port_);
+}
 
-RefusingPort::~RefusingPort() { close(fd_); }
+RefusingPort::~RefusingPort() {
+    close(fd_);
+}
 
 } // namespace revetl_test

@@ -11,7 +11,8 @@ namespace revetl_test {
 inline ::testing::AssertionResult Contains(const std::string &haystack, const std::string &needle) {
     if (haystack.find(needle) != std::string::npos)
         return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "expected to find\n  [" << needle << "]\nin\n  [" << haystack << "]";
+    return ::testing::AssertionFailure()
+           << "expected to find\n  [" << needle << "]\nin\n  [" << haystack << "]";
 }
 
 inline ::testing::AssertionResult NotContains(const std::string &haystack, const std::string &needle) {
