@@ -333,7 +333,10 @@ void SyncRun::Plan() {
     for (const auto &k : def_.key_columns)
         key_columns += (key_columns.empty() ? "" : ", ") + k;
 
-    BeginTransaction("revetl: planning");
+    // One snapshot for the whole plan: the captured keys it reads, the model,
+    // the shadow state, and the captured keys it deletes. A key captured by
+    // a transaction that commits later is left for the next run.
+    BeginTransaction("revetl: planning", true);
     if (!def_.search_path.empty())
         PgGuard([&] {
             (void)set_config_option("search_path", def_.search_path.c_str(), PGC_USERSET, PGC_S_SESSION,

@@ -87,10 +87,12 @@ SqlResult Sql(const std::string &sql, const std::vector<SqlArg> &args, bool read
     return result;
 }
 
-void BeginTransaction(const char *activity) {
+void BeginTransaction(const char *activity, bool repeatable_read) {
     PgGuard([&] {
         SetCurrentStatementStartTimestamp();
         StartTransactionCommand();
+        if (repeatable_read)
+            XactIsoLevel = XACT_REPEATABLE_READ;
         PushActiveSnapshot(GetTransactionSnapshot());
         pgstat_report_activity(STATE_RUNNING, activity);
         if (SPI_connect() != SPI_OK_CONNECT)

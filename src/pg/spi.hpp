@@ -73,7 +73,10 @@ SqlResult Sql(const std::string &sql, const std::vector<SqlArg> &args = {}, bool
 // memory context is `context_between_transactions` when set (the worker's
 // loop context), not TopMemoryContext, so nothing leaks between runs.
 extern MemoryContext context_between_transactions;
-void BeginTransaction(const char *activity);
+// `repeatable_read`: every statement of the transaction sees one snapshot
+// (the plan reads captured keys, the model and the shadow state, and deletes
+// the captured keys it planned, all as of one moment).
+void BeginTransaction(const char *activity, bool repeatable_read = false);
 void CommitTransaction();
 // Safe to call whatever state the transaction is in, even none.
 void AbortTransaction();

@@ -1,7 +1,7 @@
 -- The objects CREATE EXTENSION revetl makes: schema, tables, wrapper,
 -- functions, dump registration, row level security and privileges.
 BEGIN;
-SELECT plan(99);
+SELECT plan(158);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -42,8 +42,8 @@ SELECT has_table('revetl', 'sync_runs', 'table revetl.sync_runs exists');
 SELECT columns_are('revetl', 'sync_runs',
     ARRAY['id', 'sync_id', 'sync_name', 'status', 'trigger', 'requested_by', 'requested_at', 'started_at',
           'planned_at', 'finished_at', 'rows_added', 'rows_changed', 'rows_removed', 'rows_delivered',
-          'rows_rejected', 'rows_invalid', 'requests', 'retries', 'error', 'row_limit', 'rows_retried',
-          'plan_duration', 'delivery_duration'],
+          'rows_rejected', 'rows_invalid', 'requests', 'retries', 'error', 'row_limit', 'full_diff', 'plan_kind',
+          'rows_retried', 'plan_duration', 'delivery_duration'],
     'revetl.sync_runs has exactly the documented columns');
 SELECT col_is_pk('revetl', 'sync_runs', 'id', 'sync_runs.id is the primary key');
 SELECT col_type_is('revetl', 'sync_runs', 'id', 'bigint', 'sync_runs.id is bigint');
@@ -56,6 +56,48 @@ SELECT col_type_is('revetl', 'sync_runs', 'finished_at', 'timestamp with time zo
 SELECT col_type_is('revetl', 'sync_runs', 'rows_delivered', 'bigint', 'sync_runs.rows_delivered is bigint');
 SELECT has_index('revetl', 'sync_runs', 'sync_runs_open_idx', ARRAY['id'],
                  'sync_runs has the index of open runs');
+SELECT col_type_is('revetl', 'sync_runs', 'row_limit', 'integer', 'sync_runs.row_limit is integer');
+SELECT col_is_null('revetl', 'sync_runs', 'row_limit', 'sync_runs.row_limit may be NULL (not a test run)');
+SELECT throws_ok($$INSERT INTO revetl.sync_runs (sync_id, sync_name, row_limit) VALUES (0, 'tap_x', -1)$$,
+                 '23514', 'new row for relation "sync_runs" violates check constraint "sync_runs_row_limit_check"',
+                 'sync_runs.row_limit may not be negative (CHECK)');
+SELECT col_type_is('revetl', 'sync_runs', 'rows_retried', 'bigint', 'sync_runs.rows_retried is bigint');
+SELECT col_not_null('revetl', 'sync_runs', 'rows_retried', 'sync_runs.rows_retried is NOT NULL');
+SELECT col_default_is('revetl', 'sync_runs', 'rows_retried', '0', 'sync_runs.rows_retried defaults to 0');
+SELECT col_type_is('revetl', 'sync_runs', 'full_diff', 'boolean', 'sync_runs.full_diff is boolean');
+SELECT col_not_null('revetl', 'sync_runs', 'full_diff', 'sync_runs.full_diff is NOT NULL');
+SELECT col_default_is('revetl', 'sync_runs', 'full_diff', 'false', 'sync_runs.full_diff defaults to false');
+SELECT col_type_is('revetl', 'sync_runs', 'plan_kind', 'text', 'sync_runs.plan_kind is text');
+SELECT col_is_null('revetl', 'sync_runs', 'plan_kind', 'sync_runs.plan_kind may be NULL (not planned yet)');
+SELECT throws_ok($$INSERT INTO revetl.sync_runs (sync_id, sync_name, plan_kind) VALUES (0, 'tap_x', 'partial')$$,
+                 '23514', 'new row for relation "sync_runs" violates check constraint "sync_runs_plan_kind_check"',
+                 'sync_runs.plan_kind is full or incremental (CHECK)');
+SELECT col_type_is('revetl', 'sync_runs', 'plan_duration', 'interval', 'sync_runs.plan_duration is interval');
+SELECT col_type_is('revetl', 'sync_runs', 'delivery_duration', 'interval',
+                   'sync_runs.delivery_duration is interval');
+SELECT is(ARRAY(SELECT attname::text || '=' || attgenerated::text || ':' ||
+                       pg_get_expr(d.adbin, d.adrelid)
+                  FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                 WHERE a.attrelid = 'revetl.sync_runs'::regclass AND a.attgenerated <> '' ORDER BY a.attnum),
+          ARRAY['plan_duration=s:(planned_at - started_at)', 'delivery_duration=s:(finished_at - planned_at)'],
+          'plan_duration and delivery_duration are the only generated columns: stored, planned - started and finished - planned');
+SELECT throws_ok($$INSERT INTO revetl.sync_runs (sync_id, sync_name, plan_duration) VALUES (0, 'tap_x', '1 s')$$,
+                 '428C9', 'cannot insert a non-DEFAULT value into column "plan_duration"',
+                 'plan_duration cannot be written');
+SELECT results_eq(
+  $$WITH r AS (INSERT INTO revetl.sync_runs (sync_id, sync_name, status, started_at, planned_at, finished_at)
+               VALUES (0, 'tap_x', 'succeeded', '2024-01-01 00:00:00+00', '2024-01-01 00:00:02.5+00',
+                       '2024-01-01 00:01:00+00')
+               RETURNING plan_duration, delivery_duration, full_diff, plan_kind, row_limit, rows_retried)
+    SELECT * FROM r$$,
+  $$VALUES (interval '2.5 seconds', interval '57.5 seconds', false, NULL::text, NULL::integer, 0::bigint)$$,
+  'the durations are computed from the timestamps; a run by default is no full diff, unplanned, unlimited, retried nothing');
+SELECT results_eq(
+  $$WITH r AS (INSERT INTO revetl.sync_runs (sync_id, sync_name, started_at)
+               VALUES (0, 'tap_x', now()) RETURNING plan_duration, delivery_duration)
+    SELECT * FROM r$$,
+  $$VALUES (NULL::interval, NULL::interval)$$,
+  'a run that has not planned yet has no durations');
 
 -- revetl.rejected_rows ---------------------------------------------------------
 SELECT has_table('revetl', 'rejected_rows', 'table revetl.rejected_rows exists');
@@ -114,13 +156,19 @@ SELECT has_function('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'revetl.dro
 SELECT function_returns('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'void', 'drop_sync returns void');
 SELECT is((SELECT pg_get_function_arguments('revetl.drop_sync(text,boolean)'::regprocedure)),
           'name text, if_exists boolean DEFAULT false', 'drop_sync(name, if_exists => false)');
-SELECT has_function('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer'],
-                    'revetl.run_sync(text, boolean, integer) exists');
-SELECT function_returns('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer'], 'bigint',
+SELECT has_function('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean'],
+                    'revetl.run_sync(text, boolean, integer, boolean) exists');
+SELECT is(ARRAY(SELECT oid::regprocedure::text FROM pg_proc
+                 WHERE pronamespace = 'revetl'::regnamespace AND proname = 'run_sync'),
+          ARRAY['revetl.run_sync(text,boolean,integer,boolean)'],
+          'run_sync has exactly one signature (the three-argument form is gone)');
+SELECT function_returns('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean'], 'bigint',
                         'run_sync returns bigint (the run id)');
-SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean,integer)'::regprocedure)),
-          'name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL::integer',
-          'run_sync(name, wait => false, max_rows => NULL)');
+SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean,integer,boolean)'::regprocedure)),
+          'name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL::integer, "full" boolean DEFAULT false',
+          'run_sync(name, wait => false, max_rows => NULL, full => false)');
+SELECT isnt_strict('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean'],
+                   'run_sync is not STRICT (a NULL name gets an error)');
 SELECT has_function('revetl', 'preview_sync', ARRAY['text', 'integer'],
                     'revetl.preview_sync(text, integer) exists');
 SELECT is((SELECT pg_get_function_result('revetl.preview_sync(text,integer)'::regprocedure)),
@@ -156,9 +204,11 @@ SELECT has_function('revetl', 'sync_ddl', ARRAY['text'], 'revetl.sync_ddl(text) 
 SELECT function_returns('revetl', 'sync_ddl', ARRAY['text'], 'text', 'sync_ddl returns text');
 SELECT volatility_is('revetl', 'sync_ddl', ARRAY['text'], 'stable', 'sync_ddl is STABLE');
 SELECT is(ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
-                 WHERE p.pronamespace = 'revetl'::regnamespace AND p.proname NOT IN ('_wake_launcher', 'prune_history')
+                 WHERE p.pronamespace = 'revetl'::regnamespace
                    AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY 1),
-          ARRAY[]::text[], 'PUBLIC may execute every revetl function but _wake_launcher and prune_history (checks are inside)');
+          ARRAY['revetl._capture_wake(bigint)', 'revetl._ddl_watch()', 'revetl._wake_launcher()',
+                'revetl.prune_history()'],
+          'PUBLIC may execute every revetl function but _capture_wake, _ddl_watch, _wake_launcher and prune_history (checks are inside)');
 SELECT has_function('revetl', 'fdw_validator', ARRAY['text[]', 'oid'], 'revetl.fdw_validator(text[], oid) exists');
 SELECT is_strict('revetl', 'fdw_validator', ARRAY['text[]', 'oid'], 'fdw_validator is STRICT');
 SELECT has_function('revetl', '_wake_launcher', ARRAY[]::name[], 'revetl._wake_launcher() exists');
@@ -191,9 +241,57 @@ SELECT table_privs_are('revetl', 'rejected_rows', 'public', ARRAY['SELECT'],
                        'PUBLIC has SELECT only on revetl.rejected_rows');
 SELECT table_privs_are('revetl', 'changes', 'public', ARRAY[]::name[],
                        'PUBLIC has no privilege on revetl.changes');
+SELECT table_privs_are('revetl', 'sync_state', 'public', ARRAY['SELECT'],
+                       'PUBLIC has SELECT only on revetl.sync_state');
+SELECT table_privs_are('revetl', 'captured_changes', 'public', ARRAY[]::name[],
+                       'PUBLIC has no privilege on revetl.captured_changes');
+SELECT table_privs_are('revetl', 'sync_status', 'public', ARRAY['SELECT'],
+                       'PUBLIC has SELECT only on revetl.sync_status');
 
 -- Scheduling state, the status view and pruning --------------------------------
 SELECT has_table('revetl', 'sync_state', 'table revetl.sync_state exists');
+SELECT columns_are('revetl', 'sync_state',
+    ARRAY['sync_id', 'next_run_at', 'alert_failed', 'alert_rejected', 'alert_stale', 'incremental_ready'],
+    'revetl.sync_state has exactly the documented columns');
+SELECT col_is_pk('revetl', 'sync_state', 'sync_id', 'sync_state.sync_id is the primary key');
+SELECT col_type_is('revetl', 'sync_state', 'sync_id', 'bigint', 'sync_state.sync_id is bigint');
+SELECT fk_ok('revetl', 'sync_state', 'sync_id', 'revetl', 'syncs', 'id',
+             'sync_state.sync_id references revetl.syncs (id)');
+SELECT is((SELECT confdeltype::text FROM pg_constraint
+            WHERE conrelid = 'revetl.sync_state'::regclass AND contype = 'f'), 'c',
+          'a sync''s state goes with the sync (ON DELETE CASCADE)');
+SELECT col_type_is('revetl', 'sync_state', 'next_run_at', 'timestamp with time zone',
+                   'sync_state.next_run_at is timestamptz');
+SELECT col_type_is('revetl', 'sync_state', 'incremental_ready', 'boolean', 'sync_state.incremental_ready is boolean');
+SELECT col_not_null('revetl', 'sync_state', 'incremental_ready', 'sync_state.incremental_ready is NOT NULL');
+SELECT col_default_is('revetl', 'sync_state', 'incremental_ready', 'false',
+                      'sync_state.incremental_ready defaults to false');
+SELECT results_eq(
+  $$SELECT attname::text COLLATE "default", format_type(atttypid, atttypmod), attnotnull,
+           pg_get_expr(d.adbin, d.adrelid) COLLATE "default"
+      FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE a.attrelid = 'revetl.sync_state'::regclass AND a.attname LIKE 'alert\_%' ORDER BY a.attnum$$,
+  $$VALUES ('alert_failed'::text, 'boolean'::text, true, 'false'::text), ('alert_rejected', 'boolean', true, 'false'),
+           ('alert_stale', 'boolean', true, 'false')$$,
+  'the alert flags of sync_state are booleans, NOT NULL DEFAULT false');
+
+SELECT has_table('revetl', 'captured_changes', 'table revetl.captured_changes exists');
+SELECT columns_are('revetl', 'captured_changes', ARRAY['id', 'sync_id', 'key', 'captured_at'],
+                   'revetl.captured_changes has exactly the documented columns');
+SELECT col_is_pk('revetl', 'captured_changes', 'id', 'captured_changes.id is the primary key');
+SELECT is((SELECT attidentity::text FROM pg_attribute
+            WHERE attrelid = 'revetl.captured_changes'::regclass AND attname = 'id'), 'a',
+          'captured_changes.id is GENERATED ALWAYS AS IDENTITY');
+SELECT col_type_is('revetl', 'captured_changes', 'sync_id', 'bigint', 'captured_changes.sync_id is bigint');
+SELECT col_not_null('revetl', 'captured_changes', 'sync_id', 'captured_changes.sync_id is NOT NULL');
+SELECT col_type_is('revetl', 'captured_changes', 'key', 'text', 'captured_changes.key is text');
+SELECT col_is_null('revetl', 'captured_changes', 'key', 'captured_changes.key may be NULL (TRUNCATE: everything)');
+SELECT col_type_is('revetl', 'captured_changes', 'captured_at', 'timestamp with time zone',
+                   'captured_changes.captured_at is timestamptz');
+SELECT col_default_is('revetl', 'captured_changes', 'captured_at', 'now()',
+                      'captured_changes.captured_at defaults to now()');
+SELECT has_index('revetl', 'captured_changes', 'captured_changes_sync_idx', ARRAY['sync_id', 'id'],
+                 'captured_changes has the index (sync_id, id)');
 SELECT has_view('revetl', 'sync_status', 'view revetl.sync_status exists');
 SELECT columns_are('revetl', 'sync_status',
     ARRAY['name', 'owner', 'schedule', 'paused', 'last_run_id', 'last_status', 'last_trigger', 'last_finished_at',
@@ -202,5 +300,48 @@ SELECT columns_are('revetl', 'sync_status',
 SELECT has_function('revetl', 'prune_history', 'revetl.prune_history() exists');
 SELECT ok(NOT has_function_privilege('public', 'revetl.prune_history()', 'EXECUTE'),
           'PUBLIC cannot execute revetl.prune_history()');
+SELECT is((SELECT pg_get_function_result('revetl.prune_history()'::regprocedure)),
+          'record', 'prune_history returns a record');
+SELECT is((SELECT pg_get_function_arguments('revetl.prune_history()'::regprocedure)),
+          'OUT runs bigint, OUT rejected_rows bigint', 'prune_history(OUT runs bigint, OUT rejected_rows bigint)');
+SELECT lives_ok($$SELECT * FROM revetl.prune_history()$$, 'a superuser may prune history');
+CREATE ROLE tap_pruner;
+SET LOCAL ROLE tap_pruner;
+SELECT throws_ok($$SELECT * FROM revetl.prune_history()$$, '42501',
+                 'permission denied for function prune_history', 'an ordinary role may not call prune_history: 42501');
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION revetl.prune_history() TO tap_pruner;
+SET LOCAL ROLE tap_pruner;
+SELECT throws_ok($$SELECT * FROM revetl.prune_history()$$, '42501', 'permission denied to prune revetl history',
+                 'even granted EXECUTE, a non-superuser may not prune history: 42501');
+RESET ROLE;
+
+-- Change capture: the wake-up function and the DDL watch ---------------------
+SELECT has_function('revetl', '_capture_wake', ARRAY['bigint'], 'revetl._capture_wake(bigint) exists');
+SELECT function_returns('revetl', '_capture_wake', ARRAY['bigint'], 'void', '_capture_wake returns void');
+SELECT is_strict('revetl', '_capture_wake', ARRAY['bigint'], '_capture_wake is STRICT');
+SELECT function_privs_are('revetl', '_capture_wake', ARRAY['bigint'], 'public', ARRAY[]::name[],
+                          'PUBLIC may not execute revetl._capture_wake(bigint)');
+SELECT has_function('revetl', '_ddl_watch', ARRAY[]::name[], 'revetl._ddl_watch() exists');
+SELECT function_returns('revetl', '_ddl_watch', ARRAY[]::name[], 'event_trigger',
+                        '_ddl_watch is an event trigger function');
+SELECT function_privs_are('revetl', '_ddl_watch', ARRAY[]::name[], 'public', ARRAY[]::name[],
+                          'PUBLIC may not execute revetl._ddl_watch()');
+SELECT results_eq(
+  $$SELECT evtevent::text COLLATE "default", evtfoid::regprocedure::text, evtenabled::text,
+           evttags COLLATE "default"
+      FROM pg_event_trigger WHERE evtname = 'revetl_ddl_watch'$$,
+  $$VALUES ('ddl_command_end'::text, 'revetl._ddl_watch()'::text, 'O'::text,
+            ARRAY['CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE'])$$,
+  'event trigger revetl_ddl_watch runs revetl._ddl_watch() at ddl_command_end of the table DDL tags, enabled');
+SELECT ok(EXISTS (SELECT 1 FROM pg_depend
+                   WHERE classid = 'pg_event_trigger'::regclass
+                     AND objid = (SELECT oid FROM pg_event_trigger WHERE evtname = 'revetl_ddl_watch')
+                     AND refclassid = 'pg_extension'::regclass
+                     AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'revetl')
+                     AND deptype = 'e'),
+          'event trigger revetl_ddl_watch is a member of the extension');
+SELECT throws_ok($$SELECT revetl._ddl_watch()$$, '55000', 'revetl._ddl_watch() is an event trigger function',
+                 '_ddl_watch called directly (by a superuser): 55000');
 SELECT * FROM finish();
 ROLLBACK;

@@ -64,10 +64,19 @@ SELECT results_eq(
            ('invalid', '{"id": null}', '{"id": null, "v": "e"}', 'the key has a NULL value (key columns: id)')$$,
   'NULL keys and duplicate keys are previewed as invalid with their reasons');
 
--- Shadow state: what the destination was last told.
+-- Shadow state: what the destination was last told. Every mapped type has an
+-- extended hash function, so the row hash is hash_record_extended over the
+-- mapped values, in the map's stored order (a JSON object map is stored with
+-- its keys in jsonb order: cents, then title).
+SELECT is((SELECT map FROM revetl.syncs WHERE name = 'tap_up'),
+          '[{"field": "cents", "expression": "(price * 100)::int"}, {"field": "title", "expression": "upper(name)"}]',
+          'the map of tap_up is stored as cents, then title');
 SELECT lives_ok($$SELECT pg_temp.shadow_put('tap_up', '{"id": 1}', 42);
                   SELECT pg_temp.shadow_put('tap_up', '{"id": 2}',
-                                            hashtextextended('{"cents": 250, "title": "PEN"}', 0));
+                           (SELECT hash_record_extended(ROW(((price * 100)::int
+                                                            ), (upper(name)
+                                                            )), 0)
+                              FROM tap_items WHERE id = 2));
                   SELECT pg_temp.shadow_put('tap_up', '{"id": 99}', 7)$$,
                 'shadow rows for the upsert sync: id 1 stale, id 2 current, id 99 gone from the model');
 SELECT results_eq(
@@ -76,7 +85,9 @@ SELECT results_eq(
            ('add', '{"id": 3}', '{"title": "INK", "cents": null}', NULL)$$,
   'upsert: a stale hash is a change, a matching hash is no action, a removed key is ignored');
 SELECT is_empty($$SELECT 1 FROM revetl.preview_sync('tap_up', 100) WHERE key = '{"id": 2}'$$,
-                'the row whose shadow hash is hashtextextended(payload::text, 0) is not previewed');
+                'the row whose shadow hash is hash_record_extended(ROW(<mapped expressions>), 0) is not previewed');
+SELECT lives_ok($$UPDATE revetl.shadow_tap SET row_hash = hashtextextended('{"cents": 250, "title": "PEN"}', 0)
+                   WHERE key = '{"id": 2}'$$ , 'the shadow row of id 2 gets the hash of its payload text instead');
 
 SELECT lives_ok($$SELECT pg_temp.shadow_put('tap_mirror', '{"id": 1}',
                                             hashtextextended('{"cents": 1250, "title": "BOOK"}', 0));
