@@ -25,6 +25,7 @@ packages=(
     postgresql-15-pgtap        # SQL-level TAP tests
     libtap-parser-sourcehandler-pgtap-perl  # pg_prove
     python3                    # integration test harness and mock destinations
+    python3-jinja2             # renders the dbt package's macros in its test
     clang-format               # formatting check in the test run
     clang libclang-rt-14-dev   # libFuzzer target for the sync language parser
 )

@@ -3,7 +3,7 @@
 -- Runs are never awaited here: the worker cannot see this transaction, which
 -- rolls back; the integration tests cover runs.
 BEGIN;
-SELECT plan(52);
+SELECT plan(67);
 
 CREATE SERVER tap_hooks FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook', url 'http://127.0.0.1:9/tap');
 CREATE TABLE tap_events (id int PRIMARY KEY, kind text);
@@ -49,6 +49,21 @@ SELECT results_eq(
       FROM revetl.sync_runs WHERE id = (SELECT id FROM runs WHERE n = 1)$$,
   $$VALUES (now(), NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, 0::bigint, NULL::text)$$,
   'a queued run has not started, counts nothing and has no error');
+SELECT results_eq(
+  $$SELECT row_limit, full_diff, plan_kind, rows_retried, plan_duration, delivery_duration
+      FROM revetl.sync_runs WHERE sync_name = 'tap_run' ORDER BY id$$,
+  $$VALUES (NULL::integer, false, NULL::text, 0::bigint, NULL::interval, NULL::interval),
+           (NULL, false, NULL, 0, NULL, NULL)$$,
+  'a manual run has no row limit, asks for no full diff, is not planned yet and has no durations');
+
+-- The status of a sync that has never finished a run.
+SELECT results_eq(
+  $$SELECT owner::text, schedule, paused, last_run_id, last_status, last_trigger, last_finished_at, last_error,
+           last_success_at, rows_waiting, oldest_undelivered_at, next_run_at, health
+      FROM revetl.sync_status WHERE name = 'tap_run'$$,
+  $$VALUES ('tap_owner'::text, 'manual'::text, false, NULL::bigint, NULL::text, NULL::text, NULL::timestamptz,
+            NULL::text, NULL::timestamptz, 0::bigint, NULL::timestamptz, NULL::timestamptz, 'never run'::text)$$,
+  'sync_status: a fresh sync with queued runs only has never run, waits for nothing and has no last run');
 
 -- Waiting inside a transaction block is refused at once, and queues nothing.
 SELECT throws_ok($$SELECT revetl.run_sync('tap_run', wait => true)$$, '25001',
@@ -61,12 +76,16 @@ SELECT throws_ok($$SELECT revetl.run_sync(NULL)$$, '22004', 'sync name must not 
 -- A paused sync does not run.
 SELECT lives_ok($$SELECT revetl.pause_sync('tap_run')$$, 'pause_sync');
 SELECT is((SELECT paused FROM revetl.syncs WHERE name = 'tap_run'), true, 'the sync is paused');
+SELECT results_eq($$SELECT paused, health FROM revetl.sync_status WHERE name = 'tap_run'$$,
+                  $$VALUES (true, 'paused'::text)$$, 'sync_status: a paused sync has health paused');
 SELECT throws_ok($$SELECT revetl.run_sync('tap_run')$$, '55000', 'sync "tap_run" is paused',
                  'run_sync of a paused sync: 55000');
 SELECT is(pg_temp.run_count(), 2::bigint, 'the paused sync queued no run');
 SELECT lives_ok($$SELECT * FROM revetl.preview_sync('tap_run')$$, 'a paused sync can still be previewed');
 SELECT lives_ok($$SELECT revetl.resume_sync('tap_run')$$, 'resume_sync');
 SELECT is((SELECT paused FROM revetl.syncs WHERE name = 'tap_run'), false, 'the sync is no longer paused');
+SELECT results_eq($$SELECT paused, health FROM revetl.sync_status WHERE name = 'tap_run'$$,
+                  $$VALUES (false, 'never run'::text)$$, 'sync_status: resumed, it has never run again');
 
 -- A role that is no member of the owner.
 SET LOCAL ROLE tap_outsider;
@@ -94,6 +113,36 @@ SELECT throws_ok($$SELECT revetl.create_sync('tap_run', 'tap_events', 'tap_hooks
                  'sync "tap_run" already exists', 'sync names are database-wide, not per role');
 RESET ROLE;
 SELECT is(pg_temp.run_count(), 2::bigint, 'the refused requests queued no run');
+
+-- Test runs (max_rows) and full diffs (full).
+SELECT lives_ok($$INSERT INTO runs (id) SELECT revetl.run_sync('tap_run', max_rows => 2)$$,
+                'run_sync(max_rows => 2) returns');
+SELECT results_eq(
+  $$SELECT status, trigger, row_limit, full_diff, requested_by FROM revetl.sync_runs
+     WHERE id = (SELECT max(id) FROM runs)$$,
+  $$VALUES ('queued'::text, 'test'::text, 2, false, current_user::text COLLATE "default")$$,
+  'a run with max_rows is a queued test run with row_limit 2 and no full diff');
+SELECT lives_ok($$INSERT INTO runs (id) SELECT revetl.run_sync('tap_run', full => true)$$,
+                'run_sync(full => true) returns');
+SELECT results_eq(
+  $$SELECT status, trigger, row_limit, full_diff FROM revetl.sync_runs WHERE id = (SELECT max(id) FROM runs)$$,
+  $$VALUES ('queued'::text, 'manual'::text, NULL::integer, true)$$,
+  'a run with full => true is a manual run that records full_diff');
+SELECT lives_ok($$INSERT INTO runs (id) SELECT revetl.run_sync('tap_run', false, 1, true)$$,
+                'run_sync(name, wait, max_rows, full) by position');
+SELECT results_eq(
+  $$SELECT trigger, row_limit, full_diff FROM revetl.sync_runs WHERE id = (SELECT max(id) FROM runs)$$,
+  $$VALUES ('test'::text, 1, true)$$, 'a test run may also be a full diff');
+SELECT lives_ok($$INSERT INTO runs (id) SELECT revetl.run_sync('tap_run', max_rows => NULL, full => NULL)$$,
+                'run_sync(max_rows => NULL, full => NULL) returns');
+SELECT results_eq(
+  $$SELECT trigger, row_limit, full_diff FROM revetl.sync_runs WHERE id = (SELECT max(id) FROM runs)$$,
+  $$VALUES ('manual'::text, NULL::integer, false)$$, 'NULL max_rows and full mean a plain manual run');
+SELECT throws_ok($$SELECT revetl.run_sync('tap_run', max_rows => 0)$$, '22023', 'max_rows must be at least 1',
+                 'run_sync(max_rows => 0): 22023');
+SELECT throws_ok($$SELECT revetl.run_sync('tap_run', max_rows => -5)$$, '22023', 'max_rows must be at least 1',
+                 'a negative max_rows: 22023');
+SELECT is(pg_temp.run_count(), 6::bigint, 'the refused max_rows queued no run');
 
 -- A member that does not inherit the owner's privileges is refused until it
 -- takes the role with SET ROLE.
