@@ -81,3 +81,11 @@ fuzz: $(FUZZ_BIN)
 	mkdir -p /tmp/revetl-fuzz-corpus
 	./$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024 -max_len=4096 \
 		-print_final_stats=1 /tmp/revetl-fuzz-corpus test/fuzz/corpus
+
+# A C++ symbol of revetl's own left undefined in the module would only show
+# when PostgreSQL loads it (and then the server does not start).
+.PHONY: check-symbols
+check-symbols: $(shlib)
+	@if nm -C -u $(shlib) | grep -E 'revetl::'; then \
+		echo "revetl.so has undefined revetl symbols" >&2; exit 1; \
+	else echo "symbols ok: revetl.so defines every revetl symbol it uses"; fi

@@ -31,6 +31,7 @@ make -j"$(nproc)"
 if [ "$(id -u)" = 0 ]; then make install; else sudo make install; fi
 
 suite "boundary (src/core includes no PostgreSQL header)" make -s check-boundary
+suite "module symbols" make -s check-symbols
 suite "format (clang-format)" make format-check
 suite "unit tests (GoogleTest)" make unit
 suite "fuzzing the sync language parser (${FUZZ_SECONDS:-60}s)" make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"

@@ -90,6 +90,7 @@ CREATE TABLE revetl.sync_runs (
     rows_rejected   bigint NOT NULL DEFAULT 0,
     rows_invalid    bigint NOT NULL DEFAULT 0,
     rows_retried    bigint NOT NULL DEFAULT 0,
+    throttled       bigint NOT NULL DEFAULT 0,  -- rate-limit answers (429) waited out
     requests        bigint NOT NULL DEFAULT 0,
     retries         bigint NOT NULL DEFAULT 0,
     error           text,
@@ -150,6 +151,10 @@ CREATE TABLE revetl.captured_changes (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     sync_id     bigint NOT NULL,
     key         text,
+    -- true: captured again because a run refused or did not deliver it; such
+    -- keys wait for the sync's next run instead of starting one (a row the
+    -- destination keeps refusing must not keep a sync running)
+    retry       boolean NOT NULL DEFAULT false,
     captured_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX captured_changes_sync_idx ON revetl.captured_changes (sync_id, id);

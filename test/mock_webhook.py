@@ -53,6 +53,8 @@ Behaviours emulated (Python 3.11 standard library only, binds 127.0.0.1 only):
                           following webhook request consumes one; a string body is
                           sent verbatim as text/plain, anything else as JSON)
                 "delay_ms": N     (every webhook request waits N ms before answering)
+                "reject_batch_if": [{"field", "equals"}]  (a 400 for the whole request
+                                       when any upsert matches; nothing applied)
                 "reject_all_status": N | null  (every webhook request gets N with
                           {"error": "configured", "code": "CONFIGURED"})
               and returns the current config. Unknown keys or bad types -> 400.
@@ -151,7 +153,7 @@ def validate_config(update):
     """Check a POST /_mock/config body; raise HttpError(400) on any problem."""
     if not isinstance(update, dict):
         raise HttpError(400, "config must be a JSON object", "INVALID_CONFIG")
-    unknown = set(update) - {"reject", "faults", "delay_ms", "reject_all_status"}
+    unknown = set(update) - {"reject", "faults", "delay_ms", "reject_all_status", "reject_batch_if"}
     if unknown:
         # Strict on purpose: a typo in a test's config should fail loudly.
         raise HttpError(400, f"unknown config keys: {sorted(unknown)}", "INVALID_CONFIG")
@@ -164,6 +166,11 @@ def validate_config(update):
                     or "equals" not in rule):
                 raise HttpError(400, f"reject[{i}] needs 'field' (string) and 'equals'",
                                 "INVALID_CONFIG")
+    if "reject_batch_if" in update:
+        rules = update["reject_batch_if"]
+        if not isinstance(rules, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("field"), str) and "equals" in r for r in rules):
+            raise HttpError(400, "'reject_batch_if' must be a list of {field, equals}", "INVALID_CONFIG")
     if "faults" in update:
         faults = update["faults"]
         if not isinstance(faults, list):
@@ -210,6 +217,9 @@ class MockState:
         self.faults = collections.deque()
         self.delay_ms = 0
         self.reject_all_status = None
+        # Whole-batch refusal (400) when any upsert matches: what APIs that
+        # validate a request as a unit do (HubSpot without objectWriteTraceId).
+        self.reject_batch_if = []
 
     def clear_store(self):
         self.store.clear()
@@ -222,6 +232,7 @@ class MockState:
             "faults": list(self.faults),
             "delay_ms": self.delay_ms,
             "reject_all_status": self.reject_all_status,
+            "reject_batch_if": self.reject_batch_if,
         }
 
     def update_config(self, update):
@@ -234,6 +245,8 @@ class MockState:
             self.delay_ms = update["delay_ms"] or 0
         if "reject_all_status" in update:
             self.reject_all_status = update["reject_all_status"]
+        if "reject_batch_if" in update:
+            self.reject_batch_if = update["reject_batch_if"]
         return self.config()
 
     def records_snapshot(self):
@@ -523,7 +536,13 @@ class MockHandler(BaseHTTPRequestHandler):
                 except HttpError as err:
                     status, payload = err.status, err.payload()
                 else:
-                    status, payload = state.apply_batch(records)
+                    bad = [r for r in records if r.get("op") != "delete" and any(
+                        isinstance(r.get("data"), dict) and rule["field"] in r["data"]
+                        and r["data"][rule["field"]] == rule["equals"] for rule in state.reject_batch_if)]
+                    if bad:
+                        status, payload = 400, {"error": "invalid record in batch", "code": "INVALID_BATCH"}
+                    else:
+                        status, payload = state.apply_batch(records)
             state.add_journal(self._journal_entry(arrived, body, raw_text, status))
         self._send(status, payload, headers)
 

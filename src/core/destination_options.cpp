@@ -12,9 +12,10 @@ namespace revetl {
 
 namespace {
 
-const std::vector<std::string> kTypes = {"webhook"};
-const std::vector<std::string> kServerOptions = {
-    "type", "url", "method", "headers", "timeout", "connect_timeout", "batch_size", "max_attempts"};
+const std::vector<std::string> kTypes = {"webhook", "hubspot"};
+const std::vector<std::string> kServerOptions = {"type",         "url",          "method",       "headers",
+                                                 "timeout",      "connect_timeout", "batch_size", "max_attempts",
+                                                 "max_in_flight", "rate_limit"};
 const std::vector<std::string> kUserMappingOptions = {"token", "headers"};
 
 std::string Join(const std::vector<std::string> &items) {
@@ -296,6 +297,10 @@ void ValidateOptions(OptionContext context, const OptionList &options) {
             ParseBoundedInt(o.first, o.second, 1, 10000);
         else if (o.first == "max_attempts")
             ParseBoundedInt(o.first, o.second, 1, 20);
+        else if (o.first == "max_in_flight")
+            ParseBoundedInt(o.first, o.second, 1, 64);
+        else if (o.first == "rate_limit")
+            ParseRateLimit(o.first, o.second);
     }
     if (type.empty())
         throw Error(sqlstate::kFdwInvalidOptionValue, "a revetl server needs the option \"type\"", {},
@@ -308,11 +313,49 @@ void ValidateOptions(OptionContext context, const OptionList &options) {
             hint = "Perhaps you meant \"" + close + "\". " + hint;
         throw Error(sqlstate::kFdwInvalidOptionValue, "unknown destination type \"" + type + "\"", {}, hint);
     }
+    if (type == "hubspot") {
+        for (const auto &o : options)
+            if (o.first == "method")
+                throw Error(sqlstate::kFdwInvalidOptionName, "invalid option \"method\" for a hubspot server",
+                            "The HubSpot connector chooses its own requests.");
+        if (!url.empty())
+            UrlHost(url);
+        return; // url defaults to HubSpot's API
+    }
     if (url.empty())
         throw Error(sqlstate::kFdwInvalidOptionValue,
                     "a revetl server of type \"" + type + "\" needs the option \"url\"", {},
                     "For example: OPTIONS (type 'webhook', url 'https://hooks.example.com/revetl').");
     UrlHost(url);
+}
+
+RateLimit ParseRateLimit(const std::string &option, const std::string &text) {
+    // "<count> per <duration>", e.g. "100 per 10s"; "none" for no limit.
+    RateLimit r;
+    std::string t = Lower(text);
+    if (t == "none")
+        return r;
+    size_t per = t.find(" per ");
+    bool ok = per != std::string::npos;
+    if (ok) {
+        std::string count = t.substr(0, per);
+        count.erase(std::remove_if(count.begin(), count.end(), [](unsigned char c) { return std::isspace(c); }),
+                    count.end());
+        std::string period = t.substr(per + 5);
+        period.erase(std::remove_if(period.begin(), period.end(), [](unsigned char c) { return std::isspace(c); }),
+                     period.end());
+        try {
+            r.count = static_cast<int>(ParseBoundedInt(option, count, 1, 1000000));
+            r.period_ms = ParseDurationMs(option, period.empty() ? "x" : period, 1, 86400000);
+        } catch (const Error &) {
+            ok = false;
+        }
+    }
+    if (!ok)
+        throw Error(sqlstate::kFdwInvalidOptionValue, "invalid value for option \"" + option + "\": \"" + text + "\"",
+                    "A rate limit is written as a number of requests per duration.",
+                    "For example: '100 per 10s', '3000 per 3s' or 'none'.");
+    return r;
 }
 
 WebhookSettings ResolveWebhook(const OptionList &server, const OptionList &user_mapping) {
@@ -333,6 +376,28 @@ WebhookSettings ResolveWebhook(const OptionList &server, const OptionList &user_
             s.batch_size = static_cast<int>(ParseBoundedInt(o.first, o.second, 1, 10000));
         else if (o.first == "max_attempts")
             s.max_attempts = static_cast<int>(ParseBoundedInt(o.first, o.second, 1, 20));
+        else if (o.first == "max_in_flight")
+            s.max_in_flight = static_cast<int>(ParseBoundedInt(o.first, o.second, 1, 64));
+        else if (o.first == "rate_limit")
+            s.rate_limit = ParseRateLimit(o.first, o.second);
+        else if (o.first == "type")
+            s.type = o.second;
+    }
+    if (s.type == "hubspot") {
+        if (s.url.empty())
+            s.url = "https://api.hubapi.com";
+        // HubSpot's lowest tier allows 100 requests per 10 seconds per app;
+        // a server on a higher tier says so with its own rate_limit option.
+        bool has_limit = false;
+        for (const auto &o : server)
+            has_limit = has_limit || o.first == "rate_limit";
+        if (!has_limit)
+            s.rate_limit = RateLimit{100, 10000};
+        bool has_batch = false;
+        for (const auto &o : server)
+            has_batch = has_batch || o.first == "batch_size";
+        if (!has_batch || s.batch_size > 100)
+            s.batch_size = std::min(s.batch_size, 100);
     }
     for (const auto &o : user_mapping) {
         if (o.first == "token")

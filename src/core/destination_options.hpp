@@ -17,7 +17,19 @@ enum class OptionContext { Wrapper, Server, UserMapping, Other };
 // server's options must include type (always for CREATE SERVER).
 void ValidateOptions(OptionContext context, const OptionList &options);
 
+// At most `count` requests per `period_ms` to one destination (0: none).
+struct RateLimit {
+    int count = 0;
+    long period_ms = 0;
+};
+
+// "100 per 10s"; "none". Throws naming `option`.
+RateLimit ParseRateLimit(const std::string &option, const std::string &text);
+
+// A destination's settings, whatever its type (the name stays from when
+// webhooks were the only type).
 struct WebhookSettings {
+    std::string type = "webhook";
     std::string url;
     std::string method = "POST";
     OptionList headers; // server headers, then user-mapping headers (which win)
@@ -26,6 +38,8 @@ struct WebhookSettings {
     long connect_timeout_ms = 10000;
     int batch_size = 100;
     int max_attempts = 5;
+    int max_in_flight = 4;
+    RateLimit rate_limit;
 };
 
 // Server and user-mapping options (already validated) into settings.

@@ -212,4 +212,15 @@ size_t HttpClient::InFlight() const {
     return impl_->active.size();
 }
 
+void HttpClient::CancelAll() {
+    for (auto &entry : impl_->active) {
+        curl_multi_remove_handle(impl_->multi, entry.first);
+        curl_slist_free_all(entry.second->headers);
+        // A half-finished transfer leaves its connection unusable: the
+        // handle is not pooled.
+        curl_easy_cleanup(entry.first);
+    }
+    impl_->active.clear();
+}
+
 } // namespace revetl

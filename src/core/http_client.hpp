@@ -54,6 +54,9 @@ public:
 
     size_t InFlight() const;
 
+    // Abandons every transfer in progress (their connections are closed).
+    void CancelAll();
+
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;

@@ -81,6 +81,13 @@ SyncOptions ParseSyncOptions(const std::string &json) {
             out.alert_no_success_for_ms = AsSyncOption(name, [&] {
                 return ParseDurationMs(name, it->value.GetString(), 60000, 90L * 24 * 3600 * 1000);
             });
+        } else if (name == "max_in_flight") {
+            out.max_in_flight = IntOption(it->value, name, 1, 64);
+        } else if (name == "rate_limit") {
+            if (!it->value.IsString())
+                throw Error(sqlstate::kInvalidParameterValue, "invalid value for sync option \"rate_limit\"",
+                            "The value must be a string such as '100 per 10s'.");
+            out.rate_limit = AsSyncOption(name, [&] { return ParseRateLimit(name, it->value.GetString()); });
         } else if (name == "track_changes") {
             if (!it->value.IsBool())
                 throw Error(sqlstate::kInvalidParameterValue,

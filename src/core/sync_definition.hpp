@@ -1,6 +1,7 @@
 // A sync as stored in revetl.syncs, in C++ terms, plus its per-sync options.
 #pragma once
 
+#include "core/destination_options.hpp"
 #include "core/plan_query.hpp"
 #include "core/sync_language.hpp"
 
@@ -15,6 +16,8 @@ struct SyncOptions {
     std::optional<int> batch_size;
     std::optional<int> max_attempts;
     std::optional<long> timeout_ms;
+    std::optional<int> max_in_flight;
+    std::optional<RateLimit> rate_limit; // replaces the server's, with its own budget
     // Alerts: a webhook server to tell, and when.
     std::optional<std::string> alert_to;
     std::optional<int> alert_rejected_rows;

@@ -10,12 +10,14 @@
 //           counters, and the batch taken off the queue.
 #include "pg/runner.hpp"
 
-#include "core/delivery.hpp"
+#include "core/connector.hpp"
+#include "core/delivery_engine.hpp"
 #include "core/outcome_json.hpp"
 #include "core/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
 #include "pg/planning.hpp"
+#include "pg/shared_state.hpp"
 #include "pg/session.hpp"
 #include "pg/spi.hpp"
 
@@ -265,6 +267,21 @@ private:
     int64_t invalid_ = 0;
     int64_t row_limit_ = -1;
     bool full_requested_ = false;
+    Oid server_oid_ = InvalidOid;
+    int64_t rate_sync_id_ = 0;
+    std::unique_ptr<Connector> connector_;
+    int64_t batch_no_ = 0;
+    // Outcomes of finished batches not yet committed: committed together,
+    // a few dozen batches or 50 ms at a time, so that small requests do not
+    // cost a transaction each. A crash before the commit only means those
+    // batches are sent again, which idempotent writes make harmless.
+    std::vector<Change> pending_changes_;
+    std::vector<RowOutcome> pending_outcomes_;
+    std::vector<int64_t> pending_seqs_;
+    int64_t pending_batches_ = 0;
+    TimestampTz last_flush_ = 0;
+    void Flush();
+    std::optional<EngineBatch> ReadBatch();
     bool tracked_ = false;     // changes captured by triggers
     bool incremental_ = false; // this run plans only captured keys
 };
@@ -318,6 +335,21 @@ bool SyncRun::Start() {
     if (def_.options.timeout_ms)
         settings_.timeout_ms = *def_.options.timeout_ms;
     policy_.max_attempts = settings_.max_attempts;
+    if (def_.options.max_in_flight)
+        settings_.max_in_flight = *def_.options.max_in_flight;
+    // A sync's own rate limit has its own budget; otherwise the server's
+    // budget is shared by every sync sending to it, in every process.
+    rate_sync_id_ = 0;
+    if (def_.options.rate_limit) {
+        settings_.rate_limit = *def_.options.rate_limit;
+        rate_sync_id_ = def_.id;
+    }
+    server_oid_ = dest.server_oid;
+    SyncTarget target;
+    target.mode = def_.mode;
+    target.object = def_.object.value_or("");
+    target.match_on = def_.match_on.value_or("");
+    connector_ = MakeConnector(settings_, target);
 
     std::string host = UrlHost(settings_.url);
     if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))
@@ -386,17 +418,17 @@ void SyncRun::Plan() {
     CommitTransaction();
 }
 
-bool SyncRun::DeliverNextBatch(int64_t &batch_no) {
-    std::vector<Change> changes;
+std::optional<EngineBatch> SyncRun::ReadBatch() {
     BeginTransaction("revetl: reading batch");
-    SqlResult r =
-        Sql("SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
-            "WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int4(settings_.batch_size)}, true);
+    SqlResult r = Sql("SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
+                      "WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                      {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int4(settings_.batch_size)}, true);
     CommitTransaction();
     if (r.rows.empty())
-        return false;
-    changes.reserve(r.rows.size());
+        return std::nullopt;
+    EngineBatch batch;
+    batch.number = ++batch_no_;
+    batch.changes.reserve(r.rows.size());
     for (size_t i = 0; i < r.rows.size(); i++) {
         Change c;
         c.seq = r.Int8(i, 0);
@@ -406,36 +438,22 @@ bool SyncRun::DeliverNextBatch(int64_t &batch_no) {
         c.payload = r.Text(i, 3);
         c.row_hash = r.At(i, 4) ? r.Int8(i, 4) : 0;
         c.dest_id = r.Text(i, 5);
-        changes.push_back(std::move(c));
+        batch.changes.push_back(std::move(c));
     }
-    int64_t batch_last_seq = changes.back().seq;
+    last_seq_ = batch.changes.back().seq;
+    return batch;
+}
 
-    BatchContext context{def_.id, def_.name, run_id_, ++batch_no,
-                         def_.mode == "mirror" ? "upsert" : def_.mode};
-    DeliveryHooks hooks;
-    hooks.check_interrupts = CheckInterrupts;
-    hooks.sleep = SleepMs;
-    hooks.random = [] { return std::uniform_real_distribution<double>(0.0, 1.0)(Rng()); };
-    PgGuard([] { pgstat_report_activity(STATE_RUNNING, "revetl: delivering"); });
-    BatchOutcome outcome = DeliverBatch(Client(), settings_, context, changes, policy_, hooks);
-
-    BeginTransaction("revetl: recording batch");
+void SyncRun::Flush() {
+    if (pending_changes_.empty())
+        return;
+    BeginTransaction("revetl: recording batches");
     SqlResult alive = Sql("SELECT 1 FROM revetl.syncs WHERE id = $1 FOR SHARE", {SqlArg::Int8(def_.id)});
     if (alive.rows.empty()) {
         CommitTransaction();
         throw SyncDropped();
     }
-    Sql("UPDATE revetl.sync_runs SET requests = requests + $2, retries = retries + $3, "
-        "rows_retried = rows_retried + $4 WHERE id = $1",
-        {SqlArg::Int8(run_id_), SqlArg::Int8(outcome.requests), SqlArg::Int8(outcome.retries),
-         SqlArg::Int8(static_cast<int64_t>(outcome.retries) * static_cast<int64_t>(changes.size()))});
-    if (!outcome.answered) {
-        // The destination never gave a final answer: nothing is recorded as
-        // delivered or rejected, and the next run plans these rows again.
-        CommitTransaction();
-        throw Error(sqlstate::kConnectionFailure, outcome.error);
-    }
-    BatchRecord rec = BuildBatchRecord(changes, outcome.rows, outcome.requests);
+    BatchRecord rec = BuildBatchRecord(pending_changes_, pending_outcomes_, 1);
     const std::string shadow = QualifiedName(kSchema, def_.shadow_table);
     if (rec.accepted_upserts != "[]")
         Sql("INSERT INTO " + shadow +
@@ -443,41 +461,88 @@ bool SyncRun::DeliverNextBatch(int64_t &batch_no) {
                 "SELECT r.key, r.row_hash, r.dest_id, $2 FROM jsonb_to_recordset($1::jsonb) "
                 "AS r(key text, row_hash bigint, dest_id text) "
                 "ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
-                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, synced_at = "
-                "now()",
+                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, synced_at = now()",
             {SqlArg::Text(rec.accepted_upserts), SqlArg::Int8(run_id_)});
     if (rec.accepted_removals != "[]")
         Sql("DELETE FROM " + shadow + " WHERE key IN (SELECT jsonb_array_elements_text($1::jsonb))",
             {SqlArg::Text(rec.accepted_removals)});
     if (rec.rejected != "[]" && tracked_)
-        Sql("INSERT INTO revetl.captured_changes (sync_id, key) SELECT $2, r.key::text "
+        Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, r.key::text, true "
             "FROM jsonb_to_recordset($1::jsonb) AS r(key jsonb)",
             {SqlArg::Text(rec.rejected), SqlArg::Int8(def_.id)});
     if (rec.rejected != "[]")
         Sql("INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, "
             "http_status, error_code, payload, attempts) "
-            "SELECT $2, $3, $4, 'rejected', r.key, r.operation, r.reason, r.http_status, r.error_code, "
-            "r.payload, "
+            "SELECT $2, $3, $4, 'rejected', r.key, r.operation, r.reason, r.http_status, r.error_code, r.payload, "
             "r.attempts FROM jsonb_to_recordset($1::jsonb) AS r(key jsonb, operation text, reason text, "
             "http_status integer, error_code text, payload jsonb, attempts integer)",
-            {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id),
-             SqlArg::Text(def_.name)});
-    Sql("DELETE FROM revetl.changes WHERE run_id = $1 AND seq <= $2",
-        {SqlArg::Int8(run_id_), SqlArg::Int8(batch_last_seq)});
-    Sql("UPDATE revetl.sync_runs SET rows_delivered = rows_delivered + $2, rows_rejected = rows_rejected + "
-        "$3 "
+            {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id), SqlArg::Text(def_.name)});
+    std::string seqs = "{";
+    for (size_t i = 0; i < pending_seqs_.size(); i++)
+        seqs += (i ? "," : "") + std::to_string(pending_seqs_[i]);
+    seqs += "}";
+    Sql("DELETE FROM revetl.changes WHERE run_id = $1 AND seq = ANY ($2::bigint[])",
+        {SqlArg::Int8(run_id_), SqlArg::Text(seqs)});
+    Sql("UPDATE revetl.sync_runs SET rows_delivered = rows_delivered + $2, rows_rejected = rows_rejected + $3 "
         "WHERE id = $1",
         {SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered), SqlArg::Int8(rec.rejected_count)});
     CommitTransaction();
     rejected_ += rec.rejected_count;
-    last_seq_ = batch_last_seq;
-    return true;
+    pending_changes_.clear();
+    pending_outcomes_.clear();
+    pending_seqs_.clear();
+    pending_batches_ = 0;
+    PgGuard([&] { last_flush_ = GetCurrentTimestamp(); });
 }
 
 void SyncRun::Deliver() {
-    int64_t batch_no = 0;
-    while (DeliverNextBatch(batch_no)) {
-    }
+    // Big batches commit one at a time; small ones are grouped.
+    constexpr int64_t kFlushBatches = 64;
+    constexpr long kFlushEveryMs = 50;
+    EngineHooks hooks;
+    hooks.next_batch = [this] { return ReadBatch(); };
+    hooks.batch_done = [&](const EngineBatch &batch, const std::vector<RowOutcome> &outcomes) {
+        for (size_t i = 0; i < batch.changes.size(); i++) {
+            pending_changes_.push_back(batch.changes[i]);
+            pending_outcomes_.push_back(outcomes[i]);
+            pending_seqs_.push_back(batch.changes[i].seq);
+        }
+        pending_batches_++;
+        TimestampTz now = 0;
+        PgGuard([&] { now = GetCurrentTimestamp(); });
+        if (pending_batches_ >= kFlushBatches || pending_changes_.size() >= 5000 ||
+            now - last_flush_ >= kFlushEveryMs * 1000L)
+            Flush();
+    };
+    hooks.check_interrupts = CheckInterrupts;
+    hooks.sleep = SleepMs;
+    hooks.random = [] { return std::uniform_real_distribution<double>(0.0, 1.0)(Rng()); };
+    hooks.rate_delay_ms = [this] {
+        long d = 0;
+        PgGuard([&] {
+            d = RateDelayMs(server_oid_, rate_sync_id_, settings_.rate_limit.count, settings_.rate_limit.period_ms);
+        });
+        return d;
+    };
+    hooks.throttle = [this](long ms) { PgGuard([&] { ThrottleDestination(server_oid_, rate_sync_id_, ms); }); };
+    EngineConfig config;
+    config.max_in_flight = settings_.max_in_flight;
+    config.retry = policy_;
+    BatchContext context{def_.id, def_.name, run_id_, 0, "upsert"};
+    PgGuard([&] {
+        last_flush_ = GetCurrentTimestamp();
+        pgstat_report_activity(STATE_RUNNING, "revetl: delivering");
+    });
+    EngineResult result = RunEngine(Client(), *connector_, context, config, hooks);
+    Flush();
+    BeginTransaction("revetl: recording requests");
+    Sql("UPDATE revetl.sync_runs SET requests = requests + $2, retries = retries + $3, "
+        "rows_retried = rows_retried + $4, throttled = throttled + $5 WHERE id = $1",
+        {SqlArg::Int8(run_id_), SqlArg::Int8(result.stats.requests), SqlArg::Int8(result.stats.retries),
+         SqlArg::Int8(result.stats.rows_retried), SqlArg::Int8(result.stats.throttled)});
+    CommitTransaction();
+    if (!result.ok)
+        throw Error(sqlstate::kConnectionFailure, result.error);
 }
 
 void SyncRun::Finish(const std::string &status, const std::string &error) {
@@ -487,7 +552,7 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
                       {SqlArg::Int8(run_id_), SqlArg::Text(status),
                        error.empty() ? SqlArg::Null(TEXTOID) : SqlArg::Text(error)});
     if (tracked_ && status != "succeeded" && status != "partial")
-        Sql("INSERT INTO revetl.captured_changes (sync_id, key) SELECT $2, key FROM revetl.changes "
+        Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, key, true FROM revetl.changes "
             "WHERE run_id = $1",
             {SqlArg::Int8(run_id_), SqlArg::Int8(def_.id)});
     if (tracked_ && !incremental_ && row_limit_ < 0 && (status == "succeeded" || status == "partial"))

@@ -15,6 +15,10 @@ namespace revetl::pg {
 // Returns how many runs were queued.
 int EnqueueDueRuns();
 
+// ON CHANGE syncs with captured changes and no run queued or in progress
+// get one. Returns how many runs were queued.
+int EnqueueCapturedRuns();
+
 // Forget a sync's next run time, so that it is computed afresh.
 void ResetSchedule(int64_t sync_id);
 

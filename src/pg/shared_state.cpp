@@ -85,4 +85,61 @@ void WakeWorkerOrLauncher(Oid dboid) {
     SetProcLatch(procno);
 }
 
+namespace {
+
+RateSlot *FindRateSlot(Oid server, int64 sync_id, bool create = true) {
+    RateSlot *free_slot = nullptr;
+    for (int i = 0; i < kMaxRateSlots; i++) {
+        RateSlot *r = &g_shared->rates[i];
+        if (r->server == server && r->sync_id == sync_id)
+            return r;
+        if (!free_slot && r->server == InvalidOid)
+            free_slot = r;
+    }
+    if (free_slot && create) {
+        free_slot->server = server;
+        free_slot->sync_id = sync_id;
+        free_slot->tat_us = 0;
+    }
+    return create ? free_slot : nullptr;
+}
+
+// A small margin under the limit: clocks and networks are not exact, and a
+// 429 costs more than 2% of the rate.
+constexpr double kRateMargin = 1.02;
+
+} // namespace
+
+long RateDelayMs(Oid server, int64 sync_id, int count, long period_ms) {
+    if (!g_shared)
+        return 0;
+    bool limited = count > 0 && period_ms > 0;
+    int64 interval_us =
+        limited ? static_cast<int64>(static_cast<double>(period_ms) * 1000.0 / count * kRateMargin) : 0;
+    TimestampTz now = GetCurrentTimestamp();
+    long delay = 0;
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    // An unlimited destination has a slot only while it is throttled.
+    RateSlot *slot = FindRateSlot(server, sync_id, limited);
+    if (slot) {
+        if (slot->tat_us > now)
+            delay = static_cast<long>((slot->tat_us - now + 999) / 1000);
+        else if (limited)
+            slot->tat_us = now + interval_us;
+    }
+    LWLockRelease(g_shared->lock);
+    return delay;
+}
+
+void ThrottleDestination(Oid server, int64 sync_id, long ms) {
+    if (!g_shared)
+        return;
+    TimestampTz until = GetCurrentTimestamp() + static_cast<int64>(ms) * 1000;
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    RateSlot *slot = FindRateSlot(server, sync_id);
+    if (slot && slot->tat_us < until)
+        slot->tat_us = until;
+    LWLockRelease(g_shared->lock);
+}
+
 } // namespace revetl::pg

@@ -35,6 +35,17 @@ struct WaitSlot {
     char error[kWaitErrorLen];
 };
 
+constexpr int kMaxRateSlots = 128;
+
+// One destination's (or one sync's) rate budget, as the theoretical arrival
+// time of the next request (GCRA without burst): requests are spaced evenly,
+// so no rolling window of the limit's length ever holds more than allowed.
+struct RateSlot {
+    Oid server;
+    int64 sync_id; // 0: the server's shared budget
+    int64 tat_us;  // next request may go at this time (GetCurrentTimestamp units)
+};
+
 struct SharedState {
     LWLock *lock;
     pid_t launcher_pid;
@@ -43,6 +54,7 @@ struct SharedState {
     ConditionVariable run_finished;
     int max_databases;
     WaitSlot waits[kMaxWaitSlots];
+    RateSlot rates[kMaxRateSlots];
     DatabaseSlot databases[FLEXIBLE_ARRAY_MEMBER];
 };
 
@@ -60,5 +72,11 @@ DatabaseSlot *FindOrAddDatabaseSlot(Oid dboid);
 // database again) when the database has no worker.
 void WakeWorkerOrLauncher(Oid dboid);
 void WakeLauncher();
+
+// Milliseconds until a request to `server` may go (0: go now, and the slot
+// is taken). `count` requests per `period_ms`; count 0 means no limit.
+long RateDelayMs(Oid server, int64 sync_id, int count, long period_ms);
+// The destination asked to wait: nobody sends to it for `ms`.
+void ThrottleDestination(Oid server, int64 sync_id, long ms);
 
 } // namespace revetl::pg

@@ -13,6 +13,9 @@
 
 namespace revetl::pg {
 
+// True while revetl runs DDL of its own (the shadow table of a new sync).
+static bool g_own_ddl = false;
+
 namespace {
 
 bool LooksLikeQuery(const std::string &model) {
@@ -381,10 +384,23 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
     case dsl::Schedule::Kind::Manual:
         break;
     }
+    if (req.schedule.kind == dsl::Schedule::Kind::OnChange && options.track_changes && !*options.track_changes)
+        throw Error(sqlstate::kInvalidParameterValue, "SCHEDULE ON CHANGE needs track_changes",
+                    "An ON CHANGE sync runs when its captured changes commit; with track_changes = false it would "
+                    "never run.");
+    if (options.track_changes.value_or(false) && resolved.ref.kind != ModelRef::Kind::Relation)
+        throw Error(sqlstate::kInvalidParameterValue, "changes to a query model cannot be captured",
+                    "track_changes needs a table model.", "Schedule a query model with EVERY or CRON instead.");
     if (def.Tracked()) {
         char relkind = 0;
         PgGuard([&] { relkind = get_rel_relkind(resolved.relid); });
-        if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+        if (relkind == RELKIND_PARTITIONED_TABLE)
+            throw Error(sqlstate::kFeatureNotSupported,
+                        "changes to partitioned table " + def.ModelDisplayName() + " cannot be captured",
+                        "Writes made directly to a partition do not fire the partitioned table's triggers, so "
+                        "changes could be missed.",
+                        "Schedule the sync with EVERY or CRON: full diffs see every partition.");
+        if (relkind != RELKIND_RELATION)
             throw Error(sqlstate::kInvalidParameterValue,
                         "changes to " + def.ModelDisplayName() + " cannot be captured",
                         "Capturing changes (SCHEDULE ON CHANGE or track_changes) needs a table model.",
@@ -466,7 +482,7 @@ void ReplaceDefinition(const SyncDefinition &old, SyncDefinition def) {
                 {SqlArg::Int8(old.id)});
             SyncDefinition stored = def;
             stored.id = old.id;
-            EnsureCapture(stored);
+            EnsureCapture(stored, true);
         }
         if (r.processed > 0 && !reasons.empty()) {
             Sql("TRUNCATE " + QualifiedName(kSchema, old.shadow_table));
@@ -533,6 +549,10 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
     std::string owner_name = RoleName(caller);
     int64_t id = 0;
     std::string search_path = CurrentSearchPath();
+    // The shadow table's CREATE TABLE fires revetl's own DDL watch: it has
+    // nothing to do for DDL revetl runs itself.
+    g_own_ddl = true;
+    try {
     AsRole(ExtensionOwner(), false, [&] {
         id = Sql("SELECT nextval(pg_catalog.pg_get_serial_sequence('revetl.syncs', 'id'))").Int8(0, 0);
         std::string shadow = "shadow_" + std::to_string(id);
@@ -557,8 +577,13 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
             QuoteLiteral("revetl shadow state of a sync: what its destination was last told"));
         SyncDefinition stored = def;
         stored.id = id;
-        EnsureCapture(stored);
+        EnsureCapture(stored, true);
     });
+    } catch (...) {
+        g_own_ddl = false;
+        throw;
+    }
+    g_own_ddl = false;
     // The scheduler learns of a new schedule at commit.
     WakeWorkerAtCommit();
     return id;
@@ -736,27 +761,33 @@ std::string CaptureFunction(int64_t sync_id) {
 
 // The body of a sync's capture trigger function. One function serves the
 // four statement-level triggers; each reads the transition table its event
-// has. Keys are rendered as the shadow table renders them.
+// has. It runs with the extension owner's rights (writers of the table need
+// no access to revetl's tables), so it calls no code a user could provide:
+// key values are rendered with format('%s'), which uses the types' output
+// functions, never casts to json or text that a user may have defined. The
+// planner casts the text back to the key's type, as the sync's owner. The
+// whole definition is one string literal: nothing in a column name can end
+// it early.
 std::string CaptureFunctionDdl(const SyncDefinition &def) {
     std::string key_new, key_old;
     for (size_t i = 0; i < def.key_columns.size(); i++) {
-        key_new +=
-            (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", n." + QuoteIdent(def.key_columns[i]);
-        key_old +=
-            (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", o." + QuoteIdent(def.key_columns[i]);
+        key_new += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", pg_catalog.format('%s', n." +
+                   QuoteIdent(def.key_columns[i]) + ")";
+        key_old += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", pg_catalog.format('%s', o." +
+                   QuoteIdent(def.key_columns[i]) + ")";
     }
     const std::string id = std::to_string(def.id);
     const std::string insert = "INSERT INTO revetl.captured_changes (sync_id, key) ";
     std::string body = "BEGIN\n"
                        "  IF TG_OP = 'INSERT' THEN\n    " +
-                       insert + "SELECT " + id + ", jsonb_build_object(" + key_new +
+                       insert + "SELECT " + id + ", pg_catalog.jsonb_build_object(" + key_new +
                        ")::text FROM revetl_new n;\n"
                        "  ELSIF TG_OP = 'UPDATE' THEN\n    " +
-                       insert + "SELECT " + id + ", k FROM (SELECT jsonb_build_object(" + key_new +
-                       ")::text AS k FROM revetl_new n UNION SELECT jsonb_build_object(" + key_old +
+                       insert + "SELECT " + id + ", k FROM (SELECT pg_catalog.jsonb_build_object(" + key_new +
+                       ")::text AS k FROM revetl_new n UNION SELECT pg_catalog.jsonb_build_object(" + key_old +
                        ")::text FROM revetl_old o) AS keys;\n"
                        "  ELSIF TG_OP = 'DELETE' THEN\n    " +
-                       insert + "SELECT " + id + ", jsonb_build_object(" + key_old +
+                       insert + "SELECT " + id + ", pg_catalog.jsonb_build_object(" + key_old +
                        ")::text FROM revetl_old o;\n"
                        "  ELSE\n    " +
                        insert + "VALUES (" + id +
@@ -765,10 +796,9 @@ std::string CaptureFunctionDdl(const SyncDefinition &def) {
     if (def.schedule.kind == dsl::Schedule::Kind::OnChange)
         body += "  PERFORM revetl._capture_wake(" + id + ");\n";
     body += "  RETURN NULL;\nEND";
-    std::string tag = "$revetl$";
     return "CREATE OR REPLACE FUNCTION " + CaptureFunction(def.id) +
            "() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS " +
-           tag + body + tag;
+           QuoteLiteral(body);
 }
 
 } // namespace
@@ -791,17 +821,48 @@ void DropCapture(int64_t sync_id) {
     });
 }
 
-bool EnsureCapture(const SyncDefinition &def) {
+bool EnsureCapture(const SyncDefinition &def, bool definition_changed) {
     if (!def.Tracked()) {
         DropCapture(def.id);
+        AsRole(ExtensionOwner(), false,
+               [&] { Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1", {SqlArg::Int8(def.id)}); });
         return false;
     }
     bool attached = false;
     AsRole(ExtensionOwner(), false, [&] {
         Oid relid = ModelRelid(def);
-        Sql(CaptureFunctionDdl(def));
-        if (!OidIsValid(relid))
-            return; // the model is being rebuilt; the event trigger attaches later
+        bool function_exists = Sql("SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
+                                   {SqlArg::Text(CaptureFunction(def.id) + "()")})
+                                   .Bool(0, 0);
+        if (!function_exists || definition_changed)
+            Sql(CaptureFunctionDdl(def));
+        // Triggers left on a table that is no longer the model (or on the
+        // model after its key columns went) would capture the wrong thing, or
+        // make the table's writes fail: they go.
+        bool keys_present = OidIsValid(relid);
+        for (const auto &k : def.key_columns) {
+            if (!keys_present)
+                break;
+            keys_present = !Sql("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = $1::oid AND attname = $2 "
+                                "AND attnum > 0 AND NOT attisdropped",
+                                {SqlArg::Int8(relid), SqlArg::Text(k)})
+                                .rows.empty();
+        }
+        SqlResult stale = Sql("SELECT quote_ident(t.tgname), t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t "
+                              "WHERE t.tgfoid = pg_catalog.to_regprocedure($1) AND (t.tgrelid <> $2::oid OR NOT $3)",
+                              {SqlArg::Text(CaptureFunction(def.id) + "()"), SqlArg::Int8(relid),
+                               SqlArg::Bool(keys_present)});
+        for (size_t i = 0; i < stale.rows.size(); i++)
+            Sql("DROP TRIGGER " + stale.Text(i, 0) + " ON " + stale.Text(i, 1));
+        if (!keys_present) {
+            // The model is being rebuilt (the event trigger attaches the
+            // triggers to the new table), or it lost a key column (the next
+            // run says so).
+            Sql("INSERT INTO revetl.sync_state (sync_id, incremental_ready) VALUES ($1, false) "
+                "ON CONFLICT (sync_id) DO UPDATE SET incremental_ready = false",
+                {SqlArg::Int8(def.id)});
+            return;
+        }
         const std::string table = ModelSource(def.model);
         struct Trigger {
             const char *suffix;
@@ -839,26 +900,28 @@ bool EnsureCapture(const SyncDefinition &def) {
 namespace {
 
 void AfterTableDdlCpp() {
+    if (g_own_ddl)
+        return;
     SpiConnect();
     SqlResult tracked = Sql(std::string("SELECT s.id FROM revetl.syncs s WHERE ") + kTrackedPredicate);
     for (size_t i = 0; i < tracked.rows.size(); i++) {
         auto def = LoadSyncById(tracked.Int8(i, 0));
         if (!def)
             continue;
-        if (EnsureCapture(*def) && def->schedule.kind == dsl::Schedule::Kind::OnChange && !def->paused)
-            RequestRunOnChange(def->id);
+        // A rebuilt model under an ON CHANGE sync is a change: the scheduler
+        // queues the run (triggers just attached mean a full diff).
+        if (EnsureCapture(*def, false) && def->schedule.kind == dsl::Schedule::Kind::OnChange && !def->paused)
+            AsRole(ExtensionOwner(), false, [&] {
+                Sql("INSERT INTO revetl.captured_changes (sync_id, key) VALUES ($1, NULL)", {SqlArg::Int8(def->id)});
+            });
     }
     SpiFinish();
 }
 
-void RequestRunOnChangeCpp(int64_t sync_id) {
-    AsRole(ExtensionOwner(), false, [&] {
-        Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
-            "SELECT s.id, s.name, 'on change', 'revetl' FROM revetl.syncs s WHERE s.id = $1 AND NOT s.paused "
-            "AND NOT EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id AND r.status = "
-            "'queued')",
-            {SqlArg::Int8(sync_id)});
-    });
+void RequestRunOnChangeCpp(int64_t) {
+    // The scheduler queues the run when it sees captured keys and no run in
+    // progress or queued: deciding there, after the capturing transaction
+    // committed, means no change can slip between a run's start and its end.
     WakeWorkerAtCommit();
 }
 

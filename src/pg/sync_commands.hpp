@@ -49,7 +49,9 @@ void AfterOwnedStatement(Node *statement);
 // attached to the model table when missing (and then the next run is a full
 // diff), removed when the sync is not tracked. Returns true when triggers
 // were newly attached.
-bool EnsureCapture(const SyncDefinition &def);
+// `definition_changed`: the capture function is rewritten (its key columns
+// or schedule may have changed); otherwise it is only created if missing.
+bool EnsureCapture(const SyncDefinition &def, bool definition_changed);
 void DropCapture(int64_t sync_id);
 
 // The event trigger's work after CREATE TABLE / ALTER TABLE (rename): puts

@@ -117,7 +117,7 @@ void RecoverInterruptedRuns() {
         // Rows of a trigger-tracked sync that were planned and not delivered
         // are captured again for the next run.
         Sql(std::string(
-                "INSERT INTO revetl.captured_changes (sync_id, key) SELECT s.id, c.key FROM revetl.changes c "
+                "INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT s.id, c.key, true FROM revetl.changes c "
                 "JOIN revetl.syncs s ON s.id = $2 WHERE c.run_id = $1 AND ") +
                 kTrackedPredicate,
             {SqlArg::Int8(run_id), SqlArg::Int8(sync_id)});
@@ -339,6 +339,7 @@ void WorkerLoop(Oid dboid) {
         ClaimWaitRequests();
         ReapExecutors();
         EnqueueDueRuns();
+        EnqueueCapturedRuns();
         StartExecutors();
         PruneHistory(false);
 

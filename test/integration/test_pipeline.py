@@ -177,8 +177,10 @@ class PipelineTest(unittest.TestCase):
         mock.configure(faults=[{"status": 503}, {"status": 429, "headers": {"Retry-After": "0"}}])
         run_id, _ = self.run_sync()
         r = self.run_row(run_id)
+        # The 503 is a retry (an attempt); the 429 is waited out (not one).
         self.assertEqual((r["status"], r["requests"], r["retries"], r["rows_delivered"]),
-                         ("succeeded", "3", "2", "5"))
+                         ("succeeded", "3", "1", "5"))
+        self.assertEqual(cluster.sql(f"select throttled from revetl.sync_runs where id = {run_id}"), "1")
         self.assertEqual(mock.records(), self.model_as_destination())
 
     def test_exhausted_retries_fail_the_run_and_lose_nothing(self):
@@ -200,7 +202,8 @@ class PipelineTest(unittest.TestCase):
         mock.configure(reject_all_status=422)
         run_id, _ = self.run_sync()
         r = self.run_row(run_id)
-        self.assertEqual((r["status"], r["rows_rejected"], r["requests"]), ("partial", "5", "3"))
+        # Refused batches of 2 are split to find the bad rows: 3 + 3 + 1 requests.
+        self.assertEqual((r["status"], r["rows_rejected"], r["requests"]), ("partial", "5", "7"))
         statuses = cluster.sql(f"select distinct http_status || ' ' || error_code from revetl.rejected_rows "
                                f"where run_id = {run_id}")
         self.assertEqual(statuses, "422 CONFIGURED")
@@ -208,12 +211,34 @@ class PipelineTest(unittest.TestCase):
         run_id, _ = self.run_sync()
         self.assertEqual(self.run_row(run_id)["rows_delivered"], "5")
 
+    def test_a_refused_batch_is_split_to_isolate_the_bad_row(self):
+        self.create_sync(options='{"batch_size": 5}')
+        mock.configure(reject_batch_if=[{"field": "email", "equals": "u4@example.com"}])
+        run_id, _ = self.run_sync()
+        r = self.run_row(run_id)
+        self.assertEqual((r["status"], r["rows_delivered"], r["rows_rejected"]), ("partial", "4", "1"))
+        rejected = cluster.rows(f"select key, http_status, error_code from revetl.rejected_rows "
+                                f"where run_id = {run_id}")
+        self.assertEqual(rejected, [['{"id": 4}', "400", "INVALID_BATCH"]])
+        self.assertNotIn(key(id=4), mock.records())
+        self.assertEqual(len(mock.records()), 4)
+
+    def test_rate_limit_spaces_requests(self):
+        cluster.sql(f"alter server {self.server} options (add rate_limit '20 per 1s')")
+        self.create_sync(options='{"batch_size": 1}')
+        run_id, _ = self.run_sync()
+        times = [req["time"] for req in mock.requests()]
+        self.assertEqual(len(times), 5)
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        # 20 per second: one request every 50 ms at most (2% under the limit).
+        self.assertGreaterEqual(min(gaps), 0.045, gaps)
+
     def test_batches_respect_batch_size(self):
         self.create_sync(options='{"batch_size": 2}')
         self.run_sync()
-        sizes = [len(req["body"]["records"]) for req in mock.requests()]
-        self.assertEqual(sizes, [2, 2, 1])
-        self.assertEqual([req["body"]["batch"] for req in mock.requests()], [1, 2, 3])
+        sizes = sorted(len(req["body"]["records"]) for req in mock.requests())
+        self.assertEqual(sizes, [1, 2, 2])
+        self.assertEqual(sorted(req["body"]["batch"] for req in mock.requests()), [1, 2, 3])
 
     def test_rolled_back_request_never_runs(self):
         self.create_sync()

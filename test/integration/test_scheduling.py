@@ -166,7 +166,7 @@ class SchedulingTest(unittest.TestCase):
         # The mock delays every request, so make the slow sync's requests many.
         mock.configure(delay_ms=150)
         cluster.sql(f"select * from revetl.execute($$CREATE SYNC slow_one FROM {self.t} TO slow_hooks KEY (id) "
-                    f"WITH (batch_size = 1)$$)")
+                    f"WITH (batch_size = 1, max_in_flight = 1)$$)")
         self.sync("fast_one")
         slow = int(cluster.sql("select revetl.run_sync('slow_one')"))
         wait_for(lambda: cluster.sql(f"select status from revetl.sync_runs where id = {slow}") == "running",

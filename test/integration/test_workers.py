@@ -21,14 +21,14 @@ class WorkerTest(unittest.TestCase):
         self.mock.stop()
         self.cluster.destroy()
 
-    def make_sync(self, db="postgres", rows=5, batch_size=100):
+    def make_sync(self, db="postgres", rows=5, batch_size=100, in_flight=1):
         self.cluster.sql(f"""
             create extension if not exists revetl;
             create table t (id int primary key, v text);
             insert into t select g, 'v' || g from generate_series(1, {rows}) g;
             create server h foreign data wrapper revetl options (type 'webhook', url '{self.mock.url}/w');
             select revetl.create_sync('s', 'public.t', 'h', array['id'],
-                                      options => '{{"batch_size": {batch_size}}}');
+                                      options => '{{"batch_size": {batch_size}, "max_in_flight": {in_flight}}}');
         """, db=db)
 
     def test_launcher_and_workers_are_visible_by_type(self):

@@ -1,7 +1,8 @@
--- The objects CREATE EXTENSION revetl makes: schema, tables, wrapper,
--- functions, dump registration, row level security and privileges.
+-- The objects CREATE EXTENSION revetl makes: schema, tables, view, wrapper,
+-- functions, event trigger, dump registration, row level security and
+-- privileges.
 BEGIN;
-SELECT plan(158);
+SELECT plan(160);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -43,7 +44,7 @@ SELECT columns_are('revetl', 'sync_runs',
     ARRAY['id', 'sync_id', 'sync_name', 'status', 'trigger', 'requested_by', 'requested_at', 'started_at',
           'planned_at', 'finished_at', 'rows_added', 'rows_changed', 'rows_removed', 'rows_delivered',
           'rows_rejected', 'rows_invalid', 'requests', 'retries', 'error', 'row_limit', 'full_diff', 'plan_kind',
-          'rows_retried', 'plan_duration', 'delivery_duration'],
+          'rows_retried', 'throttled', 'plan_duration', 'delivery_duration'],
     'revetl.sync_runs has exactly the documented columns');
 SELECT col_is_pk('revetl', 'sync_runs', 'id', 'sync_runs.id is the primary key');
 SELECT col_type_is('revetl', 'sync_runs', 'id', 'bigint', 'sync_runs.id is bigint');
@@ -64,6 +65,8 @@ SELECT throws_ok($$INSERT INTO revetl.sync_runs (sync_id, sync_name, row_limit) 
 SELECT col_type_is('revetl', 'sync_runs', 'rows_retried', 'bigint', 'sync_runs.rows_retried is bigint');
 SELECT col_not_null('revetl', 'sync_runs', 'rows_retried', 'sync_runs.rows_retried is NOT NULL');
 SELECT col_default_is('revetl', 'sync_runs', 'rows_retried', '0', 'sync_runs.rows_retried defaults to 0');
+SELECT col_type_is('revetl', 'sync_runs', 'throttled', 'bigint', 'sync_runs.throttled is bigint');
+SELECT col_default_is('revetl', 'sync_runs', 'throttled', '0', 'sync_runs.throttled defaults to 0');
 SELECT col_type_is('revetl', 'sync_runs', 'full_diff', 'boolean', 'sync_runs.full_diff is boolean');
 SELECT col_not_null('revetl', 'sync_runs', 'full_diff', 'sync_runs.full_diff is NOT NULL');
 SELECT col_default_is('revetl', 'sync_runs', 'full_diff', 'false', 'sync_runs.full_diff defaults to false');

@@ -1,5 +1,6 @@
--- run_sync requests, pausing, and who may create, run, preview, alter, pause,
--- rename, give away and drop a sync.
+-- run_sync requests (manual, test runs with max_rows, full diffs), pausing,
+-- the health sync_status shows before any run, and who may create, run,
+-- preview, alter, pause, rename, give away and drop a sync.
 -- Runs are never awaited here: the worker cannot see this transaction, which
 -- rolls back; the integration tests cover runs.
 BEGIN;

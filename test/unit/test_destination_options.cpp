@@ -75,7 +75,7 @@ TEST(ValidateOptions, UnknownServerOptionSuggestsNearMiss) {
     EXPECT_STREQ(e.what(), "invalid option \"ur\" for a revetl server");
     EXPECT_EQ(e.hint().rfind("Perhaps you meant the option \"url\". ", 0), 0u) << e.hint();
     EXPECT_TRUE(Contains(e.hint(), "Valid options in this context are: type, url, method, headers, timeout, "
-                                   "connect_timeout, batch_size, max_attempts."));
+                                   "connect_timeout, batch_size, max_attempts, max_in_flight, rate_limit."));
 
     e = ServerError(With(ValidServer(), "batchsize", "10"));
     EXPECT_EQ(e.sqlstate(), "HV00D");
@@ -114,18 +114,18 @@ TEST(ValidateOptions, MissingType) {
     Error e = ServerError({{"url", "https://a.example.com"}});
     EXPECT_EQ(e.sqlstate(), "HV024");
     EXPECT_STREQ(e.what(), "a revetl server needs the option \"type\"");
-    EXPECT_TRUE(Contains(e.hint(), "Valid types are: webhook."));
+    EXPECT_TRUE(Contains(e.hint(), "Valid types are: webhook, hubspot."));
 }
 
 TEST(ValidateOptions, UnknownTypeSuggests) {
     Error e = ServerError({{"type", "webhok"}, {"url", "https://a.example.com"}});
     EXPECT_EQ(e.sqlstate(), "HV024");
     EXPECT_STREQ(e.what(), "unknown destination type \"webhok\"");
-    EXPECT_EQ(e.hint(), "Perhaps you meant \"webhook\". Valid types are: webhook.");
+    EXPECT_EQ(e.hint(), "Perhaps you meant \"webhook\". Valid types are: webhook, hubspot.");
 
     e = ServerError({{"type", "kafka"}, {"url", "https://a.example.com"}});
     EXPECT_STREQ(e.what(), "unknown destination type \"kafka\"");
-    EXPECT_EQ(e.hint(), "Valid types are: webhook.");
+    EXPECT_EQ(e.hint(), "Valid types are: webhook, hubspot.");
 }
 
 TEST(ValidateOptions, MissingUrl) {
@@ -540,4 +540,37 @@ TEST(ClosestMatch, NothingCloseGivesEmpty) {
     EXPECT_EQ(ClosestMatch("abcdef", {"uvwxyz"}), "");
     // Exact match is distance 0.
     EXPECT_EQ(ClosestMatch("url", c), "url");
+}
+
+TEST(RateLimit, ParsesCountPerDuration) {
+    RateLimit r = ParseRateLimit("rate_limit", "100 per 10s");
+    EXPECT_EQ(r.count, 100);
+    EXPECT_EQ(r.period_ms, 10000);
+    r = ParseRateLimit("rate_limit", "3000 per 3s");
+    EXPECT_EQ(r.count, 3000);
+    EXPECT_EQ(r.period_ms, 3000);
+    r = ParseRateLimit("rate_limit", "none");
+    EXPECT_EQ(r.count, 0);
+    for (const char *bad : {"100", "per 10s", "0 per 10s", "100 per", "100 per forever", "x per 1s"}) {
+        SCOPED_TRACE(bad);
+        try {
+            ParseRateLimit("rate_limit", bad);
+            ADD_FAILURE() << "accepted";
+        } catch (const Error &e) {
+            EXPECT_EQ(e.sqlstate(), "HV024");
+            EXPECT_TRUE(Contains(e.hint(), "100 per 10s"));
+        }
+    }
+}
+
+TEST(ResolveWebhook, HubSpotDefaults) {
+    WebhookSettings s = ResolveWebhook({{"type", "hubspot"}}, {{"token", "t"}});
+    EXPECT_EQ(s.type, "hubspot");
+    EXPECT_EQ(s.url, "https://api.hubapi.com");
+    EXPECT_EQ(s.rate_limit.count, 100);
+    EXPECT_EQ(s.rate_limit.period_ms, 10000);
+    EXPECT_EQ(s.batch_size, 100);
+    s = ResolveWebhook({{"type", "hubspot"}, {"rate_limit", "190 per 10s"}, {"batch_size", "500"}}, {});
+    EXPECT_EQ(s.rate_limit.count, 190);
+    EXPECT_EQ(s.batch_size, 100); // HubSpot takes at most 100 inputs per call
 }

@@ -1,0 +1,221 @@
+"""Shared helpers for revetl's benchmarks (Python 3 standard library only).
+
+Every benchmark starts its own throwaway cluster through test/lib/pgcluster.py
+(Unix socket only, revetl preloaded, fsync = off) and removes it at the end.
+Every wait polls a condition with a timeout; nothing sleeps for a fixed time.
+"""
+
+import datetime
+import hashlib
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(REPO, "test", "lib"))
+
+from pgcluster import Cluster, MockWebhook, PsqlError, wait_for  # noqa: E402,F401
+
+# A destination that refuses connections at once: a run plans, then fails on
+# its first request (max_attempts 1), so the plan phase can be timed without
+# delivering anything.
+UNREACHABLE_URL = "http://127.0.0.1:9/x"
+
+
+def banner(title):
+    print("=" * 72)
+    print(title)
+    print("=" * 72)
+    so = os.path.join(subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True).stdout.strip(),
+                      "revetl.so")
+    if os.path.exists(so):
+        with open(so, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:16]
+        mtime = datetime.datetime.fromtimestamp(os.path.getmtime(so)).astimezone().isoformat(timespec="seconds")
+        print(f"revetl.so: {so}, built {mtime}, sha256 {digest}...")
+    try:
+        rev = subprocess.run(["git", "-c", "safe.directory=*", "-C", REPO, "log", "-1", "--format=%h %s"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        print(f"repository HEAD: {rev} (the working tree may differ)")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"{mem_total_gib():.0f} GiB RAM, kernel {platform.release()}")
+    sys.stdout.flush()
+
+
+def mem_total_gib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024 / 1024
+    return 0.0
+
+
+def log(msg):
+    print(msg)
+    sys.stdout.flush()
+
+
+def psql(cluster, sql, timeout=1800, check=True, db="postgres"):
+    """Runs sql through psql with a bounded wall time; returns (stdout, stderr, rc)."""
+    cmd = [os.path.join(cluster.bindir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+           "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", db]
+    p = subprocess.run(cmd, input=sql, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise PsqlError(p.stderr.strip())
+    return p.stdout, p.stderr, p.returncode
+
+
+def sql(cluster, text, timeout=1800):
+    return psql(cluster, text, timeout=timeout)[0].strip()
+
+
+def start_cluster(extra_conf="", name="revetl-bench"):
+    cluster = Cluster(extra_conf=extra_conf, name=name).start()
+    sql(cluster, "create extension revetl")
+    cluster.wait_for_worker(timeout=60)
+    log(f"cluster: {cluster.dir} ({sql(cluster, 'select version()')})")
+    log("settings that differ from the defaults: fsync = off, max_worker_processes = 16, "
+        "listen_addresses = '' (Unix socket only)" + "".join(f", {line.strip()}" for line in extra_conf.splitlines() if line.strip()))
+    return cluster
+
+
+def create_unreachable_server(cluster, name="srv"):
+    sql(cluster, f"create server {name} foreign data wrapper revetl options (type 'webhook', "
+                 f"url '{UNREACHABLE_URL}', max_attempts '1', connect_timeout '100ms', timeout '1s')")
+
+
+def create_model(cluster, n, table="m"):
+    """m(id bigint primary key, email text, score int, payload text) with ids 1..n."""
+    t0 = time.monotonic()
+    sql(cluster, f"""
+        create table {table} (id bigint primary key, email text, score int, payload text);
+        alter table {table} set (autovacuum_enabled = false);
+        insert into {table} select g, 'user' || g || '@example.com', (g * 7919) % 1000,
+               md5(g::text) || md5((g + 1)::text)
+          from generate_series(1::bigint, {int(n)}) g;
+        vacuum (analyze, freeze) {table};
+    """)
+    return time.monotonic() - t0
+
+
+def sync_id(cluster, name):
+    return int(sql(cluster, f"select id from revetl.syncs where name = '{name}'"))
+
+
+def shadow_table(cluster, name):
+    return "revetl." + sql(cluster, f"select shadow_table from revetl.syncs where name = '{name}'")
+
+
+# The key text and row hash of BuildPlanQuery (src/core/plan_query.cpp) for a
+# sync KEY (id) with no MAP on a model whose column types all have an
+# extended hash function (PreparePlan sets hash_values): key =
+# jsonb_build_object('id', src.id)::text, row_hash = hash_record_extended(src, 0).
+SHADOW_KEY = "jsonb_build_object('id', src.id)::text"
+SHADOW_HASH = "hash_record_extended(src, 0)"
+
+
+def fill_shadow(cluster, name, table="m"):
+    """Leaves the shadow table as a delivered run of every row of the model would."""
+    shadow = shadow_table(cluster, name)
+    t0 = time.monotonic()
+    sql(cluster, f"""
+        truncate {shadow};
+        insert into {shadow} (key, row_hash, run_id)
+          select {SHADOW_KEY}, {SHADOW_HASH}, 0 from {table} as src;
+        vacuum (analyze, freeze) {shadow};
+    """)
+    return time.monotonic() - t0
+
+
+def run_once(cluster, name, full=False, timeout=1800):
+    """Requests a run and waits for it with run_sync(wait => true); returns its sync_runs row.
+
+    Against the unreachable destination the run fails after planning, so
+    run_sync raises "run N of sync ... failed": that is expected here."""
+    before = int(sql(cluster, "select coalesce(max(id), 0) from revetl.sync_runs"))
+    _, err, rc = psql(cluster, f"set statement_timeout = '{int(timeout)}s'; "
+                               f"select revetl.run_sync('{name}', wait => true, full => {str(full).lower()})",
+                      timeout=timeout + 60, check=False)
+    row = sql(cluster, f"""
+        select id, status, coalesce(plan_kind, ''), rows_added, rows_changed, rows_removed, rows_invalid,
+               extract(epoch from plan_duration), coalesce(error, '')
+          from revetl.sync_runs where sync_name = '{name}' and id > {before} order by id desc limit 1""")
+    if not row:
+        raise RuntimeError(f"no run recorded for sync {name}: {err.strip()}")
+    f = row.split("|", 8)
+    run = {"id": int(f[0]), "status": f[1], "plan_kind": f[2], "added": int(f[3]), "changed": int(f[4]),
+           "removed": int(f[5]), "invalid": int(f[6]), "plan_s": float(f[7]) if f[7] else None,
+           "error": f[8]}
+    if run["status"] not in ("failed", "succeeded", "partial"):
+        raise RuntimeError(f"run {run['id']} ended {run['status']}: {run['error']} / {err.strip()}")
+    if run["plan_s"] is None:
+        raise RuntimeError(f"run {run['id']} was never planned: {run['error']} / {err.strip()}")
+    return run
+
+
+def server_seconds(cluster, statements, timeout=1800):
+    """Runs statements in one session and returns their server-side wall time in seconds
+    (clock_timestamp() before and after, so psql's start-up is not counted)."""
+    out = sql(cluster, f"""
+        create temp table bench_t0 as select clock_timestamp() as t;
+        {statements}
+        select extract(epoch from clock_timestamp() - t) from bench_t0;
+    """, timeout=timeout)
+    return float(out.splitlines()[-1])
+
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def fmt_rate(x):
+    return f"{x:,.0f}"
+
+
+# auto_explain logs the plan of any statement slower than 2 s, the run's
+# plan query included (it runs through SPI in the run's process); its cost
+# is only formatting the plan text at the end.
+AUTO_EXPLAIN = """
+shared_preload_libraries = 'revetl, auto_explain'
+auto_explain.log_min_duration = '2s'
+auto_explain.log_nested_statements = on
+"""
+
+
+def explain_run(cluster, name, label, needle="s.key = m.k", full=False):
+    """One untimed run with auto_explain.log_analyze on; prints the plan the run's process used."""
+    sql(cluster, "alter system set auto_explain.log_analyze = on; alter system set auto_explain.log_buffers = on; "
+                 "alter system set auto_explain.log_min_duration = 0; select pg_reload_conf()")
+    try:
+        before = len(auto_explain_plans(cluster, needle))
+        run = run_once(cluster, name, full=full)
+        # The line is logged before the run's process exits, but poll in
+        # case the logging collector is behind.
+        plans = wait_for(lambda: (lambda p: p if len(p) > before else None)(auto_explain_plans(cluster, needle)),
+                         timeout=30, what="auto_explain output")
+        log(f"\nEXPLAIN ANALYZE of the plan query (auto_explain in run {run['id']}, {label}, plan_kind "
+            f"{run['plan_kind']}; untimed: the plan phase took {run['plan_s']:.2f} s with instrumentation):")
+        log(plans[-1][1])
+    finally:
+        sql(cluster, "alter system reset auto_explain.log_analyze; alter system reset auto_explain.log_buffers; "
+                     "alter system reset auto_explain.log_min_duration; select pg_reload_conf()")
+
+
+def auto_explain_plans(cluster, needle):
+    """Plans that auto_explain logged for statements containing needle."""
+    text = cluster.log_text()
+    plans = []
+    for m in re.finditer(r"LOG:  duration: ([0-9.]+) ms  plan:\n(.*?)(?=\n\S[^\n]*(?:LOG|WARNING|ERROR|"
+                         r"FATAL|NOTICE|DETAIL|STATEMENT|CONTEXT):|\Z)", text, re.S):
+        if needle in m.group(2):
+            plans.append((float(m.group(1)), m.group(2)))
+    return plans
