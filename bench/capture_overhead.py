@@ -142,12 +142,15 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--durable", action="store_true",
+                    help="fsync = on (the test clusters run with fsync = off, which makes commits cheap)")
     args = ap.parse_args()
 
     banner("capture_overhead: single-row UPDATE throughput with and without change capture (pgbench)")
     started = time.monotonic()
     mock = MockWebhook()
-    cluster = start_cluster(extra_conf="autovacuum = off", name="revetl-bench-capture")
+    cluster = start_cluster(extra_conf="autovacuum = off" + ("\nfsync = on" if args.durable else ""),
+                            name="revetl-bench-capture")
     results = {v: [] for v in VARIANTS}
     notes = {v: [] for v in VARIANTS}
     command = ""

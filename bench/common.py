@@ -45,7 +45,8 @@ def banner(title):
         pass
     print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"{mem_total_gib():.0f} GiB RAM, kernel {platform.release()}")
+          f"{mem_total_gib():.0f} GiB RAM, kernel {platform.release()}; "
+          f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     sys.stdout.flush()
 
 

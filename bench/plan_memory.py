@@ -10,7 +10,7 @@ memory for:
   large     a run of an N-row model (default 10,000,000) with 1% changed
             (the shadow table filled directly as a delivered run leaves it,
             as in plan_throughput.py);
-  first     (with --first-run) a first run of the same N-row model: empty
+  first     (unless --no-first-run) a first run of the same N-row model: empty
             shadow table, so every row is planned as an add and written to
             the revetl.changes queue.
 
@@ -61,11 +61,13 @@ def read_status(pid):
         name, _, rest = line.partition(":")
         if name in FIELDS:
             out[name] = int(rest.split()[0])
-    return out
+    # A process that has exited but not been reaped (a zombie) has no memory
+    # fields left.
+    return out if "VmHWM" in out else None
 
 
 class Sampler(threading.Thread):
-    def __init__(self, pid, interval=0.01, timeout=3600):
+    def __init__(self, pid, interval=0.001, timeout=3600):
         super().__init__(daemon=True)
         self.pid, self.interval, self.timeout = pid, interval, timeout
         self.first = None
@@ -73,6 +75,15 @@ class Sampler(threading.Thread):
         self.peak = {f: 0 for f in FIELDS}
         self.samples = 0
         self.timed_out = False
+        self.jit_mapped = False  # whether LLVM's JIT library was ever seen mapped
+
+    def check_maps(self):
+        try:
+            with open(f"/proc/{self.pid}/maps") as f:
+                if "llvmjit" in f.read():
+                    self.jit_mapped = True
+        except OSError:
+            pass
 
     def run(self):
         deadline = time.monotonic() + self.timeout
@@ -85,6 +96,8 @@ class Sampler(threading.Thread):
             self.last = s
             for f in FIELDS:
                 self.peak[f] = max(self.peak[f], s.get(f, 0))
+            if not self.jit_mapped and self.samples % 100 == 1:
+                self.check_maps()
             time.sleep(self.interval)
         self.timed_out = True
 
@@ -141,12 +154,13 @@ def measure(cluster, sync, table, label):
     r = {"label": label, "run_id": run_id, "pid": pid, "status": row[0], "plan_kind": row[1],
          "added": int(row[2]), "changed": int(row[3]), "removed": int(row[4]), "plan_s": float(row[5]),
          "start": sampler.first, "hwm": sampler.last["VmHWM"], "peak": sampler.peak, "samples": sampler.samples,
-         "elapsed": elapsed}
+         "elapsed": elapsed, "jit": sampler.jit_mapped}
     log(f"  {label}: run {run_id} (pid {pid}) {r['status']}, plan {r['plan_s']:.2f} s, "
         f"{r['added']:,} added / {r['changed']:,} changed; {sampler.samples} samples over {elapsed:.1f} s")
     log(f"    at start (waiting on the lock): VmRSS {mb(r['start']['VmRSS'])}, RssAnon {mb(r['start']['RssAnon'])}")
     log(f"    peak: VmHWM {mb(r['hwm'])}, RssAnon {mb(r['peak']['RssAnon'])}, "
-        f"RssShmem {mb(r['peak']['RssShmem'])}, RssFile {mb(r['peak']['RssFile'])}")
+        f"RssShmem {mb(r['peak']['RssShmem'])}, RssFile {mb(r['peak']['RssFile'])}"
+        f"{' (LLVM JIT library mapped: llvmjit.so and libLLVM are file-backed pages)' if r['jit'] else ''}")
     return r
 
 
@@ -165,8 +179,8 @@ def prepare(cluster, sync, table, n, changed_every=100, fill=True):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000_000, help="rows of the large model")
-    ap.add_argument("--first-run", action="store_true",
-                    help="also measure a first run (empty shadow: every row planned and queued)")
+    ap.add_argument("--no-first-run", action="store_true",
+                    help="skip the first run (empty shadow: every row planned and queued)")
     args = ap.parse_args()
 
     banner("plan_memory: peak memory of a run's process, large model vs 1,000-row model")
@@ -186,7 +200,7 @@ def main():
             if (r["added"], r["changed"], r["removed"]) != (expect[0], expect[1], 0) or r["status"] != "failed":
                 raise AssertionError(f"unexpected run: {r}")
             results.append(r)
-        if args.first_run:
+        if not args.no_first_run:
             sql(cluster, f"truncate revetl.{sql(cluster, 'select shadow_table from revetl.syncs where name = ' + chr(39) + 'big' + chr(39))}")
             r = measure(cluster, "big", "m", f"first: {args.rows:,}-row model, empty shadow (all rows added)")
             if (r["added"], r["changed"], r["removed"]) != (args.rows, 0, 0):

@@ -63,6 +63,7 @@ suite "pgTAP (pg_prove)" "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 tes
 suite "integration (clusters, workers, mock destinations)" \
     "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/integration/run.py
 suite "mock webhook self-test" "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/test_mock_webhook.py
+suite "mock HubSpot self-test" "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/test_mock_hubspot.py
 
 cd "$REPO"
 rm -rf "$WORK"

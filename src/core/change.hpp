@@ -22,6 +22,9 @@ struct RowOutcome {
     std::string reason;     // destination's message, bounded
     std::string error_code; // destination's code, when it gave one
     std::string dest_id;
+    // An earlier attempt for this row timed out or lost its connection: the
+    // destination may still apply that older request late.
+    bool uncertain = false;
 };
 
 const char *OpName(Change::Op op); // "upsert" or "delete"

@@ -22,6 +22,7 @@ struct Work {
     int attempt = 1;
     int throttles = 0;
     int64_t ready_at = 0;
+    bool uncertain = false; // an attempt ended without a clear answer
 };
 
 int64_t SteadyNowMs() {
@@ -153,10 +154,17 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             Verdict v = connector.Interpret(w.request, open[w.batch].batch.changes, done.second);
             switch (v.kind) {
             case Verdict::Kind::Done:
-                for (size_t j = 0; j < w.request.rows.size() && j < v.rows.size(); j++)
-                    record(w.batch, w.request.rows[j], v.rows[j]);
+                for (size_t j = 0; j < w.request.rows.size() && j < v.rows.size(); j++) {
+                    RowOutcome o = v.rows[j];
+                    o.uncertain = w.uncertain;
+                    record(w.batch, w.request.rows[j], o);
+                }
                 break;
             case Verdict::Kind::Retry:
+                // No answer, or a server error: the destination may have
+                // applied the request anyway, and may still apply it late.
+                if (done.second.status == 0 || done.second.status >= 500 || done.second.status == 408)
+                    w.uncertain = true;
                 if (w.attempt >= config.retry.max_attempts) {
                     stopping = true;
                     result.ok = false;
@@ -189,8 +197,11 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 result.stats.splits++;
                 const auto &rows = w.request.rows;
                 size_t half = rows.size() / 2;
+                size_t first = pending.size();
                 enqueue(w.batch, std::vector<size_t>(rows.begin(), rows.begin() + half), w.attempt);
                 enqueue(w.batch, std::vector<size_t>(rows.begin() + half, rows.end()), w.attempt);
+                for (size_t q = first; q < pending.size(); q++)
+                    pending[q].uncertain = w.uncertain;
                 break;
             }
             case Verdict::Kind::Fatal:

@@ -15,7 +15,7 @@ namespace {
 const std::vector<std::string> kTypes = {"webhook", "hubspot"};
 const std::vector<std::string> kServerOptions = {"type",         "url",          "method",       "headers",
                                                  "timeout",      "connect_timeout", "batch_size", "max_attempts",
-                                                 "max_in_flight", "rate_limit"};
+                                                 "max_in_flight", "rate_limit", "settle_time"};
 const std::vector<std::string> kUserMappingOptions = {"token", "headers"};
 
 std::string Join(const std::vector<std::string> &items) {
@@ -301,6 +301,8 @@ void ValidateOptions(OptionContext context, const OptionList &options) {
             ParseBoundedInt(o.first, o.second, 1, 64);
         else if (o.first == "rate_limit")
             ParseRateLimit(o.first, o.second);
+        else if (o.first == "settle_time")
+            ParseDurationMs(o.first, o.second, 1000, 86400000);
     }
     if (type.empty())
         throw Error(sqlstate::kFdwInvalidOptionValue, "a revetl server needs the option \"type\"", {},
@@ -380,6 +382,8 @@ WebhookSettings ResolveWebhook(const OptionList &server, const OptionList &user_
             s.max_in_flight = static_cast<int>(ParseBoundedInt(o.first, o.second, 1, 64));
         else if (o.first == "rate_limit")
             s.rate_limit = ParseRateLimit(o.first, o.second);
+        else if (o.first == "settle_time")
+            s.settle_time_ms = ParseDurationMs(o.first, o.second, 1000, 86400000);
         else if (o.first == "type")
             s.type = o.second;
     }

@@ -40,6 +40,9 @@ struct WebhookSettings {
     int max_attempts = 5;
     int max_in_flight = 4;
     RateLimit rate_limit;
+    // How long the destination may still apply a request after revetl gave
+    // up waiting for it; rows with such a request are sent again after this.
+    long settle_time_ms = 60000;
 };
 
 // Server and user-mapping options (already validated) into settings.

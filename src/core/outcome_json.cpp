@@ -36,6 +36,8 @@ BatchRecord BuildBatchRecord(const std::vector<Change> &changes, const std::vect
                 String(up, c.key);
                 up.Key("row_hash");
                 up.Int64(c.row_hash);
+                up.Key("uncertain");
+                up.Bool(o.uncertain);
                 up.Key("dest_id");
                 if (!o.dest_id.empty())
                     String(up, o.dest_id);

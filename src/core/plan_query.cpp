@@ -63,9 +63,14 @@ std::string CapturedKeys(const PlanSpec &spec) {
     for (size_t i = 0; i < spec.key_columns.size(); i++)
         cols += (i ? ", " : "") + std::string("(c.key::jsonb ->> ") + QuoteLiteral(spec.key_columns[i]) +
                 ")::" + c.key_types[i] + " AS k" + std::to_string(i);
-    return "SELECT DISTINCT " + cols +
-           " FROM revetl.captured_changes c WHERE c.sync_id = " + std::to_string(c.sync_id) +
-           " AND c.id <= " + std::to_string(c.max_capture_id) + " AND c.key IS NOT NULL";
+    std::string due_cols;
+    for (size_t i = 0; i < spec.key_columns.size(); i++)
+        due_cols += (i ? ", " : "") + std::string("(v.key::jsonb ->> ") + QuoteLiteral(spec.key_columns[i]) + ")::" +
+                    c.key_types[i];
+    // Captured keys, and keys whose delivery is due to be verified.
+    return "SELECT " + cols + " FROM revetl.captured_changes c WHERE c.sync_id = " + std::to_string(c.sync_id) +
+           " AND c.id <= " + std::to_string(c.max_capture_id) + " AND c.key IS NOT NULL UNION SELECT " + due_cols +
+           " FROM " + QualifiedName(spec.shadow_schema, spec.shadow_table) + " AS v WHERE v.verify_after <= now()";
 }
 
 std::string RowHash(const PlanSpec &spec) {
@@ -139,7 +144,7 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
            m + ") AS m " + join + " " + shadow_source +
            " AS s ON s.key = m.k "
            "WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL" +
-           std::string(spec.include_changes ? " OR s.row_hash IS DISTINCT FROM m.h" : "");
+           std::string(spec.include_changes ? " OR s.row_hash IS DISTINCT FROM m.h OR s.verify_after <= now()" : "");
 }
 
 std::string BuildPayloadColumnsQuery(const PlanSpec &spec) {
@@ -157,9 +162,15 @@ std::string BuildValidationQuery(const PlanSpec &spec) {
 }
 
 std::string BuildShadowTableDdl(const std::string &schema, const std::string &table) {
+    // verify_after: the destination may apply an older request for this row
+    // late (a timeout, a lost connection, a killed run); after this time the
+    // row is sent again once, so that the latest version is the one that
+    // stays.
     return "CREATE TABLE " + QualifiedName(schema, table) +
            " (key text COLLATE \"C\" PRIMARY KEY, row_hash bigint NOT NULL, dest_id text, "
-           "run_id bigint NOT NULL, synced_at timestamptz NOT NULL DEFAULT now())";
+           "run_id bigint NOT NULL, synced_at timestamptz NOT NULL DEFAULT now(), verify_after timestamptz); "
+           "CREATE INDEX ON " +
+           QualifiedName(schema, table) + " (verify_after) WHERE verify_after IS NOT NULL";
 }
 
 } // namespace revetl

@@ -457,12 +457,15 @@ void SyncRun::Flush() {
     const std::string shadow = QualifiedName(kSchema, def_.shadow_table);
     if (rec.accepted_upserts != "[]")
         Sql("INSERT INTO " + shadow +
-                " AS s (key, row_hash, dest_id, run_id) "
-                "SELECT r.key, r.row_hash, r.dest_id, $2 FROM jsonb_to_recordset($1::jsonb) "
-                "AS r(key text, row_hash bigint, dest_id text) "
+                " AS s (key, row_hash, dest_id, run_id, verify_after) "
+                "SELECT r.key, r.row_hash, r.dest_id, $2, "
+                "CASE WHEN r.uncertain THEN now() + make_interval(secs => $3 / 1000.0) END "
+                "FROM jsonb_to_recordset($1::jsonb) AS r(key text, row_hash bigint, dest_id text, uncertain boolean) "
                 "ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
-                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, synced_at = now()",
-            {SqlArg::Text(rec.accepted_upserts), SqlArg::Int8(run_id_)});
+                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, synced_at = now(), "
+                "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
+                "WHEN s.verify_after > now() THEN s.verify_after END",
+            {SqlArg::Text(rec.accepted_upserts), SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
     if (rec.accepted_removals != "[]")
         Sql("DELETE FROM " + shadow + " WHERE key IN (SELECT jsonb_array_elements_text($1::jsonb))",
             {SqlArg::Text(rec.accepted_removals)});
@@ -551,6 +554,16 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
                       "WHERE id = $1 RETURNING sync_name",
                       {SqlArg::Int8(run_id_), SqlArg::Text(status),
                        error.empty() ? SqlArg::Null(TEXTOID) : SqlArg::Text(error)});
+    // Rows of this run that were planned and not recorded as delivered may
+    // be in a request the destination applies late: whatever the shadow
+    // state says about them is checked again after the settle time.
+    if (status == "failed" && !def_.shadow_table.empty())
+        Sql("INSERT INTO " + QualifiedName(kSchema, def_.shadow_table) +
+                " AS s (key, row_hash, run_id, verify_after) "
+                "SELECT c.key, 0, $1, now() + make_interval(secs => $2 / 1000.0) FROM revetl.changes c "
+                "WHERE c.run_id = $1 "
+                "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, excluded.verify_after)",
+            {SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
     if (tracked_ && status != "succeeded" && status != "partial")
         Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, key, true FROM revetl.changes "
             "WHERE run_id = $1",

@@ -4,6 +4,7 @@
 // end, follows SCHEDULE AFTER chains, sends alerts and prunes history. It
 // sleeps on its latch, woken by committed run requests, executor exits and
 // the next scheduled time.
+#include "core/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/executor.hpp"
 #include "pg/module.hpp"
@@ -114,6 +115,23 @@ void RecoverInterruptedRuns() {
         if (marked.rows.empty())
             continue;
         recovered++;
+        // What was in flight when the process died may still be applied by
+        // the destination: those rows are checked again after its settle time.
+        if (auto def = LoadSyncById(sync_id)) {
+            long settle_ms = 60000;
+            try {
+                Destination dest = LookupDestination(def->destination);
+                settle_ms = ResolveWebhook(dest.server_options, {}).settle_time_ms;
+            } catch (const std::exception &) {
+                // The server is gone or broken: the default settle time will do.
+            }
+            Sql("INSERT INTO " + QualifiedName(kSchema, def->shadow_table) +
+                    " AS s (key, row_hash, run_id, verify_after) "
+                    "SELECT c.key, 0, $1, now() + make_interval(secs => $2 / 1000.0) FROM revetl.changes c "
+                    "WHERE c.run_id = $1 "
+                    "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, excluded.verify_after)",
+                {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms)});
+        }
         // Rows of a trigger-tracked sync that were planned and not delivered
         // are captured again for the next run.
         Sql(std::string(

@@ -141,8 +141,12 @@ class MockWebhook:
         if require_token:
             cmd += ["--require-token", require_token]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.port = int(wait_for(lambda: open(port_file).read().strip() if os.path.exists(port_file) else None,
-                                 timeout=15, what="mock webhook to listen"))
+        def read_port():
+            if not os.path.exists(port_file):
+                return None
+            with open(port_file) as f:
+                return f.read().strip() or None
+        self.port = int(wait_for(read_port, timeout=15, what="mock webhook to listen"))
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _call(self, method, path, body=None):
@@ -192,3 +196,62 @@ class MockWebhook:
 def key(**columns):
     """The canonical form of a record key, as MockWebhook.records() uses."""
     return json.dumps(columns, sort_keys=True)
+
+
+class MockHubSpot:
+    """The stateful HubSpot mock in test/mock_hubspot.py, in its own process."""
+
+    def __init__(self, token="test-token", seed=0):
+        self.dir = tempfile.mkdtemp(prefix="revetl-hubspot-")
+        port_file = os.path.join(self.dir, "port")
+        cmd = [sys.executable, os.path.join(REPO, "test", "mock_hubspot.py"), "--port", "0",
+               "--port-file", port_file, "--token", token, "--seed", str(seed)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def read_port():
+            if not os.path.exists(port_file):
+                return None
+            with open(port_file) as f:
+                return f.read().strip() or None
+        self.port = int(wait_for(read_port, timeout=15, what="mock HubSpot to listen"))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read().decode()
+            return json.loads(text) if text else None
+
+    def contacts(self, archived=False):
+        """{email: properties} of the contacts HubSpot holds (not archived)."""
+        out = {}
+        for r in self._call("GET", "/_mock/records?object=contacts")["records"]:
+            if r["archived"] == archived:
+                out[r["properties"].get("email")] = r
+        return out
+
+    def created_total(self):
+        return self._call("GET", "/_mock/records?object=contacts")["created_total"]["contacts"]
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def requests(self):
+        return self._call("GET", "/_mock/requests")["requests"]
+
+    def configure(self, **config):
+        return self._call("POST", "/_mock/config", config)
+
+    def reset(self):
+        self._call("POST", "/_mock/reset", {})
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
