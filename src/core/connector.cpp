@@ -42,11 +42,12 @@ Verdict WebhookConnector::Interpret(const PreparedRequest &request, const std::v
     case ResponseClass::Transient:
         v.kind = response.status == 429 ? Verdict::Kind::Throttled : Verdict::Kind::Retry;
         v.wait_ms = retry_after_ms;
-        v.error = response.status == 0 ? "could not reach " + RedactUrl(settings_.url) + ": " +
-                                             (response.timed_out ? std::string("timed out") : response.transport_error)
-                                       : "destination " + RedactUrl(settings_.url) + " answered HTTP " +
-                                             std::to_string(response.status) +
-                                             (response.body.empty() ? "" : ": " + Truncate(response.body, 300));
+        v.error = response.status == 0
+                      ? "could not reach " + RedactUrl(settings_.url) + ": " +
+                            (response.timed_out ? std::string("timed out") : response.transport_error)
+                      : "destination " + RedactUrl(settings_.url) + " answered HTTP " +
+                            std::to_string(response.status) +
+                            (response.body.empty() ? "" : ": " + Truncate(response.body, 300));
         return v;
     case ResponseClass::Permanent:
         // A refused request of several rows may be refused for one of them:

@@ -50,7 +50,8 @@ public:
 
     // Requests for `rows` (indices into `changes`). Rows that cannot be sent
     // at all get an outcome in `immediate` instead.
-    virtual std::vector<PreparedRequest> Prepare(const BatchContext &context, const std::vector<Change> &changes,
+    virtual std::vector<PreparedRequest> Prepare(const BatchContext &context,
+                                                 const std::vector<Change> &changes,
                                                  const std::vector<size_t> &rows,
                                                  std::vector<std::pair<size_t, RowOutcome>> &immediate) = 0;
 

@@ -26,7 +26,8 @@ struct Work {
 };
 
 int64_t SteadyNowMs() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
 
@@ -184,7 +185,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 if (++w.throttles > config.max_throttles_per_request) {
                     stopping = true;
                     result.ok = false;
-                    result.error = v.error + " (still throttled after " + std::to_string(w.throttles - 1) + " waits)";
+                    result.error =
+                        v.error + " (still throttled after " + std::to_string(w.throttles - 1) + " waits)";
                     break;
                 }
                 long ms = v.wait_ms >= 0 ? std::min(v.wait_ms, config.retry.max_retry_after_ms) : 1000;

@@ -13,9 +13,9 @@ namespace revetl {
 namespace {
 
 const std::vector<std::string> kTypes = {"webhook", "hubspot"};
-const std::vector<std::string> kServerOptions = {"type",         "url",          "method",       "headers",
-                                                 "timeout",      "connect_timeout", "batch_size", "max_attempts",
-                                                 "max_in_flight", "rate_limit", "settle_time"};
+const std::vector<std::string> kServerOptions = {
+    "type",       "url",          "method",        "headers",    "timeout",    "connect_timeout",
+    "batch_size", "max_attempts", "max_in_flight", "rate_limit", "settle_time"};
 const std::vector<std::string> kUserMappingOptions = {"token", "headers"};
 
 std::string Join(const std::vector<std::string> &items) {
@@ -341,11 +341,13 @@ RateLimit ParseRateLimit(const std::string &option, const std::string &text) {
     bool ok = per != std::string::npos;
     if (ok) {
         std::string count = t.substr(0, per);
-        count.erase(std::remove_if(count.begin(), count.end(), [](unsigned char c) { return std::isspace(c); }),
-                    count.end());
+        count.erase(
+            std::remove_if(count.begin(), count.end(), [](unsigned char c) { return std::isspace(c); }),
+            count.end());
         std::string period = t.substr(per + 5);
-        period.erase(std::remove_if(period.begin(), period.end(), [](unsigned char c) { return std::isspace(c); }),
-                     period.end());
+        period.erase(
+            std::remove_if(period.begin(), period.end(), [](unsigned char c) { return std::isspace(c); }),
+            period.end());
         try {
             r.count = static_cast<int>(ParseBoundedInt(option, count, 1, 1000000));
             r.period_ms = ParseDurationMs(option, period.empty() ? "x" : period, 1, 86400000);
@@ -354,7 +356,8 @@ RateLimit ParseRateLimit(const std::string &option, const std::string &text) {
         }
     }
     if (!ok)
-        throw Error(sqlstate::kFdwInvalidOptionValue, "invalid value for option \"" + option + "\": \"" + text + "\"",
+        throw Error(sqlstate::kFdwInvalidOptionValue,
+                    "invalid value for option \"" + option + "\": \"" + text + "\"",
                     "A rate limit is written as a number of requests per duration.",
                     "For example: '100 per 10s', '3000 per 3s' or 'none'.");
     return r;

@@ -18,7 +18,9 @@ namespace {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
-void String(Writer &w, const std::string &s) { w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size())); }
+void String(Writer &w, const std::string &s) {
+    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
+}
 
 std::string Lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -114,9 +116,10 @@ std::string HubSpotConnector::MatchValue(const std::string &payload) const {
     return Member(doc, target_.match_on.c_str());
 }
 
-std::vector<PreparedRequest> HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &changes,
-                                                       const std::vector<size_t> &rows,
-                                                       std::vector<std::pair<size_t, RowOutcome>> &immediate) {
+std::vector<PreparedRequest>
+HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &changes,
+                          const std::vector<size_t> &rows,
+                          std::vector<std::pair<size_t, RowOutcome>> &immediate) {
     std::vector<PreparedRequest> out;
     const bool create = target_.mode == "insert";
     const char *action = create ? "create" : target_.mode == "update" ? "update" : "upsert";
@@ -129,8 +132,9 @@ std::vector<PreparedRequest> HubSpotConnector::Prepare(const BatchContext &, con
         const Change &c = changes[i];
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty())
-                immediate.emplace_back(i, Rejected(0, "no HubSpot record id is known for this row, so it cannot "
-                                                      "be archived",
+                immediate.emplace_back(i, Rejected(0,
+                                                   "no HubSpot record id is known for this row, so it cannot "
+                                                   "be archived",
                                                    "NO_RECORD_ID"));
             else
                 archives.push_back(i);
@@ -140,8 +144,9 @@ std::vector<PreparedRequest> HubSpotConnector::Prepare(const BatchContext &, con
         if (!create) {
             match = Normalize(MatchValue(c.payload));
             if (match.empty()) {
-                immediate.emplace_back(i, Rejected(0, "the payload has no value for the MATCH ON property \"" +
-                                                          target_.match_on + "\"",
+                immediate.emplace_back(i, Rejected(0,
+                                                   "the payload has no value for the MATCH ON property \"" +
+                                                       target_.match_on + "\"",
                                                    "NO_MATCH_VALUE"));
                 continue;
             }
@@ -250,16 +255,16 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
     }
     if (status == 0 || status == 408 || status >= 500) {
         v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach HubSpot: " + (response.timed_out ? std::string("timed out")
-                                                                                  : response.transport_error)
+        v.error = status == 0 ? "could not reach HubSpot: " +
+                                    (response.timed_out ? std::string("timed out") : response.transport_error)
                               : "HubSpot answered HTTP " + std::to_string(status) +
                                     (message.empty() ? "" : ": " + Truncate(message, 300));
         return v;
     }
     if (status == 401 || status == 403 || status == 404) {
         v.kind = Verdict::Kind::Fatal;
-        v.error = "HubSpot refused the request (HTTP " + std::to_string(status) + (category.empty() ? "" : " " + category) +
-                  "): " + Truncate(message, 300);
+        v.error = "HubSpot refused the request (HTTP " + std::to_string(status) +
+                  (category.empty() ? "" : " " + category) + "): " + Truncate(message, 300);
         return v;
     }
     if (status >= 400) {
@@ -267,15 +272,16 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
             v.kind = Verdict::Kind::Split;
             return v;
         }
-        v.rows.assign(request.rows.size(), Rejected(status, message.empty() ? "refused by HubSpot" : message,
-                                                    category));
+        v.rows.assign(request.rows.size(),
+                      Rejected(status, message.empty() ? "refused by HubSpot" : message, category));
         return v;
     }
 
     // 2xx. Archive answers 204 with no body: every record is archived (or
     // already was).
     std::vector<RowOutcome> outcomes(request.rows.size());
-    if (request.http.url.size() >= 8 && request.http.url.compare(request.http.url.size() - 8, 8, "/archive") == 0) {
+    if (request.http.url.size() >= 8 &&
+        request.http.url.compare(request.http.url.size() - 8, 8, "/archive") == 0) {
         for (auto &o : outcomes) {
             o.accepted = true;
             o.http_status = status;

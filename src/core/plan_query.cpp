@@ -65,12 +65,14 @@ std::string CapturedKeys(const PlanSpec &spec) {
                 ")::" + c.key_types[i] + " AS k" + std::to_string(i);
     std::string due_cols;
     for (size_t i = 0; i < spec.key_columns.size(); i++)
-        due_cols += (i ? ", " : "") + std::string("(v.key::jsonb ->> ") + QuoteLiteral(spec.key_columns[i]) + ")::" +
-                    c.key_types[i];
+        due_cols += (i ? ", " : "") + std::string("(v.key::jsonb ->> ") + QuoteLiteral(spec.key_columns[i]) +
+                    ")::" + c.key_types[i];
     // Captured keys, and keys whose delivery is due to be verified.
-    return "SELECT " + cols + " FROM revetl.captured_changes c WHERE c.sync_id = " + std::to_string(c.sync_id) +
-           " AND c.id <= " + std::to_string(c.max_capture_id) + " AND c.key IS NOT NULL UNION SELECT " + due_cols +
-           " FROM " + QualifiedName(spec.shadow_schema, spec.shadow_table) + " AS v WHERE v.verify_after <= now()";
+    return "SELECT " + cols +
+           " FROM revetl.captured_changes c WHERE c.sync_id = " + std::to_string(c.sync_id) +
+           " AND c.id <= " + std::to_string(c.max_capture_id) + " AND c.key IS NOT NULL UNION SELECT " +
+           due_cols + " FROM " + QualifiedName(spec.shadow_schema, spec.shadow_table) +
+           " AS v WHERE v.verify_after <= now()";
 }
 
 std::string RowHash(const PlanSpec &spec) {
@@ -144,7 +146,8 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
            m + ") AS m " + join + " " + shadow_source +
            " AS s ON s.key = m.k "
            "WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL" +
-           std::string(spec.include_changes ? " OR s.row_hash IS DISTINCT FROM m.h OR s.verify_after <= now()" : "");
+           std::string(spec.include_changes ? " OR s.row_hash IS DISTINCT FROM m.h OR s.verify_after <= now()"
+                                            : "");
 }
 
 std::string BuildPayloadColumnsQuery(const PlanSpec &spec) {

@@ -420,9 +420,10 @@ void SyncRun::Plan() {
 
 std::optional<EngineBatch> SyncRun::ReadBatch() {
     BeginTransaction("revetl: reading batch");
-    SqlResult r = Sql("SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
-                      "WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                      {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int4(settings_.batch_size)}, true);
+    SqlResult r =
+        Sql("SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
+            "WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int4(settings_.batch_size)}, true);
     CommitTransaction();
     if (r.rows.empty())
         return std::nullopt;
@@ -460,12 +461,15 @@ void SyncRun::Flush() {
                 " AS s (key, row_hash, dest_id, run_id, verify_after) "
                 "SELECT r.key, r.row_hash, r.dest_id, $2, "
                 "CASE WHEN r.uncertain THEN now() + make_interval(secs => $3 / 1000.0) END "
-                "FROM jsonb_to_recordset($1::jsonb) AS r(key text, row_hash bigint, dest_id text, uncertain boolean) "
+                "FROM jsonb_to_recordset($1::jsonb) AS r(key text, row_hash bigint, dest_id text, uncertain "
+                "boolean) "
                 "ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
-                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, synced_at = now(), "
+                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, synced_at = "
+                "now(), "
                 "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
                 "WHEN s.verify_after > now() THEN s.verify_after END",
-            {SqlArg::Text(rec.accepted_upserts), SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
+            {SqlArg::Text(rec.accepted_upserts), SqlArg::Int8(run_id_),
+             SqlArg::Int8(settings_.settle_time_ms)});
     if (rec.accepted_removals != "[]")
         Sql("DELETE FROM " + shadow + " WHERE key IN (SELECT jsonb_array_elements_text($1::jsonb))",
             {SqlArg::Text(rec.accepted_removals)});
@@ -476,17 +480,20 @@ void SyncRun::Flush() {
     if (rec.rejected != "[]")
         Sql("INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, "
             "http_status, error_code, payload, attempts) "
-            "SELECT $2, $3, $4, 'rejected', r.key, r.operation, r.reason, r.http_status, r.error_code, r.payload, "
+            "SELECT $2, $3, $4, 'rejected', r.key, r.operation, r.reason, r.http_status, r.error_code, "
+            "r.payload, "
             "r.attempts FROM jsonb_to_recordset($1::jsonb) AS r(key jsonb, operation text, reason text, "
             "http_status integer, error_code text, payload jsonb, attempts integer)",
-            {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id), SqlArg::Text(def_.name)});
+            {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id),
+             SqlArg::Text(def_.name)});
     std::string seqs = "{";
     for (size_t i = 0; i < pending_seqs_.size(); i++)
         seqs += (i ? "," : "") + std::to_string(pending_seqs_[i]);
     seqs += "}";
     Sql("DELETE FROM revetl.changes WHERE run_id = $1 AND seq = ANY ($2::bigint[])",
         {SqlArg::Int8(run_id_), SqlArg::Text(seqs)});
-    Sql("UPDATE revetl.sync_runs SET rows_delivered = rows_delivered + $2, rows_rejected = rows_rejected + $3 "
+    Sql("UPDATE revetl.sync_runs SET rows_delivered = rows_delivered + $2, rows_rejected = rows_rejected + "
+        "$3 "
         "WHERE id = $1",
         {SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered), SqlArg::Int8(rec.rejected_count)});
     CommitTransaction();
@@ -523,11 +530,14 @@ void SyncRun::Deliver() {
     hooks.rate_delay_ms = [this] {
         long d = 0;
         PgGuard([&] {
-            d = RateDelayMs(server_oid_, rate_sync_id_, settings_.rate_limit.count, settings_.rate_limit.period_ms);
+            d = RateDelayMs(server_oid_, rate_sync_id_, settings_.rate_limit.count,
+                            settings_.rate_limit.period_ms);
         });
         return d;
     };
-    hooks.throttle = [this](long ms) { PgGuard([&] { ThrottleDestination(server_oid_, rate_sync_id_, ms); }); };
+    hooks.throttle = [this](long ms) {
+        PgGuard([&] { ThrottleDestination(server_oid_, rate_sync_id_, ms); });
+    };
     EngineConfig config;
     config.max_in_flight = settings_.max_in_flight;
     config.retry = policy_;
@@ -562,10 +572,12 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
                 " AS s (key, row_hash, run_id, verify_after) "
                 "SELECT c.key, 0, $1, now() + make_interval(secs => $2 / 1000.0) FROM revetl.changes c "
                 "WHERE c.run_id = $1 "
-                "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, excluded.verify_after)",
+                "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, "
+                "excluded.verify_after)",
             {SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
     if (tracked_ && status != "succeeded" && status != "partial")
-        Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, key, true FROM revetl.changes "
+        Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, key, true FROM "
+            "revetl.changes "
             "WHERE run_id = $1",
             {SqlArg::Int8(run_id_), SqlArg::Int8(def_.id)});
     if (tracked_ && !incremental_ && row_limit_ < 0 && (status == "succeeded" || status == "partial"))

@@ -241,12 +241,13 @@ int EnqueueDueRuns() {
 
 int EnqueueCapturedRuns() {
     BeginTransaction("revetl: captured changes");
-    SqlResult r = Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
-                      "SELECT s.id, s.name, 'on change', 'revetl' FROM revetl.syncs s "
-                      "WHERE s.schedule_kind = 'on change' AND NOT s.paused "
-                      "AND EXISTS (SELECT 1 FROM revetl.captured_changes c WHERE c.sync_id = s.id AND NOT c.retry) "
-                      "AND NOT EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id "
-                      "AND r.status IN ('queued', 'running') AND r.trigger <> 'test')");
+    SqlResult r =
+        Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
+            "SELECT s.id, s.name, 'on change', 'revetl' FROM revetl.syncs s "
+            "WHERE s.schedule_kind = 'on change' AND NOT s.paused "
+            "AND EXISTS (SELECT 1 FROM revetl.captured_changes c WHERE c.sync_id = s.id AND NOT c.retry) "
+            "AND NOT EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id "
+            "AND r.status IN ('queued', 'running') AND r.trigger <> 'test')");
     CommitTransaction();
     return static_cast<int>(r.processed);
 }

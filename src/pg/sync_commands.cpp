@@ -384,22 +384,26 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
     case dsl::Schedule::Kind::Manual:
         break;
     }
-    if (req.schedule.kind == dsl::Schedule::Kind::OnChange && options.track_changes && !*options.track_changes)
-        throw Error(sqlstate::kInvalidParameterValue, "SCHEDULE ON CHANGE needs track_changes",
-                    "An ON CHANGE sync runs when its captured changes commit; with track_changes = false it would "
-                    "never run.");
+    if (req.schedule.kind == dsl::Schedule::Kind::OnChange && options.track_changes &&
+        !*options.track_changes)
+        throw Error(
+            sqlstate::kInvalidParameterValue, "SCHEDULE ON CHANGE needs track_changes",
+            "An ON CHANGE sync runs when its captured changes commit; with track_changes = false it would "
+            "never run.");
     if (options.track_changes.value_or(false) && resolved.ref.kind != ModelRef::Kind::Relation)
         throw Error(sqlstate::kInvalidParameterValue, "changes to a query model cannot be captured",
-                    "track_changes needs a table model.", "Schedule a query model with EVERY or CRON instead.");
+                    "track_changes needs a table model.",
+                    "Schedule a query model with EVERY or CRON instead.");
     if (def.Tracked()) {
         char relkind = 0;
         PgGuard([&] { relkind = get_rel_relkind(resolved.relid); });
         if (relkind == RELKIND_PARTITIONED_TABLE)
-            throw Error(sqlstate::kFeatureNotSupported,
-                        "changes to partitioned table " + def.ModelDisplayName() + " cannot be captured",
-                        "Writes made directly to a partition do not fire the partitioned table's triggers, so "
-                        "changes could be missed.",
-                        "Schedule the sync with EVERY or CRON: full diffs see every partition.");
+            throw Error(
+                sqlstate::kFeatureNotSupported,
+                "changes to partitioned table " + def.ModelDisplayName() + " cannot be captured",
+                "Writes made directly to a partition do not fire the partitioned table's triggers, so "
+                "changes could be missed.",
+                "Schedule the sync with EVERY or CRON: full diffs see every partition.");
         if (relkind != RELKIND_RELATION)
             throw Error(sqlstate::kInvalidParameterValue,
                         "changes to " + def.ModelDisplayName() + " cannot be captured",
@@ -553,32 +557,33 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
     // nothing to do for DDL revetl runs itself.
     g_own_ddl = true;
     try {
-    AsRole(ExtensionOwner(), false, [&] {
-        id = Sql("SELECT nextval(pg_catalog.pg_get_serial_sequence('revetl.syncs', 'id'))").Int8(0, 0);
-        std::string shadow = "shadow_" + std::to_string(id);
-        std::vector<SqlArg> args = DefinitionArgs(def, search_path);
-        args.push_back(SqlArg::Int8(id));
-        args.push_back(SqlArg::Int8(caller));
-        args.push_back(SqlArg::Text(shadow));
-        Sql("INSERT INTO revetl.syncs (" + std::string(kDefinitionColumns) +
-                ", id, owner, shadow_table) VALUES (" + kDefinitionValues + ", $16, $17::oid::regrole, $18)",
-            args);
-        // A table of this name that no sync uses is left over from an
-        // installation dropped without CASCADE: it holds nothing of value.
-        if (Sql("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-                {SqlArg::Text(QualifiedName(kSchema, shadow))})
-                .Bool(0, 0))
-            Sql("DROP TABLE " + QualifiedName(kSchema, shadow));
-        Sql(BuildShadowTableDdl(kSchema, shadow));
-        // The plan query runs as the owner and joins the shadow table: the
-        // owner may read it, never write it.
-        GrantShadow(shadow, owner_name, true);
-        Sql("COMMENT ON TABLE " + QualifiedName(kSchema, shadow) + " IS " +
-            QuoteLiteral("revetl shadow state of a sync: what its destination was last told"));
-        SyncDefinition stored = def;
-        stored.id = id;
-        EnsureCapture(stored, true);
-    });
+        AsRole(ExtensionOwner(), false, [&] {
+            id = Sql("SELECT nextval(pg_catalog.pg_get_serial_sequence('revetl.syncs', 'id'))").Int8(0, 0);
+            std::string shadow = "shadow_" + std::to_string(id);
+            std::vector<SqlArg> args = DefinitionArgs(def, search_path);
+            args.push_back(SqlArg::Int8(id));
+            args.push_back(SqlArg::Int8(caller));
+            args.push_back(SqlArg::Text(shadow));
+            Sql("INSERT INTO revetl.syncs (" + std::string(kDefinitionColumns) +
+                    ", id, owner, shadow_table) VALUES (" + kDefinitionValues +
+                    ", $16, $17::oid::regrole, $18)",
+                args);
+            // A table of this name that no sync uses is left over from an
+            // installation dropped without CASCADE: it holds nothing of value.
+            if (Sql("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                    {SqlArg::Text(QualifiedName(kSchema, shadow))})
+                    .Bool(0, 0))
+                Sql("DROP TABLE " + QualifiedName(kSchema, shadow));
+            Sql(BuildShadowTableDdl(kSchema, shadow));
+            // The plan query runs as the owner and joins the shadow table: the
+            // owner may read it, never write it.
+            GrantShadow(shadow, owner_name, true);
+            Sql("COMMENT ON TABLE " + QualifiedName(kSchema, shadow) + " IS " +
+                QuoteLiteral("revetl shadow state of a sync: what its destination was last told"));
+            SyncDefinition stored = def;
+            stored.id = id;
+            EnsureCapture(stored, true);
+        });
     } catch (...) {
         g_own_ddl = false;
         throw;
@@ -784,7 +789,8 @@ std::string CaptureFunctionDdl(const SyncDefinition &def) {
                        ")::text FROM revetl_new n;\n"
                        "  ELSIF TG_OP = 'UPDATE' THEN\n    " +
                        insert + "SELECT " + id + ", k FROM (SELECT pg_catalog.jsonb_build_object(" + key_new +
-                       ")::text AS k FROM revetl_new n UNION SELECT pg_catalog.jsonb_build_object(" + key_old +
+                       ")::text AS k FROM revetl_new n UNION SELECT pg_catalog.jsonb_build_object(" +
+                       key_old +
                        ")::text FROM revetl_old o) AS keys;\n"
                        "  ELSIF TG_OP = 'DELETE' THEN\n    " +
                        insert + "SELECT " + id + ", pg_catalog.jsonb_build_object(" + key_old +
@@ -824,8 +830,9 @@ void DropCapture(int64_t sync_id) {
 bool EnsureCapture(const SyncDefinition &def, bool definition_changed) {
     if (!def.Tracked()) {
         DropCapture(def.id);
-        AsRole(ExtensionOwner(), false,
-               [&] { Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1", {SqlArg::Int8(def.id)}); });
+        AsRole(ExtensionOwner(), false, [&] {
+            Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1", {SqlArg::Int8(def.id)});
+        });
         return false;
     }
     bool attached = false;
@@ -843,15 +850,16 @@ bool EnsureCapture(const SyncDefinition &def, bool definition_changed) {
         for (const auto &k : def.key_columns) {
             if (!keys_present)
                 break;
-            keys_present = !Sql("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = $1::oid AND attname = $2 "
-                                "AND attnum > 0 AND NOT attisdropped",
-                                {SqlArg::Int8(relid), SqlArg::Text(k)})
-                                .rows.empty();
+            keys_present =
+                !Sql("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = $1::oid AND attname = $2 "
+                     "AND attnum > 0 AND NOT attisdropped",
+                     {SqlArg::Int8(relid), SqlArg::Text(k)})
+                     .rows.empty();
         }
-        SqlResult stale = Sql("SELECT quote_ident(t.tgname), t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t "
-                              "WHERE t.tgfoid = pg_catalog.to_regprocedure($1) AND (t.tgrelid <> $2::oid OR NOT $3)",
-                              {SqlArg::Text(CaptureFunction(def.id) + "()"), SqlArg::Int8(relid),
-                               SqlArg::Bool(keys_present)});
+        SqlResult stale = Sql(
+            "SELECT quote_ident(t.tgname), t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t "
+            "WHERE t.tgfoid = pg_catalog.to_regprocedure($1) AND (t.tgrelid <> $2::oid OR NOT $3)",
+            {SqlArg::Text(CaptureFunction(def.id) + "()"), SqlArg::Int8(relid), SqlArg::Bool(keys_present)});
         for (size_t i = 0; i < stale.rows.size(); i++)
             Sql("DROP TRIGGER " + stale.Text(i, 0) + " ON " + stale.Text(i, 1));
         if (!keys_present) {
@@ -912,7 +920,8 @@ void AfterTableDdlCpp() {
         // queues the run (triggers just attached mean a full diff).
         if (EnsureCapture(*def, false) && def->schedule.kind == dsl::Schedule::Kind::OnChange && !def->paused)
             AsRole(ExtensionOwner(), false, [&] {
-                Sql("INSERT INTO revetl.captured_changes (sync_id, key) VALUES ($1, NULL)", {SqlArg::Int8(def->id)});
+                Sql("INSERT INTO revetl.captured_changes (sync_id, key) VALUES ($1, NULL)",
+                    {SqlArg::Int8(def->id)});
             });
     }
     SpiFinish();

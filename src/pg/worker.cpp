@@ -129,14 +129,15 @@ void RecoverInterruptedRuns() {
                     " AS s (key, row_hash, run_id, verify_after) "
                     "SELECT c.key, 0, $1, now() + make_interval(secs => $2 / 1000.0) FROM revetl.changes c "
                     "WHERE c.run_id = $1 "
-                    "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, excluded.verify_after)",
+                    "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, "
+                    "excluded.verify_after)",
                 {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms)});
         }
         // Rows of a trigger-tracked sync that were planned and not delivered
         // are captured again for the next run.
-        Sql(std::string(
-                "INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT s.id, c.key, true FROM revetl.changes c "
-                "JOIN revetl.syncs s ON s.id = $2 WHERE c.run_id = $1 AND ") +
+        Sql(std::string("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT s.id, c.key, true "
+                        "FROM revetl.changes c "
+                        "JOIN revetl.syncs s ON s.id = $2 WHERE c.run_id = $1 AND ") +
                 kTrackedPredicate,
             {SqlArg::Int8(run_id), SqlArg::Int8(sync_id)});
         Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', "

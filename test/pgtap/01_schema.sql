@@ -2,7 +2,7 @@
 -- functions, event trigger, dump registration, row level security and
 -- privileges.
 BEGIN;
-SELECT plan(160);
+SELECT plan(163);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -279,7 +279,7 @@ SELECT results_eq(
   'the alert flags of sync_state are booleans, NOT NULL DEFAULT false');
 
 SELECT has_table('revetl', 'captured_changes', 'table revetl.captured_changes exists');
-SELECT columns_are('revetl', 'captured_changes', ARRAY['id', 'sync_id', 'key', 'captured_at'],
+SELECT columns_are('revetl', 'captured_changes', ARRAY['id', 'sync_id', 'key', 'retry', 'captured_at'],
                    'revetl.captured_changes has exactly the documented columns');
 SELECT col_is_pk('revetl', 'captured_changes', 'id', 'captured_changes.id is the primary key');
 SELECT is((SELECT attidentity::text FROM pg_attribute
@@ -289,6 +289,10 @@ SELECT col_type_is('revetl', 'captured_changes', 'sync_id', 'bigint', 'captured_
 SELECT col_not_null('revetl', 'captured_changes', 'sync_id', 'captured_changes.sync_id is NOT NULL');
 SELECT col_type_is('revetl', 'captured_changes', 'key', 'text', 'captured_changes.key is text');
 SELECT col_is_null('revetl', 'captured_changes', 'key', 'captured_changes.key may be NULL (TRUNCATE: everything)');
+SELECT col_type_is('revetl', 'captured_changes', 'retry', 'boolean', 'captured_changes.retry is boolean');
+SELECT col_not_null('revetl', 'captured_changes', 'retry', 'captured_changes.retry is NOT NULL');
+SELECT col_default_is('revetl', 'captured_changes', 'retry', 'false',
+                      'captured_changes.retry defaults to false (a key captured by a write, not a retry)');
 SELECT col_type_is('revetl', 'captured_changes', 'captured_at', 'timestamp with time zone',
                    'captured_changes.captured_at is timestamptz');
 SELECT col_default_is('revetl', 'captured_changes', 'captured_at', 'now()',

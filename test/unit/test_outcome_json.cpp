@@ -73,9 +73,10 @@ TEST(BuildBatchRecord, SplitsAcceptedUpsertsRemovalsAndRejected) {
 
     // Upserts: key as its text, the row hash, and the destination id (the
     // destination's new one first, else the stored one, else null).
-    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":11,"dest_id":"dest-1"},)"
-                                    R"({"key":"{\"id\": 2}","row_hash":-22,"dest_id":"stored-2"},)"
-                                    R"({"key":"{\"id\": 3}","row_hash":33,"dest_id":null}])");
+    EXPECT_EQ(rec.accepted_upserts,
+              R"([{"key":"{\"id\": 1}","row_hash":11,"uncertain":false,"dest_id":"dest-1"},)"
+              R"({"key":"{\"id\": 2}","row_hash":-22,"uncertain":false,"dest_id":"stored-2"},)"
+              R"({"key":"{\"id\": 3}","row_hash":33,"uncertain":false,"dest_id":null}])");
     EXPECT_EQ(rec.accepted_removals, R"(["{\"id\": 4}"])");
 
     rapidjson::Document rej = Parse(rec.rejected);
@@ -153,8 +154,13 @@ TEST(BuildBatchRecord, AllAccepted) {
 TEST(BuildBatchRecord, StoredDestIdUsedWhenDestinationGivesNone) {
     BatchRecord rec =
         BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("")}, 1);
-    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"dest_id":"old"}])");
+    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":false,"dest_id":"old"}])");
     rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("new")},
                            1);
-    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"dest_id":"new"}])");
+    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":false,"dest_id":"new"}])");
+    // A row whose delivery was uncertain says so, for verify_after.
+    RowOutcome uncertain = Accepted("new");
+    uncertain.uncertain = true;
+    rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "")}, {uncertain}, 1);
+    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":true,"dest_id":"new"}])");
 }

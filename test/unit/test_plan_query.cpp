@@ -162,7 +162,8 @@ TEST(BuildShadowTableDdl, ExactText) {
     EXPECT_EQ(BuildShadowTableDdl("revetl_shadow", "sync_42"),
               "CREATE TABLE \"revetl_shadow\".\"sync_42\" (key text COLLATE \"C\" PRIMARY KEY, "
               "row_hash bigint NOT NULL, dest_id text, run_id bigint NOT NULL, "
-              "synced_at timestamptz NOT NULL DEFAULT now())");
+              "synced_at timestamptz NOT NULL DEFAULT now(), verify_after timestamptz); "
+              "CREATE INDEX ON \"revetl_shadow\".\"sync_42\" (verify_after) WHERE verify_after IS NOT NULL");
     EXPECT_TRUE(Contains(BuildShadowTableDdl("we\"ird", "t\"t"), "CREATE TABLE \"we\"\"ird\".\"t\"\"t\" ("));
 }
 
@@ -170,7 +171,8 @@ TEST(BuildPlanQuery, InsertModeSkipsChangedRows) {
     PlanSpec spec = RelationSpec();
     EXPECT_TRUE(spec.include_changes); // the default
     std::string with_changes = BuildPlanQuery(spec);
-    EXPECT_TRUE(EndsWith(with_changes, " OR s.key IS NULL OR s.row_hash IS DISTINCT FROM m.h"));
+    EXPECT_TRUE(EndsWith(with_changes,
+                         " OR s.key IS NULL OR s.row_hash IS DISTINCT FROM m.h OR s.verify_after <= now()"));
     spec.include_changes = false;
     std::string sql = BuildPlanQuery(spec);
     EXPECT_TRUE(NotContains(sql, "row_hash IS DISTINCT FROM"));
@@ -214,9 +216,11 @@ TEST(BuildPlanQuery, CaptureFilterRestrictsModelAndShadowToCapturedKeys) {
     spec.capture = cap;
     std::string sql = BuildPlanQuery(spec);
     EXPECT_EQ(
-        sql.rfind("WITH cap AS MATERIALIZED (SELECT DISTINCT (c.key::jsonb ->> 'tenant')::integer AS k0, "
+        sql.rfind("WITH cap AS MATERIALIZED (SELECT (c.key::jsonb ->> 'tenant')::integer AS k0, "
                   "(c.key::jsonb ->> 'o''id')::text AS k1 FROM revetl.captured_changes c "
-                  "WHERE c.sync_id = 12 AND c.id <= 3456 AND c.key IS NOT NULL) SELECT (CASE",
+                  "WHERE c.sync_id = 12 AND c.id <= 3456 AND c.key IS NOT NULL UNION SELECT "
+                  "(v.key::jsonb ->> 'tenant')::integer, (v.key::jsonb ->> 'o''id')::text FROM \"revetl_shadow\".\"sync_1\" "
+                  "AS v WHERE v.verify_after <= now()) SELECT (CASE",
                   0),
         0u)
         << sql;
