@@ -10,8 +10,10 @@ import hashlib
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -19,6 +21,16 @@ REPO = os.path.abspath(os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(REPO, "test", "lib"))
 
 from pgcluster import Cluster, MockWebhook, PsqlError, wait_for  # noqa: E402,F401
+
+# SIGTERM (and SIGINT, even when started in the background, where it is
+# inherited as ignored) unwinds through the scripts' finally blocks, which
+# remove the cluster and the mock destination.
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _terminate)
+signal.signal(signal.SIGINT, _terminate)
 
 # A destination that refuses connections at once: a run plans, then fails on
 # its first request (max_attempts 1), so the plan phase can be timed without
@@ -135,12 +147,81 @@ def fill_shadow(cluster, name, table="m"):
     return time.monotonic() - t0
 
 
-def run_once(cluster, name, full=False, timeout=1800):
-    """Requests a run and waits for it with run_sync(wait => true); returns its sync_runs row.
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(stat_text):
+    """utime + stime of a /proc/<pid>/stat line, in seconds."""
+    rest = stat_text.rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+class RunCpuWatcher(threading.Thread):
+    """Finds the cluster's "revetl run" process (a child of its postmaster) as
+    soon as it appears and reads its CPU time (/proc/<pid>/stat) every 2 ms
+    until it exits; cpu_s is the last reading, taken just before the exit.
+    CPU time is far less sensitive than wall time to other load on the
+    machine."""
+
+    def __init__(self, postmaster_pid, timeout):
+        super().__init__(daemon=True)
+        self.ppid, self.timeout = postmaster_pid, timeout
+        self.pid = None
+        self.cpu_s = None
+        self.stop = threading.Event()
+        self.known = set(int(p) for p in os.listdir("/proc") if p.isdigit())
+
+    def find(self):
+        for p in os.listdir("/proc"):
+            if not p.isdigit() or int(p) in self.known:
+                continue
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    stat = f.read()
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    cmd = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) != self.ppid:
+                self.known.add(int(p))
+                continue
+            if cmd.startswith("postgres: revetl run "):
+                return int(p)
+            # A child that has just been forked still shows the postmaster's
+            # command line until it sets its title: look at it again.
+            if cmd.startswith("postgres: "):
+                self.known.add(int(p))
+        return None
+
+    def run(self):
+        deadline = time.monotonic() + self.timeout
+        while self.pid is None and not self.stop.is_set() and time.monotonic() < deadline:
+            self.pid = self.find()
+            if self.pid is None:
+                time.sleep(0.002)
+        while self.pid is not None and time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{self.pid}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                return
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                return
+            self.cpu_s = proc_cpu_seconds(stat)
+            time.sleep(0.002)
+
+
+def run_once(cluster, name, full=False, timeout=1800, watch_cpu=False):
+    """Requests a run and waits for it with run_sync(wait => true); returns its sync_runs row
+    (with watch_cpu, also cpu_s: the CPU time of the run's process, or None if it was missed).
 
     Against the unreachable destination the run fails after planning, so
     run_sync raises "run N of sync ... failed": that is expected here."""
     before = int(sql(cluster, "select coalesce(max(id), 0) from revetl.sync_runs"))
+    watcher = None
+    if watch_cpu:
+        watcher = RunCpuWatcher(cluster.postmaster_pid(), timeout + 60)
+        watcher.start()
     _, err, rc = psql(cluster, f"set statement_timeout = '{int(timeout)}s'; "
                                f"select revetl.run_sync('{name}', wait => true, full => {str(full).lower()})",
                       timeout=timeout + 60, check=False)
@@ -158,18 +239,34 @@ def run_once(cluster, name, full=False, timeout=1800):
         raise RuntimeError(f"run {run['id']} ended {run['status']}: {run['error']} / {err.strip()}")
     if run["plan_s"] is None:
         raise RuntimeError(f"run {run['id']} was never planned: {run['error']} / {err.strip()}")
+    if watcher:
+        watcher.stop.set()
+        watcher.join(timeout=60)
+        run["cpu_s"] = watcher.cpu_s
     return run
 
 
 def server_seconds(cluster, statements, timeout=1800):
     """Runs statements in one session and returns their server-side wall time in seconds
     (clock_timestamp() before and after, so psql's start-up is not counted)."""
+    return server_times(cluster, statements, timeout)[0]
+
+
+# The CPU time (utime + stime) of the session's own backend, read from
+# /proc/self/stat (pg_read_file of an absolute path: superuser only).
+BACKEND_CPU_SQL = (f"(select (split_part(s, ' ', 12)::bigint + split_part(s, ' ', 13)::bigint) / {CLK_TCK}.0 "
+                   "from (select split_part(pg_read_file('/proc/self/stat'), ') ', 2) as s) as x)")
+
+
+def server_times(cluster, statements, timeout=1800):
+    """Like server_seconds; returns (wall seconds, CPU seconds of the backend)."""
     out = sql(cluster, f"""
-        create temp table bench_t0 as select clock_timestamp() as t;
+        create temp table bench_t0 as select clock_timestamp() as t, {BACKEND_CPU_SQL} as cpu;
         {statements}
-        select extract(epoch from clock_timestamp() - t) from bench_t0;
+        select extract(epoch from clock_timestamp() - t) || '|' || ({BACKEND_CPU_SQL} - cpu) from bench_t0;
     """, timeout=timeout)
-    return float(out.splitlines()[-1])
+    wall, cpu = out.splitlines()[-1].split("|")
+    return float(wall), float(cpu)
 
 
 def median(values):

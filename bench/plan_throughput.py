@@ -28,6 +28,10 @@ INSERT ... SELECT is never parallel in PostgreSQL 15).
 
 Throughput = N / plan seconds (model rows diffed per second), median of the
 repetitions. Ratio = revetl throughput / EXCEPT throughput (target >= 3).
+The CPU time of each side is also reported (the run's process, read from
+/proc/<pid>/stat just before it exits; the EXCEPT session's backend, read
+from /proc/self/stat through pg_read_file), which other load on the
+machine disturbs much less than wall time.
 Afterwards one extra, untimed run is made with auto_explain.log_analyze on and
 its plan is printed, to show what the time goes to.
 
@@ -40,7 +44,16 @@ import sys
 import time
 
 from common import (AUTO_EXPLAIN, banner, explain_run, create_model, create_unreachable_server, fill_shadow, fmt_rate,
-                    log, median, run_once, server_seconds, shadow_table, sql, start_cluster)
+                    log, median, run_once, server_seconds, server_times, shadow_table, sql, start_cluster)
+
+EXCEPT_SQL = """
+    set max_parallel_workers_per_gather = 0;
+    create temp table d_upsert (like m);
+    create temp table d_removed (like m);
+    insert into d_upsert select * from m except select * from snap;
+    insert into d_removed select * from snap except select * from m;
+"""
+
 
 def except_counts(cluster):
     return sql(cluster, """
@@ -78,30 +91,32 @@ def bench_size(cluster, n, reps):
     if got != f"{changed}|{changed}":
         raise AssertionError(f"EXCEPT found {got} rows, expected {changed}|{changed}")
 
-    rv, ex = [], []
+    rv, ex, rv_cpu, ex_cpu = [], [], [], []
     for rep in range(reps):
-        run = run_once(cluster, "b")
+        run = run_once(cluster, "b", watch_cpu=True)
         if (run["added"], run["changed"], run["removed"], run["invalid"]) != (0, changed, 0, 0):
             raise AssertionError(f"run {run['id']} planned {run} instead of {changed} changed rows: "
                                  "the shadow fill does not match the plan query's key or hash")
         if run["status"] != "failed" or not run["error"]:
             raise AssertionError(f"run {run['id']} should have failed at delivery: {run}")
+        if run["cpu_s"] is None:
+            raise AssertionError(f"the process of run {run['id']} was not found")
         rv.append(run["plan_s"])
-        secs = server_seconds(cluster, """
-            set max_parallel_workers_per_gather = 0;
-            create temp table d_upsert (like m);
-            create temp table d_removed (like m);
-            insert into d_upsert select * from m except select * from snap;
-            insert into d_removed select * from snap except select * from m;
-        """)
+        rv_cpu.append(run["cpu_s"])
+        secs, cpu = server_times(cluster, EXCEPT_SQL)
         ex.append(secs)
-        log(f"  rep {rep + 1}: revetl plan {run['plan_s']:.2f} s (run {run['id']}, "
-            f"{run['changed']:,} changed) | EXCEPT {secs:.2f} s")
+        ex_cpu.append(cpu)
+        log(f"  rep {rep + 1}: revetl plan {run['plan_s']:.2f} s wall, run process {run['cpu_s']:.2f} s CPU "
+            f"(run {run['id']}, {run['changed']:,} changed) | EXCEPT {secs:.2f} s wall, {cpu:.2f} s CPU")
     r_s, e_s = median(rv), median(ex)
+    r_c, e_c = median(rv_cpu), median(ex_cpu)
     result = {"n": n, "changed": changed, "revetl_s": r_s, "except_s": e_s, "revetl_rps": n / r_s,
-              "except_rps": n / e_s, "ratio": (n / r_s) / (n / e_s), "revetl_all": rv, "except_all": ex}
-    log(f"  median: revetl {r_s:.2f} s = {fmt_rate(n / r_s)} rows/s | EXCEPT {e_s:.2f} s = "
-        f"{fmt_rate(n / e_s)} rows/s | ratio revetl/EXCEPT = {result['ratio']:.2f}x")
+              "except_rps": n / e_s, "ratio": e_s / r_s, "revetl_all": rv, "except_all": ex,
+              "revetl_cpu": r_c, "except_cpu": e_c, "cpu_ratio": e_c / r_c}
+    log(f"  median wall: revetl {r_s:.2f} s = {fmt_rate(n / r_s)} rows/s | EXCEPT {e_s:.2f} s = "
+        f"{fmt_rate(n / e_s)} rows/s | revetl/EXCEPT throughput = {result['ratio']:.2f}x")
+    log(f"  median CPU:  revetl {r_c:.2f} s = {fmt_rate(n / r_c)} rows/CPU-s | EXCEPT {e_c:.2f} s = "
+        f"{fmt_rate(n / e_c)} rows/CPU-s | revetl/EXCEPT = {result['cpu_ratio']:.2f}x")
     return result
 
 
@@ -152,11 +167,15 @@ def main():
     finally:
         cluster.destroy()
 
-    log("\n| model rows | changed | revetl plan (s) | revetl rows/s | EXCEPT (s) | EXCEPT rows/s | revetl/EXCEPT |")
-    log("|---:|---:|---:|---:|---:|---:|---:|")
+    log("\n| model rows | changed | revetl plan (s) | revetl rows/s | EXCEPT (s) | EXCEPT rows/s | revetl/EXCEPT "
+        "| revetl CPU (s) | EXCEPT CPU (s) | revetl/EXCEPT by CPU |")
+    log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         log(f"| {r['n']:,} | {r['changed']:,} | {r['revetl_s']:.2f} | {fmt_rate(r['revetl_rps'])} | "
-            f"{r['except_s']:.2f} | {fmt_rate(r['except_rps'])} | {r['ratio']:.2f}x |")
+            f"{r['except_s']:.2f} | {fmt_rate(r['except_rps'])} | {r['ratio']:.2f}x | {r['revetl_cpu']:.2f} | "
+            f"{r['except_cpu']:.2f} | {r['cpu_ratio']:.2f}x |")
+    log("(wall: medians of the repetitions; rows/s = model rows / seconds; CPU: CPU time of the run's process and "
+        "of the EXCEPT session's backend)")
     met = all(r["ratio"] >= 3 for r in results)
     log(f"\ntarget (revetl planning >= 3x the EXCEPT baseline): {'met' if met else 'NOT met'}")
     log(f"total time: {time.monotonic() - started:.0f} s")

@@ -341,8 +341,8 @@ AS 'MODULE_PATHNAME', 'revetl_prune_history'
 LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION revetl.prune_history() FROM PUBLIC;
 
--- Called by the capture triggers of SCHEDULE ON CHANGE syncs: queues a run
--- (unless one is already queued) that the worker starts at commit.
+-- Called by the capture triggers of SCHEDULE ON CHANGE syncs: wakes the
+-- database's scheduler at commit, which queues a run for the captured keys.
 CREATE FUNCTION revetl._capture_wake(sync_id bigint)
 RETURNS void
 AS 'MODULE_PATHNAME', 'revetl_capture_wake'

@@ -575,6 +575,12 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
                 "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, "
                 "excluded.verify_after)",
             {SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
+    // A failed run of a tracked sync leaves its captured keys for the next
+    // run, but must not start that run at once (the scheduler would retry a
+    // broken sync without pause): they wait for the next change or run.
+    if (status == "failed" && def_.id != 0 && def_.Tracked())
+        Sql("UPDATE revetl.captured_changes SET retry = true WHERE sync_id = $1 AND NOT retry",
+            {SqlArg::Int8(def_.id)});
     if (tracked_ && status != "succeeded" && status != "partial")
         Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, key, true FROM "
             "revetl.changes "

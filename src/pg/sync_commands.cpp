@@ -397,6 +397,17 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
     if (def.Tracked()) {
         char relkind = 0;
         PgGuard([&] { relkind = get_rel_relkind(resolved.relid); });
+        bool partition_or_parent = Sql("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = "
+                                       "$1::oid OR inhparent = $1::oid)",
+                                       {SqlArg::Int8(resolved.relid)})
+                                       .Bool(0, 0);
+        if (partition_or_parent && relkind == RELKIND_RELATION)
+            throw Error(
+                sqlstate::kFeatureNotSupported,
+                "changes to " + def.ModelDisplayName() + " cannot be captured",
+                "The table is a partition or has inheritance children: writes through the other tables "
+                "would not fire its triggers, so changes could be missed.",
+                "Schedule the sync with EVERY or CRON: full diffs see every row.");
         if (relkind == RELKIND_PARTITIONED_TABLE)
             throw Error(
                 sqlstate::kFeatureNotSupported,
@@ -487,6 +498,13 @@ void ReplaceDefinition(const SyncDefinition &old, SyncDefinition def) {
             SyncDefinition stored = def;
             stored.id = old.id;
             EnsureCapture(stored, true);
+            // An ON CHANGE sync sends its new definition without waiting for
+            // the next write: a NULL key means "diff everything".
+            if (stored.Tracked() && stored.schedule.kind == dsl::Schedule::Kind::OnChange)
+                Sql("INSERT INTO revetl.captured_changes (sync_id, key) SELECT $1, NULL WHERE NOT EXISTS "
+                    "(SELECT 1 FROM revetl.captured_changes WHERE sync_id = $1 AND key IS NULL AND NOT "
+                    "retry)",
+                    {SqlArg::Int8(old.id)});
         }
         if (r.processed > 0 && !reasons.empty()) {
             Sql("TRUNCATE " + QualifiedName(kSchema, old.shadow_table));
@@ -803,7 +821,11 @@ std::string CaptureFunctionDdl(const SyncDefinition &def) {
         body += "  PERFORM revetl._capture_wake(" + id + ");\n";
     body += "  RETURN NULL;\nEND";
     return "CREATE OR REPLACE FUNCTION " + CaptureFunction(def.id) +
-           "() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS " +
+           "() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
+           // The rendering of dates, times and floats must not depend on the
+           // writer's session: the planner reads these keys back.
+           "SET DateStyle = 'ISO, YMD' SET TimeZone = 'UTC' SET IntervalStyle = 'postgres' "
+           "SET extra_float_digits = 3 AS " +
            QuoteLiteral(body);
 }
 
@@ -827,7 +849,23 @@ void DropCapture(int64_t sync_id) {
     });
 }
 
+static bool EnsureCaptureImpl(const SyncDefinition &def, bool definition_changed);
+
 bool EnsureCapture(const SyncDefinition &def, bool definition_changed) {
+    // The DDL below fires revetl's own DDL watch; it has nothing to do then.
+    bool saved = g_own_ddl;
+    g_own_ddl = true;
+    try {
+        bool attached = EnsureCaptureImpl(def, definition_changed);
+        g_own_ddl = saved;
+        return attached;
+    } catch (...) {
+        g_own_ddl = saved;
+        throw;
+    }
+}
+
+static bool EnsureCaptureImpl(const SyncDefinition &def, bool definition_changed) {
     if (!def.Tracked()) {
         DropCapture(def.id);
         AsRole(ExtensionOwner(), false, [&] {
@@ -846,7 +884,12 @@ bool EnsureCapture(const SyncDefinition &def, bool definition_changed) {
         // Triggers left on a table that is no longer the model (or on the
         // model after its key columns went) would capture the wrong thing, or
         // make the table's writes fail: they go.
-        bool keys_present = OidIsValid(relid);
+        // Only a plain table can carry the triggers: a model rebuilt as a
+        // view (or anything else) is left to full diffs.
+        char relkind = 0;
+        if (OidIsValid(relid))
+            PgGuard([&] { relkind = get_rel_relkind(relid); });
+        bool keys_present = OidIsValid(relid) && relkind == RELKIND_RELATION;
         for (const auto &k : def.key_columns) {
             if (!keys_present)
                 break;
@@ -892,6 +935,8 @@ bool EnsureCapture(const SyncDefinition &def, bool definition_changed) {
                 continue;
             Sql("CREATE TRIGGER " + QuoteIdent(name) + " AFTER " + t.event + " ON " + table + " " +
                 t.referencing + " FOR EACH STATEMENT EXECUTE FUNCTION " + CaptureFunction(def.id) + "()");
+            // Also for writes applied by logical replication.
+            Sql("ALTER TABLE " + table + " ENABLE ALWAYS TRIGGER " + QuoteIdent(name));
             attached = true;
         }
         if (attached) {
@@ -918,7 +963,20 @@ void AfterTableDdlCpp() {
             continue;
         // A rebuilt model under an ON CHANGE sync is a change: the scheduler
         // queues the run (triggers just attached mean a full diff).
-        if (EnsureCapture(*def, false) && def->schedule.kind == dsl::Schedule::Kind::OnChange && !def->paused)
+        bool attached = false;
+        try {
+            attached = EnsureCapture(*def, false);
+        } catch (const std::exception &e) {
+            // Another sync's trouble must not fail the user's DDL.
+            std::string why = e.what();
+            std::string name = def->name;
+            PgGuard([&] {
+                ereport(WARNING, (errmsg("revetl could not attach the capture triggers of sync \"%s\": %s",
+                                         name.c_str(), why.c_str())));
+            });
+            continue;
+        }
+        if (attached && def->schedule.kind == dsl::Schedule::Kind::OnChange)
             AsRole(ExtensionOwner(), false, [&] {
                 Sql("INSERT INTO revetl.captured_changes (sync_id, key) VALUES ($1, NULL)",
                     {SqlArg::Int8(def->id)});

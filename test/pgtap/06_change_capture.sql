@@ -75,8 +75,11 @@ SELECT results_eq(
            p.proconfig COLLATE "default",
            p.proowner = (SELECT extowner FROM pg_extension WHERE extname = 'revetl')
       FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.oid = pg_temp.capture_fn('tap_oc')$$,
-  $$VALUES ('trigger'::text, 'plpgsql'::text, true, ARRAY['search_path=pg_catalog, pg_temp'], true)$$,
-  'the capture function is a SECURITY DEFINER plpgsql trigger function of the extension owner with a safe search_path');
+  $$VALUES ('trigger'::text, 'plpgsql'::text, true,
+            ARRAY['search_path=pg_catalog, pg_temp', 'DateStyle=ISO, YMD', 'TimeZone=UTC',
+                  'IntervalStyle=postgres', 'extra_float_digits=3'], true)$$,
+  'the capture function is a SECURITY DEFINER plpgsql trigger function of the extension owner with a safe '
+  'search_path and fixed date, time and float rendering');
 SELECT is(pg_temp.capture_triggers('tap_oc'),
           ARRAY['tap_m.revetl_capture_' || pg_temp.sid('tap_oc') || '_del',
                 'tap_m.revetl_capture_' || pg_temp.sid('tap_oc') || '_ins',
@@ -87,11 +90,12 @@ SELECT results_eq(
   $$SELECT substring(tgname from '_([a-z]+)$') COLLATE "default", tgfoid = pg_temp.capture_fn('tap_oc'),
            tgtype::int, tgenabled::text, tgoldtable::text COLLATE "default", tgnewtable::text COLLATE "default"
       FROM pg_trigger WHERE tgrelid = 'tap_m'::regclass AND tgname LIKE 'revetl\_capture\_%' ORDER BY tgname$$,
-  $$VALUES ('del'::text, true, 8, 'O'::text, 'revetl_old'::text, NULL::text),
-           ('ins', true, 4, 'O', NULL, 'revetl_new'),
-           ('trunc', true, 32, 'O', NULL, NULL),
-           ('upd', true, 16, 'O', 'revetl_old', 'revetl_new')$$,
-  'each trigger is AFTER ... FOR EACH STATEMENT, enabled, runs the capture function and reads its transition tables');
+  $$VALUES ('del'::text, true, 8, 'A'::text, 'revetl_old'::text, NULL::text),
+           ('ins', true, 4, 'A', NULL, 'revetl_new'),
+           ('trunc', true, 32, 'A', NULL, NULL),
+           ('upd', true, 16, 'A', 'revetl_old', 'revetl_new')$$,
+  'each trigger is AFTER ... FOR EACH STATEMENT, enabled always (logical replication too), runs the capture '
+  'function and reads its transition tables');
 SELECT is(pg_temp.ready('tap_oc'), false, 'attaching the triggers leaves the sync not ready for incremental plans');
 -- The shadow table's CREATE TABLE is revetl's own DDL: the DDL watch ignores
 -- it, so it neither attaches triggers early nor marks the table as rebuilt.
@@ -359,7 +363,8 @@ SELECT is((SELECT replace(replace(replace(replace(p.prosrc,
 INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by)
   VALUES (pg_temp.sid('tap_oc'), 'tap_oc', 'on change', 'revetl');
 INSERT INTO tap_m2 VALUES (11, 'k');
-SELECT is(pg_temp.new_keys('tap_oc'), ARRAY['{"id": "11"}'], 'the ON CHANGE sync has a captured key');
+SELECT is(pg_temp.new_keys('tap_oc'), ARRAY['{"id": "11"}', 'NULL'],
+          'the ON CHANGE sync has a captured key (and one full-diff marker from its definition changes)');
 CREATE TEMP TABLE dropped AS SELECT pg_temp.sid('tap_oc') AS id, pg_temp.capture_fn('tap_oc')::oid AS fn;
 SELECT lives_ok($$SELECT * FROM revetl.execute('DROP SYNC tap_oc')$$, 'DROP SYNC of the ON CHANGE sync');
 SELECT is(to_regprocedure('revetl.capture_' || (SELECT id FROM dropped) || '()'), NULL,

@@ -74,8 +74,9 @@ TEST(ValidateOptions, UnknownServerOptionSuggestsNearMiss) {
     EXPECT_EQ(e.sqlstate(), "HV00D");
     EXPECT_STREQ(e.what(), "invalid option \"ur\" for a revetl server");
     EXPECT_EQ(e.hint().rfind("Perhaps you meant the option \"url\". ", 0), 0u) << e.hint();
-    EXPECT_TRUE(Contains(e.hint(), "Valid options in this context are: type, url, method, headers, timeout, "
-                                   "connect_timeout, batch_size, max_attempts, max_in_flight, rate_limit, settle_time."));
+    EXPECT_TRUE(Contains(
+        e.hint(), "Valid options in this context are: type, url, method, headers, timeout, "
+                  "connect_timeout, batch_size, max_attempts, max_in_flight, rate_limit, settle_time."));
 
     e = ServerError(With(ValidServer(), "batchsize", "10"));
     EXPECT_EQ(e.sqlstate(), "HV00D");

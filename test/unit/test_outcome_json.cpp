@@ -154,13 +154,16 @@ TEST(BuildBatchRecord, AllAccepted) {
 TEST(BuildBatchRecord, StoredDestIdUsedWhenDestinationGivesNone) {
     BatchRecord rec =
         BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("")}, 1);
-    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":false,"dest_id":"old"}])");
+    EXPECT_EQ(rec.accepted_upserts,
+              R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":false,"dest_id":"old"}])");
     rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("new")},
                            1);
-    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":false,"dest_id":"new"}])");
+    EXPECT_EQ(rec.accepted_upserts,
+              R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":false,"dest_id":"new"}])");
     // A row whose delivery was uncertain says so, for verify_after.
     RowOutcome uncertain = Accepted("new");
     uncertain.uncertain = true;
     rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "")}, {uncertain}, 1);
-    EXPECT_EQ(rec.accepted_upserts, R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":true,"dest_id":"new"}])");
+    EXPECT_EQ(rec.accepted_upserts,
+              R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":true,"dest_id":"new"}])");
 }

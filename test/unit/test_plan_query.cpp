@@ -215,14 +215,14 @@ TEST(BuildPlanQuery, CaptureFilterRestrictsModelAndShadowToCapturedKeys) {
     cap.key_types = {"integer", "text"};
     spec.capture = cap;
     std::string sql = BuildPlanQuery(spec);
-    EXPECT_EQ(
-        sql.rfind("WITH cap AS MATERIALIZED (SELECT (c.key::jsonb ->> 'tenant')::integer AS k0, "
-                  "(c.key::jsonb ->> 'o''id')::text AS k1 FROM revetl.captured_changes c "
-                  "WHERE c.sync_id = 12 AND c.id <= 3456 AND c.key IS NOT NULL UNION SELECT "
-                  "(v.key::jsonb ->> 'tenant')::integer, (v.key::jsonb ->> 'o''id')::text FROM \"revetl_shadow\".\"sync_1\" "
-                  "AS v WHERE v.verify_after <= now()) SELECT (CASE",
-                  0),
-        0u)
+    EXPECT_EQ(sql.rfind("WITH cap AS MATERIALIZED (SELECT (c.key::jsonb ->> 'tenant')::integer AS k0, "
+                        "(c.key::jsonb ->> 'o''id')::text AS k1 FROM revetl.captured_changes c "
+                        "WHERE c.sync_id = 12 AND c.id <= 3456 AND c.key IS NOT NULL UNION SELECT "
+                        "(v.key::jsonb ->> 'tenant')::integer, (v.key::jsonb ->> 'o''id')::text FROM "
+                        "\"revetl_shadow\".\"sync_1\" "
+                        "AS v WHERE v.verify_after <= now()) SELECT (CASE",
+                        0),
+              0u)
         << sql;
     EXPECT_TRUE(Contains(sql, "FROM \"public\".\"users\" AS src WHERE (src.\"tenant\", src.\"o'id\") IN "
                               "(SELECT cap.k0, cap.k1 FROM cap)) AS x"));

@@ -129,6 +129,22 @@ void TestServer::SetDefault(ScriptedResponse response) {
     default_ = std::move(response);
 }
 
+void TestServer::SetResponder(Responder responder) {
+    std::lock_guard<std::mutex> lock(mu_);
+    responder_ = std::move(responder);
+}
+
+void TestServer::HoldAnswers(int count, int max_ms) {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_count_ = count;
+    hold_ms_ = max_ms;
+}
+
+int TestServer::PeakOutstanding() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peak_outstanding_;
+}
+
 std::vector<ReceivedRequest> TestServer::Requests() const {
     std::lock_guard<std::mutex> lock(mu_);
     return requests_;
@@ -196,9 +212,20 @@ bool TestServer::Process(Conn &c) {
         c.in.erase(0, total);
 
         ScriptedResponse resp;
+        Responder responder;
         {
             std::lock_guard<std::mutex> lock(mu_);
-            if (!script_.empty()) {
+            responder = responder_;
+        }
+        std::optional<ScriptedResponse> chosen;
+        if (responder)
+            chosen = responder(req);
+        bool hold = false;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (chosen) {
+                resp = std::move(*chosen);
+            } else if (!script_.empty()) {
                 resp = std::move(script_.front());
                 script_.pop_front();
             } else {
@@ -209,6 +236,11 @@ bool TestServer::Process(Conn &c) {
             if (resp.echo)
                 resp.body = req.body;
             requests_.push_back(req);
+            if (!resp.hang) {
+                outstanding_++;
+                peak_outstanding_ = std::max(peak_outstanding_, outstanding_);
+            }
+            hold = hold_count_ > 0;
         }
         cv_.notify_all();
         if (resp.hang) {
@@ -227,9 +259,57 @@ bool TestServer::Process(Conn &c) {
             out += "Connection: close\r\n";
         out += "\r\n";
         out += resp.body;
-        if (!SendAll(c.fd, out) || resp.close)
+        if (hold) {
+            held_.push_back({c.index, std::move(out), resp.close, std::chrono::steady_clock::now()});
+            continue;
+        }
+        bool sent = SendAll(c.fd, out);
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            outstanding_--;
+        }
+        if (!sent || resp.close)
             return false;
     }
+}
+
+int TestServer::HeldDueInMs() const {
+    if (held_.empty())
+        return -1;
+    int hold_ms;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        hold_ms = hold_ms_;
+    }
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                        held_.front().since)
+                      .count();
+    return static_cast<int>(std::max<long long>(0, hold_ms - waited));
+}
+
+void TestServer::ReleaseHeld(std::vector<Conn> &conns, std::vector<bool> &drop) {
+    if (held_.empty())
+        return;
+    int count;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        count = hold_count_;
+    }
+    if (static_cast<int>(held_.size()) < count && HeldDueInMs() > 0)
+        return;
+    for (const auto &h : held_) {
+        for (size_t i = 0; i < conns.size(); i++) {
+            if (conns[i].index != h.conn || drop[i])
+                continue;
+            if (!SendAll(conns[i].fd, h.out) || h.close)
+                drop[i] = true;
+        }
+    }
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        outstanding_ -= static_cast<int>(held_.size());
+    }
+    held_.clear();
 }
 
 void TestServer::Run() {
@@ -241,7 +321,8 @@ void TestServer::Run() {
         fds.push_back({listen_fd_, POLLIN, 0});
         for (const auto &c : conns)
             fds.push_back({c.fd, POLLIN, 0});
-        int rc = poll(fds.data(), fds.size(), 1000);
+        int due = HeldDueInMs();
+        int rc = poll(fds.data(), fds.size(), due < 0 ? 1000 : due);
         if (rc < 0 && errno != EINTR)
             break;
         if (fds[0].revents)
@@ -260,6 +341,7 @@ void TestServer::Run() {
             if (!Process(conns[i]))
                 drop[i] = true;
         }
+        ReleaseHeld(conns, drop);
         for (size_t i = conns.size(); i-- > 0;) {
             if (drop[i]) {
                 close(conns[i].fd);

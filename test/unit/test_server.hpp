@@ -4,8 +4,10 @@
 // records them and answers each with the next scripted response.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -37,6 +39,11 @@ struct ReceivedRequest {
     int HeaderCount(const std::string &lower_name) const;
 };
 
+// Chooses the answer to a request from its content (runs on the server
+// thread; must not call back into the server). std::nullopt falls back to the
+// script.
+using Responder = std::function<std::optional<ScriptedResponse>(const ReceivedRequest &)>;
+
 class TestServer {
 public:
     TestServer();
@@ -51,6 +58,16 @@ public:
     void Enqueue(ScriptedResponse response);
     void SetDefault(ScriptedResponse response);
 
+    // Consulted first for every request.
+    void SetResponder(Responder responder);
+    // Holds answers back until `count` requests wait for one, or the oldest
+    // has waited `max_ms`; then sends them all. Makes the client's
+    // concurrency visible to PeakOutstanding(). count 0: answer at once.
+    void HoldAnswers(int count, int max_ms);
+    // The most requests that were waiting for their answer at one time
+    // (requests left hanging are not counted).
+    int PeakOutstanding() const;
+
     std::vector<ReceivedRequest> Requests() const;
     // Waits (bounded) until at least n requests arrived.
     bool WaitForRequests(size_t n, int timeout_ms) const;
@@ -64,7 +81,18 @@ private:
         bool hang = false;
     };
 
+    struct Held {
+        int conn = 0; // Conn::index
+        std::string out;
+        bool close = false;
+        std::chrono::steady_clock::time_point since;
+    };
+
     void Run();
+    // Sends the held answers when due; marks connections to drop.
+    void ReleaseHeld(std::vector<Conn> &conns, std::vector<bool> &drop);
+    // Milliseconds until the held answers are due, or -1 when none is held.
+    int HeldDueInMs() const;
     // Handles every complete request buffered on c; false when c must close.
     bool Process(Conn &c);
     bool SendAll(int fd, const std::string &data);
@@ -80,6 +108,12 @@ private:
     ScriptedResponse default_;
     std::vector<ReceivedRequest> requests_;
     int connections_ = 0;
+    Responder responder_;
+    int hold_count_ = 0;
+    int hold_ms_ = 0;
+    int outstanding_ = 0;
+    int peak_outstanding_ = 0;
+    std::vector<Held> held_; // server thread only
 };
 
 // A port on 127.0.0.1 that refuses connections: bound, never listening, for
