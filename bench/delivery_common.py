@@ -505,3 +505,62 @@ class RunWatcher:
             return None
         d = [(y - x) / CLK_TCK for x, y in zip(a, b)]
         return {"run": d[0], "other": d[1], "cluster_rest": d[2], "machine_busy": d[3], "machine_total": d[4]}
+
+
+# -- pg_stat_statements: where the run's SQL time goes ------------------------------------------------------
+
+PGSS_CONF = """shared_preload_libraries = 'revetl, pg_stat_statements'
+pg_stat_statements.track = none"""
+
+# The statements a run executes through SPI (src/pg/runner.cpp), by the start of their text.
+RUN_STATEMENTS = [
+    ("plan query (model diff)", "SELECT (CASE WHEN m.present IS NULL"),
+    ("plan: queue changes (INSERT INTO revetl.changes)", "INSERT INTO revetl.changes"),
+    ("ReadBatch: SELECT ... FROM revetl.changes ... LIMIT", "SELECT seq, op, key, payload::text"),
+    ("Flush: DELETE FROM revetl.changes ... seq = ANY", "DELETE FROM revetl.changes WHERE run_id = $1 AND seq = ANY"),
+    ("Flush: shadow upsert (INSERT ... ON CONFLICT)", 'INSERT INTO "revetl"."shadow_'),
+    ("Flush: sync alive check (SELECT ... FOR SHARE)", "SELECT 1 FROM revetl.syncs WHERE id = $1 FOR SHARE"),
+    ("Flush: run counters (UPDATE revetl.sync_runs)", "UPDATE revetl.sync_runs SET rows_delivered"),
+]
+
+
+def pgss_track(cluster, on):
+    if on:
+        sql(cluster, "alter system set pg_stat_statements.track = 'all'; "
+                     "alter system set pg_stat_statements.track_planning = on; select pg_reload_conf()")
+    else:
+        sql(cluster, "alter system reset pg_stat_statements.track; "
+                     "alter system reset pg_stat_statements.track_planning; select pg_reload_conf()")
+    want = "all" if on else "none"
+    wait_for(lambda: sql(cluster, "show pg_stat_statements.track") == want, timeout=30,
+             what="pg_stat_statements.track to be reloaded")
+    sql(cluster, "select pg_stat_statements_reset()")
+
+
+def pgss_breakdown(cluster):
+    """[(label, calls, exec ms, plan ms, max exec ms)] for the run's statements."""
+    rows = sql(cluster, "select calls, total_exec_time, total_plan_time, max_exec_time, "
+                        "regexp_replace(query, '\\s+', ' ', 'g') from pg_stat_statements")
+    out = {label: [0, 0.0, 0.0, 0.0] for label, _ in RUN_STATEMENTS}
+    for line in rows.splitlines():
+        calls, ex, pl, mx, q = line.split("|", 4)
+        for label, prefix in RUN_STATEMENTS:
+            if q.startswith(prefix):
+                o = out[label]
+                o[0] += int(calls)
+                o[1] += float(ex)
+                o[2] += float(pl)
+                o[3] = max(o[3], float(mx))
+                break
+    return [(label, *out[label]) for label, _ in RUN_STATEMENTS]
+
+
+def log_breakdown(rows, deliver_s, plan_s):
+    log(f"  {'statement (pg_stat_statements, track = all)':<52} {'calls':>7} {'exec s':>8} {'plan s':>7} "
+        f"{'max ms':>9} {'% of its phase':>14}")
+    for label, calls, ex, pl, mx in rows:
+        if not calls:
+            continue
+        phase = plan_s if label.startswith("plan") else deliver_s
+        log(f"  {label:<52} {calls:>7,} {ex / 1000:>8.2f} {pl / 1000:>7.2f} {mx:>9.1f} "
+            f"{100 * (ex + pl) / 1000 / phase:>13.0f}%")

@@ -3,18 +3,32 @@
 
   ceiling   wrk (-t1 -c8 -d10s by default) POSTing a body of the size and shape revetl sends
             (one record, and 100 records) to the same nginx, measured before and after the
-            revetl runs in this invocation; the higher of the two is the ceiling.
+            revetl runs of this invocation; the higher of the two is the ceiling.
   single    revetl, one record per request: a webhook server pointing at nginx with
             batch_size '1', max_in_flight '8', a sync of a 50,000-row table, run with
             revetl.run_sync(..., wait => true). requests/s = requests / (finished_at -
             planned_at) from revetl.sync_runs (the delivery phase only); the whole-run rate
             (finished_at - started_at, planning included) is reported too.
-  batched   revetl, 100 records per request (batch_size '100', max_in_flight '8') on a
-            1,000,000-row table: records/s over the delivery phase, and the same wrk ceiling
+  batched   revetl, 100 records per request (batch_size '100', max_in_flight '8'):
+            records/s over the delivery phase, for several table sizes (default 10k, 30k,
+            100k rows: the rate falls as the table grows, see below), and the wrk ceiling
             for a 100-record body.
+  attempt   (--attempt-rows, default 1,000,000; 0 to skip) a batched run of that size,
+            bounded by --attempt-timeout seconds: if it has not finished by then, the rows
+            delivered so far are reported and the run's process is terminated.
 
 While each run delivers, the CPU time of the run's process, nginx's worker, the rest of the
 cluster and the whole machine is sampled (/proc), which shows what the 2 cores are spent on.
+
+Diagnostics (--no-diagnose to skip), each an extra, separately labelled run:
+  * the same run with pg_stat_statements.track = 'all' (and track_planning): the time each
+    statement of the run's SPI loop (src/pg/runner.cpp) took, against the delivery phase;
+  * the same run with `ANALYZE revetl.changes` run from another session once the run is
+    planned (sync_runs.planned_at set), with nginx's worker stopped (SIGSTOP) from before the
+    run until that ANALYZE is done, so that no batch is recorded before it: the queue table is
+    filled and drained inside one run, so while a run delivers its statistics are missing or
+    stale. This is not something revetl does; it shows how much of the time is the queue's
+    query plans. The rate is reported from nginx's SIGCONT to finished_at.
 
 nginx runs with a minimal config in a temporary directory (one worker, keep-alive, a location
 that answers 200 {"accepted":1} as application/json) and is stopped at the end.
@@ -28,31 +42,61 @@ Run (PostgreSQL refuses to run as root):
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from delivery_common import (Nginx, RunWatcher, banner, create_model, fmt, log, psql,  # noqa: E402
-                             report_machine_state, run_row, run_wrk, sql, start_cluster, wait_for,
-                             webhook_body)
+from delivery_common import (PGSS_CONF, Nginx, RunWatcher, banner, create_model, fmt, log,  # noqa: E402
+                             log_breakdown, pgss_breakdown, pgss_track, report_machine_state, run_row,
+                             run_wrk, sql, start_cluster, wait_for, webhook_body)
 
 
-def watched_run(cluster, name, nginx, timeout):
-    """run_sync(name, wait => true) in a psql of its own while the run's process is followed."""
-    before = int(sql(cluster, "select coalesce(max(id), 0) from revetl.sync_runs"))
+def psql_cmd(cluster, *commands):
     cmd = [os.path.join(cluster.bindir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-           "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "postgres",
-           "-c", f"set statement_timeout = '{int(timeout)}s'", "-c", f"select revetl.run_sync('{name}', wait => true)"]
+           "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "postgres"]
+    for c in commands:
+        cmd += ["-c", c]
+    return cmd
+
+
+def watched_run(cluster, name, nginx, timeout, analyze_queue=False):
+    """run_sync(name, wait => true) in a psql of its own while the run's process is followed.
+
+    analyze_queue: nginx's worker is stopped (SIGSTOP) before the run is requested, so that no
+    request is answered and no batch is recorded; once the run is planned, `ANALYZE revetl.changes`
+    runs in another session and nginx is continued (SIGCONT). Every flush of the run then plans its
+    statements with statistics of the queue; only the first reads of batches may not."""
+    before = int(sql(cluster, "select coalesce(max(id), 0) from revetl.sync_runs"))
+    stopped = []
+    resumed_at = None
+    if analyze_queue:
+        stopped = nginx.worker_pids()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(psql_cmd(cluster, f"set statement_timeout = '{int(timeout)}s'",
+                                     f"select revetl.run_sync('{name}', wait => true)"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     w = RunWatcher(cluster, other_pids=nginx.worker_pids, interval=0.01, series_every=0.05)
     try:
         w.find(timeout=120)
+        if analyze_queue:
+            wait_for(lambda: sql(cluster, f"select planned_at is not null from revetl.sync_runs "
+                                          f"where id > {before} order by id desc limit 1") == "t",
+                     timeout=timeout, interval=0.01, what="the run to be planned")
+            sql(cluster, "analyze revetl.changes")
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+            resumed_at = time.time()
+            stopped = []
         w.follow(timeout=timeout)
-        out, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
         wall = time.monotonic() - t0
     finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
@@ -62,7 +106,29 @@ def watched_run(cluster, name, nginx, timeout):
     r["cpu"] = w.between(r["planned_s"], r["finished_s"])
     r["run_cpu_s"] = w.cpu_s
     r["hwm_kb"] = w.hwm_kb
+    r["resumed_s"] = resumed_at
+    r["autoanalyzed"] = sql(cluster, "select autoanalyze_count from pg_stat_all_tables "
+                                     "where relid = 'revetl.changes'::regclass")
     return r
+
+
+def bounded_run(cluster, name, timeout):
+    """Requests a run and waits at most timeout seconds after it is planned. Returns (row or None,
+    rows delivered, seconds delivering when it was stopped)."""
+    rid = int(sql(cluster, f"select revetl.run_sync('{name}')"))
+    planned = wait_for(lambda: sql(cluster, f"select extract(epoch from planned_at) from revetl.sync_runs "
+                                            f"where id = {rid} and planned_at is not null"),
+                       timeout=3600, interval=0.5, what="the run to be planned")
+    deadline = float(planned) + timeout
+    while time.time() < deadline:
+        status = sql(cluster, f"select status from revetl.sync_runs where id = {rid}")
+        if status not in ("queued", "running"):
+            return run_row(cluster, name, rid - 1), None, None
+        time.sleep(min(2.0, max(0.01, deadline - time.time())))
+    delivered = int(sql(cluster, f"select rows_delivered from revetl.sync_runs where id = {rid}"))
+    activity = sql(cluster, "select query, now() - query_start from pg_stat_activity where backend_type = 'revetl run'")
+    sql(cluster, "select pg_terminate_backend(pid) from pg_stat_activity where backend_type = 'revetl run'")
+    return None, delivered, activity
 
 
 def create_sync(cluster, name, table, server):
@@ -74,39 +140,64 @@ def describe(label, r, n_rows, per_request):
     d, whole = r["deliver_s"], r["run_s"]
     log(f"\n{label}: run {r['id']} {r['status']}: {r['rows_delivered']:,} rows delivered in {r['requests']:,} "
         f"requests ({r['retries']} retries, {r['throttled']} throttled)")
-    if r["rows_delivered"] != n_rows or r["rows_added"] != n_rows or r["requests"] != -(-n_rows // per_request):
+    if r["rows_delivered"] != n_rows or r["rows_added"] != n_rows:
         raise RuntimeError(f"unexpected counts: {r}")
+    if r["requests"] != -(-n_rows // per_request):
+        log(f"  note: {r['requests']} requests for {n_rows} rows ({r['retries']} retries)")
     log(f"  plan phase     {r['plan_s']:8.3f} s")
     log(f"  delivery phase {d:8.3f} s   {fmt(r['requests'] / d)} requests/s, {fmt(r['rows_delivered'] / d)} records/s")
     log(f"  whole run      {whole:8.3f} s   {fmt(r['requests'] / whole)} requests/s, "
         f"{fmt(r['rows_delivered'] / whole)} records/s (started_at to finished_at)")
-    log(f"  run_sync(wait => true) call, client side: {r['wall_s']:.3f} s")
+    log(f"  run_sync(wait => true) call, client side: {r['wall_s']:.3f} s; autoanalyze_count of revetl.changes "
+        f"so far: {r['autoanalyzed']}")
+    if r.get("resumed_s"):
+        paused = r["resumed_s"] - r["planned_s"]
+        after = r["finished_s"] - r["resumed_s"]
+        r["after_resume_s"] = after
+        log(f"  nginx stopped until the queue was analyzed: {paused:.3f} s of the delivery phase; from nginx's "
+            f"SIGCONT to finished_at {after:.3f} s = {fmt(r['requests'] / after)} requests/s, "
+            f"{fmt(r['rows_delivered'] / after)} records/s")
     c = r["cpu"]
     if c:
         log(f"  CPU during the delivery phase ({d:.2f} s wall, {c['machine_total']:.2f} CPU-s of capacity): "
             f"run process {c['run']:.2f} s ({100 * c['run'] / d:.0f}% of a core), nginx worker {c['other']:.2f} s "
             f"({100 * c['other'] / d:.0f}%), rest of the cluster {c['cluster_rest']:.2f} s "
-            f"({100 * c['cluster_rest'] / d:.0f}%), machine busy {c['machine_busy']:.2f} s "
+            f"({100 * c['cluster_rest'] / d:.0f}%), whole machine busy {c['machine_busy']:.2f} s "
             f"({100 * c['machine_busy'] / c['machine_total']:.0f}% of all cores)")
         log(f"  run process: {1e6 * c['run'] / r['requests']:.1f} us CPU per request, "
             f"{1e6 * c['run'] / r['rows_delivered']:.2f} us per record (delivery phase); "
             f"whole process {r['run_cpu_s']:.2f} s CPU, VmHWM {r['hwm_kb'] / 1024:.1f} MiB")
 
 
+def med(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--single-rows", type=int, default=50000, help="rows of the one-record-per-request run")
-    ap.add_argument("--batched-rows", type=int, default=1000000, help="rows of the 100-records-per-request run")
+    ap.add_argument("--batched-sizes", default="10000,30000,100000",
+                    help="comma-separated table sizes of the 100-records-per-request runs")
+    ap.add_argument("--attempt-rows", type=int, default=1000000,
+                    help="size of the bounded batched attempt (0: skip)")
+    ap.add_argument("--attempt-timeout", type=int, default=300,
+                    help="seconds the attempt may deliver before it is stopped")
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--in-flight", type=int, default=8, help="max_in_flight and wrk's -c")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each kind (a fresh sync each time)")
+    ap.add_argument("--repeat", type=int, default=3, help="single-record runs (a fresh sync each time)")
     ap.add_argument("--wrk-seconds", type=int, default=10)
+    ap.add_argument("--no-diagnose", action="store_true", help="skip the pg_stat_statements and ANALYZE runs")
     ap.add_argument("--timeout", type=int, default=3600, help="bound on each run, seconds")
     args = ap.parse_args()
+    sizes = [int(x) for x in args.batched_sizes.split(",") if x.strip()]
 
     banner("revetl delivery throughput (issue 5)")
     nginx = Nginx()
     cluster = None
+    single, batched, diag = [], {}, {}
+    attempt = None
     try:
         log(f"nginx: {nginx.version}, {nginx.url} (worker_processes 1, keep-alive, access_log off)")
         single_body = webhook_body(1)
@@ -123,7 +214,8 @@ def main():
 
         wrk_before = ceilings("before the runs")
 
-        cluster = start_cluster()
+        cluster = start_cluster(extra_conf=PGSS_CONF)
+        sql(cluster, "create extension pg_stat_statements")
         sql(cluster, f"""
             create server hook_single foreign data wrapper revetl options (type 'webhook', url '{nginx.url}',
               batch_size '1', max_in_flight '{args.in_flight}');
@@ -132,14 +224,16 @@ def main():
         """)
         log(f"servers: hook_single (batch_size '1', max_in_flight '{args.in_flight}'), hook_batched "
             f"(batch_size '{args.batch_size}', max_in_flight '{args.in_flight}'), url {nginx.url}")
+        log("pg_stat_statements is loaded with track = none except in the runs labelled 'diagnostic'")
         t = create_model(cluster, args.single_rows, "m_single")
         log(f"model m_single: {args.single_rows:,} rows (id bigint primary key, email text, score int, "
             f"payload text), built in {t:.1f} s")
-        t = create_model(cluster, args.batched_rows, "m_batched")
-        log(f"model m_batched: {args.batched_rows:,} rows, built in {t:.1f} s")
+        for n in sizes:
+            t = create_model(cluster, n, f"m_{n}")
+            log(f"model m_{n}: {n:,} rows, built in {t:.1f} s")
         sql(cluster, "checkpoint")
 
-        single, batched = [], []
+        # -- one record per request
         for i in range(args.repeat):
             create_sync(cluster, "single", "m_single", "hook_single")
             report_machine_state(f"single run {i + 1}")
@@ -147,15 +241,57 @@ def main():
             describe(f"single (batch_size 1), repetition {i + 1}", r, args.single_rows, 1)
             single.append(r)
             sql(cluster, "checkpoint")
-        for i in range(args.repeat):
-            create_sync(cluster, "batched", "m_batched", "hook_batched")
+
+        # -- batched, by size
+        for n in sizes:
+            create_sync(cluster, "batched", f"m_{n}", "hook_batched")
             sql(cluster, "checkpoint")
-            report_machine_state(f"batched run {i + 1}")
+            report_machine_state(f"batched run, {n:,} rows")
             r = watched_run(cluster, "batched", nginx, args.timeout)
-            describe(f"batched (batch_size {args.batch_size}), repetition {i + 1}", r, args.batched_rows,
-                     args.batch_size)
-            batched.append(r)
-        sql(cluster, "select revetl.drop_sync('batched'); select revetl.drop_sync('single')")
+            describe(f"batched (batch_size {args.batch_size}), {n:,} rows", r, n, args.batch_size)
+            batched[n] = r
+
+        # -- diagnostics
+        if not args.no_diagnose:
+            cases = [("single", "m_single", "hook_single", args.single_rows, 1),
+                     ("batched", f"m_{sizes[-1]}", "hook_batched", sizes[-1], args.batch_size)]
+            for kind, table, server, n, per in cases:
+                create_sync(cluster, kind, table, server)
+                sql(cluster, "checkpoint")
+                pgss_track(cluster, True)
+                report_machine_state(f"diagnostic {kind}, pg_stat_statements")
+                r = watched_run(cluster, kind, nginx, args.timeout)
+                describe(f"diagnostic: {kind}, {n:,} rows, pg_stat_statements.track = all", r, n, per)
+                rows = pgss_breakdown(cluster)
+                log_breakdown(rows, r["deliver_s"], r["plan_s"])
+                pgss_track(cluster, False)
+                diag[(kind, "pgss")] = (r, rows)
+            for kind, table, server, n, per in cases:
+                create_sync(cluster, kind, table, server)
+                sql(cluster, "checkpoint")
+                report_machine_state(f"diagnostic {kind}, ANALYZE revetl.changes")
+                r = watched_run(cluster, kind, nginx, args.timeout, analyze_queue=True)
+                describe(f"diagnostic: {kind}, {n:,} rows, with ANALYZE revetl.changes once planned", r, n, per)
+                diag[(kind, "analyze")] = r
+
+        # -- the bounded attempt at the full size
+        if args.attempt_rows:
+            t = create_model(cluster, args.attempt_rows, "m_attempt")
+            log(f"\nmodel m_attempt: {args.attempt_rows:,} rows, built in {t:.1f} s")
+            create_sync(cluster, "attempt", "m_attempt", "hook_batched")
+            sql(cluster, "checkpoint")
+            report_machine_state(f"attempt, {args.attempt_rows:,} rows")
+            row, delivered, activity = bounded_run(cluster, "attempt", args.attempt_timeout)
+            if row:
+                describe(f"attempt: batched, {args.attempt_rows:,} rows", dict(row, cpu=None), args.attempt_rows,
+                         args.batch_size)
+                attempt = ("done", row)
+            else:
+                log(f"\nattempt: batched, {args.attempt_rows:,} rows: NOT finished {args.attempt_timeout} s after "
+                    f"planning; rows_delivered then: {delivered:,}; the run's process was at: {activity}; "
+                    f"it was terminated")
+                attempt = ("stopped", delivered)
+        sql(cluster, "select revetl.drop_sync(name) from revetl.syncs")
 
         wrk_after = ceilings("after the runs")
     finally:
@@ -163,35 +299,45 @@ def main():
             cluster.destroy()
         nginx.stop()
 
-    def med(xs):
-        xs = sorted(xs)
-        n = len(xs)
-        return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-
     ceil_single = max(wrk_before[0], wrk_after[0])
     ceil_batch = max(wrk_before[1], wrk_after[1])
     s_rps = med([r["requests"] / r["deliver_s"] for r in single])
     s_whole = med([r["requests"] / r["run_s"] for r in single])
-    b_rps = med([r["requests"] / r["deliver_s"] for r in batched])
-    b_recs = med([r["rows_delivered"] / r["deliver_s"] for r in batched])
-    b_whole = med([r["rows_delivered"] / r["run_s"] for r in batched])
     log("\n" + "=" * 72)
-    log(f"summary (median of {args.repeat} runs each; wrk ceiling = the higher of before/after)")
+    log(f"summary (single: median of {args.repeat} runs; wrk ceiling = the higher of before/after)")
     log("=" * 72)
-    log(f"wrk ceiling, 1-record body:   {fmt(ceil_single)} requests/s  (before {fmt(wrk_before[0])}, after {fmt(wrk_after[0])})")
-    log(f"wrk ceiling, {args.batch_size}-record body: {fmt(ceil_batch)} requests/s = {fmt(ceil_batch * args.batch_size)} "
-        f"records/s  (before {fmt(wrk_before[1])}, after {fmt(wrk_after[1])})")
-    log(f"revetl single, delivery phase: {fmt(s_rps)} requests/s = {s_rps / ceil_single:.2f} x wrk  "
-        f"(runs: {', '.join(fmt(r['requests'] / r['deliver_s']) for r in single)})")
-    log(f"revetl single, whole run:      {fmt(s_whole)} requests/s = {s_whole / ceil_single:.2f} x wrk")
-    log(f"revetl batched, delivery phase: {fmt(b_recs)} records/s ({fmt(b_rps)} requests/s = "
-        f"{b_rps / ceil_batch:.2f} x wrk with the same body)  (runs: "
-        f"{', '.join(fmt(r['rows_delivered'] / r['deliver_s']) for r in batched)})")
-    log(f"revetl batched, whole run:      {fmt(b_whole)} records/s")
+    log(f"wrk ceiling, 1-record body:   {fmt(ceil_single)} requests/s  (before {fmt(wrk_before[0])}, after "
+        f"{fmt(wrk_after[0])})")
+    log(f"wrk ceiling, {args.batch_size}-record body: {fmt(ceil_batch)} requests/s = "
+        f"{fmt(ceil_batch * args.batch_size)} records/s  (before {fmt(wrk_before[1])}, after {fmt(wrk_after[1])})")
+    log(f"revetl single, {args.single_rows:,} rows, delivery phase: {fmt(s_rps)} requests/s = "
+        f"{s_rps / ceil_single:.3f} x wrk  (runs: {', '.join(fmt(r['requests'] / r['deliver_s']) for r in single)})")
+    log(f"revetl single, whole run:      {fmt(s_whole)} requests/s = {s_whole / ceil_single:.3f} x wrk")
+    for n, r in batched.items():
+        rec = r["rows_delivered"] / r["deliver_s"]
+        log(f"revetl batched, {n:>9,} rows: {fmt(rec):>9} records/s in the delivery phase "
+            f"({fmt(r['requests'] / r['deliver_s'])} requests/s = {r['requests'] / r['deliver_s'] / ceil_batch:.4f} x "
+            f"wrk with the same body), whole run {fmt(r['rows_delivered'] / r['run_s'])} records/s")
+    if attempt:
+        if attempt[0] == "done":
+            r = attempt[1]
+            log(f"revetl batched, {args.attempt_rows:>9,} rows: {fmt(r['rows_delivered'] / r['deliver_s']):>9} "
+                f"records/s in the delivery phase")
+        else:
+            log(f"revetl batched, {args.attempt_rows:>9,} rows: not finished in {args.attempt_timeout} s of delivery "
+                f"({attempt[1]:,} rows delivered: at most {fmt(attempt[1] / args.attempt_timeout)} records/s)")
+    for (kind, what), v in diag.items():
+        if what == "analyze":
+            log(f"diagnostic {kind} with ANALYZE revetl.changes once planned: "
+                f"{fmt(v['rows_delivered'] / v['after_resume_s'])} records/s, "
+                f"{fmt(v['requests'] / v['after_resume_s'])} requests/s (from nginx's SIGCONT to finished_at)")
     target_single = min(10000.0, 0.5 * ceil_single)
     log(f"target single: >= {fmt(target_single)} requests/s (10,000 or 50% of the ceiling, whichever is lower): "
         f"{'met' if s_rps >= target_single else 'NOT met'}")
-    log(f"target batched: >= 100,000 records/s: {'met' if b_recs >= 100000 else 'NOT met'}")
+    best = max(r["rows_delivered"] / r["deliver_s"] for r in batched.values()) if batched else 0
+    log(f"target batched: >= 100,000 records/s: {'met' if best >= 100000 else 'NOT met'} (best {fmt(best)} "
+        f"records/s, at {fmt(min(batched, key=lambda n: -batched[n]['rows_delivered'] / batched[n]['deliver_s']))} rows)"
+        if batched else "")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,10 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 more_batches = false;
                 break;
             }
+            if (batch->changes.empty()) {
+                hooks.batch_done(*batch, {});
+                continue;
+            }
             size_t b = next_batch_index++;
             BatchState st;
             st.outcomes.resize(batch->changes.size());
@@ -152,9 +156,23 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 continue;
             Work w = std::move(it->second);
             in_flight.erase(it);
-            Verdict v = connector.Interpret(w.request, open[w.batch].batch.changes, done.second);
+            auto batch_it = open.find(w.batch);
+            if (batch_it == open.end())
+                continue; // its batch was already handed back
+            Verdict v = connector.Interpret(w.request, batch_it->second.batch.changes, done.second);
+            if (v.kind == Verdict::Kind::Split && w.request.rows.size() <= 1)
+                v.kind = Verdict::Kind::Done; // nothing left to split: the row is refused below
             switch (v.kind) {
             case Verdict::Kind::Done:
+                // A connector that answers for fewer rows than it sent leaves
+                // no row without an outcome: the rest count as refused.
+                while (v.rows.size() < w.request.rows.size()) {
+                    RowOutcome missing;
+                    missing.http_status = done.second.status;
+                    missing.reason = "the destination's answer did not cover this row";
+                    missing.error_code = "NO_RESULT";
+                    v.rows.push_back(missing);
+                }
                 for (size_t j = 0; j < w.request.rows.size() && j < v.rows.size(); j++) {
                     RowOutcome o = v.rows[j];
                     o.uncertain = w.uncertain;

@@ -11,6 +11,7 @@
 #include <cctype>
 #include <map>
 #include <set>
+#include <strings.h>
 
 namespace revetl {
 
@@ -97,7 +98,9 @@ HttpRequest HubSpotConnector::Request(const std::string &url, std::string body) 
     req.body = std::move(body);
     req.headers.emplace_back("Content-Type", "application/json");
     for (const auto &h : settings_.headers)
-        req.headers.push_back(h);
+        // A token wins over an Authorization header from the user mapping.
+        if (settings_.token.empty() || strcasecmp(h.first.c_str(), "authorization") != 0)
+            req.headers.push_back(h);
     if (!settings_.token.empty())
         req.headers.emplace_back("Authorization", "Bearer " + settings_.token);
     return req;

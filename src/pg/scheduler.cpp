@@ -205,6 +205,10 @@ int EnqueueDueRuns() {
         double every_seconds = due.At(i, 4) ? std::stod(*due.At(i, 4)) : 0;
         bool first_time = due.Bool(i, 6);
         bool busy = due.Bool(i, 7);
+        // A run of the sync is queued or in progress: the due slot waits for
+        // it to end (the scheduler is woken then) and runs once after it.
+        if (busy)
+            continue;
         std::time_t next;
         try {
             if (first_time && schedule.kind == dsl::Schedule::Kind::Cron) {
@@ -258,13 +262,16 @@ void ResetSchedule(int64_t sync_id) {
 
 long MillisUntilNextDue() {
     BeginTransaction("revetl: scheduling");
-    SqlResult r = Sql("SELECT ceil(extract(epoch FROM min(st.next_run_at) - now()) * 1000)::bigint "
-                      "FROM revetl.sync_state st JOIN revetl.syncs s ON s.id = st.sync_id "
-                      "WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused",
-                      {}, true);
+    SqlResult r =
+        Sql("SELECT ceil(extract(epoch FROM min(st.next_run_at) - now()) * 1000)::bigint "
+            "FROM revetl.sync_state st JOIN revetl.syncs s ON s.id = st.sync_id "
+            "WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused AND NOT EXISTS "
+            "(SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id AND r.status IN ('queued', 'running'))",
+            {}, true);
     SqlResult fresh = Sql("SELECT EXISTS (SELECT 1 FROM revetl.syncs s LEFT JOIN revetl.sync_state st "
                           "ON st.sync_id = s.id WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused "
-                          "AND st.next_run_at IS NULL)",
+                          "AND st.next_run_at IS NULL AND NOT EXISTS (SELECT 1 FROM revetl.sync_runs r "
+                          "WHERE r.sync_id = s.id AND r.status IN ('queued', 'running')))",
                           {}, true);
     CommitTransaction();
     if (fresh.Bool(0, 0))
