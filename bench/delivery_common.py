@@ -422,8 +422,9 @@ class RunWatcher:
     rest of the cluster's processes, and the whole machine (/proc/stat), so that the CPU used during one
     phase of the run can be cut out afterwards."""
 
-    def __init__(self, cluster, other_pids=None, interval=0.001, series_every=0.05):
+    def __init__(self, cluster, other_pids=None, interval=0.001, series_every=0.05, light=False):
         self.cluster = cluster
+        self.light = light  # series of the run's process only (cheap enough to sample every millisecond)
         self.other_pids = other_pids or (lambda: [])
         self.interval = interval
         self.series_every = series_every
@@ -442,6 +443,9 @@ class RunWatcher:
         return self.pid
 
     def _series_point(self, run_ticks):
+        if self.light:
+            self.series.append((time.time(), run_ticks, 0, 0, 0, 0))
+            return
         pm = self.cluster.postmaster_pid()
         others = self.other_pids()
         rest = [p for p in children_of(pm) if p != self.pid] + [pm]
@@ -509,7 +513,7 @@ class RunWatcher:
 
 # -- pg_stat_statements: where the run's SQL time goes ------------------------------------------------------
 
-PGSS_CONF = """shared_preload_libraries = 'revetl, pg_stat_statements'
+PGSS_CONF = """shared_preload_libraries = 'revetl, pg_stat_statements, auto_explain'
 pg_stat_statements.track = none"""
 
 # The statements a run executes through SPI (src/pg/runner.cpp), by the start of their text.

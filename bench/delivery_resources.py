@@ -39,7 +39,7 @@ def measured_run(cluster, nginx, table, sync, timeout):
         [os.path.join(cluster.bindir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
          "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "postgres"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watcher = RunWatcher(cluster, other_pids=nginx.worker_pids, interval=0.001, series_every=0.02)
+    watcher = RunWatcher(cluster, interval=0.001, series_every=0.0, light=True)
     errors = []
     try:
         lock.stdin.write(f"begin;\nlock table {table} in access exclusive mode;\nselect 'locked';\n")

@@ -20,15 +20,13 @@
 While each run delivers, the CPU time of the run's process, nginx's worker, the rest of the
 cluster and the whole machine is sampled (/proc), which shows what the 2 cores are spent on.
 
-Diagnostics (--no-diagnose to skip), each an extra, separately labelled run:
-  * the same run with pg_stat_statements.track = 'all' (and track_planning): the time each
-    statement of the run's SPI loop (src/pg/runner.cpp) took, against the delivery phase;
-  * the same run with `ANALYZE revetl.changes` run from another session once the run is
-    planned (sync_runs.planned_at set), with nginx's worker stopped (SIGSTOP) from before the
-    run until that ANALYZE is done, so that no batch is recorded before it: the queue table is
-    filled and drained inside one run, so while a run delivers its statistics are missing or
-    stale. This is not something revetl does; it shows how much of the time is the queue's
-    query plans. The rate is reported from nginx's SIGCONT to finished_at.
+Diagnostics (--no-diagnose to skip): one extra, separately labelled run of each kind (single,
+and batched at the largest size) with pg_stat_statements.track = 'all' (and track_planning)
+and auto_explain logging the plan of every statement of the run that takes over 100 ms
+(auto_explain.log_nested_statements, no ANALYZE): the time each statement of the run's SPI
+loop (src/pg/runner.cpp) took against the delivery phase, and the plans of the slow ones.
+From these, "delivery phase less the time inside one statement" is derived (arithmetic on the
+measured figures, labelled as such; it is not a measured rate).
 
 nginx runs with a minimal config in a temporary directory (one worker, keep-alive, a location
 that answers 200 {"accepted":1} as application/json) and is stopped at the end.
@@ -42,7 +40,7 @@ Run (PostgreSQL refuses to run as root):
 
 import argparse
 import os
-import signal
+import re
 import subprocess
 import sys
 import time
@@ -61,20 +59,9 @@ def psql_cmd(cluster, *commands):
     return cmd
 
 
-def watched_run(cluster, name, nginx, timeout, analyze_queue=False):
-    """run_sync(name, wait => true) in a psql of its own while the run's process is followed.
-
-    analyze_queue: nginx's worker is stopped (SIGSTOP) before the run is requested, so that no
-    request is answered and no batch is recorded; once the run is planned, `ANALYZE revetl.changes`
-    runs in another session and nginx is continued (SIGCONT). Every flush of the run then plans its
-    statements with statistics of the queue; only the first reads of batches may not."""
+def watched_run(cluster, name, nginx, timeout):
+    """run_sync(name, wait => true) in a psql of its own while the run's process is followed."""
     before = int(sql(cluster, "select coalesce(max(id), 0) from revetl.sync_runs"))
-    stopped = []
-    resumed_at = None
-    if analyze_queue:
-        stopped = nginx.worker_pids()
-        for pid in stopped:
-            os.kill(pid, signal.SIGSTOP)
     t0 = time.monotonic()
     proc = subprocess.Popen(psql_cmd(cluster, f"set statement_timeout = '{int(timeout)}s'",
                                      f"select revetl.run_sync('{name}', wait => true)"),
@@ -82,21 +69,10 @@ def watched_run(cluster, name, nginx, timeout, analyze_queue=False):
     w = RunWatcher(cluster, other_pids=nginx.worker_pids, interval=0.01, series_every=0.05)
     try:
         w.find(timeout=120)
-        if analyze_queue:
-            wait_for(lambda: sql(cluster, f"select planned_at is not null from revetl.sync_runs "
-                                          f"where id > {before} order by id desc limit 1") == "t",
-                     timeout=timeout, interval=0.01, what="the run to be planned")
-            sql(cluster, "analyze revetl.changes")
-            for pid in stopped:
-                os.kill(pid, signal.SIGCONT)
-            resumed_at = time.time()
-            stopped = []
         w.follow(timeout=timeout)
         _, err = proc.communicate(timeout=120)
         wall = time.monotonic() - t0
     finally:
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
@@ -106,7 +82,6 @@ def watched_run(cluster, name, nginx, timeout, analyze_queue=False):
     r["cpu"] = w.between(r["planned_s"], r["finished_s"])
     r["run_cpu_s"] = w.cpu_s
     r["hwm_kb"] = w.hwm_kb
-    r["resumed_s"] = resumed_at
     r["autoanalyzed"] = sql(cluster, "select autoanalyze_count from pg_stat_all_tables "
                                      "where relid = 'revetl.changes'::regclass")
     return r
@@ -131,6 +106,27 @@ def bounded_run(cluster, name, timeout):
     return None, delivered, activity
 
 
+def show_slow_plans(text, per_statement=1):
+    """Prints the first plan auto_explain logged for each statement (array literals elided)."""
+    text = re.sub(r"\{[0-9,]{40,}\}", "{...}", text)
+    seen = {}
+    for m in re.finditer(r"LOG:  duration: ([0-9.]+) ms  plan:\n(.*?)(?=\n\S[^\n]*(?:LOG|WARNING|ERROR|"
+                         r"FATAL|NOTICE|DETAIL|STATEMENT|CONTEXT):|\Z)", text, re.S):
+        body = m.group(2)
+        q = re.search(r"Query Text: (.*)", body)
+        if not q or "revetl.run_sync" in q.group(1):
+            continue
+        key = q.group(1)[:60]
+        seen.setdefault(key, []).append((float(m.group(1)), body))
+    if not seen:
+        log("  auto_explain: no statement of the run took over 100 ms")
+    for key, plans in seen.items():
+        log(f"  auto_explain: {len(plans)} call(s) over 100 ms of `{key}...`, longest {max(p[0] for p in plans):,.0f} ms; "
+            f"the first one's plan:")
+        for line in plans[0][1].splitlines()[1:per_statement * 12]:
+            log("    " + line.strip("\t").rstrip())
+
+
 def create_sync(cluster, name, table, server):
     sql(cluster, f"select revetl.drop_sync('{name}', if_exists => true)")
     sql(cluster, f"select revetl.create_sync('{name}', '{table}', '{server}', ARRAY['id'])")
@@ -150,13 +146,6 @@ def describe(label, r, n_rows, per_request):
         f"{fmt(r['rows_delivered'] / whole)} records/s (started_at to finished_at)")
     log(f"  run_sync(wait => true) call, client side: {r['wall_s']:.3f} s; autoanalyze_count of revetl.changes "
         f"so far: {r['autoanalyzed']}")
-    if r.get("resumed_s"):
-        paused = r["resumed_s"] - r["planned_s"]
-        after = r["finished_s"] - r["resumed_s"]
-        r["after_resume_s"] = after
-        log(f"  nginx stopped until the queue was analyzed: {paused:.3f} s of the delivery phase; from nginx's "
-            f"SIGCONT to finished_at {after:.3f} s = {fmt(r['requests'] / after)} requests/s, "
-            f"{fmt(r['rows_delivered'] / after)} records/s")
     c = r["cpu"]
     if c:
         log(f"  CPU during the delivery phase ({d:.2f} s wall, {c['machine_total']:.2f} CPU-s of capacity): "
@@ -214,7 +203,7 @@ def main():
 
         wrk_before = ceilings("before the runs")
 
-        cluster = start_cluster(extra_conf=PGSS_CONF)
+        cluster = start_cluster(extra_conf=PGSS_CONF + "\nauto_explain.log_min_duration = -1")
         sql(cluster, "create extension pg_stat_statements")
         sql(cluster, f"""
             create server hook_single foreign data wrapper revetl options (type 'webhook', url '{nginx.url}',
@@ -259,20 +248,25 @@ def main():
                 create_sync(cluster, kind, table, server)
                 sql(cluster, "checkpoint")
                 pgss_track(cluster, True)
-                report_machine_state(f"diagnostic {kind}, pg_stat_statements")
+                sql(cluster, "alter system set auto_explain.log_min_duration = '100ms'; "
+                             "alter system set auto_explain.log_nested_statements = on; select pg_reload_conf()")
+                log_start = len(cluster.log_text())
+                report_machine_state(f"diagnostic {kind}")
                 r = watched_run(cluster, kind, nginx, args.timeout)
-                describe(f"diagnostic: {kind}, {n:,} rows, pg_stat_statements.track = all", r, n, per)
+                describe(f"diagnostic: {kind}, {n:,} rows, pg_stat_statements.track = all, auto_explain over 100 ms",
+                         r, n, per)
                 rows = pgss_breakdown(cluster)
                 log_breakdown(rows, r["deliver_s"], r["plan_s"])
+                for label, calls, ex, pl, mx in rows:
+                    if calls and not label.startswith("plan") and (ex + pl) / 1000 > 0.2 * r["deliver_s"]:
+                        rest = r["deliver_s"] - (ex + pl) / 1000
+                        log(f"  derived: delivery phase less the time inside '{label}': {rest:.2f} s = "
+                            f"{fmt(r['rows_delivered'] / rest)} records/s, {fmt(r['requests'] / rest)} requests/s")
+                sql(cluster, "alter system reset auto_explain.log_min_duration; "
+                             "alter system reset auto_explain.log_nested_statements; select pg_reload_conf()")
                 pgss_track(cluster, False)
-                diag[(kind, "pgss")] = (r, rows)
-            for kind, table, server, n, per in cases:
-                create_sync(cluster, kind, table, server)
-                sql(cluster, "checkpoint")
-                report_machine_state(f"diagnostic {kind}, ANALYZE revetl.changes")
-                r = watched_run(cluster, kind, nginx, args.timeout, analyze_queue=True)
-                describe(f"diagnostic: {kind}, {n:,} rows, with ANALYZE revetl.changes once planned", r, n, per)
-                diag[(kind, "analyze")] = r
+                show_slow_plans(cluster.log_text()[log_start:])
+                diag[kind] = (r, rows)
 
         # -- the bounded attempt at the full size
         if args.attempt_rows:
@@ -326,11 +320,11 @@ def main():
         else:
             log(f"revetl batched, {args.attempt_rows:>9,} rows: not finished in {args.attempt_timeout} s of delivery "
                 f"({attempt[1]:,} rows delivered: at most {fmt(attempt[1] / args.attempt_timeout)} records/s)")
-    for (kind, what), v in diag.items():
-        if what == "analyze":
-            log(f"diagnostic {kind} with ANALYZE revetl.changes once planned: "
-                f"{fmt(v['rows_delivered'] / v['after_resume_s'])} records/s, "
-                f"{fmt(v['requests'] / v['after_resume_s'])} requests/s (from nginx's SIGCONT to finished_at)")
+    for kind, (r, rows) in diag.items():
+        top = max(rows, key=lambda x: x[2] + x[3] if not x[0].startswith("plan") else -1)
+        log(f"diagnostic {kind}: the statement that took longest in the delivery phase: {top[0]}, "
+            f"{(top[2] + top[3]) / 1000:.2f} s in {top[1]:,} calls = "
+            f"{100 * (top[2] + top[3]) / 1000 / r['deliver_s']:.0f}% of the delivery phase ({r['deliver_s']:.2f} s)")
     target_single = min(10000.0, 0.5 * ceil_single)
     log(f"target single: >= {fmt(target_single)} requests/s (10,000 or 50% of the ceiling, whichever is lower): "
         f"{'met' if s_rps >= target_single else 'NOT met'}")

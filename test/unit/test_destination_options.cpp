@@ -9,24 +9,11 @@
 #include <string>
 
 using namespace revetl;
+using revetl_test::Catch;
 using revetl_test::Contains;
 using revetl_test::NotContains;
 
 namespace {
-
-// Runs fn, which must throw revetl::Error; returns the error (or fails).
-Error Catch(const std::function<void()> &fn) {
-    try {
-        fn();
-    } catch (const Error &e) {
-        return e;
-    } catch (const std::exception &e) {
-        ADD_FAILURE() << "threw a non-revetl exception: " << e.what();
-        return Error("none", "wrong exception");
-    }
-    ADD_FAILURE() << "did not throw";
-    return Error("none", "did not throw");
-}
 
 Error ServerError(const OptionList &options) {
     return Catch([&] { ValidateOptions(OptionContext::Server, options); });

@@ -10,22 +10,10 @@
 #include <string>
 
 using namespace revetl;
+using revetl_test::Catch;
 using revetl_test::Contains;
 
 namespace {
-
-Error Catch(const std::function<void()> &fn) {
-    try {
-        fn();
-    } catch (const Error &e) {
-        return e;
-    } catch (const std::exception &e) {
-        ADD_FAILURE() << "threw a non-revetl exception: " << e.what();
-        return Error("none", "wrong exception");
-    }
-    ADD_FAILURE() << "did not throw";
-    return Error("none", "did not throw");
-}
 
 std::time_t Utc(int year, int month, int day, int hour = 0, int minute = 0, int second = 0) {
     struct tm tm {};

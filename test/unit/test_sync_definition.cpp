@@ -10,25 +10,11 @@
 #include <string>
 
 using namespace revetl;
+using revetl_test::Catch;
 using revetl_test::Contains;
 using revetl_test::EndsWith;
 
-namespace {
-
-Error Catch(const std::function<void()> &fn) {
-    try {
-        fn();
-    } catch (const Error &e) {
-        return e;
-    } catch (const std::exception &e) {
-        ADD_FAILURE() << "threw a non-revetl exception: " << e.what();
-        return Error("none", "wrong exception");
-    }
-    ADD_FAILURE() << "did not throw";
-    return Error("none", "did not throw");
-}
-
-} // namespace
+namespace {} // namespace
 
 TEST(ParseSyncOptions, EmptyObject) {
     SyncOptions o = ParseSyncOptions("{}");

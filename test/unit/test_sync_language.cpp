@@ -11,22 +11,10 @@
 
 using namespace revetl;
 using namespace revetl::dsl;
+using revetl_test::Catch;
 using revetl_test::Contains;
 
 namespace {
-
-Error Catch(const std::function<void()> &fn) {
-    try {
-        fn();
-    } catch (const Error &e) {
-        return e;
-    } catch (const std::exception &e) {
-        ADD_FAILURE() << "threw a non-revetl exception: " << e.what();
-        return Error("none", "wrong exception");
-    }
-    ADD_FAILURE() << "did not throw";
-    return Error("none", "did not throw");
-}
 
 Error ParseError(const std::string &source) {
     return Catch([&] { Parse(source); });

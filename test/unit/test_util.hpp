@@ -2,8 +2,11 @@
 // gtest only).
 #pragma once
 
+#include "core/error.hpp"
+
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 
 namespace revetl_test {
@@ -27,6 +30,20 @@ inline ::testing::AssertionResult EndsWith(const std::string &text, const std::s
     if (text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0)
         return ::testing::AssertionSuccess();
     return ::testing::AssertionFailure() << "expected\n  [" << text << "]\nto end with\n  [" << suffix << "]";
+}
+
+// Runs fn, which must throw revetl::Error; returns the error (or fails).
+inline revetl::Error Catch(const std::function<void()> &fn) {
+    try {
+        fn();
+    } catch (const revetl::Error &e) {
+        return e;
+    } catch (const std::exception &e) {
+        ADD_FAILURE() << "threw a non-revetl exception: " << e.what();
+        return revetl::Error("none", "wrong exception");
+    }
+    ADD_FAILURE() << "did not throw";
+    return revetl::Error("none", "did not throw");
 }
 
 } // namespace revetl_test
