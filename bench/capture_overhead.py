@@ -110,9 +110,11 @@ def short_lived_children(postmaster_pid):
                 cmd = f.read().decode(errors="replace")
         except (OSError, ValueError, IndexError):
             continue
-        # An exited child not yet reaped (a zombie) has no command line left,
-        # and its CPU time is not in the postmaster's cutime yet.
-        if state == "Z" or cmd.startswith("postgres: postgres ") or cmd.startswith("postgres: revetl run"):
+        # A child that is exiting (its memory already released) or has exited
+        # but is not reaped yet (a zombie) has no command line left, and its
+        # CPU time is not in the postmaster's cutime yet.
+        if (state == "Z" or not cmd or cmd.startswith("postgres: postgres ")
+                or cmd.startswith("postgres: revetl run")):
             out.append(int(p))
     return out
 

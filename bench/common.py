@@ -290,8 +290,10 @@ auto_explain.log_nested_statements = on
 
 
 def explain_run(cluster, name, label, needle="s.key = m.k", full=False):
-    """One untimed run with auto_explain.log_analyze on; prints the plan the run's process used."""
+    """One untimed run with auto_explain.log_analyze (and log_verbose: each node's output columns, which
+    show where each expression is computed) on; prints the plan the run's process used."""
     sql(cluster, "alter system set auto_explain.log_analyze = on; alter system set auto_explain.log_buffers = on; "
+                 "alter system set auto_explain.log_verbose = on; "
                  "alter system set auto_explain.log_min_duration = 0; select pg_reload_conf()")
     try:
         before = len(auto_explain_plans(cluster, needle))
@@ -305,6 +307,7 @@ def explain_run(cluster, name, label, needle="s.key = m.k", full=False):
         log(plans[-1][1])
     finally:
         sql(cluster, "alter system reset auto_explain.log_analyze; alter system reset auto_explain.log_buffers; "
+                     "alter system reset auto_explain.log_verbose; "
                      "alter system reset auto_explain.log_min_duration; select pg_reload_conf()")
 
 

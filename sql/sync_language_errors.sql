@@ -44,7 +44,12 @@ SELECT * FROM revetl.execute($$CREATE SYNC s FROM people TO crm KEY (id) SCHEDUL
 SELECT * FROM revetl.execute($$CREATE SYNC s FROM people TO crm KEY (id) SCHEDULE EVERY '-5 minutes'$$);
 SELECT * FROM revetl.execute($$CREATE SYNC s FROM people TO crm KEY (id) SCHEDULE CRON '61 * * * *'$$);
 SELECT * FROM revetl.execute($$CREATE SYNC s FROM people TO crm KEY (id) SCHEDULE CRON '* * *'$$);
+SELECT * FROM revetl.execute($$CREATE SYNC s FROM people TO crm KEY (id) SCHEDULE CRON '0 0 30 2 *'$$);
 SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (id) SCHEDULE AFTER nosuch');
+-- AFTER chains may not loop.
+SELECT * FROM revetl.execute('CREATE SYNC chain_a FROM people TO crm KEY (id); CREATE SYNC chain_b FROM people TO crm KEY (id) SCHEDULE AFTER chain_a');
+SELECT * FROM revetl.execute('ALTER SYNC chain_a SET SCHEDULE AFTER chain_b');
+SELECT * FROM revetl.execute('DROP SYNC chain_b, chain_a');
 SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (id) SCHEDULE AFTER s');
 SELECT * FROM revetl.execute('CREATE SYNC s FROM (SELECT id FROM people) TO crm KEY (id) SCHEDULE ON CHANGE');
 

@@ -137,11 +137,12 @@ def validate_batch(body):
         if not isinstance(rec, dict):
             raise HttpError(400, f"records[{i}] is not an object", "INVALID_RECORD")
         op = rec.get("op")
-        if op not in ("upsert", "delete"):
-            raise HttpError(400, f"records[{i}].op must be 'upsert' or 'delete'", "INVALID_RECORD")
+        if op not in ("upsert", "insert", "update", "delete"):
+            raise HttpError(400, f"records[{i}].op must be 'upsert', 'insert', 'update' or 'delete'",
+                            "INVALID_RECORD")
         if not isinstance(rec.get("key"), dict):
             raise HttpError(400, f"records[{i}].key must be an object", "INVALID_RECORD")
-        if op == "upsert" and not isinstance(rec.get("data"), dict):
+        if op != "delete" and not isinstance(rec.get("data"), dict):
             raise HttpError(400, f"records[{i}].data must be an object", "INVALID_RECORD")
         ikey = rec.get("idempotency_key")
         if ikey is not None and not isinstance(ikey, str):
@@ -282,7 +283,17 @@ class MockState:
                 accepted += 1
                 continue
             store_key = canonical(rec["key"])
-            if rec["op"] == "upsert":
+            if rec["op"] != "delete":
+                # insert refuses an existing record, update a missing one,
+                # as APIs with those operations do.
+                exists = store_key in self.store
+                if (rec["op"] == "insert" and exists) or (rec["op"] == "update" and not exists):
+                    rejected.append({
+                        "index": index,
+                        "reason": "record exists" if exists else "record not found",
+                        "code": "EXISTS" if exists else "NOT_FOUND",
+                    })
+                    continue
                 rule = self._matching_rule(rec["data"])
                 if rule is not None:
                     rejected.append({

@@ -2,6 +2,7 @@
 
 #include "pg/guard.hpp"
 #include "pg/runner.hpp"
+#include "pg/shared_state.hpp"
 #include "pg/session.hpp"
 #include "pg/spi.hpp"
 
@@ -35,6 +36,32 @@ BackgroundWorkerHandle *StartExecutor(int64_t run_id) {
     return ok ? handle : nullptr;
 }
 
+namespace {
+
+void Unregister(int, Datum arg) {
+    Oid dboid = DatumGetObjectId(arg);
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    if (DatabaseSlot *slot = FindDatabaseSlot(dboid))
+        for (int i = 0; i < kMaxExecutorsPerDatabase; i++)
+            if (slot->executors[i] == MyProcPid)
+                slot->executors[i] = 0;
+    LWLockRelease(g_shared->lock);
+}
+
+// Registered so that DROP / RENAME DATABASE can stop this process too.
+void Register(Oid dboid) {
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    if (DatabaseSlot *slot = FindOrAddDatabaseSlot(dboid))
+        for (int i = 0; i < kMaxExecutorsPerDatabase; i++)
+            if (slot->executors[i] == 0) {
+                slot->executors[i] = MyProcPid;
+                break;
+            }
+    LWLockRelease(g_shared->lock);
+    before_shmem_exit(Unregister, ObjectIdGetDatum(dboid));
+}
+
+} // namespace
 } // namespace revetl::pg
 
 void revetl_run_main(Datum main_arg) {
@@ -45,6 +72,7 @@ void revetl_run_main(Datum main_arg) {
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     pqsignal(SIGTERM, die);
     BackgroundWorkerUnblockSignals();
+    Register(dboid);
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
     ErrorData *edata = nullptr;

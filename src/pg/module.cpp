@@ -56,25 +56,36 @@ void StopWorkerFor(const char *dbname, bool need_owner) {
         return;
     if (need_owner ? !pg_database_ownercheck(dboid, GetUserId()) : !have_createdb_privilege())
         return;
-    pid_t pid = 0;
+    // The scheduler and every run process of the database go: each is a
+    // session PostgreSQL would wait for.
+    pid_t pids[1 + kMaxExecutorsPerDatabase];
+    int npids = 0;
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
     DatabaseSlot *slot = FindDatabaseSlot(dboid);
     if (slot) {
         slot->blocked_until =
             TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kDatabaseBlockSeconds * 1000);
-        pid = slot->worker_pid;
+        if (slot->worker_pid != 0)
+            pids[npids++] = slot->worker_pid;
+        for (int i = 0; i < kMaxExecutorsPerDatabase; i++)
+            if (slot->executors[i] != 0)
+                pids[npids++] = slot->executors[i];
     }
     LWLockRelease(g_shared->lock);
-    if (pid == 0)
-        return;
-    kill(pid, SIGTERM);
+    for (int i = 0; i < npids; i++)
+        kill(pids[i], SIGTERM);
     TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
-    for (;;) {
+    while (npids > 0) {
+        bool any = false;
         LWLockAcquire(g_shared->lock, LW_SHARED);
         slot = FindDatabaseSlot(dboid);
-        bool gone = !slot || slot->worker_pid != pid;
+        if (slot) {
+            any = slot->worker_pid != 0;
+            for (int i = 0; i < kMaxExecutorsPerDatabase && !any; i++)
+                any = slot->executors[i] != 0;
+        }
         LWLockRelease(g_shared->lock);
-        if (gone || GetCurrentTimestamp() >= deadline)
+        if (!any || GetCurrentTimestamp() >= deadline)
             break;
         (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);

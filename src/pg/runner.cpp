@@ -567,7 +567,9 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     // Rows of this run that were planned and not recorded as delivered may
     // be in a request the destination applies late: whatever the shadow
     // state says about them is checked again after the settle time.
-    if (status == "failed" && !def_.shadow_table.empty())
+    // (Not in INSERT mode, which never plans changed rows: a placeholder
+    // would hide the row from every later run.)
+    if (status == "failed" && !def_.shadow_table.empty() && def_.mode != "insert")
         Sql("INSERT INTO " + QualifiedName(kSchema, def_.shadow_table) +
                 " AS s (key, row_hash, run_id, verify_after) "
                 "SELECT c.key, 0, $1, now() + make_interval(secs => $2 / 1000.0) FROM revetl.changes c "

@@ -231,6 +231,8 @@ int EnqueueDueRuns() {
                                          name.c_str(), DatabaseName(), why.c_str())));
             });
         }
+        if (next < 0)
+            next = now + 365L * 24 * 3600; // a cron that never matches (refused at CREATE since)
         Sql("INSERT INTO revetl.sync_state (sync_id, next_run_at) VALUES ($1, to_timestamp($2)) "
             "ON CONFLICT (sync_id) DO UPDATE SET next_run_at = excluded.next_run_at",
             {SqlArg::Int8(sync_id), SqlArg::Int8(static_cast<int64_t>(next))});

@@ -11,12 +11,15 @@ namespace revetl::pg {
 constexpr int kMaxWaitSlots = 256;
 constexpr int kWaitErrorLen = 512;
 
+constexpr int kMaxExecutorsPerDatabase = 64;
+
 struct DatabaseSlot {
-    Oid dboid;                 // InvalidOid: slot unused
-    pid_t worker_pid;          // 0 when no worker runs
-    int worker_procno;         // for SetLatch; -1 when none
-    bool no_extension;         // worker found no revetl here; do not restart until woken
-    TimestampTz blocked_until; // DROP/RENAME DATABASE in progress: stay away until then
+    Oid dboid;                                 // InvalidOid: slot unused
+    pid_t executors[kMaxExecutorsPerDatabase]; // "revetl run" processes (0: free)
+    pid_t worker_pid;                          // 0 when no worker runs
+    int worker_procno;                         // for SetLatch; -1 when none
+    bool no_extension;                         // worker found no revetl here; do not restart until woken
+    TimestampTz blocked_until;                 // DROP/RENAME DATABASE in progress: stay away until then
 };
 
 enum class WaitState : int { Free = 0, Pending, Queued, Done };

@@ -378,7 +378,7 @@ Datum PreviewSync(FunctionCallInfo fcinfo) {
     RequireOwnership(def, "preview");
     // Ordered, so that a preview of a few rows is the same every time.
     std::string sql =
-        BuildPlanQuery(def.Plan(kSchema)) + " ORDER BY op, key LIMIT " + std::to_string(max_rows);
+        BuildPlanQuery(PreparePlan(def)) + " ORDER BY op, key LIMIT " + std::to_string(max_rows);
     SqlResult rows;
     int nest = 0;
     PgGuard([&] {

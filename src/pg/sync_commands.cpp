@@ -9,6 +9,7 @@
 #include "pg/spi.hpp"
 
 #include <algorithm>
+#include <ctime>
 #include <cctype>
 
 namespace revetl::pg {
@@ -19,9 +20,27 @@ static bool g_own_ddl = false;
 namespace {
 
 bool LooksLikeQuery(const std::string &model) {
-    size_t i = model.find_first_not_of(" \t\r\n");
-    if (i == std::string::npos)
-        return false;
+    size_t i = 0;
+    // Leading whitespace and SQL comments do not decide what the model is.
+    for (;;) {
+        i = model.find_first_not_of(" \t\r\n", i);
+        if (i == std::string::npos)
+            return false;
+        if (model.compare(i, 2, "--") == 0) {
+            i = model.find('\n', i);
+            if (i == std::string::npos)
+                return false;
+            continue;
+        }
+        if (model.compare(i, 2, "/*") == 0) {
+            i = model.find("*/", i + 2);
+            if (i == std::string::npos)
+                return false;
+            i += 2;
+            continue;
+        }
+        break;
+    }
     if (model[i] == '(')
         return true;
     size_t j = i;
@@ -364,7 +383,10 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
         break;
     }
     case dsl::Schedule::Kind::Cron:
-        ParseCron(req.schedule.value);
+        if (ParseCron(req.schedule.value).NextAfter(std::time(nullptr)) < 0)
+            throw Error(sqlstate::kInvalidParameterValue,
+                        "cron expression \"" + req.schedule.value + "\" never matches",
+                        "No minute in the next five years fits every field, for example 30 February.");
         break;
     case dsl::Schedule::Kind::After:
         if (req.schedule.value == req.name)
@@ -373,6 +395,20 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
         if (!LoadSyncByName(req.schedule.value))
             throw Error(sqlstate::kUndefinedObject, "sync \"" + req.schedule.value + "\" does not exist",
                         "SCHEDULE AFTER names the sync whose successful runs start this one.");
+        // A chain that leads back to this sync would run for ever.
+        {
+            std::string next = req.schedule.value;
+            for (int depth = 0; depth < 1000; depth++) {
+                auto other = LoadSyncByName(next);
+                if (!other || other->schedule.kind != dsl::Schedule::Kind::After)
+                    break;
+                if (other->schedule.value == req.name)
+                    throw Error(sqlstate::kInvalidParameterValue,
+                                "SCHEDULE AFTER " + req.schedule.value + " would make a cycle",
+                                "Sync \"" + next + "\" already runs after \"" + req.name + "\".");
+                next = other->schedule.value;
+            }
+        }
         break;
     case dsl::Schedule::Kind::OnChange:
         if (resolved.ref.kind != ModelRef::Kind::Relation)
@@ -794,10 +830,13 @@ std::string CaptureFunction(int64_t sync_id) {
 std::string CaptureFunctionDdl(const SyncDefinition &def) {
     std::string key_new, key_old;
     for (size_t i = 0; i < def.key_columns.size(); i++) {
-        key_new += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", pg_catalog.format('%s', n." +
-                   QuoteIdent(def.key_columns[i]) + ")";
-        key_old += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", pg_catalog.format('%s', o." +
-                   QuoteIdent(def.key_columns[i]) + ")";
+        // A NULL key value stays NULL (format would make it ''): such a
+        // row is invalid, and its key must still cast back to the key type.
+        const std::string col = QuoteIdent(def.key_columns[i]);
+        key_new += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", CASE WHEN n." + col +
+                   " IS NOT NULL THEN pg_catalog.format('%s', n." + col + ") END";
+        key_old += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", CASE WHEN o." + col +
+                   " IS NOT NULL THEN pg_catalog.format('%s', o." + col + ") END";
     }
     const std::string id = std::to_string(def.id);
     const std::string insert = "INSERT INTO revetl.captured_changes (sync_id, key) ";
@@ -935,7 +974,9 @@ static bool EnsureCaptureImpl(const SyncDefinition &def, bool definition_changed
                 continue;
             Sql("CREATE TRIGGER " + QuoteIdent(name) + " AFTER " + t.event + " ON " + table + " " +
                 t.referencing + " FOR EACH STATEMENT EXECUTE FUNCTION " + CaptureFunction(def.id) + "()");
-            // Also for writes applied by logical replication.
+            // Also for sessions running with session_replication_role =
+            // replica (PostgreSQL's own logical replication apply fires row
+            // triggers only: tables it fills need full diffs).
             Sql("ALTER TABLE " + table + " ENABLE ALWAYS TRIGGER " + QuoteIdent(name));
             attached = true;
         }

@@ -117,7 +117,8 @@ void RecoverInterruptedRuns() {
         recovered++;
         // What was in flight when the process died may still be applied by
         // the destination: those rows are checked again after its settle time.
-        if (auto def = LoadSyncById(sync_id)) {
+        auto def = LoadSyncById(sync_id);
+        if (def && def->mode != "insert") {
             long settle_ms = 60000;
             try {
                 Destination dest = LookupDestination(def->destination);
@@ -342,6 +343,8 @@ void WorkerLoop(Oid dboid) {
     RecoverInterruptedRuns();
     CompleteWaits();
 
+    TimestampTz last_periodic = 0;
+    PgGuard([&] { last_periodic = GetCurrentTimestamp(); });
     for (;;) {
         PgGuard([] {
             CHECK_FOR_INTERRUPTS();
@@ -377,7 +380,13 @@ void WorkerLoop(Oid dboid) {
                            PG_WAIT_EXTENSION);
             ResetLatch(MyLatch);
         });
-        if ((rc & WL_TIMEOUT) && wait_ms == kWorkerNaptimeMs) {
+        // Once a naptime, however busy the schedule keeps the loop: is the
+        // extension still there, and has a sync gone without success too long?
+        TimestampTz now = 0;
+        PgGuard([&] { now = GetCurrentTimestamp(); });
+        (void)rc;
+        if (now - last_periodic >= kWorkerNaptimeMs * 1000L) {
+            last_periodic = now;
             if (!ExtensionPresent()) {
                 MarkNoExtension(dboid);
                 PgGuard([] {

@@ -234,6 +234,21 @@ class PipelineTest(unittest.TestCase):
         # single arrivals on a busy machine.
         self.assertGreaterEqual(max(times) - min(times), 0.19, times)
 
+    def test_insert_and_update_modes(self):
+        cluster.sql(f"select * from revetl.execute($$CREATE SYNC {self.sync} FROM {self.table} TO {self.server} "
+                    f"KEY (id) MODE INSERT MAP (email AS email)$$)")
+        self.run_sync()
+        self.assertEqual({rec["op"] for req in mock.requests() for rec in req["body"]["records"]}, {"insert"})
+        mock.clear_requests()
+        cluster.sql(f"update {self.table} set email = 'changed@example.com' where id = 1")
+        run_id, _ = self.run_sync()
+        # INSERT mode never sends changes to rows it already sent.
+        self.assertEqual(mock.requests(), [])
+        cluster.sql(f"select * from revetl.execute($$ALTER SYNC {self.sync} SET MODE UPDATE$$)")
+        run_id, _ = self.run_sync()
+        sent = [rec for req in mock.requests() for rec in req["body"]["records"]]
+        self.assertEqual([(r["op"], r["key"]["id"]) for r in sent], [("update", 1)])
+
     def test_batches_respect_batch_size(self):
         self.create_sync(options='{"batch_size": 2}')
         self.run_sync()

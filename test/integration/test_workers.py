@@ -106,6 +106,18 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertLess(time.monotonic() - start, 10)
         self.assertEqual(self.cluster.sql("select count(*) from pg_database where datname = 'doomed'"), "0")
+        # Also while a run is delivering in that database.
+        self.cluster.sql("create database busy")
+        self.make_sync(db="busy", rows=20, batch_size=1)
+        self.mock.configure(delay_ms=300)
+        self.cluster.sql("select revetl.run_sync('s')", db="busy")
+        wait_for(lambda: self.cluster.sql("select count(*) from pg_stat_activity where backend_type = 'revetl run' "
+                                          "and datname = 'busy'") == "1", timeout=30, what="run in progress")
+        start = time.monotonic()
+        _, err, rc = self.cluster.psql("drop database busy", check=False)
+        self.assertEqual(rc, 0, err)
+        self.assertLess(time.monotonic() - start, 10)
+        self.mock.configure(delay_ms=0)
         # Renaming works too, and the worker comes back under the new name.
         self.cluster.sql("create database before_rename")
         self.cluster.sql("create extension revetl", db="before_rename")
