@@ -64,6 +64,7 @@ def categorize(perf_data):
     out = subprocess.run(["perf", "script", "-i", perf_data, "-F", "comm,ip,sym"], capture_output=True,
                          text=True, timeout=3600).stdout
     counts = collections.Counter()
+    leaves = collections.Counter()
     total = 0
     for block in re.split(r"\n\s*\n", out):
         frames = [ln.strip().split(None, 1)[1] if len(ln.strip().split(None, 1)) > 1 else ""
@@ -71,6 +72,7 @@ def categorize(perf_data):
         if not frames:
             continue
         total += 1
+        leaves[frames[0]] += 1
         stack = "\n".join(frames)
         for name, pats in RULES:
             if any(p in stack for p in pats):
@@ -87,7 +89,7 @@ def categorize(perf_data):
                 break
         else:
             counts["other"] += 1
-    return total, counts
+    return total, counts, leaves
 
 
 def as_root(args):
@@ -130,12 +132,14 @@ def as_root(args):
         print(f"perf profiles of the run's process (--call-graph dwarf, -F {args.freq}); share of its samples")
         print("=" * 72)
         for label, pid, data, perf in results:
-            total, counts = categorize(data)
+            total, counts, leaves = categorize(data)
             print(f"\n{label} (pid {pid}): {total} samples")
             deliver = total - counts.get("plan phase", 0)
             for name, n in counts.most_common():
                 share = f"{100 * n / deliver:5.1f}% of the delivery-phase samples" if name != "plan phase" else ""
                 print(f"  {100 * n / total:5.1f}%  {name:<48} {share}")
+            print("  functions the samples were in (self time), top 8: " +
+                  "; ".join(f"{name[:40]} {100 * n / total:.1f}%" for name, n in leaves.most_common(8)))
     finally:
         if child.poll() is None:
             child.send_signal(signal.SIGINT)

@@ -13,6 +13,9 @@
             records/s over the delivery phase, for several table sizes (default 10k, 30k,
             100k rows: the rate falls as the table grows, see below), and the wrk ceiling
             for a 100-record body.
+  again     one more single-record run after the batched ones: by then autovacuum has
+            usually analyzed revetl.changes while it held another run's rows, the state of
+            any database that has had runs (autoanalyze_count is reported).
   attempt   (--attempt-rows, default 1,000,000; 0 to skip) a batched run of that size,
             bounded by --attempt-timeout seconds: if it has not finished by then, the rows
             delivered so far are reported and the run's process is terminated.
@@ -186,6 +189,7 @@ def main():
     nginx = Nginx()
     cluster = None
     single, batched, diag = [], {}, {}
+    single_after = None
     attempt = None
     try:
         log(f"nginx: {nginx.version}, {nginx.url} (worker_processes 1, keep-alive, access_log off)")
@@ -239,6 +243,15 @@ def main():
             r = watched_run(cluster, "batched", nginx, args.timeout)
             describe(f"batched (batch_size {args.batch_size}), {n:,} rows", r, n, args.batch_size)
             batched[n] = r
+
+        # -- one record per request again, now that autovacuum may have analyzed the queue table
+        # while it held the rows of the batched runs (as it does in any database that has had runs)
+        create_sync(cluster, "single", "m_single", "hook_single")
+        sql(cluster, "checkpoint")
+        report_machine_state("single run after the batched runs")
+        r = watched_run(cluster, "single", nginx, args.timeout)
+        describe(f"single (batch_size 1) after the batched runs", r, args.single_rows, 1)
+        single_after = r
 
         # -- diagnostics
         if not args.no_diagnose:
@@ -307,6 +320,10 @@ def main():
     log(f"revetl single, {args.single_rows:,} rows, delivery phase: {fmt(s_rps)} requests/s = "
         f"{s_rps / ceil_single:.3f} x wrk  (runs: {', '.join(fmt(r['requests'] / r['deliver_s']) for r in single)})")
     log(f"revetl single, whole run:      {fmt(s_whole)} requests/s = {s_whole / ceil_single:.3f} x wrk")
+    if single_after:
+        a = single_after["requests"] / single_after["deliver_s"]
+        log(f"revetl single, after the batched runs (autoanalyze_count of revetl.changes {single_after['autoanalyzed']}): "
+            f"{fmt(a)} requests/s = {a / ceil_single:.3f} x wrk = {a / s_rps:.2f} x the first runs")
     for n, r in batched.items():
         rec = r["rows_delivered"] / r["deliver_s"]
         log(f"revetl batched, {n:>9,} rows: {fmt(rec):>9} records/s in the delivery phase "
