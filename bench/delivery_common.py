@@ -520,8 +520,8 @@ pg_stat_statements.track = none"""
 RUN_STATEMENTS = [
     ("plan query (model diff)", "SELECT (CASE WHEN m.present IS NULL"),
     ("plan: queue changes (INSERT INTO revetl.changes)", "INSERT INTO revetl.changes"),
-    ("ReadBatch: SELECT ... FROM revetl.changes ... LIMIT", "SELECT seq, op, key, payload::text"),
-    ("Flush: DELETE FROM revetl.changes ... seq = ANY", "DELETE FROM revetl.changes WHERE run_id = $1 AND seq = ANY"),
+    ("ReadBatch: SELECT ... FROM revetl.changes (a chunk)", "SELECT seq, op, key, payload::text"),
+    ("Flush: DELETE FROM revetl.changes (delivered seqs)", "DELETE FROM revetl.changes c USING unnest"),
     ("Flush: shadow upsert (INSERT ... ON CONFLICT)", 'INSERT INTO "revetl"."shadow_'),
     ("Flush: sync alive check (SELECT ... FOR SHARE)", "SELECT 1 FROM revetl.syncs WHERE id = $1 FOR SHARE"),
     ("Flush: run counters (UPDATE revetl.sync_runs)", "UPDATE revetl.sync_runs SET rows_delivered"),

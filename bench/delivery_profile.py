@@ -8,7 +8,7 @@ postmaster whose title is "postgres: revetl run N") until it exits. Each sample 
 in one category by the frames on its stack, first match wins:
 
   plan phase                     SyncRun::Plan
-  read batch: <step>             SyncRun::ReadBatch (SELECT ... FROM revetl.changes ... LIMIT)
+  read batch: <step>             SyncRun::ReadBatch (SELECT ... FROM revetl.changes, a chunk of rows)
   record batches: <step>         SyncRun::Flush (shadow upsert, DELETE from the queue, counters)
      <step> = transaction start/commit, parse + analyze, plan, execute, other
   outcome JSON                   BuildBatchRecord (the JSON the flush statements read)

@@ -11,8 +11,8 @@
             (finished_at - started_at, planning included) is reported too.
   batched   revetl, 100 records per request (batch_size '100', max_in_flight '8'):
             records/s over the delivery phase, for several table sizes (default 10k, 30k,
-            100k rows: the rate falls as the table grows, see below), and the wrk ceiling
-            for a 100-record body.
+            100k rows: a rate that falls as the table grows shows per-batch work that
+            depends on the size of the run), and the wrk ceiling for a 100-record body.
   again     one more single-record run after the batched ones: by then autovacuum has
             usually analyzed revetl.changes while it held another run's rows, the state of
             any database that has had runs (autoanalyze_count is reported).
@@ -147,8 +147,9 @@ def describe(label, r, n_rows, per_request):
     log(f"  delivery phase {d:8.3f} s   {fmt(r['requests'] / d)} requests/s, {fmt(r['rows_delivered'] / d)} records/s")
     log(f"  whole run      {whole:8.3f} s   {fmt(r['requests'] / whole)} requests/s, "
         f"{fmt(r['rows_delivered'] / whole)} records/s (started_at to finished_at)")
-    log(f"  run_sync(wait => true) call, client side: {r['wall_s']:.3f} s; autoanalyze_count of revetl.changes "
-        f"so far: {r['autoanalyzed']}")
+    if r.get("wall_s") is not None:  # the bounded attempt polls instead of waiting in run_sync
+        log(f"  run_sync(wait => true) call, client side: {r['wall_s']:.3f} s; autoanalyze_count of "
+            f"revetl.changes so far: {r['autoanalyzed']}")
     c = r["cpu"]
     if c:
         log(f"  CPU during the delivery phase ({d:.2f} s wall, {c['machine_total']:.2f} CPU-s of capacity): "
@@ -345,11 +346,18 @@ def main():
     target_single = min(10000.0, 0.5 * ceil_single)
     log(f"target single: >= {fmt(target_single)} requests/s (10,000 or 50% of the ceiling, whichever is lower): "
         f"{'met' if s_rps >= target_single else 'NOT met'}")
-    best = max(r["rows_delivered"] / r["deliver_s"] for r in batched.values()) if batched else 0
-    log(f"target batched: >= 100,000 records/s: {'met' if best >= 100000 else 'NOT met'} (best {fmt(best)} "
-        f"records/s, at {fmt(min(batched, key=lambda n: -batched[n]['rows_delivered'] / batched[n]['deliver_s']))} rows)"
-        if batched else "")
-
+    # Every size counts, the 1M attempt included: a rate that holds only for small runs is not met.
+    rates = {n: r["rows_delivered"] / r["deliver_s"] for n, r in batched.items()}
+    if attempt and attempt[0] == "done":
+        rates[args.attempt_rows] = attempt[1]["rows_delivered"] / attempt[1]["deliver_s"]
+    elif attempt:
+        rates[args.attempt_rows] = attempt[1] / args.attempt_timeout
+    if rates:
+        below = [n for n, v in rates.items() if v < 100000]
+        per_size = ", ".join(f"{n:,} rows {fmt(v)}" for n, v in sorted(rates.items()))
+        log(f"target batched: >= 100,000 records/s in the delivery phase: "
+            f"{'met at every size' if not below else 'NOT met at ' + ', '.join(f'{n:,}' for n in sorted(below)) + ' rows'}"
+            f" ({per_size} records/s)")
 
 if __name__ == "__main__":
     main()

@@ -40,7 +40,7 @@ suite "fuzzing the sync language parser (${FUZZ_SECONDS:-60}s)" make fuzz FUZZ_S
 # directory: the checkout may live where the postgres user cannot read.
 WORK=$(mktemp -d /tmp/revetl-test.XXXXXX)
 chmod 755 "$WORK"
-cp -r sql expected test dbt "$WORK/"
+cp -r sql expected test dbt docs "$WORK/"
 as_pg=()
 if [ "$(id -u)" = 0 ]; then
     chown -R postgres: "$WORK"

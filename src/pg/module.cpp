@@ -17,6 +17,7 @@ char *g_allowed_hosts = nullptr;
 int g_launcher_naptime_s = 60;
 int g_worker_restart_delay_s = 5;
 int g_max_parallel_runs = 4;
+int g_change_retry_interval_s = 60;
 int g_run_history_retention_min = 30 * 24 * 60;
 int g_rejected_rows_retention_min = 30 * 24 * 60;
 
@@ -167,6 +168,12 @@ void DefineSettings() {
                             "Runs of different syncs one database may execute at once.",
                             "Each run is a background worker: max_worker_processes must leave room for them.",
                             &g_max_parallel_runs, 4, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "revetl.change_retry_interval",
+        "How long an ON CHANGE sync waits before retrying rows a failed or partial run left undelivered.",
+        "Doubles after each further failed or partial run, up to 64 times this value; a new change "
+        "still runs the sync at once.",
+        &g_change_retry_interval_s, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("revetl.run_history_retention",
                             "How long finished runs are kept in revetl.sync_runs.",
                             "-1 keeps them forever. The latest finished run of each sync is always kept.",

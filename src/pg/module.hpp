@@ -9,6 +9,7 @@ extern char *g_allowed_hosts;
 extern int g_launcher_naptime_s;
 extern int g_worker_restart_delay_s;
 extern int g_max_parallel_runs;
+extern int g_change_retry_interval_s;
 extern int g_run_history_retention_min;
 extern int g_rejected_rows_retention_min;
 

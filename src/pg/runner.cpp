@@ -12,7 +12,7 @@
 
 #include "core/connector.hpp"
 #include "core/delivery_engine.hpp"
-#include "core/outcome_json.hpp"
+#include "core/batch_record.hpp"
 #include "core/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
@@ -21,6 +21,8 @@
 #include "pg/session.hpp"
 #include "pg/spi.hpp"
 
+#include <algorithm>
+#include <deque>
 #include <random>
 
 namespace revetl::pg {
@@ -281,7 +283,19 @@ private:
     int64_t pending_batches_ = 0;
     TimestampTz last_flush_ = 0;
     void Flush();
+    // The statements every flush runs, planned once per run.
+    struct FlushStatements {
+        PreparedSql upsert_shadow;
+        PreparedSql delete_shadow;
+        PreparedSql delete_queued;
+        PreparedSql count_delivered;
+    };
+    std::unique_ptr<FlushStatements> flush_sql_;
     std::optional<EngineBatch> ReadBatch();
+    // Rows read from revetl.changes and not yet handed to the engine.
+    static constexpr int32_t kReadAheadRows = 1000;
+    std::deque<Change> read_ahead_;
+    int64_t queued_ = 0;       // changes the plan queued, numbered 1..queued_
     bool tracked_ = false;     // changes captured by triggers
     bool incremental_ = false; // this run plans only captured keys
 };
@@ -405,6 +419,7 @@ void SyncRun::Plan() {
                             key_columns.c_str(), &totals);
     });
     invalid_ = totals.invalid;
+    queued_ = totals.queued;
     // The captured keys are in this run's queue now; rows that are refused
     // or not delivered are captured again (see Finish and DeliverNextBatch).
     if (tracked_ && row_limit_ < 0)
@@ -419,29 +434,45 @@ void SyncRun::Plan() {
 }
 
 std::optional<EngineBatch> SyncRun::ReadBatch() {
-    BeginTransaction("revetl: reading batch");
-    SqlResult r =
-        Sql("SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
-            "WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int4(settings_.batch_size)}, true);
-    CommitTransaction();
-    if (r.rows.empty())
+    // Rows are read ahead in chunks: one query per request would cost more
+    // than the request itself with one record per request. Each chunk is a
+    // short transaction of its own, so none stays open across network I/O.
+    // The plan numbers a run's changes 1..queued_, so each chunk is read by
+    // a bounded range of the primary key: whatever plan the statistics of
+    // revetl.changes lead to, a read visits at most one chunk of rows (an
+    // open-ended `seq > $2 ... LIMIT` was planned as a scan of every row
+    // left in the run and a sort, once per chunk).
+    const size_t batch_size = static_cast<size_t>(settings_.batch_size);
+    const int32_t chunk = std::max<int32_t>(settings_.batch_size, kReadAheadRows);
+    while (read_ahead_.size() < batch_size && last_seq_ < queued_) {
+        BeginTransaction("revetl: reading batch");
+        SqlResult r = Sql("SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
+                          "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq",
+                          {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int8(chunk)}, true);
+        CommitTransaction();
+        for (size_t i = 0; i < r.rows.size(); i++) {
+            Change c;
+            c.seq = r.Int8(i, 0);
+            std::string op = r.Text(i, 1);
+            c.op = op == "a" ? Change::Op::Add : op == "c" ? Change::Op::Change : Change::Op::Remove;
+            c.key = r.Text(i, 2);
+            c.payload = r.Text(i, 3);
+            c.row_hash = r.At(i, 4) ? r.Int8(i, 4) : 0;
+            c.dest_id = r.Text(i, 5);
+            read_ahead_.push_back(std::move(c));
+        }
+        last_seq_ += chunk;
+    }
+    if (read_ahead_.empty())
         return std::nullopt;
     EngineBatch batch;
     batch.number = ++batch_no_;
-    batch.changes.reserve(r.rows.size());
-    for (size_t i = 0; i < r.rows.size(); i++) {
-        Change c;
-        c.seq = r.Int8(i, 0);
-        std::string op = r.Text(i, 1);
-        c.op = op == "a" ? Change::Op::Add : op == "c" ? Change::Op::Change : Change::Op::Remove;
-        c.key = r.Text(i, 2);
-        c.payload = r.Text(i, 3);
-        c.row_hash = r.At(i, 4) ? r.Int8(i, 4) : 0;
-        c.dest_id = r.Text(i, 5);
-        batch.changes.push_back(std::move(c));
+    const size_t n = std::min(batch_size, read_ahead_.size());
+    batch.changes.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+        batch.changes.push_back(std::move(read_ahead_.front()));
+        read_ahead_.pop_front();
     }
-    last_seq_ = batch.changes.back().seq;
     return batch;
 }
 
@@ -455,24 +486,39 @@ void SyncRun::Flush() {
         throw SyncDropped();
     }
     BatchRecord rec = BuildBatchRecord(pending_changes_, pending_outcomes_, 1);
-    const std::string shadow = QualifiedName(kSchema, def_.shadow_table);
-    if (rec.accepted_upserts != "[]")
-        Sql("INSERT INTO " + shadow +
+    if (!flush_sql_) {
+        const std::string shadow = QualifiedName(kSchema, def_.shadow_table);
+        flush_sql_.reset(new FlushStatements{
+            PreparedSql(
+                "INSERT INTO " + shadow +
                 " AS s (key, row_hash, dest_id, run_id, verify_after) "
-                "SELECT r.key, r.row_hash, r.dest_id, $2, "
-                "CASE WHEN r.uncertain THEN now() + make_interval(secs => $3 / 1000.0) END "
-                "FROM jsonb_to_recordset($1::jsonb) AS r(key text, row_hash bigint, dest_id text, uncertain "
-                "boolean) "
+                "SELECT r.key, r.row_hash, r.dest_id, $5, "
+                "CASE WHEN r.uncertain THEN now() + make_interval(secs => $6 / 1000.0) END "
+                "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
+                "AS r(key, row_hash, dest_id, uncertain) "
                 "ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
-                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, synced_at = "
-                "now(), "
+                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, "
+                "synced_at = now(), "
                 "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
-                "WHEN s.verify_after > now() THEN s.verify_after END",
-            {SqlArg::Text(rec.accepted_upserts), SqlArg::Int8(run_id_),
-             SqlArg::Int8(settings_.settle_time_ms)});
-    if (rec.accepted_removals != "[]")
-        Sql("DELETE FROM " + shadow + " WHERE key IN (SELECT jsonb_array_elements_text($1::jsonb))",
-            {SqlArg::Text(rec.accepted_removals)});
+                "WHEN s.verify_after > now() THEN s.verify_after END"),
+            PreparedSql("DELETE FROM " + shadow + " WHERE key = ANY ($1::text[])"),
+            // A join on the primary key, bounded by the group's lowest and
+            // highest seq so that no plan visits more of the run's queue
+            // than the group spans. (`seq = ANY (array)` was planned as a
+            // filter comparing each queued row of the run with each element.)
+            PreparedSql("DELETE FROM revetl.changes c USING unnest($2::bigint[]) AS d(seq) "
+                        "WHERE c.run_id = $1 AND c.seq = d.seq AND c.seq BETWEEN $3 AND $4"),
+            PreparedSql("UPDATE revetl.sync_runs SET rows_delivered = rows_delivered + $2, "
+                        "rows_rejected = rows_rejected + $3 WHERE id = $1"),
+        });
+    }
+    if (!rec.upsert_keys.empty())
+        flush_sql_->upsert_shadow.Run(
+            {SqlArg::TextArray(rec.upsert_keys), SqlArg::Int8Array(rec.upsert_row_hashes),
+             SqlArg::TextArray(rec.upsert_dest_ids), SqlArg::BoolArray(rec.upsert_uncertain),
+             SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
+    if (!rec.removal_keys.empty())
+        flush_sql_->delete_shadow.Run({SqlArg::TextArray(rec.removal_keys)});
     if (rec.rejected != "[]" && tracked_)
         Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, r.key::text, true "
             "FROM jsonb_to_recordset($1::jsonb) AS r(key jsonb)",
@@ -486,15 +532,10 @@ void SyncRun::Flush() {
             "http_status integer, error_code text, payload jsonb, attempts integer)",
             {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id),
              SqlArg::Text(def_.name)});
-    std::string seqs = "{";
-    for (size_t i = 0; i < pending_seqs_.size(); i++)
-        seqs += (i ? "," : "") + std::to_string(pending_seqs_[i]);
-    seqs += "}";
-    Sql("DELETE FROM revetl.changes WHERE run_id = $1 AND seq = ANY ($2::bigint[])",
-        {SqlArg::Int8(run_id_), SqlArg::Text(seqs)});
-    Sql("UPDATE revetl.sync_runs SET rows_delivered = rows_delivered + $2, rows_rejected = rows_rejected + "
-        "$3 "
-        "WHERE id = $1",
+    const auto [lowest, highest] = std::minmax_element(pending_seqs_.begin(), pending_seqs_.end());
+    flush_sql_->delete_queued.Run({SqlArg::Int8(run_id_), SqlArg::Int8Array(pending_seqs_),
+                                   SqlArg::Int8(*lowest), SqlArg::Int8(*highest)});
+    flush_sql_->count_delivered.Run(
         {SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered), SqlArg::Int8(rec.rejected_count)});
     CommitTransaction();
     rejected_ += rec.rejected_count;

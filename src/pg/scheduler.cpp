@@ -245,6 +245,30 @@ int EnqueueDueRuns() {
     return queued;
 }
 
+namespace {
+
+// ON CHANGE syncs holding keys that a failed or partial run left for retry
+// (captured_changes.retry), with no run queued or in progress, and when
+// their retry is due: revetl.change_retry_interval after the last such run,
+// doubled for each further failed or partial run since the last success (up
+// to 64 times). Without this a quiet table would keep those rows waiting for
+// its next change, however long the destination has been back.
+const char *kRetryDue =
+    "SELECT s.id, s.name, "
+    "  coalesce(f.last_end, '-infinity') "
+    "    + make_interval(secs => $1::int * power(2, least(greatest(f.n - 1, 0), 6))) AS due "
+    "FROM revetl.syncs s CROSS JOIN LATERAL ("
+    "  SELECT max(r.finished_at) AS last_end, count(*) AS n FROM revetl.sync_runs r "
+    "  WHERE r.sync_id = s.id AND r.status IN ('failed', 'partial') AND r.trigger <> 'test' "
+    "    AND r.id > coalesce((SELECT max(ok.id) FROM revetl.sync_runs ok WHERE ok.sync_id = s.id "
+    "                         AND ok.status = 'succeeded' AND ok.trigger <> 'test'), 0)) f "
+    "WHERE s.schedule_kind = 'on change' AND NOT s.paused "
+    "  AND EXISTS (SELECT 1 FROM revetl.captured_changes c WHERE c.sync_id = s.id AND c.retry) "
+    "  AND NOT EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id "
+    "                  AND r.status IN ('queued', 'running') AND r.trigger <> 'test')";
+
+} // namespace
+
 int EnqueueCapturedRuns() {
     BeginTransaction("revetl: captured changes");
     SqlResult r =
@@ -254,12 +278,13 @@ int EnqueueCapturedRuns() {
             "AND EXISTS (SELECT 1 FROM revetl.captured_changes c WHERE c.sync_id = s.id AND NOT c.retry) "
             "AND NOT EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id "
             "AND r.status IN ('queued', 'running') AND r.trigger <> 'test')");
+    SqlResult retried =
+        Sql(std::string("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
+                        "SELECT d.id, d.name, 'retry', 'revetl' FROM (") +
+                kRetryDue + ") d WHERE d.due <= now()",
+            {SqlArg::Int4(g_change_retry_interval_s)});
     CommitTransaction();
-    return static_cast<int>(r.processed);
-}
-
-void ResetSchedule(int64_t sync_id) {
-    Sql("UPDATE revetl.sync_state SET next_run_at = NULL WHERE sync_id = $1", {SqlArg::Int8(sync_id)});
+    return static_cast<int>(r.processed + retried.processed);
 }
 
 long MillisUntilNextDue() {
@@ -270,6 +295,11 @@ long MillisUntilNextDue() {
             "WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused AND NOT EXISTS "
             "(SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id AND r.status IN ('queued', 'running'))",
             {}, true);
+    SqlResult retry =
+        Sql(std::string("SELECT CASE WHEN min(d.due) = '-infinity' THEN 0 "
+                        "ELSE ceil(extract(epoch FROM min(d.due) - now()) * 1000)::bigint END FROM (") +
+                kRetryDue + ") d",
+            {SqlArg::Int4(g_change_retry_interval_s)}, true);
     SqlResult fresh = Sql("SELECT EXISTS (SELECT 1 FROM revetl.syncs s LEFT JOIN revetl.sync_state st "
                           "ON st.sync_id = s.id WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused "
                           "AND st.next_run_at IS NULL AND NOT EXISTS (SELECT 1 FROM revetl.sync_runs r "
@@ -278,9 +308,14 @@ long MillisUntilNextDue() {
     CommitTransaction();
     if (fresh.Bool(0, 0))
         return 0;
-    if (!r.At(0, 0))
-        return -1;
-    return std::max<long>(0, std::stol(*r.At(0, 0)));
+    long due = -1;
+    for (const SqlResult *q : {&r, &retry}) {
+        if (!q->At(0, 0))
+            continue;
+        long ms = std::max<long>(0, std::stol(*q->At(0, 0)));
+        due = due < 0 ? ms : std::min(due, ms);
+    }
+    return due;
 }
 
 void AfterRunFinished(int64_t run_id) {

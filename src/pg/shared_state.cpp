@@ -87,59 +87,51 @@ void WakeWorkerOrLauncher(Oid dboid) {
 
 namespace {
 
-RateSlot *FindRateSlot(Oid server, int64 sync_id, bool create = true) {
-    RateSlot *free_slot = nullptr;
-    for (int i = 0; i < kMaxRateSlots; i++) {
-        RateSlot *r = &g_shared->rates[i];
-        if (r->server == server && r->sync_id == sync_id)
-            return r;
-        if (!free_slot && r->server == InvalidOid)
-            free_slot = r;
-    }
-    if (free_slot && create) {
-        free_slot->server = server;
-        free_slot->sync_id = sync_id;
-        free_slot->tat_us = 0;
-    }
-    return create ? free_slot : nullptr;
+// This process's own budget for when every shared slot is busy: a run then
+// still never exceeds its limit, though runs sharing a server's budget may
+// add up over it.
+RateBudget g_fallback_budget;
+
+RateBudgetTable Budgets() {
+    return RateBudgetTable{g_shared->rates, kMaxRateSlots, &g_shared->rates_used, &g_fallback_budget};
 }
 
-// A small margin under the limit: clocks and networks are not exact, and a
-// 429 costs more than 2% of the rate.
-constexpr double kRateMargin = 1.02;
+void WarnOverflow() {
+    static bool warned = false;
+    if (warned)
+        return;
+    warned = true;
+    ereport(WARNING, (errmsg("revetl: all %d shared rate-limit budgets are in use", kMaxRateSlots),
+                      errdetail("This run paces its own requests; other runs sending to the same destination "
+                                "are not counted against its limit.")));
+}
 
 } // namespace
 
 long RateDelayMs(Oid server, int64 sync_id, int count, long period_ms) {
     if (!g_shared)
         return 0;
-    bool limited = count > 0 && period_ms > 0;
-    int64 interval_us =
-        limited ? static_cast<int64>(static_cast<double>(period_ms) * 1000.0 / count * kRateMargin) : 0;
+    bool overflowed = false;
     TimestampTz now = GetCurrentTimestamp();
-    long delay = 0;
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
-    // An unlimited destination has a slot only while it is throttled.
-    RateSlot *slot = FindRateSlot(server, sync_id, limited);
-    if (slot) {
-        if (slot->tat_us > now)
-            delay = static_cast<long>((slot->tat_us - now + 999) / 1000);
-        else if (limited)
-            slot->tat_us = now + interval_us;
-    }
+    long delay = PaceRequest(Budgets(), RateBudgetId{MyDatabaseId, server, sync_id}, now, count, period_ms,
+                             &overflowed);
     LWLockRelease(g_shared->lock);
+    if (overflowed)
+        WarnOverflow();
     return delay;
 }
 
 void ThrottleDestination(Oid server, int64 sync_id, long ms) {
     if (!g_shared)
         return;
-    TimestampTz until = GetCurrentTimestamp() + static_cast<int64>(ms) * 1000;
+    bool overflowed = false;
+    TimestampTz now = GetCurrentTimestamp();
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
-    RateSlot *slot = FindRateSlot(server, sync_id);
-    if (slot && slot->tat_us < until)
-        slot->tat_us = until;
+    HoldOff(Budgets(), RateBudgetId{MyDatabaseId, server, sync_id}, now, ms, &overflowed);
     LWLockRelease(g_shared->lock);
+    if (overflowed)
+        WarnOverflow();
 }
 
 } // namespace revetl::pg

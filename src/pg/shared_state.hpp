@@ -4,6 +4,8 @@
 // run_sync(wait => true), whose request cannot be committed before it waits.
 #pragma once
 
+#include "core/rate_budget.hpp"
+
 #include "pg/pg_includes.hpp"
 
 namespace revetl::pg {
@@ -38,16 +40,9 @@ struct WaitSlot {
     char error[kWaitErrorLen];
 };
 
-constexpr int kMaxRateSlots = 128;
-
-// One destination's (or one sync's) rate budget, as the theoretical arrival
-// time of the next request (GCRA without burst): requests are spaced evenly,
-// so no rolling window of the limit's length ever holds more than allowed.
-struct RateSlot {
-    Oid server;
-    int64 sync_id; // 0: the server's shared budget
-    int64 tat_us;  // next request may go at this time (GetCurrentTimestamp units)
-};
+// Rate budgets pacing requests at one moment, cluster-wide (see
+// core/rate_budget.hpp: a budget whose time has passed frees its slot).
+constexpr int kMaxRateSlots = 1024;
 
 struct SharedState {
     LWLock *lock;
@@ -57,7 +52,8 @@ struct SharedState {
     ConditionVariable run_finished;
     int max_databases;
     WaitSlot waits[kMaxWaitSlots];
-    RateSlot rates[kMaxRateSlots];
+    int rates_used; // see RateBudgetTable
+    RateBudget rates[kMaxRateSlots];
     DatabaseSlot databases[FLEXIBLE_ARRAY_MEMBER];
 };
 
@@ -76,8 +72,9 @@ DatabaseSlot *FindOrAddDatabaseSlot(Oid dboid);
 void WakeWorkerOrLauncher(Oid dboid);
 void WakeLauncher();
 
-// Milliseconds until a request to `server` may go (0: go now, and the slot
-// is taken). `count` requests per `period_ms`; count 0 means no limit.
+// Milliseconds until a request to `server` (of this database) may go (0: go
+// now, and the slot is taken). `count` requests per `period_ms`; count 0
+// means no limit.
 long RateDelayMs(Oid server, int64 sync_id, int count, long period_ms);
 // The destination asked to wait: nobody sends to it for `ms`.
 void ThrottleDestination(Oid server, int64 sync_id, long ms);

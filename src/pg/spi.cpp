@@ -30,51 +30,96 @@ void SpiFinish() {
     PgGuard([] { SPI_finish(); });
 }
 
-SqlResult Sql(const std::string &sql, const std::vector<SqlArg> &args, bool read_only) {
-    SqlResult result;
-    int nrows = 0, ncols = 0;
-    // Phase 1: execute. Nothing with a destructor is created inside.
-    PgGuard([&] {
-        int n = static_cast<int>(args.size());
-        Oid *types = n ? static_cast<Oid *>(palloc(sizeof(Oid) * n)) : nullptr;
-        Datum *values = n ? static_cast<Datum *>(palloc(sizeof(Datum) * n)) : nullptr;
-        char *nulls = n ? static_cast<char *>(palloc(n)) : nullptr;
-        for (int i = 0; i < n; i++) {
-            const SqlArg &a = args[i];
-            nulls[i] = ' ';
-            switch (a.kind) {
-            case SqlArg::Kind::Null:
-                types[i] = a.null_type;
-                values[i] = (Datum)0;
-                nulls[i] = 'n';
-                break;
-            case SqlArg::Kind::Text:
-                types[i] = TEXTOID;
-                values[i] = PointerGetDatum(cstring_to_text_with_len(a.text.data(), (int)a.text.size()));
-                break;
-            case SqlArg::Kind::Int8:
-                types[i] = INT8OID;
-                values[i] = Int64GetDatum(a.i64);
-                break;
-            case SqlArg::Kind::Int4:
-                types[i] = INT4OID;
-                values[i] = Int32GetDatum((int32)a.i64);
-                break;
-            case SqlArg::Kind::Bool:
-                types[i] = BOOLOID;
-                values[i] = BoolGetDatum(a.b);
-                break;
+namespace {
+
+Oid ArgType(const SqlArg &a) {
+    switch (a.kind) {
+    case SqlArg::Kind::Null:
+        return a.null_type;
+    case SqlArg::Kind::Text:
+        return TEXTOID;
+    case SqlArg::Kind::Int8:
+        return INT8OID;
+    case SqlArg::Kind::Int4:
+        return INT4OID;
+    case SqlArg::Kind::Bool:
+        return BOOLOID;
+    case SqlArg::Kind::TextArray:
+        return TEXTARRAYOID;
+    case SqlArg::Kind::Int8Array:
+        return INT8ARRAYOID;
+    case SqlArg::Kind::BoolArray:
+        return BOOLARRAYOID;
+    }
+    return InvalidOid;
+}
+
+// Converts arguments to Datums in the current memory context. Called inside
+// PgGuard only.
+void ArgsToDatums(const std::vector<SqlArg> &args, Oid *types, Datum *values, char *nulls) {
+    for (size_t i = 0; i < args.size(); i++) {
+        const SqlArg &a = args[i];
+        types[i] = ArgType(a);
+        nulls[i] = ' ';
+        switch (a.kind) {
+        case SqlArg::Kind::Null:
+            values[i] = (Datum)0;
+            nulls[i] = 'n';
+            break;
+        case SqlArg::Kind::Text:
+            values[i] = PointerGetDatum(cstring_to_text_with_len(a.text.data(), (int)a.text.size()));
+            break;
+        case SqlArg::Kind::Int8:
+            values[i] = Int64GetDatum(a.i64);
+            break;
+        case SqlArg::Kind::Int4:
+            values[i] = Int32GetDatum((int32)a.i64);
+            break;
+        case SqlArg::Kind::Bool:
+            values[i] = BoolGetDatum(a.b);
+            break;
+        case SqlArg::Kind::TextArray: {
+            int n = (int)a.texts.size();
+            Datum *elems = (Datum *)palloc(sizeof(Datum) * (n ? n : 1));
+            bool *elem_nulls = (bool *)palloc(sizeof(bool) * (n ? n : 1));
+            for (int e = 0; e < n; e++) {
+                elem_nulls[e] = !a.texts[e].has_value();
+                elems[e] = elem_nulls[e] ? (Datum)0
+                                         : PointerGetDatum(cstring_to_text_with_len(a.texts[e]->data(),
+                                                                                    (int)a.texts[e]->size()));
             }
+            int dims[1] = {n};
+            int lbs[1] = {1};
+            values[i] = PointerGetDatum(
+                construct_md_array(elems, elem_nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+            break;
         }
-        int rc = SPI_execute_with_args(sql.c_str(), n, types, values, nulls, read_only, 0);
-        if (rc < 0)
-            elog(ERROR, "revetl: SPI_execute failed: %s", SPI_result_code_string(rc));
-        nrows = SPI_tuptable ? (int)SPI_processed : 0;
-        ncols = SPI_tuptable ? SPI_tuptable->tupdesc->natts : 0;
-    });
+        case SqlArg::Kind::Int8Array: {
+            int n = (int)a.i64s.size();
+            Datum *elems = (Datum *)palloc(sizeof(Datum) * (n ? n : 1));
+            for (int e = 0; e < n; e++)
+                elems[e] = Int64GetDatum(a.i64s[e]);
+            values[i] =
+                PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+            break;
+        }
+        case SqlArg::Kind::BoolArray: {
+            int n = (int)a.bools.size();
+            Datum *elems = (Datum *)palloc(sizeof(Datum) * (n ? n : 1));
+            for (int e = 0; e < n; e++)
+                elems[e] = BoolGetDatum(a.bools[e]);
+            values[i] = PointerGetDatum(construct_array(elems, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+            break;
+        }
+        }
+    }
+}
+
+// Copies the last statement's rows out of SPI, one guarded value at a time.
+SqlResult CopyResult(int nrows, int ncols) {
+    SqlResult result;
     result.processed = SPI_processed;
     result.rows.resize(nrows);
-    // Phase 2: copy out, one guarded value at a time.
     for (int r = 0; r < nrows; r++) {
         result.rows[r].resize(ncols);
         for (int c = 0; c < ncols; c++) {
@@ -85,6 +130,61 @@ SqlResult Sql(const std::string &sql, const std::vector<SqlArg> &args, bool read
         }
     }
     return result;
+}
+
+} // namespace
+
+SqlResult Sql(const std::string &sql, const std::vector<SqlArg> &args, bool read_only) {
+    int nrows = 0, ncols = 0;
+    // Execute. Nothing with a destructor is created inside.
+    PgGuard([&] {
+        int n = static_cast<int>(args.size());
+        Oid *types = n ? static_cast<Oid *>(palloc(sizeof(Oid) * n)) : nullptr;
+        Datum *values = n ? static_cast<Datum *>(palloc(sizeof(Datum) * n)) : nullptr;
+        char *nulls = n ? static_cast<char *>(palloc(n)) : nullptr;
+        ArgsToDatums(args, types, values, nulls);
+        int rc = SPI_execute_with_args(sql.c_str(), n, types, values, nulls, read_only, 0);
+        if (rc < 0)
+            elog(ERROR, "revetl: SPI_execute failed: %s", SPI_result_code_string(rc));
+        nrows = SPI_tuptable ? (int)SPI_processed : 0;
+        ncols = SPI_tuptable ? SPI_tuptable->tupdesc->natts : 0;
+    });
+    return CopyResult(nrows, ncols);
+}
+
+PreparedSql::~PreparedSql() {
+    if (!plan_)
+        return;
+    try {
+        PgGuard([&] { SPI_freeplan(plan_); });
+    } catch (...) {
+        // Freeing memory does not fail in practice; a destructor must not throw.
+    }
+}
+
+SqlResult PreparedSql::Run(const std::vector<SqlArg> &args, bool read_only) {
+    int nrows = 0, ncols = 0;
+    PgGuard([&] {
+        int n = static_cast<int>(args.size());
+        Oid *types = n ? static_cast<Oid *>(palloc(sizeof(Oid) * n)) : nullptr;
+        Datum *values = n ? static_cast<Datum *>(palloc(sizeof(Datum) * n)) : nullptr;
+        char *nulls = n ? static_cast<char *>(palloc(n)) : nullptr;
+        ArgsToDatums(args, types, values, nulls);
+        if (!plan_) {
+            SPIPlanPtr plan = SPI_prepare(sql_.c_str(), n, types);
+            if (!plan)
+                elog(ERROR, "revetl: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+            if (SPI_keepplan(plan) != 0)
+                elog(ERROR, "revetl: SPI_keepplan failed");
+            plan_ = plan;
+        }
+        int rc = SPI_execute_plan(plan_, values, nulls, read_only, 0);
+        if (rc < 0)
+            elog(ERROR, "revetl: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+        nrows = SPI_tuptable ? (int)SPI_processed : 0;
+        ncols = SPI_tuptable ? SPI_tuptable->tupdesc->natts : 0;
+    });
+    return CopyResult(nrows, ncols);
 }
 
 void BeginTransaction(const char *activity, bool repeatable_read) {

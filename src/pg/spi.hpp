@@ -13,12 +13,17 @@
 namespace revetl::pg {
 
 struct SqlArg {
-    enum class Kind { Null, Text, Int8, Int4, Bool };
+    enum class Kind { Null, Text, Int8, Int4, Bool, TextArray, Int8Array, BoolArray };
     Kind kind = Kind::Null;
     Oid null_type = TEXTOID;
     std::string text;
     int64_t i64 = 0;
     bool b = false;
+    // Arrays pass a batch's rows as columns (unnest), which costs less than
+    // building a JSON document and parsing it again on the server.
+    std::vector<std::optional<std::string>> texts;
+    std::vector<int64_t> i64s;
+    std::vector<bool> bools;
 
     static SqlArg Text(std::string v) {
         SqlArg a;
@@ -45,6 +50,30 @@ struct SqlArg {
         a.b = v;
         return a;
     }
+    static SqlArg TextArray(std::vector<std::optional<std::string>> v) {
+        SqlArg a;
+        a.kind = Kind::TextArray;
+        a.texts = std::move(v);
+        return a;
+    }
+    static SqlArg TextArray(const std::vector<std::string> &v) {
+        SqlArg a;
+        a.kind = Kind::TextArray;
+        a.texts.assign(v.begin(), v.end());
+        return a;
+    }
+    static SqlArg Int8Array(std::vector<int64_t> v) {
+        SqlArg a;
+        a.kind = Kind::Int8Array;
+        a.i64s = std::move(v);
+        return a;
+    }
+    static SqlArg BoolArray(std::vector<bool> v) {
+        SqlArg a;
+        a.kind = Kind::BoolArray;
+        a.bools = std::move(v);
+        return a;
+    }
     static SqlArg Null(Oid type) {
         SqlArg a;
         a.null_type = type;
@@ -68,6 +97,26 @@ void SpiFinish();
 
 // Runs one statement. Result columns are copied as text.
 SqlResult Sql(const std::string &sql, const std::vector<SqlArg> &args = {}, bool read_only = false);
+
+// A statement parsed and planned once, on its first execution, and run
+// many times: a run records each group of delivered batches with the same
+// few statements, and for small groups parsing and planning them cost more
+// than executing them. The plan outlives transactions (SPI_keepplan) and is
+// freed with the object; PostgreSQL replans it if a table it uses changes.
+// Every execution must pass arguments of the kinds of the first.
+class PreparedSql {
+public:
+    explicit PreparedSql(std::string sql) : sql_(std::move(sql)) {}
+    ~PreparedSql();
+    PreparedSql(const PreparedSql &) = delete;
+    PreparedSql &operator=(const PreparedSql &) = delete;
+
+    SqlResult Run(const std::vector<SqlArg> &args, bool read_only = false);
+
+private:
+    std::string sql_;
+    SPIPlanPtr plan_ = nullptr;
+};
 
 // Transactions for background workers. After a commit or abort the current
 // memory context is `context_between_transactions` when set (the worker's

@@ -134,6 +134,47 @@ class ChangeTrackingTest(unittest.TestCase):
         wait_for(lambda: mock.records() == self.model(), timeout=15, what="retry of the refused row")
         self.assertEqual(self.sent_keys(seen), [9, 10])
 
+    def test_on_change_retries_a_failed_run_on_its_own_with_backoff(self):
+        # No new change is needed: rows a failed run left wait
+        # revetl.change_retry_interval, doubling per further failure.
+        cluster.sql(f"create server flaky foreign data wrapper revetl options (type 'webhook', "
+                    f"url '{mock.url}/flaky', max_attempts '1')")
+        cluster.sql("alter system set revetl.change_retry_interval = 1; select pg_reload_conf()")
+        try:
+            cluster.sql(f"select * from revetl.execute($$CREATE SYNC {self.s} FROM {self.t} TO flaky KEY (id) "
+                        f"MODE MIRROR MAP (email AS email, score AS score) SCHEDULE ON CHANGE$$)")
+            cluster.sql(f"update {self.t} set score = score where id = 1")
+            wait_for(lambda: len(mock.records()) == 50 and settled(self.s), timeout=30, what="first run")
+
+            mock.configure(reject_all_status=503)
+            cluster.sql(f"update {self.t} set score = 7000 where id = 7")
+            retries = f"from revetl.sync_runs where sync_name = '{self.s}' and trigger = 'retry'"
+            wait_for(lambda: cluster.sql(f"select count(*) {retries} and status = 'failed'") == "2",
+                     timeout=30, what="two failed retries")
+            # Each retry started at least the (doubling) interval after the run before it ended.
+            runs = cluster.rows(f"select trigger, status, extract(epoch from started_at - lag(finished_at) over "
+                                f"(order by id)) from revetl.sync_runs where sync_name = '{self.s}' order by id")
+            self.assertEqual([r[:2] for r in runs[1:4]],
+                             [["on change", "failed"], ["retry", "failed"], ["retry", "failed"]], runs)
+            self.assertGreaterEqual(float(runs[2][2]), 1.0, runs)
+            self.assertGreaterEqual(float(runs[3][2]), 2.0, runs)
+
+            # The destination comes back; the table stays quiet.
+            mock.configure(reject_all_status=None)
+            wait_for(lambda: mock.records().get(key(id=7), {}).get("score") == 7000, timeout=30,
+                     what="the retry to deliver the change")
+            wait_for(lambda: settled(self.s), timeout=30, what="the retry to end")
+            self.assertEqual(last_run(self.s)[1:3], ["succeeded", "retry"])
+            self.assertEqual(mock.records(), self.model())
+            # Nothing is left to retry, so the timer has nothing to start.
+            self.assertEqual(cluster.sql(f"select count(*) from revetl.captured_changes c join revetl.syncs s "
+                                         f"on s.id = c.sync_id where s.name = '{self.s}'"), "0")
+        finally:
+            cluster.sql("alter system reset revetl.change_retry_interval; select pg_reload_conf()")
+            mock.configure(reject_all_status=None)
+            wait_for(lambda: settled(self.s), timeout=30, what="runs to settle")
+            cluster.sql(f"select revetl.drop_sync('{self.s}', if_exists => true); drop server flaky")
+
     def test_dbt_table_rebuild_in_one_transaction_with_post_hook(self):
         self.create(schedule="SCHEDULE MANUAL WITH (track_changes = true)")
         cluster.sql(f"select revetl.run_sync('{self.s}', wait => true)")

@@ -1,4 +1,4 @@
-#include "core/outcome_json.hpp"
+#include "core/batch_record.hpp"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -17,10 +17,8 @@ void String(Writer &w, const std::string &s) {
 
 BatchRecord BuildBatchRecord(const std::vector<Change> &changes, const std::vector<RowOutcome> &outcomes,
                              int attempts) {
-    rapidjson::StringBuffer up_buf, rm_buf, rej_buf;
-    Writer up(up_buf), rm(rm_buf), rej(rej_buf);
-    up.StartArray();
-    rm.StartArray();
+    rapidjson::StringBuffer rej_buf;
+    Writer rej(rej_buf);
     rej.StartArray();
     BatchRecord out;
     for (size_t i = 0; i < changes.size() && i < outcomes.size(); i++) {
@@ -29,23 +27,17 @@ BatchRecord BuildBatchRecord(const std::vector<Change> &changes, const std::vect
         if (o.accepted) {
             out.delivered++;
             if (c.op == Change::Op::Remove) {
-                String(rm, c.key);
+                out.removal_keys.push_back(c.key);
             } else {
-                up.StartObject();
-                up.Key("key");
-                String(up, c.key);
-                up.Key("row_hash");
-                up.Int64(c.row_hash);
-                up.Key("uncertain");
-                up.Bool(o.uncertain);
-                up.Key("dest_id");
+                out.upsert_keys.push_back(c.key);
+                out.upsert_row_hashes.push_back(c.row_hash);
+                out.upsert_uncertain.push_back(o.uncertain);
                 if (!o.dest_id.empty())
-                    String(up, o.dest_id);
+                    out.upsert_dest_ids.emplace_back(o.dest_id);
                 else if (!c.dest_id.empty())
-                    String(up, c.dest_id);
+                    out.upsert_dest_ids.emplace_back(c.dest_id);
                 else
-                    up.Null();
-                up.EndObject();
+                    out.upsert_dest_ids.emplace_back(std::nullopt);
             }
             continue;
         }
@@ -76,11 +68,7 @@ BatchRecord BuildBatchRecord(const std::vector<Change> &changes, const std::vect
         rej.Int(attempts);
         rej.EndObject();
     }
-    up.EndArray();
-    rm.EndArray();
     rej.EndArray();
-    out.accepted_upserts.assign(up_buf.GetString(), up_buf.GetSize());
-    out.accepted_removals.assign(rm_buf.GetString(), rm_buf.GetSize());
     out.rejected.assign(rej_buf.GetString(), rej_buf.GetSize());
     return out;
 }

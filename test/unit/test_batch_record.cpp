@@ -1,4 +1,4 @@
-#include "core/outcome_json.hpp"
+#include "core/batch_record.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
@@ -73,11 +73,12 @@ TEST(BuildBatchRecord, SplitsAcceptedUpsertsRemovalsAndRejected) {
 
     // Upserts: key as its text, the row hash, and the destination id (the
     // destination's new one first, else the stored one, else null).
-    EXPECT_EQ(rec.accepted_upserts,
-              R"([{"key":"{\"id\": 1}","row_hash":11,"uncertain":false,"dest_id":"dest-1"},)"
-              R"({"key":"{\"id\": 2}","row_hash":-22,"uncertain":false,"dest_id":"stored-2"},)"
-              R"({"key":"{\"id\": 3}","row_hash":33,"uncertain":false,"dest_id":null}])");
-    EXPECT_EQ(rec.accepted_removals, R"(["{\"id\": 4}"])");
+    EXPECT_EQ(rec.upsert_keys, (std::vector<std::string>{"{\"id\": 1}", "{\"id\": 2}", "{\"id\": 3}"}));
+    EXPECT_EQ(rec.upsert_row_hashes, (std::vector<int64_t>{11, -22, 33}));
+    EXPECT_EQ(rec.upsert_dest_ids,
+              (std::vector<std::optional<std::string>>{"dest-1", "stored-2", std::nullopt}));
+    EXPECT_EQ(rec.upsert_uncertain, (std::vector<bool>{false, false, false}));
+    EXPECT_EQ(rec.removal_keys, (std::vector<std::string>{"{\"id\": 4}"}));
 
     rapidjson::Document rej = Parse(rec.rejected);
     ASSERT_TRUE(rej.IsArray());
@@ -116,14 +117,17 @@ TEST(BuildBatchRecord, ExactRejectedText) {
     EXPECT_EQ(rec.rejected,
               R"([{"key":{"k": "x"},"operation":"delete","reason":"bad\"one","http_status":400,)"
               R"("error_code":"C1","payload":null,"attempts":1}])");
-    EXPECT_EQ(rec.accepted_upserts, "[]");
-    EXPECT_EQ(rec.accepted_removals, "[]");
+    EXPECT_TRUE(rec.upsert_keys.empty());
+    EXPECT_TRUE(rec.removal_keys.empty());
 }
 
 TEST(BuildBatchRecord, EmptyBatch) {
     BatchRecord rec = BuildBatchRecord({}, {}, 1);
-    EXPECT_EQ(rec.accepted_upserts, "[]");
-    EXPECT_EQ(rec.accepted_removals, "[]");
+    EXPECT_TRUE(rec.upsert_keys.empty());
+    EXPECT_TRUE(rec.upsert_row_hashes.empty());
+    EXPECT_TRUE(rec.upsert_dest_ids.empty());
+    EXPECT_TRUE(rec.upsert_uncertain.empty());
+    EXPECT_TRUE(rec.removal_keys.empty());
     EXPECT_EQ(rec.rejected, "[]");
     EXPECT_EQ(rec.delivered, 0);
     EXPECT_EQ(rec.rejected_count, 0);
@@ -141,29 +145,29 @@ TEST(BuildBatchRecord, AllAccepted) {
     EXPECT_EQ(rec.delivered, 10);
     EXPECT_EQ(rec.rejected_count, 0);
     EXPECT_EQ(rec.rejected, "[]");
-    rapidjson::Document up = Parse(rec.accepted_upserts);
-    rapidjson::Document rm = Parse(rec.accepted_removals);
-    ASSERT_TRUE(up.IsArray());
-    ASSERT_TRUE(rm.IsArray());
-    EXPECT_EQ(up.Size(), 5u);
-    EXPECT_EQ(rm.Size(), 5u);
-    EXPECT_STREQ(rm[0].GetString(), "{\"id\": 1}");
-    EXPECT_EQ(up[4]["row_hash"].GetInt64(), 8);
+    ASSERT_EQ(rec.upsert_keys.size(), 5u);
+    ASSERT_EQ(rec.upsert_row_hashes.size(), 5u);
+    ASSERT_EQ(rec.upsert_dest_ids.size(), 5u);
+    ASSERT_EQ(rec.upsert_uncertain.size(), 5u);
+    ASSERT_EQ(rec.removal_keys.size(), 5u);
+    EXPECT_EQ(rec.removal_keys[0], "{\"id\": 1}");
+    EXPECT_EQ(rec.upsert_keys[4], "{\"id\": 8}");
+    EXPECT_EQ(rec.upsert_row_hashes[4], 8);
 }
 
 TEST(BuildBatchRecord, StoredDestIdUsedWhenDestinationGivesNone) {
     BatchRecord rec =
         BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("")}, 1);
-    EXPECT_EQ(rec.accepted_upserts,
-              R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":false,"dest_id":"old"}])");
+    EXPECT_EQ(rec.upsert_dest_ids, (std::vector<std::optional<std::string>>{"old"}));
+    EXPECT_EQ(rec.upsert_uncertain, (std::vector<bool>{false}));
     rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("new")},
                            1);
-    EXPECT_EQ(rec.accepted_upserts,
-              R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":false,"dest_id":"new"}])");
+    EXPECT_EQ(rec.upsert_dest_ids, (std::vector<std::optional<std::string>>{"new"}));
     // A row whose delivery was uncertain says so, for verify_after.
     RowOutcome uncertain = Accepted("new");
     uncertain.uncertain = true;
     rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "")}, {uncertain}, 1);
-    EXPECT_EQ(rec.accepted_upserts,
-              R"([{"key":"{\"id\": 1}","row_hash":5,"uncertain":true,"dest_id":"new"}])");
+    EXPECT_EQ(rec.upsert_dest_ids, (std::vector<std::optional<std::string>>{"new"}));
+    EXPECT_EQ(rec.upsert_uncertain, (std::vector<bool>{true}));
+    EXPECT_EQ(rec.upsert_row_hashes, (std::vector<int64_t>{5}));
 }

@@ -1,0 +1,32 @@
+// A delivered group of batches as the SQL that records it reads it: the
+// accepted upserts and removals as columns (passed as arrays and unnested,
+// the hot path), and the refused rows, which are rare and carry free-form
+// payloads and messages, as one JSON array (jsonb_to_recordset).
+#pragma once
+
+#include "core/change.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace revetl {
+
+struct BatchRecord {
+    // Accepted upserts, one entry per row in each vector. dest_id is the
+    // destination's new record id, else the stored one, else none.
+    std::vector<std::string> upsert_keys;
+    std::vector<int64_t> upsert_row_hashes;
+    std::vector<std::optional<std::string>> upsert_dest_ids;
+    std::vector<bool> upsert_uncertain;
+    std::vector<std::string> removal_keys;
+    std::string rejected; // [{"key":{..}, "operation":..., "reason":..., ...}]
+    int64_t delivered = 0;
+    int64_t rejected_count = 0;
+};
+
+BatchRecord BuildBatchRecord(const std::vector<Change> &changes, const std::vector<RowOutcome> &outcomes,
+                             int attempts);
+
+} // namespace revetl
