@@ -295,6 +295,7 @@ private:
     // Rows read from revetl.changes and not yet handed to the engine.
     static constexpr int32_t kReadAheadRows = 1000;
     std::deque<Change> read_ahead_;
+    std::unique_ptr<PreparedSql> read_sql_;
     int64_t queued_ = 0;       // changes the plan queued, numbered 1..queued_
     bool tracked_ = false;     // changes captured by triggers
     bool incremental_ = false; // this run plans only captured keys
@@ -445,22 +446,25 @@ std::optional<EngineBatch> SyncRun::ReadBatch() {
     const size_t batch_size = static_cast<size_t>(settings_.batch_size);
     const int32_t chunk = std::max<int32_t>(settings_.batch_size, kReadAheadRows);
     while (read_ahead_.size() < batch_size && last_seq_ < queued_) {
+        if (!read_sql_)
+            read_sql_ = std::make_unique<PreparedSql>(
+                "SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
+                "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq");
         BeginTransaction("revetl: reading batch");
-        SqlResult r = Sql("SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
-                          "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq",
-                          {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int8(chunk)}, true);
-        CommitTransaction();
-        for (size_t i = 0; i < r.rows.size(); i++) {
+        SpiRows rows = read_sql_->RunForRows(
+            {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int8(chunk)}, true);
+        for (size_t i = 0; i < rows.Count(); i++) {
             Change c;
-            c.seq = r.Int8(i, 0);
-            std::string op = r.Text(i, 1);
-            c.op = op == "a" ? Change::Op::Add : op == "c" ? Change::Op::Change : Change::Op::Remove;
-            c.key = r.Text(i, 2);
-            c.payload = r.Text(i, 3);
-            c.row_hash = r.At(i, 4) ? r.Int8(i, 4) : 0;
-            c.dest_id = r.Text(i, 5);
+            c.seq = rows.Int8(i, 0);
+            const char op = rows.Char(i, 1);
+            c.op = op == 'a' ? Change::Op::Add : op == 'c' ? Change::Op::Change : Change::Op::Remove;
+            c.key = rows.Text(i, 2);
+            c.payload = rows.Text(i, 3);
+            c.row_hash = rows.Int8(i, 4);
+            c.dest_id = rows.Text(i, 5);
             read_ahead_.push_back(std::move(c));
         }
+        CommitTransaction();
         last_seq_ += chunk;
     }
     if (read_ahead_.empty())

@@ -162,8 +162,7 @@ PreparedSql::~PreparedSql() {
     }
 }
 
-SqlResult PreparedSql::Run(const std::vector<SqlArg> &args, bool read_only) {
-    int nrows = 0, ncols = 0;
+void PreparedSql::Execute(const std::vector<SqlArg> &args, bool read_only) {
     PgGuard([&] {
         int n = static_cast<int>(args.size());
         Oid *types = n ? static_cast<Oid *>(palloc(sizeof(Oid) * n)) : nullptr;
@@ -181,10 +180,62 @@ SqlResult PreparedSql::Run(const std::vector<SqlArg> &args, bool read_only) {
         int rc = SPI_execute_plan(plan_, values, nulls, read_only, 0);
         if (rc < 0)
             elog(ERROR, "revetl: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-        nrows = SPI_tuptable ? (int)SPI_processed : 0;
-        ncols = SPI_tuptable ? SPI_tuptable->tupdesc->natts : 0;
     });
+}
+
+SqlResult PreparedSql::Run(const std::vector<SqlArg> &args, bool read_only) {
+    Execute(args, read_only);
+    int nrows = SPI_tuptable ? (int)SPI_processed : 0;
+    int ncols = SPI_tuptable ? SPI_tuptable->tupdesc->natts : 0;
     return CopyResult(nrows, ncols);
+}
+
+SpiRows PreparedSql::RunForRows(const std::vector<SqlArg> &args, bool read_only) {
+    Execute(args, read_only);
+    SpiRows rows;
+    rows.count_ = SPI_tuptable ? SPI_processed : 0;
+    return rows;
+}
+
+bool SpiRows::IsNull(size_t row, int col) const {
+    bool isnull = true;
+    PgGuard([&] { (void)SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col + 1, &isnull); });
+    return isnull;
+}
+
+int64_t SpiRows::Int8(size_t row, int col) const {
+    int64_t v = 0;
+    PgGuard([&] {
+        bool isnull = false;
+        Datum d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col + 1, &isnull);
+        v = isnull ? 0 : DatumGetInt64(d);
+    });
+    return v;
+}
+
+char SpiRows::Char(size_t row, int col) const {
+    char v = 0;
+    PgGuard([&] {
+        bool isnull = false;
+        Datum d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col + 1, &isnull);
+        v = isnull ? 0 : DatumGetChar(d);
+    });
+    return v;
+}
+
+std::string SpiRows::Text(size_t row, int col) const {
+    const char *data = nullptr;
+    size_t len = 0;
+    PgGuard([&] {
+        bool isnull = false;
+        Datum d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col + 1, &isnull);
+        if (isnull)
+            return;
+        struct varlena *t = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(d)));
+        data = VARDATA_ANY(t);
+        len = VARSIZE_ANY_EXHDR(t);
+    });
+    return data ? std::string(data, len) : std::string();
 }
 
 void BeginTransaction(const char *activity, bool repeatable_read) {

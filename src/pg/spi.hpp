@@ -104,6 +104,22 @@ SqlResult Sql(const std::string &sql, const std::vector<SqlArg> &args = {}, bool
 // than executing them. The plan outlives transactions (SPI_keepplan) and is
 // freed with the object; PostgreSQL replans it if a table it uses changes.
 // Every execution must pass arguments of the kinds of the first.
+// The rows of the statement just run, read as binary values rather than
+// rendered as text: for the statements that read many rows per run. Valid
+// until the next statement or the end of the transaction.
+class SpiRows {
+public:
+    size_t Count() const { return count_; }
+    bool IsNull(size_t row, int col) const;
+    int64_t Int8(size_t row, int col) const;     // bigint
+    char Char(size_t row, int col) const;        // "char"
+    std::string Text(size_t row, int col) const; // text; NULL reads as ""
+
+private:
+    friend class PreparedSql;
+    size_t count_ = 0;
+};
+
 class PreparedSql {
 public:
     explicit PreparedSql(std::string sql) : sql_(std::move(sql)) {}
@@ -112,8 +128,10 @@ public:
     PreparedSql &operator=(const PreparedSql &) = delete;
 
     SqlResult Run(const std::vector<SqlArg> &args, bool read_only = false);
+    SpiRows RunForRows(const std::vector<SqlArg> &args, bool read_only = false);
 
 private:
+    void Execute(const std::vector<SqlArg> &args, bool read_only);
     std::string sql_;
     SPIPlanPtr plan_ = nullptr;
 };
