@@ -17,6 +17,15 @@ std::string KeyObject(const std::vector<std::string> &key_columns) {
     return out;
 }
 
+// The same object built from the key columns passed through the plan's
+// subqueries as m.kc0, m.kc1, ...
+std::string PassedKeyObject(const std::vector<std::string> &key_columns) {
+    std::string out = "jsonb_build_object(";
+    for (size_t i = 0; i < key_columns.size(); i++)
+        out += (i ? ", " : "") + QuoteLiteral(key_columns[i]) + ", m.kc" + std::to_string(i);
+    return out + ")";
+}
+
 std::string AnyKeyNull(const std::vector<std::string> &key_columns) {
     std::string out = "(";
     for (size_t i = 0; i < key_columns.size(); i++) {
@@ -119,8 +128,20 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
     // The key's text form (canonical jsonb rendering of {column: value}) is what
     // the shadow table is keyed by; "C" collation keeps comparisons bytewise.
     // A row whose key has a NULL gets no key text, so it can never match.
+    //
+    // The key's jsonb is built in the outer query, from the key columns
+    // passed through as they are, so only for the rows the plan returns:
+    // under a FULL JOIN the model's side is nullable, and PostgreSQL
+    // evaluates a non-strict expression of it (jsonb_build_object is one)
+    // for every model row, at the scan.
+    std::string passed_keys;
+    for (size_t i = 0; i < spec.key_columns.size(); i++)
+        passed_keys += "src." + QuoteIdent(spec.key_columns[i]) + " AS kc" + std::to_string(i) + ", ";
+    std::string passed_cols;
+    for (size_t i = 0; i < spec.key_columns.size(); i++)
+        passed_cols += "x.kc" + std::to_string(i) + ", ";
     std::string model_rows = "SELECT CASE WHEN " + AnyKeyNull(spec.key_columns) + " THEN NULL ELSE " +
-                             key_json + "::text END COLLATE \"C\" AS k, " + key_json + " AS key_json, " +
+                             key_json + "::text END COLLATE \"C\" AS k, " + passed_keys +
                              PayloadExpression(spec) + " AS payload" +
                              (spec.hash_values ? ", " + HashRow(spec) + " AS hash_row" : std::string()) +
                              " FROM " + ModelSource(spec.model) + " AS src" + model_filter;
@@ -128,8 +149,8 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
     // With a unique index on the key there can be no duplicates: no need for
     // the window, which would sort the whole model.
     std::string dups = spec.key_unique ? "1::bigint AS dups" : "count(*) OVER (PARTITION BY x.k) AS dups";
-    std::string m = "SELECT true AS present, x.k, x.key_json, x.payload, " + RowHash(spec) + " AS h, " +
-                    dups + " FROM (" + model_rows + ") AS x";
+    std::string m = "SELECT true AS present, x.k, " + passed_cols + "x.payload, " + RowHash(spec) +
+                    " AS h, " + dups + " FROM (" + model_rows + ") AS x";
 
     std::string join = spec.include_removals ? "FULL JOIN" : "LEFT JOIN";
 
@@ -139,8 +160,12 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
            "WHEN m.dups > 1 THEN 'd' "
            "WHEN s.key IS NULL THEN 'a' "
            "ELSE 'c' END)::\"char\" AS op, "
-           "coalesce(m.k, s.key, m.key_json::text) AS key, "
-           "coalesce(m.key_json, s.key::jsonb) AS key_json, "
+           "coalesce(m.k, s.key, " +
+           PassedKeyObject(spec.key_columns) +
+           "::text) AS key, "
+           "CASE WHEN m.present THEN " +
+           PassedKeyObject(spec.key_columns) +
+           " ELSE s.key::jsonb END AS key_json, "
            "m.payload, m.h AS row_hash, s.dest_id, m.dups "
            "FROM (" +
            m + ") AS m " + join + " " + shadow_source +

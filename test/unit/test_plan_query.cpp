@@ -79,7 +79,10 @@ TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
     EXPECT_TRUE(Contains(sql, "to_jsonb(src.*) AS payload"));
     EXPECT_TRUE(Contains(sql, "jsonb_build_object('id', src.\"id\")"));
     EXPECT_TRUE(Contains(sql, "CASE WHEN (src.\"id\" IS NULL) THEN NULL ELSE jsonb_build_object('id', "
-                              "src.\"id\")::text END COLLATE \"C\" AS k"));
+                              "src.\"id\")::text END COLLATE \"C\" AS k, src.\"id\" AS kc0, "));
+    // The key's jsonb is not built per model row (see BuildPlanQuery).
+    EXPECT_TRUE(NotContains(sql, "AS key_json, to_jsonb"));
+    EXPECT_TRUE(Contains(sql, "SELECT true AS present, x.k, x.kc0, x.payload, "));
     // By default the hash is over the values themselves (the whole row here).
     EXPECT_TRUE(Contains(sql, "hash_record_extended(x.hash_row, 0) AS h"));
     EXPECT_TRUE(Contains(sql, "to_jsonb(src.*) AS payload, src AS hash_row FROM"));
@@ -88,8 +91,9 @@ TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
     // Output columns, in the documented order.
     EXPECT_EQ(sql.rfind("SELECT (CASE WHEN m.present IS NULL THEN 'r' WHEN m.k IS NULL THEN 'n' "
                         "WHEN m.dups > 1 THEN 'd' WHEN s.key IS NULL THEN 'a' ELSE 'c' END)::\"char\" AS op, "
-                        "coalesce(m.k, s.key, m.key_json::text) AS key, "
-                        "coalesce(m.key_json, s.key::jsonb) AS key_json, "
+                        "coalesce(m.k, s.key, jsonb_build_object('id', m.kc0)::text) AS key, "
+                        "CASE WHEN m.present THEN jsonb_build_object('id', m.kc0) ELSE s.key::jsonb END "
+                        "AS key_json, "
                         "m.payload, m.h AS row_hash, s.dest_id, m.dups FROM (",
                         0),
               0u);
@@ -139,8 +143,10 @@ TEST(BuildPlanQuery, EveryUserNameIsQuoted) {
     EXPECT_TRUE(NotContains(sql, "src.a\"b"));
     EXPECT_TRUE(NotContains(sql, " sha\"dow"));
     EXPECT_TRUE(NotContains(sql, "'fi'eld'"));
-    // Key object is built twice (text key and key_json), null check once.
-    EXPECT_EQ(Count(sql, "jsonb_build_object('a\"b'"), 2u);
+    // Key object: the text key per model row, and key text and key_json
+    // from the passed-through columns for returned rows; null check once.
+    EXPECT_EQ(Count(sql, "jsonb_build_object('a\"b'"), 3u);
+    EXPECT_EQ(Count(sql, "'a\"b', m.kc0, 'Tenant Id', m.kc1)"), 2u);
     EXPECT_EQ(Count(sql, "IS NULL OR src.\"Tenant Id\" IS NULL"), 1u);
 }
 
