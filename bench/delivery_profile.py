@@ -11,7 +11,7 @@ in one category by the frames on its stack, first match wins:
   read batch: <step>             SyncRun::ReadBatch (SELECT ... FROM revetl.changes, a chunk of rows)
   record batches: <step>         SyncRun::Flush (shadow upsert, DELETE from the queue, counters)
      <step> = transaction start/commit, parse + analyze, plan, execute, other
-  outcome JSON                   BuildBatchRecord (the JSON the flush statements read)
+  batch record                   BuildBatchRecord (the columns and JSON the flush statements read)
   HTTP (libcurl, kernel)         HttpClient::
   request body (JSON)            Connector::Prepare / BuildWebhookRequest
   response parsing               Connector::Interpret
@@ -44,7 +44,7 @@ RULES = [
     ("plan phase", ["SyncRun::Plan"]),
     ("read batch", ["SyncRun::ReadBatch"]),
     ("record batches", ["SyncRun::Flush"]),
-    ("outcome JSON (BuildBatchRecord)", ["BuildBatchRecord"]),
+    ("batch record (BuildBatchRecord)", ["BuildBatchRecord"]),
     ("HTTP (libcurl, kernel)", ["HttpClient::"]),
     ("request body (JSON)", ["Connector::Prepare", "BuildWebhookRequest"]),
     ("response parsing", ["Connector::Interpret"]),
