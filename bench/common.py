@@ -134,14 +134,15 @@ SHADOW_KEY = "jsonb_build_object('id', src.id)::text"
 SHADOW_HASH = "hash_record_extended(src, 0)"
 
 
-def fill_shadow(cluster, name, table="m"):
-    """Leaves the shadow table as a delivered run of every row of the model would."""
+def fill_shadow(cluster, name, table="m", row_hash=None):
+    """Leaves the shadow table as a delivered run of every row of the model would.
+    row_hash: the plan query's hash expression over `src` (default: the whole row, no MAP)."""
     shadow = shadow_table(cluster, name)
     t0 = time.monotonic()
     sql(cluster, f"""
         truncate {shadow};
         insert into {shadow} (key, row_hash, run_id)
-          select {SHADOW_KEY}, {SHADOW_HASH}, 0 from {table} as src;
+          select {SHADOW_KEY}, {row_hash or SHADOW_HASH}, 0 from {table} as src;
         vacuum (analyze, freeze) {shadow};
     """)
     return time.monotonic() - t0

@@ -140,16 +140,42 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
     std::string passed_cols;
     for (size_t i = 0; i < spec.key_columns.size(); i++)
         passed_cols += "x.kc" + std::to_string(i) + ", ";
-    std::string model_rows = "SELECT CASE WHEN " + AnyKeyNull(spec.key_columns) + " THEN NULL ELSE " +
-                             key_json + "::text END COLLATE \"C\" AS k, " + passed_keys +
-                             PayloadExpression(spec) + " AS payload" +
-                             (spec.hash_values ? ", " + HashRow(spec) + " AS hash_row" : std::string()) +
-                             " FROM " + ModelSource(spec.model) + " AS src" + model_filter;
+    //
+    // For the same reason a MAP's values are passed through as columns
+    // (v0, v1, ...), hashed as a row, and built into the payload's jsonb in
+    // the outer query. (Without MAP the payload, to_jsonb(src.*), is strict
+    // and costs nothing for rows that are not returned; with the payload-text
+    // hash the payload is needed for every row anyway.)
+    const bool map_values = !spec.map.empty() && spec.hash_values;
+    std::string values;
+    std::string passed_values;
+    std::string value_row;
+    std::string payload = "m.payload";
+    if (map_values) {
+        std::string fields;
+        for (size_t i = 0; i < spec.map.size(); i++) {
+            const std::string v = "v" + std::to_string(i);
+            values += (i ? ", (" : "(") + spec.map[i].expression + "\n) AS " + v;
+            passed_values += "x." + v + ", ";
+            value_row += (i ? ", x." : "x.") + v;
+            fields += (i ? ", " : "") + QuoteLiteral(spec.map[i].field) + ", m." + v;
+        }
+        payload = "CASE WHEN m.present THEN jsonb_build_object(" + fields + ") END";
+    }
+    std::string model_rows =
+        "SELECT CASE WHEN " + AnyKeyNull(spec.key_columns) + " THEN NULL ELSE " + key_json +
+        "::text END COLLATE \"C\" AS k, " + passed_keys +
+        (map_values ? values
+                    : PayloadExpression(spec) + " AS payload" +
+                          (spec.hash_values ? ", " + HashRow(spec) + " AS hash_row" : std::string())) +
+        " FROM " + ModelSource(spec.model) + " AS src" + model_filter;
 
     // With a unique index on the key there can be no duplicates: no need for
     // the window, which would sort the whole model.
     std::string dups = spec.key_unique ? "1::bigint AS dups" : "count(*) OVER (PARTITION BY x.k) AS dups";
-    std::string m = "SELECT true AS present, x.k, " + passed_cols + "x.payload, " + RowHash(spec) +
+    std::string m = "SELECT true AS present, x.k, " + passed_cols +
+                    (map_values ? passed_values + "hash_record_extended(ROW(" + value_row + "), 0)"
+                                : "x.payload, " + RowHash(spec)) +
                     " AS h, " + dups + " FROM (" + model_rows + ") AS x";
 
     std::string join = spec.include_removals ? "FULL JOIN" : "LEFT JOIN";
@@ -164,9 +190,8 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
            PassedKeyObject(spec.key_columns) +
            "::text) AS key, "
            "CASE WHEN m.present THEN " +
-           PassedKeyObject(spec.key_columns) +
-           " ELSE s.key::jsonb END AS key_json, "
-           "m.payload, m.h AS row_hash, s.dest_id, m.dups "
+           PassedKeyObject(spec.key_columns) + " ELSE s.key::jsonb END AS key_json, " + payload +
+           " AS payload, m.h AS row_hash, s.dest_id, m.dups "
            "FROM (" +
            m + ") AS m " + join + " " + shadow_source +
            " AS s ON s.key = m.k "

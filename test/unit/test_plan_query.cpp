@@ -94,7 +94,7 @@ TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
                         "coalesce(m.k, s.key, jsonb_build_object('id', m.kc0)::text) AS key, "
                         "CASE WHEN m.present THEN jsonb_build_object('id', m.kc0) ELSE s.key::jsonb END "
                         "AS key_json, "
-                        "m.payload, m.h AS row_hash, s.dest_id, m.dups FROM (",
+                        "m.payload AS payload, m.h AS row_hash, s.dest_id, m.dups FROM (",
                         0),
               0u);
     EXPECT_TRUE(Contains(sql, "WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL "
@@ -138,7 +138,8 @@ TEST(BuildPlanQuery, EveryUserNameIsQuoted) {
     EXPECT_TRUE(Contains(sql, "jsonb_build_object('a\"b', src.\"a\"\"b\", 'Tenant Id', src.\"Tenant Id\")"));
     EXPECT_TRUE(Contains(sql, "(src.\"a\"\"b\" IS NULL OR src.\"Tenant Id\" IS NULL)"));
     EXPECT_TRUE(Contains(sql, "JOIN \"sha\"\"dow\".\"s\"\"1\" AS s"));
-    EXPECT_TRUE(Contains(sql, "'fi''eld', (\"a\"\"b\"\n)"));
+    EXPECT_TRUE(Contains(sql, "(\"a\"\"b\"\n) AS v0"));
+    EXPECT_TRUE(Contains(sql, "jsonb_build_object('fi''eld', m.v0)"));
     // The bare, unquoted forms never appear.
     EXPECT_TRUE(NotContains(sql, "src.a\"b"));
     EXPECT_TRUE(NotContains(sql, " sha\"dow"));
@@ -191,8 +192,13 @@ TEST(BuildPlanQuery, HashOverMappedValuesOrPayloadText) {
     PlanSpec spec = RelationSpec();
     spec.map = {{"email", "lower(email)"}, {"n", "score -- c"}};
     std::string sql = BuildPlanQuery(spec);
-    EXPECT_TRUE(Contains(sql, " AS payload, ROW((lower(email)\n), (score -- c\n)) AS hash_row FROM "));
-    EXPECT_TRUE(Contains(sql, "hash_record_extended(x.hash_row, 0) AS h"));
+    // The mapped values pass through as columns, are hashed as a row, and
+    // the payload is built from them in the outer query (for returned rows).
+    EXPECT_TRUE(Contains(sql, "src.\"id\" AS kc0, (lower(email)\n) AS v0, (score -- c\n) AS v1 FROM "));
+    EXPECT_TRUE(Contains(sql, "x.kc0, x.v0, x.v1, hash_record_extended(ROW(x.v0, x.v1), 0) AS h, "));
+    EXPECT_TRUE(Contains(sql, "CASE WHEN m.present THEN jsonb_build_object('email', m.v0, 'n', m.v1) END "
+                              "AS payload, "));
+    EXPECT_TRUE(NotContains(sql, "hash_row"));
 
     // A mapped type without a hash function: hash the payload's text.
     spec.hash_values = false;
