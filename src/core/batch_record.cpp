@@ -32,6 +32,7 @@ BatchRecord BuildBatchRecord(const std::vector<Change> &changes, const std::vect
                 out.upsert_keys.push_back(c.key);
                 out.upsert_row_hashes.push_back(c.row_hash);
                 out.upsert_uncertain.push_back(o.uncertain);
+                out.upsert_added.push_back(c.op == Change::Op::Add);
                 if (!o.dest_id.empty())
                     out.upsert_dest_ids.emplace_back(o.dest_id);
                 else if (!c.dest_id.empty())

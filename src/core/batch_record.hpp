@@ -20,6 +20,9 @@ struct BatchRecord {
     std::vector<int64_t> upsert_row_hashes;
     std::vector<std::optional<std::string>> upsert_dest_ids;
     std::vector<bool> upsert_uncertain;
+    // The plan found no shadow row for the key (an add): recorded with a
+    // plain INSERT, which costs less than an upsert.
+    std::vector<bool> upsert_added;
     std::vector<std::string> removal_keys;
     std::string rejected; // [{"key":{..}, "operation":..., "reason":..., ...}]
     int64_t delivered = 0;

@@ -78,6 +78,7 @@ TEST(BuildBatchRecord, SplitsAcceptedUpsertsRemovalsAndRejected) {
     EXPECT_EQ(rec.upsert_dest_ids,
               (std::vector<std::optional<std::string>>{"dest-1", "stored-2", std::nullopt}));
     EXPECT_EQ(rec.upsert_uncertain, (std::vector<bool>{false, false, false}));
+    EXPECT_EQ(rec.upsert_added, (std::vector<bool>{true, false, true}));
     EXPECT_EQ(rec.removal_keys, (std::vector<std::string>{"{\"id\": 4}"}));
 
     rapidjson::Document rej = Parse(rec.rejected);
