@@ -522,7 +522,7 @@ RUN_STATEMENTS = [
     ("plan: queue changes (INSERT INTO revetl.changes)", "INSERT INTO revetl.changes"),
     ("ReadBatch: SELECT ... FROM revetl.changes (a chunk)", "SELECT seq, op, key, payload::text"),
     ("Flush: DELETE FROM revetl.changes (delivered seqs)", "DELETE FROM revetl.changes c USING unnest"),
-    ("Flush: shadow upsert (INSERT ... ON CONFLICT)", 'INSERT INTO "revetl"."shadow_'),
+    ("Flush: shadow insert (adds) and upsert (changes)", 'INSERT INTO "revetl"."shadow_'),
     ("Flush: sync alive check (SELECT ... FOR SHARE)", "SELECT 1 FROM revetl.syncs WHERE id = $1 FOR SHARE"),
     ("Flush: run counters (UPDATE revetl.sync_runs)", "UPDATE revetl.sync_runs SET rows_delivered"),
 ]

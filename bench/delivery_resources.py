@@ -151,8 +151,10 @@ def main():
     for n in sizes[1:]:
         cpu, dcpu, hwm, anon = summary[n]
         bcpu, bdcpu, bhwm, banon = summary[base]
-        log(f"{n:,} vs {base:,} rows: CPU per 1,000 records x{(cpu / n) / (bcpu / base):.2f} "
-            f"(delivery phase x{(dcpu / n) / (bdcpu / base):.2f}); VmHWM x{hwm / bhwm:.2f} "
+        def ratio(x, bx):  # the kernel counts CPU in 10 ms ticks: a short baseline may read 0
+            return f"x{(x / n) / (bx / base):.2f}" if bx > 0 else "n/a (baseline under one 10 ms tick)"
+        log(f"{n:,} vs {base:,} rows: CPU per 1,000 records {ratio(cpu, bcpu)} "
+            f"(delivery phase {ratio(dcpu, bdcpu)}); VmHWM x{hwm / bhwm:.2f} "
             f"(+{hwm - bhwm:.1f} MiB); peak RssAnon x{anon / banon:.2f} (+{anon - banon:.1f} MiB)")
 
 
