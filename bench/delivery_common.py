@@ -521,7 +521,7 @@ RUN_STATEMENTS = [
     ("plan query (model diff)", "SELECT (CASE WHEN m.present IS NULL"),
     ("plan: queue changes (INSERT INTO revetl.changes)", "INSERT INTO revetl.changes"),
     ("ReadBatch: SELECT ... FROM revetl.changes (a chunk)", "SELECT seq, op, key, payload::text"),
-    ("Flush: DELETE FROM revetl.changes (delivered seqs)", "DELETE FROM revetl.changes c USING unnest"),
+    ("Flush: DELETE FROM revetl.changes (delivered seqs)", "DELETE FROM revetl.changes WHERE run_id = $1 AND seq = ANY"),
     ("Flush: shadow insert (adds) and upsert (changes)", 'INSERT INTO "revetl"."shadow_'),
     ("Flush: sync alive check (SELECT ... FOR SHARE)", "SELECT 1 FROM revetl.syncs WHERE id = $1 FOR SHARE"),
     ("Flush: run counters (UPDATE revetl.sync_runs)", "UPDATE revetl.sync_runs SET rows_delivered"),

@@ -518,12 +518,15 @@ void SyncRun::Flush() {
                 "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
                 "WHEN s.verify_after > now() THEN s.verify_after END"),
             PreparedSql("DELETE FROM " + shadow + " WHERE key = ANY ($1::text[])"),
-            // A join on the primary key, bounded by the group's lowest and
-            // highest seq so that no plan visits more of the run's queue
-            // than the group spans. (`seq = ANY (array)` was planned as a
-            // filter comparing each queued row of the run with each element.)
-            PreparedSql("DELETE FROM revetl.changes c USING unnest($2::bigint[]) AS d(seq) "
-                        "WHERE c.run_id = $1 AND c.seq = d.seq AND c.seq BETWEEN $3 AND $4"),
+            // Bounded by the group's lowest and highest seq, so that no plan
+            // visits more of the run's queue than the group spans, and planned
+            // with the array's value, which makes `seq = ANY` an index
+            // condition with a hashed recheck. (With the array cast from
+            // text at run time it had been a filter comparing each queued row
+            // of the run with each element.)
+            PreparedSql("DELETE FROM revetl.changes "
+                        "WHERE run_id = $1 AND seq = ANY ($2::bigint[]) AND seq BETWEEN $3 AND $4",
+                        true),
             PreparedSql("UPDATE revetl.sync_runs SET rows_delivered = rows_delivered + $2, "
                         "rows_rejected = rows_rejected + $3 WHERE id = $1"),
         });

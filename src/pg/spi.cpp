@@ -170,7 +170,8 @@ void PreparedSql::Execute(const std::vector<SqlArg> &args, bool read_only) {
         char *nulls = n ? static_cast<char *>(palloc(n)) : nullptr;
         ArgsToDatums(args, types, values, nulls);
         if (!plan_) {
-            SPIPlanPtr plan = SPI_prepare(sql_.c_str(), n, types);
+            SPIPlanPtr plan =
+                SPI_prepare_cursor(sql_.c_str(), n, types, custom_plan_ ? CURSOR_OPT_CUSTOM_PLAN : 0);
             if (!plan)
                 elog(ERROR, "revetl: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
             if (SPI_keepplan(plan) != 0)

@@ -122,7 +122,10 @@ private:
 
 class PreparedSql {
 public:
-    explicit PreparedSql(std::string sql) : sql_(std::move(sql)) {}
+    // custom_plan: plan each execution with its arguments' values (parsing
+    // is still saved), for a statement whose best plan depends on them.
+    explicit PreparedSql(std::string sql, bool custom_plan = false)
+        : sql_(std::move(sql)), custom_plan_(custom_plan) {}
     ~PreparedSql();
     PreparedSql(const PreparedSql &) = delete;
     PreparedSql &operator=(const PreparedSql &) = delete;
@@ -133,6 +136,7 @@ public:
 private:
     void Execute(const std::vector<SqlArg> &args, bool read_only);
     std::string sql_;
+    bool custom_plan_ = false;
     SPIPlanPtr plan_ = nullptr;
 };
 
