@@ -197,6 +197,29 @@ class PipelineTest(unittest.TestCase):
         self.assertEqual(self.run_row(run_id)["rows_delivered"], "5")
         self.assertEqual(mock.records(), self.model_as_destination())
 
+    def test_a_shadow_row_appearing_for_an_add_fails_the_run_and_loses_nothing(self):
+        # Adds are recorded with a plain INSERT: nothing else writes a sync's
+        # shadow table while its run holds the sync's lock. Should rows appear
+        # anyway, the run fails rather than skipping them, and the next run
+        # sends them as changes.
+        self.create_sync(options='{"batch_size": 1, "max_in_flight": 1}')
+        mock.configure(delay_ms=500)  # 2.5 s of delivery: the rows below land long before its end
+        run_id = int(cluster.sql(f"select revetl.run_sync('{self.sync}')"))
+        wait_for(lambda: cluster.sql(f"select planned_at is not null from revetl.sync_runs where id = {run_id}")
+                 == "t", timeout=15, interval=0.01, what="the plan")
+        shadow = cluster.sql(f"select shadow_table from revetl.syncs where name = '{self.sync}'")
+        cluster.sql(f"insert into revetl.{shadow} (key, row_hash, run_id) "
+                    f"select jsonb_build_object('id', id)::text, 0, 0 from {self.table} on conflict do nothing")
+        self.assertEqual(cluster.wait_for_run(run_id), "failed")
+        self.assertIn("duplicate key", cluster.sql(f"select error from revetl.sync_runs where id = {run_id}"))
+        mock.configure(delay_ms=0)
+        run2, err = self.run_sync()
+        self.assertIsNotNone(run2, err)
+        r = self.run_row(run2)
+        self.assertEqual(r["status"], "succeeded")
+        self.assertGreaterEqual(int(r["rows_changed"]), 4)
+        self.assertEqual(mock.records(), self.model_as_destination())
+
     def test_whole_batch_refusal_rejects_each_row(self):
         self.create_sync(options='{"batch_size": 2}')
         mock.configure(reject_all_status=422)
