@@ -29,16 +29,16 @@ BatchRecord BuildBatchRecord(const std::vector<Change> &changes, const std::vect
             if (c.op == Change::Op::Remove) {
                 out.removal_keys.push_back(c.key);
             } else {
-                out.upsert_keys.push_back(c.key);
-                out.upsert_row_hashes.push_back(c.row_hash);
-                out.upsert_uncertain.push_back(o.uncertain);
-                out.upsert_added.push_back(c.op == Change::Op::Add);
+                ShadowRows &rows = c.op == Change::Op::Add ? out.added : out.changed;
+                rows.keys.push_back(c.key);
+                rows.row_hashes.push_back(c.row_hash);
+                rows.uncertain.push_back(o.uncertain);
                 if (!o.dest_id.empty())
-                    out.upsert_dest_ids.emplace_back(o.dest_id);
+                    rows.dest_ids.emplace_back(o.dest_id);
                 else if (!c.dest_id.empty())
-                    out.upsert_dest_ids.emplace_back(c.dest_id);
+                    rows.dest_ids.emplace_back(c.dest_id);
                 else
-                    out.upsert_dest_ids.emplace_back(std::nullopt);
+                    rows.dest_ids.emplace_back(std::nullopt);
             }
             continue;
         }

@@ -13,16 +13,21 @@
 
 namespace revetl {
 
+// Accepted rows that set their shadow row, one entry per row in each
+// vector. dest_id is the destination's new record id, else the stored one,
+// else none.
+struct ShadowRows {
+    std::vector<std::string> keys;
+    std::vector<int64_t> row_hashes;
+    std::vector<std::optional<std::string>> dest_ids;
+    std::vector<bool> uncertain;
+};
+
 struct BatchRecord {
-    // Accepted upserts, one entry per row in each vector. dest_id is the
-    // destination's new record id, else the stored one, else none.
-    std::vector<std::string> upsert_keys;
-    std::vector<int64_t> upsert_row_hashes;
-    std::vector<std::optional<std::string>> upsert_dest_ids;
-    std::vector<bool> upsert_uncertain;
-    // The plan found no shadow row for the key (an add): recorded with a
-    // plain INSERT, which costs less than an upsert.
-    std::vector<bool> upsert_added;
+    // Adds: the plan found no shadow row for the key, so they are recorded
+    // with a plain INSERT, which costs less than the upsert of changes.
+    ShadowRows added;
+    ShadowRows changed;
     std::vector<std::string> removal_keys;
     std::string rejected; // [{"key":{..}, "operation":..., "reason":..., ...}]
     int64_t delivered = 0;

@@ -135,11 +135,12 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
     // evaluates a non-strict expression of it (jsonb_build_object is one)
     // for every model row, at the scan.
     std::string passed_keys;
-    for (size_t i = 0; i < spec.key_columns.size(); i++)
-        passed_keys += "src." + QuoteIdent(spec.key_columns[i]) + " AS kc" + std::to_string(i) + ", ";
     std::string passed_cols;
-    for (size_t i = 0; i < spec.key_columns.size(); i++)
-        passed_cols += "x.kc" + std::to_string(i) + ", ";
+    for (size_t i = 0; i < spec.key_columns.size(); i++) {
+        const std::string kc = "kc" + std::to_string(i);
+        passed_keys += "src." + QuoteIdent(spec.key_columns[i]) + " AS " + kc + ", ";
+        passed_cols += "x." + kc + ", ";
+    }
     //
     // For the same reason a MAP's values are passed through as columns
     // (v0, v1, ...), hashed as a row, and built into the payload's jsonb in

@@ -279,7 +279,6 @@ private:
     // batches are sent again, which idempotent writes make harmless.
     std::vector<Change> pending_changes_;
     std::vector<RowOutcome> pending_outcomes_;
-    std::vector<int64_t> pending_seqs_;
     int64_t pending_batches_ = 0;
     TimestampTz last_flush_ = 0;
     void Flush();
@@ -296,7 +295,8 @@ private:
     // Rows read from revetl.changes and not yet handed to the engine.
     static constexpr int32_t kReadAheadRows = 1000;
     std::deque<Change> read_ahead_;
-    std::unique_ptr<PreparedSql> read_sql_;
+    PreparedSql read_sql_{"SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
+                          "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
     int64_t queued_ = 0;       // changes the plan queued, numbered 1..queued_
     bool tracked_ = false;     // changes captured by triggers
     bool incremental_ = false; // this run plans only captured keys
@@ -447,13 +447,9 @@ std::optional<EngineBatch> SyncRun::ReadBatch() {
     const size_t batch_size = static_cast<size_t>(settings_.batch_size);
     const int32_t chunk = std::max<int32_t>(settings_.batch_size, kReadAheadRows);
     while (read_ahead_.size() < batch_size && last_seq_ < queued_) {
-        if (!read_sql_)
-            read_sql_ = std::make_unique<PreparedSql>(
-                "SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
-                "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq");
         BeginTransaction("revetl: reading batch");
-        SpiRows rows = read_sql_->RunForRows(
-            {SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int8(chunk)}, true);
+        SpiRows rows =
+            read_sql_.RunForRows({SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int8(chunk)}, true);
         for (size_t i = 0; i < rows.Count(); i++) {
             Change c;
             c.seq = rows.Int8(i, 0);
@@ -498,21 +494,18 @@ void SyncRun::Flush() {
         // writes this sync's shadow table while its run holds the sync's
         // advisory lock. (Were one there after all, the flush would fail and
         // the run with it; the next run plans the key again, as a change.)
+        const std::string insert_rows =
+            "INSERT INTO " + shadow +
+            " AS s (key, row_hash, dest_id, run_id, verify_after) "
+            "SELECT r.key, r.row_hash, r.dest_id, $5, "
+            "CASE WHEN r.uncertain THEN now() + make_interval(secs => $6 / 1000.0) END "
+            "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
+            "AS r(key, row_hash, dest_id, uncertain)";
         flush_sql_.reset(new FlushStatements{
-            PreparedSql("INSERT INTO " + shadow +
-                        " (key, row_hash, dest_id, run_id, verify_after) "
-                        "SELECT r.key, r.row_hash, r.dest_id, $5, "
-                        "CASE WHEN r.uncertain THEN now() + make_interval(secs => $6 / 1000.0) END "
-                        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
-                        "AS r(key, row_hash, dest_id, uncertain)"),
+            PreparedSql(insert_rows),
             PreparedSql(
-                "INSERT INTO " + shadow +
-                " AS s (key, row_hash, dest_id, run_id, verify_after) "
-                "SELECT r.key, r.row_hash, r.dest_id, $5, "
-                "CASE WHEN r.uncertain THEN now() + make_interval(secs => $6 / 1000.0) END "
-                "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
-                "AS r(key, row_hash, dest_id, uncertain) "
-                "ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
+                insert_rows +
+                " ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
                 "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, "
                 "synced_at = now(), "
                 "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
@@ -532,23 +525,12 @@ void SyncRun::Flush() {
         });
     }
     for (bool added : {true, false}) {
-        std::vector<std::string> keys;
-        std::vector<int64_t> hashes;
-        std::vector<std::optional<std::string>> dest_ids;
-        std::vector<bool> uncertain;
-        for (size_t i = 0; i < rec.upsert_keys.size(); i++) {
-            if (rec.upsert_added[i] != added)
-                continue;
-            keys.push_back(rec.upsert_keys[i]);
-            hashes.push_back(rec.upsert_row_hashes[i]);
-            dest_ids.push_back(rec.upsert_dest_ids[i]);
-            uncertain.push_back(rec.upsert_uncertain[i]);
-        }
-        if (keys.empty())
+        const ShadowRows &rows = added ? rec.added : rec.changed;
+        if (rows.keys.empty())
             continue;
         PreparedSql &statement = added ? flush_sql_->insert_shadow : flush_sql_->upsert_shadow;
-        statement.Run({SqlArg::TextArray(keys), SqlArg::Int8Array(std::move(hashes)),
-                       SqlArg::TextArray(std::move(dest_ids)), SqlArg::BoolArray(std::move(uncertain)),
+        statement.Run({SqlArg::TextArray(rows.keys), SqlArg::Int8Array(rows.row_hashes),
+                       SqlArg::TextArray(rows.dest_ids), SqlArg::BoolArray(rows.uncertain),
                        SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
     }
     if (!rec.removal_keys.empty())
@@ -566,16 +548,19 @@ void SyncRun::Flush() {
             "http_status integer, error_code text, payload jsonb, attempts integer)",
             {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id),
              SqlArg::Text(def_.name)});
-    const auto [lowest, highest] = std::minmax_element(pending_seqs_.begin(), pending_seqs_.end());
-    flush_sql_->delete_queued.Run({SqlArg::Int8(run_id_), SqlArg::Int8Array(pending_seqs_),
-                                   SqlArg::Int8(*lowest), SqlArg::Int8(*highest)});
+    std::vector<int64_t> seqs;
+    seqs.reserve(pending_changes_.size());
+    for (const Change &c : pending_changes_)
+        seqs.push_back(c.seq);
+    const auto [lowest, highest] = std::minmax_element(seqs.begin(), seqs.end());
+    flush_sql_->delete_queued.Run(
+        {SqlArg::Int8(run_id_), SqlArg::Int8Array(seqs), SqlArg::Int8(*lowest), SqlArg::Int8(*highest)});
     flush_sql_->count_delivered.Run(
         {SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered), SqlArg::Int8(rec.rejected_count)});
     CommitTransaction();
     rejected_ += rec.rejected_count;
     pending_changes_.clear();
     pending_outcomes_.clear();
-    pending_seqs_.clear();
     pending_batches_ = 0;
     PgGuard([&] { last_flush_ = GetCurrentTimestamp(); });
 }
@@ -590,7 +575,6 @@ void SyncRun::Deliver() {
         for (size_t i = 0; i < batch.changes.size(); i++) {
             pending_changes_.push_back(batch.changes[i]);
             pending_outcomes_.push_back(outcomes[i]);
-            pending_seqs_.push_back(batch.changes[i].seq);
         }
         pending_batches_++;
         TimestampTz now = 0;

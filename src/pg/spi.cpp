@@ -54,29 +54,40 @@ Oid ArgType(const SqlArg &a) {
     return InvalidOid;
 }
 
-// Converts arguments to Datums in the current memory context. Called inside
-// PgGuard only.
-void ArgsToDatums(const std::vector<SqlArg> &args, Oid *types, Datum *values, char *nulls) {
+// Arguments as SPI takes them, allocated in the current memory context.
+struct SpiArgs {
+    int n;
+    Oid *types;
+    Datum *values;
+    char *nulls;
+};
+
+// Called inside PgGuard only.
+SpiArgs ToSpiArgs(const std::vector<SqlArg> &args) {
+    const int n = static_cast<int>(args.size());
+    SpiArgs out{n, n ? static_cast<Oid *>(palloc(sizeof(Oid) * n)) : nullptr,
+                n ? static_cast<Datum *>(palloc(sizeof(Datum) * n)) : nullptr,
+                n ? static_cast<char *>(palloc(n)) : nullptr};
     for (size_t i = 0; i < args.size(); i++) {
         const SqlArg &a = args[i];
-        types[i] = ArgType(a);
-        nulls[i] = ' ';
+        out.types[i] = ArgType(a);
+        out.nulls[i] = ' ';
         switch (a.kind) {
         case SqlArg::Kind::Null:
-            values[i] = (Datum)0;
-            nulls[i] = 'n';
+            out.values[i] = (Datum)0;
+            out.nulls[i] = 'n';
             break;
         case SqlArg::Kind::Text:
-            values[i] = PointerGetDatum(cstring_to_text_with_len(a.text.data(), (int)a.text.size()));
+            out.values[i] = PointerGetDatum(cstring_to_text_with_len(a.text.data(), (int)a.text.size()));
             break;
         case SqlArg::Kind::Int8:
-            values[i] = Int64GetDatum(a.i64);
+            out.values[i] = Int64GetDatum(a.i64);
             break;
         case SqlArg::Kind::Int4:
-            values[i] = Int32GetDatum((int32)a.i64);
+            out.values[i] = Int32GetDatum((int32)a.i64);
             break;
         case SqlArg::Kind::Bool:
-            values[i] = BoolGetDatum(a.b);
+            out.values[i] = BoolGetDatum(a.b);
             break;
         case SqlArg::Kind::TextArray: {
             int n = (int)a.texts.size();
@@ -90,7 +101,7 @@ void ArgsToDatums(const std::vector<SqlArg> &args, Oid *types, Datum *values, ch
             }
             int dims[1] = {n};
             int lbs[1] = {1};
-            values[i] = PointerGetDatum(
+            out.values[i] = PointerGetDatum(
                 construct_md_array(elems, elem_nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
             break;
         }
@@ -99,7 +110,7 @@ void ArgsToDatums(const std::vector<SqlArg> &args, Oid *types, Datum *values, ch
             Datum *elems = (Datum *)palloc(sizeof(Datum) * (n ? n : 1));
             for (int e = 0; e < n; e++)
                 elems[e] = Int64GetDatum(a.i64s[e]);
-            values[i] =
+            out.values[i] =
                 PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
             break;
         }
@@ -108,15 +119,18 @@ void ArgsToDatums(const std::vector<SqlArg> &args, Oid *types, Datum *values, ch
             Datum *elems = (Datum *)palloc(sizeof(Datum) * (n ? n : 1));
             for (int e = 0; e < n; e++)
                 elems[e] = BoolGetDatum(a.bools[e]);
-            values[i] = PointerGetDatum(construct_array(elems, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+            out.values[i] = PointerGetDatum(construct_array(elems, n, BOOLOID, 1, true, TYPALIGN_CHAR));
             break;
         }
         }
     }
+    return out;
 }
 
 // Copies the last statement's rows out of SPI, one guarded value at a time.
-SqlResult CopyResult(int nrows, int ncols) {
+SqlResult CopyResult() {
+    const int nrows = SPI_tuptable ? static_cast<int>(SPI_processed) : 0;
+    const int ncols = SPI_tuptable ? SPI_tuptable->tupdesc->natts : 0;
     SqlResult result;
     result.processed = SPI_processed;
     result.rows.resize(nrows);
@@ -135,21 +149,14 @@ SqlResult CopyResult(int nrows, int ncols) {
 } // namespace
 
 SqlResult Sql(const std::string &sql, const std::vector<SqlArg> &args, bool read_only) {
-    int nrows = 0, ncols = 0;
     // Execute. Nothing with a destructor is created inside.
     PgGuard([&] {
-        int n = static_cast<int>(args.size());
-        Oid *types = n ? static_cast<Oid *>(palloc(sizeof(Oid) * n)) : nullptr;
-        Datum *values = n ? static_cast<Datum *>(palloc(sizeof(Datum) * n)) : nullptr;
-        char *nulls = n ? static_cast<char *>(palloc(n)) : nullptr;
-        ArgsToDatums(args, types, values, nulls);
-        int rc = SPI_execute_with_args(sql.c_str(), n, types, values, nulls, read_only, 0);
+        SpiArgs a = ToSpiArgs(args);
+        int rc = SPI_execute_with_args(sql.c_str(), a.n, a.types, a.values, a.nulls, read_only, 0);
         if (rc < 0)
             elog(ERROR, "revetl: SPI_execute failed: %s", SPI_result_code_string(rc));
-        nrows = SPI_tuptable ? (int)SPI_processed : 0;
-        ncols = SPI_tuptable ? SPI_tuptable->tupdesc->natts : 0;
     });
-    return CopyResult(nrows, ncols);
+    return CopyResult();
 }
 
 PreparedSql::~PreparedSql() {
@@ -164,21 +171,17 @@ PreparedSql::~PreparedSql() {
 
 void PreparedSql::Execute(const std::vector<SqlArg> &args, bool read_only) {
     PgGuard([&] {
-        int n = static_cast<int>(args.size());
-        Oid *types = n ? static_cast<Oid *>(palloc(sizeof(Oid) * n)) : nullptr;
-        Datum *values = n ? static_cast<Datum *>(palloc(sizeof(Datum) * n)) : nullptr;
-        char *nulls = n ? static_cast<char *>(palloc(n)) : nullptr;
-        ArgsToDatums(args, types, values, nulls);
+        SpiArgs a = ToSpiArgs(args);
         if (!plan_) {
             SPIPlanPtr plan =
-                SPI_prepare_cursor(sql_.c_str(), n, types, custom_plan_ ? CURSOR_OPT_CUSTOM_PLAN : 0);
+                SPI_prepare_cursor(sql_.c_str(), a.n, a.types, custom_plan_ ? CURSOR_OPT_CUSTOM_PLAN : 0);
             if (!plan)
                 elog(ERROR, "revetl: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
             if (SPI_keepplan(plan) != 0)
                 elog(ERROR, "revetl: SPI_keepplan failed");
             plan_ = plan;
         }
-        int rc = SPI_execute_plan(plan_, values, nulls, read_only, 0);
+        int rc = SPI_execute_plan(plan_, a.values, a.nulls, read_only, 0);
         if (rc < 0)
             elog(ERROR, "revetl: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
     });
@@ -186,9 +189,7 @@ void PreparedSql::Execute(const std::vector<SqlArg> &args, bool read_only) {
 
 SqlResult PreparedSql::Run(const std::vector<SqlArg> &args, bool read_only) {
     Execute(args, read_only);
-    int nrows = SPI_tuptable ? (int)SPI_processed : 0;
-    int ncols = SPI_tuptable ? SPI_tuptable->tupdesc->natts : 0;
-    return CopyResult(nrows, ncols);
+    return CopyResult();
 }
 
 SpiRows PreparedSql::RunForRows(const std::vector<SqlArg> &args, bool read_only) {
@@ -198,45 +199,37 @@ SpiRows PreparedSql::RunForRows(const std::vector<SqlArg> &args, bool read_only)
     return rows;
 }
 
-bool SpiRows::IsNull(size_t row, int col) const {
-    bool isnull = true;
-    PgGuard([&] { (void)SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col + 1, &isnull); });
-    return isnull;
+Datum SpiRows::Value(size_t row, int col, bool *isnull) const {
+    Datum d = 0;
+    PgGuard([&] { d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col + 1, isnull); });
+    return d;
 }
 
 int64_t SpiRows::Int8(size_t row, int col) const {
-    int64_t v = 0;
-    PgGuard([&] {
-        bool isnull = false;
-        Datum d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col + 1, &isnull);
-        v = isnull ? 0 : DatumGetInt64(d);
-    });
-    return v;
+    bool isnull = false;
+    Datum d = Value(row, col, &isnull);
+    return isnull ? 0 : DatumGetInt64(d);
 }
 
 char SpiRows::Char(size_t row, int col) const {
-    char v = 0;
-    PgGuard([&] {
-        bool isnull = false;
-        Datum d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col + 1, &isnull);
-        v = isnull ? 0 : DatumGetChar(d);
-    });
-    return v;
+    bool isnull = false;
+    Datum d = Value(row, col, &isnull);
+    return isnull ? 0 : DatumGetChar(d);
 }
 
 std::string SpiRows::Text(size_t row, int col) const {
+    bool isnull = false;
+    Datum d = Value(row, col, &isnull);
+    if (isnull)
+        return std::string();
     const char *data = nullptr;
     size_t len = 0;
     PgGuard([&] {
-        bool isnull = false;
-        Datum d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col + 1, &isnull);
-        if (isnull)
-            return;
         struct varlena *t = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(d)));
         data = VARDATA_ANY(t);
         len = VARSIZE_ANY_EXHDR(t);
     });
-    return data ? std::string(data, len) : std::string();
+    return std::string(data, len);
 }
 
 void BeginTransaction(const char *activity, bool repeatable_read) {

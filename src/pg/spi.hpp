@@ -110,13 +110,13 @@ SqlResult Sql(const std::string &sql, const std::vector<SqlArg> &args = {}, bool
 class SpiRows {
 public:
     size_t Count() const { return count_; }
-    bool IsNull(size_t row, int col) const;
     int64_t Int8(size_t row, int col) const;     // bigint
     char Char(size_t row, int col) const;        // "char"
     std::string Text(size_t row, int col) const; // text; NULL reads as ""
 
 private:
     friend class PreparedSql;
+    Datum Value(size_t row, int col, bool *isnull) const;
     size_t count_ = 0;
 };
 

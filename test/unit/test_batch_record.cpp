@@ -1,5 +1,7 @@
 #include "core/batch_record.hpp"
 
+#include "test_util.hpp"
+
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
@@ -7,19 +9,9 @@
 #include <vector>
 
 using namespace revetl;
+using revetl_test::MakeChange;
 
 namespace {
-
-Change MakeChange(Change::Op op, const std::string &key, const std::string &payload, int64_t hash,
-                  const std::string &dest_id = {}) {
-    Change c;
-    c.op = op;
-    c.key = key;
-    c.payload = payload;
-    c.row_hash = hash;
-    c.dest_id = dest_id;
-    return c;
-}
 
 RowOutcome Accepted(const std::string &dest_id = {}) {
     RowOutcome o;
@@ -72,13 +64,16 @@ TEST(BuildBatchRecord, SplitsAcceptedUpsertsRemovalsAndRejected) {
     EXPECT_EQ(rec.rejected_count, 3);
 
     // Upserts: key as its text, the row hash, and the destination id (the
-    // destination's new one first, else the stored one, else null).
-    EXPECT_EQ(rec.upsert_keys, (std::vector<std::string>{"{\"id\": 1}", "{\"id\": 2}", "{\"id\": 3}"}));
-    EXPECT_EQ(rec.upsert_row_hashes, (std::vector<int64_t>{11, -22, 33}));
-    EXPECT_EQ(rec.upsert_dest_ids,
-              (std::vector<std::optional<std::string>>{"dest-1", "stored-2", std::nullopt}));
-    EXPECT_EQ(rec.upsert_uncertain, (std::vector<bool>{false, false, false}));
-    EXPECT_EQ(rec.upsert_added, (std::vector<bool>{true, false, true}));
+    // destination's new one first, else the stored one, else null); adds
+    // apart from changes.
+    EXPECT_EQ(rec.added.keys, (std::vector<std::string>{"{\"id\": 1}", "{\"id\": 3}"}));
+    EXPECT_EQ(rec.added.row_hashes, (std::vector<int64_t>{11, 33}));
+    EXPECT_EQ(rec.added.dest_ids, (std::vector<std::optional<std::string>>{"dest-1", std::nullopt}));
+    EXPECT_EQ(rec.added.uncertain, (std::vector<bool>{false, false}));
+    EXPECT_EQ(rec.changed.keys, (std::vector<std::string>{"{\"id\": 2}"}));
+    EXPECT_EQ(rec.changed.row_hashes, (std::vector<int64_t>{-22}));
+    EXPECT_EQ(rec.changed.dest_ids, (std::vector<std::optional<std::string>>{"stored-2"}));
+    EXPECT_EQ(rec.changed.uncertain, (std::vector<bool>{false}));
     EXPECT_EQ(rec.removal_keys, (std::vector<std::string>{"{\"id\": 4}"}));
 
     rapidjson::Document rej = Parse(rec.rejected);
@@ -118,16 +113,19 @@ TEST(BuildBatchRecord, ExactRejectedText) {
     EXPECT_EQ(rec.rejected,
               R"([{"key":{"k": "x"},"operation":"delete","reason":"bad\"one","http_status":400,)"
               R"("error_code":"C1","payload":null,"attempts":1}])");
-    EXPECT_TRUE(rec.upsert_keys.empty());
+    EXPECT_TRUE(rec.added.keys.empty());
+    EXPECT_TRUE(rec.changed.keys.empty());
     EXPECT_TRUE(rec.removal_keys.empty());
 }
 
 TEST(BuildBatchRecord, EmptyBatch) {
     BatchRecord rec = BuildBatchRecord({}, {}, 1);
-    EXPECT_TRUE(rec.upsert_keys.empty());
-    EXPECT_TRUE(rec.upsert_row_hashes.empty());
-    EXPECT_TRUE(rec.upsert_dest_ids.empty());
-    EXPECT_TRUE(rec.upsert_uncertain.empty());
+    for (const ShadowRows *rows : {&rec.added, &rec.changed}) {
+        EXPECT_TRUE(rows->keys.empty());
+        EXPECT_TRUE(rows->row_hashes.empty());
+        EXPECT_TRUE(rows->dest_ids.empty());
+        EXPECT_TRUE(rows->uncertain.empty());
+    }
     EXPECT_TRUE(rec.removal_keys.empty());
     EXPECT_EQ(rec.rejected, "[]");
     EXPECT_EQ(rec.delivered, 0);
@@ -146,29 +144,30 @@ TEST(BuildBatchRecord, AllAccepted) {
     EXPECT_EQ(rec.delivered, 10);
     EXPECT_EQ(rec.rejected_count, 0);
     EXPECT_EQ(rec.rejected, "[]");
-    ASSERT_EQ(rec.upsert_keys.size(), 5u);
-    ASSERT_EQ(rec.upsert_row_hashes.size(), 5u);
-    ASSERT_EQ(rec.upsert_dest_ids.size(), 5u);
-    ASSERT_EQ(rec.upsert_uncertain.size(), 5u);
+    ASSERT_EQ(rec.added.keys.size(), 5u);
+    ASSERT_EQ(rec.added.row_hashes.size(), 5u);
+    ASSERT_EQ(rec.added.dest_ids.size(), 5u);
+    ASSERT_EQ(rec.added.uncertain.size(), 5u);
+    EXPECT_TRUE(rec.changed.keys.empty());
     ASSERT_EQ(rec.removal_keys.size(), 5u);
     EXPECT_EQ(rec.removal_keys[0], "{\"id\": 1}");
-    EXPECT_EQ(rec.upsert_keys[4], "{\"id\": 8}");
-    EXPECT_EQ(rec.upsert_row_hashes[4], 8);
+    EXPECT_EQ(rec.added.keys[4], "{\"id\": 8}");
+    EXPECT_EQ(rec.added.row_hashes[4], 8);
 }
 
 TEST(BuildBatchRecord, StoredDestIdUsedWhenDestinationGivesNone) {
     BatchRecord rec =
         BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("")}, 1);
-    EXPECT_EQ(rec.upsert_dest_ids, (std::vector<std::optional<std::string>>{"old"}));
-    EXPECT_EQ(rec.upsert_uncertain, (std::vector<bool>{false}));
+    EXPECT_EQ(rec.changed.dest_ids, (std::vector<std::optional<std::string>>{"old"}));
+    EXPECT_EQ(rec.changed.uncertain, (std::vector<bool>{false}));
     rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "old")}, {Accepted("new")},
                            1);
-    EXPECT_EQ(rec.upsert_dest_ids, (std::vector<std::optional<std::string>>{"new"}));
+    EXPECT_EQ(rec.changed.dest_ids, (std::vector<std::optional<std::string>>{"new"}));
     // A row whose delivery was uncertain says so, for verify_after.
     RowOutcome uncertain = Accepted("new");
     uncertain.uncertain = true;
     rec = BuildBatchRecord({MakeChange(Change::Op::Change, "{\"id\": 1}", "{}", 5, "")}, {uncertain}, 1);
-    EXPECT_EQ(rec.upsert_dest_ids, (std::vector<std::optional<std::string>>{"new"}));
-    EXPECT_EQ(rec.upsert_uncertain, (std::vector<bool>{true}));
-    EXPECT_EQ(rec.upsert_row_hashes, (std::vector<int64_t>{5}));
+    EXPECT_EQ(rec.changed.dest_ids, (std::vector<std::optional<std::string>>{"new"}));
+    EXPECT_EQ(rec.changed.uncertain, (std::vector<bool>{true}));
+    EXPECT_EQ(rec.changed.row_hashes, (std::vector<int64_t>{5}));
 }

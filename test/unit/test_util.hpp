@@ -2,6 +2,7 @@
 // gtest only).
 #pragma once
 
+#include "core/change.hpp"
 #include "core/error.hpp"
 
 #include <gtest/gtest.h>
@@ -30,6 +31,17 @@ inline ::testing::AssertionResult EndsWith(const std::string &text, const std::s
     if (text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0)
         return ::testing::AssertionSuccess();
     return ::testing::AssertionFailure() << "expected\n  [" << text << "]\nto end with\n  [" << suffix << "]";
+}
+
+inline revetl::Change MakeChange(revetl::Change::Op op, const std::string &key, const std::string &payload,
+                                 int64_t hash, const std::string &dest_id = {}) {
+    revetl::Change c;
+    c.op = op;
+    c.key = key;
+    c.payload = payload;
+    c.row_hash = hash;
+    c.dest_id = dest_id;
+    return c;
 }
 
 // Runs fn, which must throw revetl::Error; returns the error (or fails).

@@ -11,20 +11,10 @@
 
 using namespace revetl;
 using revetl_test::Contains;
+using revetl_test::MakeChange;
 using revetl_test::NotContains;
 
 namespace {
-
-Change MakeChange(Change::Op op, const std::string &key, const std::string &payload, int64_t hash,
-                  const std::string &dest_id = {}) {
-    Change c;
-    c.op = op;
-    c.key = key;
-    c.payload = payload;
-    c.row_hash = hash;
-    c.dest_id = dest_id;
-    return c;
-}
 
 std::vector<Change> SampleChanges() {
     return {
