@@ -1,10 +1,15 @@
 # revetl: PGXS build of a C++17 extension.
 #
-# The version is defined once here and fed to the control file check, the SQL
-# script name and the C++ code (REVETL_VERSION).
+# The version is defined once here and fed to the SQL script names and the
+# C++ code (REVETL_VERSION); revetl.control's default_version must match
+# (check-version says so). sql/revetl--$(EXTVERSION).sql is the whole schema
+# for new installs; every released version has an upgrade script to the next
+# (docs/operations.md, "Upgrading", has the rule).
 
 EXTENSION  = revetl
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
+# Released versions, oldest first: each has sql/revetl--<it>--<next>.sql.
+RELEASED_VERSIONS = 0.1.0
 
 MODULE_big = revetl
 
@@ -12,7 +17,7 @@ CORE_SRCS = $(wildcard src/core/*.cpp)
 PG_SRCS   = $(wildcard src/pg/*.cpp)
 OBJS      = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-DATA = sql/revetl--$(EXTVERSION).sql
+DATA = sql/revetl--$(EXTVERSION).sql $(wildcard sql/revetl--*--*.sql)
 
 # pg_regress tests: sql/<name>.sql against expected/<name>.out, run on a
 # temporary instance with revetl preloaded (see scripts/test.sh).
@@ -89,3 +94,25 @@ check-symbols: $(shlib)
 	@if nm -C -u $(shlib) | grep -E 'revetl::'; then \
 		echo "revetl.so has undefined revetl symbols" >&2; exit 1; \
 	else echo "symbols ok: revetl.so defines every revetl symbol it uses"; fi
+
+# The control file, the Makefile and the upgrade scripts agree on versions:
+# default_version is EXTVERSION, and each released version has exactly one
+# upgrade script, to the version after it.
+.PHONY: check-version
+check-version:
+	@grep -q "^default_version = '$(EXTVERSION)'$$" revetl.control || \
+		{ echo "revetl.control: default_version is not $(EXTVERSION)" >&2; exit 1; }
+	@versions="$(RELEASED_VERSIONS) $(EXTVERSION)"; set -- $$versions; \
+	while [ $$# -gt 1 ]; do \
+		[ -f sql/revetl--$$1--$$2.sql ] || { echo "missing sql/revetl--$$1--$$2.sql" >&2; exit 1; }; \
+		shift; \
+	done; \
+	for f in sql/revetl--*--*.sql; do \
+		case " $(RELEASED_VERSIONS) " in *" $$(echo $$f | sed 's/.*revetl--\(.*\)--.*/\1/') "*) ;; \
+		*) echo "$$f does not start from a released version" >&2; exit 1 ;; esac; \
+	done; \
+	echo "versions ok: $(RELEASED_VERSIONS) -> $(EXTVERSION)"
+
+.PHONY: print-released-versions
+print-released-versions:
+	@echo $(RELEASED_VERSIONS)

@@ -30,6 +30,7 @@ echo "== build"
 make -j"$(nproc)"
 if [ "$(id -u)" = 0 ]; then make install; else sudo make install; fi
 
+suite "versions (control file, Makefile, upgrade scripts)" make -s check-version
 suite "boundary (src/core includes no PostgreSQL header)" make -s check-boundary
 suite "module symbols" make -s check-symbols
 suite "format (clang-format)" make format-check
@@ -40,7 +41,19 @@ suite "fuzzing the sync language parser (${FUZZ_SECONDS:-60}s)" make fuzz FUZZ_S
 # directory: the checkout may live where the postgres user cannot read.
 WORK=$(mktemp -d /tmp/revetl-test.XXXXXX)
 chmod 755 "$WORK"
-cp -r sql expected test dbt docs "$WORK/"
+cp -r sql expected test dbt docs revetl.control "$WORK/"
+
+# The upgrade test starts from every released version, built from the
+# repository's history into private copies of PostgreSQL.
+build_releases() {
+    local v bin
+    for v in $(make -s print-released-versions); do
+        bin=$(bash scripts/build-release.sh "$v" "$WORK/releases/$v") || return 1
+        echo "$bin" > "$WORK/releases/$v/bindir"
+    done
+}
+suite "released versions built for the upgrade test" build_releases
+export REVETL_RELEASES_DIR="$WORK/releases"
 as_pg=()
 if [ "$(id -u)" = 0 ]; then
     chown -R postgres: "$WORK"

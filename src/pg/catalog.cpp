@@ -158,11 +158,24 @@ void CheckServerUsage(const Destination &dest, Oid role) {
 }
 
 Oid ExtensionOwner() {
-    SqlResult r = Sql("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'revetl'", {}, true);
+    SqlResult r =
+        Sql("SELECT extowner, extversion FROM pg_catalog.pg_extension WHERE extname = 'revetl'", {}, true);
     if (r.rows.empty())
         throw Error(sqlstate::kObjectNotInPrerequisiteState,
                     "extension \"revetl\" is not installed in this database", {},
                     "Run CREATE EXTENSION revetl.");
+    // The library was replaced by a newer build and the catalog not yet
+    // updated (or the reverse): the code would misread the catalog. The
+    // update script itself runs while creating_extension is set.
+    bool updating = false;
+    PgGuard([&] { updating = creating_extension; });
+    if (r.Text(0, 1) != REVETL_VERSION && !updating)
+        throw Error(sqlstate::kObjectNotInPrerequisiteState,
+                    "extension \"revetl\" is at version " + r.Text(0, 1) + " but its library is version " +
+                        REVETL_VERSION,
+                    "The server loaded a newer (or older) build of revetl than the one this database was "
+                    "created or last updated with.",
+                    "Run ALTER EXTENSION revetl UPDATE.");
     return static_cast<Oid>(std::stoul(r.Text(0, 0)));
 }
 

@@ -34,6 +34,8 @@ constexpr long kWorkerNaptimeMs = 60000;
 // While runs are in progress that this scheduler did not start (it was
 // restarted), it looks at them this often.
 constexpr long kAdoptedPollMs = 1000;
+// How often a worker waiting for ALTER EXTENSION revetl UPDATE looks again.
+constexpr long kUpgradePollMs = 2000;
 
 // Executors in progress: run id -> (sync id, handle; nullptr for a run
 // adopted from an earlier scheduler).
@@ -76,13 +78,55 @@ void MarkNoExtension(Oid dboid) {
     LWLockRelease(g_shared->lock);
 }
 
-bool ExtensionPresent() {
+enum class ExtensionState { Absent, OtherVersion, Ready };
+
+// Whether this database has the extension, at the version of this library.
+// Between the installation of a new library and ALTER EXTENSION revetl
+// UPDATE, the catalog is the old version's: the worker leaves it alone.
+ExtensionState CheckExtension(std::string *version) {
     bool present = false;
     BeginTransaction("revetl: checking extension");
     PgGuard([&] { present = OidIsValid(get_extension_oid("revetl", true)); });
+    if (present)
+        *version = Sql("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'revetl'", {}, true)
+                       .Text(0, 0);
     CommitTransaction();
     (void)DatabaseName();
-    return present;
+    if (!present)
+        return ExtensionState::Absent;
+    return *version == REVETL_VERSION ? ExtensionState::Ready : ExtensionState::OtherVersion;
+}
+
+// Waits for ALTER EXTENSION revetl UPDATE (or DROP EXTENSION); returns
+// whether the extension is there, at this library's version.
+bool AwaitExtension() {
+    std::string version;
+    bool told = false;
+    for (;;) {
+        ExtensionState state = CheckExtension(&version);
+        if (state != ExtensionState::OtherVersion)
+            return state == ExtensionState::Ready;
+        if (!told) {
+            told = true;
+            PgGuard([&] {
+                ereport(LOG,
+                        (errmsg("revetl worker for database \"%s\" is waiting: the extension is at version "
+                                "%s and the library at version %s",
+                                DatabaseName(), version.c_str(), REVETL_VERSION),
+                         errhint("Run ALTER EXTENSION revetl UPDATE in that database.")));
+            });
+        }
+        PgGuard([] {
+            (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kUpgradePollMs,
+                            PG_WAIT_EXTENSION);
+            ResetLatch(MyLatch);
+            CHECK_FOR_INTERRUPTS();
+            if (ConfigReloadPending) {
+                ConfigReloadPending = false;
+                ProcessConfigFile(PGC_SIGHUP);
+            }
+        });
+    }
 }
 
 // A run marked 'running' whose sync lock nobody holds has no process behind
@@ -335,7 +379,7 @@ void WorkerLoop(Oid dboid) {
         AllocSetContextCreate(TopMemoryContext, "revetl worker loop", ALLOCSET_DEFAULT_SIZES);
     context_between_transactions = loop_cxt;
     SetSessionSettings("revetl worker");
-    if (!ExtensionPresent()) {
+    if (!AwaitExtension()) {
         MarkNoExtension(dboid);
         proc_exit(0);
     }
@@ -387,7 +431,7 @@ void WorkerLoop(Oid dboid) {
         (void)rc;
         if (now - last_periodic >= kWorkerNaptimeMs * 1000L) {
             last_periodic = now;
-            if (!ExtensionPresent()) {
+            if (!AwaitExtension()) {
                 MarkNoExtension(dboid);
                 PgGuard([] {
                     ereport(LOG,

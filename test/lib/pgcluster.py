@@ -47,8 +47,12 @@ class PsqlError(Exception):
 class Cluster:
     """A PostgreSQL 15 cluster with revetl preloaded."""
 
-    def __init__(self, extra_conf="", name="revetl"):
-        self.bindir = pg_bindir()
+    def __init__(self, extra_conf="", name="revetl", bindir=None):
+        # bindir: another installation's programs (an older release of
+        # revetl in a private copy of PostgreSQL, for the upgrade test);
+        # assign cluster.bindir later to restart the same data directory
+        # with other programs.
+        self.bindir = bindir or pg_bindir()
         self.dir = tempfile.mkdtemp(prefix=f"{name}-pg-")
         self.data = os.path.join(self.dir, "data")
         self.log = os.path.join(self.dir, "postgres.log")

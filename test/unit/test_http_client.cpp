@@ -104,7 +104,7 @@ TEST(HttpClient, PostBodyAndHeadersArriveAndResponseComesBack) {
     EXPECT_EQ(got.Header("x-test"), std::optional<std::string>("yes"));
     EXPECT_EQ(got.Header("authorization"), std::optional<std::string>("Bearer t0k"));
     EXPECT_EQ(got.Header("content-length"), std::optional<std::string>("22"));
-    EXPECT_EQ(got.Header("user-agent"), std::optional<std::string>("revetl/0.1.0"));
+    EXPECT_EQ(got.Header("user-agent"), std::optional<std::string>("revetl/" REVETL_VERSION));
     EXPECT_EQ(got.Header("expect"), std::nullopt);
     EXPECT_EQ(got.HeaderCount("content-type"), 1);
 }

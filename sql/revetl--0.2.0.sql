@@ -1,4 +1,5 @@
--- revetl 0.1.0: reverse ETL inside PostgreSQL.
+-- revetl 0.2.0: reverse ETL inside PostgreSQL (the whole schema, for new installs;
+-- existing installs reach it through revetl--0.1.0--0.2.0.sql).
 \echo Use "CREATE EXTENSION revetl" to load this file. \quit
 
 -- A member of the extension: DROP EXTENSION revetl CASCADE removes it with
