@@ -289,6 +289,40 @@ class SecurityTest(unittest.TestCase):
         self.assertNotIn(TOKEN, err)
         self.assertNotIn(TOKEN, cluster.log_text(), "the token is in the server log")
 
+    # 4. Capture functions -----------------------------------------------------------------------
+    def test_4_mallory_cannot_write_into_the_victims_capture_queue(self):
+        t = f"victim.tracked_{self.n}"
+        v = f"v_capture_{self.n}"
+        cluster.sql(f"CREATE TABLE {t} (id int PRIMARY KEY); INSERT INTO {t} VALUES (1), (2)", user="victim")
+        self.ok(f"SELECT revetl.execute('CREATE SYNC {v} FROM {t} TO victim_hooks KEY (id) SCHEDULE ON CHANGE')",
+                "victim", "create")
+        out, err, rc = psql(f"SELECT revetl.run_sync('{v}', wait => true)", user="victim")
+        self.assertEqual(rc, 0, err)
+        sid = self.sync_id(v)
+        runs_before = cluster.sql(f"SELECT count(*) FROM revetl.sync_runs WHERE sync_id = {sid}")
+        captured_before = cluster.sql(f"SELECT count(*) FROM revetl.captured_changes WHERE sync_id = {sid}")
+        cluster.sql(f"CREATE TABLE mallory.junk_{self.n} (id int)", user="mallory")
+        out, err, rc = psql(f"CREATE TRIGGER steal AFTER INSERT ON mallory.junk_{self.n} "
+                            f"REFERENCING NEW TABLE AS revetl_new FOR EACH STATEMENT "
+                            f"EXECUTE FUNCTION revetl.capture_{sid}()", user="mallory")
+        self.assertNotEqual(rc, 0, "mallory attached the victim's capture function to its own table")
+        self.assertEqual(sqlstate_of(err), "42501", err)
+        out, err, rc = psql(f"SELECT revetl.capture_{sid}()", user="mallory")
+        self.assertEqual(sqlstate_of(err), "42501", f"calling the capture function: {err}")
+        # Whatever got attached, mallory's writes must not reach the victim's queue.
+        psql(f"INSERT INTO mallory.junk_{self.n} SELECT g FROM generate_series(1000, 1999) g", user="mallory")
+        self.assertEqual(cluster.sql(f"SELECT count(*) FROM revetl.captured_changes WHERE sync_id = {sid}"),
+                         captured_before, "junk keys in the victim's captured changes")
+        # The victim's own writes still are captured and run.
+        before = int(cluster.sql("SELECT coalesce(max(id), 0) FROM revetl.sync_runs"))
+        cluster.sql(f"INSERT INTO {t} VALUES (3)", user="victim")
+        run = wait_for(lambda: cluster.sql(f"SELECT status FROM revetl.sync_runs WHERE sync_id = {sid} AND id > {before} "
+                                           f"AND status NOT IN ('queued', 'running') ORDER BY id LIMIT 1"),
+                       timeout=60, what="the victim's ON CHANGE run")
+        self.assertEqual(run, "succeeded")
+        self.assertGreater(int(cluster.sql(f"SELECT count(*) FROM revetl.sync_runs WHERE sync_id = {sid}")),
+                           int(runs_before))
+
     # 5. Cross-owner dependencies and locks -----------------------------------------------------
     def test_5_mallorys_advisory_locks_do_not_hold_the_victims_run(self):
         s = f"v_lock_{self.n}"
@@ -380,10 +414,13 @@ class SecurityTest(unittest.TestCase):
                     elapsed = time.monotonic() - start
                     self.assertEqual(rc, 0, f"{stmt}: {err}")
                     self.assertLess(elapsed, 10, f"{stmt} waited for the model")
-                    status = wait_for(lambda: cluster.sql(f"SELECT status FROM revetl.sync_runs WHERE id = {run_id}")
-                                      if cluster.sql(f"SELECT status FROM revetl.sync_runs WHERE id = {run_id}")
-                                      not in ("queued", "running") else None,
-                                      timeout=10, what=f"the run to end after {stmt}")
+                    def ended():
+                        st = cluster.sql(f"SELECT status FROM revetl.sync_runs WHERE id = {run_id}")
+                        return st if st not in ("queued", "running") else None
+                    try:
+                        status = wait_for(ended, timeout=10, what=f"the run to end after {stmt}")
+                    except TimeoutError:
+                        self.fail(f"the run was still running 10 s after {stmt}")
                     self.assertEqual(status, "cancelled")
         finally:
             cluster.sql(release_sql(tag), user="mallory")
