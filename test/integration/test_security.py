@@ -85,7 +85,7 @@ class SecurityTest(unittest.TestCase):
             unescalate(cluster)
 
     def assert_no_escalation(self):
-        self.assertEqual(self.escalations, [], "mallory became superuser after these steps")
+        self.assertEqual(self.escalations, [], f"mallory became superuser after these steps: {self.escalations}")
 
     def ok(self, sql, user, what):
         out, err, rc = psql(sql, user=user)
