@@ -9,7 +9,6 @@ listen there); the tests about revetl.max_syncs_per_role and about the
 allowlist's default have clusters of their own.
 """
 
-import json
 import os
 import sys
 import time
