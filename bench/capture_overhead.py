@@ -164,7 +164,7 @@ def detach(cluster, variant, xacts):
         left = sql(cluster, "select count(*) from revetl.captured_changes c join revetl.syncs s "
                             "on s.id = c.sync_id where s.name = 'cap_live'")
         note = f"{runs}; {left} captured keys left"
-        sql(cluster, "select revetl.drop_sync('cap_live'); delete from revetl.sync_runs where sync_name = 'cap_live'")
+        sql(cluster, "select revetl.drop_sync('cap_live'); delete from revetl.runs where sync_name = 'cap_live'")
     elif variant == "row queue":
         got = int(sql(cluster, "select count(*) from queue"))
         if got != xacts:

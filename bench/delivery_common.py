@@ -524,7 +524,7 @@ RUN_STATEMENTS = [
     ("Flush: DELETE FROM revetl.changes (delivered seqs)", "DELETE FROM revetl.changes WHERE run_id = $1 AND seq = ANY"),
     ("Flush: shadow insert (adds) and upsert (changes)", 'INSERT INTO "revetl"."shadow_'),
     ("Flush: sync alive check (SELECT ... FOR SHARE)", "SELECT 1 FROM revetl.syncs WHERE id = $1 FOR SHARE"),
-    ("Flush: run counters (UPDATE revetl.sync_runs)", "UPDATE revetl.sync_runs SET rows_delivered"),
+    ("Flush: run counters (UPDATE revetl.runs)", "UPDATE revetl.runs SET rows_delivered"),
 ]
 
 

@@ -5,3 +5,100 @@
 -- an updated 0.1.0 and a fresh 0.2.0 have the same schema, and that an
 -- update keeps every sync, server, shadow row and run.
 \echo Use "ALTER EXTENSION revetl UPDATE TO '0.2.0'" to load this file. \quit
+
+----------------------------------------------------------------------------
+-- Security (issue 19).
+----------------------------------------------------------------------------
+
+-- Run history moves to revetl.runs, read through the view revetl.sync_runs,
+-- which shows a run's error text only to the sync's owner role.
+ALTER TABLE revetl.sync_runs RENAME TO runs;
+ALTER SEQUENCE revetl.sync_runs_id_seq RENAME TO runs_id_seq;
+ALTER TABLE revetl.runs RENAME CONSTRAINT sync_runs_pkey TO runs_pkey;
+ALTER TABLE revetl.runs RENAME CONSTRAINT sync_runs_status_check TO runs_status_check;
+ALTER TABLE revetl.runs RENAME CONSTRAINT sync_runs_trigger_check TO runs_trigger_check;
+ALTER TABLE revetl.runs RENAME CONSTRAINT sync_runs_row_limit_check TO runs_row_limit_check;
+ALTER TABLE revetl.runs RENAME CONSTRAINT sync_runs_plan_kind_check TO runs_plan_kind_check;
+ALTER INDEX revetl.sync_runs_open_idx RENAME TO runs_open_idx;
+ALTER INDEX revetl.sync_runs_sync_idx RENAME TO runs_sync_idx;
+COMMENT ON TABLE revetl.runs IS 'one row per run; read it through revetl.sync_runs';
+REVOKE ALL ON revetl.runs FROM PUBLIC;
+
+-- One row per run, for every role: status, timings and counts. The error
+-- text is the owner's alone (NULL for other roles, monitoring roles
+-- included): it can quote what the destination answered.
+CREATE VIEW revetl.sync_runs AS
+SELECT r.id, r.sync_id, r.sync_name, r.status, r.trigger, r.row_limit, r.full_diff, r.plan_kind,
+       r.requested_by, r.requested_at, r.started_at, r.planned_at, r.finished_at,
+       r.rows_added, r.rows_changed, r.rows_removed, r.rows_delivered, r.rows_rejected, r.rows_invalid,
+       r.rows_retried, r.throttled, r.requests, r.retries,
+       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN r.error END AS error,
+       r.plan_duration, r.delivery_duration
+  FROM revetl.runs r
+  LEFT JOIN revetl.syncs s ON s.id = r.sync_id;
+
+COMMENT ON VIEW revetl.sync_runs IS
+  'one row per run: status, timings, row counts, requests, and (for the sync''s owner) the error';
+GRANT SELECT ON revetl.sync_runs TO PUBLIC;
+
+-- sync_status reads revetl.runs and shows last_error to the owner only.
+CREATE OR REPLACE VIEW revetl.sync_status AS
+SELECT s.name,
+       s.owner,
+       s.schedule_kind || coalesce(' ' || s.schedule_value, '') AS schedule,
+       s.paused,
+       last.id AS last_run_id,
+       last.status AS last_status,
+       last.trigger AS last_trigger,
+       last.finished_at AS last_finished_at,
+       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN last.error END AS last_error,
+       ok.finished_at AS last_success_at,
+       coalesce(greatest(last.rows_added + last.rows_changed + last.rows_removed - last.rows_delivered, 0)
+                + last.rows_invalid, 0)
+         + coalesce((SELECT count(*) FROM revetl.changes c JOIN revetl.runs r ON r.id = c.run_id
+                      WHERE r.sync_id = s.id AND r.status = 'running'), 0) AS rows_waiting,
+       (SELECT min(r.started_at) FROM revetl.runs r
+         WHERE r.sync_id = s.id AND r.id > coalesce(ok.id, 0) AND r.started_at IS NOT NULL) AS oldest_undelivered_at,
+       st.next_run_at,
+       CASE
+         WHEN s.paused THEN 'paused'
+         WHEN EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status = 'running') THEN 'running'
+         WHEN last.id IS NULL THEN 'never run'
+         WHEN last.status = 'failed' THEN 'failing'
+         WHEN last.status = 'partial' THEN 'degraded'
+         WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
+         ELSE 'healthy'
+       END AS health
+  FROM revetl.syncs s
+  LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
+  LEFT JOIN LATERAL (SELECT * FROM revetl.runs r
+                      WHERE r.sync_id = s.id AND r.status NOT IN ('queued', 'running')
+                      ORDER BY r.id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT r.id, r.finished_at FROM revetl.runs r
+                      WHERE r.sync_id = s.id AND r.status = 'succeeded'
+                      ORDER BY r.id DESC LIMIT 1) ok ON true;
+
+
+-- Captured keys are read by the plan of an incremental run, which runs as
+-- the sync's owner: each role sees the keys of its own syncs only.
+GRANT SELECT ON revetl.captured_changes TO PUBLIC;
+ALTER TABLE revetl.captured_changes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY captured_changes_owner ON revetl.captured_changes FOR SELECT USING (
+    EXISTS (SELECT 1 FROM revetl.syncs s
+             WHERE s.id = captured_changes.sync_id
+               AND pg_catalog.pg_has_role(s.owner, 'USAGE')));
+
+-- Capture trigger functions run with the extension owner's rights: only
+-- revetl's own triggers may call them (0.1.0 left them executable by PUBLIC,
+-- so any role could attach one to a table of its own).
+DO $do$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'revetl'::regnamespace AND p.proname ~ '^capture_[0-9]+$'
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$do$;

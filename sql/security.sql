@@ -28,7 +28,7 @@ SELECT count(*) FROM revetl.:shadow_table;
 INSERT INTO revetl.:shadow_table VALUES ('{}', 0, NULL, 0);
 -- Catalog tables are read-only for users.
 INSERT INTO revetl.syncs (name) VALUES ('x');
-UPDATE revetl.sync_runs SET status = 'failed';
+UPDATE revetl.runs SET status = 'failed';
 SELECT * FROM revetl.changes;
 RESET ROLE;
 

@@ -159,7 +159,15 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             auto batch_it = open.find(w.batch);
             if (batch_it == open.end())
                 continue; // its batch was already handed back
-            Verdict v = connector.Interpret(w.request, batch_it->second.batch.changes, done.second);
+            // A connection the address policy refused is a configuration
+            // problem, the same for every request: the run stops.
+            Verdict v;
+            if (done.second.address_refused) {
+                v.kind = Verdict::Kind::Fatal;
+                v.error = done.second.transport_error;
+            } else {
+                v = connector.Interpret(w.request, batch_it->second.batch.changes, done.second);
+            }
             if (v.kind == Verdict::Kind::Split && w.request.rows.size() <= 1)
                 v.kind = Verdict::Kind::Done; // nothing left to split: the row is refused below
             switch (v.kind) {

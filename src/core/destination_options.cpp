@@ -1,5 +1,7 @@
 #include "core/destination_options.hpp"
 
+#include "core/host_policy.hpp"
+
 #include "core/error.hpp"
 
 #include <rapidjson/document.h>
@@ -180,30 +182,7 @@ std::string RedactUrl(const std::string &url) {
 }
 
 bool HostAllowed(const std::string &host, const std::string &allowlist) {
-    std::string h = Lower(host);
-    size_t pos = 0;
-    while (pos <= allowlist.size()) {
-        size_t comma = allowlist.find(',', pos);
-        std::string item =
-            allowlist.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-        item.erase(std::remove_if(item.begin(), item.end(), [](unsigned char c) { return std::isspace(c); }),
-                   item.end());
-        item = Lower(item);
-        if (item == "*")
-            return true;
-        if (!item.empty()) {
-            if (item[0] == '.') {
-                if (h.size() > item.size() && h.compare(h.size() - item.size(), item.size(), item) == 0)
-                    return true;
-            } else if (item == h) {
-                return true;
-            }
-        }
-        if (comma == std::string::npos)
-            break;
-        pos = comma + 1;
-    }
-    return false;
+    return HostPolicy(allowlist).NameAllowed(host);
 }
 
 std::string ClosestMatch(const std::string &word, const std::vector<std::string> &candidates) {

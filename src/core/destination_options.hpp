@@ -63,8 +63,8 @@ std::string UrlHost(const std::string &url);
 // The URL without user info and query string, for messages and logs.
 std::string RedactUrl(const std::string &url);
 
-// allowlist: comma-separated hosts, "*" allows all, ".example.com" allows
-// subdomains. Empty allows none.
+// Whether a URL may name `host` under revetl.allowed_hosts (see
+// core/host_policy.hpp for the rules; empty allows none).
 bool HostAllowed(const std::string &host, const std::string &allowlist);
 
 // Closest candidate by edit distance, or "" when none is close.

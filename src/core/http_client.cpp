@@ -4,8 +4,12 @@
 
 #include <curl/curl.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -32,6 +36,10 @@ void GlobalInitOnce() {
 
 struct Transfer {
     uint64_t id = 0;
+    // The policy in force when the request started: the client's may be
+    // replaced while this transfer is still connecting.
+    std::shared_ptr<const HostPolicy> policy;
+    std::vector<std::string> refused; // addresses the policy refused
     CURL *easy = nullptr;
     curl_slist *headers = nullptr;
     std::string body; // owned here: CURLOPT_POSTFIELDS does not copy
@@ -74,6 +82,49 @@ size_t OnHeader(char *data, size_t size, size_t nmemb, void *userp) {
     return n;
 }
 
+std::string JoinAddresses(const std::vector<std::string> &addresses) {
+    std::string out;
+    for (const auto &a : addresses)
+        out += (out.empty() ? "" : ", ") + a;
+    return out;
+}
+
+// libcurl asks for each socket it wants to connect: the address is judged
+// here, after name resolution, so a name cannot smuggle in an address the
+// policy refuses. Refusing makes curl try the host's next address, if any.
+curl_socket_t OnOpenSocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address) {
+    auto *t = static_cast<Transfer *>(clientp);
+    if (purpose == CURLSOCKTYPE_IPCXN && t->policy) {
+        std::optional<IpAddress> ip;
+        if (address->family == AF_INET) {
+            IpAddress a;
+            a.family = 4;
+            std::memcpy(a.bytes.data(), &reinterpret_cast<const sockaddr_in *>(&address->addr)->sin_addr, 4);
+            ip = a;
+        } else if (address->family == AF_INET6) {
+            IpAddress a;
+            a.family = 6;
+            std::memcpy(a.bytes.data(), &reinterpret_cast<const sockaddr_in6 *>(&address->addr)->sin6_addr,
+                        16);
+            ip = a;
+        }
+        if (!ip || t->policy->AddressRefusal(*ip)) {
+            // Every address of the host that is refused is named: a name
+            // may resolve to several (::1 and 127.0.0.1 for localhost).
+            t->refused.push_back(ip ? FormatIpAddress(*ip) : std::string("a non-IP address"));
+            t->response.address_refused = true;
+            t->response.transport_error =
+                "connection refused by revetl: " +
+                (t->refused.size() == 1 ? "the address " + t->refused[0] + " is"
+                                        : "the addresses " + JoinAddresses(t->refused) + " are") +
+                " not public and not listed in revetl.allowed_hosts (a superuser can add "
+                "them, or their network, there)";
+            return CURL_SOCKET_BAD;
+        }
+    }
+    return socket(address->family, address->socktype, address->protocol);
+}
+
 } // namespace
 
 std::optional<std::string> HttpResponse::Header(const std::string &lower_name) const {
@@ -85,6 +136,8 @@ std::optional<std::string> HttpResponse::Header(const std::string &lower_name) c
 
 struct HttpClient::Impl {
     CURLM *multi = nullptr;
+    std::shared_ptr<const HostPolicy> policy;
+    std::vector<std::string> refused; // addresses the policy refused
     std::vector<CURL *> idle;
     std::map<CURL *, std::unique_ptr<Transfer>> active;
 
@@ -127,6 +180,7 @@ void HttpClient::Start(uint64_t id, const HttpRequest &request) {
     }
     auto transfer = std::make_unique<Transfer>();
     transfer->id = id;
+    transfer->policy = impl_->policy;
     transfer->easy = easy;
     transfer->body = request.body;
     for (const auto &h : request.headers) {
@@ -150,6 +204,11 @@ void HttpClient::Start(uint64_t id, const HttpRequest &request) {
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https"));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L));
+        // Never a proxy from the environment (http_proxy and friends): the
+        // address policy must judge the destination, not a proxy.
+        REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_PROXY, ""));
+        REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, OnOpenSocket));
+        REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, t));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, request.timeout_ms));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, request.connect_timeout_ms));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers));
@@ -197,7 +256,9 @@ std::vector<std::pair<uint64_t, HttpResponse>> HttpClient::Poll(int max_wait_ms)
         } else {
             t->response.status = 0;
             t->response.timed_out = result == CURLE_OPERATION_TIMEDOUT;
-            t->response.transport_error = curl_easy_strerror(result);
+            // A refusal by the address policy keeps its own message.
+            if (!t->response.address_refused)
+                t->response.transport_error = curl_easy_strerror(result);
         }
         curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &t->response.elapsed_s);
         curl_slist_free_all(t->headers);
@@ -206,6 +267,10 @@ std::vector<std::pair<uint64_t, HttpResponse>> HttpClient::Poll(int max_wait_ms)
         done.emplace_back(t->id, std::move(t->response));
     }
     return done;
+}
+
+void HttpClient::SetAddressPolicy(std::shared_ptr<const HostPolicy> policy) {
+    impl_->policy = std::move(policy);
 }
 
 size_t HttpClient::InFlight() const {

@@ -5,6 +5,8 @@
 // handles). No PostgreSQL header here; curl allocates with malloc, never palloc.
 #pragma once
 
+#include "core/host_policy.hpp"
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -30,6 +32,9 @@ struct HttpResponse {
     std::vector<std::pair<std::string, std::string>> headers; // names lower-cased
     std::string transport_error;                              // curl's message when status == 0
     bool timed_out = false;
+    // No connection was made: every address of the host was refused by the
+    // client's address policy (the reason is in transport_error).
+    bool address_refused = false;
     double elapsed_s = 0;
 
     std::optional<std::string> Header(const std::string &lower_name) const;
@@ -53,6 +58,11 @@ public:
     std::vector<std::pair<uint64_t, HttpResponse>> Poll(int max_wait_ms);
 
     size_t InFlight() const;
+
+    // Every connection from now on is checked against `policy` before its
+    // socket is opened (nullptr: none). Proxies from the environment are
+    // never used, so the address checked is the one connected to.
+    void SetAddressPolicy(std::shared_ptr<const HostPolicy> policy);
 
     // Abandons every transfer in progress (their connections are closed).
     void CancelAll();

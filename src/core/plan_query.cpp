@@ -7,7 +7,7 @@ namespace revetl {
 namespace {
 
 std::string KeyObject(const std::vector<std::string> &key_columns) {
-    std::string out = "jsonb_build_object(";
+    std::string out = "pg_catalog.jsonb_build_object(";
     for (size_t i = 0; i < key_columns.size(); i++) {
         if (i > 0)
             out += ", ";
@@ -20,7 +20,7 @@ std::string KeyObject(const std::vector<std::string> &key_columns) {
 // The same object built from the key columns passed through the plan's
 // subqueries as m.kc0, m.kc1, ...
 std::string PassedKeyObject(const std::vector<std::string> &key_columns) {
-    std::string out = "jsonb_build_object(";
+    std::string out = "pg_catalog.jsonb_build_object(";
     for (size_t i = 0; i < key_columns.size(); i++)
         out += (i ? ", " : "") + QuoteLiteral(key_columns[i]) + ", m.kc" + std::to_string(i);
     return out + ")";
@@ -49,8 +49,8 @@ std::string ModelSource(const ModelRef &model) {
 
 std::string PayloadExpression(const PlanSpec &spec) {
     if (spec.map.empty())
-        return "to_jsonb(src.*)";
-    std::string out = "jsonb_build_object(";
+        return "pg_catalog.to_jsonb(src.*)";
+    std::string out = "pg_catalog.jsonb_build_object(";
     for (size_t i = 0; i < spec.map.size(); i++) {
         if (i > 0)
             out += ", ";
@@ -70,24 +70,24 @@ std::string CapturedKeys(const PlanSpec &spec) {
     const CaptureFilter &c = *spec.capture;
     std::string cols;
     for (size_t i = 0; i < spec.key_columns.size(); i++)
-        cols += (i ? ", " : "") + std::string("(c.key::jsonb ->> ") + QuoteLiteral(spec.key_columns[i]) +
-                ")::" + c.key_types[i] + " AS k" + std::to_string(i);
+        cols += (i ? ", " : "") + std::string("(c.key::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ") +
+                QuoteLiteral(spec.key_columns[i]) + ")::" + c.key_types[i] + " AS k" + std::to_string(i);
     std::string due_cols;
     for (size_t i = 0; i < spec.key_columns.size(); i++)
-        due_cols += (i ? ", " : "") + std::string("(v.key::jsonb ->> ") + QuoteLiteral(spec.key_columns[i]) +
-                    ")::" + c.key_types[i];
+        due_cols += (i ? ", " : "") + std::string("(v.key::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ") +
+                    QuoteLiteral(spec.key_columns[i]) + ")::" + c.key_types[i];
     // Captured keys, and keys whose delivery is due to be verified.
-    return "SELECT " + cols +
-           " FROM revetl.captured_changes c WHERE c.sync_id = " + std::to_string(c.sync_id) +
-           " AND c.id <= " + std::to_string(c.max_capture_id) + " AND c.key IS NOT NULL UNION SELECT " +
-           due_cols + " FROM " + QualifiedName(spec.shadow_schema, spec.shadow_table) +
-           " AS v WHERE v.verify_after <= now()";
+    return "SELECT " + cols + " FROM revetl.captured_changes c WHERE c.sync_id OPERATOR(pg_catalog.=) " +
+           std::to_string(c.sync_id) + " AND c.id OPERATOR(pg_catalog.<=) " +
+           std::to_string(c.max_capture_id) + " AND c.key IS NOT NULL UNION SELECT " + due_cols + " FROM " +
+           QualifiedName(spec.shadow_schema, spec.shadow_table) +
+           " AS v WHERE v.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now()";
 }
 
 std::string RowHash(const PlanSpec &spec) {
     if (!spec.hash_values)
-        return "hashtextextended(x.payload::text, 0)";
-    return "hash_record_extended(x.hash_row, 0)";
+        return "pg_catalog.hashtextextended(x.payload::pg_catalog.text, 0)";
+    return "pg_catalog.hash_record_extended(x.hash_row, 0)";
 }
 
 std::string HashRow(const PlanSpec &spec) {
@@ -120,9 +120,11 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
             cap_json += (i ? ", " : "") + QuoteLiteral(spec.key_columns[i]) + ", cap.k" + std::to_string(i);
         }
         with = "WITH cap AS MATERIALIZED (" + CapturedKeys(spec) + ") ";
-        model_filter = " WHERE (" + key_list + ") IN (SELECT " + cap_cols + " FROM cap)";
-        shadow_source = "(SELECT * FROM " + shadow + " WHERE key IN (SELECT jsonb_build_object(" + cap_json +
-                        ")::text COLLATE \"C\" FROM cap))";
+        model_filter = " WHERE " + (spec.key_columns.size() == 1 ? key_list : "ROW(" + key_list + ")") +
+                       " OPERATOR(pg_catalog.=) ANY (SELECT " + cap_cols + " FROM cap)";
+        shadow_source = "(SELECT * FROM " + shadow +
+                        " WHERE key OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.jsonb_build_object(" +
+                        cap_json + ")::pg_catalog.text COLLATE pg_catalog.\"C\" FROM cap))";
     }
 
     // The key's text form (canonical jsonb rendering of {column: value}) is what
@@ -161,11 +163,11 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
             value_row += (i ? ", x." : "x.") + v;
             fields += (i ? ", " : "") + QuoteLiteral(spec.map[i].field) + ", m." + v;
         }
-        payload = "CASE WHEN m.present THEN jsonb_build_object(" + fields + ") END";
+        payload = "CASE WHEN m.present THEN pg_catalog.jsonb_build_object(" + fields + ") END";
     }
     std::string model_rows =
         "SELECT CASE WHEN " + AnyKeyNull(spec.key_columns) + " THEN NULL ELSE " + key_json +
-        "::text END COLLATE \"C\" AS k, " + passed_keys +
+        "::pg_catalog.text END COLLATE pg_catalog.\"C\" AS k, " + passed_keys +
         (map_values ? values
                     : PayloadExpression(spec) + " AS payload" +
                           (spec.hash_values ? ", " + HashRow(spec) + " AS hash_row" : std::string())) +
@@ -173,9 +175,10 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
 
     // With a unique index on the key there can be no duplicates: no need for
     // the window, which would sort the whole model.
-    std::string dups = spec.key_unique ? "1::bigint AS dups" : "count(*) OVER (PARTITION BY x.k) AS dups";
+    std::string dups = spec.key_unique ? "1::pg_catalog.int8 AS dups"
+                                       : "pg_catalog.count(*) OVER (PARTITION BY x.k) AS dups";
     std::string m = "SELECT true AS present, x.k, " + passed_cols +
-                    (map_values ? passed_values + "hash_record_extended(ROW(" + value_row + "), 0)"
+                    (map_values ? passed_values + "pg_catalog.hash_record_extended(ROW(" + value_row + "), 0)"
                                 : "x.payload, " + RowHash(spec)) +
                     " AS h, " + dups + " FROM (" + model_rows + ") AS x";
 
@@ -184,21 +187,24 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
     return with +
            "SELECT (CASE WHEN m.present IS NULL THEN 'r' "
            "WHEN m.k IS NULL THEN 'n' "
-           "WHEN m.dups > 1 THEN 'd' "
+           "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' "
            "WHEN s.key IS NULL THEN 'a' "
-           "ELSE 'c' END)::\"char\" AS op, "
+           "ELSE 'c' END)::pg_catalog.\"char\" AS op, "
            "coalesce(m.k, s.key, " +
            PassedKeyObject(spec.key_columns) +
-           "::text) AS key, "
+           "::pg_catalog.text) AS key, "
            "CASE WHEN m.present THEN " +
-           PassedKeyObject(spec.key_columns) + " ELSE s.key::jsonb END AS key_json, " + payload +
+           PassedKeyObject(spec.key_columns) + " ELSE s.key::pg_catalog.jsonb END AS key_json, " + payload +
            " AS payload, m.h AS row_hash, s.dest_id, m.dups "
            "FROM (" +
            m + ") AS m " + join + " " + shadow_source +
-           " AS s ON s.key = m.k "
-           "WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL" +
-           std::string(spec.include_changes ? " OR s.row_hash IS DISTINCT FROM m.h OR s.verify_after <= now()"
-                                            : "");
+           " AS s ON s.key OPERATOR(pg_catalog.=) m.k "
+           "WHERE m.present IS NULL OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL" +
+           std::string(spec.include_changes
+                           ? " OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) "
+                             "OPERATOR(pg_catalog.<>) "
+                             "(m.h IS NULL) OR s.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now()"
+                           : "");
 }
 
 std::string BuildPayloadColumnsQuery(const PlanSpec &spec) {
@@ -222,7 +228,8 @@ std::string BuildShadowTableDdl(const std::string &schema, const std::string &ta
     // stays.
     return "CREATE TABLE " + QualifiedName(schema, table) +
            " (key text COLLATE \"C\" PRIMARY KEY, row_hash bigint NOT NULL, dest_id text, "
-           "run_id bigint NOT NULL, synced_at timestamptz NOT NULL DEFAULT now(), verify_after timestamptz); "
+           "run_id bigint NOT NULL, synced_at timestamptz NOT NULL DEFAULT pg_catalog.now(), verify_after "
+           "timestamptz); "
            "CREATE INDEX ON " +
            QualifiedName(schema, table) + " (verify_after) WHERE verify_after IS NOT NULL";
 }

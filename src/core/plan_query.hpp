@@ -1,6 +1,10 @@
 // Builds the SQL that plans a run: a full diff of the model against the sync's
 // shadow state. PostgreSQL does the heavy lifting (a hash join over two
 // streams); revetl only writes the query, quoting every name it did not make.
+// The query runs as the sync's owner with the owner's search_path: every
+// function, operator, type and collation revetl itself names is qualified
+// with pg_catalog, so that a schema in that path (which may come before
+// pg_catalog) cannot change what revetl's own parts of the query do.
 #pragma once
 
 #include <cstdint>

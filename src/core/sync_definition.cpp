@@ -13,7 +13,8 @@ namespace {
 
 const std::vector<std::string> kSyncOptions = {
     "batch_size",          "max_attempts",         "timeout",           "alert_to",
-    "alert_rejected_rows", "alert_no_success_for", "run_after_failure", "track_changes"};
+    "alert_rejected_rows", "alert_no_success_for", "run_after_failure", "track_changes",
+    "max_in_flight",       "rate_limit",           "plan_timeout"};
 
 std::string ValidOptionsHint() {
     std::string out = "Valid sync options are: ";
@@ -66,6 +67,13 @@ SyncOptions ParseSyncOptions(const std::string &json) {
                             "The value must be a duration string such as '30s'.");
             out.timeout_ms =
                 AsSyncOption(name, [&] { return ParseDurationMs(name, it->value.GetString(), 1, 600000); });
+        } else if (name == "plan_timeout") {
+            if (!it->value.IsString())
+                throw Error(sqlstate::kInvalidParameterValue,
+                            "invalid value for sync option \"plan_timeout\"",
+                            "The value must be a duration string such as '10min'.");
+            out.plan_timeout_ms = AsSyncOption(
+                name, [&] { return ParseDurationMs(name, it->value.GetString(), 1000, 24L * 3600 * 1000); });
         } else if (name == "alert_to") {
             if (!it->value.IsString() || it->value.GetStringLength() == 0 || it->value.GetStringLength() > 63)
                 throw Error(sqlstate::kInvalidParameterValue, "invalid value for sync option \"alert_to\"",

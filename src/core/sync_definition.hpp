@@ -16,6 +16,10 @@ struct SyncOptions {
     std::optional<int> batch_size;
     std::optional<int> max_attempts;
     std::optional<long> timeout_ms;
+    // How long planning a run may take (the owner's model and MAP run then):
+    // a model that never ends must not hold a run slot for ever.
+    static constexpr long kDefaultPlanTimeoutMs = 30L * 60 * 1000;
+    long plan_timeout_ms = kDefaultPlanTimeoutMs;
     std::optional<int> max_in_flight;
     std::optional<RateLimit> rate_limit; // replaces the server's, with its own budget
     // Alerts: a webhook server to tell, and when.

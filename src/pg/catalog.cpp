@@ -8,7 +8,7 @@ namespace {
 
 constexpr const char *kSelectSync =
     "SELECT s.id, s.name, s.owner::oid, s.owner::text, s.model_kind, s.model_schema, s.model_name, "
-    "s.model_query, s.destination, array_to_json(s.key_columns)::text, s.mode, s.map::text, "
+    "s.model_query, s.destination, pg_catalog.array_to_json(s.key_columns)::text, s.mode, s.map::text, "
     "s.options::text, s.paused, s.shadow_table, s.search_path, s.object, s.match_on, s.schedule_kind, "
     "s.schedule_value FROM revetl.syncs s ";
 
@@ -177,6 +177,26 @@ Oid ExtensionOwner() {
                     "created or last updated with.",
                     "Run ALTER EXTENSION revetl UPDATE.");
     return static_cast<Oid>(std::stoul(r.Text(0, 0)));
+}
+
+void EnterOwnerContext(Oid role, const char *search_path, bool restricted, OwnerContext *ctx) {
+    GetUserIdAndSecContext(&ctx->save_user, &ctx->save_sec);
+    ctx->nest = NewGUCNestLevel();
+    (void)set_config_option("search_path", search_path, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                            false);
+    SetUserIdAndSecContext(role, ctx->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+                                     (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
+}
+
+void LeaveOwnerContext(const OwnerContext *ctx) {
+    SetUserIdAndSecContext(ctx->save_user, ctx->save_sec);
+    // false: as at the end of a failed subtransaction, also plain SETs made
+    // inside are undone (a function's SET clause alone would keep them).
+    AtEOXact_GUC(false, ctx->nest);
+}
+
+std::string OwnerSearchPath(const std::string &stored) {
+    return stored.empty() ? std::string("\"$user\", public") : stored;
 }
 
 std::string RoleName(Oid role) {

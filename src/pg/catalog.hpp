@@ -5,6 +5,7 @@
 #include "core/destination_options.hpp"
 #include "core/sync_definition.hpp"
 
+#include "pg/guard.hpp"
 #include "pg/pg_includes.hpp"
 
 #include <optional>
@@ -41,11 +42,46 @@ void CheckServerUsage(const Destination &dest, Oid role);
 // The role that owns the extension's objects: catalog writes happen as it.
 Oid ExtensionOwner();
 
-// Runs `f` with the current user switched to `role`; restored afterwards,
-// also when f throws. With `restricted`, the switch is a
-// SECURITY_RESTRICTED_OPERATION (as for REFRESH MATERIALIZED VIEW).
+// The search_path of every statement revetl runs with more rights than its
+// caller has: only the system catalog (and temporary objects, searched
+// last, which no function or operator lookup visits). A caller's own
+// functions named like the built-ins revetl calls are never found.
+inline constexpr const char *kFixedSearchPath = "pg_catalog, pg_temp";
+
+// Where owner code runs: the identity, the security context and the GUC
+// nest level to return to. Filled by EnterOwnerContext, undone by
+// LeaveOwnerContext; both are PostgreSQL-level (call them inside PgGuard or
+// from code that PostgreSQL errors may jump out of: an error aborts the
+// transaction, which restores both).
+struct OwnerContext {
+    Oid save_user = InvalidOid;
+    int save_sec = 0;
+    int nest = 0;
+};
+
+// Switches to `role` with `search_path` in a GUC nest level of its own.
+// `restricted` makes it a SECURITY_RESTRICTED_OPERATION, as REFRESH
+// MATERIALIZED VIEW does for a view owner's code.
+void EnterOwnerContext(Oid role, const char *search_path, bool restricted, OwnerContext *ctx);
+
+// Back to the saved identity; every setting changed since Enter (by SET,
+// set_config() or a function's SET clause) is rolled back, so nothing the
+// code inside chose outlives it.
+void LeaveOwnerContext(const OwnerContext *ctx);
+
+// A sync's stored search_path, or PostgreSQL's default when none was stored.
+std::string OwnerSearchPath(const std::string &stored);
+
+// Runs revetl's own statements as the extension's owner with the fixed
+// search_path, whoever the caller is and whatever its search_path.
 template <typename F>
-void AsRole(Oid role, bool restricted, F &&f);
+void AsExtensionOwner(F &&f);
+
+// Runs a sync owner's code (its model, its MAP, validation of either) as
+// that owner, with the sync's search_path, in a security-restricted
+// operation, whoever asks (a superuser looking at someone's sync included).
+template <typename F>
+void AsSyncOwner(Oid owner, const std::string &search_path, F &&f);
 
 std::string RoleName(Oid role);
 
@@ -53,20 +89,29 @@ std::string RoleName(Oid role);
 
 namespace revetl::pg {
 
+namespace detail {
 template <typename F>
-void AsRole(Oid role, bool restricted, F &&f) {
-    Oid save_user;
-    int save_sec;
-    GetUserIdAndSecContext(&save_user, &save_sec);
-    int sec = save_sec | SECURITY_LOCAL_USERID_CHANGE | (restricted ? SECURITY_RESTRICTED_OPERATION : 0);
-    SetUserIdAndSecContext(role, sec);
+void InOwnerContext(Oid role, const std::string &search_path, bool restricted, F &&f) {
+    OwnerContext ctx;
+    PgGuard([&] { EnterOwnerContext(role, search_path.c_str(), restricted, &ctx); });
     try {
         f();
     } catch (...) {
-        SetUserIdAndSecContext(save_user, save_sec);
+        PgGuard([&] { LeaveOwnerContext(&ctx); });
         throw;
     }
-    SetUserIdAndSecContext(save_user, save_sec);
+    PgGuard([&] { LeaveOwnerContext(&ctx); });
+}
+} // namespace detail
+
+template <typename F>
+void AsExtensionOwner(F &&f) {
+    detail::InOwnerContext(ExtensionOwner(), kFixedSearchPath, false, std::forward<F>(f));
+}
+
+template <typename F>
+void AsSyncOwner(Oid owner, const std::string &search_path, F &&f) {
+    detail::InOwnerContext(owner, OwnerSearchPath(search_path), true, std::forward<F>(f));
 }
 
 } // namespace revetl::pg

@@ -43,8 +43,8 @@ void Unregister(int, Datum arg) {
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
     if (DatabaseSlot *slot = FindDatabaseSlot(dboid))
         for (int i = 0; i < kMaxExecutorsPerDatabase; i++)
-            if (slot->executors[i] == MyProcPid)
-                slot->executors[i] = 0;
+            if (slot->executors[i].pid == MyProcPid)
+                memset(&slot->executors[i], 0, sizeof slot->executors[i]);
     LWLockRelease(g_shared->lock);
 }
 
@@ -53,8 +53,9 @@ void Register(Oid dboid) {
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
     if (DatabaseSlot *slot = FindOrAddDatabaseSlot(dboid))
         for (int i = 0; i < kMaxExecutorsPerDatabase; i++)
-            if (slot->executors[i] == 0) {
-                slot->executors[i] = MyProcPid;
+            if (slot->executors[i].pid == 0) {
+                memset(&slot->executors[i], 0, sizeof slot->executors[i]);
+                slot->executors[i].pid = MyProcPid;
                 break;
             }
     LWLockRelease(g_shared->lock);

@@ -2,6 +2,8 @@
 // utility hook that keeps workers from blocking DROP DATABASE.
 #include "pg/module.hpp"
 
+#include "core/host_policy.hpp"
+
 #include "pg/run_requests.hpp"
 #include "pg/sync_commands.hpp"
 #include "pg/shared_state.hpp"
@@ -18,6 +20,8 @@ int g_launcher_naptime_s = 60;
 int g_worker_restart_delay_s = 5;
 int g_max_parallel_runs = 4;
 int g_change_retry_interval_s = 60;
+int g_min_schedule_interval_s = 30;
+int g_max_syncs_per_role = 100;
 int g_run_history_retention_min = 30 * 24 * 60;
 int g_rejected_rows_retention_min = 30 * 24 * 60;
 
@@ -69,8 +73,8 @@ void StopWorkerFor(const char *dbname, bool need_owner) {
         if (slot->worker_pid != 0)
             pids[npids++] = slot->worker_pid;
         for (int i = 0; i < kMaxExecutorsPerDatabase; i++)
-            if (slot->executors[i] != 0)
-                pids[npids++] = slot->executors[i];
+            if (slot->executors[i].pid != 0)
+                pids[npids++] = slot->executors[i].pid;
     }
     LWLockRelease(g_shared->lock);
     for (int i = 0; i < npids; i++)
@@ -83,7 +87,7 @@ void StopWorkerFor(const char *dbname, bool need_owner) {
         if (slot) {
             any = slot->worker_pid != 0;
             for (int i = 0; i < kMaxExecutorsPerDatabase && !any; i++)
-                any = slot->executors[i] != 0;
+                any = slot->executors[i].pid != 0;
         }
         LWLockRelease(g_shared->lock);
         if (!any || GetCurrentTimestamp() >= deadline)
@@ -92,6 +96,27 @@ void StopWorkerFor(const char *dbname, bool need_owner) {
         ResetLatch(MyLatch);
         CHECK_FOR_INTERRUPTS();
     }
+}
+
+// CREATE DATABASE ... TEMPLATE t copies t only if the role may create
+// databases and t is a template or the role may own it (PostgreSQL's own
+// rule). Only such a command stops t's worker: a role that is refused must
+// not be able to stop it over and over.
+void StopWorkerForTemplate(const char *dbname) {
+    if (!dbname || !have_createdb_privilege())
+        return;
+    Oid dboid = get_database_oid(dbname, true);
+    if (!OidIsValid(dboid))
+        return;
+    bool is_template = false;
+    HeapTuple tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+    if (HeapTupleIsValid(tup)) {
+        is_template = ((Form_pg_database)GETSTRUCT(tup))->datistemplate;
+        ReleaseSysCache(tup);
+    }
+    if (!is_template && !pg_database_ownercheck(dboid, GetUserId()))
+        return;
+    StopWorkerFor(dbname, false);
 }
 
 const char *TemplateOf(CreatedbStmt *stmt) {
@@ -113,7 +138,7 @@ void RevetlProcessUtility(PlannedStmt *pstmt, const char *query_string, bool rea
         StopWorkerFor(castNode(DropdbStmt, parsetree)->dbname, true);
         break;
     case T_CreatedbStmt:
-        StopWorkerFor(TemplateOf(castNode(CreatedbStmt, parsetree)), false);
+        StopWorkerForTemplate(TemplateOf(castNode(CreatedbStmt, parsetree)));
         break;
     case T_AlterDatabaseStmt:
         StopWorkerFor(castNode(AlterDatabaseStmt, parsetree)->dbname, true);
@@ -147,12 +172,30 @@ void RevetlProcessUtility(PlannedStmt *pstmt, const char *query_string, bool rea
         AfterOwnedStatement(parsetree);
 }
 
+// A malformed network in revetl.allowed_hosts is refused when set, not
+// found at the next run.
+bool CheckAllowedHosts(char **newval, void **, GucSource) {
+    const char *why = nullptr;
+    static std::string message;
+    try {
+        HostPolicy policy(*newval ? *newval : "");
+        return true;
+    } catch (const std::exception &e) {
+        message = e.what();
+        why = message.c_str();
+    }
+    GUC_check_errdetail("%s", why);
+    return false;
+}
+
 void DefineSettings() {
     DefineCustomStringVariable(
-        "revetl.allowed_hosts", "Hosts that revetl destinations may send to.",
-        "A comma-separated list: host names or addresses, \".example.com\" for a domain "
-        "and its subdomains, \"*\" for any host.",
-        &g_allowed_hosts, "*", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+        "revetl.allowed_hosts", "Hosts and addresses that revetl destinations may send to.",
+        "A comma-separated list: host names, \".example.com\" for a domain's subdomains, \"*\" for any "
+        "name and any public address, addresses and networks such as 10.0.0.0/8. Loopback, private, "
+        "link-local and other non-public addresses are reached only when listed as addresses; every "
+        "connection is checked on the address it reaches.",
+        &g_allowed_hosts, "*", PGC_SIGHUP, 0, CheckAllowedHosts, nullptr, nullptr);
     DefineCustomIntVariable("revetl.max_databases",
                             "Number of databases the revetl launcher can keep track of.",
                             "Every connectable database takes a slot, whether it has the extension or not.",
@@ -174,6 +217,14 @@ void DefineSettings() {
         "Doubles after each further failed or partial run, up to 64 times this value; a new change "
         "still runs the sync at once.",
         &g_change_retry_interval_s, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "revetl.min_schedule_interval", "The shortest interval a sync may be scheduled EVERY.",
+        "Shorter intervals are refused by CREATE and ALTER SYNC, and a sync scheduled before the setting "
+        "was raised runs at most this often. For fresher data, schedule the sync ON CHANGE.",
+        &g_min_schedule_interval_s, 30, 1, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("revetl.max_syncs_per_role", "How many syncs one role may own in a database.",
+                            "Superusers are exempt. 0 lets a role create no sync.", &g_max_syncs_per_role,
+                            100, 0, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("revetl.run_history_retention",
                             "How long finished runs are kept in revetl.sync_runs.",
                             "-1 keeps them forever. The latest finished run of each sync is always kept.",

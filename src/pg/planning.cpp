@@ -35,12 +35,14 @@ Oid ModelRelid(const SyncDefinition &def) {
 bool HasUniqueIndexOn(Oid relid, const std::vector<std::string> &keys) {
     if (!OidIsValid(relid))
         return false;
-    SqlResult r = Sql("SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indisunique "
-                      "AND i.indpred IS NULL AND i.indexprs IS NULL AND "
-                      "(SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_catalog.pg_attribute a "
-                      " WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = "
-                      "(SELECT array_agg(x ORDER BY x) FROM jsonb_array_elements_text($2::jsonb) x) LIMIT 1",
-                      {SqlArg::Int8(relid), SqlArg::Text(KeysJson(keys))}, true);
+    SqlResult r =
+        Sql("SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indisunique "
+            "AND i.indpred IS NULL AND i.indexprs IS NULL AND "
+            "(SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attname) FROM pg_catalog.pg_attribute a "
+            " WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = "
+            "(SELECT pg_catalog.array_agg(x ORDER BY x) FROM pg_catalog.jsonb_array_elements_text($2::jsonb) "
+            "x) LIMIT 1",
+            {SqlArg::Int8(relid), SqlArg::Text(KeysJson(keys))}, true);
     return !r.rows.empty();
 }
 
@@ -67,7 +69,7 @@ PlanSpec PreparePlan(const SyncDefinition &def) {
     // session settings keep stable).
     std::string sql = BuildPayloadColumnsQuery(spec);
     bool hashable = true;
-    AsRole(def.owner, true, [&] {
+    AsSyncOwner(def.owner, def.search_path, [&] {
         PgGuard([&] {
             SPIPlanPtr plan = SPI_prepare(sql.c_str(), 0, nullptr);
             if (!plan)

@@ -13,6 +13,7 @@
 #include "core/connector.hpp"
 #include "core/delivery_engine.hpp"
 #include "core/batch_record.hpp"
+#include "core/redaction.hpp"
 #include "core/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
@@ -35,6 +36,14 @@ constexpr int kPlanFetchRows = 1000;
 class SyncDropped : public std::runtime_error {
 public:
     SyncDropped() : std::runtime_error("the sync was dropped during the run") {}
+};
+
+// Delivery stopped on what the destination answered (or did not): the text
+// can quote the destination, so it is the owner's alone and stays out of
+// the server log.
+class DestinationFailure : public Error {
+public:
+    explicit DestinationFailure(const std::string &message) : Error(sqlstate::kConnectionFailure, message) {}
 };
 
 // A run queued before the sync was paused does not run.
@@ -64,12 +73,10 @@ struct PlanTotals {
 // Streams the plan query into the queue. The model is read as `owner` under
 // SECURITY_RESTRICTED_OPERATION; the queue is written as the worker. This
 // body holds no C++ object while it calls PostgreSQL.
-void StreamPlanIntoQueue(const char *plan_sql, Oid owner, int64 run_id, int64 sync_id, const char *sync_name,
-                         const char *key_columns_text, PlanTotals *totals) {
-    Oid save_user;
-    int save_sec;
-    GetUserIdAndSecContext(&save_user, &save_sec);
-    const int owner_sec = save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION;
+void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_path, int64 run_id,
+                         int64 sync_id, const char *sync_name, const char *key_columns_text,
+                         PlanTotals *totals) {
+    OwnerContext owner_ctx;
 
     Oid change_types[7] = {INT8OID,       INT8OID,      CHARARRAYOID, TEXTARRAYOID,
                            JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID};
@@ -80,12 +87,17 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, int64 run_id, int64 sy
         elog(ERROR, "revetl: could not prepare the plan queue statements: %s",
              SPI_result_code_string(SPI_result));
 
-    SetUserIdAndSecContext(owner, owner_sec);
+    // The model and MAP are the owner's code: prepared, opened and fetched
+    // as the owner, in a restricted operation with the sync's search_path,
+    // each step in a GUC nest level rolled back afterwards, so that nothing
+    // the owner's code sets reaches the statements the worker runs in
+    // between (they run as the worker, under its fixed search_path).
+    EnterOwnerContext(owner, search_path, true, &owner_ctx);
     SPIPlanPtr plan = SPI_prepare(plan_sql, 0, nullptr);
     if (!plan)
         elog(ERROR, "revetl: could not prepare the plan query: %s", SPI_result_code_string(SPI_result));
     Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);
-    SetUserIdAndSecContext(save_user, save_sec);
+    LeaveOwnerContext(&owner_ctx);
 
     MemoryContext batch_cxt =
         AllocSetContextCreate(CurrentMemoryContext, "revetl plan batch", ALLOCSET_DEFAULT_SIZES);
@@ -93,9 +105,9 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, int64 run_id, int64 sy
 
     for (;;) {
         CHECK_FOR_INTERRUPTS();
-        SetUserIdAndSecContext(owner, owner_sec);
+        EnterOwnerContext(owner, search_path, true, &owner_ctx);
         SPI_cursor_fetch(portal, true, kPlanFetchRows);
-        SetUserIdAndSecContext(save_user, save_sec);
+        LeaveOwnerContext(&owner_ctx);
         SPITupleTable *tt = SPI_tuptable;
         uint64 n = SPI_processed;
         if (n == 0)
@@ -300,26 +312,29 @@ private:
     int64_t queued_ = 0;       // changes the plan queued, numbered 1..queued_
     bool tracked_ = false;     // changes captured by triggers
     bool incremental_ = false; // this run plans only captured keys
+    bool planning_ = false;    // the plan phase (and its timeout) is in progress
+    // Every value of the owner's user mapping: never in a stored message.
+    Redactor redactor_;
 };
 
 bool SyncRun::Start() {
     BeginTransaction("revetl: starting run");
-    SqlResult queued = Sql("SELECT sync_id FROM revetl.sync_runs WHERE id = $1 AND status = 'queued'",
-                           {SqlArg::Int8(run_id_)});
+    SqlResult queued =
+        Sql("SELECT sync_id FROM revetl.runs WHERE id = $1 AND status = 'queued'", {SqlArg::Int8(run_id_)});
     if (queued.rows.empty()) {
         CommitTransaction();
         return false;
     }
     int64_t sync_id = queued.Int8(0, 0);
-    // Runs of one sync never overlap: the process running one holds this
-    // session lock until it exits, and a crash releases it.
-    if (!Sql("SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
-             {SqlArg::Int4(kSyncLockClass), SqlArg::Int4(static_cast<int32_t>(sync_id))})
-             .Bool(0, 0)) {
+    // Runs of one sync never overlap: the process running one holds its
+    // claim in shared memory until it exits (a crash resets shared memory).
+    bool claimed = false;
+    PgGuard([&] { claimed = ClaimSyncRun(MyDatabaseId, sync_id, run_id_); });
+    if (!claimed) {
         CommitTransaction();
         return false;
     }
-    SqlResult r = Sql("UPDATE revetl.sync_runs SET status = 'running', started_at = now() "
+    SqlResult r = Sql("UPDATE revetl.runs SET status = 'running', started_at = pg_catalog.now() "
                       "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit, full_diff",
                       {SqlArg::Int8(run_id_)});
     if (r.rows.empty()) {
@@ -342,6 +357,15 @@ bool SyncRun::Start() {
     CheckServerUsage(dest, def_.owner);
     LoadUserMapping(dest, def_.owner);
     CommitTransaction();
+    // Everything in a user mapping is treated as a secret (headers: each
+    // value): a destination that echoes a request must not leak them.
+    for (const auto &o : dest.user_mapping_options) {
+        if (o.first == "headers")
+            for (const auto &h : ParseHeaderObject(o.first, o.second, true))
+                redactor_.AddSecret(h.second);
+        else
+            redactor_.AddSecret(o.second);
+    }
 
     settings_ = ResolveWebhook(dest.server_options, dest.user_mapping_options);
     if (def_.options.batch_size)
@@ -367,8 +391,13 @@ bool SyncRun::Start() {
     target.match_on = def_.match_on.value_or("");
     connector_ = MakeConnector(settings_, target);
 
+    // The URL's host is checked now, and every address the client connects
+    // to while delivering (a name cannot lead it to an address the policy
+    // refuses).
+    const std::string allowed = g_allowed_hosts ? g_allowed_hosts : "";
+    Client().SetAddressPolicy(std::make_shared<HostPolicy>(allowed));
     std::string host = UrlHost(settings_.url);
-    if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))
+    if (!HostAllowed(host, allowed))
         throw Error(sqlstate::kInsufficientPrivilege,
                     "destination host \"" + host + "\" of server \"" + dest.server_name +
                         "\" is not in revetl.allowed_hosts",
@@ -385,11 +414,10 @@ void SyncRun::Plan() {
     // the shadow state, and the captured keys it deletes. A key captured by
     // a transaction that commits later is left for the next run.
     BeginTransaction("revetl: planning", true);
-    if (!def_.search_path.empty())
-        PgGuard([&] {
-            (void)set_config_option("search_path", def_.search_path.c_str(), PGC_USERSET, PGC_S_SESSION,
-                                    GUC_ACTION_LOCAL, true, 0, false);
-        });
+    // The owner's model and MAP run now: bounded by the sync's plan_timeout
+    // (the statement timeout's handler cancels whatever runs when it fires).
+    planning_ = true;
+    PgGuard([&] { enable_timeout_after(STATEMENT_TIMEOUT, static_cast<int>(def_.options.plan_timeout_ms)); });
     PlanSpec spec = PreparePlan(def_);
     // A trigger-tracked sync plans only the keys captured since its last run,
     // once a full diff has run since its triggers were attached, unless a
@@ -416,10 +444,14 @@ void SyncRun::Plan() {
         plan_sql += " ORDER BY op, key LIMIT " + std::to_string(row_limit_);
 
     PlanTotals totals;
+    const std::string search_path = OwnerSearchPath(def_.search_path);
     PgGuard([&] {
-        StreamPlanIntoQueue(plan_sql.c_str(), def_.owner, run_id_, def_.id, def_.name.c_str(),
-                            key_columns.c_str(), &totals);
+        StreamPlanIntoQueue(plan_sql.c_str(), def_.owner, search_path.c_str(), run_id_, def_.id,
+                            def_.name.c_str(), key_columns.c_str(), &totals);
     });
+    // Planning is over (what follows is revetl's own bookkeeping).
+    PgGuard([] { disable_timeout(STATEMENT_TIMEOUT, false); });
+    planning_ = false;
     invalid_ = totals.invalid;
     queued_ = totals.queued;
     // The captured keys are in this run's queue now; rows that are refused
@@ -427,7 +459,8 @@ void SyncRun::Plan() {
     if (tracked_ && row_limit_ < 0)
         Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1 AND id <= $2",
             {SqlArg::Int8(def_.id), SqlArg::Int8(max_capture)});
-    Sql("UPDATE revetl.sync_runs SET planned_at = clock_timestamp(), rows_added = $2, rows_changed = $3, "
+    Sql("UPDATE revetl.runs SET planned_at = pg_catalog.clock_timestamp(), rows_added = $2, rows_changed = "
+        "$3, "
         "rows_removed = $4, rows_invalid = $5, plan_kind = $6 WHERE id = $1",
         {SqlArg::Int8(run_id_), SqlArg::Int8(totals.added), SqlArg::Int8(totals.changed),
          SqlArg::Int8(totals.removed), SqlArg::Int8(totals.invalid),
@@ -486,19 +519,24 @@ void SyncRun::Flush() {
         CommitTransaction();
         throw SyncDropped();
     }
+    for (RowOutcome &o : pending_outcomes_)
+        if (!o.accepted) {
+            o.reason = redactor_.Apply(o.reason, 1000);
+            o.error_code = redactor_.Apply(o.error_code, 200);
+        }
     BatchRecord rec = BuildBatchRecord(pending_changes_, pending_outcomes_, 1);
     if (!flush_sql_) {
         const std::string shadow = QualifiedName(kSchema, def_.shadow_table);
         // Adds get a plain INSERT, which costs about 40% less than an
         // upsert: the plan saw no shadow row for their keys, and nothing else
         // writes this sync's shadow table while its run holds the sync's
-        // advisory lock. (Were one there after all, the flush would fail and
+        // claim on the sync. (Were one there after all, the flush would fail and
         // the run with it; the next run plans the key again, as a change.)
         const std::string insert_rows =
             "INSERT INTO " + shadow +
             " AS s (key, row_hash, dest_id, run_id, verify_after) "
             "SELECT r.key, r.row_hash, r.dest_id, $5, "
-            "CASE WHEN r.uncertain THEN now() + make_interval(secs => $6 / 1000.0) END "
+            "CASE WHEN r.uncertain THEN pg_catalog.now() + pg_catalog.make_interval(secs => $6 / 1000.0) END "
             "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
             "AS r(key, row_hash, dest_id, uncertain)";
         flush_sql_.reset(new FlushStatements{
@@ -507,9 +545,9 @@ void SyncRun::Flush() {
                 insert_rows +
                 " ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
                 "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, "
-                "synced_at = now(), "
+                "synced_at = pg_catalog.now(), "
                 "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
-                "WHEN s.verify_after > now() THEN s.verify_after END"),
+                "WHEN s.verify_after > pg_catalog.now() THEN s.verify_after END"),
             PreparedSql("DELETE FROM " + shadow + " WHERE key = ANY ($1::text[])"),
             // Bounded by the group's lowest and highest seq, so that no plan
             // visits more of the run's queue than the group spans, and planned
@@ -520,7 +558,7 @@ void SyncRun::Flush() {
             PreparedSql("DELETE FROM revetl.changes "
                         "WHERE run_id = $1 AND seq = ANY ($2::bigint[]) AND seq BETWEEN $3 AND $4",
                         true),
-            PreparedSql("UPDATE revetl.sync_runs SET rows_delivered = rows_delivered + $2, "
+            PreparedSql("UPDATE revetl.runs SET rows_delivered = rows_delivered + $2, "
                         "rows_rejected = rows_rejected + $3 WHERE id = $1"),
         });
     }
@@ -537,14 +575,15 @@ void SyncRun::Flush() {
         flush_sql_->delete_shadow.Run({SqlArg::TextArray(rec.removal_keys)});
     if (rec.rejected != "[]" && tracked_)
         Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, r.key::text, true "
-            "FROM jsonb_to_recordset($1::jsonb) AS r(key jsonb)",
+            "FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS r(key jsonb)",
             {SqlArg::Text(rec.rejected), SqlArg::Int8(def_.id)});
     if (rec.rejected != "[]")
         Sql("INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, "
             "http_status, error_code, payload, attempts) "
             "SELECT $2, $3, $4, 'rejected', r.key, r.operation, r.reason, r.http_status, r.error_code, "
             "r.payload, "
-            "r.attempts FROM jsonb_to_recordset($1::jsonb) AS r(key jsonb, operation text, reason text, "
+            "r.attempts FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS r(key jsonb, operation text, reason "
+            "text, "
             "http_status integer, error_code text, payload jsonb, attempts integer)",
             {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id),
              SqlArg::Text(def_.name)});
@@ -608,30 +647,39 @@ void SyncRun::Deliver() {
     EngineResult result = RunEngine(Client(), *connector_, context, config, hooks);
     Flush();
     BeginTransaction("revetl: recording requests");
-    Sql("UPDATE revetl.sync_runs SET requests = requests + $2, retries = retries + $3, "
+    Sql("UPDATE revetl.runs SET requests = requests + $2, retries = retries + $3, "
         "rows_retried = rows_retried + $4, throttled = throttled + $5 WHERE id = $1",
         {SqlArg::Int8(run_id_), SqlArg::Int8(result.stats.requests), SqlArg::Int8(result.stats.retries),
          SqlArg::Int8(result.stats.rows_retried), SqlArg::Int8(result.stats.throttled)});
     CommitTransaction();
     if (!result.ok)
-        throw Error(sqlstate::kConnectionFailure, result.error);
+        throw DestinationFailure(result.error);
 }
 
 void SyncRun::Finish(const std::string &status, const std::string &error) {
+    // The run's outcome is recorded whatever cancel request arrives now.
+    PgGuard([] {
+        QueryCancelPending = false;
+        HOLD_CANCEL_INTERRUPTS();
+    });
     BeginTransaction("revetl: finishing run");
-    SqlResult r = Sql("UPDATE revetl.sync_runs SET status = $2, finished_at = clock_timestamp(), error = $3 "
-                      "WHERE id = $1 RETURNING sync_name",
-                      {SqlArg::Int8(run_id_), SqlArg::Text(status),
-                       error.empty() ? SqlArg::Null(TEXTOID) : SqlArg::Text(error)});
+    SqlResult r =
+        Sql("UPDATE revetl.runs SET status = $2, finished_at = pg_catalog.clock_timestamp(), error = $3 "
+            "WHERE id = $1 RETURNING sync_name",
+            {SqlArg::Int8(run_id_), SqlArg::Text(status),
+             error.empty() ? SqlArg::Null(TEXTOID) : SqlArg::Text(error)});
     // Rows of this run that were planned and not recorded as delivered may
     // be in a request the destination applies late: whatever the shadow
     // state says about them is checked again after the settle time.
     // (Not in INSERT mode, which never plans changed rows: a placeholder
     // would hide the row from every later run.)
-    if (status == "failed" && !def_.shadow_table.empty() && def_.mode != "insert")
+    const bool dropped = status == "cancelled" && error == kCancelledByDrop;
+    if ((status == "failed" || (status == "cancelled" && !dropped)) && !def_.shadow_table.empty() &&
+        def_.mode != "insert")
         Sql("INSERT INTO " + QualifiedName(kSchema, def_.shadow_table) +
                 " AS s (key, row_hash, run_id, verify_after) "
-                "SELECT c.key, 0, $1, now() + make_interval(secs => $2 / 1000.0) FROM revetl.changes c "
+                "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0) FROM "
+                "revetl.changes c "
                 "WHERE c.run_id = $1 "
                 "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, "
                 "excluded.verify_after)",
@@ -642,7 +690,7 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     if (status == "failed" && def_.id != 0 && def_.Tracked())
         Sql("UPDATE revetl.captured_changes SET retry = true WHERE sync_id = $1 AND NOT retry",
             {SqlArg::Int8(def_.id)});
-    if (tracked_ && status != "succeeded" && status != "partial")
+    if (tracked_ && status != "succeeded" && status != "partial" && !dropped)
         Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, key, true FROM "
             "revetl.changes "
             "WHERE run_id = $1",
@@ -653,7 +701,8 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
             {SqlArg::Int8(def_.id)});
     Sql("DELETE FROM revetl.changes WHERE run_id = $1", {SqlArg::Int8(run_id_)});
     if (!r.rows.empty())
-        Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', "
+        Sql("SELECT pg_catalog.pg_notify('revetl_runs', pg_catalog.json_build_object('sync', $1::text, "
+            "'run_id', "
             "$2::bigint, "
             "'status', $3::text)::text)",
             {SqlArg::Text(r.Text(0, 0)), SqlArg::Int8(run_id_), SqlArg::Text(status)});
@@ -665,6 +714,7 @@ RunResult SyncRun::Execute() {
     result.run_id = run_id_;
     std::string error;
     std::string status;
+    bool from_destination = false;
     try {
         if (!Start()) {
             result.status = "skipped";
@@ -681,21 +731,48 @@ RunResult SyncRun::Execute() {
         AbortTransaction();
         status = "cancelled";
         error = e.what();
+    } catch (const DestinationFailure &e) {
+        AbortTransaction();
+        status = "failed";
+        error = e.what();
+        from_destination = true;
     } catch (const PgError &e) {
         AbortTransaction();
         status = "failed";
         error = e.message;
         if (!e.detail.empty())
             error += " (" + e.detail + ")";
+        if (e.sqlerrcode == ERRCODE_QUERY_CANCELED && planning_)
+            error = "planning took longer than the sync's plan_timeout (" +
+                    std::to_string(def_.options.plan_timeout_ms / 1000) + "s)";
     } catch (const std::exception &e) {
         AbortTransaction();
         status = "failed";
         error = e.what();
     }
+    PgGuard([] { disable_timeout(STATEMENT_TIMEOUT, false); });
+    // DROP SYNC and PAUSE interrupt a run in progress (SIGINT): whatever
+    // error that made, the run was cancelled.
+    std::string cancelled_by;
+    PgGuard([&] { cancelled_by = CancelReason(); });
+    if (!cancelled_by.empty() && status != "succeeded" && status != "partial") {
+        status = "cancelled";
+        error = cancelled_by;
+    }
+    // No secret revetl knows for the destination survives into the run's
+    // error, and the error is bounded.
+    error = redactor_.Apply(error);
     if (status == "failed")
         PgGuard([&] {
-            ereport(LOG, (errmsg("revetl: run %lld of sync \"%s\" in database \"%s\" failed: %s",
-                                 (long long)run_id_, def_.name.c_str(), DatabaseName(), error.c_str())));
+            if (from_destination)
+                ereport(LOG, (errmsg("revetl: run %lld of sync \"%s\" in database \"%s\" failed while "
+                                     "delivering",
+                                     (long long)run_id_, def_.name.c_str(), DatabaseName()),
+                              errdetail("What the destination answered is in revetl.sync_runs.error, for the "
+                                        "sync's owner.")));
+            else
+                ereport(LOG, (errmsg("revetl: run %lld of sync \"%s\" in database \"%s\" failed: %s",
+                                     (long long)run_id_, def_.name.c_str(), DatabaseName(), error.c_str())));
         });
     Finish(status, error);
     result.status = status;

@@ -1,6 +1,6 @@
 // Executes one queued run of a sync (plan -> deliver -> commit) in the
 // worker. Never throws for a failure of the run itself: that is recorded in
-// revetl.sync_runs.
+// revetl.runs.
 #pragma once
 
 #include <cstdint>
@@ -13,10 +13,6 @@ struct RunResult {
     std::string status; // succeeded, partial, failed, cancelled, skipped
     std::string error;
 };
-
-// Advisory lock class (first key of pg_advisory_lock(int, int)) for "a run
-// of this sync is in progress"; the second key is the sync id.
-constexpr int32_t kSyncLockClass = 0x72657674; // "revt"
 
 // Runs one queued run. Returns status "skipped" when the run is not queued
 // any more or another run of the same sync holds the sync's lock.

@@ -11,8 +11,11 @@
 #include "pg/session.hpp"
 #include "pg/spi.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <map>
+#include <memory>
 
 namespace revetl::pg {
 
@@ -53,7 +56,7 @@ std::time_t NextDue(const dsl::Schedule &schedule, double every_seconds, std::ti
 }
 
 void InsertRun(int64 sync_id, const std::string &sync_name, const char *trigger) {
-    Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) VALUES ($1, $2, $3, "
+    Sql("INSERT INTO revetl.runs (sync_id, sync_name, trigger, requested_by) VALUES ($1, $2, $3, "
         "'revetl')",
         {SqlArg::Int8(sync_id), SqlArg::Text(sync_name), SqlArg::Text(trigger)});
 }
@@ -72,13 +75,27 @@ HttpClient &AlertClient() {
     return client;
 }
 
-// Sends one alert, once, with a short timeout; a failure is logged and the
-// alert is not retried (the state change is recorded either way, so that a
-// broken alert endpoint cannot make alerts repeat on every run).
+// An alert may take this long at most; it never holds up the scheduler,
+// which starts it and collects the answer on a later pass of its loop.
+constexpr long kAlertTimeoutMs = 5000;
+
+struct AlertInFlight {
+    std::string sync;
+    std::string database;
+    std::string where;
+};
+std::map<uint64_t, AlertInFlight> g_alerts_in_flight;
+
+// Starts one alert, sent once: a failure is logged and the alert is not
+// retried (the state change is recorded either way, so that a broken alert
+// endpoint cannot make alerts repeat on every run).
 void Send(const WebhookSettings &settings, const AlertEvent &event) {
     HttpRequest req = BuildAlertRequest(settings, event);
+    req.timeout_ms = std::min(req.timeout_ms, kAlertTimeoutMs);
+    req.connect_timeout_ms = std::min(req.connect_timeout_ms, kAlertTimeoutMs);
+    std::string allowed = g_allowed_hosts ? g_allowed_hosts : "";
     std::string host = UrlHost(settings.url);
-    if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : "")) {
+    if (!HostAllowed(host, allowed)) {
         PgGuard([&] {
             ereport(WARNING,
                     (errmsg("revetl: alert for sync \"%s\" in database \"%s\" not sent: host \"%s\" is not "
@@ -88,34 +105,45 @@ void Send(const WebhookSettings &settings, const AlertEvent &event) {
         return;
     }
     HttpClient &client = AlertClient();
+    client.SetAddressPolicy(std::make_shared<HostPolicy>(allowed));
     static uint64_t next_id = 1;
     uint64_t id = next_id++;
     client.Start(id, req);
-    for (;;) {
-        PgGuard([] { CHECK_FOR_INTERRUPTS(); });
-        for (auto &done : client.Poll(100)) {
-            if (done.first != id)
-                continue;
-            const HttpResponse &r = done.second;
-            if (r.status < 200 || r.status >= 300) {
-                std::string why = r.status == 0 ? r.transport_error : "HTTP " + std::to_string(r.status);
-                std::string where = RedactUrl(settings.url);
-                PgGuard([&] {
-                    ereport(WARNING,
-                            (errmsg("revetl: alert for sync \"%s\" in database \"%s\" to %s failed: %s",
-                                    event.sync.c_str(), event.database.c_str(), where.c_str(), why.c_str())));
-                });
-            }
-            return;
-        }
-    }
+    g_alerts_in_flight[id] = {event.sync, event.database, RedactUrl(settings.url)};
 }
+
+} // namespace
+
+bool PumpAlerts() {
+    if (g_alerts_in_flight.empty())
+        return false;
+    for (auto &done : AlertClient().Poll(0)) {
+        auto it = g_alerts_in_flight.find(done.first);
+        if (it == g_alerts_in_flight.end())
+            continue;
+        const HttpResponse &r = done.second;
+        if (r.status < 200 || r.status >= 300) {
+            std::string why = r.status == 0 ? r.transport_error : "HTTP " + std::to_string(r.status);
+            const AlertInFlight &a = it->second;
+            PgGuard([&] {
+                ereport(WARNING, (errmsg("revetl: alert for sync \"%s\" in database \"%s\" to %s failed: %s",
+                                         a.sync.c_str(), a.database.c_str(), a.where.c_str(), why.c_str())));
+            });
+        }
+        g_alerts_in_flight.erase(it);
+    }
+    return !g_alerts_in_flight.empty();
+}
+
+namespace {
 
 // Compares the alert state stored for a sync with `now_state` and sends one
 // alert per change; stores the new state.
 void UpdateAlerts(const SyncDefinition &def, const AlertState &now_state, int64 run_id,
                   const std::string &run_error, int64 refused) {
-    Sql("INSERT INTO revetl.sync_state (sync_id) VALUES ($1) ON CONFLICT (sync_id) DO NOTHING",
+    // The sync may have been dropped since its run ended.
+    Sql("INSERT INTO revetl.sync_state (sync_id) SELECT id FROM revetl.syncs WHERE id = $1 "
+        "ON CONFLICT (sync_id) DO NOTHING",
         {SqlArg::Int8(def.id)});
     SqlResult r =
         Sql("SELECT alert_failed, alert_rejected, alert_stale FROM revetl.sync_state WHERE sync_id = $1",
@@ -168,9 +196,9 @@ void UpdateAlerts(const SyncDefinition &def, const AlertState &now_state, int64 
 bool IsStale(const SyncDefinition &def) {
     if (!def.options.alert_no_success_for_ms)
         return false;
-    SqlResult r = Sql("SELECT coalesce((SELECT max(finished_at) FROM revetl.sync_runs WHERE sync_id = $1 AND "
+    SqlResult r = Sql("SELECT coalesce((SELECT max(finished_at) FROM revetl.runs WHERE sync_id = $1 AND "
                       "status = 'succeeded'), (SELECT created_at FROM revetl.syncs WHERE id = $1)) "
-                      "< now() - make_interval(secs => $2::bigint / 1000.0)",
+                      "< pg_catalog.now() - pg_catalog.make_interval(secs => $2::bigint / 1000.0)",
                       {SqlArg::Int8(def.id), SqlArg::Int8(*def.options.alert_no_success_for_ms)});
     return r.Bool(0, 0);
 }
@@ -191,11 +219,11 @@ int EnqueueDueRuns() {
         Sql("SELECT s.id, s.name, s.schedule_kind, s.schedule_value, "
             "  CASE WHEN s.schedule_kind = 'every' THEN extract(epoch FROM s.schedule_value::interval) END, "
             "  extract(epoch FROM st.next_run_at)::bigint, st.next_run_at IS NULL, "
-            "  EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id AND r.status IN ('queued', "
+            "  EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status IN ('queued', "
             "'running')) "
             "FROM revetl.syncs s LEFT JOIN revetl.sync_state st ON st.sync_id = s.id "
             "WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused "
-            "  AND (st.next_run_at IS NULL OR st.next_run_at <= now())");
+            "  AND (st.next_run_at IS NULL OR st.next_run_at <= pg_catalog.now())");
     std::time_t now = Now();
     for (size_t i = 0; i < due.rows.size(); i++) {
         int64 sync_id = due.Int8(i, 0);
@@ -203,6 +231,9 @@ int EnqueueDueRuns() {
         schedule.kind = due.Text(i, 2) == "every" ? dsl::Schedule::Kind::Every : dsl::Schedule::Kind::Cron;
         schedule.value = due.Text(i, 3);
         double every_seconds = due.At(i, 4) ? std::stod(*due.At(i, 4)) : 0;
+        // A sync scheduled before revetl.min_schedule_interval was raised.
+        if (schedule.kind == dsl::Schedule::Kind::Every)
+            every_seconds = std::max(every_seconds, static_cast<double>(g_min_schedule_interval_s));
         bool first_time = due.Bool(i, 6);
         bool busy = due.Bool(i, 7);
         // A run of the sync is queued or in progress: the due slot waits for
@@ -233,7 +264,8 @@ int EnqueueDueRuns() {
         }
         if (next < 0)
             next = now + 365L * 24 * 3600; // a cron that never matches (refused at CREATE since)
-        Sql("INSERT INTO revetl.sync_state (sync_id, next_run_at) VALUES ($1, to_timestamp($2)) "
+        Sql("INSERT INTO revetl.sync_state (sync_id, next_run_at) SELECT id, pg_catalog.to_timestamp($2) "
+            "FROM revetl.syncs WHERE id = $1 "
             "ON CONFLICT (sync_id) DO UPDATE SET next_run_at = excluded.next_run_at",
             {SqlArg::Int8(sync_id), SqlArg::Int8(static_cast<int64_t>(next))});
     }
@@ -256,15 +288,16 @@ namespace {
 const char *kRetryDue =
     "SELECT s.id, s.name, "
     "  coalesce(f.last_end, '-infinity') "
-    "    + make_interval(secs => $1::int * power(2, least(greatest(f.n - 1, 0), 6))) AS due "
+    "    + pg_catalog.make_interval(secs => $1::int * pg_catalog.power(2, least(greatest(f.n - 1, 0), 6))) "
+    "AS due "
     "FROM revetl.syncs s CROSS JOIN LATERAL ("
-    "  SELECT max(r.finished_at) AS last_end, count(*) AS n FROM revetl.sync_runs r "
+    "  SELECT max(r.finished_at) AS last_end, count(*) AS n FROM revetl.runs r "
     "  WHERE r.sync_id = s.id AND r.status IN ('failed', 'partial') AND r.trigger <> 'test' "
-    "    AND r.id > coalesce((SELECT max(ok.id) FROM revetl.sync_runs ok WHERE ok.sync_id = s.id "
+    "    AND r.id > coalesce((SELECT max(ok.id) FROM revetl.runs ok WHERE ok.sync_id = s.id "
     "                         AND ok.status = 'succeeded' AND ok.trigger <> 'test'), 0)) f "
     "WHERE s.schedule_kind = 'on change' AND NOT s.paused "
     "  AND EXISTS (SELECT 1 FROM revetl.captured_changes c WHERE c.sync_id = s.id AND c.retry) "
-    "  AND NOT EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id "
+    "  AND NOT EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id "
     "                  AND r.status IN ('queued', 'running') AND r.trigger <> 'test')";
 
 } // namespace
@@ -272,37 +305,36 @@ const char *kRetryDue =
 int EnqueueCapturedRuns() {
     BeginTransaction("revetl: captured changes");
     SqlResult r =
-        Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
+        Sql("INSERT INTO revetl.runs (sync_id, sync_name, trigger, requested_by) "
             "SELECT s.id, s.name, 'on change', 'revetl' FROM revetl.syncs s "
             "WHERE s.schedule_kind = 'on change' AND NOT s.paused "
             "AND EXISTS (SELECT 1 FROM revetl.captured_changes c WHERE c.sync_id = s.id AND NOT c.retry) "
-            "AND NOT EXISTS (SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id "
+            "AND NOT EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id "
             "AND r.status IN ('queued', 'running') AND r.trigger <> 'test')");
-    SqlResult retried =
-        Sql(std::string("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
-                        "SELECT d.id, d.name, 'retry', 'revetl' FROM (") +
-                kRetryDue + ") d WHERE d.due <= now()",
-            {SqlArg::Int4(g_change_retry_interval_s)});
+    SqlResult retried = Sql(std::string("INSERT INTO revetl.runs (sync_id, sync_name, trigger, requested_by) "
+                                        "SELECT d.id, d.name, 'retry', 'revetl' FROM (") +
+                                kRetryDue + ") d WHERE d.due <= pg_catalog.now()",
+                            {SqlArg::Int4(g_change_retry_interval_s)});
     CommitTransaction();
     return static_cast<int>(r.processed + retried.processed);
 }
 
 long MillisUntilNextDue() {
     BeginTransaction("revetl: scheduling");
-    SqlResult r =
-        Sql("SELECT ceil(extract(epoch FROM min(st.next_run_at) - now()) * 1000)::bigint "
-            "FROM revetl.sync_state st JOIN revetl.syncs s ON s.id = st.sync_id "
-            "WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused AND NOT EXISTS "
-            "(SELECT 1 FROM revetl.sync_runs r WHERE r.sync_id = s.id AND r.status IN ('queued', 'running'))",
-            {}, true);
-    SqlResult retry =
-        Sql(std::string("SELECT CASE WHEN min(d.due) = '-infinity' THEN 0 "
-                        "ELSE ceil(extract(epoch FROM min(d.due) - now()) * 1000)::bigint END FROM (") +
-                kRetryDue + ") d",
-            {SqlArg::Int4(g_change_retry_interval_s)}, true);
+    SqlResult r = Sql(
+        "SELECT pg_catalog.ceil(extract(epoch FROM min(st.next_run_at) - pg_catalog.now()) * 1000)::bigint "
+        "FROM revetl.sync_state st JOIN revetl.syncs s ON s.id = st.sync_id "
+        "WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused AND NOT EXISTS "
+        "(SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status IN ('queued', 'running'))",
+        {}, true);
+    SqlResult retry = Sql(std::string("SELECT CASE WHEN min(d.due) = '-infinity' THEN 0 "
+                                      "ELSE pg_catalog.ceil(extract(epoch FROM min(d.due) - "
+                                      "pg_catalog.now()) * 1000)::bigint END FROM (") +
+                              kRetryDue + ") d",
+                          {SqlArg::Int4(g_change_retry_interval_s)}, true);
     SqlResult fresh = Sql("SELECT EXISTS (SELECT 1 FROM revetl.syncs s LEFT JOIN revetl.sync_state st "
                           "ON st.sync_id = s.id WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused "
-                          "AND st.next_run_at IS NULL AND NOT EXISTS (SELECT 1 FROM revetl.sync_runs r "
+                          "AND st.next_run_at IS NULL AND NOT EXISTS (SELECT 1 FROM revetl.runs r "
                           "WHERE r.sync_id = s.id AND r.status IN ('queued', 'running')))",
                           {}, true);
     CommitTransaction();
@@ -321,7 +353,7 @@ long MillisUntilNextDue() {
 void AfterRunFinished(int64_t run_id) {
     BeginTransaction("revetl: after run");
     SqlResult run = Sql("SELECT sync_id, status, coalesce(error, ''), rows_rejected + rows_invalid, trigger "
-                        "FROM revetl.sync_runs WHERE id = $1",
+                        "FROM revetl.runs WHERE id = $1",
                         {SqlArg::Int8(run_id)});
     if (run.rows.empty()) {
         CommitTransaction();
@@ -346,7 +378,7 @@ void AfterRunFinished(int64_t run_id) {
         // A test run (max_rows) starts no chain.
         if (run.Text(0, 4) == "test")
             continue;
-        SqlResult busy = Sql("SELECT 1 FROM revetl.sync_runs WHERE sync_id = $1 AND status = 'queued'",
+        SqlResult busy = Sql("SELECT 1 FROM revetl.runs WHERE sync_id = $1 AND status = 'queued'",
                              {SqlArg::Int8(followers.Int8(i, 0))});
         if (busy.rows.empty())
             InsertRun(followers.Int8(i, 0), followers.Text(i, 1), "after");
@@ -365,7 +397,7 @@ void CheckStaleSyncs() {
     BeginTransaction("revetl: checking alerts");
     SqlResult syncs =
         Sql("SELECT s.id, coalesce(st.alert_failed, false), coalesce(st.alert_rejected, false), "
-            "(SELECT max(id) FROM revetl.sync_runs r WHERE r.sync_id = s.id) "
+            "(SELECT max(id) FROM revetl.runs r WHERE r.sync_id = s.id) "
             "FROM revetl.syncs s LEFT JOIN revetl.sync_state st ON st.sync_id = s.id "
             "WHERE s.options ? 'alert_no_success_for' AND NOT s.paused");
     for (size_t i = 0; i < syncs.rows.size(); i++) {
@@ -385,14 +417,15 @@ uint64_t PruneBatch(bool runs, int minutes, int limit) {
     // Only finished runs go, and never the latest finished run of a sync,
     // which sync_status reports.
     const std::string sql =
-        runs
-            ? "DELETE FROM revetl.sync_runs WHERE id IN (SELECT id FROM revetl.sync_runs "
-              "WHERE finished_at < now() - make_interval(mins => $1) AND status NOT IN ('queued', 'running') "
-              "AND id NOT IN (SELECT max(id) FROM revetl.sync_runs r2 WHERE r2.status NOT IN ('queued', "
-              "'running') "
-              "GROUP BY r2.sync_id) ORDER BY id LIMIT $2)"
-            : "DELETE FROM revetl.rejected_rows WHERE id IN (SELECT id FROM revetl.rejected_rows "
-              "WHERE rejected_at < now() - make_interval(mins => $1) ORDER BY id LIMIT $2)";
+        runs ? "DELETE FROM revetl.runs WHERE id IN (SELECT id FROM revetl.runs "
+               "WHERE finished_at < pg_catalog.now() - pg_catalog.make_interval(mins => $1) AND status NOT "
+               "IN ('queued', 'running') "
+               "AND id NOT IN (SELECT max(id) FROM revetl.runs r2 WHERE r2.status NOT IN ('queued', "
+               "'running') "
+               "GROUP BY r2.sync_id) ORDER BY id LIMIT $2)"
+             : "DELETE FROM revetl.rejected_rows WHERE id IN (SELECT id FROM revetl.rejected_rows "
+               "WHERE rejected_at < pg_catalog.now() - pg_catalog.make_interval(mins => $1) ORDER BY id "
+               "LIMIT $2)";
     return Sql(sql, {SqlArg::Int4(minutes), SqlArg::Int4(limit)}).processed;
 }
 

@@ -46,6 +46,13 @@ struct PendingAlert {
     AlertEvent event;
 };
 extern std::vector<PendingAlert> pending_alerts;
+// Starts the pending alerts' requests and returns at once: alerts travel
+// while the scheduler goes on with its work (PumpAlerts finishes them).
 void SendPendingAlerts();
+
+// Collects finished alert requests (without waiting) and logs failures.
+// Returns whether alerts are still in flight (the scheduler then looks
+// again soon).
+bool PumpAlerts();
 
 } // namespace revetl::pg

@@ -1,5 +1,7 @@
 #include "pg/session.hpp"
 
+#include "pg/catalog.hpp"
+
 #include "pg/guard.hpp"
 #include "pg/spi.hpp"
 
@@ -32,6 +34,10 @@ void SetSessionSettings(const char *application_name) {
         SetConfigOption("DateStyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
         SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
         SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_OVERRIDE);
+        // Every statement of revetl's own runs as a superuser: no schema a
+        // role can create objects in may be searched (a sync owner's code
+        // gets its own search_path, inside a nest level, see AsSyncOwner).
+        SetConfigOption("search_path", kFixedSearchPath, PGC_SUSET, PGC_S_SESSION);
         SetConfigOption("application_name", application_name, PGC_SUSET, PGC_S_OVERRIDE);
         pgstat_report_appname(application_name);
     });

@@ -135,3 +135,71 @@ void ThrottleDestination(Oid server, int64 sync_id, long ms) {
 }
 
 } // namespace revetl::pg
+
+namespace revetl::pg {
+
+bool ClaimSyncRun(Oid dboid, int64 sync_id, int64 run_id) {
+    bool ok = false;
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    if (DatabaseSlot *slot = FindDatabaseSlot(dboid)) {
+        ExecutorSlot *mine = nullptr;
+        bool taken = false;
+        for (int i = 0; i < kMaxExecutorsPerDatabase; i++) {
+            ExecutorSlot *e = &slot->executors[i];
+            if (e->pid == MyProcPid)
+                mine = e;
+            else if (e->pid != 0 && e->sync_id == sync_id)
+                taken = true;
+        }
+        if (mine && !taken) {
+            mine->sync_id = sync_id;
+            mine->run_id = run_id;
+            mine->cancel_reason[0] = '\0';
+            ok = true;
+        }
+    }
+    LWLockRelease(g_shared->lock);
+    return ok;
+}
+
+bool SyncRunInProgress(Oid dboid, int64 sync_id) {
+    bool busy = false;
+    LWLockAcquire(g_shared->lock, LW_SHARED);
+    if (DatabaseSlot *slot = FindDatabaseSlot(dboid))
+        for (int i = 0; i < kMaxExecutorsPerDatabase && !busy; i++)
+            busy = slot->executors[i].pid != 0 && slot->executors[i].sync_id == sync_id;
+    LWLockRelease(g_shared->lock);
+    return busy;
+}
+
+bool CancelSyncRun(Oid dboid, int64 sync_id, const char *reason) {
+    pid_t pid = 0;
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    if (DatabaseSlot *slot = FindDatabaseSlot(dboid))
+        for (int i = 0; i < kMaxExecutorsPerDatabase; i++) {
+            ExecutorSlot *e = &slot->executors[i];
+            if (e->pid != 0 && e->sync_id == sync_id) {
+                strlcpy(e->cancel_reason, reason, sizeof e->cancel_reason);
+                pid = e->pid;
+            }
+        }
+    LWLockRelease(g_shared->lock);
+    // SIGINT is a query cancel for a background worker connected to a
+    // database: the statement or wait in progress ends with an error.
+    if (pid != 0)
+        kill(pid, SIGINT);
+    return pid != 0;
+}
+
+std::string CancelReason() {
+    std::string reason;
+    LWLockAcquire(g_shared->lock, LW_SHARED);
+    if (DatabaseSlot *slot = FindDatabaseSlot(MyDatabaseId))
+        for (int i = 0; i < kMaxExecutorsPerDatabase; i++)
+            if (slot->executors[i].pid == MyProcPid)
+                reason = slot->executors[i].cancel_reason;
+    LWLockRelease(g_shared->lock);
+    return reason;
+}
+
+} // namespace revetl::pg

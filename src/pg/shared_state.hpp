@@ -8,6 +8,8 @@
 
 #include "pg/pg_includes.hpp"
 
+#include <string>
+
 namespace revetl::pg {
 
 constexpr int kMaxWaitSlots = 256;
@@ -15,13 +17,26 @@ constexpr int kWaitErrorLen = 512;
 
 constexpr int kMaxExecutorsPerDatabase = 64;
 
+// A "revetl run" process and the sync whose run it holds. Runs of one sync
+// never overlap: a process claims its sync here (not with an advisory lock,
+// which any session could take, or release from inside a model's code).
+// The entry goes when the process exits; a crash resets shared memory.
+struct ExecutorSlot {
+    pid_t pid;     // 0: free
+    int64 sync_id; // 0 until the process has claimed its sync
+    int64 run_id;
+    // Set by DROP SYNC or PAUSE (then the process is sent SIGINT): the run
+    // ends 'cancelled' with this reason.
+    char cancel_reason[64];
+};
+
 struct DatabaseSlot {
-    Oid dboid;                                 // InvalidOid: slot unused
-    pid_t executors[kMaxExecutorsPerDatabase]; // "revetl run" processes (0: free)
-    pid_t worker_pid;                          // 0 when no worker runs
-    int worker_procno;                         // for SetLatch; -1 when none
-    bool no_extension;                         // worker found no revetl here; do not restart until woken
-    TimestampTz blocked_until;                 // DROP/RENAME DATABASE in progress: stay away until then
+    Oid dboid;                                        // InvalidOid: slot unused
+    ExecutorSlot executors[kMaxExecutorsPerDatabase]; // "revetl run" processes
+    pid_t worker_pid;                                 // 0 when no worker runs
+    int worker_procno;                                // for SetLatch; -1 when none
+    bool no_extension;         // worker found no revetl here; do not restart until woken
+    TimestampTz blocked_until; // DROP/RENAME DATABASE in progress: stay away until then
 };
 
 enum class WaitState : int { Free = 0, Pending, Queued, Done };
@@ -71,6 +86,26 @@ DatabaseSlot *FindOrAddDatabaseSlot(Oid dboid);
 // database again) when the database has no worker.
 void WakeWorkerOrLauncher(Oid dboid);
 void WakeLauncher();
+
+// The run process claims `sync_id` for `run_id`; false when another process
+// of this database holds a run of that sync.
+bool ClaimSyncRun(Oid dboid, int64 sync_id, int64 run_id);
+
+// Whether a process of this database holds a run of `sync_id`.
+bool SyncRunInProgress(Oid dboid, int64 sync_id);
+
+// Asks the process running `sync_id` (if any) to stop: its current
+// statement or wait is interrupted and the run ends 'cancelled' with
+// `reason`. Returns whether a process was asked.
+bool CancelSyncRun(Oid dboid, int64 sync_id, const char *reason);
+
+// The reasons DROP SYNC and PAUSE give; a run cancelled by DROP SYNC leaves
+// the sync's tables alone (they are being dropped).
+inline constexpr const char *kCancelledByDrop = "cancelled: the sync was dropped";
+inline constexpr const char *kCancelledByPause = "cancelled: the sync was paused";
+
+// The reason this process was asked to cancel its run, or "" (own run only).
+std::string CancelReason();
 
 // Milliseconds until a request to `server` (of this database) may go (0: go
 // now, and the slot is taken). `count` requests per `period_ms`; count 0

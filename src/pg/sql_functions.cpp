@@ -319,11 +319,10 @@ Datum RunSync(FunctionCallInfo fcinfo) {
                     "Resume it with ALTER SYNC " + dsl::QuoteIdentIfNeeded(name) + " RESUME.");
     std::string requested_by = RoleName(GetUserId());
     int64_t run_id = 0;
-    Oid ext_owner = ExtensionOwner();
     if (!wait) {
-        AsRole(ext_owner, false, [&] {
+        AsExtensionOwner([&] {
             run_id =
-                Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, requested_by, trigger, row_limit, "
+                Sql("INSERT INTO revetl.runs (sync_id, sync_name, requested_by, trigger, row_limit, "
                     "full_diff) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                     {SqlArg::Int8(def.id), SqlArg::Text(def.name), SqlArg::Text(requested_by),
                      SqlArg::Text(row_limit >= 0 ? "test" : "manual"),
@@ -334,9 +333,9 @@ Datum RunSync(FunctionCallInfo fcinfo) {
         WakeWorkerAtCommit();
         PG_RETURN_INT64(run_id);
     }
-    AsRole(ext_owner, false, [&] {
-        run_id =
-            Sql("SELECT nextval(pg_catalog.pg_get_serial_sequence('revetl.sync_runs', 'id'))").Int8(0, 0);
+    AsExtensionOwner([&] {
+        run_id = Sql("SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('revetl.runs', 'id'))")
+                     .Int8(0, 0);
     });
     SpiFinish();
     WaitResult result = RequestRunAndWait(def.id, def.name, run_id, requested_by, row_limit, full);
@@ -380,15 +379,10 @@ Datum PreviewSync(FunctionCallInfo fcinfo) {
     std::string sql =
         BuildPlanQuery(PreparePlan(def)) + " ORDER BY op, key LIMIT " + std::to_string(max_rows);
     SqlResult rows;
-    int nest = 0;
-    PgGuard([&] {
-        nest = NewGUCNestLevel();
-        if (!def.search_path.empty())
-            (void)set_config_option("search_path", def.search_path.c_str(), PGC_USERSET, PGC_S_SESSION,
-                                    GUC_ACTION_SAVE, true, 0, false);
-    });
-    AsRole(def.owner, true, [&] { rows = Sql(sql, {}, true); });
-    PgGuard([&] { AtEOXact_GUC(true, nest); });
+    // The model and MAP are the owner's code: they run as the owner, in a
+    // restricted operation, and nothing they set survives into the caller's
+    // session, whoever the caller is.
+    AsSyncOwner(def.owner, def.search_path, [&] { rows = Sql(sql, {}, true); });
     SpiFinish();
 
     std::string key_columns;
@@ -436,15 +430,15 @@ Datum FdwValidator(FunctionCallInfo fcinfo) {
                                                                     : OptionContext::Other;
     ValidateOptions(context, options);
     if (context == OptionContext::Server) {
-        for (const auto &o : options)
-            if (o.first == "url") {
-                std::string host = UrlHost(o.second);
-                if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))
-                    throw Error(
-                        sqlstate::kInsufficientPrivilege,
+        // The URL the server would really send to, defaults included (a
+        // HubSpot server without url goes to HubSpot's API): CREATE SERVER
+        // and ALTER SERVER (whose validator sees the whole resulting option
+        // list) judge it alike, as the run does.
+        std::string host = UrlHost(ResolveWebhook(options, {}).url);
+        if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))
+            throw Error(sqlstate::kInsufficientPrivilege,
                         "destination host \"" + host + "\" is not in revetl.allowed_hosts", {},
                         "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");
-            }
     }
     PG_RETURN_VOID();
 }

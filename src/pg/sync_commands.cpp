@@ -4,8 +4,10 @@
 #include "core/schedule.hpp"
 #include "core/sql_text.hpp"
 #include "pg/catalog.hpp"
+#include "pg/module.hpp"
 #include "pg/planning.hpp"
 #include "pg/run_requests.hpp"
+#include "pg/shared_state.hpp"
 #include "pg/spi.hpp"
 
 #include <algorithm>
@@ -263,13 +265,14 @@ std::string KeyColumnsJson(const std::vector<std::string> &keys) {
 // be fine; anything else is checked once, here, with one aggregate query.
 void CheckKeyUnique(const SyncDefinition &def, Oid relid) {
     if (OidIsValid(relid)) {
-        SqlResult r =
-            Sql("SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indisunique "
-                "AND i.indpred IS NULL AND i.indexprs IS NULL AND "
-                "(SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_catalog.pg_attribute a "
-                " WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = "
-                "(SELECT array_agg(x ORDER BY x) FROM jsonb_array_elements_text($2::jsonb) x) LIMIT 1",
-                {SqlArg::Int8(relid), SqlArg::Text(KeyColumnsJson(def.key_columns))}, true);
+        SqlResult r = Sql(
+            "SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = $1::oid AND i.indisunique "
+            "AND i.indpred IS NULL AND i.indexprs IS NULL AND "
+            "(SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attname) FROM pg_catalog.pg_attribute a "
+            " WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = "
+            "(SELECT pg_catalog.array_agg(x ORDER BY x) FROM pg_catalog.jsonb_array_elements_text($2::jsonb) "
+            "x) LIMIT 1",
+            {SqlArg::Int8(relid), SqlArg::Text(KeyColumnsJson(def.key_columns))}, true);
         if (!r.rows.empty())
             return;
     }
@@ -283,10 +286,10 @@ void CheckKeyUnique(const SyncDefinition &def, Oid relid) {
     }
     // Rows with a NULL key are reported as invalid at run time, one by one;
     // they do not make the key "not unique".
-    SqlResult dup =
-        Sql("SELECT jsonb_build_object(" + key_object + ")::text, count(*) FROM " + ModelSource(def.model) +
-                " AS src WHERE " + not_null + " GROUP BY " + key_list + " HAVING count(*) > 1 LIMIT 1",
-            {}, true);
+    SqlResult dup = Sql("SELECT pg_catalog.jsonb_build_object(" + key_object + ")::text, count(*) FROM " +
+                            ModelSource(def.model) + " AS src WHERE " + not_null + " GROUP BY " + key_list +
+                            " HAVING count(*) > 1 LIMIT 1",
+                        {}, true);
     if (!dup.rows.empty())
         throw Error("23505", "key (" + key_names + ") is not unique in model " + def.ModelDisplayName(),
                     dup.Text(0, 1) + " rows have the key " + dup.Text(0, 0) + ".",
@@ -297,7 +300,7 @@ void CheckKeyUnique(const SyncDefinition &def, Oid relid) {
 // catalog, as the current user: destination, model, key, map, options,
 // schedule. Returns the definition to store (name, owner and shadow table
 // are filled in by the caller).
-SyncDefinition Resolve(const SyncRequest &req, Oid role) {
+SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role) {
     if (req.name.empty() || req.name.size() >= NAMEDATALEN)
         throw Error(sqlstate::kInvalidParameterValue, "invalid sync name \"" + req.name + "\"",
                     "A sync name must be 1 to 63 bytes long.");
@@ -380,6 +383,19 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
             throw Error(sqlstate::kInvalidParameterValue,
                         "invalid schedule interval \"" + req.schedule.value + "\"",
                         "The interval must be positive.");
+        // Every run is a process, a plan and a commit: a role must not be
+        // able to start hundreds a second.
+        double seconds = std::stod(Sql("SELECT pg_catalog.date_part('epoch', $1::interval)",
+                                       {SqlArg::Text(req.schedule.value)}, true)
+                                       .Text(0, 0));
+        if (seconds < g_min_schedule_interval_s)
+            throw Error(sqlstate::kInvalidParameterValue,
+                        "schedule interval \"" + req.schedule.value + "\" of sync \"" + req.name +
+                            "\" is shorter than revetl.min_schedule_interval (" +
+                            std::to_string(g_min_schedule_interval_s) + "s)",
+                        {},
+                        "Schedule the sync EVERY '" + std::to_string(g_min_schedule_interval_s) +
+                            " seconds' or longer, or ON CHANGE to send every change as it commits.");
         break;
     }
     case dsl::Schedule::Kind::Cron:
@@ -392,9 +408,24 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
         if (req.schedule.value == req.name)
             throw Error(sqlstate::kInvalidParameterValue,
                         "sync \"" + req.name + "\" cannot run after itself");
-        if (!LoadSyncByName(req.schedule.value))
+        if (auto upstream = LoadSyncByName(req.schedule.value)) {
+            // Following a sync ties this one to its owner's runs: only a
+            // member of that owner's role may (another role could otherwise
+            // block the owner's DROP SYNC or learn when its syncs run).
+            bool member = false;
+            PgGuard([&] { member = has_privs_of_role(role, upstream->owner); });
+            if (!member)
+                throw Error(
+                    sqlstate::kInsufficientPrivilege,
+                    "permission denied to schedule sync \"" + req.name + "\" after sync \"" + upstream->name +
+                        "\"",
+                    "Only members of role " + upstream->owner_name + " may schedule syncs after its syncs.",
+                    "Schedule the sync with EVERY, CRON or ON CHANGE instead, or ask the owner of \"" +
+                        upstream->name + "\" to grant you membership in role " + upstream->owner_name + ".");
+        } else {
             throw Error(sqlstate::kUndefinedObject, "sync \"" + req.schedule.value + "\" does not exist",
                         "SCHEDULE AFTER names the sync whose successful runs start this one.");
+        }
         // A chain that leads back to this sync would run for ever.
         {
             std::string next = req.schedule.value;
@@ -460,6 +491,21 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
     return def;
 }
 
+// Resolves and checks a definition as its (would-be) owner would run it:
+// every piece of owner code it evaluates (the model, MAP expressions, the
+// key check) runs as `role`, with the sync's `search_path`, in a
+// security-restricted operation whose settings are rolled back afterwards,
+// also when a superuser alters someone else's sync.
+SyncDefinition Resolve(const SyncRequest &req, Oid role, const std::string &search_path) {
+    SyncDefinition def;
+    AsSyncOwner(role, search_path, [&] { def = ResolveAsOwner(req, role); });
+    return def;
+}
+
+// The search_path a sync's owner code runs with: the stored one, or for a
+// new sync (or one stored without) the caller's.
+std::string SyncSearchPath(const SyncDefinition *existing);
+
 std::vector<SqlArg> DefinitionArgs(const SyncDefinition &def, const std::string &search_path) {
     bool relation = def.model.kind == ModelRef::Kind::Relation;
     return {SqlArg::Text(def.name),
@@ -485,13 +531,18 @@ constexpr const char *kDefinitionColumns =
     "object, match_on, schedule_kind, schedule_value, search_path";
 constexpr const char *kDefinitionValues =
     "$1, $2, $3, $4, $5, $6, "
-    "ARRAY(SELECT e FROM jsonb_array_elements_text($7::jsonb) WITH ORDINALITY AS t(e, o) ORDER BY o), "
+    "ARRAY(SELECT e FROM pg_catalog.jsonb_array_elements_text($7::jsonb) WITH ORDINALITY AS t(e, o) ORDER BY "
+    "o), "
     "$8, $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15";
 
 std::string CurrentSearchPath() {
     std::string out;
     PgGuard([&] { out = GetConfigOption("search_path", false, false); });
     return out;
+}
+
+std::string SyncSearchPath(const SyncDefinition *existing) {
+    return existing && !existing->search_path.empty() ? existing->search_path : CurrentSearchPath();
 }
 
 void GrantShadow(const std::string &shadow, const std::string &role_name, bool grant) {
@@ -512,17 +563,16 @@ void ReplaceDefinition(const SyncDefinition &old, SyncDefinition def) {
     if (old.match_on != def.match_on)
         reasons.push_back("its MATCH ON field changed");
 
-    std::vector<SqlArg> args =
-        DefinitionArgs(def, old.search_path.empty() ? CurrentSearchPath() : old.search_path);
+    std::vector<SqlArg> args = DefinitionArgs(def, SyncSearchPath(&old));
     args.push_back(SqlArg::Int8(old.id));
     // IS DISTINCT FROM on the whole row: an identical definition changes
     // nothing, not even updated_at.
     std::string sql = "UPDATE revetl.syncs s SET (" + std::string(kDefinitionColumns) + ") = (" +
-                      kDefinitionValues + "), updated_at = now() WHERE id = $16 AND (" + kDefinitionColumns +
-                      ") IS DISTINCT FROM (" + kDefinitionValues + ")";
+                      kDefinitionValues + "), updated_at = pg_catalog.now() WHERE id = $16 AND (" +
+                      kDefinitionColumns + ") IS DISTINCT FROM (" + kDefinitionValues + ")";
     bool schedule_changed =
         old.schedule.kind != def.schedule.kind || old.schedule.value != def.schedule.value;
-    AsRole(ExtensionOwner(), false, [&] {
+    AsExtensionOwner([&] {
         if (schedule_changed)
             Sql("UPDATE revetl.sync_state SET next_run_at = NULL WHERE sync_id = $1", {SqlArg::Int8(old.id)});
         SqlResult r = Sql(sql, args);
@@ -560,6 +610,25 @@ void ReplaceDefinition(const SyncDefinition &old, SyncDefinition def) {
 
 } // namespace
 
+// revetl.max_syncs_per_role: each sync is a shadow table, perhaps a capture
+// function and triggers, and runs; one role must not fill the database.
+void CheckSyncQuota(Oid role) {
+    bool exempt = false;
+    PgGuard([&] { exempt = superuser_arg(role); });
+    if (exempt)
+        return;
+    // Not read-only: a DROP SYNC earlier in the same revetl.execute counts.
+    int64_t owned =
+        Sql("SELECT count(*) FROM revetl.syncs WHERE owner = $1::oid::regrole", {SqlArg::Int8(role)})
+            .Int8(0, 0);
+    if (owned >= g_max_syncs_per_role)
+        throw Error("53400",
+                    "role \"" + RoleName(role) + "\" already owns " + std::to_string(owned) + " syncs",
+                    "revetl.max_syncs_per_role is " + std::to_string(g_max_syncs_per_role) + ".",
+                    "Drop syncs that are no longer needed, or ask a superuser to raise "
+                    "revetl.max_syncs_per_role.");
+}
+
 void RequireOwnership(const SyncDefinition &def, const char *action) {
     bool ok = false;
     PgGuard([&] { ok = has_privs_of_role(GetUserId(), def.owner); });
@@ -596,14 +665,15 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
                     "Use CREATE OR REPLACE SYNC to change it, or drop it first.");
     if (existing) {
         RequireOwnership(*existing, "replace");
-        SyncDefinition def = Resolve(request, existing->owner);
+        SyncDefinition def = Resolve(request, existing->owner, SyncSearchPath(&*existing));
         ReplaceDefinition(*existing, def);
         WakeWorkerAtCommit();
         return existing->id;
     }
 
     Oid caller = GetUserId();
-    SyncDefinition def = Resolve(request, caller);
+    CheckSyncQuota(caller);
+    SyncDefinition def = Resolve(request, caller, SyncSearchPath(nullptr));
     std::string owner_name = RoleName(caller);
     int64_t id = 0;
     std::string search_path = CurrentSearchPath();
@@ -611,8 +681,9 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
     // nothing to do for DDL revetl runs itself.
     g_own_ddl = true;
     try {
-        AsRole(ExtensionOwner(), false, [&] {
-            id = Sql("SELECT nextval(pg_catalog.pg_get_serial_sequence('revetl.syncs', 'id'))").Int8(0, 0);
+        AsExtensionOwner([&] {
+            id = Sql("SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('revetl.syncs', 'id'))")
+                     .Int8(0, 0);
             std::string shadow = "shadow_" + std::to_string(id);
             std::vector<SqlArg> args = DefinitionArgs(def, search_path);
             args.push_back(SqlArg::Int8(id));
@@ -651,7 +722,7 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
 void AlterSync(const std::string &name, const SyncRequest &request) {
     SyncDefinition existing = RequireSync(name);
     RequireOwnership(existing, "alter");
-    SyncDefinition def = Resolve(request, existing.owner);
+    SyncDefinition def = Resolve(request, existing.owner, SyncSearchPath(&existing));
     ReplaceDefinition(existing, def);
     WakeWorkerAtCommit();
 }
@@ -665,23 +736,39 @@ void DropSync(const std::string &name, bool if_exists) {
         return;
     }
     RequireOwnership(*def, "drop");
-    SqlResult dependents =
-        Sql("SELECT name FROM revetl.syncs WHERE schedule_kind = 'after' AND schedule_value = $1 "
-            "AND id <> $2 ORDER BY name",
-            {SqlArg::Text(def->name), SqlArg::Int8(def->id)});
-    if (!dependents.rows.empty())
-        throw Error("2BP01", "cannot drop sync \"" + name + "\" because other syncs depend on it",
-                    "Sync \"" + dependents.Text(0, 0) + "\" is scheduled AFTER it.",
-                    "Change or drop the dependent syncs first.");
-    AsRole(ExtensionOwner(), false, [&] {
+    // A run in progress stops now rather than holding the sync's tables
+    // (and this statement) until its plan or delivery ends.
+    PgGuard([&] { (void)CancelSyncRun(MyDatabaseId, def->id, kCancelledByDrop); });
+    AsExtensionOwner([&] {
+        // Syncs scheduled AFTER this one never block its owner: they stay,
+        // and run only when asked from now on.
+        SqlResult followers =
+            Sql("UPDATE revetl.syncs SET schedule_kind = 'manual', schedule_value = NULL, updated_at = "
+                "pg_catalog.now() WHERE schedule_kind = 'after' AND schedule_value = $1 AND id <> $2 "
+                "RETURNING name",
+                {SqlArg::Text(def->name), SqlArg::Int8(def->id)});
+        for (size_t i = 0; i < followers.rows.size(); i++) {
+            std::string follower = followers.Text(i, 0);
+            PgGuard([&] {
+                ereport(
+                    NOTICE,
+                    (errmsg("sync \"%s\" no longer runs after sync \"%s\"", follower.c_str(), name.c_str()),
+                     errdetail("Sync \"%s\" was dropped; \"%s\" now runs only when requested.", name.c_str(),
+                               follower.c_str()),
+                     errhint("Give it a new schedule with ALTER SYNC %s SET SCHEDULE.", follower.c_str())));
+            });
+        }
+    });
+    AsExtensionOwner([&] {
         DropCapture(def->id);
         Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1", {SqlArg::Int8(def->id)});
         Sql("DELETE FROM revetl.syncs WHERE id = $1", {SqlArg::Int8(def->id)});
         Sql("DROP TABLE IF EXISTS " + QualifiedName(kSchema, def->shadow_table));
-        Sql("WITH cancelled AS (UPDATE revetl.sync_runs SET status = 'cancelled', finished_at = now(), "
+        Sql("WITH cancelled AS (UPDATE revetl.runs SET status = 'cancelled', finished_at = pg_catalog.now(), "
             "error = 'the sync was dropped' WHERE sync_id = $1 AND status = 'queued' RETURNING id, "
             "sync_name) "
-            "SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', sync_name, 'run_id', id, "
+            "SELECT pg_catalog.pg_notify('revetl_runs', pg_catalog.json_build_object('sync', sync_name, "
+            "'run_id', id, "
             "'status', 'cancelled')::text) FROM cancelled",
             {SqlArg::Int8(def->id)});
     });
@@ -695,8 +782,8 @@ void RenameSync(const std::string &name, const std::string &new_name) {
                     "A sync name must be 1 to 63 bytes long.");
     if (LoadSyncByName(new_name))
         throw Error(sqlstate::kDuplicateObject, "sync \"" + new_name + "\" already exists");
-    AsRole(ExtensionOwner(), false, [&] {
-        Sql("UPDATE revetl.syncs SET name = $2, updated_at = now() WHERE id = $1",
+    AsExtensionOwner([&] {
+        Sql("UPDATE revetl.syncs SET name = $2, updated_at = pg_catalog.now() WHERE id = $1",
             {SqlArg::Int8(def.id), SqlArg::Text(new_name)});
         // Syncs scheduled AFTER this one follow the rename.
         Sql("UPDATE revetl.syncs SET schedule_value = $2 WHERE schedule_kind = 'after' AND schedule_value = "
@@ -718,10 +805,12 @@ void AlterSyncOwner(const std::string &name, const std::string &new_owner) {
         throw Error(sqlstate::kInsufficientPrivilege, "must be able to SET ROLE \"" + new_owner + "\"",
                     "Only a member of the new owner role can give it a sync.");
     // The new owner must itself be allowed everything the sync does.
-    AsRole(role, false, [&] { Resolve(RequestFromDefinition(def), role); });
+    if (role != def.owner)
+        CheckSyncQuota(role);
+    (void)Resolve(RequestFromDefinition(def), role, SyncSearchPath(&def));
     std::string old_name = def.owner_name;
-    AsRole(ExtensionOwner(), false, [&] {
-        Sql("UPDATE revetl.syncs SET owner = $2::oid::regrole, updated_at = now() WHERE id = $1",
+    AsExtensionOwner([&] {
+        Sql("UPDATE revetl.syncs SET owner = $2::oid::regrole, updated_at = pg_catalog.now() WHERE id = $1",
             {SqlArg::Int8(def.id), SqlArg::Int8(role)});
         if (role != def.owner) {
             GrantShadow(def.shadow_table, new_owner, true);
@@ -733,8 +822,11 @@ void AlterSyncOwner(const std::string &name, const std::string &new_owner) {
 void SetSyncPaused(const std::string &name, bool paused) {
     SyncDefinition def = RequireSync(name);
     RequireOwnership(def, paused ? "pause" : "resume");
-    AsRole(ExtensionOwner(), false, [&] {
-        Sql("UPDATE revetl.syncs SET paused = $2, updated_at = now() WHERE id = $1 AND paused <> $2",
+    if (paused)
+        PgGuard([&] { (void)CancelSyncRun(MyDatabaseId, def.id, kCancelledByPause); });
+    AsExtensionOwner([&] {
+        Sql("UPDATE revetl.syncs SET paused = $2, updated_at = pg_catalog.now() WHERE id = $1 AND paused <> "
+            "$2",
             {SqlArg::Int8(def.id), SqlArg::Bool(paused)});
     });
     WakeWorkerAtCommit();
@@ -766,12 +858,14 @@ void AfterOwnedStatementCpp(Node *statement) {
         Oid new_role = InvalidOid;
         PgGuard([&] { new_role = get_rolespec_oid(stmt->newrole, false); });
         std::string new_name = RoleName(new_role);
-        AsRole(ExtensionOwner(), false, [&] {
-            SqlResult moved = Sql("UPDATE revetl.syncs SET owner = $2::oid::regrole, updated_at = now() "
-                                  "WHERE owner::oid = ANY ($1::oid[]) RETURNING shadow_table, "
-                                  "(SELECT string_agg(quote_ident(rolname), ', ') FROM pg_catalog.pg_roles "
-                                  " WHERE oid = ANY ($1::oid[]))",
-                                  {SqlArg::Text(old_roles), SqlArg::Int8(new_role)});
+        AsExtensionOwner([&] {
+            SqlResult moved =
+                Sql("UPDATE revetl.syncs SET owner = $2::oid::regrole, updated_at = pg_catalog.now() "
+                    "WHERE owner::oid = ANY ($1::oid[]) RETURNING shadow_table, "
+                    "(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(rolname), ', ') FROM "
+                    "pg_catalog.pg_roles "
+                    " WHERE oid = ANY ($1::oid[]))",
+                    {SqlArg::Text(old_roles), SqlArg::Int8(new_role)});
             for (size_t i = 0; i < moved.rows.size(); i++) {
                 GrantShadow(moved.Text(i, 0), new_name, true);
                 Sql("REVOKE SELECT ON " + QualifiedName(kSchema, moved.Text(i, 0)) + " FROM " +
@@ -840,22 +934,30 @@ std::string CaptureFunctionDdl(const SyncDefinition &def) {
     }
     const std::string id = std::to_string(def.id);
     const std::string insert = "INSERT INTO revetl.captured_changes (sync_id, key) ";
-    std::string body = "BEGIN\n"
-                       "  IF TG_OP = 'INSERT' THEN\n    " +
-                       insert + "SELECT " + id + ", pg_catalog.jsonb_build_object(" + key_new +
-                       ")::text FROM revetl_new n;\n"
-                       "  ELSIF TG_OP = 'UPDATE' THEN\n    " +
-                       insert + "SELECT " + id + ", k FROM (SELECT pg_catalog.jsonb_build_object(" + key_new +
-                       ")::text AS k FROM revetl_new n UNION SELECT pg_catalog.jsonb_build_object(" +
-                       key_old +
-                       ")::text FROM revetl_old o) AS keys;\n"
-                       "  ELSIF TG_OP = 'DELETE' THEN\n    " +
-                       insert + "SELECT " + id + ", pg_catalog.jsonb_build_object(" + key_old +
-                       ")::text FROM revetl_old o;\n"
-                       "  ELSE\n    " +
-                       insert + "VALUES (" + id +
-                       ", NULL);\n"
-                       "  END IF;\n";
+    // Only revetl's own triggers on the model call it (it is not
+    // executable by anyone else); the check keeps it from writing captured
+    // keys for any other table even so.
+    std::string body =
+        "BEGIN\n"
+        "  IF TG_TABLE_SCHEMA <> " +
+        QuoteLiteral(def.model.schema) + " OR TG_TABLE_NAME <> " + QuoteLiteral(def.model.name) +
+        " OR TG_NAME NOT LIKE " + QuoteLiteral("revetl\\_capture\\_" + id + "\\_%") +
+        " THEN\n    RAISE EXCEPTION 'revetl capture function of sync " + id +
+        " called for another table or trigger';\n  END IF;\n"
+        "  IF TG_OP = 'INSERT' THEN\n    " +
+        insert + "SELECT " + id + ", pg_catalog.jsonb_build_object(" + key_new +
+        ")::text FROM revetl_new n;\n"
+        "  ELSIF TG_OP = 'UPDATE' THEN\n    " +
+        insert + "SELECT " + id + ", k FROM (SELECT pg_catalog.jsonb_build_object(" + key_new +
+        ")::text AS k FROM revetl_new n UNION SELECT pg_catalog.jsonb_build_object(" + key_old +
+        ")::text FROM revetl_old o) AS keys;\n"
+        "  ELSIF TG_OP = 'DELETE' THEN\n    " +
+        insert + "SELECT " + id + ", pg_catalog.jsonb_build_object(" + key_old +
+        ")::text FROM revetl_old o;\n"
+        "  ELSE\n    " +
+        insert + "VALUES (" + id +
+        ", NULL);\n"
+        "  END IF;\n";
     if (def.schedule.kind == dsl::Schedule::Kind::OnChange)
         body += "  PERFORM revetl._capture_wake(" + id + ");\n";
     body += "  RETURN NULL;\nEND";
@@ -871,17 +973,17 @@ std::string CaptureFunctionDdl(const SyncDefinition &def) {
 } // namespace
 
 void DropCapture(int64_t sync_id) {
-    AsRole(ExtensionOwner(), false, [&] {
+    AsExtensionOwner([&] {
         // The triggers depend on the function: they go first.
         bool exists = Sql("SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
                           {SqlArg::Text(CaptureFunction(sync_id) + "()")})
                           .Bool(0, 0);
         if (!exists)
             return;
-        SqlResult triggers =
-            Sql("SELECT quote_ident(t.tgname), t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t "
-                "WHERE t.tgfoid = pg_catalog.to_regprocedure($1)",
-                {SqlArg::Text(CaptureFunction(sync_id) + "()")});
+        SqlResult triggers = Sql(
+            "SELECT pg_catalog.quote_ident(t.tgname), t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t "
+            "WHERE t.tgfoid = pg_catalog.to_regprocedure($1)",
+            {SqlArg::Text(CaptureFunction(sync_id) + "()")});
         for (size_t i = 0; i < triggers.rows.size(); i++)
             Sql("DROP TRIGGER " + triggers.Text(i, 0) + " ON " + triggers.Text(i, 1));
         Sql("DROP FUNCTION " + CaptureFunction(sync_id) + "()");
@@ -907,19 +1009,23 @@ bool EnsureCapture(const SyncDefinition &def, bool definition_changed) {
 static bool EnsureCaptureImpl(const SyncDefinition &def, bool definition_changed) {
     if (!def.Tracked()) {
         DropCapture(def.id);
-        AsRole(ExtensionOwner(), false, [&] {
-            Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1", {SqlArg::Int8(def.id)});
-        });
+        AsExtensionOwner(
+            [&] { Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1", {SqlArg::Int8(def.id)}); });
         return false;
     }
     bool attached = false;
-    AsRole(ExtensionOwner(), false, [&] {
+    AsExtensionOwner([&] {
         Oid relid = ModelRelid(def);
         bool function_exists = Sql("SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
                                    {SqlArg::Text(CaptureFunction(def.id) + "()")})
                                    .Bool(0, 0);
-        if (!function_exists || definition_changed)
+        if (!function_exists || definition_changed) {
             Sql(CaptureFunctionDdl(def));
+            // It runs with the extension owner's rights: no role may attach
+            // it to a table of its own, or call it (CREATE TRIGGER needs
+            // EXECUTE on the function; revetl creates the triggers itself).
+            Sql("REVOKE ALL ON FUNCTION " + CaptureFunction(def.id) + "() FROM PUBLIC");
+        }
         // Triggers left on a table that is no longer the model (or on the
         // model after its key columns went) would capture the wrong thing, or
         // make the table's writes fail: they go.
@@ -939,7 +1045,7 @@ static bool EnsureCaptureImpl(const SyncDefinition &def, bool definition_changed
                      .rows.empty();
         }
         SqlResult stale = Sql(
-            "SELECT quote_ident(t.tgname), t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t "
+            "SELECT pg_catalog.quote_ident(t.tgname), t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t "
             "WHERE t.tgfoid = pg_catalog.to_regprocedure($1) AND (t.tgrelid <> $2::oid OR NOT $3)",
             {SqlArg::Text(CaptureFunction(def.id) + "()"), SqlArg::Int8(relid), SqlArg::Bool(keys_present)});
         for (size_t i = 0; i < stale.rows.size(); i++)
@@ -1018,7 +1124,7 @@ void AfterTableDdlCpp() {
             continue;
         }
         if (attached && def->schedule.kind == dsl::Schedule::Kind::OnChange)
-            AsRole(ExtensionOwner(), false, [&] {
+            AsExtensionOwner([&] {
                 Sql("INSERT INTO revetl.captured_changes (sync_id, key) VALUES ($1, NULL)",
                     {SqlArg::Int8(def->id)});
             });

@@ -14,6 +14,7 @@
 #include "pg/session.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/spi.hpp"
+#include "pg/sync_commands.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -34,6 +35,8 @@ constexpr long kWorkerNaptimeMs = 60000;
 // While runs are in progress that this scheduler did not start (it was
 // restarted), it looks at them this often.
 constexpr long kAdoptedPollMs = 1000;
+// While alerts are in flight, the loop collects their answers this often.
+constexpr long kAlertPollMs = 50;
 // How often a worker waiting for ALTER EXTENSION revetl UPDATE looks again.
 constexpr long kUpgradePollMs = 2000;
 
@@ -129,30 +132,27 @@ bool AwaitExtension() {
     }
 }
 
-// A run marked 'running' whose sync lock nobody holds has no process behind
+// A run marked 'running' whose sync no run process holds has no process behind
 // it: the executor died (crash, pg_terminate_backend). It is marked failed
 // and queued again, so its rows are planned anew rather than lost. A run
-// whose lock is held is still in progress: it is adopted and watched.
+// whose sync is held is still in progress: it is adopted and watched.
 void RecoverInterruptedRuns() {
     BeginTransaction("revetl: recovering");
-    SqlResult running = Sql("SELECT id, sync_id, sync_name FROM revetl.sync_runs WHERE status = 'running'");
+    SqlResult running = Sql("SELECT id, sync_id, sync_name FROM revetl.runs WHERE status = 'running'");
     int recovered = 0;
     for (size_t i = 0; i < running.rows.size(); i++) {
         int64 run_id = running.Int8(i, 0);
         int64 sync_id = running.Int8(i, 1);
         if (g_executing.count(run_id))
             continue;
-        bool free = Sql("SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
-                        {SqlArg::Int4(kSyncLockClass), SqlArg::Int4(static_cast<int32_t>(sync_id))})
-                        .Bool(0, 0);
-        if (!free) {
+        bool busy = false;
+        PgGuard([&] { busy = SyncRunInProgress(MyDatabaseId, sync_id); });
+        if (busy) {
             g_executing[run_id] = {sync_id, nullptr};
             continue;
         }
-        Sql("SELECT pg_catalog.pg_advisory_unlock($1, $2)",
-            {SqlArg::Int4(kSyncLockClass), SqlArg::Int4(static_cast<int32_t>(sync_id))});
         SqlResult marked =
-            Sql("UPDATE revetl.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
+            Sql("UPDATE revetl.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
                 "error = 'the revetl process running this run stopped; a new run was queued' "
                 "WHERE id = $1 AND status = 'running' RETURNING id",
                 {SqlArg::Int8(run_id)});
@@ -172,7 +172,8 @@ void RecoverInterruptedRuns() {
             }
             Sql("INSERT INTO " + QualifiedName(kSchema, def->shadow_table) +
                     " AS s (key, row_hash, run_id, verify_after) "
-                    "SELECT c.key, 0, $1, now() + make_interval(secs => $2 / 1000.0) FROM revetl.changes c "
+                    "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0) "
+                    "FROM revetl.changes c "
                     "WHERE c.run_id = $1 "
                     "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, "
                     "excluded.verify_after)",
@@ -185,23 +186,38 @@ void RecoverInterruptedRuns() {
                         "JOIN revetl.syncs s ON s.id = $2 WHERE c.run_id = $1 AND ") +
                 kTrackedPredicate,
             {SqlArg::Int8(run_id), SqlArg::Int8(sync_id)});
-        Sql("SELECT pg_catalog.pg_notify('revetl_runs', json_build_object('sync', $1::text, 'run_id', "
+        Sql("SELECT pg_catalog.pg_notify('revetl_runs', pg_catalog.json_build_object('sync', $1::text, "
+            "'run_id', "
             "$2::bigint, "
             "'status', 'failed')::text)",
             {SqlArg::Text(running.Text(i, 2)), SqlArg::Int8(run_id)});
         // A paused or dropped sync is not run again.
-        Sql("INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by) "
+        Sql("INSERT INTO revetl.runs (sync_id, sync_name, trigger, requested_by) "
             "SELECT id, name, 'retry', 'revetl' FROM revetl.syncs WHERE id = $1 AND NOT paused",
             {SqlArg::Int8(sync_id)});
     }
     Sql("DELETE FROM revetl.changes c WHERE NOT EXISTS "
-        "(SELECT 1 FROM revetl.sync_runs r WHERE r.id = c.run_id AND r.status IN ('queued', 'running'))");
+        "(SELECT 1 FROM revetl.runs r WHERE r.id = c.run_id AND r.status IN ('queued', 'running'))");
     CommitTransaction();
     if (recovered > 0)
         PgGuard([&] {
             ereport(LOG, (errmsg("revetl worker for database \"%s\" queued %d interrupted runs again",
                                  DatabaseName(), recovered)));
         });
+}
+
+// Capture functions made by an older version (before 0.2.0 they did not
+// check which table and trigger called them) are made again, once, by the
+// first scheduler of the updated version. Their triggers stay.
+void RefreshOldCaptureFunctions() {
+    BeginTransaction("revetl: refreshing capture functions");
+    SqlResult old = Sql("SELECT s.id FROM revetl.syncs s JOIN pg_catalog.pg_proc p "
+                        "ON p.pronamespace = 'revetl'::pg_catalog.regnamespace "
+                        "AND p.proname = 'capture_' || s.id::text WHERE p.prosrc NOT LIKE '%TG_TABLE_NAME%'");
+    for (size_t i = 0; i < old.rows.size(); i++)
+        if (auto def = LoadSyncById(old.Int8(i, 0)))
+            (void)EnsureCapture(*def, true);
+    CommitTransaction();
 }
 
 // Turns run_sync(wait => true) requests into queued runs. The requesting
@@ -237,7 +253,7 @@ void ClaimWaitRequests() {
         return;
     BeginTransaction("revetl: queueing requested runs");
     for (const Claim &c : claims)
-        Sql("INSERT INTO revetl.sync_runs (id, sync_id, sync_name, trigger, requested_by, row_limit, "
+        Sql("INSERT INTO revetl.runs (id, sync_id, sync_name, trigger, requested_by, row_limit, "
             "full_diff) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
             {SqlArg::Int8(c.run_id), SqlArg::Int8(c.sync_id), SqlArg::Text(c.sync_name),
@@ -270,7 +286,7 @@ void CompleteWaits() {
     bool any = false;
     for (int64 run_id : run_ids) {
         BeginTransaction("revetl: checking run");
-        SqlResult r = Sql("SELECT status, coalesce(error, '') FROM revetl.sync_runs WHERE id = $1",
+        SqlResult r = Sql("SELECT status, coalesce(error, '') FROM revetl.runs WHERE id = $1",
                           {SqlArg::Int8(run_id)}, true);
         CommitTransaction();
         std::string status = r.rows.empty() ? "failed" : r.Text(0, 0);
@@ -316,7 +332,7 @@ bool ReapExecutors() {
     if (!adopted.empty()) {
         BeginTransaction("revetl: watching runs");
         for (int64 run_id : adopted) {
-            SqlResult r = Sql("SELECT status FROM revetl.sync_runs WHERE id = $1", {SqlArg::Int8(run_id)});
+            SqlResult r = Sql("SELECT status FROM revetl.runs WHERE id = $1", {SqlArg::Int8(run_id)});
             if (r.rows.empty() || r.Text(0, 0) != "running")
                 ended.push_back(run_id);
         }
@@ -342,10 +358,9 @@ void StartExecutors() {
     if (room <= 0)
         return;
     BeginTransaction("revetl: looking for runs");
-    SqlResult r =
-        Sql("SELECT DISTINCT ON (sync_id) id, sync_id FROM revetl.sync_runs WHERE status = 'queued' "
-            "ORDER BY sync_id, id",
-            {}, true);
+    SqlResult r = Sql("SELECT DISTINCT ON (sync_id) id, sync_id FROM revetl.runs WHERE status = 'queued' "
+                      "ORDER BY sync_id, id",
+                      {}, true);
     CommitTransaction();
     std::vector<std::pair<int64, int64>> queued;
     for (size_t i = 0; i < r.rows.size(); i++)
@@ -374,6 +389,24 @@ void StartExecutors() {
     }
 }
 
+// One step of the scheduler's loop. An error in it (a sync dropped in the
+// middle, a run process terminated at the same moment) is logged and the
+// transaction rolled back; the scheduler goes on, and the next pass sees the
+// new state. Only a shutdown (FATAL) ends the process.
+template <typename F>
+void Step(const char *what, F &&f) {
+    try {
+        f();
+    } catch (const std::exception &e) {
+        AbortTransaction();
+        std::string why = e.what();
+        PgGuard([&] {
+            ereport(WARNING, (errmsg("revetl worker for database \"%s\": error while %s: %s", DatabaseName(),
+                                     what, why.c_str())));
+        });
+    }
+}
+
 void WorkerLoop(Oid dboid) {
     MemoryContext loop_cxt =
         AllocSetContextCreate(TopMemoryContext, "revetl worker loop", ALLOCSET_DEFAULT_SIZES);
@@ -385,6 +418,7 @@ void WorkerLoop(Oid dboid) {
     }
     PgGuard([] { ereport(LOG, (errmsg("revetl worker started for database \"%s\"", DatabaseName()))); });
     RecoverInterruptedRuns();
+    Step("refreshing capture functions", [] { RefreshOldCaptureFunctions(); });
     CompleteWaits();
 
     TimestampTz last_periodic = 0;
@@ -402,12 +436,13 @@ void WorkerLoop(Oid dboid) {
             MemoryContextReset(loop_cxt);
             MemoryContextSwitchTo(loop_cxt);
         });
-        ClaimWaitRequests();
-        ReapExecutors();
-        EnqueueDueRuns();
-        EnqueueCapturedRuns();
-        StartExecutors();
-        PruneHistory(false);
+        Step("claiming waited-for runs", [] { ClaimWaitRequests(); });
+        Step("reaping run processes", [] { ReapExecutors(); });
+        Step("queueing scheduled runs", [] { EnqueueDueRuns(); });
+        Step("queueing ON CHANGE runs", [] { EnqueueCapturedRuns(); });
+        Step("starting runs", [] { StartExecutors(); });
+        Step("pruning history", [] { PruneHistory(false); });
+        const bool alerts_in_flight = PumpAlerts();
 
         long wait_ms = kWorkerNaptimeMs;
         long due = MillisUntilNextDue();
@@ -418,6 +453,8 @@ void WorkerLoop(Oid dboid) {
             adopted = adopted || !e.second.handle;
         if (adopted)
             wait_ms = std::min(wait_ms, kAdoptedPollMs);
+        if (alerts_in_flight)
+            wait_ms = std::min(wait_ms, kAlertPollMs);
         int rc = 0;
         PgGuard([&] {
             rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,

@@ -21,7 +21,7 @@ alerts = None
 
 def setUpModule():
     global cluster, mock, alerts
-    cluster = Cluster(name="revetl-scheduling").start()
+    cluster = Cluster(name="revetl-scheduling", extra_conf="revetl.min_schedule_interval = 1\n").start()
     mock = MockWebhook()
     alerts = MockWebhook()
     cluster.sql(f"""
@@ -259,7 +259,7 @@ class SchedulingTest(unittest.TestCase):
         mock.configure(reject=[{"field": "v", "equals": "changed", "reason": "no"}])
         cluster.sql(f"update {self.t} set v = 'changed' where id = 1")
         cluster.psql("select revetl.run_sync('pruned', wait => true)", check=False)
-        cluster.sql("update revetl.sync_runs set finished_at = now() - interval '40 days' "
+        cluster.sql("update revetl.runs set finished_at = now() - interval '40 days' "
                     "where sync_name = 'pruned'; "
                     "update revetl.rejected_rows set rejected_at = now() - interval '40 days' "
                     "where sync_name = 'pruned'")

@@ -611,7 +611,9 @@ class AllowlistDefaultTest(unittest.TestCase):
     judged on the address connected to."""
 
     def setUp(self):
-        self.c = Cluster(name="revetl-security-net").start()
+        # The test clusters open 127.0.0.1 for the mocks: this one goes back
+        # to the default.
+        self.c = Cluster(name="revetl-security-net", extra_conf="revetl.allowed_hosts = '*'\n").start()
         self.mock = MockWebhook()
         self.c.sql("CREATE EXTENSION revetl")
         self.c.wait_for_worker()
@@ -622,6 +624,7 @@ class AllowlistDefaultTest(unittest.TestCase):
 
     def test_9_loopback_private_and_metadata_hosts_are_refused_by_default(self):
         c = self.c
+        self.assertEqual(c.sql("SELECT boot_val FROM pg_settings WHERE name = 'revetl.allowed_hosts'"), "*")
         self.assertEqual(c.sql("SHOW revetl.allowed_hosts"), "*")
         port = self.mock.port
         refused = [f"http://127.0.0.1:{port}/x", "http://169.254.169.254/latest", "http://10.1.2.3/",
@@ -650,9 +653,10 @@ class AllowlistDefaultTest(unittest.TestCase):
         self.assertIn("revetl.allowed_hosts", error)
         self.assertIn("127.0.0.1", error)
 
-        # Opened explicitly, addresses and CIDRs work.
-        c.sql("ALTER SYSTEM SET revetl.allowed_hosts = '127.0.0.1, 10.0.0.0/8'; SELECT pg_reload_conf()")
-        wait_for(lambda: c.sql("SHOW revetl.allowed_hosts") == "127.0.0.1, 10.0.0.0/8", what="reload")
+        # Opened explicitly, addresses and CIDRs work (names still need a
+        # name entry: "*" here).
+        c.sql("ALTER SYSTEM SET revetl.allowed_hosts = '*, 127.0.0.1, 10.0.0.0/8'; SELECT pg_reload_conf()")
+        wait_for(lambda: c.sql("SHOW revetl.allowed_hosts") == "*, 127.0.0.1, 10.0.0.0/8", what="reload")
         for i, url in enumerate([f"http://127.0.0.1:{port}/x", "http://10.1.2.3/"]):
             _, err, rc = psql(f"CREATE SERVER ok{i} FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook', url '{url}')",
                               c=c)

@@ -175,6 +175,14 @@ class UpgradeTest(unittest.TestCase):
         self.assertEqual(cluster.sql("select count(*) from pg_user_mappings where srvname = 'hooks'", db="app"),
                          "1")
 
+        # Capture functions: no longer executable by PUBLIC, and remade by
+        # the updated scheduler with the check of their table and trigger.
+        capture = ("select p.proacl is not null and not exists (select 1 from aclexplode(p.proacl) a "
+                   "where a.grantee = 0), p.prosrc like '%TG_TABLE_NAME%' from pg_proc p "
+                   "where p.pronamespace = 'revetl'::regnamespace and p.proname like 'capture%'")
+        wait_for(lambda: cluster.rows(capture, db="app") == [["t", "t"]],
+                 what="the capture function to be revoked from PUBLIC and remade")
+
         # Nothing is sent again but the row the old release could not
         # deliver; a changed row goes alone; capture still works.
         mock.clear_requests()

@@ -138,7 +138,7 @@ class WorkerTest(unittest.TestCase):
         self.assertIn('destination host "127.0.0.1" of server "h" is not in revetl.allowed_hosts', error)
         self.assertEqual(self.mock.requests(), [])
         self.cluster.sql("alter system reset revetl.allowed_hosts; select pg_reload_conf()")
-        wait_for(lambda: self.cluster.sql("show revetl.allowed_hosts") == "*", what="reload")
+        wait_for(lambda: self.cluster.sql("show revetl.allowed_hosts") == "*, 127.0.0.1", what="reload")
         run_id = int(self.cluster.sql("select revetl.run_sync('s', wait => true)"))
         self.assertEqual(self.cluster.wait_for_run(run_id), "succeeded")
 

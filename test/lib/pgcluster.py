@@ -71,6 +71,8 @@ fsync = off
 log_min_messages = log
 max_worker_processes = 16
 revetl.worker_restart_delay = 1
+# The mocks listen on loopback, which revetl refuses unless named here.
+revetl.allowed_hosts = '*, 127.0.0.1'
 {extra_conf}
 """)
 

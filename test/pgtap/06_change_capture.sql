@@ -127,8 +127,8 @@ SELECT is(pg_temp.runs('tap_oc'), '{}', 'UPDATE and DELETE queue no run either')
 SET LOCAL ROLE tap_writer;
 SELECT lives_ok($$INSERT INTO tap_m VALUES (6, 'f'); UPDATE tap_m SET v = 'y' WHERE id = 4$$,
                 'an ordinary role writes the tracked table');
-SELECT throws_ok($$SELECT * FROM revetl.captured_changes$$, '42501', 'permission denied for table captured_changes',
-                 'an ordinary role cannot read revetl.captured_changes: 42501');
+SELECT is((SELECT count(*) FROM revetl.captured_changes), 0::bigint,
+          'an ordinary role sees no captured key of syncs it does not own (row security)');
 SELECT throws_ok($$INSERT INTO revetl.captured_changes (sync_id, key) VALUES (0, 'x')$$, '42501',
                  'permission denied for table captured_changes',
                  'an ordinary role cannot write revetl.captured_changes: 42501');
@@ -360,7 +360,7 @@ SELECT is((SELECT replace(replace(replace(replace(p.prosrc,
 
 -- DROP SYNC removes the capture.
 -- A run the scheduler queued after a change (inserted here as it would):
-INSERT INTO revetl.sync_runs (sync_id, sync_name, trigger, requested_by)
+INSERT INTO revetl.runs (sync_id, sync_name, trigger, requested_by)
   VALUES (pg_temp.sid('tap_oc'), 'tap_oc', 'on change', 'revetl');
 INSERT INTO tap_m2 VALUES (11, 'k');
 SELECT is(pg_temp.new_keys('tap_oc'), ARRAY['{"id": "11"}', 'NULL'],

@@ -503,8 +503,12 @@ TEST(HostAllowed, EmptyListAllowsNothing) {
 }
 
 TEST(HostAllowed, Ipv6) {
+    // An address entry opens the address, however it is written.
     EXPECT_TRUE(HostAllowed(UrlHost("http://[::1]:9/"), "[::1]"));
-    EXPECT_FALSE(HostAllowed(UrlHost("http://[::1]:9/"), "::1"));
+    EXPECT_TRUE(HostAllowed(UrlHost("http://[::1]:9/"), "::1"));
+    // "*" never opens loopback.
+    EXPECT_FALSE(HostAllowed(UrlHost("http://[::1]:9/"), "*"));
+    EXPECT_TRUE(HostAllowed(UrlHost("http://[2606:4700::1111]/"), "*"));
 }
 
 TEST(ClosestMatch, Suggestions) {

@@ -356,3 +356,64 @@ TEST(HttpClient, HeaderWithEmptyValueIsSent) {
     ASSERT_EQ(reqs.size(), 1u);
     EXPECT_EQ(reqs[0].Header("x-empty"), std::optional<std::string>(""));
 }
+
+TEST(HttpClient, AddressPolicyRefusesBeforeConnecting) {
+    TestServer server;
+    server.SetDefault(Answer(200, "{}"));
+    HttpClient client;
+    // "*" opens names and public addresses, never loopback: the test
+    // server is reached by name ("localhost") and by address, and neither
+    // connection is made.
+    client.SetAddressPolicy(std::make_shared<HostPolicy>("*"));
+    for (const std::string &host : {std::string("127.0.0.1"), std::string("localhost")}) {
+        client.Start(1, Post("http://" + host + ":" + std::to_string(server.port()) + "/x"));
+        auto resp = Await(client, 1);
+        ASSERT_TRUE(resp.has_value());
+        EXPECT_EQ(resp->status, 0);
+        EXPECT_TRUE(resp->address_refused) << host;
+        EXPECT_NE(resp->transport_error.find("revetl.allowed_hosts"), std::string::npos)
+            << resp->transport_error;
+    }
+    EXPECT_EQ(server.Connections(), 0);
+
+    // Listing the address opens it.
+    client.SetAddressPolicy(std::make_shared<HostPolicy>("127.0.0.1"));
+    client.Start(2, Post(server.Url("/x")));
+    auto resp = Await(client, 2);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 200);
+    EXPECT_FALSE(resp->address_refused);
+}
+
+TEST(HttpClient, ProxiesFromTheEnvironmentAreNotUsed) {
+    TestServer server;
+    server.SetDefault(Answer(204, ""));
+    RefusingPort proxy;
+    setenv("http_proxy", ("http://127.0.0.1:" + std::to_string(proxy.port())).c_str(), 1);
+    HttpClient client;
+    client.Start(1, Post(server.Url("/direct")));
+    auto resp = Await(client, 1);
+    unsetenv("http_proxy");
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 204);
+}
+
+TEST(HttpClient, ReplacingThePolicyLeavesTransfersInFlightTheirOwn) {
+    TestServer server;
+    server.SetDefault(Answer(200, "{}"));
+    HttpClient client;
+    // The scheduler replaces the policy before each alert while earlier
+    // alerts may still be connecting: each transfer keeps the policy it
+    // started with.
+    client.SetAddressPolicy(std::make_shared<HostPolicy>("127.0.0.1"));
+    client.Start(1, Post(server.Url("/one")));
+    client.SetAddressPolicy(std::make_shared<HostPolicy>("127.0.0.1"));
+    client.Start(2, Post(server.Url("/two")));
+    client.SetAddressPolicy(nullptr);
+    std::map<uint64_t, long> statuses;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDeadlineMs);
+    while (statuses.size() < 2 && std::chrono::steady_clock::now() < deadline)
+        for (auto &done : client.Poll(50))
+            statuses[done.first] = done.second.status;
+    EXPECT_EQ(statuses, (std::map<uint64_t, long>{{1, 200}, {2, 200}}));
+}

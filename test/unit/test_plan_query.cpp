@@ -54,58 +54,66 @@ TEST(ModelSource, QueryIsParenthesizedWithNewlineBeforeClose) {
 
 TEST(PayloadExpression, EmptyMapSendsWholeRow) {
     PlanSpec spec = RelationSpec();
-    EXPECT_EQ(PayloadExpression(spec), "to_jsonb(src.*)");
+    EXPECT_EQ(PayloadExpression(spec), "pg_catalog.to_jsonb(src.*)");
 }
 
 TEST(PayloadExpression, MapExpressionsAreParenthesizedAndFieldsQuoted) {
     PlanSpec spec = RelationSpec();
     spec.map = {{"email", "lower(email)"}, {"it's", "score + 1 -- c"}};
     EXPECT_EQ(PayloadExpression(spec),
-              "jsonb_build_object('email', (lower(email)\n), 'it''s', (score + 1 -- c\n))");
+              "pg_catalog.jsonb_build_object('email', (lower(email)\n), 'it''s', (score + 1 -- c\n))");
 }
 
 TEST(PayloadExpression, BackslashInFieldNameUsesEString) {
     PlanSpec spec = RelationSpec();
     spec.map = {{"a\\b", "x"}};
-    EXPECT_EQ(PayloadExpression(spec), "jsonb_build_object(E'a\\\\b', (x\n))");
+    EXPECT_EQ(PayloadExpression(spec), "pg_catalog.jsonb_build_object(E'a\\\\b', (x\n))");
 }
 
 TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
     PlanSpec spec = RelationSpec();
     std::string sql = BuildPlanQuery(spec);
     EXPECT_TRUE(Contains(sql, "FROM \"public\".\"users\" AS src"));
-    EXPECT_TRUE(Contains(sql, ") AS m LEFT JOIN \"revetl_shadow\".\"sync_1\" AS s ON s.key = m.k "));
+    EXPECT_TRUE(Contains(
+        sql, ") AS m LEFT JOIN \"revetl_shadow\".\"sync_1\" AS s ON s.key OPERATOR(pg_catalog.=) m.k "));
     EXPECT_TRUE(NotContains(sql, "FULL JOIN"));
-    EXPECT_TRUE(Contains(sql, "to_jsonb(src.*) AS payload"));
-    EXPECT_TRUE(Contains(sql, "jsonb_build_object('id', src.\"id\")"));
-    EXPECT_TRUE(Contains(sql, "CASE WHEN (src.\"id\" IS NULL) THEN NULL ELSE jsonb_build_object('id', "
-                              "src.\"id\")::text END COLLATE \"C\" AS k, src.\"id\" AS kc0, "));
+    EXPECT_TRUE(Contains(sql, "pg_catalog.to_jsonb(src.*) AS payload"));
+    EXPECT_TRUE(Contains(sql, "pg_catalog.jsonb_build_object('id', src.\"id\")"));
+    EXPECT_TRUE(
+        Contains(sql, "CASE WHEN (src.\"id\" IS NULL) THEN NULL ELSE pg_catalog.jsonb_build_object('id', "
+                      "src.\"id\")::pg_catalog.text END COLLATE pg_catalog.\"C\" AS k, src.\"id\" AS kc0, "));
     // The key's jsonb is not built per model row (see BuildPlanQuery).
     EXPECT_TRUE(NotContains(sql, "AS key_json, to_jsonb"));
     EXPECT_TRUE(Contains(sql, "SELECT true AS present, x.k, x.kc0, x.payload, "));
     // By default the hash is over the values themselves (the whole row here).
-    EXPECT_TRUE(Contains(sql, "hash_record_extended(x.hash_row, 0) AS h"));
-    EXPECT_TRUE(Contains(sql, "to_jsonb(src.*) AS payload, src AS hash_row FROM"));
+    EXPECT_TRUE(Contains(sql, "pg_catalog.hash_record_extended(x.hash_row, 0) AS h"));
+    EXPECT_TRUE(Contains(sql, "pg_catalog.to_jsonb(src.*) AS payload, src AS hash_row FROM"));
     EXPECT_TRUE(NotContains(sql, "WITH cap"));
     EXPECT_TRUE(Contains(sql, "count(*) OVER (PARTITION BY x.k) AS dups"));
     // Output columns, in the documented order.
-    EXPECT_EQ(sql.rfind("SELECT (CASE WHEN m.present IS NULL THEN 'r' WHEN m.k IS NULL THEN 'n' "
-                        "WHEN m.dups > 1 THEN 'd' WHEN s.key IS NULL THEN 'a' ELSE 'c' END)::\"char\" AS op, "
-                        "coalesce(m.k, s.key, jsonb_build_object('id', m.kc0)::text) AS key, "
-                        "CASE WHEN m.present THEN jsonb_build_object('id', m.kc0) ELSE s.key::jsonb END "
-                        "AS key_json, "
-                        "m.payload AS payload, m.h AS row_hash, s.dest_id, m.dups FROM (",
-                        0),
-              0u);
-    EXPECT_TRUE(Contains(sql, "WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 OR s.key IS NULL "
-                              "OR s.row_hash IS DISTINCT FROM m.h"));
+    EXPECT_EQ(
+        sql.rfind("SELECT (CASE WHEN m.present IS NULL THEN 'r' WHEN m.k IS NULL THEN 'n' "
+                  "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' WHEN s.key IS NULL THEN 'a' ELSE 'c' "
+                  "END)::pg_catalog.\"char\" AS op, "
+                  "coalesce(m.k, s.key, pg_catalog.jsonb_build_object('id', m.kc0)::pg_catalog.text) AS key, "
+                  "CASE WHEN m.present THEN pg_catalog.jsonb_build_object('id', m.kc0) ELSE "
+                  "s.key::pg_catalog.jsonb END "
+                  "AS key_json, "
+                  "m.payload AS payload, m.h AS row_hash, s.dest_id, m.dups FROM (",
+                  0),
+        0u);
+    EXPECT_TRUE(Contains(
+        sql, "WHERE m.present IS NULL OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL "
+             "OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) OPERATOR(pg_catalog.<>) (m.h "
+             "IS NULL)"));
 }
 
 TEST(BuildPlanQuery, FullJoinOnlyWithRemovals) {
     PlanSpec spec = RelationSpec();
     spec.include_removals = true;
     std::string sql = BuildPlanQuery(spec);
-    EXPECT_TRUE(Contains(sql, ") AS m FULL JOIN \"revetl_shadow\".\"sync_1\" AS s ON s.key = m.k "));
+    EXPECT_TRUE(Contains(
+        sql, ") AS m FULL JOIN \"revetl_shadow\".\"sync_1\" AS s ON s.key OPERATOR(pg_catalog.=) m.k "));
     EXPECT_TRUE(NotContains(sql, "LEFT JOIN"));
 }
 
@@ -135,41 +143,43 @@ TEST(BuildPlanQuery, EveryUserNameIsQuoted) {
     std::string sql = BuildPlanQuery(spec);
 
     EXPECT_TRUE(Contains(sql, "FROM \"sch\"\"ema\".\"ta'ble\" AS src"));
-    EXPECT_TRUE(Contains(sql, "jsonb_build_object('a\"b', src.\"a\"\"b\", 'Tenant Id', src.\"Tenant Id\")"));
+    EXPECT_TRUE(Contains(
+        sql, "pg_catalog.jsonb_build_object('a\"b', src.\"a\"\"b\", 'Tenant Id', src.\"Tenant Id\")"));
     EXPECT_TRUE(Contains(sql, "(src.\"a\"\"b\" IS NULL OR src.\"Tenant Id\" IS NULL)"));
     EXPECT_TRUE(Contains(sql, "JOIN \"sha\"\"dow\".\"s\"\"1\" AS s"));
     EXPECT_TRUE(Contains(sql, "(\"a\"\"b\"\n) AS v0"));
-    EXPECT_TRUE(Contains(sql, "jsonb_build_object('fi''eld', m.v0)"));
+    EXPECT_TRUE(Contains(sql, "pg_catalog.jsonb_build_object('fi''eld', m.v0)"));
     // The bare, unquoted forms never appear.
     EXPECT_TRUE(NotContains(sql, "src.a\"b"));
     EXPECT_TRUE(NotContains(sql, " sha\"dow"));
     EXPECT_TRUE(NotContains(sql, "'fi'eld'"));
     // Key object: the text key per model row, and key text and key_json
     // from the passed-through columns for returned rows; null check once.
-    EXPECT_EQ(Count(sql, "jsonb_build_object('a\"b'"), 3u);
+    EXPECT_EQ(Count(sql, "pg_catalog.jsonb_build_object('a\"b'"), 3u);
     EXPECT_EQ(Count(sql, "'a\"b', m.kc0, 'Tenant Id', m.kc1)"), 2u);
     EXPECT_EQ(Count(sql, "IS NULL OR src.\"Tenant Id\" IS NULL"), 1u);
 }
 
 TEST(BuildValidationQuery, ExactText) {
     PlanSpec spec = RelationSpec();
-    EXPECT_EQ(BuildValidationQuery(spec),
-              "SELECT jsonb_build_object('id', src.\"id\") AS key_json, to_jsonb(src.*) AS payload "
-              "FROM \"public\".\"users\" AS src LIMIT 0");
+    EXPECT_EQ(BuildValidationQuery(spec), "SELECT pg_catalog.jsonb_build_object('id', src.\"id\") AS "
+                                          "key_json, pg_catalog.to_jsonb(src.*) AS payload "
+                                          "FROM \"public\".\"users\" AS src LIMIT 0");
     spec.model.kind = ModelRef::Kind::Query;
     spec.model.query = "SELECT 1 AS id --";
     spec.key_columns = {"id", "o\"rg"};
     spec.map = {{"n", "id * 2"}};
     EXPECT_EQ(BuildValidationQuery(spec),
-              "SELECT jsonb_build_object('id', src.\"id\", 'o\"rg', src.\"o\"\"rg\") AS key_json, "
-              "jsonb_build_object('n', (id * 2\n)) AS payload FROM (SELECT 1 AS id --\n) AS src LIMIT 0");
+              "SELECT pg_catalog.jsonb_build_object('id', src.\"id\", 'o\"rg', src.\"o\"\"rg\") AS key_json, "
+              "pg_catalog.jsonb_build_object('n', (id * 2\n)) AS payload FROM (SELECT 1 AS id --\n) AS src "
+              "LIMIT 0");
 }
 
 TEST(BuildShadowTableDdl, ExactText) {
     EXPECT_EQ(BuildShadowTableDdl("revetl_shadow", "sync_42"),
               "CREATE TABLE \"revetl_shadow\".\"sync_42\" (key text COLLATE \"C\" PRIMARY KEY, "
               "row_hash bigint NOT NULL, dest_id text, run_id bigint NOT NULL, "
-              "synced_at timestamptz NOT NULL DEFAULT now(), verify_after timestamptz); "
+              "synced_at timestamptz NOT NULL DEFAULT pg_catalog.now(), verify_after timestamptz); "
               "CREATE INDEX ON \"revetl_shadow\".\"sync_42\" (verify_after) WHERE verify_after IS NOT NULL");
     EXPECT_TRUE(Contains(BuildShadowTableDdl("we\"ird", "t\"t"), "CREATE TABLE \"we\"\"ird\".\"t\"\"t\" ("));
 }
@@ -178,14 +188,18 @@ TEST(BuildPlanQuery, InsertModeSkipsChangedRows) {
     PlanSpec spec = RelationSpec();
     EXPECT_TRUE(spec.include_changes); // the default
     std::string with_changes = BuildPlanQuery(spec);
-    EXPECT_TRUE(EndsWith(with_changes,
-                         " OR s.key IS NULL OR s.row_hash IS DISTINCT FROM m.h OR s.verify_after <= now()"));
+    EXPECT_TRUE(EndsWith(
+        with_changes,
+        " OR s.key IS NULL OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) "
+        "OPERATOR(pg_catalog.<>) (m.h IS NULL) OR s.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now()"));
     spec.include_changes = false;
     std::string sql = BuildPlanQuery(spec);
     EXPECT_TRUE(NotContains(sql, "row_hash IS DISTINCT FROM"));
     // New, removed and invalid rows are still reported.
-    EXPECT_TRUE(EndsWith(sql, " AS s ON s.key = m.k WHERE m.present IS NULL OR m.k IS NULL OR m.dups > 1 "
-                              "OR s.key IS NULL"));
+    EXPECT_TRUE(EndsWith(
+        sql, " AS s ON s.key OPERATOR(pg_catalog.=) m.k WHERE m.present IS NULL OR m.k IS NULL OR m.dups "
+             "OPERATOR(pg_catalog.>) 1 "
+             "OR s.key IS NULL"));
 }
 
 TEST(BuildPlanQuery, HashOverMappedValuesOrPayloadText) {
@@ -195,15 +209,17 @@ TEST(BuildPlanQuery, HashOverMappedValuesOrPayloadText) {
     // The mapped values pass through as columns, are hashed as a row, and
     // the payload is built from them in the outer query (for returned rows).
     EXPECT_TRUE(Contains(sql, "src.\"id\" AS kc0, (lower(email)\n) AS v0, (score -- c\n) AS v1 FROM "));
-    EXPECT_TRUE(Contains(sql, "x.kc0, x.v0, x.v1, hash_record_extended(ROW(x.v0, x.v1), 0) AS h, "));
-    EXPECT_TRUE(Contains(sql, "CASE WHEN m.present THEN jsonb_build_object('email', m.v0, 'n', m.v1) END "
-                              "AS payload, "));
+    EXPECT_TRUE(
+        Contains(sql, "x.kc0, x.v0, x.v1, pg_catalog.hash_record_extended(ROW(x.v0, x.v1), 0) AS h, "));
+    EXPECT_TRUE(
+        Contains(sql, "CASE WHEN m.present THEN pg_catalog.jsonb_build_object('email', m.v0, 'n', m.v1) END "
+                      "AS payload, "));
     EXPECT_TRUE(NotContains(sql, "hash_row"));
 
     // A mapped type without a hash function: hash the payload's text.
     spec.hash_values = false;
     sql = BuildPlanQuery(spec);
-    EXPECT_TRUE(Contains(sql, "hashtextextended(x.payload::text, 0) AS h"));
+    EXPECT_TRUE(Contains(sql, "pg_catalog.hashtextextended(x.payload::pg_catalog.text, 0) AS h"));
     EXPECT_TRUE(NotContains(sql, "hash_row"));
     EXPECT_TRUE(NotContains(sql, "hash_record_extended"));
 }
@@ -213,7 +229,7 @@ TEST(BuildPlanQuery, UniqueKeySkipsTheDuplicateWindow) {
     EXPECT_FALSE(spec.key_unique);
     spec.key_unique = true;
     std::string sql = BuildPlanQuery(spec);
-    EXPECT_TRUE(Contains(sql, " AS h, 1::bigint AS dups FROM ("));
+    EXPECT_TRUE(Contains(sql, " AS h, 1::pg_catalog.int8 AS dups FROM ("));
     EXPECT_TRUE(NotContains(sql, "OVER (PARTITION BY"));
 }
 
@@ -227,21 +243,26 @@ TEST(BuildPlanQuery, CaptureFilterRestrictsModelAndShadowToCapturedKeys) {
     cap.key_types = {"integer", "text"};
     spec.capture = cap;
     std::string sql = BuildPlanQuery(spec);
-    EXPECT_EQ(sql.rfind("WITH cap AS MATERIALIZED (SELECT (c.key::jsonb ->> 'tenant')::integer AS k0, "
-                        "(c.key::jsonb ->> 'o''id')::text AS k1 FROM revetl.captured_changes c "
-                        "WHERE c.sync_id = 12 AND c.id <= 3456 AND c.key IS NOT NULL UNION SELECT "
-                        "(v.key::jsonb ->> 'tenant')::integer, (v.key::jsonb ->> 'o''id')::text FROM "
+    EXPECT_EQ(sql.rfind("WITH cap AS MATERIALIZED (SELECT (c.key::pg_catalog.jsonb OPERATOR(pg_catalog.->>) "
+                        "'tenant')::integer AS k0, "
+                        "(c.key::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'o''id')::text AS k1 FROM "
+                        "revetl.captured_changes c "
+                        "WHERE c.sync_id OPERATOR(pg_catalog.=) 12 AND c.id OPERATOR(pg_catalog.<=) 3456 AND "
+                        "c.key IS NOT NULL UNION SELECT "
+                        "(v.key::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'tenant')::integer, "
+                        "(v.key::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'o''id')::text FROM "
                         "\"revetl_shadow\".\"sync_1\" "
-                        "AS v WHERE v.verify_after <= now()) SELECT (CASE",
+                        "AS v WHERE v.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now()) SELECT (CASE",
                         0),
               0u)
         << sql;
-    EXPECT_TRUE(Contains(sql, "FROM \"public\".\"users\" AS src WHERE (src.\"tenant\", src.\"o'id\") IN "
-                              "(SELECT cap.k0, cap.k1 FROM cap)) AS x"));
+    EXPECT_TRUE(Contains(sql, "FROM \"public\".\"users\" AS src WHERE ROW(src.\"tenant\", src.\"o'id\") "
+                              "OPERATOR(pg_catalog.=) ANY (SELECT cap.k0, cap.k1 FROM cap)) AS x"));
     EXPECT_TRUE(Contains(sql,
-                         ") AS m FULL JOIN (SELECT * FROM \"revetl_shadow\".\"sync_1\" WHERE key IN "
-                         "(SELECT jsonb_build_object('tenant', cap.k0, 'o''id', cap.k1)::text COLLATE \"C\" "
-                         "FROM cap)) AS s ON s.key = m.k "));
+                         ") AS m FULL JOIN (SELECT * FROM \"revetl_shadow\".\"sync_1\" WHERE key "
+                         "OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.jsonb_build_object('tenant', cap.k0, "
+                         "'o''id', cap.k1)::pg_catalog.text COLLATE pg_catalog.\"C\" "
+                         "FROM cap)) AS s ON s.key OPERATOR(pg_catalog.=) m.k "));
 }
 
 TEST(BuildPayloadColumnsQuery, ExactText) {

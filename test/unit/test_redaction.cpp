@@ -1,0 +1,39 @@
+// Secrets never survive into stored, logged or returned text.
+#include "core/redaction.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace revetl;
+
+TEST(Redaction, ReplacesEveryFormOfASecret) {
+    Redactor r;
+    r.AddSecret("s3cr3t-token/+x");
+    EXPECT_EQ(r.Apply("unauthorized: Bearer s3cr3t-token/+x was refused"),
+              "unauthorized: Bearer [redacted] was refused");
+    EXPECT_EQ(r.Apply("token=" + PercentEncode("s3cr3t-token/+x")), "token=[redacted]");
+    EXPECT_EQ(r.Apply("Basic " + Base64Encode("s3cr3t-token/+x")), "Basic [redacted]");
+    EXPECT_EQ(r.Apply("twice s3cr3t-token/+x s3cr3t-token/+x"), "twice [redacted] [redacted]");
+    EXPECT_EQ(r.Apply("nothing here"), "nothing here");
+}
+
+TEST(Redaction, LongerSecretsFirstAndShortValuesIgnored) {
+    Redactor r;
+    r.AddSecret("abcd");
+    r.AddSecret("abcdefgh");
+    r.AddSecret("xyz"); // too short to be a credential
+    EXPECT_EQ(r.Apply("abcdefgh abcd xyz"), "[redacted] [redacted] xyz");
+}
+
+TEST(Redaction, BoundsTheTextAtACharacterBoundary) {
+    Redactor r;
+    std::string text = std::string(9, 'a') + "\xc3\xa9" + "tail";
+    EXPECT_EQ(r.Apply(text, 10), std::string(9, 'a') + "...");
+    EXPECT_EQ(r.Apply("short", 10), "short");
+}
+
+TEST(Redaction, Base64AndPercentEncoding) {
+    EXPECT_EQ(Base64Encode("user:pass"), "dXNlcjpwYXNz");
+    EXPECT_EQ(Base64Encode("a"), "YQ==");
+    EXPECT_EQ(Base64Encode("ab"), "YWI=");
+    EXPECT_EQ(PercentEncode("a b/c"), "a%20b%2Fc");
+}
