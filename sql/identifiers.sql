@@ -223,6 +223,29 @@ FROM combos, samples, LATERAL (SELECT revetl.normalize_identifier(kind, x, rule,
 GROUP BY kind, rule ORDER BY kind, rule;
 
 ----------------------------------------------------------------------------
+-- In a sync's MAP: what a run would send (hashes, or null for a value that
+-- cannot be normalised).
+----------------------------------------------------------------------------
+CREATE SERVER hooks FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook', url 'http://127.0.0.1:9/audience');
+CREATE TABLE vips (customer_id int PRIMARY KEY, email text, phone text, country text, birth_date date);
+INSERT INTO vips VALUES (1, ' Cloudy.SanFrancisco+shopping@GMAIL.com', '(650) 555-1212', 'us', '1997-02-16'),
+                        (2, 'not an email', '12', 'US', NULL);
+SELECT * FROM revetl.execute($$
+  CREATE SYNC vip_audience FROM vips TO hooks KEY (customer_id)
+    MAP (revetl.hashed_identifier('email', email, 'google') AS email,
+         revetl.hashed_identifier('phone', phone, 'meta', country) AS phone,
+         revetl.hashed_identifier('date_of_birth', to_char(birth_date, 'YYYYMMDD'), 'meta') AS db)
+$$);
+-- email: printf '%s' 'cloudysanfrancisco@gmail.com' | sha256sum
+-- phone: printf '%s' '16505551212' | sha256sum   (Meta's vector)
+-- db:    printf '%s' '19970216' | sha256sum
+SELECT action, key, payload->>'email' = '223ebda6f6889b1494551ba902d9d381daf2f642bae055888e96343d53e9f9c4' AS email_ok,
+       payload->>'phone' = 'e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176' AS phone_ok,
+       payload->>'db' = '01acdbf6ec7b4f478a225f1a246e5d6767eeab1a7ffa17f025265b5b94f40f0c' AS db_ok
+FROM revetl.preview_sync('vip_audience') ORDER BY key::text;
+SELECT * FROM revetl.execute('DROP SYNC vip_audience');
+
+----------------------------------------------------------------------------
 -- A LATIN1 database: the text is converted, and the hash is still that of
 -- the UTF-8 bytes, so it matches Meta's published vector.
 ----------------------------------------------------------------------------
