@@ -138,6 +138,8 @@ bool IsUkOutwardCode(const std::string &o) {
     return i == o.size();
 }
 
+// The names in the order of enum Rule and enum Kind: ParseRule and
+// ParseKind return the index as the enumerator.
 const std::vector<std::string> &RuleNames() {
     static const std::vector<std::string> names = {"default", "google", "meta"};
     return names;
@@ -161,6 +163,8 @@ std::string ListNames(const std::vector<std::string> &names) {
     return out;
 }
 
+// Rule and kind names are matched without case and white space, as
+// PostgreSQL matches the field names of date_trunc() and extract().
 std::string Canonical(std::string_view name) {
     std::string out;
     for (char c : name) {
