@@ -163,8 +163,8 @@ std::string ListNames(const std::vector<std::string> &names) {
     return out;
 }
 
-// Rule and kind names are matched without case and white space, as
-// PostgreSQL matches the field names of date_trunc() and extract().
+// Rule and kind names are matched ignoring case, as date_trunc() matches
+// its field names, and ignoring white space, which a name never contains.
 std::string Canonical(std::string_view name) {
     std::string out;
     for (char c : name) {
