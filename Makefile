@@ -13,7 +13,7 @@ RELEASED_VERSIONS = 0.1.0
 
 MODULE_big = revetl
 
-CORE_SRCS = $(wildcard src/core/*.cpp)
+CORE_SRCS = $(wildcard src/core/*.cpp src/core/*/*.cpp)
 PG_SRCS   = $(wildcard src/pg/*.cpp)
 OBJS      = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
@@ -21,7 +21,7 @@ DATA = sql/revetl--$(EXTVERSION).sql $(wildcard sql/revetl--*--*.sql)
 
 # pg_regress tests: sql/<name>.sql against expected/<name>.out, run on a
 # temporary instance with revetl preloaded (see scripts/test.sh).
-REGRESS = destinations syncs errors runs security sync_language sync_language_errors drop_extension
+REGRESS = destinations syncs errors runs security sync_language sync_language_errors identifiers drop_extension
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 PG_CONFIG ?= pg_config
@@ -31,7 +31,10 @@ PG_CONFIG ?= pg_config
 PG_INCLUDEDIR_SERVER := $(shell $(PG_CONFIG) --includedir-server)
 PG_CPPFLAGS = -isystem $(PG_INCLUDEDIR_SERVER) -Isrc -DREVETL_VERSION=\"$(EXTVERSION)\"
 PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Werror -Wno-missing-field-initializers
-SHLIB_LINK  = -lcurl -lstdc++
+# libphonenumber parses and validates phone numbers for revetl.e164(); ICU
+# (which libphonenumber and PostgreSQL already link) does the Unicode case
+# mapping and character classes of the identifier rules (docs/identifiers.md).
+SHLIB_LINK  = -lcurl -lphonenumber -licuuc -lstdc++
 
 # JIT bitcode for a C++ module is of no use (no SQL-callable hot path is
 # inlined) and would need clang at build time.
@@ -48,9 +51,9 @@ include $(PGXS)
 UNIT_SRCS = $(wildcard test/unit/*.cpp)
 UNIT_BIN  = test/unit/revetl_unit
 
-$(UNIT_BIN): $(UNIT_SRCS) $(CORE_SRCS) $(wildcard src/core/*.hpp)
+$(UNIT_BIN): $(UNIT_SRCS) $(CORE_SRCS) $(wildcard src/core/*.hpp src/core/*/*.hpp)
 	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc $(UNIT_SRCS) $(CORE_SRCS) \
-		-DREVETL_VERSION=\"$(EXTVERSION)\" -o $@ -lgtest -lgtest_main -lcurl -pthread
+		-DREVETL_VERSION=\"$(EXTVERSION)\" -o $@ -lgtest -lgtest_main -lcurl -lphonenumber -licuuc -pthread
 
 .PHONY: unit
 unit: $(UNIT_BIN)
@@ -58,7 +61,7 @@ unit: $(UNIT_BIN)
 
 .PHONY: format-check
 format-check:
-	clang-format --dry-run --Werror src/core/*.cpp src/core/*.hpp src/pg/*.cpp src/pg/*.hpp test/unit/*.cpp
+	clang-format --dry-run --Werror src/core/*.cpp src/core/*.hpp src/core/*/*.cpp src/core/*/*.hpp src/pg/*.cpp src/pg/*.hpp test/unit/*.cpp
 
 EXTRA_CLEAN = $(UNIT_BIN) results regression.diffs regression.out tmp_check
 
@@ -69,7 +72,7 @@ print-regress:
 # src/core must stay pure C++: no PostgreSQL header, no glue header.
 .PHONY: check-boundary
 check-boundary:
-	@if grep -nE '#include *[<"](postgres|postgres_ext|fmgr|funcapi|miscadmin|pgstat|access/|catalog/|commands/|executor/|nodes/|parser/|storage/|tcop/|utils/|pg/)' src/core/*.cpp src/core/*.hpp; then \
+	@if grep -nE '#include *[<"](postgres|postgres_ext|fmgr|funcapi|miscadmin|pgstat|access/|catalog/|commands/|executor/|nodes/|parser/|storage/|tcop/|utils/|pg/)' src/core/*.cpp src/core/*.hpp src/core/*/*.cpp src/core/*/*.hpp; then \
 		echo "src/core includes a PostgreSQL or glue header" >&2; exit 1; \
 	else echo "boundary ok: src/core includes no PostgreSQL header"; fi
 

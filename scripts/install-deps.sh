@@ -21,6 +21,8 @@ packages=(
     postgresql-server-dev-15   # PGXS and server headers
     libcurl4-openssl-dev       # HTTP delivery
     rapidjson-dev              # JSON building and parsing
+    libphonenumber-dev         # revetl.e164(): Google's phone number parser and metadata
+    libicu-dev                 # Unicode case mapping of the identifier helpers (libphonenumber needs ICU too)
     libgtest-dev               # unit tests of the pure C++ modules
     postgresql-15-pgtap        # SQL-level TAP tests
     libtap-parser-sourcehandler-pgtap-perl  # pg_prove

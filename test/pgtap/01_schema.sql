@@ -2,7 +2,7 @@
 -- functions, event trigger, dump registration, row level security and
 -- privileges.
 BEGIN;
-SELECT plan(167);
+SELECT plan(175);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -212,6 +212,24 @@ SELECT is(ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
           ARRAY['revetl._capture_wake(bigint)', 'revetl._ddl_watch()', 'revetl._wake_launcher()',
                 'revetl.prune_history()'],
           'PUBLIC may execute every revetl function but _capture_wake, _ddl_watch, _wake_launcher and prune_history (checks are inside)');
+-- The identifier helpers: public names, argument names and defaults.
+SELECT is((SELECT pg_get_function_arguments('revetl.normalize_email(text,text)'::regprocedure)),
+          'email text, rule text DEFAULT ''default''::text', 'normalize_email(email, rule => ''default'')');
+SELECT is((SELECT pg_get_function_arguments('revetl.e164(text,text)'::regprocedure)),
+          'phone text, default_region text DEFAULT NULL::text', 'e164(phone, default_region => NULL)');
+SELECT is((SELECT pg_get_function_arguments('revetl.hashed_identifier(text,text,text,text)'::regprocedure)),
+          'kind text, value text, rule text DEFAULT ''default''::text, default_region text DEFAULT NULL::text',
+          'hashed_identifier(kind, value, rule => ''default'', default_region => NULL)');
+SELECT is((SELECT pg_get_function_arguments('revetl.normalize_identifier(text,text,text,text)'::regprocedure)),
+          'kind text, value text, rule text DEFAULT ''default''::text, default_region text DEFAULT NULL::text',
+          'normalize_identifier has the arguments of hashed_identifier');
+SELECT function_returns('revetl', 'hashed_identifier', ARRAY['text', 'text', 'text', 'text'], 'text',
+                        'hashed_identifier returns text');
+SELECT volatility_is('revetl', 'hashed_identifier', ARRAY['text', 'text', 'text', 'text'], 'immutable',
+                     'hashed_identifier is IMMUTABLE');
+SELECT volatility_is('revetl', 'e164', ARRAY['text', 'text'], 'immutable', 'e164 is IMMUTABLE');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'revetl.hashed_identifier(text,text,text,text)'::regprocedure),
+          NULL, 'hashed_identifier has no SET clause (it must stay inlinable)');
 SELECT has_function('revetl', 'fdw_validator', ARRAY['text[]', 'oid'], 'revetl.fdw_validator(text[], oid) exists');
 SELECT is_strict('revetl', 'fdw_validator', ARRAY['text[]', 'oid'], 'fdw_validator is STRICT');
 SELECT has_function('revetl', '_wake_launcher', ARRAY[]::name[], 'revetl._wake_launcher() exists');
