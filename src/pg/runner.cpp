@@ -10,10 +10,10 @@
 //           counters, and the batch taken off the queue.
 #include "pg/runner.hpp"
 
-#include "core/connector.hpp"
-#include "core/delivery_engine.hpp"
-#include "core/batch_record.hpp"
-#include "core/sql_text.hpp"
+#include "core/connectors/connector.hpp"
+#include "core/delivery/delivery_engine.hpp"
+#include "core/delivery/batch_record.hpp"
+#include "core/common/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
 #include "pg/planning.hpp"
@@ -262,7 +262,7 @@ private:
 
     int64_t run_id_;
     SyncDefinition def_;
-    WebhookSettings settings_;
+    DestinationSettings settings_;
     RetryPolicy policy_;
     int64_t last_seq_ = 0;
     int64_t rejected_ = 0;
@@ -343,7 +343,7 @@ bool SyncRun::Start() {
     LoadUserMapping(dest, def_.owner);
     CommitTransaction();
 
-    settings_ = ResolveWebhook(dest.server_options, dest.user_mapping_options);
+    settings_ = ResolveDestinationSettings(dest.server_options, dest.user_mapping_options);
     if (def_.options.batch_size)
         settings_.batch_size = *def_.options.batch_size;
     if (def_.options.max_attempts)

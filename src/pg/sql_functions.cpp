@@ -1,10 +1,10 @@
 // SQL-callable functions: the FDW validator and the sync API. Each body runs
 // through InvokeCpp; PostgreSQL calls go through PgGuard or the SPI helpers.
-#include "core/plan_query.hpp"
-#include "core/schedule.hpp"
-#include "core/sql_text.hpp"
-#include "core/sync_definition.hpp"
-#include "core/sync_language.hpp"
+#include "core/planning/plan_query.hpp"
+#include "core/language/schedule.hpp"
+#include "core/common/sql_text.hpp"
+#include "core/language/sync_definition.hpp"
+#include "core/language/sync_language.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
 #include "pg/planning.hpp"

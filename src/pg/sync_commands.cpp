@@ -1,8 +1,8 @@
 #include "pg/sync_commands.hpp"
 
-#include "core/plan_query.hpp"
-#include "core/schedule.hpp"
-#include "core/sql_text.hpp"
+#include "core/planning/plan_query.hpp"
+#include "core/language/schedule.hpp"
+#include "core/common/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/planning.hpp"
 #include "pg/run_requests.hpp"

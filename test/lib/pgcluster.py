@@ -135,12 +135,12 @@ revetl.worker_restart_delay = 1
 
 
 class MockWebhook:
-    """The mock destination in test/mock_webhook.py, in its own process."""
+    """The mock destination in test/connectors/webhook/mock.py, in its own process."""
 
     def __init__(self, require_token=None):
         self.dir = tempfile.mkdtemp(prefix="revetl-mock-")
         port_file = os.path.join(self.dir, "port")
-        cmd = [sys.executable, os.path.join(REPO, "test", "mock_webhook.py"), "--port", "0",
+        cmd = [sys.executable, os.path.join(REPO, "test", "connectors", "webhook", "mock.py"), "--port", "0",
                "--port-file", port_file]
         if require_token:
             cmd += ["--require-token", require_token]
@@ -203,12 +203,12 @@ def key(**columns):
 
 
 class MockHubSpot:
-    """The stateful HubSpot mock in test/mock_hubspot.py, in its own process."""
+    """The stateful HubSpot mock in test/connectors/hubspot/mock.py, in its own process."""
 
     def __init__(self, token="test-token", seed=0):
         self.dir = tempfile.mkdtemp(prefix="revetl-hubspot-")
         port_file = os.path.join(self.dir, "port")
-        cmd = [sys.executable, os.path.join(REPO, "test", "mock_hubspot.py"), "--port", "0",
+        cmd = [sys.executable, os.path.join(REPO, "test", "connectors", "hubspot", "mock.py"), "--port", "0",
                "--port-file", port_file, "--token", token, "--seed", str(seed)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

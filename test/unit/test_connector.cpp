@@ -1,7 +1,7 @@
-#include "core/connector.hpp"
+#include "core/connectors/connector.hpp"
 
-#include "core/error.hpp"
-#include "core/hubspot.hpp"
+#include "core/common/error.hpp"
+#include "core/connectors/hubspot/hubspot.hpp"
 
 #include "test_util.hpp"
 
@@ -35,8 +35,8 @@ std::vector<Change> Changes(int n = 5) {
     return out;
 }
 
-WebhookSettings Settings(const std::string &url = "https://hooks.example.com/in") {
-    WebhookSettings s;
+DestinationSettings Settings(const std::string &url = "https://hooks.example.com/in") {
+    DestinationSettings s;
     s.url = url;
     s.timeout_ms = 4321;
     s.connect_timeout_ms = 1234;
@@ -106,7 +106,7 @@ TEST(MakeConnector, WebhookByDefault) {
 }
 
 TEST(MakeConnector, HubSpotType) {
-    WebhookSettings s = Settings("https://api.hubapi.com");
+    DestinationSettings s = Settings("https://api.hubapi.com");
     s.type = "hubspot";
     SyncTarget t;
     t.object = "contacts";
@@ -116,7 +116,7 @@ TEST(MakeConnector, HubSpotType) {
 }
 
 TEST(MakeConnector, HubSpotTargetIsChecked) {
-    WebhookSettings s = Settings("https://api.hubapi.com");
+    DestinationSettings s = Settings("https://api.hubapi.com");
     s.type = "hubspot";
     SyncTarget t;
     t.object = "companies";
@@ -148,7 +148,7 @@ TEST(MakeConnector, WriteOpFollowsTheMode) {
 // WebhookConnector::Prepare
 
 TEST(WebhookConnector, PrepareBuildsOneRequestWithTheGivenRows) {
-    WebhookSettings s = Settings();
+    DestinationSettings s = Settings();
     s.token = "tok-1";
     WebhookConnector c(s, "upsert");
     auto changes = Changes();

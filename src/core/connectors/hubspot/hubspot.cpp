@@ -1,0 +1,362 @@
+#include "core/connectors/hubspot/hubspot.hpp"
+
+#include "core/common/error.hpp"
+#include "core/delivery/retry_policy.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <set>
+#include <strings.h>
+
+namespace revetl {
+
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void String(Writer &w, const std::string &s) {
+    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+std::string Lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    return s;
+}
+
+// HubSpot property values are strings: numbers and booleans as their text,
+// NULL as "" (which clears the property), objects and arrays as JSON.
+std::string PropertyText(const rapidjson::Value &v) {
+    if (v.IsNull())
+        return "";
+    if (v.IsString())
+        return std::string(v.GetString(), v.GetStringLength());
+    if (v.IsBool())
+        return v.GetBool() ? "true" : "false";
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    v.Accept(w);
+    return std::string(buf.GetString(), buf.GetSize());
+}
+
+std::string Member(const rapidjson::Value &obj, const char *name) {
+    if (!obj.IsObject())
+        return {};
+    auto it = obj.FindMember(name);
+    if (it == obj.MemberEnd())
+        return {};
+    return PropertyText(it->value);
+}
+
+RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
+    RowOutcome o;
+    o.accepted = false;
+    o.http_status = status;
+    o.reason = Truncate(reason, 1000);
+    o.error_code = Truncate(code, 100);
+    return o;
+}
+
+} // namespace
+
+HubSpotConnector::HubSpotConnector(DestinationSettings settings, SyncTarget target)
+    : settings_(std::move(settings)), target_(std::move(target)) {
+    if (target_.object.empty())
+        target_.object = "contacts";
+    for (char c : target_.object)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'))
+            throw Error(sqlstate::kInvalidParameterValue, "invalid HubSpot object \"" + target_.object + "\"",
+                        "Objects are named like contacts, companies, deals or 2-1234567.");
+    if (target_.match_on.empty()) {
+        if (target_.object == "contacts" || target_.object == "0-1")
+            target_.match_on = "email";
+        else if (target_.mode != "insert")
+            throw Error(sqlstate::kInvalidParameterValue,
+                        "a HubSpot sync to \"" + target_.object + "\" needs MATCH ON",
+                        "Only contacts have a unique property by default (email).",
+                        "Name a property created with hasUniqueValue, for example MATCH ON domain_id.");
+    }
+}
+
+std::string HubSpotConnector::Endpoint(const char *action) const {
+    std::string base = settings_.url;
+    while (!base.empty() && base.back() == '/')
+        base.pop_back();
+    return base + "/crm/v3/objects/" + target_.object + "/batch/" + action;
+}
+
+HttpRequest HubSpotConnector::Request(const std::string &url, std::string body) const {
+    HttpRequest req;
+    req.method = "POST";
+    req.url = url;
+    req.timeout_ms = settings_.timeout_ms;
+    req.connect_timeout_ms = settings_.connect_timeout_ms;
+    req.body = std::move(body);
+    req.headers.emplace_back("Content-Type", "application/json");
+    for (const auto &h : settings_.headers)
+        // A token wins over an Authorization header from the user mapping.
+        if (settings_.token.empty() || strcasecmp(h.first.c_str(), "authorization") != 0)
+            req.headers.push_back(h);
+    if (!settings_.token.empty())
+        req.headers.emplace_back("Authorization", "Bearer " + settings_.token);
+    return req;
+}
+
+std::string HubSpotConnector::Normalize(const std::string &v) const {
+    // HubSpot matches emails without regard to case.
+    return target_.match_on == "email" ? Lower(v) : v;
+}
+
+std::string HubSpotConnector::MatchValue(const std::string &payload) const {
+    rapidjson::Document doc;
+    doc.Parse(payload.c_str(), payload.size());
+    if (doc.HasParseError() || !doc.IsObject())
+        return {};
+    return Member(doc, target_.match_on.c_str());
+}
+
+std::vector<PreparedRequest>
+HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &changes,
+                          const std::vector<size_t> &rows,
+                          std::vector<std::pair<size_t, RowOutcome>> &immediate) {
+    std::vector<PreparedRequest> out;
+    const bool create = target_.mode == "insert";
+    const char *action = create ? "create" : target_.mode == "update" ? "update" : "upsert";
+
+    // Writes, in calls of at most 100 inputs with distinct match values.
+    std::vector<std::vector<size_t>> calls;
+    std::vector<std::set<std::string>> seen;
+    std::vector<size_t> archives;
+    for (size_t i : rows) {
+        const Change &c = changes[i];
+        if (c.op == Change::Op::Remove) {
+            if (c.dest_id.empty())
+                immediate.emplace_back(i, Rejected(0,
+                                                   "no HubSpot record id is known for this row, so it cannot "
+                                                   "be archived",
+                                                   "NO_RECORD_ID"));
+            else
+                archives.push_back(i);
+            continue;
+        }
+        std::string match;
+        if (!create) {
+            match = Normalize(MatchValue(c.payload));
+            if (match.empty()) {
+                immediate.emplace_back(i, Rejected(0,
+                                                   "the payload has no value for the MATCH ON property \"" +
+                                                       target_.match_on + "\"",
+                                                   "NO_MATCH_VALUE"));
+                continue;
+            }
+        }
+        size_t k = 0;
+        while (k < calls.size() && (calls[k].size() >= kMaxInputs || (!create && seen[k].count(match))))
+            k++;
+        if (k == calls.size()) {
+            calls.emplace_back();
+            seen.emplace_back();
+        }
+        calls[k].push_back(i);
+        if (!create)
+            seen[k].insert(match);
+    }
+
+    for (const auto &call : calls) {
+        rapidjson::StringBuffer buf;
+        Writer w(buf);
+        w.StartObject();
+        w.Key("inputs");
+        w.StartArray();
+        for (size_t i : call) {
+            const Change &c = changes[i];
+            rapidjson::Document payload;
+            payload.Parse(c.payload.c_str(), c.payload.size());
+            w.StartObject();
+            if (!create) {
+                w.Key("idProperty");
+                String(w, target_.match_on);
+                w.Key("id");
+                String(w, MatchValue(c.payload));
+            }
+            w.Key("objectWriteTraceId");
+            String(w, std::to_string(c.seq));
+            w.Key("properties");
+            w.StartObject();
+            if (payload.IsObject())
+                for (auto it = payload.MemberBegin(); it != payload.MemberEnd(); ++it) {
+                    w.Key(it->name.GetString(), it->name.GetStringLength());
+                    String(w, PropertyText(it->value));
+                }
+            w.EndObject();
+            w.EndObject();
+        }
+        w.EndArray();
+        w.EndObject();
+        PreparedRequest req;
+        req.http = Request(Endpoint(action), std::string(buf.GetString(), buf.GetSize()));
+        req.rows = call;
+        out.push_back(std::move(req));
+    }
+
+    for (size_t start = 0; start < archives.size(); start += kMaxInputs) {
+        rapidjson::StringBuffer buf;
+        Writer w(buf);
+        w.StartObject();
+        w.Key("inputs");
+        w.StartArray();
+        PreparedRequest req;
+        for (size_t j = start; j < archives.size() && j < start + kMaxInputs; j++) {
+            w.StartObject();
+            w.Key("id");
+            String(w, changes[archives[j]].dest_id);
+            w.EndObject();
+            req.rows.push_back(archives[j]);
+        }
+        w.EndArray();
+        w.EndObject();
+        req.http = Request(Endpoint("archive"), std::string(buf.GetString(), buf.GetSize()));
+        out.push_back(std::move(req));
+    }
+    return out;
+}
+
+Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::vector<Change> &changes,
+                                    const HttpResponse &response) {
+    Verdict v;
+    rapidjson::Document doc;
+    doc.Parse(response.body.c_str(), response.body.size());
+    const bool json = !doc.HasParseError() && doc.IsObject();
+    const std::string message = json ? Member(doc, "message") : Truncate(response.body, 300);
+    const std::string category = json ? Member(doc, "category") : std::string();
+    const long status = response.status;
+
+    if (status == 429) {
+        std::string policy = json ? Member(doc, "policyName") : std::string();
+        if (policy == "DAILY") {
+            v.kind = Verdict::Kind::Fatal;
+            v.error = "HubSpot's daily API limit is spent: " + message;
+            return v;
+        }
+        // The ten-second window (or a secondly limit): wait for it to roll.
+        v.kind = Verdict::Kind::Throttled;
+        v.wait_ms = 10000;
+        if (auto interval = response.Header("x-hubspot-ratelimit-interval-milliseconds"))
+            try {
+                v.wait_ms = std::clamp(std::stol(*interval), 100L, 60000L);
+            } catch (const std::exception &) {
+            }
+        if (auto retry_after = response.Header("retry-after"))
+            if (auto seconds = ParseRetryAfterSeconds(*retry_after, std::time(nullptr)))
+                v.wait_ms = *seconds * 1000L;
+        v.error = "HubSpot rate limit: " + message;
+        return v;
+    }
+    if (status == 0 || status == 408 || status >= 500) {
+        v.kind = Verdict::Kind::Retry;
+        v.error = status == 0 ? "could not reach HubSpot: " +
+                                    (response.timed_out ? std::string("timed out") : response.transport_error)
+                              : "HubSpot answered HTTP " + std::to_string(status) +
+                                    (message.empty() ? "" : ": " + Truncate(message, 300));
+        return v;
+    }
+    if (status == 401 || status == 403 || status == 404) {
+        v.kind = Verdict::Kind::Fatal;
+        v.error = "HubSpot refused the request (HTTP " + std::to_string(status) +
+                  (category.empty() ? "" : " " + category) + "): " + Truncate(message, 300);
+        return v;
+    }
+    if (status >= 400) {
+        if (request.rows.size() > 1) {
+            v.kind = Verdict::Kind::Split;
+            return v;
+        }
+        v.rows.assign(request.rows.size(),
+                      Rejected(status, message.empty() ? "refused by HubSpot" : message, category));
+        return v;
+    }
+
+    // 2xx. Archive answers 204 with no body: every record is archived (or
+    // already was).
+    std::vector<RowOutcome> outcomes(request.rows.size());
+    if (request.http.url.size() >= 8 &&
+        request.http.url.compare(request.http.url.size() - 8, 8, "/archive") == 0) {
+        for (auto &o : outcomes) {
+            o.accepted = true;
+            o.http_status = status;
+        }
+        v.rows = outcomes;
+        return v;
+    }
+    std::map<std::string, size_t> by_match, by_trace, by_dest;
+    for (size_t j = 0; j < request.rows.size(); j++) {
+        const Change &c = changes[request.rows[j]];
+        by_trace[std::to_string(c.seq)] = j;
+        std::string m = Normalize(MatchValue(c.payload));
+        if (!m.empty())
+            by_match[m] = j;
+        if (!c.dest_id.empty())
+            by_dest[c.dest_id] = j;
+    }
+    std::vector<bool> answered(request.rows.size(), false);
+    if (json && doc.HasMember("results") && doc["results"].IsArray()) {
+        for (const auto &r : doc["results"].GetArray()) {
+            std::string id = Member(r, "id");
+            size_t j = SIZE_MAX;
+            std::string trace = Member(r, "objectWriteTraceId");
+            if (!trace.empty() && by_trace.count(trace))
+                j = by_trace[trace];
+            if (j == SIZE_MAX && r.IsObject() && r.HasMember("properties")) {
+                std::string m = Normalize(Member(r["properties"], target_.match_on.c_str()));
+                if (!m.empty() && by_match.count(m))
+                    j = by_match[m];
+            }
+            if (j == SIZE_MAX && by_dest.count(id))
+                j = by_dest[id];
+            if (j == SIZE_MAX || answered[j])
+                continue;
+            answered[j] = true;
+            outcomes[j].accepted = true;
+            outcomes[j].http_status = status;
+            outcomes[j].dest_id = Truncate(id, 200);
+        }
+    }
+    if (json && doc.HasMember("errors") && doc["errors"].IsArray()) {
+        for (const auto &e : doc["errors"].GetArray()) {
+            std::string reason = Member(e, "message");
+            std::string code = Member(e, "category");
+            std::vector<size_t> hit;
+            if (e.IsObject() && e.HasMember("context") && e["context"].IsObject()) {
+                const auto &ctx = e["context"];
+                for (const char *field : {"objectWriteTraceId", "ids"}) {
+                    if (!ctx.HasMember(field) || !ctx[field].IsArray())
+                        continue;
+                    for (const auto &x : ctx[field].GetArray()) {
+                        std::string value = PropertyText(x);
+                        if (by_trace.count(value) && std::string(field) == "objectWriteTraceId")
+                            hit.push_back(by_trace[value]);
+                        else if (by_match.count(Normalize(value)))
+                            hit.push_back(by_match[Normalize(value)]);
+                        else if (by_dest.count(value))
+                            hit.push_back(by_dest[value]);
+                    }
+                }
+            }
+            for (size_t j : hit) {
+                answered[j] = true;
+                outcomes[j] = Rejected(status, reason.empty() ? "refused by HubSpot" : reason, code);
+            }
+        }
+    }
+    for (size_t j = 0; j < outcomes.size(); j++)
+        if (!answered[j])
+            outcomes[j] = Rejected(status, "HubSpot's response did not mention this record", "NO_RESULT");
+    v.rows = outcomes;
+    return v;
+}
+
+} // namespace revetl

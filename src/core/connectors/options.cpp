@@ -1,0 +1,425 @@
+#include "core/connectors/options.hpp"
+
+#include "core/common/error.hpp"
+
+#include <rapidjson/document.h>
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+
+namespace revetl {
+
+namespace {
+
+const std::vector<std::string> kTypes = {"webhook", "hubspot"};
+const std::vector<std::string> kServerOptions = {
+    "type",       "url",          "method",        "headers",    "timeout",    "connect_timeout",
+    "batch_size", "max_attempts", "max_in_flight", "rate_limit", "settle_time"};
+const std::vector<std::string> kUserMappingOptions = {"token", "headers"};
+
+std::string Join(const std::vector<std::string> &items) {
+    std::string out;
+    for (size_t i = 0; i < items.size(); i++) {
+        if (i > 0)
+            out += ", ";
+        out += items[i];
+    }
+    return out;
+}
+
+void RejectUnknown(const std::string &name, const std::vector<std::string> &valid, const char *where) {
+    std::string hint = "Valid options in this context are: " + Join(valid) + ".";
+    std::string close = ClosestMatch(name, valid);
+    if (!close.empty())
+        hint = "Perhaps you meant the option \"" + close + "\". " + hint;
+    throw Error(sqlstate::kFdwInvalidOptionName, "invalid option \"" + name + "\" for " + where, {}, hint);
+}
+
+std::string Lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    return s;
+}
+
+bool IsToken(const std::string &name) {
+    if (name.empty() || name.size() > 256)
+        return false;
+    static const std::string kExtra = "!#$%&'*+-.^_`|~";
+    return std::all_of(name.begin(), name.end(), [](unsigned char c) {
+        return std::isalnum(c) || kExtra.find(static_cast<char>(c)) != std::string::npos;
+    });
+}
+
+} // namespace
+
+long ParseBoundedInt(const std::string &option, const std::string &text, long min, long max) {
+    bool ok = !text.empty() && text.size() <= 12 &&
+              std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
+    long value = ok ? std::stol(text) : 0;
+    if (!ok || value < min || value > max)
+        throw Error(
+            sqlstate::kFdwInvalidOptionValue, "invalid value for option \"" + option + "\": \"" + text + "\"",
+            "The value must be an integer from " + std::to_string(min) + " to " + std::to_string(max) + ".");
+    return value;
+}
+
+long ParseDurationMs(const std::string &option, const std::string &text, long min_ms, long max_ms) {
+    size_t i = 0;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])))
+        i++;
+    std::string digits = text.substr(0, i);
+    std::string unit = Lower(text.substr(i));
+    unit.erase(std::remove_if(unit.begin(), unit.end(), [](unsigned char c) { return std::isspace(c); }),
+               unit.end());
+    long factor = -1;
+    if (unit.empty() || unit == "ms")
+        factor = 1;
+    else if (unit == "s")
+        factor = 1000;
+    else if (unit == "min")
+        factor = 60000;
+    else if (unit == "h")
+        factor = 3600000;
+    else if (unit == "d")
+        factor = 86400000;
+    bool ok = !digits.empty() && digits.size() <= 9 && factor > 0 && std::stol(digits) <= max_ms / factor;
+    long ms = ok ? std::stol(digits) * factor : 0;
+    if (!ok || ms < min_ms || ms > max_ms)
+        throw Error(sqlstate::kFdwInvalidOptionValue,
+                    "invalid value for option \"" + option + "\": \"" + text + "\"",
+                    "The value must be a duration from " + std::to_string(min_ms) + "ms to " +
+                        std::to_string(max_ms / 1000) + "s.",
+                    "Write a number with a unit: ms, s, min, h or d, for example '30s'.");
+    return ms;
+}
+
+OptionList ParseHeaderObject(const std::string &option, const std::string &json, bool secret) {
+    rapidjson::Document doc;
+    doc.Parse(json.c_str(), json.size());
+    if (doc.HasParseError() || !doc.IsObject())
+        throw Error(sqlstate::kFdwInvalidOptionValue, "invalid value for option \"" + option + "\"",
+                    "The value must be a JSON object of header names to string values.",
+                    "For example: '{\"X-Source\": \"revetl\"}'.");
+    OptionList out;
+    for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
+        std::string name(it->name.GetString(), it->name.GetStringLength());
+        if (!IsToken(name))
+            throw Error(sqlstate::kFdwInvalidOptionValue, "invalid header name in option \"" + option + "\"",
+                        secret ? std::string("A header name is not a valid HTTP token.")
+                               : "\"" + name + "\" is not a valid HTTP header name.");
+        if (!it->value.IsString())
+            throw Error(sqlstate::kFdwInvalidOptionValue,
+                        "invalid value for header \"" + name + "\" in option \"" + option + "\"",
+                        "Header values must be JSON strings.");
+        std::string value(it->value.GetString(), it->value.GetStringLength());
+        if (value.find_first_of("\r\n", 0) != std::string::npos || value.find('\0') != std::string::npos ||
+            value.size() > 8192)
+            throw Error(sqlstate::kFdwInvalidOptionValue,
+                        "invalid value for header \"" + name + "\" in option \"" + option + "\"",
+                        "Header values may not contain line breaks or NUL and are limited to 8192 bytes.");
+        std::string lower = Lower(name);
+        if (lower == "content-length" || lower == "host" || lower == "transfer-encoding" ||
+            lower == "content-type" || lower == "idempotency-key")
+            throw Error(sqlstate::kFdwInvalidOptionValue,
+                        "header \"" + name + "\" in option \"" + option + "\" cannot be set",
+                        "revetl sets this header itself.");
+        if (lower == "authorization" && !secret)
+            throw Error(sqlstate::kFdwInvalidOptionValue, "header \"" + name + "\" cannot be set on a server",
+                        "Server options are visible to every role; credentials belong in a user mapping.",
+                        "Use CREATE USER MAPPING ... OPTIONS (token '...').");
+        out.emplace_back(std::move(name), std::move(value));
+    }
+    return out;
+}
+
+std::string UrlHost(const std::string &url) {
+    std::string lower = Lower(url);
+    size_t start;
+    if (lower.rfind("http://", 0) == 0)
+        start = 7;
+    else if (lower.rfind("https://", 0) == 0)
+        start = 8;
+    else
+        throw Error(sqlstate::kFdwInvalidOptionValue, "invalid value for option \"url\"",
+                    "The URL must start with http:// or https://.");
+    if (url.size() > 2048 || url.find_first_of(" \r\n\t", 0) != std::string::npos)
+        throw Error(sqlstate::kFdwInvalidOptionValue, "invalid value for option \"url\"",
+                    "The URL may not contain whitespace and is limited to 2048 bytes.");
+    size_t end = lower.find_first_of("/?#", start);
+    std::string authority = lower.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    size_t at = authority.rfind('@');
+    if (at != std::string::npos)
+        authority = authority.substr(at + 1);
+    std::string host;
+    if (!authority.empty() && authority[0] == '[') {
+        size_t close = authority.find(']');
+        host = close == std::string::npos ? std::string() : authority.substr(0, close + 1);
+    } else {
+        host = authority.substr(0, authority.find(':'));
+    }
+    if (host.empty())
+        throw Error(sqlstate::kFdwInvalidOptionValue, "invalid value for option \"url\"",
+                    "The URL has no host.");
+    return host;
+}
+
+std::string RedactUrl(const std::string &url) {
+    std::string out = url;
+    size_t scheme = out.find("://");
+    if (scheme != std::string::npos) {
+        size_t auth_start = scheme + 3;
+        size_t auth_end = out.find_first_of("/?#", auth_start);
+        size_t at = out.rfind('@', auth_end == std::string::npos ? out.size() : auth_end);
+        if (at != std::string::npos && at >= auth_start)
+            out = out.substr(0, auth_start) + "***@" + out.substr(at + 1);
+    }
+    size_t q = out.find_first_of("?#");
+    if (q != std::string::npos)
+        out = out.substr(0, q) + "?***";
+    return out;
+}
+
+bool HostAllowed(const std::string &host, const std::string &allowlist) {
+    std::string h = Lower(host);
+    size_t pos = 0;
+    while (pos <= allowlist.size()) {
+        size_t comma = allowlist.find(',', pos);
+        std::string item =
+            allowlist.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        item.erase(std::remove_if(item.begin(), item.end(), [](unsigned char c) { return std::isspace(c); }),
+                   item.end());
+        item = Lower(item);
+        if (item == "*")
+            return true;
+        if (!item.empty()) {
+            if (item[0] == '.') {
+                if (h.size() > item.size() && h.compare(h.size() - item.size(), item.size(), item) == 0)
+                    return true;
+            } else if (item == h) {
+                return true;
+            }
+        }
+        if (comma == std::string::npos)
+            break;
+        pos = comma + 1;
+    }
+    return false;
+}
+
+std::string ClosestMatch(const std::string &word, const std::vector<std::string> &candidates) {
+    std::string best;
+    size_t best_distance = SIZE_MAX;
+    for (const auto &c : candidates) {
+        std::vector<size_t> prev(c.size() + 1), cur(c.size() + 1);
+        for (size_t j = 0; j <= c.size(); j++)
+            prev[j] = j;
+        for (size_t i = 1; i <= word.size(); i++) {
+            cur[0] = i;
+            for (size_t j = 1; j <= c.size(); j++) {
+                size_t cost = std::tolower(static_cast<unsigned char>(word[i - 1])) ==
+                                      std::tolower(static_cast<unsigned char>(c[j - 1]))
+                                  ? 0
+                                  : 1;
+                cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
+            }
+            std::swap(prev, cur);
+        }
+        if (prev[c.size()] < best_distance) {
+            best_distance = prev[c.size()];
+            best = c;
+        }
+    }
+    // Close means: at most a third of the word wrong, and at least one letter right.
+    if (best_distance == SIZE_MAX || best_distance > std::max<size_t>(1, word.size() / 3) ||
+        best_distance >= word.size())
+        return {};
+    return best;
+}
+
+void ValidateOptions(OptionContext context, const OptionList &options) {
+    switch (context) {
+    case OptionContext::Wrapper:
+        if (!options.empty())
+            throw Error(sqlstate::kFdwInvalidOptionName,
+                        "invalid option \"" + options.front().first + "\" for foreign data wrapper revetl",
+                        "The revetl foreign data wrapper takes no options.",
+                        "Set destination options on the server (CREATE SERVER ... OPTIONS).");
+        return;
+    case OptionContext::Other:
+        if (!options.empty())
+            throw Error(sqlstate::kFdwInvalidOptionName, "invalid option \"" + options.front().first + "\"",
+                        "revetl destinations take options on servers and user mappings only.");
+        return;
+    case OptionContext::UserMapping:
+        for (const auto &o : options) {
+            if (std::find(kUserMappingOptions.begin(), kUserMappingOptions.end(), o.first) ==
+                kUserMappingOptions.end())
+                RejectUnknown(o.first, kUserMappingOptions, "a revetl user mapping");
+            if (o.first == "headers")
+                ParseHeaderObject(o.first, o.second, true);
+            if (o.first == "token" &&
+                (o.second.empty() || o.second.find_first_of("\r\n") != std::string::npos ||
+                 o.second.size() > 8192))
+                throw Error(sqlstate::kFdwInvalidOptionValue, "invalid value for option \"token\"",
+                            "The token must be non-empty, at most 8192 bytes, without line breaks.");
+        }
+        return;
+    case OptionContext::Server:
+        break;
+    }
+
+    std::string type, url;
+    for (const auto &o : options) {
+        if (std::find(kServerOptions.begin(), kServerOptions.end(), o.first) == kServerOptions.end()) {
+            if (o.first == "token" || o.first == "password" || o.first == "api_key" || o.first == "secret")
+                throw Error(sqlstate::kFdwInvalidOptionName,
+                            "invalid option \"" + o.first + "\" for a revetl server",
+                            "Secrets belong in a user mapping, where other roles cannot read them.",
+                            "Use CREATE USER MAPPING FOR role SERVER name OPTIONS (token '...').");
+            RejectUnknown(o.first, kServerOptions, "a revetl server");
+        }
+        if (o.first == "type")
+            type = o.second;
+        else if (o.first == "url")
+            url = o.second;
+        else if (o.first == "method") {
+            if (o.second != "POST" && o.second != "PUT" && o.second != "PATCH")
+                throw Error(sqlstate::kFdwInvalidOptionValue,
+                            "invalid value for option \"method\": \"" + o.second + "\"",
+                            "The method must be POST, PUT or PATCH.");
+        } else if (o.first == "headers")
+            ParseHeaderObject(o.first, o.second, false);
+        else if (o.first == "timeout")
+            ParseDurationMs(o.first, o.second, 1, 600000);
+        else if (o.first == "connect_timeout")
+            ParseDurationMs(o.first, o.second, 1, 120000);
+        else if (o.first == "batch_size")
+            ParseBoundedInt(o.first, o.second, 1, 10000);
+        else if (o.first == "max_attempts")
+            ParseBoundedInt(o.first, o.second, 1, 20);
+        else if (o.first == "max_in_flight")
+            ParseBoundedInt(o.first, o.second, 1, 64);
+        else if (o.first == "rate_limit")
+            ParseRateLimit(o.first, o.second);
+        else if (o.first == "settle_time")
+            ParseDurationMs(o.first, o.second, 1000, 86400000);
+    }
+    if (type.empty())
+        throw Error(sqlstate::kFdwInvalidOptionValue, "a revetl server needs the option \"type\"", {},
+                    "Valid types are: " + Join(kTypes) +
+                        ". For example: OPTIONS (type 'webhook', url '...').");
+    if (std::find(kTypes.begin(), kTypes.end(), type) == kTypes.end()) {
+        std::string hint = "Valid types are: " + Join(kTypes) + ".";
+        std::string close = ClosestMatch(type, kTypes);
+        if (!close.empty())
+            hint = "Perhaps you meant \"" + close + "\". " + hint;
+        throw Error(sqlstate::kFdwInvalidOptionValue, "unknown destination type \"" + type + "\"", {}, hint);
+    }
+    if (type == "hubspot") {
+        for (const auto &o : options)
+            if (o.first == "method")
+                throw Error(sqlstate::kFdwInvalidOptionName, "invalid option \"method\" for a hubspot server",
+                            "The HubSpot connector chooses its own requests.");
+        if (!url.empty())
+            UrlHost(url);
+        return; // url defaults to HubSpot's API
+    }
+    if (url.empty())
+        throw Error(sqlstate::kFdwInvalidOptionValue,
+                    "a revetl server of type \"" + type + "\" needs the option \"url\"", {},
+                    "For example: OPTIONS (type 'webhook', url 'https://hooks.example.com/revetl').");
+    UrlHost(url);
+}
+
+RateLimit ParseRateLimit(const std::string &option, const std::string &text) {
+    // "<count> per <duration>", e.g. "100 per 10s"; "none" for no limit.
+    RateLimit r;
+    std::string t = Lower(text);
+    if (t == "none")
+        return r;
+    size_t per = t.find(" per ");
+    bool ok = per != std::string::npos;
+    if (ok) {
+        std::string count = t.substr(0, per);
+        count.erase(
+            std::remove_if(count.begin(), count.end(), [](unsigned char c) { return std::isspace(c); }),
+            count.end());
+        std::string period = t.substr(per + 5);
+        period.erase(
+            std::remove_if(period.begin(), period.end(), [](unsigned char c) { return std::isspace(c); }),
+            period.end());
+        try {
+            r.count = static_cast<int>(ParseBoundedInt(option, count, 1, 1000000));
+            r.period_ms = ParseDurationMs(option, period.empty() ? "x" : period, 1, 86400000);
+        } catch (const Error &) {
+            ok = false;
+        }
+    }
+    if (!ok)
+        throw Error(sqlstate::kFdwInvalidOptionValue,
+                    "invalid value for option \"" + option + "\": \"" + text + "\"",
+                    "A rate limit is written as a number of requests per duration.",
+                    "For example: '100 per 10s', '3000 per 3s' or 'none'.");
+    return r;
+}
+
+DestinationSettings ResolveDestinationSettings(const OptionList &server, const OptionList &user_mapping) {
+    DestinationSettings s;
+    for (const auto &o : server) {
+        if (o.first == "url")
+            s.url = o.second;
+        else if (o.first == "method")
+            s.method = o.second;
+        else if (o.first == "headers")
+            for (auto &h : ParseHeaderObject(o.first, o.second, false))
+                s.headers.push_back(std::move(h));
+        else if (o.first == "timeout")
+            s.timeout_ms = ParseDurationMs(o.first, o.second, 1, 600000);
+        else if (o.first == "connect_timeout")
+            s.connect_timeout_ms = ParseDurationMs(o.first, o.second, 1, 120000);
+        else if (o.first == "batch_size")
+            s.batch_size = static_cast<int>(ParseBoundedInt(o.first, o.second, 1, 10000));
+        else if (o.first == "max_attempts")
+            s.max_attempts = static_cast<int>(ParseBoundedInt(o.first, o.second, 1, 20));
+        else if (o.first == "max_in_flight")
+            s.max_in_flight = static_cast<int>(ParseBoundedInt(o.first, o.second, 1, 64));
+        else if (o.first == "rate_limit")
+            s.rate_limit = ParseRateLimit(o.first, o.second);
+        else if (o.first == "settle_time")
+            s.settle_time_ms = ParseDurationMs(o.first, o.second, 1000, 86400000);
+        else if (o.first == "type")
+            s.type = o.second;
+    }
+    if (s.type == "hubspot") {
+        if (s.url.empty())
+            s.url = "https://api.hubapi.com";
+        // HubSpot's lowest tier allows 100 requests per 10 seconds per app;
+        // a server on a higher tier says so with its own rate_limit option.
+        bool has_limit = false;
+        for (const auto &o : server)
+            has_limit = has_limit || o.first == "rate_limit";
+        if (!has_limit)
+            s.rate_limit = RateLimit{100, 10000};
+        bool has_batch = false;
+        for (const auto &o : server)
+            has_batch = has_batch || o.first == "batch_size";
+        if (!has_batch || s.batch_size > 100)
+            s.batch_size = std::min(s.batch_size, 100);
+    }
+    for (const auto &o : user_mapping) {
+        if (o.first == "token")
+            s.token = o.second;
+        else if (o.first == "headers") {
+            for (auto &h : ParseHeaderObject(o.first, o.second, true)) {
+                std::string lower = Lower(h.first);
+                s.headers.erase(std::remove_if(s.headers.begin(), s.headers.end(),
+                                               [&](const auto &x) { return Lower(x.first) == lower; }),
+                                s.headers.end());
+                s.headers.push_back(std::move(h));
+            }
+        }
+    }
+    return s;
+}
+
+} // namespace revetl
