@@ -43,7 +43,7 @@ suite "fuzzing the sync language parser (${FUZZ_SECONDS:-60}s)" make fuzz FUZZ_S
 # directory: the checkout may live where the postgres user cannot read.
 WORK=$(mktemp -d /tmp/revetl-test.XXXXXX)
 chmod 755 "$WORK"
-cp -r sql expected test dbt docs revetl.control "$WORK/"
+cp -r sql expected test dbt docs revetl.control README.md "$WORK/"
 
 # The upgrade test starts from every released version, built from the
 # repository's history into private copies of PostgreSQL.

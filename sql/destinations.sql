@@ -36,11 +36,47 @@ CREATE SERVER bad15 FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook', url 'ht
 ALTER SERVER hooks OPTIONS (SET url 'ftp://127.0.0.1/');
 ALTER SERVER hooks OPTIONS (ADD connect_timeout '2s');
 SELECT srvoptions FROM pg_foreign_server WHERE srvname = 'hooks';
--- User mappings take only token and headers; bad values name the option, not the secret.
+-- ALTER SERVER is judged on the options it leaves, exactly as CREATE SERVER
+-- with those options would be: an option of another type is refused, and a
+-- type change needs what the new type requires.
+CREATE SERVER hs FOREIGN DATA WRAPPER revetl OPTIONS (type 'hubspot', timeout '5s');
+ALTER SERVER hs OPTIONS (ADD method 'PUT');
+CREATE SERVER hs_bad FOREIGN DATA WRAPPER revetl OPTIONS (type 'hubspot', timeout '5s', method 'PUT');
+ALTER SERVER hs OPTIONS (SET type 'webhook');
+CREATE SERVER hooks2 FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook', url 'http://127.0.0.1:9/', method 'PUT');
+ALTER SERVER hooks2 OPTIONS (SET type 'hubspot', DROP url);
+ALTER SERVER hooks2 OPTIONS (SET type 'hubspot', DROP url, DROP method);
+SELECT srvoptions FROM pg_foreign_server WHERE srvname = 'hooks2';
+-- User mappings take the credentials of one auth scheme (token; user and
+-- password; api_key) and headers; bad values name the option, not the secret.
+ALTER USER MAPPING FOR CURRENT_USER SERVER hooks OPTIONS (ADD passwd 'x');
 ALTER USER MAPPING FOR CURRENT_USER SERVER hooks OPTIONS (ADD password 'x');
 ALTER USER MAPPING FOR PUBLIC SERVER hooks OPTIONS (SET headers '{"bad header": "value-is-secret"}');
 -- The wrapper itself takes no options.
 ALTER FOREIGN DATA WRAPPER revetl OPTIONS (ADD type 'webhook');
+
+-- Every destination type, from the specs compiled into revetl.
+SELECT type, auth, modes, limits, returns_ids, idempotency_keys FROM revetl.destination_types ORDER BY type;
+SELECT type, o->>'name' AS option, o->>'on' AS "on", o->>'required' AS required, o->>'default' AS "default"
+  FROM revetl.destination_types, jsonb_array_elements(options) AS o
+ WHERE o->>'name' IN ('type', 'url', 'method', 'rate_limit', 'batch_size', 'token', 'password')
+ ORDER BY 1, 3 DESC, 2;
+SELECT type, objects FROM revetl.destination_types ORDER BY type;
+
+-- A sync its destination cannot serve is refused when it is created or
+-- altered, not at its first run.
+CREATE TABLE dest_model (id int PRIMARY KEY, email text, domain text);
+SELECT revetl.execute($$CREATE SYNC to_companies FROM dest_model TO hs OBJECT companies KEY (id)$$);
+SELECT revetl.execute($$CREATE SYNC to_companies FROM dest_model TO hs OBJECT 'companies/../owners' KEY (id) MATCH ON domain$$);
+SELECT revetl.execute($$CREATE SYNC to_companies FROM dest_model TO hs OBJECT companies KEY (id) MATCH ON domain$$);
+SELECT revetl.execute($$CREATE SYNC to_hook FROM dest_model TO hooks OBJECT companies KEY (id)$$);
+SELECT revetl.execute($$ALTER SYNC to_hook SET TO hs$$);
+SELECT revetl.drop_sync('to_hook');
+SELECT revetl.execute($$CREATE SYNC to_contacts FROM dest_model TO hs KEY (id)$$);
+SELECT revetl.drop_sync('to_companies');
+SELECT revetl.drop_sync('to_contacts');
+DROP TABLE dest_model;
+DROP SERVER hs, hooks2;
 
 -- Options of user mappings stay hidden from roles that are not their user.
 CREATE ROLE someone_else;

@@ -2,7 +2,7 @@
 // mapping. Callers are inside a transaction with SPI connected.
 #pragma once
 
-#include "core/connectors/options.hpp"
+#include "core/connectors/spec.hpp"
 #include "core/language/sync_definition.hpp"
 
 #include "pg/pg_includes.hpp"

@@ -343,6 +343,7 @@ bool SyncRun::Start() {
     LoadUserMapping(dest, def_.owner);
     CommitTransaction();
 
+    // The same judgement of the server's options as CREATE / ALTER SERVER.
     settings_ = ResolveDestinationSettings(dest.server_options, dest.user_mapping_options);
     if (def_.options.batch_size)
         settings_.batch_size = *def_.options.batch_size;
@@ -365,7 +366,7 @@ bool SyncRun::Start() {
     target.mode = def_.mode;
     target.object = def_.object.value_or("");
     target.match_on = def_.match_on.value_or("");
-    connector_ = MakeConnector(settings_, target);
+    connector_ = MakeConnector(settings_, target, def_.name, dest.server_name);
 
     std::string host = UrlHost(settings_.url);
     if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))

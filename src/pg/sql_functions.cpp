@@ -449,6 +449,14 @@ Datum FdwValidator(FunctionCallInfo fcinfo) {
     PG_RETURN_VOID();
 }
 
+// revetl.destination_types: the registered connector specs as one JSON array.
+Datum DestinationTypesFn(FunctionCallInfo) {
+    std::string json = DestinationTypesJson();
+    Datum result = (Datum)0;
+    PgGuard([&] { result = DirectFunctionCall1(jsonb_in, CStringGetDatum(json.c_str())); });
+    return result;
+}
+
 // Prunes now what the worker would prune on its own schedule.
 Datum PruneHistoryFn(FunctionCallInfo fcinfo) {
     bool superuser = false;
@@ -534,6 +542,9 @@ REVETL_SQL_FUNCTION(revetl_preview_sync) {
 }
 REVETL_SQL_FUNCTION(revetl_fdw_validator) {
     return FdwValidator(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_destination_types) {
+    return DestinationTypesFn(fcinfo);
 }
 REVETL_SQL_FUNCTION(revetl_wake_launcher) {
     return WakeLauncherFn(fcinfo);

@@ -317,6 +317,13 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role) {
 
     Destination dest = LookupDestination(req.destination);
     CheckServerUsage(dest, role);
+    // What the destination's type cannot serve (a mode, an object, a missing
+    // MATCH ON) is refused now rather than at the first run.
+    SyncTarget target;
+    target.mode = req.mode;
+    target.object = req.object.value_or("");
+    target.match_on = req.match_on.value_or("");
+    CheckSyncTarget(dest.server_options, target, req.name, dest.server_name);
     if (options.alert_to) {
         Destination alerts = LookupDestination(*options.alert_to);
         CheckServerUsage(alerts, role);

@@ -82,7 +82,7 @@ TEST(BuildAlertRequest, Headers) {
     EXPECT_EQ(req.headers[0], std::make_pair(std::string("Content-Type"), std::string("application/json")));
     EXPECT_EQ(req.headers[1], std::make_pair(std::string("X-Source"), std::string("revetl")));
 
-    s.token = "tok-1";
+    s.credentials.token = "tok-1";
     req = BuildAlertRequest(s, Event());
     ASSERT_EQ(req.headers.size(), 3u);
     EXPECT_EQ(req.headers[2], std::make_pair(std::string("Authorization"), std::string("Bearer tok-1")));

@@ -97,7 +97,7 @@ TEST(DeliverBatch, SuccessOnFirstAttempt) {
     HttpClient client;
     Recorder rec;
     DestinationSettings s = Settings(server.Url("/hook"));
-    s.token = "tok-xyz";
+    s.credentials.token = "tok-xyz";
     s.headers = {{"X-Source", "revetl"}};
     BatchOutcome out = DeliverBatch(client, s, Context(), Changes(3), Policy(5), rec.hooks);
     EXPECT_TRUE(out.answered);
@@ -207,7 +207,7 @@ TEST(DeliverBatch, GivesUpAfterMaxAttemptsWithoutLeakingSecrets) {
     std::string url = "http://hookuser:pw-SECRET1@127.0.0.1:" + std::to_string(server.port()) +
                       "/hook?api_key=q-SECRET2&x=1";
     DestinationSettings s = Settings(url);
-    s.token = "tok-SECRET3";
+    s.credentials.token = "tok-SECRET3";
     BatchOutcome out = DeliverBatch(client, s, Context(), Changes(2), Policy(3), rec.hooks);
     EXPECT_FALSE(out.answered);
     EXPECT_EQ(out.requests, 3);

@@ -1,6 +1,7 @@
 #include "core/delivery/delivery_engine.hpp"
 
 #include "core/connectors/hubspot/hubspot.hpp"
+#include "core/connectors/webhook/webhook.hpp"
 
 #include "test_server.hpp"
 #include "test_util.hpp"
@@ -76,7 +77,7 @@ DestinationSettings Settings(const std::string &url) {
 DestinationSettings HubSpotSettings(const std::string &url) {
     DestinationSettings s = Settings(url);
     s.type = "hubspot";
-    s.token = "pat-test";
+    s.credentials.token = "pat-test";
     return s;
 }
 

@@ -1,4 +1,4 @@
-#include "core/connectors/options.hpp"
+#include "core/connectors/spec.hpp"
 #include "core/common/error.hpp"
 
 #include "test_util.hpp"
@@ -301,8 +301,10 @@ TEST(ValidateOptions, UserMapping) {
     Error e = Catch([] { ValidateOptions(OptionContext::UserMapping, {{"tokn", "abc"}}); });
     EXPECT_EQ(e.sqlstate(), "HV00D");
     EXPECT_STREQ(e.what(), "invalid option \"tokn\" for a revetl user mapping");
-    EXPECT_EQ(e.hint(),
-              "Perhaps you meant the option \"token\". Valid options in this context are: token, headers.");
+    EXPECT_EQ(
+        e.hint(),
+        "Perhaps you meant the option \"token\". Valid options in this context are: token, user, password, "
+        "api_key, headers.");
 
     // Server options do not belong on a user mapping.
     e = Catch([] { ValidateOptions(OptionContext::UserMapping, {{"url", "https://a.example.com"}}); });
@@ -387,7 +389,7 @@ TEST(ResolveDestinationSettings, Defaults) {
     EXPECT_EQ(s.url, "https://a.example.com/h");
     EXPECT_EQ(s.method, "POST");
     EXPECT_TRUE(s.headers.empty());
-    EXPECT_EQ(s.token, "");
+    EXPECT_EQ(s.credentials.token, "");
     EXPECT_EQ(s.timeout_ms, 30000);
     EXPECT_EQ(s.connect_timeout_ms, 10000);
     EXPECT_EQ(s.batch_size, 100);
@@ -408,12 +410,13 @@ TEST(ResolveDestinationSettings, AllOptions) {
     EXPECT_EQ(s.connect_timeout_ms, 1500);
     EXPECT_EQ(s.batch_size, 500);
     EXPECT_EQ(s.max_attempts, 7);
-    EXPECT_EQ(s.token, "tok-123");
+    EXPECT_EQ(s.credentials.token, "tok-123");
 }
 
 TEST(ResolveDestinationSettings, UserMappingHeadersOverrideServerHeadersCaseInsensitively) {
     DestinationSettings s = ResolveDestinationSettings(
-        {{"url", "https://a.example.com/h"},
+        {{"type", "webhook"},
+         {"url", "https://a.example.com/h"},
          {"headers", "{\"X-Api-Key\": \"server-key\", \"X-Source\": \"revetl\", \"x-team\": \"data\"}"}},
         {{"headers", "{\"x-api-key\": \"user-key\", \"X-TEAM\": \"ops\", \"X-Extra\": \"1\"}"}});
     OptionList expected = {

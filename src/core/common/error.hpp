@@ -24,6 +24,7 @@ inline constexpr const char *kObjectNotInPrerequisiteState = "55000";
 inline constexpr const char *kActiveSqlTransaction = "25001";
 inline constexpr const char *kInternalError = "XX000";
 inline constexpr const char *kFeatureNotSupported = "0A000";
+inline constexpr const char *kInvalidAuthorizationSpecification = "28000";
 // revetl's own class, RV: errors about syncs and their runs.
 inline constexpr const char *kSyncRunFailed = "RV001";
 } // namespace sqlstate

@@ -1,69 +1,71 @@
 #include "core/connectors/connector.hpp"
 
 #include "core/common/error.hpp"
-#include "core/connectors/hubspot/hubspot.hpp"
-#include "core/delivery/retry_policy.hpp"
+#include "core/connectors/registry.hpp"
 
-#include <ctime>
+#include <algorithm>
+#include <cstdio>
 
 namespace revetl {
 
-std::unique_ptr<Connector> MakeConnector(const DestinationSettings &settings, const SyncTarget &target) {
-    if (settings.type == "hubspot")
-        return std::make_unique<HubSpotConnector>(settings, target);
-    std::string op = target.mode == "mirror" ? "upsert" : target.mode;
-    return std::make_unique<WebhookConnector>(settings, op);
-}
-
-std::vector<PreparedRequest> WebhookConnector::Prepare(const BatchContext &context,
-                                                       const std::vector<Change> &changes,
-                                                       const std::vector<size_t> &rows,
-                                                       std::vector<std::pair<size_t, RowOutcome>> &) {
-    std::vector<Change> subset;
-    subset.reserve(rows.size());
-    for (size_t i : rows)
-        subset.push_back(changes[i]);
-    BatchContext ctx = context;
-    ctx.write_op = write_op_;
-    PreparedRequest req;
-    req.http = BuildWebhookRequest(settings_, ctx, subset);
-    req.rows = rows;
-    return {req};
-}
-
-Verdict WebhookConnector::Interpret(const PreparedRequest &request, const std::vector<Change> &,
-                                    const HttpResponse &response) {
-    Verdict v;
-    long retry_after_ms = -1;
-    if (auto ra = response.Header("retry-after"))
-        if (auto seconds = ParseRetryAfterSeconds(*ra, std::time(nullptr)))
-            retry_after_ms = *seconds * 1000L;
-    switch (ClassifyResponse(response)) {
-    case ResponseClass::Transient:
-        v.kind = response.status == 429 ? Verdict::Kind::Throttled : Verdict::Kind::Retry;
-        v.wait_ms = retry_after_ms;
-        v.error = response.status == 0
-                      ? "could not reach " + RedactUrl(settings_.url) + ": " +
-                            (response.timed_out ? std::string("timed out") : response.transport_error)
-                      : "destination " + RedactUrl(settings_.url) + " answered HTTP " +
-                            std::to_string(response.status) +
-                            (response.body.empty() ? "" : ": " + Truncate(response.body, 300));
-        return v;
-    case ResponseClass::Permanent:
-        // A refused request of several rows may be refused for one of them:
-        // halves find it, and the rest still go through.
-        if (request.rows.size() > 1 &&
-            (response.status == 400 || response.status == 413 || response.status == 422)) {
-            v.kind = Verdict::Kind::Split;
-            return v;
-        }
-        break;
-    case ResponseClass::Success:
-        break;
+uint64_t Fnv1a(const std::string &data, uint64_t seed) {
+    uint64_t h = 1469598103934665603ULL ^ seed;
+    for (unsigned char c : data) {
+        h ^= c;
+        h *= 1099511628211ULL;
     }
-    v.kind = Verdict::Kind::Done;
-    v.rows = InterpretWebhookResponse(response, request.rows.size());
-    return v;
+    return h;
+}
+
+const char *OpName(Change::Op op) {
+    return op == Change::Op::Remove ? "delete" : "upsert";
+}
+
+std::string Truncate(const std::string &text, size_t max_bytes) {
+    size_t cut = std::min(max_bytes, text.size());
+    // Back up to the start of a UTF-8 sequence when the cut falls inside one.
+    while (cut > 0 && cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+        cut--;
+    std::string out = text.substr(0, cut);
+    for (char &c : out)
+        if (c == '\n' || c == '\r' || c == '\0')
+            c = ' ';
+    return out;
+}
+
+std::string RecordIdempotencyKey(int64_t sync_id, const Change &change) {
+    std::string material =
+        std::to_string(sync_id) + "\x1f" + change.key + "\x1f" +
+        (change.op == Change::Op::Remove ? std::string("delete") : std::to_string(change.row_hash));
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(Fnv1a(material, 0)),
+                  static_cast<unsigned long long>(Fnv1a(material, 0x9e3779b97f4a7c15ULL)));
+    return buf;
+}
+
+std::unique_ptr<Connector> MakeConnector(const DestinationSettings &settings, SyncTarget target,
+                                         const std::string &sync_name, const std::string &server_name) {
+    const ConnectorSpec *spec = FindSpec(settings.type);
+    if (!spec)
+        throw Error(sqlstate::kFdwInvalidOptionValue, "unknown destination type \"" + settings.type + "\"");
+    CheckSyncTarget(*spec, target, sync_name, server_name);
+    AuthKind auth = SelectedAuth(settings.credentials);
+    if (!spec->AcceptsAuth(auth)) {
+        std::vector<std::string> ways;
+        for (AuthKind a : spec->auth)
+            ways.push_back(AuthOptions(a));
+        std::string list;
+        for (size_t i = 0; i < ways.size(); i++)
+            list += (i == 0 ? "" : i + 1 == ways.size() ? " or " : ", ") + ways[i];
+        throw Error(
+            sqlstate::kInvalidAuthorizationSpecification,
+            "server \"" + server_name + "\" of type " + spec->type + " does not accept " +
+                (auth == AuthKind::None ? std::string("requests without credentials")
+                                        : std::string("auth scheme ") + AuthName(auth)),
+            "The user mapping of the sync's owner (or PUBLIC) selects the auth scheme by its options.",
+            "Give the user mapping " + list + ".");
+    }
+    return spec->make(settings, target);
 }
 
 } // namespace revetl

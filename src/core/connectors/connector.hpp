@@ -4,10 +4,9 @@
 // destination.
 #pragma once
 
+#include "core/connectors/spec.hpp"
 #include "core/delivery/change.hpp"
-#include "core/connectors/options.hpp"
 #include "core/delivery/http_client.hpp"
-#include "core/connectors/webhook/webhook.hpp"
 
 #include <memory>
 #include <optional>
@@ -16,6 +15,26 @@
 #include <vector>
 
 namespace revetl {
+
+struct BatchContext {
+    int64_t sync_id = 0;
+    std::string sync_name;
+    int64_t run_id = 0;
+    int64_t batch_no = 0;
+    // The op sent for added and changed rows: "upsert", "insert" or
+    // "update", after the sync's mode.
+    std::string write_op = "upsert";
+};
+
+// A stable key for (sync, record key, row version): a resend of the same row
+// version carries the same key, a new version a new one.
+std::string RecordIdempotencyKey(int64_t sync_id, const Change &change);
+
+// 64-bit FNV-1a: stable across builds and machines, unlike std::hash.
+uint64_t Fnv1a(const std::string &data, uint64_t seed);
+
+// Bounded, single-line text for messages stored in the database.
+std::string Truncate(const std::string &text, size_t max_bytes);
 
 struct PreparedRequest {
     HttpRequest http;
@@ -36,14 +55,6 @@ struct Verdict {
     std::string error; // Retry / Fatal: why, without secrets
 };
 
-// Where a sync sends and how: the parts of a sync's definition a connector
-// needs besides the server's settings.
-struct SyncTarget {
-    std::string mode = "upsert"; // upsert, update, insert, mirror
-    std::string object;          // OBJECT clause ("contacts", ...)
-    std::string match_on;        // MATCH ON clause
-};
-
 class Connector {
 public:
     virtual ~Connector() = default;
@@ -59,24 +70,12 @@ public:
                               const HttpResponse &response) = 0;
 };
 
-// Throws revetl::Error when the target does not suit the destination type
-// (for example a HubSpot sync without MATCH ON).
-std::unique_ptr<Connector> MakeConnector(const DestinationSettings &settings, const SyncTarget &target);
-
-// The webhook destination as a connector.
-class WebhookConnector : public Connector {
-public:
-    WebhookConnector(DestinationSettings settings, std::string write_op)
-        : settings_(std::move(settings)), write_op_(std::move(write_op)) {}
-    std::vector<PreparedRequest> Prepare(const BatchContext &context, const std::vector<Change> &changes,
-                                         const std::vector<size_t> &rows,
-                                         std::vector<std::pair<size_t, RowOutcome>> &immediate) override;
-    Verdict Interpret(const PreparedRequest &request, const std::vector<Change> &changes,
-                      const HttpResponse &response) override;
-
-private:
-    DestinationSettings settings_;
-    std::string write_op_;
-};
+// The connector of settings.type for `target`. Judges again what CREATE SYNC
+// judged (the server's type may have changed since): the target against the
+// type's spec (filling in its defaults), and the user mapping's credentials
+// against the auth schemes the type accepts. The names are for messages.
+std::unique_ptr<Connector> MakeConnector(const DestinationSettings &settings, SyncTarget target,
+                                         const std::string &sync_name = "?",
+                                         const std::string &server_name = "?");
 
 } // namespace revetl

@@ -12,36 +12,14 @@ namespace revetl {
 
 namespace {
 
-const std::vector<std::string> kTypes = {"webhook", "hubspot"};
-const std::vector<std::string> kServerOptions = {
-    "type",       "url",          "method",        "headers",    "timeout",    "connect_timeout",
-    "batch_size", "max_attempts", "max_in_flight", "rate_limit", "settle_time"};
-const std::vector<std::string> kUserMappingOptions = {"token", "headers"};
-
-std::string Join(const std::vector<std::string> &items) {
-    std::string out;
-    for (size_t i = 0; i < items.size(); i++) {
-        if (i > 0)
-            out += ", ";
-        out += items[i];
-    }
-    return out;
-}
-
-void RejectUnknown(const std::string &name, const std::vector<std::string> &valid, const char *where) {
-    std::string hint = "Valid options in this context are: " + Join(valid) + ".";
-    std::string close = ClosestMatch(name, valid);
-    if (!close.empty())
-        hint = "Perhaps you meant the option \"" + close + "\". " + hint;
-    throw Error(sqlstate::kFdwInvalidOptionName, "invalid option \"" + name + "\" for " + where, {}, hint);
-}
-
 std::string Lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
     return s;
 }
 
-bool IsToken(const std::string &name) {
+} // namespace
+
+bool IsHttpToken(const std::string &name) {
     if (name.empty() || name.size() > 256)
         return false;
     static const std::string kExtra = "!#$%&'*+-.^_`|~";
@@ -49,8 +27,6 @@ bool IsToken(const std::string &name) {
         return std::isalnum(c) || kExtra.find(static_cast<char>(c)) != std::string::npos;
     });
 }
-
-} // namespace
 
 long ParseBoundedInt(const std::string &option, const std::string &text, long min, long max) {
     bool ok = !text.empty() && text.size() <= 12 &&
@@ -103,7 +79,7 @@ OptionList ParseHeaderObject(const std::string &option, const std::string &json,
     OptionList out;
     for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
         std::string name(it->name.GetString(), it->name.GetStringLength());
-        if (!IsToken(name))
+        if (!IsHttpToken(name))
             throw Error(sqlstate::kFdwInvalidOptionValue, "invalid header name in option \"" + option + "\"",
                         secret ? std::string("A header name is not a valid HTTP token.")
                                : "\"" + name + "\" is not a valid HTTP header name.");
@@ -236,101 +212,6 @@ std::string ClosestMatch(const std::string &word, const std::vector<std::string>
     return best;
 }
 
-void ValidateOptions(OptionContext context, const OptionList &options) {
-    switch (context) {
-    case OptionContext::Wrapper:
-        if (!options.empty())
-            throw Error(sqlstate::kFdwInvalidOptionName,
-                        "invalid option \"" + options.front().first + "\" for foreign data wrapper revetl",
-                        "The revetl foreign data wrapper takes no options.",
-                        "Set destination options on the server (CREATE SERVER ... OPTIONS).");
-        return;
-    case OptionContext::Other:
-        if (!options.empty())
-            throw Error(sqlstate::kFdwInvalidOptionName, "invalid option \"" + options.front().first + "\"",
-                        "revetl destinations take options on servers and user mappings only.");
-        return;
-    case OptionContext::UserMapping:
-        for (const auto &o : options) {
-            if (std::find(kUserMappingOptions.begin(), kUserMappingOptions.end(), o.first) ==
-                kUserMappingOptions.end())
-                RejectUnknown(o.first, kUserMappingOptions, "a revetl user mapping");
-            if (o.first == "headers")
-                ParseHeaderObject(o.first, o.second, true);
-            if (o.first == "token" &&
-                (o.second.empty() || o.second.find_first_of("\r\n") != std::string::npos ||
-                 o.second.size() > 8192))
-                throw Error(sqlstate::kFdwInvalidOptionValue, "invalid value for option \"token\"",
-                            "The token must be non-empty, at most 8192 bytes, without line breaks.");
-        }
-        return;
-    case OptionContext::Server:
-        break;
-    }
-
-    std::string type, url;
-    for (const auto &o : options) {
-        if (std::find(kServerOptions.begin(), kServerOptions.end(), o.first) == kServerOptions.end()) {
-            if (o.first == "token" || o.first == "password" || o.first == "api_key" || o.first == "secret")
-                throw Error(sqlstate::kFdwInvalidOptionName,
-                            "invalid option \"" + o.first + "\" for a revetl server",
-                            "Secrets belong in a user mapping, where other roles cannot read them.",
-                            "Use CREATE USER MAPPING FOR role SERVER name OPTIONS (token '...').");
-            RejectUnknown(o.first, kServerOptions, "a revetl server");
-        }
-        if (o.first == "type")
-            type = o.second;
-        else if (o.first == "url")
-            url = o.second;
-        else if (o.first == "method") {
-            if (o.second != "POST" && o.second != "PUT" && o.second != "PATCH")
-                throw Error(sqlstate::kFdwInvalidOptionValue,
-                            "invalid value for option \"method\": \"" + o.second + "\"",
-                            "The method must be POST, PUT or PATCH.");
-        } else if (o.first == "headers")
-            ParseHeaderObject(o.first, o.second, false);
-        else if (o.first == "timeout")
-            ParseDurationMs(o.first, o.second, 1, 600000);
-        else if (o.first == "connect_timeout")
-            ParseDurationMs(o.first, o.second, 1, 120000);
-        else if (o.first == "batch_size")
-            ParseBoundedInt(o.first, o.second, 1, 10000);
-        else if (o.first == "max_attempts")
-            ParseBoundedInt(o.first, o.second, 1, 20);
-        else if (o.first == "max_in_flight")
-            ParseBoundedInt(o.first, o.second, 1, 64);
-        else if (o.first == "rate_limit")
-            ParseRateLimit(o.first, o.second);
-        else if (o.first == "settle_time")
-            ParseDurationMs(o.first, o.second, 1000, 86400000);
-    }
-    if (type.empty())
-        throw Error(sqlstate::kFdwInvalidOptionValue, "a revetl server needs the option \"type\"", {},
-                    "Valid types are: " + Join(kTypes) +
-                        ". For example: OPTIONS (type 'webhook', url '...').");
-    if (std::find(kTypes.begin(), kTypes.end(), type) == kTypes.end()) {
-        std::string hint = "Valid types are: " + Join(kTypes) + ".";
-        std::string close = ClosestMatch(type, kTypes);
-        if (!close.empty())
-            hint = "Perhaps you meant \"" + close + "\". " + hint;
-        throw Error(sqlstate::kFdwInvalidOptionValue, "unknown destination type \"" + type + "\"", {}, hint);
-    }
-    if (type == "hubspot") {
-        for (const auto &o : options)
-            if (o.first == "method")
-                throw Error(sqlstate::kFdwInvalidOptionName, "invalid option \"method\" for a hubspot server",
-                            "The HubSpot connector chooses its own requests.");
-        if (!url.empty())
-            UrlHost(url);
-        return; // url defaults to HubSpot's API
-    }
-    if (url.empty())
-        throw Error(sqlstate::kFdwInvalidOptionValue,
-                    "a revetl server of type \"" + type + "\" needs the option \"url\"", {},
-                    "For example: OPTIONS (type 'webhook', url 'https://hooks.example.com/revetl').");
-    UrlHost(url);
-}
-
 RateLimit ParseRateLimit(const std::string &option, const std::string &text) {
     // "<count> per <duration>", e.g. "100 per 10s"; "none" for no limit.
     RateLimit r;
@@ -361,65 +242,6 @@ RateLimit ParseRateLimit(const std::string &option, const std::string &text) {
                     "A rate limit is written as a number of requests per duration.",
                     "For example: '100 per 10s', '3000 per 3s' or 'none'.");
     return r;
-}
-
-DestinationSettings ResolveDestinationSettings(const OptionList &server, const OptionList &user_mapping) {
-    DestinationSettings s;
-    for (const auto &o : server) {
-        if (o.first == "url")
-            s.url = o.second;
-        else if (o.first == "method")
-            s.method = o.second;
-        else if (o.first == "headers")
-            for (auto &h : ParseHeaderObject(o.first, o.second, false))
-                s.headers.push_back(std::move(h));
-        else if (o.first == "timeout")
-            s.timeout_ms = ParseDurationMs(o.first, o.second, 1, 600000);
-        else if (o.first == "connect_timeout")
-            s.connect_timeout_ms = ParseDurationMs(o.first, o.second, 1, 120000);
-        else if (o.first == "batch_size")
-            s.batch_size = static_cast<int>(ParseBoundedInt(o.first, o.second, 1, 10000));
-        else if (o.first == "max_attempts")
-            s.max_attempts = static_cast<int>(ParseBoundedInt(o.first, o.second, 1, 20));
-        else if (o.first == "max_in_flight")
-            s.max_in_flight = static_cast<int>(ParseBoundedInt(o.first, o.second, 1, 64));
-        else if (o.first == "rate_limit")
-            s.rate_limit = ParseRateLimit(o.first, o.second);
-        else if (o.first == "settle_time")
-            s.settle_time_ms = ParseDurationMs(o.first, o.second, 1000, 86400000);
-        else if (o.first == "type")
-            s.type = o.second;
-    }
-    if (s.type == "hubspot") {
-        if (s.url.empty())
-            s.url = "https://api.hubapi.com";
-        // HubSpot's lowest tier allows 100 requests per 10 seconds per app;
-        // a server on a higher tier says so with its own rate_limit option.
-        bool has_limit = false;
-        for (const auto &o : server)
-            has_limit = has_limit || o.first == "rate_limit";
-        if (!has_limit)
-            s.rate_limit = RateLimit{100, 10000};
-        bool has_batch = false;
-        for (const auto &o : server)
-            has_batch = has_batch || o.first == "batch_size";
-        if (!has_batch || s.batch_size > 100)
-            s.batch_size = std::min(s.batch_size, 100);
-    }
-    for (const auto &o : user_mapping) {
-        if (o.first == "token")
-            s.token = o.second;
-        else if (o.first == "headers") {
-            for (auto &h : ParseHeaderObject(o.first, o.second, true)) {
-                std::string lower = Lower(h.first);
-                s.headers.erase(std::remove_if(s.headers.begin(), s.headers.end(),
-                                               [&](const auto &x) { return Lower(x.first) == lower; }),
-                                s.headers.end());
-                s.headers.push_back(std::move(h));
-            }
-        }
-    }
-    return s;
 }
 
 } // namespace revetl

@@ -32,8 +32,7 @@ HttpRequest BuildAlertRequest(const DestinationSettings &settings, const AlertEv
     req.headers.emplace_back("Content-Type", "application/json");
     for (const auto &h : settings.headers)
         req.headers.push_back(h);
-    if (!settings.token.empty())
-        req.headers.emplace_back("Authorization", "Bearer " + settings.token);
+    ApplyAuth(settings.credentials, req);
     return req;
 }
 

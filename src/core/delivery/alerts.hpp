@@ -2,7 +2,7 @@
 // webhooks accept ({"text": ...}) with the details as extra fields.
 #pragma once
 
-#include "core/connectors/options.hpp"
+#include "core/connectors/spec.hpp"
 #include "core/delivery/http_client.hpp"
 
 #include <cstdint>

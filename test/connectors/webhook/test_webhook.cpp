@@ -154,7 +154,7 @@ TEST(BuildWebhookRequest, RequestSettings) {
 
 TEST(BuildWebhookRequest, Headers) {
     DestinationSettings s = Settings();
-    s.token = "tok-abc";
+    s.credentials.token = "tok-abc";
     HttpRequest req = BuildWebhookRequest(s, Context(), SampleChanges());
     ASSERT_EQ(req.headers.size(), 5u);
     EXPECT_EQ(req.headers[0], std::make_pair(std::string("Content-Type"), std::string("application/json")));
@@ -170,7 +170,7 @@ TEST(BuildWebhookRequest, Headers) {
 
 TEST(BuildWebhookRequest, NoAuthorizationWithoutToken) {
     DestinationSettings s = Settings();
-    s.token.clear();
+    s.credentials.token.clear();
     HttpRequest req = BuildWebhookRequest(s, Context(), SampleChanges());
     EXPECT_TRUE(Values(req, "Authorization").empty());
     EXPECT_EQ(req.headers.size(), 4u);

@@ -61,25 +61,26 @@ RowOutcome Rejected(long status, const std::string &reason, const std::string &c
     return o;
 }
 
+void CheckHubSpotObject(const std::string &object) {
+    for (char c : object)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'))
+            throw Error(sqlstate::kInvalidParameterValue, "invalid HubSpot object \"" + object + "\"",
+                        "Objects are named like contacts, companies, deals or 2-1234567.");
+}
+
 } // namespace
 
 HubSpotConnector::HubSpotConnector(DestinationSettings settings, SyncTarget target)
     : settings_(std::move(settings)), target_(std::move(target)) {
+    // The spec's defaults, for callers that did not go through
+    // CheckSyncTarget (MakeConnector does).
     if (target_.object.empty())
         target_.object = "contacts";
-    for (char c : target_.object)
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'))
-            throw Error(sqlstate::kInvalidParameterValue, "invalid HubSpot object \"" + target_.object + "\"",
-                        "Objects are named like contacts, companies, deals or 2-1234567.");
-    if (target_.match_on.empty()) {
-        if (target_.object == "contacts" || target_.object == "0-1")
-            target_.match_on = "email";
-        else if (target_.mode != "insert")
-            throw Error(sqlstate::kInvalidParameterValue,
-                        "a HubSpot sync to \"" + target_.object + "\" needs MATCH ON",
-                        "Only contacts have a unique property by default (email).",
-                        "Name a property created with hasUniqueValue, for example MATCH ON domain_id.");
-    }
+    if (target_.match_on.empty() && (target_.object == "contacts" || target_.object == "0-1"))
+        target_.match_on = "email";
+    // The object is part of the URL path: checked here as well as at CREATE
+    // SYNC, so that no path can reach a request.
+    CheckHubSpotObject(target_.object);
 }
 
 std::string HubSpotConnector::Endpoint(const char *action) const {
@@ -98,11 +99,9 @@ HttpRequest HubSpotConnector::Request(const std::string &url, std::string body) 
     req.body = std::move(body);
     req.headers.emplace_back("Content-Type", "application/json");
     for (const auto &h : settings_.headers)
-        // A token wins over an Authorization header from the user mapping.
-        if (settings_.token.empty() || strcasecmp(h.first.c_str(), "authorization") != 0)
-            req.headers.push_back(h);
-    if (!settings_.token.empty())
-        req.headers.emplace_back("Authorization", "Bearer " + settings_.token);
+        req.headers.push_back(h);
+    // The token wins over an Authorization header from the headers options.
+    ApplyAuth(settings_.credentials, req);
     return req;
 }
 
@@ -357,6 +356,52 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
             outcomes[j] = Rejected(status, "HubSpot's response did not mention this record", "NO_RESULT");
     v.rows = outcomes;
     return v;
+}
+
+const ConnectorSpec &HubSpotSpec() {
+    static const ConnectorSpec spec = [] {
+        ConnectorSpec s;
+        s.type = "hubspot";
+        s.summary =
+            "HubSpot CRM v3 objects (contacts, companies, deals, custom objects) through the batch APIs.";
+        s.server_options = CommonServerOptions();
+        for (auto &o : s.server_options) {
+            if (o.name == "url") {
+                o.required = false;
+                o.default_value = "https://api.hubapi.com";
+            } else if (o.name == "rate_limit") {
+                // HubSpot's lowest tier allows 100 requests per 10 seconds per
+                // app; a server on a higher tier says so with its own option.
+                o.default_value = "100 per 10s";
+            }
+        }
+        // A private app's access token.
+        s.auth = {AuthKind::Bearer};
+        s.default_object = "contacts";
+        ObjectSpec contacts;
+        contacts.name = "contacts";
+        contacts.modes = {"upsert", "update", "insert", "mirror"};
+        contacts.default_match_on = "email";
+        ObjectSpec any;
+        any.name = "*";
+        any.modes = contacts.modes;
+        any.match_on_needed = true;
+        any.match_on_hint =
+            "Only contacts have a unique property by default (email); name a property created "
+            "with hasUniqueValue, for example MATCH ON domain_id.";
+        s.objects = {contacts, any};
+        s.max_batch_size = static_cast<int>(HubSpotConnector::kMaxInputs);
+        s.returns_ids = true;
+        s.idempotency_keys = false;
+        s.example = "OPTIONS (type 'hubspot')";
+        s.check_target = [](const SyncTarget &target) { CheckHubSpotObject(target.object); };
+        s.make = [](const DestinationSettings &settings,
+                    const SyncTarget &target) -> std::unique_ptr<Connector> {
+            return std::make_unique<HubSpotConnector>(settings, target);
+        };
+        return s;
+    }();
+    return spec;
 }
 
 } // namespace revetl

@@ -40,4 +40,6 @@ private:
     SyncTarget target_;
 };
 
+const ConnectorSpec &HubSpotSpec();
+
 } // namespace revetl

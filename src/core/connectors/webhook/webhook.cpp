@@ -1,5 +1,6 @@
 #include "core/connectors/webhook/webhook.hpp"
 
+#include "core/common/error.hpp"
 #include "core/delivery/retry_policy.hpp"
 
 #include <rapidjson/document.h>
@@ -7,21 +8,11 @@
 #include <rapidjson/writer.h>
 
 #include <cstdio>
-#include <strings.h>
+#include <ctime>
 
 namespace revetl {
 
 namespace {
-
-// 64-bit FNV-1a: stable across builds and machines, unlike std::hash.
-uint64_t Fnv1a(const std::string &data, uint64_t seed) {
-    uint64_t h = 1469598103934665603ULL ^ seed;
-    for (unsigned char c : data) {
-        h ^= c;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 std::string StringMember(const rapidjson::Value &obj, const char *name) {
     if (!obj.IsObject())
@@ -37,32 +28,6 @@ std::string StringMember(const rapidjson::Value &obj, const char *name) {
 }
 
 } // namespace
-
-const char *OpName(Change::Op op) {
-    return op == Change::Op::Remove ? "delete" : "upsert";
-}
-
-std::string Truncate(const std::string &text, size_t max_bytes) {
-    size_t cut = std::min(max_bytes, text.size());
-    // Back up to the start of a UTF-8 sequence when the cut falls inside one.
-    while (cut > 0 && cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
-        cut--;
-    std::string out = text.substr(0, cut);
-    for (char &c : out)
-        if (c == '\n' || c == '\r' || c == '\0')
-            c = ' ';
-    return out;
-}
-
-std::string RecordIdempotencyKey(int64_t sync_id, const Change &change) {
-    std::string material =
-        std::to_string(sync_id) + "\x1f" + change.key + "\x1f" +
-        (change.op == Change::Op::Remove ? std::string("delete") : std::to_string(change.row_hash));
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(Fnv1a(material, 0)),
-                  static_cast<unsigned long long>(Fnv1a(material, 0x9e3779b97f4a7c15ULL)));
-    return buf;
-}
 
 HttpRequest BuildWebhookRequest(const DestinationSettings &settings, const BatchContext &context,
                                 const std::vector<Change> &changes) {
@@ -118,14 +83,10 @@ HttpRequest BuildWebhookRequest(const DestinationSettings &settings, const Batch
                   static_cast<unsigned long long>(Fnv1a(batch_material, 1)),
                   static_cast<unsigned long long>(Fnv1a(batch_material, 2)));
     req.headers.emplace_back("Idempotency-Key", idem);
-    for (const auto &h : settings.headers) {
-        // A token wins over an Authorization header from the user mapping.
-        bool is_auth = strcasecmp(h.first.c_str(), "authorization") == 0;
-        if (!(is_auth && !settings.token.empty()))
-            req.headers.push_back(h);
-    }
-    if (!settings.token.empty())
-        req.headers.emplace_back("Authorization", "Bearer " + settings.token);
+    for (const auto &h : settings.headers)
+        req.headers.push_back(h);
+    // Credentials win over a header of the same name from the headers options.
+    ApplyAuth(settings.credentials, req);
     return req;
 }
 
@@ -187,6 +148,90 @@ std::vector<RowOutcome> InterpretWebhookResponse(const HttpResponse &response, s
         }
     }
     return out;
+}
+
+std::vector<PreparedRequest> WebhookConnector::Prepare(const BatchContext &context,
+                                                       const std::vector<Change> &changes,
+                                                       const std::vector<size_t> &rows,
+                                                       std::vector<std::pair<size_t, RowOutcome>> &) {
+    std::vector<Change> subset;
+    subset.reserve(rows.size());
+    for (size_t i : rows)
+        subset.push_back(changes[i]);
+    BatchContext ctx = context;
+    ctx.write_op = write_op_;
+    PreparedRequest req;
+    req.http = BuildWebhookRequest(settings_, ctx, subset);
+    req.rows = rows;
+    return {req};
+}
+
+Verdict WebhookConnector::Interpret(const PreparedRequest &request, const std::vector<Change> &,
+                                    const HttpResponse &response) {
+    Verdict v;
+    long retry_after_ms = -1;
+    if (auto ra = response.Header("retry-after"))
+        if (auto seconds = ParseRetryAfterSeconds(*ra, std::time(nullptr)))
+            retry_after_ms = *seconds * 1000L;
+    switch (ClassifyResponse(response)) {
+    case ResponseClass::Transient:
+        v.kind = response.status == 429 ? Verdict::Kind::Throttled : Verdict::Kind::Retry;
+        v.wait_ms = retry_after_ms;
+        v.error = response.status == 0
+                      ? "could not reach " + RedactUrl(settings_.url) + ": " +
+                            (response.timed_out ? std::string("timed out") : response.transport_error)
+                      : "destination " + RedactUrl(settings_.url) + " answered HTTP " +
+                            std::to_string(response.status) +
+                            (response.body.empty() ? "" : ": " + Truncate(response.body, 300));
+        return v;
+    case ResponseClass::Permanent:
+        // A refused request of several rows may be refused for one of them:
+        // halves find it, and the rest still go through.
+        if (request.rows.size() > 1 &&
+            (response.status == 400 || response.status == 413 || response.status == 422)) {
+            v.kind = Verdict::Kind::Split;
+            return v;
+        }
+        break;
+    case ResponseClass::Success:
+        break;
+    }
+    v.kind = Verdict::Kind::Done;
+    v.rows = InterpretWebhookResponse(response, request.rows.size());
+    return v;
+}
+
+const ConnectorSpec &WebhookSpec() {
+    static const ConnectorSpec spec = [] {
+        ConnectorSpec s;
+        s.type = "webhook";
+        s.summary = "Any HTTP endpoint that accepts revetl's JSON batch format and answers per record.";
+        s.server_options = CommonServerOptions();
+        OptionSpec method;
+        method.name = "method";
+        method.kind = OptionKind::Choice;
+        method.default_value = "POST";
+        method.choices = {"POST", "PUT", "PATCH"};
+        method.description = "The HTTP method of every request.";
+        s.server_options.insert(s.server_options.begin() + 2, method);
+        s.auth = {AuthKind::None, AuthKind::Bearer, AuthKind::Basic};
+        // No objects: OBJECT, when given, is not sent; MATCH ON is not used.
+        ObjectSpec any;
+        any.name = "*";
+        any.modes = {"upsert", "update", "insert", "mirror"};
+        s.objects = {any};
+        s.max_batch_size = 10000;
+        s.returns_ids = true;
+        s.idempotency_keys = true;
+        s.example = "OPTIONS (type 'webhook', url 'https://hooks.example.com/revetl')";
+        s.make = [](const DestinationSettings &settings,
+                    const SyncTarget &target) -> std::unique_ptr<Connector> {
+            return std::make_unique<WebhookConnector>(settings,
+                                                      target.mode == "mirror" ? "upsert" : target.mode);
+        };
+        return s;
+    }();
+    return spec;
 }
 
 } // namespace revetl
