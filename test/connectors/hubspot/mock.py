@@ -88,6 +88,12 @@ HubSpot behaviours emulated
     either limit; DAILY is checked first; the daily count never rolls over by itself
     (set it with "daily_used"); with "rate_limit": null or "daily_limit": null that
     limit and its headers are off.
+  * Contract (--openapi PATH): every API request body is validated against the request
+    schema of its operation in HubSpot's published OpenAPI contract for CRM objects v3
+    (test/lib/openapi.py; the contacts document serves every object type). A body that
+    does not conform gets 400 VALIDATION_ERROR ("Invalid input JSON: ...", nothing
+    applied, as HubSpot refuses it), its journal entry gets "contract_errors", and
+    /_mock/stats counts it in "contract_violations".
   * Not emulated: associations, search, single-object endpoints, property existence and
     type checks (emulate with "invalid" rules, e.g. pattern "" matches any value),
     OAuth, the date-versioned /crm/objects/2026-03 paths, record restore, merges.
@@ -601,7 +607,7 @@ class MockState:
         self.journal = []
         self.seq = 0
         self.stats = {"requests": 0, "rate_limited": 0, "by_status": {}, "resets": 0,
-                      "timeouts": 0, "faults": 0}
+                      "timeouts": 0, "faults": 0, "contract_violations": 0}
         self.token = self.default_token
         self.unique = {"contacts": ["email"], "companies": ["domain"]}
         self.invalid_rules = []     # [(rule dict, compiled pattern)]
@@ -1154,6 +1160,7 @@ class MockServer(ThreadingHTTPServer):
 
     def __init__(self, address, state):
         self.state = state
+        self.contract = None  # --openapi: the contract request bodies are checked against
         self.stopping = threading.Event()  # wakes every sleeping request on shutdown
         super().__init__(address, MockHandler)
 
@@ -1427,8 +1434,15 @@ class MockHandler(BaseHTTPRequestHandler):
         # finds its request in GET /_mock/requests.
         with state.lock:
             policy, headers = state.admit()
+            contract_errors = []
+            if policy is None and self.server.contract is not None and raw_text is None:
+                contract_errors = self.server.contract.validate_request(self.command, self.path, body)
             if policy is not None:
                 status, payload = 429, rate_limit_body(policy)
+            elif contract_errors:
+                state.stats["contract_violations"] += 1
+                status, payload = 400, hubspot_error("Invalid input JSON: " + "; ".join(contract_errors)[:2000],
+                                                     "VALIDATION_ERROR")
             else:
                 try:
                     status, payload = state.route(self.command, self.path, body, raw_text,
@@ -1436,7 +1450,10 @@ class MockHandler(BaseHTTPRequestHandler):
                 except ApiError as err:
                     status, payload = err.status, err.payload()
                     headers.update(err.headers)
-            state.add_journal(self._journal_entry(arrived, body, raw_text, status, tag))
+            entry = self._journal_entry(arrived, body, raw_text, status, tag)
+            if contract_errors:
+                entry["contract_errors"] = contract_errors
+            state.add_journal(entry)
         self._send_api(status, payload, headers)
 
     # -- control API ----------------------------------------------------------------
@@ -1545,6 +1562,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the fault and shuffle generators (default %(default)s)")
     parser.add_argument("--journal-file", help="append each journaled request as a JSON line")
+    parser.add_argument("--openapi", help="validate request bodies against this OpenAPI contract")
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("--token must not be empty")
@@ -1559,11 +1577,17 @@ def main(argv=None):
         remove_quietly(args.port_file)  # never let a reader see a stale port
     journal_fh = open(args.journal_file, "a", encoding="utf-8") if args.journal_file else None
     state = MockState(token=args.token, seed=args.seed, journal_file=journal_fh)
+    contract = None
+    if args.openapi:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+        from openapi import hubspot_contract
+        contract = hubspot_contract(args.openapi)
     try:
         server = MockServer((HOST, args.port), state)
     except OSError as exc:
         print(f"mock_hubspot: cannot listen on {HOST}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    server.contract = contract
 
     serving = threading.Thread(target=server.serve_forever, name="mock-hubspot-serve", daemon=True)
     serving.start()

@@ -593,7 +593,7 @@ class FaultTest(HubSpotTestCase):
         with self.assertRaises(CONNECTION_LOST):
             self.upsert(up("s@x.com"))
         expected = {"requests": 5, "rate_limited": 1, "resets": 1, "timeouts": 0, "faults": 2,
-                    "by_status": {"200": 1, "401": 1, "500": 1, "429": 1}, "daily_used": 1}
+                    "contract_violations": 0, "by_status": {"200": 1, "401": 1, "500": 1, "429": 1}, "daily_used": 1}
         self.assertEqual(self.stats(), expected)
         self.client.request("DELETE", "/_mock/requests")  # stats survive a journal clear
         self.assertEqual(self.journal(), [])
@@ -681,6 +681,36 @@ class ControlAndHttpTest(HubSpotTestCase):
             self.assertIn(b"Connection: close", response)
             self.assertNotIn(b"100 Continue", response)
         self.assertEqual([e["status"] for e in self.journal()], [413, 413])
+
+
+OPENAPI = os.environ.get("REVETL_HUBSPOT_OPENAPI", "/work/shared/vendor-specs/hubspot/contacts.v3.json")
+
+
+class ContractTest(HubSpotTestCase):
+    """--openapi: bodies that break HubSpot's published contract are refused and counted."""
+
+    mock_args = ("--openapi", OPENAPI)
+
+    def test_create_without_associations_breaks_the_contract(self):
+        status, _, out = self.api("create", {"inputs": [{"properties": {"email": "c@x.com"}}]})
+        self.assertEqual(status, 400, out)
+        self.assertEqual(out["category"], "VALIDATION_ERROR")
+        self.assertIn("'associations' is a required property", out["message"])
+        self.assertEqual(self.records()["records"], [])  # nothing applied
+        status, _, out = self.api("create", {"inputs": [{"properties": {"email": "c@x.com"},
+                                                         "associations": []}]}, obj="companies")
+        self.assertEqual(status, 201, out)
+        stats = self.client.request("GET", "/_mock/stats")[2]
+        self.assertEqual(stats["contract_violations"], 1)
+        journal = self.client.request("GET", "/_mock/requests")[2]["requests"]
+        self.assertIn("contract_errors", journal[0])
+        self.assertNotIn("contract_errors", journal[1])
+
+    def test_property_values_must_be_strings(self):
+        status, _, out = self.upsert(up("n@x.com", score=92.5))
+        self.assertEqual(status, 400, out)
+        self.assertIn("is not of type 'string'", out["message"])
+        self.assertEqual(self.upsert(up("n@x.com", score="92.50"))[0], 200)
 
 
 class ProcessTest(unittest.TestCase):

@@ -254,7 +254,7 @@ TEST(HubSpotPrepare, UpsertBodyShape) {
     EXPECT_EQ(Str(props["vip"]), "true");
     EXPECT_EQ(Str(props["churned"]), "false");
     EXPECT_EQ(Str(props["nickname"]), "");
-    EXPECT_EQ(Str(props["tags"]), R"(["a","b"])");
+    EXPECT_EQ(Str(props["tags"]), "a;b"); // a multi-select property's values
     EXPECT_EQ(Str(props["address"]), R"({"city":"Oslo"})");
     EXPECT_EQ(Str(props["note"]), "hi \"there\"");
 
@@ -502,9 +502,78 @@ TEST(HubSpotPrepare, InsertModeUsesBatchCreateWithoutIdProperty) {
     ASSERT_EQ(p.requests.size(), 1u);
     EXPECT_EQ(p.requests[0].http.url, "https://api.hubapi.com/crm/v3/objects/companies/batch/create");
     EXPECT_EQ(p.requests[0].rows, (std::vector<size_t>{0, 1}));
-    EXPECT_EQ(p.requests[0].http.body,
-              R"({"inputs":[{"objectWriteTraceId":"3","properties":{"name":"Acme","employees":"12"}},)"
-              R"({"objectWriteTraceId":"4","properties":{"name":"Beta"}}]})");
+    EXPECT_EQ(
+        p.requests[0].http.body,
+        R"({"inputs":[{"objectWriteTraceId":"3","properties":{"name":"Acme","employees":"12"},"associations":[]},)"
+        R"({"objectWriteTraceId":"4","properties":{"name":"Beta"},"associations":[]}]})");
+}
+
+// Regression tests for the defects found by checking requests against
+// HubSpot's OpenAPI contract for CRM objects v3 (issue 12).
+
+TEST(HubSpotPrepare, NumbersAreSentAsTheirExactText) {
+    // Rounded through a double, 1234567890123456.7891 became
+    // "1234567890123457.0" and 92.50 became "92.5".
+    HubSpotConnector c(Settings(), Target());
+    auto p = PrepareAll(c, {Write(1, R"({"email": "n@x.com", "amount": 1234567890123456.7891, "price": 92.50,
+                                          "big": 123456789012345678901234567890, "neg": -0.010, "exp": 1e3,
+                                          "ids": [1.50, 2]})")});
+    ASSERT_EQ(p.requests.size(), 1u);
+    rapidjson::Document doc;
+    doc.Parse(p.requests[0].http.body.c_str());
+    const auto &props = doc["inputs"][0]["properties"];
+    EXPECT_EQ(Str(props["amount"]), "1234567890123456.7891");
+    EXPECT_EQ(Str(props["price"]), "92.50");
+    EXPECT_EQ(Str(props["big"]), "123456789012345678901234567890");
+    EXPECT_EQ(Str(props["neg"]), "-0.010");
+    EXPECT_EQ(Str(props["exp"]), "1e3");
+    EXPECT_EQ(Str(props["ids"]), "1.50;2");
+    // A numeric MATCH ON value keeps its text too.
+    HubSpotConnector by_number(Settings(), Target("companies", "external_no"));
+    EXPECT_EQ(by_number.MatchValue(R"({"external_no": 100000000000000000001})"), "100000000000000000001");
+}
+
+TEST(HubSpotPrepare, ArraysOfScalarsAreSemicolonSeparated) {
+    HubSpotConnector c(Settings(), Target());
+    auto p = PrepareAll(c, {Write(1, R"({"email": "t@x.com", "tags": ["a", null, "b c"], "none": [],
+                                          "flags": [true, false], "nested": [{"k": 1.50}], "obj": {"n": [1, 2]}})")});
+    rapidjson::Document doc;
+    doc.Parse(p.requests[0].http.body.c_str());
+    const auto &props = doc["inputs"][0]["properties"];
+    EXPECT_EQ(Str(props["tags"]), "a;b c");
+    EXPECT_EQ(Str(props["none"]), "");
+    EXPECT_EQ(Str(props["flags"]), "true;false");
+    // Objects and arrays of objects stay JSON, with JSON numbers.
+    EXPECT_EQ(Str(props["nested"]), R"([{"k":1.5}])");
+    EXPECT_EQ(Str(props["obj"]), R"({"n":[1,2]})");
+}
+
+TEST(HubSpotPrepare, HsObjectIdIdentifiesButIsNeverWritten) {
+    HubSpotConnector c(Settings(), Target("contacts", "hs_object_id", "update"));
+    auto p = PrepareAll(c, {Write(1, R"({"hs_object_id": "9001", "firstname": "Ann"})")});
+    ASSERT_EQ(p.requests.size(), 1u);
+    rapidjson::Document doc;
+    doc.Parse(p.requests[0].http.body.c_str());
+    const auto &in = doc["inputs"][0];
+    EXPECT_EQ(Str(in["idProperty"]), "hs_object_id");
+    EXPECT_EQ(Str(in["id"]), "9001");
+    EXPECT_FALSE(in["properties"].HasMember("hs_object_id"));
+    EXPECT_EQ(Str(in["properties"]["firstname"]), "Ann");
+}
+
+TEST(HubSpotPrepare, CreateInputsCarryAssociations) {
+    // batch/create without inputs[*].associations is refused by HubSpot.
+    HubSpotConnector c(Settings(), Target("contacts", "", "insert"));
+    auto p = PrepareAll(c, {Contact(1, "a@x.com"), Contact(2, "b@x.com")});
+    ASSERT_EQ(p.requests.size(), 1u);
+    EXPECT_TRUE(Contains(p.requests[0].http.url, "/batch/create"));
+    rapidjson::Document doc;
+    doc.Parse(p.requests[0].http.body.c_str());
+    for (const auto &in : doc["inputs"].GetArray()) {
+        ASSERT_TRUE(in.HasMember("associations"));
+        EXPECT_TRUE(in["associations"].IsArray());
+        EXPECT_FALSE(in.HasMember("idProperty"));
+    }
 }
 
 TEST(HubSpotPrepare, InsertModeOfContactsNeedsNoEmail) {
@@ -690,6 +759,76 @@ TEST_F(HubSpotInterpret, DailyLimitIsFatal) {
     EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
     EXPECT_EQ(v.error, "HubSpot's daily API limit is spent: You have reached your daily limit.");
     EXPECT_TRUE(v.rows.empty());
+}
+
+TEST_F(HubSpotInterpret, DailyLimitIsRecognisedFromDocumentedFields) {
+    // As the contract describes a 429 (category, message, correlationId; no
+    // policyName), with the daily header at 0: the run stops.
+    Verdict v = connector.Interpret(Writes(), changes,
+                                    Response(429, R"({"category": "RATE_LIMITS", "correlationId": "c-1",
+        "message": "You have reached your daily limit."})"));
+    EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+    EXPECT_TRUE(Contains(v.error, "daily API limit is spent"));
+    EXPECT_TRUE(Contains(v.error, "c-1"));
+    v = connector.Interpret(Writes(), changes,
+                            Response(429,
+                                     R"({"category": "RATE_LIMITS", "correlationId": "c-2", "message": "x"})",
+                                     {{"x-hubspot-ratelimit-daily-remaining", "0"}}));
+    EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+    // The ten-secondly window, as the contract shapes it, is waited out.
+    v = connector.Interpret(Writes(), changes,
+                            Response(429, R"({"category": "RATE_LIMITS", "correlationId": "c-3",
+        "message": "You have reached your ten secondly limit."})",
+                                     {{"x-hubspot-ratelimit-daily-remaining", "1000"},
+                                      {"x-hubspot-ratelimit-interval-milliseconds", "10000"}}));
+    EXPECT_EQ(v.kind, Verdict::Kind::Throttled);
+    EXPECT_EQ(v.wait_ms, 10000);
+}
+
+TEST_F(HubSpotInterpret, ErrorsWithoutIdsAreRecordedAgainstTheRowsOfTheCall) {
+    // A 207 error naming neither ids nor an objectWriteTraceId used to lose
+    // its message ("did not mention this record").
+    Verdict v = connector.Interpret(Writes(), changes, Response(207, R"({"status": "COMPLETE",
+        "results": [{"id": "101", "properties": {"email": "a@x.com"}, "archived": false}],
+        "errors": [{"status": "error", "category": "VALIDATION_ERROR", "message": "Property values were not valid",
+                    "errors": [{"message": "lead_score must be a number", "in": "lead_score"}],
+                    "context": {}}]})"));
+    EXPECT_EQ(v.kind, Verdict::Kind::Done);
+    ASSERT_EQ(v.rows.size(), 3u);
+    EXPECT_TRUE(v.rows[0].accepted);
+    for (size_t j : {1u, 2u}) {
+        ExpectRejected(v.rows[j], 207, "VALIDATION_ERROR");
+        EXPECT_EQ(v.rows[j].reason,
+                  "Property values were not valid (lead_score: lead_score must be a number)");
+    }
+}
+
+TEST_F(HubSpotInterpret, StatusArchivedDetailsAndCorrelationIdAreRecorded) {
+    // A batch HubSpot did not complete: nothing counts as delivered.
+    Verdict v = connector.Interpret(Writes(), changes, Response(200, R"({"status": "CANCELED", "results": [
+        {"id": "101", "properties": {"email": "a@x.com"}}]})"));
+    ASSERT_EQ(v.rows.size(), 3u);
+    for (const auto &o : v.rows) {
+        ExpectRejected(o, 200, "BATCH_CANCELED");
+        EXPECT_EQ(o.reason, "HubSpot answered the batch with status CANCELED");
+    }
+    // A result on an archived record is not a live delivery.
+    v = connector.Interpret(Writes(), changes, Response(200, R"({"status": "COMPLETE", "results": [
+        {"id": "101", "properties": {"email": "a@x.com"}, "archived": true},
+        {"id": "202", "properties": {"email": "b@x.com"}, "archived": false},
+        {"id": "303", "properties": {"email": "c@x.com"}}]})"));
+    ExpectRejected(v.rows[0], 200, "ARCHIVED");
+    EXPECT_EQ(v.rows[0].reason, "HubSpot reports record 101 as archived");
+    EXPECT_TRUE(v.rows[1].accepted);
+    EXPECT_TRUE(v.rows[2].accepted);
+    // A refused request: the details of errors[], subCategory and correlationId.
+    v = connector.Interpret(One(0), changes,
+                            Response(400, R"({"status": "error", "category": "VALIDATION_ERROR",
+        "subCategory": "INVALID_PROPERTY", "correlationId": "3f1c-aa",
+        "message": "Invalid input", "errors": [{"message": "unknown property", "in": "colour"}]})"));
+    ASSERT_EQ(v.rows.size(), 1u);
+    ExpectRejected(v.rows[0], 400, "VALIDATION_ERROR.INVALID_PROPERTY");
+    EXPECT_EQ(v.rows[0].reason, "Invalid input (colour: unknown property) [correlationId 3f1c-aa]");
 }
 
 TEST_F(HubSpotInterpret, CredentialsAndMissingObjectsAreFatal) {

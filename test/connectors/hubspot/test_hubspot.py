@@ -45,6 +45,8 @@ class HubSpotTest(unittest.TestCase):
 
     def tearDown(self):
         cluster.sql(f"select revetl.drop_sync('{self.s}', if_exists => true)")
+        # Every request revetl sent conformed to HubSpot's OpenAPI contract.
+        self.assertEqual(hubspot.contract_violations(), [])
 
     def setup_sync(self, rows=20, server_options="", sync_options="", mode="MIRROR"):
         cluster.sql(f"""
@@ -184,6 +186,61 @@ class HubSpotTest(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn(f'sync "c_{self.n}" needs MATCH ON to write object "companies" to server "{self.srv}"', err)
         self.assertEqual(cluster.sql(f"select count(*) from revetl.syncs where name = 'c_{self.n}'"), "0")
+
+    # Regression tests for the defects found against HubSpot's OpenAPI contract
+    # (issue 12); the mock refuses any request that breaks the contract.
+
+    def test_insert_mode_creates_records_with_exact_values(self):
+        # batch/create without associations was refused: a 7-row run made 13
+        # calls and delivered nothing. Numbers went through a double, and
+        # text[] went as JSON.
+        cluster.sql(f"""
+            create table {self.t} (id int primary key, email text, amount numeric, price numeric(6,2), tags text[]);
+            insert into {self.t} select g, 'new' || g || '@example.com', 1234567890123456.7891, 92.50,
+                                        array['a', 'b'] from generate_series(1, 7) g;
+            create server {self.srv} foreign data wrapper revetl options (type 'hubspot', url '{hubspot.url}');
+            create user mapping for postgres server {self.srv} options (token 'test-token');
+            select * from revetl.execute($$CREATE SYNC {self.s} FROM {self.t} TO {self.srv} KEY (id) MODE INSERT
+                MAP (email AS email, amount AS amount, price AS price, tags AS tags)$$);
+        """)
+        self.sync_now()
+        self.assertEqual(self.last()[:4], ["succeeded", "7", "0", "1"])
+        contacts = hubspot.contacts()
+        self.assertEqual(len(contacts), 7)
+        props = contacts["new3@example.com"]["properties"]
+        self.assertEqual(props["amount"], "1234567890123456.7891")
+        self.assertEqual(props["price"], "92.50")
+        self.assertEqual(props["tags"], "a;b")
+        body = hubspot.requests()[0]["body"]
+        self.assertEqual(hubspot.requests()[0]["path"], "/crm/v3/objects/contacts/batch/create")
+        self.assertTrue(all(inp["associations"] == [] for inp in body["inputs"]))
+
+    def test_error_without_ids_is_recorded_against_the_rows_of_the_call(self):
+        self.setup_sync(rows=3)
+        hubspot.configure(faults=[{"status": 207, "body": {
+            "status": "COMPLETE", "results": [], "startedAt": "2026-01-01T00:00:00Z",
+            "completedAt": "2026-01-01T00:00:01Z",
+            "errors": [{"status": "error", "category": "VALIDATION_ERROR", "context": {},
+                        "message": "Property values were not valid",
+                        "errors": [{"message": "lead_score is not a number", "in": "lead_score"}]}]}}])
+        self.sync_now(check=False)
+        self.assertEqual(self.last()[:3], ["partial", "0", "3"])
+        reasons = cluster.rows(f"select reason, error_code from revetl.rejected_rows where sync_name = '{self.s}'")
+        self.assertEqual(len(reasons), 3)
+        for reason, code in reasons:
+            self.assertEqual(reason, "Property values were not valid (lead_score: lead_score is not a number)")
+            self.assertEqual(code, "VALIDATION_ERROR")
+
+    def test_daily_limit_shaped_as_the_contract_describes_stops_the_run(self):
+        self.setup_sync(rows=3)
+        hubspot.configure(faults=[{"status": 429, "body": {
+            "category": "RATE_LIMITS", "correlationId": "7c1d-daily",
+            "message": "You have reached your daily limit."}}])
+        self.sync_now(check=False)
+        status, delivered, rejected, _, throttled, error = self.last()
+        self.assertEqual((status, delivered, rejected, throttled), ("failed", "0", "0", "0"))
+        self.assertIn("daily API limit is spent", error)
+        self.assertIn("7c1d-daily", error)
 
     def test_fault_storm_and_killed_runs_end_exactly_equal(self):
         hubspot.configure(fail_rate=0.2, reset_rate=0.05, timeout_rate=0.05, timeout_delay_ms=3000, seed=7,

@@ -28,8 +28,20 @@ std::string Lower(std::string s) {
     return s;
 }
 
-// HubSpot property values are strings: numbers and booleans as their text,
-// NULL as "" (which clears the property), objects and arrays as JSON.
+// Payloads are parsed with numbers kept as their text (jsonb's rendering of
+// a numeric is exact: 92.50 stays "92.50", 1234567890123456.7891 is not
+// rounded through a double).
+constexpr unsigned kExactNumbers = rapidjson::kParseNumbersAsStringsFlag;
+
+bool IsScalar(const rapidjson::Value &v) {
+    return v.IsString() || v.IsBool() || v.IsNumber() || v.IsNull();
+}
+
+// HubSpot property values are strings: numbers as their exact text,
+// booleans as "true"/"false", NULL as "" (which clears the property), arrays
+// of scalars (text[], int[]) as "a;b" (how multi-select properties take
+// several values; NULL elements are left out), and other objects and arrays
+// as JSON.
 std::string PropertyText(const rapidjson::Value &v) {
     if (v.IsNull())
         return "";
@@ -37,6 +49,18 @@ std::string PropertyText(const rapidjson::Value &v) {
         return std::string(v.GetString(), v.GetStringLength());
     if (v.IsBool())
         return v.GetBool() ? "true" : "false";
+    if (v.IsArray() &&
+        std::all_of(v.Begin(), v.End(), [](const rapidjson::Value &x) { return IsScalar(x); })) {
+        std::string out;
+        bool first = true;
+        for (const auto &x : v.GetArray()) {
+            if (x.IsNull())
+                continue;
+            out += (first ? "" : ";") + PropertyText(x);
+            first = false;
+        }
+        return out;
+    }
     rapidjson::StringBuffer buf;
     rapidjson::Writer<rapidjson::StringBuffer> w(buf);
     v.Accept(w);
@@ -112,7 +136,7 @@ std::string HubSpotConnector::Normalize(const std::string &v) const {
 
 std::string HubSpotConnector::MatchValue(const std::string &payload) const {
     rapidjson::Document doc;
-    doc.Parse(payload.c_str(), payload.size());
+    doc.Parse<kExactNumbers>(payload.c_str(), payload.size());
     if (doc.HasParseError() || !doc.IsObject())
         return {};
     return Member(doc, target_.match_on.c_str());
@@ -174,7 +198,11 @@ HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
         for (size_t i : call) {
             const Change &c = changes[i];
             rapidjson::Document payload;
-            payload.Parse(c.payload.c_str(), c.payload.size());
+            payload.Parse<kExactNumbers>(c.payload.c_str(), c.payload.size());
+            // Objects and arrays of objects go as JSON text; they are written
+            // from a plain parse so that their numbers stay JSON numbers.
+            rapidjson::Document plain;
+            bool plain_parsed = false;
             w.StartObject();
             if (!create) {
                 w.Key("idProperty");
@@ -188,10 +216,37 @@ HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
             w.StartObject();
             if (payload.IsObject())
                 for (auto it = payload.MemberBegin(); it != payload.MemberEnd(); ++it) {
-                    w.Key(it->name.GetString(), it->name.GetStringLength());
-                    String(w, PropertyText(it->value));
+                    std::string name(it->name.GetString(), it->name.GetStringLength());
+                    // hs_object_id is HubSpot's read-only record id: it may
+                    // identify the record (MATCH ON), never be written.
+                    if (name == "hs_object_id")
+                        continue;
+                    w.Key(name.c_str(), static_cast<rapidjson::SizeType>(name.size()));
+                    const rapidjson::Value &value = it->value;
+                    bool nested = value.IsObject() ||
+                                  (value.IsArray() &&
+                                   !std::all_of(value.Begin(), value.End(),
+                                                [](const rapidjson::Value &x) { return IsScalar(x); }));
+                    if (nested) {
+                        if (!plain_parsed) {
+                            plain.Parse(c.payload.c_str(), c.payload.size());
+                            plain_parsed = true;
+                        }
+                        auto m = plain.FindMember(
+                            rapidjson::Value(name.c_str(), static_cast<rapidjson::SizeType>(name.size())));
+                        String(w, m == plain.MemberEnd() ? std::string() : PropertyText(m->value));
+                    } else {
+                        String(w, PropertyText(value));
+                    }
                 }
             w.EndObject();
+            if (create) {
+                // batch/create requires associations (HubSpot's contract):
+                // revetl creates records without any.
+                w.Key("associations");
+                w.StartArray();
+                w.EndArray();
+            }
             w.EndObject();
         }
         w.EndArray();
@@ -224,21 +279,65 @@ HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
     return out;
 }
 
+namespace {
+
+// An error's message with what HubSpot adds to it: the details of errors[]
+// (the field and its message) and the correlationId HubSpot support asks for.
+std::string ErrorText(const rapidjson::Value &e, const std::string &fallback) {
+    std::string text = Member(e, "message");
+    if (text.empty())
+        text = fallback;
+    if (e.IsObject() && e.HasMember("errors") && e["errors"].IsArray()) {
+        std::string details;
+        for (const auto &d : e["errors"].GetArray()) {
+            std::string m = Member(d, "message");
+            if (m.empty())
+                continue;
+            std::string in = Member(d, "in");
+            details += (details.empty() ? "" : "; ") + (in.empty() ? m : in + ": " + m);
+        }
+        if (!details.empty() && details != text)
+            text += " (" + details + ")";
+    }
+    std::string correlation = Member(e, "correlationId");
+    if (!correlation.empty())
+        text += " [correlationId " + correlation + "]";
+    return text;
+}
+
+std::string ErrorCode(const rapidjson::Value &e) {
+    std::string code = Member(e, "category");
+    std::string sub = Member(e, "subCategory");
+    return sub.empty() ? code : code + "." + sub;
+}
+
+bool ContainsNoCase(const std::string &text, const std::string &needle) {
+    return Lower(text).find(needle) != std::string::npos;
+}
+
+} // namespace
+
 Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::vector<Change> &changes,
                                     const HttpResponse &response) {
     Verdict v;
     rapidjson::Document doc;
     doc.Parse(response.body.c_str(), response.body.size());
     const bool json = !doc.HasParseError() && doc.IsObject();
-    const std::string message = json ? Member(doc, "message") : Truncate(response.body, 300);
-    const std::string category = json ? Member(doc, "category") : std::string();
+    const std::string message = json ? ErrorText(doc, "") : Truncate(response.body, 300);
+    const std::string category = json ? ErrorCode(doc) : std::string();
     const long status = response.status;
 
     if (status == 429) {
+        // The daily limit, recognised from what HubSpot documents: the
+        // X-HubSpot-RateLimit-Daily-Remaining header at 0, or the message
+        // ("You have reached your daily limit."), as well as policyName.
         std::string policy = json ? Member(doc, "policyName") : std::string();
-        if (policy == "DAILY") {
+        auto daily_remaining = response.Header("x-hubspot-ratelimit-daily-remaining");
+        bool daily = policy == "DAILY" || (daily_remaining && *daily_remaining == "0") ||
+                     ContainsNoCase(message, "daily limit");
+        if (daily) {
             v.kind = Verdict::Kind::Fatal;
-            v.error = "HubSpot's daily API limit is spent: " + message;
+            v.error = "HubSpot's daily API limit is spent: " + Truncate(message, 300);
             return v;
         }
         // The ten-second window (or a secondly limit): wait for it to roll.
@@ -252,7 +351,8 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
         if (auto retry_after = response.Header("retry-after"))
             if (auto seconds = ParseRetryAfterSeconds(*retry_after, std::time(nullptr)))
                 v.wait_ms = *seconds * 1000L;
-        v.error = "HubSpot rate limit: " + message;
+        v.error = "HubSpot rate limit" + (category.empty() ? std::string() : " (" + category + ")") + ": " +
+                  Truncate(message, 300);
         return v;
     }
     if (status == 0 || status == 408 || status >= 500) {
@@ -301,6 +401,16 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
         if (!c.dest_id.empty())
             by_dest[c.dest_id] = j;
     }
+    // A batch HubSpot did not complete (CANCELED, or still PENDING or
+    // PROCESSING) has applied nothing revetl can count on: its rows are
+    // refused with the status, and planned again by the next run.
+    const std::string batch_status = json ? Member(doc, "status") : std::string();
+    if (!batch_status.empty() && batch_status != "COMPLETE") {
+        v.rows.assign(request.rows.size(),
+                      Rejected(status, "HubSpot answered the batch with status " + batch_status,
+                               "BATCH_" + batch_status));
+        return v;
+    }
     std::vector<bool> answered(request.rows.size(), false);
     if (json && doc.HasMember("results") && doc["results"].IsArray()) {
         for (const auto &r : doc["results"].GetArray()) {
@@ -319,22 +429,34 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
             if (j == SIZE_MAX || answered[j])
                 continue;
             answered[j] = true;
+            if (r.IsObject() && r.HasMember("archived") && r["archived"].IsBool() &&
+                r["archived"].GetBool()) {
+                // The write landed on an archived record: not a live record
+                // the sync can count as delivered.
+                outcomes[j] = Rejected(status, "HubSpot reports record " + id + " as archived", "ARCHIVED");
+                continue;
+            }
             outcomes[j].accepted = true;
             outcomes[j].http_status = status;
             outcomes[j].dest_id = Truncate(id, 200);
         }
     }
+    // Errors that name neither ids nor an objectWriteTraceId apply to the
+    // rows of the call no result or other error accounts for.
+    std::string unattributed_reason, unattributed_code;
     if (json && doc.HasMember("errors") && doc["errors"].IsArray()) {
         for (const auto &e : doc["errors"].GetArray()) {
-            std::string reason = Member(e, "message");
-            std::string code = Member(e, "category");
+            std::string reason = ErrorText(e, "refused by HubSpot");
+            std::string code = ErrorCode(e);
             std::vector<size_t> hit;
+            bool named = false;
             if (e.IsObject() && e.HasMember("context") && e["context"].IsObject()) {
                 const auto &ctx = e["context"];
                 for (const char *field : {"objectWriteTraceId", "ids"}) {
                     if (!ctx.HasMember(field) || !ctx[field].IsArray())
                         continue;
                     for (const auto &x : ctx[field].GetArray()) {
+                        named = true;
                         std::string value = PropertyText(x);
                         if (by_trace.count(value) && std::string(field) == "objectWriteTraceId")
                             hit.push_back(by_trace[value]);
@@ -345,15 +467,24 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
                     }
                 }
             }
+            if (!named) {
+                unattributed_reason += (unattributed_reason.empty() ? "" : "; ") + reason;
+                if (unattributed_code.empty())
+                    unattributed_code = code;
+                continue;
+            }
             for (size_t j : hit) {
                 answered[j] = true;
-                outcomes[j] = Rejected(status, reason.empty() ? "refused by HubSpot" : reason, code);
+                outcomes[j] = Rejected(status, reason, code);
             }
         }
     }
     for (size_t j = 0; j < outcomes.size(); j++)
         if (!answered[j])
-            outcomes[j] = Rejected(status, "HubSpot's response did not mention this record", "NO_RESULT");
+            outcomes[j] =
+                unattributed_reason.empty()
+                    ? Rejected(status, "HubSpot's response did not mention this record", "NO_RESULT")
+                    : Rejected(status, unattributed_reason, unattributed_code);
     v.rows = outcomes;
     return v;
 }

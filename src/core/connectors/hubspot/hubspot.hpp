@@ -3,13 +3,16 @@
 //    property (MATCH ON, default email for contacts); the record ids HubSpot
 //    returns are kept in the shadow state
 //  - update (MODE UPDATE): POST .../batch/update by the same property
-//  - create (MODE INSERT): POST .../batch/create
+//  - create (MODE INSERT): POST .../batch/create (with empty associations,
+//    which HubSpot's contract requires)
 //  - removals (MODE MIRROR): POST .../batch/archive by the kept record ids
 // At most 100 inputs per call, never the same match value twice in one call
 // (HubSpot refuses the whole batch). 207 responses are mapped back to rows by
 // objectWriteTraceId (the change's sequence number) or by the match value.
-// A 429 with policyName TEN_SECONDLY_ROLLING waits out the window (not an
-// attempt); DAILY stops the run. See docs/destinations.md.
+// A 429 waits out the ten-secondly window (not an attempt); the daily limit
+// (policyName DAILY, X-HubSpot-RateLimit-Daily-Remaining 0, or the message)
+// stops the run. Requests are checked against HubSpot's published OpenAPI
+// contract in the tests. See docs/destinations.md.
 #pragma once
 
 #include "core/connectors/connector.hpp"
