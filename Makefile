@@ -13,7 +13,11 @@ RELEASED_VERSIONS = 0.1.0
 
 MODULE_big = revetl
 
-CORE_SRCS = $(wildcard src/core/*.cpp src/core/*/*.cpp)
+# src/core is organised in folders (common, language, planning, delivery,
+# connectors and one folder per connector under connectors/); every .cpp
+# below it is part of the module.
+CORE_SRCS = $(shell find src/core -name '*.cpp' | sort)
+CORE_HDRS = $(shell find src/core -name '*.hpp' | sort)
 PG_SRCS   = $(wildcard src/pg/*.cpp)
 OBJS      = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
@@ -21,7 +25,7 @@ DATA = sql/revetl--$(EXTVERSION).sql $(wildcard sql/revetl--*--*.sql)
 
 # pg_regress tests: sql/<name>.sql against expected/<name>.out, run on a
 # temporary instance with revetl preloaded (see scripts/test.sh).
-REGRESS = destinations syncs errors runs security sync_language sync_language_errors identifiers drop_extension
+REGRESS = destinations syncs errors runs security sync_language sync_language_errors identifiers destination_types drop_extension
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 PG_CONFIG ?= pg_config
@@ -48,11 +52,14 @@ include $(PGXS)
 
 # The pure C++ modules (src/core) include no PostgreSQL header; they are the
 # only thing the unit tests link.
-UNIT_SRCS = $(wildcard test/unit/*.cpp)
+# Shared units live in test/unit; each connector's units beside its mock in
+# test/connectors/<type>/.
+UNIT_SRCS = $(wildcard test/unit/*.cpp) $(wildcard test/connectors/*/*.cpp)
+UNIT_HDRS = $(wildcard test/unit/*.hpp)
 UNIT_BIN  = test/unit/revetl_unit
 
-$(UNIT_BIN): $(UNIT_SRCS) $(CORE_SRCS) $(wildcard src/core/*.hpp src/core/*/*.hpp)
-	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc $(UNIT_SRCS) $(CORE_SRCS) \
+$(UNIT_BIN): $(UNIT_SRCS) $(UNIT_HDRS) $(CORE_SRCS) $(CORE_HDRS)
+	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc -Itest/unit $(UNIT_SRCS) $(CORE_SRCS) \
 		-DREVETL_VERSION=\"$(EXTVERSION)\" -o $@ -lgtest -lgtest_main -lcurl -lphonenumber -licuuc -pthread
 
 .PHONY: unit
@@ -61,7 +68,7 @@ unit: $(UNIT_BIN)
 
 .PHONY: format-check
 format-check:
-	clang-format --dry-run --Werror src/core/*.cpp src/core/*.hpp src/core/*/*.cpp src/core/*/*.hpp src/pg/*.cpp src/pg/*.hpp test/unit/*.cpp
+	clang-format --dry-run --Werror $(CORE_SRCS) $(CORE_HDRS) src/pg/*.cpp src/pg/*.hpp $(UNIT_SRCS) $(UNIT_HDRS)
 
 EXTRA_CLEAN = $(UNIT_BIN) results regression.diffs regression.out tmp_check
 
@@ -72,7 +79,7 @@ print-regress:
 # src/core must stay pure C++: no PostgreSQL header, no glue header.
 .PHONY: check-boundary
 check-boundary:
-	@if grep -nE '#include *[<"](postgres|postgres_ext|fmgr|funcapi|miscadmin|pgstat|access/|catalog/|commands/|executor/|nodes/|parser/|storage/|tcop/|utils/|pg/)' src/core/*.cpp src/core/*.hpp src/core/*/*.cpp src/core/*/*.hpp; then \
+	@if grep -nE '#include *[<"](postgres|postgres_ext|fmgr|funcapi|miscadmin|pgstat|access/|catalog/|commands/|executor/|nodes/|parser/|storage/|tcop/|utils/|pg/)' $(CORE_SRCS) $(CORE_HDRS); then \
 		echo "src/core includes a PostgreSQL or glue header" >&2; exit 1; \
 	else echo "boundary ok: src/core includes no PostgreSQL header"; fi
 
@@ -80,9 +87,9 @@ check-boundary:
 FUZZ_BIN = test/fuzz/sync_language_fuzzer
 FUZZ_SECONDS ?= 60
 
-$(FUZZ_BIN): test/fuzz/sync_language_fuzzer.cpp src/core/sync_language.cpp src/core/sync_language.hpp src/core/error.hpp
+$(FUZZ_BIN): test/fuzz/sync_language_fuzzer.cpp src/core/language/sync_language.cpp src/core/language/sync_language.hpp src/core/common/error.hpp
 	clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc \
-		test/fuzz/sync_language_fuzzer.cpp src/core/sync_language.cpp -o $@
+		test/fuzz/sync_language_fuzzer.cpp src/core/language/sync_language.cpp -o $@
 
 .PHONY: fuzz
 fuzz: $(FUZZ_BIN)

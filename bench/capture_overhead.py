@@ -19,7 +19,7 @@ socket, against four variants of the same table:
   on change  tracked by revetl with SCHEDULE ON CHANGE: the same triggers,
              plus a run queued at each commit (unless one is queued already)
              that the worker starts at once; the runs deliver to a local mock
-             webhook (test/mock_webhook.py) on the same 2 CPUs, so this
+             webhook (test/connectors/webhook/mock.py) on the same 2 CPUs, so this
              variant pays for the runs as well as the capture;
   row queue  a row-level AFTER trigger in PL/pgSQL that inserts one row per
              change into a queue table (the pg_net / Multiwoven-style

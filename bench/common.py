@@ -126,7 +126,7 @@ def shadow_table(cluster, name):
     return "revetl." + sql(cluster, f"select shadow_table from revetl.syncs where name = '{name}'")
 
 
-# The key text and row hash of BuildPlanQuery (src/core/plan_query.cpp) for a
+# The key text and row hash of BuildPlanQuery (src/core/planning/plan_query.cpp) for a
 # sync KEY (id) with no MAP on a model whose column types all have an
 # extended hash function (PreparePlan sets hash_values): key =
 # jsonb_build_object('id', src.id)::text, row_hash = hash_record_extended(src, 0).

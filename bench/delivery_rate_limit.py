@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rate-limit efficiency: how close revetl runs to HubSpot's ten-second limit, and how many 429s it gets.
 
-The stateful HubSpot mock (test/mock_hubspot.py) enforces a TEN_SECONDLY_ROLLING limit of
+The stateful HubSpot mock (test/connectors/hubspot/mock.py) enforces a TEN_SECONDLY_ROLLING limit of
 100 requests per 10,000 ms over a rolling window (config "rate_limit": {"max": 100,
 "interval_ms": 10000}); a request over it gets 429 with HubSpot's body and the
 X-HubSpot-RateLimit-* headers, and does not use up the window.

@@ -3,7 +3,9 @@
 #   1. GoogleTest units of the pure C++ modules
 #   2. pg_regress (sql/ + expected/) on a temporary instance
 #   3. pgTAP through pg_prove
-#   4. integration tests: real clusters, a mock webhook, crashes and restarts
+#   4. integration tests: real clusters, mock destinations, crashes and restarts
+#      (test/integration and each connector's test/connectors/<type>/test_*.py)
+#   5. each connector's mock self-test
 # Run as root on Debian 12 (it installs packages); the PostgreSQL suites run
 # as the unprivileged "postgres" user because initdb refuses root.
 set -euo pipefail
@@ -41,7 +43,7 @@ suite "fuzzing the sync language parser (${FUZZ_SECONDS:-60}s)" make fuzz FUZZ_S
 # directory: the checkout may live where the postgres user cannot read.
 WORK=$(mktemp -d /tmp/revetl-test.XXXXXX)
 chmod 755 "$WORK"
-cp -r sql expected test dbt docs revetl.control "$WORK/"
+cp -r sql expected test dbt docs revetl.control README.md "$WORK/"
 
 # The upgrade test starts from every released version, built from the
 # repository's history into private copies of PostgreSQL.
@@ -75,8 +77,11 @@ suite "pg_regress" run_regress
 suite "pgTAP (pg_prove)" "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/pgtap/run.py
 suite "integration (clusters, workers, mock destinations)" \
     "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/integration/run.py
-suite "mock webhook self-test" "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/test_mock_webhook.py
-suite "mock HubSpot self-test" "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/test_mock_hubspot.py
+# Each connector's mock tests itself (test/connectors/<type>/mock_selftest.py).
+for selftest in test/connectors/*/mock_selftest.py; do
+    connector=$(basename "$(dirname "$selftest")")
+    suite "mock $connector self-test" "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 "$selftest"
+done
 
 cd "$REPO"
 rm -rf "$WORK"

@@ -36,7 +36,20 @@ CREATE SERVER bad15 FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook', url 'ht
 ALTER SERVER hooks OPTIONS (SET url 'ftp://127.0.0.1/');
 ALTER SERVER hooks OPTIONS (ADD connect_timeout '2s');
 SELECT srvoptions FROM pg_foreign_server WHERE srvname = 'hooks';
--- User mappings take only token and headers; bad values name the option, not the secret.
+-- ALTER SERVER is judged on the options it leaves, exactly as CREATE SERVER
+-- with those options would be: an option of another type is refused, and a
+-- type change needs what the new type requires.
+CREATE SERVER hs FOREIGN DATA WRAPPER revetl OPTIONS (type 'hubspot', timeout '5s');
+ALTER SERVER hs OPTIONS (ADD method 'PUT');
+CREATE SERVER hs_bad FOREIGN DATA WRAPPER revetl OPTIONS (type 'hubspot', timeout '5s', method 'PUT');
+ALTER SERVER hs OPTIONS (SET type 'webhook');
+CREATE SERVER hooks2 FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook', url 'http://127.0.0.1:9/', method 'PUT');
+ALTER SERVER hooks2 OPTIONS (SET type 'hubspot', DROP url);
+ALTER SERVER hooks2 OPTIONS (SET type 'hubspot', DROP url, DROP method);
+SELECT srvoptions FROM pg_foreign_server WHERE srvname = 'hooks2';
+-- User mappings take the credentials of one auth scheme (token; user and
+-- password; api_key) and headers; bad values name the option, not the secret.
+ALTER USER MAPPING FOR CURRENT_USER SERVER hooks OPTIONS (ADD passwd 'x');
 ALTER USER MAPPING FOR CURRENT_USER SERVER hooks OPTIONS (ADD password 'x');
 ALTER USER MAPPING FOR PUBLIC SERVER hooks OPTIONS (SET headers '{"bad header": "value-is-secret"}');
 -- The wrapper itself takes no options.

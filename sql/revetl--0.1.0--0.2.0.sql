@@ -154,3 +154,28 @@ RETURN pg_catalog.encode(pg_catalog.sha256(revetl._identifier_bytes(kind, value,
 
 COMMENT ON FUNCTION revetl.hashed_identifier(text, text, text, text) IS
   'SHA-256 (64 lower-case hex characters) of the value normalised for its kind as the rule''s vendor documents it; NULL if it cannot be normalised';
+
+-- One row per destination type, from the specs compiled into revetl.so
+-- (src/core/connectors/registry.cpp): its options, auth schemes, objects
+-- and modes, limits, and whether it returns record ids and takes
+-- idempotency keys.
+CREATE FUNCTION revetl._destination_types()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'revetl_destination_types'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE VIEW revetl.destination_types AS
+SELECT d->>'type' AS type,
+       d->>'summary' AS summary,
+       d->'options' AS options,
+       ARRAY(SELECT jsonb_array_elements_text(d->'auth')) AS auth,
+       d->'objects' AS objects,
+       ARRAY(SELECT jsonb_array_elements_text(d->'modes')) AS modes,
+       d->'limits' AS limits,
+       (d->>'returns_ids')::boolean AS returns_ids,
+       (d->>'idempotency_keys')::boolean AS idempotency_keys
+  FROM jsonb_array_elements(revetl._destination_types()) AS d;
+
+GRANT SELECT ON revetl.destination_types TO PUBLIC;
+COMMENT ON VIEW revetl.destination_types IS
+  'one row per destination type: its options, auth schemes, objects, modes and limits';

@@ -21,6 +21,31 @@ CREATE FOREIGN DATA WRAPPER revetl VALIDATOR revetl.fdw_validator;
 COMMENT ON FOREIGN DATA WRAPPER revetl IS
   'revetl destinations: CREATE SERVER name FOREIGN DATA WRAPPER revetl OPTIONS (type ..., url ...)';
 
+-- One row per destination type, from the specs compiled into revetl.so
+-- (src/core/connectors/registry.cpp): its options, auth schemes, objects
+-- and modes, limits, and whether it returns record ids and takes
+-- idempotency keys.
+CREATE FUNCTION revetl._destination_types()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'revetl_destination_types'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE VIEW revetl.destination_types AS
+SELECT d->>'type' AS type,
+       d->>'summary' AS summary,
+       d->'options' AS options,
+       ARRAY(SELECT jsonb_array_elements_text(d->'auth')) AS auth,
+       d->'objects' AS objects,
+       ARRAY(SELECT jsonb_array_elements_text(d->'modes')) AS modes,
+       d->'limits' AS limits,
+       (d->>'returns_ids')::boolean AS returns_ids,
+       (d->>'idempotency_keys')::boolean AS idempotency_keys
+  FROM jsonb_array_elements(revetl._destination_types()) AS d;
+
+GRANT SELECT ON revetl.destination_types TO PUBLIC;
+COMMENT ON VIEW revetl.destination_types IS
+  'one row per destination type: its options, auth schemes, objects, modes and limits';
+
 ----------------------------------------------------------------------------
 -- Definitions (dumped by pg_dump through pg_extension_config_dump).
 ----------------------------------------------------------------------------

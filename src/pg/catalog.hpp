@@ -2,8 +2,8 @@
 // mapping. Callers are inside a transaction with SPI connected.
 #pragma once
 
-#include "core/destination_options.hpp"
-#include "core/sync_definition.hpp"
+#include "core/connectors/spec.hpp"
+#include "core/language/sync_definition.hpp"
 
 #include "pg/guard.hpp"
 #include "pg/pg_includes.hpp"

@@ -17,7 +17,7 @@
 
 #include "pg/pg_includes.hpp"
 
-#include "core/error.hpp"
+#include "core/common/error.hpp"
 
 #include <exception>
 #include <string>

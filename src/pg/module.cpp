@@ -2,7 +2,7 @@
 // utility hook that keeps workers from blocking DROP DATABASE.
 #include "pg/module.hpp"
 
-#include "core/host_policy.hpp"
+#include "core/delivery/host_policy.hpp"
 
 #include "pg/run_requests.hpp"
 #include "pg/sync_commands.hpp"

@@ -1,6 +1,6 @@
 #include "pg/planning.hpp"
 
-#include "core/sql_text.hpp"
+#include "core/common/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/spi.hpp"
 

@@ -4,8 +4,8 @@
 // transaction with SPI connected.
 #pragma once
 
-#include "core/plan_query.hpp"
-#include "core/sync_definition.hpp"
+#include "core/planning/plan_query.hpp"
+#include "core/language/sync_definition.hpp"
 
 #include "pg/pg_includes.hpp"
 

@@ -10,11 +10,11 @@
 //           counters, and the batch taken off the queue.
 #include "pg/runner.hpp"
 
-#include "core/connector.hpp"
-#include "core/delivery_engine.hpp"
-#include "core/batch_record.hpp"
-#include "core/redaction.hpp"
-#include "core/sql_text.hpp"
+#include "core/connectors/connector.hpp"
+#include "core/delivery/delivery_engine.hpp"
+#include "core/delivery/batch_record.hpp"
+#include "core/delivery/redaction.hpp"
+#include "core/common/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
 #include "pg/planning.hpp"
@@ -274,7 +274,7 @@ private:
 
     int64_t run_id_;
     SyncDefinition def_;
-    WebhookSettings settings_;
+    DestinationSettings settings_;
     RetryPolicy policy_;
     int64_t last_seq_ = 0;
     int64_t rejected_ = 0;
@@ -367,7 +367,8 @@ bool SyncRun::Start() {
             redactor_.AddSecret(o.second);
     }
 
-    settings_ = ResolveWebhook(dest.server_options, dest.user_mapping_options);
+    // The same judgement of the server's options as CREATE / ALTER SERVER.
+    settings_ = ResolveDestinationSettings(dest.server_options, dest.user_mapping_options);
     if (def_.options.batch_size)
         settings_.batch_size = *def_.options.batch_size;
     if (def_.options.max_attempts)
@@ -389,7 +390,7 @@ bool SyncRun::Start() {
     target.mode = def_.mode;
     target.object = def_.object.value_or("");
     target.match_on = def_.match_on.value_or("");
-    connector_ = MakeConnector(settings_, target);
+    connector_ = MakeConnector(settings_, target, def_.name, dest.server_name);
 
     // The URL's host is checked now, and every address the client connects
     // to while delivering (a name cannot lead it to an address the policy

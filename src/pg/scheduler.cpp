@@ -4,8 +4,8 @@
 // scheduler ("revetl worker") between its own short transactions.
 #include "pg/scheduler.hpp"
 
-#include "core/alerts.hpp"
-#include "core/schedule.hpp"
+#include "core/delivery/alerts.hpp"
+#include "core/language/schedule.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
 #include "pg/session.hpp"
@@ -61,13 +61,13 @@ void InsertRun(int64 sync_id, const std::string &sync_name, const char *trigger)
         {SqlArg::Int8(sync_id), SqlArg::Text(sync_name), SqlArg::Text(trigger)});
 }
 
-std::optional<WebhookSettings> AlertSettings(const SyncDefinition &def) {
+std::optional<DestinationSettings> AlertSettings(const SyncDefinition &def) {
     if (!def.options.alert_to)
         return std::nullopt;
     Destination dest = LookupDestination(*def.options.alert_to);
     CheckServerUsage(dest, def.owner);
     LoadUserMapping(dest, def.owner);
-    return ResolveWebhook(dest.server_options, dest.user_mapping_options);
+    return ResolveDestinationSettings(dest.server_options, dest.user_mapping_options);
 }
 
 HttpClient &AlertClient() {
@@ -89,7 +89,7 @@ std::map<uint64_t, AlertInFlight> g_alerts_in_flight;
 // Starts one alert, sent once: a failure is logged and the alert is not
 // retried (the state change is recorded either way, so that a broken alert
 // endpoint cannot make alerts repeat on every run).
-void Send(const WebhookSettings &settings, const AlertEvent &event) {
+void Send(const DestinationSettings &settings, const AlertEvent &event) {
     HttpRequest req = BuildAlertRequest(settings, event);
     req.timeout_ms = std::min(req.timeout_ms, kAlertTimeoutMs);
     req.connect_timeout_ms = std::min(req.connect_timeout_ms, kAlertTimeoutMs);
@@ -158,7 +158,7 @@ void UpdateAlerts(const SyncDefinition &def, const AlertState &now_state, int64 
         "= $1",
         {SqlArg::Int8(def.id), SqlArg::Bool(now_state.failed), SqlArg::Bool(now_state.rejected),
          SqlArg::Bool(now_state.stale)});
-    std::optional<WebhookSettings> settings;
+    std::optional<DestinationSettings> settings;
     try {
         settings = AlertSettings(def);
     } catch (const std::exception &e) {

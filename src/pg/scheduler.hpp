@@ -3,7 +3,7 @@
 // them.
 #pragma once
 
-#include "core/alerts.hpp"
+#include "core/delivery/alerts.hpp"
 
 #include <cstdint>
 #include <vector>
@@ -42,7 +42,7 @@ void PruneHistory(bool force);
 uint64_t PruneBatch(bool runs, int minutes, int limit);
 
 struct PendingAlert {
-    WebhookSettings settings;
+    DestinationSettings settings;
     AlertEvent event;
 };
 extern std::vector<PendingAlert> pending_alerts;

@@ -4,7 +4,7 @@
 // run_sync(wait => true), whose request cannot be committed before it waits.
 #pragma once
 
-#include "core/rate_budget.hpp"
+#include "core/delivery/rate_budget.hpp"
 
 #include "pg/pg_includes.hpp"
 

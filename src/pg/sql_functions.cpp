@@ -1,10 +1,10 @@
 // SQL-callable functions: the FDW validator and the sync API. Each body runs
 // through InvokeCpp; PostgreSQL calls go through PgGuard or the SPI helpers.
-#include "core/plan_query.hpp"
-#include "core/schedule.hpp"
-#include "core/sql_text.hpp"
-#include "core/sync_definition.hpp"
-#include "core/sync_language.hpp"
+#include "core/planning/plan_query.hpp"
+#include "core/language/schedule.hpp"
+#include "core/common/sql_text.hpp"
+#include "core/language/sync_definition.hpp"
+#include "core/language/sync_language.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
 #include "pg/planning.hpp"
@@ -434,13 +434,21 @@ Datum FdwValidator(FunctionCallInfo fcinfo) {
         // HubSpot server without url goes to HubSpot's API): CREATE SERVER
         // and ALTER SERVER (whose validator sees the whole resulting option
         // list) judge it alike, as the run does.
-        std::string host = UrlHost(ResolveWebhook(options, {}).url);
+        std::string host = UrlHost(ResolveDestinationSettings(options, {}).url);
         if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))
             throw Error(sqlstate::kInsufficientPrivilege,
                         "destination host \"" + host + "\" is not in revetl.allowed_hosts", {},
                         "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");
     }
     PG_RETURN_VOID();
+}
+
+// revetl.destination_types: the registered connector specs as one JSON array.
+Datum DestinationTypesFn(FunctionCallInfo) {
+    std::string json = DestinationTypesJson();
+    Datum result = (Datum)0;
+    PgGuard([&] { result = DirectFunctionCall1(jsonb_in, CStringGetDatum(json.c_str())); });
+    return result;
 }
 
 // Prunes now what the worker would prune on its own schedule.
@@ -528,6 +536,9 @@ REVETL_SQL_FUNCTION(revetl_preview_sync) {
 }
 REVETL_SQL_FUNCTION(revetl_fdw_validator) {
     return FdwValidator(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_destination_types) {
+    return DestinationTypesFn(fcinfo);
 }
 REVETL_SQL_FUNCTION(revetl_wake_launcher) {
     return WakeLauncherFn(fcinfo);

@@ -1,8 +1,8 @@
 #include "pg/sync_commands.hpp"
 
-#include "core/plan_query.hpp"
-#include "core/schedule.hpp"
-#include "core/sql_text.hpp"
+#include "core/planning/plan_query.hpp"
+#include "core/language/schedule.hpp"
+#include "core/common/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
 #include "pg/planning.hpp"
@@ -320,6 +320,13 @@ SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role) {
 
     Destination dest = LookupDestination(req.destination);
     CheckServerUsage(dest, role);
+    // What the destination's type cannot serve (a mode, an object, a missing
+    // MATCH ON) is refused now rather than at the first run.
+    SyncTarget target;
+    target.mode = req.mode;
+    target.object = req.object.value_or("");
+    target.match_on = req.match_on.value_or("");
+    CheckSyncTarget(dest.server_options, target, req.name, dest.server_name);
     if (options.alert_to) {
         Destination alerts = LookupDestination(*options.alert_to);
         CheckServerUsage(alerts, role);

@@ -3,8 +3,8 @@
 // language (revetl.execute). Callers are in a transaction with SPI connected.
 #pragma once
 
-#include "core/sync_definition.hpp"
-#include "core/sync_language.hpp"
+#include "core/language/sync_definition.hpp"
+#include "core/language/sync_language.hpp"
 
 #include "pg/pg_includes.hpp"
 

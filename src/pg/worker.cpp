@@ -4,7 +4,7 @@
 // end, follows SCHEDULE AFTER chains, sends alerts and prunes history. It
 // sleeps on its latch, woken by committed run requests, executor exits and
 // the next scheduled time.
-#include "core/sql_text.hpp"
+#include "core/common/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/executor.hpp"
 #include "pg/module.hpp"
@@ -166,7 +166,7 @@ void RecoverInterruptedRuns() {
             long settle_ms = 60000;
             try {
                 Destination dest = LookupDestination(def->destination);
-                settle_ms = ResolveWebhook(dest.server_options, {}).settle_time_ms;
+                settle_ms = ResolveDestinationSettings(dest.server_options, {}).settle_time_ms;
             } catch (const std::exception &) {
                 // The server is gone or broken: the default settle time will do.
             }

@@ -6,7 +6,7 @@
 //    anything else;
 //  - every CREATE SYNC it accepts formats (FormatCreateSync) to text that
 //    parses back to the same definition, so sync_ddl round-trips.
-#include "core/sync_language.hpp"
+#include "core/language/sync_language.hpp"
 
 #include <cstdint>
 #include <cstdio>

@@ -137,12 +137,12 @@ revetl.allowed_hosts = '*, 127.0.0.1'
 
 
 class MockWebhook:
-    """The mock destination in test/mock_webhook.py, in its own process."""
+    """The mock destination in test/connectors/webhook/mock.py, in its own process."""
 
     def __init__(self, require_token=None):
         self.dir = tempfile.mkdtemp(prefix="revetl-mock-")
         port_file = os.path.join(self.dir, "port")
-        cmd = [sys.executable, os.path.join(REPO, "test", "mock_webhook.py"), "--port", "0",
+        cmd = [sys.executable, os.path.join(REPO, "test", "connectors", "webhook", "mock.py"), "--port", "0",
                "--port-file", port_file]
         if require_token:
             cmd += ["--require-token", require_token]
@@ -204,14 +204,24 @@ def key(**columns):
     return json.dumps(columns, sort_keys=True)
 
 
-class MockHubSpot:
-    """The stateful HubSpot mock in test/mock_hubspot.py, in its own process."""
+# HubSpot's published OpenAPI contract for CRM objects v3: the mock checks
+# every request revetl sends against it.
+HUBSPOT_OPENAPI = os.environ.get("REVETL_HUBSPOT_OPENAPI", "/work/shared/vendor-specs/hubspot/contacts.v3.json")
 
-    def __init__(self, token="test-token", seed=0):
+
+class MockHubSpot:
+    """The stateful HubSpot mock in test/connectors/hubspot/mock.py, in its own process,
+    validating every request against HubSpot's OpenAPI contract (contract_violations())."""
+
+    def __init__(self, token="test-token", seed=0, openapi=HUBSPOT_OPENAPI):
         self.dir = tempfile.mkdtemp(prefix="revetl-hubspot-")
         port_file = os.path.join(self.dir, "port")
-        cmd = [sys.executable, os.path.join(REPO, "test", "mock_hubspot.py"), "--port", "0",
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"HubSpot's OpenAPI contract is not at {openapi} (set REVETL_HUBSPOT_OPENAPI)")
+        cmd = [sys.executable, os.path.join(REPO, "test", "connectors", "hubspot", "mock.py"), "--port", "0",
                "--port-file", port_file, "--token", token, "--seed", str(seed)]
+        if openapi:
+            cmd += ["--openapi", openapi]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
         def read_port():
@@ -243,6 +253,11 @@ class MockHubSpot:
 
     def stats(self):
         return self._call("GET", "/_mock/stats")
+
+    def contract_violations(self):
+        """The journaled requests whose bodies broke HubSpot's OpenAPI contract."""
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
 
     def requests(self):
         return self._call("GET", "/_mock/requests")["requests"]

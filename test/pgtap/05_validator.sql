@@ -113,9 +113,10 @@ SELECT throws_ok(format($$CREATE SERVER tap_u2 FOREIGN DATA WRAPPER revetl OPTIO
                         'http://127.0.0.1:9/' || repeat('p', 2030)),
                  'HV024', 'invalid value for option "url"', 'a URL over 2048 bytes is refused');
 
--- User mappings take token and headers, and their errors never show the secret.
-SELECT throws_ok($$CREATE USER MAPPING FOR CURRENT_USER SERVER tap_ok OPTIONS (user 'x')$$,
-                 'HV00D', 'invalid option "user" for a revetl user mapping', 'user on a user mapping: HV00D');
+-- User mappings take the credentials of one auth scheme and headers, and
+-- their errors never show the secret.
+SELECT throws_ok($$CREATE USER MAPPING FOR CURRENT_USER SERVER tap_ok OPTIONS (usr 'x')$$,
+                 'HV00D', 'invalid option "usr" for a revetl user mapping', 'usr on a user mapping: HV00D');
 SELECT throws_ok($$CREATE USER MAPPING FOR CURRENT_USER SERVER tap_ok OPTIONS (url 'http://127.0.0.1:9/')$$,
                  'HV00D', 'invalid option "url" for a revetl user mapping',
                  'a server option on a user mapping: HV00D');

@@ -1,4 +1,4 @@
-#include "core/alerts.hpp"
+#include "core/delivery/alerts.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
@@ -9,8 +9,8 @@ using namespace revetl;
 
 namespace {
 
-WebhookSettings Settings() {
-    WebhookSettings s;
+DestinationSettings Settings() {
+    DestinationSettings s;
     s.url = "https://hooks.slack.example/services/T0/B0/xyz";
     s.method = "PUT";
     s.headers = {{"X-Source", "revetl"}};
@@ -59,7 +59,7 @@ TEST(BuildAlertRequest, NoRunIdWhenThereIsNone) {
 }
 
 TEST(BuildAlertRequest, AlwaysPostsWithShortTimeouts) {
-    WebhookSettings s = Settings();
+    DestinationSettings s = Settings();
     s.timeout_ms = 30000;
     s.connect_timeout_ms = 10000;
     HttpRequest req = BuildAlertRequest(s, Event());
@@ -76,13 +76,13 @@ TEST(BuildAlertRequest, AlwaysPostsWithShortTimeouts) {
 }
 
 TEST(BuildAlertRequest, Headers) {
-    WebhookSettings s = Settings();
+    DestinationSettings s = Settings();
     HttpRequest req = BuildAlertRequest(s, Event());
     ASSERT_EQ(req.headers.size(), 2u);
     EXPECT_EQ(req.headers[0], std::make_pair(std::string("Content-Type"), std::string("application/json")));
     EXPECT_EQ(req.headers[1], std::make_pair(std::string("X-Source"), std::string("revetl")));
 
-    s.token = "tok-1";
+    s.credentials.token = "tok-1";
     req = BuildAlertRequest(s, Event());
     ASSERT_EQ(req.headers.size(), 3u);
     EXPECT_EQ(req.headers[2], std::make_pair(std::string("Authorization"), std::string("Bearer tok-1")));

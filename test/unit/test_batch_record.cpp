@@ -1,4 +1,4 @@
-#include "core/batch_record.hpp"
+#include "core/delivery/batch_record.hpp"
 
 #include "test_util.hpp"
 

@@ -1,7 +1,8 @@
-#include "core/connector.hpp"
+#include "core/connectors/connector.hpp"
+#include "core/connectors/webhook/webhook.hpp"
 
-#include "core/error.hpp"
-#include "core/hubspot.hpp"
+#include "core/common/error.hpp"
+#include "core/connectors/hubspot/hubspot.hpp"
 
 #include "test_util.hpp"
 
@@ -16,6 +17,17 @@ using revetl_test::Contains;
 using revetl_test::NotContains;
 
 namespace {
+
+template <typename F>
+Error Catch(F &&f) {
+    try {
+        f();
+    } catch (const Error &e) {
+        return e;
+    }
+    ADD_FAILURE() << "expected revetl::Error";
+    return Error("00000", "");
+}
 
 // Five changes; the third (index 2) is a removal with a known record id.
 std::vector<Change> Changes(int n = 5) {
@@ -35,8 +47,9 @@ std::vector<Change> Changes(int n = 5) {
     return out;
 }
 
-WebhookSettings Settings(const std::string &url = "https://hooks.example.com/in") {
-    WebhookSettings s;
+DestinationSettings Settings(const std::string &url = "https://hooks.example.com/in") {
+    DestinationSettings s;
+    s.type = "webhook";
     s.url = url;
     s.timeout_ms = 4321;
     s.connect_timeout_ms = 1234;
@@ -106,8 +119,9 @@ TEST(MakeConnector, WebhookByDefault) {
 }
 
 TEST(MakeConnector, HubSpotType) {
-    WebhookSettings s = Settings("https://api.hubapi.com");
+    DestinationSettings s = Settings("https://api.hubapi.com");
     s.type = "hubspot";
+    s.credentials.token = "pat-1";
     SyncTarget t;
     t.object = "contacts";
     auto c = MakeConnector(s, t);
@@ -116,7 +130,7 @@ TEST(MakeConnector, HubSpotType) {
 }
 
 TEST(MakeConnector, HubSpotTargetIsChecked) {
-    WebhookSettings s = Settings("https://api.hubapi.com");
+    DestinationSettings s = Settings("https://api.hubapi.com");
     s.type = "hubspot";
     SyncTarget t;
     t.object = "companies";
@@ -127,6 +141,28 @@ TEST(MakeConnector, HubSpotTargetIsChecked) {
         EXPECT_EQ(e.sqlstate(), "22023");
         EXPECT_TRUE(Contains(e.what(), "needs MATCH ON"));
     }
+}
+
+TEST(MakeConnector, CredentialsAreJudgedAgainstTheType) {
+    // HubSpot takes a bearer token only: none, or basic, is refused at run
+    // start with the server named and no secret in the message.
+    DestinationSettings s = Settings("https://api.hubapi.com");
+    s.type = "hubspot";
+    SyncTarget t;
+    Error e = Catch([&] { MakeConnector(s, t, "s1", "crm"); });
+    EXPECT_EQ(e.sqlstate(), "28000");
+    EXPECT_STREQ(e.what(), "server \"crm\" of type hubspot does not accept requests without credentials");
+    EXPECT_EQ(e.hint(), "Give the user mapping token.");
+    s.credentials.user = "me";
+    s.credentials.password = "pw-SECRET";
+    e = Catch([&] { MakeConnector(s, t, "s1", "crm"); });
+    EXPECT_STREQ(e.what(), "server \"crm\" of type hubspot does not accept auth scheme basic");
+    EXPECT_TRUE(NotContains(std::string(e.what()) + e.detail() + e.hint(), "SECRET"));
+    // The webhook takes basic.
+    DestinationSettings w = Settings();
+    w.credentials.user = "me";
+    w.credentials.password = "pw";
+    EXPECT_NO_THROW(MakeConnector(w, t));
 }
 
 TEST(MakeConnector, WriteOpFollowsTheMode) {
@@ -148,8 +184,8 @@ TEST(MakeConnector, WriteOpFollowsTheMode) {
 // WebhookConnector::Prepare
 
 TEST(WebhookConnector, PrepareBuildsOneRequestWithTheGivenRows) {
-    WebhookSettings s = Settings();
-    s.token = "tok-1";
+    DestinationSettings s = Settings();
+    s.credentials.token = "tok-1";
     WebhookConnector c(s, "upsert");
     auto changes = Changes();
     std::vector<std::pair<size_t, RowOutcome>> immediate;

@@ -1,4 +1,4 @@
-#include "core/delivery.hpp"
+#include "core/delivery/delivery.hpp"
 
 #include "test_server.hpp"
 #include "test_util.hpp"
@@ -45,8 +45,8 @@ std::vector<Change> Changes(int n) {
     return out;
 }
 
-WebhookSettings Settings(const std::string &url) {
-    WebhookSettings s;
+DestinationSettings Settings(const std::string &url) {
+    DestinationSettings s;
     s.url = url;
     s.timeout_ms = 5000;
     s.connect_timeout_ms = 5000;
@@ -96,8 +96,8 @@ TEST(DeliverBatch, SuccessOnFirstAttempt) {
     server.Enqueue(Answer(200, R"({"ids": ["c-1", "c-2", "c-3"]})"));
     HttpClient client;
     Recorder rec;
-    WebhookSettings s = Settings(server.Url("/hook"));
-    s.token = "tok-xyz";
+    DestinationSettings s = Settings(server.Url("/hook"));
+    s.credentials.token = "tok-xyz";
     s.headers = {{"X-Source", "revetl"}};
     BatchOutcome out = DeliverBatch(client, s, Context(), Changes(3), Policy(5), rec.hooks);
     EXPECT_TRUE(out.answered);
@@ -206,8 +206,8 @@ TEST(DeliverBatch, GivesUpAfterMaxAttemptsWithoutLeakingSecrets) {
     Recorder rec;
     std::string url = "http://hookuser:pw-SECRET1@127.0.0.1:" + std::to_string(server.port()) +
                       "/hook?api_key=q-SECRET2&x=1";
-    WebhookSettings s = Settings(url);
-    s.token = "tok-SECRET3";
+    DestinationSettings s = Settings(url);
+    s.credentials.token = "tok-SECRET3";
     BatchOutcome out = DeliverBatch(client, s, Context(), Changes(2), Policy(3), rec.hooks);
     EXPECT_FALSE(out.answered);
     EXPECT_EQ(out.requests, 3);
@@ -260,7 +260,7 @@ TEST(DeliverBatch, TimeoutIsTransient) {
     server.SetDefault(hang);
     HttpClient client;
     Recorder rec;
-    WebhookSettings s = Settings(server.Url("/slow"));
+    DestinationSettings s = Settings(server.Url("/slow"));
     s.timeout_ms = 200;
     BatchOutcome out = DeliverBatch(client, s, Context(), Changes(1), Policy(2), rec.hooks);
     EXPECT_FALSE(out.answered);

@@ -1,6 +1,7 @@
-#include "core/delivery_engine.hpp"
+#include "core/delivery/delivery_engine.hpp"
 
-#include "core/hubspot.hpp"
+#include "core/connectors/hubspot/hubspot.hpp"
+#include "core/connectors/webhook/webhook.hpp"
 
 #include "test_server.hpp"
 #include "test_util.hpp"
@@ -65,18 +66,18 @@ EngineBatch Batch(int64_t number, int rows, int64_t first_seq = 1, std::map<int,
     return b;
 }
 
-WebhookSettings Settings(const std::string &url) {
-    WebhookSettings s;
+DestinationSettings Settings(const std::string &url) {
+    DestinationSettings s;
     s.url = url;
     s.timeout_ms = 5000;
     s.connect_timeout_ms = 5000;
     return s;
 }
 
-WebhookSettings HubSpotSettings(const std::string &url) {
-    WebhookSettings s = Settings(url);
+DestinationSettings HubSpotSettings(const std::string &url) {
+    DestinationSettings s = Settings(url);
     s.type = "hubspot";
-    s.token = "pat-test";
+    s.credentials.token = "pat-test";
     return s;
 }
 
@@ -383,7 +384,7 @@ TEST(DeliveryEngine, TimedOutAttemptMakesTheRowsUncertain) {
     HttpClient client;
     Harness h(client);
     h.batches.push_back(Batch(1, 2));
-    WebhookSettings s = Settings(server.Url("/hook"));
+    DestinationSettings s = Settings(server.Url("/hook"));
     s.timeout_ms = 300;
     WebhookConnector connector(s, "upsert");
 

@@ -1,6 +1,6 @@
 // revetl.allowed_hosts: names, public and non-public addresses, networks.
-#include "core/error.hpp"
-#include "core/host_policy.hpp"
+#include "core/common/error.hpp"
+#include "core/delivery/host_policy.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-#include "core/error.hpp"
-#include "core/http_client.hpp"
+#include "core/common/error.hpp"
+#include "core/delivery/http_client.hpp"
 
 #include "test_server.hpp"
 #include "test_util.hpp"
@@ -338,7 +338,7 @@ TEST(HttpClient, DestroyedWithRequestsInFlight) {
 }
 
 TEST(HttpClient, HeaderWithEmptyValueIsSent) {
-    // Regression test (fixed bug in src/core/http_client.cpp, HttpClient::Start, line ~132): each
+    // Regression test (fixed bug in src/core/delivery/http_client.cpp, HttpClient::Start, line ~132): each
     // header is handed to curl as "Name: value". For an empty value that is
     // "Name: ", which curl reads as "remove this header", so the header is
     // silently not sent, although ParseHeaderObject accepts empty values

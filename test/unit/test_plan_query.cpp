@@ -1,4 +1,4 @@
-#include "core/plan_query.hpp"
+#include "core/planning/plan_query.hpp"
 
 #include "test_util.hpp"
 

@@ -1,4 +1,4 @@
-#include "core/rate_budget.hpp"
+#include "core/delivery/rate_budget.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // Secrets never survive into stored, logged or returned text.
-#include "core/redaction.hpp"
+#include "core/delivery/redaction.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-#include "core/http_client.hpp"
-#include "core/retry_policy.hpp"
+#include "core/delivery/http_client.hpp"
+#include "core/delivery/retry_policy.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-#include "core/error.hpp"
-#include "core/schedule.hpp"
+#include "core/common/error.hpp"
+#include "core/language/schedule.hpp"
 
 #include "test_util.hpp"
 

@@ -1,4 +1,4 @@
-#include "core/sql_text.hpp"
+#include "core/common/sql_text.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-#include "core/error.hpp"
-#include "core/sync_definition.hpp"
+#include "core/common/error.hpp"
+#include "core/language/sync_definition.hpp"
 
 #include "test_util.hpp"
 

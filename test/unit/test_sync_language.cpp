@@ -1,5 +1,5 @@
-#include "core/error.hpp"
-#include "core/sync_language.hpp"
+#include "core/common/error.hpp"
+#include "core/language/sync_language.hpp"
 
 #include "test_util.hpp"
 
@@ -509,13 +509,12 @@ TEST(FormatCreateSync, RoundTrips) {
 }
 
 TEST(FormatCreateSync, LongFieldNamesRoundTrip) {
-    // Regression test (fixed bug in src/core/sync_language.cpp, FieldText, line 530): field, OBJECT and
-    // MATCH ON names may be 1 to 255 bytes (they can be written as strings),
-    // but FieldText writes them as identifiers, which the lexer limits to 63
-    // bytes. "MAP (x AS '<100 x f>')" parses, yet its FormatCreateSync text
-    // "MAP (x AS fff...f)" fails to parse back with "identifier is too long",
-    // so revetl.sync_ddl output for such a sync cannot be run again. Expected:
-    // names longer than 63 bytes are written as string constants.
+    // Regression test (fixed bug in src/core/language/sync_language.cpp, FieldText, line 530): field, OBJECT
+    // and MATCH ON names may be 1 to 255 bytes (they can be written as strings), but FieldText writes them as
+    // identifiers, which the lexer limits to 63 bytes. "MAP (x AS '<100 x f>')" parses, yet its
+    // FormatCreateSync text "MAP (x AS fff...f)" fails to parse back with "identifier is too long", so
+    // revetl.sync_ddl output for such a sync cannot be run again. Expected: names longer than 63 bytes are
+    // written as string constants.
     std::string long_field(100, 'f');
     CreateSync first =
         ParseCreate("CREATE SYNC s FROM t TO srv OBJECT '" + long_field + "' KEY (id) MATCH ON '" +
@@ -525,13 +524,12 @@ TEST(FormatCreateSync, LongFieldNamesRoundTrip) {
 }
 
 TEST(FormatCreateSync, DollarQuotedValueEndingLikeTheTag) {
-    // Regression test (fixed bug in src/core/sync_language.cpp, StringConstant, lines 521-527): the tag
-    // is chosen so that it does not occur inside the value, but the value's
-    // end and the closing tag can still form the tag: the value a\$v (it has
-    // a backslash, so it is dollar-quoted) is written as $v$a\$v$v$, and the
-    // lexer closes the string at the first "$v$", reading the value as "a\"
-    // followed by a stray "v$". Expected: the value round-trips unchanged
-    // (e.g. pick a tag that does not occur in value + tag).
+    // Regression test (fixed bug in src/core/language/sync_language.cpp, StringConstant, lines 521-527): the
+    // tag is chosen so that it does not occur inside the value, but the value's end and the closing tag can
+    // still form the tag: the value a\$v (it has a backslash, so it is dollar-quoted) is written as
+    // $v$a\$v$v$, and the lexer closes the string at the first "$v$", reading the value as "a\" followed by a
+    // stray "v$". Expected: the value round-trips unchanged (e.g. pick a tag that does not occur in value +
+    // tag).
     CreateSync first = ParseCreate("CREATE SYNC s FROM t TO srv KEY (id) WITH (note = E'a\\\\$v')");
     ASSERT_EQ(first.options.size(), 1u);
     EXPECT_EQ(first.options[0].value, "a\\$v");

@@ -2,8 +2,8 @@
 // gtest only).
 #pragma once
 
-#include "core/change.hpp"
-#include "core/error.hpp"
+#include "core/delivery/change.hpp"
+#include "core/common/error.hpp"
 
 #include <gtest/gtest.h>
 

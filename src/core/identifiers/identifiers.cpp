@@ -1,7 +1,7 @@
 #include "core/identifiers/identifiers.hpp"
 
-#include "core/destination_options.hpp"
-#include "core/error.hpp"
+#include "core/connectors/options.hpp"
+#include "core/common/error.hpp"
 
 #include <phonenumbers/phonenumberutil.h>
 #include <unicode/locid.h>

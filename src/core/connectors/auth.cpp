@@ -1,0 +1,140 @@
+#include "core/connectors/auth.hpp"
+
+#include "core/common/error.hpp"
+
+#include <algorithm>
+#include <strings.h>
+
+namespace revetl {
+
+AuthKind SelectedAuth(const Credentials &c) {
+    int schemes = !c.token.empty() + (!c.user.empty() || !c.password.empty()) + !c.api_key.empty();
+    if (schemes > 1)
+        throw Error(
+            sqlstate::kFdwInvalidOptionName,
+            "the user mapping's credentials select more than one auth scheme",
+            "A user mapping holds a token, or a user and password, or an api_key: one of them.",
+            "Drop the options of the schemes not used, with ALTER USER MAPPING ... OPTIONS (DROP ...).");
+    if (!c.token.empty())
+        return AuthKind::Bearer;
+    if (!c.user.empty() || !c.password.empty()) {
+        if (c.user.empty() || c.password.empty())
+            throw Error(sqlstate::kFdwInvalidOptionName, "basic auth needs both \"user\" and \"password\"",
+                        "The user mapping has only one of them.");
+        return AuthKind::Basic;
+    }
+    if (!c.api_key.empty())
+        return c.api_key_param.empty() ? AuthKind::ApiKeyHeader : AuthKind::ApiKeyQuery;
+    return AuthKind::None;
+}
+
+const char *AuthName(AuthKind kind) {
+    switch (kind) {
+    case AuthKind::None:
+        return "none";
+    case AuthKind::Bearer:
+        return "bearer";
+    case AuthKind::Basic:
+        return "basic";
+    case AuthKind::ApiKeyHeader:
+        return "api_key_header";
+    case AuthKind::ApiKeyQuery:
+        return "api_key_query";
+    }
+    return "none";
+}
+
+const char *AuthOptions(AuthKind kind) {
+    switch (kind) {
+    case AuthKind::None:
+        return "no credentials";
+    case AuthKind::Bearer:
+        return "token";
+    case AuthKind::Basic:
+        return "user and password";
+    case AuthKind::ApiKeyHeader:
+        return "api_key (with the server's api_key_header)";
+    case AuthKind::ApiKeyQuery:
+        return "api_key (with the server's api_key_param)";
+    }
+    return "";
+}
+
+std::string Base64(const std::string &data) {
+    static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    out.reserve((data.size() + 2) / 3 * 4);
+    size_t i = 0;
+    for (; i + 2 < data.size(); i += 3) {
+        unsigned v = (static_cast<unsigned char>(data[i]) << 16) |
+                     (static_cast<unsigned char>(data[i + 1]) << 8) | static_cast<unsigned char>(data[i + 2]);
+        out += kAlphabet[(v >> 18) & 63];
+        out += kAlphabet[(v >> 12) & 63];
+        out += kAlphabet[(v >> 6) & 63];
+        out += kAlphabet[v & 63];
+    }
+    if (i < data.size()) {
+        unsigned v = static_cast<unsigned char>(data[i]) << 16;
+        if (i + 1 < data.size())
+            v |= static_cast<unsigned char>(data[i + 1]) << 8;
+        out += kAlphabet[(v >> 18) & 63];
+        out += kAlphabet[(v >> 12) & 63];
+        out += i + 1 < data.size() ? kAlphabet[(v >> 6) & 63] : '=';
+        out += '=';
+    }
+    return out;
+}
+
+std::string UrlEncode(const std::string &text) {
+    static const char kHex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : text) {
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+            c == '.' || c == '_' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            out += '%';
+            out += kHex[c >> 4];
+            out += kHex[c & 15];
+        }
+    }
+    return out;
+}
+
+namespace {
+
+void ReplaceHeader(HttpRequest &request, const std::string &name, std::string value) {
+    auto &h = request.headers;
+    h.erase(std::remove_if(h.begin(), h.end(),
+                           [&](const auto &x) { return strcasecmp(x.first.c_str(), name.c_str()) == 0; }),
+            h.end());
+    h.emplace_back(name, std::move(value));
+}
+
+} // namespace
+
+void ApplyAuth(const Credentials &c, HttpRequest &request) {
+    switch (SelectedAuth(c)) {
+    case AuthKind::None:
+        return;
+    case AuthKind::Bearer:
+        ReplaceHeader(request, "Authorization", "Bearer " + c.token);
+        return;
+    case AuthKind::Basic:
+        ReplaceHeader(request, "Authorization", "Basic " + Base64(c.user + ":" + c.password));
+        return;
+    case AuthKind::ApiKeyHeader:
+        ReplaceHeader(request, c.api_key_header, c.api_key);
+        return;
+    case AuthKind::ApiKeyQuery: {
+        size_t hash = request.url.find('#');
+        std::string fragment = hash == std::string::npos ? std::string() : request.url.substr(hash);
+        std::string base = request.url.substr(0, hash);
+        base += base.find('?') == std::string::npos ? '?' : '&';
+        request.url = base + UrlEncode(c.api_key_param) + "=" + UrlEncode(c.api_key) + fragment;
+        return;
+    }
+    }
+}
+
+} // namespace revetl

@@ -1,0 +1,71 @@
+#include "core/connectors/connector.hpp"
+
+#include "core/common/error.hpp"
+#include "core/connectors/registry.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace revetl {
+
+uint64_t Fnv1a(const std::string &data, uint64_t seed) {
+    uint64_t h = 1469598103934665603ULL ^ seed;
+    for (unsigned char c : data) {
+        h ^= c;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+const char *OpName(Change::Op op) {
+    return op == Change::Op::Remove ? "delete" : "upsert";
+}
+
+std::string Truncate(const std::string &text, size_t max_bytes) {
+    size_t cut = std::min(max_bytes, text.size());
+    // Back up to the start of a UTF-8 sequence when the cut falls inside one.
+    while (cut > 0 && cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+        cut--;
+    std::string out = text.substr(0, cut);
+    for (char &c : out)
+        if (c == '\n' || c == '\r' || c == '\0')
+            c = ' ';
+    return out;
+}
+
+std::string RecordIdempotencyKey(int64_t sync_id, const Change &change) {
+    std::string material =
+        std::to_string(sync_id) + "\x1f" + change.key + "\x1f" +
+        (change.op == Change::Op::Remove ? std::string("delete") : std::to_string(change.row_hash));
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(Fnv1a(material, 0)),
+                  static_cast<unsigned long long>(Fnv1a(material, 0x9e3779b97f4a7c15ULL)));
+    return buf;
+}
+
+std::unique_ptr<Connector> MakeConnector(const DestinationSettings &settings, SyncTarget target,
+                                         const std::string &sync_name, const std::string &server_name) {
+    const ConnectorSpec *spec = FindSpec(settings.type);
+    if (!spec)
+        throw Error(sqlstate::kFdwInvalidOptionValue, "unknown destination type \"" + settings.type + "\"");
+    CheckSyncTarget(*spec, target, sync_name, server_name);
+    AuthKind auth = SelectedAuth(settings.credentials);
+    if (!spec->AcceptsAuth(auth)) {
+        std::vector<std::string> ways;
+        for (AuthKind a : spec->auth)
+            ways.push_back(AuthOptions(a));
+        std::string list;
+        for (size_t i = 0; i < ways.size(); i++)
+            list += (i == 0 ? "" : i + 1 == ways.size() ? " or " : ", ") + ways[i];
+        throw Error(
+            sqlstate::kInvalidAuthorizationSpecification,
+            "server \"" + server_name + "\" of type " + spec->type + " does not accept " +
+                (auth == AuthKind::None ? std::string("requests without credentials")
+                                        : std::string("auth scheme ") + AuthName(auth)),
+            "The user mapping of the sync's owner (or PUBLIC) selects the auth scheme by its options.",
+            "Give the user mapping " + list + ".");
+    }
+    return spec->make(settings, target);
+}
+
+} // namespace revetl

@@ -1,0 +1,81 @@
+// A destination's protocol: how a batch of changes becomes HTTP requests,
+// and what each response means for each row. The delivery engine does the
+// rest (concurrency, rate limits, retries, splitting), the same for every
+// destination.
+#pragma once
+
+#include "core/connectors/spec.hpp"
+#include "core/delivery/change.hpp"
+#include "core/delivery/http_client.hpp"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace revetl {
+
+struct BatchContext {
+    int64_t sync_id = 0;
+    std::string sync_name;
+    int64_t run_id = 0;
+    int64_t batch_no = 0;
+    // The op sent for added and changed rows: "upsert", "insert" or
+    // "update", after the sync's mode.
+    std::string write_op = "upsert";
+};
+
+// A stable key for (sync, record key, row version): a resend of the same row
+// version carries the same key, a new version a new one.
+std::string RecordIdempotencyKey(int64_t sync_id, const Change &change);
+
+// 64-bit FNV-1a: stable across builds and machines, unlike std::hash.
+uint64_t Fnv1a(const std::string &data, uint64_t seed);
+
+// Bounded, single-line text for messages stored in the database.
+std::string Truncate(const std::string &text, size_t max_bytes);
+
+struct PreparedRequest {
+    HttpRequest http;
+    std::vector<size_t> rows; // indices into the batch's changes
+};
+
+struct Verdict {
+    enum class Kind {
+        Done,      // final: `rows` has one outcome per request row
+        Retry,     // transient failure: try again later (an attempt)
+        Throttled, // the destination asked to slow down: wait, not an attempt
+        Split,     // the whole request was refused: try the rows in halves
+        Fatal,     // stop the run (credentials refused, daily quota spent)
+    };
+    Kind kind = Kind::Done;
+    std::vector<RowOutcome> rows;
+    long wait_ms = -1; // Retry / Throttled: how long the destination asked to wait
+    std::string error; // Retry / Fatal: why, without secrets
+};
+
+class Connector {
+public:
+    virtual ~Connector() = default;
+
+    // Requests for `rows` (indices into `changes`). Rows that cannot be sent
+    // at all get an outcome in `immediate` instead.
+    virtual std::vector<PreparedRequest> Prepare(const BatchContext &context,
+                                                 const std::vector<Change> &changes,
+                                                 const std::vector<size_t> &rows,
+                                                 std::vector<std::pair<size_t, RowOutcome>> &immediate) = 0;
+
+    virtual Verdict Interpret(const PreparedRequest &request, const std::vector<Change> &changes,
+                              const HttpResponse &response) = 0;
+};
+
+// The connector of settings.type for `target`. Judges again what CREATE SYNC
+// judged (the server's type may have changed since): the target against the
+// type's spec (filling in its defaults), and the user mapping's credentials
+// against the auth schemes the type accepts. The names are for messages.
+std::unique_ptr<Connector> MakeConnector(const DestinationSettings &settings, SyncTarget target,
+                                         const std::string &sync_name = "?",
+                                         const std::string &server_name = "?");
+
+} // namespace revetl

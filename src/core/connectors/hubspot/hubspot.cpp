@@ -1,0 +1,538 @@
+#include "core/connectors/hubspot/hubspot.hpp"
+
+#include "core/common/error.hpp"
+#include "core/delivery/retry_policy.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <set>
+#include <strings.h>
+
+namespace revetl {
+
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void String(Writer &w, const std::string &s) {
+    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+std::string Lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    return s;
+}
+
+// Payloads are parsed with numbers kept as their text (jsonb's rendering of
+// a numeric is exact: 92.50 stays "92.50", 1234567890123456.7891 is not
+// rounded through a double).
+constexpr unsigned kExactNumbers = rapidjson::kParseNumbersAsStringsFlag;
+
+bool IsScalar(const rapidjson::Value &v) {
+    return v.IsString() || v.IsBool() || v.IsNumber() || v.IsNull();
+}
+
+// HubSpot property values are strings: numbers as their exact text,
+// booleans as "true"/"false", NULL as "" (which clears the property), arrays
+// of scalars (text[], int[]) as "a;b" (how multi-select properties take
+// several values; NULL elements are left out), and other objects and arrays
+// as JSON.
+std::string PropertyText(const rapidjson::Value &v) {
+    if (v.IsNull())
+        return "";
+    if (v.IsString())
+        return std::string(v.GetString(), v.GetStringLength());
+    if (v.IsBool())
+        return v.GetBool() ? "true" : "false";
+    if (v.IsArray() &&
+        std::all_of(v.Begin(), v.End(), [](const rapidjson::Value &x) { return IsScalar(x); })) {
+        std::string out;
+        bool first = true;
+        for (const auto &x : v.GetArray()) {
+            if (x.IsNull())
+                continue;
+            out += (first ? "" : ";") + PropertyText(x);
+            first = false;
+        }
+        return out;
+    }
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    v.Accept(w);
+    return std::string(buf.GetString(), buf.GetSize());
+}
+
+std::string Member(const rapidjson::Value &obj, const char *name) {
+    if (!obj.IsObject())
+        return {};
+    auto it = obj.FindMember(name);
+    if (it == obj.MemberEnd())
+        return {};
+    return PropertyText(it->value);
+}
+
+RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
+    RowOutcome o;
+    o.accepted = false;
+    o.http_status = status;
+    o.reason = Truncate(reason, 1000);
+    o.error_code = Truncate(code, 100);
+    return o;
+}
+
+void CheckHubSpotObject(const std::string &object) {
+    for (char c : object)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'))
+            throw Error(sqlstate::kInvalidParameterValue, "invalid HubSpot object \"" + object + "\"",
+                        "Objects are named like contacts, companies, deals or 2-1234567.");
+}
+
+} // namespace
+
+HubSpotConnector::HubSpotConnector(DestinationSettings settings, SyncTarget target)
+    : settings_(std::move(settings)), target_(std::move(target)) {
+    // The spec's defaults, for callers that did not go through
+    // CheckSyncTarget (MakeConnector does).
+    if (target_.object.empty())
+        target_.object = "contacts";
+    if (target_.match_on.empty() && (target_.object == "contacts" || target_.object == "0-1"))
+        target_.match_on = "email";
+    // The object is part of the URL path: checked here as well as at CREATE
+    // SYNC, so that no path can reach a request.
+    CheckHubSpotObject(target_.object);
+}
+
+std::string HubSpotConnector::Endpoint(const char *action) const {
+    std::string base = settings_.url;
+    while (!base.empty() && base.back() == '/')
+        base.pop_back();
+    return base + "/crm/v3/objects/" + target_.object + "/batch/" + action;
+}
+
+HttpRequest HubSpotConnector::Request(const std::string &url, std::string body) const {
+    HttpRequest req;
+    req.method = "POST";
+    req.url = url;
+    req.timeout_ms = settings_.timeout_ms;
+    req.connect_timeout_ms = settings_.connect_timeout_ms;
+    req.body = std::move(body);
+    req.headers.emplace_back("Content-Type", "application/json");
+    for (const auto &h : settings_.headers)
+        req.headers.push_back(h);
+    // The token wins over an Authorization header from the headers options.
+    ApplyAuth(settings_.credentials, req);
+    return req;
+}
+
+std::string HubSpotConnector::Normalize(const std::string &v) const {
+    // HubSpot matches emails without regard to case.
+    return target_.match_on == "email" ? Lower(v) : v;
+}
+
+std::string HubSpotConnector::MatchValue(const std::string &payload) const {
+    rapidjson::Document doc;
+    doc.Parse<kExactNumbers>(payload.c_str(), payload.size());
+    if (doc.HasParseError() || !doc.IsObject())
+        return {};
+    return Member(doc, target_.match_on.c_str());
+}
+
+std::vector<PreparedRequest>
+HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &changes,
+                          const std::vector<size_t> &rows,
+                          std::vector<std::pair<size_t, RowOutcome>> &immediate) {
+    std::vector<PreparedRequest> out;
+    const bool create = target_.mode == "insert";
+    const char *action = create ? "create" : target_.mode == "update" ? "update" : "upsert";
+
+    // Writes, in calls of at most 100 inputs with distinct match values.
+    std::vector<std::vector<size_t>> calls;
+    std::vector<std::set<std::string>> seen;
+    std::vector<size_t> archives;
+    for (size_t i : rows) {
+        const Change &c = changes[i];
+        if (c.op == Change::Op::Remove) {
+            if (c.dest_id.empty())
+                immediate.emplace_back(i, Rejected(0,
+                                                   "no HubSpot record id is known for this row, so it cannot "
+                                                   "be archived",
+                                                   "NO_RECORD_ID"));
+            else
+                archives.push_back(i);
+            continue;
+        }
+        std::string match;
+        if (!create) {
+            match = Normalize(MatchValue(c.payload));
+            if (match.empty()) {
+                immediate.emplace_back(i, Rejected(0,
+                                                   "the payload has no value for the MATCH ON property \"" +
+                                                       target_.match_on + "\"",
+                                                   "NO_MATCH_VALUE"));
+                continue;
+            }
+        }
+        size_t k = 0;
+        while (k < calls.size() && (calls[k].size() >= kMaxInputs || (!create && seen[k].count(match))))
+            k++;
+        if (k == calls.size()) {
+            calls.emplace_back();
+            seen.emplace_back();
+        }
+        calls[k].push_back(i);
+        if (!create)
+            seen[k].insert(match);
+    }
+
+    for (const auto &call : calls) {
+        rapidjson::StringBuffer buf;
+        Writer w(buf);
+        w.StartObject();
+        w.Key("inputs");
+        w.StartArray();
+        for (size_t i : call) {
+            const Change &c = changes[i];
+            rapidjson::Document payload;
+            payload.Parse<kExactNumbers>(c.payload.c_str(), c.payload.size());
+            // Objects and arrays of objects go as JSON text; they are written
+            // from a plain parse so that their numbers stay JSON numbers.
+            rapidjson::Document plain;
+            bool plain_parsed = false;
+            w.StartObject();
+            if (!create) {
+                w.Key("idProperty");
+                String(w, target_.match_on);
+                w.Key("id");
+                String(w, MatchValue(c.payload));
+            }
+            w.Key("objectWriteTraceId");
+            String(w, std::to_string(c.seq));
+            w.Key("properties");
+            w.StartObject();
+            if (payload.IsObject())
+                for (auto it = payload.MemberBegin(); it != payload.MemberEnd(); ++it) {
+                    std::string name(it->name.GetString(), it->name.GetStringLength());
+                    // hs_object_id is HubSpot's read-only record id: it may
+                    // identify the record (MATCH ON), never be written.
+                    if (name == "hs_object_id")
+                        continue;
+                    w.Key(name.c_str(), static_cast<rapidjson::SizeType>(name.size()));
+                    const rapidjson::Value &value = it->value;
+                    bool nested = value.IsObject() ||
+                                  (value.IsArray() &&
+                                   !std::all_of(value.Begin(), value.End(),
+                                                [](const rapidjson::Value &x) { return IsScalar(x); }));
+                    if (nested) {
+                        if (!plain_parsed) {
+                            plain.Parse(c.payload.c_str(), c.payload.size());
+                            plain_parsed = true;
+                        }
+                        auto m = plain.FindMember(
+                            rapidjson::Value(name.c_str(), static_cast<rapidjson::SizeType>(name.size())));
+                        String(w, m == plain.MemberEnd() ? std::string() : PropertyText(m->value));
+                    } else {
+                        String(w, PropertyText(value));
+                    }
+                }
+            w.EndObject();
+            if (create) {
+                // batch/create requires associations (HubSpot's contract):
+                // revetl creates records without any.
+                w.Key("associations");
+                w.StartArray();
+                w.EndArray();
+            }
+            w.EndObject();
+        }
+        w.EndArray();
+        w.EndObject();
+        PreparedRequest req;
+        req.http = Request(Endpoint(action), std::string(buf.GetString(), buf.GetSize()));
+        req.rows = call;
+        out.push_back(std::move(req));
+    }
+
+    for (size_t start = 0; start < archives.size(); start += kMaxInputs) {
+        rapidjson::StringBuffer buf;
+        Writer w(buf);
+        w.StartObject();
+        w.Key("inputs");
+        w.StartArray();
+        PreparedRequest req;
+        for (size_t j = start; j < archives.size() && j < start + kMaxInputs; j++) {
+            w.StartObject();
+            w.Key("id");
+            String(w, changes[archives[j]].dest_id);
+            w.EndObject();
+            req.rows.push_back(archives[j]);
+        }
+        w.EndArray();
+        w.EndObject();
+        req.http = Request(Endpoint("archive"), std::string(buf.GetString(), buf.GetSize()));
+        out.push_back(std::move(req));
+    }
+    return out;
+}
+
+namespace {
+
+// An error's message with what HubSpot adds to it: the details of errors[]
+// (the field and its message) and the correlationId HubSpot support asks for.
+std::string ErrorText(const rapidjson::Value &e, const std::string &fallback) {
+    std::string text = Member(e, "message");
+    if (text.empty())
+        text = fallback;
+    if (e.IsObject() && e.HasMember("errors") && e["errors"].IsArray()) {
+        std::string details;
+        for (const auto &d : e["errors"].GetArray()) {
+            std::string m = Member(d, "message");
+            if (m.empty())
+                continue;
+            std::string in = Member(d, "in");
+            details += (details.empty() ? "" : "; ") + (in.empty() ? m : in + ": " + m);
+        }
+        if (!details.empty() && details != text)
+            text += " (" + details + ")";
+    }
+    std::string correlation = Member(e, "correlationId");
+    if (!correlation.empty())
+        text += " [correlationId " + correlation + "]";
+    return text;
+}
+
+std::string ErrorCode(const rapidjson::Value &e) {
+    std::string code = Member(e, "category");
+    std::string sub = Member(e, "subCategory");
+    return sub.empty() ? code : code + "." + sub;
+}
+
+bool ContainsNoCase(const std::string &text, const std::string &needle) {
+    return Lower(text).find(needle) != std::string::npos;
+}
+
+} // namespace
+
+Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::vector<Change> &changes,
+                                    const HttpResponse &response) {
+    Verdict v;
+    rapidjson::Document doc;
+    doc.Parse(response.body.c_str(), response.body.size());
+    const bool json = !doc.HasParseError() && doc.IsObject();
+    const std::string message = json ? ErrorText(doc, "") : Truncate(response.body, 300);
+    const std::string category = json ? ErrorCode(doc) : std::string();
+    const long status = response.status;
+
+    if (status == 429) {
+        // The daily limit, recognised from what HubSpot documents: the
+        // X-HubSpot-RateLimit-Daily-Remaining header at 0, or the message
+        // ("You have reached your daily limit."), as well as policyName.
+        std::string policy = json ? Member(doc, "policyName") : std::string();
+        auto daily_remaining = response.Header("x-hubspot-ratelimit-daily-remaining");
+        bool daily = policy == "DAILY" || (daily_remaining && *daily_remaining == "0") ||
+                     ContainsNoCase(message, "daily limit");
+        if (daily) {
+            v.kind = Verdict::Kind::Fatal;
+            v.error = "HubSpot's daily API limit is spent: " + Truncate(message, 300);
+            return v;
+        }
+        // The ten-second window (or a secondly limit): wait for it to roll.
+        v.kind = Verdict::Kind::Throttled;
+        v.wait_ms = 10000;
+        if (auto interval = response.Header("x-hubspot-ratelimit-interval-milliseconds"))
+            try {
+                v.wait_ms = std::clamp(std::stol(*interval), 100L, 60000L);
+            } catch (const std::exception &) {
+            }
+        if (auto retry_after = response.Header("retry-after"))
+            if (auto seconds = ParseRetryAfterSeconds(*retry_after, std::time(nullptr)))
+                v.wait_ms = *seconds * 1000L;
+        v.error = "HubSpot rate limit" + (category.empty() ? std::string() : " (" + category + ")") + ": " +
+                  Truncate(message, 300);
+        return v;
+    }
+    if (status == 0 || status == 408 || status >= 500) {
+        v.kind = Verdict::Kind::Retry;
+        v.error = status == 0 ? "could not reach HubSpot: " +
+                                    (response.timed_out ? std::string("timed out") : response.transport_error)
+                              : "HubSpot answered HTTP " + std::to_string(status) +
+                                    (message.empty() ? "" : ": " + Truncate(message, 300));
+        return v;
+    }
+    if (status == 401 || status == 403 || status == 404) {
+        v.kind = Verdict::Kind::Fatal;
+        v.error = "HubSpot refused the request (HTTP " + std::to_string(status) +
+                  (category.empty() ? "" : " " + category) + "): " + Truncate(message, 300);
+        return v;
+    }
+    if (status >= 400) {
+        if (request.rows.size() > 1) {
+            v.kind = Verdict::Kind::Split;
+            return v;
+        }
+        v.rows.assign(request.rows.size(),
+                      Rejected(status, message.empty() ? "refused by HubSpot" : message, category));
+        return v;
+    }
+
+    // 2xx. Archive answers 204 with no body: every record is archived (or
+    // already was).
+    std::vector<RowOutcome> outcomes(request.rows.size());
+    if (request.http.url.size() >= 8 &&
+        request.http.url.compare(request.http.url.size() - 8, 8, "/archive") == 0) {
+        for (auto &o : outcomes) {
+            o.accepted = true;
+            o.http_status = status;
+        }
+        v.rows = outcomes;
+        return v;
+    }
+    std::map<std::string, size_t> by_match, by_trace, by_dest;
+    for (size_t j = 0; j < request.rows.size(); j++) {
+        const Change &c = changes[request.rows[j]];
+        by_trace[std::to_string(c.seq)] = j;
+        std::string m = Normalize(MatchValue(c.payload));
+        if (!m.empty())
+            by_match[m] = j;
+        if (!c.dest_id.empty())
+            by_dest[c.dest_id] = j;
+    }
+    // A batch HubSpot did not complete (CANCELED, or still PENDING or
+    // PROCESSING) has applied nothing revetl can count on: its rows are
+    // refused with the status, and planned again by the next run.
+    const std::string batch_status = json ? Member(doc, "status") : std::string();
+    if (!batch_status.empty() && batch_status != "COMPLETE") {
+        v.rows.assign(request.rows.size(),
+                      Rejected(status, "HubSpot answered the batch with status " + batch_status,
+                               "BATCH_" + batch_status));
+        return v;
+    }
+    std::vector<bool> answered(request.rows.size(), false);
+    if (json && doc.HasMember("results") && doc["results"].IsArray()) {
+        for (const auto &r : doc["results"].GetArray()) {
+            std::string id = Member(r, "id");
+            size_t j = SIZE_MAX;
+            std::string trace = Member(r, "objectWriteTraceId");
+            if (!trace.empty() && by_trace.count(trace))
+                j = by_trace[trace];
+            if (j == SIZE_MAX && r.IsObject() && r.HasMember("properties")) {
+                std::string m = Normalize(Member(r["properties"], target_.match_on.c_str()));
+                if (!m.empty() && by_match.count(m))
+                    j = by_match[m];
+            }
+            if (j == SIZE_MAX && by_dest.count(id))
+                j = by_dest[id];
+            if (j == SIZE_MAX || answered[j])
+                continue;
+            answered[j] = true;
+            if (r.IsObject() && r.HasMember("archived") && r["archived"].IsBool() &&
+                r["archived"].GetBool()) {
+                // The write landed on an archived record: not a live record
+                // the sync can count as delivered.
+                outcomes[j] = Rejected(status, "HubSpot reports record " + id + " as archived", "ARCHIVED");
+                continue;
+            }
+            outcomes[j].accepted = true;
+            outcomes[j].http_status = status;
+            outcomes[j].dest_id = Truncate(id, 200);
+        }
+    }
+    // Errors that name neither ids nor an objectWriteTraceId apply to the
+    // rows of the call no result or other error accounts for.
+    std::string unattributed_reason, unattributed_code;
+    if (json && doc.HasMember("errors") && doc["errors"].IsArray()) {
+        for (const auto &e : doc["errors"].GetArray()) {
+            std::string reason = ErrorText(e, "refused by HubSpot");
+            std::string code = ErrorCode(e);
+            std::vector<size_t> hit;
+            bool named = false;
+            if (e.IsObject() && e.HasMember("context") && e["context"].IsObject()) {
+                const auto &ctx = e["context"];
+                for (const char *field : {"objectWriteTraceId", "ids"}) {
+                    if (!ctx.HasMember(field) || !ctx[field].IsArray())
+                        continue;
+                    for (const auto &x : ctx[field].GetArray()) {
+                        named = true;
+                        std::string value = PropertyText(x);
+                        if (by_trace.count(value) && std::string(field) == "objectWriteTraceId")
+                            hit.push_back(by_trace[value]);
+                        else if (by_match.count(Normalize(value)))
+                            hit.push_back(by_match[Normalize(value)]);
+                        else if (by_dest.count(value))
+                            hit.push_back(by_dest[value]);
+                    }
+                }
+            }
+            if (!named) {
+                unattributed_reason += (unattributed_reason.empty() ? "" : "; ") + reason;
+                if (unattributed_code.empty())
+                    unattributed_code = code;
+                continue;
+            }
+            for (size_t j : hit) {
+                answered[j] = true;
+                outcomes[j] = Rejected(status, reason, code);
+            }
+        }
+    }
+    for (size_t j = 0; j < outcomes.size(); j++)
+        if (!answered[j])
+            outcomes[j] =
+                unattributed_reason.empty()
+                    ? Rejected(status, "HubSpot's response did not mention this record", "NO_RESULT")
+                    : Rejected(status, unattributed_reason, unattributed_code);
+    v.rows = outcomes;
+    return v;
+}
+
+const ConnectorSpec &HubSpotSpec() {
+    static const ConnectorSpec spec = [] {
+        ConnectorSpec s;
+        s.type = "hubspot";
+        s.summary =
+            "HubSpot CRM v3 objects (contacts, companies, deals, custom objects) through the batch APIs.";
+        s.server_options = CommonServerOptions();
+        for (auto &o : s.server_options) {
+            if (o.name == "url") {
+                o.required = false;
+                o.default_value = "https://api.hubapi.com";
+            } else if (o.name == "rate_limit") {
+                // HubSpot's lowest tier allows 100 requests per 10 seconds per
+                // app; a server on a higher tier says so with its own option.
+                o.default_value = "100 per 10s";
+            }
+        }
+        // A private app's access token.
+        s.auth = {AuthKind::Bearer};
+        s.default_object = "contacts";
+        ObjectSpec contacts;
+        contacts.name = "contacts";
+        contacts.modes = {"upsert", "update", "insert", "mirror"};
+        contacts.default_match_on = "email";
+        ObjectSpec any;
+        any.name = "*";
+        any.modes = contacts.modes;
+        any.match_on_needed = true;
+        any.match_on_hint =
+            "Only contacts have a unique property by default (email); name a property created "
+            "with hasUniqueValue, for example MATCH ON domain_id.";
+        s.objects = {contacts, any};
+        s.max_batch_size = static_cast<int>(HubSpotConnector::kMaxInputs);
+        s.returns_ids = true;
+        s.idempotency_keys = false;
+        s.example = "OPTIONS (type 'hubspot')";
+        s.check_target = [](const SyncTarget &target) { CheckHubSpotObject(target.object); };
+        s.make = [](const DestinationSettings &settings,
+                    const SyncTarget &target) -> std::unique_ptr<Connector> {
+            return std::make_unique<HubSpotConnector>(settings, target);
+        };
+        return s;
+    }();
+    return spec;
+}
+
+} // namespace revetl

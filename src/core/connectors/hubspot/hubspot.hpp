@@ -1,0 +1,48 @@
+// HubSpot CRM v3 batch APIs (contacts, companies and other objects):
+//  - upsert (MODE UPSERT / MIRROR): POST .../batch/upsert by a unique
+//    property (MATCH ON, default email for contacts); the record ids HubSpot
+//    returns are kept in the shadow state
+//  - update (MODE UPDATE): POST .../batch/update by the same property
+//  - create (MODE INSERT): POST .../batch/create (with empty associations,
+//    which HubSpot's contract requires)
+//  - removals (MODE MIRROR): POST .../batch/archive by the kept record ids
+// At most 100 inputs per call, never the same match value twice in one call
+// (HubSpot refuses the whole batch). 207 responses are mapped back to rows by
+// objectWriteTraceId (the change's sequence number) or by the match value.
+// A 429 waits out the ten-secondly window (not an attempt); the daily limit
+// (policyName DAILY, X-HubSpot-RateLimit-Daily-Remaining 0, or the message)
+// stops the run. Requests are checked against HubSpot's published OpenAPI
+// contract in the tests. See docs/destinations.md.
+#pragma once
+
+#include "core/connectors/connector.hpp"
+
+namespace revetl {
+
+class HubSpotConnector : public Connector {
+public:
+    static constexpr size_t kMaxInputs = 100;
+
+    HubSpotConnector(DestinationSettings settings, SyncTarget target);
+
+    std::vector<PreparedRequest> Prepare(const BatchContext &context, const std::vector<Change> &changes,
+                                         const std::vector<size_t> &rows,
+                                         std::vector<std::pair<size_t, RowOutcome>> &immediate) override;
+    Verdict Interpret(const PreparedRequest &request, const std::vector<Change> &changes,
+                      const HttpResponse &response) override;
+
+    // The match value of a payload (the MATCH ON field as a string), or "".
+    std::string MatchValue(const std::string &payload) const;
+
+private:
+    std::string Endpoint(const char *action) const;
+    HttpRequest Request(const std::string &url, std::string body) const;
+    std::string Normalize(const std::string &match_value) const;
+
+    DestinationSettings settings_;
+    SyncTarget target_;
+};
+
+const ConnectorSpec &HubSpotSpec();
+
+} // namespace revetl

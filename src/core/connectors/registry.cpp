@@ -1,0 +1,24 @@
+#include "core/connectors/registry.hpp"
+
+#include "core/connectors/hubspot/hubspot.hpp"
+#include "core/connectors/webhook/webhook.hpp"
+
+namespace revetl {
+
+const std::vector<const ConnectorSpec *> &Registry() {
+    // One line per destination type.
+    static const std::vector<const ConnectorSpec *> specs = {
+        &WebhookSpec(),
+        &HubSpotSpec(),
+    };
+    return specs;
+}
+
+const ConnectorSpec *FindSpec(const std::string &type) {
+    for (const ConnectorSpec *s : Registry())
+        if (s->type == type)
+            return s;
+    return nullptr;
+}
+
+} // namespace revetl

@@ -1,0 +1,154 @@
+// A connector's declared spec: everything about a destination type that is
+// data rather than code (its options, the auth schemes it accepts, the
+// objects and modes it writes, its limits), and the shared code that reads
+// it: the FDW validator's checks, the resolution of a server and a user
+// mapping into the settings of a run, and the check of a sync's target.
+// Nothing here names a vendor; each connector's folder declares its spec and
+// src/core/connectors/registry.cpp lists them.
+#pragma once
+
+#include "core/connectors/auth.hpp"
+#include "core/connectors/options.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace revetl {
+
+enum class OptionKind {
+    Text,      // any text of at most 8192 bytes, no line breaks
+    Choice,    // one of `choices`
+    Url,       // http(s) URL with a host
+    Duration,  // "30s"; bounds in milliseconds
+    Integer,   // bounds
+    RateLimit, // "100 per 10s" or "none"
+    Headers,   // JSON object of header names to strings
+    Secret,    // credential: never echoed in messages
+    HeaderName // an HTTP token
+};
+
+struct OptionSpec {
+    std::string name;
+    OptionKind kind = OptionKind::Text;
+    bool required = false;
+    bool secret = false;
+    std::string default_value; // as the user would write it; "" for none
+    long min = 0, max = 0;     // Integer: values; Duration: milliseconds
+    std::vector<std::string> choices;
+    std::string description; // one sentence, for revetl.destination_types
+};
+
+// One object a destination writes (a CRM's contacts, ...). The name "*"
+// stands for any object name, and for none.
+struct ObjectSpec {
+    std::string name;
+    std::vector<std::string> modes; // upsert, update, insert, mirror
+    // The field that identifies a record for upsert, update and mirror:
+    // "" when the object has no default and MATCH ON must name one.
+    std::string default_match_on;
+    bool match_on_needed = false; // for modes other than insert
+    std::string match_on_hint;    // how to choose MATCH ON, as a sentence
+};
+
+// Where a sync sends and how: the parts of a sync's definition a connector
+// needs besides the server's settings.
+struct SyncTarget {
+    std::string mode = "upsert"; // upsert, update, insert, mirror
+    std::string object;          // OBJECT clause ("contacts", ...)
+    std::string match_on;        // MATCH ON clause
+};
+
+struct DestinationSettings;
+class Connector;
+
+struct ConnectorSpec {
+    std::string type;
+    std::string summary; // one sentence
+    std::vector<OptionSpec> server_options;
+    // Auth schemes accepted, chosen by the user mapping's options (see
+    // auth.hpp); AuthKind::None means requests may go without credentials.
+    std::vector<AuthKind> auth;
+    std::string default_object; // OBJECT when a sync names none ("" : none)
+    std::vector<ObjectSpec> objects;
+    // Records per call the destination takes: a larger batch_size is capped
+    // to this. (The default rate limit is the rate_limit option's default.)
+    int max_batch_size = 10000;
+    bool returns_ids = false;      // keeps the destination's record ids
+    bool idempotency_keys = false; // sends idempotency keys it honours
+    std::string example;           // CREATE SERVER ... OPTIONS (...) text, for hints
+
+    // Code only where the vendor truly differs: further checks of a
+    // server's options (after the declared ones) and of a sync's target.
+    std::function<void(const OptionList &server)> check_server;
+    std::function<void(const SyncTarget &target)> check_target;
+    std::function<std::unique_ptr<Connector>(const DestinationSettings &, const SyncTarget &)> make;
+
+    const OptionSpec *ServerOption(const std::string &name) const;
+    bool AcceptsAuth(AuthKind kind) const;
+};
+
+// The server options every HTTP destination shares (url, headers, timeouts,
+// batching, retries, rate limit, settle time), with these defaults; a spec
+// starts from them and adds or adjusts its own.
+std::vector<OptionSpec> CommonServerOptions();
+
+// The options of a user mapping: the same for every type, because
+// PostgreSQL validates a user mapping without telling which server it is
+// for. Which auth scheme they select is judged against the server's type
+// when a run starts (and shown by revetl.destination_types).
+const std::vector<OptionSpec> &UserMappingOptions();
+
+// A destination's settings, whatever its type: where and how requests go,
+// with the credentials of the user mapping. Holds secrets: never log it.
+struct DestinationSettings {
+    std::string type; // a registered type
+    std::string url;
+    std::string method = "POST";
+    OptionList headers; // server headers, then user-mapping headers (which win)
+    Credentials credentials;
+    long timeout_ms = 30000;
+    long connect_timeout_ms = 10000;
+    int batch_size = 100;
+    int max_attempts = 5;
+    int max_in_flight = 4;
+    RateLimit rate_limit;
+    // How long the destination may still apply a request after revetl gave
+    // up waiting for it; rows with such a request are sent again after this.
+    long settle_time_ms = 60000;
+    // Every server option as given, for the options only one type reads.
+    OptionList server_options;
+
+    std::string Option(const std::string &name) const; // "" when absent
+};
+
+enum class OptionContext { Wrapper, Server, UserMapping, Other };
+
+// The FDW validator: throws revetl::Error naming the bad option. For a
+// server this is ValidateServer.
+void ValidateOptions(OptionContext context, const OptionList &options);
+
+// The one judgement of a server's whole option list, used by CREATE SERVER,
+// ALTER SERVER (PostgreSQL passes the resulting list) and at the start of
+// every run. Returns the type's spec.
+const ConnectorSpec &ValidateServer(const OptionList &server);
+
+// Server and user-mapping options into settings (the server is validated
+// first, the type's defaults and caps applied). Does not require
+// credentials: MakeConnector judges them against the type.
+DestinationSettings ResolveDestinationSettings(const OptionList &server, const OptionList &user_mapping);
+
+// Refuses, at CREATE / ALTER SYNC, a target the server's type cannot serve
+// (a mode, an object, a missing MATCH ON); fills in the type's defaults.
+void CheckSyncTarget(const OptionList &server, SyncTarget &target, const std::string &sync_name,
+                     const std::string &server_name);
+
+// As above with the spec in hand (no names for messages: run start).
+void CheckSyncTarget(const ConnectorSpec &spec, SyncTarget &target, const std::string &sync_name,
+                     const std::string &server_name);
+
+// Every registered spec as a JSON array, for revetl.destination_types.
+std::string DestinationTypesJson();
+
+} // namespace revetl

@@ -1,0 +1,40 @@
+// A delivered group of batches as the SQL that records it reads it: the
+// accepted upserts and removals as columns (passed as arrays and unnested,
+// the hot path), and the refused rows, which are rare and carry free-form
+// payloads and messages, as one JSON array (jsonb_to_recordset).
+#pragma once
+
+#include "core/delivery/change.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace revetl {
+
+// Accepted rows that set their shadow row, one entry per row in each
+// vector. dest_id is the destination's new record id, else the stored one,
+// else none.
+struct ShadowRows {
+    std::vector<std::string> keys;
+    std::vector<int64_t> row_hashes;
+    std::vector<std::optional<std::string>> dest_ids;
+    std::vector<bool> uncertain;
+};
+
+struct BatchRecord {
+    // Adds: the plan found no shadow row for the key, so they are recorded
+    // with a plain INSERT, which costs less than the upsert of changes.
+    ShadowRows added;
+    ShadowRows changed;
+    std::vector<std::string> removal_keys;
+    std::string rejected; // [{"key":{..}, "operation":..., "reason":..., ...}]
+    int64_t delivered = 0;
+    int64_t rejected_count = 0;
+};
+
+BatchRecord BuildBatchRecord(const std::vector<Change> &changes, const std::vector<RowOutcome> &outcomes,
+                             int attempts);
+
+} // namespace revetl

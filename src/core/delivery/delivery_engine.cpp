@@ -1,0 +1,250 @@
+#include "core/delivery/delivery_engine.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+
+namespace revetl {
+
+namespace {
+
+struct BatchState {
+    EngineBatch batch;
+    std::vector<std::optional<RowOutcome>> outcomes;
+    size_t remaining = 0;
+};
+
+struct Work {
+    size_t batch = 0; // index into the open batches
+    PreparedRequest request;
+    int attempt = 1;
+    int throttles = 0;
+    int64_t ready_at = 0;
+    bool uncertain = false; // an attempt ended without a clear answer
+};
+
+int64_t SteadyNowMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+} // namespace
+
+EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchContext &context,
+                       const EngineConfig &config, EngineHooks &hooks) {
+    EngineResult result;
+    // Whatever way this function is left (an exception from a hook
+    // included), no transfer of this run stays behind in the client.
+    struct CancelOnExit {
+        HttpClient &client;
+        ~CancelOnExit() { client.CancelAll(); }
+    } cancel_on_exit{client};
+    client.CancelAll();
+    auto now = [&] { return hooks.now_ms ? hooks.now_ms() : SteadyNowMs(); };
+    std::map<size_t, BatchState> open;
+    size_t next_batch_index = 0;
+    std::deque<Work> pending;
+    std::map<uint64_t, Work> in_flight;
+    uint64_t next_request_id = 1;
+    bool more_batches = true;
+    bool stopping = false;
+
+    auto record = [&](size_t b, size_t row, const RowOutcome &o) {
+        BatchState &st = open[b];
+        if (!st.outcomes[row]) {
+            st.outcomes[row] = o;
+            st.remaining--;
+        }
+    };
+    auto finish_complete = [&] {
+        for (auto it = open.begin(); it != open.end();) {
+            // Complete batches are handed back even when the run is stopping:
+            // what the destination accepted must be recorded.
+            if (it->second.remaining == 0) {
+                std::vector<RowOutcome> outcomes;
+                outcomes.reserve(it->second.outcomes.size());
+                for (auto &o : it->second.outcomes)
+                    outcomes.push_back(*o);
+                hooks.batch_done(it->second.batch, outcomes);
+                it = open.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    };
+    auto enqueue = [&](size_t b, const std::vector<size_t> &rows, int attempt) {
+        std::vector<std::pair<size_t, RowOutcome>> immediate;
+        BatchContext ctx = context;
+        ctx.batch_no = open[b].batch.number;
+        for (auto &req : connector.Prepare(ctx, open[b].batch.changes, rows, immediate)) {
+            Work w;
+            w.batch = b;
+            w.request = std::move(req);
+            w.attempt = attempt;
+            w.ready_at = now();
+            pending.push_back(std::move(w));
+        }
+        for (auto &im : immediate)
+            record(b, im.first, im.second);
+    };
+
+    for (;;) {
+        hooks.check_interrupts();
+        // Keep the pipeline full: pull batches while there is room.
+        while (!stopping && more_batches &&
+               pending.size() + in_flight.size() < static_cast<size_t>(config.max_in_flight)) {
+            std::optional<EngineBatch> batch = hooks.next_batch();
+            if (!batch) {
+                more_batches = false;
+                break;
+            }
+            if (batch->changes.empty()) {
+                hooks.batch_done(*batch, {});
+                continue;
+            }
+            size_t b = next_batch_index++;
+            BatchState st;
+            st.outcomes.resize(batch->changes.size());
+            st.remaining = batch->changes.size();
+            st.batch = std::move(*batch);
+            open[b] = std::move(st);
+            std::vector<size_t> rows(open[b].batch.changes.size());
+            for (size_t i = 0; i < rows.size(); i++)
+                rows[i] = i;
+            enqueue(b, rows, 1);
+        }
+        finish_complete();
+
+        // Start what is ready, within the in-flight and rate limits.
+        int64_t next_ready = -1;
+        if (!stopping) {
+            for (auto it = pending.begin();
+                 it != pending.end() && in_flight.size() < static_cast<size_t>(config.max_in_flight);) {
+                if (it->ready_at > now()) {
+                    next_ready = next_ready < 0 ? it->ready_at : std::min(next_ready, it->ready_at);
+                    ++it;
+                    continue;
+                }
+                long delay = hooks.rate_delay_ms();
+                if (delay > 0) {
+                    it->ready_at = now() + delay;
+                    next_ready = next_ready < 0 ? it->ready_at : std::min(next_ready, it->ready_at);
+                    break;
+                }
+                uint64_t id = next_request_id++;
+                client.Start(id, it->request.http);
+                result.stats.requests++;
+                in_flight.emplace(id, std::move(*it));
+                it = pending.erase(it);
+            }
+        }
+
+        if (in_flight.empty() && (pending.empty() || stopping) && (!more_batches || stopping)) {
+            finish_complete();
+            break;
+        }
+
+        int wait = config.poll_slice_ms;
+        if (in_flight.empty() && next_ready >= 0)
+            wait = static_cast<int>(std::clamp<int64_t>(next_ready - now(), 0, config.poll_slice_ms));
+        for (auto &done : client.Poll(in_flight.empty() ? 0 : wait)) {
+            auto it = in_flight.find(done.first);
+            if (it == in_flight.end())
+                continue;
+            Work w = std::move(it->second);
+            in_flight.erase(it);
+            auto batch_it = open.find(w.batch);
+            if (batch_it == open.end())
+                continue; // its batch was already handed back
+            // A connection the address policy refused is a configuration
+            // problem, the same for every request: the run stops.
+            Verdict v;
+            if (done.second.address_refused) {
+                v.kind = Verdict::Kind::Fatal;
+                v.error = done.second.transport_error;
+            } else {
+                v = connector.Interpret(w.request, batch_it->second.batch.changes, done.second);
+            }
+            if (v.kind == Verdict::Kind::Split && w.request.rows.size() <= 1)
+                v.kind = Verdict::Kind::Done; // nothing left to split: the row is refused below
+            switch (v.kind) {
+            case Verdict::Kind::Done:
+                // A connector that answers for fewer rows than it sent leaves
+                // no row without an outcome: the rest count as refused.
+                while (v.rows.size() < w.request.rows.size()) {
+                    RowOutcome missing;
+                    missing.http_status = done.second.status;
+                    missing.reason = "the destination's answer did not cover this row";
+                    missing.error_code = "NO_RESULT";
+                    v.rows.push_back(missing);
+                }
+                for (size_t j = 0; j < w.request.rows.size() && j < v.rows.size(); j++) {
+                    RowOutcome o = v.rows[j];
+                    o.uncertain = w.uncertain;
+                    record(w.batch, w.request.rows[j], o);
+                }
+                break;
+            case Verdict::Kind::Retry:
+                // No answer, or a server error: the destination may have
+                // applied the request anyway, and may still apply it late.
+                if (done.second.status == 0 || done.second.status >= 500 || done.second.status == 408)
+                    w.uncertain = true;
+                if (w.attempt >= config.retry.max_attempts) {
+                    stopping = true;
+                    result.ok = false;
+                    result.error = v.error + " (after " + std::to_string(w.attempt) +
+                                   (w.attempt == 1 ? " attempt)" : " attempts)");
+                    break;
+                }
+                result.stats.retries++;
+                result.stats.rows_retried += static_cast<int64_t>(w.request.rows.size());
+                w.attempt++;
+                w.ready_at = now() + (v.wait_ms >= 0 ? std::min(v.wait_ms, config.retry.max_retry_after_ms)
+                                                     : config.retry.BackoffMs(w.attempt, hooks.random()));
+                pending.push_back(std::move(w));
+                break;
+            case Verdict::Kind::Throttled: {
+                result.stats.throttled++;
+                if (++w.throttles > config.max_throttles_per_request) {
+                    stopping = true;
+                    result.ok = false;
+                    result.error =
+                        v.error + " (still throttled after " + std::to_string(w.throttles - 1) + " waits)";
+                    break;
+                }
+                long ms = v.wait_ms >= 0 ? std::min(v.wait_ms, config.retry.max_retry_after_ms) : 1000;
+                hooks.throttle(ms);
+                w.ready_at = now() + ms;
+                pending.push_back(std::move(w));
+                break;
+            }
+            case Verdict::Kind::Split: {
+                result.stats.splits++;
+                const auto &rows = w.request.rows;
+                size_t half = rows.size() / 2;
+                size_t first = pending.size();
+                enqueue(w.batch, std::vector<size_t>(rows.begin(), rows.begin() + half), w.attempt);
+                enqueue(w.batch, std::vector<size_t>(rows.begin() + half, rows.end()), w.attempt);
+                for (size_t q = first; q < pending.size(); q++)
+                    pending[q].uncertain = w.uncertain;
+                break;
+            }
+            case Verdict::Kind::Fatal:
+                stopping = true;
+                result.ok = false;
+                result.error = v.error;
+                break;
+            }
+        }
+        if (in_flight.empty() && !pending.empty() && next_ready > now() && !stopping) {
+            // Nothing on the wire: sleep until the next request is due.
+            hooks.sleep(static_cast<long>(std::clamp<int64_t>(next_ready - now(), 1, config.poll_slice_ms)));
+        }
+    }
+    return result;
+}
+
+} // namespace revetl

@@ -1,0 +1,66 @@
+// The delivery engine: keeps up to max_in_flight requests going to one
+// destination, pulls batches as it has room, respects the destination's
+// rate limit before each request, retries transient failures with capped
+// backoff, waits out throttling (not counted as an attempt), splits refused
+// batches to isolate bad rows, and hands each batch's outcomes back as soon
+// as the batch is complete. Pure C++: the host supplies batches, commits
+// outcomes, checks interrupts and keeps the shared rate limiter.
+#pragma once
+
+#include "core/connectors/connector.hpp"
+#include "core/delivery/retry_policy.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace revetl {
+
+struct EngineBatch {
+    int64_t number = 0;
+    std::vector<Change> changes;
+};
+
+struct EngineStats {
+    int64_t requests = 0;
+    int64_t retries = 0;      // requests sent again after a transient failure
+    int64_t rows_retried = 0; // rows in those requests
+    int64_t throttled = 0;    // throttling answers (429) waited out
+    int64_t splits = 0;       // refused requests split in halves
+};
+
+struct EngineHooks {
+    std::function<std::optional<EngineBatch>()> next_batch;
+    // All rows of `batch` have an outcome; may throw to stop the run.
+    std::function<void(const EngineBatch &batch, const std::vector<RowOutcome> &outcomes)> batch_done;
+    std::function<void()> check_interrupts = [] {};
+    // Waits about `ms` (nothing in flight, the next request not yet due).
+    std::function<void(long ms)> sleep;
+    // Milliseconds to wait before a request may go out; 0 means go now (and
+    // the slot is taken).
+    std::function<long()> rate_delay_ms = [] { return 0L; };
+    // The destination asked everyone to wait this long.
+    std::function<void(long ms)> throttle = [](long) {};
+    std::function<double()> random = [] { return 0.5; };
+    std::function<int64_t()> now_ms;
+};
+
+struct EngineConfig {
+    int max_in_flight = 4;
+    RetryPolicy retry;
+    int max_throttles_per_request = 60; // bounded: waiting forever is not an option
+    int poll_slice_ms = 100;            // interrupts are checked at least this often
+};
+
+struct EngineResult {
+    bool ok = true;
+    std::string error; // when !ok: why the run stopped (no secrets)
+    EngineStats stats;
+};
+
+EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchContext &context,
+                       const EngineConfig &config, EngineHooks &hooks);
+
+} // namespace revetl

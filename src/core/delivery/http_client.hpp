@@ -1,0 +1,75 @@
+// A small HTTP client on libcurl's multi interface. It runs in the worker's
+// main thread: the caller drives it with Poll() and checks for interrupts in
+// between, so a slow destination never makes the worker deaf to SIGTERM.
+// Connections are reused across requests (one multi handle, pooled easy
+// handles). No PostgreSQL header here; curl allocates with malloc, never palloc.
+#pragma once
+
+#include "core/delivery/host_policy.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace revetl {
+
+struct HttpRequest {
+    std::string method = "POST";
+    std::string url;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+    long timeout_ms = 30000;         // whole transfer; always > 0
+    long connect_timeout_ms = 10000; // always > 0
+};
+
+struct HttpResponse {
+    long status = 0;  // 0 when no HTTP answer arrived
+    std::string body; // truncated at kMaxResponseBody
+    bool body_truncated = false;
+    std::vector<std::pair<std::string, std::string>> headers; // names lower-cased
+    std::string transport_error;                              // curl's message when status == 0
+    bool timed_out = false;
+    // No connection was made: every address of the host was refused by the
+    // client's address policy (the reason is in transport_error).
+    bool address_refused = false;
+    double elapsed_s = 0;
+
+    std::optional<std::string> Header(const std::string &lower_name) const;
+};
+
+class HttpClient {
+public:
+    static constexpr size_t kMaxResponseBody = 1 << 20;
+    static constexpr size_t kMaxResponseHeaders = 64;
+
+    HttpClient();
+    ~HttpClient();
+    HttpClient(const HttpClient &) = delete;
+    HttpClient &operator=(const HttpClient &) = delete;
+
+    // Queues a request; its id comes back from Poll() with the response.
+    void Start(uint64_t id, const HttpRequest &request);
+
+    // Runs transfers, waiting at most max_wait_ms for socket activity, and
+    // returns the requests that completed.
+    std::vector<std::pair<uint64_t, HttpResponse>> Poll(int max_wait_ms);
+
+    size_t InFlight() const;
+
+    // Every connection from now on is checked against `policy` before its
+    // socket is opened (nullptr: none). Proxies from the environment are
+    // never used, so the address checked is the one connected to.
+    void SetAddressPolicy(std::shared_ptr<const HostPolicy> policy);
+
+    // Abandons every transfer in progress (their connections are closed).
+    void CancelAll();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace revetl

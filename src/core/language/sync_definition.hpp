@@ -1,0 +1,93 @@
+// A sync as stored in revetl.syncs, in C++ terms, plus its per-sync options.
+#pragma once
+
+#include "core/connectors/options.hpp"
+#include "core/planning/plan_query.hpp"
+#include "core/language/sync_language.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace revetl {
+
+struct SyncOptions {
+    std::optional<int> batch_size;
+    std::optional<int> max_attempts;
+    std::optional<long> timeout_ms;
+    // How long planning a run may take (the owner's model and MAP run then):
+    // a model that never ends must not hold a run slot for ever.
+    static constexpr long kDefaultPlanTimeoutMs = 30L * 60 * 1000;
+    long plan_timeout_ms = kDefaultPlanTimeoutMs;
+    std::optional<int> max_in_flight;
+    std::optional<RateLimit> rate_limit; // replaces the server's, with its own budget
+    // Alerts: a webhook server to tell, and when.
+    std::optional<std::string> alert_to;
+    std::optional<int> alert_rejected_rows;
+    std::optional<long> alert_no_success_for_ms;
+    // SCHEDULE AFTER: also run when the other sync's run failed.
+    bool run_after_failure = false;
+    // Capture changed keys with triggers (table models only). Default: on
+    // for SCHEDULE ON CHANGE, off otherwise.
+    std::optional<bool> track_changes;
+};
+
+// Parses and checks the options object of create_sync; throws revetl::Error
+// naming an unknown or bad option.
+SyncOptions ParseSyncOptions(const std::string &json);
+
+// A map as JSON: the stored form, an array of {"field", "expression"}
+// objects in order, or the function form's object of field -> expression.
+// Throws when it is neither, or names a field twice.
+std::vector<MapEntry> ParseMap(const std::string &json);
+
+// The stored form of a map (a JSON array, in order).
+std::string MapToJson(const std::vector<MapEntry> &map);
+
+// Sync options from the language's WITH clause, as a JSON object.
+std::string OptionsToJson(const std::vector<dsl::OptionItem> &options);
+
+// The options JSON object as WITH clause items (for sync_ddl).
+std::vector<dsl::OptionItem> OptionsFromJson(const std::string &json);
+
+// Merges `changes` (JSON object; a null value removes the option) into
+// `base`, both JSON objects; returns the result.
+std::string MergeOptions(const std::string &base, const std::string &changes);
+
+// A JSON array of strings (key columns as stored).
+std::vector<std::string> ParseStringArray(const std::string &json);
+
+struct SyncDefinition {
+    int64_t id = 0;
+    std::string name;
+    unsigned int owner = 0; // role OID
+    std::string owner_name;
+    ModelRef model;
+    std::string destination;
+    std::optional<std::string> object;
+    std::optional<std::string> match_on;
+    std::vector<std::string> key_columns;
+    std::string mode; // upsert | mirror
+    std::vector<MapEntry> map;
+    SyncOptions options;
+    std::string options_json = "{}";
+    dsl::Schedule schedule;
+    bool paused = false;
+    std::string shadow_table;
+    std::string search_path;
+
+    PlanSpec Plan(const std::string &shadow_schema) const;
+    std::string ModelDisplayName() const; // for messages
+
+    // Whether changes to the model are captured by triggers.
+    bool Tracked() const {
+        return model.kind == ModelRef::Kind::Relation &&
+               options.track_changes.value_or(schedule.kind == dsl::Schedule::Kind::OnChange);
+    }
+
+    // The definition as a CREATE SYNC statement's parts (for sync_ddl).
+    dsl::CreateSync ToStatement() const;
+};
+
+} // namespace revetl

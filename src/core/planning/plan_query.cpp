@@ -1,0 +1,237 @@
+#include "core/planning/plan_query.hpp"
+
+#include "core/common/sql_text.hpp"
+
+namespace revetl {
+
+namespace {
+
+std::string KeyObject(const std::vector<std::string> &key_columns) {
+    std::string out = "pg_catalog.jsonb_build_object(";
+    for (size_t i = 0; i < key_columns.size(); i++) {
+        if (i > 0)
+            out += ", ";
+        out += QuoteLiteral(key_columns[i]) + ", src." + QuoteIdent(key_columns[i]);
+    }
+    out += ")";
+    return out;
+}
+
+// The same object built from the key columns passed through the plan's
+// subqueries as m.kc0, m.kc1, ...
+std::string PassedKeyObject(const std::vector<std::string> &key_columns) {
+    std::string out = "pg_catalog.jsonb_build_object(";
+    for (size_t i = 0; i < key_columns.size(); i++)
+        out += (i ? ", " : "") + QuoteLiteral(key_columns[i]) + ", m.kc" + std::to_string(i);
+    return out + ")";
+}
+
+std::string AnyKeyNull(const std::vector<std::string> &key_columns) {
+    std::string out = "(";
+    for (size_t i = 0; i < key_columns.size(); i++) {
+        if (i > 0)
+            out += " OR ";
+        out += "src." + QuoteIdent(key_columns[i]) + " IS NULL";
+    }
+    out += ")";
+    return out;
+}
+
+} // namespace
+
+std::string ModelSource(const ModelRef &model) {
+    if (model.kind == ModelRef::Kind::Relation)
+        return QualifiedName(model.schema, model.name);
+    // The newline keeps a trailing "--" comment in the query from swallowing
+    // the closing parenthesis.
+    return "(" + model.query + "\n)";
+}
+
+std::string PayloadExpression(const PlanSpec &spec) {
+    if (spec.map.empty())
+        return "pg_catalog.to_jsonb(src.*)";
+    std::string out = "pg_catalog.jsonb_build_object(";
+    for (size_t i = 0; i < spec.map.size(); i++) {
+        if (i > 0)
+            out += ", ";
+        out += QuoteLiteral(spec.map[i].field) + ", (" + spec.map[i].expression + "\n)";
+    }
+    out += ")";
+    return out;
+}
+
+namespace {
+
+// The captured keys as typed values (cap.k0, cap.k1, ...): cast back from
+// the key's JSON, so that the model can be filtered through its index and
+// the shadow key text re-rendered canonically whatever the session that
+// captured it had for TimeZone or DateStyle.
+std::string CapturedKeys(const PlanSpec &spec) {
+    const CaptureFilter &c = *spec.capture;
+    std::string cols;
+    for (size_t i = 0; i < spec.key_columns.size(); i++)
+        cols += (i ? ", " : "") + std::string("(c.key::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ") +
+                QuoteLiteral(spec.key_columns[i]) + ")::" + c.key_types[i] + " AS k" + std::to_string(i);
+    std::string due_cols;
+    for (size_t i = 0; i < spec.key_columns.size(); i++)
+        due_cols += (i ? ", " : "") + std::string("(v.key::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ") +
+                    QuoteLiteral(spec.key_columns[i]) + ")::" + c.key_types[i];
+    // Captured keys, and keys whose delivery is due to be verified.
+    return "SELECT " + cols + " FROM revetl.captured_changes c WHERE c.sync_id OPERATOR(pg_catalog.=) " +
+           std::to_string(c.sync_id) + " AND c.id OPERATOR(pg_catalog.<=) " +
+           std::to_string(c.max_capture_id) + " AND c.key IS NOT NULL UNION SELECT " + due_cols + " FROM " +
+           QualifiedName(spec.shadow_schema, spec.shadow_table) +
+           " AS v WHERE v.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now()";
+}
+
+std::string RowHash(const PlanSpec &spec) {
+    if (!spec.hash_values)
+        return "pg_catalog.hashtextextended(x.payload::pg_catalog.text, 0)";
+    return "pg_catalog.hash_record_extended(x.hash_row, 0)";
+}
+
+std::string HashRow(const PlanSpec &spec) {
+    if (spec.map.empty())
+        return "src";
+    std::string out = "ROW(";
+    for (size_t i = 0; i < spec.map.size(); i++)
+        out += (i ? ", " : "") + std::string("(") + spec.map[i].expression + "\n)";
+    return out + ")";
+}
+
+} // namespace
+
+std::string BuildPlanQuery(const PlanSpec &spec) {
+    const std::string key_json = KeyObject(spec.key_columns);
+    const std::string shadow = QualifiedName(spec.shadow_schema, spec.shadow_table);
+
+    std::string key_list;
+    for (size_t i = 0; i < spec.key_columns.size(); i++)
+        key_list += (i ? ", " : "") + std::string("src.") + QuoteIdent(spec.key_columns[i]);
+
+    std::string model_filter;
+    std::string shadow_source = shadow;
+    std::string with;
+    if (spec.capture) {
+        std::string cap_cols;
+        std::string cap_json;
+        for (size_t i = 0; i < spec.key_columns.size(); i++) {
+            cap_cols += (i ? ", " : "") + std::string("cap.k") + std::to_string(i);
+            cap_json += (i ? ", " : "") + QuoteLiteral(spec.key_columns[i]) + ", cap.k" + std::to_string(i);
+        }
+        with = "WITH cap AS MATERIALIZED (" + CapturedKeys(spec) + ") ";
+        model_filter = " WHERE " + (spec.key_columns.size() == 1 ? key_list : "ROW(" + key_list + ")") +
+                       " OPERATOR(pg_catalog.=) ANY (SELECT " + cap_cols + " FROM cap)";
+        shadow_source = "(SELECT * FROM " + shadow +
+                        " WHERE key OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.jsonb_build_object(" +
+                        cap_json + ")::pg_catalog.text COLLATE pg_catalog.\"C\" FROM cap))";
+    }
+
+    // The key's text form (canonical jsonb rendering of {column: value}) is what
+    // the shadow table is keyed by; "C" collation keeps comparisons bytewise.
+    // A row whose key has a NULL gets no key text, so it can never match.
+    //
+    // The key's jsonb is built in the outer query, from the key columns
+    // passed through as they are, so only for the rows the plan returns:
+    // under a FULL JOIN the model's side is nullable, and PostgreSQL
+    // evaluates a non-strict expression of it (jsonb_build_object is one)
+    // for every model row, at the scan.
+    std::string passed_keys;
+    std::string passed_cols;
+    for (size_t i = 0; i < spec.key_columns.size(); i++) {
+        const std::string kc = "kc" + std::to_string(i);
+        passed_keys += "src." + QuoteIdent(spec.key_columns[i]) + " AS " + kc + ", ";
+        passed_cols += "x." + kc + ", ";
+    }
+    //
+    // For the same reason a MAP's values are passed through as columns
+    // (v0, v1, ...), hashed as a row, and built into the payload's jsonb in
+    // the outer query. (Without MAP the payload, to_jsonb(src.*), is strict
+    // and costs nothing for rows that are not returned; with the payload-text
+    // hash the payload is needed for every row anyway.)
+    const bool map_values = !spec.map.empty() && spec.hash_values;
+    std::string values;
+    std::string passed_values;
+    std::string value_row;
+    std::string payload = "m.payload";
+    if (map_values) {
+        std::string fields;
+        for (size_t i = 0; i < spec.map.size(); i++) {
+            const std::string v = "v" + std::to_string(i);
+            values += (i ? ", (" : "(") + spec.map[i].expression + "\n) AS " + v;
+            passed_values += "x." + v + ", ";
+            value_row += (i ? ", x." : "x.") + v;
+            fields += (i ? ", " : "") + QuoteLiteral(spec.map[i].field) + ", m." + v;
+        }
+        payload = "CASE WHEN m.present THEN pg_catalog.jsonb_build_object(" + fields + ") END";
+    }
+    std::string model_rows =
+        "SELECT CASE WHEN " + AnyKeyNull(spec.key_columns) + " THEN NULL ELSE " + key_json +
+        "::pg_catalog.text END COLLATE pg_catalog.\"C\" AS k, " + passed_keys +
+        (map_values ? values
+                    : PayloadExpression(spec) + " AS payload" +
+                          (spec.hash_values ? ", " + HashRow(spec) + " AS hash_row" : std::string())) +
+        " FROM " + ModelSource(spec.model) + " AS src" + model_filter;
+
+    // With a unique index on the key there can be no duplicates: no need for
+    // the window, which would sort the whole model.
+    std::string dups = spec.key_unique ? "1::pg_catalog.int8 AS dups"
+                                       : "pg_catalog.count(*) OVER (PARTITION BY x.k) AS dups";
+    std::string m = "SELECT true AS present, x.k, " + passed_cols +
+                    (map_values ? passed_values + "pg_catalog.hash_record_extended(ROW(" + value_row + "), 0)"
+                                : "x.payload, " + RowHash(spec)) +
+                    " AS h, " + dups + " FROM (" + model_rows + ") AS x";
+
+    std::string join = spec.include_removals ? "FULL JOIN" : "LEFT JOIN";
+
+    return with +
+           "SELECT (CASE WHEN m.present IS NULL THEN 'r' "
+           "WHEN m.k IS NULL THEN 'n' "
+           "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' "
+           "WHEN s.key IS NULL THEN 'a' "
+           "ELSE 'c' END)::pg_catalog.\"char\" AS op, "
+           "coalesce(m.k, s.key, " +
+           PassedKeyObject(spec.key_columns) +
+           "::pg_catalog.text) AS key, "
+           "CASE WHEN m.present THEN " +
+           PassedKeyObject(spec.key_columns) + " ELSE s.key::pg_catalog.jsonb END AS key_json, " + payload +
+           " AS payload, m.h AS row_hash, s.dest_id, m.dups "
+           "FROM (" +
+           m + ") AS m " + join + " " + shadow_source +
+           " AS s ON s.key OPERATOR(pg_catalog.=) m.k "
+           "WHERE m.present IS NULL OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL" +
+           std::string(spec.include_changes
+                           ? " OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) "
+                             "OPERATOR(pg_catalog.<>) "
+                             "(m.h IS NULL) OR s.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now()"
+                           : "");
+}
+
+std::string BuildPayloadColumnsQuery(const PlanSpec &spec) {
+    if (spec.map.empty())
+        return "SELECT * FROM " + ModelSource(spec.model) + " AS src LIMIT 0";
+    std::string out = "SELECT ";
+    for (size_t i = 0; i < spec.map.size(); i++)
+        out += (i ? ", " : "") + std::string("(") + spec.map[i].expression + "\n)";
+    return out + " FROM " + ModelSource(spec.model) + " AS src LIMIT 0";
+}
+
+std::string BuildValidationQuery(const PlanSpec &spec) {
+    return "SELECT " + KeyObject(spec.key_columns) + " AS key_json, " + PayloadExpression(spec) +
+           " AS payload FROM " + ModelSource(spec.model) + " AS src LIMIT 0";
+}
+
+std::string BuildShadowTableDdl(const std::string &schema, const std::string &table) {
+    // verify_after: the destination may apply an older request for this row
+    // late (a timeout, a lost connection, a killed run); after this time the
+    // row is sent again once, so that the latest version is the one that
+    // stays.
+    return "CREATE TABLE " + QualifiedName(schema, table) +
+           " (key text COLLATE \"C\" PRIMARY KEY, row_hash bigint NOT NULL, dest_id text, "
+           "run_id bigint NOT NULL, synced_at timestamptz NOT NULL DEFAULT pg_catalog.now(), verify_after "
+           "timestamptz); "
+           "CREATE INDEX ON " +
+           QualifiedName(schema, table) + " (verify_after) WHERE verify_after IS NOT NULL";
+}
+
+} // namespace revetl

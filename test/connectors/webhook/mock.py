@@ -1,0 +1,689 @@
+#!/usr/bin/env python3
+"""Local mock webhook destination for revetl integration tests and demos.
+
+Usage:
+    python3 test/connectors/webhook/mock.py [--port N] [--port-file PATH]
+                                 [--require-token TOKEN] [--journal-file PATH]
+
+Behaviours emulated (Python 3.11 standard library only, binds 127.0.0.1 only):
+  * HTTP/1.1 with keep-alive; every response carries Content-Length.
+    Chunked request bodies and `Expect: 100-continue` are accepted.
+  * Webhook endpoint: POST to any path not under /_mock/ with the revetl body
+        {"sync", "run_id", "batch",
+         "records": [{"op": "upsert", "key": {..}, "data": {..}, "idempotency_key": ".."},
+                     {"op": "delete", "key": {..}, "idempotency_key": ".."}]}
+    answered with
+      - 200 {"accepted": n}                        every record accepted
+      - 207 {"accepted": n, "rejected": [{"index", "reason", "code"}]}
+                                                   some records refused by a reject rule
+      - 400 {"error", "code"}                      whole request refused (invalid JSON,
+                                                   body not an object, `records` missing
+                                                   or not a list, record without a valid
+                                                   op/key, upsert without a data object)
+      - 401 {"error": "unauthorized"}              --require-token and no/wrong Bearer token
+      - 405 {"error", "code"}                      method other than POST
+      - 413 {"error", "code"}                      body larger than 16 MiB (connection closed)
+      - any status from the fault queue or from reject_all_status (see below).
+    Precedence: delay, auth, method, fault queue, reject_all_status, body validation,
+    per-record processing.
+  * Destination store: accepted upserts set store[canonical key] = data and count
+    "writes" per key (a delete forgets the key, so a later upsert starts again at 1);
+    accepted deletes remove the key (deleting a missing key is accepted, a no-op).
+    Rejected records and non-2xx responses change nothing; a 400 is all-or-nothing.
+  * Idempotency: the idempotency_key of every applied record is remembered. A record
+    whose key was already applied is answered as accepted but not re-applied and
+    is counted in "duplicates" instead of "writes" (like a replay-safe real API;
+    this check comes before reject rules).
+  * Journal of every non-/_mock request (including 401/405/413 and faults):
+    {"seq", "method", "path", "headers" (lower-case names), "body" (parsed JSON or
+    null), "raw" (text, only when the body is not JSON), "status", "time"}.
+    With --journal-file each entry is also appended as one JSON line.
+    "seq" keeps increasing across DELETE /_mock/requests; /_mock/reset restarts it.
+  * Control API (JSON in and out; never needs the token, never journaled):
+      GET    /_mock/health    -> {"ok": true}
+      GET    /_mock/requests  -> {"requests": [...]}
+      DELETE /_mock/requests  -> clear journal (store untouched)
+      GET    /_mock/records   -> {"records": [{"key", "data", "writes"}], "duplicates": n}
+      DELETE /_mock/records   -> clear store, idempotency memory and duplicate count
+      GET    /_mock/config    -> current config
+      POST   /_mock/config    -> any of
+                "reject": [{"field", "equals", "reason"?, "code"?}]  (replaces the list;
+                          matches upserts whose top-level data[field] == equals)
+                "faults": [{"status", "headers"?, "body"?}]  (appended to a queue; each
+                          following webhook request consumes one; a string body is
+                          sent verbatim as text/plain, anything else as JSON)
+                "delay_ms": N     (every webhook request waits N ms before answering)
+                "reject_batch_if": [{"field", "equals"}]  (a 400 for the whole request
+                                       when any upsert matches; nothing applied)
+                "reject_all_status": N | null  (every webhook request gets N with
+                          {"error": "configured", "code": "CONFIGURED"})
+              and returns the current config. Unknown keys or bad types -> 400.
+      POST   /_mock/reset     -> clear journal, store, config and fault queue
+    Unknown /_mock paths -> 404, wrong method on a known one -> 405 (with Allow).
+  * --port 0 (default) picks a free port; --port-file gets the actual port written
+    atomically (tmp file + rename) once listening, and is removed on clean exit.
+    One line "mock_webhook listening on http://127.0.0.1:PORT" goes to stdout;
+    no per-request logging.
+  * SIGTERM / SIGINT: stop serving and exit with status 0.
+"""
+
+import argparse
+import collections
+import json
+import os
+import signal
+import socketserver
+import sys
+import threading
+import time
+import traceback
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+HOST = "127.0.0.1"
+MAX_BODY = 16 * 1024 * 1024
+CONTROL_PREFIX = "/_mock"
+
+
+def canonical(value):
+    """Canonical JSON used as the store key (and to order GET /_mock/records)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def is_int(value):
+    # bool is a subclass of int in Python; JSON true must not pass as a status.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def json_equal(a, b):
+    """Equality for reject rules: like ==, but true/false never equal 1/0."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def default_fault_body(status):
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "injected fault"
+    return {"error": phrase, "code": "FAULT"}
+
+
+class HttpError(Exception):
+    """An error answered as {"error": message, "code": code} with `status`."""
+
+    def __init__(self, status, message, code):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+    def payload(self):
+        return {"error": self.message, "code": self.code}
+
+
+class ClientGone(Exception):
+    """The client closed the connection before sending the whole body."""
+
+
+def validate_batch(body):
+    """Check a webhook body; raise HttpError(400) if the whole batch is refused."""
+    if not isinstance(body, dict):
+        raise HttpError(400, "body must be a JSON object", "INVALID_BODY")
+    records = body.get("records")
+    if not isinstance(records, list):
+        raise HttpError(400, "'records' must be a list", "INVALID_RECORDS")
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise HttpError(400, f"records[{i}] is not an object", "INVALID_RECORD")
+        op = rec.get("op")
+        if op not in ("upsert", "insert", "update", "delete"):
+            raise HttpError(400, f"records[{i}].op must be 'upsert', 'insert', 'update' or 'delete'",
+                            "INVALID_RECORD")
+        if not isinstance(rec.get("key"), dict):
+            raise HttpError(400, f"records[{i}].key must be an object", "INVALID_RECORD")
+        if op != "delete" and not isinstance(rec.get("data"), dict):
+            raise HttpError(400, f"records[{i}].data must be an object", "INVALID_RECORD")
+        ikey = rec.get("idempotency_key")
+        if ikey is not None and not isinstance(ikey, str):
+            raise HttpError(400, f"records[{i}].idempotency_key must be a string", "INVALID_RECORD")
+    return records
+
+
+def validate_config(update):
+    """Check a POST /_mock/config body; raise HttpError(400) on any problem."""
+    if not isinstance(update, dict):
+        raise HttpError(400, "config must be a JSON object", "INVALID_CONFIG")
+    unknown = set(update) - {"reject", "faults", "delay_ms", "reject_all_status", "reject_batch_if"}
+    if unknown:
+        # Strict on purpose: a typo in a test's config should fail loudly.
+        raise HttpError(400, f"unknown config keys: {sorted(unknown)}", "INVALID_CONFIG")
+    if "reject" in update:
+        rules = update["reject"]
+        if not isinstance(rules, list):
+            raise HttpError(400, "'reject' must be a list", "INVALID_CONFIG")
+        for i, rule in enumerate(rules):
+            if (not isinstance(rule, dict) or not isinstance(rule.get("field"), str)
+                    or "equals" not in rule):
+                raise HttpError(400, f"reject[{i}] needs 'field' (string) and 'equals'",
+                                "INVALID_CONFIG")
+    if "reject_batch_if" in update:
+        rules = update["reject_batch_if"]
+        if not isinstance(rules, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("field"), str) and "equals" in r for r in rules):
+            raise HttpError(400, "'reject_batch_if' must be a list of {field, equals}", "INVALID_CONFIG")
+    if "faults" in update:
+        faults = update["faults"]
+        if not isinstance(faults, list):
+            raise HttpError(400, "'faults' must be a list", "INVALID_CONFIG")
+        for i, fault in enumerate(faults):
+            if not isinstance(fault, dict) or not is_int(fault.get("status")) \
+                    or not 200 <= fault["status"] <= 599:
+                raise HttpError(400, f"faults[{i}] needs an integer 'status' in 200..599",
+                                "INVALID_CONFIG")
+            headers = fault.get("headers", {})
+            if not isinstance(headers, dict) or not all(
+                    isinstance(v, (str, int)) and not isinstance(v, bool)
+                    for v in headers.values()):
+                raise HttpError(400, f"faults[{i}].headers must map names to strings",
+                                "INVALID_CONFIG")
+    if "delay_ms" in update:
+        delay = update["delay_ms"]
+        if delay is not None and (not isinstance(delay, (int, float)) or isinstance(delay, bool)
+                                  or delay < 0):
+            raise HttpError(400, "'delay_ms' must be a number >= 0", "INVALID_CONFIG")
+    if "reject_all_status" in update:
+        status = update["reject_all_status"]
+        if status is not None and (not is_int(status) or not 400 <= status <= 599):
+            raise HttpError(400, "'reject_all_status' must be null or an integer in 400..599",
+                            "INVALID_CONFIG")
+
+
+class MockState:
+    """Everything the mock remembers. One lock guards all of it."""
+
+    def __init__(self, journal_file=None):
+        self.lock = threading.Lock()
+        self.journal_file = journal_file  # open text file or None
+        self.reset()
+
+    def reset(self):
+        # Called at construction and by POST /_mock/reset (with the lock held).
+        self.journal = []
+        self.seq = 0
+        self.store = {}            # canonical key -> {"key", "data", "writes"}
+        self.applied_keys = set()  # idempotency keys of applied records
+        self.duplicates = 0
+        self.reject_rules = []
+        self.faults = collections.deque()
+        self.delay_ms = 0
+        self.reject_all_status = None
+        # Whole-batch refusal (400) when any upsert matches: what APIs that
+        # validate a request as a unit do (HubSpot without objectWriteTraceId).
+        self.reject_batch_if = []
+
+    def clear_store(self):
+        self.store.clear()
+        self.applied_keys.clear()
+        self.duplicates = 0
+
+    def config(self):
+        return {
+            "reject": self.reject_rules,
+            "faults": list(self.faults),
+            "delay_ms": self.delay_ms,
+            "reject_all_status": self.reject_all_status,
+            "reject_batch_if": self.reject_batch_if,
+        }
+
+    def update_config(self, update):
+        validate_config(update)
+        if "reject" in update:
+            self.reject_rules = update["reject"]
+        if "faults" in update:
+            self.faults.extend(update["faults"])
+        if "delay_ms" in update:
+            self.delay_ms = update["delay_ms"] or 0
+        if "reject_all_status" in update:
+            self.reject_all_status = update["reject_all_status"]
+        if "reject_batch_if" in update:
+            self.reject_batch_if = update["reject_batch_if"]
+        return self.config()
+
+    def records_snapshot(self):
+        return {
+            "records": [self.store[k] for k in sorted(self.store)],
+            "duplicates": self.duplicates,
+        }
+
+    def add_journal(self, entry):
+        """Append a journal entry (lock held); assigns its seq."""
+        self.seq += 1
+        entry = {"seq": self.seq, **entry}
+        self.journal.append(entry)
+        if self.journal_file is not None:
+            self.journal_file.write(json.dumps(entry) + "\n")
+            self.journal_file.flush()
+
+    def _matching_rule(self, data):
+        for rule in self.reject_rules:
+            field = rule["field"]
+            if field in data and json_equal(data[field], rule["equals"]):
+                return rule
+        return None
+
+    def apply_batch(self, records):
+        """Apply validated records (lock held); return (status, payload)."""
+        accepted = 0
+        rejected = []
+        for index, rec in enumerate(records):
+            ikey = rec.get("idempotency_key")
+            if ikey is not None and ikey in self.applied_keys:
+                self.duplicates += 1
+                accepted += 1
+                continue
+            store_key = canonical(rec["key"])
+            if rec["op"] != "delete":
+                # insert refuses an existing record, update a missing one,
+                # as APIs with those operations do.
+                exists = store_key in self.store
+                if (rec["op"] == "insert" and exists) or (rec["op"] == "update" and not exists):
+                    rejected.append({
+                        "index": index,
+                        "reason": "record exists" if exists else "record not found",
+                        "code": "EXISTS" if exists else "NOT_FOUND",
+                    })
+                    continue
+                rule = self._matching_rule(rec["data"])
+                if rule is not None:
+                    rejected.append({
+                        "index": index,
+                        "reason": rule.get("reason", "rejected by rule"),
+                        "code": rule.get("code", "REJECTED"),
+                    })
+                    continue
+                entry = self.store.get(store_key)
+                if entry is None:
+                    self.store[store_key] = {"key": rec["key"], "data": rec["data"], "writes": 1}
+                else:
+                    entry["data"] = rec["data"]
+                    entry["writes"] += 1
+            else:
+                self.store.pop(store_key, None)
+            if ikey is not None:
+                self.applied_keys.add(ikey)
+            accepted += 1
+        if rejected:
+            return 207, {"accepted": accepted, "rejected": rejected}
+        return 200, {"accepted": accepted}
+
+
+class MockServer(ThreadingHTTPServer):
+    daemon_threads = True      # idle keep-alive connections must not block exit
+    request_queue_size = 128   # tests may open many connections at once
+
+    def __init__(self, address, state, token=None):
+        self.state = state
+        self.token = token
+        super().__init__(address, MockHandler)
+
+    def server_bind(self):
+        # HTTPServer.server_bind() calls socket.getfqdn(), a reverse DNS lookup
+        # that can stall for seconds on hosts with broken resolvers. Not needed.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def handle_error(self, request, client_address):
+        # Clients dropping connections (timeouts, killed test processes) are
+        # normal here; anything else is a bug in the mock and should be seen.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class MockHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "revetl-mock-webhook/1"
+    timeout = 120  # free the thread of a client that stalls mid-request
+    # Headers and body go out in two writes; with Nagle on, the client's delayed
+    # ACK adds ~40 ms to every response. TCP_NODELAY avoids that.
+    disable_nagle_algorithm = True
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def log_message(self, format, *args):  # noqa: A002 (signature from base class)
+        pass  # quiet: no per-request stderr lines
+
+    def do_GET(self):
+        self._dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _is_control(self):
+        path = urlsplit(self.path).path
+        return path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")
+
+    def _lower_headers(self):
+        headers = {}
+        for name, value in self.headers.items():
+            name = name.lower()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        return headers
+
+    def _send(self, status, payload, headers=None):
+        """Send a response. `payload` is a str (sent as text) or JSON-able."""
+        if isinstance(payload, str):
+            body = payload.encode("utf-8")
+            out = {"Content-Type": "text/plain; charset=utf-8"}
+        else:
+            body = json.dumps(payload).encode("utf-8")
+            out = {"Content-Type": "application/json"}
+        if status in (204, 304):
+            body = b""  # these statuses must not carry a body
+        for name, value in (headers or {}).items():
+            # Framing headers are ours to set; a fault may override the rest.
+            if name.lower() in ("content-length", "transfer-encoding", "connection"):
+                continue
+            out = {k: v for k, v in out.items() if k.lower() != name.lower()}
+            out[name] = str(value)
+        out["Content-Length"] = str(len(body))
+        if self.close_connection:
+            out["Connection"] = "close"
+        self.send_response(status)
+        for name, value in out.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _declared_length(self):
+        """Content-Length as int (None if absent); raise HttpError if bad/too big."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return None
+        value = self.headers.get("Content-Length")
+        if value is None:
+            return None
+        try:
+            length = int(value)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            raise HttpError(400, "invalid Content-Length", "BAD_CONTENT_LENGTH") from None
+        if length > MAX_BODY:
+            raise HttpError(413, "request body too large", "PAYLOAD_TOO_LARGE")
+        return length
+
+    def _read_exact(self, n):
+        data = self.rfile.read(n)
+        if len(data) < n:
+            raise ClientGone()
+        return data
+
+    def _read_chunked(self):
+        chunks = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            if not line:
+                raise ClientGone()
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise HttpError(400, "invalid chunked encoding", "BAD_CHUNKED") from None
+            if size == 0:
+                break
+            total += size
+            if total > MAX_BODY:
+                raise HttpError(413, "request body too large", "PAYLOAD_TOO_LARGE")
+            chunks.append(self._read_exact(size))
+            self._read_exact(2)  # CRLF after each chunk
+        while True:  # trailers, up to the empty line
+            line = self.rfile.readline(8192)
+            if not line:
+                raise ClientGone()
+            if line in (b"\r\n", b"\n"):
+                break
+        return b"".join(chunks)
+
+    def _read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length = self._declared_length()
+        return self._read_exact(length) if length else b""
+
+    def _refuse_unread(self, err, arrived):
+        """Answer a request whose body we will not read; the connection must close."""
+        self.close_connection = True
+        if not self._is_control():
+            with self.server.state.lock:
+                self.server.state.add_journal(self._journal_entry(arrived, None, None, err.status))
+        self._send(err.status, err.payload())
+
+    def handle_expect_100(self):
+        # Refuse oversized bodies before the client sends them (curl sends
+        # `Expect: 100-continue` for large POSTs).
+        try:
+            self._declared_length()
+        except HttpError as err:
+            self._refuse_unread(err, time.time())
+            return False
+        return super().handle_expect_100()
+
+    def _dispatch(self):
+        arrived = time.time()
+        try:
+            raw = self._read_body()
+        except HttpError as err:
+            self._refuse_unread(err, arrived)
+            return
+        except ClientGone:
+            self.close_connection = True
+            return
+        try:
+            if self._is_control():
+                self._handle_control(raw)
+            else:
+                self._handle_webhook(raw, arrived)
+        except (ConnectionError, TimeoutError):
+            raise
+        except Exception as exc:  # a bug in the mock: say so loudly, keep serving
+            traceback.print_exc()
+            self.close_connection = True
+            self._send(500, {"error": f"mock internal error: {exc!r}", "code": "MOCK_BUG"})
+
+    # -- webhook ------------------------------------------------------------------
+
+    def _journal_entry(self, arrived, body, raw_text, status):
+        entry = {
+            "method": self.command,
+            "path": self.path,
+            "headers": self._lower_headers(),
+            "body": body,
+            "status": status,
+            "time": arrived,
+        }
+        if raw_text is not None:
+            entry["raw"] = raw_text
+        return entry
+
+    def _handle_webhook(self, raw, arrived):
+        state = self.server.state
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            body, raw_text = json.loads(text), None
+        except ValueError:
+            body, raw_text = None, text
+
+        with state.lock:
+            delay_ms = state.delay_ms
+        if delay_ms:
+            time.sleep(delay_ms / 1000.0)  # simulated slow endpoint (lock not held)
+
+        token = self.server.token
+        headers = {}
+        # Decide, apply and journal under one lock so journal order == apply order,
+        # and journal before answering so a client that got a response always
+        # finds its request in GET /_mock/requests.
+        with state.lock:
+            if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
+                status, payload = 401, {"error": "unauthorized"}
+                headers = {"WWW-Authenticate": "Bearer"}
+            elif self.command != "POST":
+                status, payload = 405, {"error": "method not allowed", "code": "METHOD_NOT_ALLOWED"}
+                headers = {"Allow": "POST"}
+            elif state.faults:
+                fault = state.faults.popleft()
+                status = fault["status"]
+                payload = fault["body"] if "body" in fault else default_fault_body(status)
+                headers = fault.get("headers", {})
+            elif state.reject_all_status is not None:
+                status = state.reject_all_status
+                payload = {"error": "configured", "code": "CONFIGURED"}
+            elif raw_text is not None:
+                status, payload = 400, {"error": "body is not valid JSON", "code": "INVALID_JSON"}
+            else:
+                try:
+                    records = validate_batch(body)
+                except HttpError as err:
+                    status, payload = err.status, err.payload()
+                else:
+                    bad = [r for r in records if r.get("op") != "delete" and any(
+                        isinstance(r.get("data"), dict) and rule["field"] in r["data"]
+                        and r["data"][rule["field"]] == rule["equals"] for rule in state.reject_batch_if)]
+                    if bad:
+                        status, payload = 400, {"error": "invalid record in batch", "code": "INVALID_BATCH"}
+                    else:
+                        status, payload = state.apply_batch(records)
+            state.add_journal(self._journal_entry(arrived, body, raw_text, status))
+        self._send(status, payload, headers)
+
+    # -- control API ----------------------------------------------------------------
+
+    def _handle_control(self, raw):
+        state = self.server.state
+        path = urlsplit(self.path).path.rstrip("/")
+
+        def json_body():
+            if not raw.strip():
+                return {}
+            try:
+                return json.loads(raw.decode("utf-8"))
+            except ValueError:
+                raise HttpError(400, "body is not valid JSON", "INVALID_JSON") from None
+
+        def health():
+            return {"ok": True}
+
+        def get_requests():
+            return {"requests": state.journal}
+
+        def clear_requests():
+            state.journal.clear()
+            return {"ok": True}
+
+        def get_records():
+            return state.records_snapshot()
+
+        def clear_records():
+            state.clear_store()
+            return {"ok": True}
+
+        def get_config():
+            return state.config()
+
+        def post_config():
+            return state.update_config(body)
+
+        def reset():
+            state.reset()
+            return {"ok": True}
+
+        routes = {
+            "/_mock/health": {"GET": health},
+            "/_mock/requests": {"GET": get_requests, "DELETE": clear_requests},
+            "/_mock/records": {"GET": get_records, "DELETE": clear_records},
+            "/_mock/config": {"GET": get_config, "POST": post_config},
+            "/_mock/reset": {"POST": reset},
+        }
+        methods = routes.get(path)
+        if methods is None:
+            self._send(404, {"error": f"unknown control path {path}", "code": "NOT_FOUND"})
+            return
+        handler = methods.get(self.command)
+        if handler is None:
+            self._send(405, {"error": "method not allowed", "code": "METHOD_NOT_ALLOWED"},
+                       {"Allow": ", ".join(sorted(methods))})
+            return
+        try:
+            body = json_body() if self.command == "POST" else None
+            with state.lock:
+                # Serialize under the lock so the answer is a consistent snapshot.
+                out = json.dumps(handler())
+        except HttpError as err:
+            self._send(err.status, err.payload())
+            return
+        self._send(200, json.loads(out))
+
+
+def write_port_file(path, port):
+    """Write the port atomically so readers never see a partial file."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="ascii") as fh:
+        fh.write(f"{port}\n")
+    os.replace(tmp, path)
+
+
+def remove_quietly(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Mock webhook destination for revetl tests.")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = pick a free one)")
+    parser.add_argument("--port-file", help="write the actual port here once listening")
+    parser.add_argument("--require-token", help="require 'Authorization: Bearer TOKEN' on webhook requests")
+    parser.add_argument("--journal-file", help="append each journaled request as a JSON line")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    # The main thread only waits for this event; shutdown() must not be called
+    # from the thread running serve_forever(), hence the serving thread below.
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+
+    if args.port_file:
+        remove_quietly(args.port_file)  # never let a reader see a stale port
+    journal_fh = open(args.journal_file, "a", encoding="utf-8") if args.journal_file else None
+    state = MockState(journal_fh)
+    try:
+        server = MockServer((HOST, args.port), state, token=args.require_token)
+    except OSError as exc:
+        print(f"mock_webhook: cannot listen on {HOST}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+
+    serving = threading.Thread(target=server.serve_forever, name="mock-webhook-serve", daemon=True)
+    serving.start()
+    port = server.server_address[1]
+    if args.port_file:
+        write_port_file(args.port_file, port)
+    print(f"mock_webhook listening on http://{HOST}:{port}", flush=True)
+
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+        with state.lock:  # handler threads may still be journaling
+            if journal_fh is not None:
+                journal_fh.close()
+                state.journal_file = None
+        if args.port_file:
+            remove_quietly(args.port_file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Validates request bodies against a vendor's published OpenAPI 3 contract.
+
+    contract = OpenApi("/path/to/contacts.v3.json")
+    errors = contract.validate_request("POST", "/crm/v3/objects/contacts/batch/create", body)
+
+`errors` is a list of readable strings (empty when the body conforms). The
+operation is found by matching the path against the contract's path
+templates ({param} matches one segment); `aliases` maps a path prefix to
+the one the contract documents (HubSpot publishes one document per object,
+with the same batch schemas for every object type). $refs to
+#/components/... are resolved within the document. Uses Debian's
+python3-jsonschema."""
+
+import json
+import re
+
+import jsonschema
+
+
+class OpenApi:
+    def __init__(self, path, aliases=None):
+        with open(path) as f:
+            self.doc = json.load(f)
+        self.aliases = aliases or []
+        self.templates = []
+        for template, item in self.doc.get("paths", {}).items():
+            pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
+            self.templates.append((re.compile(pattern), template, item))
+
+    def operation(self, method, path):
+        path = path.split("?", 1)[0]
+        for pattern, replacement in self.aliases:
+            path = re.sub(pattern, replacement, path)
+        for regex, template, item in self.templates:
+            if regex.match(path):
+                op = item.get(method.lower())
+                if op is not None:
+                    return template, op
+        return None, None
+
+    def request_schema(self, method, path):
+        template, op = self.operation(method, path)
+        if op is None:
+            return None, None
+        content = op.get("requestBody", {}).get("content", {})
+        schema = content.get("application/json", {}).get("schema")
+        return template, schema
+
+    def validate_request(self, method, path, body):
+        template, schema = self.request_schema(method, path)
+        if template is None:
+            return [f"{method} {path}: no such operation in the contract"]
+        if schema is None:
+            return []
+        # The root holds the components, so "#/components/schemas/X" resolves.
+        root = {"components": self.doc.get("components", {})}
+        root.update(schema)
+        validator = jsonschema.Draft7Validator(root)
+        errors = []
+        for e in sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
+            where = "/".join(str(p) for p in e.absolute_path) or "(body)"
+            errors.append(f"{method} {template}: {where}: {e.message}")
+        return errors
+
+
+def hubspot_contract(path):
+    """HubSpot's CRM objects v3 contract (published for contacts), applied to
+    every object type's batch endpoints."""
+    return OpenApi(path, aliases=[(r"^/crm/v3/objects/[^/]+/", "/crm/v3/objects/contacts/")])
