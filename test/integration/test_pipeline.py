@@ -382,6 +382,51 @@ class PipelineTest(unittest.TestCase):
         # New syncs in the restored database do not collide with restored ids.
         cluster.sql("select revetl.create_sync('second', 'public.t', 'h', array['id'])", db=restored)
 
+    def test_restore_of_tracked_syncs_succeeds_in_every_form(self):
+        # A dump with capture triggers restores without errors, also in one
+        # transaction (-1) and with --exit-on-error; the restored capture
+        # works (revetl's DDL watch leaves the triggers to the dump).
+        db = f"tracksrc_{self.n}"
+        cluster.sql(f"create database {db}")
+        cluster.sql(f"""
+            create extension revetl;
+            create table ev (id int primary key, v text);
+            create table tr (id int primary key, v text);
+            insert into ev values (1, 'a'); insert into tr values (1, 'a');
+            create server h foreign data wrapper revetl options (type 'webhook', url '{mock.url}/restore');
+            select * from revetl.execute($$
+              CREATE SYNC ev_live FROM ev TO h KEY (id) SCHEDULE ON CHANGE;
+              CREATE SYNC tr_tracked FROM tr TO h KEY (id) WITH (track_changes = true);
+              CREATE SYNC plain FROM ev TO h KEY (id)$$);
+        """, db=db)
+        cluster.wait_for_worker(db=db)
+        cluster.sql("select revetl.run_sync('tr_tracked', wait => true)", db=db)
+        dump = os.path.join(cluster.dir, f"{db}.dump")
+        bindir = cluster.bindir
+        subprocess.run([os.path.join(bindir, "pg_dump"), "-Fc", "-h", cluster.dir, "-p", str(cluster.port),
+                        "-U", "postgres", "-f", dump, db], check=True, capture_output=True)
+        for form, flags in (("plain", []), ("single", ["-1"]), ("exit", ["--exit-on-error"])):
+            with self.subTest(form=form):
+                restored = f"rest_{form}_{self.n}"
+                cluster.sql(f"create database {restored}")
+                p = subprocess.run([os.path.join(bindir, "pg_restore"), "-h", cluster.dir, "-p",
+                                    str(cluster.port), "-U", "postgres", "-d", restored] + flags + [dump],
+                                   capture_output=True, text=True)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(p.stderr, "")
+                # Each tracked table has its four capture triggers, once.
+                triggers = cluster.rows("select c.relname, count(*) from pg_trigger t join pg_class c "
+                                        "on c.oid = t.tgrelid where t.tgname like 'revetl_capture_%' "
+                                        "group by 1 order by 1", db=restored)
+                self.assertEqual(triggers, [["ev", "4"], ["tr", "4"]])
+                cluster.wait_for_worker(db=restored)
+                mock.clear_requests()
+                cluster.sql("insert into ev values (2, 'b')", db=restored)
+                wait_for(lambda: any(r["key"] == {"id": 2} for q in mock.requests()
+                                     for r in (q["body"] or {}).get("records", [])),
+                         what=f"the restored ({form}) ON CHANGE sync to send the new row")
+                cluster.sql(f"select revetl.drop_sync(name) from revetl.syncs", db=restored)
+
 
 if __name__ == "__main__":
     unittest.main()
