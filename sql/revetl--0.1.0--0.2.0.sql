@@ -179,3 +179,11 @@ SELECT d->>'type' AS type,
 GRANT SELECT ON revetl.destination_types TO PUBLIC;
 COMMENT ON VIEW revetl.destination_types IS
   'one row per destination type: its options, auth schemes, objects, modes and limits';
+
+----------------------------------------------------------------------------
+-- Runs stopped by a shutdown or pg_terminate_backend end 'interrupted' and
+-- are queued again (issue 17).
+----------------------------------------------------------------------------
+ALTER TABLE revetl.runs DROP CONSTRAINT runs_status_check;
+ALTER TABLE revetl.runs ADD CONSTRAINT runs_status_check
+    CHECK (status IN ('queued', 'running', 'succeeded', 'partial', 'failed', 'cancelled', 'interrupted'));

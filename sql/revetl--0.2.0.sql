@@ -99,7 +99,8 @@ CREATE TABLE revetl.runs (
     sync_id         bigint NOT NULL,
     sync_name       text NOT NULL,
     status          text NOT NULL DEFAULT 'queued'
-                    CHECK (status IN ('queued', 'running', 'succeeded', 'partial', 'failed', 'cancelled')),
+                    CHECK (status IN ('queued', 'running', 'succeeded', 'partial', 'failed', 'cancelled',
+                                      'interrupted')),
     -- what started the run: manual (run_sync), test (run_sync with max_rows),
     -- schedule (EVERY / CRON), on change, after (another sync finished), or
     -- retry (the run before was interrupted)

@@ -71,7 +71,7 @@ void revetl_run_main(Datum main_arg) {
     Oid dboid;
     memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
-    pqsignal(SIGTERM, die);
+    pqsignal(SIGTERM, HandleRunSigterm);
     BackgroundWorkerUnblockSignals();
     Register(dboid);
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);

@@ -215,6 +215,9 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
     MemoryContextDelete(batch_cxt);
 }
 
+// Set by SIGTERM (see HandleRunSigterm).
+volatile sig_atomic_t g_terminating = 0;
+
 std::mt19937_64 &Rng() {
     static std::mt19937_64 rng(static_cast<uint64_t>(MyProcPid) * 2654435761ULL ^
                                static_cast<uint64_t>(GetCurrentTimestamp()));
@@ -675,8 +678,8 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     // (Not in INSERT mode, which never plans changed rows: a placeholder
     // would hide the row from every later run.)
     const bool dropped = status == "cancelled" && error == kCancelledByDrop;
-    if ((status == "failed" || (status == "cancelled" && !dropped)) && !def_.shadow_table.empty() &&
-        def_.mode != "insert")
+    if ((status == "failed" || status == "interrupted" || (status == "cancelled" && !dropped)) &&
+        !def_.shadow_table.empty() && def_.mode != "insert")
         Sql("INSERT INTO " + QualifiedName(kSchema, def_.shadow_table) +
                 " AS s (key, row_hash, run_id, verify_after) "
                 "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0) FROM "
@@ -699,6 +702,13 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     if (tracked_ && !incremental_ && row_limit_ < 0 && (status == "succeeded" || status == "partial"))
         Sql("INSERT INTO revetl.sync_state (sync_id, incremental_ready) VALUES ($1, true) "
             "ON CONFLICT (sync_id) DO UPDATE SET incremental_ready = true",
+            {SqlArg::Int8(def_.id)});
+    // An interrupted run is resumed: a run of the same sync is queued (it
+    // plans afresh; what was in flight is re-verified), unless the sync was
+    // paused or dropped meanwhile.
+    if (status == "interrupted" && def_.id != 0)
+        Sql("INSERT INTO revetl.runs (sync_id, sync_name, trigger, requested_by) "
+            "SELECT id, name, 'retry', 'revetl' FROM revetl.syncs WHERE id = $1 AND NOT paused",
             {SqlArg::Int8(def_.id)});
     Sql("DELETE FROM revetl.changes WHERE run_id = $1", {SqlArg::Int8(run_id_)});
     if (!r.rows.empty())
@@ -752,6 +762,13 @@ RunResult SyncRun::Execute() {
         error = e.what();
     }
     PgGuard([] { disable_timeout(STATEMENT_TIMEOUT, false); });
+    // A shutdown (or pg_terminate_backend) stopped the run: it did not fail;
+    // it is recorded as interrupted and queued again.
+    if (g_terminating && status != "succeeded" && status != "partial" && status != "cancelled") {
+        status = "interrupted";
+        error = "the run was stopped by a server shutdown or pg_terminate_backend; it is queued again";
+        from_destination = false;
+    }
     // DROP SYNC and PAUSE interrupt a run in progress (SIGINT): whatever
     // error that made, the run was cancelled.
     std::string cancelled_by;
@@ -782,6 +799,17 @@ RunResult SyncRun::Execute() {
 }
 
 } // namespace
+
+extern "C" void HandleRunSigterm(int) {
+    int save_errno = errno;
+    g_terminating = 1;
+    // Like a query cancel: the statement or wait in progress ends with an
+    // error at its next interrupt check, and the run records how it ended.
+    InterruptPending = true;
+    QueryCancelPending = true;
+    SetLatch(MyLatch);
+    errno = save_errno;
+}
 
 RunResult ExecuteRun(int64_t run_id) {
     SyncRun run(run_id);

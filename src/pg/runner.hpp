@@ -18,4 +18,9 @@ struct RunResult {
 // any more or another run of the same sync holds the sync's lock.
 RunResult ExecuteRun(int64_t run_id);
 
+// SIGTERM of a run process (a server shutdown, pg_terminate_backend): the
+// run in progress stops at its next interrupt check, is recorded as
+// 'interrupted' (not failed) and queued again, and the process exits.
+extern "C" void HandleRunSigterm(int signal);
+
 } // namespace revetl::pg

@@ -71,6 +71,31 @@ class WorkerTest(unittest.TestCase):
         self.assertLessEqual(sum(writes.values()) + self.mock.duplicates(), 7)
         self.assertEqual(self.cluster.sql("select count(*) from revetl.changes"), "0")
 
+    def test_a_clean_shutdown_interrupts_the_run_and_resumes_it(self):
+        # pg_ctl stop -m fast sends SIGTERM: the run in progress is recorded
+        # as interrupted (not failed), and a run of the sync is queued again,
+        # which finishes the job after the restart.
+        self.make_sync(rows=6, batch_size=1)
+        self.cluster.wait_for_worker()
+        self.mock.configure(delay_ms=700)
+        run_id = int(self.cluster.sql("select revetl.run_sync('s')"))
+        wait_for(lambda: len(self.mock.requests()) >= 2, timeout=30, what="delivery to start")
+        self.cluster.stop("fast")
+        self.mock.configure(delay_ms=0)
+        self.cluster.start()
+        self.assertEqual(self.cluster.sql(f"select status from revetl.sync_runs where id = {run_id}"),
+                         "interrupted")
+        error = self.cluster.sql(f"select error from revetl.sync_runs where id = {run_id}")
+        self.assertIn("shutdown", error)
+        retry = wait_for(lambda: self.cluster.sql(f"select id from revetl.sync_runs where trigger = 'retry' "
+                                                  f"and id > {run_id}"), what="the run to be queued again")
+        self.assertEqual(self.cluster.wait_for_run(int(retry)), "succeeded")
+        expected = {key(id=i): {"id": i, "v": f"v{i}"} for i in range(1, 7)}
+        self.assertEqual(self.mock.records(), expected)
+        # A planned restart is no failure: health stays healthy.
+        self.assertEqual(self.cluster.sql("select health from revetl.sync_status where name = 's'"), "healthy")
+        self.assertNotIn("process running this run stopped", self.cluster.log_text())
+
     def test_terminated_worker_is_restarted(self):
         self.cluster.sql("create extension revetl")
         pid = self.cluster.wait_for_worker()
@@ -82,7 +107,9 @@ class WorkerTest(unittest.TestCase):
         run_id = int(self.cluster.sql("select revetl.run_sync('s', wait => true)"))
         self.assertEqual(self.cluster.wait_for_run(run_id), "succeeded")
 
-    def test_terminated_run_is_failed_and_queued_again(self):
+    def test_terminated_run_is_interrupted_and_queued_again(self):
+        # pg_terminate_backend is SIGTERM, as a shutdown: the run is recorded
+        # as interrupted, not failed, and queued again.
         self.make_sync(rows=4, batch_size=1)
         self.cluster.wait_for_worker()
         self.mock.configure(delay_ms=500)
@@ -90,8 +117,8 @@ class WorkerTest(unittest.TestCase):
         wait_for(lambda: len(self.mock.requests()) >= 1, timeout=30, what="delivery to start")
         self.cluster.sql("select pg_terminate_backend(pid) from pg_stat_activity where backend_type = 'revetl run'")
         self.mock.configure(delay_ms=0)
-        wait_for(lambda: self.cluster.sql(f"select status from revetl.sync_runs where id = {run_id}") == "failed",
-                 timeout=30, what="terminated run to be marked failed")
+        wait_for(lambda: self.cluster.sql(f"select status from revetl.sync_runs where id = {run_id}")
+                 == "interrupted", timeout=30, what="terminated run to be marked interrupted")
         retry = int(wait_for(lambda: self.cluster.sql("select id from revetl.sync_runs where trigger = 'retry'"),
                              what="retry run"))
         self.assertEqual(self.cluster.wait_for_run(retry), "succeeded")
