@@ -20,6 +20,7 @@ packages=(
     postgresql-15              # the server the extension runs in
     postgresql-server-dev-15   # PGXS and server headers
     libcurl4-openssl-dev       # HTTP delivery
+    ca-certificates            # CA bundle for HTTPS destinations (not pulled in with --no-install-recommends)
     rapidjson-dev              # JSON building and parsing
     libphonenumber-dev         # revetl.e164(): Google's phone number parser and metadata
     libicu-dev                 # Unicode case mapping of the identifier helpers (libphonenumber needs ICU too)

@@ -313,8 +313,12 @@ class PipelineTest(unittest.TestCase):
                 create user mapping for public server tok_{self.n} options (token 'wrong');
                 select revetl.create_sync('{self.sync}', 'public.{self.table}', 'tok_{self.n}', array['id']);
             """)
-            run_id, _ = self.run_sync()
-            self.assertEqual(self.run_row(run_id)["rows_rejected"], "5")  # 401: refused
+            run_id, err = self.run_sync()
+            self.assertIsNone(run_id)  # 401: the run fails, no row is refused
+            self.assertIn("refused the credentials (HTTP 401)", err)
+            failed = cluster.rows(f"select status, rows_rejected from revetl.sync_runs "
+                                  f"where sync_name = '{self.sync}' order by id desc limit 1")[0]
+            self.assertEqual(failed, ["failed", "0"])
             cluster.sql(f"create user mapping for postgres server tok_{self.n} options (token 's3cr3t-token')")
             run_id, _ = self.run_sync()
             self.assertEqual(self.run_row(run_id)["rows_delivered"], "5")
@@ -381,6 +385,32 @@ class PipelineTest(unittest.TestCase):
                                       f"where id = {run_id}", db=restored), [["succeeded", "0", "0"]])
         # New syncs in the restored database do not collide with restored ids.
         cluster.sql("select revetl.create_sync('second', 'public.t', 'h', array['id'])", db=restored)
+
+    def test_refused_credentials_and_redirects_fail_the_run_not_every_row(self):
+        # A wrong token (401) or a moved endpoint (301) is about the
+        # connection: one clear error, no row refused, the sync failing.
+        self.create_sync()
+        mock.configure(reject_all_status=401)
+        run_id, err = self.run_sync()
+        self.assertIsNone(run_id)
+        self.assertIn("refused the credentials (HTTP 401)", err)
+        self.assertIn("user mapping", err)
+        row = cluster.rows(f"select status, rows_rejected, requests from revetl.sync_runs "
+                           f"where sync_name = '{self.sync}' order by id desc limit 1")[0]
+        self.assertEqual(row, ["failed", "0", "1"])
+        self.assertEqual(cluster.sql(f"select count(*) from revetl.rejected_rows where sync_name = '{self.sync}'"),
+                         "0")
+        self.assertEqual(cluster.sql(f"select health from revetl.sync_status where name = '{self.sync}'"),
+                         "failing")
+        mock.configure(reject_all_status=None,
+                       faults=[{"status": 301, "headers": {"Location": "https://hooks.example.com/moved"}}])
+        run_id, err = self.run_sync()
+        self.assertIsNone(run_id)
+        self.assertIn("redirect to https://hooks.example.com/moved", err)
+        # Once fixed, the next run delivers everything.
+        run_id, err = self.run_sync()
+        self.assertIsNotNone(run_id, err)
+        self.assertEqual(self.run_row(run_id)["rows_delivered"], "5")
 
     def test_restore_of_tracked_syncs_succeeds_in_every_form(self):
         # A dump with capture triggers restores without errors, also in one

@@ -381,19 +381,53 @@ TEST_F(WebhookInterpret, RefusedRequestOfOneRowRejectsIt) {
     }
 }
 
-TEST_F(WebhookInterpret, UnauthorizedRejectsEveryRowWithoutSplitting) {
-    Verdict v = Run(Response(401, "no token"), {0, 1, 3});
-    EXPECT_EQ(v.kind, Verdict::Kind::Done);
-    ASSERT_EQ(v.rows.size(), 3u);
-    for (const auto &o : v.rows) {
-        EXPECT_FALSE(o.accepted);
-        EXPECT_EQ(o.http_status, 401);
-        EXPECT_EQ(o.reason, "no token");
+TEST_F(WebhookInterpret, RefusedCredentialsFailTheRunInsteadOfEveryRow) {
+    // A wrong token would otherwise refuse every row of the model, run
+    // after run: the run stops with one error naming what to check.
+    for (long status : {401L, 403L}) {
+        SCOPED_TRACE(status);
+        Verdict v = Run(Response(status, "no token"), {0, 1, 3});
+        EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+        EXPECT_TRUE(v.rows.empty());
+        EXPECT_NE(v.error.find("HTTP " + std::to_string(status)), std::string::npos) << v.error;
+        EXPECT_NE(v.error.find("user mapping"), std::string::npos) << v.error;
     }
 }
 
+TEST_F(WebhookInterpret, RedirectsAndAMissingUrlFailTheRun) {
+    HttpResponse moved = Response(301, "");
+    moved.headers.emplace_back("location", "https://hooks.example.com/new?secret=x");
+    Verdict v = Run(moved, {0, 1});
+    EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+    EXPECT_NE(v.error.find("redirect to https://hooks.example.com/new"), std::string::npos) << v.error;
+    EXPECT_EQ(v.error.find("secret=x"), std::string::npos) << v.error; // the query string is not shown
+    v = Run(Response(302, ""), {0});
+    EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+    v = Run(Response(404, "Not Found"), {0, 1});
+    EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+    EXPECT_NE(v.error.find("check the server's url"), std::string::npos) << v.error;
+}
+
+TEST_F(WebhookInterpret, UnresolvableHostAndTlsFailuresFailTheRun) {
+    HttpResponse dns = Response(0, "");
+    dns.transport_error = "Couldn't resolve host name";
+    dns.transport_code = kTransportCouldNotResolve;
+    EXPECT_EQ(Run(dns, {0}).kind, Verdict::Kind::Fatal);
+    HttpResponse tls = Response(0, "");
+    tls.transport_error = "SSL peer certificate or SSH remote key was not OK";
+    tls.transport_code = kTransportTls;
+    Verdict v = Run(tls, {0});
+    EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+    EXPECT_NE(v.error.find("certificate"), std::string::npos) << v.error;
+    // Other transport failures (refused, reset, timed out) are retried.
+    HttpResponse reset = Response(0, "");
+    reset.transport_error = "Connection reset by peer";
+    reset.transport_code = kTransportOther;
+    EXPECT_EQ(Run(reset, {0}).kind, Verdict::Kind::Retry);
+}
+
 TEST_F(WebhookInterpret, OtherPermanentStatusesRejectWithoutSplitting) {
-    for (long status : {403L, 404L, 409L, 302L}) {
+    for (long status : {409L, 410L, 451L}) {
         SCOPED_TRACE(status);
         Verdict v = Run(Response(status, ""), {0, 1});
         EXPECT_EQ(v.kind, Verdict::Kind::Done);

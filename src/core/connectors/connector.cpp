@@ -69,3 +69,38 @@ std::unique_ptr<Connector> MakeConnector(const DestinationSettings &settings, Sy
 }
 
 } // namespace revetl
+
+namespace revetl {
+
+std::optional<Verdict> ConnectionFailure(const HttpResponse &response, const std::string &url,
+                                         bool url_names_a_record) {
+    const std::string where = RedactUrl(url);
+    std::string error;
+    const long s = response.status;
+    if (s == 401 || s == 403) {
+        error = "destination " + where + " refused the credentials (HTTP " + std::to_string(s) +
+                "): check the token or other secrets in the user mapping for this server, and that they "
+                "allow this request";
+    } else if (s >= 300 && s < 400) {
+        auto location = response.Header("location");
+        error = "destination " + where + " answered HTTP " + std::to_string(s) + " (a redirect" +
+                (location ? " to " + RedactUrl(*location) : std::string()) +
+                "): revetl follows no redirect; set the server's url to where the destination lives now";
+    } else if (s == 404 && !url_names_a_record) {
+        error = "destination " + where +
+                " answered HTTP 404: nothing is there; check the server's url (its host and path)";
+    } else if (s == 0 && response.transport_code == kTransportCouldNotResolve) {
+        error = "could not resolve the host of " + where + ": check the server's url";
+    } else if (s == 0 && response.transport_code == kTransportTls) {
+        error = "TLS with " + where + " failed (" + response.transport_error +
+                "): check the server's url and the destination's certificate";
+    } else {
+        return std::nullopt;
+    }
+    Verdict v;
+    v.kind = Verdict::Kind::Fatal;
+    v.error = error;
+    return v;
+}
+
+} // namespace revetl

@@ -55,6 +55,15 @@ struct Verdict {
     std::string error; // Retry / Fatal: why, without secrets
 };
 
+// The shared response rule for answers about the connection rather than a
+// row: credentials refused (401, 403), a redirect (3xx; revetl follows
+// none), the destination's URL itself not found (404, when the URL names no
+// record), a host name that does not resolve, a TLS failure. Such an answer
+// fails the run with one error saying what to check, instead of refusing
+// every row of the model run after run. nullopt: not such an answer.
+std::optional<Verdict> ConnectionFailure(const HttpResponse &response, const std::string &url,
+                                         bool url_names_a_record);
+
 class Connector {
 public:
     virtual ~Connector() = default;

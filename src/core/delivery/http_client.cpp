@@ -259,6 +259,13 @@ std::vector<std::pair<uint64_t, HttpResponse>> HttpClient::Poll(int max_wait_ms)
             // A refusal by the address policy keeps its own message.
             if (!t->response.address_refused)
                 t->response.transport_error = curl_easy_strerror(result);
+            t->response.transport_code =
+                result == CURLE_COULDNT_RESOLVE_HOST ? kTransportCouldNotResolve
+                : (result == CURLE_SSL_CONNECT_ERROR || result == CURLE_PEER_FAILED_VERIFICATION ||
+                   result == CURLE_SSL_CERTPROBLEM || result == CURLE_SSL_CIPHER ||
+                   result == CURLE_SSL_CACERT_BADFILE || result == CURLE_SSL_ISSUER_ERROR)
+                    ? kTransportTls
+                    : kTransportOther;
         }
         curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &t->response.elapsed_s);
         curl_slist_free_all(t->headers);

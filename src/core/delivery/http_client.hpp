@@ -25,6 +25,10 @@ struct HttpRequest {
     long connect_timeout_ms = 10000; // always > 0
 };
 
+constexpr int kTransportOther = 1;
+constexpr int kTransportCouldNotResolve = 2; // the host name does not resolve
+constexpr int kTransportTls = 3;             // handshake or certificate
+
 struct HttpResponse {
     long status = 0;  // 0 when no HTTP answer arrived
     std::string body; // truncated at kMaxResponseBody
@@ -35,6 +39,9 @@ struct HttpResponse {
     // No connection was made: every address of the host was refused by the
     // client's address policy (the reason is in transport_error).
     bool address_refused = false;
+    // What kind of transport failure (status 0) it was, where that matters
+    // to the caller: kTransportOther, kTransportCouldNotResolve, kTransportTls.
+    int transport_code = 0;
     double elapsed_s = 0;
 
     std::optional<std::string> Header(const std::string &lower_name) const;

@@ -168,6 +168,9 @@ std::vector<PreparedRequest> WebhookConnector::Prepare(const BatchContext &conte
 
 Verdict WebhookConnector::Interpret(const PreparedRequest &request, const std::vector<Change> &,
                                     const HttpResponse &response) {
+    // A webhook's URL names no record: its 404 is about the URL.
+    if (auto failure = ConnectionFailure(response, settings_.url, false))
+        return *failure;
     Verdict v;
     long retry_after_ms = -1;
     if (auto ra = response.Header("retry-after"))
