@@ -56,6 +56,19 @@ build_releases() {
 }
 suite "released versions built for the upgrade test" build_releases
 export REVETL_RELEASES_DIR="$WORK/releases"
+
+# The vendors' published API contracts (the steering repository's shared/
+# folder, beside this checkout) validate the requests the connectors send.
+# They are copied where the unprivileged test user can read them.
+for specs in "$REPO/../shared/vendor-specs" /work/shared/vendor-specs; do
+    if [ -d "$specs" ]; then
+        cp -r "$specs" "$WORK/vendor-specs"
+        break
+    fi
+done
+if [ -f "$WORK/vendor-specs/hubspot/contacts.v3.json" ]; then
+    export REVETL_HUBSPOT_OPENAPI="$WORK/vendor-specs/hubspot/contacts.v3.json"
+fi
 as_pg=()
 if [ "$(id -u)" = 0 ]; then
     chown -R postgres: "$WORK"

@@ -9,6 +9,13 @@ SELECT type, o->>'name' AS option, o->>'on' AS "on", o->>'required' AS required,
  ORDER BY 1, 3 DESC, 2;
 SELECT type, objects FROM revetl.destination_types ORDER BY type;
 
+-- Every role may read it: it holds no secret.
+CREATE ROLE dt_reader;
+SET ROLE dt_reader;
+SELECT array_agg(type ORDER BY type) FROM revetl.destination_types;
+RESET ROLE;
+DROP ROLE dt_reader;
+
 -- A sync its destination cannot serve is refused when it is created or
 -- altered, not at its first run.
 CREATE TABLE dest_model (id int PRIMARY KEY, email text, domain text);

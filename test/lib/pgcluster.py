@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -202,6 +203,58 @@ class MockWebhook:
 def key(**columns):
     """The canonical form of a record key, as MockWebhook.records() uses."""
     return json.dumps(columns, sort_keys=True)
+
+
+class MockHttp:
+    """The generic HTTP API mock in test/connectors/http/mock.py, in its own process."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="revetl-http-")
+        port_file = os.path.join(self.dir, "port")
+        cmd = [sys.executable, os.path.join(REPO, "test", "connectors", "http", "mock.py"), "--port", "0",
+               "--port-file", port_file]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def read_port():
+            if not os.path.exists(port_file):
+                return None
+            with open(port_file) as f:
+                return f.read().strip() or None
+        self.port = int(wait_for(read_port, timeout=15, what="mock HTTP API to listen"))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                text = r.read().decode()
+                return r.status, (json.loads(text) if text else None)
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            return e.code, (json.loads(text) if text else None)
+
+    def requests(self):
+        return self.call("GET", "/_mock/requests")[1]["requests"]
+
+    def records(self):
+        return self.call("GET", "/_mock/records")[1]["records"]
+
+    def configure(self, **config):
+        return self.call("POST", "/_mock/config", config)
+
+    def reset(self):
+        self.call("POST", "/_mock/reset", {})
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # HubSpot's published OpenAPI contract for CRM objects v3: the mock checks

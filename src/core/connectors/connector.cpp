@@ -48,7 +48,7 @@ std::unique_ptr<Connector> MakeConnector(const DestinationSettings &settings, Sy
     const ConnectorSpec *spec = FindSpec(settings.type);
     if (!spec)
         throw Error(sqlstate::kFdwInvalidOptionValue, "unknown destination type \"" + settings.type + "\"");
-    CheckSyncTarget(*spec, target, sync_name, server_name);
+    CheckSyncTarget(*spec, settings.server_options, target, sync_name, server_name);
     AuthKind auth = SelectedAuth(settings.credentials);
     if (!spec->AcceptsAuth(auth)) {
         std::vector<std::string> ways;

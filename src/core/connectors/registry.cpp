@@ -1,5 +1,6 @@
 #include "core/connectors/registry.hpp"
 
+#include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
 #include "core/connectors/webhook/webhook.hpp"
 
@@ -10,6 +11,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
     static const std::vector<const ConnectorSpec *> specs = {
         &WebhookSpec(),
         &HubSpotSpec(),
+        &HttpSpec(),
     };
     return specs;
 }

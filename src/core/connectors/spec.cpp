@@ -383,8 +383,8 @@ DestinationSettings ResolveDestinationSettings(const OptionList &server, const O
     return s;
 }
 
-void CheckSyncTarget(const ConnectorSpec &spec, SyncTarget &target, const std::string &sync_name,
-                     const std::string &server_name) {
+void CheckSyncTarget(const ConnectorSpec &spec, const OptionList &server, SyncTarget &target,
+                     const std::string &sync_name, const std::string &server_name) {
     const std::string who = "sync \"" + sync_name + "\"";
     const std::string where = "server \"" + server_name + "\" (type " + spec.type + ")";
     if (target.object.empty())
@@ -428,12 +428,12 @@ void CheckSyncTarget(const ConnectorSpec &spec, SyncTarget &target, const std::s
                 object->match_on_hint.empty() ? "Add MATCH ON with a unique field." : object->match_on_hint);
     }
     if (spec.check_target)
-        spec.check_target(target);
+        spec.check_target(target, server, sync_name, server_name);
 }
 
 void CheckSyncTarget(const OptionList &server, SyncTarget &target, const std::string &sync_name,
                      const std::string &server_name) {
-    CheckSyncTarget(ValidateServer(server), target, sync_name, server_name);
+    CheckSyncTarget(ValidateServer(server), server, target, sync_name, server_name);
 }
 
 std::string DestinationTypesJson() {

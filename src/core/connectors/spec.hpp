@@ -82,7 +82,9 @@ struct ConnectorSpec {
     // Code only where the vendor truly differs: further checks of a
     // server's options (after the declared ones) and of a sync's target.
     std::function<void(const OptionList &server)> check_server;
-    std::function<void(const SyncTarget &target)> check_target;
+    std::function<void(const SyncTarget &target, const OptionList &server, const std::string &sync_name,
+                       const std::string &server_name)>
+        check_target;
     std::function<std::unique_ptr<Connector>(const DestinationSettings &, const SyncTarget &)> make;
 
     const OptionSpec *ServerOption(const std::string &name) const;
@@ -144,9 +146,9 @@ DestinationSettings ResolveDestinationSettings(const OptionList &server, const O
 void CheckSyncTarget(const OptionList &server, SyncTarget &target, const std::string &sync_name,
                      const std::string &server_name);
 
-// As above with the spec in hand (no names for messages: run start).
-void CheckSyncTarget(const ConnectorSpec &spec, SyncTarget &target, const std::string &sync_name,
-                     const std::string &server_name);
+// As above with the spec in hand (run start).
+void CheckSyncTarget(const ConnectorSpec &spec, const OptionList &server, SyncTarget &target,
+                     const std::string &sync_name, const std::string &server_name);
 
 // Every registered spec as a JSON array, for revetl.destination_types.
 std::string DestinationTypesJson();

@@ -163,7 +163,7 @@ TEST(HubSpotConnector, OtherObjectsNeedMatchOn) {
         // Refused by the spec, which CREATE / ALTER SYNC and run start consult.
         try {
             SyncTarget t = Target("companies", "", mode);
-            CheckSyncTarget(HubSpotSpec(), t, "s1", "crm");
+            CheckSyncTarget(HubSpotSpec(), {}, t, "s1", "crm");
             FAIL() << "expected revetl::Error";
         } catch (const Error &e) {
             EXPECT_EQ(e.sqlstate(), "22023");
@@ -177,7 +177,7 @@ TEST(HubSpotConnector, OtherObjectsNeedMatchOn) {
 
 TEST(HubSpotConnector, InsertModeNeedsNoMatchOn) {
     SyncTarget t = Target("companies", "", "insert");
-    EXPECT_NO_THROW(CheckSyncTarget(HubSpotSpec(), t, "s1", "crm"));
+    EXPECT_NO_THROW(CheckSyncTarget(HubSpotSpec(), {}, t, "s1", "crm"));
     EXPECT_NO_THROW(HubSpotConnector(Settings(), Target("companies", "", "insert")));
     EXPECT_NO_THROW(HubSpotConnector(Settings(), Target("deals", "", "insert")));
 }

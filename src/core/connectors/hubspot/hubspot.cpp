@@ -525,7 +525,8 @@ const ConnectorSpec &HubSpotSpec() {
         s.returns_ids = true;
         s.idempotency_keys = false;
         s.example = "OPTIONS (type 'hubspot')";
-        s.check_target = [](const SyncTarget &target) { CheckHubSpotObject(target.object); };
+        s.check_target = [](const SyncTarget &target, const OptionList &, const std::string &,
+                            const std::string &) { CheckHubSpotObject(target.object); };
         s.make = [](const DestinationSettings &settings,
                     const SyncTarget &target) -> std::unique_ptr<Connector> {
             return std::make_unique<HubSpotConnector>(settings, target);
