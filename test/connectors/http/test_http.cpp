@@ -257,6 +257,29 @@ TEST(HttpPrepare, AuthSchemesFromTheUserMapping) {
     EXPECT_EQ(HeaderOf(p.requests[0].http, "Authorization"), "Basic dTpw");
 }
 
+TEST(HttpInterpret, AnswersAboutTheConnectionFailTheRun) {
+    // The shared rule applies unless the server's own status lists claim
+    // the status; a 404 of a path built from the record's key is that row's.
+    HttpConnector c = Make({{"success_statuses", "200-299,410"}});
+    auto changes = Rows();
+    auto p = Prepare(c, changes, {0, 2});
+    for (long status : {401L, 403L, 301L, 404L}) {
+        SCOPED_TRACE(status);
+        Verdict v = c.Interpret(p.requests[0], changes, Response(status));
+        EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+        EXPECT_TRUE(v.rows.empty());
+    }
+    EXPECT_EQ(c.Interpret(p.requests[0], changes, Response(410)).kind, Verdict::Kind::Done); // listed
+
+    HttpConnector by_key = Make({{"body", "record"}, {"add_method", "PUT"}, {"add_path", "/v1/users/{id}"}});
+    auto q = Prepare(by_key, changes, {0});
+    Verdict v = by_key.Interpret(q.requests[0], changes, Response(404, "no such user"));
+    EXPECT_EQ(v.kind, Verdict::Kind::Done);
+    ASSERT_EQ(v.rows.size(), 1u);
+    EXPECT_FALSE(v.rows[0].accepted);
+    EXPECT_EQ(by_key.Interpret(q.requests[0], changes, Response(401)).kind, Verdict::Kind::Fatal);
+}
+
 TEST(HttpInterpret, StatusRules) {
     HttpConnector c = Make({{"success_statuses", "200-299,409"}, {"retry_statuses", "429,500-599"}});
     auto changes = Rows();

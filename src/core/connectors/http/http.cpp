@@ -309,10 +309,22 @@ std::vector<PreparedRequest> HttpConnector::Prepare(const BatchContext &, const 
     return out;
 }
 
-Verdict HttpConnector::Interpret(const PreparedRequest &request, const std::vector<Change> &,
+Verdict HttpConnector::Interpret(const PreparedRequest &request, const std::vector<Change> &changes,
                                  const HttpResponse &response) {
     Verdict v;
     const long status = response.status;
+    // The shared rule for answers about the connection (credentials,
+    // redirects, a URL with nothing behind it, DNS, TLS), unless the
+    // server's own status lists say what such a status means. A 404 of a
+    // path built from the record's key is about that record.
+    if (status == 0 || (!success_.Contains(status) && !retry_.Contains(status))) {
+        bool names_a_record = false;
+        if (!request.rows.empty())
+            if (const Operation *op = OperationFor(changes[request.rows[0]].op))
+                names_a_record = op->path.find('{') != std::string::npos;
+        if (auto failure = ConnectionFailure(response, request.http.url, names_a_record))
+            return *failure;
+    }
     rapidjson::Document doc;
     doc.Parse(response.body.c_str(), response.body.size());
     const bool json = !doc.HasParseError();
