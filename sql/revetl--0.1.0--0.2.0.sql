@@ -187,3 +187,18 @@ COMMENT ON VIEW revetl.destination_types IS
 ALTER TABLE revetl.runs DROP CONSTRAINT runs_status_check;
 ALTER TABLE revetl.runs ADD CONSTRAINT runs_status_check
     CHECK (status IN ('queued', 'running', 'succeeded', 'partial', 'failed', 'cancelled', 'interrupted'));
+
+----------------------------------------------------------------------------
+-- revetl.cancel_run (issue 20).
+----------------------------------------------------------------------------
+-- Cancels a queued or running run: a queued run never starts; a running one
+-- stops at once (a statement in progress is cancelled), rows in flight are
+-- re-verified later and rows not yet sent stay planned; the run ends
+-- 'cancelled'. For the sync's owner (or a member of its role).
+CREATE FUNCTION revetl.cancel_run(run_id bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'revetl_cancel_run'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+COMMENT ON FUNCTION revetl.cancel_run(bigint) IS
+  'cancels a queued or running run of a sync you own; it ends cancelled and its undelivered rows wait for the next run';

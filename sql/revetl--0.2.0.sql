@@ -378,6 +378,18 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION revetl.run_sync(text, boolean, integer, boolean) IS
   'requests a run of a sync at commit and returns its run id; with wait => true, outside a transaction block, returns once the run has finished';
 
+-- Cancels a queued or running run: a queued run never starts; a running one
+-- stops at once (a statement in progress is cancelled), rows in flight are
+-- re-verified later and rows not yet sent stay planned; the run ends
+-- 'cancelled'. For the sync's owner (or a member of its role).
+CREATE FUNCTION revetl.cancel_run(run_id bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'revetl_cancel_run'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+COMMENT ON FUNCTION revetl.cancel_run(bigint) IS
+  'cancels a queued or running run of a sync you own; it ends cancelled and its undelivered rows wait for the next run';
+
 -- Payloads are rendered exactly as the worker renders them, whatever the
 -- caller's session settings.
 CREATE FUNCTION revetl.preview_sync(name text, max_rows integer DEFAULT 10)

@@ -366,6 +366,62 @@ const char *ActionName(const std::string &op) {
     return "invalid";
 }
 
+// Cancels a queued or running run. A queued run never starts; a running one
+// stops at its next interrupt check (a statement in progress is cancelled):
+// rows whose requests were in flight are re-verified later, rows not yet
+// sent stay planned for the next run, and the run ends 'cancelled'.
+Datum CancelRunFn(FunctionCallInfo fcinfo) {
+    if (PG_ARGISNULL(0))
+        throw Error("22004", "run id must not be null");
+    const int64_t run_id = PG_GETARG_INT64(0);
+    SpiConnect();
+    SqlResult run = Sql("SELECT r.sync_id, r.sync_name, r.status FROM revetl.sync_runs r WHERE r.id = $1",
+                        {SqlArg::Int8(run_id)});
+    if (run.rows.empty())
+        throw Error(sqlstate::kUndefinedObject, "run " + std::to_string(run_id) + " does not exist", {},
+                    "SELECT id, sync_name, status FROM revetl.sync_runs lists the runs.");
+    const int64_t sync_id = run.Int8(0, 0);
+    const std::string sync_name = run.Text(0, 1);
+    const std::string status = run.Text(0, 2);
+    auto def = LoadSyncById(sync_id);
+    if (def) {
+        RequireOwnership(*def, "cancel runs of");
+    } else {
+        bool super = false;
+        PgGuard([&] { super = superuser(); });
+        if (!super)
+            throw Error(sqlstate::kInsufficientPrivilege,
+                        "must be superuser to cancel run " + std::to_string(run_id),
+                        "Its sync \"" + sync_name + "\" was dropped.");
+    }
+    const std::string who = RoleName(GetUserId());
+    if (status == "queued") {
+        AsExtensionOwner([&] {
+            Sql("WITH c AS (UPDATE revetl.runs SET status = 'cancelled', finished_at = pg_catalog.now(), "
+                "error = $2 WHERE id = $1 AND status = 'queued' RETURNING id, sync_name) "
+                "SELECT pg_catalog.pg_notify('revetl_runs', pg_catalog.json_build_object('sync', sync_name, "
+                "'run_id', id, 'status', 'cancelled')::text) FROM c",
+                {SqlArg::Int8(run_id), SqlArg::Text("cancelled by revetl.cancel_run (role " + who + ")")});
+        });
+    } else if (status == "running") {
+        const char *reason = "cancelled by revetl.cancel_run";
+        bool asked = false;
+        PgGuard([&] { asked = CancelSyncRun(MyDatabaseId, sync_id, reason); });
+        if (!asked)
+            PgGuard([&] {
+                ereport(NOTICE, (errmsg("run %lld has no process any more", (long long)run_id),
+                                 errdetail("The scheduler records how it ended.")));
+            });
+    } else {
+        PgGuard([&] {
+            ereport(NOTICE, (errmsg("run %lld of sync \"%s\" already ended (%s)", (long long)run_id,
+                                    sync_name.c_str(), status.c_str())));
+        });
+    }
+    SpiFinish();
+    PG_RETURN_VOID();
+}
+
 Datum PreviewSync(FunctionCallInfo fcinfo) {
     std::string name = RequiredText(fcinfo, 0, "sync name");
     int max_rows = PG_ARGISNULL(1) ? 10 : PG_GETARG_INT32(1);
@@ -530,6 +586,9 @@ REVETL_SQL_FUNCTION(revetl_sync_ddl) {
 }
 REVETL_SQL_FUNCTION(revetl_run_sync) {
     return RunSync(fcinfo);
+}
+REVETL_SQL_FUNCTION(revetl_cancel_run) {
+    return CancelRunFn(fcinfo);
 }
 REVETL_SQL_FUNCTION(revetl_preview_sync) {
     return PreviewSync(fcinfo);

@@ -96,6 +96,40 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(self.cluster.sql("select health from revetl.sync_status where name = 's'"), "healthy")
         self.assertNotIn("process running this run stopped", self.cluster.log_text())
 
+    def test_cancel_run_stops_a_running_and_a_queued_run(self):
+        self.make_sync(rows=6, batch_size=1)
+        self.cluster.wait_for_worker()
+        self.cluster.sql("create role canceller login; create role stranger login")
+        self.cluster.sql("alter table t owner to canceller; grant usage on foreign server h to canceller")
+        self.cluster.sql("select revetl.alter_sync_owner('s', 'canceller')")
+        self.mock.configure(delay_ms=700)
+        running = int(self.cluster.sql("select revetl.run_sync('s')", user="canceller"))
+        wait_for(lambda: len(self.mock.requests()) >= 1, timeout=30, what="delivery to start")
+        queued = int(self.cluster.sql("select revetl.run_sync('s')", user="canceller"))
+        self.assertEqual(self.cluster.sql(f"select status from revetl.sync_runs where id = {queued}"), "queued")
+        # Not the owner: refused.
+        _, err, rc = self.cluster.psql(f"select revetl.cancel_run({running})", user="stranger", check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn('must be owner of sync "s"', err)
+        _, err, rc = self.cluster.psql("select revetl.cancel_run(999999)", check=False)
+        self.assertIn("run 999999 does not exist", err)
+        self.cluster.sql(f"select revetl.cancel_run({queued})", user="canceller")
+        self.assertEqual(self.cluster.rows(f"select status, error from revetl.sync_runs where id = {queued}",
+                                           user="canceller"),
+                         [["cancelled", "cancelled by revetl.cancel_run (role canceller)"]])
+        self.cluster.sql(f"select revetl.cancel_run({running})", user="canceller")
+        wait_for(lambda: self.cluster.sql(f"select status from revetl.sync_runs where id = {running}")
+                 == "cancelled", timeout=15, what="the running run to be cancelled")
+        self.assertLess(len(self.mock.records()), 6, "the cancelled run delivered everything anyway")
+        _, err, _ = self.cluster.psql(f"select revetl.cancel_run({running})", user="canceller")
+        self.assertIn("already ended (cancelled)", err)
+        # Nothing is lost: the next run delivers the rest.
+        self.mock.configure(delay_ms=0)
+        again = int(self.cluster.sql("select revetl.run_sync('s', wait => true)", user="canceller"))
+        self.assertEqual(self.cluster.wait_for_run(again), "succeeded")
+        expected = {key(id=i): {"id": i, "v": f"v{i}"} for i in range(1, 7)}
+        self.assertEqual(self.mock.records(), expected)
+
     def test_terminated_worker_is_restarted(self):
         self.cluster.sql("create extension revetl")
         pid = self.cluster.wait_for_worker()

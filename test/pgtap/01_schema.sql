@@ -2,7 +2,7 @@
 -- functions, event trigger, dump registration, row level security and
 -- privileges.
 BEGIN;
-SELECT plan(175);
+SELECT plan(176);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -172,6 +172,7 @@ SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean,intege
           'run_sync(name, wait => false, max_rows => NULL, full => false)');
 SELECT isnt_strict('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean'],
                    'run_sync is not STRICT (a NULL name gets an error)');
+SELECT has_function('revetl', 'cancel_run', ARRAY['bigint'], 'revetl.cancel_run(bigint) exists');
 SELECT has_function('revetl', 'preview_sync', ARRAY['text', 'integer'],
                     'revetl.preview_sync(text, integer) exists');
 SELECT is((SELECT pg_get_function_result('revetl.preview_sync(text,integer)'::regprocedure)),
