@@ -65,14 +65,15 @@ OptionList ToOptionList(List *options) {
 } // namespace
 
 std::optional<SyncDefinition> LoadSyncById(int64_t id) {
-    SqlResult r = Sql(std::string(kSelectSync) + "WHERE s.id = $1", {SqlArg::Int8(id)});
+    SqlResult r = Sql(std::string(kSelectSync) + "WHERE s.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int8(id)});
     if (r.rows.empty())
         return std::nullopt;
     return FromRow(r);
 }
 
 std::optional<SyncDefinition> LoadSyncByName(const std::string &name) {
-    SqlResult r = Sql(std::string(kSelectSync) + "WHERE s.name = $1", {SqlArg::Text(name)});
+    SqlResult r =
+        Sql(std::string(kSelectSync) + "WHERE s.name OPERATOR(pg_catalog.=) $1", {SqlArg::Text(name)});
     if (r.rows.empty())
         return std::nullopt;
     return FromRow(r);
@@ -159,7 +160,12 @@ void CheckServerUsage(const Destination &dest, Oid role) {
 
 Oid ExtensionOwner() {
     SqlResult r =
-        Sql("SELECT extowner, extversion FROM pg_catalog.pg_extension WHERE extname = 'revetl'", {}, true);
+        // Runs before any switch of role, under the caller's search_path:
+        // the operator is named in full, so a role's own "=" cannot choose
+        // whose rights revetl's statements get.
+        Sql("SELECT extowner, extversion FROM pg_catalog.pg_extension "
+            "WHERE extname OPERATOR(pg_catalog.=) 'revetl'::pg_catalog.name",
+            {}, true);
     if (r.rows.empty())
         throw Error(sqlstate::kObjectNotInPrerequisiteState,
                     "extension \"revetl\" is not installed in this database", {},

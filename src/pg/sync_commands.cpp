@@ -625,9 +625,10 @@ void CheckSyncQuota(Oid role) {
     if (exempt)
         return;
     // Not read-only: a DROP SYNC earlier in the same revetl.execute counts.
-    int64_t owned =
-        Sql("SELECT count(*) FROM revetl.syncs WHERE owner = $1::oid::regrole", {SqlArg::Int8(role)})
-            .Int8(0, 0);
+    int64_t owned = Sql("SELECT pg_catalog.count(*) FROM revetl.syncs WHERE owner::pg_catalog.oid "
+                        "OPERATOR(pg_catalog.=) $1",
+                        {SqlArg::Int8(role)})
+                        .Int8(0, 0);
     if (owned >= g_max_syncs_per_role)
         throw Error("53400",
                     "role \"" + RoleName(role) + "\" already owns " + std::to_string(owned) + " syncs",
