@@ -626,7 +626,7 @@ void CheckSyncQuota(Oid role) {
         return;
     // Not read-only: a DROP SYNC earlier in the same revetl.execute counts.
     int64_t owned = Sql("SELECT pg_catalog.count(*) FROM revetl.syncs WHERE owner::pg_catalog.oid "
-                        "OPERATOR(pg_catalog.=) $1",
+                        "OPERATOR(pg_catalog.=) $1::pg_catalog.oid",
                         {SqlArg::Int8(role)})
                         .Int8(0, 0);
     if (owned >= g_max_syncs_per_role)
