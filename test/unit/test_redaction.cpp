@@ -1,4 +1,5 @@
 // Secrets never survive into stored, logged or returned text.
+#include "core/common/encoding.hpp"
 #include "core/delivery/redaction.hpp"
 
 #include <gtest/gtest.h>
@@ -10,8 +11,8 @@ TEST(Redaction, ReplacesEveryFormOfASecret) {
     r.AddSecret("s3cr3t-token/+x");
     EXPECT_EQ(r.Apply("unauthorized: Bearer s3cr3t-token/+x was refused"),
               "unauthorized: Bearer [redacted] was refused");
-    EXPECT_EQ(r.Apply("token=" + PercentEncode("s3cr3t-token/+x")), "token=[redacted]");
-    EXPECT_EQ(r.Apply("Basic " + Base64Encode("s3cr3t-token/+x")), "Basic [redacted]");
+    EXPECT_EQ(r.Apply("token=" + UrlEncode("s3cr3t-token/+x")), "token=[redacted]");
+    EXPECT_EQ(r.Apply("Basic " + Base64("s3cr3t-token/+x")), "Basic [redacted]");
     EXPECT_EQ(r.Apply("twice s3cr3t-token/+x s3cr3t-token/+x"), "twice [redacted] [redacted]");
     EXPECT_EQ(r.Apply("nothing here"), "nothing here");
 }
@@ -32,8 +33,8 @@ TEST(Redaction, BoundsTheTextAtACharacterBoundary) {
 }
 
 TEST(Redaction, Base64AndPercentEncoding) {
-    EXPECT_EQ(Base64Encode("user:pass"), "dXNlcjpwYXNz");
-    EXPECT_EQ(Base64Encode("a"), "YQ==");
-    EXPECT_EQ(Base64Encode("ab"), "YWI=");
-    EXPECT_EQ(PercentEncode("a b/c"), "a%20b%2Fc");
+    EXPECT_EQ(Base64("user:pass"), "dXNlcjpwYXNz");
+    EXPECT_EQ(Base64("a"), "YQ==");
+    EXPECT_EQ(Base64("ab"), "YWI=");
+    EXPECT_EQ(UrlEncode("a b/c"), "a%20b%2Fc");
 }

@@ -2,6 +2,7 @@
 // validation (one judgement for CREATE, ALTER and run start), sync targets,
 // auth schemes, revetl.destination_types, and that the shared connector
 // files name no vendor.
+#include "core/common/encoding.hpp"
 #include "core/common/error.hpp"
 #include "core/connectors/auth.hpp"
 #include "core/connectors/registry.hpp"

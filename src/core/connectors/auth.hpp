@@ -41,10 +41,4 @@ const char *AuthOptions(AuthKind kind);
 // name), or the API key as a query parameter.
 void ApplyAuth(const Credentials &credentials, HttpRequest &request);
 
-// RFC 4648 base64, for basic auth.
-std::string Base64(const std::string &data);
-
-// Percent-encoding of everything but RFC 3986's unreserved characters.
-std::string UrlEncode(const std::string &text);
-
 } // namespace revetl

@@ -1,58 +1,16 @@
 #include "core/delivery/redaction.hpp"
 
+#include "core/common/encoding.hpp"
+
 #include <algorithm>
 #include <cctype>
 
 namespace revetl {
 
-std::string Base64Encode(const std::string &data) {
-    static const char kTable[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t i = 0;
-    while (i + 2 < data.size()) {
-        unsigned v = (static_cast<unsigned char>(data[i]) << 16) |
-                     (static_cast<unsigned char>(data[i + 1]) << 8) | static_cast<unsigned char>(data[i + 2]);
-        out += kTable[(v >> 18) & 63];
-        out += kTable[(v >> 12) & 63];
-        out += kTable[(v >> 6) & 63];
-        out += kTable[v & 63];
-        i += 3;
-    }
-    if (i + 1 == data.size()) {
-        unsigned v = static_cast<unsigned char>(data[i]) << 16;
-        out += kTable[(v >> 18) & 63];
-        out += kTable[(v >> 12) & 63];
-        out += "==";
-    } else if (i + 2 == data.size()) {
-        unsigned v =
-            (static_cast<unsigned char>(data[i]) << 16) | (static_cast<unsigned char>(data[i + 1]) << 8);
-        out += kTable[(v >> 18) & 63];
-        out += kTable[(v >> 12) & 63];
-        out += kTable[(v >> 6) & 63];
-        out += '=';
-    }
-    return out;
-}
-
-std::string PercentEncode(const std::string &data) {
-    static const char kHex[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : data) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-            out += static_cast<char>(c);
-        } else {
-            out += '%';
-            out += kHex[c >> 4];
-            out += kHex[c & 15];
-        }
-    }
-    return out;
-}
-
 void Redactor::AddSecret(const std::string &secret) {
     if (secret.size() < kMinSecretLength)
         return;
-    for (std::string form : {secret, Base64Encode(secret), PercentEncode(secret)}) {
+    for (std::string form : {secret, Base64(secret), UrlEncode(secret)}) {
         // Base64 of a value ends in padding that may be cut off in an echo.
         while (!form.empty() && form.back() == '=')
             form.pop_back();

@@ -32,7 +32,4 @@ private:
     std::vector<std::string> secrets_; // longest first, so that no part of one survives
 };
 
-std::string Base64Encode(const std::string &data);
-std::string PercentEncode(const std::string &data);
-
 } // namespace revetl

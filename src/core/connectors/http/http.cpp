@@ -1,5 +1,6 @@
 #include "core/connectors/http/http.hpp"
 
+#include "core/common/encoding.hpp"
 #include "core/common/error.hpp"
 #include "core/delivery/retry_policy.hpp"
 
