@@ -137,23 +137,24 @@ revetl.allowed_hosts = '*, 127.0.0.1'
         return wait_for(finished, timeout=timeout, what=f"run {run_id} to finish")
 
 
-class MockWebhook:
-    """The mock destination in test/connectors/webhook/mock.py, in its own process."""
+class MockProcess:
+    """A stateful mock destination, test/connectors/<connector>/mock.py, in its
+    own process: started on a free port (read from its port file), driven
+    through its /_mock control API, stopped with SIGTERM."""
 
-    def __init__(self, require_token=None):
-        self.dir = tempfile.mkdtemp(prefix="revetl-mock-")
+    def __init__(self, connector, what, args=()):
+        self.dir = tempfile.mkdtemp(prefix=f"revetl-{connector}-")
         port_file = os.path.join(self.dir, "port")
-        cmd = [sys.executable, os.path.join(REPO, "test", "connectors", "webhook", "mock.py"), "--port", "0",
-               "--port-file", port_file]
-        if require_token:
-            cmd += ["--require-token", require_token]
+        cmd = [sys.executable, os.path.join(REPO, "test", "connectors", connector, "mock.py"), "--port", "0",
+               "--port-file", port_file, *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
         def read_port():
             if not os.path.exists(port_file):
                 return None
             with open(port_file) as f:
                 return f.read().strip() or None
-        self.port = int(wait_for(read_port, timeout=15, what="mock webhook to listen"))
+        self.port = int(wait_for(read_port, timeout=15, what=f"{what} to listen"))
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _call(self, method, path, body=None):
@@ -166,6 +167,29 @@ class MockWebhook:
 
     def requests(self):
         return self._call("GET", "/_mock/requests")["requests"]
+
+    def configure(self, **config):
+        return self._call("POST", "/_mock/config", config)
+
+    def reset(self):
+        self._call("POST", "/_mock/reset", {})
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class MockWebhook(MockProcess):
+    """The mock destination in test/connectors/webhook/mock.py."""
+
+    def __init__(self, require_token=None):
+        super().__init__("webhook", "mock webhook",
+                         ["--require-token", require_token] if require_token else [])
 
     def records(self):
         """{canonical key json: data} of what the destination holds."""
@@ -181,23 +205,8 @@ class MockWebhook:
     def duplicates(self):
         return self._call("GET", "/_mock/records")["duplicates"]
 
-    def configure(self, **config):
-        return self._call("POST", "/_mock/config", config)
-
     def clear_requests(self):
         self._call("DELETE", "/_mock/requests")
-
-    def reset(self):
-        self._call("POST", "/_mock/reset", {})
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def key(**columns):
@@ -205,23 +214,12 @@ def key(**columns):
     return json.dumps(columns, sort_keys=True)
 
 
-class MockHttp:
-    """The generic HTTP API mock in test/connectors/http/mock.py, in its own process."""
+class MockHttp(MockProcess):
+    """The generic HTTP API mock in test/connectors/http/mock.py. Its calls
+    answer (status, body), so that tests can look at refused control calls."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="revetl-http-")
-        port_file = os.path.join(self.dir, "port")
-        cmd = [sys.executable, os.path.join(REPO, "test", "connectors", "http", "mock.py"), "--port", "0",
-               "--port-file", port_file]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-        def read_port():
-            if not os.path.exists(port_file):
-                return None
-            with open(port_file) as f:
-                return f.read().strip() or None
-        self.port = int(wait_for(read_port, timeout=15, what="mock HTTP API to listen"))
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__("http", "mock HTTP API")
 
     def call(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -247,51 +245,21 @@ class MockHttp:
     def reset(self):
         self.call("POST", "/_mock/reset", {})
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
 
 # HubSpot's published OpenAPI contract for CRM objects v3: the mock checks
 # every request revetl sends against it.
 HUBSPOT_OPENAPI = os.environ.get("REVETL_HUBSPOT_OPENAPI", "/work/shared/vendor-specs/hubspot/contacts.v3.json")
 
 
-class MockHubSpot:
-    """The stateful HubSpot mock in test/connectors/hubspot/mock.py, in its own process,
-    validating every request against HubSpot's OpenAPI contract (contract_violations())."""
+class MockHubSpot(MockProcess):
+    """The stateful HubSpot mock in test/connectors/hubspot/mock.py, validating
+    every request against HubSpot's OpenAPI contract (contract_violations())."""
 
     def __init__(self, token="test-token", seed=0, openapi=HUBSPOT_OPENAPI):
-        self.dir = tempfile.mkdtemp(prefix="revetl-hubspot-")
-        port_file = os.path.join(self.dir, "port")
         if openapi and not os.path.exists(openapi):
             raise RuntimeError(f"HubSpot's OpenAPI contract is not at {openapi} (set REVETL_HUBSPOT_OPENAPI)")
-        cmd = [sys.executable, os.path.join(REPO, "test", "connectors", "hubspot", "mock.py"), "--port", "0",
-               "--port-file", port_file, "--token", token, "--seed", str(seed)]
-        if openapi:
-            cmd += ["--openapi", openapi]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-        def read_port():
-            if not os.path.exists(port_file):
-                return None
-            with open(port_file) as f:
-                return f.read().strip() or None
-        self.port = int(wait_for(read_port, timeout=15, what="mock HubSpot to listen"))
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def _call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            text = r.read().decode()
-            return json.loads(text) if text else None
+        super().__init__("hubspot", "mock HubSpot", ["--token", token, "--seed", str(seed)] +
+                         (["--openapi", openapi] if openapi else []))
 
     def contacts(self, archived=False):
         """{email: properties} of the contacts HubSpot holds (not archived)."""
@@ -311,21 +279,3 @@ class MockHubSpot:
         """The journaled requests whose bodies broke HubSpot's OpenAPI contract."""
         return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
                 if r.get("contract_errors")]
-
-    def requests(self):
-        return self._call("GET", "/_mock/requests")["requests"]
-
-    def configure(self, **config):
-        return self._call("POST", "/_mock/config", config)
-
-    def reset(self):
-        self._call("POST", "/_mock/reset", {})
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
