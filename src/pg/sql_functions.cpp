@@ -396,13 +396,7 @@ Datum CancelRunFn(FunctionCallInfo fcinfo) {
     }
     const std::string who = RoleName(GetUserId());
     if (status == "queued") {
-        AsExtensionOwner([&] {
-            Sql("WITH c AS (UPDATE revetl.runs SET status = 'cancelled', finished_at = pg_catalog.now(), "
-                "error = $2 WHERE id = $1 AND status = 'queued' RETURNING id, sync_name) "
-                "SELECT pg_catalog.pg_notify('revetl_runs', pg_catalog.json_build_object('sync', sync_name, "
-                "'run_id', id, 'status', 'cancelled')::text) FROM c",
-                {SqlArg::Int8(run_id), SqlArg::Text("cancelled by revetl.cancel_run (role " + who + ")")});
-        });
+        CancelQueuedRuns(sync_id, run_id, "cancelled by revetl.cancel_run (role " + who + ")");
     } else if (status == "running") {
         const char *reason = "cancelled by revetl.cancel_run";
         bool asked = false;

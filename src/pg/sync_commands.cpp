@@ -772,13 +772,18 @@ void DropSync(const std::string &name, bool if_exists) {
         Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1", {SqlArg::Int8(def->id)});
         Sql("DELETE FROM revetl.syncs WHERE id = $1", {SqlArg::Int8(def->id)});
         Sql("DROP TABLE IF EXISTS " + QualifiedName(kSchema, def->shadow_table));
+        CancelQueuedRuns(def->id, 0, "the sync was dropped");
+    });
+}
+
+void CancelQueuedRuns(int64_t sync_id, int64_t run_id, const std::string &why) {
+    AsExtensionOwner([&] {
         Sql("WITH cancelled AS (UPDATE revetl.runs SET status = 'cancelled', finished_at = pg_catalog.now(), "
-            "error = 'the sync was dropped' WHERE sync_id = $1 AND status = 'queued' RETURNING id, "
+            "error = $3 WHERE sync_id = $1 AND ($2 = 0 OR id = $2) AND status = 'queued' RETURNING id, "
             "sync_name) "
             "SELECT pg_catalog.pg_notify('revetl_runs', pg_catalog.json_build_object('sync', sync_name, "
-            "'run_id', id, "
-            "'status', 'cancelled')::text) FROM cancelled",
-            {SqlArg::Int8(def->id)});
+            "'run_id', id, 'status', 'cancelled')::text) FROM cancelled",
+            {SqlArg::Int8(sync_id), SqlArg::Int8(run_id), SqlArg::Text(why)});
     });
 }
 

@@ -65,4 +65,9 @@ void RequestRunOnChange(int64_t sync_id);
 // Throws unless the current user is a member of the sync's owner role.
 void RequireOwnership(const SyncDefinition &def, const char *action);
 
+// Queued runs that will never start: the sync's (run_id 0) or the one run
+// `run_id` of it end 'cancelled' with `why`, each with its revetl_runs
+// notification. Runs as the extension owner.
+void CancelQueuedRuns(int64_t sync_id, int64_t run_id, const std::string &why);
+
 } // namespace revetl::pg
