@@ -36,9 +36,22 @@ uint64_t Fnv1a(const std::string &data, uint64_t seed);
 // Bounded, single-line text for messages stored in the database.
 std::string Truncate(const std::string &text, size_t max_bytes);
 
+// Where a request stands in a flow of more than one call: a lookup before a
+// write (find a record's id, then update it), or an asynchronous job (write,
+// then poll the job until it is done). The connector names its steps and
+// carries what the next call needs; the engine passes it back untouched, and
+// the host keeps a job's (job ids are state: a run killed while a job is
+// pending resumes polling it, see Connector::Resume).
+struct FlowStep {
+    std::string step;   // the connector's name for this call; "" for a first call
+    std::string job_id; // the destination's job id, when this call polls a job
+    std::string state;  // anything else the next call needs (bounded text, no secrets)
+};
+
 struct PreparedRequest {
     HttpRequest http;
     std::vector<size_t> rows; // indices into the batch's changes
+    FlowStep flow;
 };
 
 struct Verdict {
@@ -48,11 +61,24 @@ struct Verdict {
         Throttled, // the destination asked to slow down: wait, not an attempt
         Split,     // the whole request was refused: try the rows in halves
         Fatal,     // stop the run (credentials refused, daily quota spent)
+        // The flow goes on: send `next` (a poll of a job not yet done, the
+        // write after a lookup). Rows of the request that `next` does not
+        // carry get their outcome from `rows` (aligned with the request's).
+        Continue,
+        // The flow is lost (the destination no longer knows the job): the
+        // rows are prepared and sent again, which is safe because writes
+        // match records by key. Counts as an attempt.
+        Resend,
     };
     Kind kind = Kind::Done;
     std::vector<RowOutcome> rows;
-    long wait_ms = -1; // Retry / Throttled: how long the destination asked to wait
-    std::string error; // Retry / Fatal: why, without secrets
+    long wait_ms = -1; // Retry / Throttled / Continue: how long the destination asked to wait
+    std::string error; // Retry / Fatal / Resend: why, without secrets
+    // Continue: the next call. Its rows default to the request's.
+    std::optional<PreparedRequest> next;
+    // Continue: the destination accepted the rows as a job just now, and
+    // `next` polls it: the host keeps the job before the engine polls.
+    bool job_accepted = false;
 };
 
 // The shared response rule for answers about the connection rather than a
@@ -77,6 +103,17 @@ public:
 
     virtual Verdict Interpret(const PreparedRequest &request, const std::vector<Change> &changes,
                               const HttpResponse &response) = 0;
+
+    // The call that resumes a flow kept by an interrupted run (the poll of
+    // its job) for all of `changes`, in the order they were sent; nullopt
+    // when this connector cannot resume it (the rows are then sent again).
+    virtual std::optional<PreparedRequest> Resume(const BatchContext &context,
+                                                  const std::vector<Change> &changes, const FlowStep &step) {
+        (void)context;
+        (void)changes;
+        (void)step;
+        return std::nullopt;
+    }
 };
 
 // The connector of settings.type for `target`. Judges again what CREATE SYNC

@@ -23,6 +23,11 @@ struct Work {
     int throttles = 0;
     int64_t ready_at = 0;
     bool uncertain = false; // an attempt ended without a clear answer
+    int polls = 0;          // polls of this job so far
+    int64_t job = 0;        // the host's handle of the job this flow waits on (0: none)
+
+    // A poll waits on the destination's work, not on a slot of ours.
+    bool Polls() const { return !request.flow.job_id.empty(); }
 };
 
 int64_t SteadyNowMs() {
@@ -32,6 +37,13 @@ int64_t SteadyNowMs() {
 }
 
 } // namespace
+
+long JobPolling::DelayMs(int poll) const {
+    long delay = std::max(1L, first_poll_ms);
+    for (int i = 1; i < poll && delay < max_poll_interval_ms; i++)
+        delay *= 2;
+    return std::min(delay, std::max(1L, max_poll_interval_ms));
+}
 
 EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchContext &context,
                        const EngineConfig &config, EngineHooks &hooks) {
@@ -91,11 +103,86 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             record(b, im.first, im.second);
     };
 
+    // A job waiting to be polled holds no slot: other batches keep flowing
+    // meanwhile, up to the cap on open jobs.
+    auto has_room = [&] {
+        size_t busy = in_flight.size(), jobs = 0;
+        for (const auto &w : pending)
+            (w.Polls() ? jobs : busy)++;
+        for (const auto &f : in_flight)
+            jobs += f.second.Polls() ? 1 : 0;
+        return busy < static_cast<size_t>(config.max_in_flight) &&
+               jobs < static_cast<size_t>(std::max(1, config.jobs.max_open_jobs));
+    };
+    auto stop = [&](const std::string &error) {
+        stopping = true;
+        result.ok = false;
+        result.error = error;
+    };
+
+    // The next call of a flow (a job's poll, the write after a lookup), for
+    // the rows the connector carries on; the others are final now.
+    auto continue_flow = [&](Work &w, Verdict &v, const BatchState &st, long status) {
+        if (!v.next) {
+            stop("the connector continued a flow without a next call");
+            return;
+        }
+        Work next;
+        next.batch = w.batch;
+        next.request = std::move(*v.next);
+        if (next.request.rows.empty())
+            next.request.rows = w.request.rows;
+        next.uncertain = w.uncertain;
+        next.job = w.job;
+        std::vector<bool> carried(w.request.rows.size(), false);
+        for (size_t j = 0; j < w.request.rows.size(); j++)
+            carried[j] = std::find(next.request.rows.begin(), next.request.rows.end(), w.request.rows[j]) !=
+                         next.request.rows.end();
+        for (size_t j = 0; j < w.request.rows.size(); j++) {
+            if (carried[j])
+                continue;
+            RowOutcome o;
+            if (j < v.rows.size()) {
+                o = v.rows[j];
+            } else {
+                o.http_status = status;
+                o.reason = "the destination's answer did not cover this row";
+                o.error_code = "NO_RESULT";
+            }
+            o.uncertain = w.uncertain;
+            record(w.batch, w.request.rows[j], o);
+        }
+        if (v.job_accepted) {
+            // Job ids are state: kept before the first poll, so that a run
+            // killed from here on resumes the job instead of sending again.
+            result.stats.jobs++;
+            next.job = hooks.job_accepted(st.batch, next.request);
+            next.polls = 0;
+        } else {
+            next.polls = next.Polls() && w.Polls() && next.request.flow.job_id == w.request.flow.job_id
+                             ? w.polls
+                             : 0;
+        }
+        long delay = 0;
+        if (next.Polls()) {
+            if (++next.polls > config.jobs.max_polls) {
+                stop("job " + Truncate(next.request.flow.job_id, 100) + " of the destination was not done after " +
+                     std::to_string(config.jobs.max_polls) +
+                     " polls; it stays recorded and the sync's next run polls it again");
+                return;
+            }
+            delay = config.jobs.DelayMs(next.polls);
+        }
+        if (v.wait_ms >= 0)
+            delay = std::min(v.wait_ms, config.jobs.max_poll_interval_ms);
+        next.ready_at = now() + delay;
+        pending.push_back(std::move(next));
+    };
+
     for (;;) {
         hooks.check_interrupts();
         // Keep the pipeline full: pull batches while there is room.
-        while (!stopping && more_batches &&
-               pending.size() + in_flight.size() < static_cast<size_t>(config.max_in_flight)) {
+        while (!stopping && more_batches && has_room()) {
             std::optional<EngineBatch> batch = hooks.next_batch();
             if (!batch) {
                 more_batches = false;
@@ -114,6 +201,27 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             std::vector<size_t> rows(open[b].batch.changes.size());
             for (size_t i = 0; i < rows.size(); i++)
                 rows[i] = i;
+            if (open[b].batch.resume) {
+                // A job an interrupted run left: poll it at once.
+                const KeptJob &kept = *open[b].batch.resume;
+                BatchContext ctx = context;
+                ctx.batch_no = open[b].batch.number;
+                std::optional<PreparedRequest> poll = connector.Resume(ctx, open[b].batch.changes, kept.step);
+                if (poll) {
+                    Work w;
+                    w.batch = b;
+                    w.request = std::move(*poll);
+                    if (w.request.rows.empty())
+                        w.request.rows = rows;
+                    w.job = kept.handle;
+                    w.ready_at = now();
+                    result.stats.jobs_resumed++;
+                    pending.push_back(std::move(w));
+                    continue;
+                }
+                hooks.job_lost(kept.handle, "the destination type cannot resume this job");
+                result.stats.jobs_resent++;
+            }
             enqueue(b, rows, 1);
         }
         finish_complete();
@@ -137,6 +245,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 uint64_t id = next_request_id++;
                 client.Start(id, it->request.http);
                 result.stats.requests++;
+                if (!it->request.flow.step.empty())
+                    result.stats.polls++;
                 in_flight.emplace(id, std::move(*it));
                 it = pending.erase(it);
             }
@@ -190,7 +300,9 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             case Verdict::Kind::Retry:
                 // No answer, or a server error: the destination may have
                 // applied the request anyway, and may still apply it late.
-                if (done.second.status == 0 || done.second.status >= 500 || done.second.status == 408)
+                // (A poll applies nothing.)
+                if (!w.Polls() &&
+                    (done.second.status == 0 || done.second.status >= 500 || done.second.status == 408))
                     w.uncertain = true;
                 if (w.attempt >= config.retry.max_attempts) {
                     stopping = true;
@@ -237,6 +349,26 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 result.ok = false;
                 result.error = v.error;
                 break;
+            case Verdict::Kind::Continue:
+                continue_flow(w, v, batch_it->second, done.second.status);
+                break;
+            case Verdict::Kind::Resend: {
+                // The job is gone: its rows go again (writes match by key, so
+                // a second write of a row the lost job applied is harmless).
+                if (w.job)
+                    hooks.job_lost(w.job, v.error);
+                result.stats.jobs_resent++;
+                if (w.attempt >= config.retry.max_attempts) {
+                    stop(v.error + " (after " + std::to_string(w.attempt) +
+                         (w.attempt == 1 ? " attempt)" : " attempts)"));
+                    break;
+                }
+                size_t first = pending.size();
+                enqueue(w.batch, w.request.rows, w.attempt + 1);
+                for (size_t q = first; q < pending.size(); q++)
+                    pending[q].uncertain = w.uncertain;
+                break;
+            }
             }
         }
         if (in_flight.empty() && !pending.empty() && next_ready > now() && !stopping) {

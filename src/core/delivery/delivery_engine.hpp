@@ -18,9 +18,17 @@
 
 namespace revetl {
 
+// A job an interrupted run left pending at the destination (kept by the
+// host): its batch is resumed by polling it rather than sending it again.
+struct KeptJob {
+    int64_t handle = 0; // the host's id for the job
+    FlowStep step;      // what the connector's Resume needs
+};
+
 struct EngineBatch {
     int64_t number = 0;
     std::vector<Change> changes;
+    std::optional<KeptJob> resume; // set: poll this job for all the changes
 };
 
 struct EngineStats {
@@ -29,6 +37,10 @@ struct EngineStats {
     int64_t rows_retried = 0; // rows in those requests
     int64_t throttled = 0;    // throttling answers (429) waited out
     int64_t splits = 0;       // refused requests split in halves
+    int64_t jobs = 0;         // asynchronous jobs the destination accepted
+    int64_t polls = 0;        // follow-up calls of flows (job polls, writes after lookups)
+    int64_t jobs_resumed = 0; // kept jobs of an interrupted run polled again
+    int64_t jobs_resent = 0;  // jobs the destination no longer knew, their rows sent again
 };
 
 struct EngineHooks {
@@ -45,6 +57,29 @@ struct EngineHooks {
     std::function<void(long ms)> throttle = [](long) {};
     std::function<double()> random = [] { return 0.5; };
     std::function<int64_t()> now_ms;
+    // The destination accepted rows of `batch` (poll.rows) as a job that
+    // `poll` polls: the host keeps it (a short transaction, before the
+    // first poll) and returns its handle for the calls below.
+    std::function<int64_t(const EngineBatch &batch, const PreparedRequest &poll)> job_accepted =
+        [](const EngineBatch &, const PreparedRequest &) { return int64_t{0}; };
+    // A kept job will not give results (the destination no longer knows it):
+    // its rows are sent again. `why` may quote the destination.
+    std::function<void(int64_t handle, const std::string &why)> job_lost = [](int64_t, const std::string &) {};
+};
+
+// How jobs are polled: the first poll after first_poll_ms, each next one
+// twice as late up to max_poll_interval_ms, at most max_polls per job
+// (then the run stops; the job stays kept and the next run resumes it).
+// Jobs waiting to be polled hold no in-flight slot, but no new batch is
+// started while max_open_jobs are open (vendors cap queued jobs; writes
+// already in flight may add up to max_in_flight more).
+struct JobPolling {
+    long first_poll_ms = 1000;
+    long max_poll_interval_ms = 30000;
+    int max_polls = 120;
+    int max_open_jobs = 8;
+
+    long DelayMs(int poll) const; // before poll number `poll` (1, 2, ...)
 };
 
 struct EngineConfig {
@@ -52,6 +87,7 @@ struct EngineConfig {
     RetryPolicy retry;
     int max_throttles_per_request = 60; // bounded: waiting forever is not an option
     int poll_slice_ms = 100;            // interrupts are checked at least this often
+    JobPolling jobs;
 };
 
 struct EngineResult {
