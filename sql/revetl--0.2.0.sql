@@ -203,6 +203,35 @@ CREATE TABLE revetl.changes (
     PRIMARY KEY (run_id, seq)
 );
 
+-- Asynchronous jobs a run's rows wait on at the destination (job ids are
+-- state). A row is written right after the destination accepted the job and
+-- before it is polled, and deleted in the transaction that records its rows'
+-- outcomes. A run killed while a job is pending leaves it 'pending': the
+-- sync's next run polls it again instead of sending its rows again, or, when
+-- the destination no longer knows it, sends them again (writes match by key)
+-- and marks it 'expired'. Never exposed to users: rows hold payloads.
+CREATE TABLE revetl.delivery_jobs (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sync_id     bigint NOT NULL REFERENCES revetl.syncs (id) ON DELETE CASCADE,
+    run_id      bigint NOT NULL,
+    batch_no    bigint NOT NULL,
+    -- the destination's job id, and the connector's step and state for the
+    -- poll that resumes it
+    job_id      text NOT NULL,
+    step        text NOT NULL,
+    flow_state  text NOT NULL DEFAULT '',
+    -- the changes the job covers, in the order they were sent:
+    -- [{seq, op, key, payload, row_hash, dest_id}]
+    rows        jsonb NOT NULL,
+    row_count   integer NOT NULL,
+    state       text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'expired')),
+    note        text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE INDEX delivery_jobs_sync_idx ON revetl.delivery_jobs (sync_id, id);
+REVOKE ALL ON revetl.delivery_jobs FROM PUBLIC;
+
 REVOKE ALL ON revetl.syncs, revetl.runs, revetl.rejected_rows, revetl.changes, revetl.sync_state,
   revetl.captured_changes FROM PUBLIC;
 GRANT SELECT ON revetl.syncs, revetl.rejected_rows, revetl.sync_state TO PUBLIC;

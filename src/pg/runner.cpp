@@ -8,6 +8,12 @@
 //  commit   one short transaction per batch: the shadow state of exactly the
 //           rows the destination accepted, the rejected rows, the run's
 //           counters, and the batch taken off the queue.
+//
+// A destination that takes rows as an asynchronous job (Zendesk, ...) gives
+// a job id to poll: it is kept in revetl.delivery_jobs (a short transaction)
+// before the first poll, and deleted with the commit of its rows' outcomes.
+// Jobs an interrupted run left pending are resumed by the sync's next run
+// before it plans (ResumeKeptJobs): polled, not sent again.
 #include "pg/runner.hpp"
 
 #include "core/connectors/connector.hpp"
@@ -24,6 +30,8 @@
 
 #include <algorithm>
 #include <deque>
+#include <functional>
+#include <map>
 #include <random>
 
 namespace revetl::pg {
@@ -270,8 +278,14 @@ public:
 
 private:
     bool Start();
+    void ResumeKeptJobs();
     void Plan();
     void Deliver();
+    // Runs the delivery engine over `next_batch`'s batches, records its
+    // counters, and throws DestinationFailure when it stopped the run.
+    void RunDelivery(std::function<std::optional<EngineBatch>()> next_batch);
+    int64_t KeepJob(const EngineBatch &batch, const PreparedRequest &poll);
+    void LoseJob(int64_t handle, const std::string &why);
     bool DeliverNextBatch(int64_t &batch_no);
     void Finish(const std::string &status, const std::string &error);
 
@@ -295,6 +309,11 @@ private:
     std::vector<Change> pending_changes_;
     std::vector<RowOutcome> pending_outcomes_;
     int64_t pending_batches_ = 0;
+    // Kept jobs (revetl.delivery_jobs ids) of batches not yet reported, and
+    // of batches reported and not yet committed: deleted by the Flush that
+    // records their rows.
+    std::map<int64_t, std::vector<int64_t>> jobs_by_batch_;
+    std::vector<int64_t> pending_jobs_;
     TimestampTz last_flush_ = 0;
     void Flush();
     // The statements every flush runs, planned once per run.
@@ -600,7 +619,12 @@ void SyncRun::Flush() {
         {SqlArg::Int8(run_id_), SqlArg::Int8Array(seqs), SqlArg::Int8(*lowest), SqlArg::Int8(*highest)});
     flush_sql_->count_delivered.Run(
         {SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered), SqlArg::Int8(rec.rejected_count)});
+    // The jobs of these rows are done: their outcomes are recorded above, in
+    // the same transaction.
+    if (!pending_jobs_.empty())
+        Sql("DELETE FROM revetl.delivery_jobs WHERE id = ANY ($1::bigint[])", {SqlArg::Int8Array(pending_jobs_)});
     CommitTransaction();
+    pending_jobs_.clear();
     rejected_ += rec.rejected_count;
     pending_changes_.clear();
     pending_outcomes_.clear();
@@ -609,15 +633,127 @@ void SyncRun::Flush() {
 }
 
 void SyncRun::Deliver() {
+    RunDelivery([this] { return ReadBatch(); });
+}
+
+int64_t SyncRun::KeepJob(const EngineBatch &batch, const PreparedRequest &poll) {
+    std::vector<int64_t> seqs, hashes;
+    std::vector<std::string> ops, keys, payloads, dest_ids;
+    for (size_t i : poll.rows) {
+        const Change &c = batch.changes[i];
+        seqs.push_back(c.seq);
+        ops.push_back(c.op == Change::Op::Remove ? "r" : c.op == Change::Op::Change ? "c" : "a");
+        keys.push_back(c.key);
+        payloads.push_back(c.payload);
+        hashes.push_back(c.row_hash);
+        dest_ids.push_back(c.dest_id);
+    }
+    BeginTransaction("revetl: keeping a job");
+    SqlResult r = Sql(
+        "INSERT INTO revetl.delivery_jobs (sync_id, run_id, batch_no, job_id, step, flow_state, rows, row_count) "
+        "SELECT $1, $2, $3, $4, $5, $6, coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
+        "'seq', u.seq, 'op', u.op, 'key', u.key, 'payload', pg_catalog.nullif(u.payload, '')::jsonb, "
+        "'row_hash', u.row_hash, 'dest_id', u.dest_id) ORDER BY u.o), '[]'::jsonb), count(*) "
+        "FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[]) "
+        "WITH ORDINALITY AS u(seq, op, key, payload, row_hash, dest_id, o) RETURNING id",
+        {SqlArg::Int8(def_.id), SqlArg::Int8(run_id_), SqlArg::Int8(batch.number),
+         SqlArg::Text(poll.flow.job_id), SqlArg::Text(poll.flow.step), SqlArg::Text(poll.flow.state),
+         SqlArg::Int8Array(seqs), SqlArg::TextArray(ops), SqlArg::TextArray(keys), SqlArg::TextArray(payloads),
+         SqlArg::Int8Array(hashes), SqlArg::TextArray(dest_ids)});
+    CommitTransaction();
+    int64_t id = r.Int8(0, 0);
+    jobs_by_batch_[batch.number].push_back(id);
+    return id;
+}
+
+void SyncRun::LoseJob(int64_t handle, const std::string &why) {
+    BeginTransaction("revetl: recording a lost job");
+    Sql("UPDATE revetl.delivery_jobs SET state = 'expired', finished_at = pg_catalog.now(), note = $2 "
+        "WHERE id = $1",
+        {SqlArg::Int8(handle), SqlArg::Text(redactor_.Apply(
+                                   "the destination no longer knew this job; its rows were sent again: " + why,
+                                   1000))});
+    CommitTransaction();
+    for (auto &entry : jobs_by_batch_)
+        entry.second.erase(std::remove(entry.second.begin(), entry.second.end(), handle), entry.second.end());
+}
+
+void SyncRun::ResumeKeptJobs() {
+    // Runs of one sync never overlap (the claim taken in Start): a pending
+    // job of this sync belongs to a run that ended without recording its
+    // rows. Expired jobs are kept a day, for whoever looks into a resend.
+    BeginTransaction("revetl: reading kept jobs");
+    Sql("DELETE FROM revetl.delivery_jobs WHERE sync_id = $1 AND state <> 'pending' "
+        "AND finished_at < pg_catalog.now() - interval '1 day'",
+        {SqlArg::Int8(def_.id)});
+    SqlResult rows =
+        Sql("SELECT j.id, j.job_id, j.step, j.flow_state, (e.v->>'seq')::bigint, e.v->>'op', e.v->>'key', "
+            "(e.v->'payload')::text, (e.v->>'row_hash')::bigint, e.v->>'dest_id' "
+            "FROM revetl.delivery_jobs j "
+            "CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(j.rows) WITH ORDINALITY AS e(v, o) "
+            "WHERE j.sync_id = $1 AND j.state = 'pending' ORDER BY j.id, e.o",
+            {SqlArg::Int8(def_.id)});
+    CommitTransaction();
+    if (rows.rows.empty())
+        return;
+    std::deque<EngineBatch> batches;
+    int64_t current = 0;
+    for (size_t i = 0; i < rows.rows.size(); i++) {
+        int64_t id = rows.Int8(i, 0);
+        if (id != current) {
+            current = id;
+            EngineBatch b;
+            b.number = ++batch_no_;
+            b.resume = KeptJob{id, FlowStep{rows.Text(i, 2), rows.Text(i, 1), rows.Text(i, 3)}};
+            jobs_by_batch_[b.number].push_back(id);
+            batches.push_back(std::move(b));
+        }
+        Change c;
+        c.seq = rows.Int8(i, 4);
+        const std::string op = rows.Text(i, 5);
+        // An added row is recorded as a change: the interrupted run left a
+        // placeholder for its key in the shadow table (worker.cpp,
+        // RecoverInterruptedRuns), which a plain insert would collide with.
+        c.op = op == "r" ? Change::Op::Remove : Change::Op::Change;
+        c.key = rows.Text(i, 6);
+        c.payload = rows.At(i, 7) && *rows.At(i, 7) != "null" ? *rows.At(i, 7) : "";
+        c.row_hash = rows.At(i, 8) ? rows.Int8(i, 8) : 0;
+        c.dest_id = rows.At(i, 9) ? rows.Text(i, 9) : "";
+        batches.back().changes.push_back(std::move(c));
+    }
+    const size_t kept = batches.size();
+    PgGuard([&] { pgstat_report_activity(STATE_RUNNING, "revetl: resuming kept jobs"); });
+    RunDelivery([&batches]() -> std::optional<EngineBatch> {
+        if (batches.empty())
+            return std::nullopt;
+        EngineBatch b = std::move(batches.front());
+        batches.pop_front();
+        return b;
+    });
+    PgGuard([&] {
+        ereport(LOG, (errmsg("revetl: run %lld of sync \"%s\" in database \"%s\" resumed %zu jobs an "
+                             "interrupted run left pending",
+                             (long long)run_id_, def_.name.c_str(), DatabaseName(), kept),
+                      errdetail("Jobs the destination no longer knew had their rows sent again; "
+                                "revetl.delivery_jobs keeps them a day as 'expired'.")));
+    });
+}
+
+void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch) {
     // Big batches commit one at a time; small ones are grouped.
     constexpr int64_t kFlushBatches = 64;
     constexpr long kFlushEveryMs = 50;
     EngineHooks hooks;
-    hooks.next_batch = [this] { return ReadBatch(); };
+    hooks.next_batch = std::move(next_batch);
     hooks.batch_done = [&](const EngineBatch &batch, const std::vector<RowOutcome> &outcomes) {
         for (size_t i = 0; i < batch.changes.size(); i++) {
             pending_changes_.push_back(batch.changes[i]);
             pending_outcomes_.push_back(outcomes[i]);
+        }
+        auto jobs = jobs_by_batch_.find(batch.number);
+        if (jobs != jobs_by_batch_.end()) {
+            pending_jobs_.insert(pending_jobs_.end(), jobs->second.begin(), jobs->second.end());
+            jobs_by_batch_.erase(jobs);
         }
         pending_batches_++;
         TimestampTz now = 0;
@@ -640,9 +776,14 @@ void SyncRun::Deliver() {
     hooks.throttle = [this](long ms) {
         PgGuard([&] { ThrottleDestination(server_oid_, rate_sync_id_, ms); });
     };
+    hooks.job_accepted = [this](const EngineBatch &batch, const PreparedRequest &poll) {
+        return KeepJob(batch, poll);
+    };
+    hooks.job_lost = [this](int64_t handle, const std::string &why) { LoseJob(handle, why); };
     EngineConfig config;
     config.max_in_flight = settings_.max_in_flight;
     config.retry = policy_;
+    config.jobs = settings_.job_polling;
     BatchContext context{def_.id, def_.name, run_id_, 0, "upsert"};
     PgGuard([&] {
         last_flush_ = GetCurrentTimestamp();
@@ -731,6 +872,7 @@ RunResult SyncRun::Execute() {
             result.status = "skipped";
             return result;
         }
+        ResumeKeptJobs();
         Plan();
         Deliver();
         status = (rejected_ > 0 || invalid_ > 0) ? "partial" : "succeeded";

@@ -3,6 +3,7 @@
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
 #include "core/connectors/webhook/webhook.hpp"
+#include "core/connectors/zendesk/zendesk.hpp"
 
 namespace revetl {
 
@@ -12,6 +13,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &WebhookSpec(),
         &HubSpotSpec(),
         &HttpSpec(),
+        &ZendeskSpec(),
     };
     return specs;
 }

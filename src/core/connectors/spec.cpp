@@ -316,11 +316,20 @@ void ValidateOptions(OptionContext context, const OptionList &options) {
     }
 }
 
+long JobPolling::DelayMs(int poll) const {
+    long delay = std::max(1L, first_poll_ms);
+    for (int i = 1; i < poll && delay < max_poll_interval_ms; i++)
+        delay *= 2;
+    return std::min(delay, std::max(1L, max_poll_interval_ms));
+}
+
+
 DestinationSettings ResolveDestinationSettings(const OptionList &server, const OptionList &user_mapping) {
     const ConnectorSpec &spec = ValidateServer(server);
     DestinationSettings s;
     s.type = spec.type;
     s.server_options = server;
+    s.job_polling = spec.jobs;
     // Declared defaults first, then the server's own values.
     OptionList effective;
     for (const auto &os : spec.server_options)
@@ -351,10 +360,24 @@ DestinationSettings ResolveDestinationSettings(const OptionList &server, const O
             s.rate_limit = ParseRateLimit(n, o.second);
         else if (n == "settle_time")
             s.settle_time_ms = ParseDurationMs(n, o.second, 1000, 86400000);
+        else if (n == "job_poll_interval")
+            s.job_polling.first_poll_ms = ParseDurationMs(n, o.second, 10, 60000);
+        else if (n == "max_open_jobs")
+            s.job_polling.max_open_jobs = static_cast<int>(ParseBoundedInt(n, o.second, 1, 100));
         else if (n == "api_key_header")
             s.credentials.api_key_header = o.second;
         else if (n == "api_key_param")
             s.credentials.api_key_param = o.second;
+    }
+    if (s.url.empty() && !spec.url_template.empty()) {
+        std::string url = spec.url_template;
+        for (size_t open = url.find('{'); open != std::string::npos; open = url.find('{')) {
+            size_t close = url.find('}', open);
+            if (close == std::string::npos)
+                break;
+            url.replace(open, close - open + 1, s.Option(url.substr(open + 1, close - open - 1)));
+        }
+        s.url = url;
     }
     // A destination's own cap on records per call wins over a larger
     // batch_size (the connector could not send it in one call anyway).

@@ -60,6 +60,21 @@ struct SyncTarget {
     std::string match_on;        // MATCH ON clause
 };
 
+// How jobs are polled: the first poll after first_poll_ms, each next one
+// twice as late up to max_poll_interval_ms, at most max_polls per job
+// (then the run stops; the job stays kept and the next run resumes it).
+// Jobs waiting to be polled hold no in-flight slot, but no new batch is
+// started while max_open_jobs are open (vendors cap queued jobs; writes
+// already in flight may add up to max_in_flight more).
+struct JobPolling {
+    long first_poll_ms = 1000;
+    long max_poll_interval_ms = 30000;
+    int max_polls = 120;
+    int max_open_jobs = 8;
+
+    long DelayMs(int poll) const; // before poll number `poll` (1, 2, ...)
+};
+
 struct DestinationSettings;
 class Connector;
 
@@ -78,6 +93,13 @@ struct ConnectorSpec {
     bool returns_ids = false;      // keeps the destination's record ids
     bool idempotency_keys = false; // sends idempotency keys it honours
     std::string example;           // CREATE SERVER ... OPTIONS (...) text, for hints
+    // Where requests go when the server names no url: {option} stands for
+    // that server option's value ("https://{account}.vendor.example"); the
+    // spec's check_server makes sure the value is safe in a host name.
+    std::string url_template;
+    // How its asynchronous jobs are polled (for types that write through
+    // jobs; the job_poll_interval and max_open_jobs options adjust it).
+    JobPolling jobs;
 
     // Code only where the vendor truly differs: further checks of a
     // server's options (after the declared ones) and of a sync's target.
@@ -119,6 +141,7 @@ struct DestinationSettings {
     // How long the destination may still apply a request after revetl gave
     // up waiting for it; rows with such a request are sent again after this.
     long settle_time_ms = 60000;
+    JobPolling job_polling;
     // Every server option as given, for the options only one type reads.
     OptionList server_options;
 

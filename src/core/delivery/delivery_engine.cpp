@@ -38,13 +38,6 @@ int64_t SteadyNowMs() {
 
 } // namespace
 
-long JobPolling::DelayMs(int poll) const {
-    long delay = std::max(1L, first_poll_ms);
-    for (int i = 1; i < poll && delay < max_poll_interval_ms; i++)
-        delay *= 2;
-    return std::min(delay, std::max(1L, max_poll_interval_ms));
-}
-
 EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchContext &context,
                        const EngineConfig &config, EngineHooks &hooks) {
     EngineResult result;

@@ -67,20 +67,6 @@ struct EngineHooks {
     std::function<void(int64_t handle, const std::string &why)> job_lost = [](int64_t, const std::string &) {};
 };
 
-// How jobs are polled: the first poll after first_poll_ms, each next one
-// twice as late up to max_poll_interval_ms, at most max_polls per job
-// (then the run stops; the job stays kept and the next run resumes it).
-// Jobs waiting to be polled hold no in-flight slot, but no new batch is
-// started while max_open_jobs are open (vendors cap queued jobs; writes
-// already in flight may add up to max_in_flight more).
-struct JobPolling {
-    long first_poll_ms = 1000;
-    long max_poll_interval_ms = 30000;
-    int max_polls = 120;
-    int max_open_jobs = 8;
-
-    long DelayMs(int poll) const; // before poll number `poll` (1, 2, ...)
-};
 
 struct EngineConfig {
     int max_in_flight = 4;
