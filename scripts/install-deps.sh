@@ -30,6 +30,7 @@ packages=(
     python3                    # integration test harness and mock destinations
     python3-jinja2             # renders the dbt package's macros in its test
     python3-jsonschema         # checks requests against vendors' OpenAPI contracts (test/lib/openapi.py)
+    python3-yaml               # reads YAML contracts (Zendesk's) in test/lib/openapi.py
     clang-format               # formatting check in the test run
     clang libclang-rt-14-dev   # libFuzzer target for the sync language parser
 )

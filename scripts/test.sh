@@ -69,6 +69,9 @@ done
 if [ -f "$WORK/vendor-specs/hubspot/contacts.v3.json" ]; then
     export REVETL_HUBSPOT_OPENAPI="$WORK/vendor-specs/hubspot/contacts.v3.json"
 fi
+if [ -f "$WORK/vendor-specs/zendesk/support-oas.yaml" ]; then
+    export REVETL_ZENDESK_OPENAPI="$WORK/vendor-specs/zendesk/support-oas.yaml"
+fi
 as_pg=()
 if [ "$(id -u)" = 0 ]; then
     chown -R postgres: "$WORK"

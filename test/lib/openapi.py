@@ -17,10 +17,40 @@ import re
 import jsonschema
 
 
+def _load_yaml(path):
+    """A YAML contract (Zendesk publishes one). Its unquoted `=` scalars trip
+    PyYAML's YAML 1.1 "value" tag: read as plain strings, as YAML 1.2 does.
+    OpenAPI 3.0's `nullable: true` becomes JSON Schema's null type."""
+    import yaml
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(loader):
+        pass
+
+    Loader.add_constructor("tag:yaml.org,2002:value", lambda l, n: l.construct_scalar(n))
+    with open(path) as f:
+        doc = yaml.load(f, Loader=Loader)
+
+    def nullable(node):
+        if isinstance(node, dict):
+            if node.get("nullable") is True and isinstance(node.get("type"), str):
+                node["type"] = [node["type"], "null"]
+            for v in node.values():
+                nullable(v)
+        elif isinstance(node, list):
+            for v in node:
+                nullable(v)
+    nullable(doc)
+    return doc
+
+
 class OpenApi:
     def __init__(self, path, aliases=None):
-        with open(path) as f:
-            self.doc = json.load(f)
+        if path.endswith((".yaml", ".yml")):
+            self.doc = _load_yaml(path)
+        else:
+            with open(path) as f:
+                self.doc = json.load(f)
         self.aliases = aliases or []
         self.templates = []
         for template, item in self.doc.get("paths", {}).items():

@@ -279,3 +279,40 @@ class MockHubSpot(MockProcess):
         """The journaled requests whose bodies broke HubSpot's OpenAPI contract."""
         return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
                 if r.get("contract_errors")]
+
+
+# Zendesk's published OpenAPI contract (Support API, YAML): the mock checks
+# every request body revetl sends against it.
+ZENDESK_OPENAPI = os.environ.get("REVETL_ZENDESK_OPENAPI", "/work/shared/vendor-specs/zendesk/support-oas.yaml")
+
+
+class MockZendesk(MockProcess):
+    """The stateful Zendesk mock in test/connectors/zendesk/mock.py (bulk user
+    jobs, job statuses, rate limit), validating request bodies against
+    Zendesk's OpenAPI contract (contract_violations())."""
+
+    def __init__(self, email="agent@example.com", token="test-token", openapi=ZENDESK_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Zendesk's OpenAPI contract is not at {openapi} (set REVETL_ZENDESK_OPENAPI)")
+        super().__init__("zendesk", "mock Zendesk", ["--email", email, "--token", token] +
+                         (["--openapi", openapi] if openapi else []))
+
+    def users(self):
+        """{email or external_id: user} of the users Zendesk holds."""
+        return {u.get("email") or u.get("external_id"): u for u in self._call("GET", "/_mock/users")["users"]}
+
+    def jobs(self):
+        return self._call("GET", "/_mock/jobs")["jobs"]
+
+    def expire(self, job_id=None):
+        return self._call("POST", "/_mock/expire", {"id": job_id} if job_id else {})
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
