@@ -652,7 +652,7 @@ int64_t SyncRun::KeepJob(const EngineBatch &batch, const PreparedRequest &poll) 
     SqlResult r = Sql(
         "INSERT INTO revetl.delivery_jobs (sync_id, run_id, batch_no, job_id, step, flow_state, rows, row_count) "
         "SELECT $1, $2, $3, $4, $5, $6, coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
-        "'seq', u.seq, 'op', u.op, 'key', u.key, 'payload', pg_catalog.nullif(u.payload, '')::jsonb, "
+        "'seq', u.seq, 'op', u.op, 'key', u.key, 'payload', NULLIF(u.payload, '')::jsonb, "
         "'row_hash', u.row_hash, 'dest_id', u.dest_id) ORDER BY u.o), '[]'::jsonb), count(*) "
         "FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[]) "
         "WITH ORDINALITY AS u(seq, op, key, payload, row_hash, dest_id, o) RETURNING id",
