@@ -2,7 +2,7 @@
 -- functions, event trigger, dump registration, row level security and
 -- privileges.
 BEGIN;
-SELECT plan(176);
+SELECT plan(180);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -125,6 +125,13 @@ SELECT col_type_is('revetl', 'changes', 'key', 'text', 'changes.key is text');
 SELECT col_type_is('revetl', 'changes', 'row_hash', 'bigint', 'changes.row_hash is bigint');
 SELECT is((SELECT relpersistence::text FROM pg_class WHERE oid = 'revetl.changes'::regclass), 'p',
           'changes is a logged table (a crash loses no planned change)');
+SELECT has_table('revetl', 'delivery_jobs', 'table revetl.delivery_jobs exists');
+SELECT columns_are('revetl', 'delivery_jobs',
+                   ARRAY['id', 'sync_id', 'run_id', 'batch_no', 'job_id', 'step', 'flow_state', 'rows', 'row_count',
+                         'state', 'note', 'created_at', 'finished_at'],
+                   'revetl.delivery_jobs has exactly the documented columns');
+SELECT is((SELECT relpersistence::text FROM pg_class WHERE oid = 'revetl.delivery_jobs'::regclass), 'p',
+          'delivery_jobs is a logged table (a crash loses no job id)');
 
 -- The wrapper --------------------------------------------------------------------
 SELECT is((SELECT fdwvalidator::regprocedure::text FROM pg_foreign_data_wrapper WHERE fdwname = 'revetl'),
@@ -271,6 +278,8 @@ SELECT table_privs_are('revetl', 'rejected_rows', 'public', ARRAY['SELECT'],
                        'PUBLIC has SELECT only on revetl.rejected_rows');
 SELECT table_privs_are('revetl', 'changes', 'public', ARRAY[]::name[],
                        'PUBLIC has no privilege on revetl.changes');
+SELECT table_privs_are('revetl', 'delivery_jobs', 'public', ARRAY[]::name[],
+                       'PUBLIC has no privilege on revetl.delivery_jobs (it holds payloads)');
 SELECT table_privs_are('revetl', 'sync_state', 'public', ARRAY['SELECT'],
                        'PUBLIC has SELECT only on revetl.sync_state');
 SELECT table_privs_are('revetl', 'captured_changes', 'public', ARRAY['SELECT'],
