@@ -622,7 +622,8 @@ void SyncRun::Flush() {
     // The jobs of these rows are done: their outcomes are recorded above, in
     // the same transaction.
     if (!pending_jobs_.empty())
-        Sql("DELETE FROM revetl.delivery_jobs WHERE id = ANY ($1::bigint[])", {SqlArg::Int8Array(pending_jobs_)});
+        Sql("DELETE FROM revetl.delivery_jobs WHERE id = ANY ($1::bigint[])",
+            {SqlArg::Int8Array(pending_jobs_)});
     CommitTransaction();
     pending_jobs_.clear();
     rejected_ += rec.rejected_count;
@@ -649,17 +650,18 @@ int64_t SyncRun::KeepJob(const EngineBatch &batch, const PreparedRequest &poll) 
         dest_ids.push_back(c.dest_id);
     }
     BeginTransaction("revetl: keeping a job");
-    SqlResult r = Sql(
-        "INSERT INTO revetl.delivery_jobs (sync_id, run_id, batch_no, job_id, step, flow_state, rows, row_count) "
-        "SELECT $1, $2, $3, $4, $5, $6, coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
-        "'seq', u.seq, 'op', u.op, 'key', u.key, 'payload', NULLIF(u.payload, '')::jsonb, "
-        "'row_hash', u.row_hash, 'dest_id', u.dest_id) ORDER BY u.o), '[]'::jsonb), count(*) "
-        "FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[]) "
-        "WITH ORDINALITY AS u(seq, op, key, payload, row_hash, dest_id, o) RETURNING id",
-        {SqlArg::Int8(def_.id), SqlArg::Int8(run_id_), SqlArg::Int8(batch.number),
-         SqlArg::Text(poll.flow.job_id), SqlArg::Text(poll.flow.step), SqlArg::Text(poll.flow.state),
-         SqlArg::Int8Array(seqs), SqlArg::TextArray(ops), SqlArg::TextArray(keys), SqlArg::TextArray(payloads),
-         SqlArg::Int8Array(hashes), SqlArg::TextArray(dest_ids)});
+    SqlResult r =
+        Sql("INSERT INTO revetl.delivery_jobs (sync_id, run_id, batch_no, job_id, step, flow_state, rows, "
+            "row_count) "
+            "SELECT $1, $2, $3, $4, $5, $6, coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
+            "'seq', u.seq, 'op', u.op, 'key', u.key, 'payload', NULLIF(u.payload, '')::jsonb, "
+            "'row_hash', u.row_hash, 'dest_id', u.dest_id) ORDER BY u.o), '[]'::jsonb), count(*) "
+            "FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[]) "
+            "WITH ORDINALITY AS u(seq, op, key, payload, row_hash, dest_id, o) RETURNING id",
+            {SqlArg::Int8(def_.id), SqlArg::Int8(run_id_), SqlArg::Int8(batch.number),
+             SqlArg::Text(poll.flow.job_id), SqlArg::Text(poll.flow.step), SqlArg::Text(poll.flow.state),
+             SqlArg::Int8Array(seqs), SqlArg::TextArray(ops), SqlArg::TextArray(keys),
+             SqlArg::TextArray(payloads), SqlArg::Int8Array(hashes), SqlArg::TextArray(dest_ids)});
     CommitTransaction();
     int64_t id = r.Int8(0, 0);
     jobs_by_batch_[batch.number].push_back(id);
@@ -670,9 +672,9 @@ void SyncRun::LoseJob(int64_t handle, const std::string &why) {
     BeginTransaction("revetl: recording a lost job");
     Sql("UPDATE revetl.delivery_jobs SET state = 'expired', finished_at = pg_catalog.now(), note = $2 "
         "WHERE id = $1",
-        {SqlArg::Int8(handle), SqlArg::Text(redactor_.Apply(
-                                   "the destination no longer knew this job; its rows were sent again: " + why,
-                                   1000))});
+        {SqlArg::Int8(handle),
+         SqlArg::Text(redactor_.Apply(
+             "the destination no longer knew this job; its rows were sent again: " + why, 1000))});
     CommitTransaction();
     for (auto &entry : jobs_by_batch_)
         entry.second.erase(std::remove(entry.second.begin(), entry.second.end(), handle), entry.second.end());

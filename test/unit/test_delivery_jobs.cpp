@@ -206,7 +206,8 @@ struct Harness {
     int64_t clock = 1000000;
     std::vector<std::string> events; // "kept J1 for batch 1", "lost 7", "done 1", ...
     int64_t next_handle = 7;
-    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    std::chrono::steady_clock::time_point deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
 
     Harness() {
         hooks.next_batch = [this]() -> std::optional<EngineBatch> {
@@ -231,8 +232,8 @@ struct Harness {
         };
         hooks.now_ms = [this] { return clock; };
         hooks.job_accepted = [this](const EngineBatch &b, const PreparedRequest &poll) {
-            events.push_back("kept " + poll.flow.job_id + " for batch " + std::to_string(b.number) + " rows " +
-                             std::to_string(poll.rows.size()));
+            events.push_back("kept " + poll.flow.job_id + " for batch " + std::to_string(b.number) +
+                             " rows " + std::to_string(poll.rows.size()));
             return next_handle++;
         };
         hooks.job_lost = [this](int64_t handle, const std::string &why) {
@@ -461,8 +462,8 @@ TEST(DeliveryJobs, LostJobIsReportedAndItsRowsSentAgain) {
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_EQ(Targets(server), (std::vector<std::string>{"GET /jobs/J77", "POST /write", "GET /jobs/J1"}));
     EXPECT_EQ(server.Requests()[1].body, "{\"seqs\": [10,11]}");
-    EXPECT_EQ(h.events, (std::vector<std::string>{"lost 42: job J77 is gone", "kept J1 for batch 5 rows 2",
-                                                  "done 5"}));
+    EXPECT_EQ(h.events,
+              (std::vector<std::string>{"lost 42: job J77 is gone", "kept J1 for batch 5 rows 2", "done 5"}));
     EXPECT_EQ(r.stats.jobs_resent, 1);
     ASSERT_EQ(h.done.size(), 1u);
     for (const auto &o : h.done[0].second)
@@ -553,8 +554,8 @@ TEST(DeliveryJobs, LookupBeforeWriteUsesTheSameFlow) {
     ASSERT_TRUE(r.ok) << r.error;
     auto targets = Targets(server);
     std::sort(targets.begin(), targets.end());
-    EXPECT_EQ(targets, (std::vector<std::string>{"GET /lookup", "GET /lookup", "GET /lookup", "PUT /records/R1",
-                                                 "PUT /records/R3"}));
+    EXPECT_EQ(targets, (std::vector<std::string>{"GET /lookup", "GET /lookup", "GET /lookup",
+                                                 "PUT /records/R1", "PUT /records/R3"}));
     ASSERT_EQ(h.done.size(), 1u);
     const auto &o = h.done[0].second;
     EXPECT_TRUE(o[0].accepted);

@@ -323,7 +323,6 @@ long JobPolling::DelayMs(int poll) const {
     return std::min(delay, std::max(1L, max_poll_interval_ms));
 }
 
-
 DestinationSettings ResolveDestinationSettings(const OptionList &server, const OptionList &user_mapping) {
     const ConnectorSpec &spec = ValidateServer(server);
     DestinationSettings s;

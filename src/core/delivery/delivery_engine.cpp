@@ -152,15 +152,14 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             next.job = hooks.job_accepted(st.batch, next.request);
             next.polls = 0;
         } else {
-            next.polls = next.Polls() && w.Polls() && next.request.flow.job_id == w.request.flow.job_id
-                             ? w.polls
-                             : 0;
+            next.polls =
+                next.Polls() && w.Polls() && next.request.flow.job_id == w.request.flow.job_id ? w.polls : 0;
         }
         long delay = 0;
         if (next.Polls()) {
             if (++next.polls > config.jobs.max_polls) {
-                stop("job " + Truncate(next.request.flow.job_id, 100) + " of the destination was not done after " +
-                     std::to_string(config.jobs.max_polls) +
+                stop("job " + Truncate(next.request.flow.job_id, 100) +
+                     " of the destination was not done after " + std::to_string(config.jobs.max_polls) +
                      " polls; it stays recorded and the sync's next run polls it again");
                 return;
             }

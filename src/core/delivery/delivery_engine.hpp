@@ -64,9 +64,9 @@ struct EngineHooks {
         [](const EngineBatch &, const PreparedRequest &) { return int64_t{0}; };
     // A kept job will not give results (the destination no longer knows it):
     // its rows are sent again. `why` may quote the destination.
-    std::function<void(int64_t handle, const std::string &why)> job_lost = [](int64_t, const std::string &) {};
+    std::function<void(int64_t handle, const std::string &why)> job_lost = [](int64_t, const std::string &) {
+    };
 };
-
 
 struct EngineConfig {
     int max_in_flight = 4;

@@ -75,7 +75,8 @@ std::vector<size_t> All(const std::vector<Change> &changes) {
     return rows;
 }
 
-HttpResponse Answer(long status, const std::string &body, std::vector<std::pair<std::string, std::string>> headers = {}) {
+HttpResponse Answer(long status, const std::string &body,
+                    std::vector<std::pair<std::string, std::string>> headers = {}) {
     HttpResponse r;
     r.status = status;
     r.body = body;
@@ -94,8 +95,8 @@ std::string HeaderOf(const HttpRequest &r, const std::string &name) {
 
 TEST(Zendesk, UpsertRequestShapeAndAuth) {
     ZendeskConnector z(Settings(), Target());
-    std::vector<Change> changes = {User(1, "a@x.com", ", \"user_fields\": {\"plan\": \"pro\"}, \"score\": 92.50"),
-                                   User(2, "b@x.com")};
+    std::vector<Change> changes = {
+        User(1, "a@x.com", ", \"user_fields\": {\"plan\": \"pro\"}, \"score\": 92.50"), User(2, "b@x.com")};
     std::vector<std::pair<size_t, RowOutcome>> immediate;
     auto reqs = z.Prepare(BatchContext{}, changes, All(changes), immediate);
     ASSERT_EQ(reqs.size(), 1u);
@@ -177,34 +178,37 @@ TEST(Zendesk, AcceptedWriteIsPolledAsAJob) {
     std::vector<Change> changes = {User(1, "a@x.com"), User(2, "b@x.com")};
     std::vector<std::pair<size_t, RowOutcome>> immediate;
     auto write = z.Prepare(BatchContext{}, changes, All(changes), immediate)[0];
-    Verdict v = z.Interpret(write, changes,
-                            Answer(200, R"({"job_status": {"id": "8b726e606741012ffc2d782bcb7848fe",
+    Verdict v =
+        z.Interpret(write, changes, Answer(200, R"({"job_status": {"id": "8b726e606741012ffc2d782bcb7848fe",
                                  "url": "https://evil.example/steal", "status": "queued", "total": 2}})"));
     ASSERT_EQ(v.kind, Verdict::Kind::Continue);
     EXPECT_TRUE(v.job_accepted);
     ASSERT_TRUE(v.next);
     // The poll goes to the server's own URL, never to the url Zendesk names.
     EXPECT_EQ(v.next->http.method, "GET");
-    EXPECT_EQ(v.next->http.url, "https://acme.zendesk.com/api/v2/job_statuses/8b726e606741012ffc2d782bcb7848fe");
+    EXPECT_EQ(v.next->http.url,
+              "https://acme.zendesk.com/api/v2/job_statuses/8b726e606741012ffc2d782bcb7848fe");
     EXPECT_EQ(v.next->flow.job_id, "8b726e606741012ffc2d782bcb7848fe");
     EXPECT_EQ(v.next->flow.step, "users_upsert");
     EXPECT_FALSE(HeaderOf(v.next->http, "Authorization").empty());
 
     // A job id that could change the path is refused.
-    Verdict bad = z.Interpret(write, changes, Answer(200, R"({"job_status": {"id": "../users/1", "status": "queued"}})"));
+    Verdict bad = z.Interpret(write, changes,
+                              Answer(200, R"({"job_status": {"id": "../users/1", "status": "queued"}})"));
     EXPECT_EQ(bad.kind, Verdict::Kind::Fatal);
 }
 
 TEST(Zendesk, JobStatusesMapPerRecordResultsInRequestOrder) {
     ZendeskConnector z(Settings(), Target());
-    std::vector<Change> changes = {User(1, "a@x.com"), User(2, "b@x.com"), User(3, "c@x.com"), User(4, "d@x.com")};
+    std::vector<Change> changes = {User(1, "a@x.com"), User(2, "b@x.com"), User(3, "c@x.com"),
+                                   User(4, "d@x.com")};
     PreparedRequest poll = *z.Resume(BatchContext{}, changes, FlowStep{"users_upsert", "J1", ""});
     poll.rows = All(changes);
 
     for (const char *state : {"queued", "working"}) {
         Verdict v = z.Interpret(poll, changes,
-                                Answer(200, std::string(R"({"job_status": {"id": "J1", "status": ")") + state +
-                                                R"(", "progress": 1, "total": 4}})"));
+                                Answer(200, std::string(R"({"job_status": {"id": "J1", "status": ")") +
+                                                state + R"(", "progress": 1, "total": 4}})"));
         ASSERT_EQ(v.kind, Verdict::Kind::Continue) << state;
         EXPECT_FALSE(v.job_accepted);
         EXPECT_EQ(v.next->http.url, poll.http.url);
@@ -231,7 +235,8 @@ TEST(Zendesk, JobStatusesMapPerRecordResultsInRequestOrder) {
 
     // A failed job refuses every row with its message.
     Verdict failed = z.Interpret(
-        poll, changes, Answer(200, R"({"job_status": {"id": "J1", "status": "failed", "message": "internal"}})"));
+        poll, changes,
+        Answer(200, R"({"job_status": {"id": "J1", "status": "failed", "message": "internal"}})"));
     ASSERT_EQ(failed.kind, Verdict::Kind::Done);
     for (const auto &o : failed.rows) {
         EXPECT_FALSE(o.accepted);
@@ -263,14 +268,15 @@ TEST(Zendesk, ErrorMapping) {
     PreparedRequest poll = *z.Resume(BatchContext{}, changes, FlowStep{"users_upsert", "J1", ""});
     poll.rows = All(changes);
 
-    Verdict throttled = z.Interpret(write, changes,
-                                    Answer(429, R"({"error": "TooManyRequests"})", {{"retry-after", "7"}}));
+    Verdict throttled =
+        z.Interpret(write, changes, Answer(429, R"({"error": "TooManyRequests"})", {{"retry-after", "7"}}));
     EXPECT_EQ(throttled.kind, Verdict::Kind::Throttled);
     EXPECT_EQ(throttled.wait_ms, 7000);
     EXPECT_EQ(z.Interpret(poll, changes, Answer(429, "", {{"retry-after", "3"}})).wait_ms, 3000);
 
     Verdict forbidden = z.Interpret(
-        write, changes, Answer(403, R"({"error": "Forbidden", "description": "You do not have access to this page."})"));
+        write, changes,
+        Answer(403, R"({"error": "Forbidden", "description": "You do not have access to this page."})"));
     EXPECT_EQ(forbidden.kind, Verdict::Kind::Fatal);
     EXPECT_TRUE(Contains(forbidden.error, "bulk user import")) << forbidden.error;
     EXPECT_TRUE(Contains(forbidden.error, "You do not have access to this page.")) << forbidden.error;
@@ -295,7 +301,8 @@ TEST(Zendesk, ErrorMapping) {
     lost.transport_error = "connection reset";
     EXPECT_EQ(z.Interpret(poll, changes, lost).kind, Verdict::Kind::Retry);
     // A job Zendesk no longer knows: its rows go again.
-    Verdict gone = z.Interpret(poll, changes, Answer(404, R"({"error": "RecordNotFound", "description": "Not found"})"));
+    Verdict gone =
+        z.Interpret(poll, changes, Answer(404, R"({"error": "RecordNotFound", "description": "Not found"})"));
     EXPECT_EQ(gone.kind, Verdict::Kind::Resend);
     EXPECT_TRUE(Contains(gone.error, "J1"));
     // The write's URL not found is the server's setting, not a row's fault.
@@ -318,15 +325,19 @@ TEST(Zendesk, SpecSubdomainAndMatchOn) {
     EXPECT_EQ(s.rate_limit.count, 200);
     EXPECT_EQ(s.rate_limit.period_ms, 60000);
     EXPECT_EQ(s.job_polling.first_poll_ms, 1000);
-    DestinationSettings fast = ResolveDestinationSettings(
-        {{"type", "zendesk"}, {"url", "http://127.0.0.1:9"}, {"job_poll_interval", "50ms"}, {"max_open_jobs", "3"}}, {});
+    DestinationSettings fast = ResolveDestinationSettings({{"type", "zendesk"},
+                                                           {"url", "http://127.0.0.1:9"},
+                                                           {"job_poll_interval", "50ms"},
+                                                           {"max_open_jobs", "3"}},
+                                                          {});
     EXPECT_EQ(fast.url, "http://127.0.0.1:9");
     EXPECT_EQ(fast.job_polling.first_poll_ms, 50);
     EXPECT_EQ(fast.job_polling.max_open_jobs, 3);
     for (const char *bad : {"acme.evil.com", "acme/x", "-acme", "ACME"})
         EXPECT_THROW(ValidateServer({{"type", "zendesk"}, {"subdomain", bad}}), Error) << bad;
     EXPECT_THROW(ValidateServer({{"type", "zendesk"}}), Error);
-    EXPECT_THROW(ValidateServer({{"type", "zendesk"}, {"subdomain", "acme"}, {"max_open_jobs", "31"}}), Error);
+    EXPECT_THROW(ValidateServer({{"type", "zendesk"}, {"subdomain", "acme"}, {"max_open_jobs", "31"}}),
+                 Error);
 
     SyncTarget t = Target("phone");
     EXPECT_THROW(CheckSyncTarget(server, t, "s", "zd"), Error);
@@ -339,18 +350,19 @@ TEST(Zendesk, SpecSubdomainAndMatchOn) {
 TEST(Zendesk, WholeJobFlowThroughTheEngine) {
     revetl_test::TestServer server;
     int polls = 0;
-    server.SetResponder([&](const revetl_test::ReceivedRequest &r) -> std::optional<revetl_test::ScriptedResponse> {
-        revetl_test::ScriptedResponse a;
-        if (r.method == "POST") {
-            a.body = R"({"job_status": {"id": "abc", "status": "queued"}})";
-        } else if (++polls < 3) {
-            a.body = R"({"job_status": {"id": "abc", "status": "working"}})";
-        } else {
-            a.body = R"({"job_status": {"id": "abc", "status": "completed", "results": [
+    server.SetResponder(
+        [&](const revetl_test::ReceivedRequest &r) -> std::optional<revetl_test::ScriptedResponse> {
+            revetl_test::ScriptedResponse a;
+            if (r.method == "POST") {
+                a.body = R"({"job_status": {"id": "abc", "status": "queued"}})";
+            } else if (++polls < 3) {
+                a.body = R"({"job_status": {"id": "abc", "status": "working"}})";
+            } else {
+                a.body = R"({"job_status": {"id": "abc", "status": "completed", "results": [
                 {"id": 11, "status": "Created"}, {"id": 0, "status": "Failed", "error": "InvalidValue", "details": "Name: is too short"}]}})";
-        }
-        return a;
-    });
+            }
+            return a;
+        });
     DestinationSettings s = Settings(server.Url(""));
     ZendeskConnector z(s, Target());
     HttpClient client;

@@ -110,14 +110,16 @@ std::string DetailCode(const rapidjson::Value &doc) {
 // Zendesk's job ids are hex-like tokens: anything else is not put into a
 // URL path.
 bool ValidJobId(const std::string &id) {
-    return !id.empty() && id.size() <= 64 &&
-           std::all_of(id.begin(), id.end(), [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_'; });
+    return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '-' || c == '_';
+    });
 }
 
 void CheckSubdomain(const std::string &subdomain) {
-    bool ok = !subdomain.empty() && subdomain.size() <= 63 && subdomain.front() != '-' && subdomain.back() != '-' &&
-              std::all_of(subdomain.begin(), subdomain.end(),
-                          [](unsigned char c) { return std::islower(c) || std::isdigit(c) || c == '-'; });
+    bool ok = !subdomain.empty() && subdomain.size() <= 63 && subdomain.front() != '-' &&
+              subdomain.back() != '-' && std::all_of(subdomain.begin(), subdomain.end(), [](unsigned char c) {
+                  return std::islower(c) || std::isdigit(c) || c == '-';
+              });
     if (!ok)
         throw Error(sqlstate::kFdwInvalidOptionValue, "invalid value for option \"subdomain\"",
                     "A Zendesk subdomain is the first label of https://<subdomain>.zendesk.com: lower-case "
@@ -145,7 +147,8 @@ std::string ZendeskConnector::Base() const {
     return base;
 }
 
-HttpRequest ZendeskConnector::Request(const std::string &method, const std::string &url, std::string body) const {
+HttpRequest ZendeskConnector::Request(const std::string &method, const std::string &url,
+                                      std::string body) const {
     HttpRequest req;
     req.method = method;
     req.url = url;
@@ -178,7 +181,8 @@ std::string ZendeskConnector::MatchValue(const std::string &payload) const {
 }
 
 std::vector<PreparedRequest>
-ZendeskConnector::Prepare(const BatchContext &, const std::vector<Change> &changes, const std::vector<size_t> &rows,
+ZendeskConnector::Prepare(const BatchContext &, const std::vector<Change> &changes,
+                          const std::vector<size_t> &rows,
                           std::vector<std::pair<size_t, RowOutcome>> &immediate) {
     std::vector<PreparedRequest> out;
     std::vector<std::vector<size_t>> calls;
@@ -309,7 +313,8 @@ Verdict ZendeskConnector::Interpret(const PreparedRequest &request, const std::v
             code = error.empty() ? "HTTP_" + std::to_string(status) : error;
         else if (!error.empty())
             code = error + "." + code;
-        v.rows.assign(request.rows.size(), Rejected(status, message.empty() ? "refused by Zendesk" : message, code));
+        v.rows.assign(request.rows.size(),
+                      Rejected(status, message.empty() ? "refused by Zendesk" : message, code));
         return v;
     }
     if (!json || !doc.HasMember("job_status") || !doc["job_status"].IsObject()) {
@@ -388,9 +393,9 @@ Verdict ZendeskConnector::JobResults(const PreparedRequest &request, const std::
             bool failed = result_status == "Failed" || success == "false" || !error.empty();
             if (failed) {
                 std::string details = r.IsObject() && r.HasMember("details") ? Details(r["details"]) : "";
-                outcomes[j] = Rejected(status,
-                                       details.empty() ? (error.empty() ? "refused by Zendesk" : error) : details,
-                                       error.empty() ? "Failed" : error);
+                outcomes[j] = Rejected(
+                    status, details.empty() ? (error.empty() ? "refused by Zendesk" : error) : details,
+                    error.empty() ? "Failed" : error);
                 continue;
             }
             RowOutcome o;
@@ -412,7 +417,8 @@ Verdict ZendeskConnector::JobResults(const PreparedRequest &request, const std::
             o.http_status = status;
             v.rows.push_back(o);
         } else {
-            v.rows.push_back(Rejected(status, "Zendesk's job results did not mention this user", "NO_RESULT"));
+            v.rows.push_back(
+                Rejected(status, "Zendesk's job results did not mention this user", "NO_RESULT"));
         }
     }
     return v;
@@ -487,19 +493,22 @@ const ConnectorSpec &ZendeskSpec() {
             }
             if (url.empty() && sub.empty())
                 throw Error(sqlstate::kFdwInvalidOptionValue,
-                            "a revetl server of type \"zendesk\" needs the option \"subdomain\" or \"url\"", {},
-                            "For example: OPTIONS (type 'zendesk', subdomain 'acme').");
+                            "a revetl server of type \"zendesk\" needs the option \"subdomain\" or \"url\"",
+                            {}, "For example: OPTIONS (type 'zendesk', subdomain 'acme').");
             if (!sub.empty())
                 CheckSubdomain(sub);
         };
         s.check_target = [](const SyncTarget &target, const OptionList &, const std::string &sync_name,
                             const std::string &) {
             if (!target.match_on.empty() && target.match_on != "email" && target.match_on != "external_id")
-                throw Error(sqlstate::kInvalidParameterValue,
-                            "sync \"" + sync_name + "\" cannot match Zendesk users on \"" + target.match_on + "\"",
-                            {}, "Zendesk matches users on email or external_id: MATCH ON email or MATCH ON external_id.");
+                throw Error(
+                    sqlstate::kInvalidParameterValue,
+                    "sync \"" + sync_name + "\" cannot match Zendesk users on \"" + target.match_on + "\"",
+                    {},
+                    "Zendesk matches users on email or external_id: MATCH ON email or MATCH ON external_id.");
         };
-        s.make = [](const DestinationSettings &settings, const SyncTarget &target) -> std::unique_ptr<Connector> {
+        s.make = [](const DestinationSettings &settings,
+                    const SyncTarget &target) -> std::unique_ptr<Connector> {
             return std::make_unique<ZendeskConnector>(settings, target);
         };
         return s;
