@@ -672,9 +672,7 @@ void SyncRun::LoseJob(int64_t handle, const std::string &why) {
     BeginTransaction("revetl: recording a lost job");
     Sql("UPDATE revetl.delivery_jobs SET state = 'expired', finished_at = pg_catalog.now(), note = $2 "
         "WHERE id = $1",
-        {SqlArg::Int8(handle),
-         SqlArg::Text(redactor_.Apply(
-             "the destination no longer knew this job; its rows were sent again: " + why, 1000))});
+        {SqlArg::Int8(handle), SqlArg::Text(redactor_.Apply("its rows were sent again: " + why, 1000))});
     CommitTransaction();
     for (auto &entry : jobs_by_batch_)
         entry.second.erase(std::remove(entry.second.begin(), entry.second.end(), handle), entry.second.end());

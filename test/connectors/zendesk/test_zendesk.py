@@ -190,7 +190,7 @@ class ZendeskTest(unittest.TestCase):
         self.assertEqual(len(zendesk.users()), 30, "a user was created twice")
         state, note = cluster.rows(f"select state, note from revetl.delivery_jobs where job_id = '{job}'")[0]
         self.assertEqual(state, "expired")
-        self.assertIn("no longer knew this job; its rows were sent again", note)
+        self.assertIn("its rows were sent again: Zendesk no longer knows job", note)
         self.assertIn(job, note)
 
     def test_429_is_waited_out(self):
