@@ -202,3 +202,25 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 COMMENT ON FUNCTION revetl.cancel_run(bigint) IS
   'cancels a queued or running run of a sync you own; it ends cancelled and its undelivered rows wait for the next run';
+
+----------------------------------------------------------------------------
+-- Exactly the model at the destination when old requests land late (issue
+-- 18): shadow rows keep a version (the run that last recorded the key) and
+-- removals keep a tombstone until their re-verification; a planned change
+-- carries the version its idempotency key is derived from.
+----------------------------------------------------------------------------
+ALTER TABLE revetl.changes ADD COLUMN version bigint NOT NULL DEFAULT 0;
+
+-- Every sync's shadow table, with the columns a new one gets
+-- (BuildShadowTableDdl). Existing rows are live, at version 0: nothing is
+-- sent again because of the update.
+DO $do$
+DECLARE
+    shadow text;
+BEGIN
+    FOR shadow IN SELECT s.shadow_table FROM revetl.syncs s ORDER BY s.id LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE revetl.%I ADD COLUMN version bigint NOT NULL DEFAULT 0, '
+                                  'ADD COLUMN removed boolean NOT NULL DEFAULT false', shadow);
+    END LOOP;
+END
+$do$;

@@ -200,6 +200,8 @@ CREATE TABLE revetl.changes (
     payload   jsonb,
     row_hash  bigint,
     dest_id   text,
+    -- the key's version the change is based on (its idempotency key's)
+    version   bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, seq)
 );
 

@@ -52,10 +52,11 @@ public:
     SyncPaused() : std::runtime_error("the sync is paused") {}
 };
 
-const char *kInsertChanges = "INSERT INTO revetl.changes (run_id, seq, op, key, payload, row_hash, dest_id) "
-                             "SELECT $1, $2 + u.o, u.op, u.key, u.payload, u.row_hash, u.dest_id "
-                             "FROM unnest($3::\"char\"[], $4::text[], $5::jsonb[], $6::int8[], $7::text[]) "
-                             "WITH ORDINALITY AS u(op, key, payload, row_hash, dest_id, o)";
+const char *kInsertChanges =
+    "INSERT INTO revetl.changes (run_id, seq, op, key, payload, row_hash, dest_id, version) "
+    "SELECT $1, $2 + u.o, u.op, u.key, u.payload, u.row_hash, u.dest_id, u.version "
+    "FROM unnest($3::\"char\"[], $4::text[], $5::jsonb[], $6::int8[], $7::text[], $8::int8[]) "
+    "WITH ORDINALITY AS u(op, key, payload, row_hash, dest_id, version, o)";
 
 const char *kInsertInvalid =
     "INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, payload) "
@@ -78,10 +79,10 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
                          PlanTotals *totals) {
     OwnerContext owner_ctx;
 
-    Oid change_types[7] = {INT8OID,       INT8OID,      CHARARRAYOID, TEXTARRAYOID,
-                           JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID};
+    Oid change_types[8] = {INT8OID,       INT8OID,      CHARARRAYOID, TEXTARRAYOID,
+                           JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
     Oid invalid_types[6] = {INT8OID, INT8OID, TEXTOID, JSONBARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
-    SPIPlanPtr insert_changes = SPI_prepare(kInsertChanges, 7, change_types);
+    SPIPlanPtr insert_changes = SPI_prepare(kInsertChanges, 8, change_types);
     SPIPlanPtr insert_invalid = SPI_prepare(kInsertInvalid, 6, invalid_types);
     if (!insert_changes || !insert_invalid)
         elog(ERROR, "revetl: could not prepare the plan queue statements: %s",
@@ -119,6 +120,7 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
         Datum *payloads = (Datum *)palloc(n * sizeof(Datum));
         Datum *hashes = (Datum *)palloc(n * sizeof(Datum));
         Datum *dests = (Datum *)palloc(n * sizeof(Datum));
+        Datum *versions = (Datum *)palloc(n * sizeof(Datum));
         bool *payload_nulls = (bool *)palloc(n * sizeof(bool));
         bool *hash_nulls = (bool *)palloc(n * sizeof(bool));
         bool *dest_nulls = (bool *)palloc(n * sizeof(bool));
@@ -143,6 +145,8 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
             Datum dest = SPI_getbinval(tup, desc, 6, &dest_null);
             bool dups_null;
             int64 dups = DatumGetInt64(SPI_getbinval(tup, desc, 7, &dups_null));
+            bool version_null;
+            Datum version = SPI_getbinval(tup, desc, 8, &version_null);
 
             if (op == 'n' || op == 'd') {
                 inv_keys[ni] = key_json;
@@ -166,6 +170,7 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
             hash_nulls[nc] = hash_null;
             dests[nc] = dest;
             dest_nulls[nc] = dest_null;
+            versions[nc] = version;
             nc++;
             if (op == 'a')
                 totals->added++;
@@ -178,7 +183,7 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
         if (nc > 0) {
             int dims[1] = {nc};
             int lbs[1] = {1};
-            Datum values[7];
+            Datum values[8];
             values[0] = Int64GetDatum(run_id);
             values[1] = Int64GetDatum(totals->queued);
             values[2] = PointerGetDatum(construct_array(ops, nc, CHAROID, 1, true, TYPALIGN_CHAR));
@@ -189,6 +194,8 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
                                                            FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
             values[6] = PointerGetDatum(
                 construct_md_array(dests, dest_nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+            values[7] =
+                PointerGetDatum(construct_array(versions, nc, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
             if (SPI_execute_plan(insert_changes, values, nullptr, false, 0) != SPI_OK_INSERT)
                 elog(ERROR, "revetl: could not queue planned changes");
             totals->queued += nc;
@@ -295,6 +302,11 @@ private:
     std::vector<Change> pending_changes_;
     std::vector<RowOutcome> pending_outcomes_;
     int64_t pending_batches_ = 0;
+    // The engine's counters as they grow, and as far as revetl.runs has
+    // them: each commit adds the difference, so a run stopped half-way
+    // still counts the requests it made (Finish records the rest).
+    EngineStats live_stats_;
+    EngineStats recorded_stats_;
     TimestampTz last_flush_ = 0;
     void Flush();
     // The statements every flush runs, planned once per run.
@@ -302,6 +314,7 @@ private:
         PreparedSql insert_shadow;
         PreparedSql upsert_shadow;
         PreparedSql delete_shadow;
+        PreparedSql tombstone_shadow;
         PreparedSql delete_queued;
         PreparedSql count_delivered;
     };
@@ -310,7 +323,7 @@ private:
     // Rows read from revetl.changes and not yet handed to the engine.
     static constexpr int32_t kReadAheadRows = 1000;
     std::deque<Change> read_ahead_;
-    PreparedSql read_sql_{"SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
+    PreparedSql read_sql_{"SELECT seq, op, key, payload::text, row_hash, dest_id, version FROM revetl.changes "
                           "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
     int64_t queued_ = 0;       // changes the plan queued, numbered 1..queued_
     bool tracked_ = false;     // changes captured by triggers
@@ -423,6 +436,13 @@ void SyncRun::Plan() {
     planning_ = true;
     PgGuard([&] { enable_timeout_after(STATEMENT_TIMEOUT, static_cast<int>(def_.options.plan_timeout_ms)); });
     PlanSpec spec = PreparePlan(def_);
+    spec.run_id = run_id_;
+    // Outside MIRROR no removal is planned, so a tombstone matters only
+    // until its settle time has passed (a key re-added before then is
+    // re-verified after it); then it goes.
+    if (!spec.include_removals)
+        Sql("DELETE FROM " + QualifiedName(kSchema, def_.shadow_table) +
+            " WHERE removed AND verify_after <= pg_catalog.now()");
     // A trigger-tracked sync plans only the keys captured since its last run,
     // once a full diff has run since its triggers were attached, unless a
     // full diff was asked for or the table was truncated.
@@ -496,6 +516,7 @@ std::optional<EngineBatch> SyncRun::ReadBatch() {
             c.payload = rows.Text(i, 3);
             c.row_hash = rows.Int8(i, 4);
             c.dest_id = rows.Text(i, 5);
+            c.version = rows.Int8(i, 6);
             read_ahead_.push_back(std::move(c));
         }
         CommitTransaction();
@@ -538,21 +559,36 @@ void SyncRun::Flush() {
         // the run with it; the next run plans the key again, as a change.)
         const std::string insert_rows =
             "INSERT INTO " + shadow +
-            " AS s (key, row_hash, dest_id, run_id, verify_after) "
+            " AS s (key, row_hash, dest_id, run_id, verify_after, version) "
             "SELECT r.key, r.row_hash, r.dest_id, $5, "
-            "CASE WHEN r.uncertain THEN pg_catalog.now() + pg_catalog.make_interval(secs => $6 / 1000.0) END "
-            "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
+            "CASE WHEN r.uncertain THEN pg_catalog.now() + pg_catalog.make_interval(secs => $6 / 1000.0) END, "
+            "$5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
             "AS r(key, row_hash, dest_id, uncertain)";
         flush_sql_.reset(new FlushStatements{
             PreparedSql(insert_rows),
             PreparedSql(
                 insert_rows +
                 " ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
-                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, "
+                // Over a tombstone, the removed record's id is not the new one's.
+                "dest_id = CASE WHEN s.removed THEN excluded.dest_id ELSE coalesce(excluded.dest_id, s.dest_id) "
+                "END, run_id = excluded.run_id, version = excluded.version, removed = false, "
                 "synced_at = pg_catalog.now(), "
                 "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
                 "WHEN s.verify_after > pg_catalog.now() THEN s.verify_after END"),
-            PreparedSql("DELETE FROM " + shadow + " WHERE key = ANY ($1::text[])"),
+            // A removal leaves nothing behind unless a request for the key
+            // may still be applied late: one of its own attempts was lost,
+            // or the key is still to be verified. Then its row becomes a
+            // tombstone until verify_after, when the removal is sent again.
+            PreparedSql("DELETE FROM " + shadow +
+                        " AS s USING unnest($1::text[], $2::boolean[]) AS r(key, uncertain) "
+                        "WHERE s.key = r.key AND NOT r.uncertain AND (s.verify_after IS NULL OR "
+                        "s.verify_after <= pg_catalog.now())"),
+            PreparedSql("UPDATE " + shadow +
+                        " AS s SET removed = true, row_hash = 0, run_id = $3, version = $3, "
+                        "synced_at = pg_catalog.now(), verify_after = CASE WHEN r.uncertain THEN "
+                        "greatest(s.verify_after, pg_catalog.now() + pg_catalog.make_interval(secs => $4 / "
+                        "1000.0)) ELSE s.verify_after END "
+                        "FROM unnest($1::text[], $2::boolean[]) AS r(key, uncertain) WHERE s.key = r.key"),
             // Bounded by the group's lowest and highest seq, so that no plan
             // visits more of the run's queue than the group spans, and planned
             // with the array's value, which makes `seq = ANY` an index
@@ -563,7 +599,8 @@ void SyncRun::Flush() {
                         "WHERE run_id = $1 AND seq = ANY ($2::bigint[]) AND seq BETWEEN $3 AND $4",
                         true),
             PreparedSql("UPDATE revetl.runs SET rows_delivered = rows_delivered + $2, "
-                        "rows_rejected = rows_rejected + $3 WHERE id = $1"),
+                        "rows_rejected = rows_rejected + $3, requests = requests + $4, retries = retries + $5, "
+                        "rows_retried = rows_retried + $6, throttled = throttled + $7 WHERE id = $1"),
         });
     }
     for (bool added : {true, false}) {
@@ -575,8 +612,12 @@ void SyncRun::Flush() {
                        SqlArg::TextArray(rows.dest_ids), SqlArg::BoolArray(rows.uncertain),
                        SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
     }
-    if (!rec.removal_keys.empty())
-        flush_sql_->delete_shadow.Run({SqlArg::TextArray(rec.removal_keys)});
+    if (!rec.removal_keys.empty()) {
+        flush_sql_->delete_shadow.Run({SqlArg::TextArray(rec.removal_keys), SqlArg::BoolArray(rec.removal_uncertain)});
+        flush_sql_->tombstone_shadow.Run({SqlArg::TextArray(rec.removal_keys),
+                                          SqlArg::BoolArray(rec.removal_uncertain), SqlArg::Int8(run_id_),
+                                          SqlArg::Int8(settings_.settle_time_ms)});
+    }
     if (rec.rejected != "[]" && tracked_)
         Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, r.key::text, true "
             "FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS r(key jsonb)",
@@ -598,9 +639,15 @@ void SyncRun::Flush() {
     const auto [lowest, highest] = std::minmax_element(seqs.begin(), seqs.end());
     flush_sql_->delete_queued.Run(
         {SqlArg::Int8(run_id_), SqlArg::Int8Array(seqs), SqlArg::Int8(*lowest), SqlArg::Int8(*highest)});
+    const EngineStats counted = live_stats_;
     flush_sql_->count_delivered.Run(
-        {SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered), SqlArg::Int8(rec.rejected_count)});
+        {SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered), SqlArg::Int8(rec.rejected_count),
+         SqlArg::Int8(counted.requests - recorded_stats_.requests),
+         SqlArg::Int8(counted.retries - recorded_stats_.retries),
+         SqlArg::Int8(counted.rows_retried - recorded_stats_.rows_retried),
+         SqlArg::Int8(counted.throttled - recorded_stats_.throttled)});
     CommitTransaction();
+    recorded_stats_ = counted;
     rejected_ += rec.rejected_count;
     pending_changes_.clear();
     pending_outcomes_.clear();
@@ -648,14 +695,9 @@ void SyncRun::Deliver() {
         last_flush_ = GetCurrentTimestamp();
         pgstat_report_activity(STATE_RUNNING, "revetl: delivering");
     });
+    hooks.live_stats = &live_stats_;
     EngineResult result = RunEngine(Client(), *connector_, context, config, hooks);
     Flush();
-    BeginTransaction("revetl: recording requests");
-    Sql("UPDATE revetl.runs SET requests = requests + $2, retries = retries + $3, "
-        "rows_retried = rows_retried + $4, throttled = throttled + $5 WHERE id = $1",
-        {SqlArg::Int8(run_id_), SqlArg::Int8(result.stats.requests), SqlArg::Int8(result.stats.retries),
-         SqlArg::Int8(result.stats.rows_retried), SqlArg::Int8(result.stats.throttled)});
-    CommitTransaction();
     if (!result.ok)
         throw DestinationFailure(result.error);
 }
@@ -680,14 +722,15 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     const bool dropped = status == "cancelled" && error == kCancelledByDrop;
     if ((status == "failed" || status == "interrupted" || (status == "cancelled" && !dropped)) &&
         !def_.shadow_table.empty() && def_.mode != "insert")
-        Sql("INSERT INTO " + QualifiedName(kSchema, def_.shadow_table) +
-                " AS s (key, row_hash, run_id, verify_after) "
-                "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0) FROM "
-                "revetl.changes c "
-                "WHERE c.run_id = $1 "
-                "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, "
-                "excluded.verify_after)",
-            {SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
+        MarkPlannedRowsUncertain(def_.shadow_table, run_id_, settings_.settle_time_ms);
+    // Requests made since the last commit (all of them, when the run
+    // stopped before one).
+    Sql("UPDATE revetl.runs SET requests = requests + $2, retries = retries + $3, "
+        "rows_retried = rows_retried + $4, throttled = throttled + $5 WHERE id = $1",
+        {SqlArg::Int8(run_id_), SqlArg::Int8(live_stats_.requests - recorded_stats_.requests),
+         SqlArg::Int8(live_stats_.retries - recorded_stats_.retries),
+         SqlArg::Int8(live_stats_.rows_retried - recorded_stats_.rows_retried),
+         SqlArg::Int8(live_stats_.throttled - recorded_stats_.throttled)});
     // A failed run of a tracked sync leaves its captured keys for the next
     // run, but must not start that run at once (the scheduler would retry a
     // broken sync without pause): they wait for the next change or run.
@@ -799,6 +842,18 @@ RunResult SyncRun::Execute() {
 }
 
 } // namespace
+
+void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, int64_t settle_ms) {
+    // INSERT mode never comes here: it plans no changed rows, so a marked
+    // row would hide its key from every later run.
+    Sql("INSERT INTO " + QualifiedName(kSchema, shadow_table) +
+            " AS s (key, row_hash, run_id, verify_after, version, removed) "
+            "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0), $1, true "
+            "FROM revetl.changes c WHERE c.run_id = $1 "
+            "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, excluded.verify_after), "
+            "version = excluded.version",
+        {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms)});
+}
 
 extern "C" void HandleRunSigterm(int) {
     int save_errno = errno;

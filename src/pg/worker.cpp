@@ -170,14 +170,7 @@ void RecoverInterruptedRuns() {
             } catch (const std::exception &) {
                 // The server is gone or broken: the default settle time will do.
             }
-            Sql("INSERT INTO " + QualifiedName(kSchema, def->shadow_table) +
-                    " AS s (key, row_hash, run_id, verify_after) "
-                    "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0) "
-                    "FROM revetl.changes c "
-                    "WHERE c.run_id = $1 "
-                    "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, "
-                    "excluded.verify_after)",
-                {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms)});
+            MarkPlannedRowsUncertain(def->shadow_table, run_id, settle_ms);
         }
         // Rows of a trigger-tracked sync that were planned and not delivered
         // are captured again for the next run.

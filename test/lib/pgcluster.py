@@ -208,6 +208,10 @@ class MockWebhook(MockProcess):
     def clear_requests(self):
         self._call("DELETE", "/_mock/requests")
 
+    def release(self):
+        """Applies the held requests now (late), in arrival order; returns how many."""
+        return self._call("POST", "/_mock/release")["released"]
+
 
 def key(**columns):
     """The canonical form of a record key, as MockWebhook.records() uses."""

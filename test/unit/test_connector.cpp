@@ -438,3 +438,33 @@ TEST_F(WebhookInterpret, OtherPermanentStatusesRejectWithoutSplitting) {
         EXPECT_EQ(v.rows[0].reason, "HTTP " + std::to_string(status));
     }
 }
+
+TEST(RecordIdempotencyKey, UniquePerChangeStablePerRetry) {
+    // A -> B -> A: the third change has the content of the first, but is
+    // based on a later version, so a receiver that skips keys it applied
+    // before still applies it.
+    Change a1 = revetl_test::MakeChange(Change::Op::Add, "{\"id\": 1}", "{\"v\": \"A\"}", 100);
+    a1.version = -3; // first seen by run 3
+    Change b = revetl_test::MakeChange(Change::Op::Change, "{\"id\": 1}", "{\"v\": \"B\"}", 200);
+    b.version = 3;
+    Change a2 = revetl_test::MakeChange(Change::Op::Change, "{\"id\": 1}", "{\"v\": \"A\"}", 100);
+    a2.version = 4;
+    EXPECT_NE(RecordIdempotencyKey(9, a1), RecordIdempotencyKey(9, a2));
+    EXPECT_NE(RecordIdempotencyKey(9, a1), RecordIdempotencyKey(9, b));
+    EXPECT_NE(RecordIdempotencyKey(9, b), RecordIdempotencyKey(9, a2));
+
+    // delete, re-insert, delete: the two deletes differ.
+    Change d1 = revetl_test::MakeChange(Change::Op::Remove, "{\"id\": 1}", "", 0);
+    d1.version = 5;
+    Change d2 = d1;
+    d2.version = 8;
+    EXPECT_NE(RecordIdempotencyKey(9, d1), RecordIdempotencyKey(9, d2));
+
+    // A retry of one change (same version, same content) has the same key,
+    // whatever the seq or run it is sent from; another sync, another key.
+    Change retry = b;
+    retry.seq = 77;
+    EXPECT_EQ(RecordIdempotencyKey(9, b), RecordIdempotencyKey(9, retry));
+    EXPECT_NE(RecordIdempotencyKey(9, b), RecordIdempotencyKey(10, b));
+    EXPECT_EQ(RecordIdempotencyKey(9, b).size(), 32u);
+}

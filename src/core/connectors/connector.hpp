@@ -26,8 +26,11 @@ struct BatchContext {
     std::string write_op = "upsert";
 };
 
-// A stable key for (sync, record key, row version): a resend of the same row
-// version carries the same key, a new version a new one.
+// A key for one change of one record: (sync, record key, the version the
+// change is based on, delete or the row's hash). Every retry of the change,
+// in its run or in the run that takes it over after a failure, carries the
+// same key; any other change of the record, even back to an earlier
+// content, carries another (see Change::version).
 std::string RecordIdempotencyKey(int64_t sync_id, const Change &change);
 
 // 64-bit FNV-1a: stable across builds and machines, unlike std::hash.

@@ -68,6 +68,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 outcomes.reserve(it->second.outcomes.size());
                 for (auto &o : it->second.outcomes)
                     outcomes.push_back(*o);
+                if (hooks.live_stats)
+                    *hooks.live_stats = result.stats;
                 hooks.batch_done(it->second.batch, outcomes);
                 it = open.erase(it);
             } else {
@@ -137,6 +139,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 uint64_t id = next_request_id++;
                 client.Start(id, it->request.http);
                 result.stats.requests++;
+                if (hooks.live_stats)
+                    *hooks.live_stats = result.stats;
                 in_flight.emplace(id, std::move(*it));
                 it = pending.erase(it);
             }
@@ -156,6 +160,19 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 continue;
             Work w = std::move(it->second);
             in_flight.erase(it);
+            // libcurl sent the request more than once by itself (a reused
+            // connection died before any answer): each copy is a request
+            // and a retry, and the destination may apply the first copy, so
+            // the rows are uncertain, as after any lost answer.
+            if (done.second.sends > 1) {
+                const int64_t again = done.second.sends - 1;
+                result.stats.requests += again;
+                result.stats.retries += again;
+                result.stats.rows_retried += again * static_cast<int64_t>(w.request.rows.size());
+                w.uncertain = true;
+            }
+            if (hooks.live_stats)
+                *hooks.live_stats = result.stats;
             auto batch_it = open.find(w.batch);
             if (batch_it == open.end())
                 continue; // its batch was already handed back
@@ -244,6 +261,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             hooks.sleep(static_cast<long>(std::clamp<int64_t>(next_ready - now(), 1, config.poll_slice_ms)));
         }
     }
+    if (hooks.live_stats)
+        *hooks.live_stats = result.stats;
     return result;
 }
 

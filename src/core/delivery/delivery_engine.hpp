@@ -45,6 +45,10 @@ struct EngineHooks {
     std::function<void(long ms)> throttle = [](long) {};
     std::function<double()> random = [] { return 0.5; };
     std::function<int64_t()> now_ms;
+    // When set, kept equal to the run's counters as they grow (before each
+    // batch_done), so that the host records them with each commit and a
+    // run stopped half-way still counts the requests it made.
+    EngineStats *live_stats = nullptr;
 };
 
 struct EngineConfig {
