@@ -209,7 +209,12 @@ COMMENT ON FUNCTION revetl.cancel_run(bigint) IS
 -- removals keep a tombstone until their re-verification; a planned change
 -- carries the version its idempotency key is derived from.
 ----------------------------------------------------------------------------
-ALTER TABLE revetl.changes ADD COLUMN version bigint NOT NULL DEFAULT 0;
+-- (Added without a default, then filled: a default given to ADD COLUMN
+-- would be kept as the column's "missing value", which a fresh install does
+-- not have. The queue is small: it holds only the changes of open runs.)
+ALTER TABLE revetl.changes ADD COLUMN version bigint;
+UPDATE revetl.changes SET version = 0;
+ALTER TABLE revetl.changes ALTER COLUMN version SET DEFAULT 0, ALTER COLUMN version SET NOT NULL;
 
 -- Every sync's shadow table, with the columns a new one gets
 -- (BuildShadowTableDdl). Existing rows are live, at version 0: nothing is
