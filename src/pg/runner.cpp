@@ -323,8 +323,9 @@ private:
     // Rows read from revetl.changes and not yet handed to the engine.
     static constexpr int32_t kReadAheadRows = 1000;
     std::deque<Change> read_ahead_;
-    PreparedSql read_sql_{"SELECT seq, op, key, payload::text, row_hash, dest_id, version FROM revetl.changes "
-                          "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
+    PreparedSql read_sql_{
+        "SELECT seq, op, key, payload::text, row_hash, dest_id, version FROM revetl.changes "
+        "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
     int64_t queued_ = 0;       // changes the plan queued, numbered 1..queued_
     bool tracked_ = false;     // changes captured by triggers
     bool incremental_ = false; // this run plans only captured keys
@@ -557,20 +558,21 @@ void SyncRun::Flush() {
         // writes this sync's shadow table while its run holds the sync's
         // claim on the sync. (Were one there after all, the flush would fail and
         // the run with it; the next run plans the key again, as a change.)
-        const std::string insert_rows =
-            "INSERT INTO " + shadow +
-            " AS s (key, row_hash, dest_id, run_id, verify_after, version) "
-            "SELECT r.key, r.row_hash, r.dest_id, $5, "
-            "CASE WHEN r.uncertain THEN pg_catalog.now() + pg_catalog.make_interval(secs => $6 / 1000.0) END, "
-            "$5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
-            "AS r(key, row_hash, dest_id, uncertain)";
+        const std::string insert_rows = "INSERT INTO " + shadow +
+                                        " AS s (key, row_hash, dest_id, run_id, verify_after, version) "
+                                        "SELECT r.key, r.row_hash, r.dest_id, $5, "
+                                        "CASE WHEN r.uncertain THEN pg_catalog.now() + "
+                                        "pg_catalog.make_interval(secs => $6 / 1000.0) END, "
+                                        "$5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
+                                        "AS r(key, row_hash, dest_id, uncertain)";
         flush_sql_.reset(new FlushStatements{
             PreparedSql(insert_rows),
             PreparedSql(
                 insert_rows +
                 " ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
                 // Over a tombstone, the removed record's id is not the new one's.
-                "dest_id = CASE WHEN s.removed THEN excluded.dest_id ELSE coalesce(excluded.dest_id, s.dest_id) "
+                "dest_id = CASE WHEN s.removed THEN excluded.dest_id ELSE coalesce(excluded.dest_id, "
+                "s.dest_id) "
                 "END, run_id = excluded.run_id, version = excluded.version, removed = false, "
                 "synced_at = pg_catalog.now(), "
                 "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
@@ -598,9 +600,10 @@ void SyncRun::Flush() {
             PreparedSql("DELETE FROM revetl.changes "
                         "WHERE run_id = $1 AND seq = ANY ($2::bigint[]) AND seq BETWEEN $3 AND $4",
                         true),
-            PreparedSql("UPDATE revetl.runs SET rows_delivered = rows_delivered + $2, "
-                        "rows_rejected = rows_rejected + $3, requests = requests + $4, retries = retries + $5, "
-                        "rows_retried = rows_retried + $6, throttled = throttled + $7 WHERE id = $1"),
+            PreparedSql(
+                "UPDATE revetl.runs SET rows_delivered = rows_delivered + $2, "
+                "rows_rejected = rows_rejected + $3, requests = requests + $4, retries = retries + $5, "
+                "rows_retried = rows_retried + $6, throttled = throttled + $7 WHERE id = $1"),
         });
     }
     for (bool added : {true, false}) {
@@ -613,7 +616,8 @@ void SyncRun::Flush() {
                        SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
     }
     if (!rec.removal_keys.empty()) {
-        flush_sql_->delete_shadow.Run({SqlArg::TextArray(rec.removal_keys), SqlArg::BoolArray(rec.removal_uncertain)});
+        flush_sql_->delete_shadow.Run(
+            {SqlArg::TextArray(rec.removal_keys), SqlArg::BoolArray(rec.removal_uncertain)});
         flush_sql_->tombstone_shadow.Run({SqlArg::TextArray(rec.removal_keys),
                                           SqlArg::BoolArray(rec.removal_uncertain), SqlArg::Int8(run_id_),
                                           SqlArg::Int8(settings_.settle_time_ms)});
@@ -640,12 +644,12 @@ void SyncRun::Flush() {
     flush_sql_->delete_queued.Run(
         {SqlArg::Int8(run_id_), SqlArg::Int8Array(seqs), SqlArg::Int8(*lowest), SqlArg::Int8(*highest)});
     const EngineStats counted = live_stats_;
-    flush_sql_->count_delivered.Run(
-        {SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered), SqlArg::Int8(rec.rejected_count),
-         SqlArg::Int8(counted.requests - recorded_stats_.requests),
-         SqlArg::Int8(counted.retries - recorded_stats_.retries),
-         SqlArg::Int8(counted.rows_retried - recorded_stats_.rows_retried),
-         SqlArg::Int8(counted.throttled - recorded_stats_.throttled)});
+    flush_sql_->count_delivered.Run({SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered),
+                                     SqlArg::Int8(rec.rejected_count),
+                                     SqlArg::Int8(counted.requests - recorded_stats_.requests),
+                                     SqlArg::Int8(counted.retries - recorded_stats_.retries),
+                                     SqlArg::Int8(counted.rows_retried - recorded_stats_.rows_retried),
+                                     SqlArg::Int8(counted.throttled - recorded_stats_.throttled)});
     CommitTransaction();
     recorded_stats_ = counted;
     rejected_ += rec.rejected_count;

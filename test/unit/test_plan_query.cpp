@@ -92,22 +92,25 @@ TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
     EXPECT_TRUE(Contains(sql, "count(*) OVER (PARTITION BY x.k) AS dups"));
     // Output columns, in the documented order.
     EXPECT_EQ(
-        sql.rfind("SELECT (CASE WHEN m.present IS NULL THEN 'r' WHEN m.k IS NULL THEN 'n' "
-                  "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' WHEN s.key IS NULL OR s.removed THEN 'a' ELSE 'c' "
-                  "END)::pg_catalog.\"char\" AS op, "
-                  "coalesce(m.k, s.key, pg_catalog.jsonb_build_object('id', m.kc0)::pg_catalog.text) AS key, "
-                  "CASE WHEN m.present THEN pg_catalog.jsonb_build_object('id', m.kc0) ELSE "
-                  "s.key::pg_catalog.jsonb END "
-                  "AS key_json, "
-                  "m.payload AS payload, m.h AS row_hash, CASE WHEN m.present AND s.removed THEN NULL ELSE s.dest_id END "
-                        "AS dest_id, m.dups, coalesce(s.version, 0::pg_catalog.int8) AS version FROM (",
-                  0),
+        sql.rfind(
+            "SELECT (CASE WHEN m.present IS NULL THEN 'r' WHEN m.k IS NULL THEN 'n' "
+            "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' WHEN s.key IS NULL OR s.removed THEN 'a' ELSE 'c' "
+            "END)::pg_catalog.\"char\" AS op, "
+            "coalesce(m.k, s.key, pg_catalog.jsonb_build_object('id', m.kc0)::pg_catalog.text) AS key, "
+            "CASE WHEN m.present THEN pg_catalog.jsonb_build_object('id', m.kc0) ELSE "
+            "s.key::pg_catalog.jsonb END "
+            "AS key_json, "
+            "m.payload AS payload, m.h AS row_hash, CASE WHEN m.present AND s.removed THEN NULL ELSE "
+            "s.dest_id END "
+            "AS dest_id, m.dups, coalesce(s.version, 0::pg_catalog.int8) AS version FROM (",
+            0),
         0u);
     EXPECT_TRUE(Contains(
-        sql, "WHERE (m.present IS NULL AND (NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
-             "pg_catalog.now())) OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL OR s.removed "
-             "OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) OPERATOR(pg_catalog.<>) (m.h "
-             "IS NULL)"));
+        sql,
+        "WHERE (m.present IS NULL AND (NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
+        "pg_catalog.now())) OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL OR s.removed "
+        "OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) OPERATOR(pg_catalog.<>) (m.h "
+        "IS NULL)"));
 }
 
 TEST(BuildPlanQuery, FullJoinOnlyWithRemovals) {
@@ -215,8 +218,9 @@ TEST(BuildPlanQuery, TombstonesAndVersions) {
     // A re-added key does not take the removed record's id.
     EXPECT_TRUE(Contains(sql, "CASE WHEN m.present AND s.removed THEN NULL ELSE s.dest_id END AS dest_id"));
     // A tombstone is removed again only once its verify_after has passed.
-    EXPECT_TRUE(Contains(sql, "(m.present IS NULL AND (NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
-                              "pg_catalog.now()))"));
+    EXPECT_TRUE(Contains(sql,
+                         "(m.present IS NULL AND (NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
+                         "pg_catalog.now()))"));
 }
 
 TEST(BuildPlanQuery, HashOverMappedValuesOrPayloadText) {
