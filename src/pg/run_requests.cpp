@@ -42,6 +42,7 @@ struct WaitArgs {
     const char *requested_by;
     int32 row_limit;
     bool full_diff;
+    bool resync;
     int slot;
     char status[16];
     char error[kWaitErrorLen];
@@ -78,6 +79,7 @@ void WaitForRun(WaitArgs *args) {
             w->run_id = args->run_id;
             w->row_limit = args->row_limit;
             w->full_diff = args->full_diff;
+            w->resync = args->resync;
             strlcpy(w->sync_name, args->sync_name, NAMEDATALEN);
             strlcpy(w->requested_by, args->requested_by, NAMEDATALEN);
             args->slot = i;
@@ -150,7 +152,8 @@ void WakeLauncherAtCommit() {
 }
 
 WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int64_t run_id,
-                             const std::string &requested_by, int32_t row_limit, bool full_diff) {
+                             const std::string &requested_by, int32_t row_limit, bool full_diff,
+                             bool resync) {
     WaitArgs args;
     memset(&args, 0, sizeof args);
     args.sync_id = sync_id;
@@ -159,6 +162,7 @@ WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int6
     args.requested_by = requested_by.c_str();
     args.row_limit = row_limit;
     args.full_diff = full_diff;
+    args.resync = resync;
     PgGuard([&] { WaitForRun(&args); });
     WaitResult result;
     result.status = args.status;

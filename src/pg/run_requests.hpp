@@ -20,6 +20,6 @@ struct WaitResult {
 
 // Blocks (interruptibly) until the worker has finished run `run_id`.
 WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int64_t run_id,
-                             const std::string &requested_by, int32_t row_limit, bool full_diff);
+                             const std::string &requested_by, int32_t row_limit, bool full_diff, bool resync);
 
 } // namespace revetl::pg

@@ -291,6 +291,7 @@ private:
     int64_t invalid_ = 0;
     int64_t row_limit_ = -1;
     bool full_requested_ = false;
+    bool resync_ = false; // run_sync(..., resync => true): every row sent again
     Oid server_oid_ = InvalidOid;
     int64_t rate_sync_id_ = 0;
     std::unique_ptr<Connector> connector_;
@@ -352,7 +353,7 @@ bool SyncRun::Start() {
         return false;
     }
     SqlResult r = Sql("UPDATE revetl.runs SET status = 'running', started_at = pg_catalog.now() "
-                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit, full_diff",
+                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit, full_diff, resync",
                       {SqlArg::Int8(run_id_)});
     if (r.rows.empty()) {
         CommitTransaction();
@@ -361,6 +362,7 @@ bool SyncRun::Start() {
     if (r.At(0, 1))
         row_limit_ = r.Int8(0, 1);
     full_requested_ = r.Bool(0, 2);
+    resync_ = r.Bool(0, 3);
     auto def = LoadSyncById(sync_id);
     CommitTransaction();
     if (!def)
@@ -438,6 +440,7 @@ void SyncRun::Plan() {
     PgGuard([&] { enable_timeout_after(STATEMENT_TIMEOUT, static_cast<int>(def_.options.plan_timeout_ms)); });
     PlanSpec spec = PreparePlan(def_);
     spec.run_id = run_id_;
+    spec.resync = resync_;
     // Outside MIRROR no removal is planned, so a tombstone matters only
     // until its settle time has passed (a key re-added before then is
     // re-verified after it); then it goes.
@@ -458,7 +461,7 @@ void SyncRun::Plan() {
         max_capture = cap.Int8(0, 0);
         bool truncated = cap.Bool(0, 1);
         bool ready = cap.Bool(0, 2);
-        incremental_ = ready && !truncated && !full_requested_ && row_limit_ < 0;
+        incremental_ = ready && !truncated && !full_requested_ && !resync_ && row_limit_ < 0;
         if (incremental_)
             spec.capture =
                 CaptureFilter{def_.id, max_capture, KeyColumnTypes(ModelRelid(def_), def_.key_columns)};
@@ -610,7 +613,9 @@ void SyncRun::Flush() {
         const ShadowRows &rows = added ? rec.added : rec.changed;
         if (rows.keys.empty())
             continue;
-        PreparedSql &statement = added ? flush_sql_->insert_shadow : flush_sql_->upsert_shadow;
+        // A resync's adds may be over tombstones (their version does not
+        // tell, being -run_id for every row): they are upserted too.
+        PreparedSql &statement = added && !resync_ ? flush_sql_->insert_shadow : flush_sql_->upsert_shadow;
         statement.Run({SqlArg::TextArray(rows.keys), SqlArg::Int8Array(rows.row_hashes),
                        SqlArg::TextArray(rows.dest_ids), SqlArg::BoolArray(rows.uncertain),
                        SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});

@@ -49,6 +49,7 @@ struct WaitSlot {
     int64 run_id;
     int32 row_limit; // -1: not a test run
     bool full_diff;
+    bool resync;
     char sync_name[NAMEDATALEN];
     char requested_by[NAMEDATALEN];
     char status[16];

@@ -224,6 +224,7 @@ void ClaimWaitRequests() {
         char requested_by[NAMEDATALEN];
         int32 row_limit;
         bool full_diff;
+        bool resync;
     };
     std::vector<Claim> claims;
     LWLockAcquire(g_shared->lock, LW_SHARED);
@@ -238,6 +239,7 @@ void ClaimWaitRequests() {
             memcpy(c.requested_by, w->requested_by, NAMEDATALEN);
             c.row_limit = w->row_limit;
             c.full_diff = w->full_diff;
+            c.resync = w->resync;
             claims.push_back(c);
         }
     }
@@ -247,12 +249,12 @@ void ClaimWaitRequests() {
     BeginTransaction("revetl: queueing requested runs");
     for (const Claim &c : claims)
         Sql("INSERT INTO revetl.runs (id, sync_id, sync_name, trigger, requested_by, row_limit, "
-            "full_diff) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+            "full_diff, resync) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
             {SqlArg::Int8(c.run_id), SqlArg::Int8(c.sync_id), SqlArg::Text(c.sync_name),
              SqlArg::Text(c.row_limit >= 0 ? "test" : "manual"), SqlArg::Text(c.requested_by),
-             c.row_limit >= 0 ? SqlArg::Int4(c.row_limit) : SqlArg::Null(INT4OID),
-             SqlArg::Bool(c.full_diff)});
+             c.row_limit >= 0 ? SqlArg::Int4(c.row_limit) : SqlArg::Null(INT4OID), SqlArg::Bool(c.full_diff),
+             SqlArg::Bool(c.resync)});
     CommitTransaction();
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
     for (const Claim &c : claims) {

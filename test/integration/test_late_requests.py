@@ -181,6 +181,41 @@ class LateRequestsTest(unittest.TestCase):
         self.assertEqual(uncertain, [[json.dumps(second)]])
         self.converge()
 
+    def test_resync_sends_every_row_again_with_new_keys(self):
+        mock.configure(dedupe=True)
+        cluster.sql(f"insert into {self.table} select g, 'v' || g from generate_series(1, 30) g")
+        self.run_sync()
+        first = {r["idempotency_key"] for q in mock.requests() for r in q["body"]["records"]}
+        mock.clear_requests()
+        self.assertEqual(cluster.sql(f"select count(*) from revetl.sync_runs r join revetl.syncs s "
+                                     f"on s.id = r.sync_id where s.name = '{self.sync}' and r.resync"), "0")
+        run = int(cluster.sql(f"select revetl.run_sync('{self.sync}', wait => true, resync => true)"))
+        self.assertEqual(cluster.rows(f"select rows_added, rows_changed, rows_delivered, resync, plan_kind "
+                                      f"from revetl.sync_runs where id = {run}"), [["0", "30", "30", "t", "full"]])
+        again = [r["idempotency_key"] for q in mock.requests() for r in q["body"]["records"]]
+        self.assertEqual(len(again), 30)
+        self.assertFalse(first & set(again), "a resync must not reuse the keys of the first delivery")
+        # A deduplicating receiver applied every one of them.
+        self.assertEqual(set(mock.record_writes().values()), {2})
+        # MIRROR still knows what to remove, and a normal run sends nothing.
+        mock.clear_requests()
+        cluster.sql(f"delete from {self.table} where id = 3")
+        self.run_sync()
+        sent = [(r["op"], r["key"]["id"]) for q in mock.requests() for r in q["body"]["records"]]
+        self.assertEqual(sent, [("delete", 3)])
+        self.assertEqual(mock.records(), self.model())
+
+    def test_resync_is_refused_where_it_cannot_work(self):
+        _, err, rc = cluster.psql(f"select revetl.run_sync('{self.sync}', max_rows => 5, resync => true)",
+                                  check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("max_rows cannot be combined with resync", err)
+        cluster.sql(f"select * from revetl.execute('ALTER SYNC {self.sync} SET MODE INSERT')")
+        _, err, rc = cluster.psql(f"select revetl.run_sync('{self.sync}', resync => true)", check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn(f'sync "{self.sync}" cannot be resynced: it is in INSERT mode', err)
+        self.assertIn("SET MODE UPSERT", err)
+
     def test_a_stopped_run_counts_every_request_it_made(self):
         cluster.sql(f"insert into {self.table} select g, 'v' from generate_series(1, 40) g")
         mock.configure(delay_ms=150)

@@ -44,7 +44,7 @@ SELECT columns_are('revetl', 'runs',
     ARRAY['id', 'sync_id', 'sync_name', 'status', 'trigger', 'requested_by', 'requested_at', 'started_at',
           'planned_at', 'finished_at', 'rows_added', 'rows_changed', 'rows_removed', 'rows_delivered',
           'rows_rejected', 'rows_invalid', 'requests', 'retries', 'error', 'row_limit', 'full_diff', 'plan_kind',
-          'rows_retried', 'throttled', 'plan_duration', 'delivery_duration'],
+          'rows_retried', 'throttled', 'plan_duration', 'delivery_duration', 'resync'],
     'revetl.runs has exactly the documented columns');
 SELECT col_is_pk('revetl', 'runs', 'id', 'sync_runs.id is the primary key');
 SELECT col_type_is('revetl', 'runs', 'id', 'bigint', 'sync_runs.id is bigint');
@@ -117,7 +117,8 @@ SELECT col_type_is('revetl', 'rejected_rows', 'reason', 'text', 'rejected_rows.r
 
 -- revetl.changes ---------------------------------------------------------------
 SELECT has_table('revetl', 'changes', 'table revetl.changes exists');
-SELECT columns_are('revetl', 'changes', ARRAY['run_id', 'seq', 'op', 'key', 'payload', 'row_hash', 'dest_id'],
+SELECT columns_are('revetl', 'changes', ARRAY['run_id', 'seq', 'op', 'key', 'payload', 'row_hash', 'dest_id',
+                                              'version'],
                    'revetl.changes has exactly the documented columns');
 SELECT col_is_pk('revetl', 'changes', ARRAY['run_id', 'seq'], 'changes has the primary key (run_id, seq)');
 SELECT col_type_is('revetl', 'changes', 'op', 'char', 'changes.op is "char" (one byte)');
@@ -159,12 +160,12 @@ SELECT has_function('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'revetl.dro
 SELECT function_returns('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'void', 'drop_sync returns void');
 SELECT is((SELECT pg_get_function_arguments('revetl.drop_sync(text,boolean)'::regprocedure)),
           'name text, if_exists boolean DEFAULT false', 'drop_sync(name, if_exists => false)');
-SELECT has_function('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean'],
-                    'revetl.run_sync(text, boolean, integer, boolean) exists');
+SELECT has_function('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean'],
+                    'revetl.run_sync(text, boolean, integer, boolean, boolean) exists');
 SELECT is(ARRAY(SELECT oid::regprocedure::text FROM pg_proc
                  WHERE pronamespace = 'revetl'::regnamespace AND proname = 'run_sync'),
-          ARRAY['revetl.run_sync(text,boolean,integer,boolean)'],
-          'run_sync has exactly one signature (the three-argument form is gone)');
+          ARRAY['revetl.run_sync(text,boolean,integer,boolean,boolean)'],
+          'run_sync has exactly one signature (the older forms are gone)');
 SELECT function_returns('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean'], 'bigint',
                         'run_sync returns bigint (the run id)');
 SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean,integer,boolean)'::regprocedure)),

@@ -62,8 +62,10 @@ SELECT cmp_ok((SELECT created_at FROM revetl.syncs WHERE name = 'tap_people'), '
 CREATE TEMP TABLE shadow AS SELECT shadow_table::name AS t FROM revetl.syncs WHERE name = 'tap_people';
 SELECT is((SELECT t::text FROM shadow), 'shadow_' || (SELECT id FROM created), 'the shadow table is shadow_<id>');
 SELECT has_table('revetl', (SELECT t FROM shadow), 'the shadow table exists in schema revetl');
-SELECT columns_are('revetl', (SELECT t FROM shadow), ARRAY['key', 'row_hash', 'dest_id', 'run_id', 'synced_at', 'verify_after'],
-                   'the shadow table has the columns key, row_hash, dest_id, run_id, synced_at');
+SELECT columns_are('revetl', (SELECT t FROM shadow), ARRAY['key', 'row_hash', 'dest_id', 'run_id', 'synced_at', 'verify_after',
+                                                          'version', 'removed'],
+                   'the shadow table has the columns key, row_hash, dest_id, run_id, synced_at, verify_after, '
+                   'version, removed');
 SELECT col_is_pk('revetl', (SELECT t FROM shadow), 'key', 'key is the shadow table''s primary key');
 SELECT col_type_is('revetl', (SELECT t FROM shadow), 'key', 'text', 'shadow key is text');
 SELECT is((SELECT collname::text FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation

@@ -295,3 +295,14 @@ TEST(BuildPayloadColumnsQuery, ExactText) {
     EXPECT_EQ(BuildPayloadColumnsQuery(spec),
               "SELECT (lower(email)\n), (x -- c\n) FROM (SELECT 1 AS x\n) AS src LIMIT 0");
 }
+
+TEST(BuildPlanQuery, ResyncPlansEveryModelRowWithNewKeys) {
+    PlanSpec spec = RelationSpec();
+    spec.run_id = 9;
+    spec.resync = true;
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, " OR s.removed OR m.present"));
+    EXPECT_TRUE(Contains(sql, "CASE WHEN m.present THEN -9::pg_catalog.int8 ELSE s.version END AS version"));
+    spec.resync = false;
+    EXPECT_TRUE(NotContains(BuildPlanQuery(spec), "OR m.present"));
+}

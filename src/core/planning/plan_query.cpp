@@ -197,16 +197,17 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
            PassedKeyObject(spec.key_columns) + " ELSE s.key::pg_catalog.jsonb END AS key_json, " + payload +
            " AS payload, m.h AS row_hash, "
            // A re-added key does not reuse the id of the record it removed.
-           "CASE WHEN m.present AND s.removed THEN NULL ELSE s.dest_id END AS dest_id, m.dups, "
-           "coalesce(s.version, " +
-           std::to_string(-spec.run_id) +
-           "::pg_catalog.int8) AS version "
-           "FROM (" +
-           m + ") AS m " + join + " " + shadow_source +
+           "CASE WHEN m.present AND s.removed THEN NULL ELSE s.dest_id END AS dest_id, m.dups, " +
+           (spec.resync
+                ? "CASE WHEN m.present THEN " + std::to_string(-spec.run_id) +
+                      "::pg_catalog.int8 ELSE s.version END AS version "
+                : "coalesce(s.version, " + std::to_string(-spec.run_id) + "::pg_catalog.int8) AS version ") +
+           "FROM (" + m + ") AS m " + join + " " + shadow_source +
            " AS s ON s.key OPERATOR(pg_catalog.=) m.k "
            "WHERE (m.present IS NULL AND (NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
            "pg_catalog.now())) OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL OR "
            "s.removed" +
+           std::string(spec.resync ? " OR m.present" : "") +
            std::string(spec.include_changes
                            ? " OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) "
                              "OPERATOR(pg_catalog.<>) "

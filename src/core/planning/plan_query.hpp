@@ -57,6 +57,10 @@ struct PlanSpec {
     // The planning run: a key the shadow state does not hold gets the
     // version -run_id (see Change::version).
     int64_t run_id = 0;
+    // Every row of the model is planned (an add, or a change where the
+    // shadow state holds the key), based on -run_id so that each carries a
+    // new idempotency key; removals as usual.
+    bool resync = false;
 };
 
 // Single-letter operation codes produced by the plan query's "op" column.
