@@ -166,12 +166,13 @@ SELECT is(ARRAY(SELECT oid::regprocedure::text FROM pg_proc
                  WHERE pronamespace = 'revetl'::regnamespace AND proname = 'run_sync'),
           ARRAY['revetl.run_sync(text,boolean,integer,boolean,boolean)'],
           'run_sync has exactly one signature (the older forms are gone)');
-SELECT function_returns('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean'], 'bigint',
+SELECT function_returns('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean'], 'bigint',
                         'run_sync returns bigint (the run id)');
-SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean,integer,boolean)'::regprocedure)),
-          'name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL::integer, "full" boolean DEFAULT false',
-          'run_sync(name, wait => false, max_rows => NULL, full => false)');
-SELECT isnt_strict('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean'],
+SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean,integer,boolean,boolean)'::regprocedure)),
+          'name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL::integer, "full" boolean DEFAULT false, '
+          'resync boolean DEFAULT false',
+          'run_sync(name, wait => false, max_rows => NULL, full => false, resync => false)');
+SELECT isnt_strict('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean'],
                    'run_sync is not STRICT (a NULL name gets an error)');
 SELECT has_function('revetl', 'cancel_run', ARRAY['bigint'], 'revetl.cancel_run(bigint) exists');
 SELECT has_function('revetl', 'preview_sync', ARRAY['text', 'integer'],
