@@ -257,3 +257,69 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 COMMENT ON FUNCTION revetl.run_sync(text, boolean, integer, boolean, boolean) IS
   'requests a run of a sync at commit and returns its run id; with wait => true, outside a transaction block, returns once the run has finished';
+
+----------------------------------------------------------------------------
+-- Retry timing (issue 20): manual runs no longer push an ON CHANGE sync's
+-- automatic retry back, and sync_status shows when it is due.
+----------------------------------------------------------------------------
+-- ON CHANGE syncs whose last run left rows to retry (captured_changes.retry),
+-- with no run open, and when the scheduler retries them: change_retry_interval
+-- after the last automatic run that failed or left rows, doubled for each
+-- further one since the last success (up to 64 times). Manual and test runs
+-- do not count: trying a fix by hand never pushes the retry back. Read by the
+-- scheduler and by sync_status.next_retry_at.
+CREATE VIEW revetl._change_retries AS
+SELECT s.id AS sync_id,
+       coalesce(f.last_end, '-infinity')
+         + pg_catalog.current_setting('revetl.change_retry_interval')::interval
+           * pg_catalog.power(2, least(greatest(f.n - 1, 0), 6)) AS due_at
+  FROM revetl.syncs s
+ CROSS JOIN LATERAL (
+       SELECT max(r.finished_at) AS last_end, count(*) AS n FROM revetl.runs r
+        WHERE r.sync_id = s.id AND r.status IN ('failed', 'partial') AND r.trigger NOT IN ('test', 'manual')
+          AND r.id > coalesce((SELECT max(ok.id) FROM revetl.runs ok WHERE ok.sync_id = s.id
+                                  AND ok.status = 'succeeded' AND ok.trigger <> 'test'), 0)) f
+ WHERE s.schedule_kind = 'on change' AND NOT s.paused
+   AND EXISTS (SELECT 1 FROM revetl.captured_changes c WHERE c.sync_id = s.id AND c.retry)
+   AND NOT EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id
+                    AND r.status IN ('queued', 'running') AND r.trigger <> 'test');
+
+REVOKE ALL ON revetl._change_retries FROM PUBLIC;
+
+CREATE OR REPLACE VIEW revetl.sync_status AS
+SELECT s.name,
+       s.owner,
+       s.schedule_kind || coalesce(' ' || s.schedule_value, '') AS schedule,
+       s.paused,
+       last.id AS last_run_id,
+       last.status AS last_status,
+       last.trigger AS last_trigger,
+       last.finished_at AS last_finished_at,
+       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN last.error END AS last_error,
+       ok.finished_at AS last_success_at,
+       coalesce(greatest(last.rows_added + last.rows_changed + last.rows_removed - last.rows_delivered, 0)
+                + last.rows_invalid, 0)
+         + coalesce((SELECT count(*) FROM revetl.changes c JOIN revetl.runs r ON r.id = c.run_id
+                      WHERE r.sync_id = s.id AND r.status = 'running'), 0) AS rows_waiting,
+       (SELECT min(r.started_at) FROM revetl.runs r
+         WHERE r.sync_id = s.id AND r.id > coalesce(ok.id, 0) AND r.started_at IS NOT NULL) AS oldest_undelivered_at,
+       st.next_run_at,
+       CASE
+         WHEN s.paused THEN 'paused'
+         WHEN EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status = 'running') THEN 'running'
+         WHEN last.id IS NULL THEN 'never run'
+         WHEN last.status = 'failed' THEN 'failing'
+         WHEN last.status = 'partial' THEN 'degraded'
+         WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
+         ELSE 'healthy'
+       END AS health,
+       CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at
+  FROM revetl.syncs s
+  LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
+  LEFT JOIN revetl._change_retries cr ON cr.sync_id = s.id
+  LEFT JOIN LATERAL (SELECT * FROM revetl.runs r
+                      WHERE r.sync_id = s.id AND r.status NOT IN ('queued', 'running')
+                      ORDER BY r.id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT r.id, r.finished_at FROM revetl.runs r
+                      WHERE r.sync_id = s.id AND r.status = 'succeeded'
+                      ORDER BY r.id DESC LIMIT 1) ok ON true;

@@ -236,6 +236,30 @@ CREATE POLICY captured_changes_owner ON revetl.captured_changes FOR SELECT USING
              WHERE s.id = captured_changes.sync_id
                AND pg_catalog.pg_has_role(s.owner, 'USAGE')));
 
+-- ON CHANGE syncs whose last run left rows to retry (captured_changes.retry),
+-- with no run open, and when the scheduler retries them: change_retry_interval
+-- after the last automatic run that failed or left rows, doubled for each
+-- further one since the last success (up to 64 times). Manual and test runs
+-- do not count: trying a fix by hand never pushes the retry back. Read by the
+-- scheduler and by sync_status.next_retry_at.
+CREATE VIEW revetl._change_retries AS
+SELECT s.id AS sync_id,
+       coalesce(f.last_end, '-infinity')
+         + pg_catalog.current_setting('revetl.change_retry_interval')::interval
+           * pg_catalog.power(2, least(greatest(f.n - 1, 0), 6)) AS due_at
+  FROM revetl.syncs s
+ CROSS JOIN LATERAL (
+       SELECT max(r.finished_at) AS last_end, count(*) AS n FROM revetl.runs r
+        WHERE r.sync_id = s.id AND r.status IN ('failed', 'partial') AND r.trigger NOT IN ('test', 'manual')
+          AND r.id > coalesce((SELECT max(ok.id) FROM revetl.runs ok WHERE ok.sync_id = s.id
+                                  AND ok.status = 'succeeded' AND ok.trigger <> 'test'), 0)) f
+ WHERE s.schedule_kind = 'on change' AND NOT s.paused
+   AND EXISTS (SELECT 1 FROM revetl.captured_changes c WHERE c.sync_id = s.id AND c.retry)
+   AND NOT EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id
+                    AND r.status IN ('queued', 'running') AND r.trigger <> 'test');
+
+REVOKE ALL ON revetl._change_retries FROM PUBLIC;
+
 -- One row per sync, at a glance: the last run and how it ended, what is
 -- waiting, when it runs next, and a health word.
 --   rows_waiting: rows the latest finished run planned but did not deliver
@@ -270,9 +294,11 @@ SELECT s.name,
          WHEN last.status = 'partial' THEN 'degraded'
          WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
          ELSE 'healthy'
-       END AS health
+       END AS health,
+       CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at
   FROM revetl.syncs s
   LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
+  LEFT JOIN revetl._change_retries cr ON cr.sync_id = s.id
   LEFT JOIN LATERAL (SELECT * FROM revetl.runs r
                       WHERE r.sync_id = s.id AND r.status NOT IN ('queued', 'running')
                       ORDER BY r.id DESC LIMIT 1) last ON true

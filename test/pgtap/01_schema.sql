@@ -2,7 +2,7 @@
 -- functions, event trigger, dump registration, row level security and
 -- privileges.
 BEGIN;
-SELECT plan(176);
+SELECT plan(177);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -333,8 +333,11 @@ SELECT has_index('revetl', 'captured_changes', 'captured_changes_sync_idx', ARRA
 SELECT has_view('revetl', 'sync_status', 'view revetl.sync_status exists');
 SELECT columns_are('revetl', 'sync_status',
     ARRAY['name', 'owner', 'schedule', 'paused', 'last_run_id', 'last_status', 'last_trigger', 'last_finished_at',
-          'last_error', 'last_success_at', 'rows_waiting', 'oldest_undelivered_at', 'next_run_at', 'health'],
+          'last_error', 'last_success_at', 'rows_waiting', 'oldest_undelivered_at', 'next_run_at', 'health',
+          'next_retry_at'],
     'revetl.sync_status has exactly the documented columns');
+SELECT ok(NOT has_table_privilege('public', 'revetl._change_retries', 'SELECT'),
+          'PUBLIC cannot read revetl._change_retries (it reads every run)');
 SELECT has_function('revetl', 'prune_history', 'revetl.prune_history() exists');
 SELECT ok(NOT has_function_privilege('public', 'revetl.prune_history()', 'EXECUTE'),
           'PUBLIC cannot execute revetl.prune_history()');
