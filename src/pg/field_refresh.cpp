@@ -129,17 +129,18 @@ int FetchFields(int64_t refresh_id, Oid server_oid, Oid role, const std::string 
     DestinationSettings settings = ResolveDestinationSettings(dest.server_options, dest.user_mapping_options);
     AuthKind auth = SelectedAuth(settings.credentials);
     if (!spec.AcceptsAuth(auth))
-        throw Error(sqlstate::kInvalidAuthorizationSpecification,
-                    "server \"" + dest.server_name + "\" of type " + spec.type + " does not accept " +
-                        (auth == AuthKind::None ? std::string("requests without credentials")
-                                                : std::string("auth scheme ") + AuthName(auth)),
-                    "The user mapping in effect for the role that asked selects the auth scheme by its options.");
+        throw Error(
+            sqlstate::kInvalidAuthorizationSpecification,
+            "server \"" + dest.server_name + "\" of type " + spec.type + " does not accept " +
+                (auth == AuthKind::None ? std::string("requests without credentials")
+                                        : std::string("auth scheme ") + AuthName(auth)),
+            "The user mapping in effect for the role that asked selects the auth scheme by its options.");
     const std::string allowed = g_allowed_hosts ? g_allowed_hosts : "";
     std::string host = UrlHost(settings.url);
     if (!HostAllowed(host, allowed))
-        throw Error(sqlstate::kInsufficientPrivilege,
-                    "destination host \"" + host + "\" of server \"" + dest.server_name +
-                        "\" is not in revetl.allowed_hosts");
+        throw Error(sqlstate::kInsufficientPrivilege, "destination host \"" + host + "\" of server \"" +
+                                                          dest.server_name +
+                                                          "\" is not in revetl.allowed_hosts");
     HttpRequest request = spec.describe_fields.request(settings, object);
     HttpClient client;
     client.SetAddressPolicy(std::make_shared<HostPolicy>(allowed));
@@ -152,8 +153,8 @@ int FetchFields(int64_t refresh_id, Oid server_oid, Oid role, const std::string 
             done = true;
         }
     }
-    std::vector<DestinationField> fields = ReadDescribedFields(spec.describe_fields, request, response,
-                                                               dest.server_name);
+    std::vector<DestinationField> fields =
+        ReadDescribedFields(spec.describe_fields, request, response, dest.server_name);
     std::vector<std::string> names, labels, types, field_types, options;
     std::vector<bool> read_only;
     for (const auto &f : fields) {
@@ -166,7 +167,8 @@ int FetchFields(int64_t refresh_id, Oid server_oid, Oid role, const std::string 
     }
     BeginTransaction("revetl: caching destination fields");
     const std::vector<SqlArg> key = {SqlArg::Int8(server_oid), SqlArg::Int8(mapping), SqlArg::Text(object)};
-    Sql("DELETE FROM revetl.field_cache WHERE server_id = $1::oid AND mapping_id = $2::oid AND object = $3", key);
+    Sql("DELETE FROM revetl.field_cache WHERE server_id = $1::oid AND mapping_id = $2::oid AND object = $3",
+        key);
     Sql("INSERT INTO revetl.field_cache (server_id, mapping_id, object, name, label, type, field_type, "
         "read_only, options, fetched_at) "
         "SELECT $1::oid, $2::oid, $3, u.name, u.label, u.type, u.field_type, u.read_only, "
@@ -188,9 +190,10 @@ int FetchFields(int64_t refresh_id, Oid server_oid, Oid role, const std::string 
 
 void RunRefresh(int64_t refresh_id) {
     BeginTransaction("revetl: starting field refresh");
-    SqlResult r = Sql("UPDATE revetl.field_refreshes SET status = 'running' WHERE id = $1 AND status = 'queued' "
-                      "RETURNING server_id::bigint, role_id::bigint, object",
-                      {SqlArg::Int8(refresh_id)});
+    SqlResult r =
+        Sql("UPDATE revetl.field_refreshes SET status = 'running' WHERE id = $1 AND status = 'queued' "
+            "RETURNING server_id::bigint, role_id::bigint, object",
+            {SqlArg::Int8(refresh_id)});
     CommitTransaction();
     if (r.rows.empty())
         return;
@@ -253,12 +256,13 @@ void CheckTargetsAgainstCache(const SyncDefinition &def, Oid role) {
     if (!cached.present) {
         // Nothing to judge by: the definition is accepted as written.
         PgGuard([&] {
-            ereport(NOTICE,
-                    (errmsg("MAP targets of sync \"%s\" were not checked: no fields of object \"%s\" of server "
-                            "\"%s\" are cached",
-                            def.name.c_str(), target.object.c_str(), dest.server_name.c_str()),
-                     errhint("SELECT revetl.refresh_destination_fields('%s', '%s') fetches them.",
-                             dest.server_name.c_str(), target.object.c_str())));
+            ereport(
+                NOTICE,
+                (errmsg("MAP targets of sync \"%s\" were not checked: no fields of object \"%s\" of server "
+                        "\"%s\" are cached",
+                        def.name.c_str(), target.object.c_str(), dest.server_name.c_str()),
+                 errhint("SELECT revetl.refresh_destination_fields('%s', '%s') fetches them.",
+                         dest.server_name.c_str(), target.object.c_str())));
         });
         return;
     }
@@ -266,8 +270,8 @@ void CheckTargetsAgainstCache(const SyncDefinition &def, Oid role) {
     for (const auto &entry : def.map)
         targets.push_back(entry.field);
     std::vector<FieldFinding> findings =
-        CheckTargetFields(cached.fields, targets, target.mode == "insert" ? "" : target.match_on, target.object,
-                          dest.server_name);
+        CheckTargetFields(cached.fields, targets, target.mode == "insert" ? "" : target.match_on,
+                          target.object, dest.server_name);
     if (findings.empty())
         return;
     const bool fresh = cached.age_s <= g_destination_fields_max_age_min * 60.0;
@@ -275,7 +279,8 @@ void CheckTargetsAgainstCache(const SyncDefinition &def, Oid role) {
         const FieldFinding &f = findings.front();
         throw Error(f.unknown ? sqlstate::kUndefinedColumn : sqlstate::kInvalidParameterValue,
                     "sync \"" + def.name + "\": " + f.message,
-                    "The fields of the object were fetched " + std::to_string(static_cast<long>(cached.age_s)) +
+                    "The fields of the object were fetched " +
+                        std::to_string(static_cast<long>(cached.age_s)) +
                         " seconds ago (revetl.destination_fields).",
                     f.hint);
     }
@@ -404,20 +409,22 @@ REVETL_SQL_FUNCTION(revetl_refresh_destination_fields) {
         PG_RETURN_NULL();
     }
     AsExtensionOwner([&] {
-        id = Sql("SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('revetl.field_refreshes', 'id'))")
+        id = Sql("SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('revetl.field_refreshes', "
+                 "'id'))")
                  .Int8(0, 0);
     });
     SpiFinish();
     WaitResult result = RequestFieldRefreshAndWait(id, dest.server_oid, role, object, requested_by);
     if (result.status != "succeeded")
         throw Error(sqlstate::kFdwUnableToEstablishConnection,
-                    "could not fetch the fields of object \"" + object + "\" of server \"" + dest.server_name +
-                        "\"",
+                    "could not fetch the fields of object \"" + object + "\" of server \"" +
+                        dest.server_name + "\"",
                     result.error.empty() ? std::string() : result.error + ".");
     int32_t n = 0;
     SpiConnect();
     AsExtensionOwner([&] {
-        SqlResult r = Sql("SELECT fields FROM revetl.field_refreshes WHERE id = $1", {SqlArg::Int8(id)}, true);
+        SqlResult r =
+            Sql("SELECT fields FROM revetl.field_refreshes WHERE id = $1", {SqlArg::Int8(id)}, true);
         n = r.rows.empty() || !r.At(0, 0) ? 0 : static_cast<int32_t>(r.Int8(0, 0));
     });
     SpiFinish();

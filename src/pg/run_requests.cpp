@@ -158,8 +158,8 @@ void WakeLauncherAtCommit() {
     g_wake_launcher_at_commit = true;
 }
 
-WaitResult RequestFieldRefreshAndWait(int64_t refresh_id, Oid server_oid, Oid role_oid, const std::string &object,
-                                      const std::string &requested_by) {
+WaitResult RequestFieldRefreshAndWait(int64_t refresh_id, Oid server_oid, Oid role_oid,
+                                      const std::string &object, const std::string &requested_by) {
     WaitArgs args;
     memset(&args, 0, sizeof args);
     args.kind = WaitKind::Fields;

@@ -59,9 +59,9 @@ struct WaitSlot {
     bool full_diff;
     char sync_name[NAMEDATALEN];
     char requested_by[NAMEDATALEN];
-    Oid server_oid;               // Fields: the server
-    Oid role_oid;                 // Fields: whose rights and user mapping
-    char object[kWaitObjectLen];  // Fields: the object
+    Oid server_oid;              // Fields: the server
+    Oid role_oid;                // Fields: whose rights and user mapping
+    char object[kWaitObjectLen]; // Fields: the object
     char status[16];
     char error[kWaitErrorLen];
 };

@@ -22,22 +22,25 @@ bool Clean(const std::string &text) {
 } // namespace
 
 std::vector<DestinationField> ReadDescribedFields(const FieldDescriber &describer, const HttpRequest &request,
-                                                  const HttpResponse &response, const std::string &server_name) {
+                                                  const HttpResponse &response,
+                                                  const std::string &server_name) {
     const std::string what = "the fields of server \"" + server_name + "\"";
     if (auto failure = ConnectionFailure(response, request.url, false))
         throw Error(sqlstate::kFdwUnableToEstablishConnection, "could not fetch " + what,
                     Truncate(failure->error, 1000) + ".");
     const long s = response.status;
     if (s == 0)
-        throw Error(sqlstate::kFdwUnableToEstablishConnection, "could not fetch " + what,
-                    std::string("No answer from ") + RedactUrl(request.url) + ": " +
-                        (response.timed_out ? "the request timed out" : Truncate(response.transport_error, 300)) +
-                        ".",
-                    "Try again later; check the server's url and timeout options.");
+        throw Error(
+            sqlstate::kFdwUnableToEstablishConnection, "could not fetch " + what,
+            std::string("No answer from ") + RedactUrl(request.url) + ": " +
+                (response.timed_out ? "the request timed out" : Truncate(response.transport_error, 300)) +
+                ".",
+            "Try again later; check the server's url and timeout options.");
     if (s < 200 || s >= 300)
         throw Error(sqlstate::kFdwUnableToEstablishConnection, "could not fetch " + what,
                     "The destination " + RedactUrl(request.url) + " answered HTTP " + std::to_string(s) + ".",
-                    s == 429 || s >= 500 ? "Try again later." : "Check the object name and the server's options.");
+                    s == 429 || s >= 500 ? "Try again later."
+                                         : "Check the object name and the server's options.");
     if (response.body_truncated)
         throw Error(sqlstate::kFdwUnableToEstablishConnection, "could not fetch " + what,
                     "The answer is larger than " + std::to_string(HttpClient::kMaxResponseBody) +

@@ -55,14 +55,15 @@ struct FieldDescriber {
 // check, never quoting a secret; an answer over HttpClient's body limit or
 // kMaxDescribedFields is refused; texts are bounded.
 std::vector<DestinationField> ReadDescribedFields(const FieldDescriber &describer, const HttpRequest &request,
-                                                  const HttpResponse &response, const std::string &server_name);
+                                                  const HttpResponse &response,
+                                                  const std::string &server_name);
 
 // What a MAP or MATCH ON target is, judged against a cached description.
 struct FieldFinding {
-    std::string field;   // the target as written
+    std::string field;    // the target as written
     bool unknown = false; // no such field (else: read-only)
-    std::string closest; // unknown: the nearest known name, or ""
-    std::string message; // lower-case, PostgreSQL style
+    std::string closest;  // unknown: the nearest known name, or ""
+    std::string message;  // lower-case, PostgreSQL style
     std::string hint;
 };
 

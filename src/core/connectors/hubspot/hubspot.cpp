@@ -146,8 +146,9 @@ std::optional<int64_t> HubSpotEpochMillis(const std::string &text, bool *date_on
             return std::nullopt;
         sec -= offset_min * 60;
     }
-    return (DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 + h * 3600 + mi * 60 +
-            sec) * 1000 +
+    return (DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 + h * 3600 +
+            mi * 60 + sec) *
+               1000 +
            ms;
 }
 
@@ -633,7 +634,8 @@ std::vector<DestinationField> ParseHubSpotProperties(const std::string &body) {
     // Invalid UTF-8 is refused here rather than by the cache's text columns.
     doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.c_str(), body.size());
     if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("results") || !doc["results"].IsArray())
-        throw Error(sqlstate::kFdwUnableToEstablishConnection, "HubSpot's properties answer is not understood",
+        throw Error(sqlstate::kFdwUnableToEstablishConnection,
+                    "HubSpot's properties answer is not understood",
                     "Expected a JSON object with a results array.");
     auto text = [](const rapidjson::Value &obj, const char *name) -> std::string {
         auto it = obj.FindMember(name);
