@@ -423,8 +423,9 @@ REVETL_SQL_FUNCTION(revetl_refresh_destination_fields) {
     int32_t n = 0;
     SpiConnect();
     AsExtensionOwner([&] {
-        SqlResult r =
-            Sql("SELECT fields FROM revetl.field_refreshes WHERE id = $1", {SqlArg::Int8(id)}, true);
+        // Not read-only: a fresh snapshot, which sees what the refresh process
+        // committed while this statement waited.
+        SqlResult r = Sql("SELECT fields FROM revetl.field_refreshes WHERE id = $1", {SqlArg::Int8(id)});
         n = r.rows.empty() || !r.At(0, 0) ? 0 : static_cast<int32_t>(r.Int8(0, 0));
     });
     SpiFinish();
