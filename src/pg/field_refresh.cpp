@@ -5,6 +5,7 @@
 #include "core/connectors/spec.hpp"
 #include "core/delivery/redaction.hpp"
 #include "pg/catalog.hpp"
+#include "pg/executor.hpp"
 #include "pg/guard.hpp"
 #include "pg/module.hpp"
 #include "pg/run_requests.hpp"
@@ -30,7 +31,9 @@ constexpr const char *kRefreshRetention = "1 day";
 // The user mapping in effect for `role` on the server: its own, else
 // PUBLIC's; InvalidOid when neither exists.
 Oid MappingInEffect(Oid server_oid, Oid role) {
-    SqlResult r = Sql("SELECT umid FROM pg_catalog.pg_user_mappings WHERE srvid = $1::pg_catalog.oid "
+    // Also called before any switch of role: the operators are named in full.
+    SqlResult r = Sql("SELECT umid FROM pg_catalog.pg_user_mappings WHERE srvid OPERATOR(pg_catalog.=) "
+                      "$1::pg_catalog.oid "
                       "AND umuser OPERATOR(pg_catalog.=) ANY (ARRAY[$2::pg_catalog.oid, 0::pg_catalog.oid]) "
                       "ORDER BY umuser OPERATOR(pg_catalog.=) 0::pg_catalog.oid LIMIT 1",
                       {SqlArg::Int8(server_oid), SqlArg::Int8(role)}, true);
@@ -110,7 +113,10 @@ int FetchFields(int64_t refresh_id, Oid server_oid, Oid role, const std::string 
     ForeignServer *server = nullptr;
     PgGuard([&] { server = GetForeignServerExtended(server_oid, FSV_MISSING_OK); });
     if (!server)
-        throw Error(sqlstate::kUndefinedObject, "the server was dropped before its fields were fetched");
+        throw Error(
+            sqlstate::kUndefinedObject, "the server does not exist for revetl's processes",
+            "It was dropped, or it was created in a transaction that had not committed when the fetch "
+            "began.");
     Destination dest = LookupDestination(server->servername);
     // The requester's rights, judged again now: they may have been revoked
     // since the request.
@@ -296,8 +302,9 @@ void CheckTargetsAgainstCache(const SyncDefinition &def, Oid role) {
 }
 
 bool StartFieldRefreshes() {
+    bool failed = false;
     if (g_refreshing.size() >= kMaxRefreshProcesses)
-        return true;
+        return false;
     BeginTransaction("revetl: looking for field refreshes");
     Sql(std::string("DELETE FROM revetl.field_refreshes WHERE status IN ('succeeded', 'failed') AND "
                     "finished_at < pg_catalog.now() - interval '") +
@@ -313,11 +320,12 @@ bool StartFieldRefreshes() {
             BeginTransaction("revetl: field refresh not started");
             MarkFailed(id, "no background worker was free to fetch the fields: raise max_worker_processes");
             CommitTransaction();
+            failed = true;
             continue;
         }
         g_refreshing[id] = handle;
     }
-    return !g_refreshing.empty();
+    return failed;
 }
 
 bool ReapFieldRefreshes() {
@@ -362,6 +370,7 @@ void revetl_fields_main(Datum main_arg) {
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     pqsignal(SIGTERM, die);
     BackgroundWorkerUnblockSignals();
+    RegisterRunProcess(dboid);
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
     ErrorData *edata = nullptr;
     try {

@@ -31,8 +31,9 @@ CachedFields LoadCachedFields(Oid server_oid, Oid role, const std::string &objec
 // was checked. Destinations that cannot describe their fields are skipped.
 void CheckTargetsAgainstCache(const SyncDefinition &def, Oid role);
 
-// The worker's part: starts a process for queued refreshes and notices the
-// ones that ended; true while any is in progress.
+// The worker's part: starts a process for queued refreshes (true when one
+// could not be started and was marked failed) and notices the processes that
+// ended (true when any did). Either way waiting callers are to be told.
 bool StartFieldRefreshes();
 bool ReapFieldRefreshes();
 // At worker start: refreshes left 'running' by a process that is gone.

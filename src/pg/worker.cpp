@@ -467,9 +467,9 @@ void WorkerLoop(Oid dboid) {
         // A refresh process's start and exit set this worker's latch
         // (bgw_notify_pid), as a run process's do.
         Step("fetching destination fields", [] {
-            if (ReapFieldRefreshes())
+            bool ended = ReapFieldRefreshes();
+            if (StartFieldRefreshes() || ended)
                 CompleteWaits();
-            (void)StartFieldRefreshes();
         });
         Step("pruning history", [] { PruneHistory(false); });
         const bool alerts_in_flight = PumpAlerts();
