@@ -407,11 +407,15 @@ REVETL_SQL_FUNCTION(revetl_refresh_destination_fields) {
     int64_t id = 0;
     if (!wait) {
         AsExtensionOwner([&] {
-            id = Sql("INSERT INTO revetl.field_refreshes (server_id, role_id, object, requested_by) "
-                     "VALUES ($1::pg_catalog.oid, $2::pg_catalog.oid, $3, $4) RETURNING id",
-                     {SqlArg::Int8(dest.server_oid), SqlArg::Int8(role), SqlArg::Text(object),
-                      SqlArg::Text(requested_by)})
-                     .Int8(0, 0);
+            // A request already queued for the same role, server and object
+            // will fetch what this one would: a loop of calls queues one
+            // fetch, not thousands.
+            (void)Sql("INSERT INTO revetl.field_refreshes (server_id, role_id, object, requested_by) "
+                      "SELECT $1::pg_catalog.oid, $2::pg_catalog.oid, $3, $4 WHERE NOT EXISTS ("
+                      "SELECT 1 FROM revetl.field_refreshes WHERE status = 'queued' AND server_id = "
+                      "$1::pg_catalog.oid AND role_id = $2::pg_catalog.oid AND object = $3)",
+                      {SqlArg::Int8(dest.server_oid), SqlArg::Int8(role), SqlArg::Text(object),
+                       SqlArg::Text(requested_by)});
         });
         SpiFinish();
         WakeWorkerAtCommit();

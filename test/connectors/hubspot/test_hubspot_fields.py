@@ -98,11 +98,16 @@ class FieldsTest(unittest.TestCase):
                                      f"where server = '{self.srv}' and field = 'score'"), "0")
         # Without waiting: nothing until commit, then the worker fetches.
         hubspot.configure(properties={"contacts": [{"name": "tier"}, {"name": "extra"}]})
-        out, err, rc = psql(f"select revetl.refresh_destination_fields('{self.srv}', wait => false)")
+        out, err, rc = psql(f"begin; select revetl.refresh_destination_fields('{self.srv}', wait => false); "
+                            f"select revetl.refresh_destination_fields('{self.srv}', wait => false); commit;")
         self.assertEqual((rc, out.strip()), (0, ""), err)
         wait_for(lambda: cluster.sql(f"select count(*) from revetl.destination_fields "
                                      f"where server = '{self.srv}' and field = 'extra'") == "1",
                  what="the queued refresh")
+        # Two waits and one queued request: the second queued call joined the first.
+        self.assertEqual(cluster.sql(f"select count(*) from revetl.field_refreshes r join pg_foreign_server s "
+                                     f"on s.oid = r.server_id where s.srvname = '{self.srv}'"), "3")
+        self.assertEqual(sum(1 for r in hubspot.requests() if "/properties/" in r["path"]), 3)
 
     def test_refused_token_is_reported_without_the_token(self):
         hubspot.configure(token="rotated")
