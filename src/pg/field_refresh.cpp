@@ -260,10 +260,11 @@ void CheckTargetsAgainstCache(const SyncDefinition &def, Oid role) {
     CheckSyncTarget(spec, dest.server_options, target, def.name, dest.server_name);
     CachedFields cached = LoadCachedFields(dest.server_oid, role, target.object);
     if (!cached.present) {
-        // Nothing to judge by: the definition is accepted as written.
+        // Nothing to judge by: the definition is accepted as written, with a
+        // warning (as for a stale cache) that its targets are unchecked.
         PgGuard([&] {
             ereport(
-                NOTICE,
+                WARNING,
                 (errmsg("MAP targets of sync \"%s\" were not checked: no fields of object \"%s\" of server "
                         "\"%s\" are cached",
                         def.name.c_str(), target.object.c_str(), dest.server_name.c_str()),

@@ -27,7 +27,7 @@ CachedFields LoadCachedFields(Oid server_oid, Oid role, const std::string &objec
 // At CREATE / ALTER SYNC: each MAP target (and MATCH ON) against the cache
 // of the sync's server, owner's mapping and object. With a cache younger
 // than revetl.destination_fields_max_age an unknown or read-only target is
-// an ERROR; with an older one a WARNING; with none a NOTICE that nothing
+// an ERROR; with an older one a WARNING; with none a WARNING that nothing
 // was checked. Destinations that cannot describe their fields are skipped.
 void CheckTargetsAgainstCache(const SyncDefinition &def, Oid role);
 

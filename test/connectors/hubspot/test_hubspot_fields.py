@@ -164,6 +164,7 @@ class FieldsTest(unittest.TestCase):
     def test_no_cache_accepts_the_definition(self):
         out, err, rc = self.create_sync("email AS email, first_name AS lifecylestage")
         self.assertEqual(rc, 0, err)
+        self.assertIn("WARNING:  MAP targets of sync", err)
         self.assertIn("were not checked", err)
         self.assertIn(f"revetl.refresh_destination_fields('{self.srv}', 'contacts')", err)
 
