@@ -1,6 +1,7 @@
 #include "pg/field_refresh.hpp"
 
 #include "core/common/error.hpp"
+#include "core/common/sql_text.hpp"
 #include "core/connectors/options.hpp"
 #include "core/connectors/spec.hpp"
 #include "core/delivery/redaction.hpp"
@@ -268,8 +269,8 @@ void CheckTargetsAgainstCache(const SyncDefinition &def, Oid role) {
                 (errmsg("MAP targets of sync \"%s\" were not checked: no fields of object \"%s\" of server "
                         "\"%s\" are cached",
                         def.name.c_str(), target.object.c_str(), dest.server_name.c_str()),
-                 errhint("SELECT revetl.refresh_destination_fields('%s', '%s') fetches them.",
-                         dest.server_name.c_str(), target.object.c_str())));
+                 errhint("SELECT revetl.refresh_destination_fields(%s, %s) fetches them.",
+                         QuoteLiteral(dest.server_name).c_str(), QuoteLiteral(target.object).c_str())));
         });
         return;
     }
@@ -297,8 +298,9 @@ void CheckTargetsAgainstCache(const SyncDefinition &def, Oid role) {
                     (errmsg("sync \"%s\": %s", def.name.c_str(), f.message.c_str()),
                      errdetail("The cached fields are older than revetl.destination_fields_max_age, so the "
                                "definition was accepted."),
-                     errhint("%s Refresh them with SELECT revetl.refresh_destination_fields('%s', '%s').",
-                             f.hint.c_str(), dest.server_name.c_str(), target.object.c_str())));
+                     errhint("%s Refresh them with SELECT revetl.refresh_destination_fields(%s, %s).",
+                             f.hint.c_str(), QuoteLiteral(dest.server_name).c_str(),
+                             QuoteLiteral(target.object).c_str())));
         });
 }
 
