@@ -15,7 +15,9 @@
 #include "core/delivery/batch_record.hpp"
 #include "core/delivery/redaction.hpp"
 #include "core/common/sql_text.hpp"
+#include "core/connectors/registry.hpp"
 #include "pg/catalog.hpp"
+#include "pg/field_refresh.hpp"
 #include "pg/module.hpp"
 #include "pg/planning.hpp"
 #include "pg/shared_state.hpp"
@@ -409,6 +411,18 @@ bool SyncRun::Start() {
     target.mode = def_.mode;
     target.object = def_.object.value_or("");
     target.match_on = def_.match_on.value_or("");
+    // Values are formatted by the field types cached when the run starts; a
+    // refresh during the run does not change how its rows are written.
+    {
+        const ConnectorSpec *spec = FindSpec(settings_.type);
+        if (spec && spec->DescribesFields()) {
+            BeginTransaction("revetl: reading destination fields");
+            target.fields = LoadCachedFields(dest.server_oid, def_.owner,
+                                             target.object.empty() ? spec->default_object : target.object)
+                                .fields;
+            CommitTransaction();
+        }
+    }
     connector_ = MakeConnector(settings_, target, def_.name, dest.server_name);
 
     // The URL's host is checked now, and every address the client connects

@@ -41,8 +41,16 @@ struct DatabaseSlot {
 
 enum class WaitState : int { Free = 0, Pending, Queued, Done };
 
+// What a waiting backend asked for: a sync run (run_sync) or a fetch of a
+// destination's fields (refresh_destination_fields; run_id is then the
+// revetl.field_refreshes id).
+enum class WaitKind : int { Run = 0, Fields };
+
+constexpr int kWaitObjectLen = 256;
+
 struct WaitSlot {
     WaitState state;
+    WaitKind kind;
     bool abandoned; // the waiter left (cancelled); the worker frees the slot
     Oid dboid;
     int64 sync_id;
@@ -52,6 +60,9 @@ struct WaitSlot {
     bool resync;
     char sync_name[NAMEDATALEN];
     char requested_by[NAMEDATALEN];
+    Oid server_oid;              // Fields: the server
+    Oid role_oid;                // Fields: whose rights and user mapping
+    char object[kWaitObjectLen]; // Fields: the object
     char status[16];
     char error[kWaitErrorLen];
 };

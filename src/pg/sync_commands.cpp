@@ -6,6 +6,7 @@
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
 #include "pg/planning.hpp"
+#include "pg/field_refresh.hpp"
 #include "pg/run_requests.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/spi.hpp"
@@ -525,6 +526,9 @@ SyncDefinition Resolve(const SyncRequest &req, Oid role, const std::string &sear
                        const SyncDefinition *existing) {
     SyncDefinition def;
     AsSyncOwner(role, search_path, [&] { def = ResolveAsOwner(req, role, existing); });
+    // MAP and MATCH ON targets against the destination's cached fields (read
+    // as the extension's owner, for the owner's user mapping).
+    CheckTargetsAgainstCache(def, role);
     return def;
 }
 

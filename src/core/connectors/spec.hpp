@@ -8,6 +8,7 @@
 #pragma once
 
 #include "core/connectors/auth.hpp"
+#include "core/connectors/fields.hpp"
 #include "core/connectors/options.hpp"
 
 #include <functional>
@@ -58,6 +59,10 @@ struct SyncTarget {
     std::string mode = "upsert"; // upsert, update, insert, mirror
     std::string object;          // OBJECT clause ("contacts", ...)
     std::string match_on;        // MATCH ON clause
+    // The destination's description of the object's fields as cached when
+    // the run started (revetl.destination_fields), for connectors that
+    // format values by field type; empty when none is cached.
+    std::vector<DestinationField> fields;
 };
 
 struct DestinationSettings;
@@ -86,6 +91,10 @@ struct ConnectorSpec {
                        const std::string &server_name)>
         check_target;
     std::function<std::unique_ptr<Connector>(const DestinationSettings &, const SyncTarget &)> make;
+    // Optional: how the destination describes an object's fields (see
+    // fields.hpp); unset for destinations that cannot.
+    FieldDescriber describe_fields;
+    bool DescribesFields() const { return describe_fields.request && describe_fields.parse; }
 
     const OptionSpec *ServerOption(const std::string &name) const;
     bool AcceptsAuth(AuthKind kind) const;
