@@ -435,7 +435,7 @@ const ConnectorSpec &HttpSpec() {
              })
             s.server_options.push_back(o);
         s.auth = {AuthKind::None, AuthKind::Bearer, AuthKind::Basic, AuthKind::ApiKeyHeader,
-                  AuthKind::ApiKeyQuery};
+                  AuthKind::ApiKeyQuery, AuthKind::OAuth};
         ObjectSpec any;
         any.name = "*";
         any.modes = {"upsert", "update", "insert", "mirror"};
