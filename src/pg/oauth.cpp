@@ -68,6 +68,24 @@ OAuthTokenSlot *TakeSlot(Oid server, Oid umid) {
     return pick;
 }
 
+// A process that exits mid-refresh without unwinding (FATAL, proc_exit)
+// releases its slots here, so that other runs need not wait out the
+// refresh budget before they take over.
+void ReleaseSlotsAtExit(int, Datum) {
+    if (!g_shared)
+        return;
+    bool released = false;
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    for (auto &s : g_shared->tokens)
+        if (s.dboid != InvalidOid && s.refresher == MyProcPid) {
+            s.refresher = 0;
+            released = true;
+        }
+    LWLockRelease(g_shared->lock);
+    if (released)
+        ConditionVariableBroadcast(&g_shared->token_refreshed);
+}
+
 } // namespace
 
 OAuthSession::OAuthSession(Oid server, Oid user_mapping, std::string server_name, Credentials &credentials,
@@ -78,6 +96,11 @@ OAuthSession::OAuthSession(Oid server, Oid user_mapping, std::string server_name
       allowed_hosts_(std::move(allowed_hosts)), redactor_(redactor), hooks_(std::move(hooks)) {
     if (!credentials_.oauth_token)
         credentials_.oauth_token = std::make_shared<OAuthToken>();
+    static bool exit_callback = false;
+    if (!exit_callback) {
+        PgGuard([] { before_shmem_exit(ReleaseSlotsAtExit, 0); });
+        exit_callback = true;
+    }
 }
 
 std::string OAuthSession::Current() const {
@@ -139,10 +162,13 @@ std::string OAuthSession::Obtain(const std::string *bad_token) {
             PgGuard([] { ConditionVariableCancelSleep(); });
         switch (action) {
         case Action::Use:
-            credentials_.oauth_token->access_token = token;
-            credentials_.oauth_token->instance_url = instance_url;
-            credentials_.oauth_token->token_type = "bearer";
-            redactor_.AddSecret(token);
+            // Called before every request: the redactor learns a token once.
+            if (credentials_.oauth_token->access_token != token) {
+                credentials_.oauth_token->access_token = token;
+                credentials_.oauth_token->instance_url = instance_url;
+                credentials_.oauth_token->token_type = "bearer";
+                redactor_.AddSecret(token);
+            }
             return {};
         case Action::Failed:
             return failure;
