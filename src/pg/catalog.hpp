@@ -26,7 +26,7 @@ struct Destination {
     std::string server_name;
     std::string type;
     OptionList server_options;
-    OptionList user_mapping_options; // secrets: never log
+    OptionList user_mapping_options;   // secrets: never log
     Oid user_mapping_oid = InvalidOid; // InvalidOid: no user mapping
 };
 

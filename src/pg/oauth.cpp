@@ -174,9 +174,11 @@ std::string OAuthSession::Obtain(const std::string *bad_token) {
             return failure;
         case Action::Wait:
             if (now > wait_until)
-                return "timed out waiting for another run's OAuth token refresh for server \"" + server_name_ +
-                       "\"";
-            PgGuard([] { (void)ConditionVariableTimedSleep(&g_shared->token_refreshed, 250, PG_WAIT_EXTENSION); });
+                return "timed out waiting for another run's OAuth token refresh for server \"" +
+                       server_name_ + "\"";
+            PgGuard([] {
+                (void)ConditionVariableTimedSleep(&g_shared->token_refreshed, 250, PG_WAIT_EXTENSION);
+            });
             continue;
         case Action::RateWait:
             hooks_.sleep(static_cast<long>(rate_wait_ms));
@@ -270,7 +272,8 @@ std::string OAuthSession::RefreshNow(OAuthTokenSlot *slot, const std::string *ba
     const int64 now = NowMs();
     PgGuard([&] {
         LWLockAcquire(g_shared->lock, LW_SHARED);
-        if (slot && slot->has_token && slot->cred_hash == hash && !TokenNeedsRefresh(slot->refresh_at_ms, now) &&
+        if (slot && slot->has_token && slot->cred_hash == hash &&
+            !TokenNeedsRefresh(slot->refresh_at_ms, now) &&
             !(bad_token && *bad_token == slot->access_token)) {
             reuse = true;
             credentials_.oauth_token->access_token = slot->access_token;
@@ -295,7 +298,8 @@ std::string OAuthSession::RefreshNow(OAuthTokenSlot *slot, const std::string *ba
     fetch_hooks.check_interrupts = hooks_.check_interrupts;
     fetch_hooks.sleep = hooks_.sleep;
     fetch_hooks.random = hooks_.random;
-    TokenResult r = FetchToken(TokenClient(), fresh, server_name_, timeout_ms_, connect_timeout_ms_, fetch_hooks);
+    TokenResult r =
+        FetchToken(TokenClient(), fresh, server_name_, timeout_ms_, connect_timeout_ms_, fetch_hooks);
     if (r.failure != TokenFailure::None)
         return fail(r.error + (r.hint.empty() ? std::string() : ". " + r.hint));
     redactor_.AddSecret(r.answer.access_token);
@@ -324,13 +328,14 @@ std::string OAuthSession::RefreshNow(OAuthTokenSlot *slot, const std::string *ba
             new_hash = OAuthCredentialHash(fresh);
         } else {
             PgGuard([&] {
-                ereport(WARNING,
-                        (errmsg("revetl: the refresh token the OAuth token endpoint of server \"%s\" rotated "
-                                "could not be stored in the user mapping",
-                                server_name_.c_str()),
-                         errdetail("The user mapping was changed or dropped meanwhile, or the update failed."),
-                         errhint("If later refreshes fail with invalid_grant, set a new refresh token with "
-                                 "ALTER USER MAPPING ... OPTIONS (SET refresh_token '...').")));
+                ereport(
+                    WARNING,
+                    (errmsg("revetl: the refresh token the OAuth token endpoint of server \"%s\" rotated "
+                            "could not be stored in the user mapping",
+                            server_name_.c_str()),
+                     errdetail("The user mapping was changed or dropped meanwhile, or the update failed."),
+                     errhint("If later refreshes fail with invalid_grant, set a new refresh token with "
+                             "ALTER USER MAPPING ... OPTIONS (SET refresh_token '...').")));
             });
         }
     }

@@ -12,22 +12,25 @@ AuthKind SelectedAuth(const Credentials &c) {
     int schemes = !c.token.empty() + (!c.user.empty() || !c.password.empty()) + !c.api_key.empty() +
                   c.oauth.Configured();
     if (schemes > 1)
-        throw Error(sqlstate::kFdwInvalidOptionName,
-                    "the user mapping's credentials select more than one auth scheme",
-                    "A user mapping holds a token, or a user and password, or an api_key, or OAuth options "
-                    "(oauth_token_url, client_id, client_secret, refresh_token, scope): one of them.",
-                    "Drop the options of the schemes not used, with ALTER USER MAPPING ... OPTIONS (DROP ...).");
+        throw Error(
+            sqlstate::kFdwInvalidOptionName,
+            "the user mapping's credentials select more than one auth scheme",
+            "A user mapping holds a token, or a user and password, or an api_key, or OAuth options "
+            "(oauth_token_url, client_id, client_secret, refresh_token, scope): one of them.",
+            "Drop the options of the schemes not used, with ALTER USER MAPPING ... OPTIONS (DROP ...).");
     if (c.oauth.Configured()) {
         std::string missing;
-        for (auto [name, value] : {std::pair<const char *, const std::string *>{"oauth_token_url", &c.oauth.token_url},
-                                   {"client_id", &c.oauth.client_id},
-                                   {"client_secret", &c.oauth.client_secret}})
+        for (auto [name, value] :
+             {std::pair<const char *, const std::string *>{"oauth_token_url", &c.oauth.token_url},
+              {"client_id", &c.oauth.client_id},
+              {"client_secret", &c.oauth.client_secret}})
             if (value->empty())
                 missing += std::string(missing.empty() ? "" : ", ") + "\"" + name + "\"";
         if (!missing.empty())
-            throw Error(sqlstate::kFdwInvalidOptionName, "OAuth needs " + missing + " in the user mapping",
-                        "OAuth takes oauth_token_url, client_id and client_secret, with refresh_token for the "
-                        "refresh-token grant (without it: the client-credentials grant) and an optional scope.");
+            throw Error(
+                sqlstate::kFdwInvalidOptionName, "OAuth needs " + missing + " in the user mapping",
+                "OAuth takes oauth_token_url, client_id and client_secret, with refresh_token for the "
+                "refresh-token grant (without it: the client-credentials grant) and an optional scope.");
         return AuthKind::OAuth;
     }
     if (!c.token.empty())

@@ -3,8 +3,8 @@
 // are present (token: bearer; user and password: basic; api_key: an API key
 // in a header or a query parameter, named by the server's api_key_header or
 // api_key_param option; oauth_token_url, client_id, client_secret and
-// optionally refresh_token and scope: OAuth 2.0, see oauth.hpp). Credentials are secrets: nothing here puts them in
-// a message.
+// optionally refresh_token and scope: OAuth 2.0, see oauth.hpp).
+// Credentials are secrets: nothing here puts them in a message.
 #pragma once
 
 #include "core/connectors/oauth.hpp"

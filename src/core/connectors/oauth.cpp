@@ -76,8 +76,8 @@ std::string ErrorCode(const std::string &code) {
 TokenResult InterpretTokenAnswer(const HttpResponse &response, const OAuthConfig &config,
                                  const std::string &server_name) {
     TokenResult r;
-    const std::string who = "the OAuth token endpoint " + RedactUrl(config.token_url) + " of server \"" +
-                            server_name + "\"";
+    const std::string who =
+        "the OAuth token endpoint " + RedactUrl(config.token_url) + " of server \"" + server_name + "\"";
     const long s = response.status;
     if (s == 0 || s == 408 || s == 425 || s == 429 || s >= 500) {
         r.failure = TokenFailure::Transient;
@@ -98,8 +98,7 @@ TokenResult InterpretTokenAnswer(const HttpResponse &response, const OAuthConfig
                 code = ErrorCode(std::string(e->GetString(), e->GetStringLength()));
         if (code == "invalid_grant") {
             r.failure = TokenFailure::InvalidGrant;
-            r.error = who + " refused the " + config.Grant() +
-                      " grant (invalid_grant): reconnect required";
+            r.error = who + " refused the " + config.Grant() + " grant (invalid_grant): reconnect required";
             r.hint = config.refresh_token.empty()
                          ? "Check the client_id and client_secret of the user mapping, and that the vendor's "
                            "app allows the client-credentials grant."
@@ -169,8 +168,8 @@ TokenResult InterpretTokenAnswer(const HttpResponse &response, const OAuthConfig
 }
 
 int64_t TokenRefreshAtMs(int64_t issued_ms, long expires_in_s) {
-    const int64_t lifetime_ms = static_cast<int64_t>(expires_in_s > 0 ? expires_in_s : kAssumedTokenLifetimeS) *
-                                1000;
+    const int64_t lifetime_ms =
+        static_cast<int64_t>(expires_in_s > 0 ? expires_in_s : kAssumedTokenLifetimeS) * 1000;
     const int64_t margin_ms = std::min<int64_t>(60000, lifetime_ms / 4);
     return issued_ms + lifetime_ms - margin_ms;
 }
@@ -203,8 +202,8 @@ TokenResult FetchToken(HttpClient &client, const OAuthConfig &config, const std:
         }
         if (response->address_refused) {
             result.failure = TokenFailure::Refused;
-            result.error = "the OAuth token endpoint of server \"" + server_name + "\" may not be reached: " +
-                           response->transport_error;
+            result.error = "the OAuth token endpoint of server \"" + server_name +
+                           "\" may not be reached: " + response->transport_error;
             result.hint = "A superuser can add its host to revetl.allowed_hosts.";
             return result;
         }

@@ -18,9 +18,8 @@ const std::vector<std::string> kModes = {"upsert", "update", "insert", "mirror"}
 
 // Names that are credentials wherever they appear: refused on a server with
 // a pointer to user mappings rather than with "Perhaps you meant".
-const std::vector<std::string> kSecretNames = {"token",         "password",      "api_key",
-                                               "secret",        "client_secret", "refresh_token",
-                                               "oauth_token_url"};
+const std::vector<std::string> kSecretNames = {"token",         "password",      "api_key",        "secret",
+                                               "client_secret", "refresh_token", "oauth_token_url"};
 
 // The OAuth options of a user mapping (see oauth.hpp).
 bool IsOAuthOption(const std::string &name) {

@@ -22,7 +22,7 @@ struct Work {
     int attempt = 1;
     int throttles = 0;
     int64_t ready_at = 0;
-    bool uncertain = false; // an attempt ended without a clear answer
+    bool uncertain = false;     // an attempt ended without a clear answer
     bool auth_replayed = false; // sent again after refreshing the credentials
 };
 

@@ -123,36 +123,45 @@ TEST(OAuth, ReadsACamelCaseAnswer) {
 TEST(OAuth, AnswerWithoutExpiresInAssumesTheDocumentedLifetime) {
     // Salesforce sends no expires_in.
     TokenResult r = InterpretTokenAnswer(
-        Response(200, R"({"access_token":"00D!x","instance_url":"https://a.example","issued_at":"1699999999999"})"),
+        Response(
+            200,
+            R"({"access_token":"00D!x","instance_url":"https://a.example","issued_at":"1699999999999"})"),
         Config(), "crm");
     ASSERT_EQ(r.failure, TokenFailure::None);
     EXPECT_EQ(r.answer.expires_in_s, -1);
     EXPECT_EQ(TokenRefreshAtMs(1000, -1), 1000 + kAssumedTokenLifetimeS * 1000 - 60000);
     // A quoted number is read; nonsense and non-positive values are ignored.
-    EXPECT_EQ(InterpretTokenAnswer(Response(200, R"({"access_token":"t","expires_in":"3599"})"), Config(), "crm")
-                  .answer.expires_in_s,
-              3599);
-    EXPECT_EQ(InterpretTokenAnswer(Response(200, R"({"access_token":"t","expires_in":"soon"})"), Config(), "crm")
+    EXPECT_EQ(
+        InterpretTokenAnswer(Response(200, R"({"access_token":"t","expires_in":"3599"})"), Config(), "crm")
+            .answer.expires_in_s,
+        3599);
+    EXPECT_EQ(
+        InterpretTokenAnswer(Response(200, R"({"access_token":"t","expires_in":"soon"})"), Config(), "crm")
+            .answer.expires_in_s,
+        -1);
+    EXPECT_EQ(InterpretTokenAnswer(Response(200, R"({"access_token":"t","expires_in":0})"), Config(), "crm")
                   .answer.expires_in_s,
               -1);
-    EXPECT_EQ(
-        InterpretTokenAnswer(Response(200, R"({"access_token":"t","expires_in":0})"), Config(), "crm").answer.expires_in_s,
-        -1);
 }
 
 TEST(OAuth, UnusableAnswersAreRefusedWithoutQuotingThem) {
-    const std::vector<std::string> bodies = {
-        "not json", R"(["access_token"])", R"({"token":"x"})", R"({"access_token":""})",
-        R"({"access_token":"a\r\nX-Injected: 1"})", R"({"access_token":"t","token_type":"mac"})",
-        R"({"access_token":"t","refresh_token":"bad\nline"})",
-        R"({"access_token":")" + std::string(kMaxAccessTokenBytes + 1, 'a') + R"("})"};
+    const std::vector<std::string> bodies = {"not json",
+                                             R"(["access_token"])",
+                                             R"({"token":"x"})",
+                                             R"({"access_token":""})",
+                                             R"({"access_token":"a\r\nX-Injected: 1"})",
+                                             R"({"access_token":"t","token_type":"mac"})",
+                                             R"({"access_token":"t","refresh_token":"bad\nline"})",
+                                             R"({"access_token":")" +
+                                                 std::string(kMaxAccessTokenBytes + 1, 'a') + R"("})"};
     for (const auto &body : bodies) {
         TokenResult r = InterpretTokenAnswer(Response(200, body), Config(), "crm");
         EXPECT_EQ(r.failure, TokenFailure::Malformed) << body;
         EXPECT_TRUE(Contains(r.error, "without a usable token")) << r.error;
         EXPECT_TRUE(NotContains(r.error, "X-Injected"));
     }
-    HttpResponse big = Response(200, R"({"access_token":"t","pad":")" + std::string(kMaxTokenAnswerBytes, 'x') + "\"}");
+    HttpResponse big =
+        Response(200, R"({"access_token":"t","pad":")" + std::string(kMaxTokenAnswerBytes, 'x') + "\"}");
     EXPECT_EQ(InterpretTokenAnswer(big, Config(), "crm").failure, TokenFailure::Malformed);
     HttpResponse cut = Response(200, R"({"access_token":"t"})");
     cut.body_truncated = true;
@@ -162,20 +171,22 @@ TEST(OAuth, UnusableAnswersAreRefusedWithoutQuotingThem) {
 TEST(OAuth, InvalidGrantMeansReconnectRequired) {
     OAuthConfig c = Config("https://api.hubapi.com/oauth/v1/token?secret=" + std::string(kSecret));
     TokenResult r = InterpretTokenAnswer(
-        Response(400, std::string(R"({"error":"invalid_grant","error_description":"refresh token )") + kRefresh +
-                          R"( expired"})"),
+        Response(400, std::string(R"({"error":"invalid_grant","error_description":"refresh token )") +
+                          kRefresh + R"( expired"})"),
         c, "hubspot_oauth");
     EXPECT_EQ(r.failure, TokenFailure::InvalidGrant);
     EXPECT_TRUE(Contains(r.error, "server \"hubspot_oauth\""));
     EXPECT_TRUE(Contains(r.error, "invalid_grant"));
     EXPECT_TRUE(Contains(r.error, "reconnect required"));
-    EXPECT_TRUE(Contains(r.hint, "ALTER USER MAPPING FOR <role> SERVER hubspot_oauth OPTIONS (SET refresh_token"));
+    EXPECT_TRUE(
+        Contains(r.hint, "ALTER USER MAPPING FOR <role> SERVER hubspot_oauth OPTIONS (SET refresh_token"));
     ExpectNoSecret(r);
 }
 
 TEST(OAuth, OtherRefusalsAndTransientFailures) {
     TokenResult refused = InterpretTokenAnswer(
-        Response(401, std::string(R"({"error":"invalid_client","error_description":"secret )") + kSecret + "\"}"),
+        Response(401,
+                 std::string(R"({"error":"invalid_client","error_description":"secret )") + kSecret + "\"}"),
         Config(), "crm");
     EXPECT_EQ(refused.failure, TokenFailure::Refused);
     EXPECT_TRUE(Contains(refused.error, "HTTP 401, invalid_client"));
@@ -326,15 +337,21 @@ TEST(OAuth, IncompleteOrMixedOptionsAreRefusedWithoutEchoingSecrets) {
 }
 
 TEST(OAuth, WebhookDoesNotTakeOAuthButHttpAndHubSpotDo) {
-    OptionList um = {{"oauth_token_url", "https://t.example/token"}, {"client_id", "c"}, {"client_secret", kSecret}};
-    DestinationSettings s = ResolveDestinationSettings({{"type", "webhook"}, {"url", "https://x.example"}}, um);
+    OptionList um = {
+        {"oauth_token_url", "https://t.example/token"}, {"client_id", "c"}, {"client_secret", kSecret}};
+    DestinationSettings s =
+        ResolveDestinationSettings({{"type", "webhook"}, {"url", "https://x.example"}}, um);
     EXPECT_THROW(MakeConnector(s, SyncTarget{}, "s", "hook"), Error);
     s = ResolveDestinationSettings({{"type", "hubspot"}}, um);
     EXPECT_NO_THROW(MakeConnector(s, SyncTarget{}, "s", "crm"));
     const std::string json = DestinationTypesJson();
     EXPECT_TRUE(Contains(json, R"("auth":["bearer","oauth"])")); // hubspot
-    EXPECT_TRUE(Contains(json, R"("name":"refresh_token","on":"user mapping","kind":"secret","required":false,"secret":true)"));
-    EXPECT_TRUE(Contains(json, R"("name":"oauth_token_url","on":"user mapping","kind":"url","required":false,"secret":false)"));
+    EXPECT_TRUE(Contains(
+        json,
+        R"("name":"refresh_token","on":"user mapping","kind":"secret","required":false,"secret":true)"));
+    EXPECT_TRUE(Contains(
+        json,
+        R"("name":"oauth_token_url","on":"user mapping","kind":"url","required":false,"secret":false)"));
 }
 
 // ---------------------------------------------------------------------------

@@ -152,6 +152,24 @@ class OAuthTest(unittest.TestCase):
         self.assertEqual(calls[1]["body"], calls[2]["body"])  # the same request, replayed
         self.assertEqual(cluster.sql(f"select count(*) from revetl.rejected_rows where sync_name = '{self.s}'"), "0")
 
+    def test_requests_in_flight_refused_together_cause_one_refresh(self):
+        cluster.sql(f"alter server {self.srv} options (add batch_size '1', add max_in_flight '4')")
+        api.configure(refresh_tokens=[self.refresh])
+        self.map_user(self.refresh)
+        self.create_sync()
+        self.assertEqual(self.run_sync()[:3], ["succeeded", "3", "0"])
+        api.revoke_access_tokens()
+        cluster.sql(f"update {self.t} set email = 'new-' || email")
+        self.assertEqual(self.run_sync()[:3], ["succeeded", "3", "0"])
+        # Each refused request is replayed once, all with the one new token.
+        self.assertEqual(api.state()["grants"], {"refresh_token": 2})
+        second_run = self.api_calls()[3:]
+        refused = [c for c in second_run if c["status"] == 401]
+        replayed = [c for c in second_run if c["status"] == 200]
+        self.assertGreaterEqual(len(refused), 1)
+        self.assertEqual(len(replayed), 3)
+        self.assertEqual(len({c["headers"]["authorization"] for c in replayed}), 1)
+
     def test_a_token_refused_after_refreshing_fails_the_run(self):
         api.configure(refresh_tokens=[self.refresh], expires_in=600)
         self.map_user(self.refresh)
