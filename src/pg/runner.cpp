@@ -19,6 +19,7 @@
 #include "pg/catalog.hpp"
 #include "pg/field_refresh.hpp"
 #include "pg/module.hpp"
+#include "pg/oauth.hpp"
 #include "pg/planning.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/session.hpp"
@@ -27,6 +28,7 @@
 #include <algorithm>
 #include <deque>
 #include <random>
+#include <strings.h>
 
 namespace revetl::pg {
 
@@ -333,8 +335,11 @@ private:
     bool tracked_ = false;     // changes captured by triggers
     bool incremental_ = false; // this run plans only captured keys
     bool planning_ = false;    // the plan phase (and its timeout) is in progress
-    // Every value of the owner's user mapping: never in a stored message.
+    // Every secret of the owner's user mapping (and every OAuth token
+    // learnt during the run): never in a stored message.
     Redactor redactor_;
+    // OAuth: the run's token, shared with other runs through shared memory.
+    std::unique_ptr<OAuthSession> oauth_;
 };
 
 bool SyncRun::Start() {
@@ -381,6 +386,8 @@ bool SyncRun::Start() {
     // Everything in a user mapping is treated as a secret (headers: each
     // value): a destination that echoes a request must not leak them.
     for (const auto &o : dest.user_mapping_options) {
+        if (!SecretUserMappingOption(o.first))
+            continue; // oauth_token_url, client_id, scope: named in messages
         if (o.first == "headers")
             for (const auto &h : ParseHeaderObject(o.first, o.second, true))
                 redactor_.AddSecret(h.second);
@@ -436,6 +443,21 @@ bool SyncRun::Start() {
                     "destination host \"" + host + "\" of server \"" + dest.server_name +
                         "\" is not in revetl.allowed_hosts",
                     {}, "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");
+
+    // OAuth: a usable token before anything is planned or sent (a dead
+    // refresh token fails the run here, with nothing sent).
+    if (SelectedAuth(settings_.credentials) == AuthKind::OAuth) {
+        OAuthSession::Hooks hooks;
+        hooks.check_interrupts = CheckInterrupts;
+        hooks.sleep = SleepMs;
+        hooks.random = [] { return std::uniform_real_distribution<double>(0.0, 1.0)(Rng()); };
+        oauth_ = std::make_unique<OAuthSession>(dest.server_oid, dest.user_mapping_oid, dest.server_name,
+                                                settings_.credentials, settings_.timeout_ms,
+                                                settings_.connect_timeout_ms, allowed, redactor_, hooks);
+        std::string error = oauth_->Ensure();
+        if (!error.empty())
+            throw Error(sqlstate::kInvalidAuthorizationSpecification, error);
+    }
     return true;
 }
 
@@ -710,6 +732,24 @@ void SyncRun::Deliver() {
     hooks.throttle = [this](long ms) {
         PgGuard([&] { ThrottleDestination(server_oid_, rate_sync_id_, ms); });
     };
+    if (oauth_) {
+        // Every request goes with the current token, refreshed before it
+        // expires; a 401 refreshes once (unless another request already
+        // did) and the engine replays the request once.
+        hooks.authorize = [this](HttpRequest &request) {
+            std::string error = oauth_->Ensure();
+            if (!error.empty())
+                throw DestinationFailure(error);
+            ApplyAuth(settings_.credentials, request);
+        };
+        hooks.refresh_auth = [this](const HttpRequest &sent) {
+            std::string token;
+            for (const auto &h : sent.headers)
+                if (strcasecmp(h.first.c_str(), "Authorization") == 0 && h.second.rfind("Bearer ", 0) == 0)
+                    token = h.second.substr(7);
+            return oauth_->Refresh(token);
+        };
+    }
     EngineConfig config;
     config.max_in_flight = settings_.max_in_flight;
     config.retry = policy_;

@@ -67,6 +67,37 @@ struct WaitSlot {
     char error[kWaitErrorLen];
 };
 
+// OAuth access tokens, one per credential set (database, server, user
+// mapping and a hash of the mapping's OAuth values), shared by every run so
+// that runs do not each ask the token endpoint. Shared memory only: a
+// token is never written to a table or a log, and a restart forgets it.
+constexpr int kMaxTokenSlots = 64;
+constexpr int kTokenErrorLen = 512;
+
+struct OAuthTokenSlot {
+    Oid dboid; // InvalidOid: slot unused
+    Oid server;
+    Oid umid; // the user mapping's oid
+    uint64 cred_hash;
+    // The hash before revetl stored a rotated refresh token: runs that read
+    // the old options still find the token (and re-read the mapping before
+    // they refresh).
+    uint64 prev_hash;
+    bool has_token;
+    char access_token[2049]; // kMaxAccessTokenBytes + 1
+    char instance_url[513];  // kMaxInstanceUrlBytes + 1
+    // Times in milliseconds since the PostgreSQL epoch.
+    int64 refresh_at_ms; // refresh from this moment on
+    pid_t refresher;     // the process refreshing now; 0: none
+    int64 refresh_started_ms;
+    int64 last_refresh_ms; // when the last refresh ended (rate limit)
+    // The last refresh failed: runs with the same credentials get this
+    // error instead of asking the endpoint again, until failed_until_ms.
+    int64 failed_until_ms;
+    char failure[kTokenErrorLen];
+    int64 last_used_ms;
+};
+
 // Rate budgets pacing requests at one moment, cluster-wide (see
 // core/rate_budget.hpp: a budget whose time has passed frees its slot).
 constexpr int kMaxRateSlots = 1024;
@@ -81,6 +112,8 @@ struct SharedState {
     WaitSlot waits[kMaxWaitSlots];
     int rates_used; // see RateBudgetTable
     RateBudget rates[kMaxRateSlots];
+    ConditionVariable token_refreshed; // a refresh of some slot ended
+    OAuthTokenSlot tokens[kMaxTokenSlots];
     DatabaseSlot databases[FLEXIBLE_ARRAY_MEMBER];
 };
 

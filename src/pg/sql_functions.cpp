@@ -502,6 +502,18 @@ Datum FdwValidator(FunctionCallInfo fcinfo) {
                         "destination host \"" + host + "\" is not in revetl.allowed_hosts", {},
                         "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");
     }
+    if (context == OptionContext::UserMapping) {
+        // An OAuth token endpoint is a destination too: the same policy,
+        // here and again at every run.
+        const OAuthConfig oauth = OAuthConfigFromOptions(options);
+        if (!oauth.token_url.empty()) {
+            std::string host = UrlHost(oauth.token_url);
+            if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))
+                throw Error(sqlstate::kInsufficientPrivilege,
+                            "OAuth token endpoint host \"" + host + "\" is not in revetl.allowed_hosts", {},
+                            "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");
+        }
+    }
     PG_RETURN_VOID();
 }
 

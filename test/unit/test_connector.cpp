@@ -152,7 +152,8 @@ TEST(MakeConnector, CredentialsAreJudgedAgainstTheType) {
     Error e = Catch([&] { MakeConnector(s, t, "s1", "crm"); });
     EXPECT_EQ(e.sqlstate(), "28000");
     EXPECT_STREQ(e.what(), "server \"crm\" of type hubspot does not accept requests without credentials");
-    EXPECT_EQ(e.hint(), "Give the user mapping token.");
+    EXPECT_EQ(e.hint(), "Give the user mapping token or oauth_token_url, client_id and client_secret (and "
+                        "refresh_token for the refresh-token grant).");
     s.credentials.user = "me";
     s.credentials.password = "pw-SECRET";
     e = Catch([&] { MakeConnector(s, t, "s1", "crm"); });
@@ -387,7 +388,9 @@ TEST_F(WebhookInterpret, RefusedCredentialsFailTheRunInsteadOfEveryRow) {
     for (long status : {401L, 403L}) {
         SCOPED_TRACE(status);
         Verdict v = Run(Response(status, "no token"), {0, 1, 3});
-        EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+        // 401: expired credentials, which the engine refreshes once where
+        // it can (OAuth) and otherwise treats as Fatal.
+        EXPECT_EQ(v.kind, status == 401 ? Verdict::Kind::AuthExpired : Verdict::Kind::Fatal);
         EXPECT_TRUE(v.rows.empty());
         EXPECT_NE(v.error.find("HTTP " + std::to_string(status)), std::string::npos) << v.error;
         EXPECT_NE(v.error.find("user mapping"), std::string::npos) << v.error;

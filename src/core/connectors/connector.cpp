@@ -98,7 +98,9 @@ std::optional<Verdict> ConnectionFailure(const HttpResponse &response, const std
         return std::nullopt;
     }
     Verdict v;
-    v.kind = Verdict::Kind::Fatal;
+    // 401: the credentials expired or were revoked. With OAuth the engine
+    // refreshes the token once and replays; without, the run stops.
+    v.kind = s == 401 ? Verdict::Kind::AuthExpired : Verdict::Kind::Fatal;
     v.error = error;
     return v;
 }

@@ -51,11 +51,16 @@ struct Verdict {
         Throttled, // the destination asked to slow down: wait, not an attempt
         Split,     // the whole request was refused: try the rows in halves
         Fatal,     // stop the run (credentials refused, daily quota spent)
+        // The credentials expired (401, or a vendor's own signal such as
+        // Marketo's HTTP 200 with code 602): the host refreshes them once
+        // and the request is replayed once; without a way to refresh (no
+        // OAuth), or on a second such answer, it is Fatal with `error`.
+        AuthExpired,
     };
     Kind kind = Kind::Done;
     std::vector<RowOutcome> rows;
     long wait_ms = -1; // Retry / Throttled: how long the destination asked to wait
-    std::string error; // Retry / Fatal: why, without secrets
+    std::string error; // Retry / Fatal / AuthExpired: why, without secrets
 };
 
 // The shared response rule for answers about the connection rather than a

@@ -111,6 +111,14 @@ std::vector<OptionSpec> CommonServerOptions();
 // when a run starts (and shown by revetl.destination_types).
 const std::vector<OptionSpec> &UserMappingOptions();
 
+// The OAuth options of a user mapping's options (see oauth.hpp).
+OAuthConfig OAuthConfigFromOptions(const OptionList &user_mapping);
+
+// Whether `name` is one of the user-mapping options that hold a secret
+// (token, password, client_secret, ...; headers: each value). The others
+// (oauth_token_url, client_id, scope) may be named in messages.
+bool SecretUserMappingOption(const std::string &name);
+
 // A destination's settings, whatever its type: where and how requests go,
 // with the credentials of the user mapping. Holds secrets: never log it.
 struct DestinationSettings {

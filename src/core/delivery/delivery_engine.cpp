@@ -22,7 +22,8 @@ struct Work {
     int attempt = 1;
     int throttles = 0;
     int64_t ready_at = 0;
-    bool uncertain = false; // an attempt ended without a clear answer
+    bool uncertain = false;     // an attempt ended without a clear answer
+    bool auth_replayed = false; // sent again after refreshing the credentials
 };
 
 int64_t SteadyNowMs() {
@@ -137,6 +138,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                     break;
                 }
                 uint64_t id = next_request_id++;
+                if (hooks.authorize)
+                    hooks.authorize(it->request.http);
                 client.Start(id, it->request.http);
                 result.stats.requests++;
                 if (hooks.live_stats)
@@ -184,6 +187,26 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 v.error = done.second.transport_error;
             } else {
                 v = connector.Interpret(w.request, batch_it->second.batch.changes, done.second);
+            }
+            if (v.kind == Verdict::Kind::AuthExpired) {
+                // Refresh once, replay once: a second expiry of the same
+                // request (or no way to refresh) stops the run.
+                std::string why;
+                if (!hooks.refresh_auth)
+                    why = v.error;
+                else if (w.auth_replayed)
+                    why = v.error + " (again, after refreshing the token)";
+                else
+                    why = hooks.refresh_auth(w.request.http);
+                if (why.empty()) {
+                    result.stats.auth_replays++;
+                    w.auth_replayed = true;
+                    w.ready_at = now();
+                    pending.push_front(std::move(w));
+                    continue;
+                }
+                v.kind = Verdict::Kind::Fatal;
+                v.error = why;
             }
             if (v.kind == Verdict::Kind::Split && w.request.rows.size() <= 1)
                 v.kind = Verdict::Kind::Done; // nothing left to split: the row is refused below
@@ -250,6 +273,7 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 break;
             }
             case Verdict::Kind::Fatal:
+            case Verdict::Kind::AuthExpired: // made Fatal above
                 stopping = true;
                 result.ok = false;
                 result.error = v.error;

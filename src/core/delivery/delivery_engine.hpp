@@ -29,6 +29,7 @@ struct EngineStats {
     int64_t rows_retried = 0; // rows in those requests
     int64_t throttled = 0;    // throttling answers (429) waited out
     int64_t splits = 0;       // refused requests split in halves
+    int64_t auth_replays = 0; // requests replayed after refreshing expired credentials
 };
 
 struct EngineHooks {
@@ -43,6 +44,14 @@ struct EngineHooks {
     std::function<long()> rate_delay_ms = [] { return 0L; };
     // The destination asked everyone to wait this long.
     std::function<void(long ms)> throttle = [](long) {};
+    // Auth that changes during a run (OAuth): applied to every request just
+    // before it goes, first attempt and replays alike. Empty: none.
+    std::function<void(HttpRequest &request)> authorize;
+    // A request sent as `sent` was answered AuthExpired: make fresh
+    // credentials (a no-op when another request already did since `sent`
+    // went). Returns "" when the request may be replayed, else why the run
+    // stops (no secrets). Empty: credentials cannot be refreshed.
+    std::function<std::string(const HttpRequest &sent)> refresh_auth;
     std::function<double()> random = [] { return 0.5; };
     std::function<int64_t()> now_ms;
     // When set, kept equal to the run's counters as they grow (before each

@@ -836,13 +836,14 @@ TEST_F(HubSpotInterpret, CredentialsAndMissingObjectsAreFatal) {
         SCOPED_TRACE(status);
         Verdict v = connector.Interpret(Writes(), changes, Response(status, R"({"status": "error",
             "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"})"));
-        EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+        // 401: refreshed once and replayed with OAuth, else Fatal (the engine's rule).
+        EXPECT_EQ(v.kind, status == 401 ? Verdict::Kind::AuthExpired : Verdict::Kind::Fatal);
         EXPECT_EQ(v.error, "HubSpot refused the request (HTTP " + std::to_string(status) +
                                " INVALID_AUTHENTICATION): Authentication credentials not found.");
         EXPECT_TRUE(v.rows.empty());
     }
     Verdict plain = connector.Interpret(One(0), changes, Response(401, "nope"));
-    EXPECT_EQ(plain.kind, Verdict::Kind::Fatal);
+    EXPECT_EQ(plain.kind, Verdict::Kind::AuthExpired);
     EXPECT_EQ(plain.error, "HubSpot refused the request (HTTP 401): nope");
 }
 

@@ -487,7 +487,9 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
         return v;
     }
     if (status == 401 || status == 403 || status == 404) {
-        v.kind = Verdict::Kind::Fatal;
+        // 401 (EXPIRED_AUTHENTICATION with OAuth): an OAuth token is
+        // refreshed once and the request replayed; otherwise the run stops.
+        v.kind = status == 401 ? Verdict::Kind::AuthExpired : Verdict::Kind::Fatal;
         v.error = "HubSpot refused the request (HTTP " + std::to_string(status) +
                   (category.empty() ? "" : " " + category) + "): " + Truncate(message, 300);
         return v;
@@ -691,7 +693,7 @@ const ConnectorSpec &HubSpotSpec() {
             }
         }
         // A private app's access token.
-        s.auth = {AuthKind::Bearer};
+        s.auth = {AuthKind::Bearer, AuthKind::OAuth}; // private-app token, or an OAuth app's
         s.default_object = "contacts";
         ObjectSpec contacts;
         contacts.name = "contacts";
