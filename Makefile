@@ -66,9 +66,15 @@ $(UNIT_BIN): $(UNIT_SRCS) $(UNIT_HDRS) $(CORE_SRCS) $(CORE_HDRS)
 unit: $(UNIT_BIN)
 	./$(UNIT_BIN)
 
-.PHONY: format-check
+FORMATTED = $(CORE_SRCS) $(CORE_HDRS) src/pg/*.cpp src/pg/*.hpp $(UNIT_SRCS) $(UNIT_HDRS)
+
+.PHONY: format-check format
 format-check:
-	clang-format --dry-run --Werror $(CORE_SRCS) $(CORE_HDRS) src/pg/*.cpp src/pg/*.hpp $(UNIT_SRCS) $(UNIT_HDRS)
+	clang-format --dry-run --Werror $(FORMATTED)
+
+# Rewrites every file format-check looks at.
+format:
+	clang-format -i $(FORMATTED)
 
 EXTRA_CLEAN = $(UNIT_BIN) results regression.diffs regression.out tmp_check
 

@@ -203,6 +203,202 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION revetl.cancel_run(bigint) IS
   'cancels a queued or running run of a sync you own; it ends cancelled and its undelivered rows wait for the next run';
 
+----------------------------------------------------------------------------
+-- Exactly the model at the destination when old requests land late (issue
+-- 18): shadow rows keep a version (the run that last recorded the key) and
+-- removals keep a tombstone until their re-verification; a planned change
+-- carries the version its idempotency key is derived from.
+----------------------------------------------------------------------------
+-- (Added without a default, then filled: a default given to ADD COLUMN
+-- would be kept as the column's "missing value", which a fresh install does
+-- not have. The queue is small: it holds only the changes of open runs.)
+ALTER TABLE revetl.changes ADD COLUMN version bigint;
+UPDATE revetl.changes SET version = 0;
+ALTER TABLE revetl.changes ALTER COLUMN version SET DEFAULT 0, ALTER COLUMN version SET NOT NULL;
+
+-- Every sync's shadow table, with the columns a new one gets
+-- (BuildShadowTableDdl). Existing rows are live, at version 0: nothing is
+-- sent again because of the update.
+DO $do$
+DECLARE
+    shadow text;
+BEGIN
+    FOR shadow IN SELECT s.shadow_table FROM revetl.syncs s ORDER BY s.id LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE revetl.%I ADD COLUMN version bigint NOT NULL DEFAULT 0, '
+                                  'ADD COLUMN removed boolean NOT NULL DEFAULT false', shadow);
+    END LOOP;
+END
+$do$;
+
+----------------------------------------------------------------------------
+-- revetl.run_sync(name, resync => true) (issue 20): the owner sends every
+-- row of the model again, with new idempotency keys.
+----------------------------------------------------------------------------
+ALTER TABLE revetl.runs ADD COLUMN resync boolean;
+UPDATE revetl.runs SET resync = false;
+ALTER TABLE revetl.runs ALTER COLUMN resync SET DEFAULT false, ALTER COLUMN resync SET NOT NULL;
+
+CREATE OR REPLACE VIEW revetl.sync_runs AS
+SELECT r.id, r.sync_id, r.sync_name, r.status, r.trigger, r.row_limit, r.full_diff, r.plan_kind,
+       r.requested_by, r.requested_at, r.started_at, r.planned_at, r.finished_at,
+       r.rows_added, r.rows_changed, r.rows_removed, r.rows_delivered, r.rows_rejected, r.rows_invalid,
+       r.rows_retried, r.throttled, r.requests, r.retries,
+       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN r.error END AS error,
+       r.plan_duration, r.delivery_duration, r.resync
+  FROM revetl.runs r
+  LEFT JOIN revetl.syncs s ON s.id = r.sync_id;
+
+DROP FUNCTION revetl.run_sync(text, boolean, integer, boolean);
+CREATE FUNCTION revetl.run_sync(name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL,
+                                full boolean DEFAULT false, resync boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'revetl_run_sync'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+COMMENT ON FUNCTION revetl.run_sync(text, boolean, integer, boolean, boolean) IS
+  'requests a run of a sync at commit and returns its run id; with wait => true, outside a transaction block, returns once the run has finished';
+
+----------------------------------------------------------------------------
+-- Retry timing (issue 20): manual runs no longer push an ON CHANGE sync's
+-- automatic retry back, and sync_status shows when it is due.
+----------------------------------------------------------------------------
+-- ON CHANGE syncs whose last run left rows to retry (captured_changes.retry),
+-- with no run open, and when the scheduler retries them: change_retry_interval
+-- after the last automatic run that failed or left rows, doubled for each
+-- further one since the last success (up to 64 times). Manual and test runs
+-- do not count: trying a fix by hand never pushes the retry back. Read by the
+-- scheduler and by sync_status.next_retry_at.
+CREATE VIEW revetl._change_retries AS
+SELECT s.id AS sync_id,
+       coalesce(f.last_end, '-infinity')
+         + pg_catalog.current_setting('revetl.change_retry_interval')::interval
+           * pg_catalog.power(2, least(greatest(f.n - 1, 0), 6)) AS due_at
+  FROM revetl.syncs s
+ CROSS JOIN LATERAL (
+       SELECT max(r.finished_at) AS last_end, count(*) AS n FROM revetl.runs r
+        WHERE r.sync_id = s.id AND r.status IN ('failed', 'partial') AND r.trigger NOT IN ('test', 'manual')
+          AND r.id > coalesce((SELECT max(ok.id) FROM revetl.runs ok WHERE ok.sync_id = s.id
+                                  AND ok.status = 'succeeded' AND ok.trigger <> 'test'), 0)) f
+ WHERE s.schedule_kind = 'on change' AND NOT s.paused
+   AND EXISTS (SELECT 1 FROM revetl.captured_changes c WHERE c.sync_id = s.id AND c.retry)
+   AND NOT EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id
+                    AND r.status IN ('queued', 'running') AND r.trigger <> 'test');
+
+REVOKE ALL ON revetl._change_retries FROM PUBLIC;
+
+CREATE OR REPLACE VIEW revetl.sync_status AS
+SELECT s.name,
+       s.owner,
+       s.schedule_kind || coalesce(' ' || s.schedule_value, '') AS schedule,
+       s.paused,
+       last.id AS last_run_id,
+       last.status AS last_status,
+       last.trigger AS last_trigger,
+       last.finished_at AS last_finished_at,
+       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN last.error END AS last_error,
+       ok.finished_at AS last_success_at,
+       coalesce(greatest(last.rows_added + last.rows_changed + last.rows_removed - last.rows_delivered, 0)
+                + last.rows_invalid, 0)
+         + coalesce((SELECT count(*) FROM revetl.changes c JOIN revetl.runs r ON r.id = c.run_id
+                      WHERE r.sync_id = s.id AND r.status = 'running'), 0) AS rows_waiting,
+       (SELECT min(r.started_at) FROM revetl.runs r
+         WHERE r.sync_id = s.id AND r.id > coalesce(ok.id, 0) AND r.started_at IS NOT NULL) AS oldest_undelivered_at,
+       st.next_run_at,
+       CASE
+         WHEN s.paused THEN 'paused'
+         WHEN EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status = 'running') THEN 'running'
+         WHEN last.id IS NULL THEN 'never run'
+         WHEN last.status = 'failed' THEN 'failing'
+         WHEN last.status = 'partial' THEN 'degraded'
+         WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
+         ELSE 'healthy'
+       END AS health,
+       CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at
+  FROM revetl.syncs s
+  LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
+  LEFT JOIN revetl._change_retries cr ON cr.sync_id = s.id
+  LEFT JOIN LATERAL (SELECT * FROM revetl.runs r
+                      WHERE r.sync_id = s.id AND r.status NOT IN ('queued', 'running')
+                      ORDER BY r.id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT r.id, r.finished_at FROM revetl.runs r
+                      WHERE r.sync_id = s.id AND r.status = 'succeeded'
+                      ORDER BY r.id DESC LIMIT 1) ok ON true;
+
+----------------------------------------------------------------------------
+-- The destination schema cache (issue 12): the fields a destination
+-- describes (HubSpot's properties), per server and user mapping.
+----------------------------------------------------------------------------
+-- Requests for revetl.refresh_destination_fields, performed by a revetl
+-- process outside the caller's transaction. Internal: the function tells
+-- the caller how its request ended.
+CREATE TABLE revetl.field_refreshes (
+    id            bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    server_id     oid NOT NULL,
+    role_id       oid NOT NULL,   -- whose rights and user mapping the fetch uses
+    object        text NOT NULL,
+    requested_by  text NOT NULL,
+    status        text NOT NULL DEFAULT 'queued'
+                  CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+    fields        integer,
+    error         text,
+    requested_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz
+);
+
+-- The cache itself. mapping_id is the user mapping (pg_user_mapping's oid)
+-- whose credentials fetched the rows: two roles with mappings of their own
+-- may reach two different accounts behind one server.
+CREATE TABLE revetl.field_cache (
+    server_id   oid NOT NULL,
+    mapping_id  oid NOT NULL,
+    object      text NOT NULL,
+    name        text NOT NULL,
+    label       text NOT NULL DEFAULT '',
+    type        text NOT NULL DEFAULT '',
+    field_type  text NOT NULL DEFAULT '',
+    read_only   boolean NOT NULL DEFAULT false,
+    options     jsonb,
+    fetched_at  timestamptz NOT NULL,
+    PRIMARY KEY (server_id, mapping_id, object, name)
+);
+
+REVOKE ALL ON revetl.field_refreshes, revetl.field_cache FROM PUBLIC;
+
+-- What a destination answered is its owner's alone: a role sees the rows of
+-- servers it has USAGE on, fetched with the user mapping in effect for it
+-- (its own, else PUBLIC's). security_barrier keeps a caller's functions in
+-- WHERE from seeing rows before that filter.
+CREATE VIEW revetl.destination_fields WITH (security_barrier) AS
+SELECT s.srvname AS server, c.object, c.name AS field, c.label, c.type, c.field_type, c.read_only,
+       c.options, c.fetched_at,
+       CASE WHEN m.umuser = 0 THEN 'public' ELSE m.usename::text END AS user_mapping
+  FROM revetl.field_cache c
+  JOIN pg_catalog.pg_foreign_server s ON s.oid = c.server_id
+  JOIN pg_catalog.pg_user_mappings m ON m.umid = c.mapping_id
+ WHERE pg_catalog.has_server_privilege(c.server_id, 'USAGE')
+   AND c.mapping_id = (SELECT u.umid FROM pg_catalog.pg_user_mappings u
+                        WHERE u.srvid = c.server_id
+                          AND (u.umuser = 0 OR u.usename = current_user)
+                        ORDER BY u.umuser = 0 LIMIT 1);
+
+COMMENT ON VIEW revetl.destination_fields IS
+  'the fields destinations described (revetl.refresh_destination_fields), for servers you have USAGE on';
+GRANT SELECT ON revetl.destination_fields TO PUBLIC;
+
+-- Fetches the fields of `object` (the server type's default object when
+-- NULL) with the caller's user mapping, in a revetl process: the caller's
+-- transaction never waits on HTTP. With wait => true it returns the number
+-- of fields cached once the fetch is done; with wait => false it returns
+-- NULL and the fetch happens after commit.
+CREATE FUNCTION revetl.refresh_destination_fields(server name, object text DEFAULT NULL,
+                                                  wait boolean DEFAULT true)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'revetl_refresh_destination_fields'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+COMMENT ON FUNCTION revetl.refresh_destination_fields(name, text, boolean) IS
+  'fetches the fields a destination describes into revetl.destination_fields, outside your transaction';
+
 -- Asynchronous jobs a run's rows wait on at the destination (job ids are
 -- state). A row is written right after the destination accepted the job and
 -- before it is polled, and deleted in the transaction that records its rows'
@@ -221,7 +417,7 @@ CREATE TABLE revetl.delivery_jobs (
     step        text NOT NULL,
     flow_state  text NOT NULL DEFAULT '',
     -- the changes the job covers, in the order they were sent:
-    -- [{seq, op, key, payload, row_hash, dest_id}]
+    -- [{seq, op, key, payload, row_hash, dest_id, version}]
     rows        jsonb NOT NULL,
     row_count   integer NOT NULL,
     state       text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'expired')),

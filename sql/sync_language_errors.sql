@@ -36,8 +36,15 @@ SELECT * FROM revetl.execute('DROP SYNC nosuch');
 
 -- Types and keys are checked against the model at CREATE time.
 SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (id) MAP (email + 1 AS e)');
+-- A key the model's data makes non-unique is a WARNING with an example: the
+-- data can change, and a deploy must not wait on it. The check is made only
+-- when the key or the model changes: an identical CREATE OR REPLACE is quiet.
 SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (team)');
+SELECT * FROM revetl.execute('CREATE OR REPLACE SYNC s FROM people TO crm KEY (team)');
+SELECT * FROM revetl.execute('ALTER SYNC s SET (batch_size = 10)');
+SELECT * FROM revetl.execute('DROP SYNC s');
 SELECT * FROM revetl.execute('CREATE SYNC s FROM (SELECT id FROM people UNION ALL SELECT 1) TO crm KEY (id)');
+SELECT * FROM revetl.execute('DROP SYNC s');
 
 -- Schedules are checked too.
 SELECT * FROM revetl.execute($$CREATE SYNC s FROM people TO crm KEY (id) SCHEDULE EVERY 'soon'$$);

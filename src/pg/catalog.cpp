@@ -136,6 +136,7 @@ void LoadUserMapping(Destination &dest, Oid role) {
                                  ObjectIdGetDatum(dest.server_oid));
         if (HeapTupleIsValid(tp)) {
             found = true;
+            dest.user_mapping_oid = ((Form_pg_user_mapping)GETSTRUCT(tp))->oid;
             bool isnull;
             Datum datum = SysCacheGetAttr(USERMAPPINGUSERSERVER, tp, Anum_pg_user_mapping_umoptions, &isnull);
             if (!isnull)
@@ -145,6 +146,82 @@ void LoadUserMapping(Destination &dest, Oid role) {
     });
     if (found)
         dest.user_mapping_options = ToOptionList(options);
+}
+
+std::optional<OptionList> LoadUserMappingById(Oid umid) {
+    List *options = NIL;
+    bool found = false;
+    PgGuard([&] {
+        HeapTuple tp = SearchSysCache1(USERMAPPINGOID, ObjectIdGetDatum(umid));
+        if (HeapTupleIsValid(tp)) {
+            found = true;
+            bool isnull;
+            Datum datum = SysCacheGetAttr(USERMAPPINGOID, tp, Anum_pg_user_mapping_umoptions, &isnull);
+            if (!isnull)
+                options = untransformRelOptions(datum);
+            ReleaseSysCache(tp);
+        }
+    });
+    if (!found)
+        return std::nullopt;
+    return ToOptionList(options);
+}
+
+bool StoreRotatedRefreshToken(Oid umid, const std::string &used, const std::string &rotated) {
+    bool stored = false;
+    PgGuard([&] {
+        Relation rel = table_open(UserMappingRelationId, RowExclusiveLock);
+        HeapTuple tp = SearchSysCacheCopy1(USERMAPPINGOID, ObjectIdGetDatum(umid));
+        if (!HeapTupleIsValid(tp)) {
+            table_close(rel, RowExclusiveLock);
+            return;
+        }
+        bool isnull;
+        Datum datum = SysCacheGetAttr(USERMAPPINGOID, tp, Anum_pg_user_mapping_umoptions, &isnull);
+        if (isnull) {
+            table_close(rel, RowExclusiveLock);
+            return;
+        }
+        // umoptions is a text[] of "name=value"; only refresh_token changes.
+        Datum *elems;
+        bool *nulls;
+        int n;
+        deconstruct_array(DatumGetArrayTypeP(datum), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+        const std::string prefix = "refresh_token=";
+        bool matched = false;
+        for (int i = 0; i < n; i++) {
+            if (nulls[i])
+                continue;
+            char *item = TextDatumGetCString(elems[i]);
+            if (strncmp(item, prefix.c_str(), prefix.size()) == 0) {
+                if (used == item + prefix.size()) {
+                    elems[i] = CStringGetTextDatum((prefix + rotated).c_str());
+                    matched = true;
+                }
+                // Not a copy kept anywhere: the old secret leaves this
+                // process's memory with the context.
+                memset(item, 0, strlen(item));
+            }
+            pfree(item);
+        }
+        if (matched) {
+            Datum values[Natts_pg_user_mapping] = {};
+            bool value_nulls[Natts_pg_user_mapping] = {};
+            bool replace[Natts_pg_user_mapping] = {};
+            values[Anum_pg_user_mapping_umoptions - 1] =
+                PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+            replace[Anum_pg_user_mapping_umoptions - 1] = true;
+            HeapTuple updated = heap_modify_tuple(tp, RelationGetDescr(rel), values, value_nulls, replace);
+            CatalogTupleUpdate(rel, &updated->t_self, updated);
+            if (object_access_hook)
+                RunObjectPostAlterHook(UserMappingRelationId, umid, 0, InvalidOid, false);
+            heap_freetuple(updated);
+            stored = true;
+        }
+        heap_freetuple(tp);
+        table_close(rel, RowExclusiveLock);
+    });
+    return stored;
 }
 
 void CheckServerUsage(const Destination &dest, Oid role) {

@@ -26,7 +26,8 @@ struct Destination {
     std::string server_name;
     std::string type;
     OptionList server_options;
-    OptionList user_mapping_options; // secrets: never log
+    OptionList user_mapping_options;   // secrets: never log
+    Oid user_mapping_oid = InvalidOid; // InvalidOid: no user mapping
 };
 
 // Looks the server up by name and checks it belongs to the revetl wrapper.
@@ -35,6 +36,19 @@ Destination LookupDestination(const std::string &server_name);
 
 // Adds the user mapping of `role` (or PUBLIC) to `dest`.
 void LoadUserMapping(Destination &dest, Oid role);
+
+// The options of user mapping `umid` as they are now (a rotated refresh
+// token stored by another run included); nullopt when it is gone.
+std::optional<OptionList> LoadUserMappingById(Oid umid);
+
+// Stores a refresh token the vendor rotated into user mapping `umid`, by a
+// catalog update from C: no statement text holds the secret, so neither
+// log_statement nor an error context can log it. Only when the mapping
+// still holds `used` (the token this run refreshed with; a user may have
+// set a new one meanwhile, which wins). Runs in the caller's transaction;
+// returns whether it stored the token. Called only by the run of a sync
+// whose destination uses this mapping, for the token its refresh returned.
+bool StoreRotatedRefreshToken(Oid umid, const std::string &used, const std::string &rotated);
 
 // Throws "permission denied for foreign server x" unless `role` has USAGE.
 void CheckServerUsage(const Destination &dest, Oid role);

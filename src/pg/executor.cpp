@@ -48,8 +48,10 @@ void Unregister(int, Datum arg) {
     LWLockRelease(g_shared->lock);
 }
 
+} // namespace
+
 // Registered so that DROP / RENAME DATABASE can stop this process too.
-void Register(Oid dboid) {
+void RegisterRunProcess(Oid dboid) {
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
     if (DatabaseSlot *slot = FindOrAddDatabaseSlot(dboid))
         for (int i = 0; i < kMaxExecutorsPerDatabase; i++)
@@ -62,7 +64,6 @@ void Register(Oid dboid) {
     before_shmem_exit(Unregister, ObjectIdGetDatum(dboid));
 }
 
-} // namespace
 } // namespace revetl::pg
 
 void revetl_run_main(Datum main_arg) {
@@ -73,7 +74,7 @@ void revetl_run_main(Datum main_arg) {
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     pqsignal(SIGTERM, HandleRunSigterm);
     BackgroundWorkerUnblockSignals();
-    Register(dboid);
+    RegisterRunProcess(dboid);
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
     ErrorData *edata = nullptr;

@@ -13,4 +13,9 @@ namespace revetl::pg {
 // free (the run stays queued and is tried again).
 BackgroundWorkerHandle *StartExecutor(int64_t run_id);
 
+// Called by a process of revetl's that works in one database (a run, a
+// field fetch) before it connects: DROP / RENAME DATABASE can then find and
+// stop it. The entry goes when the process exits.
+void RegisterRunProcess(Oid dboid);
+
 } // namespace revetl::pg

@@ -24,6 +24,7 @@ int g_min_schedule_interval_s = 30;
 int g_max_syncs_per_role = 100;
 int g_run_history_retention_min = 30 * 24 * 60;
 int g_rejected_rows_retention_min = 30 * 24 * 60;
+int g_destination_fields_max_age_min = 24 * 60;
 
 namespace {
 
@@ -234,6 +235,15 @@ void DefineSettings() {
                             "How long rows are kept in revetl.rejected_rows.", "-1 keeps them forever.",
                             &g_rejected_rows_retention_min, 30 * 24 * 60, -1, INT_MAX, PGC_SIGHUP,
                             GUC_UNIT_MIN, nullptr, nullptr, nullptr);
+    // Any role may set it: a larger age only turns more findings into
+    // errors, a smaller one into warnings; neither reaches a destination.
+    DefineCustomIntVariable(
+        "revetl.destination_fields_max_age",
+        "How old cached destination fields may be for CREATE and ALTER SYNC to trust them.",
+        "Within this age an unknown or read-only MAP target is an error; beyond it (or with no cache) "
+        "a warning. 0 makes every finding a warning.",
+        &g_destination_fields_max_age_min, 24 * 60, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MIN, nullptr, nullptr,
+        nullptr);
     MarkGUCPrefixReserved("revetl");
 }
 

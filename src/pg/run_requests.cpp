@@ -36,12 +36,17 @@ void OnXactEvent(XactEvent event, void *) {
 }
 
 struct WaitArgs {
+    WaitKind kind;
+    Oid server_oid;
+    Oid role_oid;
+    const char *object;
     int64 sync_id;
     int64 run_id;
     const char *sync_name;
     const char *requested_by;
     int32 row_limit;
     bool full_diff;
+    bool resync;
     int slot;
     char status[16];
     char error[kWaitErrorLen];
@@ -73,11 +78,17 @@ void WaitForRun(WaitArgs *args) {
         if (w->state == WaitState::Free) {
             memset(w, 0, sizeof *w);
             w->state = WaitState::Pending;
+            w->kind = args->kind;
+            w->server_oid = args->server_oid;
+            w->role_oid = args->role_oid;
+            if (args->object)
+                strlcpy(w->object, args->object, sizeof w->object);
             w->dboid = MyDatabaseId;
             w->sync_id = args->sync_id;
             w->run_id = args->run_id;
             w->row_limit = args->row_limit;
             w->full_diff = args->full_diff;
+            w->resync = args->resync;
             strlcpy(w->sync_name, args->sync_name, NAMEDATALEN);
             strlcpy(w->requested_by, args->requested_by, NAMEDATALEN);
             args->slot = i;
@@ -149,8 +160,28 @@ void WakeLauncherAtCommit() {
     g_wake_launcher_at_commit = true;
 }
 
+WaitResult RequestFieldRefreshAndWait(int64_t refresh_id, Oid server_oid, Oid role_oid,
+                                      const std::string &object, const std::string &requested_by) {
+    WaitArgs args;
+    memset(&args, 0, sizeof args);
+    args.kind = WaitKind::Fields;
+    args.server_oid = server_oid;
+    args.role_oid = role_oid;
+    args.object = object.c_str();
+    args.run_id = refresh_id;
+    args.sync_name = "";
+    args.requested_by = requested_by.c_str();
+    args.row_limit = -1;
+    PgGuard([&] { WaitForRun(&args); });
+    WaitResult result;
+    result.status = args.status;
+    result.error = args.error;
+    return result;
+}
+
 WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int64_t run_id,
-                             const std::string &requested_by, int32_t row_limit, bool full_diff) {
+                             const std::string &requested_by, int32_t row_limit, bool full_diff,
+                             bool resync) {
     WaitArgs args;
     memset(&args, 0, sizeof args);
     args.sync_id = sync_id;
@@ -159,6 +190,7 @@ WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int6
     args.requested_by = requested_by.c_str();
     args.row_limit = row_limit;
     args.full_diff = full_diff;
+    args.resync = resync;
     PgGuard([&] { WaitForRun(&args); });
     WaitResult result;
     result.status = args.status;

@@ -3,6 +3,8 @@
 // shared memory that the worker turns into a committed run.
 #pragma once
 
+#include "pg/pg_includes.hpp"
+
 #include <cstdint>
 #include <string>
 
@@ -19,7 +21,12 @@ struct WaitResult {
 };
 
 // Blocks (interruptibly) until the worker has finished run `run_id`.
+// Blocks (interruptibly) until the worker has performed field refresh
+// `refresh_id` (which it records in revetl.field_refreshes).
+WaitResult RequestFieldRefreshAndWait(int64_t refresh_id, Oid server_oid, Oid role_oid,
+                                      const std::string &object, const std::string &requested_by);
+
 WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int64_t run_id,
-                             const std::string &requested_by, int32_t row_limit, bool full_diff);
+                             const std::string &requested_by, int32_t row_limit, bool full_diff, bool resync);
 
 } // namespace revetl::pg

@@ -21,8 +21,11 @@
 #include "core/delivery/batch_record.hpp"
 #include "core/delivery/redaction.hpp"
 #include "core/common/sql_text.hpp"
+#include "core/connectors/registry.hpp"
 #include "pg/catalog.hpp"
+#include "pg/field_refresh.hpp"
 #include "pg/module.hpp"
+#include "pg/oauth.hpp"
 #include "pg/planning.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/session.hpp"
@@ -33,6 +36,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <strings.h>
 
 namespace revetl::pg {
 
@@ -60,10 +64,11 @@ public:
     SyncPaused() : std::runtime_error("the sync is paused") {}
 };
 
-const char *kInsertChanges = "INSERT INTO revetl.changes (run_id, seq, op, key, payload, row_hash, dest_id) "
-                             "SELECT $1, $2 + u.o, u.op, u.key, u.payload, u.row_hash, u.dest_id "
-                             "FROM unnest($3::\"char\"[], $4::text[], $5::jsonb[], $6::int8[], $7::text[]) "
-                             "WITH ORDINALITY AS u(op, key, payload, row_hash, dest_id, o)";
+const char *kInsertChanges =
+    "INSERT INTO revetl.changes (run_id, seq, op, key, payload, row_hash, dest_id, version) "
+    "SELECT $1, $2 + u.o, u.op, u.key, u.payload, u.row_hash, u.dest_id, u.version "
+    "FROM unnest($3::\"char\"[], $4::text[], $5::jsonb[], $6::int8[], $7::text[], $8::int8[]) "
+    "WITH ORDINALITY AS u(op, key, payload, row_hash, dest_id, version, o)";
 
 const char *kInsertInvalid =
     "INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, payload) "
@@ -86,10 +91,10 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
                          PlanTotals *totals) {
     OwnerContext owner_ctx;
 
-    Oid change_types[7] = {INT8OID,       INT8OID,      CHARARRAYOID, TEXTARRAYOID,
-                           JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID};
+    Oid change_types[8] = {INT8OID,       INT8OID,      CHARARRAYOID, TEXTARRAYOID,
+                           JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
     Oid invalid_types[6] = {INT8OID, INT8OID, TEXTOID, JSONBARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
-    SPIPlanPtr insert_changes = SPI_prepare(kInsertChanges, 7, change_types);
+    SPIPlanPtr insert_changes = SPI_prepare(kInsertChanges, 8, change_types);
     SPIPlanPtr insert_invalid = SPI_prepare(kInsertInvalid, 6, invalid_types);
     if (!insert_changes || !insert_invalid)
         elog(ERROR, "revetl: could not prepare the plan queue statements: %s",
@@ -127,6 +132,7 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
         Datum *payloads = (Datum *)palloc(n * sizeof(Datum));
         Datum *hashes = (Datum *)palloc(n * sizeof(Datum));
         Datum *dests = (Datum *)palloc(n * sizeof(Datum));
+        Datum *versions = (Datum *)palloc(n * sizeof(Datum));
         bool *payload_nulls = (bool *)palloc(n * sizeof(bool));
         bool *hash_nulls = (bool *)palloc(n * sizeof(bool));
         bool *dest_nulls = (bool *)palloc(n * sizeof(bool));
@@ -151,6 +157,8 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
             Datum dest = SPI_getbinval(tup, desc, 6, &dest_null);
             bool dups_null;
             int64 dups = DatumGetInt64(SPI_getbinval(tup, desc, 7, &dups_null));
+            bool version_null;
+            Datum version = SPI_getbinval(tup, desc, 8, &version_null);
 
             if (op == 'n' || op == 'd') {
                 inv_keys[ni] = key_json;
@@ -174,6 +182,7 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
             hash_nulls[nc] = hash_null;
             dests[nc] = dest;
             dest_nulls[nc] = dest_null;
+            versions[nc] = version;
             nc++;
             if (op == 'a')
                 totals->added++;
@@ -186,7 +195,7 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
         if (nc > 0) {
             int dims[1] = {nc};
             int lbs[1] = {1};
-            Datum values[7];
+            Datum values[8];
             values[0] = Int64GetDatum(run_id);
             values[1] = Int64GetDatum(totals->queued);
             values[2] = PointerGetDatum(construct_array(ops, nc, CHAROID, 1, true, TYPALIGN_CHAR));
@@ -197,6 +206,8 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
                                                            FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
             values[6] = PointerGetDatum(
                 construct_md_array(dests, dest_nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+            values[7] =
+                PointerGetDatum(construct_array(versions, nc, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
             if (SPI_execute_plan(insert_changes, values, nullptr, false, 0) != SPI_OK_INSERT)
                 elog(ERROR, "revetl: could not queue planned changes");
             totals->queued += nc;
@@ -298,6 +309,7 @@ private:
     int64_t invalid_ = 0;
     int64_t row_limit_ = -1;
     bool full_requested_ = false;
+    bool resync_ = false; // run_sync(..., resync => true): every row sent again
     Oid server_oid_ = InvalidOid;
     int64_t rate_sync_id_ = 0;
     std::unique_ptr<Connector> connector_;
@@ -314,6 +326,11 @@ private:
     // records their rows.
     std::map<int64_t, std::vector<int64_t>> jobs_by_batch_;
     std::vector<int64_t> pending_jobs_;
+    // The engine's counters as they grow, and as far as revetl.runs has
+    // them: each commit adds the difference, so a run stopped half-way
+    // still counts the requests it made (Finish records the rest).
+    EngineStats live_stats_;
+    EngineStats recorded_stats_;
     TimestampTz last_flush_ = 0;
     void Flush();
     // The statements every flush runs, planned once per run.
@@ -321,6 +338,7 @@ private:
         PreparedSql insert_shadow;
         PreparedSql upsert_shadow;
         PreparedSql delete_shadow;
+        PreparedSql tombstone_shadow;
         PreparedSql delete_queued;
         PreparedSql count_delivered;
     };
@@ -329,14 +347,18 @@ private:
     // Rows read from revetl.changes and not yet handed to the engine.
     static constexpr int32_t kReadAheadRows = 1000;
     std::deque<Change> read_ahead_;
-    PreparedSql read_sql_{"SELECT seq, op, key, payload::text, row_hash, dest_id FROM revetl.changes "
-                          "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
+    PreparedSql read_sql_{
+        "SELECT seq, op, key, payload::text, row_hash, dest_id, version FROM revetl.changes "
+        "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
     int64_t queued_ = 0;       // changes the plan queued, numbered 1..queued_
     bool tracked_ = false;     // changes captured by triggers
     bool incremental_ = false; // this run plans only captured keys
     bool planning_ = false;    // the plan phase (and its timeout) is in progress
-    // Every value of the owner's user mapping: never in a stored message.
+    // Every secret of the owner's user mapping (and every OAuth token
+    // learnt during the run): never in a stored message.
     Redactor redactor_;
+    // OAuth: the run's token, shared with other runs through shared memory.
+    std::unique_ptr<OAuthSession> oauth_;
 };
 
 bool SyncRun::Start() {
@@ -357,7 +379,7 @@ bool SyncRun::Start() {
         return false;
     }
     SqlResult r = Sql("UPDATE revetl.runs SET status = 'running', started_at = pg_catalog.now() "
-                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit, full_diff",
+                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit, full_diff, resync",
                       {SqlArg::Int8(run_id_)});
     if (r.rows.empty()) {
         CommitTransaction();
@@ -366,6 +388,7 @@ bool SyncRun::Start() {
     if (r.At(0, 1))
         row_limit_ = r.Int8(0, 1);
     full_requested_ = r.Bool(0, 2);
+    resync_ = r.Bool(0, 3);
     auto def = LoadSyncById(sync_id);
     CommitTransaction();
     if (!def)
@@ -382,6 +405,8 @@ bool SyncRun::Start() {
     // Everything in a user mapping is treated as a secret (headers: each
     // value): a destination that echoes a request must not leak them.
     for (const auto &o : dest.user_mapping_options) {
+        if (!SecretUserMappingOption(o.first))
+            continue; // oauth_token_url, client_id, scope: named in messages
         if (o.first == "headers")
             for (const auto &h : ParseHeaderObject(o.first, o.second, true))
                 redactor_.AddSecret(h.second);
@@ -412,6 +437,18 @@ bool SyncRun::Start() {
     target.mode = def_.mode;
     target.object = def_.object.value_or("");
     target.match_on = def_.match_on.value_or("");
+    // Values are formatted by the field types cached when the run starts; a
+    // refresh during the run does not change how its rows are written.
+    {
+        const ConnectorSpec *spec = FindSpec(settings_.type);
+        if (spec && spec->DescribesFields()) {
+            BeginTransaction("revetl: reading destination fields");
+            target.fields = LoadCachedFields(dest.server_oid, def_.owner,
+                                             target.object.empty() ? spec->default_object : target.object)
+                                .fields;
+            CommitTransaction();
+        }
+    }
     connector_ = MakeConnector(settings_, target, def_.name, dest.server_name);
 
     // The URL's host is checked now, and every address the client connects
@@ -425,6 +462,21 @@ bool SyncRun::Start() {
                     "destination host \"" + host + "\" of server \"" + dest.server_name +
                         "\" is not in revetl.allowed_hosts",
                     {}, "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");
+
+    // OAuth: a usable token before anything is planned or sent (a dead
+    // refresh token fails the run here, with nothing sent).
+    if (SelectedAuth(settings_.credentials) == AuthKind::OAuth) {
+        OAuthSession::Hooks hooks;
+        hooks.check_interrupts = CheckInterrupts;
+        hooks.sleep = SleepMs;
+        hooks.random = [] { return std::uniform_real_distribution<double>(0.0, 1.0)(Rng()); };
+        oauth_ = std::make_unique<OAuthSession>(dest.server_oid, dest.user_mapping_oid, dest.server_name,
+                                                settings_.credentials, settings_.timeout_ms,
+                                                settings_.connect_timeout_ms, allowed, redactor_, hooks);
+        std::string error = oauth_->Ensure();
+        if (!error.empty())
+            throw Error(sqlstate::kInvalidAuthorizationSpecification, error);
+    }
     return true;
 }
 
@@ -442,6 +494,14 @@ void SyncRun::Plan() {
     planning_ = true;
     PgGuard([&] { enable_timeout_after(STATEMENT_TIMEOUT, static_cast<int>(def_.options.plan_timeout_ms)); });
     PlanSpec spec = PreparePlan(def_);
+    spec.run_id = run_id_;
+    spec.resync = resync_;
+    // Outside MIRROR no removal is planned, so a tombstone matters only
+    // until its settle time has passed (a key re-added before then is
+    // re-verified after it); then it goes.
+    if (!spec.include_removals)
+        Sql("DELETE FROM " + QualifiedName(kSchema, def_.shadow_table) +
+            " WHERE removed AND verify_after <= pg_catalog.now()");
     // A trigger-tracked sync plans only the keys captured since its last run,
     // once a full diff has run since its triggers were attached, unless a
     // full diff was asked for or the table was truncated.
@@ -456,7 +516,7 @@ void SyncRun::Plan() {
         max_capture = cap.Int8(0, 0);
         bool truncated = cap.Bool(0, 1);
         bool ready = cap.Bool(0, 2);
-        incremental_ = ready && !truncated && !full_requested_ && row_limit_ < 0;
+        incremental_ = ready && !truncated && !full_requested_ && !resync_ && row_limit_ < 0;
         if (incremental_)
             spec.capture =
                 CaptureFilter{def_.id, max_capture, KeyColumnTypes(ModelRelid(def_), def_.key_columns)};
@@ -515,6 +575,7 @@ std::optional<EngineBatch> SyncRun::ReadBatch() {
             c.payload = rows.Text(i, 3);
             c.row_hash = rows.Int8(i, 4);
             c.dest_id = rows.Text(i, 5);
+            c.version = rows.Int8(i, 6);
             read_ahead_.push_back(std::move(c));
         }
         CommitTransaction();
@@ -555,23 +616,39 @@ void SyncRun::Flush() {
         // writes this sync's shadow table while its run holds the sync's
         // claim on the sync. (Were one there after all, the flush would fail and
         // the run with it; the next run plans the key again, as a change.)
-        const std::string insert_rows =
-            "INSERT INTO " + shadow +
-            " AS s (key, row_hash, dest_id, run_id, verify_after) "
-            "SELECT r.key, r.row_hash, r.dest_id, $5, "
-            "CASE WHEN r.uncertain THEN pg_catalog.now() + pg_catalog.make_interval(secs => $6 / 1000.0) END "
-            "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
-            "AS r(key, row_hash, dest_id, uncertain)";
+        const std::string insert_rows = "INSERT INTO " + shadow +
+                                        " AS s (key, row_hash, dest_id, run_id, verify_after, version) "
+                                        "SELECT r.key, r.row_hash, r.dest_id, $5, "
+                                        "CASE WHEN r.uncertain THEN pg_catalog.now() + "
+                                        "pg_catalog.make_interval(secs => $6 / 1000.0) END, "
+                                        "$5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
+                                        "AS r(key, row_hash, dest_id, uncertain)";
         flush_sql_.reset(new FlushStatements{
             PreparedSql(insert_rows),
             PreparedSql(
                 insert_rows +
                 " ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
-                "dest_id = coalesce(excluded.dest_id, s.dest_id), run_id = excluded.run_id, "
+                // Over a tombstone, the removed record's id is not the new one's.
+                "dest_id = CASE WHEN s.removed THEN excluded.dest_id ELSE coalesce(excluded.dest_id, "
+                "s.dest_id) "
+                "END, run_id = excluded.run_id, version = excluded.version, removed = false, "
                 "synced_at = pg_catalog.now(), "
                 "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
                 "WHEN s.verify_after > pg_catalog.now() THEN s.verify_after END"),
-            PreparedSql("DELETE FROM " + shadow + " WHERE key = ANY ($1::text[])"),
+            // A removal leaves nothing behind unless a request for the key
+            // may still be applied late: one of its own attempts was lost,
+            // or the key is still to be verified. Then its row becomes a
+            // tombstone until verify_after, when the removal is sent again.
+            PreparedSql("DELETE FROM " + shadow +
+                        " AS s USING unnest($1::text[], $2::boolean[]) AS r(key, uncertain) "
+                        "WHERE s.key = r.key AND NOT r.uncertain AND (s.verify_after IS NULL OR "
+                        "s.verify_after <= pg_catalog.now())"),
+            PreparedSql("UPDATE " + shadow +
+                        " AS s SET removed = true, row_hash = 0, run_id = $3, version = $3, "
+                        "synced_at = pg_catalog.now(), verify_after = CASE WHEN r.uncertain THEN "
+                        "greatest(s.verify_after, pg_catalog.now() + pg_catalog.make_interval(secs => $4 / "
+                        "1000.0)) ELSE s.verify_after END "
+                        "FROM unnest($1::text[], $2::boolean[]) AS r(key, uncertain) WHERE s.key = r.key"),
             // Bounded by the group's lowest and highest seq, so that no plan
             // visits more of the run's queue than the group spans, and planned
             // with the array's value, which makes `seq = ANY` an index
@@ -581,21 +658,30 @@ void SyncRun::Flush() {
             PreparedSql("DELETE FROM revetl.changes "
                         "WHERE run_id = $1 AND seq = ANY ($2::bigint[]) AND seq BETWEEN $3 AND $4",
                         true),
-            PreparedSql("UPDATE revetl.runs SET rows_delivered = rows_delivered + $2, "
-                        "rows_rejected = rows_rejected + $3 WHERE id = $1"),
+            PreparedSql(
+                "UPDATE revetl.runs SET rows_delivered = rows_delivered + $2, "
+                "rows_rejected = rows_rejected + $3, requests = requests + $4, retries = retries + $5, "
+                "rows_retried = rows_retried + $6, throttled = throttled + $7 WHERE id = $1"),
         });
     }
     for (bool added : {true, false}) {
         const ShadowRows &rows = added ? rec.added : rec.changed;
         if (rows.keys.empty())
             continue;
-        PreparedSql &statement = added ? flush_sql_->insert_shadow : flush_sql_->upsert_shadow;
+        // A resync's adds may be over tombstones (their version does not
+        // tell, being -run_id for every row): they are upserted too.
+        PreparedSql &statement = added && !resync_ ? flush_sql_->insert_shadow : flush_sql_->upsert_shadow;
         statement.Run({SqlArg::TextArray(rows.keys), SqlArg::Int8Array(rows.row_hashes),
                        SqlArg::TextArray(rows.dest_ids), SqlArg::BoolArray(rows.uncertain),
                        SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
     }
-    if (!rec.removal_keys.empty())
-        flush_sql_->delete_shadow.Run({SqlArg::TextArray(rec.removal_keys)});
+    if (!rec.removal_keys.empty()) {
+        flush_sql_->delete_shadow.Run(
+            {SqlArg::TextArray(rec.removal_keys), SqlArg::BoolArray(rec.removal_uncertain)});
+        flush_sql_->tombstone_shadow.Run({SqlArg::TextArray(rec.removal_keys),
+                                          SqlArg::BoolArray(rec.removal_uncertain), SqlArg::Int8(run_id_),
+                                          SqlArg::Int8(settings_.settle_time_ms)});
+    }
     if (rec.rejected != "[]" && tracked_)
         Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, r.key::text, true "
             "FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS r(key jsonb)",
@@ -617,14 +703,20 @@ void SyncRun::Flush() {
     const auto [lowest, highest] = std::minmax_element(seqs.begin(), seqs.end());
     flush_sql_->delete_queued.Run(
         {SqlArg::Int8(run_id_), SqlArg::Int8Array(seqs), SqlArg::Int8(*lowest), SqlArg::Int8(*highest)});
-    flush_sql_->count_delivered.Run(
-        {SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered), SqlArg::Int8(rec.rejected_count)});
+    const EngineStats counted = live_stats_;
+    flush_sql_->count_delivered.Run({SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered),
+                                     SqlArg::Int8(rec.rejected_count),
+                                     SqlArg::Int8(counted.requests - recorded_stats_.requests),
+                                     SqlArg::Int8(counted.retries - recorded_stats_.retries),
+                                     SqlArg::Int8(counted.rows_retried - recorded_stats_.rows_retried),
+                                     SqlArg::Int8(counted.throttled - recorded_stats_.throttled)});
     // The jobs of these rows are done: their outcomes are recorded above, in
     // the same transaction.
     if (!pending_jobs_.empty())
         Sql("DELETE FROM revetl.delivery_jobs WHERE id = ANY ($1::bigint[])",
             {SqlArg::Int8Array(pending_jobs_)});
     CommitTransaction();
+    recorded_stats_ = counted;
     pending_jobs_.clear();
     rejected_ += rec.rejected_count;
     pending_changes_.clear();
@@ -638,7 +730,7 @@ void SyncRun::Deliver() {
 }
 
 int64_t SyncRun::KeepJob(const EngineBatch &batch, const PreparedRequest &poll) {
-    std::vector<int64_t> seqs, hashes;
+    std::vector<int64_t> seqs, hashes, versions;
     std::vector<std::string> ops, keys, payloads, dest_ids;
     for (size_t i : poll.rows) {
         const Change &c = batch.changes[i];
@@ -648,6 +740,7 @@ int64_t SyncRun::KeepJob(const EngineBatch &batch, const PreparedRequest &poll) 
         payloads.push_back(c.payload);
         hashes.push_back(c.row_hash);
         dest_ids.push_back(c.dest_id);
+        versions.push_back(c.version);
     }
     BeginTransaction("revetl: keeping a job");
     SqlResult r =
@@ -655,13 +748,16 @@ int64_t SyncRun::KeepJob(const EngineBatch &batch, const PreparedRequest &poll) 
             "row_count) "
             "SELECT $1, $2, $3, $4, $5, $6, coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
             "'seq', u.seq, 'op', u.op, 'key', u.key, 'payload', NULLIF(u.payload, '')::jsonb, "
-            "'row_hash', u.row_hash, 'dest_id', u.dest_id) ORDER BY u.o), '[]'::jsonb), count(*) "
-            "FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[]) "
-            "WITH ORDINALITY AS u(seq, op, key, payload, row_hash, dest_id, o) RETURNING id",
+            "'row_hash', u.row_hash, 'dest_id', u.dest_id, 'version', u.version) ORDER BY u.o), "
+            "'[]'::jsonb), count(*) "
+            "FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[], "
+            "$13::bigint[]) WITH ORDINALITY AS u(seq, op, key, payload, row_hash, dest_id, version, o) "
+            "RETURNING id",
             {SqlArg::Int8(def_.id), SqlArg::Int8(run_id_), SqlArg::Int8(batch.number),
              SqlArg::Text(poll.flow.job_id), SqlArg::Text(poll.flow.step), SqlArg::Text(poll.flow.state),
              SqlArg::Int8Array(seqs), SqlArg::TextArray(ops), SqlArg::TextArray(keys),
-             SqlArg::TextArray(payloads), SqlArg::Int8Array(hashes), SqlArg::TextArray(dest_ids)});
+             SqlArg::TextArray(payloads), SqlArg::Int8Array(hashes), SqlArg::TextArray(dest_ids),
+             SqlArg::Int8Array(versions)});
     CommitTransaction();
     int64_t id = r.Int8(0, 0);
     jobs_by_batch_[batch.number].push_back(id);
@@ -688,7 +784,7 @@ void SyncRun::ResumeKeptJobs() {
         {SqlArg::Int8(def_.id)});
     SqlResult rows =
         Sql("SELECT j.id, j.job_id, j.step, j.flow_state, (e.v->>'seq')::bigint, e.v->>'op', e.v->>'key', "
-            "(e.v->'payload')::text, (e.v->>'row_hash')::bigint, e.v->>'dest_id' "
+            "(e.v->'payload')::text, (e.v->>'row_hash')::bigint, e.v->>'dest_id', (e.v->>'version')::bigint "
             "FROM revetl.delivery_jobs j "
             "CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(j.rows) WITH ORDINALITY AS e(v, o) "
             "WHERE j.sync_id = $1 AND j.state = 'pending' ORDER BY j.id, e.o",
@@ -719,6 +815,7 @@ void SyncRun::ResumeKeptJobs() {
         c.payload = rows.At(i, 7) && *rows.At(i, 7) != "null" ? *rows.At(i, 7) : "";
         c.row_hash = rows.At(i, 8) ? rows.Int8(i, 8) : 0;
         c.dest_id = rows.At(i, 9) ? rows.Text(i, 9) : "";
+        c.version = rows.At(i, 10) ? rows.Int8(i, 10) : 0;
         batches.back().changes.push_back(std::move(c));
     }
     const size_t kept = batches.size();
@@ -780,6 +877,24 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
         return KeepJob(batch, poll);
     };
     hooks.job_lost = [this](int64_t handle, const std::string &why) { LoseJob(handle, why); };
+    if (oauth_) {
+        // Every request goes with the current token, refreshed before it
+        // expires; a 401 refreshes once (unless another request already
+        // did) and the engine replays the request once.
+        hooks.authorize = [this](HttpRequest &request) {
+            std::string error = oauth_->Ensure();
+            if (!error.empty())
+                throw DestinationFailure(error);
+            ApplyAuth(settings_.credentials, request);
+        };
+        hooks.refresh_auth = [this](const HttpRequest &sent) {
+            std::string token;
+            for (const auto &h : sent.headers)
+                if (strcasecmp(h.first.c_str(), "Authorization") == 0 && h.second.rfind("Bearer ", 0) == 0)
+                    token = h.second.substr(7);
+            return oauth_->Refresh(token);
+        };
+    }
     EngineConfig config;
     config.max_in_flight = settings_.max_in_flight;
     config.retry = policy_;
@@ -789,14 +904,17 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
         last_flush_ = GetCurrentTimestamp();
         pgstat_report_activity(STATE_RUNNING, "revetl: delivering");
     });
+    // A run may run the engine twice (kept jobs, then the plan's batches),
+    // and each counts from zero: what the earlier one counted and no commit
+    // recorded yet is carried over by lowering recorded_stats_ as much.
+    recorded_stats_.requests -= live_stats_.requests;
+    recorded_stats_.retries -= live_stats_.retries;
+    recorded_stats_.rows_retried -= live_stats_.rows_retried;
+    recorded_stats_.throttled -= live_stats_.throttled;
+    live_stats_ = EngineStats{};
+    hooks.live_stats = &live_stats_;
     EngineResult result = RunEngine(Client(), *connector_, context, config, hooks);
     Flush();
-    BeginTransaction("revetl: recording requests");
-    Sql("UPDATE revetl.runs SET requests = requests + $2, retries = retries + $3, "
-        "rows_retried = rows_retried + $4, throttled = throttled + $5 WHERE id = $1",
-        {SqlArg::Int8(run_id_), SqlArg::Int8(result.stats.requests), SqlArg::Int8(result.stats.retries),
-         SqlArg::Int8(result.stats.rows_retried), SqlArg::Int8(result.stats.throttled)});
-    CommitTransaction();
     if (!result.ok)
         throw DestinationFailure(result.error);
 }
@@ -821,14 +939,15 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     const bool dropped = status == "cancelled" && error == kCancelledByDrop;
     if ((status == "failed" || status == "interrupted" || (status == "cancelled" && !dropped)) &&
         !def_.shadow_table.empty() && def_.mode != "insert")
-        Sql("INSERT INTO " + QualifiedName(kSchema, def_.shadow_table) +
-                " AS s (key, row_hash, run_id, verify_after) "
-                "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0) FROM "
-                "revetl.changes c "
-                "WHERE c.run_id = $1 "
-                "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, "
-                "excluded.verify_after)",
-            {SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
+        MarkPlannedRowsUncertain(def_.shadow_table, run_id_, settings_.settle_time_ms);
+    // Requests made since the last commit (all of them, when the run
+    // stopped before one).
+    Sql("UPDATE revetl.runs SET requests = requests + $2, retries = retries + $3, "
+        "rows_retried = rows_retried + $4, throttled = throttled + $5 WHERE id = $1",
+        {SqlArg::Int8(run_id_), SqlArg::Int8(live_stats_.requests - recorded_stats_.requests),
+         SqlArg::Int8(live_stats_.retries - recorded_stats_.retries),
+         SqlArg::Int8(live_stats_.rows_retried - recorded_stats_.rows_retried),
+         SqlArg::Int8(live_stats_.throttled - recorded_stats_.throttled)});
     // A failed run of a tracked sync leaves its captured keys for the next
     // run, but must not start that run at once (the scheduler would retry a
     // broken sync without pause): they wait for the next change or run.
@@ -941,6 +1060,18 @@ RunResult SyncRun::Execute() {
 }
 
 } // namespace
+
+void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, int64_t settle_ms) {
+    // INSERT mode never comes here: it plans no changed rows, so a marked
+    // row would hide its key from every later run.
+    Sql("INSERT INTO " + QualifiedName(kSchema, shadow_table) +
+            " AS s (key, row_hash, run_id, verify_after, version, removed) "
+            "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0), $1, true "
+            "FROM revetl.changes c WHERE c.run_id = $1 "
+            "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, excluded.verify_after), "
+            "version = excluded.version",
+        {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms)});
+}
 
 extern "C" void HandleRunSigterm(int) {
     int save_errno = errno;

@@ -18,6 +18,15 @@ struct RunResult {
 // any more or another run of the same sync holds the sync's lock.
 RunResult ExecuteRun(int64_t run_id);
 
+// A run that ended without recording every planned row (failed, cancelled,
+// interrupted, or its process died) may have sent some of them in requests
+// the destination applies late: each such key is marked in the shadow table
+// `shadow_table` to be verified after `settle_ms` (a key the shadow state
+// did not hold gets a tombstone), and recorded at this run's version, so the
+// next attempt of its change carries a new idempotency key. Runs in the
+// caller's transaction.
+void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, int64_t settle_ms);
+
 // SIGTERM of a run process (a server shutdown, pg_terminate_backend): the
 // run in progress stops at its next interrupt check, is recorded as
 // 'interrupted' (not failed) and queued again, and the process exits.

@@ -279,26 +279,13 @@ int EnqueueDueRuns() {
 
 namespace {
 
-// ON CHANGE syncs holding keys that a failed or partial run left for retry
-// (captured_changes.retry), with no run queued or in progress, and when
-// their retry is due: revetl.change_retry_interval after the last such run,
-// doubled for each further failed or partial run since the last success (up
-// to 64 times). Without this a quiet table would keep those rows waiting for
-// its next change, however long the destination has been back.
-const char *kRetryDue =
-    "SELECT s.id, s.name, "
-    "  coalesce(f.last_end, '-infinity') "
-    "    + pg_catalog.make_interval(secs => $1::int * pg_catalog.power(2, least(greatest(f.n - 1, 0), 6))) "
-    "AS due "
-    "FROM revetl.syncs s CROSS JOIN LATERAL ("
-    "  SELECT max(r.finished_at) AS last_end, count(*) AS n FROM revetl.runs r "
-    "  WHERE r.sync_id = s.id AND r.status IN ('failed', 'partial') AND r.trigger <> 'test' "
-    "    AND r.id > coalesce((SELECT max(ok.id) FROM revetl.runs ok WHERE ok.sync_id = s.id "
-    "                         AND ok.status = 'succeeded' AND ok.trigger <> 'test'), 0)) f "
-    "WHERE s.schedule_kind = 'on change' AND NOT s.paused "
-    "  AND EXISTS (SELECT 1 FROM revetl.captured_changes c WHERE c.sync_id = s.id AND c.retry) "
-    "  AND NOT EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id "
-    "                  AND r.status IN ('queued', 'running') AND r.trigger <> 'test')";
+// ON CHANGE syncs holding keys that a failed or partial run left for retry,
+// and when their retry is due (the view revetl._change_retries, which
+// sync_status shows as next_retry_at). Without this a quiet table would keep
+// those rows waiting for its next change, however long the destination has
+// been back.
+const char *kRetryDue = "SELECT s.id, s.name, d.due_at AS due FROM revetl._change_retries d "
+                        "JOIN revetl.syncs s ON s.id = d.sync_id";
 
 } // namespace
 
@@ -313,8 +300,7 @@ int EnqueueCapturedRuns() {
             "AND r.status IN ('queued', 'running') AND r.trigger <> 'test')");
     SqlResult retried = Sql(std::string("INSERT INTO revetl.runs (sync_id, sync_name, trigger, requested_by) "
                                         "SELECT d.id, d.name, 'retry', 'revetl' FROM (") +
-                                kRetryDue + ") d WHERE d.due <= pg_catalog.now()",
-                            {SqlArg::Int4(g_change_retry_interval_s)});
+                            kRetryDue + ") d WHERE d.due <= pg_catalog.now()");
     CommitTransaction();
     return static_cast<int>(r.processed + retried.processed);
 }
@@ -331,7 +317,7 @@ long MillisUntilNextDue() {
                                       "ELSE pg_catalog.ceil(extract(epoch FROM min(d.due) - "
                                       "pg_catalog.now()) * 1000)::bigint END FROM (") +
                               kRetryDue + ") d",
-                          {SqlArg::Int4(g_change_retry_interval_s)}, true);
+                          {}, true);
     SqlResult fresh = Sql("SELECT EXISTS (SELECT 1 FROM revetl.syncs s LEFT JOIN revetl.sync_state st "
                           "ON st.sync_id = s.id WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused "
                           "AND st.next_run_at IS NULL AND NOT EXISTS (SELECT 1 FROM revetl.runs r "

@@ -33,6 +33,7 @@ void InitSharedState() {
         g_shared->launcher_procno = -1;
         g_shared->max_databases = g_max_databases;
         ConditionVariableInit(&g_shared->run_finished);
+        ConditionVariableInit(&g_shared->token_refreshed);
         for (int i = 0; i < g_max_databases; i++)
             g_shared->databases[i].worker_procno = -1;
     }

@@ -41,18 +41,61 @@ struct DatabaseSlot {
 
 enum class WaitState : int { Free = 0, Pending, Queued, Done };
 
+// What a waiting backend asked for: a sync run (run_sync) or a fetch of a
+// destination's fields (refresh_destination_fields; run_id is then the
+// revetl.field_refreshes id).
+enum class WaitKind : int { Run = 0, Fields };
+
+constexpr int kWaitObjectLen = 256;
+
 struct WaitSlot {
     WaitState state;
+    WaitKind kind;
     bool abandoned; // the waiter left (cancelled); the worker frees the slot
     Oid dboid;
     int64 sync_id;
     int64 run_id;
     int32 row_limit; // -1: not a test run
     bool full_diff;
+    bool resync;
     char sync_name[NAMEDATALEN];
     char requested_by[NAMEDATALEN];
+    Oid server_oid;              // Fields: the server
+    Oid role_oid;                // Fields: whose rights and user mapping
+    char object[kWaitObjectLen]; // Fields: the object
     char status[16];
     char error[kWaitErrorLen];
+};
+
+// OAuth access tokens, one per credential set (database, server, user
+// mapping and a hash of the mapping's OAuth values), shared by every run so
+// that runs do not each ask the token endpoint. Shared memory only: a
+// token is never written to a table or a log, and a restart forgets it.
+constexpr int kMaxTokenSlots = 64;
+constexpr int kTokenErrorLen = 512;
+
+struct OAuthTokenSlot {
+    Oid dboid; // InvalidOid: slot unused
+    Oid server;
+    Oid umid; // the user mapping's oid
+    uint64 cred_hash;
+    // The hash before revetl stored a rotated refresh token: runs that read
+    // the old options still find the token (and re-read the mapping before
+    // they refresh).
+    uint64 prev_hash;
+    bool has_token;
+    char access_token[2049]; // kMaxAccessTokenBytes + 1
+    char instance_url[513];  // kMaxInstanceUrlBytes + 1
+    // Times in milliseconds since the PostgreSQL epoch.
+    int64 refresh_at_ms; // refresh from this moment on
+    pid_t refresher;     // the process refreshing now; 0: none
+    int64 refresh_started_ms;
+    int64 last_refresh_ms; // when the last refresh ended (rate limit)
+    // The last refresh failed: runs with the same credentials get this
+    // error instead of asking the endpoint again, until failed_until_ms.
+    int64 failed_until_ms;
+    char failure[kTokenErrorLen];
+    int64 last_used_ms;
 };
 
 // Rate budgets pacing requests at one moment, cluster-wide (see
@@ -69,6 +112,8 @@ struct SharedState {
     WaitSlot waits[kMaxWaitSlots];
     int rates_used; // see RateBudgetTable
     RateBudget rates[kMaxRateSlots];
+    ConditionVariable token_refreshed; // a refresh of some slot ended
+    OAuthTokenSlot tokens[kMaxTokenSlots];
     DatabaseSlot databases[FLEXIBLE_ARRAY_MEMBER];
 };
 

@@ -295,9 +295,13 @@ Datum RunSync(FunctionCallInfo fcinfo) {
     bool wait = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
     int32_t row_limit = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2);
     bool full = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
+    bool resync = PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
     if (!PG_ARGISNULL(2) && row_limit < 1)
         throw Error(sqlstate::kInvalidParameterValue, "max_rows must be at least 1", {},
                     "Leave max_rows NULL for a full run.");
+    if (resync && row_limit >= 0)
+        throw Error(sqlstate::kInvalidParameterValue, "max_rows cannot be combined with resync", {},
+                    "A resync sends every row of the model; a test run sends a few. Choose one.");
 
     bool in_block = false;
     PgGuard([&] { in_block = IsTransactionBlock(); });
@@ -317,17 +321,25 @@ Datum RunSync(FunctionCallInfo fcinfo) {
     if (def.paused)
         throw Error(sqlstate::kObjectNotInPrerequisiteState, "sync \"" + name + "\" is paused", {},
                     "Resume it with ALTER SYNC " + dsl::QuoteIdentIfNeeded(name) + " RESUME.");
+    if (resync && def.mode == "insert")
+        throw Error(sqlstate::kObjectNotInPrerequisiteState,
+                    "sync \"" + name + "\" cannot be resynced: it is in INSERT mode",
+                    "A resync sends every row again, and in INSERT mode every row already delivered would be "
+                    "refused as existing.",
+                    "Use ALTER SYNC " + dsl::QuoteIdentIfNeeded(name) +
+                        " SET MODE UPSERT first, if the "
+                        "destination can update records.");
     std::string requested_by = RoleName(GetUserId());
     int64_t run_id = 0;
     if (!wait) {
         AsExtensionOwner([&] {
-            run_id =
-                Sql("INSERT INTO revetl.runs (sync_id, sync_name, requested_by, trigger, row_limit, "
-                    "full_diff) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                    {SqlArg::Int8(def.id), SqlArg::Text(def.name), SqlArg::Text(requested_by),
-                     SqlArg::Text(row_limit >= 0 ? "test" : "manual"),
-                     row_limit >= 0 ? SqlArg::Int4(row_limit) : SqlArg::Null(INT4OID), SqlArg::Bool(full)})
-                    .Int8(0, 0);
+            run_id = Sql("INSERT INTO revetl.runs (sync_id, sync_name, requested_by, trigger, row_limit, "
+                         "full_diff, resync) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                         {SqlArg::Int8(def.id), SqlArg::Text(def.name), SqlArg::Text(requested_by),
+                          SqlArg::Text(row_limit >= 0 ? "test" : "manual"),
+                          row_limit >= 0 ? SqlArg::Int4(row_limit) : SqlArg::Null(INT4OID),
+                          SqlArg::Bool(full), SqlArg::Bool(resync)})
+                         .Int8(0, 0);
         });
         SpiFinish();
         WakeWorkerAtCommit();
@@ -338,7 +350,7 @@ Datum RunSync(FunctionCallInfo fcinfo) {
                      .Int8(0, 0);
     });
     SpiFinish();
-    WaitResult result = RequestRunAndWait(def.id, def.name, run_id, requested_by, row_limit, full);
+    WaitResult result = RequestRunAndWait(def.id, def.name, run_id, requested_by, row_limit, full, resync);
     if (result.status == "failed" || result.status == "cancelled")
         throw Error(sqlstate::kSyncRunFailed,
                     "run " + std::to_string(run_id) + " of sync \"" + name + "\" " + result.status,
@@ -489,6 +501,18 @@ Datum FdwValidator(FunctionCallInfo fcinfo) {
             throw Error(sqlstate::kInsufficientPrivilege,
                         "destination host \"" + host + "\" is not in revetl.allowed_hosts", {},
                         "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");
+    }
+    if (context == OptionContext::UserMapping) {
+        // An OAuth token endpoint is a destination too: the same policy,
+        // here and again at every run.
+        const OAuthConfig oauth = OAuthConfigFromOptions(options);
+        if (!oauth.token_url.empty()) {
+            std::string host = UrlHost(oauth.token_url);
+            if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))
+                throw Error(sqlstate::kInsufficientPrivilege,
+                            "OAuth token endpoint host \"" + host + "\" is not in revetl.allowed_hosts", {},
+                            "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");
+        }
     }
     PG_RETURN_VOID();
 }

@@ -6,6 +6,7 @@
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
 #include "pg/planning.hpp"
+#include "pg/field_refresh.hpp"
 #include "pg/run_requests.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/spi.hpp"
@@ -263,6 +264,10 @@ std::string KeyColumnsJson(const std::vector<std::string> &keys) {
 // A key that is not unique in the model cannot identify destination
 // records. Tables with a unique index on exactly the key columns are known to
 // be fine; anything else is checked once, here, with one aggregate query.
+// A duplicate is a WARNING, not an error: the model's data can change either
+// way after the check, runs report each duplicate key as invalid rows, and a
+// deploy must not be blocked by data (an identical CREATE OR REPLACE SYNC
+// on every dbt run). The check runs only when the key or the model changes.
 void CheckKeyUnique(const SyncDefinition &def, Oid relid) {
     if (OidIsValid(relid)) {
         SqlResult r = Sql(
@@ -290,17 +295,30 @@ void CheckKeyUnique(const SyncDefinition &def, Oid relid) {
                             ModelSource(def.model) + " AS src WHERE " + not_null + " GROUP BY " + key_list +
                             " HAVING count(*) > 1 LIMIT 1",
                         {}, true);
-    if (!dup.rows.empty())
-        throw Error("23505", "key (" + key_names + ") is not unique in model " + def.ModelDisplayName(),
-                    dup.Text(0, 1) + " rows have the key " + dup.Text(0, 0) + ".",
-                    "Choose key columns that identify one row of the model.");
+    if (!dup.rows.empty()) {
+        const std::string message = "key (" + key_names + ") of sync \"" + def.name +
+                                    "\" is not unique in model " + def.ModelDisplayName();
+        const std::string detail = dup.Text(0, 1) + " rows have the key " + dup.Text(0, 0) +
+                                   ". Runs send none of the rows of a duplicate key: they are recorded as "
+                                   "invalid in revetl.rejected_rows.";
+        PgGuard([&] {
+            ereport(WARNING, (errcode(ERRCODE_UNIQUE_VIOLATION), errmsg("%s", message.c_str()),
+                              errdetail("%s", detail.c_str()),
+                              errhint("Choose key columns that identify one row of the model.")));
+        });
+    }
+}
+
+bool SameModelAndKey(const SyncDefinition &a, const SyncDefinition &b) {
+    return a.key_columns == b.key_columns && a.model.kind == b.model.kind &&
+           a.model.schema == b.model.schema && a.model.name == b.model.name && a.model.query == b.model.query;
 }
 
 // Everything about a request that can be checked before touching the
 // catalog, as the current user: destination, model, key, map, options,
 // schedule. Returns the definition to store (name, owner and shadow table
 // are filled in by the caller).
-SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role) {
+SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role, const SyncDefinition *existing) {
     if (req.name.empty() || req.name.size() >= NAMEDATALEN)
         throw Error(sqlstate::kInvalidParameterValue, "invalid sync name \"" + req.name + "\"",
                     "A sync name must be 1 to 63 bytes long.");
@@ -373,7 +391,8 @@ SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role) {
         }
     }
     Sql(BuildValidationQuery(def.Plan(kSchema)), {}, true);
-    CheckKeyUnique(def, resolved.relid);
+    if (!existing || !SameModelAndKey(*existing, def))
+        CheckKeyUnique(def, resolved.relid);
 
     switch (req.schedule.kind) {
     case dsl::Schedule::Kind::Every: {
@@ -503,9 +522,13 @@ SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role) {
 // key check) runs as `role`, with the sync's `search_path`, in a
 // security-restricted operation whose settings are rolled back afterwards,
 // also when a superuser alters someone else's sync.
-SyncDefinition Resolve(const SyncRequest &req, Oid role, const std::string &search_path) {
+SyncDefinition Resolve(const SyncRequest &req, Oid role, const std::string &search_path,
+                       const SyncDefinition *existing) {
     SyncDefinition def;
-    AsSyncOwner(role, search_path, [&] { def = ResolveAsOwner(req, role); });
+    AsSyncOwner(role, search_path, [&] { def = ResolveAsOwner(req, role, existing); });
+    // MAP and MATCH ON targets against the destination's cached fields (read
+    // as the extension's owner, for the owner's user mapping).
+    CheckTargetsAgainstCache(def, role);
     return def;
 }
 
@@ -673,7 +696,7 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
                     "Use CREATE OR REPLACE SYNC to change it, or drop it first.");
     if (existing) {
         RequireOwnership(*existing, "replace");
-        SyncDefinition def = Resolve(request, existing->owner, SyncSearchPath(&*existing));
+        SyncDefinition def = Resolve(request, existing->owner, SyncSearchPath(&*existing), &*existing);
         ReplaceDefinition(*existing, def);
         WakeWorkerAtCommit();
         return existing->id;
@@ -681,7 +704,7 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
 
     Oid caller = GetUserId();
     CheckSyncQuota(caller);
-    SyncDefinition def = Resolve(request, caller, SyncSearchPath(nullptr));
+    SyncDefinition def = Resolve(request, caller, SyncSearchPath(nullptr), nullptr);
     std::string owner_name = RoleName(caller);
     int64_t id = 0;
     std::string search_path = CurrentSearchPath();
@@ -730,7 +753,7 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
 void AlterSync(const std::string &name, const SyncRequest &request) {
     SyncDefinition existing = RequireSync(name);
     RequireOwnership(existing, "alter");
-    SyncDefinition def = Resolve(request, existing.owner, SyncSearchPath(&existing));
+    SyncDefinition def = Resolve(request, existing.owner, SyncSearchPath(&existing), &existing);
     ReplaceDefinition(existing, def);
     WakeWorkerAtCommit();
 }
@@ -820,7 +843,7 @@ void AlterSyncOwner(const std::string &name, const std::string &new_owner) {
     // The new owner must itself be allowed everything the sync does.
     if (role != def.owner)
         CheckSyncQuota(role);
-    (void)Resolve(RequestFromDefinition(def), role, SyncSearchPath(&def));
+    (void)Resolve(RequestFromDefinition(def), role, SyncSearchPath(&def), &def);
     std::string old_name = def.owner_name;
     AsExtensionOwner([&] {
         Sql("UPDATE revetl.syncs SET owner = $2::oid::regrole, updated_at = pg_catalog.now() WHERE id = $1",

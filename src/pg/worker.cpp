@@ -7,6 +7,7 @@
 #include "core/common/sql_text.hpp"
 #include "pg/catalog.hpp"
 #include "pg/executor.hpp"
+#include "pg/field_refresh.hpp"
 #include "pg/module.hpp"
 #include "pg/planning.hpp"
 #include "pg/runner.hpp"
@@ -170,14 +171,7 @@ void RecoverInterruptedRuns() {
             } catch (const std::exception &) {
                 // The server is gone or broken: the default settle time will do.
             }
-            Sql("INSERT INTO " + QualifiedName(kSchema, def->shadow_table) +
-                    " AS s (key, row_hash, run_id, verify_after) "
-                    "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0) "
-                    "FROM revetl.changes c "
-                    "WHERE c.run_id = $1 "
-                    "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, "
-                    "excluded.verify_after)",
-                {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms)});
+            MarkPlannedRowsUncertain(def->shadow_table, run_id, settle_ms);
         }
         // Rows of a trigger-tracked sync that were planned and not delivered
         // are captured again for the next run.
@@ -225,12 +219,17 @@ void RefreshOldCaptureFunctions() {
 void ClaimWaitRequests() {
     struct Claim {
         int slot;
+        WaitKind kind;
+        Oid server_oid;
+        Oid role_oid;
+        char object[kWaitObjectLen];
         int64 sync_id;
         int64 run_id;
         char sync_name[NAMEDATALEN];
         char requested_by[NAMEDATALEN];
         int32 row_limit;
         bool full_diff;
+        bool resync;
     };
     std::vector<Claim> claims;
     LWLockAcquire(g_shared->lock, LW_SHARED);
@@ -239,12 +238,17 @@ void ClaimWaitRequests() {
         if (w->state == WaitState::Pending && w->dboid == MyDatabaseId) {
             Claim c;
             c.slot = i;
+            c.kind = w->kind;
+            c.server_oid = w->server_oid;
+            c.role_oid = w->role_oid;
+            memcpy(c.object, w->object, kWaitObjectLen);
             c.sync_id = w->sync_id;
             c.run_id = w->run_id;
             memcpy(c.sync_name, w->sync_name, NAMEDATALEN);
             memcpy(c.requested_by, w->requested_by, NAMEDATALEN);
             c.row_limit = w->row_limit;
             c.full_diff = w->full_diff;
+            c.resync = w->resync;
             claims.push_back(c);
         }
     }
@@ -252,14 +256,24 @@ void ClaimWaitRequests() {
     if (claims.empty())
         return;
     BeginTransaction("revetl: queueing requested runs");
-    for (const Claim &c : claims)
+    for (const Claim &c : claims) {
+        if (c.kind == WaitKind::Fields) {
+            // The requester's rights were checked when it asked, and are
+            // checked again by the process that fetches.
+            Sql("INSERT INTO revetl.field_refreshes (id, server_id, role_id, object, requested_by) "
+                "VALUES ($1, $2::pg_catalog.oid, $3::pg_catalog.oid, $4, $5) ON CONFLICT (id) DO NOTHING",
+                {SqlArg::Int8(c.run_id), SqlArg::Int8(c.server_oid), SqlArg::Int8(c.role_oid),
+                 SqlArg::Text(c.object), SqlArg::Text(c.requested_by)});
+            continue;
+        }
         Sql("INSERT INTO revetl.runs (id, sync_id, sync_name, trigger, requested_by, row_limit, "
-            "full_diff) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+            "full_diff, resync) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
             {SqlArg::Int8(c.run_id), SqlArg::Int8(c.sync_id), SqlArg::Text(c.sync_name),
              SqlArg::Text(c.row_limit >= 0 ? "test" : "manual"), SqlArg::Text(c.requested_by),
-             c.row_limit >= 0 ? SqlArg::Int4(c.row_limit) : SqlArg::Null(INT4OID),
-             SqlArg::Bool(c.full_diff)});
+             c.row_limit >= 0 ? SqlArg::Int4(c.row_limit) : SqlArg::Null(INT4OID), SqlArg::Bool(c.full_diff),
+             SqlArg::Bool(c.resync)});
+    }
     CommitTransaction();
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
     for (const Claim &c : claims) {
@@ -273,20 +287,22 @@ void ClaimWaitRequests() {
 // Tells waiting backends about runs that have ended (also runs that a
 // previous worker of this database left behind).
 void CompleteWaits() {
-    std::vector<int64> run_ids;
+    std::vector<std::pair<int64, WaitKind>> run_ids;
     LWLockAcquire(g_shared->lock, LW_SHARED);
     for (int i = 0; i < kMaxWaitSlots; i++) {
         WaitSlot *w = &g_shared->waits[i];
         if (w->state == WaitState::Queued && w->dboid == MyDatabaseId)
-            run_ids.push_back(w->run_id);
+            run_ids.emplace_back(w->run_id, w->kind);
     }
     LWLockRelease(g_shared->lock);
     if (run_ids.empty())
         return;
     bool any = false;
-    for (int64 run_id : run_ids) {
+    for (const auto &[run_id, kind] : run_ids) {
         BeginTransaction("revetl: checking run");
-        SqlResult r = Sql("SELECT status, coalesce(error, '') FROM revetl.runs WHERE id = $1",
+        SqlResult r = Sql(kind == WaitKind::Fields
+                              ? "SELECT status, coalesce(error, '') FROM revetl.field_refreshes WHERE id = $1"
+                              : "SELECT status, coalesce(error, '') FROM revetl.runs WHERE id = $1",
                           {SqlArg::Int8(run_id)}, true);
         CommitTransaction();
         std::string status = r.rows.empty() ? "failed" : r.Text(0, 0);
@@ -296,7 +312,8 @@ void CompleteWaits() {
         LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
         for (int i = 0; i < kMaxWaitSlots; i++) {
             WaitSlot *w = &g_shared->waits[i];
-            if (w->state != WaitState::Queued || w->run_id != run_id || w->dboid != MyDatabaseId)
+            if (w->state != WaitState::Queued || w->run_id != run_id || w->kind != kind ||
+                w->dboid != MyDatabaseId)
                 continue;
             if (w->abandoned) {
                 memset(w, 0, sizeof *w);
@@ -418,6 +435,7 @@ void WorkerLoop(Oid dboid) {
     }
     PgGuard([] { ereport(LOG, (errmsg("revetl worker started for database \"%s\"", DatabaseName()))); });
     RecoverInterruptedRuns();
+    Step("recovering field refreshes", [] { RecoverFieldRefreshes(); });
     Step("refreshing capture functions", [] { RefreshOldCaptureFunctions(); });
     CompleteWaits();
 
@@ -441,6 +459,13 @@ void WorkerLoop(Oid dboid) {
         Step("queueing scheduled runs", [] { EnqueueDueRuns(); });
         Step("queueing ON CHANGE runs", [] { EnqueueCapturedRuns(); });
         Step("starting runs", [] { StartExecutors(); });
+        // A refresh process's start and exit set this worker's latch
+        // (bgw_notify_pid), as a run process's do.
+        Step("fetching destination fields", [] {
+            bool ended = ReapFieldRefreshes();
+            if (StartFieldRefreshes() || ended)
+                CompleteWaits();
+        });
         Step("pruning history", [] { PruneHistory(false); });
         const bool alerts_in_flight = PumpAlerts();
 

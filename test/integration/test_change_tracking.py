@@ -175,6 +175,39 @@ class ChangeTrackingTest(unittest.TestCase):
             wait_for(lambda: settled(self.s), timeout=30, what="runs to settle")
             cluster.sql(f"select revetl.drop_sync('{self.s}', if_exists => true); drop server flaky")
 
+    def test_next_retry_at_shows_the_retry_and_manual_runs_do_not_push_it_back(self):
+        cluster.sql(f"create server flaky2 foreign data wrapper revetl options (type 'webhook', "
+                    f"url '{mock.url}/flaky2', max_attempts '1')")
+        try:
+            cluster.sql(f"select * from revetl.execute($$CREATE SYNC {self.s} FROM {self.t} TO flaky2 KEY (id) "
+                        f"MAP (email AS email, score AS score) SCHEDULE ON CHANGE$$)")
+            cluster.sql(f"select revetl.run_sync('{self.s}', wait => true)")
+            status = f"select next_retry_at from revetl.sync_status where name = '{self.s}'"
+            self.assertEqual(cluster.sql(status), "")
+            mock.configure(reject_all_status=503)
+            cluster.sql(f"update {self.t} set score = 7000 where id = 7")
+            wait_for(lambda: cluster.sql(status) != "", timeout=30, what="the retry to be scheduled")
+            # change_retry_interval (60 s) after the failed ON CHANGE run ended
+            failed = (f"select extract(epoch from (select next_retry_at from revetl.sync_status "
+                      f"where name = '{self.s}') - max(finished_at)) from revetl.sync_runs "
+                      f"where sync_name = '{self.s}' and trigger = 'on change' and status = 'failed'")
+            self.assertEqual(float(cluster.sql(failed)), 60.0)
+            due = cluster.sql(status)
+            # Trying by hand while the destination is still down does not
+            # push the automatic retry back.
+            _, err, rc = cluster.psql(f"select revetl.run_sync('{self.s}', wait => true)", check=False)
+            self.assertNotEqual(rc, 0, err)
+            self.assertEqual(cluster.sql(status), due)
+            # Fixed: a run by hand retries at once, and nothing is left to retry.
+            mock.configure(reject_all_status=None)
+            cluster.sql(f"select revetl.run_sync('{self.s}', wait => true)")
+            self.assertEqual(mock.records().get(key(id=7), {}).get("score"), 7000)
+            self.assertEqual(cluster.sql(status), "")
+        finally:
+            mock.configure(reject_all_status=None)
+            wait_for(lambda: settled(self.s), timeout=30, what="runs to settle")
+            cluster.sql(f"select revetl.drop_sync('{self.s}', if_exists => true); drop server flaky2")
+
     def test_dbt_table_rebuild_in_one_transaction_with_post_hook(self):
         self.create(schedule="SCHEDULE MANUAL WITH (track_changes = true)")
         cluster.sql(f"select revetl.run_sync('{self.s}', wait => true)")

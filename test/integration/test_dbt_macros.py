@@ -101,6 +101,8 @@ class DbtMacrosTest(unittest.TestCase):
     def test_names_are_quoted(self):
         sql = str(self.revetl.run_sync("o'brien", full=True)).strip()
         self.assertEqual(sql, "select revetl.run_sync('o''brien', full => true)")
+        sql = str(self.revetl.run_sync("x", wait=True, resync=True)).strip()
+        self.assertEqual(sql, "select revetl.run_sync('x', wait => true, resync => true)")
 
 
 if __name__ == "__main__":

@@ -201,6 +201,20 @@ class UpgradeTest(unittest.TestCase):
                           for r in (q["body"] or {}).get("records", [])] == [21],
                  what="the ON CHANGE sync to send the new row after the update")
 
+        # An old sync's shadow table has the columns a new sync's gets, and
+        # a removal now leaves a tombstone where a late request may land.
+        cluster.sql("select * from revetl.execute('CREATE SYNC fresh_out FROM leads TO hooks KEY (id) "
+                    "MODE MIRROR MAP (lower(email) AS email)')", db="app")
+        columns = ("select string_agg(a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod) "
+                   "|| ' ' || a.attnotnull || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), ''), ', ' "
+                   "order by a.attnum) from pg_attribute a left join pg_attrdef d on d.adrelid = a.attrelid "
+                   "and d.adnum = a.attnum where a.attnum > 0 and not a.attisdropped and a.attrelid = "
+                   "(select ('revetl.' || quote_ident(shadow_table))::regclass from revetl.syncs "
+                   "where name = '{}')")
+        self.assertEqual(cluster.sql(columns.format("leads_out"), db="app"),
+                         cluster.sql(columns.format("fresh_out"), db="app"))
+        self.assertIn("removed boolean true false", cluster.sql(columns.format("leads_out"), db="app"))
+
         # An updated schema is the fresh one.
         cluster.sql("create database schema_fresh")
         cluster.sql("create extension revetl", db="schema_fresh")

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -208,6 +209,10 @@ class MockWebhook(MockProcess):
     def clear_requests(self):
         self._call("DELETE", "/_mock/requests")
 
+    def release(self):
+        """Applies the held requests now (late), in arrival order; returns how many."""
+        return self._call("POST", "/_mock/release")["released"]
+
 
 def key(**columns):
     """The canonical form of a record key, as MockWebhook.records() uses."""
@@ -249,6 +254,42 @@ class MockHttp(MockProcess):
 # HubSpot's published OpenAPI contract for CRM objects v3: the mock checks
 # every request revetl sends against it.
 HUBSPOT_OPENAPI = os.environ.get("REVETL_HUBSPOT_OPENAPI", "/work/shared/vendor-specs/hubspot/contacts.v3.json")
+
+
+class MockOAuth(MockHttp):
+    """The OAuth 2.0 token endpoint and protected API in test/connectors/oauth/mock.py."""
+
+    CLIENT_ID = "revetl-client"
+    CLIENT_SECRET = "client-secret-1"
+
+    def __init__(self):
+        MockProcess.__init__(self, "oauth", "mock OAuth endpoint")
+        self.token_url = self.url + "/oauth/token"
+
+    def state(self):
+        return self.call("GET", "/_mock/state")[1]
+
+    def grants(self):
+        """Tokens issued so far, all grant types together."""
+        return sum(self.state()["grants"].values())
+
+    def revoke_access_tokens(self):
+        self.call("POST", "/_mock/revoke_access_tokens", {})
+
+    def revoke_refresh_tokens(self):
+        self.call("POST", "/_mock/revoke_refresh_tokens", {})
+
+    def token(self, **form):
+        """Asks the token endpoint directly: (status, body)."""
+        data = urllib.parse.urlencode(form).encode()
+        req = urllib.request.Request(self.token_url, data=data, method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read().decode())
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            return e.code, (json.loads(text) if text else None)
 
 
 class MockHubSpot(MockProcess):

@@ -2,7 +2,7 @@
 -- functions, event trigger, dump registration, row level security and
 -- privileges.
 BEGIN;
-SELECT plan(180);
+SELECT plan(181);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -44,7 +44,7 @@ SELECT columns_are('revetl', 'runs',
     ARRAY['id', 'sync_id', 'sync_name', 'status', 'trigger', 'requested_by', 'requested_at', 'started_at',
           'planned_at', 'finished_at', 'rows_added', 'rows_changed', 'rows_removed', 'rows_delivered',
           'rows_rejected', 'rows_invalid', 'requests', 'retries', 'error', 'row_limit', 'full_diff', 'plan_kind',
-          'rows_retried', 'throttled', 'plan_duration', 'delivery_duration'],
+          'rows_retried', 'throttled', 'plan_duration', 'delivery_duration', 'resync'],
     'revetl.runs has exactly the documented columns');
 SELECT col_is_pk('revetl', 'runs', 'id', 'sync_runs.id is the primary key');
 SELECT col_type_is('revetl', 'runs', 'id', 'bigint', 'sync_runs.id is bigint');
@@ -117,7 +117,8 @@ SELECT col_type_is('revetl', 'rejected_rows', 'reason', 'text', 'rejected_rows.r
 
 -- revetl.changes ---------------------------------------------------------------
 SELECT has_table('revetl', 'changes', 'table revetl.changes exists');
-SELECT columns_are('revetl', 'changes', ARRAY['run_id', 'seq', 'op', 'key', 'payload', 'row_hash', 'dest_id'],
+SELECT columns_are('revetl', 'changes', ARRAY['run_id', 'seq', 'op', 'key', 'payload', 'row_hash', 'dest_id',
+                                              'version'],
                    'revetl.changes has exactly the documented columns');
 SELECT col_is_pk('revetl', 'changes', ARRAY['run_id', 'seq'], 'changes has the primary key (run_id, seq)');
 SELECT col_type_is('revetl', 'changes', 'op', 'char', 'changes.op is "char" (one byte)');
@@ -166,18 +167,19 @@ SELECT has_function('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'revetl.dro
 SELECT function_returns('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'void', 'drop_sync returns void');
 SELECT is((SELECT pg_get_function_arguments('revetl.drop_sync(text,boolean)'::regprocedure)),
           'name text, if_exists boolean DEFAULT false', 'drop_sync(name, if_exists => false)');
-SELECT has_function('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean'],
-                    'revetl.run_sync(text, boolean, integer, boolean) exists');
+SELECT has_function('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean'],
+                    'revetl.run_sync(text, boolean, integer, boolean, boolean) exists');
 SELECT is(ARRAY(SELECT oid::regprocedure::text FROM pg_proc
                  WHERE pronamespace = 'revetl'::regnamespace AND proname = 'run_sync'),
-          ARRAY['revetl.run_sync(text,boolean,integer,boolean)'],
-          'run_sync has exactly one signature (the three-argument form is gone)');
-SELECT function_returns('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean'], 'bigint',
+          ARRAY['revetl.run_sync(text,boolean,integer,boolean,boolean)'],
+          'run_sync has exactly one signature (the older forms are gone)');
+SELECT function_returns('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean'], 'bigint',
                         'run_sync returns bigint (the run id)');
-SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean,integer,boolean)'::regprocedure)),
-          'name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL::integer, "full" boolean DEFAULT false',
-          'run_sync(name, wait => false, max_rows => NULL, full => false)');
-SELECT isnt_strict('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean'],
+SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean,integer,boolean,boolean)'::regprocedure)),
+          'name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL::integer, "full" boolean DEFAULT false, '
+          'resync boolean DEFAULT false',
+          'run_sync(name, wait => false, max_rows => NULL, full => false, resync => false)');
+SELECT isnt_strict('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean'],
                    'run_sync is not STRICT (a NULL name gets an error)');
 SELECT has_function('revetl', 'cancel_run', ARRAY['bigint'], 'revetl.cancel_run(bigint) exists');
 SELECT has_function('revetl', 'preview_sync', ARRAY['text', 'integer'],
@@ -340,8 +342,11 @@ SELECT has_index('revetl', 'captured_changes', 'captured_changes_sync_idx', ARRA
 SELECT has_view('revetl', 'sync_status', 'view revetl.sync_status exists');
 SELECT columns_are('revetl', 'sync_status',
     ARRAY['name', 'owner', 'schedule', 'paused', 'last_run_id', 'last_status', 'last_trigger', 'last_finished_at',
-          'last_error', 'last_success_at', 'rows_waiting', 'oldest_undelivered_at', 'next_run_at', 'health'],
+          'last_error', 'last_success_at', 'rows_waiting', 'oldest_undelivered_at', 'next_run_at', 'health',
+          'next_retry_at'],
     'revetl.sync_status has exactly the documented columns');
+SELECT ok(NOT has_table_privilege('public', 'revetl._change_retries', 'SELECT'),
+          'PUBLIC cannot read revetl._change_retries (it reads every run)');
 SELECT has_function('revetl', 'prune_history', 'revetl.prune_history() exists');
 SELECT ok(NOT has_function_privilege('public', 'revetl.prune_history()', 'EXECUTE'),
           'PUBLIC cannot execute revetl.prune_history()');

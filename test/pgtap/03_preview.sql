@@ -53,7 +53,7 @@ SELECT throws_ok($$SELECT * FROM revetl.preview_sync('tap_up', -1)$$, '22023', '
 SELECT throws_ok($$SELECT * FROM revetl.preview_sync(NULL)$$, '22004', 'sync name must not be null',
                  'a NULL sync name: 22004');
 
--- create_sync refuses a key that is not unique, but the model can change
+-- create_sync warns of a key that is not unique, and the model can change
 -- afterwards: NULL keys and duplicate keys are then invalid, with the reason;
 -- two NULL keys are not duplicates of each other.
 SELECT lives_ok($$SELECT revetl.create_sync('tap_dups', 'tap_dups', 'tap_hooks', ARRAY['id'])$$,

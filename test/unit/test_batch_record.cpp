@@ -171,3 +171,25 @@ TEST(BuildBatchRecord, StoredDestIdUsedWhenDestinationGivesNone) {
     EXPECT_EQ(rec.changed.uncertain, (std::vector<bool>{true}));
     EXPECT_EQ(rec.changed.row_hashes, (std::vector<int64_t>{5}));
 }
+
+TEST(BuildBatchRecord, AddOverATombstoneIsRecordedAsAChange) {
+    // The plan saw a tombstone for the key (version > 0): its shadow row is
+    // there, so the add must update it (keeping a pending verify_after), not
+    // insert a new one.
+    Change over_tombstone = MakeChange(Change::Op::Add, "{\"id\": 1}", "{}", 3);
+    over_tombstone.version = 12;
+    Change fresh = MakeChange(Change::Op::Add, "{\"id\": 2}", "{}", 4);
+    BatchRecord rec = BuildBatchRecord({over_tombstone, fresh}, {Accepted(), Accepted()}, 1);
+    EXPECT_EQ(rec.changed.keys, (std::vector<std::string>{"{\"id\": 1}"}));
+    EXPECT_EQ(rec.added.keys, (std::vector<std::string>{"{\"id\": 2}"}));
+}
+
+TEST(BuildBatchRecord, RemovalsSayWhetherAnEarlierAttemptWasLost) {
+    RowOutcome lost = Accepted();
+    lost.uncertain = true;
+    BatchRecord rec = BuildBatchRecord({MakeChange(Change::Op::Remove, "{\"id\": 1}", "", 0),
+                                        MakeChange(Change::Op::Remove, "{\"id\": 2}", "", 0)},
+                                       {lost, Accepted()}, 1);
+    EXPECT_EQ(rec.removal_keys, (std::vector<std::string>{"{\"id\": 1}", "{\"id\": 2}"}));
+    EXPECT_EQ(rec.removal_uncertain, (std::vector<bool>{true, false}));
+}

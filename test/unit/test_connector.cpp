@@ -152,7 +152,8 @@ TEST(MakeConnector, CredentialsAreJudgedAgainstTheType) {
     Error e = Catch([&] { MakeConnector(s, t, "s1", "crm"); });
     EXPECT_EQ(e.sqlstate(), "28000");
     EXPECT_STREQ(e.what(), "server \"crm\" of type hubspot does not accept requests without credentials");
-    EXPECT_EQ(e.hint(), "Give the user mapping token.");
+    EXPECT_EQ(e.hint(), "Give the user mapping token or oauth_token_url, client_id and client_secret (and "
+                        "refresh_token for the refresh-token grant).");
     s.credentials.user = "me";
     s.credentials.password = "pw-SECRET";
     e = Catch([&] { MakeConnector(s, t, "s1", "crm"); });
@@ -387,7 +388,9 @@ TEST_F(WebhookInterpret, RefusedCredentialsFailTheRunInsteadOfEveryRow) {
     for (long status : {401L, 403L}) {
         SCOPED_TRACE(status);
         Verdict v = Run(Response(status, "no token"), {0, 1, 3});
-        EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+        // 401: expired credentials, which the engine refreshes once where
+        // it can (OAuth) and otherwise treats as Fatal.
+        EXPECT_EQ(v.kind, status == 401 ? Verdict::Kind::AuthExpired : Verdict::Kind::Fatal);
         EXPECT_TRUE(v.rows.empty());
         EXPECT_NE(v.error.find("HTTP " + std::to_string(status)), std::string::npos) << v.error;
         EXPECT_NE(v.error.find("user mapping"), std::string::npos) << v.error;
@@ -437,4 +440,34 @@ TEST_F(WebhookInterpret, OtherPermanentStatusesRejectWithoutSplitting) {
         EXPECT_EQ(v.rows[0].http_status, status);
         EXPECT_EQ(v.rows[0].reason, "HTTP " + std::to_string(status));
     }
+}
+
+TEST(RecordIdempotencyKey, UniquePerChangeStablePerRetry) {
+    // A -> B -> A: the third change has the content of the first, but is
+    // based on a later version, so a receiver that skips keys it applied
+    // before still applies it.
+    Change a1 = revetl_test::MakeChange(Change::Op::Add, "{\"id\": 1}", "{\"v\": \"A\"}", 100);
+    a1.version = -3; // first seen by run 3
+    Change b = revetl_test::MakeChange(Change::Op::Change, "{\"id\": 1}", "{\"v\": \"B\"}", 200);
+    b.version = 3;
+    Change a2 = revetl_test::MakeChange(Change::Op::Change, "{\"id\": 1}", "{\"v\": \"A\"}", 100);
+    a2.version = 4;
+    EXPECT_NE(RecordIdempotencyKey(9, a1), RecordIdempotencyKey(9, a2));
+    EXPECT_NE(RecordIdempotencyKey(9, a1), RecordIdempotencyKey(9, b));
+    EXPECT_NE(RecordIdempotencyKey(9, b), RecordIdempotencyKey(9, a2));
+
+    // delete, re-insert, delete: the two deletes differ.
+    Change d1 = revetl_test::MakeChange(Change::Op::Remove, "{\"id\": 1}", "", 0);
+    d1.version = 5;
+    Change d2 = d1;
+    d2.version = 8;
+    EXPECT_NE(RecordIdempotencyKey(9, d1), RecordIdempotencyKey(9, d2));
+
+    // A retry of one change (same version, same content) has the same key,
+    // whatever the seq or run it is sent from; another sync, another key.
+    Change retry = b;
+    retry.seq = 77;
+    EXPECT_EQ(RecordIdempotencyKey(9, b), RecordIdempotencyKey(9, retry));
+    EXPECT_NE(RecordIdempotencyKey(9, b), RecordIdempotencyKey(10, b));
+    EXPECT_EQ(RecordIdempotencyKey(9, b).size(), 32u);
 }

@@ -304,7 +304,7 @@ TEST(ValidateOptions, UserMapping) {
     EXPECT_EQ(
         e.hint(),
         "Perhaps you meant the option \"token\". Valid options in this context are: token, user, password, "
-        "api_key, headers.");
+        "api_key, headers, oauth_token_url, client_id, client_secret, refresh_token, scope.");
 
     // Server options do not belong on a user mapping.
     e = Catch([] { ValidateOptions(OptionContext::UserMapping, {{"url", "https://a.example.com"}}); });

@@ -92,20 +92,25 @@ TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
     EXPECT_TRUE(Contains(sql, "count(*) OVER (PARTITION BY x.k) AS dups"));
     // Output columns, in the documented order.
     EXPECT_EQ(
-        sql.rfind("SELECT (CASE WHEN m.present IS NULL THEN 'r' WHEN m.k IS NULL THEN 'n' "
-                  "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' WHEN s.key IS NULL THEN 'a' ELSE 'c' "
-                  "END)::pg_catalog.\"char\" AS op, "
-                  "coalesce(m.k, s.key, pg_catalog.jsonb_build_object('id', m.kc0)::pg_catalog.text) AS key, "
-                  "CASE WHEN m.present THEN pg_catalog.jsonb_build_object('id', m.kc0) ELSE "
-                  "s.key::pg_catalog.jsonb END "
-                  "AS key_json, "
-                  "m.payload AS payload, m.h AS row_hash, s.dest_id, m.dups FROM (",
-                  0),
+        sql.rfind(
+            "SELECT (CASE WHEN m.present IS NULL THEN 'r' WHEN m.k IS NULL THEN 'n' "
+            "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' WHEN s.key IS NULL OR s.removed THEN 'a' ELSE 'c' "
+            "END)::pg_catalog.\"char\" AS op, "
+            "coalesce(m.k, s.key, pg_catalog.jsonb_build_object('id', m.kc0)::pg_catalog.text) AS key, "
+            "CASE WHEN m.present THEN pg_catalog.jsonb_build_object('id', m.kc0) ELSE "
+            "s.key::pg_catalog.jsonb END "
+            "AS key_json, "
+            "m.payload AS payload, m.h AS row_hash, CASE WHEN m.present AND s.removed THEN NULL ELSE "
+            "s.dest_id END "
+            "AS dest_id, m.dups, coalesce(s.version, 0::pg_catalog.int8) AS version FROM (",
+            0),
         0u);
     EXPECT_TRUE(Contains(
-        sql, "WHERE m.present IS NULL OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL "
-             "OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) OPERATOR(pg_catalog.<>) (m.h "
-             "IS NULL)"));
+        sql,
+        "WHERE (m.present IS NULL AND (NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
+        "pg_catalog.now())) OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL OR s.removed "
+        "OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) OPERATOR(pg_catalog.<>) (m.h "
+        "IS NULL)"));
 }
 
 TEST(BuildPlanQuery, FullJoinOnlyWithRemovals) {
@@ -179,7 +184,8 @@ TEST(BuildShadowTableDdl, ExactText) {
     EXPECT_EQ(BuildShadowTableDdl("revetl_shadow", "sync_42"),
               "CREATE TABLE \"revetl_shadow\".\"sync_42\" (key text COLLATE \"C\" PRIMARY KEY, "
               "row_hash bigint NOT NULL, dest_id text, run_id bigint NOT NULL, "
-              "synced_at timestamptz NOT NULL DEFAULT pg_catalog.now(), verify_after timestamptz); "
+              "synced_at timestamptz NOT NULL DEFAULT pg_catalog.now(), verify_after timestamptz, "
+              "version bigint NOT NULL DEFAULT 0, removed boolean NOT NULL DEFAULT false); "
               "CREATE INDEX ON \"revetl_shadow\".\"sync_42\" (verify_after) WHERE verify_after IS NOT NULL");
     EXPECT_TRUE(Contains(BuildShadowTableDdl("we\"ird", "t\"t"), "CREATE TABLE \"we\"\"ird\".\"t\"\"t\" ("));
 }
@@ -190,16 +196,31 @@ TEST(BuildPlanQuery, InsertModeSkipsChangedRows) {
     std::string with_changes = BuildPlanQuery(spec);
     EXPECT_TRUE(EndsWith(
         with_changes,
-        " OR s.key IS NULL OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) "
+        " OR s.key IS NULL OR s.removed OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) "
         "OPERATOR(pg_catalog.<>) (m.h IS NULL) OR s.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now()"));
     spec.include_changes = false;
     std::string sql = BuildPlanQuery(spec);
     EXPECT_TRUE(NotContains(sql, "row_hash IS DISTINCT FROM"));
     // New, removed and invalid rows are still reported.
     EXPECT_TRUE(EndsWith(
-        sql, " AS s ON s.key OPERATOR(pg_catalog.=) m.k WHERE m.present IS NULL OR m.k IS NULL OR m.dups "
+        sql, " AS s ON s.key OPERATOR(pg_catalog.=) m.k WHERE (m.present IS NULL AND (NOT s.removed OR "
+             "s.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now())) OR m.k IS NULL OR m.dups "
              "OPERATOR(pg_catalog.>) 1 "
-             "OR s.key IS NULL"));
+             "OR s.key IS NULL OR s.removed"));
+}
+
+TEST(BuildPlanQuery, TombstonesAndVersions) {
+    PlanSpec spec = RelationSpec();
+    spec.run_id = 41;
+    std::string sql = BuildPlanQuery(spec);
+    // A key without a shadow row is based on minus the planning run.
+    EXPECT_TRUE(Contains(sql, "coalesce(s.version, -41::pg_catalog.int8) AS version"));
+    // A re-added key does not take the removed record's id.
+    EXPECT_TRUE(Contains(sql, "CASE WHEN m.present AND s.removed THEN NULL ELSE s.dest_id END AS dest_id"));
+    // A tombstone is removed again only once its verify_after has passed.
+    EXPECT_TRUE(Contains(sql,
+                         "(m.present IS NULL AND (NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
+                         "pg_catalog.now()))"));
 }
 
 TEST(BuildPlanQuery, HashOverMappedValuesOrPayloadText) {
@@ -273,4 +294,15 @@ TEST(BuildPayloadColumnsQuery, ExactText) {
     spec.model.query = "SELECT 1 AS x";
     EXPECT_EQ(BuildPayloadColumnsQuery(spec),
               "SELECT (lower(email)\n), (x -- c\n) FROM (SELECT 1 AS x\n) AS src LIMIT 0");
+}
+
+TEST(BuildPlanQuery, ResyncPlansEveryModelRowWithNewKeys) {
+    PlanSpec spec = RelationSpec();
+    spec.run_id = 9;
+    spec.resync = true;
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, " OR s.removed OR m.present"));
+    EXPECT_TRUE(Contains(sql, "CASE WHEN m.present THEN -9::pg_catalog.int8 ELSE s.version END AS version"));
+    spec.resync = false;
+    EXPECT_TRUE(NotContains(BuildPlanQuery(spec), "OR m.present"));
 }

@@ -41,6 +41,10 @@ inline revetl::Change MakeChange(revetl::Change::Op op, const std::string &key, 
     c.payload = payload;
     c.row_hash = hash;
     c.dest_id = dest_id;
+    // As the plan gives them: an add of a key the shadow state does not hold
+    // is based on minus the run's id, anything else on the run that last
+    // recorded the key.
+    c.version = op == revetl::Change::Op::Add ? -7 : 5;
     return c;
 }
 

@@ -9,13 +9,30 @@
 namespace revetl {
 
 AuthKind SelectedAuth(const Credentials &c) {
-    int schemes = !c.token.empty() + (!c.user.empty() || !c.password.empty()) + !c.api_key.empty();
+    int schemes = !c.token.empty() + (!c.user.empty() || !c.password.empty()) + !c.api_key.empty() +
+                  c.oauth.Configured();
     if (schemes > 1)
         throw Error(
             sqlstate::kFdwInvalidOptionName,
             "the user mapping's credentials select more than one auth scheme",
-            "A user mapping holds a token, or a user and password, or an api_key: one of them.",
+            "A user mapping holds a token, or a user and password, or an api_key, or OAuth options "
+            "(oauth_token_url, client_id, client_secret, refresh_token, scope): one of them.",
             "Drop the options of the schemes not used, with ALTER USER MAPPING ... OPTIONS (DROP ...).");
+    if (c.oauth.Configured()) {
+        std::string missing;
+        for (auto [name, value] :
+             {std::pair<const char *, const std::string *>{"oauth_token_url", &c.oauth.token_url},
+              {"client_id", &c.oauth.client_id},
+              {"client_secret", &c.oauth.client_secret}})
+            if (value->empty())
+                missing += std::string(missing.empty() ? "" : ", ") + "\"" + name + "\"";
+        if (!missing.empty())
+            throw Error(
+                sqlstate::kFdwInvalidOptionName, "OAuth needs " + missing + " in the user mapping",
+                "OAuth takes oauth_token_url, client_id and client_secret, with refresh_token for the "
+                "refresh-token grant (without it: the client-credentials grant) and an optional scope.");
+        return AuthKind::OAuth;
+    }
     if (!c.token.empty())
         return AuthKind::Bearer;
     if (!c.user.empty() || !c.password.empty()) {
@@ -41,6 +58,8 @@ const char *AuthName(AuthKind kind) {
         return "api_key_header";
     case AuthKind::ApiKeyQuery:
         return "api_key_query";
+    case AuthKind::OAuth:
+        return "oauth";
     }
     return "none";
 }
@@ -57,6 +76,8 @@ const char *AuthOptions(AuthKind kind) {
         return "api_key (with the server's api_key_header)";
     case AuthKind::ApiKeyQuery:
         return "api_key (with the server's api_key_param)";
+    case AuthKind::OAuth:
+        return "oauth_token_url, client_id and client_secret (and refresh_token for the refresh-token grant)";
     }
     return "";
 }
@@ -85,6 +106,10 @@ void ApplyAuth(const Credentials &c, HttpRequest &request) {
         return;
     case AuthKind::ApiKeyHeader:
         ReplaceHeader(request, c.api_key_header, c.api_key);
+        return;
+    case AuthKind::OAuth:
+        if (c.oauth_token && !c.oauth_token->access_token.empty())
+            ReplaceHeader(request, "Authorization", "Bearer " + c.oauth_token->access_token);
         return;
     case AuthKind::ApiKeyQuery: {
         size_t hash = request.url.find('#');

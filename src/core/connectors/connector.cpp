@@ -35,7 +35,7 @@ std::string Truncate(const std::string &text, size_t max_bytes) {
 
 std::string RecordIdempotencyKey(int64_t sync_id, const Change &change) {
     std::string material =
-        std::to_string(sync_id) + "\x1f" + change.key + "\x1f" +
+        std::to_string(sync_id) + "\x1f" + change.key + "\x1f" + std::to_string(change.version) + "\x1f" +
         (change.op == Change::Op::Remove ? std::string("delete") : std::to_string(change.row_hash));
     char buf[40];
     std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(Fnv1a(material, 0)),
@@ -98,7 +98,9 @@ std::optional<Verdict> ConnectionFailure(const HttpResponse &response, const std
         return std::nullopt;
     }
     Verdict v;
-    v.kind = Verdict::Kind::Fatal;
+    // 401: the credentials expired or were revoked. With OAuth the engine
+    // refreshes the token once and replays; without, the run stops.
+    v.kind = s == 401 ? Verdict::Kind::AuthExpired : Verdict::Kind::Fatal;
     v.error = error;
     return v;
 }

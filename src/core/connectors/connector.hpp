@@ -26,8 +26,11 @@ struct BatchContext {
     std::string write_op = "upsert";
 };
 
-// A stable key for (sync, record key, row version): a resend of the same row
-// version carries the same key, a new version a new one.
+// A key for one change of one record: (sync, record key, the version the
+// change is based on, delete or the row's hash). Every retry of the change,
+// in its run or in the run that takes it over after a failure, carries the
+// same key; any other change of the record, even back to an earlier
+// content, carries another (see Change::version).
 std::string RecordIdempotencyKey(int64_t sync_id, const Change &change);
 
 // 64-bit FNV-1a: stable across builds and machines, unlike std::hash.
@@ -69,11 +72,16 @@ struct Verdict {
         // rows are prepared and sent again, which is safe because writes
         // match records by key. Counts as an attempt.
         Resend,
+        // The credentials expired (401, or a vendor's own signal such as
+        // Marketo's HTTP 200 with code 602): the host refreshes them once
+        // and the request is replayed once; without a way to refresh (no
+        // OAuth), or on a second such answer, it is Fatal with `error`.
+        AuthExpired,
     };
     Kind kind = Kind::Done;
     std::vector<RowOutcome> rows;
     long wait_ms = -1; // Retry / Throttled / Continue: how long the destination asked to wait
-    std::string error; // Retry / Fatal / Resend: why, without secrets
+    std::string error; // Retry / Fatal / Resend / AuthExpired: why, without secrets
     // Continue: the next call. Its rows default to the request's.
     std::optional<PreparedRequest> next;
     // Continue: the destination accepted the rows as a job just now, and

@@ -18,7 +18,27 @@ const std::vector<std::string> kModes = {"upsert", "update", "insert", "mirror"}
 
 // Names that are credentials wherever they appear: refused on a server with
 // a pointer to user mappings rather than with "Perhaps you meant".
-const std::vector<std::string> kSecretNames = {"token", "password", "api_key", "secret"};
+const std::vector<std::string> kSecretNames = {"token",         "password",      "api_key",        "secret",
+                                               "client_secret", "refresh_token", "oauth_token_url"};
+
+// The OAuth options of a user mapping (see oauth.hpp).
+bool IsOAuthOption(const std::string &name) {
+    return name == "oauth_token_url" || name == "client_id" || name == "client_secret" ||
+           name == "refresh_token" || name == "scope";
+}
+
+void SetOAuthOption(OAuthConfig &c, const std::string &name, const std::string &value) {
+    if (name == "oauth_token_url")
+        c.token_url = value;
+    else if (name == "client_id")
+        c.client_id = value;
+    else if (name == "client_secret")
+        c.client_secret = value;
+    else if (name == "refresh_token")
+        c.refresh_token = value;
+    else if (name == "scope")
+        c.scope = value;
+}
 
 std::string Join(const std::vector<std::string> &items, const std::string &last = ", ") {
     std::string out;
@@ -203,9 +223,38 @@ const std::vector<OptionSpec> &UserMappingOptions() {
             Opt("headers", OptionKind::Headers, "", 0, 0, "Secret request headers, as a JSON object.")};
         for (auto &x : o)
             x.secret = true;
+        // OAuth 2.0: the token endpoint and the client are not secret; the
+        // client secret and the refresh token are.
+        OptionSpec secret = Opt("client_secret", OptionKind::Secret, "", 0, 0, "OAuth client secret.");
+        secret.secret = true;
+        OptionSpec refresh = Opt("refresh_token", OptionKind::Secret, "", 0, 0,
+                                 "OAuth refresh token (refresh-token grant; without it revetl uses the "
+                                 "client-credentials grant). revetl stores a rotated one here.");
+        refresh.secret = true;
+        o.push_back(Opt("oauth_token_url", OptionKind::Url, "", 0, 0,
+                        "OAuth 2.0 token endpoint; selects OAuth (checked against revetl.allowed_hosts)."));
+        o.push_back(Opt("client_id", OptionKind::Text, "", 0, 0, "OAuth client id."));
+        o.push_back(secret);
+        o.push_back(refresh);
+        o.push_back(Opt("scope", OptionKind::Text, "", 0, 0, "OAuth scope to ask for (optional)."));
         return o;
     }();
     return options;
+}
+
+OAuthConfig OAuthConfigFromOptions(const OptionList &user_mapping) {
+    OAuthConfig c;
+    for (const auto &o : user_mapping)
+        if (IsOAuthOption(o.first))
+            SetOAuthOption(c, o.first, o.second);
+    return c;
+}
+
+bool SecretUserMappingOption(const std::string &name) {
+    for (const auto &o : UserMappingOptions())
+        if (o.name == name)
+            return o.secret;
+    return true; // unknown: treated as a secret
 }
 
 const ConnectorSpec &ValidateServer(const OptionList &options) {
@@ -306,6 +355,8 @@ void ValidateOptions(OptionContext context, const OptionList &options) {
                 c.password = o.second;
             else if (o.first == "api_key")
                 c.api_key = o.second;
+            else if (IsOAuthOption(o.first))
+                SetOAuthOption(c.oauth, o.first, o.second);
         }
         SelectedAuth(c); // refuses mixed schemes now rather than at the first run
         return;
@@ -390,6 +441,8 @@ DestinationSettings ResolveDestinationSettings(const OptionList &server, const O
             s.credentials.password = o.second;
         else if (o.first == "api_key")
             s.credentials.api_key = o.second;
+        else if (IsOAuthOption(o.first))
+            SetOAuthOption(s.credentials.oauth, o.first, o.second);
         else if (o.first == "headers") {
             for (auto &h : ParseHeaderObject(o.first, o.second, true)) {
                 auto same = [&](const auto &x) {
@@ -402,6 +455,8 @@ DestinationSettings ResolveDestinationSettings(const OptionList &server, const O
             }
         }
     }
+    if (s.credentials.oauth.Configured())
+        s.credentials.oauth_token = std::make_shared<OAuthToken>();
     return s;
 }
 
@@ -512,7 +567,8 @@ std::string DestinationTypesJson() {
             bool used = o.name == "headers" || (o.name == "token" && s->AcceptsAuth(AuthKind::Bearer)) ||
                         ((o.name == "user" || o.name == "password") && s->AcceptsAuth(AuthKind::Basic)) ||
                         (o.name == "api_key" &&
-                         (s->AcceptsAuth(AuthKind::ApiKeyHeader) || s->AcceptsAuth(AuthKind::ApiKeyQuery)));
+                         (s->AcceptsAuth(AuthKind::ApiKeyHeader) || s->AcceptsAuth(AuthKind::ApiKeyQuery))) ||
+                        (IsOAuthOption(o.name) && s->AcceptsAuth(AuthKind::OAuth));
             if (used)
                 option(o, "user mapping");
         }

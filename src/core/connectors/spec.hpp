@@ -8,6 +8,7 @@
 #pragma once
 
 #include "core/connectors/auth.hpp"
+#include "core/connectors/fields.hpp"
 #include "core/connectors/options.hpp"
 
 #include <functional>
@@ -58,6 +59,10 @@ struct SyncTarget {
     std::string mode = "upsert"; // upsert, update, insert, mirror
     std::string object;          // OBJECT clause ("contacts", ...)
     std::string match_on;        // MATCH ON clause
+    // The destination's description of the object's fields as cached when
+    // the run started (revetl.destination_fields), for connectors that
+    // format values by field type; empty when none is cached.
+    std::vector<DestinationField> fields;
 };
 
 // How jobs are polled: the first poll after first_poll_ms, each next one
@@ -108,6 +113,10 @@ struct ConnectorSpec {
                        const std::string &server_name)>
         check_target;
     std::function<std::unique_ptr<Connector>(const DestinationSettings &, const SyncTarget &)> make;
+    // Optional: how the destination describes an object's fields (see
+    // fields.hpp); unset for destinations that cannot.
+    FieldDescriber describe_fields;
+    bool DescribesFields() const { return describe_fields.request && describe_fields.parse; }
 
     const OptionSpec *ServerOption(const std::string &name) const;
     bool AcceptsAuth(AuthKind kind) const;
@@ -123,6 +132,14 @@ std::vector<OptionSpec> CommonServerOptions();
 // for. Which auth scheme they select is judged against the server's type
 // when a run starts (and shown by revetl.destination_types).
 const std::vector<OptionSpec> &UserMappingOptions();
+
+// The OAuth options of a user mapping's options (see oauth.hpp).
+OAuthConfig OAuthConfigFromOptions(const OptionList &user_mapping);
+
+// Whether `name` is one of the user-mapping options that hold a secret
+// (token, password, client_secret, ...; headers: each value). The others
+// (oauth_token_url, client_id, scope) may be named in messages.
+bool SecretUserMappingOption(const std::string &name);
 
 // A destination's settings, whatever its type: where and how requests go,
 // with the credentials of the user mapping. Holds secrets: never log it.

@@ -28,8 +28,9 @@ BatchRecord BuildBatchRecord(const std::vector<Change> &changes, const std::vect
             out.delivered++;
             if (c.op == Change::Op::Remove) {
                 out.removal_keys.push_back(c.key);
+                out.removal_uncertain.push_back(o.uncertain);
             } else {
-                ShadowRows &rows = c.op == Change::Op::Add ? out.added : out.changed;
+                ShadowRows &rows = c.op == Change::Op::Add && c.version < 0 ? out.added : out.changed;
                 rows.keys.push_back(c.key);
                 rows.row_hashes.push_back(c.row_hash);
                 rows.uncertain.push_back(o.uncertain);

@@ -24,11 +24,15 @@ struct ShadowRows {
 };
 
 struct BatchRecord {
-    // Adds: the plan found no shadow row for the key, so they are recorded
-    // with a plain INSERT, which costs less than the upsert of changes.
+    // Adds of keys the shadow state did not hold (version < 0): recorded
+    // with a plain INSERT, which costs less than the upsert of changes. An
+    // add over a tombstone is recorded as a change.
     ShadowRows added;
     ShadowRows changed;
+    // Accepted removals, and whether an earlier attempt of each was lost
+    // (it keeps a tombstone until the settle time has passed).
     std::vector<std::string> removal_keys;
+    std::vector<bool> removal_uncertain;
     std::string rejected; // [{"key":{..}, "operation":..., "reason":..., ...}]
     int64_t delivered = 0;
     int64_t rejected_count = 0;

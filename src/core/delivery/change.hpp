@@ -14,6 +14,14 @@ struct Change {
     std::string payload; // JSON object of mapped values; empty for Remove
     int64_t row_hash = 0;
     std::string dest_id; // the destination's record id, when it gave one
+    // The key's version this change is based on: the id of the run that
+    // last recorded the key in the shadow state (delivered, removed, or left
+    // uncertain), or minus the planning run's id for a key the shadow state
+    // does not hold. Every recording takes a newer run id, so two different
+    // changes of one key never share (version, op, content), and the
+    // idempotency key derived from them is unique per change while staying
+    // the same for every retry of it.
+    int64_t version = 0;
 };
 
 struct RowOutcome {

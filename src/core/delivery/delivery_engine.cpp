@@ -22,9 +22,10 @@ struct Work {
     int attempt = 1;
     int throttles = 0;
     int64_t ready_at = 0;
-    bool uncertain = false; // an attempt ended without a clear answer
-    int polls = 0;          // polls of this job so far
-    int64_t job = 0;        // the host's handle of the job this flow waits on (0: none)
+    bool uncertain = false;     // an attempt ended without a clear answer
+    bool auth_replayed = false; // sent again after refreshing the credentials
+    int polls = 0;              // polls of this job so far
+    int64_t job = 0;            // the host's handle of the job this flow waits on (0: none)
 
     // A poll waits on the destination's work, not on a slot of ours.
     bool Polls() const { return !request.flow.job_id.empty(); }
@@ -73,6 +74,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 outcomes.reserve(it->second.outcomes.size());
                 for (auto &o : it->second.outcomes)
                     outcomes.push_back(*o);
+                if (hooks.live_stats)
+                    *hooks.live_stats = result.stats;
                 hooks.batch_done(it->second.batch, outcomes);
                 it = open.erase(it);
             } else {
@@ -235,10 +238,14 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                     break;
                 }
                 uint64_t id = next_request_id++;
+                if (hooks.authorize)
+                    hooks.authorize(it->request.http);
                 client.Start(id, it->request.http);
                 result.stats.requests++;
                 if (!it->request.flow.step.empty())
                     result.stats.polls++;
+                if (hooks.live_stats)
+                    *hooks.live_stats = result.stats;
                 in_flight.emplace(id, std::move(*it));
                 it = pending.erase(it);
             }
@@ -258,6 +265,19 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 continue;
             Work w = std::move(it->second);
             in_flight.erase(it);
+            // libcurl sent the request more than once by itself (a reused
+            // connection died before any answer): each copy is a request
+            // and a retry, and the destination may apply the first copy, so
+            // the rows are uncertain, as after any lost answer.
+            if (done.second.sends > 1) {
+                const int64_t again = done.second.sends - 1;
+                result.stats.requests += again;
+                result.stats.retries += again;
+                result.stats.rows_retried += again * static_cast<int64_t>(w.request.rows.size());
+                w.uncertain = true;
+            }
+            if (hooks.live_stats)
+                *hooks.live_stats = result.stats;
             auto batch_it = open.find(w.batch);
             if (batch_it == open.end())
                 continue; // its batch was already handed back
@@ -269,6 +289,26 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 v.error = done.second.transport_error;
             } else {
                 v = connector.Interpret(w.request, batch_it->second.batch.changes, done.second);
+            }
+            if (v.kind == Verdict::Kind::AuthExpired) {
+                // Refresh once, replay once: a second expiry of the same
+                // request (or no way to refresh) stops the run.
+                std::string why;
+                if (!hooks.refresh_auth)
+                    why = v.error;
+                else if (w.auth_replayed)
+                    why = v.error + " (again, after refreshing the token)";
+                else
+                    why = hooks.refresh_auth(w.request.http);
+                if (why.empty()) {
+                    result.stats.auth_replays++;
+                    w.auth_replayed = true;
+                    w.ready_at = now();
+                    pending.push_front(std::move(w));
+                    continue;
+                }
+                v.kind = Verdict::Kind::Fatal;
+                v.error = why;
             }
             if (v.kind == Verdict::Kind::Split && w.request.rows.size() <= 1)
                 v.kind = Verdict::Kind::Done; // nothing left to split: the row is refused below
@@ -337,6 +377,7 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 break;
             }
             case Verdict::Kind::Fatal:
+            case Verdict::Kind::AuthExpired: // made Fatal above
                 stopping = true;
                 result.ok = false;
                 result.error = v.error;
@@ -368,6 +409,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             hooks.sleep(static_cast<long>(std::clamp<int64_t>(next_ready - now(), 1, config.poll_slice_ms)));
         }
     }
+    if (hooks.live_stats)
+        *hooks.live_stats = result.stats;
     return result;
 }
 

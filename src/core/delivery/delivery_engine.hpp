@@ -41,6 +41,7 @@ struct EngineStats {
     int64_t polls = 0;        // follow-up calls of flows (job polls, writes after lookups)
     int64_t jobs_resumed = 0; // kept jobs of an interrupted run polled again
     int64_t jobs_resent = 0;  // jobs the destination no longer knew, their rows sent again
+    int64_t auth_replays = 0; // requests replayed after refreshing expired credentials
 };
 
 struct EngineHooks {
@@ -55,6 +56,14 @@ struct EngineHooks {
     std::function<long()> rate_delay_ms = [] { return 0L; };
     // The destination asked everyone to wait this long.
     std::function<void(long ms)> throttle = [](long) {};
+    // Auth that changes during a run (OAuth): applied to every request just
+    // before it goes, first attempt and replays alike. Empty: none.
+    std::function<void(HttpRequest &request)> authorize;
+    // A request sent as `sent` was answered AuthExpired: make fresh
+    // credentials (a no-op when another request already did since `sent`
+    // went). Returns "" when the request may be replayed, else why the run
+    // stops (no secrets). Empty: credentials cannot be refreshed.
+    std::function<std::string(const HttpRequest &sent)> refresh_auth;
     std::function<double()> random = [] { return 0.5; };
     std::function<int64_t()> now_ms;
     // The destination accepted rows of `batch` (poll.rows) as a job that
@@ -66,6 +75,10 @@ struct EngineHooks {
     // its rows are sent again. `why` may quote the destination.
     std::function<void(int64_t handle, const std::string &why)> job_lost = [](int64_t, const std::string &) {
     };
+    // When set, kept equal to the run's counters as they grow (before each
+    // batch_done), so that the host records them with each commit and a
+    // run stopped half-way still counts the requests it made.
+    EngineStats *live_stats = nullptr;
 };
 
 struct EngineConfig {

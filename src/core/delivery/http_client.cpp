@@ -82,6 +82,13 @@ size_t OnHeader(char *data, size_t size, size_t nmemb, void *userp) {
     return n;
 }
 
+// Called by libcurl right before it sends the request, once per sending:
+// again when it re-sends on a new connection by itself.
+int OnPreRequest(void *clientp, char *, char *, int, int) {
+    static_cast<Transfer *>(clientp)->response.sends++;
+    return CURL_PREREQFUNC_OK;
+}
+
 std::string JoinAddresses(const std::vector<std::string> &addresses) {
     std::string out;
     for (const auto &a : addresses)
@@ -209,6 +216,8 @@ void HttpClient::Start(uint64_t id, const HttpRequest &request) {
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_PROXY, ""));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, OnOpenSocket));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, t));
+        REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, OnPreRequest));
+        REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_PREREQDATA, t));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, request.timeout_ms));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, request.connect_timeout_ms));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers));

@@ -43,6 +43,11 @@ struct HttpResponse {
     // to the caller: kTransportOther, kTransportCouldNotResolve, kTransportTls.
     int transport_code = 0;
     double elapsed_s = 0;
+    // How many times the request went out. libcurl sends a request again by
+    // itself, on a fresh connection, when a reused connection dies before
+    // any answer arrives (a reset after the server read the request): the
+    // first copy may have been applied. More than 1 means exactly that.
+    int sends = 0;
 
     std::optional<std::string> Header(const std::string &lower_name) const;
 };

@@ -188,18 +188,26 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
            "SELECT (CASE WHEN m.present IS NULL THEN 'r' "
            "WHEN m.k IS NULL THEN 'n' "
            "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' "
-           "WHEN s.key IS NULL THEN 'a' "
+           "WHEN s.key IS NULL OR s.removed THEN 'a' "
            "ELSE 'c' END)::pg_catalog.\"char\" AS op, "
            "coalesce(m.k, s.key, " +
            PassedKeyObject(spec.key_columns) +
            "::pg_catalog.text) AS key, "
            "CASE WHEN m.present THEN " +
            PassedKeyObject(spec.key_columns) + " ELSE s.key::pg_catalog.jsonb END AS key_json, " + payload +
-           " AS payload, m.h AS row_hash, s.dest_id, m.dups "
-           "FROM (" +
-           m + ") AS m " + join + " " + shadow_source +
+           " AS payload, m.h AS row_hash, "
+           // A re-added key does not reuse the id of the record it removed.
+           "CASE WHEN m.present AND s.removed THEN NULL ELSE s.dest_id END AS dest_id, m.dups, " +
+           (spec.resync
+                ? "CASE WHEN m.present THEN " + std::to_string(-spec.run_id) +
+                      "::pg_catalog.int8 ELSE s.version END AS version "
+                : "coalesce(s.version, " + std::to_string(-spec.run_id) + "::pg_catalog.int8) AS version ") +
+           "FROM (" + m + ") AS m " + join + " " + shadow_source +
            " AS s ON s.key OPERATOR(pg_catalog.=) m.k "
-           "WHERE m.present IS NULL OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL" +
+           "WHERE (m.present IS NULL AND (NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
+           "pg_catalog.now())) OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL OR "
+           "s.removed" +
+           std::string(spec.resync ? " OR m.present" : "") +
            std::string(spec.include_changes
                            ? " OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) "
                              "OPERATOR(pg_catalog.<>) "
@@ -224,12 +232,15 @@ std::string BuildValidationQuery(const PlanSpec &spec) {
 std::string BuildShadowTableDdl(const std::string &schema, const std::string &table) {
     // verify_after: the destination may apply an older request for this row
     // late (a timeout, a lost connection, a killed run); after this time the
-    // row is sent again once, so that the latest version is the one that
-    // stays.
+    // row is sent again once (its row, or its delete), so that the latest
+    // version is the one that stays. removed: a tombstone, kept only until
+    // then. version: the run that last recorded the key (Change::version).
+    // (The upgrade script adds the last two columns to 0.1.0's tables, in
+    // this order: keep both in step.)
     return "CREATE TABLE " + QualifiedName(schema, table) +
            " (key text COLLATE \"C\" PRIMARY KEY, row_hash bigint NOT NULL, dest_id text, "
            "run_id bigint NOT NULL, synced_at timestamptz NOT NULL DEFAULT pg_catalog.now(), verify_after "
-           "timestamptz); "
+           "timestamptz, version bigint NOT NULL DEFAULT 0, removed boolean NOT NULL DEFAULT false); "
            "CREATE INDEX ON " +
            QualifiedName(schema, table) + " (verify_after) WHERE verify_after IS NOT NULL";
 }

@@ -54,6 +54,13 @@ struct PlanSpec {
     bool hash_values = true;
     std::string shadow_schema;
     std::string shadow_table;
+    // The planning run: a key the shadow state does not hold gets the
+    // version -run_id (see Change::version).
+    int64_t run_id = 0;
+    // Every row of the model is planned (an add, or a change where the
+    // shadow state holds the key), based on -run_id so that each carries a
+    // new idempotency key; removals as usual.
+    bool resync = false;
 };
 
 // Single-letter operation codes produced by the plan query's "op" column.
@@ -73,8 +80,14 @@ std::string PayloadExpression(const PlanSpec &spec);
 
 // The plan query. Columns, in order:
 //   op "char", key text, key_json jsonb, payload jsonb, row_hash int8, dest_id text,
-//   dups int8 (rows of the model sharing this key)
+//   dups int8 (rows of the model sharing this key), version int8
 // Only rows that need an action (or are invalid) are returned.
+//
+// A shadow row is live (the destination has the record as of row_hash) or a
+// tombstone (`removed`: the record should not be there, but a request sent
+// earlier may still be applied late, until verify_after). A model row whose
+// key has a tombstone is an add; a tombstone whose key is not in the model
+// is planned as a removal again once its verify_after has passed.
 std::string BuildPlanQuery(const PlanSpec &spec);
 
 // SELECT over the model that touches every key column and map expression and

@@ -266,7 +266,7 @@ TEST(HttpInterpret, AnswersAboutTheConnectionFailTheRun) {
     for (long status : {401L, 403L, 301L, 404L}) {
         SCOPED_TRACE(status);
         Verdict v = c.Interpret(p.requests[0], changes, Response(status));
-        EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+        EXPECT_EQ(v.kind, status == 401 ? Verdict::Kind::AuthExpired : Verdict::Kind::Fatal);
         EXPECT_TRUE(v.rows.empty());
     }
     EXPECT_EQ(c.Interpret(p.requests[0], changes, Response(410)).kind, Verdict::Kind::Done); // listed
@@ -277,7 +277,7 @@ TEST(HttpInterpret, AnswersAboutTheConnectionFailTheRun) {
     EXPECT_EQ(v.kind, Verdict::Kind::Done);
     ASSERT_EQ(v.rows.size(), 1u);
     EXPECT_FALSE(v.rows[0].accepted);
-    EXPECT_EQ(by_key.Interpret(q.requests[0], changes, Response(401)).kind, Verdict::Kind::Fatal);
+    EXPECT_EQ(by_key.Interpret(q.requests[0], changes, Response(401)).kind, Verdict::Kind::AuthExpired);
 }
 
 TEST(HttpInterpret, StatusRules) {

@@ -94,6 +94,22 @@ HubSpot behaviours emulated
     does not conform gets 400 VALIDATION_ERROR ("Invalid input JSON: ...", nothing
     applied, as HubSpot refuses it), its journal entry gets "contract_errors", and
     /_mock/stats counts it in "contract_violations".
+  * Properties (ref: GET /crm/v3/properties/{objectType}, HubSpot's CRM properties API):
+    GET only (else 405), no body; query parameters archived, properties, dataSensitivity,
+    locale (others -> 400 VALIDATION_ERROR, journaled with "contract_errors" since the
+    CRM objects contract does not cover this API). 200 {"results": [property...]}, each
+    {"name","label","type","fieldType","description","groupName","options":[{"label",
+    "value","displayOrder","hidden"}],"displayOrder","calculated","externalOptions",
+    "hasUniqueValue","hidden","hubspotDefined","modificationMetadata":{"archivable",
+    "readOnlyDefinition","readOnlyValue","readOnlyOptions"?},"formField","createdAt",
+    "updatedAt","archived"} (shape of HubSpot's reference page). Standard properties per
+    object (hs_object_id, createdate and the last-modified date read-only; email,
+    firstname, lastname, lifecyclestage enumeration for contacts; name, domain for
+    companies) plus custom ones (contacts: score number, vip bool, interests checkbox
+    enumeration, signup_date date, last_seen datetime; choice). POST /_mock/config
+    {"properties": {"contacts": [{"name","type"?,"fieldType"?,"readOnly"?,"options"?,
+    "label"?}]}} REPLACES an object's custom properties. Unknown object -> 404. Counted
+    by both rate limits like any API request.
   * Not emulated: associations, search, single-object endpoints, property existence and
     type checks (emulate with "invalid" rules, e.g. pattern "" matches any value),
     OAuth, the date-versioned /crm/objects/2026-03 paths, record restore, merges.
@@ -211,8 +227,86 @@ DAILY_MESSAGE = "You have reached your daily limit."
 CONFIG_KEYS = {
     "token", "unique_properties", "invalid", "rate_limit", "daily_limit", "daily_used",
     "faults", "fail_rate", "reset_rate", "timeout_rate", "timeout_delay_ms", "delay_ms",
-    "seed", "partial_requires_trace_id", "shuffle_results",
+    "seed", "partial_requires_trace_id", "shuffle_results", "properties",
 }
+PROPERTIES_PATH = re.compile(r"^/crm/v3/properties/([^/]+)$")
+PROPERTIES_QUERY = {"archived", "properties", "dataSensitivity", "locale"}
+LIFECYCLE_STAGES = ["subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead",
+                    "opportunity", "customer", "evangelist", "other"]
+STANDARD_PROPERTIES = {
+    "contacts": [
+        {"name": "email", "label": "Email", "type": "string", "fieldType": "text"},
+        {"name": "firstname", "label": "First Name", "type": "string", "fieldType": "text"},
+        {"name": "lastname", "label": "Last Name", "type": "string", "fieldType": "text"},
+        {"name": "lifecyclestage", "label": "Lifecycle Stage", "type": "enumeration",
+         "fieldType": "radio", "options": LIFECYCLE_STAGES},
+        {"name": "hs_object_id", "label": "Record ID", "type": "number", "fieldType": "number",
+         "readOnly": True},
+        {"name": "createdate", "label": "Create Date", "type": "datetime", "fieldType": "date",
+         "readOnly": True},
+        {"name": "lastmodifieddate", "label": "Last Modified Date", "type": "datetime",
+         "fieldType": "date", "readOnly": True},
+    ],
+    "companies": [
+        {"name": "name", "label": "Company name", "type": "string", "fieldType": "text"},
+        {"name": "domain", "label": "Company Domain Name", "type": "string", "fieldType": "text"},
+        {"name": "hs_object_id", "label": "Record ID", "type": "number", "fieldType": "number",
+         "readOnly": True},
+        {"name": "createdate", "label": "Create Date", "type": "datetime", "fieldType": "date",
+         "readOnly": True},
+        {"name": "hs_lastmodifieddate", "label": "Last Modified Date", "type": "datetime",
+         "fieldType": "date", "readOnly": True},
+    ],
+}
+DEFAULT_CUSTOM_PROPERTIES = {
+    "contacts": [
+        {"name": "score", "label": "Score", "type": "number", "fieldType": "number"},
+        {"name": "vip", "label": "VIP", "type": "bool", "fieldType": "booleancheckbox",
+         "options": ["true", "false"]},
+        {"name": "interests", "label": "Interests", "type": "enumeration", "fieldType": "checkbox",
+         "options": ["sports", "music", "travel"]},
+        {"name": "signup_date", "label": "Signup date", "type": "date", "fieldType": "date"},
+        {"name": "last_seen", "label": "Last seen", "type": "datetime", "fieldType": "date"},
+    ],
+    "companies": [],
+}
+PROPERTY_TYPES = {"string", "number", "date", "datetime", "enumeration", "bool",
+                  "phone_number", "object_coordinates", "json"}
+
+
+def validate_properties(given):
+    if not isinstance(given, dict) or set(given) - set(OBJECTS):
+        raise config_error(f"'properties' must map {sorted(OBJECTS)} to lists")
+    for name, props in given.items():
+        if not isinstance(props, list):
+            raise config_error(f"properties.{name} must be a list")
+        for p in props:
+            if (not isinstance(p, dict) or not isinstance(p.get("name"), str) or not p["name"]
+                    or set(p) - {"name", "label", "type", "fieldType", "readOnly", "options"}
+                    or p.get("type", "string") not in PROPERTY_TYPES
+                    or not isinstance(p.get("options", []), list)
+                    or not isinstance(p.get("readOnly", False), bool)):
+                raise config_error(f"properties.{name}: bad property {p!r}")
+
+
+def api_property(p, hubspot_defined, created):
+    """One property as GET /crm/v3/properties answers it."""
+    read_only = p.get("readOnly", False)
+    return {
+        "name": p["name"], "label": p.get("label", p["name"]), "type": p.get("type", "string"),
+        "fieldType": p.get("fieldType", "text"), "description": "",
+        "groupName": "contactinformation",
+        "options": [{"label": o.capitalize(), "value": o, "displayOrder": i, "hidden": False}
+                    for i, o in enumerate(p.get("options", []))],
+        "displayOrder": -1, "calculated": False, "externalOptions": False,
+        "hasUniqueValue": p["name"] in ("email", "hs_object_id"), "hidden": False,
+        "hubspotDefined": hubspot_defined,
+        "modificationMetadata": {"archivable": not hubspot_defined,
+                                 "readOnlyDefinition": hubspot_defined,
+                                 "readOnlyValue": read_only},
+        "formField": not read_only, "createdAt": created, "updatedAt": created,
+        "archived": False,
+    }
 FAULT_KEYS = {"status", "body", "headers", "delay_ms", "reset", "timeout"}
 
 
@@ -623,6 +717,7 @@ class MockState:
         self.delay_ms = 0
         self.partial_requires_trace_id = False
         self.shuffle_results = False
+        self.custom_properties = copy.deepcopy(DEFAULT_CUSTOM_PROPERTIES)
         self.seed(self.default_seed)
         self.clear_store()
 
@@ -652,6 +747,7 @@ class MockState:
             "seed": self.seed_value,
             "partial_requires_trace_id": self.partial_requires_trace_id,
             "shuffle_results": self.shuffle_results,
+            "properties": copy.deepcopy(self.custom_properties),
         }
 
     def update_config(self, update):
@@ -682,6 +778,8 @@ class MockState:
                 if dup:
                     raise config_error(f"{name}: two active records share {dup[0]}={dup[1]!r}")
         rules = validate_invalid_rules(update["invalid"]) if "invalid" in update else None
+        if "properties" in update:
+            validate_properties(update["properties"])
         if "rate_limit" in update:
             limit = update["rate_limit"]
             if limit is not None and (
@@ -728,6 +826,8 @@ class MockState:
                 store.rebuild_index()
         if rules is not None:
             self.invalid_rules = rules
+        if "properties" in update:
+            self.custom_properties.update(copy.deepcopy(update["properties"]))
         if "rate_limit" in update:
             self.rate_limit = update["rate_limit"]
         if "daily_limit" in update:
@@ -896,6 +996,9 @@ class MockState:
 
     def route(self, method, path, body, raw_text, requested_at):
         """Answer an admitted API request (lock held): (status, payload or None)."""
+        props = PROPERTIES_PATH.match(urlsplit(path).path)
+        if props is not None:
+            return self._properties(method, props.group(1), body, raw_text)
         match = BATCH_PATH.match(urlsplit(path).path)
         if match is None:
             raise ApiError(404, f"No resource found at {urlsplit(path).path}", "OBJECT_NOT_FOUND")
@@ -915,6 +1018,34 @@ class MockState:
         store = self.stores[name]
         handler = getattr(self, f"_batch_{action}")
         return handler(store, body, requested_at)
+
+    def _properties(self, method, object_type, body, raw_text):
+        name = OBJECT_ALIASES.get(object_type)
+        if name is None:
+            raise ApiError(404, f"Unable to infer object type from: {object_type}",
+                           "OBJECT_NOT_FOUND")
+        if method != "GET":
+            raise ApiError(405, f"HTTP method {method} is not supported by this URL",
+                           "VALIDATION_ERROR", headers={"Allow": "GET"})
+        created = "2019-10-30T03:30:17.883Z"
+        results = [api_property(p, True, created) for p in STANDARD_PROPERTIES[name]]
+        results += [api_property(p, False, created) for p in self.custom_properties[name]]
+        return 200, {"results": results}
+
+    @staticmethod
+    def properties_contract(method, path, body, raw_text):
+        """The properties API is not in the CRM objects contract: its request is
+        checked here (GET, no body, known query parameters only)."""
+        errors = []
+        parts = urlsplit(path)
+        if PROPERTIES_PATH.match(parts.path) is None:
+            return None
+        if method == "GET" and (body is not None or raw_text):
+            errors.append(f"GET {parts.path}: a GET carries no body")
+        for key in parse_qs(parts.query, keep_blank_values=True):
+            if key not in PROPERTIES_QUERY:
+                errors.append(f"GET {parts.path}: unknown query parameter {key!r}")
+        return errors
 
     def _invalid_items(self, store, props):
         """Items of HubSpot's 'Property values were not valid' list for these values."""
@@ -1435,7 +1566,10 @@ class MockHandler(BaseHTTPRequestHandler):
         with state.lock:
             policy, headers = state.admit()
             contract_errors = []
-            if policy is None and self.server.contract is not None and raw_text is None:
+            own = MockState.properties_contract(self.command, self.path, body, raw_text)
+            if policy is None and own is not None:
+                contract_errors = own
+            elif policy is None and self.server.contract is not None and raw_text is None:
                 contract_errors = self.server.contract.validate_request(self.command, self.path, body)
             if policy is not None:
                 status, payload = 429, rate_limit_body(policy)

@@ -713,6 +713,61 @@ class ContractTest(HubSpotTestCase):
         self.assertEqual(self.upsert(up("n@x.com", score="92.50"))[0], 200)
 
 
+class PropertiesTest(HubSpotTestCase):
+    def props(self, obj="contacts", query="?archived=false", token=TOKEN, method="GET"):
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return self.client.request(method, f"/crm/v3/properties/{obj}{query}", headers=headers)
+
+    def test_standard_custom_and_read_only(self):
+        status, _, out = self.props()
+        self.assertEqual(status, 200, out)
+        by_name = {p["name"]: p for p in out["results"]}
+        for name in ("hs_object_id", "createdate", "lastmodifieddate"):
+            self.assertTrue(by_name[name]["modificationMetadata"]["readOnlyValue"], name)
+        self.assertFalse(by_name["email"]["modificationMetadata"]["readOnlyValue"])
+        stage = by_name["lifecyclestage"]
+        self.assertEqual((stage["type"], stage["fieldType"]), ("enumeration", "radio"))
+        self.assertIn({"label": "Lead", "value": "lead", "displayOrder": 1, "hidden": False},
+                      stage["options"])
+        self.assertEqual(by_name["interests"]["fieldType"], "checkbox")
+        self.assertEqual(by_name["signup_date"]["type"], "date")
+        self.assertEqual(by_name["last_seen"]["type"], "datetime")
+        self.assertFalse(by_name["score"]["hubspotDefined"])
+        status, _, out = self.props("0-2")
+        self.assertEqual(status, 200, out)
+        self.assertIn("hs_lastmodifieddate", {p["name"] for p in out["results"]})
+
+    def test_configured_properties_replace_custom_ones(self):
+        self.configure(properties={"contacts": [{"name": "tier", "type": "enumeration",
+                                                 "fieldType": "select", "options": ["a", "b"]},
+                                                {"name": "ro", "readOnly": True}]})
+        names = [p["name"] for p in self.props()[2]["results"]]
+        self.assertIn("tier", names)
+        self.assertIn("ro", names)
+        self.assertNotIn("score", names)
+        self.assertIn("email", names)  # standard ones stay
+        status, _, out = self.client.request("POST", "/_mock/config",
+                                             body={"properties": {"contacts": [{"type": "x"}]}})
+        self.assertEqual(status, 400, out)
+        self.client.request("POST", "/_mock/reset")
+        self.assertIn("score", [p["name"] for p in self.props()[2]["results"]])
+
+    def test_errors_auth_and_contract(self):
+        status, _, out = self.props(token=None)
+        self.assertEqual(status, 401, out)
+        self.assert_error(out, "INVALID_AUTHENTICATION")
+        status, _, out = self.props("deals")
+        self.assertEqual(status, 404, out)
+        status, resp, out = self.props(method="POST")
+        self.assertEqual(status, 405, out)
+        status, _, out = self.props(query="?archived=false&limit=5")
+        self.assertEqual(status, 400, out)
+        self.assertIn("unknown query parameter 'limit'", out["message"])
+        self.assertEqual(self.stats()["contract_violations"], 1)
+        self.assertIn("contract_errors", self.journal()[-1])
+        self.assertEqual(self.journal()[0]["method"], "GET")
+
+
 class ProcessTest(unittest.TestCase):
     def test_token_flag_journal_file_and_sigterm_during_timeout(self):
         tmp = tempfile.TemporaryDirectory(prefix="mock_hubspot_journal_")

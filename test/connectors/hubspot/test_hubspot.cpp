@@ -836,13 +836,14 @@ TEST_F(HubSpotInterpret, CredentialsAndMissingObjectsAreFatal) {
         SCOPED_TRACE(status);
         Verdict v = connector.Interpret(Writes(), changes, Response(status, R"({"status": "error",
             "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"})"));
-        EXPECT_EQ(v.kind, Verdict::Kind::Fatal);
+        // 401: refreshed once and replayed with OAuth, else Fatal (the engine's rule).
+        EXPECT_EQ(v.kind, status == 401 ? Verdict::Kind::AuthExpired : Verdict::Kind::Fatal);
         EXPECT_EQ(v.error, "HubSpot refused the request (HTTP " + std::to_string(status) +
                                " INVALID_AUTHENTICATION): Authentication credentials not found.");
         EXPECT_TRUE(v.rows.empty());
     }
     Verdict plain = connector.Interpret(One(0), changes, Response(401, "nope"));
-    EXPECT_EQ(plain.kind, Verdict::Kind::Fatal);
+    EXPECT_EQ(plain.kind, Verdict::Kind::AuthExpired);
     EXPECT_EQ(plain.error, "HubSpot refused the request (HTTP 401): nope");
 }
 
@@ -895,4 +896,189 @@ TEST_F(HubSpotInterpret, ErrorsNeverContainTheToken) {
         Verdict v = connector.Interpret(Writes(), changes, Response(status, "{}"));
         EXPECT_EQ(v.error.find("pat-na1-secret"), std::string::npos) << v.error;
     }
+}
+
+// ---- The properties API: the request, the parser, the formatting by type ----
+
+namespace {
+
+const char *kProperties = R"({"results": [
+  {"name": "email", "label": "Email", "type": "string", "fieldType": "text",
+   "modificationMetadata": {"archivable": false, "readOnlyDefinition": true, "readOnlyValue": false}},
+  {"name": "hs_object_id", "label": "Record ID", "type": "number", "fieldType": "number",
+   "modificationMetadata": {"readOnlyValue": true}},
+  {"name": "days_to_close", "label": "Days to close", "type": "number", "fieldType": "calculation_equation",
+   "calculated": true, "modificationMetadata": {"readOnlyValue": false}},
+  {"name": "lifecyclestage", "label": "Lifecycle Stage", "type": "enumeration", "fieldType": "radio",
+   "options": [{"label": "Lead", "value": "lead", "hidden": false}, {"label": "Customer", "value": "customer"},
+               {"label": "no value"}]},
+  {"label": "nameless"}, 42,
+  {"name": "signup_date", "type": "date", "fieldType": "date"}
+]})";
+
+DestinationField Field(const std::string &name, const std::string &type, bool read_only = false) {
+    DestinationField f;
+    f.name = name;
+    f.type = type;
+    f.read_only = read_only;
+    return f;
+}
+
+} // namespace
+
+TEST(HubSpotFields, RequestIsAGetOfTheObjectsProperties) {
+    const ConnectorSpec &spec = HubSpotSpec();
+    ASSERT_TRUE(spec.DescribesFields());
+    HttpRequest req = spec.describe_fields.request(Settings("https://api.hubapi.com/"), "companies");
+    EXPECT_EQ(req.method, "GET");
+    EXPECT_EQ(req.url, "https://api.hubapi.com/crm/v3/properties/companies?archived=false");
+    EXPECT_TRUE(req.body.empty());
+    EXPECT_EQ(req.timeout_ms, 7000);
+    bool auth = false;
+    for (const auto &h : req.headers)
+        auth = auth || (h.first == "Authorization" && h.second == "Bearer pat-na1-secret");
+    EXPECT_TRUE(auth);
+    // The object is part of the path: nothing but an object name gets there.
+    EXPECT_THROW(spec.describe_fields.request(Settings(), "contacts/../../x"), Error);
+    EXPECT_THROW(spec.describe_fields.request(Settings(), "contacts?archived=true"), Error);
+}
+
+TEST(HubSpotFields, ParsesNamesTypesReadOnlyAndOptions) {
+    std::vector<DestinationField> fields = ParseHubSpotProperties(kProperties);
+    ASSERT_EQ(fields.size(), 5u); // the nameless entry and the number are skipped
+    EXPECT_EQ(fields[0].name, "email");
+    EXPECT_EQ(fields[0].label, "Email");
+    EXPECT_EQ(fields[0].type, "string");
+    EXPECT_EQ(fields[0].field_type, "text");
+    EXPECT_FALSE(fields[0].read_only); // readOnlyDefinition is about the property, not its value
+    EXPECT_TRUE(fields[1].read_only);
+    EXPECT_TRUE(fields[2].read_only); // calculated
+    ASSERT_EQ(fields[3].options.size(), 2u);
+    EXPECT_EQ(fields[3].options[0], std::make_pair(std::string("lead"), std::string("Lead")));
+    EXPECT_EQ(fields[4].type, "date");
+    EXPECT_THROW(ParseHubSpotProperties("{\"status\": \"error\"}"), Error);
+    EXPECT_THROW(ParseHubSpotProperties("not json"), Error);
+    // Invalid UTF-8 is refused before it could reach the cache's text columns.
+    EXPECT_THROW(ParseHubSpotProperties("{\"results\": [{\"name\": \"a\xff\"}]}"), Error);
+}
+
+TEST(HubSpotFields, ReadDescribedFieldsAppliesTheConnectionRuleAndBounds) {
+    const ConnectorSpec &spec = HubSpotSpec();
+    HttpRequest req = spec.describe_fields.request(Settings(), "contacts");
+    HttpResponse r;
+    r.status = 401;
+    r.body = "{\"message\": \"pat-na1-secret is not valid\"}";
+    try {
+        ReadDescribedFields(spec.describe_fields, req, r, "crm");
+        FAIL() << "a 401 must fail";
+    } catch (const Error &e) {
+        EXPECT_NE(std::string(e.what()).find("server \"crm\""), std::string::npos);
+        EXPECT_NE(e.detail().find("refused the credentials (HTTP 401)"), std::string::npos);
+        EXPECT_EQ(e.detail().find("pat-na1-secret"), std::string::npos); // the body is not quoted
+    }
+    r.status = 503;
+    EXPECT_THROW(ReadDescribedFields(spec.describe_fields, req, r, "crm"), Error);
+    r.status = 200;
+    r.body = kProperties;
+    r.body_truncated = true;
+    EXPECT_THROW(ReadDescribedFields(spec.describe_fields, req, r, "crm"), Error);
+    r.body_truncated = false;
+    EXPECT_EQ(ReadDescribedFields(spec.describe_fields, req, r, "crm").size(), 5u);
+
+    // Names that could not be MAP targets are dropped, labels cut, duplicates kept once.
+    FieldDescriber fake;
+    fake.request = spec.describe_fields.request;
+    fake.parse = [](const std::string &) {
+        std::vector<DestinationField> out{Field("ok", "string"), Field(std::string(300, 'x'), "string"),
+                                          Field("bad\nname", "string"), Field("ok", "number")};
+        out[0].label = std::string(5000, 'l');
+        return out;
+    };
+    auto fields = ReadDescribedFields(fake, req, r, "crm");
+    ASSERT_EQ(fields.size(), 1u);
+    EXPECT_EQ(fields[0].type, "string");
+    EXPECT_EQ(fields[0].label.size(), kMaxFieldLabelBytes);
+    fake.parse = [](const std::string &) {
+        return std::vector<DestinationField>(kMaxDescribedFields + 1, Field("f", "string"));
+    };
+    EXPECT_THROW(ReadDescribedFields(fake, req, r, "crm"), Error);
+}
+
+TEST(HubSpotFields, TargetsCheckedWithTheClosestName) {
+    std::vector<DestinationField> fields = ParseHubSpotProperties(kProperties);
+    auto findings = CheckTargetFields(fields, {"email", "lifecylestage", "hs_object_id", "zzzzzz"},
+                                      "hs_object_id", "contacts", "crm");
+    ASSERT_EQ(findings.size(), 3u);
+    EXPECT_TRUE(findings[0].unknown);
+    EXPECT_EQ(findings[0].closest, "lifecyclestage");
+    EXPECT_EQ(findings[0].hint, "Perhaps you meant \"lifecyclestage\".");
+    EXPECT_EQ(findings[0].message,
+              "MAP field \"lifecylestage\" does not exist in object \"contacts\" of server \"crm\"");
+    EXPECT_FALSE(findings[1].unknown); // hs_object_id: read-only as a MAP target...
+    EXPECT_NE(findings[1].message.find("is read-only"), std::string::npos);
+    EXPECT_TRUE(findings[2].closest.empty());
+    // ...but fine as MATCH ON; an unknown MATCH ON is a finding.
+    auto match = CheckTargetFields(fields, {}, "emal", "contacts", "crm");
+    ASSERT_EQ(match.size(), 1u);
+    EXPECT_EQ(match[0].closest, "email");
+    EXPECT_TRUE(CheckTargetFields(fields, {"email"}, "email", "contacts", "crm").empty());
+}
+
+TEST(HubSpotFields, ValuesFormattedByTheFieldType) {
+    SyncTarget t = Target();
+    t.fields = {
+        Field("email", "string"),      Field("d", "date"),   Field("dt", "datetime"), Field("b", "bool"),
+        Field("multi", "enumeration"), Field("n", "number"), Field("s", "string")};
+    HubSpotConnector c(Settings(), t);
+    std::vector<Change> changes = {
+        Write(1,
+              R"({"email": "a@x.com", "d": "2024-01-05T23:30:00+00:00", "dt": "2024-01-05T10:30:00.250+00:00",
+                    "b": "yes", "multi": ["a", null, "b"], "n": 92.50, "s": "2024-01-05T10:30:00+00:00",
+                    "unknown": true})"),
+        Write(2, R"({"email": "b@x.com", "d": "2024-02-29", "dt": "2024-01-05T12:30:00+02:00", "b": 0,
+                    "multi": true, "n": 1234567890123456.7891, "s": null, "unknown": [1, 2]})"),
+        Write(3, R"({"email": "c@x.com", "d": "not a date", "dt": "2024-01-05 10:30", "b": "maybe",
+                    "multi": "x;y", "n": "7", "s": 1})"),
+    };
+    Prepared p = PrepareAll(c, changes);
+    ASSERT_EQ(p.requests.size(), 1u);
+    rapidjson::Document doc;
+    doc.Parse(p.requests[0].http.body.c_str());
+    auto prop = [&](int i, const char *name) {
+        const auto &v = doc["inputs"][i]["properties"][name];
+        return std::string(v.GetString(), v.GetStringLength());
+    };
+    EXPECT_EQ(prop(0, "d"), "2024-01-05");
+    EXPECT_EQ(prop(0, "dt"), "1704450600250");
+    EXPECT_EQ(prop(0, "b"), "true");
+    EXPECT_EQ(prop(0, "multi"), "a;b");
+    EXPECT_EQ(prop(0, "n"), "92.50");                     // exact numeric text
+    EXPECT_EQ(prop(0, "s"), "2024-01-05T10:30:00+00:00"); // a string field takes the text as it is
+    EXPECT_EQ(prop(0, "unknown"), "true");                // not in the cache: as before
+    EXPECT_EQ(prop(1, "d"), "2024-02-29");
+    EXPECT_EQ(prop(1, "dt"), "1704450600000"); // the offset is honoured
+    EXPECT_EQ(prop(1, "b"), "false");
+    EXPECT_EQ(prop(1, "multi"), "true");
+    EXPECT_EQ(prop(1, "n"), "1234567890123456.7891");
+    EXPECT_EQ(prop(1, "s"), "");
+    EXPECT_EQ(prop(2, "d"), "not a date"); // HubSpot refuses that row itself
+    EXPECT_EQ(prop(2, "dt"), "1704450600000");
+    EXPECT_EQ(prop(2, "b"), "maybe");
+    EXPECT_EQ(prop(2, "n"), "7");
+    EXPECT_EQ(prop(2, "s"), "1");
+}
+
+TEST(HubSpotFields, EpochMillis) {
+    bool date_only = false;
+    EXPECT_EQ(HubSpotEpochMillis("1970-01-01", &date_only), 0);
+    EXPECT_TRUE(date_only);
+    EXPECT_EQ(HubSpotEpochMillis("2024-01-05T10:30:00Z", &date_only), 1704450600000);
+    EXPECT_FALSE(date_only);
+    EXPECT_EQ(HubSpotEpochMillis("1969-12-31T23:59:59.999+00"), -1);
+    EXPECT_EQ(HubSpotEpochMillis("2000-03-01T00:00:00-0130"), 951868800000 + 90 * 60000);
+    EXPECT_FALSE(HubSpotEpochMillis("2024-13-01"));
+    EXPECT_FALSE(HubSpotEpochMillis("2024-01-05T25:00"));
+    EXPECT_FALSE(HubSpotEpochMillis("2024-01-05T10:30:00 trailing"));
+    EXPECT_FALSE(HubSpotEpochMillis("20240105"));
+    EXPECT_FALSE(HubSpotEpochMillis(""));
 }

@@ -49,15 +49,27 @@ Behaviours emulated (Python 3.11 standard library only, binds 127.0.0.1 only):
       POST   /_mock/config    -> any of
                 "reject": [{"field", "equals", "reason"?, "code"?}]  (replaces the list;
                           matches upserts whose top-level data[field] == equals)
-                "faults": [{"status", "headers"?, "body"?}]  (appended to a queue; each
-                          following webhook request consumes one; a string body is
-                          sent verbatim as text/plain, anything else as JSON)
+                "faults": [{"status", "headers"?, "body"?, "apply"?}  (appended to a queue;
+                           or {"action": "reset" | "hold" | "pass", "apply"?}]  each following
+                          webhook request consumes one; a string body is sent verbatim
+                          as text/plain, anything else as JSON. "apply": true applies
+                          the request's records first (a 503 after applying). "reset"
+                          closes the connection with a TCP reset and no answer (after
+                          applying, with "apply"). "hold" applies nothing and answers
+                          nothing until POST /_mock/release: a request the client gave
+                          up on that the destination applies late. "pass" handles the
+                          request normally: it lets a later fault hit a later request)
+                "dedupe": bool    (default true: skip records whose idempotency_key
+                          was applied before; false: a plain receiver)
                 "delay_ms": N     (every webhook request waits N ms before answering)
                 "reject_batch_if": [{"field", "equals"}]  (a 400 for the whole request
                                        when any upsert matches; nothing applied)
                 "reject_all_status": N | null  (every webhook request gets N with
                           {"error": "configured", "code": "CONFIGURED"})
               and returns the current config. Unknown keys or bad types -> 400.
+      POST   /_mock/release   -> apply every held request now, in the order they
+                                 arrived (answering each, if its client still
+                                 listens); -> {"released": n}
       POST   /_mock/reset     -> clear journal, store, config and fault queue
     Unknown /_mock paths -> 404, wrong method on a known one -> 405 (with Allow).
   * --port 0 (default) picks a free port; --port-file gets the actual port written
@@ -154,7 +166,8 @@ def validate_config(update):
     """Check a POST /_mock/config body; raise HttpError(400) on any problem."""
     if not isinstance(update, dict):
         raise HttpError(400, "config must be a JSON object", "INVALID_CONFIG")
-    unknown = set(update) - {"reject", "faults", "delay_ms", "reject_all_status", "reject_batch_if"}
+    unknown = set(update) - {"reject", "faults", "delay_ms", "reject_all_status", "reject_batch_if",
+                             "dedupe"}
     if unknown:
         # Strict on purpose: a typo in a test's config should fail loudly.
         raise HttpError(400, f"unknown config keys: {sorted(unknown)}", "INVALID_CONFIG")
@@ -177,16 +190,24 @@ def validate_config(update):
         if not isinstance(faults, list):
             raise HttpError(400, "'faults' must be a list", "INVALID_CONFIG")
         for i, fault in enumerate(faults):
-            if not isinstance(fault, dict) or not is_int(fault.get("status")) \
+            if isinstance(fault, dict) and "action" in fault:
+                if fault["action"] not in ("reset", "hold", "pass"):
+                    raise HttpError(400, f"faults[{i}].action must be 'reset', 'hold' or 'pass'",
+                                    "INVALID_CONFIG")
+            elif not isinstance(fault, dict) or not is_int(fault.get("status")) \
                     or not 200 <= fault["status"] <= 599:
                 raise HttpError(400, f"faults[{i}] needs an integer 'status' in 200..599",
                                 "INVALID_CONFIG")
+            if not isinstance(fault.get("apply", False), bool):
+                raise HttpError(400, f"faults[{i}].apply must be a boolean", "INVALID_CONFIG")
             headers = fault.get("headers", {})
             if not isinstance(headers, dict) or not all(
                     isinstance(v, (str, int)) and not isinstance(v, bool)
                     for v in headers.values()):
                 raise HttpError(400, f"faults[{i}].headers must map names to strings",
                                 "INVALID_CONFIG")
+    if "dedupe" in update and not isinstance(update["dedupe"], bool):
+        raise HttpError(400, "'dedupe' must be a boolean", "INVALID_CONFIG")
     if "delay_ms" in update:
         delay = update["delay_ms"]
         if delay is not None and (not isinstance(delay, (int, float)) or isinstance(delay, bool)
@@ -209,6 +230,10 @@ class MockState:
 
     def reset(self):
         # Called at construction and by POST /_mock/reset (with the lock held).
+        # Held requests are let go unapplied (answered 503) first.
+        for entry in getattr(self, "held", []):
+            entry["answer"] = (503, default_fault_body(503))
+            entry["released"].set()
         self.journal = []
         self.seq = 0
         self.store = {}            # canonical key -> {"key", "data", "writes"}
@@ -221,6 +246,9 @@ class MockState:
         # Whole-batch refusal (400) when any upsert matches: what APIs that
         # validate a request as a unit do (HubSpot without objectWriteTraceId).
         self.reject_batch_if = []
+        self.dedupe = True
+        # Held requests, in arrival order: [{"records", "released" (Event)}]
+        self.held = []
 
     def clear_store(self):
         self.store.clear()
@@ -234,6 +262,8 @@ class MockState:
             "delay_ms": self.delay_ms,
             "reject_all_status": self.reject_all_status,
             "reject_batch_if": self.reject_batch_if,
+            "dedupe": self.dedupe,
+            "held": len(self.held),
         }
 
     def update_config(self, update):
@@ -248,7 +278,17 @@ class MockState:
             self.reject_all_status = update["reject_all_status"]
         if "reject_batch_if" in update:
             self.reject_batch_if = update["reject_batch_if"]
+        if "dedupe" in update:
+            self.dedupe = update["dedupe"]
         return self.config()
+
+    def release(self):
+        """Apply every held request in arrival order (lock held)."""
+        held, self.held = self.held, []
+        for entry in held:
+            entry["answer"] = self.apply_batch(entry["records"])
+            entry["released"].set()
+        return {"released": len(held)}
 
     def records_snapshot(self):
         return {
@@ -278,7 +318,7 @@ class MockState:
         rejected = []
         for index, rec in enumerate(records):
             ikey = rec.get("idempotency_key")
-            if ikey is not None and ikey in self.applied_keys:
+            if self.dedupe and ikey is not None and ikey in self.applied_keys:
                 self.duplicates += 1
                 accepted += 1
                 continue
@@ -533,9 +573,25 @@ class MockHandler(BaseHTTPRequestHandler):
                 headers = {"Allow": "POST"}
             elif state.faults:
                 fault = state.faults.popleft()
-                status = fault["status"]
-                payload = fault["body"] if "body" in fault else default_fault_body(status)
-                headers = fault.get("headers", {})
+                action = fault.get("action")
+                try:
+                    records = validate_batch(body) if raw_text is None else None
+                except HttpError:
+                    records = None
+                if fault.get("apply") and records is not None:
+                    state.apply_batch(records)
+                if action == "pass" and records is not None:
+                    status, payload = state.apply_batch(records)
+                elif action == "hold" and records is not None:
+                    held = {"records": records, "released": threading.Event()}
+                    state.held.append(held)
+                    status, payload = "held", None
+                elif action == "reset":
+                    status, payload = "reset", None
+                else:
+                    status = fault.get("status", 400)  # 400: a held or passed body that is not JSON
+                    payload = fault["body"] if "body" in fault else default_fault_body(status)
+                    headers = fault.get("headers", {})
             elif state.reject_all_status is not None:
                 status = state.reject_all_status
                 payload = {"error": "configured", "code": "CONFIGURED"}
@@ -555,7 +611,31 @@ class MockHandler(BaseHTTPRequestHandler):
                     else:
                         status, payload = state.apply_batch(records)
             state.add_journal(self._journal_entry(arrived, body, raw_text, status))
+        if status == "reset":
+            self._reset_connection()
+            return
+        if status == "held":
+            # Answered only once released (the client has long given up).
+            held["released"].wait()
+            status, payload = held["answer"]
+            self.close_connection = True
+            try:
+                self._send(status, payload)
+            except OSError:
+                pass
+            return
         self._send(status, payload, headers)
+
+    def _reset_connection(self):
+        """Drop the connection with a TCP reset, answering nothing."""
+        import socket
+        import struct
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
 
     # -- control API ----------------------------------------------------------------
 
@@ -604,6 +684,7 @@ class MockHandler(BaseHTTPRequestHandler):
             "/_mock/records": {"GET": get_records, "DELETE": clear_records},
             "/_mock/config": {"GET": get_config, "POST": post_config},
             "/_mock/reset": {"POST": reset},
+            "/_mock/release": {"POST": lambda: state.release()},
         }
         methods = routes.get(path)
         if methods is None:

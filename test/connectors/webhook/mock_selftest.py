@@ -243,6 +243,51 @@ class MockWebhookTest(unittest.TestCase):
         self.assertEqual([e["status"] for e in self.journal()], [503, 429, 500, 200])
         self.assertEqual(self.configure()["faults"], [])
 
+    def test_hold_applies_late_on_release(self):
+        self.configure(faults=[{"action": "hold"}])
+        held = Client(self.mock.port)
+        held.conn.timeout = 0.3
+        body = batch(upsert(1, {"v": "old"}, "k-old"))
+        with self.assertRaises(OSError):  # unanswered: the client gives up
+            held.request("POST", "/hooks/users", body=body)
+        held.close()
+        self.assertEqual(self.configure()["held"], 1)
+        status, _, _ = self.post(batch(upsert(1, {"v": "new"}, "k-new")))
+        self.assertEqual(status, 200)
+        self.assertEqual(self.records()["records"][0]["data"], {"v": "new"})
+        status, _, out = self.client.request("POST", "/_mock/release")
+        self.assertEqual((status, out), (200, {"released": 1}))
+        # The old request lands after the new one.
+        self.assertEqual(self.records()["records"][0]["data"], {"v": "old"})
+        self.assertEqual(self.configure()["held"], 0)
+        self.assertEqual([e["status"] for e in self.journal()], ["held", 200])
+
+    def test_reset_after_applying_and_pass(self):
+        self.configure(faults=[{"action": "pass"}, {"action": "reset", "apply": True},
+                               {"status": 503, "apply": True}])
+        status, _, _ = self.post(batch(upsert(1, {"v": 1}, "a")))
+        self.assertEqual(status, 200)
+        with self.assertRaises((ConnectionError, http.client.HTTPException)):
+            self.post(batch(upsert(2, {"v": 2}, "b")))
+        self.client.close()
+        self.client = Client(self.mock.port)
+        status, _, _ = self.post(batch(upsert(3, {"v": 3}, "c")))
+        self.assertEqual(status, 503)
+        # Applied all the same: the client cannot tell.
+        self.assertEqual([r["key"]["id"] for r in self.records()["records"]], [1, 2, 3])
+        self.assertEqual([e["status"] for e in self.journal()], [200, "reset", 503])
+
+    def test_plain_receiver_applies_repeated_keys(self):
+        self.configure(dedupe=False)
+        for _ in range(2):
+            self.post(batch(upsert(1, {"v": 1}, "same")))
+        records = self.records()
+        self.assertEqual((records["duplicates"], records["records"][0]["writes"]), (0, 2))
+        status, _, _ = self.client.request("POST", "/_mock/config", body={"dedupe": "no"})
+        self.assertEqual(status, 400)
+        status, _, _ = self.client.request("POST", "/_mock/config", body={"faults": [{"action": "drop"}]})
+        self.assertEqual(status, 400)
+
     def test_reject_all_status_and_delay(self):
         self.configure(reject_all_status=500)
         status, _, out = self.post(batch(upsert(1, {"v": 1}, "k1")))

@@ -434,8 +434,8 @@ const ConnectorSpec &HttpSpec() {
                         "Query parameter that carries the api_key instead of a header."),
              })
             s.server_options.push_back(o);
-        s.auth = {AuthKind::None, AuthKind::Bearer, AuthKind::Basic, AuthKind::ApiKeyHeader,
-                  AuthKind::ApiKeyQuery};
+        s.auth = {AuthKind::None,         AuthKind::Bearer,      AuthKind::Basic,
+                  AuthKind::ApiKeyHeader, AuthKind::ApiKeyQuery, AuthKind::OAuth};
         ObjectSpec any;
         any.name = "*";
         any.modes = {"upsert", "update", "insert", "mirror"};

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <optional>
 #include <set>
 #include <strings.h>
 
@@ -65,6 +66,128 @@ std::string PropertyText(const rapidjson::Value &v) {
     rapidjson::Writer<rapidjson::StringBuffer> w(buf);
     v.Accept(w);
     return std::string(buf.GetString(), buf.GetSize());
+}
+
+// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+// days_from_civil), so that no time zone database is involved.
+int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const unsigned yoe = static_cast<unsigned>(y - era * 400);
+    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+bool Digits(const std::string &s, size_t at, size_t n, int &out) {
+    if (at + n > s.size())
+        return false;
+    out = 0;
+    for (size_t i = at; i < at + n; i++) {
+        if (!std::isdigit(static_cast<unsigned char>(s[i])))
+            return false;
+        out = out * 10 + (s[i] - '0');
+    }
+    return true;
+}
+
+} // namespace
+
+std::optional<int64_t> HubSpotEpochMillis(const std::string &text, bool *date_only) {
+    // YYYY-MM-DD[(T| )HH:MM[:SS[.fff...]]][Z|(+|-)HH[:MM]], as jsonb renders
+    // date, timestamp and timestamptz values (revetl renders them in UTC).
+    int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0;
+    if (!Digits(text, 0, 4, y) || text.size() < 10 || text[4] != '-' || !Digits(text, 5, 2, mo) ||
+        text[7] != '-' || !Digits(text, 8, 2, d) || mo < 1 || mo > 12 || d < 1 || d > 31)
+        return std::nullopt;
+    size_t at = 10;
+    if (date_only)
+        *date_only = at == text.size();
+    if (at < text.size()) {
+        if ((text[at] != 'T' && text[at] != ' ') || !Digits(text, at + 1, 2, h) || text.size() < at + 6 ||
+            text[at + 3] != ':' || !Digits(text, at + 4, 2, mi) || h > 23 || mi > 59)
+            return std::nullopt;
+        at += 6;
+        if (at < text.size() && text[at] == ':') {
+            if (!Digits(text, at + 1, 2, sec) || sec > 60)
+                return std::nullopt;
+            at += 3;
+            if (at < text.size() && text[at] == '.') {
+                at++;
+                int scale = 100;
+                size_t start = at;
+                for (; at < text.size() && std::isdigit(static_cast<unsigned char>(text[at])); at++) {
+                    ms += (text[at] - '0') * scale;
+                    scale /= 10;
+                }
+                if (at == start)
+                    return std::nullopt;
+            }
+        }
+        int offset_min = 0;
+        if (at < text.size() && text[at] == 'Z') {
+            at++;
+        } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
+            int oh = 0, om = 0;
+            const int sign = text[at] == '-' ? -1 : 1;
+            if (!Digits(text, at + 1, 2, oh))
+                return std::nullopt;
+            at += 3;
+            if (at < text.size() && text[at] == ':')
+                at++;
+            if (at < text.size()) {
+                if (!Digits(text, at, 2, om))
+                    return std::nullopt;
+                at += 2;
+            }
+            offset_min = sign * (oh * 60 + om);
+        }
+        if (at != text.size())
+            return std::nullopt;
+        sec -= offset_min * 60;
+    }
+    return (DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 + h * 3600 +
+            mi * 60 + sec) *
+               1000 +
+           ms;
+}
+
+namespace {
+
+std::string HubSpotFieldValue(const DestinationField *field, const rapidjson::Value &v) {
+    if (!field || v.IsNull())
+        return PropertyText(v);
+    const std::string &type = field->type;
+    if (type == "bool") {
+        // HubSpot takes "true" and "false"; the usual spellings of a boolean
+        // in a model's text or numbers are turned into them.
+        if (v.IsBool())
+            return v.GetBool() ? "true" : "false";
+        std::string t = Lower(PropertyText(v));
+        if (t == "t" || t == "true" || t == "yes" || t == "y" || t == "on" || t == "1")
+            return "true";
+        if (t == "f" || t == "false" || t == "no" || t == "n" || t == "off" || t == "0")
+            return "false";
+        return PropertyText(v);
+    }
+    if ((type == "date" || type == "datetime") && v.IsString()) {
+        // date: YYYY-MM-DD (HubSpot stores midnight UTC of that day);
+        // datetime: milliseconds since the epoch, which HubSpot documents
+        // and which leaves no doubt about the zone. A value that is no date
+        // goes as written, and HubSpot's answer refuses that row alone.
+        std::string text(v.GetString(), v.GetStringLength());
+        bool date_only = false;
+        auto ms = HubSpotEpochMillis(text, &date_only);
+        if (!ms)
+            return text;
+        if (type == "date")
+            return text.substr(0, 10);
+        return std::to_string(*ms);
+    }
+    if (type == "enumeration" && v.IsBool())
+        return v.GetBool() ? "true" : "false";
+    // Numbers keep their exact text; arrays become "a;b" (multi-select).
+    return PropertyText(v);
 }
 
 std::string Member(const rapidjson::Value &obj, const char *name) {
@@ -236,7 +359,7 @@ HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
                             rapidjson::Value(name.c_str(), static_cast<rapidjson::SizeType>(name.size())));
                         String(w, m == plain.MemberEnd() ? std::string() : PropertyText(m->value));
                     } else {
-                        String(w, PropertyText(value));
+                        String(w, HubSpotFieldValue(FindField(target_.fields, name), value));
                     }
                 }
             w.EndObject();
@@ -364,7 +487,9 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
         return v;
     }
     if (status == 401 || status == 403 || status == 404) {
-        v.kind = Verdict::Kind::Fatal;
+        // 401 (EXPIRED_AUTHENTICATION with OAuth): an OAuth token is
+        // refreshed once and the request replayed; otherwise the run stops.
+        v.kind = status == 401 ? Verdict::Kind::AuthExpired : Verdict::Kind::Fatal;
         v.error = "HubSpot refused the request (HTTP " + std::to_string(status) +
                   (category.empty() ? "" : " " + category) + "): " + Truncate(message, 300);
         return v;
@@ -489,6 +614,67 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
     return v;
 }
 
+HttpRequest HubSpotPropertiesRequest(const DestinationSettings &settings, const std::string &object) {
+    CheckHubSpotObject(object);
+    std::string base = settings.url;
+    while (!base.empty() && base.back() == '/')
+        base.pop_back();
+    HttpRequest req;
+    req.method = "GET";
+    // Archived properties cannot be written: only the live ones are asked for.
+    req.url = base + "/crm/v3/properties/" + object + "?archived=false";
+    req.timeout_ms = settings.timeout_ms;
+    req.connect_timeout_ms = settings.connect_timeout_ms;
+    for (const auto &h : settings.headers)
+        req.headers.push_back(h);
+    ApplyAuth(settings.credentials, req);
+    return req;
+}
+
+std::vector<DestinationField> ParseHubSpotProperties(const std::string &body) {
+    rapidjson::Document doc;
+    // Invalid UTF-8 is refused here rather than by the cache's text columns.
+    doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.c_str(), body.size());
+    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("results") || !doc["results"].IsArray())
+        throw Error(sqlstate::kFdwUnableToEstablishConnection,
+                    "HubSpot's properties answer is not understood",
+                    "Expected a JSON object with a results array.");
+    auto text = [](const rapidjson::Value &obj, const char *name) -> std::string {
+        auto it = obj.FindMember(name);
+        if (it == obj.MemberEnd() || !it->value.IsString())
+            return {};
+        return std::string(it->value.GetString(), it->value.GetStringLength());
+    };
+    auto flag = [](const rapidjson::Value &obj, const char *name) {
+        auto it = obj.FindMember(name);
+        return it != obj.MemberEnd() && it->value.IsBool() && it->value.GetBool();
+    };
+    std::vector<DestinationField> out;
+    for (const auto &p : doc["results"].GetArray()) {
+        if (!p.IsObject())
+            continue;
+        DestinationField f;
+        f.name = text(p, "name");
+        if (f.name.empty())
+            continue;
+        f.label = text(p, "label");
+        f.type = text(p, "type");
+        f.field_type = text(p, "fieldType");
+        // A property's value is read-only when HubSpot says so, and when
+        // HubSpot computes it (calculated properties ignore writes).
+        auto meta = p.FindMember("modificationMetadata");
+        f.read_only = flag(p, "calculated") ||
+                      (meta != p.MemberEnd() && meta->value.IsObject() && flag(meta->value, "readOnlyValue"));
+        auto options = p.FindMember("options");
+        if (options != p.MemberEnd() && options->value.IsArray())
+            for (const auto &o : options->value.GetArray())
+                if (o.IsObject() && !text(o, "value").empty())
+                    f.options.emplace_back(text(o, "value"), text(o, "label"));
+        out.push_back(std::move(f));
+    }
+    return out;
+}
+
 const ConnectorSpec &HubSpotSpec() {
     static const ConnectorSpec spec = [] {
         ConnectorSpec s;
@@ -507,7 +693,7 @@ const ConnectorSpec &HubSpotSpec() {
             }
         }
         // A private app's access token.
-        s.auth = {AuthKind::Bearer};
+        s.auth = {AuthKind::Bearer, AuthKind::OAuth}; // private-app token, or an OAuth app's
         s.default_object = "contacts";
         ObjectSpec contacts;
         contacts.name = "contacts";
@@ -527,6 +713,8 @@ const ConnectorSpec &HubSpotSpec() {
         s.example = "OPTIONS (type 'hubspot')";
         s.check_target = [](const SyncTarget &target, const OptionList &, const std::string &,
                             const std::string &) { CheckHubSpotObject(target.object); };
+        s.describe_fields.request = HubSpotPropertiesRequest;
+        s.describe_fields.parse = ParseHubSpotProperties;
         s.make = [](const DestinationSettings &settings,
                     const SyncTarget &target) -> std::unique_ptr<Connector> {
             return std::make_unique<HubSpotConnector>(settings, target);

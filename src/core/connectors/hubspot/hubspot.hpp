@@ -17,6 +17,8 @@
 
 #include "core/connectors/connector.hpp"
 
+#include <optional>
+
 namespace revetl {
 
 class HubSpotConnector : public Connector {
@@ -44,5 +46,16 @@ private:
 };
 
 const ConnectorSpec &HubSpotSpec();
+
+// The fields of an object: GET /crm/v3/properties/{object} (the CRM
+// properties API), read into name, label, type, fieldType, read-only
+// (modificationMetadata.readOnlyValue, or calculated) and options.
+HttpRequest HubSpotPropertiesRequest(const DestinationSettings &settings, const std::string &object);
+std::vector<DestinationField> ParseHubSpotProperties(const std::string &body);
+
+// A date or date-time as jsonb renders it (YYYY-MM-DD, with an optional
+// time and offset) in milliseconds since the epoch; nullopt when the text
+// is not one. *date_only tells whether it had no time part.
+std::optional<int64_t> HubSpotEpochMillis(const std::string &text, bool *date_only = nullptr);
 
 } // namespace revetl
