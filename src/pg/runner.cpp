@@ -331,7 +331,9 @@ private:
     PreparedSql read_sql_{
         "SELECT seq, op, key, payload::text, row_hash, dest_id, version FROM revetl.changes "
         "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
-    int64_t queued_ = 0;       // changes the plan queued, numbered 1..queued_
+    int64_t queued_ = 0; // changes the plan queued, numbered 1..queued_
+    // The highest seq handed to the engine: no row after it was sent.
+    int64_t last_handed_seq_ = 0;
     bool tracked_ = false;     // changes captured by triggers
     bool incremental_ = false; // this run plans only captured keys
     bool planning_ = false;    // the plan phase (and its timeout) is in progress
@@ -569,6 +571,7 @@ std::optional<EngineBatch> SyncRun::ReadBatch() {
     const size_t n = std::min(batch_size, read_ahead_.size());
     batch.changes.reserve(n);
     for (size_t i = 0; i < n; i++) {
+        last_handed_seq_ = std::max(last_handed_seq_, read_ahead_.front().seq);
         batch.changes.push_back(std::move(read_ahead_.front()));
         read_ahead_.pop_front();
     }
@@ -785,7 +788,7 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     const bool dropped = status == "cancelled" && error == kCancelledByDrop;
     if ((status == "failed" || status == "interrupted" || (status == "cancelled" && !dropped)) &&
         !def_.shadow_table.empty() && def_.mode != "insert")
-        MarkPlannedRowsUncertain(def_.shadow_table, run_id_, settings_.settle_time_ms);
+        MarkPlannedRowsUncertain(def_.shadow_table, run_id_, settings_.settle_time_ms, last_handed_seq_);
     // Requests made since the last commit (all of them, when the run
     // stopped before one).
     Sql("UPDATE revetl.runs SET requests = requests + $2, retries = retries + $3, "
@@ -906,16 +909,17 @@ RunResult SyncRun::Execute() {
 
 } // namespace
 
-void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, int64_t settle_ms) {
+void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, int64_t settle_ms,
+                              int64_t last_sent_seq) {
     // INSERT mode never comes here: it plans no changed rows, so a marked
     // row would hide its key from every later run.
     Sql("INSERT INTO " + QualifiedName(kSchema, shadow_table) +
             " AS s (key, row_hash, run_id, verify_after, version, removed) "
             "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0), $1, true "
-            "FROM revetl.changes c WHERE c.run_id = $1 "
+            "FROM revetl.changes c WHERE c.run_id = $1 AND c.seq <= $3 "
             "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, excluded.verify_after), "
             "version = excluded.version",
-        {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms)});
+        {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms), SqlArg::Int8(last_sent_seq)});
 }
 
 extern "C" void HandleRunSigterm(int) {

@@ -171,7 +171,9 @@ void RecoverInterruptedRuns() {
             } catch (const std::exception &) {
                 // The server is gone or broken: the default settle time will do.
             }
-            MarkPlannedRowsUncertain(def->shadow_table, run_id, settle_ms);
+            // How far the process got is unknown: every planned row may
+            // have been sent.
+            MarkPlannedRowsUncertain(def->shadow_table, run_id, settle_ms, INT64_MAX);
         }
         // Rows of a trigger-tracked sync that were planned and not delivered
         // are captured again for the next run.

@@ -181,6 +181,23 @@ class LateRequestsTest(unittest.TestCase):
         self.assertEqual(uncertain, [[json.dumps(second)]])
         self.converge()
 
+    def test_rows_a_failed_run_never_sent_stay_unknown_and_count_as_adds(self):
+        # The first request is refused as unauthorised (the run stops at
+        # once): only that request's row may have reached the destination.
+        cluster.sql(f"insert into {self.table} select g, 'v' || g from generate_series(1, 5) g")
+        mock.configure(reject_all_status=401)
+        run_id = int(cluster.sql(f"select revetl.run_sync('{self.sync}')"))
+        cluster.wait_for_run(run_id)
+        self.assertEqual(cluster.sql(f"select status, requests from revetl.sync_runs where id = {run_id}"),
+                         "failed|1")
+        self.assertEqual(cluster.rows(f"select key, removed from revetl.{self.shadow}"), [['{"id": 1}', "t"]])
+        mock.configure(reject_all_status=None)
+        run = self.run_sync()
+        # Every row is new to the destination as far as revetl knows: adds,
+        # the one that may have arrived included.
+        self.assertEqual(self.run_counts(run)[:3], ["5", "0", "0"])
+        self.assertEqual(mock.records(), self.model())
+
     def test_resync_sends_every_row_again_with_new_keys(self):
         mock.configure(dedupe=True)
         cluster.sql(f"insert into {self.table} select g, 'v' || g from generate_series(1, 30) g")
