@@ -292,6 +292,7 @@ private:
     RetryPolicy policy_;
     int64_t last_seq_ = 0;
     int64_t rejected_ = 0;
+    int64_t delivered_ = 0;
     int64_t invalid_ = 0;
     int64_t row_limit_ = -1;
     bool full_requested_ = false;
@@ -697,6 +698,7 @@ void SyncRun::Flush() {
     CommitTransaction();
     recorded_stats_ = counted;
     rejected_ += rec.rejected_count;
+    delivered_ += rec.delivered;
     pending_changes_.clear();
     pending_outcomes_.clear();
     pending_batches_ = 0;
@@ -889,6 +891,18 @@ RunResult SyncRun::Execute() {
     // No secret revetl knows for the destination survives into the run's
     // error, and the error is bounded.
     error = redactor_.Apply(error);
+    // A partial run is logged too, with its counts: monitoring that reads
+    // the server log sees refused and invalid rows, not only failures.
+    if (status == "partial")
+        PgGuard([&] {
+            ereport(LOG,
+                    (errmsg("revetl: run %lld of sync \"%s\" in database \"%s\" ended partial: %lld rows "
+                            "delivered, %lld refused by the destination, %lld invalid",
+                            (long long)run_id_, def_.name.c_str(), DatabaseName(), (long long)delivered_,
+                            (long long)rejected_, (long long)invalid_),
+                     errhint("SELECT * FROM revetl.rejected_rows WHERE run_id = %lld shows the rows and why.",
+                             (long long)run_id_)));
+        });
     if (status == "failed")
         PgGuard([&] {
             if (from_destination)

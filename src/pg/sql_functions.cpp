@@ -239,6 +239,22 @@ Datum ExecuteFn(FunctionCallInfo fcinfo) {
     std::vector<std::string> tags;
     SpiConnect();
     for (const auto &statement : statements) {
+        const std::vector<dsl::MapItem> *map = nullptr;
+        if (auto *c = std::get_if<dsl::CreateSync>(&statement))
+            map = &c->map;
+        else if (auto *a = std::get_if<dsl::AlterSync>(&statement))
+            map = &a->fields.map;
+        for (size_t i = 0; map && i < map->size(); i++) {
+            const dsl::MapItem &item = (*map)[i];
+            if (item.folded_from.empty())
+                continue;
+            PgGuard([&] {
+                ereport(NOTICE, (errmsg("destination field name %s is folded to lower case: \"%s\"",
+                                        item.folded_from.c_str(), item.field.c_str()),
+                                 errhint("Write AS \"%s\" (in double quotes) to keep its case.",
+                                         item.folded_from.c_str())));
+            });
+        }
         try {
             tags.push_back(ExecuteStatement(statement));
         } catch (Error &e) {

@@ -290,7 +290,7 @@ dsl::CreateSync SyncDefinition::ToStatement() const {
     c.match_on = match_on;
     c.mode = mode;
     for (const auto &e : map)
-        c.map.push_back({e.expression, e.field, 0});
+        c.map.push_back({e.expression, e.field, 0, {}});
     c.schedule = schedule;
     c.options = OptionsFromJson(options_json);
     return c;
