@@ -50,6 +50,14 @@ public:
     explicit DestinationFailure(const std::string &message) : Error(sqlstate::kConnectionFailure, message) {}
 };
 
+// More removals planned than the sync's max_removals allows: the run fails
+// before sending anything.
+class RemovalLimitExceeded : public Error {
+public:
+    explicit RemovalLimitExceeded(const std::string &message)
+        : Error(sqlstate::kObjectNotInPrerequisiteState, message) {}
+};
+
 // A run queued before the sync was paused does not run.
 class SyncPaused : public std::runtime_error {
 public:
@@ -285,6 +293,7 @@ private:
     void Deliver();
     bool DeliverNextBatch(int64_t &batch_no);
     void Finish(const std::string &status, const std::string &error);
+    void CheckRemovalLimit(int64_t removals);
 
     int64_t run_id_;
     SyncDefinition def_;
@@ -296,7 +305,8 @@ private:
     int64_t invalid_ = 0;
     int64_t row_limit_ = -1;
     bool full_requested_ = false;
-    bool resync_ = false; // run_sync(..., resync => true): every row sent again
+    bool resync_ = false;         // run_sync(..., resync => true): every row sent again
+    bool allow_removals_ = false; // run_sync(..., allow_removals => true)
     Oid server_oid_ = InvalidOid;
     int64_t rate_sync_id_ = 0;
     std::unique_ptr<Connector> connector_;
@@ -363,7 +373,8 @@ bool SyncRun::Start() {
         return false;
     }
     SqlResult r = Sql("UPDATE revetl.runs SET status = 'running', started_at = pg_catalog.now() "
-                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit, full_diff, resync",
+                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit, full_diff, resync, "
+                      "allow_removals",
                       {SqlArg::Int8(run_id_)});
     if (r.rows.empty()) {
         CommitTransaction();
@@ -373,6 +384,7 @@ bool SyncRun::Start() {
         row_limit_ = r.Int8(0, 1);
     full_requested_ = r.Bool(0, 2);
     resync_ = r.Bool(0, 3);
+    allow_removals_ = r.Bool(0, 4);
     auto def = LoadSyncById(sync_id);
     CommitTransaction();
     if (!def)
@@ -519,6 +531,7 @@ void SyncRun::Plan() {
     // Planning is over (what follows is revetl's own bookkeeping).
     PgGuard([] { disable_timeout(STATEMENT_TIMEOUT, false); });
     planning_ = false;
+    CheckRemovalLimit(totals.removed);
     invalid_ = totals.invalid;
     queued_ = totals.queued;
     // The captured keys are in this run's queue now; rows that are refused
@@ -533,6 +546,34 @@ void SyncRun::Plan() {
          SqlArg::Int8(totals.removed), SqlArg::Int8(totals.invalid),
          SqlArg::Text(incremental_ ? "incremental" : "full")});
     CommitTransaction();
+}
+
+void SyncRun::CheckRemovalLimit(int64_t removals) {
+    // A model rebuilt empty by an upstream bug must not delete every record
+    // revetl ever delivered: above the sync's max_removals the run stops
+    // here, before anything is sent, and its plan (this transaction) is
+    // rolled back, captured keys included. A test run (max_rows) removes
+    // what it sends, a handful.
+    if (removals == 0 || allow_removals_ || row_limit_ >= 0)
+        return;
+    // Below the default's floor no count of the shadow table is needed.
+    if (!def_.options.max_removals && removals <= kRemovalFloor)
+        return;
+    const int64_t delivered = Sql("SELECT pg_catalog.count(*) FROM " +
+                                  QualifiedName(kSchema, def_.shadow_table) + " WHERE NOT removed")
+                                  .Int8(0, 0);
+    const int64_t limit = MaxRemovals(def_.options, delivered);
+    if (limit < 0 || removals <= limit)
+        return;
+    throw RemovalLimitExceeded("the run would remove " + std::to_string(removals) + " of the " +
+                               std::to_string(delivered) +
+                               " records delivered, more than the sync's max_removals (" +
+                               DescribeMaxRemovals(def_.options, delivered) +
+                               "); nothing was sent. If the model is right, let one run through with "
+                               "revetl.run_sync('" +
+                               def_.name +
+                               "', allow_removals => true), or change max_removals with ALTER SYNC ... SET "
+                               "(max_removals = ...)");
 }
 
 std::optional<EngineBatch> SyncRun::ReadBatch() {

@@ -232,6 +232,7 @@ void ClaimWaitRequests() {
         int32 row_limit;
         bool full_diff;
         bool resync;
+        bool allow_removals;
     };
     std::vector<Claim> claims;
     LWLockAcquire(g_shared->lock, LW_SHARED);
@@ -251,6 +252,7 @@ void ClaimWaitRequests() {
             c.row_limit = w->row_limit;
             c.full_diff = w->full_diff;
             c.resync = w->resync;
+            c.allow_removals = w->allow_removals;
             claims.push_back(c);
         }
     }
@@ -269,12 +271,12 @@ void ClaimWaitRequests() {
             continue;
         }
         Sql("INSERT INTO revetl.runs (id, sync_id, sync_name, trigger, requested_by, row_limit, "
-            "full_diff, resync) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+            "full_diff, resync, allow_removals) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
             {SqlArg::Int8(c.run_id), SqlArg::Int8(c.sync_id), SqlArg::Text(c.sync_name),
              SqlArg::Text(c.row_limit >= 0 ? "test" : "manual"), SqlArg::Text(c.requested_by),
              c.row_limit >= 0 ? SqlArg::Int4(c.row_limit) : SqlArg::Null(INT4OID), SqlArg::Bool(c.full_diff),
-             SqlArg::Bool(c.resync)});
+             SqlArg::Bool(c.resync), SqlArg::Bool(c.allow_removals)});
     }
     CommitTransaction();
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
