@@ -232,11 +232,13 @@ $do$;
 
 ----------------------------------------------------------------------------
 -- revetl.run_sync(name, resync => true) (issue 20): the owner sends every
--- row of the model again, with new idempotency keys.
+-- row of the model again, with new idempotency keys; allow_removals => true
+-- (issue 17) lets one run remove more than the sync's max_removals.
 ----------------------------------------------------------------------------
-ALTER TABLE revetl.runs ADD COLUMN resync boolean;
-UPDATE revetl.runs SET resync = false;
-ALTER TABLE revetl.runs ALTER COLUMN resync SET DEFAULT false, ALTER COLUMN resync SET NOT NULL;
+ALTER TABLE revetl.runs ADD COLUMN resync boolean, ADD COLUMN allow_removals boolean;
+UPDATE revetl.runs SET resync = false, allow_removals = false;
+ALTER TABLE revetl.runs ALTER COLUMN resync SET DEFAULT false, ALTER COLUMN resync SET NOT NULL,
+    ALTER COLUMN allow_removals SET DEFAULT false, ALTER COLUMN allow_removals SET NOT NULL;
 
 CREATE OR REPLACE VIEW revetl.sync_runs AS
 SELECT r.id, r.sync_id, r.sync_name, r.status, r.trigger, r.row_limit, r.full_diff, r.plan_kind,
@@ -244,18 +246,19 @@ SELECT r.id, r.sync_id, r.sync_name, r.status, r.trigger, r.row_limit, r.full_di
        r.rows_added, r.rows_changed, r.rows_removed, r.rows_delivered, r.rows_rejected, r.rows_invalid,
        r.rows_retried, r.throttled, r.requests, r.retries,
        CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN r.error END AS error,
-       r.plan_duration, r.delivery_duration, r.resync
+       r.plan_duration, r.delivery_duration, r.resync, r.allow_removals
   FROM revetl.runs r
   LEFT JOIN revetl.syncs s ON s.id = r.sync_id;
 
 DROP FUNCTION revetl.run_sync(text, boolean, integer, boolean);
 CREATE FUNCTION revetl.run_sync(name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL,
-                                full boolean DEFAULT false, resync boolean DEFAULT false)
+                                full boolean DEFAULT false, resync boolean DEFAULT false,
+                                allow_removals boolean DEFAULT false)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'revetl_run_sync'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
-COMMENT ON FUNCTION revetl.run_sync(text, boolean, integer, boolean, boolean) IS
+COMMENT ON FUNCTION revetl.run_sync(text, boolean, integer, boolean, boolean, boolean) IS
   'requests a run of a sync at commit and returns its run id; with wait => true, outside a transaction block, returns once the run has finished';
 
 ----------------------------------------------------------------------------

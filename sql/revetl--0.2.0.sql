@@ -127,7 +127,8 @@ CREATE TABLE revetl.runs (
     error           text,
     plan_duration   interval GENERATED ALWAYS AS (planned_at - started_at) STORED,
     delivery_duration interval GENERATED ALWAYS AS (finished_at - planned_at) STORED,
-    resync          boolean NOT NULL DEFAULT false  -- requested: send every row again
+    resync          boolean NOT NULL DEFAULT false, -- requested: send every row again
+    allow_removals  boolean NOT NULL DEFAULT false  -- requested: beyond the sync's max_removals
 );
 
 CREATE INDEX runs_open_idx ON revetl.runs (id) WHERE status IN ('queued', 'running');
@@ -248,7 +249,7 @@ SELECT r.id, r.sync_id, r.sync_name, r.status, r.trigger, r.row_limit, r.full_di
        r.rows_added, r.rows_changed, r.rows_removed, r.rows_delivered, r.rows_rejected, r.rows_invalid,
        r.rows_retried, r.throttled, r.requests, r.retries,
        CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN r.error END AS error,
-       r.plan_duration, r.delivery_duration, r.resync
+       r.plan_duration, r.delivery_duration, r.resync, r.allow_removals
   FROM revetl.runs r
   LEFT JOIN revetl.syncs s ON s.id = r.sync_id;
 
@@ -428,14 +429,16 @@ LANGUAGE C STRICT STABLE;
 -- full => true plans by a full diff of the model even for a sync whose
 -- changes are captured by triggers. resync => true sends every row of the
 -- model again, with new idempotency keys, keeping the shadow state (what
--- MIRROR removes later).
+-- MIRROR removes later). allow_removals => true lets this run remove more
+-- records than the sync's max_removals allows.
 CREATE FUNCTION revetl.run_sync(name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL,
-                                full boolean DEFAULT false, resync boolean DEFAULT false)
+                                full boolean DEFAULT false, resync boolean DEFAULT false,
+                                allow_removals boolean DEFAULT false)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'revetl_run_sync'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
-COMMENT ON FUNCTION revetl.run_sync(text, boolean, integer, boolean, boolean) IS
+COMMENT ON FUNCTION revetl.run_sync(text, boolean, integer, boolean, boolean, boolean) IS
   'requests a run of a sync at commit and returns its run id; with wait => true, outside a transaction block, returns once the run has finished';
 
 -- Cancels a queued or running run: a queued run never starts; a running one

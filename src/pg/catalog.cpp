@@ -81,9 +81,18 @@ std::optional<SyncDefinition> LoadSyncByName(const std::string &name) {
 
 SyncDefinition RequireSync(const std::string &name) {
     auto def = LoadSyncByName(name);
-    if (!def)
+    if (!def) {
+        // Sync names are visible to every role (revetl.syncs), so the closest
+        // one may be suggested.
+        std::vector<std::string> names;
+        SqlResult r = Sql("SELECT s.name FROM revetl.syncs s ORDER BY 1 LIMIT 5000");
+        for (size_t i = 0; i < r.rows.size(); i++)
+            names.push_back(r.Text(i, 0));
+        std::string close = ClosestMatch(name, names);
         throw Error(sqlstate::kUndefinedObject, "sync \"" + name + "\" does not exist", {},
-                    "SELECT name FROM revetl.syncs lists the syncs of this database.");
+                    close.empty() ? "SELECT name FROM revetl.syncs lists the syncs of this database."
+                                  : "Perhaps you meant the sync \"" + close + "\".");
+    }
     return *def;
 }
 

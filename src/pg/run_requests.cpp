@@ -47,6 +47,7 @@ struct WaitArgs {
     int32 row_limit;
     bool full_diff;
     bool resync;
+    bool allow_removals;
     int slot;
     char status[16];
     char error[kWaitErrorLen];
@@ -89,6 +90,7 @@ void WaitForRun(WaitArgs *args) {
             w->row_limit = args->row_limit;
             w->full_diff = args->full_diff;
             w->resync = args->resync;
+            w->allow_removals = args->allow_removals;
             strlcpy(w->sync_name, args->sync_name, NAMEDATALEN);
             strlcpy(w->requested_by, args->requested_by, NAMEDATALEN);
             args->slot = i;
@@ -180,8 +182,8 @@ WaitResult RequestFieldRefreshAndWait(int64_t refresh_id, Oid server_oid, Oid ro
 }
 
 WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int64_t run_id,
-                             const std::string &requested_by, int32_t row_limit, bool full_diff,
-                             bool resync) {
+                             const std::string &requested_by, int32_t row_limit, bool full_diff, bool resync,
+                             bool allow_removals) {
     WaitArgs args;
     memset(&args, 0, sizeof args);
     args.sync_id = sync_id;
@@ -191,6 +193,7 @@ WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int6
     args.row_limit = row_limit;
     args.full_diff = full_diff;
     args.resync = resync;
+    args.allow_removals = allow_removals;
     PgGuard([&] { WaitForRun(&args); });
     WaitResult result;
     result.status = args.status;

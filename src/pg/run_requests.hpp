@@ -27,6 +27,7 @@ WaitResult RequestFieldRefreshAndWait(int64_t refresh_id, Oid server_oid, Oid ro
                                       const std::string &object, const std::string &requested_by);
 
 WaitResult RequestRunAndWait(int64_t sync_id, const std::string &sync_name, int64_t run_id,
-                             const std::string &requested_by, int32_t row_limit, bool full_diff, bool resync);
+                             const std::string &requested_by, int32_t row_limit, bool full_diff, bool resync,
+                             bool allow_removals);
 
 } // namespace revetl::pg

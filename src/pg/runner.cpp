@@ -58,6 +58,14 @@ public:
     explicit DestinationFailure(const std::string &message) : Error(sqlstate::kConnectionFailure, message) {}
 };
 
+// More removals planned than the sync's max_removals allows: the run fails
+// before sending anything.
+class RemovalLimitExceeded : public Error {
+public:
+    explicit RemovalLimitExceeded(const std::string &message)
+        : Error(sqlstate::kObjectNotInPrerequisiteState, message) {}
+};
+
 // A run queued before the sync was paused does not run.
 class SyncPaused : public std::runtime_error {
 public:
@@ -299,6 +307,7 @@ private:
     void LoseJob(int64_t handle, const std::string &why);
     bool DeliverNextBatch(int64_t &batch_no);
     void Finish(const std::string &status, const std::string &error);
+    void CheckRemovalLimit(int64_t removals);
 
     int64_t run_id_;
     SyncDefinition def_;
@@ -306,10 +315,12 @@ private:
     RetryPolicy policy_;
     int64_t last_seq_ = 0;
     int64_t rejected_ = 0;
+    int64_t delivered_ = 0;
     int64_t invalid_ = 0;
     int64_t row_limit_ = -1;
     bool full_requested_ = false;
-    bool resync_ = false; // run_sync(..., resync => true): every row sent again
+    bool resync_ = false;         // run_sync(..., resync => true): every row sent again
+    bool allow_removals_ = false; // run_sync(..., allow_removals => true)
     Oid server_oid_ = InvalidOid;
     int64_t rate_sync_id_ = 0;
     std::unique_ptr<Connector> connector_;
@@ -350,7 +361,9 @@ private:
     PreparedSql read_sql_{
         "SELECT seq, op, key, payload::text, row_hash, dest_id, version FROM revetl.changes "
         "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
-    int64_t queued_ = 0;       // changes the plan queued, numbered 1..queued_
+    int64_t queued_ = 0; // changes the plan queued, numbered 1..queued_
+    // The highest seq handed to the engine: no row after it was sent.
+    int64_t last_handed_seq_ = 0;
     bool tracked_ = false;     // changes captured by triggers
     bool incremental_ = false; // this run plans only captured keys
     bool planning_ = false;    // the plan phase (and its timeout) is in progress
@@ -379,7 +392,8 @@ bool SyncRun::Start() {
         return false;
     }
     SqlResult r = Sql("UPDATE revetl.runs SET status = 'running', started_at = pg_catalog.now() "
-                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit, full_diff, resync",
+                      "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit, full_diff, resync, "
+                      "allow_removals",
                       {SqlArg::Int8(run_id_)});
     if (r.rows.empty()) {
         CommitTransaction();
@@ -389,6 +403,7 @@ bool SyncRun::Start() {
         row_limit_ = r.Int8(0, 1);
     full_requested_ = r.Bool(0, 2);
     resync_ = r.Bool(0, 3);
+    allow_removals_ = r.Bool(0, 4);
     auto def = LoadSyncById(sync_id);
     CommitTransaction();
     if (!def)
@@ -535,6 +550,7 @@ void SyncRun::Plan() {
     // Planning is over (what follows is revetl's own bookkeeping).
     PgGuard([] { disable_timeout(STATEMENT_TIMEOUT, false); });
     planning_ = false;
+    CheckRemovalLimit(totals.removed);
     invalid_ = totals.invalid;
     queued_ = totals.queued;
     // The captured keys are in this run's queue now; rows that are refused
@@ -549,6 +565,34 @@ void SyncRun::Plan() {
          SqlArg::Int8(totals.removed), SqlArg::Int8(totals.invalid),
          SqlArg::Text(incremental_ ? "incremental" : "full")});
     CommitTransaction();
+}
+
+void SyncRun::CheckRemovalLimit(int64_t removals) {
+    // A model rebuilt empty by an upstream bug must not delete every record
+    // revetl ever delivered: above the sync's max_removals the run stops
+    // here, before anything is sent, and its plan (this transaction) is
+    // rolled back, captured keys included. A test run (max_rows) removes
+    // what it sends, a handful.
+    if (removals == 0 || allow_removals_ || row_limit_ >= 0)
+        return;
+    // Below the default's floor no count of the shadow table is needed.
+    if (!def_.options.max_removals && removals <= kRemovalFloor)
+        return;
+    const int64_t delivered = Sql("SELECT pg_catalog.count(*) FROM " +
+                                  QualifiedName(kSchema, def_.shadow_table) + " WHERE NOT removed")
+                                  .Int8(0, 0);
+    const int64_t limit = MaxRemovals(def_.options, delivered);
+    if (limit < 0 || removals <= limit)
+        return;
+    throw RemovalLimitExceeded("the run would remove " + std::to_string(removals) + " of the " +
+                               std::to_string(delivered) +
+                               " records delivered, more than the sync's max_removals (" +
+                               DescribeMaxRemovals(def_.options, delivered) +
+                               "); nothing was sent. If the model is right, let one run through with "
+                               "revetl.run_sync('" +
+                               def_.name +
+                               "', allow_removals => true), or change max_removals with ALTER SYNC ... SET "
+                               "(max_removals = ...)");
 }
 
 std::optional<EngineBatch> SyncRun::ReadBatch() {
@@ -588,6 +632,7 @@ std::optional<EngineBatch> SyncRun::ReadBatch() {
     const size_t n = std::min(batch_size, read_ahead_.size());
     batch.changes.reserve(n);
     for (size_t i = 0; i < n; i++) {
+        last_handed_seq_ = std::max(last_handed_seq_, read_ahead_.front().seq);
         batch.changes.push_back(std::move(read_ahead_.front()));
         read_ahead_.pop_front();
     }
@@ -719,6 +764,7 @@ void SyncRun::Flush() {
     recorded_stats_ = counted;
     pending_jobs_.clear();
     rejected_ += rec.rejected_count;
+    delivered_ += rec.delivered;
     pending_changes_.clear();
     pending_outcomes_.clear();
     pending_batches_ = 0;
@@ -939,7 +985,7 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     const bool dropped = status == "cancelled" && error == kCancelledByDrop;
     if ((status == "failed" || status == "interrupted" || (status == "cancelled" && !dropped)) &&
         !def_.shadow_table.empty() && def_.mode != "insert")
-        MarkPlannedRowsUncertain(def_.shadow_table, run_id_, settings_.settle_time_ms);
+        MarkPlannedRowsUncertain(def_.shadow_table, run_id_, settings_.settle_time_ms, last_handed_seq_);
     // Requests made since the last commit (all of them, when the run
     // stopped before one).
     Sql("UPDATE revetl.runs SET requests = requests + $2, retries = retries + $3, "
@@ -1041,6 +1087,18 @@ RunResult SyncRun::Execute() {
     // No secret revetl knows for the destination survives into the run's
     // error, and the error is bounded.
     error = redactor_.Apply(error);
+    // A partial run is logged too, with its counts: monitoring that reads
+    // the server log sees refused and invalid rows, not only failures.
+    if (status == "partial")
+        PgGuard([&] {
+            ereport(LOG,
+                    (errmsg("revetl: run %lld of sync \"%s\" in database \"%s\" ended partial: %lld rows "
+                            "delivered, %lld refused by the destination, %lld invalid",
+                            (long long)run_id_, def_.name.c_str(), DatabaseName(), (long long)delivered_,
+                            (long long)rejected_, (long long)invalid_),
+                     errhint("SELECT * FROM revetl.rejected_rows WHERE run_id = %lld shows the rows and why.",
+                             (long long)run_id_)));
+        });
     if (status == "failed")
         PgGuard([&] {
             if (from_destination)
@@ -1061,16 +1119,17 @@ RunResult SyncRun::Execute() {
 
 } // namespace
 
-void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, int64_t settle_ms) {
+void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, int64_t settle_ms,
+                              int64_t last_sent_seq) {
     // INSERT mode never comes here: it plans no changed rows, so a marked
     // row would hide its key from every later run.
     Sql("INSERT INTO " + QualifiedName(kSchema, shadow_table) +
             " AS s (key, row_hash, run_id, verify_after, version, removed) "
             "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0), $1, true "
-            "FROM revetl.changes c WHERE c.run_id = $1 "
+            "FROM revetl.changes c WHERE c.run_id = $1 AND c.seq <= $3 "
             "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, excluded.verify_after), "
             "version = excluded.version",
-        {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms)});
+        {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms), SqlArg::Int8(last_sent_seq)});
 }
 
 extern "C" void HandleRunSigterm(int) {

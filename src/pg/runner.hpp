@@ -23,9 +23,12 @@ RunResult ExecuteRun(int64_t run_id);
 // the destination applies late: each such key is marked in the shadow table
 // `shadow_table` to be verified after `settle_ms` (a key the shadow state
 // did not hold gets a tombstone), and recorded at this run's version, so the
-// next attempt of its change carries a new idempotency key. Runs in the
-// caller's transaction.
-void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, int64_t settle_ms);
+// next attempt of its change carries a new idempotency key. Only the rows up
+// to `last_sent_seq` can have been sent: the rest are left as they were (a
+// key never sent stays unknown to the shadow state, and its next delivery is
+// an add). Runs in the caller's transaction.
+void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, int64_t settle_ms,
+                              int64_t last_sent_seq);
 
 // SIGTERM of a run process (a server shutdown, pg_terminate_backend): the
 // run in progress stops at its next interrupt check, is recorded as

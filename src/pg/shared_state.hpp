@@ -58,6 +58,7 @@ struct WaitSlot {
     int32 row_limit; // -1: not a test run
     bool full_diff;
     bool resync;
+    bool allow_removals;
     char sync_name[NAMEDATALEN];
     char requested_by[NAMEDATALEN];
     Oid server_oid;              // Fields: the server

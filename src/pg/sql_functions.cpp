@@ -239,6 +239,22 @@ Datum ExecuteFn(FunctionCallInfo fcinfo) {
     std::vector<std::string> tags;
     SpiConnect();
     for (const auto &statement : statements) {
+        const std::vector<dsl::MapItem> *map = nullptr;
+        if (auto *c = std::get_if<dsl::CreateSync>(&statement))
+            map = &c->map;
+        else if (auto *a = std::get_if<dsl::AlterSync>(&statement))
+            map = &a->fields.map;
+        for (size_t i = 0; map && i < map->size(); i++) {
+            const dsl::MapItem &item = (*map)[i];
+            if (item.folded_from.empty())
+                continue;
+            PgGuard([&] {
+                ereport(NOTICE, (errmsg("destination field name %s is folded to lower case: \"%s\"",
+                                        item.folded_from.c_str(), item.field.c_str()),
+                                 errhint("Write AS \"%s\" (in double quotes) to keep its case.",
+                                         item.folded_from.c_str())));
+            });
+        }
         try {
             tags.push_back(ExecuteStatement(statement));
         } catch (Error &e) {
@@ -296,6 +312,7 @@ Datum RunSync(FunctionCallInfo fcinfo) {
     int32_t row_limit = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2);
     bool full = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
     bool resync = PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+    bool allow_removals = PG_NARGS() > 5 && !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
     if (!PG_ARGISNULL(2) && row_limit < 1)
         throw Error(sqlstate::kInvalidParameterValue, "max_rows must be at least 1", {},
                     "Leave max_rows NULL for a full run.");
@@ -333,13 +350,14 @@ Datum RunSync(FunctionCallInfo fcinfo) {
     int64_t run_id = 0;
     if (!wait) {
         AsExtensionOwner([&] {
-            run_id = Sql("INSERT INTO revetl.runs (sync_id, sync_name, requested_by, trigger, row_limit, "
-                         "full_diff, resync) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                         {SqlArg::Int8(def.id), SqlArg::Text(def.name), SqlArg::Text(requested_by),
-                          SqlArg::Text(row_limit >= 0 ? "test" : "manual"),
-                          row_limit >= 0 ? SqlArg::Int4(row_limit) : SqlArg::Null(INT4OID),
-                          SqlArg::Bool(full), SqlArg::Bool(resync)})
-                         .Int8(0, 0);
+            run_id =
+                Sql("INSERT INTO revetl.runs (sync_id, sync_name, requested_by, trigger, row_limit, "
+                    "full_diff, resync, allow_removals) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                    {SqlArg::Int8(def.id), SqlArg::Text(def.name), SqlArg::Text(requested_by),
+                     SqlArg::Text(row_limit >= 0 ? "test" : "manual"),
+                     row_limit >= 0 ? SqlArg::Int4(row_limit) : SqlArg::Null(INT4OID), SqlArg::Bool(full),
+                     SqlArg::Bool(resync), SqlArg::Bool(allow_removals)})
+                    .Int8(0, 0);
         });
         SpiFinish();
         WakeWorkerAtCommit();
@@ -350,7 +368,8 @@ Datum RunSync(FunctionCallInfo fcinfo) {
                      .Int8(0, 0);
     });
     SpiFinish();
-    WaitResult result = RequestRunAndWait(def.id, def.name, run_id, requested_by, row_limit, full, resync);
+    WaitResult result =
+        RequestRunAndWait(def.id, def.name, run_id, requested_by, row_limit, full, resync, allow_removals);
     if (result.status == "failed" || result.status == "cancelled")
         throw Error(sqlstate::kSyncRunFailed,
                     "run " + std::to_string(run_id) + " of sync \"" + name + "\" " + result.status,

@@ -171,7 +171,9 @@ void RecoverInterruptedRuns() {
             } catch (const std::exception &) {
                 // The server is gone or broken: the default settle time will do.
             }
-            MarkPlannedRowsUncertain(def->shadow_table, run_id, settle_ms);
+            // How far the process got is unknown: every planned row may
+            // have been sent.
+            MarkPlannedRowsUncertain(def->shadow_table, run_id, settle_ms, INT64_MAX);
         }
         // Rows of a trigger-tracked sync that were planned and not delivered
         // are captured again for the next run.
@@ -230,6 +232,7 @@ void ClaimWaitRequests() {
         int32 row_limit;
         bool full_diff;
         bool resync;
+        bool allow_removals;
     };
     std::vector<Claim> claims;
     LWLockAcquire(g_shared->lock, LW_SHARED);
@@ -249,6 +252,7 @@ void ClaimWaitRequests() {
             c.row_limit = w->row_limit;
             c.full_diff = w->full_diff;
             c.resync = w->resync;
+            c.allow_removals = w->allow_removals;
             claims.push_back(c);
         }
     }
@@ -267,12 +271,12 @@ void ClaimWaitRequests() {
             continue;
         }
         Sql("INSERT INTO revetl.runs (id, sync_id, sync_name, trigger, requested_by, row_limit, "
-            "full_diff, resync) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+            "full_diff, resync, allow_removals) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
             {SqlArg::Int8(c.run_id), SqlArg::Int8(c.sync_id), SqlArg::Text(c.sync_name),
              SqlArg::Text(c.row_limit >= 0 ? "test" : "manual"), SqlArg::Text(c.requested_by),
              c.row_limit >= 0 ? SqlArg::Int4(c.row_limit) : SqlArg::Null(INT4OID), SqlArg::Bool(c.full_diff),
-             SqlArg::Bool(c.resync)});
+             SqlArg::Bool(c.resync), SqlArg::Bool(c.allow_removals)});
     }
     CommitTransaction();
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);

@@ -103,6 +103,8 @@ class DbtMacrosTest(unittest.TestCase):
         self.assertEqual(sql, "select revetl.run_sync('o''brien', full => true)")
         sql = str(self.revetl.run_sync("x", wait=True, resync=True)).strip()
         self.assertEqual(sql, "select revetl.run_sync('x', wait => true, resync => true)")
+        sql = str(self.revetl.run_sync("x", allow_removals=True)).strip()
+        self.assertEqual(sql, "select revetl.run_sync('x', allow_removals => true)")
 
 
 if __name__ == "__main__":

@@ -181,6 +181,56 @@ class LateRequestsTest(unittest.TestCase):
         self.assertEqual(uncertain, [[json.dumps(second)]])
         self.converge()
 
+    def test_rows_a_failed_run_never_sent_stay_unknown_and_count_as_adds(self):
+        # The first request is refused as unauthorised (the run stops at
+        # once): only that request's row may have reached the destination.
+        cluster.sql(f"insert into {self.table} select g, 'v' || g from generate_series(1, 5) g")
+        mock.configure(reject_all_status=401)
+        run_id = int(cluster.sql(f"select revetl.run_sync('{self.sync}')"))
+        cluster.wait_for_run(run_id)
+        self.assertEqual(cluster.sql(f"select status, requests from revetl.sync_runs where id = {run_id}"),
+                         "failed|1")
+        self.assertEqual(cluster.rows(f"select key, removed from revetl.{self.shadow}"), [['{"id": 1}', "t"]])
+        mock.configure(reject_all_status=None)
+        run = self.run_sync()
+        # Every row is new to the destination as far as revetl knows: adds,
+        # the one that may have arrived included.
+        self.assertEqual(self.run_counts(run)[:3], ["5", "0", "0"])
+        self.assertEqual(mock.records(), self.model())
+
+    def test_a_run_that_would_remove_too_much_sends_nothing(self):
+        # A model rebuilt (nearly) empty: the default guard (10% of what was
+        # delivered, at least 100) stops the run before anything is sent.
+        cluster.sql(f"insert into {self.table} select g, 'v' || g from generate_series(1, 300) g")
+        cluster.sql(f"select * from revetl.execute('ALTER SYNC {self.sync} SET (batch_size = 100)')")
+        self.run_sync()
+        mock.clear_requests()
+        cluster.sql(f"delete from {self.table} where id > 50")
+        _, err, rc = cluster.psql(f"select revetl.run_sync('{self.sync}', wait => true)", check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("the run would remove 250 of the 300 records delivered, more than the sync's max_removals "
+                      "(the default, 10% of the 300 records delivered and at least 100); nothing was sent", err)
+        self.assertIn(f"revetl.run_sync('{self.sync}', allow_removals => true)", err)
+        self.assertEqual(mock.requests(), [])
+        self.assertEqual(len(mock.records()), 300)
+        self.assertEqual(cluster.sql(f"select count(*) from revetl.{self.shadow}"), "300")
+        # A limit of the sync's own lets it through ...
+        cluster.sql(f"select * from revetl.execute($$ALTER SYNC {self.sync} SET (max_removals = '90%')$$)")
+        run = self.run_sync()
+        self.assertEqual(self.run_counts(run)[2], "250")
+        self.assertEqual(mock.records(), self.model())
+        # ... and so does allow_removals, past a count.
+        cluster.sql(f"select * from revetl.execute($$ALTER SYNC {self.sync} SET (max_removals = 10)$$)")
+        cluster.sql(f"delete from {self.table} where id > 30")
+        _, err, rc = cluster.psql(f"select revetl.run_sync('{self.sync}', wait => true)", check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("the run would remove 20 of the 50 records delivered, more than the sync's max_removals "
+                      "(10 rows)", err)
+        run = int(cluster.sql(f"select revetl.run_sync('{self.sync}', wait => true, allow_removals => true)"))
+        self.assertEqual(self.run_counts(run)[2], "20")
+        self.assertEqual(cluster.sql(f"select allow_removals from revetl.sync_runs where id = {run}"), "t")
+        self.assertEqual(mock.records(), self.model())
+
     def test_resync_sends_every_row_again_with_new_keys(self):
         mock.configure(dedupe=True)
         cluster.sql(f"insert into {self.table} select g, 'v' || g from generate_series(1, 30) g")

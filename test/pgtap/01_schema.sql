@@ -44,7 +44,7 @@ SELECT columns_are('revetl', 'runs',
     ARRAY['id', 'sync_id', 'sync_name', 'status', 'trigger', 'requested_by', 'requested_at', 'started_at',
           'planned_at', 'finished_at', 'rows_added', 'rows_changed', 'rows_removed', 'rows_delivered',
           'rows_rejected', 'rows_invalid', 'requests', 'retries', 'error', 'row_limit', 'full_diff', 'plan_kind',
-          'rows_retried', 'throttled', 'plan_duration', 'delivery_duration', 'resync'],
+          'rows_retried', 'throttled', 'plan_duration', 'delivery_duration', 'resync', 'allow_removals'],
     'revetl.runs has exactly the documented columns');
 SELECT col_is_pk('revetl', 'runs', 'id', 'sync_runs.id is the primary key');
 SELECT col_type_is('revetl', 'runs', 'id', 'bigint', 'sync_runs.id is bigint');
@@ -167,19 +167,19 @@ SELECT has_function('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'revetl.dro
 SELECT function_returns('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'void', 'drop_sync returns void');
 SELECT is((SELECT pg_get_function_arguments('revetl.drop_sync(text,boolean)'::regprocedure)),
           'name text, if_exists boolean DEFAULT false', 'drop_sync(name, if_exists => false)');
-SELECT has_function('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean'],
-                    'revetl.run_sync(text, boolean, integer, boolean, boolean) exists');
+SELECT has_function('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean', 'boolean'],
+                    'revetl.run_sync(text, boolean, integer, boolean, boolean, boolean) exists');
 SELECT is(ARRAY(SELECT oid::regprocedure::text FROM pg_proc
                  WHERE pronamespace = 'revetl'::regnamespace AND proname = 'run_sync'),
-          ARRAY['revetl.run_sync(text,boolean,integer,boolean,boolean)'],
+          ARRAY['revetl.run_sync(text,boolean,integer,boolean,boolean,boolean)'],
           'run_sync has exactly one signature (the older forms are gone)');
-SELECT function_returns('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean'], 'bigint',
+SELECT function_returns('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean', 'boolean'], 'bigint',
                         'run_sync returns bigint (the run id)');
-SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean,integer,boolean,boolean)'::regprocedure)),
+SELECT is((SELECT pg_get_function_arguments('revetl.run_sync(text,boolean,integer,boolean,boolean,boolean)'::regprocedure)),
           'name text, wait boolean DEFAULT false, max_rows integer DEFAULT NULL::integer, "full" boolean DEFAULT false, '
-          'resync boolean DEFAULT false',
-          'run_sync(name, wait => false, max_rows => NULL, full => false, resync => false)');
-SELECT isnt_strict('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean'],
+          'resync boolean DEFAULT false, allow_removals boolean DEFAULT false',
+          'run_sync(name, wait => false, max_rows => NULL, full => false, resync => false, allow_removals => false)');
+SELECT isnt_strict('revetl', 'run_sync', ARRAY['text', 'boolean', 'integer', 'boolean', 'boolean', 'boolean'],
                    'run_sync is not STRICT (a NULL name gets an error)');
 SELECT has_function('revetl', 'cancel_run', ARRAY['bigint'], 'revetl.cancel_run(bigint) exists');
 SELECT has_function('revetl', 'preview_sync', ARRAY['text', 'integer'],

@@ -268,7 +268,7 @@ TEST(ValidateOptions, DurationsAndTheirBounds) {
     e = ServerError(With(ValidServer(), "connect_timeout", "121s"));
     EXPECT_EQ(e.detail(), "The value must be a duration from 1ms to 120s.");
 
-    for (const char *bad : {"0", "0s", "abc", "10m", "1.5s", "-1s", "", "s", "10 sec"}) {
+    for (const char *bad : {"0", "0s", "abc", "10m", "1.5s", "-1s", "", "s", "10 fortnights"}) {
         SCOPED_TRACE(bad);
         e = ServerError(With(ValidServer(), "timeout", bad));
         EXPECT_EQ(e.sqlstate(), "HV024");
@@ -337,11 +337,18 @@ TEST(ParseDurationMs, Units) {
     EXPECT_EQ(ParseDurationMs("t", "2d", 1, 1L << 40), 172800000);
     EXPECT_EQ(ParseDurationMs("t", "999999999h", 1, 1L << 62), 999999999L * 3600000L);
     EXPECT_EQ(ParseDurationMs("t", "999999999d", 1, 1L << 62), 999999999L * 86400000L);
+    // The words of PostgreSQL's interval input, as schedules take them.
+    EXPECT_EQ(ParseDurationMs("t", "15 minutes", 1, 1L << 40), 900000);
+    EXPECT_EQ(ParseDurationMs("t", "1 hour", 1, 1L << 40), 3600000);
+    EXPECT_EQ(ParseDurationMs("t", "30 Seconds", 1, 1L << 40), 30000);
+    EXPECT_EQ(ParseDurationMs("t", "5sec", 1, 1L << 40), 5000);
+    EXPECT_EQ(ParseDurationMs("t", "2 days", 1, 1L << 40), 172800000);
+    EXPECT_EQ(ParseDurationMs("t", "250 milliseconds", 1, 1L << 40), 250);
 }
 
 TEST(ParseDurationMs, RejectsBadTextAndOutOfRange) {
-    for (const char *bad :
-         {"", "ms", "1.5s", "-5", "+5", " 5", "5sec", "5m", "1w", "1y", "0x10", "1234567890"}) {
+    for (const char *bad : {"", "ms", "1.5s", "-5", "+5", " 5", "5m", "1w", "1y", "0x10", "1234567890",
+                            "minutes", "5 mins x"}) {
         SCOPED_TRACE(bad);
         Error e = Catch([&] { ParseDurationMs("timeout", bad, 0, 1L << 40); });
         EXPECT_EQ(e.sqlstate(), "HV024");
@@ -545,6 +552,15 @@ TEST(RateLimit, ParsesCountPerDuration) {
     r = ParseRateLimit("rate_limit", "3000 per 3s");
     EXPECT_EQ(r.count, 3000);
     EXPECT_EQ(r.period_ms, 3000);
+    r = ParseRateLimit("rate_limit", "10 per second");
+    EXPECT_EQ(r.count, 10);
+    EXPECT_EQ(r.period_ms, 1000);
+    r = ParseRateLimit("rate_limit", "3000 per minute");
+    EXPECT_EQ(r.period_ms, 60000);
+    r = ParseRateLimit("rate_limit", "100000 per Hour");
+    EXPECT_EQ(r.period_ms, 3600000);
+    r = ParseRateLimit("rate_limit", "100 per 10 seconds");
+    EXPECT_EQ(r.period_ms, 10000);
     r = ParseRateLimit("rate_limit", "none");
     EXPECT_EQ(r.count, 0);
     for (const char *bad : {"100", "per 10s", "0 per 10s", "100 per", "100 per forever", "x per 1s"}) {

@@ -479,3 +479,48 @@ TEST(SyncDefinition, ModelDisplayName) {
     d.model.query = "SELECT 1";
     EXPECT_EQ(d.ModelDisplayName(), "(query)");
 }
+
+TEST(ParseSyncOptions, MaxRemovals) {
+    using Kind = SyncOptions::RemovalLimit::Kind;
+    SyncOptions o = ParseSyncOptions(R"({"max_removals": "5%"})");
+    ASSERT_TRUE(o.max_removals);
+    EXPECT_EQ(o.max_removals->kind, Kind::Percent);
+    EXPECT_EQ(o.max_removals->value, 5);
+    o = ParseSyncOptions(R"({"max_removals": 1000})");
+    EXPECT_EQ(o.max_removals->kind, Kind::Count);
+    EXPECT_EQ(o.max_removals->value, 1000);
+    o = ParseSyncOptions(R"({"max_removals": "250"})");
+    EXPECT_EQ(o.max_removals->kind, Kind::Count);
+    EXPECT_EQ(o.max_removals->value, 250);
+    o = ParseSyncOptions(R"({"max_removals": "none"})");
+    EXPECT_EQ(o.max_removals->kind, Kind::None);
+    for (const char *bad :
+         {R"({"max_removals": "101%"})", R"({"max_removals": "-1"})", R"({"max_removals": -5})",
+          R"({"max_removals": "lots"})", R"({"max_removals": true})", R"({"max_removals": "%"})"}) {
+        SCOPED_TRACE(bad);
+        Error e = Catch([&] { ParseSyncOptions(bad); });
+        EXPECT_EQ(e.sqlstate(), "22023");
+        EXPECT_STREQ(e.what(), "invalid value for sync option \"max_removals\"");
+    }
+    Error e = Catch([] { ParseSyncOptions(R"({"max_removal": 5})"); });
+    EXPECT_EQ(e.hint().rfind("Perhaps you meant \"max_removals\".", 0), 0u);
+}
+
+TEST(MaxRemovals, DefaultIsTenPercentWithAFloor) {
+    SyncOptions o;
+    EXPECT_EQ(MaxRemovals(o, 0), 100);
+    EXPECT_EQ(MaxRemovals(o, 500), 100);
+    EXPECT_EQ(MaxRemovals(o, 5000), 500);
+    o = ParseSyncOptions(R"({"max_removals": "50%"})");
+    EXPECT_EQ(MaxRemovals(o, 300), 150);
+    EXPECT_EQ(MaxRemovals(o, 0), 0);
+    EXPECT_EQ(MaxRemovals(o, 5000000000000LL), 2500000000000LL); // no overflow
+    o = ParseSyncOptions(R"({"max_removals": 7})");
+    EXPECT_EQ(MaxRemovals(o, 1000000), 7);
+    o = ParseSyncOptions(R"({"max_removals": "none"})");
+    EXPECT_EQ(MaxRemovals(o, 10), -1);
+    EXPECT_EQ(DescribeMaxRemovals(ParseSyncOptions(R"({"max_removals": "50%"})"), 300),
+              "50% of the 300 records delivered");
+    EXPECT_EQ(DescribeMaxRemovals(SyncOptions{}, 300),
+              "the default, 10% of the 300 records delivered and at least 100");
+}

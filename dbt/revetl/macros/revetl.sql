@@ -31,11 +31,12 @@ ${{ ns.tag }}${{ text }}${{ ns.tag }}$
   for a request that is not committed yet); use it in hooks that run outside
   a transaction, such as on-run-end or a non-transactional post-hook.
 -#}
-{% macro run_sync(sync_name, wait=false, full=false, resync=false) -%}
+{% macro run_sync(sync_name, wait=false, full=false, resync=false, allow_removals=false) -%}
 select revetl.run_sync({{ revetl.literal(sync_name) }}
   {%- if wait %}, wait => true{% endif %}
   {%- if full %}, full => true{% endif %}
-  {%- if resync %}, resync => true{% endif %})
+  {%- if resync %}, resync => true{% endif %}
+  {%- if allow_removals %}, allow_removals => true{% endif %})
 {%- endmacro %}
 
 {#- Runs CREATE / ALTER / DROP SYNC statements (for run-operation). -#}

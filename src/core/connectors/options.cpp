@@ -49,17 +49,23 @@ long ParseDurationMs(const std::string &option, const std::string &text, long mi
     std::string unit = Lower(text.substr(i));
     unit.erase(std::remove_if(unit.begin(), unit.end(), [](unsigned char c) { return std::isspace(c); }),
                unit.end());
+    // The short forms, and the unit words PostgreSQL's interval input takes
+    // ('15 minutes'), so that a duration is written the same way in a
+    // sync's options as in its schedule. (Not "m": minutes to an interval,
+    // months to ISO 8601.)
+    static const std::pair<const char *, long> kUnits[] = {
+        {"", 1},           {"ms", 1},          {"msec", 1},
+        {"msecs", 1},      {"millisecond", 1}, {"milliseconds", 1},
+        {"s", 1000},       {"sec", 1000},      {"secs", 1000},
+        {"second", 1000},  {"seconds", 1000},  {"min", 60000},
+        {"mins", 60000},   {"minute", 60000},  {"minutes", 60000},
+        {"h", 3600000},    {"hr", 3600000},    {"hrs", 3600000},
+        {"hour", 3600000}, {"hours", 3600000}, {"d", 86400000},
+        {"day", 86400000}, {"days", 86400000}};
     long factor = -1;
-    if (unit.empty() || unit == "ms")
-        factor = 1;
-    else if (unit == "s")
-        factor = 1000;
-    else if (unit == "min")
-        factor = 60000;
-    else if (unit == "h")
-        factor = 3600000;
-    else if (unit == "d")
-        factor = 86400000;
+    for (const auto &u : kUnits)
+        if (unit == u.first)
+            factor = u.second;
     bool ok = !digits.empty() && digits.size() <= 9 && factor > 0 && std::stol(digits) <= max_ms / factor;
     long ms = ok ? std::stol(digits) * factor : 0;
     if (!ok || ms < min_ms || ms > max_ms)
@@ -67,7 +73,8 @@ long ParseDurationMs(const std::string &option, const std::string &text, long mi
                     "invalid value for option \"" + option + "\": \"" + text + "\"",
                     "The value must be a duration from " + std::to_string(min_ms) + "ms to " +
                         std::to_string(max_ms / 1000) + "s.",
-                    "Write a number with a unit: ms, s, min, h or d, for example '30s'.");
+                    "Write a number with a unit: ms, s, min, h or d (or their words, as in an interval), "
+                    "for example '30s' or '15 minutes'.");
     return ms;
 }
 
@@ -208,6 +215,9 @@ RateLimit ParseRateLimit(const std::string &option, const std::string &text) {
         period.erase(
             std::remove_if(period.begin(), period.end(), [](unsigned char c) { return std::isspace(c); }),
             period.end());
+        // "10 per second": one of the unit.
+        if (!period.empty() && std::isalpha(static_cast<unsigned char>(period[0])))
+            period = "1" + period;
         try {
             r.count = static_cast<int>(ParseBoundedInt(option, count, 1, 1000000));
             r.period_ms = ParseDurationMs(option, period.empty() ? "x" : period, 1, 86400000);
@@ -219,7 +229,7 @@ RateLimit ParseRateLimit(const std::string &option, const std::string &text) {
         throw Error(sqlstate::kFdwInvalidOptionValue,
                     "invalid value for option \"" + option + "\": \"" + text + "\"",
                     "A rate limit is written as a number of requests per duration.",
-                    "For example: '100 per 10s', '3000 per 3s' or 'none'.");
+                    "For example: '100 per 10s', '10 per second', '3000 per minute' or 'none'.");
     return r;
 }
 

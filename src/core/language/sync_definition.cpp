@@ -14,7 +14,7 @@ namespace {
 const std::vector<std::string> kSyncOptions = {
     "batch_size",          "max_attempts",         "timeout",           "alert_to",
     "alert_rejected_rows", "alert_no_success_for", "run_after_failure", "track_changes",
-    "max_in_flight",       "rate_limit",           "plan_timeout"};
+    "max_in_flight",       "rate_limit",           "plan_timeout",      "max_removals"};
 
 std::string ValidOptionsHint() {
     std::string out = "Valid sync options are: ";
@@ -102,6 +102,41 @@ SyncOptions ParseSyncOptions(const std::string &json) {
                             "invalid value for sync option \"track_changes\"",
                             "The value must be true or false.");
             out.track_changes = it->value.GetBool();
+        } else if (name == "max_removals") {
+            SyncOptions::RemovalLimit limit;
+            const std::string text = it->value.IsString()
+                                         ? std::string(it->value.GetString(), it->value.GetStringLength())
+                                         : std::string();
+            auto bad = [&] {
+                return Error(sqlstate::kInvalidParameterValue,
+                             "invalid value for sync option \"max_removals\"",
+                             "The value must be a share of the records delivered such as '10%', a number of "
+                             "rows, or 'none'.",
+                             "For example: max_removals = '5%', max_removals = 1000.");
+            };
+            if (it->value.IsInt64() && it->value.GetInt64() >= 0) {
+                limit.kind = SyncOptions::RemovalLimit::Kind::Count;
+                limit.value = it->value.GetInt64();
+            } else if (text == "none") {
+                limit.kind = SyncOptions::RemovalLimit::Kind::None;
+            } else if (!text.empty() && text.back() == '%') {
+                limit.kind = SyncOptions::RemovalLimit::Kind::Percent;
+                try {
+                    limit.value = ParseBoundedInt(name, text.substr(0, text.size() - 1), 0, 100);
+                } catch (const Error &) {
+                    throw bad();
+                }
+            } else if (!text.empty()) {
+                limit.kind = SyncOptions::RemovalLimit::Kind::Count;
+                try {
+                    limit.value = ParseBoundedInt(name, text, 0, 1000000000000L);
+                } catch (const Error &) {
+                    throw bad();
+                }
+            } else {
+                throw bad();
+            }
+            out.max_removals = limit;
         } else if (name == "run_after_failure") {
             if (!it->value.IsBool())
                 throw Error(sqlstate::kInvalidParameterValue,
@@ -117,6 +152,36 @@ SyncOptions ParseSyncOptions(const std::string &json) {
         }
     }
     return out;
+}
+
+int64_t MaxRemovals(const SyncOptions &options, int64_t delivered) {
+    if (!options.max_removals)
+        return std::max(kRemovalFloor, delivered / 10);
+    switch (options.max_removals->kind) {
+    case SyncOptions::RemovalLimit::Kind::None:
+        return -1;
+    case SyncOptions::RemovalLimit::Kind::Count:
+        return options.max_removals->value;
+    case SyncOptions::RemovalLimit::Kind::Percent:
+        break;
+    }
+    return delivered / 100 * options.max_removals->value +
+           delivered % 100 * options.max_removals->value / 100;
+}
+
+std::string DescribeMaxRemovals(const SyncOptions &options, int64_t delivered) {
+    const std::string of = " of the " + std::to_string(delivered) + " records delivered";
+    if (!options.max_removals)
+        return "the default, 10%" + of + " and at least " + std::to_string(kRemovalFloor);
+    switch (options.max_removals->kind) {
+    case SyncOptions::RemovalLimit::Kind::None:
+        return "no limit";
+    case SyncOptions::RemovalLimit::Kind::Count:
+        return std::to_string(options.max_removals->value) + " rows";
+    case SyncOptions::RemovalLimit::Kind::Percent:
+        break;
+    }
+    return std::to_string(options.max_removals->value) + "%" + of;
 }
 
 std::vector<MapEntry> ParseMap(const std::string &json) {
@@ -290,7 +355,7 @@ dsl::CreateSync SyncDefinition::ToStatement() const {
     c.match_on = match_on;
     c.mode = mode;
     for (const auto &e : map)
-        c.map.push_back({e.expression, e.field, 0});
+        c.map.push_back({e.expression, e.field, 0, {}});
     c.schedule = schedule;
     c.options = OptionsFromJson(options_json);
     return c;

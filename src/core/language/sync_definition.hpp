@@ -31,7 +31,28 @@ struct SyncOptions {
     // Capture changed keys with triggers (table models only). Default: on
     // for SCHEDULE ON CHANGE, off otherwise.
     std::optional<bool> track_changes;
+    // max_removals: the most records one run may remove (MIRROR), as a
+    // share of the records delivered ('10%') or a count; 'none' for no limit.
+    struct RemovalLimit {
+        enum class Kind { Percent, Count, None } kind = Kind::Percent;
+        int64_t value = 0; // Percent: 0 to 100; Count: rows
+    };
+    std::optional<RemovalLimit> max_removals;
 };
+
+// The default max_removals: 10% of the records delivered, but a run may
+// always remove this many (a small model is not blocked by its first few
+// deletes).
+inline constexpr int64_t kRemovalFloor = 100;
+
+// The most rows a run of a sync with these options may remove when `delivered`
+// records are at the destination; -1: no limit. Without max_removals:
+// max(10% of delivered, kRemovalFloor).
+int64_t MaxRemovals(const SyncOptions &options, int64_t delivered);
+
+// How the limit reads in a message: "10% of the 5000 records delivered",
+// "500 rows", "the default (10% of the 5000 records delivered, at least 100)".
+std::string DescribeMaxRemovals(const SyncOptions &options, int64_t delivered);
 
 // Parses and checks the options object of create_sync; throws revetl::Error
 // naming an unknown or bad option.

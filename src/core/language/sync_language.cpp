@@ -275,9 +275,11 @@ private:
             const Token &field = tokens_[as + 1];
             MapItem item;
             if (field.kind == Token::Kind::String || field.kind == Token::Kind::Ident ||
-                field.kind == Token::Kind::QuotedIdent)
+                field.kind == Token::Kind::QuotedIdent) {
                 item.field = field.value;
-            else
+                if (field.kind == Token::Kind::Ident && Text(field) != field.value)
+                    item.folded_from = std::string(Text(field));
+            } else
                 Fail(source_, field.begin, "syntax error at or near \"" + Text(field) + "\"",
                      "Expected a destination field name after AS.");
             if (item.field.empty() || item.field.size() > 255)

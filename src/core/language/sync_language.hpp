@@ -47,6 +47,10 @@ struct MapItem {
     std::string expression; // SQL source text, verbatim
     std::string field;
     int position = 0; // of the expression, for error reports
+    // The field as written, when an unquoted name was folded to lower case
+    // (AS firstName is the field "firstname"); empty otherwise. Callers say
+    // so with a NOTICE: destination field names are often mixed case.
+    std::string folded_from;
 };
 
 struct OptionItem {
