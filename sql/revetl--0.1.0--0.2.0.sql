@@ -430,3 +430,32 @@ CREATE TABLE revetl.delivery_jobs (
 );
 CREATE INDEX delivery_jobs_sync_idx ON revetl.delivery_jobs (sync_id, id);
 REVOKE ALL ON revetl.delivery_jobs FROM PUBLIC;
+
+----------------------------------------------------------------------------
+-- revetl.sync_progress (issue 17): runs in progress at a glance.
+----------------------------------------------------------------------------
+-- Runs in progress, in the manner of PostgreSQL's pg_stat_progress_* views:
+-- the phase, what the plan found, what was recorded so far (the counters are
+-- committed with each group of batches, at least every 50 ms while rows
+-- flow), and an estimate of the time left from the rate so far. Counts only:
+-- no error text, no payload, so every role may read it.
+CREATE VIEW revetl.sync_progress AS
+SELECT r.id AS run_id, r.sync_id, r.sync_name, r.trigger,
+       CASE WHEN r.planned_at IS NULL THEN 'planning' ELSE 'delivering' END AS phase,
+       r.started_at,
+       pg_catalog.now() - r.started_at AS elapsed,
+       CASE WHEN r.planned_at IS NOT NULL THEN r.rows_added + r.rows_changed + r.rows_removed END AS rows_planned,
+       r.rows_delivered + r.rows_rejected AS rows_done,
+       r.rows_delivered, r.rows_rejected, r.rows_invalid,
+       r.requests, r.retries, r.throttled,
+       CASE WHEN r.planned_at IS NOT NULL AND r.rows_delivered + r.rows_rejected > 0
+            THEN (pg_catalog.now() - r.planned_at)
+                 * ((r.rows_added + r.rows_changed + r.rows_removed - r.rows_delivered - r.rows_rejected)::float8
+                    / (r.rows_delivered + r.rows_rejected))
+       END AS estimated_time_left
+  FROM revetl.runs r
+ WHERE r.status = 'running';
+
+COMMENT ON VIEW revetl.sync_progress IS
+  'one row per run in progress: phase, rows planned and done, requests, and an estimate of the time left';
+GRANT SELECT ON revetl.sync_progress TO PUBLIC;

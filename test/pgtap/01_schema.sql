@@ -2,7 +2,7 @@
 -- functions, event trigger, dump registration, row level security and
 -- privileges.
 BEGIN;
-SELECT plan(181);
+SELECT plan(184);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -345,6 +345,14 @@ SELECT columns_are('revetl', 'sync_status',
           'last_error', 'last_success_at', 'rows_waiting', 'oldest_undelivered_at', 'next_run_at', 'health',
           'next_retry_at'],
     'revetl.sync_status has exactly the documented columns');
+SELECT has_view('revetl', 'sync_progress', 'view revetl.sync_progress exists');
+SELECT columns_are('revetl', 'sync_progress',
+    ARRAY['run_id', 'sync_id', 'sync_name', 'trigger', 'phase', 'started_at', 'elapsed', 'rows_planned', 'rows_done',
+          'rows_delivered', 'rows_rejected', 'rows_invalid', 'requests', 'retries', 'throttled',
+          'estimated_time_left'],
+    'revetl.sync_progress has exactly the documented columns');
+SELECT table_privs_are('revetl', 'sync_progress', 'public', ARRAY['SELECT'],
+                       'PUBLIC has SELECT only on revetl.sync_progress');
 SELECT ok(NOT has_table_privilege('public', 'revetl._change_retries', 'SELECT'),
           'PUBLIC cannot read revetl._change_retries (it reads every run)');
 SELECT has_function('revetl', 'prune_history', 'revetl.prune_history() exists');
