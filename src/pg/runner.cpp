@@ -27,6 +27,7 @@
 #include "pg/module.hpp"
 #include "pg/oauth.hpp"
 #include "pg/planning.hpp"
+#include "pg/run_counts.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/session.hpp"
 #include "pg/spi.hpp"
@@ -342,6 +343,11 @@ private:
     // still counts the requests it made (Finish records the rest).
     EngineStats live_stats_;
     EngineStats recorded_stats_;
+    // What earlier engine runs of this run counted (kept jobs come first),
+    // and the file that keeps the totals should the process be killed.
+    EngineStats earlier_stats_;
+    std::unique_ptr<RunCountsFile> counts_file_;
+    void WriteCounts();
     TimestampTz last_flush_ = 0;
     void Flush();
     // The statements every flush runs, planned once per run.
@@ -957,12 +963,28 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
     recorded_stats_.retries -= live_stats_.retries;
     recorded_stats_.rows_retried -= live_stats_.rows_retried;
     recorded_stats_.throttled -= live_stats_.throttled;
+    earlier_stats_.requests += live_stats_.requests;
+    earlier_stats_.retries += live_stats_.retries;
+    earlier_stats_.rows_retried += live_stats_.rows_retried;
+    earlier_stats_.throttled += live_stats_.throttled;
     live_stats_ = EngineStats{};
     hooks.live_stats = &live_stats_;
+    hooks.stats_changed = [this] { WriteCounts(); };
     EngineResult result = RunEngine(Client(), *connector_, context, config, hooks);
     Flush();
     if (!result.ok)
         throw DestinationFailure(result.error);
+}
+
+void SyncRun::WriteCounts() {
+    if (!counts_file_)
+        counts_file_ = std::make_unique<RunCountsFile>(MyDatabaseId, run_id_);
+    EngineStats totals = earlier_stats_;
+    totals.requests += live_stats_.requests;
+    totals.retries += live_stats_.retries;
+    totals.rows_retried += live_stats_.rows_retried;
+    totals.throttled += live_stats_.throttled;
+    counts_file_->Write(totals);
 }
 
 void SyncRun::Finish(const std::string &status, const std::string &error) {
@@ -1024,6 +1046,9 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
             "'status', $3::text)::text)",
             {SqlArg::Text(r.Text(0, 0)), SqlArg::Int8(run_id_), SqlArg::Text(status)});
     CommitTransaction();
+    // The run's row has every count now.
+    if (counts_file_)
+        counts_file_->Remove();
 }
 
 RunResult SyncRun::Execute() {

@@ -10,6 +10,7 @@
 #include "pg/field_refresh.hpp"
 #include "pg/module.hpp"
 #include "pg/planning.hpp"
+#include "pg/run_counts.hpp"
 #include "pg/runner.hpp"
 #include "pg/scheduler.hpp"
 #include "pg/session.hpp"
@@ -140,6 +141,7 @@ bool AwaitExtension() {
 void RecoverInterruptedRuns() {
     BeginTransaction("revetl: recovering");
     SqlResult running = Sql("SELECT id, sync_id, sync_name FROM revetl.runs WHERE status = 'running'");
+    std::vector<int64> counted_runs;
     int recovered = 0;
     for (size_t i = 0; i < running.rows.size(); i++) {
         int64 run_id = running.Int8(i, 0);
@@ -160,6 +162,16 @@ void RecoverInterruptedRuns() {
         if (marked.rows.empty())
             continue;
         recovered++;
+        // The requests the process made after its last commit, from the
+        // file it kept them in.
+        if (auto counts = ReadRunCounts(MyDatabaseId, run_id)) {
+            Sql("UPDATE revetl.runs SET requests = greatest(requests, $2), retries = greatest(retries, $3), "
+                "rows_retried = greatest(rows_retried, $4), throttled = greatest(throttled, $5) WHERE id = "
+                "$1",
+                {SqlArg::Int8(run_id), SqlArg::Int8(counts->requests), SqlArg::Int8(counts->retries),
+                 SqlArg::Int8(counts->rows_retried), SqlArg::Int8(counts->throttled)});
+            counted_runs.push_back(run_id);
+        }
         // What was in flight when the process died may still be applied by
         // the destination: those rows are checked again after its settle time.
         auto def = LoadSyncById(sync_id);
@@ -195,6 +207,8 @@ void RecoverInterruptedRuns() {
     Sql("DELETE FROM revetl.changes c WHERE NOT EXISTS "
         "(SELECT 1 FROM revetl.runs r WHERE r.id = c.run_id AND r.status IN ('queued', 'running'))");
     CommitTransaction();
+    for (int64 run_id : counted_runs)
+        RemoveRunCounts(MyDatabaseId, run_id);
     if (recovered > 0)
         PgGuard([&] {
             ereport(LOG, (errmsg("revetl worker for database \"%s\" queued %d interrupted runs again",

@@ -12,6 +12,7 @@ with the destination equal to the model in both.
 
 import json
 import os
+import signal
 import sys
 import unittest
 
@@ -132,6 +133,39 @@ class LateRequestsTest(unittest.TestCase):
             self.converge()
             self.assertEqual(mock.records()[key(id=1)], {"v": "C"})
         self.both_receivers(scenario)
+
+    def test_a_killed_run_counts_every_request_it_made(self):
+        # SIGKILL: no Finish, and the crash restart resets shared memory. The
+        # counts after the last commit come from the file the run kept them in.
+        cluster.sql(f"insert into {self.table} select g, 'v' || g from generate_series(1, 60) g")
+        mock.configure(delay_ms=300)
+        run_id = int(cluster.sql(f"select revetl.run_sync('{self.sync}')"))
+        wait_for(lambda: len(mock.requests()) >= 3, timeout=30, what="a few requests")
+        restarts = cluster.log_text().count("reinitializing")
+        pid = cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'")
+        os.kill(int(pid), signal.SIGKILL)
+        wait_for(lambda: cluster.log_text().count("reinitializing") > restarts, timeout=30,
+                 what="the crash restart")
+        mock.configure(delay_ms=0)
+
+        def recorded():
+            _, _, rc = cluster.psql("select 1", check=False)
+            if rc != 0:
+                return None
+            row = cluster.rows(f"select status, requests from revetl.sync_runs where id = {run_id}")
+            return row and row[0][0] == "failed" and row[0]
+        requests = int(wait_for(recorded, timeout=60, what="the killed run to be recovered")[1])
+
+        def seen():
+            return sum(1 for q in mock.requests() if q["body"] and q["body"]["run_id"] == run_id)
+        wait_for(lambda: seen() == requests, timeout=10,
+                 what=f"the endpoint to have seen the {requests} requests the killed run counted")
+        self.assertGreaterEqual(requests, 3)
+        cluster.wait_for_worker()
+        wait_for(lambda: mock.records() == self.model(), timeout=60, what="the retry to deliver the rest")
+        wait_for(lambda: cluster.sql(f"select count(*) from revetl.sync_runs where sync_name = '{self.sync}' "
+                                     f"and status in ('queued', 'running')") == "0", timeout=60,
+                 what="the retry to finish")
 
     def test_idempotency_keys_are_unique_per_change(self):
         # A receiver that skips keys it applied before (as docs/destinations.md

@@ -76,6 +76,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                     outcomes.push_back(*o);
                 if (hooks.live_stats)
                     *hooks.live_stats = result.stats;
+                if (hooks.stats_changed)
+                    hooks.stats_changed();
                 hooks.batch_done(it->second.batch, outcomes);
                 it = open.erase(it);
             } else {
@@ -246,6 +248,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                     result.stats.polls++;
                 if (hooks.live_stats)
                     *hooks.live_stats = result.stats;
+                if (hooks.stats_changed)
+                    hooks.stats_changed();
                 in_flight.emplace(id, std::move(*it));
                 it = pending.erase(it);
             }
@@ -278,6 +282,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             }
             if (hooks.live_stats)
                 *hooks.live_stats = result.stats;
+            if (hooks.stats_changed)
+                hooks.stats_changed();
             auto batch_it = open.find(w.batch);
             if (batch_it == open.end())
                 continue; // its batch was already handed back
@@ -411,6 +417,8 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
     }
     if (hooks.live_stats)
         *hooks.live_stats = result.stats;
+    if (hooks.stats_changed)
+        hooks.stats_changed();
     return result;
 }
 

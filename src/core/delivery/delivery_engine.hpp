@@ -79,6 +79,10 @@ struct EngineHooks {
     // batch_done), so that the host records them with each commit and a
     // run stopped half-way still counts the requests it made.
     EngineStats *live_stats = nullptr;
+    // Called after *live_stats changed (a request started, a copy resent,
+    // a batch done): the host may keep the counts somewhere that outlives
+    // the process.
+    std::function<void()> stats_changed;
 };
 
 struct EngineConfig {
