@@ -459,3 +459,57 @@ SELECT r.id AS run_id, r.sync_id, r.sync_name, r.trigger,
 COMMENT ON VIEW revetl.sync_progress IS
   'one row per run in progress: phase, rows planned and done, requests, and an estimate of the time left';
 GRANT SELECT ON revetl.sync_progress TO PUBLIC;
+
+----------------------------------------------------------------------------
+-- Schema changes that break a sync (issue 17): the DDL watch also runs for
+-- views and drops, checks the syncs whose model changed, and keeps what no
+-- longer fits in sync_state.model_problem, shown by sync_status.
+----------------------------------------------------------------------------
+ALTER TABLE revetl.sync_state ADD COLUMN model_problem text;
+
+CREATE OR REPLACE VIEW revetl.sync_status AS
+SELECT s.name,
+       s.owner,
+       s.schedule_kind || coalesce(' ' || s.schedule_value, '') AS schedule,
+       s.paused,
+       last.id AS last_run_id,
+       last.status AS last_status,
+       last.trigger AS last_trigger,
+       last.finished_at AS last_finished_at,
+       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN last.error END AS last_error,
+       ok.finished_at AS last_success_at,
+       coalesce(greatest(last.rows_added + last.rows_changed + last.rows_removed - last.rows_delivered, 0)
+                + last.rows_invalid, 0)
+         + coalesce((SELECT count(*) FROM revetl.changes c JOIN revetl.runs r ON r.id = c.run_id
+                      WHERE r.sync_id = s.id AND r.status = 'running'), 0) AS rows_waiting,
+       (SELECT min(r.started_at) FROM revetl.runs r
+         WHERE r.sync_id = s.id AND r.id > coalesce(ok.id, 0) AND r.started_at IS NOT NULL) AS oldest_undelivered_at,
+       st.next_run_at,
+       CASE
+         WHEN s.paused THEN 'paused'
+         WHEN EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status = 'running') THEN 'running'
+         WHEN last.id IS NULL THEN 'never run'
+         WHEN last.status = 'failed' THEN 'failing'
+         WHEN last.status = 'partial' THEN 'degraded'
+         WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
+         ELSE 'healthy'
+       END AS health,
+       CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at,
+       st.model_problem
+  FROM revetl.syncs s
+  LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
+  LEFT JOIN revetl._change_retries cr ON cr.sync_id = s.id
+  LEFT JOIN LATERAL (SELECT * FROM revetl.runs r
+                      WHERE r.sync_id = s.id AND r.status NOT IN ('queued', 'running')
+                      ORDER BY r.id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT r.id, r.finished_at FROM revetl.runs r
+                      WHERE r.sync_id = s.id AND r.status = 'succeeded'
+                      ORDER BY r.id DESC LIMIT 1) ok ON true;
+
+DROP EVENT TRIGGER revetl_ddl_watch;
+CREATE EVENT TRIGGER revetl_ddl_watch ON ddl_command_end
+  WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'DROP TABLE',
+               'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW', 'CREATE MATERIALIZED VIEW',
+               'ALTER MATERIALIZED VIEW', 'DROP MATERIALIZED VIEW', 'ALTER FOREIGN TABLE',
+               'DROP FOREIGN TABLE')
+  EXECUTE FUNCTION revetl._ddl_watch();

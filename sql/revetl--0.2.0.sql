@@ -174,7 +174,10 @@ CREATE TABLE revetl.sync_state (
     alert_stale      boolean NOT NULL DEFAULT false,
     -- trigger-tracked syncs: true once a full diff has run since the capture
     -- triggers were (re)attached or the definition changed
-    incremental_ready boolean NOT NULL DEFAULT false
+    incremental_ready boolean NOT NULL DEFAULT false,
+    -- what no longer fits after DDL on the model (a column dropped, the
+    -- table renamed), as the DDL's WARNING said; NULL when all fits
+    model_problem    text
 );
 
 -- Keys of rows that changed in the tables of trigger-tracked syncs, written
@@ -325,7 +328,8 @@ SELECT s.name,
          WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
          ELSE 'healthy'
        END AS health,
-       CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at
+       CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at,
+       st.model_problem
   FROM revetl.syncs s
   LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
   LEFT JOIN revetl._change_retries cr ON cr.sync_id = s.id
@@ -644,8 +648,13 @@ AS 'MODULE_PATHNAME', 'revetl_ddl_watch'
 LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION revetl._ddl_watch() FROM PUBLIC;
 
+-- It also checks the syncs whose model a statement changed, renamed or
+-- dropped, and warns at the statement when one no longer fits.
 CREATE EVENT TRIGGER revetl_ddl_watch ON ddl_command_end
-  WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
+  WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'DROP TABLE',
+               'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW', 'CREATE MATERIALIZED VIEW',
+               'ALTER MATERIALIZED VIEW', 'DROP MATERIALIZED VIEW', 'ALTER FOREIGN TABLE',
+               'DROP FOREIGN TABLE')
   EXECUTE FUNCTION revetl._ddl_watch();
 
 -- Wakes the launcher when this script commits, so that the new database gets

@@ -28,6 +28,7 @@
 #include "pg/oauth.hpp"
 #include "pg/planning.hpp"
 #include "pg/run_counts.hpp"
+#include "pg/sync_commands.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/session.hpp"
 #include "pg/spi.hpp"
@@ -373,6 +374,7 @@ private:
     bool tracked_ = false;     // changes captured by triggers
     bool incremental_ = false; // this run plans only captured keys
     bool planning_ = false;    // the plan phase (and its timeout) is in progress
+    bool plan_error_ = false;  // the plan failed with an error of PostgreSQL's
     // Every secret of the owner's user mapping (and every OAuth token
     // learnt during the run): never in a stored message.
     Redactor redactor_;
@@ -1008,6 +1010,11 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     if ((status == "failed" || status == "interrupted" || (status == "cancelled" && !dropped)) &&
         !def_.shadow_table.empty() && def_.mode != "insert")
         MarkPlannedRowsUncertain(def_.shadow_table, run_id_, settings_.settle_time_ms, last_handed_seq_);
+    // A run that planned fits its model again.
+    if (status == "succeeded" || status == "partial")
+        Sql("UPDATE revetl.sync_state SET model_problem = NULL WHERE sync_id = $1 AND model_problem IS NOT "
+            "NULL",
+            {SqlArg::Int8(def_.id)});
     // Requests made since the last commit (all of them, when the run
     // stopped before one).
     Sql("UPDATE revetl.runs SET requests = requests + $2, retries = retries + $3, "
@@ -1088,12 +1095,32 @@ RunResult SyncRun::Execute() {
         if (e.sqlerrcode == ERRCODE_QUERY_CANCELED && planning_)
             error = "planning took longer than the sync's plan_timeout (" +
                     std::to_string(def_.options.plan_timeout_ms / 1000) + "s)";
+        else if (planning_)
+            plan_error_ = true;
     } catch (const std::exception &e) {
         AbortTransaction();
         status = "failed";
         error = e.what();
     }
     PgGuard([] { disable_timeout(STATEMENT_TIMEOUT, false); });
+    // A plan that failed on the model (a column dropped, the table renamed)
+    // says which sync and which map entry no longer fit, as CREATE SYNC
+    // would, rather than only PostgreSQL's words about revetl's query.
+    if (plan_error_ && !g_terminating) {
+        try {
+            BeginTransaction("revetl: checking the definition");
+            std::optional<std::string> problem = DefinitionProblem(def_);
+            if (problem)
+                Sql("INSERT INTO revetl.sync_state (sync_id, model_problem) VALUES ($1, $2) "
+                    "ON CONFLICT (sync_id) DO UPDATE SET model_problem = excluded.model_problem",
+                    {SqlArg::Int8(def_.id), SqlArg::Text(*problem)});
+            CommitTransaction();
+            if (problem)
+                error = "sync \"" + def_.name + "\" no longer fits its model: " + *problem;
+        } catch (const std::exception &) {
+            AbortTransaction(); // the run's own error stands
+        }
+    }
     // A shutdown (or pg_terminate_backend) stopped the run: it did not fail;
     // it is recorded as interrupted and queued again.
     if (g_terminating && status != "succeeded" && status != "partial" && status != "cancelled") {

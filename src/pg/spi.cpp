@@ -26,6 +26,34 @@ void SpiConnect() {
     });
 }
 
+std::optional<SubtransactionFailure> InSubtransaction(const std::function<void()> &f) {
+    MemoryContext oldcxt = CurrentMemoryContext;
+    ResourceOwner oldowner = CurrentResourceOwner;
+    PgGuard([&] {
+        BeginInternalSubTransaction(nullptr);
+        MemoryContextSwitchTo(oldcxt);
+    });
+    std::optional<SubtransactionFailure> failure;
+    try {
+        f();
+    } catch (const PgError &e) {
+        failure = SubtransactionFailure{e.message, e.hint, {}};
+    } catch (const Error &e) {
+        failure = SubtransactionFailure{e.what(), e.hint(), e.source()};
+    } catch (const std::exception &e) {
+        failure = SubtransactionFailure{e.what(), {}, {}};
+    }
+    PgGuard([&] {
+        if (failure)
+            RollbackAndReleaseCurrentSubTransaction();
+        else
+            ReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(oldcxt);
+        CurrentResourceOwner = oldowner;
+    });
+    return failure;
+}
+
 void SpiFinish() {
     PgGuard([] { SPI_finish(); });
 }

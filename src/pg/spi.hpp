@@ -6,6 +6,7 @@
 #include "pg/guard.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -94,6 +95,18 @@ struct SqlResult {
 
 void SpiConnect();
 void SpiFinish();
+
+// What went wrong in a subtransaction: the message and the hint.
+struct SubtransactionFailure {
+    std::string message;
+    std::string hint;
+    std::string source; // revetl::Error's: the text its position points into
+};
+
+// Runs f in a subtransaction of its own: an error (PostgreSQL's or C++'s)
+// rolls back what f did and is returned, and the caller's transaction goes
+// on (a check made inside someone's DDL must never fail that DDL).
+std::optional<SubtransactionFailure> InSubtransaction(const std::function<void()> &f);
 
 // Runs one statement. Result columns are copied as text.
 SqlResult Sql(const std::string &sql, const std::vector<SqlArg> &args = {}, bool read_only = false);

@@ -603,6 +603,10 @@ void ReplaceDefinition(const SyncDefinition &old, SyncDefinition def) {
     bool schedule_changed =
         old.schedule.kind != def.schedule.kind || old.schedule.value != def.schedule.value;
     AsExtensionOwner([&] {
+        // The new definition was just checked against the database.
+        Sql("UPDATE revetl.sync_state SET model_problem = NULL WHERE sync_id = $1 AND model_problem IS NOT "
+            "NULL",
+            {SqlArg::Int8(old.id)});
         if (schedule_changed)
             Sql("UPDATE revetl.sync_state SET next_run_at = NULL WHERE sync_id = $1", {SqlArg::Int8(old.id)});
         SqlResult r = Sql(sql, args);
@@ -1135,6 +1139,81 @@ static bool EnsureCaptureImpl(const SyncDefinition &def, bool definition_changed
 
 namespace {
 
+// What is wrong with a stored sync against the database as it is now (the
+// model dropped or renamed, a key or mapped column dropped or retyped, a
+// privilege revoked): the check CREATE SYNC makes, as the owner, in a
+// subtransaction, so that nothing fails the statement that asked. nullopt:
+// nothing is wrong.
+std::optional<std::string> DefinitionProblemOf(const SyncDefinition &def) {
+    std::optional<SubtransactionFailure> failure = InSubtransaction([&] {
+        SyncRequest req = RequestFromDefinition(def);
+        AsSyncOwner(def.owner, SyncSearchPath(&def), [&] { (void)ResolveAsOwner(req, def.owner, &def); });
+    });
+    if (!failure)
+        return std::nullopt;
+    std::string text = failure->message;
+    // A map expression's error points into the expression: name its field.
+    for (const auto &entry : def.map)
+        if (!failure->source.empty() && entry.expression == failure->source) {
+            text += " (in the map expression for field \"" + entry.field + "\")";
+            break;
+        }
+    return text;
+}
+
+// After DDL: the relation-model syncs whose model this statement touched,
+// whose model no longer resolves, or that had a problem before, are checked
+// again. A new problem is a WARNING at the DDL itself, naming the sync (and
+// the map entry), and is kept in sync_state.model_problem (shown by
+// sync_status) until the model or the sync is fixed.
+void CheckModelsAfterDdl() {
+    SqlResult touched =
+        Sql("SELECT coalesce(pg_catalog.array_agg(DISTINCT c.objid), '{}')::pg_catalog.text FROM "
+            "pg_catalog.pg_event_trigger_ddl_commands() c WHERE c.classid OPERATOR(pg_catalog.=) "
+            "'pg_catalog.pg_class'::pg_catalog.regclass");
+    // The model is looked up in the catalogs, not by to_regclass: the role
+    // running the DDL may have no USAGE on another owner's schema, and its
+    // statement must not fail for that.
+    SqlResult candidates =
+        Sql("SELECT s.id, st.model_problem FROM revetl.syncs s LEFT JOIN revetl.sync_state st "
+            "ON st.sync_id OPERATOR(pg_catalog.=) s.id "
+            "LEFT JOIN (pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) "
+            "c.relnamespace) ON n.nspname OPERATOR(pg_catalog.=) s.model_schema::pg_catalog.name "
+            "AND c.relname OPERATOR(pg_catalog.=) s.model_name::pg_catalog.name "
+            "WHERE s.model_kind OPERATOR(pg_catalog.=) 'relation' AND (st.model_problem IS NOT NULL OR c.oid "
+            "IS NULL "
+            "OR c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])) ORDER BY s.id",
+            {SqlArg::Text(touched.Text(0, 0))});
+    for (size_t i = 0; i < candidates.rows.size(); i++) {
+        auto def = LoadSyncById(candidates.Int8(i, 0));
+        if (!def)
+            continue;
+        std::optional<std::string> problem = DefinitionProblemOf(*def);
+        const std::optional<std::string> &recorded = candidates.At(i, 1);
+        if (problem == recorded)
+            continue;
+        AsExtensionOwner([&] {
+            Sql("INSERT INTO revetl.sync_state (sync_id, model_problem) VALUES ($1, $2) "
+                "ON CONFLICT (sync_id) DO UPDATE SET model_problem = excluded.model_problem",
+                {SqlArg::Int8(def->id), problem ? SqlArg::Text(*problem) : SqlArg::Null(TEXTOID)});
+        });
+        if (!problem)
+            continue;
+        const std::string name = def->name;
+        const std::string text = *problem;
+        PgGuard([&] {
+            ereport(WARNING,
+                    (errmsg("sync \"%s\" no longer fits its model after this statement: %s", name.c_str(),
+                            text.c_str()),
+                     errdetail("Its runs fail until the model or the sync is changed to fit again; "
+                               "revetl.sync_status.model_problem says the same."),
+                     errhint("Change the sync with ALTER SYNC %s SET FROM, SET KEY or SET MAP, or undo this "
+                             "change.",
+                             dsl::QuoteIdentIfNeeded(name).c_str())));
+        });
+    }
+}
+
 void AfterTableDdlCpp() {
     if (g_own_ddl)
         return;
@@ -1174,6 +1253,7 @@ void AfterTableDdlCpp() {
                     {SqlArg::Int8(def->id)});
             });
     }
+    CheckModelsAfterDdl();
     SpiFinish();
 }
 
@@ -1211,6 +1291,10 @@ void RequestRunOnChange(int64_t sync_id) {
         edata = CurrentExceptionToErrorData();
     }
     RaiseErrorData(edata);
+}
+
+std::optional<std::string> DefinitionProblem(const SyncDefinition &def) {
+    return DefinitionProblemOf(def);
 }
 
 } // namespace revetl::pg

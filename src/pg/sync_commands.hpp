@@ -70,4 +70,10 @@ void RequireOwnership(const SyncDefinition &def, const char *action);
 // notification. Runs as the extension owner.
 void CancelQueuedRuns(int64_t sync_id, int64_t run_id, const std::string &why);
 
+// What is wrong with a stored sync against the database as it is now (its
+// model dropped or renamed, a key or mapped column gone or retyped, a
+// privilege revoked), checked as its owner in a subtransaction; nullopt when
+// nothing is. The text names the map entry when one is at fault.
+std::optional<std::string> DefinitionProblem(const SyncDefinition &def);
+
 } // namespace revetl::pg

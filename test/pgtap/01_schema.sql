@@ -294,7 +294,8 @@ SELECT table_privs_are('revetl', 'sync_status', 'public', ARRAY['SELECT'],
 -- Scheduling state, the status view and pruning --------------------------------
 SELECT has_table('revetl', 'sync_state', 'table revetl.sync_state exists');
 SELECT columns_are('revetl', 'sync_state',
-    ARRAY['sync_id', 'next_run_at', 'alert_failed', 'alert_rejected', 'alert_stale', 'incremental_ready'],
+    ARRAY['sync_id', 'next_run_at', 'alert_failed', 'alert_rejected', 'alert_stale', 'incremental_ready',
+          'model_problem'],
     'revetl.sync_state has exactly the documented columns');
 SELECT col_is_pk('revetl', 'sync_state', 'sync_id', 'sync_state.sync_id is the primary key');
 SELECT col_type_is('revetl', 'sync_state', 'sync_id', 'bigint', 'sync_state.sync_id is bigint');
@@ -343,7 +344,7 @@ SELECT has_view('revetl', 'sync_status', 'view revetl.sync_status exists');
 SELECT columns_are('revetl', 'sync_status',
     ARRAY['name', 'owner', 'schedule', 'paused', 'last_run_id', 'last_status', 'last_trigger', 'last_finished_at',
           'last_error', 'last_success_at', 'rows_waiting', 'oldest_undelivered_at', 'next_run_at', 'health',
-          'next_retry_at'],
+          'next_retry_at', 'model_problem'],
     'revetl.sync_status has exactly the documented columns');
 SELECT has_view('revetl', 'sync_progress', 'view revetl.sync_progress exists');
 SELECT columns_are('revetl', 'sync_progress',
@@ -390,8 +391,10 @@ SELECT results_eq(
            evttags COLLATE "default"
       FROM pg_event_trigger WHERE evtname = 'revetl_ddl_watch'$$,
   $$VALUES ('ddl_command_end'::text, 'revetl._ddl_watch()'::text, 'O'::text,
-            ARRAY['CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE'])$$,
-  'event trigger revetl_ddl_watch runs revetl._ddl_watch() at ddl_command_end of the table DDL tags, enabled');
+            ARRAY['CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'DROP TABLE', 'CREATE VIEW',
+                  'ALTER VIEW', 'DROP VIEW', 'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW',
+                  'DROP MATERIALIZED VIEW', 'ALTER FOREIGN TABLE', 'DROP FOREIGN TABLE'])$$,
+  'event trigger revetl_ddl_watch runs revetl._ddl_watch() at ddl_command_end of the table and view DDL tags, enabled');
 SELECT ok(EXISTS (SELECT 1 FROM pg_depend
                    WHERE classid = 'pg_event_trigger'::regclass
                      AND objid = (SELECT oid FROM pg_event_trigger WHERE evtname = 'revetl_ddl_watch')
