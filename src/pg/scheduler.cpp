@@ -241,15 +241,13 @@ int EnqueueDueRuns() {
         if (busy)
             continue;
         std::time_t next;
+        bool run_now = false;
         try {
             if (first_time && schedule.kind == dsl::Schedule::Kind::Cron) {
                 // A new cron schedule waits for its first slot.
                 next = ParseCron(schedule.value).NextAfter(now);
             } else {
-                if (!busy) {
-                    InsertRun(sync_id, due.Text(i, 1), "schedule");
-                    queued++;
-                }
+                run_now = true;
                 std::time_t slot = first_time ? now : static_cast<std::time_t>(due.Int8(i, 5));
                 next = NextDue(schedule, every_seconds, slot, now);
             }
@@ -264,10 +262,22 @@ int EnqueueDueRuns() {
         }
         if (next < 0)
             next = now + 365L * 24 * 3600; // a cron that never matches (refused at CREATE since)
-        Sql("INSERT INTO revetl.sync_state (sync_id, next_run_at) SELECT id, pg_catalog.to_timestamp($2) "
-            "FROM revetl.syncs WHERE id = $1 "
-            "ON CONFLICT (sync_id) DO UPDATE SET next_run_at = excluded.next_run_at",
-            {SqlArg::Int8(sync_id), SqlArg::Int8(static_cast<int64_t>(next))});
+        // The slot is taken by moving next_run_at on from the value read, and
+        // only then is the run queued: should two schedulers ever see the
+        // same due slot (a worker restarting while another still ends), the
+        // second finds next_run_at moved (it waits for the first's row lock,
+        // then re-reads it) and queues nothing.
+        SqlResult taken =
+            Sql("INSERT INTO revetl.sync_state AS st (sync_id, next_run_at) SELECT id, "
+                "pg_catalog.to_timestamp($2) "
+                "FROM revetl.syncs WHERE id = $1 "
+                "ON CONFLICT (sync_id) DO UPDATE SET next_run_at = excluded.next_run_at "
+                "WHERE st.next_run_at IS NULL OR st.next_run_at <= pg_catalog.now() RETURNING 1",
+                {SqlArg::Int8(sync_id), SqlArg::Int8(static_cast<int64_t>(next))});
+        if (run_now && !taken.rows.empty()) {
+            InsertRun(sync_id, due.Text(i, 1), "schedule");
+            queued++;
+        }
     }
     // Syncs whose schedule is not EVERY or CRON have no next run.
     Sql("UPDATE revetl.sync_state st SET next_run_at = NULL FROM revetl.syncs s "

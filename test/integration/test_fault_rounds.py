@@ -111,12 +111,14 @@ class FaultRoundsTest(unittest.TestCase):
             "hold": [{"action": "hold"}],
         }.get(kind)
         for mock in self.mocks.values():
-            mock.configure(faults=skip + faults if faults else [], delay_ms=150 if faults is None else 0)
+            # The run-stopping kinds need runs still in flight when they act:
+            # slow answers keep them there.
+            mock.configure(faults=skip + faults if faults else [], delay_ms=600 if faults is None else 0)
 
     def run_all(self, kind):
         runs = [int(self.cluster.sql(f"select revetl.run_sync('sync_{name}')")) for name in self.mocks]
         if kind in ("stop_run", "kill_run", "stop_immediate"):
-            wait_for(lambda: sum(len(m.requests()) for m in self.mocks.values()) >= 3
+            wait_for(lambda: sum(len(m.requests()) for m in self.mocks.values()) >= 2
                      or all(self.finished(r) for r in runs), timeout=60, what="requests to start")
             if kind == "stop_run":
                 self.cluster.sql("select pg_terminate_backend(pid) from pg_stat_activity "
