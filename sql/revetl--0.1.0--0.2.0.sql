@@ -513,3 +513,97 @@ CREATE EVENT TRIGGER revetl_ddl_watch ON ddl_command_end
                'ALTER MATERIALIZED VIEW', 'DROP MATERIALIZED VIEW', 'ALTER FOREIGN TABLE',
                'DROP FOREIGN TABLE')
   EXECUTE FUNCTION revetl._ddl_watch();
+
+----------------------------------------------------------------------------
+-- Copies of a database do not send (issue 17): revetl.instance, each sync's
+-- instance_token, revetl.confirm_copy(), and health 'copy' in sync_status.
+----------------------------------------------------------------------------
+-- This installation's identity. A copy of the database (CREATE DATABASE
+-- ... TEMPLATE, a dump restored anywhere) must not send to the original's
+-- destinations until a DBA says it may: a template copy carries this row
+-- into a database of another oid, and a restore creates the extension (and
+-- so a new token) before it restores the syncs, each of which keeps the
+-- token of the installation it was made in. Not dumped. See
+-- docs/operations.md, "Copies of a database".
+CREATE TABLE revetl.instance (
+    token         uuid NOT NULL,
+    database_oid  oid NOT NULL
+);
+INSERT INTO revetl.instance (token, database_oid)
+SELECT pg_catalog.gen_random_uuid(), d.oid FROM pg_catalog.pg_database d
+ WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database();
+REVOKE ALL ON revetl.instance FROM PUBLIC;
+
+-- Releases the syncs of a copy of a database (see revetl.instance): for a
+-- superuser or a member of the database's owner role.
+CREATE FUNCTION revetl.confirm_copy()
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user)
+       AND NOT pg_catalog.pg_has_role(session_user,
+             (SELECT d.datdba FROM pg_catalog.pg_database d
+               WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()), 'MEMBER') THEN
+        RAISE EXCEPTION 'must be the owner of database % to confirm it as a copy', pg_catalog.current_database()
+          USING ERRCODE = '42501',
+                HINT = 'A superuser or a member of the database''s owner role may run revetl.confirm_copy().';
+    END IF;
+    UPDATE revetl.instance
+       SET token = pg_catalog.gen_random_uuid(),
+           database_oid = (SELECT d.oid FROM pg_catalog.pg_database d
+                            WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database());
+    UPDATE revetl.syncs SET instance_token = (SELECT i.token FROM revetl.instance i);
+END
+$$;
+
+COMMENT ON FUNCTION revetl.confirm_copy() IS
+  'releases the syncs of a copy of a database (a template copy or a restored dump) to send from this database';
+
+ALTER TABLE revetl.syncs ADD COLUMN instance_token uuid;
+UPDATE revetl.syncs SET instance_token = (SELECT i.token FROM revetl.instance i);
+ALTER TABLE revetl.syncs ALTER COLUMN instance_token SET NOT NULL;
+
+CREATE OR REPLACE VIEW revetl.sync_status AS
+SELECT s.name,
+       s.owner,
+       s.schedule_kind || coalesce(' ' || s.schedule_value, '') AS schedule,
+       s.paused,
+       last.id AS last_run_id,
+       last.status AS last_status,
+       last.trigger AS last_trigger,
+       last.finished_at AS last_finished_at,
+       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN last.error END AS last_error,
+       ok.finished_at AS last_success_at,
+       coalesce(greatest(last.rows_added + last.rows_changed + last.rows_removed - last.rows_delivered, 0)
+                + last.rows_invalid, 0)
+         + coalesce((SELECT count(*) FROM revetl.changes c JOIN revetl.runs r ON r.id = c.run_id
+                      WHERE r.sync_id = s.id AND r.status = 'running'), 0) AS rows_waiting,
+       (SELECT min(r.started_at) FROM revetl.runs r
+         WHERE r.sync_id = s.id AND r.id > coalesce(ok.id, 0) AND r.started_at IS NOT NULL) AS oldest_undelivered_at,
+       st.next_run_at,
+       CASE
+         WHEN s.instance_token IS DISTINCT FROM i.token
+           OR i.database_oid IS DISTINCT FROM (SELECT d.oid FROM pg_catalog.pg_database d
+                                                WHERE d.datname = pg_catalog.current_database()) THEN 'copy'
+         WHEN s.paused THEN 'paused'
+         WHEN EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status = 'running') THEN 'running'
+         WHEN last.id IS NULL THEN 'never run'
+         WHEN last.status = 'failed' THEN 'failing'
+         WHEN last.status = 'partial' THEN 'degraded'
+         WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
+         ELSE 'healthy'
+       END AS health,
+       CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at,
+       st.model_problem
+  FROM revetl.syncs s
+  LEFT JOIN revetl.instance i ON true
+  LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
+  LEFT JOIN revetl._change_retries cr ON cr.sync_id = s.id
+  LEFT JOIN LATERAL (SELECT * FROM revetl.runs r
+                      WHERE r.sync_id = s.id AND r.status NOT IN ('queued', 'running')
+                      ORDER BY r.id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT r.id, r.finished_at FROM revetl.runs r
+                      WHERE r.sync_id = s.id AND r.status = 'succeeded'
+                      ORDER BY r.id DESC LIMIT 1) ok ON true;

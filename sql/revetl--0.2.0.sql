@@ -46,6 +46,49 @@ GRANT SELECT ON revetl.destination_types TO PUBLIC;
 COMMENT ON VIEW revetl.destination_types IS
   'one row per destination type: its options, auth schemes, objects, modes and limits';
 
+-- This installation's identity. A copy of the database (CREATE DATABASE
+-- ... TEMPLATE, a dump restored anywhere) must not send to the original's
+-- destinations until a DBA says it may: a template copy carries this row
+-- into a database of another oid, and a restore creates the extension (and
+-- so a new token) before it restores the syncs, each of which keeps the
+-- token of the installation it was made in. Not dumped. See
+-- docs/operations.md, "Copies of a database".
+CREATE TABLE revetl.instance (
+    token         uuid NOT NULL,
+    database_oid  oid NOT NULL
+);
+INSERT INTO revetl.instance (token, database_oid)
+SELECT pg_catalog.gen_random_uuid(), d.oid FROM pg_catalog.pg_database d
+ WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database();
+REVOKE ALL ON revetl.instance FROM PUBLIC;
+
+-- Releases the syncs of a copy of a database (see revetl.instance): for a
+-- superuser or a member of the database's owner role.
+CREATE FUNCTION revetl.confirm_copy()
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user)
+       AND NOT pg_catalog.pg_has_role(session_user,
+             (SELECT d.datdba FROM pg_catalog.pg_database d
+               WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()), 'MEMBER') THEN
+        RAISE EXCEPTION 'must be the owner of database % to confirm it as a copy', pg_catalog.current_database()
+          USING ERRCODE = '42501',
+                HINT = 'A superuser or a member of the database''s owner role may run revetl.confirm_copy().';
+    END IF;
+    UPDATE revetl.instance
+       SET token = pg_catalog.gen_random_uuid(),
+           database_oid = (SELECT d.oid FROM pg_catalog.pg_database d
+                            WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database());
+    UPDATE revetl.syncs SET instance_token = (SELECT i.token FROM revetl.instance i);
+END
+$$;
+
+COMMENT ON FUNCTION revetl.confirm_copy() IS
+  'releases the syncs of a copy of a database (a template copy or a restored dump) to send from this database';
+
 ----------------------------------------------------------------------------
 -- Definitions (dumped by pg_dump through pg_extension_config_dump).
 ----------------------------------------------------------------------------
@@ -75,6 +118,8 @@ CREATE TABLE revetl.syncs (
     search_path   text NOT NULL DEFAULT '',
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now(),
+    -- the installation the sync was made in (revetl.instance)
+    instance_token uuid NOT NULL,
     CHECK ((model_kind = 'relation' AND model_schema IS NOT NULL AND model_name IS NOT NULL
             AND model_query IS NULL)
         OR (model_kind = 'query' AND model_query IS NOT NULL
@@ -299,7 +344,7 @@ REVOKE ALL ON revetl._change_retries FROM PUBLIC;
 --     (refused, invalid or never sent), plus rows queued in a run in progress
 --   oldest_undelivered_at: when the data started waiting, that is the start
 --     of the earliest run since the last run that delivered everything
---   health: paused, running, healthy, degraded (rows refused or invalid, or
+--   health: copy (this database is a copy: revetl.confirm_copy()), paused, running, healthy, degraded (rows refused or invalid, or
 --     no success for longer than alert_no_success_for), failing, never run
 CREATE VIEW revetl.sync_status AS
 SELECT s.name,
@@ -320,6 +365,9 @@ SELECT s.name,
          WHERE r.sync_id = s.id AND r.id > coalesce(ok.id, 0) AND r.started_at IS NOT NULL) AS oldest_undelivered_at,
        st.next_run_at,
        CASE
+         WHEN s.instance_token IS DISTINCT FROM i.token
+           OR i.database_oid IS DISTINCT FROM (SELECT d.oid FROM pg_catalog.pg_database d
+                                                WHERE d.datname = pg_catalog.current_database()) THEN 'copy'
          WHEN s.paused THEN 'paused'
          WHEN EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status = 'running') THEN 'running'
          WHEN last.id IS NULL THEN 'never run'
@@ -331,6 +379,7 @@ SELECT s.name,
        CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at,
        st.model_problem
   FROM revetl.syncs s
+  LEFT JOIN revetl.instance i ON true
   LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
   LEFT JOIN revetl._change_retries cr ON cr.sync_id = s.id
   LEFT JOIN LATERAL (SELECT * FROM revetl.runs r

@@ -1,5 +1,6 @@
 #include "pg/catalog.hpp"
 
+#include "pg/session.hpp"
 #include "pg/spi.hpp"
 
 namespace revetl::pg {
@@ -77,6 +78,31 @@ std::optional<SyncDefinition> LoadSyncByName(const std::string &name) {
     if (r.rows.empty())
         return std::nullopt;
     return FromRow(r);
+}
+
+std::optional<std::string> CopyOfAnotherDatabase() {
+    SqlResult r;
+    AsExtensionOwner([&] {
+        r = Sql("SELECT coalesce(bool_or(i.database_oid OPERATOR(pg_catalog.<>) $1::pg_catalog.oid), true), "
+                "EXISTS (SELECT 1 FROM revetl.syncs s WHERE s.instance_token IS DISTINCT FROM "
+                "(SELECT i2.token FROM revetl.instance i2 LIMIT 1)) FROM revetl.instance i",
+                {SqlArg::Int8(MyDatabaseId)}, true);
+    });
+    if (r.Bool(0, 0))
+        return std::string("was created from another database as its template");
+    if (r.Bool(0, 1))
+        return std::string("was restored from a dump of another database");
+    return std::nullopt;
+}
+
+Error CopyError(const std::string &why) {
+    return Error(sqlstate::kObjectNotInPrerequisiteState,
+                 "database \"" + std::string(DatabaseName()) + "\" is a copy: it " + why +
+                     ", so its syncs do not send",
+                 "A copy would send to the original's destinations.",
+                 "If this database is meant to send (it replaces the original), run SELECT "
+                 "revetl.confirm_copy() in it; otherwise drop or pause its syncs, or point their servers "
+                 "elsewhere first.");
 }
 
 SyncDefinition RequireSync(const std::string &name) {

@@ -21,6 +21,15 @@ std::optional<SyncDefinition> LoadSyncByName(const std::string &name);
 // Throws "sync "x" does not exist".
 SyncDefinition RequireSync(const std::string &name);
 
+// Whether this database is a copy of the one its syncs were made in (see
+// revetl.instance): why, in a sentence fragment ("was created from another
+// database as its template", "was restored from a dump"); nullopt when it is
+// not. Reads revetl.instance as the extension's owner.
+std::optional<std::string> CopyOfAnotherDatabase();
+
+// The error a run or run_sync of a copy gets.
+Error CopyError(const std::string &why);
+
 struct Destination {
     Oid server_oid = InvalidOid;
     std::string server_name;

@@ -68,6 +68,12 @@ public:
         : Error(sqlstate::kObjectNotInPrerequisiteState, message) {}
 };
 
+// A run of a sync in a copy of its database (see revetl.instance).
+class SyncHeldAsCopy : public std::runtime_error {
+public:
+    explicit SyncHeldAsCopy(const std::string &why) : std::runtime_error(why) {}
+};
+
 // A run queued before the sync was paused does not run.
 class SyncPaused : public std::runtime_error {
 public:
@@ -413,7 +419,11 @@ bool SyncRun::Start() {
     resync_ = r.Bool(0, 3);
     allow_removals_ = r.Bool(0, 4);
     auto def = LoadSyncById(sync_id);
+    // A copy of a database sends nothing (queued before it was seen to be one).
+    std::optional<std::string> copy = CopyOfAnotherDatabase();
     CommitTransaction();
+    if (copy)
+        throw SyncHeldAsCopy(CopyError(*copy).what());
     if (!def)
         throw SyncDropped();
     def_ = *def;
@@ -1078,6 +1088,10 @@ RunResult SyncRun::Execute() {
         status = "cancelled";
         error = e.what();
     } catch (const SyncPaused &e) {
+        AbortTransaction();
+        status = "cancelled";
+        error = e.what();
+    } catch (const SyncHeldAsCopy &e) {
         AbortTransaction();
         status = "cancelled";
         error = e.what();

@@ -338,6 +338,8 @@ Datum RunSync(FunctionCallInfo fcinfo) {
     if (def.paused)
         throw Error(sqlstate::kObjectNotInPrerequisiteState, "sync \"" + name + "\" is paused", {},
                     "Resume it with ALTER SYNC " + dsl::QuoteIdentIfNeeded(name) + " RESUME.");
+    if (auto copy = CopyOfAnotherDatabase())
+        throw CopyError(*copy);
     if (resync && def.mode == "insert")
         throw Error(sqlstate::kObjectNotInPrerequisiteState,
                     "sync \"" + name + "\" cannot be resynced: it is in INSERT mode",

@@ -724,9 +724,10 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
             args.push_back(SqlArg::Int8(id));
             args.push_back(SqlArg::Int8(caller));
             args.push_back(SqlArg::Text(shadow));
+            // The sync is made in this installation (revetl.instance).
             Sql("INSERT INTO revetl.syncs (" + std::string(kDefinitionColumns) +
-                    ", id, owner, shadow_table) VALUES (" + kDefinitionValues +
-                    ", $16, $17::oid::regrole, $18)",
+                    ", id, owner, shadow_table, instance_token) VALUES (" + kDefinitionValues +
+                    ", $16, $17::oid::regrole, $18, (SELECT i.token FROM revetl.instance i))",
                 args);
             // A table of this name that no sync uses is left over from an
             // installation dropped without CASCADE: it holds nothing of value.

@@ -459,6 +459,7 @@ void WorkerLoop(Oid dboid) {
 
     TimestampTz last_periodic = 0;
     PgGuard([&] { last_periodic = GetCurrentTimestamp(); });
+    bool told_copy = false;
     for (;;) {
         PgGuard([] {
             CHECK_FOR_INTERRUPTS();
@@ -472,11 +473,37 @@ void WorkerLoop(Oid dboid) {
             MemoryContextReset(loop_cxt);
             MemoryContextSwitchTo(loop_cxt);
         });
+        // A copy of a database (a template copy, a restored dump) holds
+        // every sync until revetl.confirm_copy(): checked on every round, as
+        // a restore brings its syncs in while this worker already runs.
+        bool held = false;
+        Step("checking whether this database is a copy", [&] {
+            BeginTransaction("revetl: checking for a copy");
+            std::optional<std::string> why = CopyOfAnotherDatabase();
+            CommitTransaction();
+            held = why.has_value();
+            if (held && !told_copy)
+                PgGuard([&] {
+                    ereport(LOG, (errmsg("revetl worker for database \"%s\" holds every sync: this database "
+                                         "is a copy (it %s)",
+                                         DatabaseName(), why->c_str()),
+                                  errhint("Run SELECT revetl.confirm_copy() in it if it is meant to send.")));
+                });
+            else if (!held && told_copy)
+                PgGuard([&] {
+                    ereport(LOG, (errmsg("revetl worker for database \"%s\" releases its syncs: the copy was "
+                                         "confirmed",
+                                         DatabaseName())));
+                });
+            told_copy = held;
+        });
         Step("claiming waited-for runs", [] { ClaimWaitRequests(); });
         Step("reaping run processes", [] { ReapExecutors(); });
-        Step("queueing scheduled runs", [] { EnqueueDueRuns(); });
-        Step("queueing ON CHANGE runs", [] { EnqueueCapturedRuns(); });
-        Step("starting runs", [] { StartExecutors(); });
+        if (!held) {
+            Step("queueing scheduled runs", [] { EnqueueDueRuns(); });
+            Step("queueing ON CHANGE runs", [] { EnqueueCapturedRuns(); });
+            Step("starting runs", [] { StartExecutors(); });
+        }
         // A refresh process's start and exit set this worker's latch
         // (bgw_notify_pid), as a run process's do.
         Step("fetching destination fields", [] {

@@ -379,6 +379,13 @@ class PipelineTest(unittest.TestCase):
                          [["dumped", "postgres", "public.t", "h", "mirror", "{id}"]])
         self.assertEqual(cluster.sql("select count(*) from revetl.shadow_1", db=restored), "2")
         cluster.wait_for_worker(db=restored)
+        # A restored copy holds its syncs until a DBA confirms it.
+        self.assertEqual(cluster.sql("select health from revetl.sync_status", db=restored), "copy")
+        _, err, rc = cluster.psql("select revetl.run_sync('dumped', wait => true)", db=restored, check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn(f'database "{restored}" is a copy: it was restored from a dump of another database', err)
+        self.assertIn("SELECT revetl.confirm_copy()", err)
+        cluster.sql("select revetl.confirm_copy()", db=restored)
         mock.clear_requests()
         run_id = int(cluster.sql("select revetl.run_sync('dumped', wait => true)", db=restored))
         self.assertEqual(cluster.rows(f"select status, rows_added, requests from revetl.sync_runs "
@@ -450,6 +457,7 @@ class PipelineTest(unittest.TestCase):
                                         "group by 1 order by 1", db=restored)
                 self.assertEqual(triggers, [["ev", "4"], ["tr", "4"]])
                 cluster.wait_for_worker(db=restored)
+                cluster.sql("select revetl.confirm_copy()", db=restored)
                 mock.clear_requests()
                 cluster.sql("insert into ev values (2, 'b')", db=restored)
                 wait_for(lambda: any(r["key"] == {"id": 2} for q in mock.requests()

@@ -14,7 +14,7 @@ SELECT has_table('revetl', 'syncs', 'table revetl.syncs exists');
 SELECT columns_are('revetl', 'syncs',
     ARRAY['id', 'name', 'owner', 'model_kind', 'model_schema', 'model_name', 'model_query', 'destination',
           'object', 'match_on', 'key_columns', 'mode', 'map', 'options', 'schedule_kind', 'schedule_value',
-          'paused', 'shadow_table', 'search_path', 'created_at', 'updated_at'],
+          'paused', 'shadow_table', 'search_path', 'created_at', 'updated_at', 'instance_token'],
     'revetl.syncs has exactly the documented columns');
 SELECT col_type_is('revetl', 'syncs', 'id', 'bigint', 'syncs.id is bigint');
 SELECT col_is_pk('revetl', 'syncs', 'id', 'syncs.id is the primary key');
