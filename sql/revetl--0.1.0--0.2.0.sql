@@ -41,44 +41,8 @@ COMMENT ON VIEW revetl.sync_runs IS
   'one row per run: status, timings, row counts, requests, and (for the sync''s owner) the error';
 GRANT SELECT ON revetl.sync_runs TO PUBLIC;
 
--- sync_status reads revetl.runs and shows last_error to the owner only.
-CREATE OR REPLACE VIEW revetl.sync_status AS
-SELECT s.name,
-       s.owner,
-       s.schedule_kind || coalesce(' ' || s.schedule_value, '') AS schedule,
-       s.paused,
-       last.id AS last_run_id,
-       last.status AS last_status,
-       last.trigger AS last_trigger,
-       last.finished_at AS last_finished_at,
-       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN last.error END AS last_error,
-       ok.finished_at AS last_success_at,
-       coalesce(greatest(last.rows_added + last.rows_changed + last.rows_removed - last.rows_delivered, 0)
-                + last.rows_invalid, 0)
-         + coalesce((SELECT count(*) FROM revetl.changes c JOIN revetl.runs r ON r.id = c.run_id
-                      WHERE r.sync_id = s.id AND r.status = 'running'), 0) AS rows_waiting,
-       (SELECT min(r.started_at) FROM revetl.runs r
-         WHERE r.sync_id = s.id AND r.id > coalesce(ok.id, 0) AND r.started_at IS NOT NULL) AS oldest_undelivered_at,
-       st.next_run_at,
-       CASE
-         WHEN s.paused THEN 'paused'
-         WHEN EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status = 'running') THEN 'running'
-         WHEN last.id IS NULL THEN 'never run'
-         WHEN last.status = 'failed' THEN 'failing'
-         WHEN last.status = 'partial' THEN 'degraded'
-         WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
-         ELSE 'healthy'
-       END AS health
-  FROM revetl.syncs s
-  LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
-  LEFT JOIN LATERAL (SELECT * FROM revetl.runs r
-                      WHERE r.sync_id = s.id AND r.status NOT IN ('queued', 'running')
-                      ORDER BY r.id DESC LIMIT 1) last ON true
-  LEFT JOIN LATERAL (SELECT r.id, r.finished_at FROM revetl.runs r
-                      WHERE r.sync_id = s.id AND r.status = 'succeeded'
-                      ORDER BY r.id DESC LIMIT 1) ok ON true;
-
-
+-- sync_status shows last_error to the owner only: it is made once, in its
+-- final form, at the end of this script.
 -- Captured keys are read by the plan of an incremental run, which runs as
 -- the sync's owner: each role sees the keys of its own syncs only.
 GRANT SELECT ON revetl.captured_changes TO PUBLIC;
@@ -289,44 +253,6 @@ SELECT s.id AS sync_id,
 
 REVOKE ALL ON revetl._change_retries FROM PUBLIC;
 
-CREATE OR REPLACE VIEW revetl.sync_status AS
-SELECT s.name,
-       s.owner,
-       s.schedule_kind || coalesce(' ' || s.schedule_value, '') AS schedule,
-       s.paused,
-       last.id AS last_run_id,
-       last.status AS last_status,
-       last.trigger AS last_trigger,
-       last.finished_at AS last_finished_at,
-       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN last.error END AS last_error,
-       ok.finished_at AS last_success_at,
-       coalesce(greatest(last.rows_added + last.rows_changed + last.rows_removed - last.rows_delivered, 0)
-                + last.rows_invalid, 0)
-         + coalesce((SELECT count(*) FROM revetl.changes c JOIN revetl.runs r ON r.id = c.run_id
-                      WHERE r.sync_id = s.id AND r.status = 'running'), 0) AS rows_waiting,
-       (SELECT min(r.started_at) FROM revetl.runs r
-         WHERE r.sync_id = s.id AND r.id > coalesce(ok.id, 0) AND r.started_at IS NOT NULL) AS oldest_undelivered_at,
-       st.next_run_at,
-       CASE
-         WHEN s.paused THEN 'paused'
-         WHEN EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status = 'running') THEN 'running'
-         WHEN last.id IS NULL THEN 'never run'
-         WHEN last.status = 'failed' THEN 'failing'
-         WHEN last.status = 'partial' THEN 'degraded'
-         WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
-         ELSE 'healthy'
-       END AS health,
-       CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at
-  FROM revetl.syncs s
-  LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
-  LEFT JOIN revetl._change_retries cr ON cr.sync_id = s.id
-  LEFT JOIN LATERAL (SELECT * FROM revetl.runs r
-                      WHERE r.sync_id = s.id AND r.status NOT IN ('queued', 'running')
-                      ORDER BY r.id DESC LIMIT 1) last ON true
-  LEFT JOIN LATERAL (SELECT r.id, r.finished_at FROM revetl.runs r
-                      WHERE r.sync_id = s.id AND r.status = 'succeeded'
-                      ORDER BY r.id DESC LIMIT 1) ok ON true;
-
 ----------------------------------------------------------------------------
 -- The destination schema cache (issue 12): the fields a destination
 -- describes (HubSpot's properties), per server and user mapping.
@@ -467,45 +393,6 @@ GRANT SELECT ON revetl.sync_progress TO PUBLIC;
 ----------------------------------------------------------------------------
 ALTER TABLE revetl.sync_state ADD COLUMN model_problem text;
 
-CREATE OR REPLACE VIEW revetl.sync_status AS
-SELECT s.name,
-       s.owner,
-       s.schedule_kind || coalesce(' ' || s.schedule_value, '') AS schedule,
-       s.paused,
-       last.id AS last_run_id,
-       last.status AS last_status,
-       last.trigger AS last_trigger,
-       last.finished_at AS last_finished_at,
-       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN last.error END AS last_error,
-       ok.finished_at AS last_success_at,
-       coalesce(greatest(last.rows_added + last.rows_changed + last.rows_removed - last.rows_delivered, 0)
-                + last.rows_invalid, 0)
-         + coalesce((SELECT count(*) FROM revetl.changes c JOIN revetl.runs r ON r.id = c.run_id
-                      WHERE r.sync_id = s.id AND r.status = 'running'), 0) AS rows_waiting,
-       (SELECT min(r.started_at) FROM revetl.runs r
-         WHERE r.sync_id = s.id AND r.id > coalesce(ok.id, 0) AND r.started_at IS NOT NULL) AS oldest_undelivered_at,
-       st.next_run_at,
-       CASE
-         WHEN s.paused THEN 'paused'
-         WHEN EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status = 'running') THEN 'running'
-         WHEN last.id IS NULL THEN 'never run'
-         WHEN last.status = 'failed' THEN 'failing'
-         WHEN last.status = 'partial' THEN 'degraded'
-         WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
-         ELSE 'healthy'
-       END AS health,
-       CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at,
-       st.model_problem
-  FROM revetl.syncs s
-  LEFT JOIN revetl.sync_state st ON st.sync_id = s.id
-  LEFT JOIN revetl._change_retries cr ON cr.sync_id = s.id
-  LEFT JOIN LATERAL (SELECT * FROM revetl.runs r
-                      WHERE r.sync_id = s.id AND r.status NOT IN ('queued', 'running')
-                      ORDER BY r.id DESC LIMIT 1) last ON true
-  LEFT JOIN LATERAL (SELECT r.id, r.finished_at FROM revetl.runs r
-                      WHERE r.sync_id = s.id AND r.status = 'succeeded'
-                      ORDER BY r.id DESC LIMIT 1) ok ON true;
-
 DROP EVENT TRIGGER revetl_ddl_watch;
 CREATE EVENT TRIGGER revetl_ddl_watch ON ddl_command_end
   WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'DROP TABLE',
@@ -565,6 +452,9 @@ ALTER TABLE revetl.syncs ADD COLUMN instance_token uuid;
 UPDATE revetl.syncs SET instance_token = (SELECT i.token FROM revetl.instance i);
 ALTER TABLE revetl.syncs ALTER COLUMN instance_token SET NOT NULL;
 
+-- revetl.sync_status in its 0.2.0 form, once every table and view it reads
+-- is in place: last_error for the owner only (issue 19), next_retry_at,
+-- model_problem, and health 'copy'.
 CREATE OR REPLACE VIEW revetl.sync_status AS
 SELECT s.name,
        s.owner,
