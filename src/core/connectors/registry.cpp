@@ -1,5 +1,6 @@
 #include "core/connectors/registry.hpp"
 
+#include "core/connectors/braze/braze.hpp"
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
 #include "core/connectors/webhook/webhook.hpp"
@@ -10,10 +11,7 @@ namespace revetl {
 const std::vector<const ConnectorSpec *> &Registry() {
     // One line per destination type.
     static const std::vector<const ConnectorSpec *> specs = {
-        &WebhookSpec(),
-        &HubSpotSpec(),
-        &HttpSpec(),
-        &ZendeskSpec(),
+        &WebhookSpec(), &HubSpotSpec(), &HttpSpec(), &ZendeskSpec(), &BrazeSpec(),
     };
     return specs;
 }
