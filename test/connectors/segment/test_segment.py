@@ -5,6 +5,7 @@ an oversized row refused alone, batches cut by size, MODE MIRROR refused at
 CREATE SYNC, and the same messageId on a retry but a new one for a new
 change."""
 
+import base64
 import json
 import os
 import sys
@@ -107,6 +108,19 @@ class SegmentTest(unittest.TestCase):
         self.assertTrue(all(r["size"] <= 500 * 1024 for r in batches))
         self.assertEqual(segment.stats()["refused"], 0)
         self.assertEqual(len(segment.state()["users"]), 29)
+
+    def test_echoed_write_key_is_redacted(self):
+        # A destination may echo the Authorization header it got: the write
+        # key in its Basic form (key + ":") must not reach a rejected row.
+        basic = base64.b64encode(b"test-write-key:").decode()
+        segment.configure(faults=[{"status": 400, "body": {"error": f"refused Authorization: Basic {basic}"}}])
+        self.setup_sync(rows=1, clause="KEY (id) MATCH ON user_id")
+        self.sync_now(check=False)
+        reasons = cluster.rows(f"select reason from revetl.rejected_rows where sync_name = '{self.s}'")
+        self.assertEqual(len(reasons), 1)
+        # Whole: Base64(key) alone would leave the last character of
+        # Base64(key + ":") behind.
+        self.assertIn('Basic [redacted]"', reasons[0][0])
 
     def test_mirror_refused_at_create_sync(self):
         cluster.sql(f"""create table {self.t} (id int primary key);
