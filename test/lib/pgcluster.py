@@ -357,3 +357,50 @@ class MockZendesk(MockProcess):
     def contract_violations(self):
         return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
                 if r.get("contract_errors")]
+
+
+class MockBraze(MockProcess):
+    """The stateful Braze mock in test/connectors/braze/mock.py (/users/track,
+    /users/delete, 429 with X-RateLimit-* headers). Braze publishes no
+    machine-readable contract: the mock checks the documented shapes itself
+    (contract_violations())."""
+
+    def __init__(self, token="test-token"):
+        super().__init__("braze", "mock Braze", ["--token", token])
+
+    def users(self):
+        """{"external_id:u1": attributes} of the users Braze holds."""
+        return self._call("GET", "/_mock/users")["users"]
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
+
+class MockSegment(MockProcess):
+    """The stateful Segment Tracking API mock in test/connectors/segment/mock.py
+    (/v1/batch, 32 KB / 500 KB limits, messageId deduplication). Segment
+    publishes no machine-readable contract for it: the mock checks the
+    documented shapes itself (contract_violations())."""
+
+    def __init__(self, write_key="test-write-key"):
+        super().__init__("segment", "mock Segment", ["--write-key", write_key])
+
+    def state(self):
+        return self._call("GET", "/_mock/state")
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]

@@ -32,6 +32,13 @@ TEST(Redaction, BoundsTheTextAtACharacterBoundary) {
     EXPECT_EQ(r.Apply("short", 10), "short");
 }
 
+TEST(Redaction, SecretAsBasicUserWithEmptyPassword) {
+    Redactor r;
+    r.AddSecret("write-key-1");
+    const std::string echoed = "bad header: Basic " + Base64("write-key-1:");
+    EXPECT_EQ(r.Apply(echoed), "bad header: Basic [redacted]");
+}
+
 TEST(Redaction, Base64AndPercentEncoding) {
     EXPECT_EQ(Base64("user:pass"), "dXNlcjpwYXNz");
     EXPECT_EQ(Base64("a"), "YQ==");

@@ -1,7 +1,9 @@
 #include "core/connectors/registry.hpp"
 
+#include "core/connectors/braze/braze.hpp"
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
+#include "core/connectors/segment/segment.hpp"
 #include "core/connectors/webhook/webhook.hpp"
 #include "core/connectors/zendesk/zendesk.hpp"
 
@@ -9,12 +11,16 @@ namespace revetl {
 
 const std::vector<const ConnectorSpec *> &Registry() {
     // One line per destination type.
+    // clang-format off
     static const std::vector<const ConnectorSpec *> specs = {
         &WebhookSpec(),
         &HubSpotSpec(),
         &HttpSpec(),
         &ZendeskSpec(),
+        &BrazeSpec(),
+        &SegmentSpec(),
     };
+    // clang-format on
     return specs;
 }
 

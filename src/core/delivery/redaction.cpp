@@ -10,7 +10,10 @@ namespace revetl {
 void Redactor::AddSecret(const std::string &secret) {
     if (secret.size() < kMinSecretLength)
         return;
-    for (std::string form : {secret, Base64(secret), UrlEncode(secret)}) {
+    // Base64(secret + ":") is the secret as a Basic user with an empty
+    // password (Segment's write key), whose encoding shares no whole
+    // suffix with Base64(secret).
+    for (std::string form : {secret, Base64(secret), Base64(secret + ":"), UrlEncode(secret)}) {
         // Base64 of a value ends in padding that may be cut off in an echo.
         while (!form.empty() && form.back() == '=')
             form.pop_back();
