@@ -2,6 +2,7 @@
 
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
+#include "core/connectors/salesforce/salesforce.hpp"
 #include "core/connectors/webhook/webhook.hpp"
 #include "core/connectors/zendesk/zendesk.hpp"
 
@@ -10,10 +11,7 @@ namespace revetl {
 const std::vector<const ConnectorSpec *> &Registry() {
     // One line per destination type.
     static const std::vector<const ConnectorSpec *> specs = {
-        &WebhookSpec(),
-        &HubSpotSpec(),
-        &HttpSpec(),
-        &ZendeskSpec(),
+        &WebhookSpec(), &HubSpotSpec(), &HttpSpec(), &ZendeskSpec(), &SalesforceSpec(),
     };
     return specs;
 }
