@@ -12,6 +12,7 @@
 #include <cctype>
 #include <ctime>
 #include <set>
+#include <strings.h>
 
 namespace revetl {
 
@@ -45,6 +46,22 @@ std::string Member(const rapidjson::Value &obj, const char *name) {
         return {};
     auto it = obj.FindMember(name);
     return it == obj.MemberEnd() ? std::string() : Text(it->value);
+}
+
+// Salesforce's API names are case-insensitive (MATCH ON customer_id__c names
+// the field Customer_Id__c): the payload's member is found the same way.
+std::string MemberNoCase(const rapidjson::Value &obj, const std::string &name) {
+    if (!obj.IsObject())
+        return {};
+    for (auto m = obj.MemberBegin(); m != obj.MemberEnd(); ++m)
+        if (m->name.GetStringLength() == name.size() &&
+            strncasecmp(m->name.GetString(), name.c_str(), name.size()) == 0)
+            return Text(m->value);
+    return {};
+}
+
+bool SameName(const std::string &a, const std::string &b) {
+    return a.size() == b.size() && strncasecmp(a.c_str(), b.c_str(), a.size()) == 0;
 }
 
 std::string JsonString(const std::string &s) {
@@ -285,7 +302,7 @@ std::string SalesforceConnector::MatchValue(const Change &change) const {
     doc.Parse<rapidjson::kParseNumbersAsStringsFlag>(change.payload.c_str(), change.payload.size());
     if (doc.HasParseError() || !doc.IsObject())
         return {};
-    return Member(doc, target_.match_on.c_str());
+    return MemberNoCase(doc, target_.match_on);
 }
 
 std::string SalesforceConnector::Csv(const std::vector<Change> &changes,
@@ -328,7 +345,7 @@ SalesforceConnector::Prepare(const BatchContext &context, const std::vector<Chan
     std::vector<PreparedRequest> out;
     // The sync's mode decides the call (MIRROR upserts, and deletes).
     const std::string op = target_.mode == "insert" || target_.mode == "update" ? target_.mode : "upsert";
-    const bool by_id = target_.match_on == "Id";
+    const bool by_id = SameName(target_.match_on, "Id");
     std::vector<size_t> removals, writes;
     std::vector<std::string> matches;
     for (size_t i : rows) {
@@ -350,7 +367,7 @@ SalesforceConnector::Prepare(const BatchContext &context, const std::vector<Chan
         }
         std::string match;
         if (op != "insert") {
-            match = Member(doc, target_.match_on.c_str());
+            match = MemberNoCase(doc, target_.match_on);
             if (match.empty() || (by_id && !ValidRecordId(match))) {
                 immediate.emplace_back(
                     i, Rejected(0,
@@ -362,7 +379,7 @@ SalesforceConnector::Prepare(const BatchContext &context, const std::vector<Chan
         }
         // An upsert names the record by its external id in the URL and
         // Salesforce refuses records that also carry an Id.
-        if (op == "upsert" && doc.HasMember("Id")) {
+        if (op == "upsert" && !MemberNoCase(doc, "Id").empty()) {
             immediate.emplace_back(
                 i, Rejected(0, "an upsert by external id cannot carry an Id field: drop Id from the model",
                             "ID_IN_PAYLOAD"));
@@ -684,7 +701,8 @@ Verdict SalesforceConnector::BulkStep(const PreparedRequest &request, const std:
     if (!csv->empty()) {
         const auto &header = (*csv)[0];
         auto column = [&](const std::string &name) {
-            auto it = std::find(header.begin(), header.end(), name);
+            auto it = std::find_if(header.begin(), header.end(),
+                                   [&](const std::string &h) { return SameName(h, name); });
             return it == header.end() ? header.size() : static_cast<size_t>(it - header.begin());
         };
         const size_t id_col = column("sf__Id"), error_col = column("sf__Error");
@@ -693,7 +711,7 @@ Verdict SalesforceConnector::BulkStep(const PreparedRequest &request, const std:
             const auto &row = (*csv)[r];
             std::string match = match_col < row.size() ? row[match_col] : "";
             // An update's results name the record in sf__Id as well.
-            if (match.empty() && target_.match_on == "Id" && id_col < row.size())
+            if (match.empty() && SameName(target_.match_on, "Id") && id_col < row.size())
                 match = row[id_col];
             auto it = by_match.find(match);
             if (it == by_match.end() || outcomes[it->second])
@@ -847,14 +865,14 @@ const ConnectorSpec &SalesforceSpec() {
                     "sync \"" + sync_name + "\" needs MATCH ON for Salesforce MODE " + target.mode, {},
                     "Name an external id field of the object: MATCH ON Customer_Id__c (or MATCH ON Id "
                     "with MODE UPDATE).");
-            if (target.match_on == "Id" && target.mode != "update")
+            if (SameName(target.match_on, "Id") && target.mode != "update")
                 throw Error(
                     sqlstate::kInvalidParameterValue,
                     "sync \"" + sync_name + "\" cannot " + target.mode + " Salesforce records by Id",
                     "Salesforce creates records with ids of its own, so an upsert matches on an "
                     "external id field.",
                     "Use an external id field (MATCH ON Customer_Id__c), or MODE UPDATE with MATCH ON Id.");
-            if (target.match_on != "Id" && target.mode == "update")
+            if (!SameName(target.match_on, "Id") && target.mode == "update")
                 throw Error(sqlstate::kInvalidParameterValue,
                             "sync \"" + sync_name + "\" can update Salesforce records only by Id", {},
                             "Use MODE UPDATE MATCH ON Id, or MODE UPSERT with an external id field.");
