@@ -25,8 +25,8 @@ struct BatchContext {
     // "update", after the sync's mode.
     std::string write_op = "upsert";
     // Changes the run planned in all (0: unknown), for connectors that
-    // choose an API by the size of a run (Salesforce: Bulk API 2.0 above a
-    // threshold, sObject Collections below).
+    // choose an API by the size of a run (a bulk job API above a threshold,
+    // per-record calls below).
     int64_t planned_rows = 0;
 };
 
@@ -126,8 +126,9 @@ public:
         (void)step;
         return std::nullopt;
     }
-    // A line about the destination for the run's log (Salesforce: its
-    // API usage); "" for none. Read after delivery; never a secret.
+    // A line about the destination for the run's log (the API usage a
+    // vendor reports in its answers); "" for none. Read after delivery;
+    // never a secret.
     virtual std::string RunNote() const { return {}; }
 };
 
