@@ -209,6 +209,29 @@ class SalesforceTest(unittest.TestCase):
         self.assertIn("api-usage=", error)
         self.assertNotIn(MockSalesforce.CLIENT_SECRET, error)
 
+    def test_instance_url_outside_allowed_hosts_is_refused(self):
+        # The token answer names where data calls go: a host the policy does
+        # not allow gets nothing, not even the access token.
+        self.setup_sync(rows=3)
+        sf.configure(instance_url="http://evil.example.com")
+        before = cluster.sql("show revetl.allowed_hosts")
+        allowed = "127.0.0.1, login.salesforce.com"
+        cluster.sql(f"alter system set revetl.allowed_hosts = '{allowed}'")
+        try:
+            cluster.sql("select pg_reload_conf()")
+            wait_for(lambda: cluster.sql("show revetl.allowed_hosts") == allowed, timeout=30,
+                     what="the allowed_hosts reload")
+            self.sync_now()
+            status, delivered, _, error = self.last()
+            self.assertEqual((status, delivered), ("failed", "0"))
+            self.assertIn('instance_url host "evil.example.com"', error)
+            self.assertIn("revetl.allowed_hosts", error)
+            self.assertEqual([r["path"] for r in sf.requests()], ["/services/oauth2/token"])
+        finally:
+            cluster.sql("alter system reset revetl.allowed_hosts")
+            cluster.sql("select pg_reload_conf()")
+            wait_for(lambda: cluster.sql("show revetl.allowed_hosts") == before, timeout=30, what="the reset")
+
     def test_killed_run_resumes_its_bulk_job(self):
         self.setup_sync(rows=40, server_options=", bulk_threshold '10'")
         sf.configure(polls_to_complete=100000)
