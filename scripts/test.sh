@@ -72,6 +72,11 @@ fi
 if [ -f "$WORK/vendor-specs/zendesk/support-oas.yaml" ]; then
     export REVETL_ZENDESK_OPENAPI="$WORK/vendor-specs/zendesk/support-oas.yaml"
 fi
+# Salesforce publishes no OpenAPI for these endpoints: its Postman collection
+# (see vendor-specs/salesforce/SOURCE.md) is checked by test/lib/postman.py.
+if [ -d "$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis" ]; then
+    export REVETL_SALESFORCE_POSTMAN="$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis"
+fi
 as_pg=()
 if [ "$(id -u)" = 0 ]; then
     chown -R postgres: "$WORK"

@@ -1,6 +1,7 @@
 #include "pg/oauth.hpp"
 
 #include "core/common/error.hpp"
+#include "core/connectors/connector.hpp"
 #include "core/connectors/options.hpp"
 #include "core/delivery/host_policy.hpp"
 #include "pg/catalog.hpp"
@@ -108,11 +109,30 @@ std::string OAuthSession::Current() const {
 }
 
 std::string OAuthSession::Ensure() {
-    return Obtain(nullptr);
+    return CheckInstanceUrl(Obtain(nullptr));
 }
 
 std::string OAuthSession::Refresh(const std::string &sent_token) {
-    return Obtain(&sent_token);
+    return CheckInstanceUrl(Obtain(&sent_token));
+}
+
+// Salesforce's token answer names where later calls go (instance_url): a
+// destination like any other, so its host must pass revetl.allowed_hosts
+// before a connector sends anything there (the address policy then checks
+// every address it resolves to).
+std::string OAuthSession::CheckInstanceUrl(std::string error) const {
+    if (!error.empty() || !credentials_.oauth_token)
+        return error;
+    const std::string &url = credentials_.oauth_token->instance_url;
+    if (url.empty())
+        return {};
+    std::string host = UrlHost(url);
+    bool web = url.rfind("https://", 0) == 0 || url.rfind("http://", 0) == 0;
+    if (!web || host.empty() || !HostAllowed(host, allowed_hosts_))
+        return "the instance_url host \"" + Truncate(host, 200) +
+               "\" that the OAuth token endpoint of server \"" + server_name_ +
+               "\" answered is not in revetl.allowed_hosts";
+    return {};
 }
 
 std::string OAuthSession::Obtain(const std::string *bad_token) {

@@ -42,6 +42,7 @@ public:
 
 private:
     std::string Obtain(const std::string *bad_token);
+    std::string CheckInstanceUrl(std::string error) const;
     std::string RefreshNow(struct OAuthTokenSlot *slot, const std::string *bad_token);
 
     Oid server_;

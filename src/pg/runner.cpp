@@ -964,6 +964,7 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
     config.retry = policy_;
     config.jobs = settings_.job_polling;
     BatchContext context{def_.id, def_.name, run_id_, 0, "upsert"};
+    context.planned_rows = queued_;
     PgGuard([&] {
         last_flush_ = GetCurrentTimestamp();
         pgstat_report_activity(STATE_RUNNING, "revetl: delivering");
@@ -984,6 +985,14 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
     hooks.stats_changed = [this] { WriteCounts(); };
     EngineResult result = RunEngine(Client(), *connector_, context, config, hooks);
     Flush();
+    // What the destination said about itself (Salesforce's API usage), in
+    // the server log rather than as a NOTICE to whoever ran the sync.
+    const std::string note = connector_->RunNote();
+    if (!note.empty())
+        PgGuard([&] {
+            ereport(LOG, (errmsg("revetl: run %lld of sync \"%s\": %s", static_cast<long long>(run_id_),
+                                 def_.name.c_str(), note.c_str())));
+        });
     if (!result.ok)
         throw DestinationFailure(result.error);
 }

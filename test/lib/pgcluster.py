@@ -395,6 +395,37 @@ class MockSegment(MockProcess):
     def state(self):
         return self._call("GET", "/_mock/state")
 
+
+SALESFORCE_POSTMAN = os.environ.get(
+    "REVETL_SALESFORCE_POSTMAN",
+    "/work/shared/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis")
+
+
+class MockSalesforce(MockProcess):
+    """The stateful Salesforce mock in test/connectors/salesforce/mock.py
+    (OAuth token endpoint naming the mock as instance_url, sObject
+    Collections, Bulk API 2.0 jobs), validating requests against Salesforce's
+    Postman collection (contract_violations())."""
+
+    CLIENT_ID = "sf-client-id"
+    CLIENT_SECRET = "sf-client-secret"
+    REFRESH_TOKEN = "sf-refresh-token"
+
+    def __init__(self, postman=SALESFORCE_POSTMAN):
+        if postman and not os.path.isdir(postman):
+            raise RuntimeError(f"Salesforce's Postman collection is not at {postman} (set REVETL_SALESFORCE_POSTMAN)")
+        super().__init__("salesforce", "mock Salesforce", ["--postman", postman] if postman else [])
+        self.token_url = self.url + "/services/oauth2/token"
+
+    def records(self, obj):
+        return self._call("GET", f"/_mock/records?object={obj}")["records"]
+
+    def jobs(self):
+        return self._call("GET", "/_mock/jobs")["jobs"]
+
+    def expire_tokens(self):
+        return self._call("POST", "/_mock/expire_tokens", {})
+
     def stats(self):
         return self._call("GET", "/_mock/stats")
 

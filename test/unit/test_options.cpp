@@ -102,20 +102,20 @@ TEST(ValidateOptions, MissingType) {
     Error e = ServerError({{"url", "https://a.example.com"}});
     EXPECT_EQ(e.sqlstate(), "HV024");
     EXPECT_STREQ(e.what(), "a revetl server needs the option \"type\"");
-    EXPECT_TRUE(Contains(e.hint(), "Valid types are: webhook, hubspot, http, zendesk, braze, segment."));
+    EXPECT_TRUE(
+        Contains(e.hint(), "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment."));
 }
 
 TEST(ValidateOptions, UnknownTypeSuggests) {
     Error e = ServerError({{"type", "webhok"}, {"url", "https://a.example.com"}});
     EXPECT_EQ(e.sqlstate(), "HV024");
     EXPECT_STREQ(e.what(), "unknown destination type \"webhok\"");
-    EXPECT_EQ(
-        e.hint(),
-        "Perhaps you meant \"webhook\". Valid types are: webhook, hubspot, http, zendesk, braze, segment.");
+    EXPECT_EQ(e.hint(), "Perhaps you meant \"webhook\". Valid types are: webhook, hubspot, http, zendesk, "
+                        "salesforce, braze, segment.");
 
     e = ServerError({{"type", "kafka"}, {"url", "https://a.example.com"}});
     EXPECT_STREQ(e.what(), "unknown destination type \"kafka\"");
-    EXPECT_EQ(e.hint(), "Valid types are: webhook, hubspot, http, zendesk, braze, segment.");
+    EXPECT_EQ(e.hint(), "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment.");
 }
 
 TEST(ValidateOptions, MissingUrl) {

@@ -24,6 +24,10 @@ struct BatchContext {
     // The op sent for added and changed rows: "upsert", "insert" or
     // "update", after the sync's mode.
     std::string write_op = "upsert";
+    // Changes the run planned in all (0: unknown), for connectors that
+    // choose an API by the size of a run (a bulk job API above a threshold,
+    // per-record calls below).
+    int64_t planned_rows = 0;
 };
 
 // A key for one change of one record: (sync, record key, the version the
@@ -122,6 +126,10 @@ public:
         (void)step;
         return std::nullopt;
     }
+    // A line about the destination for the run's log (the API usage a
+    // vendor reports in its answers); "" for none. Read after delivery;
+    // never a secret.
+    virtual std::string RunNote() const { return {}; }
 };
 
 // The connector of settings.type for `target`. Judges again what CREATE SYNC

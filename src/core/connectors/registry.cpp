@@ -3,6 +3,7 @@
 #include "core/connectors/braze/braze.hpp"
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
+#include "core/connectors/salesforce/salesforce.hpp"
 #include "core/connectors/segment/segment.hpp"
 #include "core/connectors/webhook/webhook.hpp"
 #include "core/connectors/zendesk/zendesk.hpp"
@@ -17,6 +18,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &HubSpotSpec(),
         &HttpSpec(),
         &ZendeskSpec(),
+        &SalesforceSpec(),
         &BrazeSpec(),
         &SegmentSpec(),
     };
