@@ -60,3 +60,30 @@ extern "C" {
 #include "utils/timestamp.h"
 #include "utils/timeout.h"
 }
+
+// Server API differences between the supported majors (15, 17, 18, 19),
+// bridged with PostgreSQL's own version macro so that each build uses the
+// server's functions as that server declares them. Nothing here copies
+// server code: each wrapper only picks the name the running major has.
+namespace revetl::pg::compat {
+
+// PostgreSQL 16 replaced the per-catalog ownership and privilege checks
+// (pg_database_ownercheck, pg_foreign_server_aclcheck, ...) with
+// object_ownercheck() and object_aclcheck() taking the catalog's OID.
+inline bool DatabaseOwnercheck(Oid dboid, Oid role) {
+#if PG_VERSION_NUM >= 160000
+    return object_ownercheck(DatabaseRelationId, dboid, role);
+#else
+    return pg_database_ownercheck(dboid, role);
+#endif
+}
+
+inline AclResult ForeignServerAclcheck(Oid server_oid, Oid role, AclMode mode) {
+#if PG_VERSION_NUM >= 160000
+    return object_aclcheck(ForeignServerRelationId, server_oid, role, mode);
+#else
+    return pg_foreign_server_aclcheck(server_oid, role, mode);
+#endif
+}
+
+} // namespace revetl::pg::compat
