@@ -137,7 +137,7 @@ prepare() {
     # for this major yet (19), the previous major's package's SQL files are
     # installed for it, taken with apt from the same registry.
     local prev=$((major - 1))
-    if ! in_chroot dpkg-query -W "postgresql-$major-pgtap" >/dev/null 2>&1 \
+    if ! in_chroot dpkg-query -W -f='${Status}' "postgresql-$major-pgtap" 2>/dev/null | grep -q "install ok installed" \
         && [ ! -e "$root/usr/share/postgresql/$major/extension/pgtap.control" ]; then
         say "no postgresql-$major-pgtap: installing postgresql-$prev-pgtap's SQL files for $major"
         if ! in_chroot bash -c "set -e; rm -rf /var/tmp/pgtap; mkdir -p /var/tmp/pgtap; cd /var/tmp/pgtap

@@ -59,6 +59,7 @@ extern "C" {
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/timeout.h"
+#include "utils/tuplestore.h" // no longer reached through funcapi.h in 19
 }
 
 // Server API differences between the supported majors (15, 17, 18, 19),
@@ -86,4 +87,34 @@ inline AclResult ForeignServerAclcheck(Oid server_oid, Oid role, AclMode mode) {
 #endif
 }
 
+// PostgreSQL 16 gave the name parsers an error-saving context (nullptr:
+// throw as before).
+inline List *StringToQualifiedNameList(const char *string) {
+#if PG_VERSION_NUM >= 160000
+    return stringToQualifiedNameList(string, nullptr);
+#else
+    return stringToQualifiedNameList(string);
+#endif
+}
+
+// The index of this backend's PGPROC in ProcGlobal->allProcs, which
+// SetLatch() of another process needs: PGPROC.pgprocno became
+// MyProcNumber in PostgreSQL 17.
+inline int MyProcIndex() {
+#if PG_VERSION_NUM >= 170000
+    return MyProcNumber;
+#else
+    return MyProc->pgprocno;
+#endif
+}
+
 } // namespace revetl::pg::compat
+
+// The parameters of a signal handler installed with pqsignal(): PostgreSQL
+// 19 passes a pg_signal_info as well (SIGNAL_ARGS). Unnamed, because the
+// handlers use neither.
+#if PG_VERSION_NUM >= 190000
+#define REVETL_SIGNAL_PARAMS int, const pg_signal_info *
+#else
+#define REVETL_SIGNAL_PARAMS int
+#endif
