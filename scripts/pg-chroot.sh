@@ -154,7 +154,10 @@ prepare() {
 run_tests() {
     # The checkout as it is (committed or not, without what git ignores),
     # and the vendors' API contracts the tests validate requests against.
-    rm -rf "$root/build/revetl" "$root/build/shared"
+    # Unpacked over the previous copy, whose build products make keeps
+    # while the sources are older than them (REVETL_CHROOT_CLEAN=1: afresh).
+    if [ "${REVETL_CHROOT_CLEAN:-0}" = 1 ]; then rm -rf "$root/build/revetl"; fi
+    rm -rf "$root/build/shared"
     mkdir -p "$root/build/revetl" "$root/build/shared"
     git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$root/build/revetl"
     for specs in "$REPO/../shared/vendor-specs" /work/shared/vendor-specs; do
