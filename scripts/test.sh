@@ -13,8 +13,9 @@
 # 15, or a private copy of it: scripts/private-pg.sh). scripts/pg-chroot.sh
 # runs this script for 17, 18 and 19 in chroots of newer Debian suites, with:
 #   REVETL_PG_ONLY=1     only the suites that depend on PostgreSQL (the
-#                        version, boundary and format checks and the fuzzing
-#                        do not, and run on 15)
+#                        version, boundary and format checks, the unit tests
+#                        of src/core, which has no PostgreSQL header, and the
+#                        fuzzing do not, and run on 15)
 #   REVETL_INTEGRATION   integration test files to run, e.g. "test_pipeline.py
 #                        test_workers.py" (default: all; "none": none)
 set -euo pipefail
@@ -53,9 +54,7 @@ fi
 suite "module symbols" make -s check-symbols
 if [ "$pg_only" != 1 ]; then
     suite "format (clang-format)" make format-check
-fi
-suite "unit tests (GoogleTest)" make unit
-if [ "$pg_only" != 1 ]; then
+    suite "unit tests (GoogleTest)" make unit
     suite "fuzzing the sync language parser (${FUZZ_SECONDS:-60}s)" make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 fi
 

@@ -121,7 +121,7 @@ SELECT columns_are('revetl', 'changes', ARRAY['run_id', 'seq', 'op', 'key', 'pay
                                               'version'],
                    'revetl.changes has exactly the documented columns');
 SELECT col_is_pk('revetl', 'changes', ARRAY['run_id', 'seq'], 'changes has the primary key (run_id, seq)');
-SELECT col_type_is('revetl', 'changes', 'op', 'char', 'changes.op is "char" (one byte)');
+SELECT col_type_is('revetl', 'changes', 'op', '"char"', 'changes.op is "char" (one byte)');
 SELECT col_type_is('revetl', 'changes', 'key', 'text', 'changes.key is text');
 SELECT col_type_is('revetl', 'changes', 'row_hash', 'bigint', 'changes.row_hash is bigint');
 SELECT is((SELECT relpersistence::text FROM pg_class WHERE oid = 'revetl.changes'::regclass), 'p',
