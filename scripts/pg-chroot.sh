@@ -126,6 +126,9 @@ prepare() {
     printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
     chmod 755 "$root/usr/sbin/policy-rc.d"
     cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+    # Names resolve as on the machine: debootstrap's /etc/hosts also maps
+    # localhost to ::1, where the tests' mocks (on 127.0.0.1) do not listen.
+    cp /etc/hosts "$root/etc/hosts"
     mkdir -p "$root/build"
     cp scripts/install-deps.sh "$root/build/install-deps.sh"
     say "installing PostgreSQL $major and revetl's dependencies"
