@@ -162,7 +162,11 @@ run_tests() {
     if [ "${REVETL_CHROOT_CLEAN:-0}" = 1 ]; then rm -rf "$root/build/revetl"; fi
     rm -rf "$root/build/shared"
     mkdir -p "$root/build/revetl" "$root/build/shared"
-    git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$root/build/revetl"
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$root/build/revetl"
+    else
+        tar --exclude=.git --exclude='*.o' --exclude='*.so' --exclude=.deps -cf - . | tar -xf - -C "$root/build/revetl"
+    fi
     for specs in "$REPO/../shared/vendor-specs" /work/shared/vendor-specs; do
         if [ -d "$specs" ]; then
             cp -r "$specs" "$root/build/shared/vendor-specs"
