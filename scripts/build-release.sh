@@ -19,7 +19,7 @@ if ! git cat-file -e "$commit^{commit}" 2>/dev/null; then
     exit 1
 fi
 mkdir -p "$dir"
-bin=$(bash scripts/private-pg.sh "$dir/pg")
+bin=$(bash scripts/private-pg.sh "$dir/pg" "${REVETL_PG_MAJOR:-15}") # the major under test (scripts/test.sh)
 rm -rf "$dir/src" && mkdir -p "$dir/src"
 git archive "$commit" Makefile revetl.control sql src | tar -x -C "$dir/src"
 make -s -C "$dir/src" -j"$(nproc)" PG_CONFIG="$bin/pg_config" >/dev/null

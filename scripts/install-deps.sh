@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything revetl needs to build, run and test, from Debian 12's
 # own packages. Safe to run again. Must run as root (apt-get).
+#
+# The PostgreSQL major is REVETL_PG_MAJOR, else that of the pg_config in
+# PATH, else 15 (Debian 12's). scripts/pg-chroot.sh runs this script in a
+# chroot of a newer Debian suite for 17, 18 and 19, with REVETL_PG_ONLY=1:
+# the tools of the suites that do not depend on PostgreSQL (clang-format,
+# whose output differs between versions, and the fuzzer's clang) are then
+# left out; those suites run on 15.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -15,25 +22,42 @@ if ! grep -qs '^create_main_cluster *= *false' /etc/postgresql-common/createclus
     echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
 fi
 
+major=${REVETL_PG_MAJOR:-}
+if [ -z "$major" ] && command -v pg_config >/dev/null; then
+    major=$(pg_config --version | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
+fi
+major=${major:-15}
+
 packages=(
-    build-essential            # g++ 12, make
-    postgresql-15              # the server the extension runs in
-    postgresql-server-dev-15   # PGXS and server headers
+    build-essential            # g++, make
+    "postgresql-$major"        # the server the extension runs in
+    "postgresql-server-dev-$major"  # PGXS and server headers
     libcurl4-openssl-dev       # HTTP delivery
     ca-certificates            # CA bundle for HTTPS destinations (not pulled in with --no-install-recommends)
     rapidjson-dev              # JSON building and parsing
     libphonenumber-dev         # revetl.e164(): Google's phone number parser and metadata
     libicu-dev                 # Unicode case mapping of the identifier helpers (libphonenumber needs ICU too)
     libgtest-dev               # unit tests of the pure C++ modules
-    postgresql-15-pgtap        # SQL-level TAP tests
     libtap-parser-sourcehandler-pgtap-perl  # pg_prove
     python3                    # integration test harness and mock destinations
     python3-jinja2             # renders the dbt package's macros in its test
     python3-jsonschema         # checks requests against vendors' OpenAPI contracts (test/lib/openapi.py)
     python3-yaml               # reads YAML contracts (Zendesk's) in test/lib/openapi.py
-    clang-format               # formatting check in the test run
-    clang libclang-rt-14-dev   # libFuzzer target for the sync language parser
 )
+if [ "${REVETL_PG_ONLY:-0}" != 1 ]; then
+    packages+=(
+        clang-format               # formatting check in the test run
+        clang libclang-rt-14-dev   # libFuzzer target for the sync language parser
+    )
+fi
+
+# pgTAP is packaged per major; a major in release candidates may not have
+# it yet (19 in experimental has not): then the pgTAP suite says so.
+if [ "$major" = 15 ] || apt-cache show "postgresql-$major-pgtap" >/dev/null 2>&1; then
+    packages+=("postgresql-$major-pgtap")  # SQL-level TAP tests
+else
+    echo "install-deps.sh: the registry has no postgresql-$major-pgtap" >&2
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -261,7 +261,7 @@ bool StoreRotatedRefreshToken(Oid umid, const std::string &used, const std::stri
 
 void CheckServerUsage(const Destination &dest, Oid role) {
     AclResult acl = ACLCHECK_OK;
-    PgGuard([&] { acl = pg_foreign_server_aclcheck(dest.server_oid, role, ACL_USAGE); });
+    PgGuard([&] { acl = compat::ForeignServerAclcheck(dest.server_oid, role, ACL_USAGE); });
     if (acl != ACLCHECK_OK)
         throw Error(sqlstate::kInsufficientPrivilege,
                     "permission denied for foreign server " + dest.server_name,

@@ -76,7 +76,7 @@ ErrorData *CurrentExceptionToErrorData();
 
 // Raises an ErrorData (from CurrentExceptionToErrorData) with ereport.
 // Call only once no C++ object with a destructor is live in this frame.
-pg_attribute_noreturn() void RaiseErrorData(ErrorData *edata);
+[[noreturn]] void RaiseErrorData(ErrorData *edata);
 
 template <typename Body>
 Datum InvokeCpp(FunctionCallInfo fcinfo, Body body) {

@@ -164,7 +164,7 @@ void LauncherMain() {
 
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
     g_shared->launcher_pid = MyProcPid;
-    g_shared->launcher_procno = MyProc->pgprocno;
+    g_shared->launcher_procno = compat::MyProcIndex();
     // After a crash restart, nothing from before is true any more.
     for (int i = 0; i < g_shared->max_databases; i++) {
         g_shared->databases[i].no_extension = false;

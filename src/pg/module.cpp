@@ -60,7 +60,7 @@ void StopWorkerFor(const char *dbname, bool need_owner) {
     Oid dboid = get_database_oid(dbname, true);
     if (!OidIsValid(dboid))
         return;
-    if (need_owner ? !pg_database_ownercheck(dboid, GetUserId()) : !have_createdb_privilege())
+    if (need_owner ? !compat::DatabaseOwnercheck(dboid, GetUserId()) : !have_createdb_privilege())
         return;
     // The scheduler and every run process of the database go: each is a
     // session PostgreSQL would wait for.
@@ -115,7 +115,7 @@ void StopWorkerForTemplate(const char *dbname) {
         is_template = ((Form_pg_database)GETSTRUCT(tup))->datistemplate;
         ReleaseSysCache(tup);
     }
-    if (!is_template && !pg_database_ownercheck(dboid, GetUserId()))
+    if (!is_template && !compat::DatabaseOwnercheck(dboid, GetUserId()))
         return;
     StopWorkerFor(dbname, false);
 }

@@ -59,4 +59,62 @@ extern "C" {
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/timeout.h"
+#include "utils/tuplestore.h" // no longer reached through funcapi.h in 19
 }
+
+// Server API differences between the supported majors (15, 17, 18, 19),
+// bridged with PostgreSQL's own version macro so that each build uses the
+// server's functions as that server declares them. Nothing here copies
+// server code: each wrapper only picks the name the running major has.
+namespace revetl::pg::compat {
+
+// PostgreSQL 16 replaced the per-catalog ownership and privilege checks
+// (pg_database_ownercheck, pg_foreign_server_aclcheck, ...) with
+// object_ownercheck() and object_aclcheck() taking the catalog's OID.
+inline bool DatabaseOwnercheck(Oid dboid, Oid role) {
+#if PG_VERSION_NUM >= 160000
+    return object_ownercheck(DatabaseRelationId, dboid, role);
+#else
+    return pg_database_ownercheck(dboid, role);
+#endif
+}
+
+inline AclResult ForeignServerAclcheck(Oid server_oid, Oid role, AclMode mode) {
+#if PG_VERSION_NUM >= 160000
+    return object_aclcheck(ForeignServerRelationId, server_oid, role, mode);
+#else
+    return pg_foreign_server_aclcheck(server_oid, role, mode);
+#endif
+}
+
+// PostgreSQL 16 gave the name parsers an error-saving context (nullptr:
+// throw as before).
+inline List *StringToQualifiedNameList(const char *string) {
+#if PG_VERSION_NUM >= 160000
+    return stringToQualifiedNameList(string, nullptr);
+#else
+    return stringToQualifiedNameList(string);
+#endif
+}
+
+// The index of this backend's PGPROC in ProcGlobal->allProcs, which
+// SetLatch() of another process needs: PGPROC.pgprocno became
+// MyProcNumber in PostgreSQL 17.
+inline int MyProcIndex() {
+#if PG_VERSION_NUM >= 170000
+    return MyProcNumber;
+#else
+    return MyProc->pgprocno;
+#endif
+}
+
+} // namespace revetl::pg::compat
+
+// The parameters of a signal handler installed with pqsignal(): PostgreSQL
+// 19 passes a pg_signal_info as well (SIGNAL_ARGS). Unnamed, because the
+// handlers use neither.
+#if PG_VERSION_NUM >= 190000
+#define REVETL_SIGNAL_PARAMS int, const pg_signal_info *
+#else
+#define REVETL_SIGNAL_PARAMS int
+#endif

@@ -1207,7 +1207,7 @@ void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, i
         {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms), SqlArg::Int8(last_sent_seq)});
 }
 
-extern "C" void HandleRunSigterm(int) {
+extern "C" void HandleRunSigterm(REVETL_SIGNAL_PARAMS) {
     int save_errno = errno;
     g_terminating = 1;
     // Like a query cancel: the statement or wait in progress ends with an

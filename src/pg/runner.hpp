@@ -3,6 +3,8 @@
 // revetl.runs.
 #pragma once
 
+#include "pg/pg_includes.hpp"
+
 #include <cstdint>
 #include <string>
 
@@ -33,6 +35,6 @@ void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, i
 // SIGTERM of a run process (a server shutdown, pg_terminate_backend): the
 // run in progress stops at its next interrupt check, is recorded as
 // 'interrupted' (not failed) and queued again, and the process exits.
-extern "C" void HandleRunSigterm(int signal);
+extern "C" void HandleRunSigterm(REVETL_SIGNAL_PARAMS);
 
 } // namespace revetl::pg

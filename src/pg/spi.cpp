@@ -118,36 +118,36 @@ SpiArgs ToSpiArgs(const std::vector<SqlArg> &args) {
             out.values[i] = BoolGetDatum(a.b);
             break;
         case SqlArg::Kind::TextArray: {
-            int n = (int)a.texts.size();
-            Datum *elems = (Datum *)palloc(sizeof(Datum) * (n ? n : 1));
-            bool *elem_nulls = (bool *)palloc(sizeof(bool) * (n ? n : 1));
-            for (int e = 0; e < n; e++) {
+            int count = (int)a.texts.size();
+            Datum *elems = (Datum *)palloc(sizeof(Datum) * (count ? count : 1));
+            bool *elem_nulls = (bool *)palloc(sizeof(bool) * (count ? count : 1));
+            for (int e = 0; e < count; e++) {
                 elem_nulls[e] = !a.texts[e].has_value();
                 elems[e] = elem_nulls[e] ? (Datum)0
                                          : PointerGetDatum(cstring_to_text_with_len(a.texts[e]->data(),
                                                                                     (int)a.texts[e]->size()));
             }
-            int dims[1] = {n};
+            int dims[1] = {count};
             int lbs[1] = {1};
             out.values[i] = PointerGetDatum(
                 construct_md_array(elems, elem_nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
             break;
         }
         case SqlArg::Kind::Int8Array: {
-            int n = (int)a.i64s.size();
-            Datum *elems = (Datum *)palloc(sizeof(Datum) * (n ? n : 1));
-            for (int e = 0; e < n; e++)
+            int count = (int)a.i64s.size();
+            Datum *elems = (Datum *)palloc(sizeof(Datum) * (count ? count : 1));
+            for (int e = 0; e < count; e++)
                 elems[e] = Int64GetDatum(a.i64s[e]);
             out.values[i] =
-                PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+                PointerGetDatum(construct_array(elems, count, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
             break;
         }
         case SqlArg::Kind::BoolArray: {
-            int n = (int)a.bools.size();
-            Datum *elems = (Datum *)palloc(sizeof(Datum) * (n ? n : 1));
-            for (int e = 0; e < n; e++)
+            int count = (int)a.bools.size();
+            Datum *elems = (Datum *)palloc(sizeof(Datum) * (count ? count : 1));
+            for (int e = 0; e < count; e++)
                 elems[e] = BoolGetDatum(a.bools[e]);
-            out.values[i] = PointerGetDatum(construct_array(elems, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+            out.values[i] = PointerGetDatum(construct_array(elems, count, BOOLOID, 1, true, TYPALIGN_CHAR));
             break;
         }
         }

@@ -164,7 +164,7 @@ ResolvedModel ResolveModel(const std::string &model) {
     char *nspname = nullptr;
     char *relname = nullptr;
     PgGuard([&] {
-        List *names = stringToQualifiedNameList(model.c_str());
+        List *names = compat::StringToQualifiedNameList(model.c_str());
         RangeVar *rv = makeRangeVarFromNameList(names);
         relid = RangeVarGetRelid(rv, AccessShareLock, true);
         if (OidIsValid(relid)) {

@@ -69,7 +69,7 @@ bool RegisterSelf(Oid dboid) {
     bool ok = slot && slot->worker_pid == 0 && slot->blocked_until <= GetCurrentTimestamp();
     if (ok) {
         slot->worker_pid = MyProcPid;
-        slot->worker_procno = MyProc->pgprocno;
+        slot->worker_procno = compat::MyProcIndex();
         slot->no_extension = false;
     }
     LWLockRelease(g_shared->lock);

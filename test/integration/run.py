@@ -13,11 +13,18 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 
 def main():
-    pattern = sys.argv[1] if len(sys.argv) > 1 else "test_*.py"
+    # Each argument is a file name pattern (scripts/test.sh passes the
+    # REVETL_INTEGRATION list); without one, every module runs.
+    patterns = sys.argv[1:] or ["test_*.py"]
     suite = unittest.TestSuite()
     connectors = sorted(glob.glob(os.path.join(HERE, "..", "connectors", "*", "")))
-    for folder in [HERE] + [os.path.abspath(c) for c in connectors]:
-        suite.addTests(unittest.TestLoader().discover(folder, pattern=pattern, top_level_dir=folder))
+    for pattern in patterns:
+        found = suite.countTestCases()
+        for folder in [HERE] + [os.path.abspath(c) for c in connectors]:
+            suite.addTests(unittest.TestLoader().discover(folder, pattern=pattern, top_level_dir=folder))
+        if suite.countTestCases() == found:
+            print(f"integration: no test matches {pattern}")
+            return 1
     result = unittest.TextTestRunner(verbosity=2).run(suite)
     failed = len(result.failures) + len(result.errors)
     passed = result.testsRun - failed - len(result.skipped)

@@ -38,6 +38,13 @@ def release_bindir(version):
     if not root:
         raise AssertionError("REVETL_RELEASES_DIR is not set: scripts/test.sh builds the released versions "
                              "(scripts/build-release.sh) and sets it")
+    # A release is built only for the PostgreSQL majors it was released for
+    # (third column of releases.txt); on another major there is nothing to
+    # upgrade from, and scripts/test.sh says why in this file.
+    unsupported = os.path.join(root, version, "unsupported")
+    if os.path.exists(unsupported):
+        with open(unsupported) as f:
+            raise unittest.SkipTest(f.read().strip())
     with open(os.path.join(root, version, "bindir")) as f:
         return f.read().strip()
 

@@ -47,7 +47,7 @@ class PsqlError(Exception):
 
 
 class Cluster:
-    """A PostgreSQL 15 cluster with revetl preloaded."""
+    """A PostgreSQL cluster (the major of the pg_config in PATH) with revetl preloaded."""
 
     def __init__(self, extra_conf="", name="revetl", bindir=None):
         # bindir: another installation's programs (an older release of
