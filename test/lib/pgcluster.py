@@ -395,6 +395,16 @@ class MockSegment(MockProcess):
     def state(self):
         return self._call("GET", "/_mock/state")
 
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
 
 SALESFORCE_POSTMAN = os.environ.get(
     "REVETL_SALESFORCE_POSTMAN",
