@@ -58,6 +58,7 @@ void RegisterRunProcess(Oid dboid) {
             if (slot->executors[i].pid == 0) {
                 memset(&slot->executors[i], 0, sizeof slot->executors[i]);
                 slot->executors[i].pid = MyProcPid;
+                slot->executors[i].procno = compat::MyProcIndex();
                 break;
             }
     LWLockRelease(g_shared->lock);

@@ -20,6 +20,7 @@ int g_launcher_naptime_s = 60;
 int g_worker_restart_delay_s = 5;
 int g_max_parallel_runs = 4;
 int g_change_retry_interval_s = 60;
+int g_change_run_duration_ms = 30000;
 int g_min_schedule_interval_s = 30;
 int g_max_syncs_per_role = 100;
 int g_run_history_retention_min = 30 * 24 * 60;
@@ -218,6 +219,12 @@ void DefineSettings() {
         "Doubles after each further failed or partial run, up to 64 times this value; a new change "
         "still runs the sync at once.",
         &g_change_retry_interval_s, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "revetl.change_run_duration",
+        "How long one run of an ON CHANGE sync keeps delivering changes as they commit.",
+        "The run's process plans and delivers each new commit's keys until this time has passed (or "
+        "nothing was captured for a second); 0 makes every run plan once and end.",
+        &g_change_run_duration_ms, 30000, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "revetl.min_schedule_interval", "The shortest interval a sync may be scheduled EVERY.",
         "Shorter intervals are refused by CREATE and ALTER SYNC, and a sync scheduled before the setting "

@@ -9,6 +9,19 @@ namespace {
 
 bool g_wake_worker_at_commit = false;
 bool g_wake_launcher_at_commit = false;
+// ON CHANGE syncs whose captured keys this transaction wrote: at commit the
+// process running one (its run delivers new commits as they come) is woken,
+// and the scheduler only for the others. A few distinct syncs are kept; a
+// transaction writing to more wakes the scheduler as well.
+constexpr int kMaxWakeSyncs = 8;
+int64 g_wake_syncs[kMaxWakeSyncs];
+int g_wake_sync_count = 0;
+bool g_wake_syncs_overflowed = false;
+
+void ForgetWakeSyncs() {
+    g_wake_sync_count = 0;
+    g_wake_syncs_overflowed = false;
+}
 
 // How long a waiting run_sync() tolerates having no worker to take its
 // request before it gives up with an error.
@@ -20,15 +33,27 @@ void OnXactEvent(XactEvent event, void *) {
     case XACT_EVENT_PARALLEL_COMMIT:
         // Both wake this database's worker; with no worker yet (a new
         // CREATE EXTENSION), the launcher is woken to start one.
+        // A sync whose run is in progress needs no scheduler: that run's
+        // process plans the new keys, or, if it has just ended, exits, which
+        // wakes the scheduler (bgw_notify_pid) after this commit.
+        if (g_shared) {
+            for (int i = 0; i < g_wake_sync_count; i++)
+                if (!WakeSyncRun(MyDatabaseId, g_wake_syncs[i]))
+                    g_wake_worker_at_commit = true;
+            if (g_wake_syncs_overflowed)
+                g_wake_worker_at_commit = true;
+        }
         if ((g_wake_launcher_at_commit || g_wake_worker_at_commit) && g_shared)
             WakeWorkerOrLauncher(MyDatabaseId);
         g_wake_worker_at_commit = false;
         g_wake_launcher_at_commit = false;
+        ForgetWakeSyncs();
         break;
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
         g_wake_worker_at_commit = false;
         g_wake_launcher_at_commit = false;
+        ForgetWakeSyncs();
         break;
     default:
         break;
@@ -156,6 +181,16 @@ void InitRunRequests() {
 
 void WakeWorkerAtCommit() {
     g_wake_worker_at_commit = true;
+}
+
+void WakeSyncAtCommit(int64_t sync_id) {
+    for (int i = 0; i < g_wake_sync_count; i++)
+        if (g_wake_syncs[i] == sync_id)
+            return;
+    if (g_wake_sync_count < kMaxWakeSyncs)
+        g_wake_syncs[g_wake_sync_count++] = sync_id;
+    else
+        g_wake_syncs_overflowed = true;
 }
 
 void WakeLauncherAtCommit() {

@@ -12,6 +12,9 @@ namespace revetl::pg {
 
 void InitRunRequests(); // from _PG_init
 
+// At commit: wakes the process running a run of the sync (an ON CHANGE
+// run waiting for new commits), or the database's scheduler if none does.
+void WakeSyncAtCommit(int64_t sync_id);
 void WakeWorkerAtCommit();
 void WakeLauncherAtCommit();
 

@@ -37,6 +37,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <random>
 #include <strings.h>
 
@@ -90,6 +91,16 @@ const char *kInsertInvalid =
     "INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, payload) "
     "SELECT $1, $2, $3, 'invalid', u.key, 'upsert', u.reason, u.payload "
     "FROM unnest($4::jsonb[], $5::text[], $6::jsonb[]) AS u(key, reason, payload)";
+
+// The id a recording of keys is made at (the shadow state's version): the
+// run's own id for its first plan, and a new one from the runs' sequence for
+// each further plan of an ON CHANGE run, so that every recording of a key
+// has a version no other recording had and every change's idempotency key
+// is new (A, B, A, B within one run are four keys).
+int64_t NextRecordingId() {
+    return Sql("SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('revetl.runs', 'id'))")
+        .Int8(0, 0);
+}
 
 struct PlanTotals {
     int64 added = 0;
@@ -299,7 +310,7 @@ HttpClient &Client() {
 
 class SyncRun {
 public:
-    explicit SyncRun(int64_t run_id) : run_id_(run_id) {}
+    explicit SyncRun(int64_t run_id) : run_id_(run_id), version_id_(run_id) {}
 
     RunResult Execute();
 
@@ -377,7 +388,21 @@ private:
     int64_t queued_ = 0; // changes the plan queued, numbered 1..queued_
     // The highest seq handed to the engine: no row after it was sent.
     int64_t last_handed_seq_ = 0;
-    bool tracked_ = false;     // changes captured by triggers
+    bool tracked_ = false; // changes captured by triggers
+    // What recordings of keys in this run are made at: run_id_ for the
+    // first plan, a fresh id for each further plan (NextRecordingId).
+    int64_t version_id_ = 0;
+    int plans_ = 0;       // plans made by this run (ON CHANGE runs make several)
+    std::string trigger_; // revetl.runs.trigger
+    // The sync's catalog row when the run started (ON CHANGE runs): any
+    // ALTER, PAUSE or RENAME changes it, and ends the run's further plans.
+    std::string definition_;
+    TimestampTz started_at_ = 0;
+    bool ContinuesOnChange() const;
+    // What the first plan learnt of the model, for the further ones.
+    std::optional<PlanSpec> prepared_spec_;
+    std::vector<std::string> key_types_;
+    void DeliverChangesAsTheyCommit();
     bool incremental_ = false; // this run plans only captured keys
     bool planning_ = false;    // the plan phase (and its timeout) is in progress
     bool plan_error_ = false;  // the plan failed with an error of PostgreSQL's
@@ -407,7 +432,7 @@ bool SyncRun::Start() {
     }
     SqlResult r = Sql("UPDATE revetl.runs SET status = 'running', started_at = pg_catalog.now() "
                       "WHERE id = $1 AND status = 'queued' RETURNING sync_id, row_limit, full_diff, resync, "
-                      "allow_removals",
+                      "allow_removals, trigger",
                       {SqlArg::Int8(run_id_)});
     if (r.rows.empty()) {
         CommitTransaction();
@@ -418,7 +443,15 @@ bool SyncRun::Start() {
     full_requested_ = r.Bool(0, 2);
     resync_ = r.Bool(0, 3);
     allow_removals_ = r.Bool(0, 4);
+    trigger_ = r.Text(0, 5);
     auto def = LoadSyncById(sync_id);
+    if (trigger_ == "on change") {
+        SqlResult row = Sql("SELECT pg_catalog.row_to_json(s)::text FROM revetl.syncs s WHERE s.id = $1",
+                            {SqlArg::Int8(sync_id)});
+        if (!row.rows.empty())
+            definition_ = row.Text(0, 0);
+    }
+    PgGuard([&] { started_at_ = GetCurrentTimestamp(); });
     // A copy of a database sends nothing (queued before it was seen to be one).
     std::optional<std::string> copy = CopyOfAnotherDatabase();
     CommitTransaction();
@@ -526,13 +559,24 @@ void SyncRun::Plan() {
     // (the statement timeout's handler cancels whatever runs when it fires).
     planning_ = true;
     PgGuard([&] { enable_timeout_after(STATEMENT_TIMEOUT, static_cast<int>(def_.options.plan_timeout_ms)); });
-    PlanSpec spec = PreparePlan(def_);
-    spec.run_id = run_id_;
+    // A further plan of an ON CHANGE run reuses what the first learnt of
+    // the model (its key's index, its types' hash functions): the run ends
+    // when the definition changes, and DDL on the model captures a NULL key,
+    // which makes the plan a full diff, prepared afresh below.
+    PlanSpec spec = prepared_spec_ ? *prepared_spec_ : PreparePlan(def_);
+    if (!prepared_spec_)
+        prepared_spec_ = spec;
+    // The plan query versions a key never recorded as minus this id.
+    spec.run_id = version_id_;
     spec.resync = resync_;
+    plans_++;
     // Outside MIRROR no removal is planned, so a tombstone matters only
     // until its settle time has passed (a key re-added before then is
-    // re-verified after it); then it goes.
-    if (!spec.include_removals)
+    // re-verified after it); then it goes. Once per run: it scans the
+    // shadow table, and an ON CHANGE run plans many times a second (a
+    // tombstone left until the next run is planned as an add with its
+    // recorded version, which the flush upserts).
+    if (!spec.include_removals && plans_ == 1)
         Sql("DELETE FROM " + QualifiedName(kSchema, def_.shadow_table) +
             " WHERE removed AND verify_after <= pg_catalog.now()");
     // A trigger-tracked sync plans only the keys captured since its last run,
@@ -550,16 +594,25 @@ void SyncRun::Plan() {
         bool truncated = cap.Bool(0, 1);
         bool ready = cap.Bool(0, 2);
         incremental_ = ready && !truncated && !full_requested_ && !resync_ && row_limit_ < 0;
+        if (incremental_ && key_types_.empty())
+            key_types_ = KeyColumnTypes(ModelRelid(def_), def_.key_columns);
         if (incremental_)
-            spec.capture =
-                CaptureFilter{def_.id, max_capture, KeyColumnTypes(ModelRelid(def_), def_.key_columns)};
+            spec.capture = CaptureFilter{def_.id, max_capture, key_types_};
+        else if (plans_ > 1) {
+            PlanSpec fresh = PreparePlan(def_);
+            fresh.run_id = spec.run_id;
+            fresh.resync = spec.resync;
+            spec = fresh;
+        }
     }
     std::string plan_sql = BuildPlanQuery(spec);
     // A test run plans everything and sends the first rows in key order.
     if (row_limit_ >= 0)
         plan_sql += " ORDER BY op, key LIMIT " + std::to_string(row_limit_);
 
+    // A further plan of the run numbers its changes after the earlier ones'.
     PlanTotals totals;
+    totals.queued = queued_;
     const std::string search_path = OwnerSearchPath(def_.search_path);
     PgGuard([&] {
         StreamPlanIntoQueue(plan_sql.c_str(), def_.owner, search_path.c_str(), run_id_, def_.id,
@@ -569,16 +622,16 @@ void SyncRun::Plan() {
     PgGuard([] { disable_timeout(STATEMENT_TIMEOUT, false); });
     planning_ = false;
     CheckRemovalLimit(totals.removed);
-    invalid_ = totals.invalid;
+    invalid_ += totals.invalid;
     queued_ = totals.queued;
     // The captured keys are in this run's queue now; rows that are refused
     // or not delivered are captured again (see Finish and DeliverNextBatch).
     if (tracked_ && row_limit_ < 0)
         Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1 AND id <= $2",
             {SqlArg::Int8(def_.id), SqlArg::Int8(max_capture)});
-    Sql("UPDATE revetl.runs SET planned_at = pg_catalog.clock_timestamp(), rows_added = $2, rows_changed = "
-        "$3, "
-        "rows_removed = $4, rows_invalid = $5, plan_kind = $6 WHERE id = $1",
+    Sql("UPDATE revetl.runs SET planned_at = coalesce(planned_at, pg_catalog.clock_timestamp()), "
+        "rows_added = rows_added + $2, rows_changed = rows_changed + $3, rows_removed = rows_removed + $4, "
+        "rows_invalid = rows_invalid + $5, plan_kind = $6 WHERE id = $1",
         {SqlArg::Int8(run_id_), SqlArg::Int8(totals.added), SqlArg::Int8(totals.changed),
          SqlArg::Int8(totals.removed), SqlArg::Int8(totals.invalid),
          SqlArg::Text(incremental_ ? "incremental" : "full")});
@@ -684,7 +737,7 @@ void SyncRun::Flush() {
                                         "SELECT r.key, r.row_hash, r.dest_id, $5, "
                                         "CASE WHEN r.uncertain THEN pg_catalog.now() + "
                                         "pg_catalog.make_interval(secs => $6 / 1000.0) END, "
-                                        "$5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
+                                        "$7 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
                                         "AS r(key, row_hash, dest_id, uncertain)";
         flush_sql_.reset(new FlushStatements{
             PreparedSql(insert_rows),
@@ -707,7 +760,7 @@ void SyncRun::Flush() {
                         "WHERE s.key = r.key AND NOT r.uncertain AND (s.verify_after IS NULL OR "
                         "s.verify_after <= pg_catalog.now())"),
             PreparedSql("UPDATE " + shadow +
-                        " AS s SET removed = true, row_hash = 0, run_id = $3, version = $3, "
+                        " AS s SET removed = true, row_hash = 0, run_id = $3, version = $5, "
                         "synced_at = pg_catalog.now(), verify_after = CASE WHEN r.uncertain THEN "
                         "greatest(s.verify_after, pg_catalog.now() + pg_catalog.make_interval(secs => $4 / "
                         "1000.0)) ELSE s.verify_after END "
@@ -736,14 +789,15 @@ void SyncRun::Flush() {
         PreparedSql &statement = added && !resync_ ? flush_sql_->insert_shadow : flush_sql_->upsert_shadow;
         statement.Run({SqlArg::TextArray(rows.keys), SqlArg::Int8Array(rows.row_hashes),
                        SqlArg::TextArray(rows.dest_ids), SqlArg::BoolArray(rows.uncertain),
-                       SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms)});
+                       SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms),
+                       SqlArg::Int8(version_id_)});
     }
     if (!rec.removal_keys.empty()) {
         flush_sql_->delete_shadow.Run(
             {SqlArg::TextArray(rec.removal_keys), SqlArg::BoolArray(rec.removal_uncertain)});
         flush_sql_->tombstone_shadow.Run({SqlArg::TextArray(rec.removal_keys),
                                           SqlArg::BoolArray(rec.removal_uncertain), SqlArg::Int8(run_id_),
-                                          SqlArg::Int8(settings_.settle_time_ms)});
+                                          SqlArg::Int8(settings_.settle_time_ms), SqlArg::Int8(version_id_)});
     }
     if (rec.rejected != "[]" && tracked_)
         Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, r.key::text, true "
@@ -791,6 +845,99 @@ void SyncRun::Flush() {
 
 void SyncRun::Deliver() {
     RunDelivery([this] { return ReadBatch(); });
+}
+
+bool SyncRun::ContinuesOnChange() const {
+    // Only runs the scheduler started for new changes: a run_sync() caller
+    // waits for its run to end, and a test, full or resync run is one plan.
+    return g_change_run_duration_ms > 0 && trigger_ == "on change" && !definition_.empty() &&
+           def_.schedule.kind == dsl::Schedule::Kind::OnChange && tracked_ && incremental_ &&
+           row_limit_ < 0 && !resync_ && !full_requested_;
+}
+
+// An ON CHANGE run goes on after its first plan: it waits on its latch,
+// which the capture triggers' commits set (revetl._capture_wake), and plans
+// and delivers the keys captured since, each plan exactly as the first (one
+// snapshot, captured keys deleted with it, rows recorded as accepted, refused
+// and undelivered keys captured again), so that a change reaches the
+// destination in about one plan and one request rather than a process start.
+// Commits that arrive during a plan or a delivery are taken by the next plan:
+// many updates of one row become one. The run ends when
+// revetl.change_run_duration has passed since it started, after a second
+// with nothing captured, when the sync is altered, paused, renamed or
+// dropped, or when a TRUNCATE or rebuild asks for a full diff; keys
+// captured after its last look are the scheduler's, as before.
+void SyncRun::DeliverChangesAsTheyCommit() {
+    constexpr long kIdleMs = 1000;
+    // Plans start at most this often: commits arriving faster are taken
+    // together, so that a busy table costs the run one plan per interval
+    // rather than one per commit, and the writers keep the CPU.
+    constexpr long kMinPlanIntervalMs = 20;
+    TimestampTz last_plan = 0;
+    TimestampTz now = 0;
+    PgGuard([&] {
+        now = GetCurrentTimestamp();
+        pgstat_report_activity(STATE_RUNNING, "revetl: waiting for changes");
+    });
+    const TimestampTz end = TimestampTzPlusMilliseconds(started_at_, g_change_run_duration_ms);
+    // The further plans' commits do not wait for their WAL to reach disk
+    // (two flushes less per change). A server crash can lose only the last
+    // of them, in commit order: the state is then as if this process had
+    // died after an earlier commit, which recovery already handles (the
+    // lost plans' keys are still captured; rows sent and not recorded are
+    // re-verified and captured again), so nothing is lost, a change may be
+    // sent again.
+    PgGuard([] { SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION); });
+    TimestampTz idle_end = TimestampTzPlusMilliseconds(now, kIdleMs);
+    for (;;) {
+        CheckInterrupts();
+        PgGuard([&] { now = GetCurrentTimestamp(); });
+        if (now >= end)
+            return;
+        BeginTransaction("revetl: looking for changes");
+        SqlResult r =
+            Sql("SELECT (SELECT pg_catalog.row_to_json(s)::text FROM revetl.syncs s WHERE s.id = $1), "
+                "coalesce(bool_or(NOT retry), false), coalesce(bool_or(key IS NULL), false) "
+                "FROM revetl.captured_changes WHERE sync_id = $1",
+                {SqlArg::Int8(def_.id)});
+        const bool same = r.At(0, 0) && *r.At(0, 0) == definition_;
+        const bool fresh = r.Bool(0, 1);
+        const bool full_diff_asked = r.Bool(0, 2);
+        if (same && fresh && !full_diff_asked)
+            version_id_ = NextRecordingId();
+        CommitTransaction();
+        if (!same || full_diff_asked)
+            return;
+        if (!fresh) {
+            if (now >= idle_end)
+                return;
+            const TimestampTz until = std::min(end, idle_end);
+            const long ms = static_cast<long>((until - now) / 1000) + 1;
+            PgGuard([&] {
+                (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms,
+                                PG_WAIT_EXTENSION);
+                ResetLatch(MyLatch);
+            });
+            continue;
+        }
+        const TimestampTz next_plan = TimestampTzPlusMilliseconds(last_plan, kMinPlanIntervalMs);
+        if (now < next_plan)
+            SleepMs(static_cast<long>((next_plan - now) / 1000) + 1);
+        PgGuard([&] { last_plan = GetCurrentTimestamp(); });
+        // The earlier plans' rows are all recorded (Deliver flushed them).
+        last_seq_ = queued_;
+        read_ahead_.clear();
+        Plan();
+        Deliver();
+        // A TRUNCATE that committed after the look above made that plan a
+        // full diff: the run ends, and records that it had one.
+        if (!incremental_)
+            return;
+        PgGuard([&] {
+            idle_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kIdleMs);
+            pgstat_report_activity(STATE_RUNNING, "revetl: waiting for changes");
+        });
+    }
 }
 
 int64_t SyncRun::KeepJob(const EngineBatch &batch, const PreparedRequest &poll) {
@@ -1028,7 +1175,8 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     const bool dropped = status == "cancelled" && error == kCancelledByDrop;
     if ((status == "failed" || status == "interrupted" || (status == "cancelled" && !dropped)) &&
         !def_.shadow_table.empty() && def_.mode != "insert")
-        MarkPlannedRowsUncertain(def_.shadow_table, run_id_, settings_.settle_time_ms, last_handed_seq_);
+        MarkPlannedRowsUncertain(def_.shadow_table, run_id_, settings_.settle_time_ms, last_handed_seq_,
+                                 plans_ > 1 ? NextRecordingId() : run_id_);
     // A run that planned fits its model again.
     if (status == "succeeded" || status == "partial")
         Sql("UPDATE revetl.sync_state SET model_problem = NULL WHERE sync_id = $1 AND model_problem IS NOT "
@@ -1091,6 +1239,8 @@ RunResult SyncRun::Execute() {
         ResumeKeptJobs();
         Plan();
         Deliver();
+        if (ContinuesOnChange())
+            DeliverChangesAsTheyCommit();
         status = (rejected_ > 0 || invalid_ > 0) ? "partial" : "succeeded";
     } catch (const SyncDropped &e) {
         AbortTransaction();
@@ -1195,16 +1345,17 @@ RunResult SyncRun::Execute() {
 } // namespace
 
 void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, int64_t settle_ms,
-                              int64_t last_sent_seq) {
+                              int64_t last_sent_seq, int64_t version) {
     // INSERT mode never comes here: it plans no changed rows, so a marked
     // row would hide its key from every later run.
     Sql("INSERT INTO " + QualifiedName(kSchema, shadow_table) +
             " AS s (key, row_hash, run_id, verify_after, version, removed) "
-            "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0), $1, true "
+            "SELECT c.key, 0, $1, pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0), $4, true "
             "FROM revetl.changes c WHERE c.run_id = $1 AND c.seq <= $3 "
             "ON CONFLICT (key) DO UPDATE SET verify_after = greatest(s.verify_after, excluded.verify_after), "
             "version = excluded.version",
-        {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms), SqlArg::Int8(last_sent_seq)});
+        {SqlArg::Int8(run_id), SqlArg::Int8(settle_ms), SqlArg::Int8(last_sent_seq),
+         SqlArg::Int8(version != 0 ? version : run_id)});
 }
 
 extern "C" void HandleRunSigterm(REVETL_SIGNAL_PARAMS) {

@@ -29,8 +29,10 @@ RunResult ExecuteRun(int64_t run_id);
 // to `last_sent_seq` can have been sent: the rest are left as they were (a
 // key never sent stays unknown to the shadow state, and its next delivery is
 // an add). Runs in the caller's transaction.
+// `version` is what the marked keys are recorded at (0: run_id); a run that
+// planned more than once (ON CHANGE) passes a fresh one.
 void MarkPlannedRowsUncertain(const std::string &shadow_table, int64_t run_id, int64_t settle_ms,
-                              int64_t last_sent_seq);
+                              int64_t last_sent_seq, int64_t version = 0);
 
 // SIGTERM of a run process (a server shutdown, pg_terminate_backend): the
 // run in progress stops at its next interrupt check, is recorded as

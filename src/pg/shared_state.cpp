@@ -173,6 +173,20 @@ bool SyncRunInProgress(Oid dboid, int64 sync_id) {
     return busy;
 }
 
+bool WakeSyncRun(Oid dboid, int64 sync_id) {
+    int procno = -1;
+    LWLockAcquire(g_shared->lock, LW_SHARED);
+    if (DatabaseSlot *slot = FindDatabaseSlot(dboid))
+        for (int i = 0; i < kMaxExecutorsPerDatabase && procno < 0; i++)
+            if (slot->executors[i].pid != 0 && slot->executors[i].sync_id == sync_id)
+                procno = slot->executors[i].procno;
+    LWLockRelease(g_shared->lock);
+    if (procno < 0)
+        return false;
+    SetProcLatch(procno);
+    return true;
+}
+
 bool CancelSyncRun(Oid dboid, int64 sync_id, const char *reason) {
     pid_t pid = 0;
     LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);

@@ -25,6 +25,7 @@ struct ExecutorSlot {
     pid_t pid;     // 0: free
     int64 sync_id; // 0 until the process has claimed its sync
     int64 run_id;
+    int procno; // for SetLatch: an ON CHANGE run waits on its latch for new commits
     // Set by DROP SYNC or PAUSE (then the process is sent SIGINT): the run
     // ends 'cancelled' with this reason.
     char cancel_reason[64];
@@ -139,6 +140,9 @@ bool ClaimSyncRun(Oid dboid, int64 sync_id, int64 run_id);
 
 // Whether a process of this database holds a run of `sync_id`.
 bool SyncRunInProgress(Oid dboid, int64 sync_id);
+// Sets the latch of the process running a run of the sync, if one does;
+// returns whether one does.
+bool WakeSyncRun(Oid dboid, int64 sync_id);
 
 // Asks the process running `sync_id` (if any) to stop: its current
 // statement or wait is interrupted and the run ends 'cancelled' with

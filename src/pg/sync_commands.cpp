@@ -1258,11 +1258,12 @@ void AfterTableDdlCpp() {
     SpiFinish();
 }
 
-void RequestRunOnChangeCpp(int64_t) {
+void RequestRunOnChangeCpp(int64_t sync_id) {
     // The scheduler queues the run when it sees captured keys and no run in
     // progress or queued: deciding there, after the capturing transaction
     // committed, means no change can slip between a run's start and its end.
-    WakeWorkerAtCommit();
+    // A run in progress is woken instead: it plans the new keys itself.
+    WakeSyncAtCommit(sync_id);
 }
 
 } // namespace

@@ -1,0 +1,226 @@
+"""ON CHANGE runs that deliver commits as they come (revetl.change_run_duration):
+one run's process plans and delivers each new commit's keys, with every
+guarantee of a run of its own: coalescing by key, an idempotency key per
+change, PAUSE / cancel_run / ALTER SYNC, and exact convergence after the
+run's process is killed and after `pg_ctl stop -m immediate` mid-stream."""
+
+import os
+import random
+import signal
+import sys
+import threading
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from pgcluster import Cluster, MockWebhook, PsqlError, key, wait_for  # noqa: E402
+
+cluster = None
+mock = None
+
+
+def setUpModule():
+    global cluster, mock
+    # Long runs, so that a test's commits surely fall in one run; retries of
+    # undelivered keys after a second (the crash test waits for them).
+    cluster = Cluster(name="revetl-realtime", extra_conf="revetl.change_run_duration = '10min'\n"
+                                                         "revetl.change_retry_interval = 1").start()
+    mock = MockWebhook()
+    cluster.sql(f"""
+        create extension revetl;
+        create server hooks foreign data wrapper revetl options (type 'webhook', url '{mock.url}/t',
+            settle_time '1s');
+    """)
+    cluster.wait_for_worker()
+
+
+def tearDownModule():
+    if mock:
+        mock.stop()
+    if cluster:
+        cluster.destroy()
+
+
+def sql_ok(text):
+    _, _, rc = cluster.psql(text, check=False)
+    return rc == 0
+
+
+def runs(sync):
+    return cluster.rows(f"select id, status, trigger, plan_kind, rows_added + rows_changed + rows_removed, "
+                        f"coalesce(error, '') from revetl.sync_runs where sync_name = '{sync}' order by id")
+
+
+def settled(sync):
+    return cluster.sql(f"select count(*) from revetl.sync_runs where sync_name = '{sync}' "
+                       f"and status in ('queued', 'running')") == "0"
+
+
+def running(sync):
+    return cluster.sql(f"select count(*) from revetl.sync_runs where sync_name = '{sync}' "
+                       f"and status = 'running'") == "1"
+
+
+class RealtimeTest(unittest.TestCase):
+    n = 0
+
+    def setUp(self):
+        mock.reset()
+        RealtimeTest.n += 1
+        self.t = f"rt_{RealtimeTest.n}"
+        self.s = f"rt_sync_{RealtimeTest.n}"
+        cluster.sql(f"create table {self.t} (id int primary key, score int not null); "
+                    f"insert into {self.t} select g, 0 from generate_series(1, 20) g")
+        cluster.sql(f"select * from revetl.execute($$CREATE SYNC {self.s} FROM {self.t} TO hooks KEY (id) "
+                    f"MODE MIRROR SCHEDULE ON CHANGE$$)")
+        # The first run is a full diff; the ones after it plan captured keys.
+        cluster.sql(f"update {self.t} set score = 0 where id = 1")
+        wait_for(lambda: len(mock.records()) == 20 and settled(self.s), timeout=60, what="the first full run")
+
+    def tearDown(self):
+        cluster.sql(f"select revetl.resume_sync('{self.s}')") if self._paused() else None
+        cluster.sql(f"select revetl.drop_sync('{self.s}', if_exists => true)")
+
+    def _paused(self):
+        return cluster.sql(f"select coalesce((select paused from revetl.syncs where name = '{self.s}'), false)") \
+            == "t"
+
+    def model(self):
+        return {key(id=int(i)): {"id": int(i), "score": int(sc)}
+                for i, sc in cluster.rows(f"select id, score from {self.t}")}
+
+    def score(self, i):
+        return mock.records().get(key(id=i), {}).get("score")
+
+    def test_one_run_delivers_commit_after_commit(self):
+        before = len(runs(self.s))
+        for i, v in enumerate([5, 6, 7, 8, 9], start=2):
+            cluster.sql(f"update {self.t} set score = {v} where id = {i}")
+            wait_for(lambda: self.score(i) == v, timeout=30, interval=0.01, what=f"row {i} to arrive")
+        later = runs(self.s)[before:]
+        # One run, still going, planned the five commits one after another.
+        self.assertEqual(len(later), 1, later)
+        self.assertEqual(later[0][1:5], ["running", "on change", "incremental", "5"], later)
+        self.assertEqual(cluster.sql("select count(*) from pg_stat_activity where backend_type = 'revetl run'"),
+                         "1")
+        self.assertEqual(mock.records(), self.model())
+
+    def test_a_b_a_b_in_one_run_has_four_idempotency_keys(self):
+        # The mock skips a record whose idempotency key it applied before: a
+        # repeated key would leave the row at A.
+        for v in [1, 2, 1, 2]:
+            cluster.sql(f"update {self.t} set score = {v} where id = 3")
+            wait_for(lambda: mock.record_writes().get(key(id=3)) is not None and self.score(3) == v,
+                     timeout=30, interval=0.01, what=f"score {v} to arrive")
+            wait_for(lambda: cluster.sql(f"select count(*) from revetl.captured_changes c join revetl.syncs s "
+                                         f"on s.id = c.sync_id where s.name = '{self.s}'") == "0",
+                     timeout=30, what="the change to be planned")
+        sent = [r for req in mock.requests() for r in req["body"]["records"] if r["key"] == {"id": 3}]
+        self.assertEqual([r["data"]["score"] for r in sent][-4:], [1, 2, 1, 2])
+        self.assertEqual(len({r["idempotency_key"] for r in sent[-4:]}), 4, sent)
+        self.assertEqual(mock.duplicates(), 0)
+        self.assertEqual(len({req["body"]["run_id"] for req in mock.requests()[-4:]}), 1)
+
+    def test_ten_updates_of_one_row_while_one_is_in_flight_send_the_last_once(self):
+        mock.configure(delay_ms=3000)
+        writes = mock.record_writes()[key(id=4)]
+        cluster.sql(f"update {self.t} set score = 1 where id = 4")
+        # Planned, and its request is held by the slow destination.
+        wait_for(lambda: cluster.sql(f"select coalesce(sum(rows_changed), 0) from revetl.sync_runs "
+                                     f"where sync_name = '{self.s}' and status = 'running'") == "1",
+                 timeout=30, interval=0.01, what="the first update to be planned")
+        cluster.sql("".join(f"update {self.t} set score = {v} where id = 4;\n" for v in range(2, 11)))
+        wait_for(lambda: self.score(4) == 10, timeout=60, what="the last version to arrive")
+        mock.configure(delay_ms=0)
+        self.assertEqual(mock.record_writes()[key(id=4)] - writes, 2)
+        sent = [r["data"]["score"] for req in mock.requests() for r in req["body"]["records"]
+                if r["key"] == {"id": 4}]
+        self.assertEqual(sent[-2:], [1, 10])
+
+    def test_pause_cancel_run_and_alter_end_the_run(self):
+        cluster.sql(f"update {self.t} set score = 11 where id = 5")
+        wait_for(lambda: self.score(5) == 11 and running(self.s), timeout=30, what="a running run")
+        first = runs(self.s)[-1][0]
+        # ALTER SYNC: the run ends, and the next commit runs the new definition.
+        cluster.sql(f"select * from revetl.execute($$ALTER SYNC {self.s} SET (batch_size = 7)$$)")
+        wait_for(lambda: runs(self.s)[-1][0] != first or settled(self.s), timeout=30, what="the run to end")
+        wait_for(lambda: settled(self.s), timeout=30, what="the run to end")
+        self.assertEqual(runs(self.s)[-1][1], "succeeded")
+        cluster.sql(f"update {self.t} set score = 12 where id = 5")
+        wait_for(lambda: self.score(5) == 12 and running(self.s), timeout=30, what="the change after ALTER")
+        # cancel_run: the run ends cancelled; the next commit starts another.
+        run_id = runs(self.s)[-1][0]
+        cluster.sql(f"select revetl.cancel_run({run_id})")
+        wait_for(lambda: settled(self.s), timeout=30, what="the cancelled run to end")
+        self.assertEqual(runs(self.s)[-1][1], "cancelled")
+        cluster.sql(f"update {self.t} set score = 13 where id = 5")
+        wait_for(lambda: self.score(5) == 13 and running(self.s), timeout=30, what="the change after cancel")
+        # PAUSE: nothing more is sent until RESUME.
+        cluster.sql(f"select revetl.pause_sync('{self.s}')")
+        wait_for(lambda: settled(self.s), timeout=30, what="the paused run to end")
+        cluster.sql(f"update {self.t} set score = 14 where id = 5")
+        count = len(runs(self.s))
+        cluster.sql(f"select revetl.resume_sync('{self.s}')")
+        wait_for(lambda: self.score(5) == 14, timeout=30, what="the change after RESUME")
+        self.assertGreater(len(runs(self.s)), count)
+        self.assertEqual(mock.records(), self.model())
+
+    def test_killed_run_and_immediate_stop_mid_stream_converge_exactly(self):
+        rng = random.Random(15)
+        stop = threading.Event()
+        errors = []
+        mock.configure(delay_ms=30)
+
+        def writer():
+            next_id = 1000
+            while not stop.is_set():
+                op = rng.random()
+                try:
+                    if op < 0.4:
+                        cluster.psql(f"insert into {self.t} values ({next_id}, {rng.randint(0, 99)}); "
+                                     f"update {self.t} set score = score + 1 where id = {rng.randint(1, 20)}")
+                        next_id += 1
+                    elif op < 0.8:
+                        cluster.psql("".join(f"update {self.t} set score = score + 1 where id = "
+                                             f"{rng.choice([1, 2, 3, next_id - 1])};" for _ in range(3)))
+                    else:
+                        cluster.psql(f"delete from {self.t} where id = {rng.randint(1000, next_id)}")
+                except PsqlError:
+                    pass  # the server is restarting: what committed is what the model has
+                except Exception as e:  # noqa: BLE001
+                    errors.append(e)
+                    return
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            for crash in ("kill", "immediate"):
+                wait_for(lambda: running(self.s) and len(mock.requests()) > 5, timeout=60,
+                         what="a running run delivering")
+                mock.clear_requests()
+                if crash == "kill":
+                    restarts = cluster.log_text().count("reinitializing")
+                    pid = cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'")
+                    self.assertTrue(pid)
+                    os.kill(int(pid), signal.SIGKILL)
+                    wait_for(lambda: cluster.log_text().count("reinitializing") > restarts, timeout=60,
+                             what="the server to restart after the killed run")
+                else:
+                    cluster.stop(mode="immediate")
+                    cluster.start()
+                wait_for(lambda: sql_ok("select 1"), timeout=60, what="the server to accept connections")
+                cluster.wait_for_worker()
+        finally:
+            stop.set()
+            thread.join(timeout=120)
+        self.assertEqual(errors, [])
+        mock.configure(delay_ms=0)
+        # Every key's last version arrives, and every deleted key is gone.
+        wait_for(lambda: mock.records() == self.model(), timeout=180, interval=0.5,
+                 what="the destination to converge to the model")
+        self.assertEqual(mock.records(), self.model())
+        statuses = {r[1] for r in runs(self.s)}
+        self.assertIn("failed", statuses, "the killed runs are recorded as failed")
+
+
+if __name__ == "__main__":
+    unittest.main()
