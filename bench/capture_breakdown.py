@@ -3,18 +3,21 @@
 capture_overhead.py).
 
 Creates a tracked sync on t(id bigint primary key, email text, score int,
-payload text) only to read the capture function revetl generates
-(pg_get_functiondef of revetl.capture_<id>), then drops the sync and runs the
-same pgbench single-row UPDATE workload as capture_overhead.py against
-variants of an AFTER UPDATE trigger that write to a copy of
-revetl.captured_changes (public.cc, LIKE ... INCLUDING ALL):
+payload text), removes its triggers, and runs the same pgbench single-row
+UPDATE workload as capture_overhead.py against variants of an AFTER UPDATE
+trigger:
 
   plain                 no trigger (the baseline);
-  revetl function       revetl's function body, SECURITY DEFINER and its SET
-                        clauses, statement-level with transition tables: what
-                        a tracked sync costs;
-  no SECURITY DEFINER   the same body without SECURITY DEFINER and SET (the
-                        cost of those is the difference);
+  revetl C function     the sync's own capture function (LANGUAGE c,
+                        src/pg/capture.cpp; SECURITY DEFINER with its SET
+                        clauses), statement-level with transition tables,
+                        writing to revetl.captured_changes: what a tracked
+                        sync costs;
+  plpgsql function      the PL/pgSQL capture function revetl generated before
+                        the C one (PLPGSQL_BODY below, same SECURITY DEFINER
+                        and SET clauses), writing to a copy of
+                        revetl.captured_changes (public.cc, LIKE ... INCLUDING
+                        ALL): the baseline for the C function;
   no-op statement       a statement-level trigger with transition tables whose
                         function only returns (the cost of the transition
                         tables and of calling a PL/pgSQL trigger);
@@ -38,6 +41,28 @@ from capture_overhead import pgbench, reaped_cpu_seconds, wait_reaped
 from common import banner, create_unreachable_server, log, sql, start_cluster, sync_id
 
 
+# The capture function of a sync KEY (id) on public.t as revetl generated it
+# in PL/pgSQL before the C function (src/pg/capture.cpp), writing to the
+# copy public.cc: the baseline the C function is measured against.
+PLPGSQL_HEADER = ("SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET DateStyle = 'ISO, YMD' "
+                  "SET TimeZone = 'UTC' SET IntervalStyle = 'postgres' SET extra_float_digits = 3")
+PLPGSQL_BODY = """BEGIN
+  IF TG_TABLE_SCHEMA <> 'public' OR TG_TABLE_NAME <> 't' OR TG_NAME NOT LIKE 'tr' THEN
+    RAISE EXCEPTION 'revetl capture function of sync 1 called for another table or trigger';
+  END IF;
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO public.cc (sync_id, key) SELECT 1, pg_catalog.jsonb_build_object('id', CASE WHEN n."id" IS NOT NULL THEN pg_catalog.format('%s', n."id") END)::text FROM revetl_new n;
+  ELSIF TG_OP = 'UPDATE' THEN
+    INSERT INTO public.cc (sync_id, key) SELECT 1, k FROM (SELECT pg_catalog.jsonb_build_object('id', CASE WHEN n."id" IS NOT NULL THEN pg_catalog.format('%s', n."id") END)::text AS k FROM revetl_new n UNION SELECT pg_catalog.jsonb_build_object('id', CASE WHEN o."id" IS NOT NULL THEN pg_catalog.format('%s', o."id") END)::text FROM revetl_old o) AS keys;
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO public.cc (sync_id, key) SELECT 1, pg_catalog.jsonb_build_object('id', CASE WHEN o."id" IS NOT NULL THEN pg_catalog.format('%s', o."id") END)::text FROM revetl_old o;
+  ELSE
+    INSERT INTO public.cc (sync_id, key) VALUES (1, NULL);
+  END IF;
+  RETURN NULL;
+END"""
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000)
@@ -59,29 +84,31 @@ def main():
         """)
         sql(cluster, "select * from revetl.execute('CREATE SYNC probe FROM t TO srv KEY (id) MODE MIRROR "
                      "SCHEDULE MANUAL WITH (track_changes = true)')")
-        fdef = sql(cluster, f"select pg_get_functiondef('revetl.capture_{sync_id(cluster, 'probe')}'::regproc)")
-        header, rest = fdef.split("AS $function$", 1)
-        body = rest.rsplit("$function$", 1)[0]
-        settings = " ".join(line.strip() for line in header.splitlines() if line.strip().startswith("SET "))
-        secdef = "SECURITY DEFINER" if "SECURITY DEFINER" in header else ""
-        log("revetl's capture function:\n" + fdef)
-        sql(cluster, "select revetl.drop_sync('probe'); "
-                     "create table cc (like revetl.captured_changes including all)")
-        body_cc = body.replace("revetl.captured_changes", "public.cc")
-        if body_cc == body:
-            raise AssertionError("the capture function does not insert into revetl.captured_changes")
+        sid = sync_id(cluster, "probe")
+        log("revetl's capture function: " + sql(cluster, f"select pg_get_functiondef('revetl.capture_{sid}'::regproc)"))
+        # The sync's own triggers go; the C variant attaches the sync's
+        # function again itself (named as revetl names them: the function
+        # checks the trigger's name and table).
+        # (cc first: revetl's DDL watch would attach the triggers again at
+        # CREATE TABLE.)
+        # cc is the queue as it was before (with a primary key on id).
+        sql(cluster, "create table cc (like revetl.captured_changes including all); alter table cc add primary key (id)")
+        sql(cluster, f"drop trigger revetl_capture_{sid}_ins on t; drop trigger revetl_capture_{sid}_upd on t; "
+                     f"drop trigger revetl_capture_{sid}_del on t; drop trigger revetl_capture_{sid}_trunc on t")
         stmt = ("REFERENCING OLD TABLE AS revetl_old NEW TABLE AS revetl_new FOR EACH STATEMENT")
         variants = [
             ("plain", None, None),
-            ("revetl function (statement-level)",
-             f"CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql {secdef} {settings} AS $x${body_cc}$x$", stmt),
-            ("same body, no SECURITY DEFINER / SET",
-             f"CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $x${body_cc}$x$", stmt),
+            ("revetl C function (statement-level)", None,
+             f"{stmt} EXECUTE FUNCTION revetl.capture_{sid}('{sid}', 'public', 't', '', 'id')"),
+            ("plpgsql function of 0.2.0 before C (statement-level)",
+             f"CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql {PLPGSQL_HEADER} AS $x${PLPGSQL_BODY}$x$",
+             f"{stmt} EXECUTE FUNCTION f()"),
             ("no-op statement-level trigger, transition tables",
-             "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $x$BEGIN RETURN NULL; END$x$", stmt),
+             "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $x$BEGIN RETURN NULL; END$x$",
+             f"{stmt} EXECUTE FUNCTION f()"),
             ("row-level trigger, INSERT ... VALUES of the key",
              "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $x$BEGIN INSERT INTO public.cc (sync_id, key) "
-             "VALUES (1, jsonb_build_object('id', NEW.id)::text); RETURN NULL; END$x$", "FOR EACH ROW"),
+             "VALUES (1, jsonb_build_object('id', NEW.id)::text); RETURN NULL; END$x$", "FOR EACH ROW EXECUTE FUNCTION f()"),
         ]
         script = os.path.join(cluster.dir, "update.sql")
         with open(script, "w") as f:
@@ -91,18 +118,20 @@ def main():
         command = ""
         for rnd in range(args.rounds):
             for name, fn, kind in variants:
-                sql(cluster, "drop trigger if exists tr on t; drop function if exists f(); truncate cc; "
+                sql(cluster, f"drop trigger if exists tr on t; drop trigger if exists revetl_capture_{sid}_tr on t; "
+                             "drop function if exists f(); truncate cc; truncate revetl.captured_changes; "
                              "vacuum t; checkpoint")
                 if fn:
                     sql(cluster, fn)
-                    sql(cluster, f"CREATE TRIGGER tr AFTER UPDATE ON t {kind} EXECUTE FUNCTION f()")
+                if kind:
+                    sql(cluster, f"CREATE TRIGGER {'tr' if fn else f'revetl_capture_{sid}_tr'} AFTER UPDATE ON t {kind}")
                 wait_reaped(pm)
                 cpu0 = reaped_cpu_seconds(pm)
                 tps, xacts, command = pgbench(cluster, script, args.rows, args.seconds, args.clients)
                 wait_reaped(pm)
                 cpu_us = (reaped_cpu_seconds(pm) - cpu0) / xacts * 1e6
-                rows = int(sql(cluster, "select count(*) from cc"))
-                if fn and "no-op" not in name and rows != xacts:
+                rows = int(sql(cluster, "select (select count(*) from cc) + (select count(*) from revetl.captured_changes)"))
+                if kind and "no-op" not in name and rows != xacts:
                     raise AssertionError(f"{name}: {rows} rows in cc for {xacts} updates")
                 results[name].append((tps, cpu_us))
                 log(f"  round {rnd + 1} {name:50s} {tps:9.1f} tps, {cpu_us:6.1f} us server CPU per update")

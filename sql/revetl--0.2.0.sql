@@ -228,8 +228,11 @@ CREATE TABLE revetl.sync_state (
 -- Keys of rows that changed in the tables of trigger-tracked syncs, written
 -- by statement-level AFTER triggers (transition tables) and consumed by the
 -- next run. A NULL key means "everything may have changed" (TRUNCATE).
+-- No primary key: every capture trigger's statement writes this table, and
+-- each index is one more write per captured key; captured_changes_sync_idx
+-- serves every read (by sync, up to an id), and the identity keeps ids unique.
 CREATE TABLE revetl.captured_changes (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          bigint GENERATED ALWAYS AS IDENTITY,
     sync_id     bigint NOT NULL,
     key         text,
     -- true: captured again because a run refused or did not deliver it; such

@@ -953,62 +953,35 @@ std::string CaptureFunction(int64_t sync_id) {
     return QualifiedName(kSchema, "capture_" + std::to_string(sync_id));
 }
 
-// The body of a sync's capture trigger function. One function serves the
-// four statement-level triggers; each reads the transition table its event
-// has. It runs with the extension owner's rights (writers of the table need
-// no access to revetl's tables), so it calls no code a user could provide:
-// key values are rendered with format('%s'), which uses the types' output
-// functions, never casts to json or text that a user may have defined. The
-// planner casts the text back to the key's type, as the sync's owner. The
-// whole definition is one string literal: nothing in a column name can end
-// it early.
+// A sync's capture trigger function: LANGUAGE c over revetl_capture
+// (src/pg/capture.cpp), which reads the sync id, the model's schema and
+// name, whether to wake the sync's run, and the key columns from its
+// triggers' arguments (CaptureTriggerArguments). It runs with the extension
+// owner's rights (writers of the table need no access to revetl's tables)
+// and calls no code a user could provide: key values are rendered with the
+// types' output functions, never casts to json or text that a user may have
+// defined. The planner casts the text back to the key's type, as the sync's
+// owner.
 std::string CaptureFunctionDdl(const SyncDefinition &def) {
-    std::string key_new, key_old;
-    for (size_t i = 0; i < def.key_columns.size(); i++) {
-        // A NULL key value stays NULL (format would make it ''): such a
-        // row is invalid, and its key must still cast back to the key type.
-        const std::string col = QuoteIdent(def.key_columns[i]);
-        key_new += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", CASE WHEN n." + col +
-                   " IS NOT NULL THEN pg_catalog.format('%s', n." + col + ") END";
-        key_old += (i ? ", " : "") + QuoteLiteral(def.key_columns[i]) + ", CASE WHEN o." + col +
-                   " IS NOT NULL THEN pg_catalog.format('%s', o." + col + ") END";
-    }
-    const std::string id = std::to_string(def.id);
-    const std::string insert = "INSERT INTO revetl.captured_changes (sync_id, key) ";
-    // Only revetl's own triggers on the model call it (it is not
-    // executable by anyone else); the check keeps it from writing captured
-    // keys for any other table even so.
-    std::string body =
-        "BEGIN\n"
-        "  IF TG_TABLE_SCHEMA <> " +
-        QuoteLiteral(def.model.schema) + " OR TG_TABLE_NAME <> " + QuoteLiteral(def.model.name) +
-        " OR TG_NAME NOT LIKE " + QuoteLiteral("revetl\\_capture\\_" + id + "\\_%") +
-        " THEN\n    RAISE EXCEPTION 'revetl capture function of sync " + id +
-        " called for another table or trigger';\n  END IF;\n"
-        "  IF TG_OP = 'INSERT' THEN\n    " +
-        insert + "SELECT " + id + ", pg_catalog.jsonb_build_object(" + key_new +
-        ")::text FROM revetl_new n;\n"
-        "  ELSIF TG_OP = 'UPDATE' THEN\n    " +
-        insert + "SELECT " + id + ", k FROM (SELECT pg_catalog.jsonb_build_object(" + key_new +
-        ")::text AS k FROM revetl_new n UNION SELECT pg_catalog.jsonb_build_object(" + key_old +
-        ")::text FROM revetl_old o) AS keys;\n"
-        "  ELSIF TG_OP = 'DELETE' THEN\n    " +
-        insert + "SELECT " + id + ", pg_catalog.jsonb_build_object(" + key_old +
-        ")::text FROM revetl_old o;\n"
-        "  ELSE\n    " +
-        insert + "VALUES (" + id +
-        ", NULL);\n"
-        "  END IF;\n";
-    if (def.schedule.kind == dsl::Schedule::Kind::OnChange)
-        body += "  PERFORM revetl._capture_wake(" + id + ");\n";
-    body += "  RETURN NULL;\nEND";
     return "CREATE OR REPLACE FUNCTION " + CaptureFunction(def.id) +
-           "() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
+           "() RETURNS trigger LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
            // The rendering of dates, times and floats must not depend on the
            // writer's session: the planner reads these keys back.
            "SET DateStyle = 'ISO, YMD' SET TimeZone = 'UTC' SET IntervalStyle = 'postgres' "
-           "SET extra_float_digits = 3 AS " +
-           QuoteLiteral(body);
+           "SET extra_float_digits = 3 AS '$libdir/revetl', 'revetl_capture'";
+}
+
+// The arguments of a sync's capture triggers, as SQL literals: what the
+// C function needs to know of the sync. Every value is a string literal, so
+// nothing in a schema, table or column name can end the trigger's
+// definition early.
+std::string CaptureTriggerArguments(const SyncDefinition &def) {
+    std::string out = QuoteLiteral(std::to_string(def.id)) + ", " + QuoteLiteral(def.model.schema) + ", " +
+                      QuoteLiteral(def.model.name) + ", " +
+                      QuoteLiteral(def.schedule.kind == dsl::Schedule::Kind::OnChange ? "wake" : "");
+    for (const auto &k : def.key_columns)
+        out += ", " + QuoteLiteral(k);
+    return out;
 }
 
 } // namespace
@@ -1060,7 +1033,21 @@ static bool EnsureCaptureImpl(const SyncDefinition &def, bool definition_changed
         bool function_exists = Sql("SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
                                    {SqlArg::Text(CaptureFunction(def.id) + "()")})
                                    .Bool(0, 0);
+        // The triggers carry the definition (CaptureTriggerArguments): when
+        // it may have changed, they are made again, in this transaction, so
+        // that no write goes uncaptured in between.
+        std::vector<std::string> remade;
         if (!function_exists || definition_changed) {
+            if (OidIsValid(relid)) {
+                SqlResult old =
+                    Sql("SELECT t.tgname, pg_catalog.quote_ident(t.tgname) FROM pg_catalog.pg_trigger t "
+                        "WHERE t.tgrelid = $1::oid AND t.tgfoid = pg_catalog.to_regprocedure($2)",
+                        {SqlArg::Int8(relid), SqlArg::Text(CaptureFunction(def.id) + "()")});
+                for (size_t i = 0; i < old.rows.size(); i++) {
+                    Sql("DROP TRIGGER " + old.Text(i, 1) + " ON " + ModelSource(def.model));
+                    remade.push_back(old.Text(i, 0));
+                }
+            }
             Sql(CaptureFunctionDdl(def));
             // It runs with the extension owner's rights: no role may attach
             // it to a table of its own, or call it (CREATE TRIGGER needs
@@ -1120,12 +1107,15 @@ static bool EnsureCaptureImpl(const SyncDefinition &def, bool definition_changed
             if (exists)
                 continue;
             Sql("CREATE TRIGGER " + QuoteIdent(name) + " AFTER " + t.event + " ON " + table + " " +
-                t.referencing + " FOR EACH STATEMENT EXECUTE FUNCTION " + CaptureFunction(def.id) + "()");
+                t.referencing + " FOR EACH STATEMENT EXECUTE FUNCTION " + CaptureFunction(def.id) + "(" +
+                CaptureTriggerArguments(def) + ")");
             // Also for sessions running with session_replication_role =
             // replica (PostgreSQL's own logical replication apply fires row
             // triggers only: tables it fills need full diffs).
             Sql("ALTER TABLE " + table + " ENABLE ALWAYS TRIGGER " + QuoteIdent(name));
-            attached = true;
+            // A trigger made again on the same table missed no write.
+            if (std::find(remade.begin(), remade.end(), name) == remade.end())
+                attached = true;
         }
         if (attached) {
             // The table is new to the triggers: what it holds is unknown, so

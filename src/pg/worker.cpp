@@ -216,14 +216,16 @@ void RecoverInterruptedRuns() {
         });
 }
 
-// Capture functions made by an older version (before 0.2.0 they did not
-// check which table and trigger called them) are made again, once, by the
-// first scheduler of the updated version. Their triggers stay.
+// Capture functions made by an older version (before 0.2.0 they were
+// plpgsql, and did not check which table and trigger called them) are made
+// again, once, by the first scheduler of the updated version, in C, with
+// their triggers (in one transaction: no write goes uncaptured).
 void RefreshOldCaptureFunctions() {
     BeginTransaction("revetl: refreshing capture functions");
     SqlResult old = Sql("SELECT s.id FROM revetl.syncs s JOIN pg_catalog.pg_proc p "
                         "ON p.pronamespace = 'revetl'::pg_catalog.regnamespace "
-                        "AND p.proname = 'capture_' || s.id::text WHERE p.prosrc NOT LIKE '%TG_TABLE_NAME%'");
+                        "AND p.proname = 'capture_' || s.id::text WHERE p.prolang <> "
+                        "(SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'c')");
     for (size_t i = 0; i < old.rows.size(); i++)
         if (auto def = LoadSyncById(old.Int8(i, 0)))
             (void)EnsureCapture(*def, true);

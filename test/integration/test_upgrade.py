@@ -183,9 +183,11 @@ class UpgradeTest(unittest.TestCase):
                          "1")
 
         # Capture functions: no longer executable by PUBLIC, and remade by
-        # the updated scheduler with the check of their table and trigger.
+        # the updated scheduler in C (src/pg/capture.cpp), which checks their
+        # table and trigger.
         capture = ("select p.proacl is not null and not exists (select 1 from aclexplode(p.proacl) a "
-                   "where a.grantee = 0), p.prosrc like '%TG_TABLE_NAME%' from pg_proc p "
+                   "where a.grantee = 0), p.prolang = (select oid from pg_language where lanname = 'c') "
+                   "from pg_proc p "
                    "where p.pronamespace = 'revetl'::regnamespace and p.proname like 'capture%'")
         wait_for(lambda: cluster.rows(capture, db="app") == [["t", "t"]],
                  what="the capture function to be revoked from PUBLIC and remade")
