@@ -865,7 +865,8 @@ bool SyncRun::ContinuesOnChange() const {
 // many updates of one row become one. The run ends when
 // revetl.change_run_duration has passed since it started, after a second
 // with nothing captured, when the sync is altered, paused, renamed or
-// dropped, or when a TRUNCATE or rebuild asks for a full diff; keys
+// dropped, when another run of it is queued (run_sync), or when a TRUNCATE
+// or rebuild asks for a full diff; keys
 // captured after its last look are the scheduler's, as before.
 void SyncRun::DeliverChangesAsTheyCommit() {
     constexpr long kIdleMs = 1000;
@@ -897,10 +898,13 @@ void SyncRun::DeliverChangesAsTheyCommit() {
         BeginTransaction("revetl: looking for changes");
         SqlResult r =
             Sql("SELECT (SELECT pg_catalog.row_to_json(s)::text FROM revetl.syncs s WHERE s.id = $1), "
-                "coalesce(bool_or(NOT retry), false), coalesce(bool_or(key IS NULL), false) "
+                "coalesce(bool_or(NOT retry), false), coalesce(bool_or(key IS NULL), false), "
+                "EXISTS (SELECT 1 FROM revetl.runs q WHERE q.status = 'queued' AND q.sync_id = $1) "
                 "FROM revetl.captured_changes WHERE sync_id = $1",
                 {SqlArg::Int8(def_.id)});
-        const bool same = r.At(0, 0) && *r.At(0, 0) == definition_;
+        // A run queued for the sync (run_sync, a test run) goes next: this
+        // one ends rather than keep it waiting.
+        const bool same = r.At(0, 0) && *r.At(0, 0) == definition_ && !r.Bool(0, 3);
         const bool fresh = r.Bool(0, 1);
         const bool full_diff_asked = r.Bool(0, 2);
         if (same && fresh && !full_diff_asked)

@@ -164,6 +164,18 @@ class RealtimeTest(unittest.TestCase):
         self.assertGreater(len(runs(self.s)), count)
         self.assertEqual(mock.records(), self.model())
 
+    def test_run_sync_during_a_run_ends_that_run(self):
+        cluster.sql(f"update {self.t} set score = 21 where id = 6")
+        wait_for(lambda: self.score(6) == 21 and running(self.s), timeout=30, what="a running run")
+        first = runs(self.s)[-1][0]
+        # The module's runs last ten minutes: run_sync(wait) returns within
+        # the minute only if the running run ends for it.
+        out = cluster.sql(f"set statement_timeout = '60s'; "
+                          f"select revetl.run_sync('{self.s}', full => true, wait => true)")
+        by_id = {r[0]: r for r in runs(self.s)}
+        self.assertEqual(by_id[first][1], "succeeded")
+        self.assertEqual(by_id[out.split()[-1]][1:4], ["succeeded", "manual", "full"])
+
     def test_killed_run_and_immediate_stop_mid_stream_converge_exactly(self):
         rng = random.Random(15)
         stop = threading.Event()
