@@ -140,7 +140,8 @@ bool AwaitExtension() {
 // whose sync is held is still in progress: it is adopted and watched.
 void RecoverInterruptedRuns() {
     BeginTransaction("revetl: recovering");
-    SqlResult running = Sql("SELECT id, sync_id, sync_name FROM revetl.runs WHERE status = 'running'");
+    SqlResult running =
+        Sql("SELECT id, sync_id, sync_name, trigger FROM revetl.runs WHERE status = 'running'");
     std::vector<int64> counted_runs;
     int recovered = 0;
     for (size_t i = 0; i < running.rows.size(); i++) {
@@ -185,7 +186,16 @@ void RecoverInterruptedRuns() {
             }
             // How far the process got is unknown: every planned row may
             // have been sent.
-            MarkPlannedRowsUncertain(def->shadow_table, run_id, settle_ms, INT64_MAX);
+            // An ON CHANGE run may have recorded keys at its own id (its
+            // first plan): the marks take a fresh version, so that the next
+            // attempt of a change is a new one (src/pg/runner.cpp,
+            // NextRecordingId).
+            const int64 version =
+                running.Text(i, 3) == "on change"
+                    ? Sql("SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('revetl.runs', 'id'))")
+                          .Int8(0, 0)
+                    : run_id;
+            MarkPlannedRowsUncertain(def->shadow_table, run_id, settle_ms, INT64_MAX, version);
         }
         // Rows of a trigger-tracked sync that were planned and not delivered
         // are captured again for the next run.
