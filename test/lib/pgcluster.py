@@ -445,3 +445,38 @@ class MockSalesforce(MockProcess):
     def contract_violations(self):
         return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
                 if r.get("contract_errors")]
+
+
+INTERCOM_OPENAPI = os.environ.get("REVETL_INTERCOM_OPENAPI",
+                                  "/work/shared/vendor-specs/intercom/api.intercom.io.2.16.yaml")
+
+
+class MockIntercom(MockProcess):
+    """The stateful Intercom mock in test/connectors/intercom/mock.py (contacts
+    found by search and written by id, companies upserted on company_id,
+    archive and delete, X-RateLimit-* throttling), validating request bodies
+    against Intercom's OpenAPI contract (contract_violations())."""
+
+    def __init__(self, token="test-token", openapi=INTERCOM_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Intercom's OpenAPI contract is not at {openapi} (set REVETL_INTERCOM_OPENAPI)")
+        super().__init__("intercom", "mock Intercom", ["--token", token] + (["--openapi", openapi] if openapi else []))
+
+    def contacts(self):
+        return self._call("GET", "/_mock/contacts")["contacts"]
+
+    def companies(self):
+        return self._call("GET", "/_mock/companies")["companies"]
+
+    def revoke(self, revoked=True):
+        return self._call("POST", "/_mock/revoke", {"revoked": revoked})
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
