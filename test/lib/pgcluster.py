@@ -497,6 +497,13 @@ class MockPipedrive(MockProcess):
         super().__init__("pipedrive", "mock Pipedrive", ["--token", token, "--oauth-token", oauth_token] +
                          (["--openapi", openapi] if openapi else []))
 
+    CLIENT_ID = "pd-client"
+    CLIENT_SECRET = "pd-client-secret"
+    REFRESH_TOKEN = "pd-refresh-token"
+
+    def expire_tokens(self):
+        return self._call("POST", "/_mock/expire_tokens", {})
+
     def records(self, obj="persons", deleted=False):
         return [r for r in self._call("GET", f"/_mock/records?object={obj}")["records"] if deleted or not r["deleted"]]
 

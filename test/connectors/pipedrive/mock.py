@@ -15,6 +15,14 @@ Pipedrive behaviours emulated
     Bearer <--oauth-token>" (default oauth-token); otherwise, or after POST /_mock/revoke,
     401 {"success": false, "error": "unauthorized access", "errorCode": 401, "error_info":
     "Please check developers.pipedrive.com for more information about Pipedrive API."}.
+  * OAuth (ref: SDK configuration.ts; the endpoint lives on oauth.pipedrive.com, here on the
+    mock itself, choice): POST /oauth/token, form grant_type=refresh_token&refresh_token=R,
+    the client as Basic base64(client_id:client_secret) or in the form (client "pd-client",
+    secret "pd-client-secret", refresh token "pd-refresh-token") -> {"access_token",
+    "token_type": "Bearer", "expires_in", "refresh_token", "scope", "api_domain": the mock's
+    own URL}; an unknown client -> 401 {"error": "invalid_client"}, another refresh token ->
+    400 {"error": "invalid_grant"}. POST /_mock/expire_tokens ends every access token issued
+    so far (a 401 until the client refreshes).
   * Envelope (ref): {"success": true, "data": {...}}; errors {"success": false, "error",
     "error_info", "data": null, "additional_data": null} with "code" where given.
   * Persons and organizations (ref): POST /api/v2/{persons|organizations} creates (integer
@@ -52,6 +60,7 @@ Pipedrive behaviours emulated
 """
 
 import argparse
+import base64
 import json
 import math
 import os
@@ -110,6 +119,8 @@ class State:
         self.window_count = 0
         self.window_searches = 0
         self.daily_used = 0
+        self.issued = set()  # access tokens from /oauth/token still valid
+        self.token_requests = 0
         self.stats = {"requests": 0, "rate_limited": 0, "daily_refused": 0, "searches": 0, "creates": 0,
                       "updates": 0, "deletes": 0, "contract_violations": 0}
 
@@ -191,8 +202,11 @@ class Handler(BaseHTTPRequestHandler):
             entry["status"] = status
             return status, payload, {**rate, **(headers or {})}
 
+        if url.path == "/oauth/token" and self.command == "POST":
+            return self.token_endpoint(raw, answer)
         token_ok = self.headers.get("x-api-token") == state.token
-        bearer_ok = self.headers.get("Authorization", "") == f"Bearer {state.oauth_token}"
+        auth = self.headers.get("Authorization", "")
+        bearer_ok = auth == f"Bearer {state.oauth_token}" or (auth.startswith("Bearer ") and auth[7:] in state.issued)
         if state.revoked or not (token_ok or bearer_ok):
             return answer(401, {**failure("unauthorized access"), "errorCode": 401})
 
@@ -299,6 +313,27 @@ class Handler(BaseHTTPRequestHandler):
                 return answer(200, {"success": True, "data": self.view(record)})
         return answer(405, failure("Method not allowed"))
 
+    def token_endpoint(self, raw, answer):
+        state = self.server.state
+        state.token_requests += 1
+        form = {k: v[-1] for k, v in parse_qs(raw.decode(errors="replace")).items()}
+        client, secret = form.get("client_id"), form.get("client_secret")
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            try:
+                client, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+            except ValueError:
+                client = None
+        if (client, secret) != ("pd-client", "pd-client-secret"):
+            return answer(401, {"error": "invalid_client", "error_description": "Invalid client"})
+        if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != "pd-refresh-token":
+            return answer(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
+        token = "pd-access-" + os.urandom(8).hex()
+        state.issued.add(token)
+        return answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3599,
+                            "refresh_token": "pd-refresh-token", "scope": "base,contacts:full",
+                            "api_domain": f"http://{HOST}:{self.server.server_address[1]}"})
+
     def refused(self, obj, body):
         state = self.server.state
         if not isinstance(body, dict):
@@ -351,7 +386,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, {"records": [{**self.view(r), "deleted": bool(r.get("_deleted"))}
                                                    for r in state.records.get(obj, {}).values()]})
             if p == "/_mock/stats":
-                return self.send(200, state.stats)
+                return self.send(200, {**state.stats, "token_requests": state.token_requests})
             if p == "/_mock/config" and c == "GET":
                 return self.send(200, state.config)
             if p == "/_mock/config" and c == "POST":
@@ -364,6 +399,9 @@ class Handler(BaseHTTPRequestHandler):
                     else:
                         state.config[k] = v
                 return self.send(200, state.config)
+            if p == "/_mock/expire_tokens" and c == "POST":
+                state.issued.clear()
+                return self.send(200, {})
             if p == "/_mock/revoke" and c == "POST":
                 state.revoked = bool(body.get("revoked", True))
                 return self.send(200, {"revoked": state.revoked})

@@ -8,6 +8,7 @@ query parameters.
 
 Run: python3 test/connectors/pipedrive/mock_selftest.py"""
 
+import base64
 import json
 import os
 import sys
@@ -65,6 +66,31 @@ class MockPipedriveTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.mock.revoke()
         self.assertEqual(self.search("persons", "x", "email")[0], 401)
+
+    def test_oauth_token_endpoint(self):
+        def token(form, basic=None):
+            data = urllib.parse.urlencode(form).encode()
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            if basic:
+                headers["Authorization"] = "Basic " + base64.b64encode(basic.encode()).decode()
+            req = urllib.request.Request(self.mock.url + "/oauth/token", data=data, method="POST", headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+        grant = {"grant_type": "refresh_token", "refresh_token": "pd-refresh-token"}
+        status, body = token(grant, basic="pd-client:pd-client-secret")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["api_domain"], self.mock.url)
+        bearer = {"x-api-token": None, "Authorization": "Bearer " + body["access_token"]}
+        self.assertEqual(self.call("GET", "/api/v2/persons/search?term=x&exact_match=true", headers=bearer)[0], 200)
+        self.mock.expire_tokens()
+        self.assertEqual(self.call("GET", "/api/v2/persons/search?term=x&exact_match=true", headers=bearer)[0], 401)
+        self.assertEqual(token({**grant, "client_id": "pd-client", "client_secret": "pd-client-secret"})[0], 200)
+        self.assertEqual(token(grant, basic="pd-client:wrong")[1]["error"], "invalid_client")
+        self.assertEqual(token({**grant, "refresh_token": "old"}, basic="pd-client:pd-client-secret")[1]["error"],
+                         "invalid_grant")
 
     def test_persons_lifecycle(self):
         status, p, headers = self.person("Ada@x.com", custom_fields={KEY: "pro"})

@@ -196,6 +196,40 @@ class PipedriveTest(unittest.TestCase):
         self.assertNotIn("test-token", error)
         self.assertEqual(len(pipedrive.requests()), 1)
 
+    def test_oauth_calls_go_to_api_domain_and_expired_tokens_are_refreshed(self):
+        # The server's url names nothing: calls go to the token answer's
+        # api_domain (the mock itself).
+        cluster.sql(f"""
+            create table {self.t} (id int primary key, email text, name text);
+            insert into {self.t} select g, 'user' || g || '@example.com', 'name' || g from generate_series(1, 4) g;
+            create server {self.srv} foreign data wrapper revetl
+              options (type 'pipedrive', url 'http://127.0.0.1:9');
+            create user mapping for postgres server {self.srv}
+              options (oauth_token_url '{pipedrive.url}/oauth/token', client_id '{MockPipedrive.CLIENT_ID}',
+                       client_secret '{MockPipedrive.CLIENT_SECRET}', refresh_token '{MockPipedrive.REFRESH_TOKEN}');
+            select * from revetl.execute($$
+              CREATE SYNC {self.s} FROM {self.t} TO {self.srv} OBJECT persons KEY (id) MODE UPSERT
+                MAP (email AS email, name AS name)
+            $$);
+        """)
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "4", "0"])
+        self.assertEqual(pipedrive.stats()["token_requests"], 1)
+        api = [r for r in pipedrive.requests() if r["path"].startswith("/api/v2/")]
+        self.assertTrue(api and all(r["headers"]["authorization"].startswith("Bearer pd-access-") for r in api))
+        self.assertFalse([r for r in api if "x-api-token" in r["headers"]])
+        # The access token expires: one 401, one refresh, the call replayed.
+        pipedrive.expire_tokens()
+        pipedrive.clear_requests()
+        cluster.sql(f"update {self.t} set name = 'renamed' where id = 2")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "1", "0"])
+        self.assertEqual([(r["method"], r["path"], r["status"]) for r in pipedrive.requests()],
+                         [("PATCH", f"/api/v2/persons/{self.kept_ids()['2']}", 401), ("POST", "/oauth/token", 200),
+                          ("PATCH", f"/api/v2/persons/{self.kept_ids()['2']}", 200)])
+        self.assertEqual(pipedrive.stats()["token_requests"], 2)
+        self.assertEqual(self.persons()["user2@example.com"]["name"], "renamed")
+
     def test_organizations_update_mode(self):
         existing = direct("POST", "/api/v2/organizations", {"name": "name1"})["data"]
         self.setup_sync(rows=2, obj="organizations", match="name", mode="UPDATE")
