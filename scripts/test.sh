@@ -100,6 +100,12 @@ fi
 if [ -f "$WORK/vendor-specs/zendesk/support-oas.yaml" ]; then
     export REVETL_ZENDESK_OPENAPI="$WORK/vendor-specs/zendesk/support-oas.yaml"
 fi
+if [ -f "$WORK/vendor-specs/intercom/api.intercom.io.2.16.yaml" ]; then
+    export REVETL_INTERCOM_OPENAPI="$WORK/vendor-specs/intercom/api.intercom.io.2.16.yaml"
+fi
+if [ -f "$WORK/vendor-specs/pipedrive/openapi-v2.yaml" ]; then
+    export REVETL_PIPEDRIVE_OPENAPI="$WORK/vendor-specs/pipedrive/openapi-v2.yaml"
+fi
 # Salesforce publishes no OpenAPI for these endpoints: its Postman collection
 # (see vendor-specs/salesforce/SOURCE.md) is checked by test/lib/postman.py.
 if [ -d "$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis" ]; then

@@ -56,6 +56,9 @@ class OpenApi:
         for template, item in self.doc.get("paths", {}).items():
             pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
             self.templates.append((re.compile(pattern), template, item))
+        # A literal segment wins over a parameter (/persons/search before
+        # /persons/{id}), as in OpenAPI's own matching rule.
+        self.templates.sort(key=lambda t: t[1].count("{"))
 
     def operation(self, method, path):
         path = path.split("?", 1)[0]
@@ -91,6 +94,48 @@ class OpenApi:
             where = "/".join(str(p) for p in e.absolute_path) or "(body)"
             errors.append(f"{method} {template}: {where}: {e.message}")
         return errors
+
+    def validate_query(self, method, path, query):
+        """The query string's parameters against the operation's declared
+        query parameters: required ones present, each value of its schema
+        (a boolean or integer parameter given as text is read as one)."""
+        from urllib.parse import parse_qs
+        template, op = self.operation(method, path)
+        if op is None:
+            return [f"{method} {path}: no such operation in the contract"]
+        given = parse_qs(query or "", keep_blank_values=True)
+        errors = []
+        for param in op.get("parameters", []):
+            if "$ref" in param:
+                param = self._resolve(param["$ref"])
+            if param.get("in") != "query":
+                continue
+            name, schema = param.get("name"), dict(param.get("schema", {}))
+            if name not in given:
+                if param.get("required"):
+                    errors.append(f"{method} {template}: query parameter {name} is required")
+                continue
+            value = given[name][-1]
+            kind = schema.get("type")
+            try:
+                if kind == "boolean":
+                    if value not in ("true", "false", "0", "1"):
+                        raise ValueError(value)
+                    value = value in ("true", "1")
+                elif kind == "integer":
+                    value = int(value)
+            except ValueError:
+                errors.append(f"{method} {template}: query parameter {name}: {value!r} is not of type {kind}")
+                continue
+            if "enum" in schema and value not in schema["enum"]:
+                errors.append(f"{method} {template}: query parameter {name}: {value!r} is not one of {schema['enum']}")
+        return errors
+
+    def _resolve(self, ref):
+        node = self.doc
+        for part in ref.lstrip("#/").split("/"):
+            node = node[part]
+        return node
 
 
 def hubspot_contract(path):

@@ -445,3 +445,77 @@ class MockSalesforce(MockProcess):
     def contract_violations(self):
         return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
                 if r.get("contract_errors")]
+
+
+INTERCOM_OPENAPI = os.environ.get("REVETL_INTERCOM_OPENAPI",
+                                  "/work/shared/vendor-specs/intercom/api.intercom.io.2.16.yaml")
+
+
+class MockIntercom(MockProcess):
+    """The stateful Intercom mock in test/connectors/intercom/mock.py (contacts
+    found by search and written by id, companies upserted on company_id,
+    archive and delete, X-RateLimit-* throttling), validating request bodies
+    against Intercom's OpenAPI contract (contract_violations())."""
+
+    def __init__(self, token="test-token", openapi=INTERCOM_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Intercom's OpenAPI contract is not at {openapi} (set REVETL_INTERCOM_OPENAPI)")
+        super().__init__("intercom", "mock Intercom", ["--token", token] + (["--openapi", openapi] if openapi else []))
+
+    def contacts(self):
+        return self._call("GET", "/_mock/contacts")["contacts"]
+
+    def companies(self):
+        return self._call("GET", "/_mock/companies")["companies"]
+
+    def revoke(self, revoked=True):
+        return self._call("POST", "/_mock/revoke", {"revoked": revoked})
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
+
+PIPEDRIVE_OPENAPI = os.environ.get("REVETL_PIPEDRIVE_OPENAPI", "/work/shared/vendor-specs/pipedrive/openapi-v2.yaml")
+
+
+class MockPipedrive(MockProcess):
+    """The stateful Pipedrive mock in test/connectors/pipedrive/mock.py (API v2
+    persons and organizations found by search and written by id, burst and
+    daily limits), validating bodies and query parameters against Pipedrive's
+    OpenAPI v2 contract (contract_violations())."""
+
+    def __init__(self, token="test-token", oauth_token="oauth-token", openapi=PIPEDRIVE_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Pipedrive's OpenAPI contract is not at {openapi} (set REVETL_PIPEDRIVE_OPENAPI)")
+        super().__init__("pipedrive", "mock Pipedrive", ["--token", token, "--oauth-token", oauth_token] +
+                         (["--openapi", openapi] if openapi else []))
+
+    CLIENT_ID = "pd-client"
+    CLIENT_SECRET = "pd-client-secret"
+    REFRESH_TOKEN = "pd-refresh-token"
+
+    def expire_tokens(self):
+        return self._call("POST", "/_mock/expire_tokens", {})
+
+    def records(self, obj="persons", deleted=False):
+        return [r for r in self._call("GET", f"/_mock/records?object={obj}")["records"] if deleted or not r["deleted"]]
+
+    def revoke(self, revoked=True):
+        return self._call("POST", "/_mock/revoke", {"revoked": revoked})
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]

@@ -152,7 +152,12 @@ TokenResult InterpretTokenAnswer(const HttpResponse &response, const OAuthConfig
                              " bytes or not printable ASCII");
         r.answer.refresh_token = std::move(v);
     }
-    if (const rapidjson::Value *iu = Member(doc, "instance_url", "instanceUrl"); iu && iu->IsString()) {
+    // Where later calls go: Salesforce's instance_url, or Pipedrive's
+    // api_domain (the company's https://<company>.pipedrive.com).
+    const rapidjson::Value *iu = Member(doc, "instance_url", "instanceUrl");
+    if (!iu)
+        iu = Member(doc, "api_domain", "apiDomain");
+    if (iu && iu->IsString()) {
         std::string v(iu->GetString(), iu->GetStringLength());
         if (v.size() <= kMaxInstanceUrlBytes && Printable(v))
             r.answer.instance_url = std::move(v);

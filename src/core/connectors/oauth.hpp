@@ -43,7 +43,8 @@ uint64_t OAuthCredentialHash(const OAuthConfig &config);
 // again before each send, so a replay carries the refreshed one).
 struct OAuthToken {
     std::string access_token;
-    // Where Salesforce wants later calls to go (its answer's instance_url);
+    // Where Salesforce wants later calls to go (its answer's instance_url;
+    // Pipedrive's api_domain);
     // "" when the vendor sent none. A connector that uses it must check it
     // against the host policy like any destination URL.
     std::string instance_url;

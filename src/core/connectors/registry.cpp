@@ -3,6 +3,8 @@
 #include "core/connectors/braze/braze.hpp"
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
+#include "core/connectors/intercom/intercom.hpp"
+#include "core/connectors/pipedrive/pipedrive.hpp"
 #include "core/connectors/salesforce/salesforce.hpp"
 #include "core/connectors/segment/segment.hpp"
 #include "core/connectors/webhook/webhook.hpp"
@@ -21,6 +23,8 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &SalesforceSpec(),
         &BrazeSpec(),
         &SegmentSpec(),
+        &IntercomSpec(),
+        &PipedriveSpec(),
     };
     // clang-format on
     return specs;
