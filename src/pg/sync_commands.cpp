@@ -345,6 +345,16 @@ SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role, const SyncDefini
     target.object = req.object.value_or("");
     target.match_on = req.match_on.value_or("");
     CheckSyncTarget(dest.server_options, target, req.name, dest.server_name);
+    // Said once, when the sync starts matching that way, not on every
+    // identical CREATE OR REPLACE of a deploy.
+    if (!existing || existing->destination != dest.server_name || existing->match_on != req.match_on ||
+        existing->mode != req.mode)
+        if (auto notice = MatchValueChangeNotice(dest.server_options, target, req.name, dest.server_name))
+            PgGuard([&] {
+                ereport(NOTICE,
+                        (errmsg("%s", notice->message.c_str()), errdetail("%s", notice->detail.c_str()),
+                         errhint("%s", notice->hint.c_str())));
+            });
     if (options.alert_to) {
         Destination alerts = LookupDestination(*options.alert_to);
         CheckServerUsage(alerts, role);

@@ -92,3 +92,38 @@ class DayTwoMessagesTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class MatchValueChangeNoticeTest(unittest.TestCase):
+    """Issue 20, point 3: where a changed MATCH ON value does not follow the
+    record (the type finds records by that value alone), CREATE SYNC says so,
+    once; HubSpot updates a kept record by its id and says nothing."""
+
+    def test_create_sync_says_what_a_changed_match_value_does(self):
+        cluster.sql("""
+            create server zd foreign data wrapper revetl options (type 'zendesk', subdomain 'acme');
+            create server hs foreign data wrapper revetl options (type 'hubspot');
+        """)
+        create = ("select * from revetl.execute($$CREATE OR REPLACE SYNC to_zd FROM people TO zd OBJECT users "
+                  "KEY (id) MATCH ON email MODE {mode} MAP (email AS email, first_name AS name)$$)")
+        try:
+            _, err, rc = cluster.psql(create.format(mode="MIRROR"))
+            self.assertEqual(rc, 0, err)
+            self.assertIn('NOTICE:  sync "to_zd" finds records of server "zd" (type zendesk) by "email" alone', err)
+            self.assertIn("the record with the old value is left as it was, and MIRROR will not remove it", err)
+            self.assertIn("HINT:  MATCH ON a value that never changes for a record", err)
+            # An identical deploy says nothing; a new mode says it again.
+            _, err, rc = cluster.psql(create.format(mode="MIRROR"))
+            self.assertEqual((rc, err.strip()), (0, ""))
+            _, err, rc = cluster.psql(create.format(mode="UPSERT"))
+            self.assertIn("finds records of server", err)
+            self.assertNotIn("MIRROR will not remove it", err)
+
+            _, err, rc = cluster.psql("select * from revetl.execute($$CREATE SYNC to_hs FROM people TO hs "
+                                      "KEY (id) MODE MIRROR MAP (email AS email)$$)")
+            self.assertEqual(rc, 0, err)
+            self.assertNotIn("finds records", err)
+        finally:
+            cluster.sql("select revetl.drop_sync('to_zd', if_exists => true); "
+                        "select revetl.drop_sync('to_hs', if_exists => true); "
+                        "drop server zd; drop server hs")

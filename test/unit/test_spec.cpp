@@ -238,3 +238,39 @@ TEST(SharedConnectorCode, NamesNoVendor) {
             }
     }
 }
+
+// Issue 20: where a changed MATCH ON value does not follow the record,
+// CREATE SYNC says so.
+TEST(MatchValueChangeNotice, SaidWhereRecordsAreFoundByTheMatchValueAlone) {
+    SyncTarget t;
+    t.mode = "mirror";
+    t.object = "users";
+    t.match_on = "external_id";
+    OptionList zendesk = {{"type", "zendesk"}, {"subdomain", "acme"}};
+    auto n = MatchValueChangeNotice(zendesk, t, "to_zd", "zd");
+    ASSERT_TRUE(n.has_value());
+    EXPECT_EQ(n->message,
+              "sync \"to_zd\" finds records of server \"zd\" (type zendesk) by \"external_id\" alone");
+    EXPECT_NE(n->detail.find("MIRROR will not remove it"), std::string::npos) << n->detail;
+    EXPECT_FALSE(n->hint.empty());
+
+    t.mode = "upsert";
+    n = MatchValueChangeNotice(zendesk, t, "to_zd", "zd");
+    ASSERT_TRUE(n.has_value());
+    EXPECT_EQ(n->detail.find("MIRROR"), std::string::npos) << n->detail;
+
+    // INSERT never matches; matching on the record id itself has nowhere
+    // else to go.
+    t.mode = "insert";
+    EXPECT_FALSE(MatchValueChangeNotice(zendesk, t, "to_zd", "zd").has_value());
+    t.mode = "upsert";
+    t.match_on = "Id";
+    EXPECT_FALSE(MatchValueChangeNotice(zendesk, t, "to_zd", "zd").has_value());
+
+    // HubSpot updates a kept record by its id; a webhook keeps no records.
+    t.object = "contacts";
+    t.match_on = "email";
+    EXPECT_FALSE(MatchValueChangeNotice({{"type", "hubspot"}}, t, "to_hs", "hs").has_value());
+    EXPECT_FALSE(MatchValueChangeNotice({{"type", "webhook"}, {"url", "https://example.com/in"}}, t, "w", "w")
+                     .has_value());
+}

@@ -7,6 +7,7 @@
 #include <rapidjson/writer.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <set>
 
@@ -511,6 +512,38 @@ void CheckSyncTarget(const ConnectorSpec &spec, const OptionList &server, SyncTa
 void CheckSyncTarget(const OptionList &server, SyncTarget &target, const std::string &sync_name,
                      const std::string &server_name) {
     CheckSyncTarget(ValidateServer(server), server, target, sync_name, server_name);
+}
+
+std::optional<MatchChangeNotice> MatchValueChangeNotice(const OptionList &server, const SyncTarget &target,
+                                                        const std::string &sync_name,
+                                                        const std::string &server_name) {
+    const ConnectorSpec &spec = ValidateServer(server);
+    std::string lower = target.match_on;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    // Matching on the destination's own record id (MATCH ON Id) has no other
+    // record to go to.
+    if (!spec.returns_ids || spec.updates_by_record_id || target.mode == "insert" ||
+        target.match_on.empty() || lower == "id")
+        return std::nullopt;
+    // Only where the destination itself finds records by MATCH ON (a
+    // generic HTTP receiver decides for itself).
+    const ObjectSpec *object = nullptr;
+    for (const auto &o : spec.objects)
+        if (o.name == target.object || (!object && o.name == "*"))
+            object = &o;
+    if (!object || (object->default_match_on.empty() && !object->match_on_needed))
+        return std::nullopt;
+    MatchChangeNotice n;
+    n.message = "sync \"" + sync_name + "\" finds records of server \"" + server_name + "\" (type " +
+                spec.type + ") by \"" + target.match_on + "\" alone";
+    n.detail = "A row whose " + target.match_on +
+               " changes is written to the record holding the new value (a new record when none does); the "
+               "record with the old value is left as it was" +
+               (target.mode == "mirror" ? ", and MIRROR will not remove it." : ".");
+    n.hint =
+        "MATCH ON a value that never changes for a record, such as an external id made from the model's key.";
+    return n;
 }
 
 std::string DestinationTypesJson() {

@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -97,7 +98,11 @@ struct ConnectorSpec {
     int max_batch_size = 10000;
     bool returns_ids = false;      // keeps the destination's record ids
     bool idempotency_keys = false; // sends idempotency keys it honours
-    std::string example;           // CREATE SERVER ... OPTIONS (...) text, for hints
+    // A change of a row whose record id is kept is written to that record by
+    // its id, so a changed MATCH ON value renames the record. Without it, a
+    // changed match value writes to the record holding the new value.
+    bool updates_by_record_id = false;
+    std::string example; // CREATE SERVER ... OPTIONS (...) text, for hints
     // Where requests go when the server names no url: {option} stands for
     // that server option's value ("https://{account}.vendor.example"); the
     // spec's check_server makes sure the value is safe in a host name.
@@ -189,6 +194,18 @@ void CheckSyncTarget(const OptionList &server, SyncTarget &target, const std::st
 // As above with the spec in hand (run start).
 void CheckSyncTarget(const ConnectorSpec &spec, const OptionList &server, SyncTarget &target,
                      const std::string &sync_name, const std::string &server_name);
+
+// What CREATE SYNC tells the user when a changed MATCH ON value of a row
+// would not follow the record (the type keeps record ids, but writes by the
+// match value): nullopt when it would, or when the mode never matches.
+struct MatchChangeNotice {
+    std::string message;
+    std::string detail;
+    std::string hint;
+};
+std::optional<MatchChangeNotice> MatchValueChangeNotice(const OptionList &server, const SyncTarget &target,
+                                                        const std::string &sync_name,
+                                                        const std::string &server_name);
 
 // Every registered spec as a JSON array, for revetl.destination_types.
 std::string DestinationTypesJson();

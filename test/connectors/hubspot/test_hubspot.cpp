@@ -1082,3 +1082,114 @@ TEST(HubSpotFields, EpochMillis) {
     EXPECT_FALSE(HubSpotEpochMillis("20240105"));
     EXPECT_FALSE(HubSpotEpochMillis(""));
 }
+
+// ---------------------------------------------------------------------------
+// Changes of records whose id is kept (issue 20: a changed email renamed
+// nothing and created a second contact)
+
+namespace {
+
+Change Changed(int64_t seq, const std::string &email, const std::string &dest_id) {
+    Change c = Contact(seq, email);
+    c.op = Change::Op::Change;
+    c.dest_id = dest_id;
+    return c;
+}
+
+} // namespace
+
+TEST(HubSpotUpdateById, ChangesWithAKeptIdAreUpdatedByThatId) {
+    HubSpotConnector c(Settings(), Target("contacts", "", "mirror"));
+    // A new row, a changed row with its id, a changed row whose id was never
+    // learned (an earlier answer was lost), two changes of one record.
+    std::vector<Change> changes = {Contact(1, "new@x.com"), Changed(2, "renamed@x.com", "501"),
+                                   Changed(3, "b@x.com", ""), Changed(4, "c@x.com", "502"),
+                                   Changed(5, "d@x.com", "502")};
+    Prepared p = PrepareAll(c, changes);
+    EXPECT_TRUE(p.immediate.empty());
+    ASSERT_EQ(p.requests.size(), 3u);
+    EXPECT_EQ(p.requests[0].http.url, "https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert");
+    EXPECT_EQ(p.requests[0].rows, (std::vector<size_t>{0, 2}));
+    EXPECT_EQ(p.requests[0].flow.step, "");
+    for (size_t r = 1; r < 3; r++) {
+        SCOPED_TRACE(r);
+        const PreparedRequest &req = p.requests[r];
+        EXPECT_EQ(req.http.url, "https://api.hubapi.com/crm/v3/objects/contacts/batch/update");
+        EXPECT_EQ(req.flow.step, HubSpotConnector::kUpdateByIdStep);
+        rapidjson::Document doc = Parse(req.http.body);
+        for (const auto &input : doc["inputs"].GetArray()) {
+            // Addressed by the record id alone: no idProperty, so the new
+            // email is written onto the same record.
+            EXPECT_FALSE(input.HasMember("idProperty"));
+            EXPECT_TRUE(input["properties"].HasMember("email"));
+        }
+    }
+    // One id never twice in one call.
+    EXPECT_EQ(p.requests[1].rows, (std::vector<size_t>{1, 3}));
+    EXPECT_EQ(p.requests[2].rows, (std::vector<size_t>{4}));
+    rapidjson::Document first = Parse(p.requests[1].http.body);
+    EXPECT_EQ(Str(first["inputs"][0]["id"]), "501");
+    EXPECT_EQ(Str(first["inputs"][0]["properties"]["email"]), "renamed@x.com");
+    EXPECT_EQ(Str(first["inputs"][1]["id"]), "502");
+}
+
+TEST(HubSpotUpdateById, InsertModeNeverUpdates) {
+    HubSpotConnector c(Settings(), Target("contacts", "", "insert"));
+    std::vector<Change> changes = {Changed(1, "a@x.com", "501")};
+    Prepared p = PrepareAll(c, changes);
+    ASSERT_EQ(p.requests.size(), 1u);
+    EXPECT_EQ(p.requests[0].http.url, "https://api.hubapi.com/crm/v3/objects/contacts/batch/create");
+}
+
+TEST(HubSpotUpdateById, AStaleIdIsDroppedAndTheRowWrittenByItsMatchValue) {
+    HubSpotConnector c(Settings(), Target("contacts", "", "mirror"));
+    std::vector<Change> changes = {Changed(1, "a@x.com", "501"), Changed(2, "b@x.com", "502"),
+                                   Write(3, R"({"firstname": "no email"})"), Changed(4, "A@x.com", "504")};
+    changes[2].op = Change::Op::Change;
+    changes[2].dest_id = "503";
+    Prepared p = PrepareAll(c, changes);
+    ASSERT_EQ(p.requests.size(), 1u);
+    // HubSpot deleted 501, 503 and 504 (merged away): one grouped error.
+    Verdict v = c.Interpret(p.requests[0], changes, Response(207, R"({"status": "COMPLETE",
+        "results": [{"id": "502", "properties": {"email": "b@x.com"}}],
+        "numErrors": 1, "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND",
+          "message": "Could not get some CONTACT objects, they may be deleted or not exist.",
+          "context": {"ids": ["501", "503", "504"]}}]})"));
+    ASSERT_EQ(v.kind, Verdict::Kind::Continue);
+    ASSERT_EQ(v.rows.size(), 4u);
+    EXPECT_TRUE(v.rows[1].accepted);
+    EXPECT_EQ(v.rows[1].dest_id, "502");
+    // No match value to find or create the record by: refused, with why.
+    ExpectRejected(v.rows[2], 207, "NO_MATCH_VALUE");
+    EXPECT_TRUE(Contains(v.rows[2].reason, "no longer has record 503"));
+    // a@x.com twice (case-folded): the second keeps its refusal.
+    ExpectRejected(v.rows[3], 207, "OBJECT_NOT_FOUND");
+    ASSERT_TRUE(v.next.has_value());
+    EXPECT_EQ(v.next->rows, std::vector<size_t>{0});
+    EXPECT_EQ(v.next->http.url, "https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert");
+    EXPECT_EQ(v.next->flow.step, "");
+    rapidjson::Document next = Parse(v.next->http.body);
+    EXPECT_EQ(Str(next["inputs"][0]["idProperty"]), "email");
+    EXPECT_EQ(Str(next["inputs"][0]["id"]), "a@x.com");
+
+    // The upsert's answer gives the row its new id.
+    Verdict after = c.Interpret(*v.next, changes, Response(200, R"({"status": "COMPLETE",
+        "results": [{"id": "777", "properties": {"email": "a@x.com"}, "new": true}]})"));
+    EXPECT_EQ(after.kind, Verdict::Kind::Done);
+    ASSERT_EQ(after.rows.size(), 1u);
+    EXPECT_TRUE(after.rows[0].accepted);
+    EXPECT_EQ(after.rows[0].dest_id, "777");
+}
+
+TEST(HubSpotUpdateById, UpdateModeFallsBackToAnUpdateByMatchValue) {
+    HubSpotConnector c(Settings(), Target("contacts", "", "update"));
+    std::vector<Change> changes = {Changed(1, "a@x.com", "501")};
+    Prepared p = PrepareAll(c, changes);
+    ASSERT_EQ(p.requests.size(), 1u);
+    Verdict v = c.Interpret(p.requests[0], changes, Response(207, R"({"status": "COMPLETE", "results": [],
+        "errors": [{"category": "OBJECT_NOT_FOUND", "message": "gone", "context": {"ids": ["501"]}}]})"));
+    ASSERT_EQ(v.kind, Verdict::Kind::Continue);
+    // MODE UPDATE never creates: the fallback is an update by email too.
+    EXPECT_EQ(v.next->http.url, "https://api.hubapi.com/crm/v3/objects/contacts/batch/update");
+    EXPECT_EQ(Str(Parse(v.next->http.body)["inputs"][0]["idProperty"]), "email");
+}

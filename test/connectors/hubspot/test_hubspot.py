@@ -4,12 +4,14 @@ values, rate limits (the mock's ten-second window and its 429s), the daily
 limit, refused credentials, and a fault storm with the delivering process
 killed at random points, after which HubSpot must equal the model exactly."""
 
+import json
 import os
 import random
 import signal
 import sys
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
 from pgcluster import Cluster, MockHubSpot, wait_for  # noqa: E402
@@ -104,6 +106,55 @@ class HubSpotTest(unittest.TestCase):
         self.assertEqual(list(archived), ["user4@example.com"])
         archive_req = [r for r in hubspot.requests() if r["path"].endswith("/batch/archive")][0]
         self.assertEqual(archive_req["body"], {"inputs": [{"id": ids["4"]}]})
+
+    def shadow_ids(self):
+        shadow = cluster.sql(f"select shadow_table from revetl.syncs where name = '{self.s}'")
+        return dict(cluster.rows(f"select key::jsonb->>'id', dest_id from revetl.{shadow} where not removed"))
+
+    def archive_in_hubspot(self, record_id):
+        """A HubSpot user deletes a record (through HubSpot's own API)."""
+        req = urllib.request.Request(
+            hubspot.url + "/crm/v3/objects/contacts/batch/archive", method="POST",
+            data=json.dumps({"inputs": [{"id": record_id}]}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer test-token"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertEqual(r.status, 204)
+
+    def test_a_changed_email_updates_the_same_record_by_its_id(self):
+        # Issue 20: a changed match value upserted a second contact, the
+        # first kept the old email and MIRROR could never archive it.
+        self.setup_sync(rows=5)
+        self.sync_now()
+        ids = self.shadow_ids()
+        cluster.sql(f"update {self.t} set email = 'Renamed3@Example.com', score = 33 where id = 3")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "1", "0"])
+        self.assertEqual(self.actual(), self.expected())
+        self.assertEqual(hubspot.created_total(), 5, "a second record was created")
+        self.assertEqual(hubspot.contacts()["renamed3@example.com"]["id"], ids["3"])
+        update = hubspot.requests()[-1]
+        self.assertEqual(update["path"], "/crm/v3/objects/contacts/batch/update")
+        self.assertEqual(update["body"]["inputs"][0]["id"], ids["3"])
+        self.assertNotIn("idProperty", update["body"]["inputs"][0])
+
+        # A record deleted in HubSpot leaves a stale id: the row is written
+        # again by its email in the same run, and its new id is kept.
+        self.archive_in_hubspot(ids["2"])
+        cluster.sql(f"update {self.t} set score = 22 where id = 2")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "1", "0"])
+        self.assertEqual(self.actual(), self.expected())
+        new_id = hubspot.contacts()["user2@example.com"]["id"]
+        self.assertNotEqual(new_id, ids["2"])
+        self.assertEqual(self.shadow_ids()["2"], new_id)
+        self.assertEqual(cluster.sql(f"select count(*) from revetl.rejected_rows where sync_name = '{self.s}'"),
+                         "0")
+
+        # MIRROR archives the renamed record when its row leaves the model.
+        cluster.sql(f"delete from {self.t} where id = 3")
+        self.sync_now()
+        self.assertEqual(self.actual(), self.expected())
+        self.assertIn("renamed3@example.com", hubspot.contacts(archived=True))
 
     def test_partial_failure_is_mapped_to_the_refused_rows(self):
         self.setup_sync(rows=10)

@@ -265,6 +265,82 @@ std::string HubSpotConnector::MatchValue(const std::string &payload) const {
     return Member(doc, target_.match_on.c_str());
 }
 
+PreparedRequest HubSpotConnector::WriteCall(const std::vector<Change> &changes,
+                                            const std::vector<size_t> &call, const char *action,
+                                            bool by_id) const {
+    const bool create = std::string(action) == "create";
+    rapidjson::StringBuffer buf;
+    Writer w(buf);
+    w.StartObject();
+    w.Key("inputs");
+    w.StartArray();
+    for (size_t i : call) {
+        const Change &c = changes[i];
+        rapidjson::Document payload;
+        payload.Parse<kExactNumbers>(c.payload.c_str(), c.payload.size());
+        // Objects and arrays of objects go as JSON text; they are written
+        // from a plain parse so that their numbers stay JSON numbers.
+        rapidjson::Document plain;
+        bool plain_parsed = false;
+        w.StartObject();
+        if (by_id) {
+            w.Key("id");
+            String(w, c.dest_id);
+        } else if (!create) {
+            w.Key("idProperty");
+            String(w, target_.match_on);
+            w.Key("id");
+            String(w, MatchValue(c.payload));
+        }
+        w.Key("objectWriteTraceId");
+        String(w, std::to_string(c.seq));
+        w.Key("properties");
+        w.StartObject();
+        if (payload.IsObject())
+            for (auto it = payload.MemberBegin(); it != payload.MemberEnd(); ++it) {
+                std::string name(it->name.GetString(), it->name.GetStringLength());
+                // hs_object_id is HubSpot's read-only record id: it may
+                // identify the record (MATCH ON), never be written.
+                if (name == "hs_object_id")
+                    continue;
+                w.Key(name.c_str(), static_cast<rapidjson::SizeType>(name.size()));
+                const rapidjson::Value &value = it->value;
+                bool nested =
+                    value.IsObject() ||
+                    (value.IsArray() && !std::all_of(value.Begin(), value.End(),
+                                                     [](const rapidjson::Value &x) { return IsScalar(x); }));
+                if (nested) {
+                    if (!plain_parsed) {
+                        plain.Parse(c.payload.c_str(), c.payload.size());
+                        plain_parsed = true;
+                    }
+                    auto m = plain.FindMember(
+                        rapidjson::Value(name.c_str(), static_cast<rapidjson::SizeType>(name.size())));
+                    String(w, m == plain.MemberEnd() ? std::string() : PropertyText(m->value));
+                } else {
+                    String(w, HubSpotFieldValue(FindField(target_.fields, name), value));
+                }
+            }
+        w.EndObject();
+        if (create) {
+            // batch/create requires associations (HubSpot's contract):
+            // revetl creates records without any.
+            w.Key("associations");
+            w.StartArray();
+            w.EndArray();
+        }
+        w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    PreparedRequest req;
+    req.http = Request(Endpoint(action), std::string(buf.GetString(), buf.GetSize()));
+    req.rows = call;
+    if (by_id)
+        req.flow.step = kUpdateByIdStep;
+    return req;
+}
+
 std::vector<PreparedRequest>
 HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &changes,
                           const std::vector<size_t> &rows,
@@ -277,8 +353,26 @@ HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
     std::vector<std::vector<size_t>> calls;
     std::vector<std::set<std::string>> seen;
     std::vector<size_t> archives;
+    // Changes of records whose id revetl kept: updated by that id, so that a
+    // changed match value (a contact's new email) renames the record instead
+    // of upserting a second one beside it.
+    std::vector<std::vector<size_t>> by_id_calls;
+    std::vector<std::set<std::string>> by_id_seen;
     for (size_t i : rows) {
         const Change &c = changes[i];
+        if (!create && c.op == Change::Op::Change && !c.dest_id.empty()) {
+            size_t k = 0;
+            while (k < by_id_calls.size() &&
+                   (by_id_calls[k].size() >= kMaxInputs || by_id_seen[k].count(c.dest_id)))
+                k++;
+            if (k == by_id_calls.size()) {
+                by_id_calls.emplace_back();
+                by_id_seen.emplace_back();
+            }
+            by_id_calls[k].push_back(i);
+            by_id_seen[k].insert(c.dest_id);
+            continue;
+        }
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty())
                 immediate.emplace_back(i, Rejected(0,
@@ -312,73 +406,10 @@ HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
             seen[k].insert(match);
     }
 
-    for (const auto &call : calls) {
-        rapidjson::StringBuffer buf;
-        Writer w(buf);
-        w.StartObject();
-        w.Key("inputs");
-        w.StartArray();
-        for (size_t i : call) {
-            const Change &c = changes[i];
-            rapidjson::Document payload;
-            payload.Parse<kExactNumbers>(c.payload.c_str(), c.payload.size());
-            // Objects and arrays of objects go as JSON text; they are written
-            // from a plain parse so that their numbers stay JSON numbers.
-            rapidjson::Document plain;
-            bool plain_parsed = false;
-            w.StartObject();
-            if (!create) {
-                w.Key("idProperty");
-                String(w, target_.match_on);
-                w.Key("id");
-                String(w, MatchValue(c.payload));
-            }
-            w.Key("objectWriteTraceId");
-            String(w, std::to_string(c.seq));
-            w.Key("properties");
-            w.StartObject();
-            if (payload.IsObject())
-                for (auto it = payload.MemberBegin(); it != payload.MemberEnd(); ++it) {
-                    std::string name(it->name.GetString(), it->name.GetStringLength());
-                    // hs_object_id is HubSpot's read-only record id: it may
-                    // identify the record (MATCH ON), never be written.
-                    if (name == "hs_object_id")
-                        continue;
-                    w.Key(name.c_str(), static_cast<rapidjson::SizeType>(name.size()));
-                    const rapidjson::Value &value = it->value;
-                    bool nested = value.IsObject() ||
-                                  (value.IsArray() &&
-                                   !std::all_of(value.Begin(), value.End(),
-                                                [](const rapidjson::Value &x) { return IsScalar(x); }));
-                    if (nested) {
-                        if (!plain_parsed) {
-                            plain.Parse(c.payload.c_str(), c.payload.size());
-                            plain_parsed = true;
-                        }
-                        auto m = plain.FindMember(
-                            rapidjson::Value(name.c_str(), static_cast<rapidjson::SizeType>(name.size())));
-                        String(w, m == plain.MemberEnd() ? std::string() : PropertyText(m->value));
-                    } else {
-                        String(w, HubSpotFieldValue(FindField(target_.fields, name), value));
-                    }
-                }
-            w.EndObject();
-            if (create) {
-                // batch/create requires associations (HubSpot's contract):
-                // revetl creates records without any.
-                w.Key("associations");
-                w.StartArray();
-                w.EndArray();
-            }
-            w.EndObject();
-        }
-        w.EndArray();
-        w.EndObject();
-        PreparedRequest req;
-        req.http = Request(Endpoint(action), std::string(buf.GetString(), buf.GetSize()));
-        req.rows = call;
-        out.push_back(std::move(req));
-    }
+    for (const auto &call : calls)
+        out.push_back(WriteCall(changes, call, action, false));
+    for (const auto &call : by_id_calls)
+        out.push_back(WriteCall(changes, call, "update", true));
 
     for (size_t start = 0; start < archives.size(); start += kMaxInputs) {
         rapidjson::StringBuffer buf;
@@ -611,7 +642,43 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
                     ? Rejected(status, "HubSpot's response did not mention this record", "NO_RESULT")
                     : Rejected(status, unattributed_reason, unattributed_code);
     v.rows = outcomes;
+    if (request.flow.step == kUpdateByIdStep)
+        WriteStaleIdsByMatchValue(request, changes, status, v);
     return v;
+}
+
+void HubSpotConnector::WriteStaleIdsByMatchValue(const PreparedRequest &request,
+                                                 const std::vector<Change> &changes, long status,
+                                                 Verdict &v) const {
+    // A kept id HubSpot answers OBJECT_NOT_FOUND for names a record that was
+    // deleted or merged in HubSpot. Its row is written again in this run by
+    // its match value, as a new row's would be, and the id HubSpot answers
+    // then replaces the stale one in the shadow state.
+    std::vector<size_t> again;
+    std::set<std::string> matches;
+    for (size_t j = 0; j < v.rows.size() && j < request.rows.size(); j++) {
+        RowOutcome &o = v.rows[j];
+        if (o.accepted || o.error_code.rfind("OBJECT_NOT_FOUND", 0) != 0)
+            continue;
+        const Change &c = changes[request.rows[j]];
+        const std::string match = Normalize(MatchValue(c.payload));
+        if (match.empty()) {
+            o = Rejected(status,
+                         "HubSpot no longer has record " + Truncate(c.dest_id, 100) +
+                             ", and the payload has no value for the MATCH ON property \"" +
+                             target_.match_on + "\" to find or create it by",
+                         "NO_MATCH_VALUE");
+            continue;
+        }
+        // One call never holds a match value twice; a second row with the
+        // same value keeps its refusal and is planned again by the next run.
+        if (matches.insert(match).second)
+            again.push_back(request.rows[j]);
+    }
+    if (again.empty())
+        return;
+    v.kind = Verdict::Kind::Continue;
+    v.next = WriteCall(changes, again, target_.mode == "update" ? "update" : "upsert", false);
 }
 
 HttpRequest HubSpotPropertiesRequest(const DestinationSettings &settings, const std::string &object) {
@@ -709,6 +776,7 @@ const ConnectorSpec &HubSpotSpec() {
         s.objects = {contacts, any};
         s.max_batch_size = static_cast<int>(HubSpotConnector::kMaxInputs);
         s.returns_ids = true;
+        s.updates_by_record_id = true;
         s.idempotency_keys = false;
         s.example = "OPTIONS (type 'hubspot')";
         s.check_target = [](const SyncTarget &target, const OptionList &, const std::string &,

@@ -3,6 +3,10 @@
 //    property (MATCH ON, default email for contacts); the record ids HubSpot
 //    returns are kept in the shadow state
 //  - update (MODE UPDATE): POST .../batch/update by the same property
+//  - a change of a row whose record id is kept: POST .../batch/update by that
+//    id, so that a changed match value (a new email) renames the record; an
+//    id HubSpot no longer knows (OBJECT_NOT_FOUND: the record was deleted or
+//    merged there) is dropped and the row written by its match value instead
 //  - create (MODE INSERT): POST .../batch/create (with empty associations,
 //    which HubSpot's contract requires)
 //  - removals (MODE MIRROR): POST .../batch/archive by the kept record ids
@@ -24,6 +28,8 @@ namespace revetl {
 class HubSpotConnector : public Connector {
 public:
     static constexpr size_t kMaxInputs = 100;
+    // FlowStep::step of a batch/update addressed by kept record ids.
+    static constexpr const char *kUpdateByIdStep = "update_by_id";
 
     HubSpotConnector(DestinationSettings settings, SyncTarget target);
 
@@ -38,6 +44,14 @@ public:
 
 private:
     std::string Endpoint(const char *action) const;
+    // One batch call of `action` for rows `call`; by_id addresses each
+    // record by its kept id rather than by its match value.
+    PreparedRequest WriteCall(const std::vector<Change> &changes, const std::vector<size_t> &call,
+                              const char *action, bool by_id) const;
+    // After a batch/update by kept ids: rows whose id HubSpot no longer knows
+    // continue with a write by their match value (v becomes Continue).
+    void WriteStaleIdsByMatchValue(const PreparedRequest &request, const std::vector<Change> &changes,
+                                   long status, Verdict &v) const;
     HttpRequest Request(const std::string &url, std::string body) const;
     std::string Normalize(const std::string &match_value) const;
 
