@@ -271,6 +271,9 @@ TEST(MatchValueChangeNotice, SaidWhereRecordsAreFoundByTheMatchValueAlone) {
     t.object = "contacts";
     t.match_on = "email";
     EXPECT_FALSE(MatchValueChangeNotice({{"type", "hubspot"}}, t, "to_hs", "hs").has_value());
+    // So do Intercom and Pipedrive (a search only for rows without a kept id).
+    EXPECT_TRUE(FindSpec("intercom")->updates_by_record_id);
+    EXPECT_TRUE(FindSpec("pipedrive")->updates_by_record_id);
     EXPECT_FALSE(MatchValueChangeNotice({{"type", "webhook"}, {"url", "https://example.com/in"}}, t, "w", "w")
                      .has_value());
 }

@@ -513,6 +513,7 @@ const ConnectorSpec &IntercomSpec() {
         s.objects = {contacts, companies};
         s.max_batch_size = 100;
         s.returns_ids = true;
+        s.updates_by_record_id = true; // a kept id is written by that id (a changed match value renames)
         s.idempotency_keys = false;
         s.example = "OPTIONS (type 'intercom')";
         s.check_target = [](const SyncTarget &target, const OptionList &, const std::string &sync_name,

@@ -427,6 +427,7 @@ const ConnectorSpec &PipedriveSpec() {
         s.objects = {persons, organizations};
         s.max_batch_size = 100;
         s.returns_ids = true;
+        s.updates_by_record_id = true; // a kept id is written by that id (a changed match value renames)
         s.idempotency_keys = false;
         s.example = "OPTIONS (type 'pipedrive')";
         s.check_target = [](const SyncTarget &target, const OptionList &, const std::string &sync_name,
