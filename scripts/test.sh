@@ -100,6 +100,10 @@ fi
 if [ -f "$WORK/vendor-specs/zendesk/support-oas.yaml" ]; then
     export REVETL_ZENDESK_OPENAPI="$WORK/vendor-specs/zendesk/support-oas.yaml"
 fi
+# Iterable publishes a Swagger 2.0 document (test/lib/openapi.py reads both).
+if [ -f "$WORK/vendor-specs/iterable/api-docs.json" ]; then
+    export REVETL_ITERABLE_OPENAPI="$WORK/vendor-specs/iterable/api-docs.json"
+fi
 # Salesforce publishes no OpenAPI for these endpoints: its Postman collection
 # (see vendor-specs/salesforce/SOURCE.md) is checked by test/lib/postman.py.
 if [ -d "$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis" ]; then

@@ -238,3 +238,36 @@ TEST(SharedConnectorCode, NamesNoVendor) {
             }
     }
 }
+
+TEST(CheckSyncTarget, AudienceNeedsATypeWithAudiences) {
+    ConnectorSpec spec = OrdersSpec();
+    SyncTarget t;
+    t.object = "customers";
+    t.match_on = "customer_no";
+    t.mode = "audience";
+    t.audience = "12";
+    Error e = Catch([&] { CheckSyncTarget(spec, {}, t, "s1", "shop"); });
+    EXPECT_EQ(e.sqlstate(), "0A000");
+    EXPECT_STREQ(e.what(), "sync \"s1\" cannot use mode audience with server \"shop\" (type orders_api)");
+
+    spec.audience.supported = true;
+    spec.audience.names = "shop list id";
+    spec.audience.numeric = true;
+    spec.objects[1].modes.push_back("audience");
+    EXPECT_NO_THROW(CheckSyncTarget(spec, {}, t, "s1", "shop"));
+    for (const char *bad : {"", "0", "00", "-1", "1a", "vip", "1234567890123456789"}) {
+        SCOPED_TRACE(bad);
+        t.audience = bad;
+        e = Catch([&] { CheckSyncTarget(spec, {}, t, "s1", "shop"); });
+        EXPECT_EQ(e.sqlstate(), "22023");
+    }
+    t.audience = "42";
+    // The identifiers: the MATCH ON field, or every mapped field.
+    EXPECT_EQ(AudienceIdentifierFields(spec, t, {"customer_no", "name"}),
+              (std::vector<std::string>{"customer_no"}));
+    spec.audience.every_field_identifies = true;
+    EXPECT_EQ(AudienceIdentifierFields(spec, t, {"email_sha256", "phone_sha256"}),
+              (std::vector<std::string>{"email_sha256", "phone_sha256"}));
+    t.mode = "upsert";
+    EXPECT_TRUE(AudienceIdentifierFields(spec, t, {"a"}).empty());
+}
