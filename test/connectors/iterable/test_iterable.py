@@ -1,18 +1,20 @@
 """The Iterable connector against the stateful mock Iterable (validating every body
 against Iterable's Swagger document): users written through bulkUpdate by email
 with dataFields, rows Iterable names in failedUpdates refused alone, 429 waited
-out, MIRROR deletes by the kept email, a call that times out sent again, and
+out, MIRROR deletes by the kept email, a call that times out sent again, a run
+killed during an upload (the list still ends exactly as the model), and
 MODE AUDIENCE: exact list membership after adds, removals, a changed email (left
 then joined), a change of another field (nothing sent), and a model rebuilt by
 dbt; AUDIENCE and INSERT refused where Iterable cannot honour them."""
 
 import json
 import os
+import signal
 import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-from pgcluster import Cluster, MockIterable, PsqlError  # noqa: E402
+from pgcluster import Cluster, MockIterable, PsqlError, wait_for  # noqa: E402
 
 cluster = None
 iterable = None
@@ -195,6 +197,37 @@ class IterableTest(unittest.TestCase):
         self.assertEqual(self.members(), ["email:renamed2@example.com", "email:user10@example.com",
                                           "email:user4@example.com", "email:user5@example.com",
                                           "email:user9@example.com"])
+
+    def test_run_killed_during_an_upload_leaves_exact_membership(self):
+        # The first subscribe call hangs at Iterable (and applies nothing);
+        # the run's process is killed while it waits. The scheduler retries
+        # the run, and the rows of the lost call are sent again once their
+        # settle time has passed: the list ends with exactly the model.
+        iterable.configure(faults=[{"status": 200, "delay_s": 20, "body": {"successCount": 0, "failCount": 0}}])
+        self.setup_sync(rows=30, mode=f"AUDIENCE '{LIST}'",
+                        server_options=", batch_size '10', max_in_flight '1', settle_time '1s', timeout '60s'")
+        killed = int(cluster.sql(f"select revetl.run_sync('{self.s}')"))
+        wait_for(lambda: any(r.get("fault") for r in iterable.requests()), timeout=60, what="the hanging call")
+        for pid in cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split():
+            os.kill(int(pid), signal.SIGKILL)
+
+        def server_up():
+            try:
+                return cluster.sql("select 1") == "1"
+            except PsqlError:
+                return False
+        wait_for(server_up, timeout=60, what="the server after the kill")
+
+        def retried():
+            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
+                                f"and id > {killed} order by id")
+            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
+        wait_for(retried, timeout=120, what="the retry of the killed run")
+        # Rows whose call was lost are re-verified by the next run at the latest.
+        wait_for(lambda: self.sync_now() and len(self.members()) == 30, timeout=120, what="all 30 members")
+        self.assertEqual(self.members(), sorted(f"email:user{i}@example.com" for i in range(1, 31)))
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "0", "0"])
 
     def test_audience_by_user_id_and_unknown_list(self):
         self.setup_sync(rows=3, mode=f"AUDIENCE '{LIST}'", map_="'u' || id AS \"userId\"",
