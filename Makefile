@@ -93,9 +93,11 @@ check-boundary:
 FUZZ_BIN = test/fuzz/sync_language_fuzzer
 FUZZ_SECONDS ?= 60
 
-$(FUZZ_BIN): test/fuzz/sync_language_fuzzer.cpp src/core/language/sync_language.cpp src/core/language/sync_language.hpp src/core/common/error.hpp
+# The parser's "Perhaps you meant" hints use the shared ClosestMatch (options.cpp).
+FUZZ_SRCS = src/core/language/sync_language.cpp src/core/connectors/options.cpp src/core/delivery/host_policy.cpp
+$(FUZZ_BIN): test/fuzz/sync_language_fuzzer.cpp $(FUZZ_SRCS) src/core/language/sync_language.hpp src/core/common/error.hpp
 	clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc \
-		test/fuzz/sync_language_fuzzer.cpp src/core/language/sync_language.cpp -o $@
+		test/fuzz/sync_language_fuzzer.cpp $(FUZZ_SRCS) -o $@
 
 .PHONY: fuzz
 fuzz: $(FUZZ_BIN)

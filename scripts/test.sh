@@ -106,6 +106,10 @@ fi
 if [ -f "$WORK/vendor-specs/pipedrive/openapi-v2.yaml" ]; then
     export REVETL_PIPEDRIVE_OPENAPI="$WORK/vendor-specs/pipedrive/openapi-v2.yaml"
 fi
+# Iterable publishes a Swagger 2.0 document (test/lib/openapi.py reads both).
+if [ -f "$WORK/vendor-specs/iterable/api-docs.json" ]; then
+    export REVETL_ITERABLE_OPENAPI="$WORK/vendor-specs/iterable/api-docs.json"
+fi
 # Salesforce publishes no OpenAPI for these endpoints: its Postman collection
 # (see vendor-specs/salesforce/SOURCE.md) is checked by test/lib/postman.py.
 if [ -d "$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis" ]; then

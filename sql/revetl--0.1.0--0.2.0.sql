@@ -501,3 +501,52 @@ SELECT s.name,
 -- Captured keys: one index write less per key (issue 15). Every read goes
 -- by sync and id, through captured_changes_sync_idx.
 ALTER TABLE revetl.captured_changes DROP CONSTRAINT captured_changes_pkey;
+
+----------------------------------------------------------------------------
+-- MODE AUDIENCE (issue 14): the model's rows are the members of a list, tag
+-- or audience, named by syncs.audience; the function forms take it.
+----------------------------------------------------------------------------
+ALTER TABLE revetl.syncs DROP CONSTRAINT syncs_mode_check;
+ALTER TABLE revetl.syncs ADD CONSTRAINT syncs_mode_check
+  CHECK (mode IN ('upsert', 'update', 'insert', 'mirror', 'audience'));
+ALTER TABLE revetl.syncs ADD COLUMN audience text;
+ALTER TABLE revetl.syncs ADD CONSTRAINT syncs_audience_check
+  CHECK ((mode = 'audience') = (audience IS NOT NULL));
+
+DROP FUNCTION revetl.create_sync(text, text, text, text[], text, jsonb, jsonb, text, text, text, boolean);
+CREATE FUNCTION revetl.create_sync(
+    name        text,
+    model       text,
+    destination text,
+    key         text[],
+    mode        text DEFAULT 'upsert',
+    map         jsonb DEFAULT NULL,
+    options     jsonb DEFAULT '{}',
+    object      text DEFAULT NULL,
+    match_on    text DEFAULT NULL,
+    schedule    text DEFAULT 'manual',
+    replace     boolean DEFAULT false,
+    audience    text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'revetl_create_sync'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+COMMENT ON FUNCTION revetl.create_sync(text, text, text, text[], text, jsonb, jsonb, text, text, text, boolean, text) IS
+  'creates a sync from a table, view or query (model) to a revetl foreign server (destination); the function form of CREATE [OR REPLACE] SYNC';
+
+DROP FUNCTION revetl.alter_sync(text, text, text, text[], text, jsonb, jsonb, text, text, text);
+CREATE FUNCTION revetl.alter_sync(
+    name        text,
+    model       text DEFAULT NULL,
+    destination text DEFAULT NULL,
+    key         text[] DEFAULT NULL,
+    mode        text DEFAULT NULL,
+    map         jsonb DEFAULT NULL,
+    options     jsonb DEFAULT NULL,
+    object      text DEFAULT NULL,
+    match_on    text DEFAULT NULL,
+    schedule    text DEFAULT NULL,
+    audience    text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'revetl_alter_sync'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;

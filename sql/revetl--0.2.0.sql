@@ -106,7 +106,8 @@ CREATE TABLE revetl.syncs (
     object        text,
     match_on      text,
     key_columns   text[] NOT NULL CHECK (cardinality(key_columns) BETWEEN 1 AND 32),
-    mode          text NOT NULL DEFAULT 'upsert' CHECK (mode IN ('upsert', 'update', 'insert', 'mirror')),
+    mode          text NOT NULL DEFAULT 'upsert'
+                  CHECK (mode IN ('upsert', 'update', 'insert', 'mirror', 'audience')),
     -- [{"field": destination field, "expression": SQL over the model}], in order
     map           jsonb CHECK (map IS NULL OR jsonb_typeof(map) = 'array'),
     options       jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(options) = 'object'),
@@ -120,6 +121,9 @@ CREATE TABLE revetl.syncs (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     -- the installation the sync was made in (revetl.instance)
     instance_token uuid NOT NULL,
+    -- MODE AUDIENCE: the list, tag or audience the model's rows are members of
+    audience      text,
+    CONSTRAINT syncs_audience_check CHECK ((mode = 'audience') = (audience IS NOT NULL)),
     CHECK ((model_kind = 'relation' AND model_schema IS NOT NULL AND model_name IS NOT NULL
             AND model_query IS NULL)
         OR (model_kind = 'query' AND model_query IS NOT NULL
@@ -435,12 +439,13 @@ CREATE FUNCTION revetl.create_sync(
     object      text DEFAULT NULL,
     match_on    text DEFAULT NULL,
     schedule    text DEFAULT 'manual',
-    replace     boolean DEFAULT false)
+    replace     boolean DEFAULT false,
+    audience    text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'revetl_create_sync'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
-COMMENT ON FUNCTION revetl.create_sync(text, text, text, text[], text, jsonb, jsonb, text, text, text, boolean) IS
+COMMENT ON FUNCTION revetl.create_sync(text, text, text, text[], text, jsonb, jsonb, text, text, text, boolean, text) IS
   'creates a sync from a table, view or query (model) to a revetl foreign server (destination); the function form of CREATE [OR REPLACE] SYNC';
 
 CREATE FUNCTION revetl.drop_sync(name text, if_exists boolean DEFAULT false)
@@ -452,7 +457,7 @@ COMMENT ON FUNCTION revetl.drop_sync(text, boolean) IS 'the function form of DRO
 
 -- ALTER SYNC in function form: every argument left NULL keeps its value.
 -- map => '[]' (or '{}') drops the MAP; options are merged, and an option
--- set to JSON null is removed.
+-- set to JSON null is removed. audience goes with mode 'audience'.
 CREATE FUNCTION revetl.alter_sync(
     name        text,
     model       text DEFAULT NULL,
@@ -463,7 +468,8 @@ CREATE FUNCTION revetl.alter_sync(
     options     jsonb DEFAULT NULL,
     object      text DEFAULT NULL,
     match_on    text DEFAULT NULL,
-    schedule    text DEFAULT NULL)
+    schedule    text DEFAULT NULL,
+    audience    text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'revetl_alter_sync'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;

@@ -149,3 +149,32 @@ SELECT count(*) AS syncs_left FROM revetl.syncs WHERE name NOT IN ('customers_to
 REVOKE ALL ON FOREIGN SERVER crm FROM new_owner;
 DROP OWNED BY new_owner;
 DROP ROLE new_owner;
+
+-- MODE AUDIENCE: the rows are the members of a list (issue 14). The
+-- audience is part of the mode; sync_ddl round-trips it.
+CREATE SERVER lists FOREIGN DATA WRAPPER revetl OPTIONS (type 'iterable', url 'http://127.0.0.1:9/');
+SELECT * FROM revetl.execute($$
+  CREATE SYNC hot_leads FROM analytics.lead_scores TO lists KEY (lead_id)
+    MODE AUDIENCE '12345' MAP (lower(email) AS email)
+$$);
+SELECT mode, audience, match_on FROM revetl.syncs WHERE name = 'hot_leads';
+SELECT revetl.sync_ddl('hot_leads');
+SELECT revetl.sync_ddl('hot_leads') AS ddl \gset
+SELECT * FROM revetl.execute('DROP SYNC hot_leads');
+SELECT * FROM revetl.execute(:'ddl');
+SELECT revetl.sync_ddl('hot_leads') = :'ddl' AS round_trips;
+-- The plan adds each member, by its identifier only.
+SELECT action, key, payload FROM revetl.preview_sync('hot_leads') ORDER BY key->>'lead_id';
+-- Another list, or another mode, starts afresh (a NOTICE says so).
+SELECT * FROM revetl.execute($$ALTER SYNC hot_leads SET MODE AUDIENCE '678'$$);
+SELECT mode, audience FROM revetl.syncs WHERE name = 'hot_leads';
+SELECT * FROM revetl.execute('ALTER SYNC hot_leads SET MODE UPSERT');
+SELECT mode, audience FROM revetl.syncs WHERE name = 'hot_leads';
+SELECT revetl.alter_sync('hot_leads', mode => 'audience', audience => '99');
+SELECT mode, audience FROM revetl.syncs WHERE name = 'hot_leads';
+-- The function form takes the audience beside the mode.
+SELECT revetl.create_sync('hot_leads_fn', 'analytics.lead_scores', 'lists', ARRAY['lead_id'],
+                          mode => 'audience', map => '{"email": "email"}', audience => '4') > 0 AS created;
+SELECT mode, audience FROM revetl.syncs WHERE name = 'hot_leads_fn';
+SELECT * FROM revetl.execute('DROP SYNC hot_leads, hot_leads_fn');
+DROP SERVER lists;

@@ -79,3 +79,20 @@ SELECT * FROM revetl.execute('CREATE SYNC owned_by_postgres FROM people TO crm K
 SELECT * FROM revetl.execute('DROP SYNC owned_by_postgres');
 REVOKE ALL ON FOREIGN SERVER crm FROM lang_user;
 DROP ROLE lang_user;
+
+-- MODE AUDIENCE: the mode word with a hint, the audience string, and the
+-- refusals of CREATE SYNC (a type without lists, a list id that is not
+-- one, an identifier the MAP does not send, the function form's pairs).
+SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (id) MODE AUDIENSE ''1''');
+SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (id) MODE MIROR');
+SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (id) MODE AUDIENCE');
+SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (id) MODE AUDIENCE ''''');
+SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (id) MODE AUDIENCE ''1'' MAP (email AS email)');
+CREATE SERVER lists_err FOREIGN DATA WRAPPER revetl OPTIONS (type 'iterable', url 'http://127.0.0.1:9/');
+SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO lists_err KEY (id) MODE AUDIENCE ''vip'' MAP (email AS email)');
+SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO lists_err KEY (id) MODE AUDIENCE ''7'' MAP (team AS team)');
+SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO lists_err KEY (id) MATCH ON phone MODE AUDIENCE ''7''');
+SELECT revetl.create_sync('s', 'people', 'lists_err', ARRAY['id'], mode => 'audience');
+SELECT revetl.create_sync('s', 'people', 'lists_err', ARRAY['id'], mode => 'upsert', audience => '7');
+SELECT revetl.create_sync('s', 'people', 'lists_err', ARRAY['id'], mode => 'audiense', audience => '7');
+DROP SERVER lists_err;

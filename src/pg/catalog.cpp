@@ -7,11 +7,14 @@ namespace revetl::pg {
 
 namespace {
 
+// audience is read through to_jsonb: with a new library on a catalog not yet
+// updated (0.1.0's has no such column) the load must not fail before the
+// version check that tells the user to run ALTER EXTENSION revetl UPDATE.
 constexpr const char *kSelectSync =
     "SELECT s.id, s.name, s.owner::oid, s.owner::text, s.model_kind, s.model_schema, s.model_name, "
     "s.model_query, s.destination, pg_catalog.array_to_json(s.key_columns)::text, s.mode, s.map::text, "
     "s.options::text, s.paused, s.shadow_table, s.search_path, s.object, s.match_on, s.schedule_kind, "
-    "s.schedule_value FROM revetl.syncs s ";
+    "s.schedule_value, pg_catalog.to_jsonb(s.*) OPERATOR(pg_catalog.->>) 'audience' FROM revetl.syncs s ";
 
 SyncDefinition FromRow(const SqlResult &r) {
     SyncDefinition d;
@@ -41,6 +44,8 @@ SyncDefinition FromRow(const SqlResult &r) {
         d.object = *r.At(0, 16);
     if (r.At(0, 17))
         d.match_on = *r.At(0, 17);
+    if (r.At(0, 20))
+        d.audience = *r.At(0, 20);
     std::string kind = r.Text(0, 18);
     d.schedule.value = r.Text(0, 19);
     d.schedule.kind = kind == "every"       ? dsl::Schedule::Kind::Every

@@ -258,6 +258,7 @@ void CheckTargetsAgainstCache(const SyncDefinition &def, Oid role) {
     target.mode = def.mode;
     target.object = def.object.value_or("");
     target.match_on = def.match_on.value_or("");
+    target.audience = def.audience.value_or("");
     CheckSyncTarget(spec, dest.server_options, target, def.name, dest.server_name);
     CachedFields cached = LoadCachedFields(dest.server_oid, role, target.object);
     if (!cached.present) {

@@ -1,6 +1,7 @@
 #include "pg/planning.hpp"
 
 #include "core/common/sql_text.hpp"
+#include "core/connectors/spec.hpp"
 #include "pg/catalog.hpp"
 #include "pg/spi.hpp"
 
@@ -60,8 +61,29 @@ std::vector<std::string> KeyColumnTypes(Oid relid, const std::vector<std::string
     return out;
 }
 
+void AddAudienceFields(const SyncDefinition &def, PlanSpec &spec) {
+    if (def.mode != "audience")
+        return;
+    // Which fields identify a member, and whether they must be hashed, is
+    // the destination type's to say.
+    Destination dest = LookupDestination(def.destination);
+    const ConnectorSpec &type = ValidateServer(dest.server_options);
+    SyncTarget target;
+    target.mode = def.mode;
+    target.object = def.object.value_or("");
+    target.match_on = def.match_on.value_or("");
+    target.audience = def.audience.value_or("");
+    CheckSyncTarget(type, dest.server_options, target, def.name, dest.server_name);
+    std::vector<std::string> fields;
+    for (const auto &m : def.map)
+        fields.push_back(m.field);
+    spec.identifier_fields = AudienceIdentifierFields(type, target, fields);
+    spec.hashed_identifiers = type.audience.hashed_identifiers;
+}
+
 PlanSpec PreparePlan(const SyncDefinition &def) {
     PlanSpec spec = def.Plan(kSchema);
+    AddAudienceFields(def, spec);
     Oid relid = ModelRelid(def);
     spec.key_unique = HasUniqueIndexOn(relid, def.key_columns);
     // Hash the values themselves when every mapped type has an extended hash

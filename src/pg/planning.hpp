@@ -27,6 +27,8 @@ std::vector<std::string> KeyColumnTypes(Oid relid, const std::vector<std::string
 
 // The plan spec for `def`, with key_unique and hash_values decided. The
 // payload types are checked as `owner` (the model is the owner's to read).
+// MODE AUDIENCE: also the identifier fields and the hashing rule of the
+// destination's type.
 PlanSpec PreparePlan(const SyncDefinition &def);
 
 // SQL predicate on revetl.syncs s: the sync's changes are captured by

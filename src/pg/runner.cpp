@@ -115,7 +115,7 @@ struct PlanTotals {
 // body holds no C++ object while it calls PostgreSQL.
 void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_path, int64 run_id,
                          int64 sync_id, const char *sync_name, const char *key_columns_text,
-                         PlanTotals *totals) {
+                         const char *bad_identifier_reason, PlanTotals *totals) {
     OwnerContext owner_ctx;
 
     Oid change_types[8] = {INT8OID,       INT8OID,      CHARARRAYOID, TEXTARRAYOID,
@@ -187,13 +187,15 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
             bool version_null;
             Datum version = SPI_getbinval(tup, desc, 8, &version_null);
 
-            if (op == 'n' || op == 'd') {
+            if (op == 'n' || op == 'd' || op == 'h') {
                 inv_keys[ni] = key_json;
                 inv_payloads[ni] = payload;
                 inv_payload_nulls[ni] = payload_null;
                 if (op == 'n')
                     inv_reasons[ni] = CStringGetTextDatum(
                         psprintf("the key has a NULL value (key columns: %s)", key_columns_text));
+                else if (op == 'h')
+                    inv_reasons[ni] = CStringGetTextDatum(bad_identifier_reason);
                 else
                     inv_reasons[ni] = CStringGetTextDatum(
                         psprintf("duplicate key: %lld rows of the model have this key", (long long)dups));
@@ -503,6 +505,7 @@ bool SyncRun::Start() {
     target.mode = def_.mode;
     target.object = def_.object.value_or("");
     target.match_on = def_.match_on.value_or("");
+    target.audience = def_.audience.value_or("");
     // Values are formatted by the field types cached when the run starts; a
     // refresh during the run does not change how its rows are written.
     {
@@ -614,9 +617,10 @@ void SyncRun::Plan() {
     PlanTotals totals;
     totals.queued = queued_;
     const std::string search_path = OwnerSearchPath(def_.search_path);
+    const std::string bad_identifier = BadIdentifierReason(spec);
     PgGuard([&] {
         StreamPlanIntoQueue(plan_sql.c_str(), def_.owner, search_path.c_str(), run_id_, def_.id,
-                            def_.name.c_str(), key_columns.c_str(), &totals);
+                            def_.name.c_str(), key_columns.c_str(), bad_identifier.c_str(), &totals);
     });
     // Planning is over (what follows is revetl's own bookkeeping).
     PgGuard([] { disable_timeout(STATEMENT_TIMEOUT, false); });

@@ -85,6 +85,8 @@ Datum CreateSyncFn(FunctionCallInfo fcinfo) {
     req.match_on = OptTextArg(fcinfo, 8);
     req.schedule = ParseScheduleText(OptTextArg(fcinfo, 9).value_or("manual"));
     bool replace = !PG_ARGISNULL(10) && PG_GETARG_BOOL(10);
+    if (PG_NARGS() > 11)
+        req.audience = OptTextArg(fcinfo, 11);
     SpiConnect();
     int64_t id = CreateSync(req, replace);
     SpiFinish();
@@ -123,6 +125,12 @@ Datum AlterSyncFn(FunctionCallInfo fcinfo) {
         req.match_on = v->empty() ? std::nullopt : v;
     if (auto v = OptTextArg(fcinfo, 9))
         req.schedule = ParseScheduleText(*v);
+    // audience => '' leaves the audience mode's list unset (for a change of
+    // mode away from AUDIENCE); a mode other than audience drops it.
+    if (auto v = PG_NARGS() > 10 ? OptTextArg(fcinfo, 10) : std::nullopt)
+        req.audience = v->empty() ? std::nullopt : v;
+    else if (req.mode != "audience")
+        req.audience.reset();
     AlterSync(name, req);
     SpiFinish();
     PG_RETURN_VOID();
@@ -196,6 +204,7 @@ std::string ExecuteStatement(const dsl::Statement &statement) {
             break;
         case Action::SetMode:
             req.mode = a.fields.mode;
+            req.audience = a.fields.audience;
             break;
         case Action::SetSchedule:
             req.schedule = *a.fields.schedule;
@@ -459,8 +468,8 @@ Datum PreviewSync(FunctionCallInfo fcinfo) {
     SyncDefinition def = RequireSync(name);
     RequireOwnership(def, "preview");
     // Ordered, so that a preview of a few rows is the same every time.
-    std::string sql =
-        BuildPlanQuery(PreparePlan(def)) + " ORDER BY op, key LIMIT " + std::to_string(max_rows);
+    const PlanSpec plan = PreparePlan(def);
+    std::string sql = BuildPlanQuery(plan) + " ORDER BY op, key LIMIT " + std::to_string(max_rows);
     SqlResult rows;
     // The model and MAP are the owner's code: they run as the owner, in a
     // restricted operation, and nothing they set survives into the caller's
@@ -480,6 +489,8 @@ Datum PreviewSync(FunctionCallInfo fcinfo) {
             reason = "the key has a NULL value (key columns: " + key_columns + ")";
         else if (op == "d")
             reason = "duplicate key: " + rows.Text(i, 6) + " rows of the model have this key";
+        else if (op == std::string(1, plan_op::kBadIdentifier))
+            reason = BadIdentifierReason(plan);
         const std::optional<std::string> &key = rows.At(i, 2);
         const std::optional<std::string> &payload = rows.At(i, 3);
         PgGuard([&] {

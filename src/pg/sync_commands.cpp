@@ -322,10 +322,31 @@ SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role, const SyncDefini
     if (req.name.empty() || req.name.size() >= NAMEDATALEN)
         throw Error(sqlstate::kInvalidParameterValue, "invalid sync name \"" + req.name + "\"",
                     "A sync name must be 1 to 63 bytes long.");
-    if (req.mode != "upsert" && req.mode != "mirror" && req.mode != "insert" && req.mode != "update")
+    if (req.mode != "upsert" && req.mode != "mirror" && req.mode != "insert" && req.mode != "update" &&
+        req.mode != "audience") {
+        std::string hint;
+        std::string close = ClosestMatch(req.mode, {"upsert", "update", "insert", "mirror", "audience"});
+        if (!close.empty() && close != req.mode)
+            hint = "Perhaps you meant \"" + close + "\".";
         throw Error(sqlstate::kInvalidParameterValue, "invalid sync mode \"" + req.mode + "\"",
                     "Valid modes are upsert (send added and changed rows), insert (added rows only), update "
-                    "(changes to records the destination has) and mirror (upsert, and delete removed rows).");
+                    "(changes to records the destination has), mirror (upsert, and delete removed rows) and "
+                    "audience (the rows are the members of a list, tag or audience).",
+                    hint);
+    }
+    if (req.mode == "audience" && !req.audience)
+        throw Error(sqlstate::kInvalidParameterValue,
+                    "sync \"" + req.name + "\" has mode audience but no audience",
+                    "MODE AUDIENCE names the list, tag or audience the rows are members of.",
+                    "Write MODE AUDIENCE 'list-id' (function form: audience => 'list-id').");
+    if (req.mode != "audience" && req.audience)
+        throw Error(sqlstate::kInvalidParameterValue,
+                    "sync \"" + req.name + "\" names an audience but its mode is " + req.mode,
+                    "Only MODE AUDIENCE writes list, tag or audience membership.",
+                    "Use mode => 'audience', or leave audience out.");
+    if (req.audience && (req.audience->empty() || req.audience->size() > 255))
+        throw Error(sqlstate::kInvalidParameterValue, "invalid audience",
+                    "An audience is 1 to 255 bytes long: the destination's list id, tag or audience id.");
     SyncOptions options = ParseSyncOptions(req.options_json);
     for (const auto &entry : req.map)
         CheckMapExpression(entry);
@@ -344,6 +365,7 @@ SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role, const SyncDefini
     target.mode = req.mode;
     target.object = req.object.value_or("");
     target.match_on = req.match_on.value_or("");
+    target.audience = req.audience.value_or("");
     CheckSyncTarget(dest.server_options, target, req.name, dest.server_name);
     // Said once, when the sync starts matching that way, not on every
     // identical CREATE OR REPLACE of a deploy.
@@ -370,11 +392,29 @@ SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role, const SyncDefini
     def.match_on = req.match_on;
     def.key_columns = req.key;
     def.mode = req.mode;
+    def.audience = req.audience;
     def.map = req.map;
     def.options_json = req.options_json;
     def.options = ParseSyncOptions(req.options_json);
     def.schedule = req.schedule;
     CheckKeyColumns(req.key, ModelColumns(resolved.ref), def.ModelDisplayName());
+    if (def.mode == "audience") {
+        // A member is named by its identifier fields: each must be in the
+        // payload, or every row would be sent without one.
+        std::vector<std::string> fields;
+        for (const auto &m : def.map)
+            fields.push_back(m.field);
+        const std::vector<std::string> payload = fields.empty() ? ModelColumns(resolved.ref) : fields;
+        for (const auto &id : AudienceIdentifierFields(ValidateServer(dest.server_options), target, fields))
+            if (std::find(payload.begin(), payload.end(), id) == payload.end())
+                throw Error(sqlstate::kInvalidParameterValue,
+                            "sync \"" + req.name + "\" identifies audience members by field \"" + id +
+                                "\", which its " +
+                                (fields.empty() ? "model does not have" : "MAP does not name"),
+                            "MODE AUDIENCE sends each member by its identifier fields.",
+                            "Add an expression AS " + dsl::QuoteIdentIfNeeded(id) +
+                                " to the MAP, or choose another field with MATCH ON.");
+    }
 
     // Each map expression, then the whole payload, evaluated against the
     // model as the would-be owner: wrong types, unknown columns and missing
@@ -562,18 +602,19 @@ std::vector<SqlArg> DefinitionArgs(const SyncDefinition &def, const std::string 
             SqlArg::OptText(def.match_on),
             SqlArg::Text(dsl::ScheduleKindName(def.schedule.kind)),
             def.schedule.value.empty() ? SqlArg::Null(TEXTOID) : SqlArg::Text(def.schedule.value),
-            SqlArg::Text(search_path)};
+            SqlArg::Text(search_path),
+            SqlArg::OptText(def.audience)};
 }
 
-// $1..$15 in the order of DefinitionArgs.
+// $1..$16 in the order of DefinitionArgs.
 constexpr const char *kDefinitionColumns =
     "name, model_kind, model_schema, model_name, model_query, destination, key_columns, mode, map, options, "
-    "object, match_on, schedule_kind, schedule_value, search_path";
+    "object, match_on, schedule_kind, schedule_value, search_path, audience";
 constexpr const char *kDefinitionValues =
     "$1, $2, $3, $4, $5, $6, "
     "ARRAY(SELECT e FROM pg_catalog.jsonb_array_elements_text($7::jsonb) WITH ORDINALITY AS t(e, o) ORDER BY "
     "o), "
-    "$8, $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15";
+    "$8, $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15, $16";
 
 std::string CurrentSearchPath() {
     std::string out;
@@ -602,13 +643,20 @@ void ReplaceDefinition(const SyncDefinition &old, SyncDefinition def) {
         reasons.push_back("its destination object changed");
     if (old.match_on != def.match_on)
         reasons.push_back("its MATCH ON field changed");
+    // The shadow state of an audience sync holds members, not records: it
+    // means nothing for another audience or another mode.
+    if ((old.mode == "audience") != (def.mode == "audience"))
+        reasons.push_back(def.mode == "audience" ? "its mode changed to AUDIENCE"
+                                                 : "its mode changed from AUDIENCE");
+    else if (old.audience != def.audience)
+        reasons.push_back("its audience changed");
 
     std::vector<SqlArg> args = DefinitionArgs(def, SyncSearchPath(&old));
     args.push_back(SqlArg::Int8(old.id));
     // IS DISTINCT FROM on the whole row: an identical definition changes
     // nothing, not even updated_at.
     std::string sql = "UPDATE revetl.syncs s SET (" + std::string(kDefinitionColumns) + ") = (" +
-                      kDefinitionValues + "), updated_at = pg_catalog.now() WHERE id = $16 AND (" +
+                      kDefinitionValues + "), updated_at = pg_catalog.now() WHERE id = $17 AND (" +
                       kDefinitionColumns + ") IS DISTINCT FROM (" + kDefinitionValues + ")";
     bool schedule_changed =
         old.schedule.kind != def.schedule.kind || old.schedule.value != def.schedule.value;
@@ -689,6 +737,7 @@ SyncRequest RequestFromStatement(const dsl::CreateSync &c) {
     r.destination = c.server;
     r.key = c.key;
     r.mode = c.mode;
+    r.audience = c.audience;
     for (const auto &m : c.map)
         r.map.push_back({m.field, m.expression});
     r.options_json = OptionsToJson(c.options);
@@ -737,7 +786,7 @@ int64_t CreateSync(const SyncRequest &request, bool replace) {
             // The sync is made in this installation (revetl.instance).
             Sql("INSERT INTO revetl.syncs (" + std::string(kDefinitionColumns) +
                     ", id, owner, shadow_table, instance_token) VALUES (" + kDefinitionValues +
-                    ", $16, $17::oid::regrole, $18, (SELECT i.token FROM revetl.instance i))",
+                    ", $17, $18::oid::regrole, $19, (SELECT i.token FROM revetl.instance i))",
                 args);
             // A table of this name that no sync uses is left over from an
             // installation dropped without CASCADE: it holds nothing of value.

@@ -21,7 +21,8 @@ struct SyncRequest {
     std::string destination;
     std::vector<std::string> key;
     std::string mode = "upsert";
-    std::vector<MapEntry> map; // empty: every column of the model
+    std::optional<std::string> audience; // MODE AUDIENCE only
+    std::vector<MapEntry> map;           // empty: every column of the model
     std::string options_json = "{}";
     std::optional<std::string> object;
     std::optional<std::string> match_on;

@@ -1,4 +1,6 @@
-"""Validates request bodies against a vendor's published OpenAPI 3 contract.
+"""Validates request bodies against a vendor's published OpenAPI 3 contract
+(or a Swagger 2.0 one, as Iterable publishes: the body is the parameter
+`in: body`, and $refs point into #/definitions).
 
     contract = OpenApi("/path/to/contacts.v3.json")
     errors = contract.validate_request("POST", "/crm/v3/objects/contacts/batch/create", body)
@@ -75,6 +77,9 @@ class OpenApi:
         template, op = self.operation(method, path)
         if op is None:
             return None, None
+        for param in op.get("parameters", []):
+            if param.get("in") == "body":  # Swagger 2.0
+                return template, param.get("schema")
         content = op.get("requestBody", {}).get("content", {})
         schema = content.get("application/json", {}).get("schema")
         return template, schema
@@ -85,8 +90,9 @@ class OpenApi:
             return [f"{method} {path}: no such operation in the contract"]
         if schema is None:
             return []
-        # The root holds the components, so "#/components/schemas/X" resolves.
-        root = {"components": self.doc.get("components", {})}
+        # The root holds the components (definitions in Swagger 2.0), so
+        # "#/components/schemas/X" and "#/definitions/X" resolve.
+        root = {"components": self.doc.get("components", {}), "definitions": self.doc.get("definitions", {})}
         root.update(schema)
         validator = jsonschema.Draft7Validator(root)
         errors = []

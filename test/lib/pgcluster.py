@@ -383,6 +383,39 @@ class MockBraze(MockProcess):
                 if r.get("contract_errors")]
 
 
+ITERABLE_OPENAPI = os.environ.get("REVETL_ITERABLE_OPENAPI", "/work/shared/vendor-specs/iterable/api-docs.json")
+
+
+class MockIterable(MockProcess):
+    """The stateful Iterable mock in test/connectors/iterable/mock.py (bulkUpdate with
+    failedUpdates, user deletes, list subscribe / unsubscribe, 429 RateLimitExceeded),
+    validating request bodies against Iterable's Swagger document (contract_violations())."""
+
+    def __init__(self, api_key="test-key", openapi=ITERABLE_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Iterable's API document is not at {openapi} (set REVETL_ITERABLE_OPENAPI)")
+        super().__init__("iterable", "mock Iterable", ["--api-key", api_key] +
+                         (["--openapi", openapi] if openapi else []))
+
+    def users(self):
+        """{"email:a@x.com" or "userId:u1": data fields} of the users Iterable holds."""
+        return self._call("GET", "/_mock/users")["users"]
+
+    def members(self, list_id):
+        """The sorted user keys on list `list_id`."""
+        return self._call("GET", "/_mock/lists")["lists"].get(str(list_id), [])
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
+
 class MockSegment(MockProcess):
     """The stateful Segment Tracking API mock in test/connectors/segment/mock.py
     (/v1/batch, 32 KB / 500 KB limits, messageId deduplication). Segment

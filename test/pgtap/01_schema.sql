@@ -2,7 +2,7 @@
 -- functions, event trigger, dump registration, row level security and
 -- privileges.
 BEGIN;
-SELECT plan(184);
+SELECT plan(186);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -14,8 +14,13 @@ SELECT has_table('revetl', 'syncs', 'table revetl.syncs exists');
 SELECT columns_are('revetl', 'syncs',
     ARRAY['id', 'name', 'owner', 'model_kind', 'model_schema', 'model_name', 'model_query', 'destination',
           'object', 'match_on', 'key_columns', 'mode', 'map', 'options', 'schedule_kind', 'schedule_value',
-          'paused', 'shadow_table', 'search_path', 'created_at', 'updated_at', 'instance_token'],
+          'paused', 'shadow_table', 'search_path', 'created_at', 'updated_at', 'instance_token', 'audience'],
     'revetl.syncs has exactly the documented columns');
+SELECT col_type_is('revetl', 'syncs', 'audience', 'text', 'syncs.audience (MODE AUDIENCE) is text');
+SELECT is((SELECT pg_get_constraintdef(oid) FROM pg_constraint
+            WHERE conrelid = 'revetl.syncs'::regclass AND conname = 'syncs_audience_check'),
+          'CHECK (((mode = ''audience''::text) = (audience IS NOT NULL)))',
+          'a sync has an audience exactly when its mode is audience');
 SELECT col_type_is('revetl', 'syncs', 'id', 'bigint', 'syncs.id is bigint');
 SELECT col_is_pk('revetl', 'syncs', 'id', 'syncs.id is the primary key');
 SELECT col_type_is('revetl', 'syncs', 'name', 'text', 'syncs.name is text');
@@ -156,17 +161,18 @@ SELECT fdw_privs_are('revetl', 'public', ARRAY[]::name[],
                      'PUBLIC has no USAGE on FDW revetl (only superusers create destinations)');
 
 -- Functions ------------------------------------------------------------------------
-SELECT has_function('revetl', 'create_sync', ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text', 'boolean'],
-                    'revetl.create_sync(text, text, text, text[], text, jsonb, jsonb, text, text, text, boolean) exists');
-SELECT function_returns('revetl', 'create_sync', ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text', 'boolean'],
+SELECT has_function('revetl', 'create_sync', ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text', 'boolean', 'text'],
+                    'revetl.create_sync(text, text, text, text[], text, jsonb, jsonb, text, text, text, boolean, text) exists');
+SELECT function_returns('revetl', 'create_sync', ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text', 'boolean', 'text'],
                         'bigint', 'create_sync returns bigint (the sync id)');
 SELECT is((SELECT pg_get_function_arguments(
-             'revetl.create_sync(text,text,text,text[],text,jsonb,jsonb,text,text,text,boolean)'::regprocedure)),
+             'revetl.create_sync(text,text,text,text[],text,jsonb,jsonb,text,text,text,boolean,text)'::regprocedure)),
           'name text, model text, destination text, key text[], mode text DEFAULT ''upsert''::text, '
           'map jsonb DEFAULT NULL::jsonb, options jsonb DEFAULT ''{}''::jsonb, object text DEFAULT NULL::text, '
-          'match_on text DEFAULT NULL::text, schedule text DEFAULT ''manual''::text, replace boolean DEFAULT false',
+          'match_on text DEFAULT NULL::text, schedule text DEFAULT ''manual''::text, replace boolean DEFAULT false, '
+          'audience text DEFAULT NULL::text',
           'create_sync has the documented parameter names and defaults');
-SELECT isnt_strict('revetl', 'create_sync', ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text', 'boolean'],
+SELECT isnt_strict('revetl', 'create_sync', ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text', 'boolean', 'text'],
                    'create_sync is not STRICT (NULL arguments get errors, not a NULL result)');
 SELECT has_function('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'revetl.drop_sync(text, boolean) exists');
 SELECT function_returns('revetl', 'drop_sync', ARRAY['text', 'boolean'], 'void', 'drop_sync returns void');
@@ -198,17 +204,17 @@ SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'revetl.preview_sync(text,i
           ARRAY['TimeZone=UTC', 'DateStyle=ISO, YMD', 'IntervalStyle=postgres', 'extra_float_digits=1'],
           'preview_sync pins the settings that shape payloads');
 SELECT has_function('revetl', 'alter_sync',
-                    ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text'],
-                    'revetl.alter_sync(text, text, text, text[], text, jsonb, jsonb, text, text, text) exists');
+                    ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text', 'text'],
+                    'revetl.alter_sync(text, text, text, text[], text, jsonb, jsonb, text, text, text, text) exists');
 SELECT is((SELECT pg_get_function_arguments(
-             'revetl.alter_sync(text,text,text,text[],text,jsonb,jsonb,text,text,text)'::regprocedure)),
+             'revetl.alter_sync(text,text,text,text[],text,jsonb,jsonb,text,text,text,text)'::regprocedure)),
           'name text, model text DEFAULT NULL::text, destination text DEFAULT NULL::text, '
           'key text[] DEFAULT NULL::text[], mode text DEFAULT NULL::text, map jsonb DEFAULT NULL::jsonb, '
           'options jsonb DEFAULT NULL::jsonb, object text DEFAULT NULL::text, match_on text DEFAULT NULL::text, '
-          'schedule text DEFAULT NULL::text',
+          'schedule text DEFAULT NULL::text, audience text DEFAULT NULL::text',
           'alter_sync: every argument but the name defaults to NULL (keep)');
 SELECT function_returns('revetl', 'alter_sync',
-                        ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text'],
+                        ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text', 'text'],
                         'void', 'alter_sync returns void');
 SELECT has_function('revetl', 'rename_sync', ARRAY['text', 'text'], 'revetl.rename_sync(text, text) exists');
 SELECT has_function('revetl', 'alter_sync_owner', ARRAY['text', 'name'],
@@ -250,7 +256,7 @@ SELECT is_strict('revetl', 'fdw_validator', ARRAY['text[]', 'oid'], 'fdw_validat
 SELECT has_function('revetl', '_wake_launcher', ARRAY[]::name[], 'revetl._wake_launcher() exists');
 SELECT function_privs_are('revetl', '_wake_launcher', ARRAY[]::name[], 'public', ARRAY[]::name[],
                           'PUBLIC may not execute revetl._wake_launcher()');
-SELECT function_privs_are('revetl', 'create_sync', ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text', 'boolean'],
+SELECT function_privs_are('revetl', 'create_sync', ARRAY['text', 'text', 'text', 'text[]', 'text', 'jsonb', 'jsonb', 'text', 'text', 'text', 'boolean', 'text'],
                           'public', ARRAY['EXECUTE'], 'PUBLIC may execute create_sync (checks are inside)');
 
 -- Dump registration ------------------------------------------------------------------

@@ -306,3 +306,65 @@ TEST(BuildPlanQuery, ResyncPlansEveryModelRowWithNewKeys) {
     spec.resync = false;
     EXPECT_TRUE(NotContains(BuildPlanQuery(spec), "OR m.present"));
 }
+
+// MODE AUDIENCE: the row hash covers the identifier fields alone, so a
+// change of any other mapped value plans nothing; removals are planned.
+TEST(BuildPlanQuery, AudienceHashesTheIdentifiersAlone) {
+    PlanSpec spec = RelationSpec();
+    spec.map = {{"email", "lower(email)"}, {"plan", "plan"}};
+    spec.include_removals = true;
+    std::string plain = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(plain, "hash_record_extended(ROW(x.v0, x.v1), 0)"));
+    spec.identifier_fields = {"email"};
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, "hash_record_extended(ROW(x.v0), 0)"));
+    EXPECT_TRUE(Contains(sql, "FULL JOIN"));
+    // The payload still carries every mapped field.
+    EXPECT_TRUE(Contains(sql, "jsonb_build_object('email', m.v0, 'plan', m.v1)"));
+    // Without hashing rules no row is judged by its identifier.
+    EXPECT_TRUE(NotContains(sql, "bad_id"));
+    EXPECT_TRUE(NotContains(sql, "'h'"));
+}
+
+TEST(BuildPlanQuery, AudienceWithoutMapHashesTheIdentifiersOfThePayload) {
+    PlanSpec spec = RelationSpec();
+    spec.identifier_fields = {"email", "it's"};
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, "pg_catalog.hashtextextended(pg_catalog.jsonb_build_array(x.payload "
+                              "OPERATOR(pg_catalog.->) 'email', x.payload OPERATOR(pg_catalog.->) 'it''s')"
+                              "::pg_catalog.text, 0)"));
+    EXPECT_TRUE(NotContains(sql, "hash_record_extended(x.hash_row"));
+    // The payload's text hash (types without a hash function) takes the same way.
+    spec.hash_values = false;
+    spec.map = {{"email", "email"}};
+    spec.identifier_fields = {"email"};
+    EXPECT_TRUE(
+        Contains(BuildPlanQuery(spec), "jsonb_build_array(x.payload OPERATOR(pg_catalog.->) 'email')"));
+}
+
+TEST(BuildPlanQuery, HashedIdentifiersMakeOtherValuesInvalid) {
+    PlanSpec spec = RelationSpec();
+    spec.map = {{"name", "name"}, {"email_sha256", "revetl.hashed_identifier('email', email)"}};
+    spec.identifier_fields = {"email_sha256"};
+    spec.hashed_identifiers = true;
+    spec.include_removals = true;
+    std::string sql = BuildPlanQuery(spec);
+    // The mapped value itself, as text, must be 64 lower-case hex characters.
+    EXPECT_TRUE(Contains(sql, "NOT (coalesce((x.v1::pg_catalog.text) OPERATOR(pg_catalog.~) "
+                              "'^[0-9a-f]{64}$', false)) AS bad_id"));
+    EXPECT_TRUE(Contains(sql, "WHEN m.bad_id THEN 'h' "));
+    // Such rows are returned (as invalid), whatever the shadow state says.
+    EXPECT_TRUE(Contains(sql, " OR m.bad_id"));
+    // Judged after NULL and duplicate keys, before adds.
+    EXPECT_LT(sql.find("THEN 'd'"), sql.find("THEN 'h'"));
+    EXPECT_LT(sql.find("THEN 'h'"), sql.find("THEN 'a'"));
+
+    spec.map.clear();
+    spec.identifier_fields = {"email_sha256", "phone_sha256"};
+    sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, "NOT (coalesce((x.payload OPERATOR(pg_catalog.->>) 'email_sha256') "
+                              "OPERATOR(pg_catalog.~) '^[0-9a-f]{64}$', false) AND coalesce((x.payload "
+                              "OPERATOR(pg_catalog.->>) 'phone_sha256') OPERATOR(pg_catalog.~) "
+                              "'^[0-9a-f]{64}$', false)) AS bad_id"));
+    EXPECT_TRUE(Contains(BadIdentifierReason(spec), "identifier fields: email_sha256, phone_sha256"));
+}

@@ -276,4 +276,39 @@ TEST(MatchValueChangeNotice, SaidWhereRecordsAreFoundByTheMatchValueAlone) {
     EXPECT_TRUE(FindSpec("pipedrive")->updates_by_record_id);
     EXPECT_FALSE(MatchValueChangeNotice({{"type", "webhook"}, {"url", "https://example.com/in"}}, t, "w", "w")
                      .has_value());
+    t.mode = "audience";
+    EXPECT_FALSE(MatchValueChangeNotice(zendesk, t, "to_zd", "zd").has_value());
+}
+
+TEST(CheckSyncTarget, AudienceNeedsATypeWithAudiences) {
+    ConnectorSpec spec = OrdersSpec();
+    SyncTarget t;
+    t.object = "customers";
+    t.match_on = "customer_no";
+    t.mode = "audience";
+    t.audience = "12";
+    Error e = Catch([&] { CheckSyncTarget(spec, {}, t, "s1", "shop"); });
+    EXPECT_EQ(e.sqlstate(), "0A000");
+    EXPECT_STREQ(e.what(), "sync \"s1\" cannot use mode audience with server \"shop\" (type orders_api)");
+
+    spec.audience.supported = true;
+    spec.audience.names = "shop list id";
+    spec.audience.numeric = true;
+    spec.objects[1].modes.push_back("audience");
+    EXPECT_NO_THROW(CheckSyncTarget(spec, {}, t, "s1", "shop"));
+    for (const char *bad : {"", "0", "00", "-1", "1a", "vip", "1234567890123456789"}) {
+        SCOPED_TRACE(bad);
+        t.audience = bad;
+        e = Catch([&] { CheckSyncTarget(spec, {}, t, "s1", "shop"); });
+        EXPECT_EQ(e.sqlstate(), "22023");
+    }
+    t.audience = "42";
+    // The identifiers: the MATCH ON field, or every mapped field.
+    EXPECT_EQ(AudienceIdentifierFields(spec, t, {"customer_no", "name"}),
+              (std::vector<std::string>{"customer_no"}));
+    spec.audience.every_field_identifies = true;
+    EXPECT_EQ(AudienceIdentifierFields(spec, t, {"email_sha256", "phone_sha256"}),
+              (std::vector<std::string>{"email_sha256", "phone_sha256"}));
+    t.mode = "upsert";
+    EXPECT_TRUE(AudienceIdentifierFields(spec, t, {"a"}).empty());
 }

@@ -310,7 +310,7 @@ TEST(ParseCreateSync, Errors) {
         {"CREATE SYNC s FROM t FROM u TO srv KEY (id)", "conflicting or redundant FROM clauses", 22},
         {"CREATE SYNC s FROM t TO srv KEY (id) KEY (x)", "conflicting or redundant KEY clauses", 38},
         {"CREATE SYNC s FROM t TO srv KEY (id, ID)", "column \"id\" appears twice in KEY", 38},
-        {"CREATE SYNC s FROM t TO srv KEY (id) MODE merge", "syntax error at or near \"merge\"", 43},
+        {"CREATE SYNC s FROM t TO srv KEY (id) MODE merge", "unknown sync mode \"merge\"", 43},
         {"CREATE SYNC s FROM () TO srv KEY (id)", "empty model query", 20},
         {"CREATE SYNC s FROM (SELECT 1 TO srv KEY (id)", "unterminated parenthesis", 20},
         {"CREATE SYNC s FROM a.b.c TO srv KEY (id)", "cross-database references are not implemented", 23},
@@ -547,4 +547,38 @@ TEST(CreateSyncModelText, QuotesAsNeeded) {
     c.model_schema = "s";
     c.model_name = "a\"b";
     EXPECT_EQ(c.ModelText(), "s.\"a\"\"b\"");
+}
+
+TEST(ParseCreateSync, AudienceModeNamesItsAudience) {
+    CreateSync c = ParseCreate("create sync vip from users to lists key (id) mode audience '12345'");
+    EXPECT_EQ(c.mode, "audience");
+    ASSERT_TRUE(c.audience.has_value());
+    EXPECT_EQ(*c.audience, "12345");
+    EXPECT_TRUE(Contains(FormatCreateSync(c), "\n  MODE AUDIENCE '12345';"));
+    // The formatted statement parses back the same.
+    CreateSync again = ParseCreate(FormatCreateSync(c));
+    EXPECT_EQ(again.audience, c.audience);
+    EXPECT_EQ(again.mode, "audience");
+    // Other modes have none.
+    EXPECT_FALSE(ParseCreate("create sync vip from users to lists key (id) mode mirror").audience);
+
+    auto alter = std::get<AlterSync>(Parse("alter sync vip set mode audience 'vip customers'")[0]);
+    EXPECT_EQ(alter.action, AlterSync::Action::SetMode);
+    EXPECT_EQ(alter.fields.audience, std::optional<std::string>("vip customers"));
+}
+
+TEST(ParseCreateSync, AudienceModeErrors) {
+    Error e = ParseError("create sync vip from users to lists key (id) mode audience");
+    EXPECT_STREQ(e.what(), "syntax error at end of input");
+    EXPECT_TRUE(Contains(e.hint(), "AUDIENCE '12345'"));
+    e = ParseError("create sync vip from users to lists key (id) mode audience ''");
+    EXPECT_STREQ(e.what(), "invalid audience");
+    e = ParseError("create sync vip from users to lists key (id) mode audiences '1'");
+    EXPECT_STREQ(e.what(), "unknown sync mode \"audiences\"");
+    EXPECT_TRUE(Contains(e.hint(), "Perhaps you meant AUDIENCE."));
+    e = ParseError("create sync vip from users to lists key (id) mode upsrt");
+    EXPECT_TRUE(Contains(e.hint(), "Perhaps you meant UPSERT."));
+    // A quoted identifier is not a string.
+    e = ParseError("create sync vip from users to lists key (id) mode audience \"12\"");
+    EXPECT_TRUE(Contains(e.hint(), "the audience in quotes"));
 }

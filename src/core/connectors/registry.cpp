@@ -5,6 +5,7 @@
 #include "core/connectors/hubspot/hubspot.hpp"
 #include "core/connectors/intercom/intercom.hpp"
 #include "core/connectors/pipedrive/pipedrive.hpp"
+#include "core/connectors/iterable/iterable.hpp"
 #include "core/connectors/salesforce/salesforce.hpp"
 #include "core/connectors/segment/segment.hpp"
 #include "core/connectors/webhook/webhook.hpp"
@@ -25,6 +26,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &SegmentSpec(),
         &IntercomSpec(),
         &PipedriveSpec(),
+        &IterableSpec(),
     };
     // clang-format on
     return specs;

@@ -15,7 +15,7 @@ namespace revetl {
 
 namespace {
 
-const std::vector<std::string> kModes = {"upsert", "update", "insert", "mirror"};
+const std::vector<std::string> kModes = {"upsert", "update", "insert", "mirror", "audience"};
 
 // Names that are credentials wherever they appear: refused on a server with
 // a pointer to user mappings rather than with "Perhaps you meant".
@@ -490,6 +490,24 @@ void CheckSyncTarget(const ConnectorSpec &spec, const OptionList &server, SyncTa
         throw Error(sqlstate::kFeatureNotSupported,
                     who + " cannot write object \"" + target.object + "\" to " + where, {}, hint);
     }
+    if (target.mode == "audience" && !spec.audience.supported)
+        throw Error(sqlstate::kFeatureNotSupported, who + " cannot use mode audience with " + where,
+                    "Type " + spec.type + " has no lists, tags or audiences that revetl writes.",
+                    "Use MODE UPSERT or MIRROR, or a destination type that lists \"audience\" among its "
+                    "modes in revetl.destination_types.");
+    if (target.mode == "audience") {
+        if (target.audience.empty())
+            throw Error(sqlstate::kInvalidParameterValue, who + " has mode audience but no audience", {},
+                        "Write MODE AUDIENCE '...' with the " + spec.audience.names + ".");
+        if (spec.audience.numeric && (target.audience.size() > 18 ||
+                                      target.audience.find_first_not_of("0123456789") != std::string::npos ||
+                                      target.audience.find_first_not_of('0') == std::string::npos))
+            throw Error(sqlstate::kInvalidParameterValue,
+                        who + " names audience \"" + target.audience + "\", which is not a valid " +
+                            spec.audience.names,
+                        "The " + spec.audience.names + " is a positive integer.",
+                        "Write MODE AUDIENCE '12345' with the id the destination shows for the list.");
+    }
     if (!Contains(object->modes, target.mode))
         throw Error(
             sqlstate::kFeatureNotSupported, who + " cannot use mode " + target.mode + " with " + where,
@@ -524,7 +542,7 @@ std::optional<MatchChangeNotice> MatchValueChangeNotice(const OptionList &server
     // Matching on the destination's own record id (MATCH ON Id) has no other
     // record to go to.
     if (!spec.returns_ids || spec.updates_by_record_id || target.mode == "insert" ||
-        target.match_on.empty() || lower == "id")
+        target.mode == "audience" || target.match_on.empty() || lower == "id")
         return std::nullopt;
     // Only where the destination itself finds records by MATCH ON (a
     // generic HTTP receiver decides for itself).
@@ -544,6 +562,17 @@ std::optional<MatchChangeNotice> MatchValueChangeNotice(const OptionList &server
     n.hint =
         "MATCH ON a value that never changes for a record, such as an external id made from the model's key.";
     return n;
+}
+
+std::vector<std::string> AudienceIdentifierFields(const ConnectorSpec &spec, const SyncTarget &target,
+                                                  const std::vector<std::string> &map_fields) {
+    if (target.mode != "audience" || !spec.audience.supported)
+        return {};
+    if (spec.audience.every_field_identifies && !map_fields.empty())
+        return map_fields;
+    if (target.match_on.empty())
+        return {};
+    return {target.match_on};
 }
 
 std::string DestinationTypesJson() {

@@ -46,7 +46,7 @@ struct OptionSpec {
 // stands for any object name, and for none.
 struct ObjectSpec {
     std::string name;
-    std::vector<std::string> modes; // upsert, update, insert, mirror
+    std::vector<std::string> modes; // upsert, update, insert, mirror, audience
     // The field that identifies a record for upsert, update and mirror:
     // "" when the object has no default and MATCH ON must name one.
     std::string default_match_on;
@@ -54,10 +54,34 @@ struct ObjectSpec {
     std::string match_on_hint;    // how to choose MATCH ON, as a sentence
 };
 
+// MODE AUDIENCE: the model's rows are the members of a list, a tag or an
+// ad audience, named by the AUDIENCE string of the sync. An added row is
+// added to it, a removed row removed, and a changed row is removed and added
+// when its identifiers changed (and needs no request otherwise): the plan
+// hashes only the identifier fields, and the shadow state keeps each
+// member's identifier as its dest_id, which is what a removal names. A
+// connector that has lists writes membership this way only.
+struct AudienceSpec {
+    bool supported = false;
+    // What the AUDIENCE string names, for messages ("<vendor> list id").
+    std::string names;
+    // The string must be a positive integer (numeric list or audience ids).
+    bool numeric = false;
+    // Which payload fields identify a member: the MATCH ON field (an email,
+    // a user id), or every mapped field (ad audiences take several hashed
+    // identifiers per member).
+    bool every_field_identifies = false;
+    // The identifiers must be SHA-256 hashes as 64 lower-case hex characters
+    // (ad audiences): a row with any other value, or NULL, is invalid: it is
+    // recorded in rejected_rows and never sent.
+    bool hashed_identifiers = false;
+};
+
 // Where a sync sends and how: the parts of a sync's definition a connector
 // needs besides the server's settings.
 struct SyncTarget {
-    std::string mode = "upsert"; // upsert, update, insert, mirror
+    std::string mode = "upsert"; // upsert, update, insert, mirror, audience
+    std::string audience;        // MODE AUDIENCE: the list, tag or audience
     std::string object;          // OBJECT clause ("contacts", ...)
     std::string match_on;        // MATCH ON clause
     // The destination's description of the object's fields as cached when
@@ -110,6 +134,9 @@ struct ConnectorSpec {
     // How its asynchronous jobs are polled (for types that write through
     // jobs; the job_poll_interval and max_open_jobs options adjust it).
     JobPolling jobs;
+    // MODE AUDIENCE, for types that have lists, tags or audiences (an object
+    // lists "audience" among its modes too).
+    AudienceSpec audience;
 
     // Code only where the vendor truly differs: further checks of a
     // server's options (after the declared ones) and of a sync's target.
@@ -206,6 +233,11 @@ struct MatchChangeNotice {
 std::optional<MatchChangeNotice> MatchValueChangeNotice(const OptionList &server, const SyncTarget &target,
                                                         const std::string &sync_name,
                                                         const std::string &server_name);
+// The payload fields that identify a member of an audience sync's audience
+// (see AudienceSpec): `map_fields` when every field identifies, else the
+// MATCH ON field. Empty for other modes.
+std::vector<std::string> AudienceIdentifierFields(const ConnectorSpec &spec, const SyncTarget &target,
+                                                  const std::vector<std::string> &map_fields);
 
 // Every registered spec as a JSON array, for revetl.destination_types.
 std::string DestinationTypesJson();

@@ -332,7 +332,8 @@ PlanSpec SyncDefinition::Plan(const std::string &shadow_schema) const {
     spec.model = model;
     spec.key_columns = key_columns;
     spec.map = map;
-    spec.include_removals = mode == "mirror";
+    // An audience's members leave it when their rows leave the model.
+    spec.include_removals = mode == "mirror" || mode == "audience";
     spec.include_changes = mode != "insert";
     spec.shadow_schema = shadow_schema;
     spec.shadow_table = shadow_table;
@@ -354,6 +355,7 @@ dsl::CreateSync SyncDefinition::ToStatement() const {
     c.key = key_columns;
     c.match_on = match_on;
     c.mode = mode;
+    c.audience = audience;
     for (const auto &e : map)
         c.map.push_back({e.expression, e.field, 0, {}});
     c.schedule = schedule;

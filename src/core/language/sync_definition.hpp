@@ -89,7 +89,9 @@ struct SyncDefinition {
     std::optional<std::string> object;
     std::optional<std::string> match_on;
     std::vector<std::string> key_columns;
-    std::string mode; // upsert | mirror
+    std::string mode; // upsert | update | insert | mirror | audience
+    // MODE AUDIENCE: the list, tag or audience the model's rows are members of.
+    std::optional<std::string> audience;
     std::vector<MapEntry> map;
     SyncOptions options;
     std::string options_json = "{}";

@@ -1,5 +1,7 @@
 #include "core/language/sync_language.hpp"
 
+#include "core/connectors/options.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <set>
@@ -53,8 +55,8 @@ const std::set<std::string> &ReservedWords() {
         "verbose", "when", "where", "window", "with",
         // sync language
         "sync", "key", "map", "mode", "match", "object", "schedule", "replace", "upsert", "update", "insert",
-        "mirror", "manual", "every", "cron", "change", "after", "pause", "resume", "rename", "owner", "set",
-        "reset", "exists", "if", "drop", "alter"};
+        "mirror", "audience", "manual", "every", "cron", "change", "after", "pause", "resume", "rename",
+        "owner", "set", "reset", "exists", "if", "drop", "alter"};
     return words;
 }
 
@@ -232,14 +234,39 @@ private:
         }
     }
 
-    std::string Mode() {
+    // MODE UPSERT | UPDATE | INSERT | MIRROR | AUDIENCE 'audience': the
+    // audience (a list id, a tag, an ad audience's id) is part of the mode,
+    // because it is what the rows are members of and only this mode has one.
+    std::string Mode(std::optional<std::string> &audience) {
+        static const std::vector<std::string> kModes = {"upsert", "update", "insert", "mirror", "audience"};
         const Token &t = Peek();
-        for (const char *m : {"upsert", "update", "insert", "mirror"})
-            if (t.IsKeyword(m)) {
+        for (const auto &m : kModes)
+            if (t.IsKeyword(m.c_str())) {
                 Next();
+                audience.reset();
+                if (m == "audience") {
+                    const Token &a = Peek();
+                    audience = StringLiteral("the audience in quotes (a list id, a tag or an audience id), "
+                                             "such as AUDIENCE '12345'");
+                    if (audience->empty() || audience->size() > 255)
+                        Fail(source_, a.begin, "invalid audience",
+                             "An audience is 1 to 255 bytes long: the destination's list id, tag or audience "
+                             "id.");
+                }
                 return m;
             }
-        Expected("UPSERT, UPDATE, INSERT or MIRROR");
+        const std::string expected = "UPSERT, UPDATE, INSERT, MIRROR or AUDIENCE 'audience'";
+        if (t.kind == Token::Kind::Ident || t.kind == Token::Kind::QuotedIdent) {
+            std::string close = ClosestMatch(t.value, kModes);
+            if (!close.empty()) {
+                std::transform(close.begin(), close.end(), close.begin(),
+                               [](unsigned char c) { return std::toupper(c); });
+                Fail(source_, t.begin, "unknown sync mode \"" + Text(t) + "\"",
+                     "Perhaps you meant " + close + ". Expected " + expected + ".");
+            }
+            Fail(source_, t.begin, "unknown sync mode \"" + Text(t) + "\"", "Expected " + expected + ".");
+        }
+        Expected(expected);
     }
 
     std::vector<MapItem> MapList() {
@@ -411,7 +438,7 @@ private:
             } else if (t.IsKeyword("mode")) {
                 once(have_mode, "MODE");
                 Next();
-                c.mode = Mode();
+                c.mode = Mode(c.audience);
             } else if (t.IsKeyword("map")) {
                 once(have_map, "MAP");
                 Next();
@@ -471,7 +498,7 @@ private:
                 a.fields.map = MapList();
             } else if (AcceptKeyword("mode")) {
                 a.action = AlterSync::Action::SetMode;
-                a.fields.mode = Mode();
+                a.fields.mode = Mode(a.fields.audience);
             } else if (AcceptKeyword("schedule")) {
                 a.action = AlterSync::Action::SetSchedule;
                 a.fields.schedule = ParseSchedule();
@@ -812,6 +839,8 @@ std::string FormatCreateSync(const CreateSync &c) {
     std::string mode = c.mode;
     std::transform(mode.begin(), mode.end(), mode.begin(), [](unsigned char ch) { return std::toupper(ch); });
     out += "\n  MODE " + mode;
+    if (c.audience)
+        out += " " + StringConstant(*c.audience);
     if (!c.map.empty()) {
         out += "\n  MAP (";
         for (size_t i = 0; i < c.map.size(); i++)

@@ -72,6 +72,9 @@ struct CreateSync {
     std::vector<std::string> key;
     std::optional<std::string> match_on;
     std::string mode = "upsert";
+    // MODE AUDIENCE 'audience': the list, tag or audience the rows are
+    // members of (set only in that mode).
+    std::optional<std::string> audience;
     std::vector<MapItem> map;
     std::optional<Schedule> schedule;
     std::vector<OptionItem> options;

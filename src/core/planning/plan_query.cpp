@@ -84,7 +84,24 @@ std::string CapturedKeys(const PlanSpec &spec) {
            " AS v WHERE v.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now()";
 }
 
+// MODE AUDIENCE: the identifiers' hash, from the payload (without MAP, or
+// when the payload's text is hashed anyway).
+std::string IdentifierHash(const PlanSpec &spec) {
+    std::string out = "pg_catalog.hashtextextended(pg_catalog.jsonb_build_array(";
+    for (size_t i = 0; i < spec.identifier_fields.size(); i++)
+        out += (i ? ", " : "") + std::string("x.payload OPERATOR(pg_catalog.->) ") +
+               QuoteLiteral(spec.identifier_fields[i]);
+    return out + ")::pg_catalog.text, 0)";
+}
+
+// Whether the value is a SHA-256 hash in lower-case hex (NULL: no).
+std::string IsSha256Hex(const std::string &text_value) {
+    return "coalesce((" + text_value + ") OPERATOR(pg_catalog.~) '^[0-9a-f]{64}$', false)";
+}
+
 std::string RowHash(const PlanSpec &spec) {
+    if (!spec.identifier_fields.empty())
+        return IdentifierHash(spec);
     if (!spec.hash_values)
         return "pg_catalog.hashtextextended(x.payload::pg_catalog.text, 0)";
     return "pg_catalog.hash_record_extended(x.hash_row, 0)";
@@ -150,19 +167,47 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
     // and costs nothing for rows that are not returned; with the payload-text
     // hash the payload is needed for every row anyway.)
     const bool map_values = !spec.map.empty() && spec.hash_values;
+    const bool audience = !spec.identifier_fields.empty();
+    auto identifies = [&](const std::string &field) {
+        for (const auto &f : spec.identifier_fields)
+            if (f == field)
+                return true;
+        return false;
+    };
     std::string values;
     std::string passed_values;
     std::string value_row;
     std::string payload = "m.payload";
+    // MODE AUDIENCE with hashed identifiers: whether any identifier is not
+    // a SHA-256 hash (the row is then invalid and never sent).
+    std::string bad_id;
+    if (audience && spec.hashed_identifiers) {
+        for (size_t i = 0; i < spec.identifier_fields.size(); i++) {
+            std::string value;
+            for (size_t j = 0; map_values && j < spec.map.size(); j++)
+                if (spec.map[j].field == spec.identifier_fields[i])
+                    value = "x.v" + std::to_string(j) + "::pg_catalog.text";
+            if (value.empty())
+                value = "x.payload OPERATOR(pg_catalog.->>) " + QuoteLiteral(spec.identifier_fields[i]);
+            bad_id += (i ? " AND " : "") + IsSha256Hex(value);
+        }
+        bad_id = "NOT (" + bad_id + ")";
+    }
     if (map_values) {
         std::string fields;
         for (size_t i = 0; i < spec.map.size(); i++) {
             const std::string v = "v" + std::to_string(i);
             values += (i ? ", (" : "(") + spec.map[i].expression + "\n) AS " + v;
             passed_values += "x." + v + ", ";
-            value_row += (i ? ", x." : "x.") + v;
+            // MODE AUDIENCE hashes the identifiers alone.
+            if (!audience || identifies(spec.map[i].field))
+                value_row += (value_row.empty() ? "x." : ", x.") + v;
             fields += (i ? ", " : "") + QuoteLiteral(spec.map[i].field) + ", m." + v;
         }
+        // An identifier field that is not mapped hashes as NULL (CREATE SYNC
+        // refuses such a definition).
+        if (value_row.empty())
+            value_row = "NULL::pg_catalog.text";
         payload = "CASE WHEN m.present THEN pg_catalog.jsonb_build_object(" + fields + ") END";
     }
     std::string model_rows =
@@ -180,14 +225,16 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
     std::string m = "SELECT true AS present, x.k, " + passed_cols +
                     (map_values ? passed_values + "pg_catalog.hash_record_extended(ROW(" + value_row + "), 0)"
                                 : "x.payload, " + RowHash(spec)) +
-                    " AS h, " + dups + " FROM (" + model_rows + ") AS x";
+                    " AS h, " + dups + (bad_id.empty() ? std::string() : ", " + bad_id + " AS bad_id") +
+                    " FROM (" + model_rows + ") AS x";
 
     std::string join = spec.include_removals ? "FULL JOIN" : "LEFT JOIN";
 
     return with +
            "SELECT (CASE WHEN m.present IS NULL THEN 'r' "
            "WHEN m.k IS NULL THEN 'n' "
-           "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' "
+           "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' " +
+           std::string(bad_id.empty() ? "" : "WHEN m.bad_id THEN 'h' ") +
            "WHEN s.key IS NULL OR s.removed THEN 'a' "
            "ELSE 'c' END)::pg_catalog.\"char\" AS op, "
            "coalesce(m.k, s.key, " +
@@ -207,12 +254,23 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
            "WHERE (m.present IS NULL AND (NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
            "pg_catalog.now())) OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL OR "
            "s.removed" +
+           std::string(bad_id.empty() ? "" : " OR m.bad_id") +
            std::string(spec.resync ? " OR m.present" : "") +
            std::string(spec.include_changes
                            ? " OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) "
                              "OPERATOR(pg_catalog.<>) "
                              "(m.h IS NULL) OR s.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now()"
                            : "");
+}
+
+std::string BadIdentifierReason(const PlanSpec &spec) {
+    std::string fields;
+    for (size_t i = 0; i < spec.identifier_fields.size(); i++)
+        fields += (i ? ", " : "") + spec.identifier_fields[i];
+    return "an identifier is not a SHA-256 hash in lower-case hex (64 characters) or is NULL: this "
+           "destination "
+           "takes hashed identifiers only (identifier fields: " +
+           fields + ")";
 }
 
 std::string BuildPayloadColumnsQuery(const PlanSpec &spec) {

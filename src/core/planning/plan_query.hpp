@@ -61,6 +61,15 @@ struct PlanSpec {
     // shadow state holds the key), based on -run_id so that each carries a
     // new idempotency key; removals as usual.
     bool resync = false;
+    // MODE AUDIENCE: the payload fields that identify a member. The row hash
+    // covers these alone, so a change of any other value plans nothing (a
+    // member stays a member), and a change of an identifier plans a change
+    // that the connector sends as a removal of the old member (the shadow
+    // state's dest_id) and an addition of the new one.
+    std::vector<std::string> identifier_fields;
+    // The identifiers must be SHA-256 hashes in lower-case hex: a row with
+    // any other value (or NULL) is planned as invalid (plan_op::kBadIdentifier).
+    bool hashed_identifiers = false;
 };
 
 // Single-letter operation codes produced by the plan query's "op" column.
@@ -70,7 +79,11 @@ inline constexpr char kChange = 'c';
 inline constexpr char kRemove = 'r';
 inline constexpr char kNullKey = 'n';
 inline constexpr char kDuplicateKey = 'd';
+inline constexpr char kBadIdentifier = 'h'; // see PlanSpec::hashed_identifiers
 } // namespace plan_op
+
+// The reason recorded for a row planned as kBadIdentifier.
+std::string BadIdentifierReason(const PlanSpec &spec);
 
 // FROM-clause text for the model: "schema"."name" or ( query ).
 std::string ModelSource(const ModelRef &model);
