@@ -518,6 +518,11 @@ void SyncRun::Plan() {
     for (const auto &k : def_.key_columns)
         key_columns += (key_columns.empty() ? "" : ", ") + k;
 
+    // The shadow table's typed keys, before the plan's snapshot is taken.
+    BeginTransaction("revetl: shadow keys");
+    EnsureShadowKeys(def_);
+    CommitTransaction();
+
     // One snapshot for the whole plan: the captured keys it reads, the model,
     // the shadow state, and the captured keys it deletes. A key captured by
     // a transaction that commits later is left for the next run.
@@ -526,7 +531,7 @@ void SyncRun::Plan() {
     // (the statement timeout's handler cancels whatever runs when it fires).
     planning_ = true;
     PgGuard([&] { enable_timeout_after(STATEMENT_TIMEOUT, static_cast<int>(def_.options.plan_timeout_ms)); });
-    PlanSpec spec = PreparePlan(def_);
+    PlanSpec spec = PreparePlan(def_, true);
     spec.run_id = run_id_;
     spec.resync = resync_;
     // Outside MIRROR no removal is planned, so a tombstone matters only
