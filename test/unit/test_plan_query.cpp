@@ -306,3 +306,95 @@ TEST(BuildPlanQuery, ResyncPlansEveryModelRowWithNewKeys) {
     spec.resync = false;
     EXPECT_TRUE(NotContains(BuildPlanQuery(spec), "OR m.present"));
 }
+
+namespace {
+
+PlanSpec TypedSpec() {
+    PlanSpec spec = RelationSpec();
+    spec.key_columns = {"Tenant", "email"};
+    spec.typed_keys = {{"integer", "OPERATOR(pg_catalog.=)", false}, {"text", "OPERATOR(\"my\".=)", true}};
+    spec.include_removals = true;
+    return spec;
+}
+
+} // namespace
+
+TEST(BuildPlanQuery, TypedKeysJoinOnTheValuesWithTheTypesOperatorsAndTextInC) {
+    PlanSpec spec = TypedSpec();
+    spec.model_columns = {"Tenant", "email", "sc'ore"};
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql,
+                         " AS s ON s.key_1 OPERATOR(pg_catalog.=) m.kc0 AND s.key_2 COLLATE pg_catalog.\"C\" "
+                         "OPERATOR(\"my\".=) m.kc1 COLLATE pg_catalog.\"C\" WHERE "))
+        << sql;
+    // No key text or jsonb per model row: only the two outputs (and the
+    // payload), built from the passed-through columns for the rows that
+    // come out.
+    EXPECT_EQ(Count(sql, "jsonb_build_object('Tenant'"), 3u) << sql;
+    EXPECT_EQ(Count(sql, "pg_catalog.jsonb_build_object('Tenant', m.kc0, 'email', m.kc1)"), 2u);
+    EXPECT_TRUE(Contains(sql, "coalesce(s.key, pg_catalog.jsonb_build_object("));
+    EXPECT_TRUE(NotContains(sql, "m.k "));
+    // The row hash over the values, qualified; the payload per column in
+    // the outer query (no whole-row value).
+    EXPECT_TRUE(Contains(sql, "\"revetl_shadow\".row_hash(x.c0, x.c1, x.c2) AS h"));
+    EXPECT_TRUE(Contains(sql, "src.\"Tenant\" AS c0, src.\"email\" AS c1, src.\"sc'ore\" AS c2 FROM"));
+    EXPECT_TRUE(Contains(sql,
+                         "CASE WHEN m.present THEN pg_catalog.jsonb_build_object('Tenant', m.c0, 'email', "
+                         "m.c1, 'sc''ore', m.c2) END AS payload"));
+    EXPECT_TRUE(NotContains(sql, "to_jsonb"));
+    EXPECT_TRUE(NotContains(sql, "hash_record_extended"));
+    // NULL keys and duplicates: on the typed columns, duplicates in "C".
+    EXPECT_TRUE(Contains(sql, "WHEN (m.kc0 IS NULL OR m.kc1 IS NULL) THEN 'n'"));
+    EXPECT_TRUE(
+        Contains(sql, "pg_catalog.count(*) OVER (PARTITION BY x.kc0, x.kc1 COLLATE pg_catalog.\"C\")"));
+}
+
+TEST(BuildPlanQuery, TypedKeysFallBackToTheWholeRowAndToMappedValues) {
+    PlanSpec spec = TypedSpec();
+    spec.key_unique = true;
+    std::string sql = BuildPlanQuery(spec);
+    // Without the model's column names: the whole row, as before.
+    EXPECT_TRUE(Contains(sql, "pg_catalog.to_jsonb(src.*) AS payload, src AS hash_row"));
+    EXPECT_TRUE(Contains(sql, "pg_catalog.hash_record_extended(x.hash_row, 0) AS h"));
+    EXPECT_TRUE(Contains(sql, "1::pg_catalog.int8 AS dups"));
+    spec.map = {{"f", "lower(email)"}, {"g", "1"}};
+    sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, "\"revetl_shadow\".row_hash(x.v0, x.v1) AS h"));
+    EXPECT_TRUE(Contains(sql, "pg_catalog.jsonb_build_object('f', m.v0, 'g', m.v1)"));
+    spec.hash_values = false;
+    sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, "pg_catalog.hashtextextended(x.payload::pg_catalog.text, 0) AS h"));
+}
+
+TEST(BuildPlanQuery, TypedKeysCaptureFilterMatchesTheTypedColumns) {
+    PlanSpec spec = TypedSpec();
+    CaptureFilter cap;
+    cap.sync_id = 3;
+    cap.max_capture_id = 9;
+    cap.key_types = {"integer", "text"};
+    spec.capture = cap;
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(
+        Contains(sql, "WHERE ROW(src.\"Tenant\", src.\"email\") OPERATOR(pg_catalog.=) ANY (SELECT cap.k0, "
+                      "cap.k1 FROM cap)"));
+    EXPECT_TRUE(Contains(sql,
+                         "FULL JOIN (SELECT * FROM \"revetl_shadow\".\"sync_1\" AS v WHERE EXISTS (SELECT 1 "
+                         "FROM cap WHERE v.key_1 OPERATOR(pg_catalog.=) cap.k0 AND v.key_2 COLLATE "
+                         "pg_catalog.\"C\" OPERATOR(\"my\".=) cap.k1)) AS s ON "))
+        << sql;
+}
+
+TEST(BuildShadowKeyColumnsDdl, ExactText) {
+    PlanSpec spec = TypedSpec();
+    spec.key_columns = {"Tenant", "e'mail"};
+    EXPECT_EQ(
+        BuildShadowKeyColumnsDdl(spec, {"key_1"}),
+        "ALTER TABLE \"revetl_shadow\".\"sync_1\" DROP COLUMN \"key_1\", ADD COLUMN key_1 integer GENERATED "
+        "ALWAYS AS (\"revetl_shadow\".key_field(key, 'Tenant', NULL::integer)) STORED, ADD COLUMN key_2 text "
+        "COLLATE pg_catalog.\"C\" GENERATED ALWAYS AS (\"revetl_shadow\".key_field(key, 'e''mail', "
+        "NULL::text)) STORED; CREATE INDEX ON \"revetl_shadow\".\"sync_1\" (key_1, key_2)");
+    spec.typed_keys.clear();
+    EXPECT_EQ(BuildShadowKeyColumnsDdl(spec, {"key_1", "key_2"}),
+              "ALTER TABLE \"revetl_shadow\".\"sync_1\" DROP COLUMN \"key_1\", DROP COLUMN \"key_2\"");
+    EXPECT_EQ(ShadowKeyColumn(0), "key_1");
+}
