@@ -81,7 +81,12 @@ struct ModelKeyType {
 // intervals (whose text follows IntervalStyle) and money (lc_monetary) keep
 // the text-keyed plan. Called inside PgGuard.
 void DescribeKeyType(ModelKeyType *k) {
-    Oid base = getBaseType(k->type);
+    // A domain's key is stored as its base type: the shadow's generated
+    // columns are computed by revetl's own statements, which must never run
+    // a domain's CHECK (the owner's code) with revetl's rights. The join
+    // compares the domain's values as their base type anyway.
+    k->type = getBaseTypeAndTypmod(k->type, &k->typmod);
+    Oid base = k->type;
     char category = 0;
     bool preferred = false;
     get_type_category_preferred(base, &category, &preferred);
