@@ -10,7 +10,9 @@ For each model size N (default 1M and 10M rows):
     with the expressions BuildPlanQuery uses);
   * the EXCEPT baseline (Castled's approach): snap, a copy of m as it was
     synced;
-  * then 1% of the rows are updated (id % 100 = 0).
+  * then 1% of the rows are updated (id % 100 = 0), or none with --no-change;
+  * one untimed run gives the shadow table its typed key columns (key_1,
+    generated from the key text: a rewrite, as after an update from 0.1.0).
 
 Timed, alternating, --reps times each:
 
