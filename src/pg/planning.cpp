@@ -103,14 +103,17 @@ void DescribeKeyType(ModelKeyType *k) {
     if (!HeapTupleIsValid(tup))
         return;
     Form_pg_operator op = reinterpret_cast<Form_pg_operator>(GETSTRUCT(tup));
-    char *nsp = get_namespace_name(op->oprnamespace);
-    // Operator names are never quoted; the schema is.
-    std::string eq = std::string("OPERATOR(") + quote_identifier(nsp) + "." + NameStr(op->oprname) + ")";
+    const char *nsp = quote_identifier(get_namespace_name(op->oprnamespace));
+    const char *opname = pstrdup(NameStr(op->oprname));
     ReleaseSysCache(tup);
-    k->shadow.type =
+    const char *type =
         format_type_extended(k->type, k->typmod, FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
-    k->shadow.eq_operator = eq;
-    k->shadow.collatable = type_is_collatable(k->type);
+    bool collatable = type_is_collatable(k->type);
+    // No PostgreSQL call from here on (this runs inside PgGuard).
+    // Operator names are never quoted; the schema is.
+    k->shadow.eq_operator = std::string("OPERATOR(") + nsp + "." + opname + ")";
+    k->shadow.type = type;
+    k->shadow.collatable = collatable;
 }
 
 // The result columns of `sql` prepared as the sync's owner.
