@@ -290,7 +290,7 @@ auto_explain.log_nested_statements = on
 """
 
 
-def explain_run(cluster, name, label, needle="s.key = m.k", full=False):
+def explain_run(cluster, name, label, needle="WHEN m.present IS NULL THEN 'r'", full=False):
     """One untimed run with auto_explain.log_analyze (and log_verbose: each node's output columns, which
     show where each expression is computed) on; prints the plan the run's process used."""
     sql(cluster, "alter system set auto_explain.log_analyze = on; alter system set auto_explain.log_buffers = on; "

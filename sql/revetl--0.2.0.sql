@@ -724,3 +724,34 @@ LANGUAGE C STRICT;
 REVOKE ALL ON FUNCTION revetl._wake_launcher() FROM PUBLIC;
 
 SELECT revetl._wake_launcher();
+
+----------------------------------------------------------------------------
+-- The full-diff plan (issue 16, docs/change-tracking.md#full-diff): the row
+-- hash computed over the mapped values as they are, and a shadow key's
+-- fields read back in the key columns' own types. A shadow table gains its
+-- typed key columns (key_1, key_2, ..., generated from its key text with
+-- key_field) at the first run that plans it, when the model's key types
+-- are known; the row hash is the one earlier versions stored, so the first
+-- run after an update sends only the rows that really changed.
+----------------------------------------------------------------------------
+
+-- hash_record_extended(ROW(v1, v2, ...), 0) without forming the row.
+-- Callable by everyone: the plan runs as the sync's owner.
+CREATE FUNCTION revetl.row_hash(VARIADIC "any")
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'revetl_row_hash'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION revetl.row_hash("any") IS
+  'the row hash revetl''s plan stores for the values: hash_record_extended(ROW(values), 0)';
+
+-- Not STRICT: the third argument is a typed NULL that only gives the type.
+-- IMMUTABLE: a key's text is the jsonb rendering of its values, which their
+-- input functions read back the same whatever the session's settings.
+CREATE FUNCTION revetl.key_field(key text, field text, type anyelement)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'revetl_key_field'
+LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE;
+
+COMMENT ON FUNCTION revetl.key_field(text, text, anyelement) IS
+  'one field of a shadow key''s text ({"column": value, ...}) as a value of the given type';

@@ -26,6 +26,7 @@ int g_max_syncs_per_role = 100;
 int g_run_history_retention_min = 30 * 24 * 60;
 int g_rejected_rows_retention_min = 30 * 24 * 60;
 int g_destination_fields_max_age_min = 24 * 60;
+int g_plan_work_mem_kb = 32 * 1024;
 
 namespace {
 
@@ -251,6 +252,16 @@ void DefineSettings() {
         "a warning. 0 makes every finding a warning.",
         &g_destination_fields_max_age_min, 24 * 60, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MIN, nullptr, nullptr,
         nullptr);
+    // Read by each run as it plans (SET LOCAL work_mem for the plan's
+    // transaction): the plan's hash join or sort gets this much memory per
+    // node instead of the server's work_mem, which is sized for many
+    // concurrent queries.
+    DefineCustomIntVariable(
+        "revetl.plan_work_mem", "Memory for each sort or hash of a run's plan (its work_mem).",
+        "A run's full diff joins the model with the sync's shadow state; with too little memory the join "
+        "spills to temporary files. 0 uses the server's work_mem. Hash joins may use hash_mem_multiplier "
+        "times this.",
+        &g_plan_work_mem_kb, 32 * 1024, 0, MAX_KILOBYTES, PGC_SIGHUP, GUC_UNIT_KB, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("revetl");
 }
 

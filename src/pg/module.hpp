@@ -16,5 +16,6 @@ extern int g_max_syncs_per_role;
 extern int g_run_history_retention_min;
 extern int g_rejected_rows_retention_min;
 extern int g_destination_fields_max_age_min;
+extern int g_plan_work_mem_kb;
 
 } // namespace revetl::pg

@@ -554,6 +554,11 @@ void SyncRun::Plan() {
     for (const auto &k : def_.key_columns)
         key_columns += (key_columns.empty() ? "" : ", ") + k;
 
+    // The shadow table's typed keys, before the plan's snapshot is taken.
+    BeginTransaction("revetl: shadow keys");
+    EnsureShadowKeys(def_);
+    CommitTransaction();
+
     // One snapshot for the whole plan: the captured keys it reads, the model,
     // the shadow state, and the captured keys it deletes. A key captured by
     // a transaction that commits later is left for the next run.
@@ -566,7 +571,7 @@ void SyncRun::Plan() {
     // the model (its key's index, its types' hash functions): the run ends
     // when the definition changes, and DDL on the model captures a NULL key,
     // which makes the plan a full diff, prepared afresh below.
-    PlanSpec spec = prepared_spec_ ? *prepared_spec_ : PreparePlan(def_);
+    PlanSpec spec = prepared_spec_ ? *prepared_spec_ : PreparePlan(def_, true);
     if (!prepared_spec_)
         prepared_spec_ = spec;
     // The plan query versions a key never recorded as minus this id.

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from pgcluster import Cluster  # noqa: E402
 
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "settings.md")
-UNITS = {"s": "seconds", "min": "minutes", "ms": "milliseconds", "": ""}
+UNITS = {"s": "seconds", "min": "minutes", "ms": "milliseconds", "kB": "kilobytes", "": ""}
 
 
 def documented():

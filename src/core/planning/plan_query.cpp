@@ -116,9 +116,167 @@ std::string HashRow(const PlanSpec &spec) {
     return out + ")";
 }
 
+// `expr` compared as a typed key: in the "C" collation when the type has
+// collations, so that text keys stay distinct byte for byte as their text
+// once was, whatever collation the model's column has.
+std::string TypedKey(const ShadowKeyType &t, const std::string &expr) {
+    return t.collatable ? expr + " COLLATE pg_catalog.\"C\"" : expr;
+}
+
+// The plan over a shadow table with typed key columns (spec.typed_keys):
+// the model's key columns are joined to key_1, key_2, ... as they are, so
+// no key text is built for a model row the plan does not return, and the
+// row hash is revetl.row_hash over the values. Same columns and the same
+// decisions as the text-keyed plan below.
+std::string BuildTypedPlanQuery(const PlanSpec &spec) {
+    const std::string shadow = QualifiedName(spec.shadow_schema, spec.shadow_table);
+    const std::string row_hash = QuoteIdent(spec.shadow_schema) + ".row_hash";
+    const size_t nkeys = spec.key_columns.size();
+
+    std::string key_list;
+    for (size_t i = 0; i < nkeys; i++)
+        key_list += (i ? ", " : "") + std::string("src.") + QuoteIdent(spec.key_columns[i]);
+
+    std::string model_filter;
+    std::string shadow_source = shadow;
+    std::string with;
+    if (spec.capture) {
+        std::string cap_cols;
+        std::string cap_match;
+        for (size_t i = 0; i < nkeys; i++) {
+            cap_cols += (i ? ", " : "") + std::string("cap.k") + std::to_string(i);
+            cap_match += (i ? " AND " : "") + TypedKey(spec.typed_keys[i], "v." + ShadowKeyColumn(i)) + " " +
+                         spec.typed_keys[i].eq_operator + " cap.k" + std::to_string(i);
+        }
+        with = "WITH cap AS MATERIALIZED (" + CapturedKeys(spec) + ") ";
+        model_filter = " WHERE " + (nkeys == 1 ? key_list : "ROW(" + key_list + ")") +
+                       " OPERATOR(pg_catalog.=) ANY (SELECT " + cap_cols + " FROM cap)";
+        shadow_source =
+            "(SELECT * FROM " + shadow + " AS v WHERE EXISTS (SELECT 1 FROM cap WHERE " + cap_match + "))";
+    }
+
+    std::string passed_keys;
+    std::string passed_cols;
+    std::string partition;
+    std::string any_null;
+    std::string join_on;
+    for (size_t i = 0; i < nkeys; i++) {
+        const std::string kc = "kc" + std::to_string(i);
+        passed_keys += "src." + QuoteIdent(spec.key_columns[i]) + " AS " + kc + ", ";
+        passed_cols += "x." + kc + ", ";
+        partition += (i ? ", " : "") + TypedKey(spec.typed_keys[i], "x." + kc);
+        any_null += (i ? " OR " : "") + std::string("m.") + kc + " IS NULL";
+        join_on += (i ? " AND " : "") + TypedKey(spec.typed_keys[i], "s." + ShadowKeyColumn(i)) + " " +
+                   spec.typed_keys[i].eq_operator + " " + TypedKey(spec.typed_keys[i], "m." + kc);
+    }
+    any_null = "(" + any_null + ")";
+
+    // The mapped values are passed through as columns (v0, v1, ...), hashed
+    // where the model is scanned, and built into the payload's jsonb in the
+    // outer query, only for the rows the plan returns (see BuildPlanQuery).
+    const bool map_values = !spec.map.empty() && spec.hash_values;
+    std::string values;
+    std::string passed_values;
+    std::string payload = "m.payload";
+    std::string hash;
+    bool by_column = false;
+    if (map_values) {
+        std::string fields;
+        std::string value_args;
+        for (size_t i = 0; i < spec.map.size(); i++) {
+            const std::string v = "v" + std::to_string(i);
+            values += (i ? ", (" : "(") + spec.map[i].expression + "\n) AS " + v;
+            passed_values += "x." + v + ", ";
+            value_args += (i ? ", x." : "x.") + v;
+            fields += (i ? ", " : "") + QuoteLiteral(spec.map[i].field) + ", m." + v;
+        }
+        payload = "CASE WHEN m.present THEN pg_catalog.jsonb_build_object(" + fields + ") END";
+        // row_hash takes at most 100 arguments (FUNC_MAX_ARGS).
+        hash = spec.map.size() <= 100 ? row_hash + "(" + value_args + ")"
+                                      : "pg_catalog.hash_record_extended(ROW(" + value_args + "), 0)";
+    } else if (!spec.hash_values) {
+        hash = "pg_catalog.hashtextextended(x.payload::pg_catalog.text, 0)";
+    } else if (!spec.model_columns.empty() && spec.model_columns.size() <= 50) {
+        // The columns are passed through one by one, hashed, and built into
+        // the payload in the outer query: jsonb_build_object of each column
+        // by its name is the same jsonb as to_jsonb(src.*), without forming
+        // the whole-row value for every model row (jsonb_build_object takes
+        // at most 100 arguments, two per column).
+        std::string args;
+        std::string fields;
+        for (size_t i = 0; i < spec.model_columns.size(); i++) {
+            const std::string c = "c" + std::to_string(i);
+            args += (i ? ", x." : "x.") + c;
+            values += (i ? ", src." : "src.") + QuoteIdent(spec.model_columns[i]) + " AS " + c;
+            passed_values += "x." + c + ", ";
+            fields += (i ? ", " : "") + QuoteLiteral(spec.model_columns[i]) + ", m." + c;
+        }
+        hash = row_hash + "(" + args + ")";
+        payload = "CASE WHEN m.present THEN pg_catalog.jsonb_build_object(" + fields + ") END";
+        by_column = true;
+    } else {
+        hash = "pg_catalog.hash_record_extended(x.hash_row, 0)";
+        values = ", src AS hash_row";
+    }
+    std::string model_rows =
+        "SELECT " + passed_keys +
+        (map_values || by_column ? values : PayloadExpression(spec) + " AS payload" + values) + " FROM " +
+        ModelSource(spec.model) + " AS src" + model_filter;
+
+    std::string dups = spec.key_unique ? "1::pg_catalog.int8 AS dups"
+                                       : "pg_catalog.count(*) OVER (PARTITION BY " + partition + ") AS dups";
+    std::string m = "SELECT true AS present, " + passed_cols +
+                    (map_values || by_column ? passed_values : std::string("x.payload, ")) + hash +
+                    " AS h, " + dups + " FROM (" + model_rows + ") AS x";
+
+    std::string join = spec.include_removals ? "FULL JOIN" : "LEFT JOIN";
+
+    return with +
+           "SELECT (CASE WHEN m.present IS NULL THEN 'r' "
+           "WHEN " +
+           any_null +
+           " THEN 'n' "
+           "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' "
+           "WHEN s.key IS NULL OR s.removed THEN 'a' "
+           "ELSE 'c' END)::pg_catalog.\"char\" AS op, "
+           // A key the shadow state holds keeps its text there (the row the
+           // delivery updates), even if the model's values render it
+           // differently now (numeric scale, a key type changed).
+           "coalesce(s.key, " +
+           PassedKeyObject(spec.key_columns) +
+           "::pg_catalog.text) AS key, "
+           "CASE WHEN m.present THEN " +
+           PassedKeyObject(spec.key_columns) + " ELSE s.key::pg_catalog.jsonb END AS key_json, " + payload +
+           " AS payload, m.h AS row_hash, "
+           "CASE WHEN m.present AND s.removed THEN NULL ELSE s.dest_id END AS dest_id, m.dups, " +
+           (spec.resync
+                ? "CASE WHEN m.present THEN " + std::to_string(-spec.run_id) +
+                      "::pg_catalog.int8 ELSE s.version END AS version "
+                : "coalesce(s.version, " + std::to_string(-spec.run_id) + "::pg_catalog.int8) AS version ") +
+           "FROM (" + m + ") AS m " + join + " " + shadow_source + " AS s ON " + join_on +
+           // A key the model no longer has is planned only as a removal, and
+           // a tombstone only once its verify_after has passed; the model's
+           // side is NULL there, so its tests must not decide for it.
+           " WHERE CASE WHEN m.present IS NULL THEN NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
+           "pg_catalog.now() ELSE " +
+           any_null + " OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL OR s.removed" +
+           std::string(spec.resync ? " OR m.present" : "") +
+           std::string(spec.include_changes
+                           ? " OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) "
+                             "OPERATOR(pg_catalog.<>) "
+                             "(m.h IS NULL) OR s.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now()"
+                           : "") +
+           " END";
+}
+
 } // namespace
 
 std::string BuildPlanQuery(const PlanSpec &spec) {
+    // MODE AUDIENCE (identifier hashes, the hashed-identifier rule) is
+    // planned by the text-keyed query alone for now.
+    if (!spec.typed_keys.empty() && spec.typed_keys.size() == spec.key_columns.size() &&
+        spec.identifier_fields.empty())
+        return BuildTypedPlanQuery(spec);
     const std::string key_json = KeyObject(spec.key_columns);
     const std::string shadow = QualifiedName(spec.shadow_schema, spec.shadow_table);
 
@@ -251,8 +409,8 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
                 : "coalesce(s.version, " + std::to_string(-spec.run_id) + "::pg_catalog.int8) AS version ") +
            "FROM (" + m + ") AS m " + join + " " + shadow_source +
            " AS s ON s.key OPERATOR(pg_catalog.=) m.k "
-           "WHERE (m.present IS NULL AND (NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
-           "pg_catalog.now())) OR m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL OR "
+           "WHERE CASE WHEN m.present IS NULL THEN NOT s.removed OR s.verify_after OPERATOR(pg_catalog.<=) "
+           "pg_catalog.now() ELSE m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1 OR s.key IS NULL OR "
            "s.removed" +
            std::string(bad_id.empty() ? "" : " OR m.bad_id") +
            std::string(spec.resync ? " OR m.present" : "") +
@@ -260,7 +418,8 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
                            ? " OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) "
                              "OPERATOR(pg_catalog.<>) "
                              "(m.h IS NULL) OR s.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now()"
-                           : "");
+                           : "") +
+           " END";
 }
 
 std::string BadIdentifierReason(const PlanSpec &spec) {
@@ -301,6 +460,30 @@ std::string BuildShadowTableDdl(const std::string &schema, const std::string &ta
            "timestamptz, version bigint NOT NULL DEFAULT 0, removed boolean NOT NULL DEFAULT false); "
            "CREATE INDEX ON " +
            QualifiedName(schema, table) + " (verify_after) WHERE verify_after IS NOT NULL";
+}
+
+std::string ShadowKeyColumn(size_t i) {
+    return "key_" + std::to_string(i + 1);
+}
+
+std::string BuildShadowKeyColumnsDdl(const PlanSpec &spec, const std::vector<std::string> &old_columns) {
+    const std::string shadow = QualifiedName(spec.shadow_schema, spec.shadow_table);
+    std::string alter;
+    for (const auto &c : old_columns)
+        alter += (alter.empty() ? "" : ", ") + std::string("DROP COLUMN ") + QuoteIdent(c);
+    std::string index_cols;
+    for (size_t i = 0; i < spec.typed_keys.size(); i++) {
+        const ShadowKeyType &t = spec.typed_keys[i];
+        alter += (alter.empty() ? "" : ", ") + std::string("ADD COLUMN ") + ShadowKeyColumn(i) + " " +
+                 t.type + (t.collatable ? " COLLATE pg_catalog.\"C\"" : "") + " GENERATED ALWAYS AS (" +
+                 QuoteIdent(spec.shadow_schema) + ".key_field(key, " + QuoteLiteral(spec.key_columns[i]) +
+                 ", NULL::" + t.type + ")) STORED";
+        index_cols += (i ? ", " : "") + ShadowKeyColumn(i);
+    }
+    std::string out = "ALTER TABLE " + shadow + " " + alter;
+    if (!spec.typed_keys.empty())
+        out += "; CREATE INDEX ON " + shadow + " (" + index_cols + ")";
+    return out;
 }
 
 } // namespace revetl

@@ -38,6 +38,13 @@ struct CaptureFilter {
     std::vector<std::string> key_types; // SQL type of each key column, as format_type gives it
 };
 
+// A typed key column of a shadow table.
+struct ShadowKeyType {
+    std::string type;        // as format_type gives it: safe to splice into SQL
+    std::string eq_operator; // the type's equality operator, qualified: OPERATOR(schema.=)
+    bool collatable = false; // compared with the "C" collation (bytewise, as the key's text was)
+};
+
 struct PlanSpec {
     ModelRef model;
     std::vector<std::string> key_columns;
@@ -54,6 +61,17 @@ struct PlanSpec {
     bool hash_values = true;
     std::string shadow_schema;
     std::string shadow_table;
+    // The shadow table's typed key columns (key_1, key_2, ..., see
+    // BuildShadowKeyColumnsDdl), one per key column, in the model's key
+    // types: the plan joins the model's key columns to them directly. Empty:
+    // the plan joins on the key's text, built for every model row (a key
+    // type whose jsonb form its input function cannot read back, or a sync
+    // whose shadow table has not been given typed keys yet).
+    std::vector<ShadowKeyType> typed_keys;
+    // Without MAP: the model's columns, hashed as values with row_hash
+    // (which equals hash_record_extended over the whole row). Empty: the
+    // whole-row value is hashed (duplicate column names, too many columns).
+    std::vector<std::string> model_columns;
     // The planning run: a key the shadow state does not hold gets the
     // version -run_id (see Change::version).
     int64_t run_id = 0;
@@ -114,5 +132,14 @@ std::string BuildPayloadColumnsQuery(const PlanSpec &spec);
 
 // DDL for a sync's shadow table.
 std::string BuildShadowTableDdl(const std::string &schema, const std::string &table);
+
+// The shadow table's typed key column for key column i (0-based): key_1, ...
+std::string ShadowKeyColumn(size_t i);
+
+// ALTER TABLE that gives a shadow table the typed key columns of `spec`
+// (spec.typed_keys, one per spec.key_columns) generated from its key text,
+// after dropping `old_columns` (typed key columns it had before), and the
+// index the plan's join and the capture filter use.
+std::string BuildShadowKeyColumnsDdl(const PlanSpec &spec, const std::vector<std::string> &old_columns);
 
 } // namespace revetl
