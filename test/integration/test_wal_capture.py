@@ -153,11 +153,11 @@ class WalCaptureTest(unittest.TestCase):
         # The keys queue in the database, coalesced by key, and the slot moves
         # on: the WAL does not pile up behind a paused sync.
         wait_for(lambda: cluster.sql(f"select backlog_keys from revetl.sync_status "
-                                     f"where name = '{self.s}'") == "20", timeout=30,
+                                     f"where name = '{self.s}'") == "20", timeout=90,
                  what="the backlog to hold each key once")
         flushed = cluster.sql("select pg_current_wal_flush_lsn()")
         wait_for(lambda: cluster.sql(f"select confirmed_flush_lsn >= '{flushed}' from pg_replication_slots "
-                                     f"where slot_name like 'revetl_%'") == "t", timeout=30,
+                                     f"where slot_name like 'revetl_%'") == "t", timeout=90,
                  what="the slot to advance while the sync is paused")
         self.assertNotEqual(cluster.sql(f"select backlog_age from revetl.sync_status where name = '{self.s}'"), "")
         cluster.sql(f"select revetl.resume_sync('{self.s}')")
@@ -168,7 +168,7 @@ class WalCaptureTest(unittest.TestCase):
     def test_slot_dropped_with_the_last_wal_sync(self):
         self.create(schedule="MANUAL")
         cluster.sql(f"select * from revetl.execute($$DROP SYNC {self.s}$$)")
-        wait_for(lambda: not slot(), timeout=30, what="the worker to drop the slot")
+        wait_for(lambda: not slot(), timeout=90, what="the worker to drop the slot")
 
     def test_consumer_killed_and_immediate_stop_converge_exactly(self):
         self.create()
