@@ -226,7 +226,10 @@ CREATE TABLE revetl.sync_state (
     incremental_ready boolean NOT NULL DEFAULT false,
     -- what no longer fits after DDL on the model (a column dropped, the
     -- table renamed), as the DDL's WARNING said; NULL when all fits
-    model_problem    text
+    model_problem    text,
+    -- track_changes = 'wal': the table the WAL capture decodes for the sync;
+    -- a different one (a new sync, a rebuilt model) means a full diff first
+    wal_relid        oid
 );
 
 -- Keys of rows that changed in the tables of trigger-tracked syncs, written
@@ -384,7 +387,24 @@ SELECT s.name,
          ELSE 'healthy'
        END AS health,
        CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at,
-       st.model_problem
+       st.model_problem,
+       -- back-pressure: captured keys waiting for a run (coalesced by key
+       -- when planned), and how long the oldest has waited
+       (SELECT count(*) FROM revetl.captured_changes c WHERE c.sync_id = s.id) AS backlog_keys,
+       pg_catalog.now() - (SELECT min(c.captured_at) FROM revetl.captured_changes c
+                            WHERE c.sync_id = s.id) AS backlog_age,
+       -- track_changes = 'wal': the database's slot, how far its consumer is
+       -- behind the WAL written, and how much WAL it keeps from removal
+       CASE WHEN (s.options ->> 'track_changes') = 'wal' AND NOT pg_catalog.pg_is_in_recovery() THEN
+         (SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), sl.confirmed_flush_lsn)::bigint
+            FROM pg_catalog.pg_replication_slots sl WHERE sl.slot_name = 'revetl_' || (SELECT d.oid FROM pg_catalog.pg_database d
+                                                   WHERE d.datname = pg_catalog.current_database())::text)
+       END AS wal_lag_bytes,
+       CASE WHEN (s.options ->> 'track_changes') = 'wal' AND NOT pg_catalog.pg_is_in_recovery() THEN
+         (SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), sl.restart_lsn)::bigint
+            FROM pg_catalog.pg_replication_slots sl WHERE sl.slot_name = 'revetl_' || (SELECT d.oid FROM pg_catalog.pg_database d
+                                                   WHERE d.datname = pg_catalog.current_database())::text)
+       END AS wal_retained_bytes
   FROM revetl.syncs s
   LEFT JOIN revetl.instance i ON true
   LEFT JOIN revetl.sync_state st ON st.sync_id = s.id

@@ -11,6 +11,7 @@ extern int g_worker_restart_delay_s;
 extern int g_max_parallel_runs;
 extern int g_change_retry_interval_s;
 extern int g_change_run_duration_ms;
+extern int g_wal_poll_interval_ms;
 extern int g_min_schedule_interval_s;
 extern int g_max_syncs_per_role;
 extern int g_run_history_retention_min;

@@ -45,7 +45,11 @@ void EnsureShadowKeys(const SyncDefinition &def);
 // SQL predicate on revetl.syncs s: the sync's changes are captured by
 // triggers (mirrors SyncDefinition::Tracked).
 inline constexpr const char *kTrackedPredicate =
-    "(s.model_kind = 'relation' AND coalesce((s.options ->> 'track_changes')::boolean, "
+    "(s.model_kind = 'relation' AND coalesce((s.options ->> 'track_changes') IN ('true', 'wal'), "
     "s.schedule_kind = 'on change'))";
+
+// SQL predicate on revetl.syncs s: captured through logical decoding.
+inline constexpr const char *kWalTrackedPredicate =
+    "(s.model_kind = 'relation' AND (s.options ->> 'track_changes') = 'wal')";
 
 } // namespace revetl::pg

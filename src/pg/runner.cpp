@@ -405,9 +405,10 @@ private:
     std::optional<PlanSpec> prepared_spec_;
     std::vector<std::string> key_types_;
     void DeliverChangesAsTheyCommit();
-    bool incremental_ = false; // this run plans only captured keys
-    bool planning_ = false;    // the plan phase (and its timeout) is in progress
-    bool plan_error_ = false;  // the plan failed with an error of PostgreSQL's
+    bool incremental_ = false;    // this run plans only captured keys
+    bool wal_slot_ready_ = false; // track_changes = 'wal': the slot existed before this plan
+    bool planning_ = false;       // the plan phase (and its timeout) is in progress
+    bool plan_error_ = false;     // the plan failed with an error of PostgreSQL's
     // Every secret of the owner's user mapping (and every OAuth token
     // learnt during the run): never in a stored message.
     Redactor redactor_;
@@ -562,6 +563,18 @@ void SyncRun::Plan() {
     // One snapshot for the whole plan: the captured keys it reads, the model,
     // the shadow state, and the captured keys it deletes. A key captured by
     // a transaction that commits later is left for the next run.
+    // A WAL-captured sync's full diff makes later plans incremental only if
+    // the slot existed before its snapshot: what committed before the slot
+    // was created is in no captured key. Read before the plan's snapshot.
+    if (def_.TrackedByWal()) {
+        BeginTransaction("revetl: looking for the WAL slot");
+        wal_slot_ready_ =
+            Sql("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = "
+                "'revetl_' || $1::text)",
+                {SqlArg::Int8(MyDatabaseId)}, true)
+                .Bool(0, 0);
+        CommitTransaction();
+    }
     BeginTransaction("revetl: planning", true);
     // The owner's model and MAP run now: bounded by the sync's plan_timeout
     // (the statement timeout's handler cancels whatever runs when it fires).
@@ -1214,7 +1227,8 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
             "revetl.changes "
             "WHERE run_id = $1",
             {SqlArg::Int8(run_id_), SqlArg::Int8(def_.id)});
-    if (tracked_ && !incremental_ && row_limit_ < 0 && (status == "succeeded" || status == "partial"))
+    if (tracked_ && !incremental_ && row_limit_ < 0 && (status == "succeeded" || status == "partial") &&
+        (!def_.TrackedByWal() || wal_slot_ready_))
         Sql("INSERT INTO revetl.sync_state (sync_id, incremental_ready) VALUES ($1, true) "
             "ON CONFLICT (sync_id) DO UPDATE SET incremental_ready = true",
             {SqlArg::Int8(def_.id)});

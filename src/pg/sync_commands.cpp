@@ -318,6 +318,66 @@ bool SameModelAndKey(const SyncDefinition &a, const SyncDefinition &b) {
 // catalog, as the current user: destination, model, key, map, options,
 // schedule. Returns the definition to store (name, owner and shadow table
 // are filled in by the caller).
+// track_changes = 'wal': what logical decoding needs of the server and of
+// the table. The key must be in the WAL of every change: the new row has it,
+// an old row (a delete, an update of the key) only its replica identity.
+void CheckWalCapture(const SyncDefinition &def, Oid relid) {
+    if (Sql("SELECT pg_catalog.current_setting('wal_level') <> 'logical'").Bool(0, 0))
+        throw Error(sqlstate::kObjectNotInPrerequisiteState,
+                    "track_changes = 'wal' needs wal_level = logical",
+                    "The server runs with wal_level = " +
+                        Sql("SELECT pg_catalog.current_setting('wal_level')").Text(0, 0) +
+                        ": its WAL does not carry what logical decoding reads.",
+                    "Set wal_level = logical (and restart the server), or use track_changes = true "
+                    "(capture triggers).");
+    char relkind = 0;
+    bool partition = false;
+    PgGuard([&] {
+        relkind = get_rel_relkind(relid);
+        partition = get_rel_relispartition(relid);
+    });
+    bool inherits = Sql("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c "
+                        "ON c.oid = i.inhrelid WHERE (i.inhrelid = $1::oid OR i.inhparent = $1::oid) "
+                        "AND NOT c.relispartition)",
+                        {SqlArg::Int8(relid)})
+                        .Bool(0, 0);
+    if (partition || inherits)
+        throw Error(sqlstate::kFeatureNotSupported,
+                    "changes to " + def.ModelDisplayName() + " cannot be captured",
+                    partition ? "The table is a partition: its changes are decoded as changes to the "
+                                "partitioned table at the root."
+                              : "The table has inheritance parents or children: writes through the other "
+                                "tables would be missed.",
+                    partition ? "Name the root partitioned table as the model."
+                              : "Schedule the sync with EVERY or CRON: full diffs see every row.");
+    if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+        throw Error(sqlstate::kInvalidParameterValue,
+                    "changes to " + def.ModelDisplayName() + " cannot be captured",
+                    "Capturing changes (SCHEDULE ON CHANGE or track_changes) needs a table model.",
+                    "Schedule a view with EVERY or CRON instead.");
+    // REPLICA IDENTITY FULL logs every old column; DEFAULT the primary
+    // key's, USING INDEX that index's.
+    bool covered =
+        Sql("SELECT c.relreplident = 'f' OR EXISTS (SELECT 1 FROM pg_catalog.pg_index x "
+            "WHERE x.indrelid = c.oid AND ((c.relreplident = 'd' AND x.indisprimary) OR "
+            "(c.relreplident = 'i' AND x.indisreplident)) AND (SELECT pg_catalog.array_agg(a.attnum) "
+            "FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attname IN "
+            "(SELECT pg_catalog.jsonb_array_elements_text($2::jsonb))) "
+            "OPERATOR(pg_catalog.<@) x.indkey::int2[]) "
+            "FROM pg_catalog.pg_class c WHERE c.oid = $1::oid",
+            {SqlArg::Int8(relid), SqlArg::Text(KeyColumnsJson(def.key_columns))})
+            .Bool(0, 0);
+    if (!covered)
+        throw Error(
+            sqlstate::kObjectNotInPrerequisiteState,
+            "the key of sync \"" + def.name + "\" is not in the replica identity of " +
+                def.ModelDisplayName(),
+            "A deleted row's key is read from the WAL, which holds only the replica identity's columns "
+            "of an old row.",
+            "Make the key the primary key, or ALTER TABLE ... REPLICA IDENTITY USING INDEX (a unique "
+            "index on the key columns) or REPLICA IDENTITY FULL.");
+}
+
 SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role, const SyncDefinition *existing) {
     if (req.name.empty() || req.name.size() >= NAMEDATALEN)
         throw Error(sqlstate::kInvalidParameterValue, "invalid sync name \"" + req.name + "\"",
@@ -537,7 +597,9 @@ SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role, const SyncDefini
         throw Error(sqlstate::kInvalidParameterValue, "changes to a query model cannot be captured",
                     "track_changes needs a table model.",
                     "Schedule a query model with EVERY or CRON instead.");
-    if (def.Tracked()) {
+    if (def.TrackedByWal())
+        CheckWalCapture(def, resolved.relid);
+    else if (def.Tracked()) {
         char relkind = 0;
         PgGuard([&] { relkind = get_rel_relkind(resolved.relid); });
         bool partition_or_parent = Sql("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = "
@@ -1085,6 +1147,27 @@ static bool EnsureCaptureImpl(const SyncDefinition &def, bool definition_changed
         AsExtensionOwner(
             [&] { Sql("DELETE FROM revetl.captured_changes WHERE sync_id = $1", {SqlArg::Int8(def.id)}); });
         return false;
+    }
+    if (def.TrackedByWal()) {
+        // Logical decoding: no triggers (the worker's slot decodes the
+        // table). A table the WAL capture has not seen under this sync (a
+        // new sync, a rebuilt model, a switch from triggers) holds unknown
+        // contents: the next run diffs all of it, once the slot exists.
+        DropCapture(def.id);
+        bool changed = false;
+        AsExtensionOwner([&] {
+            Oid relid = ModelRelid(def);
+            SqlResult r =
+                Sql("INSERT INTO revetl.sync_state AS st (sync_id, incremental_ready, wal_relid) "
+                    "VALUES ($1, false, $2::pg_catalog.oid) ON CONFLICT (sync_id) DO UPDATE SET "
+                    "incremental_ready = "
+                    "false, wal_relid = excluded.wal_relid WHERE st.wal_relid IS DISTINCT FROM "
+                    "excluded.wal_relid OR $3",
+                    {SqlArg::Int8(def.id), OidIsValid(relid) ? SqlArg::Int8(relid) : SqlArg::Null(INT8OID),
+                     SqlArg::Bool(definition_changed)});
+            changed = r.processed > 0 && OidIsValid(relid);
+        });
+        return changed;
     }
     bool attached = false;
     AsExtensionOwner([&] {

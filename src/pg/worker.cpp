@@ -17,6 +17,7 @@
 #include "pg/shared_state.hpp"
 #include "pg/spi.hpp"
 #include "pg/sync_commands.hpp"
+#include "pg/wal_capture.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -509,6 +510,11 @@ void WorkerLoop(Oid dboid) {
                 });
             told_copy = held;
         });
+        // Before queueing ON CHANGE runs, so that they see the keys. Also
+        // for a held copy and paused syncs: the keys queue in the database
+        // rather than the WAL piling up behind the slot.
+        bool wal_capture = false;
+        Step("capturing changes from the WAL", [&] { wal_capture = CaptureWalChanges(); });
         Step("claiming waited-for runs", [] { ClaimWaitRequests(); });
         Step("reaping run processes", [] { ReapExecutors(); });
         if (!held) {
@@ -537,6 +543,10 @@ void WorkerLoop(Oid dboid) {
             wait_ms = std::min(wait_ms, kAdoptedPollMs);
         if (alerts_in_flight)
             wait_ms = std::min(wait_ms, kAlertPollMs);
+        // Writers do not wake the scheduler for WAL-captured syncs: it reads
+        // the slot this often.
+        if (wal_capture)
+            wait_ms = std::min<long>(wait_ms, g_wal_poll_interval_ms);
         int rc = 0;
         PgGuard([&] {
             rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
@@ -552,6 +562,7 @@ void WorkerLoop(Oid dboid) {
             last_periodic = now;
             if (!AwaitExtension()) {
                 MarkNoExtension(dboid);
+                Step("dropping the WAL slot", [] { DropWalSlot(); });
                 PgGuard([] {
                     ereport(LOG,
                             (errmsg("revetl worker for database \"%s\" exiting: the extension was dropped",

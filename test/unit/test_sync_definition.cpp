@@ -120,13 +120,18 @@ TEST(ParseSyncOptions, TrackChanges) {
     EXPECT_FALSE(ParseSyncOptions("{}").track_changes.has_value());
     EXPECT_EQ(ParseSyncOptions(R"({"track_changes": true})").track_changes, std::optional<bool>(true));
     EXPECT_EQ(ParseSyncOptions(R"({"track_changes": false})").track_changes, std::optional<bool>(false));
-    for (const char *json :
-         {R"({"track_changes": "true"})", R"({"track_changes": 1})", R"({"track_changes": null})"}) {
+    // 'wal': tracked, through logical decoding; true stays triggers.
+    EXPECT_EQ(ParseSyncOptions(R"({"track_changes": "wal"})").track_changes, std::optional<bool>(true));
+    EXPECT_TRUE(ParseSyncOptions(R"({"track_changes": "wal"})").track_wal);
+    EXPECT_FALSE(ParseSyncOptions(R"({"track_changes": true})").track_wal);
+    for (const char *json : {R"({"track_changes": "true"})", R"({"track_changes": 1})",
+                             R"({"track_changes": null})", R"({"track_changes": "WAL"})"}) {
         SCOPED_TRACE(json);
         Error e = Catch([&] { ParseSyncOptions(json); });
         EXPECT_EQ(e.sqlstate(), "22023");
         EXPECT_STREQ(e.what(), "invalid value for sync option \"track_changes\"");
-        EXPECT_EQ(e.detail(), "The value must be true or false.");
+        EXPECT_EQ(e.detail(),
+                  "The value must be true (capture triggers), 'wal' (logical decoding) or false.");
     }
 }
 

@@ -97,11 +97,14 @@ SyncOptions ParseSyncOptions(const std::string &json) {
                             "The value must be a string such as '100 per 10s'.");
             out.rate_limit = AsSyncOption(name, [&] { return ParseRateLimit(name, it->value.GetString()); });
         } else if (name == "track_changes") {
-            if (!it->value.IsBool())
+            // 'wal': captured by logical decoding instead of triggers.
+            const bool wal = it->value.IsString() && std::string(it->value.GetString()) == "wal";
+            if (!it->value.IsBool() && !wal)
                 throw Error(sqlstate::kInvalidParameterValue,
                             "invalid value for sync option \"track_changes\"",
-                            "The value must be true or false.");
-            out.track_changes = it->value.GetBool();
+                            "The value must be true (capture triggers), 'wal' (logical decoding) or false.");
+            out.track_changes = wal || it->value.GetBool();
+            out.track_wal = wal;
         } else if (name == "max_removals") {
             SyncOptions::RemovalLimit limit;
             const std::string text = it->value.IsString()

@@ -31,6 +31,7 @@ struct SyncOptions {
     // Capture changed keys with triggers (table models only). Default: on
     // for SCHEDULE ON CHANGE, off otherwise.
     std::optional<bool> track_changes;
+    bool track_wal = false; // track_changes = 'wal': logical decoding, not triggers
     // max_removals: the most records one run may remove (MIRROR), as a
     // share of the records delivered ('10%') or a count; 'none' for no limit.
     struct RemovalLimit {
@@ -108,6 +109,9 @@ struct SyncDefinition {
         return model.kind == ModelRef::Kind::Relation &&
                options.track_changes.value_or(schedule.kind == dsl::Schedule::Kind::OnChange);
     }
+
+    // Whether they are captured through logical decoding (track_changes = 'wal').
+    bool TrackedByWal() const { return Tracked() && options.track_wal; }
 
     // The definition as a CREATE SYNC statement's parts (for sync_ddl).
     dsl::CreateSync ToStatement() const;

@@ -1,0 +1,194 @@
+// The WAL capture's consumer (docs/change-tracking.md, "WAL capture").
+//
+// The slot is read with pg_logical_slot_peek_changes, which does not move
+// it, the keys are inserted and committed (synchronously), and only then is
+// the slot advanced: a crash between the two decodes the same changes again
+// (their keys are queued twice, which plans them once), never loses them.
+// A pass reads up to the WAL flush position taken BEFORE it reads the list
+// of WAL-tracked syncs, so that a sync committed before that position is in
+// the list: the slot is never advanced past a change of a sync it did not
+// decode for.
+#include "pg/wal_capture.hpp"
+
+#include "pg/guard.hpp"
+#include "pg/planning.hpp"
+#include "pg/pg_includes.hpp"
+#include "pg/run_requests.hpp"
+#include "pg/spi.hpp"
+
+extern "C" {
+#include "replication/slot.h"
+}
+
+#include <string>
+#include <vector>
+
+namespace revetl::pg {
+
+namespace {
+
+std::string SlotName() {
+    return "revetl_" + std::to_string(MyDatabaseId);
+}
+
+bool g_told_wal_level = false;
+
+// Every transaction that loads the plugin (creating, reading or advancing
+// the slot): the server lets a library decode only if it is listed in
+// output_plugin_libraries, a superuser setting; the worker lists revetl for
+// its own transaction alone, so no REPLICATION user gains it.
+void AllowPlugin() {
+    // (A server without the setting loads any plugin.)
+    Sql("SELECT pg_catalog.set_config(name, 'revetl', true) FROM pg_catalog.pg_settings "
+        "WHERE name = 'output_plugin_libraries'");
+    // Decoding logs its start at LOG level, which would be every pass.
+    Sql("SET LOCAL log_min_messages = warning");
+}
+
+// A background worker's error recovery is revetl's own: a slot the failed
+// statement held must be let go, or it stays active (and unusable) until the
+// worker exits.
+void ReleaseSlot() {
+    PgGuard([] {
+        if (MyReplicationSlot != nullptr)
+            ReplicationSlotRelease();
+        ReplicationSlotCleanup();
+    });
+}
+
+bool CaptureWalChangesImpl();
+
+} // namespace
+
+bool CaptureWalChanges() {
+    try {
+        return CaptureWalChangesImpl();
+    } catch (...) {
+        AbortTransaction();
+        ReleaseSlot();
+        throw;
+    }
+}
+
+void DropWalSlot() {
+    BeginTransaction("revetl: dropping the WAL slot");
+    Sql("SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots "
+        "WHERE slot_name = $1 AND NOT active",
+        {SqlArg::Text(SlotName())});
+    CommitTransaction();
+}
+
+namespace {
+
+bool CaptureWalChangesImpl() {
+    const std::string slot = SlotName();
+    BeginTransaction("revetl: reading the WAL");
+    SqlResult pos = Sql("SELECT pg_catalog.pg_current_wal_flush_lsn()::text, "
+                        "pg_catalog.current_setting('wal_level') = 'logical', "
+                        "EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1), "
+                        "pg_catalog.to_regclass('revetl.syncs') IS NOT NULL, pg_catalog.pg_is_in_recovery(), "
+                        "pg_catalog.current_database()",
+                        {SqlArg::Text(slot)}, true);
+    CommitTransaction();
+    const std::string upto = pos.Text(0, 0);
+    const bool logical = pos.Bool(0, 1);
+    const bool slot_exists = pos.Bool(0, 2);
+    const std::string database = pos.Text(0, 5);
+    if (pos.Bool(0, 4))
+        return false; // a standby: its primary's worker captures
+    if (!pos.Bool(0, 3)) {
+        if (slot_exists)
+            DropWalSlot();
+        return false;
+    }
+    // The list of syncs, read after the position (see above): each as the
+    // plugin's option '<sync id>:<table oid>:<key attnums>'.
+    BeginTransaction("revetl: reading the WAL");
+    SqlResult syncs =
+        Sql(std::string("SELECT t.target FROM (SELECT s.id::text || ':' || c.oid::text || ':' || "
+                        "(SELECT CASE WHEN count(*) = pg_catalog.cardinality(s.key_columns) THEN "
+                        "pg_catalog.string_agg(a.attnum::text, ',' ORDER BY k.o) END "
+                        "FROM pg_catalog.unnest(s.key_columns) WITH ORDINALITY AS k(name, o) "
+                        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = "
+                        "k.name AND a.attnum > 0 AND NOT a.attisdropped) AS target "
+                        "FROM revetl.syncs s JOIN pg_catalog.pg_namespace n ON n.nspname = "
+                        "s.model_schema JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid "
+                        "AND c.relname = s.model_name WHERE ") +
+                kWalTrackedPredicate + ") t WHERE t.target IS NOT NULL",
+            {}, true);
+    CommitTransaction();
+    if (syncs.rows.empty()) {
+        if (slot_exists)
+            DropWalSlot();
+        return false;
+    }
+    if (!logical) {
+        // CREATE SYNC refuses this; a server restarted with a lower
+        // wal_level after it gets here.
+        if (!g_told_wal_level)
+            PgGuard([&] {
+                ereport(WARNING,
+                        (errmsg("revetl worker for database \"%s\" cannot capture changes from the WAL",
+                                database.c_str()),
+                         errdetail("wal_level is not logical; syncs with track_changes = 'wal' plan "
+                                   "by full diff until it is."),
+                         errhint("Set wal_level = logical and restart the server.")));
+            });
+        g_told_wal_level = true;
+        return true;
+    }
+    g_told_wal_level = false;
+    if (!slot_exists) {
+        // Outside any transaction that wrote: PostgreSQL refuses otherwise.
+        // It waits for the transactions running now to end.
+        BeginTransaction("revetl: creating the WAL slot");
+        AllowPlugin();
+        Sql("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'revetl')", {SqlArg::Text(slot)});
+        CommitTransaction();
+        PgGuard([&] {
+            ereport(LOG, (errmsg("revetl worker for database \"%s\" created replication slot \"%s\"",
+                                 database.c_str(), slot.c_str())));
+        });
+        return true;
+    }
+    std::vector<std::optional<std::string>> options;
+    for (size_t i = 0; i < syncs.rows.size(); i++) {
+        options.push_back(std::string("sync"));
+        options.push_back(syncs.Text(i, 0));
+    }
+    BeginTransaction("revetl: reading the WAL");
+    // Keys render as the capture function renders them; the keys must be on
+    // disk before the slot moves.
+    Sql("SET LOCAL DateStyle = 'ISO, YMD'");
+    Sql("SET LOCAL TimeZone = 'UTC'");
+    Sql("SET LOCAL IntervalStyle = 'postgres'");
+    Sql("SET LOCAL extra_float_digits = 3");
+    Sql("SET LOCAL synchronous_commit = on");
+    AllowPlugin();
+    // Keys decoded in one pass are queued once each (coalesced by key).
+    SqlResult woken =
+        Sql("WITH d AS (SELECT DISTINCT pg_catalog.split_part(data, E'\\t', 1)::bigint AS sync_id, "
+            "CASE WHEN pg_catalog.strpos(data, E'\\t') > 0 THEN pg_catalog.substr(data, "
+            "pg_catalog.strpos(data, E'\\t') + 1) END AS key "
+            "FROM pg_catalog.pg_logical_slot_peek_changes($1, $2::pg_catalog.pg_lsn, NULL, VARIADIC $3)), "
+            "ins AS (INSERT INTO revetl.captured_changes (sync_id, key) SELECT d.sync_id, d.key FROM d "
+            "JOIN revetl.syncs s ON s.id = d.sync_id RETURNING sync_id) "
+            "SELECT DISTINCT sync_id FROM ins",
+            {SqlArg::Text(slot), SqlArg::Text(upto), SqlArg::TextArray(options)});
+    // An ON CHANGE run in progress plans the new keys at once; otherwise
+    // this scheduler queues one.
+    for (size_t i = 0; i < woken.rows.size(); i++)
+        WakeSyncAtCommit(woken.Int8(i, 0));
+    CommitTransaction();
+    BeginTransaction("revetl: confirming the WAL read");
+    AllowPlugin();
+    Sql("SELECT pg_catalog.pg_replication_slot_advance(slot_name, $2::pg_catalog.pg_lsn) "
+        "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn < "
+        "$2::pg_catalog.pg_lsn",
+        {SqlArg::Text(slot), SqlArg::Text(upto)});
+    CommitTransaction();
+    return true;
+}
+
+} // namespace
+} // namespace revetl::pg

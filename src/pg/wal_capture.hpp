@@ -1,0 +1,17 @@
+// track_changes = 'wal': the scheduler's side of the WAL capture (the
+// output plugin is src/pg/wal_decoding.cpp).
+#pragma once
+
+namespace revetl::pg {
+
+// One pass of the database's scheduler: makes the slot revetl_<database oid>
+// exist exactly while a sync needs it (created and dropped here, outside
+// any DDL transaction), and moves the keys decoded since the last pass into
+// revetl.captured_changes. Returns whether a sync is WAL-tracked (the
+// scheduler then comes back after revetl.wal_poll_interval).
+bool CaptureWalChanges();
+
+// The extension is gone: its slot goes too (it would keep WAL forever).
+void DropWalSlot();
+
+} // namespace revetl::pg
