@@ -385,6 +385,41 @@ TEST(HttpClient, AddressPolicyRefusesBeforeConnecting) {
     EXPECT_FALSE(resp->address_refused);
 }
 
+// libcurl 8 resolves "localhost" to ::1 and 127.0.0.1 and tries ::1 first.
+// With 127.0.0.1 listed, the refusal of ::1 is not the request's outcome:
+// it goes to 127.0.0.1 and its answer comes back (revetl 0.2.0 on libcurl 8
+// reported it refused, and stopped the run). The name here resolves the same
+// way on every libcurl.
+TEST(HttpClient, RefusingOneAddressOfANameLeavesTheOthers) {
+    TestServer server;
+    server.SetDefault(Answer(200, "{}"));
+    HttpClient client;
+    const std::string port = std::to_string(server.port());
+    client.SetResolveForTesting({"dual.test:" + port + ":[::1],127.0.0.1"});
+    client.SetAddressPolicy(std::make_shared<HostPolicy>("*, 127.0.0.1"));
+    client.Start(1, Post("http://dual.test:" + port + "/x"));
+    auto resp = Await(client, 1);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 200) << resp->transport_error;
+    EXPECT_FALSE(resp->address_refused);
+    EXPECT_EQ(resp->transport_error, "");
+    EXPECT_EQ(server.Connections(), 1);
+
+    // Neither address open: refused, and both are named. (A new client:
+    // the first one would reuse its open connection to 127.0.0.1.)
+    HttpClient closed;
+    closed.SetResolveForTesting({"dual.test:" + port + ":[::1],127.0.0.1"});
+    closed.SetAddressPolicy(std::make_shared<HostPolicy>("*"));
+    closed.Start(2, Post("http://dual.test:" + port + "/x"));
+    resp = Await(closed, 2);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_EQ(resp->status, 0);
+    EXPECT_TRUE(resp->address_refused);
+    EXPECT_NE(resp->transport_error.find("::1"), std::string::npos) << resp->transport_error;
+    EXPECT_NE(resp->transport_error.find("127.0.0.1"), std::string::npos) << resp->transport_error;
+    EXPECT_EQ(server.Connections(), 1);
+}
+
 TEST(HttpClient, ProxiesFromTheEnvironmentAreNotUsed) {
     TestServer server;
     server.SetDefault(Answer(204, ""));

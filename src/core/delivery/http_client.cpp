@@ -40,6 +40,7 @@ struct Transfer {
     // replaced while this transfer is still connecting.
     std::shared_ptr<const HostPolicy> policy;
     std::vector<std::string> refused; // addresses the policy refused
+    bool opened_allowed = false;      // a socket was opened to an address the policy allows
     CURL *easy = nullptr;
     curl_slist *headers = nullptr;
     std::string body; // owned here: CURLOPT_POSTFIELDS does not copy
@@ -129,6 +130,7 @@ curl_socket_t OnOpenSocket(void *clientp, curlsocktype purpose, struct curl_sock
             return CURL_SOCKET_BAD;
         }
     }
+    t->opened_allowed = true;
     return socket(address->family, address->socktype, address->protocol);
 }
 
@@ -145,6 +147,7 @@ struct HttpClient::Impl {
     CURLM *multi = nullptr;
     std::shared_ptr<const HostPolicy> policy;
     std::vector<std::string> refused; // addresses the policy refused
+    curl_slist *resolve = nullptr;    // SetResolveForTesting
     std::vector<CURL *> idle;
     std::map<CURL *, std::unique_ptr<Transfer>> active;
 
@@ -158,6 +161,7 @@ struct HttpClient::Impl {
             curl_easy_cleanup(e);
         if (multi)
             curl_multi_cleanup(multi);
+        curl_slist_free_all(resolve);
     }
 };
 
@@ -230,6 +234,8 @@ void HttpClient::Start(uint64_t id, const HttpRequest &request) {
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, OnHeader));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_HEADERDATA, t));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_USERAGENT, "revetl/" REVETL_VERSION));
+        if (impl_->resolve)
+            REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_RESOLVE, impl_->resolve));
         REVETL_CURL_CHECK(curl_multi_add_handle(impl_->multi, easy));
     } catch (...) {
         curl_slist_free_all(t->headers);
@@ -260,6 +266,17 @@ std::vector<std::pair<uint64_t, HttpResponse>> HttpClient::Poll(int max_wait_ms)
         std::unique_ptr<Transfer> t = std::move(it->second);
         impl_->active.erase(it);
         curl_multi_remove_handle(impl_->multi, easy);
+        // A name may resolve to several addresses, and a refusal of one is
+        // not the transfer's outcome when another was allowed: libcurl 8
+        // resolves "localhost" itself to ::1 and 127.0.0.1 (whatever
+        // /etc/hosts says) and tries ::1 first, so with 127.0.0.1 listed
+        // in revetl.allowed_hosts the refusal of ::1 must not stop a run
+        // whose request then went to 127.0.0.1. Only a transfer that made
+        // no connection because of the policy counts as refused.
+        if (t->response.address_refused && (result == CURLE_OK || t->opened_allowed)) {
+            t->response.address_refused = false;
+            t->response.transport_error.clear();
+        }
         if (result == CURLE_OK) {
             curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t->response.status);
         } else {
@@ -287,6 +304,17 @@ std::vector<std::pair<uint64_t, HttpResponse>> HttpClient::Poll(int max_wait_ms)
 
 void HttpClient::SetAddressPolicy(std::shared_ptr<const HostPolicy> policy) {
     impl_->policy = std::move(policy);
+}
+
+void HttpClient::SetResolveForTesting(const std::vector<std::string> &entries) {
+    curl_slist_free_all(impl_->resolve);
+    impl_->resolve = nullptr;
+    for (const auto &e : entries) {
+        curl_slist *next = curl_slist_append(impl_->resolve, e.c_str());
+        if (!next)
+            throw Error(sqlstate::kInternalError, "out of memory building the resolve list");
+        impl_->resolve = next;
+    }
 }
 
 size_t HttpClient::InFlight() const {

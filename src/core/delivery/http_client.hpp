@@ -76,6 +76,12 @@ public:
     // never used, so the address checked is the one connected to.
     void SetAddressPolicy(std::shared_ptr<const HostPolicy> policy);
 
+    // Unit tests only: libcurl's CURLOPT_RESOLVE entries ("name:port:addr,
+    // addr"), so that a test can make a name resolve to several addresses
+    // (as libcurl 8 does for "localhost") whatever the machine's resolver
+    // says. Never set by revetl itself.
+    void SetResolveForTesting(const std::vector<std::string> &entries);
+
     // Abandons every transfer in progress (their connections are closed).
     void CancelAll();
 
