@@ -100,6 +100,9 @@ fi
 if [ -f "$WORK/vendor-specs/zendesk/support-oas.yaml" ]; then
     export REVETL_ZENDESK_OPENAPI="$WORK/vendor-specs/zendesk/support-oas.yaml"
 fi
+if [ -f "$WORK/vendor-specs/marketo/swagger-mapi.json" ]; then
+    export REVETL_MARKETO_OPENAPI="$WORK/vendor-specs/marketo/swagger-mapi.json"
+fi
 # Salesforce publishes no OpenAPI for these endpoints: its Postman collection
 # (see vendor-specs/salesforce/SOURCE.md) is checked by test/lib/postman.py.
 if [ -d "$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis" ]; then

@@ -5,7 +5,8 @@
 
 `errors` is a list of readable strings (empty when the body conforms). The
 operation is found by matching the path against the contract's path
-templates ({param} matches one segment); `aliases` maps a path prefix to
+templates ({param} matches one segment); Swagger 2.0 body parameters (#/definitions/...) and JSON:API bodies
+(application/vnd.api+json) are read too. `aliases` maps a path prefix to
 the one the contract documents (HubSpot publishes one document per object,
 with the same batch schemas for every object type). $refs to
 #/components/... are resolved within the document. Uses Debian's
@@ -73,7 +74,12 @@ class OpenApi:
         if op is None:
             return None, None
         content = op.get("requestBody", {}).get("content", {})
-        schema = content.get("application/json", {}).get("schema")
+        schema = (content.get("application/json") or content.get("application/vnd.api+json") or {}).get("schema")
+        if schema is None:
+            # Swagger 2.0 (Marketo publishes one): the body is a parameter.
+            for p in op.get("parameters", []):
+                if p.get("in") == "body":
+                    schema = p.get("schema")
         return template, schema
 
     def validate_request(self, method, path, body):
@@ -83,7 +89,7 @@ class OpenApi:
         if schema is None:
             return []
         # The root holds the components, so "#/components/schemas/X" resolves.
-        root = {"components": self.doc.get("components", {})}
+        root = {"components": self.doc.get("components", {}), "definitions": self.doc.get("definitions", {})}
         root.update(schema)
         validator = jsonschema.Draft7Validator(root)
         errors = []

@@ -3,6 +3,7 @@
 #include "core/connectors/braze/braze.hpp"
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
+#include "core/connectors/marketo/marketo.hpp"
 #include "core/connectors/salesforce/salesforce.hpp"
 #include "core/connectors/segment/segment.hpp"
 #include "core/connectors/webhook/webhook.hpp"
@@ -21,6 +22,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &SalesforceSpec(),
         &BrazeSpec(),
         &SegmentSpec(),
+        &MarketoSpec(),
     };
     // clang-format on
     return specs;
