@@ -103,6 +103,9 @@ fi
 if [ -f "$WORK/vendor-specs/marketo/swagger-mapi.json" ]; then
     export REVETL_MARKETO_OPENAPI="$WORK/vendor-specs/marketo/swagger-mapi.json"
 fi
+if [ -f "$WORK/vendor-specs/outreach/outreach.oas.json" ]; then
+    export REVETL_OUTREACH_OPENAPI="$WORK/vendor-specs/outreach/outreach.oas.json"
+fi
 # Salesforce publishes no OpenAPI for these endpoints: its Postman collection
 # (see vendor-specs/salesforce/SOURCE.md) is checked by test/lib/postman.py.
 if [ -d "$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis" ]; then

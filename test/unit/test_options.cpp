@@ -103,7 +103,8 @@ TEST(ValidateOptions, MissingType) {
     EXPECT_EQ(e.sqlstate(), "HV024");
     EXPECT_STREQ(e.what(), "a revetl server needs the option \"type\"");
     EXPECT_TRUE(Contains(
-        e.hint(), "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment, marketo."));
+        e.hint(),
+        "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment, marketo, outreach."));
 }
 
 TEST(ValidateOptions, UnknownTypeSuggests) {
@@ -111,12 +112,13 @@ TEST(ValidateOptions, UnknownTypeSuggests) {
     EXPECT_EQ(e.sqlstate(), "HV024");
     EXPECT_STREQ(e.what(), "unknown destination type \"webhok\"");
     EXPECT_EQ(e.hint(), "Perhaps you meant \"webhook\". Valid types are: webhook, hubspot, http, zendesk, "
-                        "salesforce, braze, segment, marketo.");
+                        "salesforce, braze, segment, marketo, outreach.");
 
     e = ServerError({{"type", "kafka"}, {"url", "https://a.example.com"}});
     EXPECT_STREQ(e.what(), "unknown destination type \"kafka\"");
-    EXPECT_EQ(e.hint(),
-              "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment, marketo.");
+    EXPECT_EQ(
+        e.hint(),
+        "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment, marketo, outreach.");
 }
 
 TEST(ValidateOptions, MissingUrl) {

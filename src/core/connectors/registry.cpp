@@ -4,6 +4,7 @@
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
 #include "core/connectors/marketo/marketo.hpp"
+#include "core/connectors/outreach/outreach.hpp"
 #include "core/connectors/salesforce/salesforce.hpp"
 #include "core/connectors/segment/segment.hpp"
 #include "core/connectors/webhook/webhook.hpp"
@@ -23,6 +24,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &BrazeSpec(),
         &SegmentSpec(),
         &MarketoSpec(),
+        &OutreachSpec(),
     };
     // clang-format on
     return specs;
