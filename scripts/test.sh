@@ -110,6 +110,12 @@ fi
 if [ -f "$WORK/vendor-specs/iterable/api-docs.json" ]; then
     export REVETL_ITERABLE_OPENAPI="$WORK/vendor-specs/iterable/api-docs.json"
 fi
+if [ -f "$WORK/vendor-specs/marketo/swagger-mapi.json" ]; then
+    export REVETL_MARKETO_OPENAPI="$WORK/vendor-specs/marketo/swagger-mapi.json"
+fi
+if [ -f "$WORK/vendor-specs/outreach/outreach.oas.json" ]; then
+    export REVETL_OUTREACH_OPENAPI="$WORK/vendor-specs/outreach/outreach.oas.json"
+fi
 # Salesforce publishes no OpenAPI for these endpoints: its Postman collection
 # (see vendor-specs/salesforce/SOURCE.md) is checked by test/lib/postman.py.
 if [ -d "$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis" ]; then

@@ -15,7 +15,7 @@ CREATE USER MAPPING FOR PUBLIC SERVER hooks OPTIONS (headers '{"X-Api-Key": "k"}
 -- Type is required and must be known.
 CREATE SERVER bad1 FOREIGN DATA WRAPPER revetl OPTIONS (url 'http://127.0.0.1:9/');
 CREATE SERVER bad2 FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhok', url 'http://127.0.0.1:9/');
-CREATE SERVER bad3 FOREIGN DATA WRAPPER revetl OPTIONS (type 'marketo', url 'http://127.0.0.1:9/');
+CREATE SERVER bad3 FOREIGN DATA WRAPPER revetl OPTIONS (type 'kafka', url 'http://127.0.0.1:9/');
 -- A webhook needs a URL, and only http(s) URLs.
 CREATE SERVER bad4 FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook');
 CREATE SERVER bad5 FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook', url 'file:///etc/passwd');

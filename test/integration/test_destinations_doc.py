@@ -116,7 +116,7 @@ class DestinationsDocTest(unittest.TestCase):
                 for m in re.finditer(r"\btype\s+'([a-z0-9_]+)'", f.read()):
                     named.add((m.group(1), os.path.relpath(path, ROOT)))
         # Examples of refused types are written as such in the docs.
-        refused = {"marketo", "webhok", "kafka"}
+        refused = {"webhok", "kafka"}
         for type_name, where in sorted(named):
             if type_name not in refused:
                 self.assertIn(type_name, self.type_names, f"{where} names type '{type_name}'")

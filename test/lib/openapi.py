@@ -7,7 +7,8 @@
 
 `errors` is a list of readable strings (empty when the body conforms). The
 operation is found by matching the path against the contract's path
-templates ({param} matches one segment); `aliases` maps a path prefix to
+templates ({param} matches one segment); Swagger 2.0 body parameters (#/definitions/...) and JSON:API bodies
+(application/vnd.api+json) are read too. `aliases` maps a path prefix to
 the one the contract documents (HubSpot publishes one document per object,
 with the same batch schemas for every object type). $refs to
 #/components/... are resolved within the document. Uses Debian's
@@ -81,7 +82,7 @@ class OpenApi:
             if param.get("in") == "body":  # Swagger 2.0
                 return template, param.get("schema")
         content = op.get("requestBody", {}).get("content", {})
-        schema = content.get("application/json", {}).get("schema")
+        schema = (content.get("application/json") or content.get("application/vnd.api+json") or {}).get("schema")
         return template, schema
 
     def validate_request(self, method, path, body):

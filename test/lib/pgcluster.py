@@ -552,3 +552,82 @@ class MockPipedrive(MockProcess):
     def contract_violations(self):
         return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
                 if r.get("contract_errors")]
+
+
+MARKETO_OPENAPI = os.environ.get("REVETL_MARKETO_OPENAPI", "/work/shared/vendor-specs/marketo/swagger-mapi.json")
+
+
+class MockMarketo(MockProcess):
+    """The stateful Marketo mock in test/connectors/marketo/mock.py (Identity
+    token endpoint, Sync Leads, Delete Leads, HTTP 200 error codes, the 20-s,
+    daily and concurrency limits), validating request bodies against
+    Marketo's Swagger contract (contract_violations())."""
+
+    CLIENT_ID = "mkto-client-id"
+    CLIENT_SECRET = "mkto-client-secret"
+
+    def __init__(self, openapi=MARKETO_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Marketo's Swagger contract is not at {openapi} (set REVETL_MARKETO_OPENAPI)")
+        super().__init__("marketo", "mock Marketo", ["--openapi", openapi] if openapi else [])
+        self.token_url = self.url + "/identity/oauth/token"
+
+    def leads(self):
+        return self._call("GET", "/_mock/leads")["leads"]
+
+    def expire_tokens(self):
+        return self._call("POST", "/_mock/expire_tokens", {})
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
+
+OUTREACH_OPENAPI = os.environ.get("REVETL_OUTREACH_OPENAPI", "/work/shared/vendor-specs/outreach/outreach.oas.json")
+
+
+class MockOutreach(MockProcess):
+    """The stateful Outreach mock in test/connectors/outreach/mock.py (OAuth
+    token endpoint with rotating refresh tokens, JSON:API prospects and
+    accounts, filters, X-RateLimit-* headers and 429), validating request
+    bodies against Outreach's OpenAPI contract (contract_violations())."""
+
+    CLIENT_ID = "or-client-id"
+    CLIENT_SECRET = "or-client-secret"
+    REFRESH_TOKEN = "or-refresh-token"
+
+    def __init__(self, openapi=OUTREACH_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Outreach's OpenAPI contract is not at {openapi} (set REVETL_OUTREACH_OPENAPI)")
+        super().__init__("outreach", "mock Outreach", ["--openapi", openapi] if openapi else [])
+        self.token_url = self.url + "/oauth/token"
+        self.api_url = self.url + "/api/v2"
+
+    def records(self, kind="prospects"):
+        return self._call("GET", f"/_mock/records?type={kind}")["records"]
+
+    def seed(self, kind, attributes):
+        """A record made in Outreach itself; returns its id."""
+        return self._call("POST", "/_mock/records", {"type": kind, "attributes": attributes})["id"]
+
+    def expire_tokens(self):
+        return self._call("POST", "/_mock/expire_tokens", {})
+
+    def refresh_token(self):
+        return self._call("GET", "/_mock/refresh_token")["refresh_token"]
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]

@@ -65,7 +65,7 @@ TEST(Registry, TypesAreUniqueAndComplete) {
         ASSERT_NE(s->ServerOption("type"), nullptr);
         EXPECT_EQ(FindSpec(s->type), s);
     }
-    EXPECT_EQ(FindSpec("marketo"), nullptr);
+    EXPECT_EQ(FindSpec("kafka"), nullptr);
 }
 
 TEST(ValidateServer, AlterIsJudgedAsCreateWithTheResultingOptions) {

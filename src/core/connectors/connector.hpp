@@ -77,7 +77,7 @@ struct Verdict {
         // match records by key. Counts as an attempt.
         Resend,
         // The credentials expired (401, or a vendor's own signal such as
-        // Marketo's HTTP 200 with code 602): the host refreshes them once
+        // an HTTP 200 whose body says the token expired): the host refreshes them once
         // and the request is replayed once; without a way to refresh (no
         // OAuth), or on a second such answer, it is Fatal with `error`.
         AuthExpired,

@@ -6,6 +6,8 @@
 #include "core/connectors/intercom/intercom.hpp"
 #include "core/connectors/pipedrive/pipedrive.hpp"
 #include "core/connectors/iterable/iterable.hpp"
+#include "core/connectors/marketo/marketo.hpp"
+#include "core/connectors/outreach/outreach.hpp"
 #include "core/connectors/salesforce/salesforce.hpp"
 #include "core/connectors/segment/segment.hpp"
 #include "core/connectors/webhook/webhook.hpp"
@@ -27,6 +29,8 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &IntercomSpec(),
         &PipedriveSpec(),
         &IterableSpec(),
+        &MarketoSpec(),
+        &OutreachSpec(),
     };
     // clang-format on
     return specs;
