@@ -406,6 +406,39 @@ class MockSegment(MockProcess):
                 if r.get("contract_errors")]
 
 
+# Customer.io's published Track API OpenAPI: the mock checks every batch
+# body revetl sends against it.
+CUSTOMERIO_OPENAPI = os.environ.get(
+    "REVETL_CUSTOMERIO_OPENAPI", "/work/shared/vendor-specs/customerio/customer-io-track-api-openapi.json")
+
+
+class MockCustomerIo(MockProcess):
+    """The stateful Customer.io Track API mock in test/connectors/customerio/mock.py
+    (/api/v2/batch with its size limits, 207 per-item errors, 429), validating
+    request bodies against Customer.io's OpenAPI (contract_violations())."""
+
+    def __init__(self, site_id="site-1", api_key="test-key", openapi=CUSTOMERIO_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Customer.io's OpenAPI is not at {openapi} (set REVETL_CUSTOMERIO_OPENAPI)")
+        super().__init__("customerio", "mock Customer.io", ["--site-id", site_id, "--api-key", api_key] +
+                         (["--openapi", openapi] if openapi else []))
+
+    def people(self):
+        """{id (or email when the person has no id): attributes} of the people Customer.io holds."""
+        return {p.get("id") or p["attributes"].get("email"): p["attributes"]
+                for p in self._call("GET", "/_mock/people")["people"]}
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
+
 SALESFORCE_POSTMAN = os.environ.get(
     "REVETL_SALESFORCE_POSTMAN",
     "/work/shared/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis")

@@ -102,8 +102,9 @@ TEST(ValidateOptions, MissingType) {
     Error e = ServerError({{"url", "https://a.example.com"}});
     EXPECT_EQ(e.sqlstate(), "HV024");
     EXPECT_STREQ(e.what(), "a revetl server needs the option \"type\"");
-    EXPECT_TRUE(
-        Contains(e.hint(), "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment."));
+    EXPECT_TRUE(Contains(
+        e.hint(),
+        "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment, customerio."));
 }
 
 TEST(ValidateOptions, UnknownTypeSuggests) {
@@ -111,11 +112,12 @@ TEST(ValidateOptions, UnknownTypeSuggests) {
     EXPECT_EQ(e.sqlstate(), "HV024");
     EXPECT_STREQ(e.what(), "unknown destination type \"webhok\"");
     EXPECT_EQ(e.hint(), "Perhaps you meant \"webhook\". Valid types are: webhook, hubspot, http, zendesk, "
-                        "salesforce, braze, segment.");
+                        "salesforce, braze, segment, customerio.");
 
     e = ServerError({{"type", "kafka"}, {"url", "https://a.example.com"}});
     EXPECT_STREQ(e.what(), "unknown destination type \"kafka\"");
-    EXPECT_EQ(e.hint(), "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment.");
+    EXPECT_EQ(e.hint(),
+              "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment, customerio.");
 }
 
 TEST(ValidateOptions, MissingUrl) {

@@ -1,6 +1,7 @@
 #include "core/connectors/registry.hpp"
 
 #include "core/connectors/braze/braze.hpp"
+#include "core/connectors/customerio/customerio.hpp"
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
 #include "core/connectors/salesforce/salesforce.hpp"
@@ -21,6 +22,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &SalesforceSpec(),
         &BrazeSpec(),
         &SegmentSpec(),
+        &CustomerIoSpec(),
     };
     // clang-format on
     return specs;
