@@ -439,6 +439,43 @@ class MockCustomerIo(MockProcess):
                 if r.get("contract_errors")]
 
 
+# Klaviyo's published OpenAPI (stable.json): the mock checks every request
+# body revetl sends against it.
+KLAVIYO_OPENAPI = os.environ.get("REVETL_KLAVIYO_OPENAPI", "/work/shared/vendor-specs/klaviyo/stable.json")
+
+
+class MockKlaviyo(MockProcess):
+    """The stateful Klaviyo mock in test/connectors/klaviyo/mock.py (bulk profile
+    import jobs, import errors, data privacy deletions, 429 with Retry-After),
+    validating request bodies against Klaviyo's OpenAPI (contract_violations())."""
+
+    def __init__(self, api_key="pk_test", openapi=KLAVIYO_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Klaviyo's OpenAPI is not at {openapi} (set REVETL_KLAVIYO_OPENAPI)")
+        super().__init__("klaviyo", "mock Klaviyo", ["--api-key", api_key] +
+                         (["--openapi", openapi] if openapi else []))
+
+    def profiles(self):
+        """{email: profile} of the profiles Klaviyo holds."""
+        return {p.get("email"): p for p in self._call("GET", "/_mock/profiles")["profiles"]}
+
+    def jobs(self):
+        return self._call("GET", "/_mock/jobs")["jobs"]
+
+    def expire(self, job_id=None):
+        return self._call("POST", "/_mock/expire", {"id": job_id} if job_id else {})
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
+
 SALESFORCE_POSTMAN = os.environ.get(
     "REVETL_SALESFORCE_POSTMAN",
     "/work/shared/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis")

@@ -102,9 +102,8 @@ TEST(ValidateOptions, MissingType) {
     Error e = ServerError({{"url", "https://a.example.com"}});
     EXPECT_EQ(e.sqlstate(), "HV024");
     EXPECT_STREQ(e.what(), "a revetl server needs the option \"type\"");
-    EXPECT_TRUE(Contains(
-        e.hint(),
-        "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment, customerio."));
+    EXPECT_TRUE(Contains(e.hint(), "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, "
+                                   "segment, customerio, klaviyo."));
 }
 
 TEST(ValidateOptions, UnknownTypeSuggests) {
@@ -112,12 +111,13 @@ TEST(ValidateOptions, UnknownTypeSuggests) {
     EXPECT_EQ(e.sqlstate(), "HV024");
     EXPECT_STREQ(e.what(), "unknown destination type \"webhok\"");
     EXPECT_EQ(e.hint(), "Perhaps you meant \"webhook\". Valid types are: webhook, hubspot, http, zendesk, "
-                        "salesforce, braze, segment, customerio.");
+                        "salesforce, braze, segment, customerio, klaviyo.");
 
     e = ServerError({{"type", "kafka"}, {"url", "https://a.example.com"}});
     EXPECT_STREQ(e.what(), "unknown destination type \"kafka\"");
-    EXPECT_EQ(e.hint(),
-              "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment, customerio.");
+    EXPECT_EQ(
+        e.hint(),
+        "Valid types are: webhook, hubspot, http, zendesk, salesforce, braze, segment, customerio, klaviyo.");
 }
 
 TEST(ValidateOptions, MissingUrl) {

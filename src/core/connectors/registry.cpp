@@ -4,6 +4,7 @@
 #include "core/connectors/customerio/customerio.hpp"
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
+#include "core/connectors/klaviyo/klaviyo.hpp"
 #include "core/connectors/salesforce/salesforce.hpp"
 #include "core/connectors/segment/segment.hpp"
 #include "core/connectors/webhook/webhook.hpp"
@@ -23,6 +24,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &BrazeSpec(),
         &SegmentSpec(),
         &CustomerIoSpec(),
+        &KlaviyoSpec(),
     };
     // clang-format on
     return specs;
