@@ -116,6 +116,12 @@ fi
 if [ -f "$WORK/vendor-specs/outreach/outreach.oas.json" ]; then
     export REVETL_OUTREACH_OPENAPI="$WORK/vendor-specs/outreach/outreach.oas.json"
 fi
+if [ -f "$WORK/vendor-specs/customerio/customer-io-track-api-openapi.json" ]; then
+    export REVETL_CUSTOMERIO_OPENAPI="$WORK/vendor-specs/customerio/customer-io-track-api-openapi.json"
+fi
+if [ -f "$WORK/vendor-specs/klaviyo/stable.json" ]; then
+    export REVETL_KLAVIYO_OPENAPI="$WORK/vendor-specs/klaviyo/stable.json"
+fi
 # Salesforce publishes no OpenAPI for these endpoints: its Postman collection
 # (see vendor-specs/salesforce/SOURCE.md) is checked by test/lib/postman.py.
 if [ -d "$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis" ]; then

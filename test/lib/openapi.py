@@ -23,7 +23,7 @@ import jsonschema
 def _load_yaml(path):
     """A YAML contract (Zendesk publishes one). Its unquoted `=` scalars trip
     PyYAML's YAML 1.1 "value" tag: read as plain strings, as YAML 1.2 does.
-    OpenAPI 3.0's `nullable: true` becomes JSON Schema's null type."""
+    OpenAPI 3.0's `nullable: true` becomes JSON Schema's null type (_nullable)."""
     import yaml
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -34,17 +34,20 @@ def _load_yaml(path):
     with open(path) as f:
         doc = yaml.load(f, Loader=Loader)
 
-    def nullable(node):
-        if isinstance(node, dict):
-            if node.get("nullable") is True and isinstance(node.get("type"), str):
-                node["type"] = [node["type"], "null"]
-            for v in node.values():
-                nullable(v)
-        elif isinstance(node, list):
-            for v in node:
-                nullable(v)
-    nullable(doc)
+    _nullable(doc)
     return doc
+
+
+def _nullable(node):
+    """OpenAPI 3.0's `nullable: true` becomes JSON Schema's null type."""
+    if isinstance(node, dict):
+        if node.get("nullable") is True and isinstance(node.get("type"), str):
+            node["type"] = [node["type"], "null"]
+        for v in node.values():
+            _nullable(v)
+    elif isinstance(node, list):
+        for v in node:
+            _nullable(v)
 
 
 class OpenApi:
@@ -54,6 +57,8 @@ class OpenApi:
         else:
             with open(path) as f:
                 self.doc = json.load(f)
+            if str(self.doc.get("openapi", "")).startswith("3.0"):
+                _nullable(self.doc)  # Klaviyo's is 3.0 JSON
         self.aliases = aliases or []
         self.templates = []
         for template, item in self.doc.get("paths", {}).items():

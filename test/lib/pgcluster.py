@@ -439,6 +439,76 @@ class MockSegment(MockProcess):
                 if r.get("contract_errors")]
 
 
+# Customer.io's published Track API OpenAPI: the mock checks every batch
+# body revetl sends against it.
+CUSTOMERIO_OPENAPI = os.environ.get(
+    "REVETL_CUSTOMERIO_OPENAPI", "/work/shared/vendor-specs/customerio/customer-io-track-api-openapi.json")
+
+
+class MockCustomerIo(MockProcess):
+    """The stateful Customer.io Track API mock in test/connectors/customerio/mock.py
+    (/api/v2/batch with its size limits, 207 per-item errors, 429), validating
+    request bodies against Customer.io's OpenAPI (contract_violations())."""
+
+    def __init__(self, site_id="site-1", api_key="test-key", openapi=CUSTOMERIO_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Customer.io's OpenAPI is not at {openapi} (set REVETL_CUSTOMERIO_OPENAPI)")
+        super().__init__("customerio", "mock Customer.io", ["--site-id", site_id, "--api-key", api_key] +
+                         (["--openapi", openapi] if openapi else []))
+
+    def people(self):
+        """{id (or email when the person has no id): attributes} of the people Customer.io holds."""
+        return {p.get("id") or p["attributes"].get("email"): p["attributes"]
+                for p in self._call("GET", "/_mock/people")["people"]}
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
+
+# Klaviyo's published OpenAPI (stable.json): the mock checks every request
+# body revetl sends against it.
+KLAVIYO_OPENAPI = os.environ.get("REVETL_KLAVIYO_OPENAPI", "/work/shared/vendor-specs/klaviyo/stable.json")
+
+
+class MockKlaviyo(MockProcess):
+    """The stateful Klaviyo mock in test/connectors/klaviyo/mock.py (bulk profile
+    import jobs, import errors, data privacy deletions, 429 with Retry-After),
+    validating request bodies against Klaviyo's OpenAPI (contract_violations())."""
+
+    def __init__(self, api_key="pk_test", openapi=KLAVIYO_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Klaviyo's OpenAPI is not at {openapi} (set REVETL_KLAVIYO_OPENAPI)")
+        super().__init__("klaviyo", "mock Klaviyo", ["--api-key", api_key] +
+                         (["--openapi", openapi] if openapi else []))
+
+    def profiles(self):
+        """{email: profile} of the profiles Klaviyo holds."""
+        return {p.get("email"): p for p in self._call("GET", "/_mock/profiles")["profiles"]}
+
+    def jobs(self):
+        return self._call("GET", "/_mock/jobs")["jobs"]
+
+    def expire(self, job_id=None):
+        return self._call("POST", "/_mock/expire", {"id": job_id} if job_id else {})
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
+
 SALESFORCE_POSTMAN = os.environ.get(
     "REVETL_SALESFORCE_POSTMAN",
     "/work/shared/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis")

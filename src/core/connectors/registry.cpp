@@ -1,6 +1,7 @@
 #include "core/connectors/registry.hpp"
 
 #include "core/connectors/braze/braze.hpp"
+#include "core/connectors/customerio/customerio.hpp"
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
 #include "core/connectors/intercom/intercom.hpp"
@@ -8,6 +9,7 @@
 #include "core/connectors/iterable/iterable.hpp"
 #include "core/connectors/marketo/marketo.hpp"
 #include "core/connectors/outreach/outreach.hpp"
+#include "core/connectors/klaviyo/klaviyo.hpp"
 #include "core/connectors/salesforce/salesforce.hpp"
 #include "core/connectors/segment/segment.hpp"
 #include "core/connectors/webhook/webhook.hpp"
@@ -31,6 +33,8 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &IterableSpec(),
         &MarketoSpec(),
         &OutreachSpec(),
+        &CustomerIoSpec(),
+        &KlaviyoSpec(),
     };
     // clang-format on
     return specs;

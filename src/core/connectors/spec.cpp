@@ -430,6 +430,8 @@ DestinationSettings ResolveDestinationSettings(const OptionList &server, const O
         }
         s.url = url;
     }
+    if (s.url.empty() && spec.default_url)
+        s.url = spec.default_url(server);
     // A destination's own cap on records per call wins over a larger
     // batch_size (the connector could not send it in one call anyway).
     s.batch_size = std::min(s.batch_size, spec.max_batch_size);

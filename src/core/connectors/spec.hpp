@@ -131,6 +131,9 @@ struct ConnectorSpec {
     // that server option's value ("https://{account}.vendor.example"); the
     // spec's check_server makes sure the value is safe in a host name.
     std::string url_template;
+    // As url_template, for a type whose default URL is a choice rather than
+    // a substitution (a region option picking a host); unset for the others.
+    std::function<std::string(const OptionList &server)> default_url;
     // How its asynchronous jobs are polled (for types that write through
     // jobs; the job_poll_interval and max_open_jobs options adjust it).
     JobPolling jobs;

@@ -1,0 +1,170 @@
+"""The Klaviyo connector against the stateful mock: profiles upserted through
+bulk import jobs that take several polls, per-profile import errors (read page
+by page) in revetl.rejected_rows, MODE MIRROR deletes through data privacy
+deletion requests, a job Klaviyo no longer knows sent again, 429s waited out,
+an invalid API key failing the run, and the refusals at CREATE SYNC. Every
+request body is checked against Klaviyo's OpenAPI, every call's revision
+header against the server's option."""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from pgcluster import Cluster, MockKlaviyo  # noqa: E402
+
+cluster = None
+klaviyo = None
+JOBS = "/api/profile-bulk-import-jobs"
+
+
+def setUpModule():
+    global cluster, klaviyo
+    cluster = Cluster(name="revetl-klaviyo").start()
+    klaviyo = MockKlaviyo()
+    cluster.sql("create extension revetl")
+    cluster.wait_for_worker()
+
+
+def tearDownModule():
+    if klaviyo:
+        klaviyo.stop()
+    if cluster:
+        cluster.destroy()
+
+
+class KlaviyoTest(unittest.TestCase):
+    n = 0
+
+    def setUp(self):
+        klaviyo.reset()
+        KlaviyoTest.n += 1
+        self.t = f"people_{KlaviyoTest.n}"
+        self.srv = f"kl_{KlaviyoTest.n}"
+        self.s = f"to_klaviyo_{KlaviyoTest.n}"
+
+    def tearDown(self):
+        cluster.sql(f"select revetl.drop_sync('{self.s}', if_exists => true)")
+        self.assertEqual(klaviyo.contract_violations(), [])
+
+    def setup_sync(self, rows=30, mode="MIRROR", server_options="", api_key="pk_test"):
+        cluster.sql(f"""
+            create table {self.t} (id int primary key, email text, plan text, score int);
+            insert into {self.t} select g, 'user' || g || '@example.com', 'free', g
+              from generate_series(1, {rows}) g;
+            create server {self.srv} foreign data wrapper revetl
+              options (type 'klaviyo', url '{klaviyo.url}', job_poll_interval '20ms',
+                       revision '2026-07-15' {server_options});
+            create user mapping for postgres server {self.srv} options (api_key '{api_key}');
+            select * from revetl.execute($$
+              CREATE SYNC {self.s} FROM {self.t} TO {self.srv} KEY (id) MATCH ON email MODE {mode}
+                MAP (email AS email, id AS external_id, plan AS plan, score AS score)
+            $$);
+        """)
+
+    def sync_now(self):
+        out, err, rc = cluster.psql(f"select revetl.run_sync('{self.s}', wait => true)", check=False)
+        return (int(out.strip()) if rc == 0 else None), err
+
+    def last(self, cols="status, rows_delivered, rows_rejected, error"):
+        return cluster.rows(f"select {cols} from revetl.sync_runs where sync_name = '{self.s}' "
+                            f"order by id desc limit 1")[0]
+
+    def expected(self):
+        return {e: (str(i), p, int(sc)) for i, e, p, sc in cluster.rows(f"select id, email, plan, score from {self.t}")}
+
+    def actual(self):
+        return {e: (p.get("external_id"), p["properties"].get("plan"), p["properties"].get("score"))
+                for e, p in klaviyo.profiles().items()}
+
+    def posts(self):
+        return [r for r in klaviyo.requests() if r["path"] == JOBS and r["status"] == 202]
+
+    def test_jobs_partial_failures_and_mirror_deletes(self):
+        self.setup_sync(rows=250, server_options=", batch_size '100'")
+        klaviyo.configure(polls_to_complete=3, errors_page_size=2, reject=[
+            {"field": "email", "pattern": "^user(7|17|27)@", "code": "invalid", "detail": "Email is suppressed"}])
+        run_id, err = self.sync_now()
+        self.assertIsNotNone(run_id, err)
+        self.assertEqual(self.last()[:3], ["partial", "247", "3"])
+        self.assertEqual(sorted(len(r["body"]["data"]["attributes"]["profiles"]["data"]) for r in self.posts()),
+                         [50, 100, 100])
+        # Each job polled until complete (three polls); the failing job's
+        # errors read in pages of two.
+        polls = [r for r in klaviyo.requests() if r["method"] == "GET" and r["path"].count("/") == 3]
+        self.assertEqual(len(polls), 9)
+        pages = [r for r in klaviyo.requests() if r["path"].endswith("/import-errors")]
+        self.assertGreaterEqual(len(pages), 2)
+        self.assertTrue(all(r["headers"].get("revision") == "2026-07-15" for r in klaviyo.requests()))
+        rejected = {r[0]: r[1:] for r in cluster.rows(
+            f"select key, http_status, error_code, reason from revetl.rejected_rows where sync_name = '{self.s}'")}
+        self.assertEqual(set(rejected), {'{"id": 7}', '{"id": 17}', '{"id": 27}'})
+        self.assertEqual(rejected['{"id": 17}'][:2], ["200", "invalid"])
+        self.assertRegex(rejected['{"id": 17}'][2],
+                         r"^Email is suppressed \(/data/attributes/profiles/data/\d+/attributes/email\)$")
+        expected = self.expected()
+        for g in (7, 17, 27):
+            del expected[f"user{g}@example.com"]
+        self.assertEqual(self.actual(), expected)
+        self.assertEqual(cluster.sql("select count(*) from revetl.delivery_jobs"), "0")
+        # Changes and removals: deletes go through data privacy requests by email.
+        klaviyo.configure(reject=[])
+        klaviyo.clear_requests()
+        cluster.sql(f"delete from {self.t} where id in (3, 4); update {self.t} set plan = 'pro' where id = 5")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "6", "0"])
+        deletions = [r for r in klaviyo.requests() if r["path"] == "/api/data-privacy-deletion-jobs"]
+        self.assertEqual(sorted(r["body"]["data"]["attributes"]["profile"]["data"]["attributes"]["email"]
+                                for r in deletions), ["user3@example.com", "user4@example.com"])
+        self.assertEqual(self.actual(), self.expected())
+
+    def test_expired_job_is_sent_again(self):
+        self.setup_sync(rows=20)
+        klaviyo.configure(polls_to_complete=3, faults=[{"status": 404, "path": JOBS + "/",
+                                                        "body": {"errors": [{"id": "x", "code": "not_found",
+                                                                             "title": "Not found.", "detail": "gone"}]}}])
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "20", "0"])
+        self.assertEqual(len(self.posts()), 2, "sent again once")
+        self.assertEqual(self.actual(), self.expected())
+
+    def test_429_is_waited_out(self):
+        self.setup_sync(rows=60, server_options=", rate_limit 'none', max_in_flight '1', batch_size '10'")
+        klaviyo.configure(polls_to_complete=2, rate_limit=3, rate_window_ms=1000)
+        run_id, err = self.sync_now()
+        self.assertIsNotNone(run_id, err)
+        status, delivered, rejected, throttled = self.last("status, rows_delivered, rows_rejected, throttled")
+        self.assertEqual((status, delivered, rejected), ("succeeded", "60", "0"))
+        self.assertGreater(int(throttled), 0)
+        self.assertGreater(klaviyo.stats()["rate_limited"], 0)
+        self.assertEqual(self.actual(), self.expected())
+
+    def test_invalid_key_fails_the_run_clearly(self):
+        self.setup_sync(rows=5, api_key="pk_wrong_secret")
+        self.sync_now()
+        status, delivered, rejected, error = self.last()
+        self.assertEqual((status, delivered, rejected), ("failed", "0", "0"))
+        self.assertIn("Klaviyo refused the API key (HTTP 401)", error)
+        self.assertNotIn("pk_wrong_secret", error)
+        self.assertEqual(klaviyo.profiles(), {})
+
+    def test_refusals_at_create_sync(self):
+        cluster.sql(f"""create table {self.t} (id int primary key, email text);
+            create server {self.srv} foreign data wrapper revetl options (type 'klaviyo')""")
+        _, err, rc = cluster.psql(f"select * from revetl.execute($$ CREATE SYNC {self.s} FROM {self.t} "
+                                  f"TO {self.srv} KEY (id) MATCH ON external_id MODE MIRROR "
+                                  f"MAP (id AS external_id) $$)", check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("cannot mirror Klaviyo profiles matched on external_id", err)
+        _, err, rc = cluster.psql(f"select * from revetl.execute($$ CREATE SYNC {self.s} FROM {self.t} "
+                                  f"TO {self.srv} KEY (id) MODE UPDATE MAP (email AS email) $$)", check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("update", err.lower())
+        _, err, rc = cluster.psql(f"create server {self.srv}_x foreign data wrapper revetl "
+                                  f"options (type 'klaviyo', revision 'latest')", check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("revision", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
