@@ -689,6 +689,12 @@ std::string SyncSearchPath(const SyncDefinition *existing) {
 }
 
 void GrantShadow(const std::string &shadow, const std::string &role_name, bool grant) {
+    // GRANT takes no lock on the table, and a run may be re-typing the
+    // shadow table's keys (ALTER TABLE, EnsureShadowKeys) at this moment:
+    // both update its pg_class row, and the second would fail with "tuple
+    // concurrently updated". Any lock waits for that ALTER to commit, and
+    // keeps the next one waiting until this transaction does.
+    Sql("LOCK TABLE " + QualifiedName(kSchema, shadow) + " IN ACCESS SHARE MODE");
     Sql(std::string(grant ? "GRANT" : "REVOKE") + " SELECT ON " + QualifiedName(kSchema, shadow) +
         (grant ? " TO " : " FROM ") + QuoteIdent(role_name));
 }
