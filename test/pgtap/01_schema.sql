@@ -306,7 +306,7 @@ SELECT table_privs_are('revetl', 'sync_status', 'public', ARRAY['SELECT'],
 SELECT has_table('revetl', 'sync_state', 'table revetl.sync_state exists');
 SELECT columns_are('revetl', 'sync_state',
     ARRAY['sync_id', 'next_run_at', 'alert_failed', 'alert_rejected', 'alert_stale', 'incremental_ready',
-          'model_problem'],
+          'model_problem', 'wal_relid'],
     'revetl.sync_state has exactly the documented columns');
 SELECT col_is_pk('revetl', 'sync_state', 'sync_id', 'sync_state.sync_id is the primary key');
 SELECT col_type_is('revetl', 'sync_state', 'sync_id', 'bigint', 'sync_state.sync_id is bigint');
@@ -355,7 +355,7 @@ SELECT has_view('revetl', 'sync_status', 'view revetl.sync_status exists');
 SELECT columns_are('revetl', 'sync_status',
     ARRAY['name', 'owner', 'schedule', 'paused', 'last_run_id', 'last_status', 'last_trigger', 'last_finished_at',
           'last_error', 'last_success_at', 'rows_waiting', 'oldest_undelivered_at', 'next_run_at', 'health',
-          'next_retry_at', 'model_problem'],
+          'next_retry_at', 'model_problem', 'backlog_keys', 'backlog_age', 'wal_lag_bytes', 'wal_retained_bytes'],
     'revetl.sync_status has exactly the documented columns');
 SELECT has_view('revetl', 'sync_progress', 'view revetl.sync_progress exists');
 SELECT columns_are('revetl', 'sync_progress',
