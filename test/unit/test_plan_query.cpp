@@ -197,7 +197,8 @@ TEST(BuildPlanQuery, InsertModeSkipsChangedRows) {
     EXPECT_TRUE(EndsWith(
         with_changes,
         " OR s.key IS NULL OR s.removed OR s.row_hash OPERATOR(pg_catalog.<>) m.h OR (s.row_hash IS NULL) "
-        "OPERATOR(pg_catalog.<>) (m.h IS NULL) OR s.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now() END"));
+        "OPERATOR(pg_catalog.<>) (m.h IS NULL) OR s.verify_after OPERATOR(pg_catalog.<=) pg_catalog.now() "
+        "END"));
     spec.include_changes = false;
     std::string sql = BuildPlanQuery(spec);
     EXPECT_TRUE(NotContains(sql, "row_hash IS DISTINCT FROM"));
