@@ -218,12 +218,16 @@ int EnqueueDueRuns() {
     SqlResult due =
         Sql("SELECT s.id, s.name, s.schedule_kind, s.schedule_value, "
             "  CASE WHEN s.schedule_kind = 'every' THEN extract(epoch FROM s.schedule_value::interval) END, "
-            "  extract(epoch FROM st.next_run_at)::bigint, st.next_run_at IS NULL, "
+            "  pg_catalog.floor(extract(epoch FROM st.next_run_at))::bigint, st.next_run_at IS NULL, "
             "  EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id AND r.status IN ('queued', "
             "'running')) "
             "FROM revetl.syncs s LEFT JOIN revetl.sync_state st ON st.sync_id = s.id "
             "WHERE s.schedule_kind IN ('every', 'cron') AND NOT s.paused "
             "  AND (st.next_run_at IS NULL OR st.next_run_at <= pg_catalog.now())");
+    // The slot is read rounded down. Rounded to the nearest second it could
+    // move up to half a second later, and after missed slots the next one
+    // (whole intervals on) could then fall a fraction of a second after
+    // now: the catch-up run would be followed at once by another.
     std::time_t now = Now();
     for (size_t i = 0; i < due.rows.size(); i++) {
         int64 sync_id = due.Int8(i, 0);

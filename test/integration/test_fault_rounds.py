@@ -16,6 +16,7 @@ is not the place: this asserts, it does not time):
         python3 test/integration/run.py test_fault_rounds.py
 """
 
+import json
 import os
 import random
 import signal
@@ -194,7 +195,35 @@ class FaultRoundsTest(unittest.TestCase):
             extra = sorted(set(got) - set(expected))[:5]
             wrong = sorted(k for k in expected if k in got and got[k] != expected[k])[:5]
             self.assertEqual((missing, extra, wrong), ([], [], []),
-                             f"{name} receiver differs from the model (seed {SEED})")
+                             f"{name} receiver differs from the model (seed {SEED})\n"
+                             + self.history(name, missing + extra + wrong))
+
+    def history(self, name, keys):
+        """What happened to each key: the journal's requests carrying it (in
+        apply order), the sync's runs and the key's shadow row, so that a
+        failure under load can be read without a rerun."""
+        out = []
+        runs = self.cluster.sql(
+            f"select string_agg(format('%s %s %s %s..%s %s', r.id, r.status, r.trigger, r.started_at::time, "
+            f"r.finished_at::time, left(coalesce(r.error, ''), 80)), E'\\n' order by r.id) "
+            f"from revetl.sync_runs r where r.sync_name = 'sync_{name}'")
+        out.append(f"runs of sync_{name}:\n{runs}")
+        for k in keys:
+            out.append(f"key {k}:")
+            for q in self.mocks[name].requests():
+                for rec in (q.get("body") or {}).get("records", []) if isinstance(q.get("body"), dict) else []:
+                    if json.dumps(rec.get("key"), sort_keys=True) == k:
+                        out.append(f"  seq {q.get('seq')} {q.get('time')} status {q.get('status')} "
+                                   f"{rec.get('op')} {rec.get('data')} ikey {rec.get('idempotency_key')}")
+            ident = json.loads(k)["id"]
+            out.append("  shadow: " + self.shadow_row(name, ident))
+        return "\n".join(out)
+
+    def shadow_row(self, name, ident):
+        table = self.cluster.sql(f"select shadow_table from revetl.syncs where name = 'sync_{name}'")
+        return self.cluster.sql(
+            f"select coalesce(string_agg(to_jsonb(t)::text, ' '), '(none)') from revetl.{table} t "
+            f"where t.key->>'id' = '{ident}'")
 
     # -------------------------------------------------------------------------
     def test_every_fault_kind_converges_exactly(self):
