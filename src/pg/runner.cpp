@@ -320,6 +320,7 @@ private:
     bool Start();
     void ResumeKeptJobs();
     void Plan();
+    SqlArg SentAfterArg() const;
     void Deliver();
     // Runs the delivery engine over `next_batch`'s batches, records its
     // counters, and throws DestinationFailure when it stopped the run.
@@ -394,6 +395,11 @@ private:
     // What recordings of keys in this run are made at: run_id_ for the
     // first plan, a fresh id for each further plan (NextRecordingId).
     int64_t version_id_ = 0;
+    // When the plan whose rows are being delivered took its snapshot
+    // (microseconds since 2000-01-01, PostgreSQL's TimestampTz), or none
+    // before the first plan (jobs of an earlier run resumed). Every request
+    // carrying those rows was sent after it; see Flush.
+    std::optional<int64_t> sent_after_;
     int plans_ = 0;       // plans made by this run (ON CHANGE runs make several)
     std::string trigger_; // revetl.runs.trigger
     // The sync's catalog row when the run started (ON CHANGE runs): any
@@ -576,6 +582,7 @@ void SyncRun::Plan() {
         CommitTransaction();
     }
     BeginTransaction("revetl: planning", true);
+    PgGuard([&] { sent_after_ = GetCurrentTransactionStartTimestamp(); });
     // The owner's model and MAP run now: bounded by the sync's plan_timeout
     // (the statement timeout's handler cancels whatever runs when it fires).
     planning_ = true;
@@ -732,6 +739,21 @@ std::optional<EngineBatch> SyncRun::ReadBatch() {
     return batch;
 }
 
+namespace {
+
+// The time in parameter $n (SyncRun::sent_after_), or -infinity when it is
+// unknown, which keeps every pending verification.
+std::string SentAfterSql(int n) {
+    return "coalesce('2000-01-01 00:00:00+00'::pg_catalog.timestamptz + pg_catalog.make_interval(secs => $" +
+           std::to_string(n) + "::bigint / 1000000.0), '-infinity'::pg_catalog.timestamptz)";
+}
+
+} // namespace
+
+SqlArg SyncRun::SentAfterArg() const {
+    return sent_after_ ? SqlArg::Int8(*sent_after_) : SqlArg::Null(INT8OID);
+}
+
 void SyncRun::Flush() {
     if (pending_changes_.empty())
         return;
@@ -771,8 +793,15 @@ void SyncRun::Flush() {
                 "s.dest_id) "
                 "END, run_id = excluded.run_id, version = excluded.version, removed = false, "
                 "synced_at = pg_catalog.now(), "
+                // A key still to be verified stays so if this row's request
+                // may have been applied before a late one landed: it was sent
+                // (after the plan's snapshot, $8) before verify_after. Compared
+                // with the flush's own time instead, a request sent just
+                // before verify_after and recorded just after it would end
+                // the verification that the late request can still undo.
                 "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
-                "WHEN s.verify_after > pg_catalog.now() THEN s.verify_after END"),
+                "WHEN s.verify_after > " +
+                SentAfterSql(8) + " THEN s.verify_after END"),
             // A removal leaves nothing behind unless a request for the key
             // may still be applied late: one of its own attempts was lost,
             // or the key is still to be verified. Then its row becomes a
@@ -780,7 +809,8 @@ void SyncRun::Flush() {
             PreparedSql("DELETE FROM " + shadow +
                         " AS s USING unnest($1::text[], $2::boolean[]) AS r(key, uncertain) "
                         "WHERE s.key = r.key AND NOT r.uncertain AND (s.verify_after IS NULL OR "
-                        "s.verify_after <= pg_catalog.now())"),
+                        "s.verify_after <= " +
+                        SentAfterSql(3) + ")"),
             PreparedSql("UPDATE " + shadow +
                         " AS s SET removed = true, row_hash = 0, run_id = $3, version = $5, "
                         "synced_at = pg_catalog.now(), verify_after = CASE WHEN r.uncertain THEN "
@@ -812,11 +842,11 @@ void SyncRun::Flush() {
         statement.Run({SqlArg::TextArray(rows.keys), SqlArg::Int8Array(rows.row_hashes),
                        SqlArg::TextArray(rows.dest_ids), SqlArg::BoolArray(rows.uncertain),
                        SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms),
-                       SqlArg::Int8(version_id_)});
+                       SqlArg::Int8(version_id_), SentAfterArg()});
     }
     if (!rec.removal_keys.empty()) {
         flush_sql_->delete_shadow.Run(
-            {SqlArg::TextArray(rec.removal_keys), SqlArg::BoolArray(rec.removal_uncertain)});
+            {SqlArg::TextArray(rec.removal_keys), SqlArg::BoolArray(rec.removal_uncertain), SentAfterArg()});
         flush_sql_->tombstone_shadow.Run({SqlArg::TextArray(rec.removal_keys),
                                           SqlArg::BoolArray(rec.removal_uncertain), SqlArg::Int8(run_id_),
                                           SqlArg::Int8(settings_.settle_time_ms), SqlArg::Int8(version_id_)});

@@ -32,7 +32,10 @@ KINDS = ["503", "503_after_apply", "429", "reset", "reset_after_apply", "hold", 
          "stop_immediate"]
 ROUNDS = max(int(os.environ.get("REVETL_FAULT_ROUNDS", str(2 * len(KINDS)))), len(KINDS))
 
-SERVER_OPTIONS = ("timeout '1s', settle_time '2s', max_attempts '8', batch_size '100', max_in_flight '2', "
+# Small batches: each round's few hundred changes make several requests per
+# sync, so that a round's faults (after up to three passed requests) are
+# reached.
+SERVER_OPTIONS = ("timeout '1s', settle_time '2s', max_attempts '8', batch_size '25', max_in_flight '2', "
                   "connect_timeout '1s'")
 
 
@@ -112,6 +115,10 @@ class FaultRoundsTest(unittest.TestCase):
             "hold": [{"action": "hold"}],
         }.get(kind)
         for mock in self.mocks.values():
+            # Each round has its own faults: one the last round's requests
+            # did not reach would hit this round's (a hold then stays held
+            # for rounds, far past settle_time, which no design can cover).
+            mock.clear_faults()
             # The run-stopping kinds need runs still in flight when they act:
             # slow answers keep them there.
             mock.configure(faults=skip + faults if faults else [], delay_ms=600 if faults is None else 0)
@@ -119,8 +126,11 @@ class FaultRoundsTest(unittest.TestCase):
     def run_all(self, kind):
         runs = [int(self.cluster.sql(f"select revetl.run_sync('sync_{name}')")) for name in self.mocks]
         if kind in ("stop_run", "kill_run", "stop_immediate"):
-            wait_for(lambda: sum(len(m.requests()) for m in self.mocks.values()) >= 2
-                     or all(self.finished(r) for r in runs), timeout=60, what="requests to start")
+            # A request is in the mock's slow answer right now, so the stop
+            # lands while the run has requests in flight (waiting for ones
+            # already answered would often find the runs ended under load).
+            wait_for(lambda: any(m.in_flight() > 0 for m in self.mocks.values())
+                     or all(self.finished(r) for r in runs), timeout=60, interval=0.02, what="requests to start")
             if kind == "stop_run":
                 self.cluster.sql("select pg_terminate_backend(pid) from pg_stat_activity "
                                  "where backend_type = 'revetl run'")
@@ -223,7 +233,7 @@ class FaultRoundsTest(unittest.TestCase):
         table = self.cluster.sql(f"select shadow_table from revetl.syncs where name = 'sync_{name}'")
         return self.cluster.sql(
             f"select coalesce(string_agg(to_jsonb(t)::text, ' '), '(none)') from revetl.{table} t "
-            f"where t.key->>'id' = '{ident}'")
+            f"where t.key::jsonb->>'id' = '{ident}'")
 
     # -------------------------------------------------------------------------
     def test_every_fault_kind_converges_exactly(self):

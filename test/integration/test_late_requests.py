@@ -134,6 +134,39 @@ class LateRequestsTest(unittest.TestCase):
             self.assertEqual(mock.records()[key(id=1)], {"v": "C"})
         self.both_receivers(scenario)
 
+    def test_a_re_insert_answered_after_the_settle_time_is_still_verified(self):
+        # The re-insert is applied at once but answered (and so recorded)
+        # only after verify_after: the late delete may land between the two,
+        # so recording it must not end the wait. (Ended by the record's
+        # time, the record stayed missing: the key was never sent again.)
+        def scenario():
+            cluster.sql(f"alter server s_{self.n} options (set timeout '4s')")
+            cluster.sql(f"insert into {self.table} values (1, 'A'), (2, 'x')")
+            self.run_sync()
+            cluster.sql(f"delete from {self.table} where id = 1")
+            mock.configure(faults=[{"action": "hold"}])
+            self.run_sync()  # the delete hangs; its retry is applied
+            settle_end = cluster.sql(f"select verify_after from revetl.{self.shadow} "
+                                     f"where key = '{{\"id\": 1}}' and removed")
+            self.assertNotEqual(settle_end, "")
+            cluster.sql(f"insert into {self.table} values (1, 'C')")
+            # Applied at once, answered 3 s later: past the 2 s settle time.
+            mock.configure(faults=[{"action": "pass", "answer_delay_ms": 3000}])
+            run = int(cluster.sql(f"select revetl.run_sync('{self.sync}')"))
+            wait_for(lambda: mock.records().get(key(id=1)) == {"v": "C"}, timeout=30, what="the re-insert")
+            self.assertEqual(mock.release(), 1)  # the hung delete lands after it
+            if not mock.configure()["dedupe"]:  # (its key was applied by its retry)
+                self.assertNotIn(key(id=1), mock.records())
+            wait_for(lambda: cluster.sql(f"select status from revetl.sync_runs where id = {run}")
+                     not in ("queued", "running"), timeout=60, what="the slow run to end")
+            self.assertEqual(cluster.sql(f"select finished_at > '{settle_end}' from revetl.sync_runs "
+                                         f"where id = {run}"), "t")
+            self.assertEqual(cluster.sql(f"select verify_after = '{settle_end}' from revetl.{self.shadow} "
+                                         f"where key = '{{\"id\": 1}}'"), "t")
+            self.converge()
+            self.assertEqual(mock.records()[key(id=1)], {"v": "C"})
+        self.both_receivers(scenario)
+
     def test_a_killed_run_counts_every_request_it_made(self):
         # SIGKILL: no Finish, and the crash restart resets shared memory. The
         # counts after the last commit come from the file the run kept them in.

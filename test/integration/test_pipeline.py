@@ -253,9 +253,11 @@ class PipelineTest(unittest.TestCase):
         times = [req["time"] for req in mock.requests()]
         self.assertEqual(len(times), 5)
         # 20 per second, evenly spaced (2% under the limit): five requests
-        # span at least four intervals of 51 ms, whatever the jitter of
-        # single arrivals on a busy machine.
-        self.assertGreaterEqual(max(times) - min(times), 0.19, times)
+        # are sent over four intervals of 51 ms (204 ms). Arrival times
+        # carry the jitter of a busy machine (one arrival late by 20 ms has
+        # been seen), so at least three intervals' worth is asserted: five
+        # unlimited requests arrive within a few milliseconds.
+        self.assertGreaterEqual(max(times) - min(times), 0.15, times)
 
     def test_insert_and_update_modes(self):
         cluster.sql(f"select * from revetl.execute($$CREATE SYNC {self.sync} FROM {self.table} TO {self.server} "

@@ -209,6 +209,14 @@ class MockWebhook(MockProcess):
     def clear_requests(self):
         self._call("DELETE", "/_mock/requests")
 
+    def clear_faults(self):
+        """Drops the queued faults no request has consumed."""
+        return self._call("DELETE", "/_mock/faults")["cleared"]
+
+    def in_flight(self):
+        """How many requests have arrived and are not answered yet."""
+        return self._call("GET", "/_mock/health")["in_flight"]
+
     def release(self):
         """Applies the held requests now (late), in arrival order; returns how many."""
         return self._call("POST", "/_mock/release")["released"]

@@ -40,7 +40,8 @@ Behaviours emulated (Python 3.11 standard library only, binds 127.0.0.1 only):
     With --journal-file each entry is also appended as one JSON line.
     "seq" keeps increasing across DELETE /_mock/requests; /_mock/reset restarts it.
   * Control API (JSON in and out; never needs the token, never journaled):
-      GET    /_mock/health    -> {"ok": true}
+      GET    /_mock/health    -> {"ok": true, "in_flight": n}: n webhook requests
+                                 arrived and not answered yet (slow, held)
       GET    /_mock/requests  -> {"requests": [...]}
       DELETE /_mock/requests  -> clear journal (store untouched)
       GET    /_mock/records   -> {"records": [{"key", "data", "writes"}], "duplicates": n}
@@ -58,7 +59,9 @@ Behaviours emulated (Python 3.11 standard library only, binds 127.0.0.1 only):
                           applying, with "apply"). "hold" applies nothing and answers
                           nothing until POST /_mock/release: a request the client gave
                           up on that the destination applies late. "pass" handles the
-                          request normally: it lets a later fault hit a later request)
+                          request normally: it lets a later fault hit a later request.
+                          "answer_delay_ms": N on any fault answers N ms after the
+                          request was handled: a slow answer to an applied request)
                 "dedupe": bool    (default true: skip records whose idempotency_key
                           was applied before; false: a plain receiver)
                 "delay_ms": N     (every webhook request waits N ms before answering)
@@ -70,6 +73,7 @@ Behaviours emulated (Python 3.11 standard library only, binds 127.0.0.1 only):
       POST   /_mock/release   -> apply every held request now, in the order they
                                  arrived (answering each, if its client still
                                  listens); -> {"released": n}
+      DELETE /_mock/faults    -> drop the faults not consumed yet -> {"cleared": n}
       POST   /_mock/reset     -> clear journal, store, config and fault queue
     Unknown /_mock paths -> 404, wrong method on a known one -> 405 (with Allow).
   * --port 0 (default) picks a free port; --port-file gets the actual port written
@@ -200,6 +204,9 @@ def validate_config(update):
                                 "INVALID_CONFIG")
             if not isinstance(fault.get("apply", False), bool):
                 raise HttpError(400, f"faults[{i}].apply must be a boolean", "INVALID_CONFIG")
+            if not is_int(fault.get("answer_delay_ms", 0)) or fault.get("answer_delay_ms", 0) < 0:
+                raise HttpError(400, f"faults[{i}].answer_delay_ms must be a non-negative integer",
+                                "INVALID_CONFIG")
             headers = fault.get("headers", {})
             if not isinstance(headers, dict) or not all(
                     isinstance(v, (str, int)) and not isinstance(v, bool)
@@ -243,6 +250,7 @@ class MockState:
         self.faults = collections.deque()
         self.delay_ms = 0
         self.reject_all_status = None
+        self.in_flight = getattr(self, "in_flight", 0)  # webhook requests arrived and not yet answered
         # Whole-batch refusal (400) when any upsert matches: what APIs that
         # validate a request as a unit do (HubSpot without objectWriteTraceId).
         self.reject_batch_if = []
@@ -548,6 +556,16 @@ class MockHandler(BaseHTTPRequestHandler):
 
     def _handle_webhook(self, raw, arrived):
         state = self.server.state
+        with state.lock:
+            state.in_flight += 1
+        try:
+            self._handle_webhook_counted(raw, arrived)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _handle_webhook_counted(self, raw, arrived):
+        state = self.server.state
         text = raw.decode("utf-8", errors="replace")
         try:
             body, raw_text = json.loads(text), None
@@ -561,6 +579,7 @@ class MockHandler(BaseHTTPRequestHandler):
 
         token = self.server.token
         headers = {}
+        answer_delay_ms = 0
         # Decide, apply and journal under one lock so journal order == apply order,
         # and journal before answering so a client that got a response always
         # finds its request in GET /_mock/requests.
@@ -574,6 +593,7 @@ class MockHandler(BaseHTTPRequestHandler):
             elif state.faults:
                 fault = state.faults.popleft()
                 action = fault.get("action")
+                answer_delay_ms = fault.get("answer_delay_ms", 0)
                 try:
                     records = validate_batch(body) if raw_text is None else None
                 except HttpError:
@@ -611,6 +631,8 @@ class MockHandler(BaseHTTPRequestHandler):
                     else:
                         status, payload = state.apply_batch(records)
             state.add_journal(self._journal_entry(arrived, body, raw_text, status))
+        if answer_delay_ms:
+            time.sleep(answer_delay_ms / 1000.0)  # applied (or refused) already; answered late
         if status == "reset":
             self._reset_connection()
             return
@@ -652,10 +674,15 @@ class MockHandler(BaseHTTPRequestHandler):
                 raise HttpError(400, "body is not valid JSON", "INVALID_JSON") from None
 
         def health():
-            return {"ok": True}
+            return {"ok": True, "in_flight": state.in_flight}
 
         def get_requests():
             return {"requests": state.journal}
+
+        def clear_faults():
+            cleared = len(state.faults)
+            state.faults.clear()
+            return {"cleared": cleared}
 
         def clear_requests():
             state.journal.clear()
@@ -681,6 +708,7 @@ class MockHandler(BaseHTTPRequestHandler):
         routes = {
             "/_mock/health": {"GET": health},
             "/_mock/requests": {"GET": get_requests, "DELETE": clear_requests},
+            "/_mock/faults": {"DELETE": clear_faults},
             "/_mock/records": {"GET": get_records, "DELETE": clear_records},
             "/_mock/config": {"GET": get_config, "POST": post_config},
             "/_mock/reset": {"POST": reset},

@@ -164,7 +164,7 @@ class MockWebhookTest(unittest.TestCase):
         # Atomic write: no temp file left next to it.
         self.assertEqual(sorted(os.listdir(self.mock.tmp.name)), ["port", "stderr"])
         status, resp, out = self.client.request("GET", "/_mock/health")
-        self.assertEqual((status, out), (200, {"ok": True}))
+        self.assertEqual((status, out), (200, {"ok": True, "in_flight": 0}))
         self.assertIsNotNone(resp.getheader("Content-Length"))
 
     def test_all_accepted(self):
@@ -242,6 +242,29 @@ class MockWebhookTest(unittest.TestCase):
         self.assertEqual((status, out), (200, {"accepted": 1}))
         self.assertEqual([e["status"] for e in self.journal()], [503, 429, 500, 200])
         self.assertEqual(self.configure()["faults"], [])
+
+    def test_clear_faults_drops_only_the_unconsumed_ones(self):
+        self.configure(faults=[{"status": 503}, {"status": 500}])
+        status, _, _ = self.post(batch(upsert(1, {"v": 1}, "k1")))
+        self.assertEqual(status, 503)
+        status, _, out = self.client.request("DELETE", "/_mock/faults")
+        self.assertEqual((status, out), (200, {"cleared": 1}))
+        status, _, _ = self.post(batch(upsert(1, {"v": 1}, "k1")))
+        self.assertEqual(status, 200)
+
+    def test_held_request_counts_in_flight_until_answered(self):
+        self.configure(faults=[{"action": "hold"}])
+        held = Client(self.mock.port)
+        held.conn.timeout = 0.3
+        with self.assertRaises(OSError):
+            held.request("POST", "/hooks/users", body=batch(upsert(1, {"v": "old"}, "k-old")))
+        held.close()
+        self.assertEqual(self.client.request("GET", "/_mock/health")[2]["in_flight"], 1)
+        self.client.request("POST", "/_mock/release")
+        deadline = time.monotonic() + 5
+        while self.client.request("GET", "/_mock/health")[2]["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(self.client.request("GET", "/_mock/health")[2]["in_flight"], 0)
 
     def test_hold_applies_late_on_release(self):
         self.configure(faults=[{"action": "hold"}])
