@@ -89,6 +89,10 @@ class MetricsTest(unittest.TestCase):
         self.assertIn("CONFIGURED", cluster.sql(f"select error from revetl.sync_runs where id = {bad}") +
                       cluster.sql("select string_agg(r::text, ' ') from revetl.rejected_rows r"))
 
+        # The queries file travels with the tests (scripts/test.sh copies
+        # contrib/ into its work directory): without it the exporter would
+        # serve no revetl metric at all.
+        self.assertTrue(os.path.exists(QUERIES), f"{QUERIES} is missing")
         port = free_port()
         env = dict(os.environ,
                    DATA_SOURCE_NAME=f"host={cluster.dir} port={cluster.port} user=monitor dbname=postgres "
@@ -104,9 +108,15 @@ class MetricsTest(unittest.TestCase):
                 except OSError:
                     return None
                 return text if "revetl_sync_healthy" in text else None
-            text = wait_for(scrape, timeout=30, interval=0.5, what="the exporter to serve revetl's metrics")
+            try:
+                text = wait_for(scrape, timeout=30, interval=0.5, what="the exporter to serve revetl's metrics")
+            except TimeoutError:
+                proc.terminate()
+                _, err = proc.communicate(timeout=10)
+                self.fail(f"the exporter served no revetl metrics in 30 s; its log:\n{err.decode()[-3000:]}")
         finally:
-            proc.terminate()
+            if proc.poll() is None:
+                proc.terminate()
             _, err = proc.communicate(timeout=10)
         metrics = parse(text)
 
