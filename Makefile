@@ -130,6 +130,13 @@ check-version:
 		*) echo "$$f does not start from a released version" >&2; exit 1 ;; esac; \
 	done; \
 	echo "versions ok: $(RELEASED_VERSIONS) -> $(EXTVERSION)"
+	@python3 -c 'import json, sys; m = json.load(open("META.json")); v = "$(EXTVERSION)"; \
+		bad = [w for w in (m["version"], m["provides"]["revetl"]["version"]) if w != v]; \
+		f = m["provides"]["revetl"]["file"]; \
+		sys.exit("META.json: version %s, not %s" % (bad[0], v) if bad else \
+		         ("META.json: provides file %s is not sql/revetl--%s.sql" % (f, v) if f != "sql/revetl--%s.sql" % v else 0))'
+	@[ "$$(dpkg-parsechangelog -l debian/changelog -S Version 2>/dev/null || sed -n '1s/.*(\(.*\)).*/\1/p' debian/changelog)" = "$(EXTVERSION)" ] || \
+		{ echo "debian/changelog: the top entry is not $(EXTVERSION)" >&2; exit 1; }
 
 .PHONY: print-released-versions
 print-released-versions:

@@ -48,6 +48,8 @@ if [ "${REVETL_PG_ONLY:-0}" != 1 ]; then
     packages+=(
         clang-format               # formatting check in the test run
         clang libclang-rt-14-dev   # libFuzzer target for the sync language parser
+        dpkg-dev debhelper postgresql-server-dev-all  # the Debian package (scripts/build-deb.sh, pg_buildext)
+        prometheus-postgres-exporter  # test_metrics.py reads revetl's metrics through it
     )
 fi
 

@@ -62,7 +62,7 @@ fi
 # directory: the checkout may live where the postgres user cannot read.
 WORK=$(mktemp -d /tmp/revetl-test.XXXXXX)
 chmod 755 "$WORK"
-cp -r sql expected test dbt docs revetl.control README.md "$WORK/"
+cp -r sql expected test dbt docs contrib revetl.control README.md "$WORK/"
 
 # The upgrade test starts from every released version, built from the
 # repository's history into private copies of PostgreSQL. A release is
@@ -83,6 +83,22 @@ build_releases() {
     done
 }
 suite "released versions built for the upgrade test" build_releases
+
+# The Debian package (debian/, scripts/build-deb.sh) for this major, and a
+# clean private copy of PostgreSQL to install it into:
+# test/integration/test_package.py checks it and runs a sync from it. On 15
+# only (the package is built the same way for every major).
+build_package() {
+    local deb
+    bash scripts/build-deb.sh "$WORK/deb" >/dev/null || return 1
+    deb=$(ls "$WORK"/deb/postgresql-"$PG_MAJOR"-revetl_*.deb 2>/dev/null | head -1)
+    [ -n "$deb" ] || { echo "no postgresql-$PG_MAJOR-revetl package was built" >&2; return 1; }
+    bash scripts/private-pg.sh "$WORK/deb-root" "$PG_MAJOR" >/dev/null || return 1
+    export REVETL_DEB="$deb" REVETL_DEB_ROOT="$WORK/deb-root"
+}
+if [ "$pg_only" != 1 ]; then
+    suite "Debian package built (scripts/build-deb.sh)" build_package
+fi
 export REVETL_RELEASES_DIR="$WORK/releases"
 
 # The vendors' published API contracts (the steering repository's shared/

@@ -444,6 +444,54 @@ COMMENT ON VIEW revetl.sync_progress IS
   'one row per run in progress: phase, rows planned and done, requests, and an estimate of the time left';
 GRANT SELECT ON revetl.sync_progress TO PUBLIC;
 
+-- One row per sync for monitoring (Prometheus' postgres_exporter reads it
+-- with contrib/postgres_exporter/revetl-queries.yaml): health as a label,
+-- run outcomes and delivery counters summed over the retained run history
+-- (so they drop when old runs are purged: read them as gauges), the queue,
+-- the captured backlog and how old its oldest change is. Counts and ages
+-- only, no error text and no payload, so every role (a member of
+-- pg_monitor among them) sees every sync.
+CREATE VIEW revetl.metrics AS
+SELECT s.name AS sync_name,
+       st.health,
+       s.paused,
+       coalesce(r.runs_succeeded, 0) AS runs_succeeded,
+       coalesce(r.runs_partial, 0) AS runs_partial,
+       coalesce(r.runs_failed, 0) AS runs_failed,
+       coalesce(r.runs_cancelled, 0) AS runs_cancelled,
+       coalesce(r.runs_interrupted, 0) AS runs_interrupted,
+       coalesce(r.runs_queued, 0) AS runs_queued,
+       coalesce(r.runs_running, 0) AS runs_running,
+       coalesce(r.rows_delivered, 0) AS rows_delivered,
+       coalesce(r.rows_rejected, 0) AS rows_rejected,
+       coalesce(r.requests, 0) AS requests,
+       coalesce(r.throttled, 0) AS throttled,
+       st.rows_waiting,
+       coalesce(c.captured_backlog, 0) AS captured_backlog,
+       coalesce(pg_catalog.date_part('epoch', pg_catalog.now() - c.oldest_captured_at), 0)::float8
+         AS oldest_change_age_seconds,
+       pg_catalog.date_part('epoch', pg_catalog.now() - st.last_success_at)::float8 AS last_success_age_seconds
+  FROM revetl.syncs s
+  JOIN revetl.sync_status st ON st.name = s.name
+  LEFT JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE x.status = 'succeeded') AS runs_succeeded,
+               count(*) FILTER (WHERE x.status = 'partial') AS runs_partial,
+               count(*) FILTER (WHERE x.status = 'failed') AS runs_failed,
+               count(*) FILTER (WHERE x.status = 'cancelled') AS runs_cancelled,
+               count(*) FILTER (WHERE x.status = 'interrupted') AS runs_interrupted,
+               count(*) FILTER (WHERE x.status = 'queued') AS runs_queued,
+               count(*) FILTER (WHERE x.status = 'running') AS runs_running,
+               sum(x.rows_delivered) AS rows_delivered, sum(x.rows_rejected) AS rows_rejected,
+               sum(x.requests) AS requests, sum(x.throttled) AS throttled
+          FROM revetl.runs x WHERE x.sync_id = s.id) r ON true
+  LEFT JOIN LATERAL (
+        SELECT count(*) AS captured_backlog, min(cc.captured_at) AS oldest_captured_at
+          FROM revetl.captured_changes cc WHERE cc.sync_id = s.id) c ON true;
+
+COMMENT ON VIEW revetl.metrics IS
+  'one row per sync for monitoring: health, run outcomes, rows delivered and refused, requests, throttling, queue and backlog';
+GRANT SELECT ON revetl.metrics TO PUBLIC;
+
 ----------------------------------------------------------------------------
 -- Functions.
 ----------------------------------------------------------------------------

@@ -95,6 +95,78 @@ void AbandonWait(int, Datum arg) {
     ConditionVariableCancelSleep();
 }
 
+// Progress NOTICEs for run_sync(wait => true): one when the plan is done,
+// then one each time another tenth of the planned rows is done, at most one
+// a second, so a long run says where it is without flooding the client.
+constexpr long kProgressCheckMs = 500;
+constexpr long kProgressNoticeMs = 1000;
+constexpr int kProgressStepPercent = 10;
+
+struct ProgressState {
+    bool plan_reported = false;
+    int last_step = 0; // tenths reported so far
+    TimestampTz last_check = 0;
+    TimestampTz last_notice = 0;
+};
+
+// Reads the run's row in revetl.sync_progress (counts only, readable by
+// every role, committed by the worker as the run goes) and says what is new.
+// Qualified names and operators: the caller's search_path is not trusted.
+void ReportProgress(const WaitArgs *args, ProgressState *st) {
+    TimestampTz now = GetCurrentTimestamp();
+    if (st->last_check != 0 && !TimestampDifferenceExceeds(st->last_check, now, kProgressCheckMs))
+        return;
+    st->last_check = now;
+    if (SPI_connect() != SPI_OK_CONNECT)
+        return;
+    Oid types[1] = {INT8OID};
+    Datum values[1] = {Int64GetDatum(args->run_id)};
+    int rc = SPI_execute_with_args("SELECT phase, rows_planned, rows_done, rows_delivered, rows_rejected "
+                                   "FROM revetl.sync_progress WHERE run_id OPERATOR(pg_catalog.=) $1",
+                                   1, types, values, nullptr, false, 1); // not read-only: a fresh snapshot
+    bool have = rc == SPI_OK_SELECT && SPI_processed == 1;
+    bool delivering = false, planned_null = true, isnull = false;
+    int64 planned = 0, done = 0, delivered = 0, rejected = 0;
+    if (have) {
+        HeapTuple tup = SPI_tuptable->vals[0];
+        TupleDesc desc = SPI_tuptable->tupdesc;
+        char *phase = SPI_getvalue(tup, desc, 1);
+        delivering = phase && strcmp(phase, "delivering") == 0;
+        Datum d = SPI_getbinval(tup, desc, 2, &planned_null);
+        if (!planned_null)
+            planned = DatumGetInt64(d);
+        d = SPI_getbinval(tup, desc, 3, &isnull);
+        done = isnull ? 0 : DatumGetInt64(d);
+        d = SPI_getbinval(tup, desc, 4, &isnull);
+        delivered = isnull ? 0 : DatumGetInt64(d);
+        d = SPI_getbinval(tup, desc, 5, &isnull);
+        rejected = isnull ? 0 : DatumGetInt64(d);
+    }
+    SPI_finish();
+    if (!have || !delivering || planned_null)
+        return;
+    if (!st->plan_reported) {
+        st->plan_reported = true;
+        st->last_notice = now;
+        ereport(NOTICE, (errmsg("run %lld of sync \"%s\": plan done, %lld rows to send",
+                                (long long)args->run_id, args->sync_name, (long long)planned)));
+        return;
+    }
+    if (planned <= 0)
+        return;
+    int step = static_cast<int>((done * 100 / planned) / kProgressStepPercent);
+    if (step <= st->last_step || step >= 100 / kProgressStepPercent)
+        return; // nothing new, or the end (the run's result says that)
+    if (st->last_notice != 0 && !TimestampDifferenceExceeds(st->last_notice, now, kProgressNoticeMs))
+        return;
+    st->last_step = step;
+    st->last_notice = now;
+    ereport(NOTICE,
+            (errmsg("run %lld of sync \"%s\": %d%% done, %lld of %lld rows (%lld delivered, %lld refused)",
+                    (long long)args->run_id, args->sync_name, (int)(done * 100 / planned), (long long)done,
+                    (long long)planned, (long long)delivered, (long long)rejected)));
+}
+
 // Plain C-style: it sleeps and may be cancelled with an ERROR.
 void WaitForRun(WaitArgs *args) {
     args->slot = -1;
@@ -131,6 +203,7 @@ void WaitForRun(WaitArgs *args) {
 
     WakeWorkerOrLauncher(MyDatabaseId);
     TimestampTz no_worker_since = 0;
+    ProgressState progress;
     PG_ENSURE_ERROR_CLEANUP(AbandonWait, PointerGetDatum(args));
     {
         ConditionVariablePrepareToSleep(&g_shared->run_finished);
@@ -164,6 +237,8 @@ void WaitForRun(WaitArgs *args) {
             } else {
                 no_worker_since = 0;
             }
+            if (args->kind == WaitKind::Run && !pending)
+                ReportProgress(args, &progress);
             // Waking on the broadcast is the normal path; the timeout only
             // lets this loop notice a missing worker.
             (void)ConditionVariableTimedSleep(&g_shared->run_finished, 1000, PG_WAIT_EXTENSION);

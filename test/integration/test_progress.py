@@ -4,6 +4,7 @@ every role; a finished run leaves the view.
 """
 
 import os
+import re
 import sys
 import unittest
 
@@ -60,6 +61,42 @@ class ProgressTest(unittest.TestCase):
                              "succeeded|400")
         finally:
             mock.configure(delay_ms=0)
+
+    def test_run_sync_wait_says_how_far_it_is(self):
+        # run_sync(wait => true) tells its caller where the run is: the plan,
+        # then each further tenth of the rows, at most one NOTICE a second.
+        cluster.sql(f"""
+            create table waited (id int primary key);
+            insert into waited select g from generate_series(1, 300) g;
+            create server slow_wait foreign data wrapper revetl options (type 'webhook', url '{mock.url}/wait',
+              batch_size '10', max_in_flight '1');
+            select revetl.create_sync('waited_on', 'public.waited', 'slow_wait', array['id']);
+        """)
+        mock.configure(delay_ms=150)  # 30 requests: about 5 s
+        try:
+            out, err, rc = cluster.psql("select revetl.run_sync('waited_on', wait => true)")
+        finally:
+            mock.configure(delay_ms=0)
+        self.assertEqual(rc, 0, err)
+        notices = [line for line in err.splitlines() if line.startswith("NOTICE:")]
+        self.assertTrue(notices, err)
+        self.assertRegex(notices[0], r'^NOTICE:  run \d+ of sync "waited_on": plan done, 300 rows to send$')
+        steps = [line for line in notices[1:] if "% done" in line]
+        self.assertTrue(steps, f"no progress NOTICE after the plan: {err}")
+        self.assertEqual(len(steps), len(notices) - 1, err)
+        self.assertLessEqual(len(steps), 9, err)  # one per tenth at most, never the end
+        percents = []
+        for line in steps:
+            m = re.match(r'^NOTICE:  run \d+ of sync "waited_on": (\d+)% done, (\d+) of 300 rows '
+                         r'\((\d+) delivered, 0 refused\)$', line)
+            self.assertIsNotNone(m, line)
+            self.assertEqual(m.group(2), m.group(3))
+            percents.append(int(m.group(1)))
+        self.assertEqual(percents, sorted(set(percents)), err)
+        self.assertTrue(all(10 <= p < 100 for p in percents), percents)
+        # Without wait there is nothing to say it to.
+        _, err, _ = cluster.psql("select revetl.run_sync('waited_on')")
+        self.assertNotIn("NOTICE", err)
 
 
 if __name__ == "__main__":
