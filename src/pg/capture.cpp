@@ -215,5 +215,5 @@ REVETL_SQL_FUNCTION(revetl_capture) {
     revetl::pg::PgGuard([&] { revetl::pg::Capture(fcinfo, &wake_sync); });
     if (wake_sync != 0)
         revetl::pg::WakeSyncAtCommit(wake_sync);
-    return PointerGetDatum(nullptr);
+    return static_cast<Datum>(0); // an AFTER trigger's result is ignored
 }

@@ -36,6 +36,7 @@ extern "C" {
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/slot.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -106,6 +107,16 @@ inline int MyProcIndex() {
     return MyProcNumber;
 #else
     return MyProc->pgprocno;
+#endif
+}
+
+// Releases the replication slots this backend acquired or created as
+// temporary: PostgreSQL 17 added whether to release only synced ones.
+inline void CleanupReplicationSlots() {
+#if PG_VERSION_NUM >= 170000
+    ReplicationSlotCleanup(false);
+#else
+    ReplicationSlotCleanup();
 #endif
 }
 

@@ -272,14 +272,20 @@ std::mt19937_64 &Rng() {
     return rng;
 }
 
+void ApplyAllowedHostsIfChanged();
+
 void CheckInterrupts() {
-    PgGuard([] {
+    bool reloaded = false;
+    PgGuard([&] {
         CHECK_FOR_INTERRUPTS();
         if (ConfigReloadPending) {
             ConfigReloadPending = false;
             ProcessConfigFile(PGC_SIGHUP);
+            reloaded = true;
         }
     });
+    if (reloaded)
+        ApplyAllowedHostsIfChanged();
 }
 
 // Sleeps on the latch, so SIGTERM and config reloads are seen at once. A
@@ -308,6 +314,23 @@ HttpClient &Client() {
     // One client per worker: its connections are reused across batches and runs.
     static HttpClient client;
     return client;
+}
+
+// The revetl.allowed_hosts the client judges addresses by, once a run has set it.
+std::optional<std::string> g_applied_allowed_hosts;
+
+void ApplyAllowedHosts() {
+    const std::string allowed = g_allowed_hosts ? g_allowed_hosts : "";
+    Client().SetAddressPolicy(std::make_shared<HostPolicy>(allowed));
+    g_applied_allowed_hosts = allowed;
+}
+
+// A reload during a run takes effect at once: a host taken out of
+// revetl.allowed_hosts gets no further request, not even over a connection
+// opened before (SetAddressPolicy closes the pooled ones).
+void ApplyAllowedHostsIfChanged() {
+    if (g_applied_allowed_hosts && *g_applied_allowed_hosts != (g_allowed_hosts ? g_allowed_hosts : ""))
+        ApplyAllowedHosts();
 }
 
 class SyncRun {
@@ -531,7 +554,7 @@ bool SyncRun::Start() {
     // to while delivering (a name cannot lead it to an address the policy
     // refuses).
     const std::string allowed = g_allowed_hosts ? g_allowed_hosts : "";
-    Client().SetAddressPolicy(std::make_shared<HostPolicy>(allowed));
+    ApplyAllowedHosts();
     std::string host = UrlHost(settings_.url);
     if (!HostAllowed(host, allowed))
         throw Error(sqlstate::kInsufficientPrivilege,

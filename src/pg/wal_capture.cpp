@@ -52,7 +52,7 @@ void ReleaseSlot() {
     PgGuard([] {
         if (MyReplicationSlot != nullptr)
             ReplicationSlotRelease();
-        ReplicationSlotCleanup();
+        compat::CleanupReplicationSlots();
     });
 }
 

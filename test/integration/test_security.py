@@ -671,6 +671,29 @@ class AllowlistDefaultTest(unittest.TestCase):
         wait_for(delivered, timeout=30, interval=0.5, what="a run to the allowed address")
         self.assertTrue(self.mock.requests())
 
+    def test_9b_narrowing_allowed_hosts_stops_a_run_in_progress(self):
+        # A run that has a keep-alive connection open to an address a reload
+        # then refuses sends nothing more over it (nor over a new one).
+        c = self.c
+        c.sql("ALTER SYSTEM SET revetl.allowed_hosts = '*, 127.0.0.1'; SELECT pg_reload_conf()")
+        wait_for(lambda: c.sql("SHOW revetl.allowed_hosts") == "*, 127.0.0.1", what="reload")
+        c.sql(f"""CREATE SERVER slow FOREIGN DATA WRAPPER revetl OPTIONS (type 'webhook',
+                    url 'http://127.0.0.1:{self.mock.port}/slow', batch_size '1', max_in_flight '1',
+                    max_attempts '1');
+                  CREATE TABLE many (id int PRIMARY KEY);
+                  INSERT INTO many SELECT generate_series(1, 300);
+                  SELECT revetl.create_sync('many_s', 'public.many', 'slow', ARRAY['id']);""")
+        self.mock.configure(delay_ms=30)
+        run_id = int(c.sql("SELECT revetl.run_sync('many_s')"))
+        wait_for(lambda: len(self.mock.requests()) >= 5, timeout=60, what="the run to be sending")
+        c.sql("ALTER SYSTEM SET revetl.allowed_hosts = '*'; SELECT pg_reload_conf()")
+        wait_for(lambda: c.sql("SHOW revetl.allowed_hosts") == "*", what="reload")
+        self.assertEqual(c.wait_for_run(run_id), "failed")
+        self.mock.configure(delay_ms=0)
+        self.assertLess(len(self.mock.requests()), 300, "the run kept sending after the reload")
+        error = c.sql(f"SELECT error FROM revetl.sync_runs WHERE id = {run_id}")
+        self.assertIn("revetl.allowed_hosts", error)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -420,6 +420,38 @@ TEST(HttpClient, RefusingOneAddressOfANameLeavesTheOthers) {
     EXPECT_EQ(server.Connections(), 1);
 }
 
+// revetl.allowed_hosts reloaded during a run: a connection opened under the
+// wider policy is not reused to reach an address the new one refuses.
+TEST(HttpClient, ANarrowerPolicyIsNotBypassedByAPooledConnection) {
+    TestServer server;
+    server.SetDefault(Answer(200, "{}"));
+    HttpClient client;
+    client.SetAddressPolicy(std::make_shared<HostPolicy>("*, 127.0.0.1"));
+    for (uint64_t id : {1, 2}) {
+        client.Start(id, Post(server.Url("/x")));
+        auto resp = Await(client, id);
+        ASSERT_TRUE(resp.has_value());
+        EXPECT_EQ(resp->status, 200) << resp->transport_error;
+    }
+    EXPECT_EQ(server.Connections(), 1); // the second request reused the first's connection
+
+    client.SetAddressPolicy(std::make_shared<HostPolicy>("*"));
+    client.Start(3, Post(server.Url("/x")));
+    auto refused = Await(client, 3);
+    ASSERT_TRUE(refused.has_value());
+    EXPECT_EQ(refused->status, 0);
+    EXPECT_TRUE(refused->address_refused);
+    EXPECT_EQ(server.Connections(), 1);
+
+    // Allowed again: a new connection, judged by the policy now in force.
+    client.SetAddressPolicy(std::make_shared<HostPolicy>("*, 127.0.0.1"));
+    client.Start(4, Post(server.Url("/x")));
+    auto again = Await(client, 4);
+    ASSERT_TRUE(again.has_value());
+    EXPECT_EQ(again->status, 200) << again->transport_error;
+    EXPECT_EQ(server.Connections(), 2);
+}
+
 TEST(HttpClient, ProxiesFromTheEnvironmentAreNotUsed) {
     TestServer server;
     server.SetDefault(Answer(204, ""));

@@ -150,6 +150,31 @@ struct HttpClient::Impl {
     curl_slist *resolve = nullptr;    // SetResolveForTesting
     std::vector<CURL *> idle;
     std::map<CURL *, std::unique_ptr<Transfer>> active;
+    // The policy was replaced while connections opened under the old one
+    // may be pooled: none is reused (new transfers connect afresh) until
+    // the pool is dropped, once no transfer is in flight.
+    bool drop_pool = false;
+
+    void NewMulti() {
+        multi = curl_multi_init();
+        if (!multi)
+            throw Error(sqlstate::kInternalError, "could not create a libcurl multi handle");
+        REVETL_CURL_CHECK(curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L));
+    }
+
+    // Closes every pooled connection (the multi handle's cache, and any an
+    // idle easy handle keeps).
+    void DropPoolIfIdle() {
+        if (!drop_pool || !active.empty())
+            return;
+        for (CURL *e : idle)
+            curl_easy_cleanup(e);
+        idle.clear();
+        curl_multi_cleanup(multi);
+        multi = nullptr;
+        NewMulti();
+        drop_pool = false;
+    }
 
     ~Impl() {
         for (auto &entry : active) {
@@ -167,10 +192,7 @@ struct HttpClient::Impl {
 
 HttpClient::HttpClient() : impl_(std::make_unique<Impl>()) {
     GlobalInitOnce();
-    impl_->multi = curl_multi_init();
-    if (!impl_->multi)
-        throw Error(sqlstate::kInternalError, "could not create a libcurl multi handle");
-    REVETL_CURL_CHECK(curl_multi_setopt(impl_->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L));
+    impl_->NewMulti();
 }
 
 HttpClient::~HttpClient() = default;
@@ -219,6 +241,8 @@ void HttpClient::Start(uint64_t id, const HttpRequest &request) {
         // address policy must judge the destination, not a proxy.
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_PROXY, ""));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, OnOpenSocket));
+        if (impl_->drop_pool) // connections pooled under an earlier policy are not reused
+            REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, t));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, OnPreRequest));
         REVETL_CURL_CHECK(curl_easy_setopt(easy, CURLOPT_PREREQDATA, t));
@@ -299,11 +323,18 @@ std::vector<std::pair<uint64_t, HttpResponse>> HttpClient::Poll(int max_wait_ms)
         impl_->idle.push_back(easy);
         done.emplace_back(t->id, std::move(t->response));
     }
+    impl_->DropPoolIfIdle();
     return done;
 }
 
 void HttpClient::SetAddressPolicy(std::shared_ptr<const HostPolicy> policy) {
+    // A pooled connection was judged by the policy in force when it was
+    // opened: a narrower one (revetl.allowed_hosts reloaded during a run)
+    // must not be bypassed by reusing it.
+    if (impl_->policy || !impl_->idle.empty() || !impl_->active.empty())
+        impl_->drop_pool = true;
     impl_->policy = std::move(policy);
+    impl_->DropPoolIfIdle();
 }
 
 void HttpClient::SetResolveForTesting(const std::vector<std::string> &entries) {
@@ -330,6 +361,7 @@ void HttpClient::CancelAll() {
         curl_easy_cleanup(entry.first);
     }
     impl_->active.clear();
+    impl_->DropPoolIfIdle();
 }
 
 } // namespace revetl

@@ -73,7 +73,9 @@ public:
 
     // Every connection from now on is checked against `policy` before its
     // socket is opened (nullptr: none). Proxies from the environment are
-    // never used, so the address checked is the one connected to.
+    // never used, so the address checked is the one connected to. Replacing
+    // a policy closes the pooled connections (once no transfer is in
+    // flight; until then new transfers do not reuse them).
     void SetAddressPolicy(std::shared_ptr<const HostPolicy> policy);
 
     // Unit tests only: libcurl's CURLOPT_RESOLVE entries ("name:port:addr,

@@ -125,6 +125,10 @@ class State:
     def reset(self):
         self.config = json.loads(json.dumps(DEFAULT_CONFIG))
         self.records = {}  # object -> {id: record}
+        # (object, field) -> {str(value): id}: finds a record by an external
+        # id without a scan (a 100k-record upsert was quadratic). Entries may
+        # be stale (a record changed or deleted since): find() checks them.
+        self.index = {}
         self.next_id = 1
         self.tokens = {}  # access token -> issued (monotonic)
         self.jobs = {}
@@ -156,10 +160,25 @@ class State:
         return None
 
     def find(self, obj, field, value):
-        for rid, r in self.records.get(obj, {}).items():
-            if field in r and str(r[field]) == str(value):
-                return rid
+        table = self.records.get(obj, {})
+        index = self.index.get((obj, field))
+        if index is None:
+            index = self.index[(obj, field)] = {str(r[field]): rid for rid, r in table.items() if field in r}
+        rid = index.get(str(value))
+        if rid is not None and rid in table and str(table[rid].get(field)) == str(value):
+            return rid
+        if rid is not None:  # stale: the record changed or went; look again
+            del self.index[(obj, field)]
+            for rid, r in table.items():
+                if field in r and str(r[field]) == str(value):
+                    return rid
         return None
+
+    def note_values(self, obj, rid, fields):
+        """Keeps the external-id indexes current after a write."""
+        for (o, f), index in self.index.items():
+            if o == obj and f in fields:
+                index[str(fields[f])] = rid
 
     def write(self, obj, op, record, field=None):
         """Applies one record; returns (result dict, undo)."""
@@ -190,8 +209,11 @@ class State:
             rid = self.new_id(obj)
             table[rid] = {"Id": rid}
         table[rid].update(fields)
+        self.note_values(obj, rid, fields)
 
         def undo():
+            # A value restored may have no index entry: indexes are rebuilt.
+            self.index.clear()
             if before is None:
                 table.pop(rid, None)
             else:
