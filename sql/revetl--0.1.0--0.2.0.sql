@@ -650,3 +650,13 @@ LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE;
 
 COMMENT ON FUNCTION revetl.key_field(text, text, anyelement) IS
   'one field of a shadow key''s text ({"column": value, ...}) as a value of the given type';
+
+----------------------------------------------------------------------------
+-- A refused row can say what its owner can do about it (issue 20: a
+-- removal that can never be sent, NO_RECORD_ID, is reported once with how
+-- to remove the record by hand).
+----------------------------------------------------------------------------
+ALTER TABLE revetl.rejected_rows ADD COLUMN hint text;
+
+COMMENT ON COLUMN revetl.rejected_rows.hint IS
+  'what the sync''s owner can do about the refusal, when revetl knows (NO_RECORD_ID: how to remove the record by hand)';

@@ -198,7 +198,8 @@ CREATE TABLE revetl.rejected_rows (
     error_code   text,
     payload      jsonb,
     attempts     integer NOT NULL DEFAULT 1,
-    rejected_at  timestamptz NOT NULL DEFAULT now()
+    rejected_at  timestamptz NOT NULL DEFAULT now(),
+    hint         text
 );
 
 CREATE INDEX rejected_rows_run_idx ON revetl.rejected_rows (run_id);
@@ -206,6 +207,8 @@ CREATE INDEX rejected_rows_sync_idx ON revetl.rejected_rows (sync_id, id);
 
 COMMENT ON TABLE revetl.rejected_rows IS
   'one row per row a destination refused (kind rejected) or revetl could not send (kind invalid)';
+COMMENT ON COLUMN revetl.rejected_rows.hint IS
+  'what the sync''s owner can do about the refusal, when revetl knows (NO_RECORD_ID: how to remove the record by hand)';
 
 -- Payloads are the sync owner's data: only members of the owning role see them.
 ALTER TABLE revetl.rejected_rows ENABLE ROW LEVEL SECURITY;

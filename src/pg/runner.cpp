@@ -790,6 +790,7 @@ void SyncRun::Flush() {
         if (!o.accepted) {
             o.reason = redactor_.Apply(o.reason, 1000);
             o.error_code = redactor_.Apply(o.error_code, 200);
+            o.hint = redactor_.Apply(o.hint, 1000);
         }
     BatchRecord rec = BuildBatchRecord(pending_changes_, pending_outcomes_, 1);
     if (!flush_sql_) {
@@ -874,18 +875,38 @@ void SyncRun::Flush() {
                                           SqlArg::BoolArray(rec.removal_uncertain), SqlArg::Int8(run_id_),
                                           SqlArg::Int8(settings_.settle_time_ms), SqlArg::Int8(version_id_)});
     }
+    // A removal no run could send (no record id was ever learned, and the
+    // connector deletes by id) is refused once, above, with a hint; then
+    // the key is forgotten, so that later runs do not plan it again and
+    // stay partial forever. Only a key whose shadow row still has no
+    // record id, and only in MIRROR mode, the one that removes. A key
+    // still waiting for re-verification keeps a tombstone until then: a
+    // request of an earlier run may yet create the record, and the removal
+    // is planned (and reported) once more after that time.
+    if (!rec.forgotten_keys.empty() && def_.mode == "mirror") {
+        const std::string shadow = QualifiedName(kSchema, def_.shadow_table);
+        Sql("DELETE FROM " + shadow +
+                " AS s WHERE s.key = ANY ($1::text[]) AND coalesce(s.dest_id, '') = '' "
+                "AND (s.verify_after IS NULL OR s.verify_after <= pg_catalog.now())",
+            {SqlArg::TextArray(rec.forgotten_keys)});
+        Sql("UPDATE " + shadow +
+                " AS s SET removed = true, row_hash = 0, run_id = $2, version = $3, "
+                "synced_at = pg_catalog.now() WHERE s.key = ANY ($1::text[]) AND coalesce(s.dest_id, '') = "
+                "''",
+            {SqlArg::TextArray(rec.forgotten_keys), SqlArg::Int8(run_id_), SqlArg::Int8(version_id_)});
+    }
     if (rec.rejected != "[]" && tracked_)
         Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, r.key::text, true "
             "FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS r(key jsonb)",
             {SqlArg::Text(rec.rejected), SqlArg::Int8(def_.id)});
     if (rec.rejected != "[]")
         Sql("INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, "
-            "http_status, error_code, payload, attempts) "
+            "http_status, error_code, payload, attempts, hint) "
             "SELECT $2, $3, $4, 'rejected', r.key, r.operation, r.reason, r.http_status, r.error_code, "
             "r.payload, "
-            "r.attempts FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS r(key jsonb, operation text, reason "
+            "r.attempts, r.hint FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS r(key jsonb, operation "
             "text, "
-            "http_status integer, error_code text, payload jsonb, attempts integer)",
+            "reason text, http_status integer, error_code text, payload jsonb, attempts integer, hint text)",
             {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id),
              SqlArg::Text(def_.name)});
     std::vector<int64_t> seqs;

@@ -111,7 +111,7 @@ SELECT results_eq(
 SELECT has_table('revetl', 'rejected_rows', 'table revetl.rejected_rows exists');
 SELECT columns_are('revetl', 'rejected_rows',
     ARRAY['id', 'run_id', 'sync_id', 'sync_name', 'kind', 'key', 'operation', 'reason', 'http_status',
-          'error_code', 'payload', 'attempts', 'rejected_at'],
+          'error_code', 'payload', 'attempts', 'rejected_at', 'hint'],
     'revetl.rejected_rows has exactly the documented columns');
 SELECT col_is_pk('revetl', 'rejected_rows', 'id', 'rejected_rows.id is the primary key');
 SELECT col_type_is('revetl', 'rejected_rows', 'run_id', 'bigint', 'rejected_rows.run_id is bigint');

@@ -1,5 +1,7 @@
 #include "core/delivery/batch_record.hpp"
 
+#include "core/connectors/connector.hpp"
+
 #include "test_util.hpp"
 
 #include <gtest/gtest.h>
@@ -112,7 +114,7 @@ TEST(BuildBatchRecord, ExactRejectedText) {
                                        {Rejected(400, "bad\"one", "C1")}, 1);
     EXPECT_EQ(rec.rejected,
               R"([{"key":{"k": "x"},"operation":"delete","reason":"bad\"one","http_status":400,)"
-              R"("error_code":"C1","payload":null,"attempts":1}])");
+              R"("error_code":"C1","hint":null,"payload":null,"attempts":1}])");
     EXPECT_TRUE(rec.added.keys.empty());
     EXPECT_TRUE(rec.changed.keys.empty());
     EXPECT_TRUE(rec.removal_keys.empty());
@@ -192,4 +194,30 @@ TEST(BuildBatchRecord, RemovalsSayWhetherAnEarlierAttemptWasLost) {
                                        {lost, Accepted()}, 1);
     EXPECT_EQ(rec.removal_keys, (std::vector<std::string>{"{\"id\": 1}", "{\"id\": 2}"}));
     EXPECT_EQ(rec.removal_uncertain, (std::vector<bool>{true, false}));
+}
+
+TEST(BuildBatchRecord, UnresolvableRemovalIsRejectedOnceAndItsKeyForgotten) {
+    std::vector<Change> changes = {
+        MakeChange(Change::Op::Remove, "{\"id\": 1}", "", 0),          // no record id: forgotten
+        MakeChange(Change::Op::Remove, "{\"id\": 2}", "", 0, "rec-2"), // id known: never forgotten
+        MakeChange(Change::Op::Add, "{\"id\": 3}", "{\"a\": 3}", 33),  // a write: never forgotten
+        MakeChange(Change::Op::Remove, "{\"id\": 4}", "", 0),          // an ordinary refusal
+    };
+    RowOutcome unresolvable = UnresolvableRemoval("Acme", "Acme record id", "deleted", "email");
+    std::vector<RowOutcome> outcomes = {unresolvable, unresolvable, unresolvable,
+                                        Rejected(0, "no id", "NO_RECORD_ID")};
+    BatchRecord rec = BuildBatchRecord(changes, outcomes, 1);
+    EXPECT_EQ(rec.forgotten_keys, std::vector<std::string>{"{\"id\": 1}"});
+    EXPECT_EQ(rec.rejected_count, 4);
+    EXPECT_EQ(rec.delivered, 0);
+    EXPECT_TRUE(rec.removal_keys.empty());
+    rapidjson::Document doc = Parse(rec.rejected);
+    ASSERT_TRUE(doc.IsArray());
+    ASSERT_EQ(doc.Size(), 4u);
+    EXPECT_STREQ(doc[0]["error_code"].GetString(), "NO_RECORD_ID");
+    EXPECT_STREQ(doc[0]["operation"].GetString(), "delete");
+    ASSERT_TRUE(doc[0]["hint"].IsString());
+    EXPECT_NE(std::string(doc[0]["hint"].GetString()).find("remove it there by hand"), std::string::npos);
+    EXPECT_NE(std::string(doc[0]["reason"].GetString()).find("reports this once"), std::string::npos);
+    EXPECT_TRUE(doc[3]["hint"].IsNull());
 }

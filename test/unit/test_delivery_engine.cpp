@@ -828,6 +828,12 @@ TEST(DeliveryEngine, HubSpotBatchOfManyRows) {
     EXPECT_EQ(outcomes[251].http_status, 204);
     EXPECT_FALSE(outcomes[252].accepted);
     EXPECT_EQ(outcomes[252].error_code, "NO_RECORD_ID");
+    // A removal without a record id can never be sent: final, with a hint;
+    // the other refusal is an ordinary one, tried again by the next run.
+    EXPECT_TRUE(outcomes[252].unresolvable_removal);
+    EXPECT_NE(outcomes[252].hint.find("by hand"), std::string::npos);
+    EXPECT_FALSE(outcomes[250].unresolvable_removal);
+    EXPECT_FALSE(outcomes[251].unresolvable_removal);
 
     std::multiset<size_t> upsert_sizes;
     int archives = 0;
@@ -944,4 +950,67 @@ TEST(DeliveryEngine, HubSpotSplitFindsTheRefusedRow) {
     // 4 -> [0,1] ok, [2,3] refused -> [2] rejected, [3] ok.
     EXPECT_EQ(r.stats.splits, 2);
     EXPECT_EQ(r.stats.requests, 5);
+}
+
+namespace {
+
+// A connector that sends nothing and refuses every row at once, each
+// marked as an unresolvable removal, whatever the row is: the engine keeps
+// the mark only where it may apply.
+class MarksEveryRowUnresolvable : public Connector {
+public:
+    std::vector<PreparedRequest> Prepare(const BatchContext &, const std::vector<Change> &,
+                                         const std::vector<size_t> &rows,
+                                         std::vector<std::pair<size_t, RowOutcome>> &immediate) override {
+        for (size_t i : rows)
+            immediate.emplace_back(i, UnresolvableRemoval("Acme", "Acme record id", "deleted", "email"));
+        return {};
+    }
+    Verdict Interpret(const PreparedRequest &, const std::vector<Change> &, const HttpResponse &) override {
+        return Verdict();
+    }
+};
+
+} // namespace
+
+TEST(DeliveryEngine, UnresolvableRemovalOnlyForARemovalWithoutRecordId) {
+    HttpClient client;
+    Harness h(client);
+    EngineBatch batch = Batch(1, 1); // an add
+    Change no_id;
+    no_id.seq = 2;
+    no_id.op = Change::Op::Remove;
+    no_id.key = "{\"id\": 2}";
+    batch.changes.push_back(no_id);
+    Change known = no_id; // a removal whose record id is known
+    known.seq = 3;
+    known.key = "{\"id\": 3}";
+    known.dest_id = "rec-3";
+    batch.changes.push_back(known);
+    Change update = known; // a change of a record with a known id
+    update.seq = 4;
+    update.op = Change::Op::Change;
+    update.key = "{\"id\": 4}";
+    update.payload = "{\"email\": \"u4@x.com\"}";
+    batch.changes.push_back(update);
+    h.batches.push_back(batch);
+    MarksEveryRowUnresolvable connector;
+
+    EngineResult r = RunEngine(client, connector, Context(), Config(2), h.hooks);
+    EXPECT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(r.stats.requests, 0);
+    ASSERT_EQ(h.done.size(), 1u);
+    const auto &outcomes = h.done[0].second;
+    ASSERT_EQ(outcomes.size(), 4u);
+    for (size_t i = 0; i < 4; i++) {
+        SCOPED_TRACE(i);
+        // Every row is refused, once, with the same code and hint.
+        EXPECT_FALSE(outcomes[i].accepted);
+        EXPECT_EQ(outcomes[i].error_code, "NO_RECORD_ID");
+        EXPECT_NE(outcomes[i].hint.find("look it up by the email value"), std::string::npos);
+    }
+    EXPECT_FALSE(outcomes[0].unresolvable_removal); // an add
+    EXPECT_TRUE(outcomes[1].unresolvable_removal);  // a removal, no record id
+    EXPECT_FALSE(outcomes[2].unresolvable_removal); // a removal whose id is known
+    EXPECT_FALSE(outcomes[3].unresolvable_removal); // a change
 }

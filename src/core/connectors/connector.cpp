@@ -72,6 +72,22 @@ std::unique_ptr<Connector> MakeConnector(const DestinationSettings &settings, Sy
 
 namespace revetl {
 
+RowOutcome UnresolvableRemoval(const std::string &vendor, const std::string &id_name, const std::string &done,
+                               const std::string &match_on) {
+    RowOutcome o;
+    o.error_code = "NO_RECORD_ID";
+    o.reason = "no " + id_name + " was ever learned for this row, so it cannot be " + done +
+               "; revetl reports this once and forgets the row";
+    // The row may have reached the destination: a request whose answer was
+    // lost (a timeout, a failed or killed run) may have created the record.
+    o.hint = "If " + vendor + " has the record (a request revetl could not confirm may have created it), " +
+             "remove it there by hand: look it up by " +
+             (match_on.empty() ? std::string("the values") : "the " + Truncate(match_on, 100) + " value") +
+             " the row with this key had.";
+    o.unresolvable_removal = true;
+    return o;
+}
+
 std::optional<Verdict> ConnectionFailure(const HttpResponse &response, const std::string &url,
                                          bool url_names_a_record) {
     const std::string where = RedactUrl(url);

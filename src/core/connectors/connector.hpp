@@ -102,6 +102,18 @@ struct Verdict {
 std::optional<Verdict> ConnectionFailure(const HttpResponse &response, const std::string &url,
                                          bool url_names_a_record);
 
+// The outcome of a removal that cannot be sent because no record id was
+// ever learned for its row (Change::dest_id is empty) and `vendor` removes
+// records only by that id (`id_name`, what the destination calls it:
+// "<vendor> record id", "<vendor> external_id"): refused once with
+// NO_RECORD_ID and marked unresolvable, so that the run forgets the key
+// instead of refusing it again on every run.
+// `done` is what the removal would have done ("archived", "deleted");
+// `match_on` the sync's MATCH ON field ("" when it has none), named in the
+// hint that says how to find the record by hand, if the destination has it.
+RowOutcome UnresolvableRemoval(const std::string &vendor, const std::string &id_name, const std::string &done,
+                               const std::string &match_on);
+
 class Connector {
 public:
     virtual ~Connector() = default;

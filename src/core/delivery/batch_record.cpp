@@ -44,6 +44,8 @@ BatchRecord BuildBatchRecord(const std::vector<Change> &changes, const std::vect
             continue;
         }
         out.rejected_count++;
+        if (o.unresolvable_removal && c.op == Change::Op::Remove && c.dest_id.empty())
+            out.forgotten_keys.push_back(c.key);
         rej.StartObject();
         rej.Key("key");
         rej.RawValue(c.key.data(), c.key.size(), rapidjson::kObjectType);
@@ -59,6 +61,11 @@ BatchRecord BuildBatchRecord(const std::vector<Change> &changes, const std::vect
         rej.Key("error_code");
         if (!o.error_code.empty())
             String(rej, o.error_code);
+        else
+            rej.Null();
+        rej.Key("hint");
+        if (!o.hint.empty())
+            String(rej, o.hint);
         else
             rej.Null();
         rej.Key("payload");

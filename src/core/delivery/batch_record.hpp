@@ -33,7 +33,11 @@ struct BatchRecord {
     // (it keeps a tombstone until the settle time has passed).
     std::vector<std::string> removal_keys;
     std::vector<bool> removal_uncertain;
-    std::string rejected; // [{"key":{..}, "operation":..., "reason":..., ...}]
+    // Refused removals that no run could send (RowOutcome::
+    // unresolvable_removal, a removal without a record id): also in
+    // `rejected`, once; their shadow rows are forgotten.
+    std::vector<std::string> forgotten_keys;
+    std::string rejected; // [{"key":{..}, "operation":..., "reason":..., "hint":..., ...}]
     int64_t delivered = 0;
     int64_t rejected_count = 0;
 };

@@ -33,6 +33,17 @@ struct RowOutcome {
     // An earlier attempt for this row timed out or lost its connection: the
     // destination may still apply that older request late.
     bool uncertain = false;
+    // What the sync's owner can do about a refusal (stored beside the
+    // reason); "" for none.
+    std::string hint;
+    // A refused removal that no later run could send either: no record id
+    // was ever learned for the key (an earlier request whose answer was
+    // lost may or may not have created the record), and the connector
+    // deletes by id. Final: the refusal is recorded once and the key's
+    // shadow row forgotten, instead of the removal being refused on every
+    // run. Honoured only for a refused removal whose change carries no
+    // record id (the engine clears it otherwise).
+    bool unresolvable_removal = false;
 };
 
 const char *OpName(Change::Op op); // "upsert" or "delete"

@@ -62,6 +62,12 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
         BatchState &st = open[b];
         if (!st.outcomes[row]) {
             st.outcomes[row] = o;
+            // Forgetting a key is for a refused removal that no run could
+            // send: never for a write, an accepted row, or a removal whose
+            // record id is known (that one is sent again by a later run).
+            const Change &c = st.batch.changes[row];
+            if (o.accepted || c.op != Change::Op::Remove || !c.dest_id.empty())
+                st.outcomes[row]->unresolvable_removal = false;
             st.remaining--;
         }
     };

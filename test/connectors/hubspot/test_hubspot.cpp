@@ -465,6 +465,10 @@ TEST(HubSpotPrepare, RemovalsAreArchivedByRecordId) {
     EXPECT_EQ(p.immediate[0].first, 2u);
     ExpectRejected(p.immediate[0].second, 0, "NO_RECORD_ID");
     EXPECT_TRUE(Contains(p.immediate[0].second.reason, "cannot be archived"));
+    // No run can ever archive it: final, with how to find the contact by hand.
+    EXPECT_TRUE(p.immediate[0].second.unresolvable_removal);
+    EXPECT_TRUE(Contains(p.immediate[0].second.hint, "remove it there by hand"));
+    EXPECT_TRUE(Contains(p.immediate[0].second.hint, "HubSpot"));
 }
 
 TEST(HubSpotPrepare, ArchivesAtMostOneHundredPerRequest) {

@@ -156,6 +156,55 @@ class HubSpotTest(unittest.TestCase):
         self.assertEqual(self.actual(), self.expected())
         self.assertIn("renamed3@example.com", hubspot.contacts(archived=True))
 
+    def test_removal_without_record_id_after_an_uncertain_request_is_reported_once(self):
+        # Issue 20 point 2: a failed run leaves a placeholder for a row whose
+        # request timed out (HubSpot applied it late; revetl never learned the
+        # record id); the row leaves the model. Archiving needs the id: the
+        # removal is reported once, with what to do by hand, and forgotten,
+        # instead of being refused by every run forever.
+        self.setup_sync(rows=3, server_options=", batch_size '1', max_in_flight '1', max_attempts '1', "
+                                               "timeout '1s', settle_time '2s'")
+        hubspot.configure(faults=[{"timeout": True, "delay_ms": 1500}])
+        self.sync_now(check=False)
+        self.assertEqual(self.last()[:3], ["failed", "0", "0"])
+        shadow = cluster.sql(f"select shadow_table from revetl.syncs where name = '{self.s}'")
+        # Only the row of the one request sent has a placeholder: a tombstone
+        # with no record id, to be verified after the settle time.
+        placeholders = cluster.rows(f"select key::jsonb->>'id', removed, dest_id is null, verify_after is not null "
+                                    f"from revetl.{shadow}")
+        self.assertEqual(len(placeholders), 1, placeholders)
+        k = placeholders[0][0]
+        self.assertEqual(placeholders[0][1:], ["t", "t", "t"])
+        # The late write landed: HubSpot has the contact revetl knows no id of.
+        wait_for(lambda: f"user{k}@example.com" in hubspot.contacts(), timeout=30, what="the late write")
+        cluster.sql(f"delete from {self.t} where id = {k}")
+        wait_for(lambda: cluster.sql(f"select count(*) from revetl.{shadow} where verify_after > now()") == "0",
+                 timeout=30, what="settle time to pass")
+
+        first, _ = self.sync_now(check=False)
+        self.assertEqual(self.last()[:3], ["partial", "2", "1"])
+        rejected = cluster.rows(f"select run_id, key, operation, error_code, reason, hint from revetl.rejected_rows "
+                                f"where sync_name = '{self.s}'")
+        self.assertEqual(len(rejected), 1, rejected)
+        run_id, key, operation, code, reason, hint = rejected[0]
+        self.assertEqual((int(run_id), key, operation, code), (first, f'{{"id": {k}}}', "delete", "NO_RECORD_ID"))
+        self.assertIn("no HubSpot record id was ever learned for this row", reason)
+        self.assertIn("remove it there by hand: look it up by the email value", hint)
+        self.assertEqual(cluster.sql(f"select count(*) from revetl.{shadow} where key::jsonb->>'id' = '{k}'"), "0")
+        self.assertFalse([r for r in hubspot.requests() if r["path"].endswith("/batch/archive")])
+
+        # The next run has nothing left to do.
+        second, _ = self.sync_now()
+        self.assertNotEqual(first, second)
+        self.assertEqual(self.last()[:3], ["succeeded", "0", "0"])
+        self.assertEqual(cluster.rows(f"select rows_waiting, health from revetl.sync_status where name = '{self.s}'"),
+                         [["0", "healthy"]])
+        self.assertEqual(cluster.sql(f"select count(*) from revetl.rejected_rows where sync_name = '{self.s}'"),
+                         "1")
+        self.assertFalse([r for r in hubspot.requests() if r["path"].endswith("/batch/archive")])
+        # The contact stays in HubSpot until someone archives it, as the hint says.
+        self.assertIn(f"user{k}@example.com", hubspot.contacts())
+
     def test_partial_failure_is_mapped_to_the_refused_rows(self):
         self.setup_sync(rows=10)
         hubspot.configure(invalid=[{"property": "firstname", "pattern": "^name7$"}])

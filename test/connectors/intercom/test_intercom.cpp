@@ -167,6 +167,16 @@ TEST(Intercom, RemovalsArchiveOrDeleteByKeptId) {
     EXPECT_EQ(reqs[0].http.url, "https://api.intercom.io/contacts/abc/archive");
     ASSERT_EQ(immediate.size(), 1u);
     EXPECT_EQ(immediate[0].second.error_code, "NO_RECORD_ID");
+    // No id was ever learned: final, reported once with a hint.
+    EXPECT_TRUE(immediate[0].second.unresolvable_removal);
+    EXPECT_NE(immediate[0].second.hint.find("remove it there by hand"), std::string::npos);
+    // A stored id that is not an Intercom id is refused as before, not forgotten.
+    std::vector<Change> odd = {Row(3, "", "../x", Change::Op::Remove)};
+    std::vector<std::pair<size_t, RowOutcome>> odd_immediate;
+    EXPECT_TRUE(Prepare(archive, odd, &odd_immediate).empty());
+    ASSERT_EQ(odd_immediate.size(), 1u);
+    EXPECT_EQ(odd_immediate[0].second.error_code, "NO_RECORD_ID");
+    EXPECT_FALSE(odd_immediate[0].second.unresolvable_removal);
     IntercomConnector del(Settings("", "delete"), Target("contacts", "email", "mirror"));
     EXPECT_EQ(Prepare(del, changes)[0].http.method, "DELETE");
     EXPECT_EQ(Prepare(del, changes)[0].http.url, "https://api.intercom.io/contacts/abc");

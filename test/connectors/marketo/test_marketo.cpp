@@ -152,6 +152,8 @@ TEST(Marketo, KeptIdsUpdateByIdAndDeleteById) {
     EXPECT_EQ(reqs[2].http.body, "{\"input\":[{\"id\":58}]}");
     ASSERT_EQ(immediate.size(), 1u);
     EXPECT_EQ(immediate[0].second.error_code, "NO_RECORD_ID");
+    EXPECT_TRUE(immediate[0].second.unresolvable_removal);
+    EXPECT_FALSE(immediate[0].second.hint.empty());
 
     // A deleted lead counts as gone when Marketo no longer knows it.
     Verdict d =

@@ -139,7 +139,9 @@ TEST(Outreach, KeptIdsPatchAndDeleteAndFallBackOn404) {
     EXPECT_EQ(reqs[1].http.url, "https://api.outreach.io/api/v2/accounts/96");
     ASSERT_EQ(immediate.size(), 2u);
     EXPECT_EQ(immediate[0].second.error_code, "NO_RECORD_ID");
+    EXPECT_TRUE(immediate[0].second.unresolvable_removal);
     EXPECT_EQ(immediate[1].second.error_code, "NO_MATCH_VALUE");
+    EXPECT_FALSE(immediate[1].second.unresolvable_removal);
 
     const std::string not_found =
         "{\"errors\":[{\"id\":\"resourceNotFound\",\"title\":\"Resource Not Found\"}]}";

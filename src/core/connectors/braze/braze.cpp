@@ -210,10 +210,8 @@ std::vector<PreparedRequest> BrazeConnector::Prepare(const BatchContext &, const
         const Change &c = changes[i];
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty())
-                immediate.emplace_back(i, Rejected(0,
-                                                   "no Braze " + target_.match_on +
-                                                       " is known for this row, so it cannot be deleted",
-                                                   "NO_RECORD_ID"));
+                immediate.emplace_back(i, UnresolvableRemoval("Braze", "Braze " + target_.match_on, "deleted",
+                                                              target_.match_on));
             else
                 removals.push_back(i);
             continue;

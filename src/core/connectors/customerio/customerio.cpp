@@ -199,10 +199,9 @@ CustomerIoConnector::Prepare(const BatchContext &, const std::vector<Change> &ch
         if (c.op == Change::Op::Remove) {
             id = c.dest_id;
             if (id.empty()) {
-                immediate.emplace_back(i, Rejected(0,
-                                                   "no Customer.io " + target_.match_on +
-                                                       " is known for this row, so it cannot be deleted",
-                                                   "NO_RECORD_ID"));
+                immediate.emplace_back(i,
+                                       UnresolvableRemoval("Customer.io", "Customer.io " + target_.match_on,
+                                                           "deleted", target_.match_on));
                 continue;
             }
         } else {

@@ -375,10 +375,8 @@ HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
         }
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty())
-                immediate.emplace_back(i, Rejected(0,
-                                                   "no HubSpot record id is known for this row, so it cannot "
-                                                   "be archived",
-                                                   "NO_RECORD_ID"));
+                immediate.emplace_back(
+                    i, UnresolvableRemoval("HubSpot", "HubSpot record id", "archived", target_.match_on));
             else
                 archives.push_back(i);
             continue;

@@ -282,6 +282,11 @@ IntercomConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
         const Change &c = changes[i];
         PreparedRequest p;
         if (c.op == Change::Op::Remove) {
+            if (c.dest_id.empty()) {
+                immediate.emplace_back(
+                    i, UnresolvableRemoval("Intercom", "Intercom record id", "removed", target_.match_on));
+                continue;
+            }
             if (!IntercomValidId(c.dest_id)) {
                 immediate.emplace_back(i,
                                        Rejected(0,

@@ -214,10 +214,8 @@ IterableConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
         const Change &c = changes[i];
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty())
-                immediate.emplace_back(i, Rejected(0,
-                                                   "no Iterable " + target_.match_on +
-                                                       " is known for this row, so it cannot be removed",
-                                                   "NO_RECORD_ID"));
+                immediate.emplace_back(i, UnresolvableRemoval("Iterable", "Iterable " + target_.match_on,
+                                                              "removed", target_.match_on));
             else
                 removals.push_back(i);
             continue;

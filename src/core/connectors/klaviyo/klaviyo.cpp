@@ -301,10 +301,8 @@ KlaviyoConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
         const Change &c = changes[i];
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty()) {
-                immediate.emplace_back(i, Rejected(0,
-                                                   "no Klaviyo " + target_.match_on +
-                                                       " is known for this row, so it cannot be deleted",
-                                                   "NO_RECORD_ID"));
+                immediate.emplace_back(i, UnresolvableRemoval("Klaviyo", "Klaviyo " + target_.match_on,
+                                                              "deleted", target_.match_on));
                 continue;
             }
             // One profile per deletion request, as the Data Privacy API takes.

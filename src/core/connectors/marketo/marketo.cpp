@@ -195,7 +195,10 @@ MarketoConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
     for (size_t i : rows) {
         const Change &c = changes[i];
         if (c.op == Change::Op::Remove) {
-            if (!Digits(c.dest_id))
+            if (c.dest_id.empty())
+                immediate.emplace_back(
+                    i, UnresolvableRemoval("Marketo", "Marketo lead id", "deleted", target_.match_on));
+            else if (!Digits(c.dest_id))
                 immediate.emplace_back(
                     i, Rejected(0, "no Marketo lead id is known for this row, so it cannot be deleted",
                                 "NO_RECORD_ID"));

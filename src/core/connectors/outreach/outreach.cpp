@@ -229,6 +229,11 @@ OutreachConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
         const Change &c = changes[i];
         PreparedRequest p;
         if (c.op == Change::Op::Remove) {
+            if (c.dest_id.empty()) {
+                immediate.emplace_back(
+                    i, UnresolvableRemoval("Outreach", "Outreach record id", "deleted", target_.match_on));
+                continue;
+            }
             if (!ValidId(c.dest_id)) {
                 immediate.emplace_back(
                     i, Rejected(0, "no Outreach record id is known for this row, so it cannot be deleted",

@@ -243,6 +243,11 @@ PipedriveConnector::Prepare(const BatchContext &, const std::vector<Change> &cha
         const Change &c = changes[i];
         PreparedRequest p;
         if (c.op == Change::Op::Remove) {
+            if (c.dest_id.empty()) {
+                immediate.emplace_back(
+                    i, UnresolvableRemoval("Pipedrive", "Pipedrive record id", "deleted", target_.match_on));
+                continue;
+            }
             if (!Digits(c.dest_id)) {
                 immediate.emplace_back(i,
                                        Rejected(0,

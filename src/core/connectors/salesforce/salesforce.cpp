@@ -351,7 +351,10 @@ SalesforceConnector::Prepare(const BatchContext &context, const std::vector<Chan
     for (size_t i : rows) {
         const Change &c = changes[i];
         if (c.op == Change::Op::Remove) {
-            if (!ValidRecordId(c.dest_id))
+            if (c.dest_id.empty())
+                immediate.emplace_back(i, UnresolvableRemoval("Salesforce", "Salesforce record id", "deleted",
+                                                              target_.match_on));
+            else if (!ValidRecordId(c.dest_id))
                 immediate.emplace_back(
                     i, Rejected(0, "no Salesforce record id is known for this row, so it cannot be deleted",
                                 "NO_RECORD_ID"));

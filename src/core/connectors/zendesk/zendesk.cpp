@@ -191,8 +191,11 @@ ZendeskConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
     for (size_t i : rows) {
         const Change &c = changes[i];
         if (c.op == Change::Op::Remove) {
-            if (c.dest_id.empty() || !std::all_of(c.dest_id.begin(), c.dest_id.end(),
-                                                  [](unsigned char x) { return std::isdigit(x); }))
+            if (c.dest_id.empty())
+                immediate.emplace_back(
+                    i, UnresolvableRemoval("Zendesk", "Zendesk user id", "deleted", target_.match_on));
+            else if (!std::all_of(c.dest_id.begin(), c.dest_id.end(),
+                                  [](unsigned char x) { return std::isdigit(x); }))
                 immediate.emplace_back(
                     i, Rejected(0, "no Zendesk user id is known for this row, so it cannot be deleted",
                                 "NO_RECORD_ID"));
