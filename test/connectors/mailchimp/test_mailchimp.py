@@ -4,7 +4,8 @@ the batch endpoint with merge fields, members named in errors[] refused alone
 with Mailchimp's error code, INSERT and UPDATE as the API can honour them,
 MIRROR removals archived (and a returning row made a member again), the
 10-connection limit and the bare 403 waited out, a problem-body 403 and a wrong
-key failing the run, the data centre's host going through revetl.allowed_hosts,
+key failing the run, an OAuth token as Bearer, the data centre's host going
+through revetl.allowed_hosts, a sync's max_in_flight kept within 10,
 and MODE AUDIENCE: exact tag membership after adds, removals, a changed email
 and a model rebuilt by dbt."""
 
@@ -245,6 +246,22 @@ class MailchimpTest(unittest.TestCase):
         self.assertIn("HTTP 401", error)
         self.assertIn("API Key Invalid", error)
         self.assertNotIn("wrong-key", error)
+
+    def test_oauth_token_as_bearer(self):
+        # An OAuth access token names no data centre: the server gives dc
+        # (here with the mock's url, which wins over it).
+        cluster.sql(f"""
+            create table {self.t} (id int primary key, email text, fname text, plan text);
+            insert into {self.t} values (1, 'a@example.com', 'A', 'pro');
+            create server {self.srv} foreign data wrapper revetl
+              options (type 'mailchimp', url '{mc.url}', dc 'us6', list_id '{LIST}');
+            create user mapping for postgres server {self.srv} options (token 'test-oauth-token');
+        """)
+        self.create_sync(self.s, self.t, "UPSERT")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "1", "0"])
+        self.assertEqual({r["headers"]["authorization"] for r in mc.requests()}, {"Bearer test-oauth-token"})
+        self.assertEqual(self.live(), ["a@example.com"])
 
     def test_data_centre_host_goes_through_allowed_hosts(self):
         # Without a url the host is the key's data centre, and the policy
