@@ -138,6 +138,11 @@ fi
 if [ -f "$WORK/vendor-specs/klaviyo/stable.json" ]; then
     export REVETL_KLAVIYO_OPENAPI="$WORK/vendor-specs/klaviyo/stable.json"
 fi
+# Mailchimp's own contract could not be saved: a derived copy of its list
+# endpoints stands in (vendor-specs/mailchimp/SOURCE.md).
+if [ -f "$WORK/vendor-specs/mailchimp/derived-apievangelist-mailchimp-list-id-api-openapi.yml" ]; then
+    export REVETL_MAILCHIMP_OPENAPI="$WORK/vendor-specs/mailchimp/derived-apievangelist-mailchimp-list-id-api-openapi.yml"
+fi
 # Salesforce publishes no OpenAPI for these endpoints: its Postman collection
 # (see vendor-specs/salesforce/SOURCE.md) is checked by test/lib/postman.py.
 if [ -d "$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis" ]; then

@@ -523,6 +523,11 @@ bool SyncRun::Start() {
     policy_.max_attempts = settings_.max_attempts;
     if (def_.options.max_in_flight)
         settings_.max_in_flight = *def_.options.max_in_flight;
+    // A sync's own max_in_flight stays within the type's cap (Mailchimp's
+    // and Marketo's 10 concurrent connections), as the server's option does.
+    if (const ConnectorSpec *spec = FindSpec(settings_.type))
+        if (const OptionSpec *cap = spec->ServerOption("max_in_flight"); cap && cap->max > 0)
+            settings_.max_in_flight = std::min<int>(settings_.max_in_flight, static_cast<int>(cap->max));
     // A sync's own rate limit has its own budget; otherwise the server's
     // budget is shared by every sync sending to it, in every process.
     rate_sync_id_ = 0;

@@ -528,8 +528,11 @@ Datum FdwValidator(FunctionCallInfo fcinfo) {
         // HubSpot server without url goes to HubSpot's API): CREATE SERVER
         // and ALTER SERVER (whose validator sees the whole resulting option
         // list) judge it alike, as the run does.
-        std::string host = UrlHost(ResolveDestinationSettings(options, {}).url);
-        if (!HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))
+        // A type whose host only its credentials name (Mailchimp's API key
+        // ends with its data centre) has none yet: every run checks it.
+        const std::string url = ResolveDestinationSettings(options, {}).url;
+        const std::string host = url.empty() ? std::string() : UrlHost(url);
+        if (!url.empty() && !HostAllowed(host, g_allowed_hosts ? g_allowed_hosts : ""))
             throw Error(sqlstate::kInsufficientPrivilege,
                         "destination host \"" + host + "\" is not in revetl.allowed_hosts", {},
                         "A superuser can add it to revetl.allowed_hosts in postgresql.conf and reload.");

@@ -517,6 +517,45 @@ class MockKlaviyo(MockProcess):
                 if r.get("contract_errors")]
 
 
+# Mailchimp's contract, as the derived OpenAPI of its list endpoints (see
+# vendor-specs/mailchimp/SOURCE.md): the mock checks every request against it.
+MAILCHIMP_OPENAPI = os.environ.get(
+    "REVETL_MAILCHIMP_OPENAPI",
+    "/work/shared/vendor-specs/mailchimp/derived-apievangelist-mailchimp-list-id-api-openapi.yml")
+
+
+class MockMailchimp(MockProcess):
+    """The stateful Mailchimp mock in test/connectors/mailchimp/mock.py (batch
+    subscribe with errors[], PATCH, archive, tags, the 10-connection limit, the bare
+    403 fault), validating requests against the derived OpenAPI (contract_violations())."""
+
+    def __init__(self, api_key="test-key-us6", token="test-oauth-token", openapi=MAILCHIMP_OPENAPI):
+        if openapi and not os.path.exists(openapi):
+            raise RuntimeError(f"Mailchimp's OpenAPI is not at {openapi} (set REVETL_MAILCHIMP_OPENAPI)")
+        super().__init__("mailchimp", "mock Mailchimp", ["--api-key", api_key, "--token", token] +
+                         (["--openapi", openapi] if openapi else []))
+
+    def members(self, list_id):
+        """{lower-case email: member} of the audience's members (archived ones too,
+        with status "archived")."""
+        members = self._call("GET", f"/_mock/members?list={list_id}")["members"]
+        return {m["email_address"].lower(): m for m in members.values()}
+
+    def tagged(self, list_id, tag):
+        """The sorted lower-case emails of the live members holding `tag`."""
+        return self._call("GET", "/_mock/tags")["tags"].get(str(list_id), {}).get(tag, [])
+
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
+
 SALESFORCE_POSTMAN = os.environ.get(
     "REVETL_SALESFORCE_POSTMAN",
     "/work/shared/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis")

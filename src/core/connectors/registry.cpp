@@ -7,6 +7,7 @@
 #include "core/connectors/intercom/intercom.hpp"
 #include "core/connectors/pipedrive/pipedrive.hpp"
 #include "core/connectors/iterable/iterable.hpp"
+#include "core/connectors/mailchimp/mailchimp.hpp"
 #include "core/connectors/marketo/marketo.hpp"
 #include "core/connectors/outreach/outreach.hpp"
 #include "core/connectors/klaviyo/klaviyo.hpp"
@@ -35,6 +36,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &OutreachSpec(),
         &CustomerIoSpec(),
         &KlaviyoSpec(),
+        &MailchimpSpec(),
     };
     // clang-format on
     return specs;

@@ -458,6 +458,8 @@ DestinationSettings ResolveDestinationSettings(const OptionList &server, const O
             }
         }
     }
+    if (s.url.empty() && spec.url_from_credentials)
+        s.url = spec.url_from_credentials(server, s.credentials);
     if (s.credentials.oauth.Configured())
         s.credentials.oauth_token = std::make_shared<OAuthToken>();
     return s;

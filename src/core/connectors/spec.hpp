@@ -134,6 +134,11 @@ struct ConnectorSpec {
     // As url_template, for a type whose default URL is a choice rather than
     // a substitution (a region option picking a host); unset for the others.
     std::function<std::string(const OptionList &server)> default_url;
+    // As default_url, for a type whose host is named by its credentials
+    // (an API key whose suffix names the data centre); "" when they name
+    // none. The result must be safe as a URL (the spec checks what it puts
+    // in a host name).
+    std::function<std::string(const OptionList &server, const Credentials &credentials)> url_from_credentials;
     // How its asynchronous jobs are polled (for types that write through
     // jobs; the job_poll_interval and max_open_jobs options adjust it).
     JobPolling jobs;
