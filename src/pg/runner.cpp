@@ -374,6 +374,7 @@ private:
     struct FlushStatements {
         PreparedSql insert_shadow;
         PreparedSql upsert_shadow;
+        PreparedSql update_shadow;
         PreparedSql delete_shadow;
         PreparedSql tombstone_shadow;
         PreparedSql delete_queued;
@@ -773,6 +774,22 @@ void SyncRun::Flush() {
                 "synced_at = pg_catalog.now(), "
                 "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
                 "WHEN s.verify_after > pg_catalog.now() THEN s.verify_after END"),
+            // Changed rows have a shadow row (the plan compared it, and only
+            // this run writes the table): the upsert's update, as a plain
+            // UPDATE. It costs about half the upsert, which first tries an
+            // insert (the generated typed keys computed twice, the row locked
+            // with a WAL record of its own) before it updates. It says how
+            // many rows it found; if one is missing the upsert runs after it.
+            PreparedSql("WITH u AS (UPDATE " + shadow +
+                        " AS s SET row_hash = r.row_hash, "
+                        "dest_id = CASE WHEN s.removed THEN r.dest_id ELSE coalesce(r.dest_id, s.dest_id) "
+                        "END, run_id = $5, version = $7, removed = false, synced_at = pg_catalog.now(), "
+                        "verify_after = CASE WHEN r.uncertain THEN pg_catalog.now() + "
+                        "pg_catalog.make_interval(secs => $6 / 1000.0) "
+                        "WHEN s.verify_after > pg_catalog.now() THEN s.verify_after END "
+                        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
+                        "AS r(key, row_hash, dest_id, uncertain) WHERE s.key = r.key RETURNING 1) "
+                        "SELECT pg_catalog.count(*) FROM u"),
             // A removal leaves nothing behind unless a request for the key
             // may still be applied late: one of its own attempts was lost,
             // or the key is still to be verified. Then its row becomes a
@@ -808,11 +825,24 @@ void SyncRun::Flush() {
             continue;
         // A resync's adds may be over tombstones (their version does not
         // tell, being -run_id for every row): they are upserted too.
-        PreparedSql &statement = added && !resync_ ? flush_sql_->insert_shadow : flush_sql_->upsert_shadow;
-        statement.Run({SqlArg::TextArray(rows.keys), SqlArg::Int8Array(rows.row_hashes),
-                       SqlArg::TextArray(rows.dest_ids), SqlArg::BoolArray(rows.uncertain),
-                       SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms),
-                       SqlArg::Int8(version_id_)});
+        const std::vector<SqlArg> args{SqlArg::TextArray(rows.keys),
+                                       SqlArg::Int8Array(rows.row_hashes),
+                                       SqlArg::TextArray(rows.dest_ids),
+                                       SqlArg::BoolArray(rows.uncertain),
+                                       SqlArg::Int8(run_id_),
+                                       SqlArg::Int8(settings_.settle_time_ms),
+                                       SqlArg::Int8(version_id_)};
+        if (added && !resync_) {
+            flush_sql_->insert_shadow.Run(args);
+            continue;
+        }
+        // Changed rows are updated in place; an upsert only if one had no
+        // shadow row after all (the upsert's update of the rows the UPDATE
+        // found writes what it wrote).
+        if (!added &&
+            flush_sql_->update_shadow.Run(args).Int8(0, 0) == static_cast<int64_t>(rows.keys.size()))
+            continue;
+        flush_sql_->upsert_shadow.Run(args);
     }
     if (!rec.removal_keys.empty()) {
         flush_sql_->delete_shadow.Run(
