@@ -25,6 +25,7 @@ extern "C" {
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "foreign/foreign.h"
@@ -117,6 +118,16 @@ inline void CleanupReplicationSlots() {
     ReplicationSlotCleanup(false);
 #else
     ReplicationSlotCleanup();
+#endif
+}
+
+// PostgreSQL 16 added onlySummarizing (HOT updates of summarizing indexes):
+// an insert updates every index.
+inline List *InsertIndexTuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate) {
+#if PG_VERSION_NUM >= 160000
+    return ExecInsertIndexTuples(rri, slot, estate, false, false, nullptr, NIL, false);
+#else
+    return ExecInsertIndexTuples(rri, slot, estate, false, false, nullptr, NIL);
 #endif
 }
 

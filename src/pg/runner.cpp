@@ -81,11 +81,109 @@ public:
     SyncPaused() : std::runtime_error("the sync is paused") {}
 };
 
-const char *kInsertChanges =
-    "INSERT INTO revetl.changes (run_id, seq, op, key, payload, row_hash, dest_id, version) "
-    "SELECT $1, $2 + u.o, u.op, u.key, u.payload, u.row_hash, u.dest_id, u.version "
-    "FROM unnest($3::\"char\"[], $4::text[], $5::jsonb[], $6::int8[], $7::text[], $8::int8[]) "
-    "WITH ORDINALITY AS u(op, key, payload, row_hash, dest_id, version, o)";
+// The queue of planned changes is written the way COPY writes a table:
+// each fetched chunk of the plan goes in with one multi-insert (one WAL
+// record per heap page rather than per row), then its primary key entries.
+// (An INSERT ... SELECT FROM unnest of arrays of the chunk cost about as
+// much as the plan query itself: the arrays built and taken apart again,
+// the executor's function scan, a WAL record per row.) Only the run's own
+// code writes this table, with values it checked: no trigger, rule or
+// policy applies to it, and its CHECK holds by construction (the op is one
+// of 'a', 'c', 'r'; the key is never NULL), which WriteChunk verifies.
+// Plain data (no destructor): an error unwinds past it with longjmp, and
+// the transaction's abort releases the relation, its indexes and memory.
+struct QueueWriter {
+    static constexpr int kColumns = 8;
+    Relation rel;
+    int column[kColumns];
+    EState *estate;
+    ResultRelInfo *rri;
+    BulkInsertState bistate;
+    TupleTableSlot **slots;
+    int nslots;
+};
+
+void OpenQueueWriter(QueueWriter *w, int max_rows) {
+    Oid relid = get_relname_relid("changes", get_namespace_oid("revetl", false));
+    if (!OidIsValid(relid))
+        elog(ERROR, "revetl: the queue table revetl.changes is missing");
+    w->rel = table_open(relid, RowExclusiveLock);
+    // Columns by name: a table upgraded from an earlier version may have
+    // dropped columns, so their numbers are not fixed.
+    static const char *const kNames[QueueWriter::kColumns] = {"run_id",  "seq",      "op",      "key",
+                                                              "payload", "row_hash", "dest_id", "version"};
+    TupleDesc desc = RelationGetDescr(w->rel);
+    for (int c = 0; c < QueueWriter::kColumns; c++)
+        w->column[c] = -1;
+    for (int a = 0; a < desc->natts; a++) {
+        Form_pg_attribute att = TupleDescAttr(desc, a);
+        if (att->attisdropped)
+            continue;
+        int found = -1;
+        for (int c = 0; c < QueueWriter::kColumns; c++)
+            if (strcmp(NameStr(att->attname), kNames[c]) == 0)
+                found = c;
+        if (found < 0)
+            elog(ERROR, "revetl: revetl.changes has a column \"%s\" that runs do not write",
+                 NameStr(att->attname));
+        w->column[found] = a;
+    }
+    for (int c = 0; c < QueueWriter::kColumns; c++)
+        if (w->column[c] < 0)
+            elog(ERROR, "revetl: revetl.changes has no column \"%s\"", kNames[c]);
+    w->estate = CreateExecutorState();
+    w->rri = makeNode(ResultRelInfo);
+    InitResultRelInfo(w->rri, w->rel, 1, nullptr, 0);
+    ExecOpenIndices(w->rri, false);
+    w->bistate = GetBulkInsertState();
+    w->slots = static_cast<TupleTableSlot **>(palloc0(max_rows * sizeof(TupleTableSlot *)));
+    w->nslots = max_rows;
+    for (int i = 0; i < max_rows; i++)
+        w->slots[i] = table_slot_create(w->rel, nullptr);
+}
+
+// Queues n changes; `values` and `nulls` hold them row by row, in the
+// order of kNames.
+void WriteQueueChunk(QueueWriter *w, int n, const Datum *values, const bool *nulls) {
+    Assert(n <= w->nslots);
+    const int natts = RelationGetDescr(w->rel)->natts;
+    for (int i = 0; i < n; i++) {
+        TupleTableSlot *slot = w->slots[i];
+        ExecClearTuple(slot);
+        for (int a = 0; a < natts; a++) {
+            slot->tts_values[a] = (Datum)0;
+            slot->tts_isnull[a] = true;
+        }
+        const Datum *v = values + i * QueueWriter::kColumns;
+        const bool *isnull = nulls + i * QueueWriter::kColumns;
+        const char op = DatumGetChar(v[2]);
+        if (isnull[0] || isnull[1] || isnull[2] || isnull[3] || isnull[7] ||
+            (op != 'a' && op != 'c' && op != 'r'))
+            elog(ERROR, "revetl: a planned change has no key or an unknown operation");
+        for (int c = 0; c < QueueWriter::kColumns; c++) {
+            slot->tts_values[w->column[c]] = v[c];
+            slot->tts_isnull[w->column[c]] = isnull[c];
+        }
+        ExecStoreVirtualTuple(slot);
+    }
+    table_multi_insert(w->rel, w->slots, n, GetCurrentCommandId(true), 0, w->bistate);
+    for (int i = 0; i < n; i++) {
+        ResetPerTupleExprContext(w->estate);
+        list_free(compat::InsertIndexTuples(w->rri, w->slots[i], w->estate));
+    }
+    // Later statements of the plan's transaction see the queued rows.
+    CommandCounterIncrement();
+}
+
+void CloseQueueWriter(QueueWriter *w) {
+    for (int i = 0; i < w->nslots; i++)
+        ExecDropSingleTupleTableSlot(w->slots[i]);
+    pfree(w->slots);
+    FreeBulkInsertState(w->bistate);
+    ExecCloseIndices(w->rri);
+    FreeExecutorState(w->estate);
+    table_close(w->rel, NoLock);
+}
 
 const char *kInsertInvalid =
     "INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, payload) "
@@ -118,12 +216,9 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
                          const char *bad_identifier_reason, PlanTotals *totals) {
     OwnerContext owner_ctx;
 
-    Oid change_types[8] = {INT8OID,       INT8OID,      CHARARRAYOID, TEXTARRAYOID,
-                           JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
     Oid invalid_types[6] = {INT8OID, INT8OID, TEXTOID, JSONBARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
-    SPIPlanPtr insert_changes = SPI_prepare(kInsertChanges, 8, change_types);
     SPIPlanPtr insert_invalid = SPI_prepare(kInsertInvalid, 6, invalid_types);
-    if (!insert_changes || !insert_invalid)
+    if (!insert_invalid)
         elog(ERROR, "revetl: could not prepare the plan queue statements: %s",
              SPI_result_code_string(SPI_result));
 
@@ -139,6 +234,8 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
     Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);
     LeaveOwnerContext(&owner_ctx);
 
+    QueueWriter queue;
+    OpenQueueWriter(&queue, kPlanFetchRows);
     MemoryContext batch_cxt =
         AllocSetContextCreate(CurrentMemoryContext, "revetl plan batch", ALLOCSET_DEFAULT_SIZES);
     Datum sync_name_datum = CStringGetTextDatum(sync_name);
@@ -154,15 +251,8 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
             break;
 
         MemoryContext old = MemoryContextSwitchTo(batch_cxt);
-        Datum *ops = (Datum *)palloc(n * sizeof(Datum));
-        Datum *keys = (Datum *)palloc(n * sizeof(Datum));
-        Datum *payloads = (Datum *)palloc(n * sizeof(Datum));
-        Datum *hashes = (Datum *)palloc(n * sizeof(Datum));
-        Datum *dests = (Datum *)palloc(n * sizeof(Datum));
-        Datum *versions = (Datum *)palloc(n * sizeof(Datum));
-        bool *payload_nulls = (bool *)palloc(n * sizeof(bool));
-        bool *hash_nulls = (bool *)palloc(n * sizeof(bool));
-        bool *dest_nulls = (bool *)palloc(n * sizeof(bool));
+        Datum *rows = (Datum *)palloc(n * QueueWriter::kColumns * sizeof(Datum));
+        bool *row_nulls = (bool *)palloc(n * QueueWriter::kColumns * sizeof(bool));
         Datum *inv_keys = (Datum *)palloc(n * sizeof(Datum));
         Datum *inv_reasons = (Datum *)palloc(n * sizeof(Datum));
         Datum *inv_payloads = (Datum *)palloc(n * sizeof(Datum));
@@ -174,7 +264,8 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
             TupleDesc desc = tt->tupdesc;
             bool isnull;
             char op = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
-            Datum key = SPI_getbinval(tup, desc, 2, &isnull);
+            bool key_null;
+            Datum key = SPI_getbinval(tup, desc, 2, &key_null);
             Datum key_json = SPI_getbinval(tup, desc, 3, &isnull);
             bool payload_null;
             Datum payload = SPI_getbinval(tup, desc, 4, &payload_null);
@@ -203,15 +294,24 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
                 totals->invalid++;
                 continue;
             }
-            ops[nc] = CharGetDatum(op);
-            keys[nc] = key;
-            payloads[nc] = payload;
-            payload_nulls[nc] = payload_null;
-            hashes[nc] = hash;
-            hash_nulls[nc] = hash_null;
-            dests[nc] = dest;
-            dest_nulls[nc] = dest_null;
-            versions[nc] = version;
+            Datum *v = rows + nc * QueueWriter::kColumns;
+            bool *vn = row_nulls + nc * QueueWriter::kColumns;
+            v[0] = Int64GetDatum(run_id);
+            vn[0] = false;
+            v[1] = Int64GetDatum(totals->queued + nc + 1);
+            vn[1] = false;
+            v[2] = CharGetDatum(op);
+            vn[2] = false;
+            v[3] = key;
+            vn[3] = key_null;
+            v[4] = payload;
+            vn[4] = payload_null;
+            v[5] = hash;
+            vn[5] = hash_null;
+            v[6] = dest;
+            vn[6] = dest_null;
+            v[7] = version;
+            vn[7] = version_null;
             nc++;
             if (op == 'a')
                 totals->added++;
@@ -222,23 +322,7 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
         }
 
         if (nc > 0) {
-            int dims[1] = {nc};
-            int lbs[1] = {1};
-            Datum values[8];
-            values[0] = Int64GetDatum(run_id);
-            values[1] = Int64GetDatum(totals->queued);
-            values[2] = PointerGetDatum(construct_array(ops, nc, CHAROID, 1, true, TYPALIGN_CHAR));
-            values[3] = PointerGetDatum(construct_array(keys, nc, TEXTOID, -1, false, TYPALIGN_INT));
-            values[4] = PointerGetDatum(
-                construct_md_array(payloads, payload_nulls, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
-            values[5] = PointerGetDatum(construct_md_array(hashes, hash_nulls, 1, dims, lbs, INT8OID, 8,
-                                                           FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-            values[6] = PointerGetDatum(
-                construct_md_array(dests, dest_nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-            values[7] =
-                PointerGetDatum(construct_array(versions, nc, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-            if (SPI_execute_plan(insert_changes, values, nullptr, false, 0) != SPI_OK_INSERT)
-                elog(ERROR, "revetl: could not queue planned changes");
+            WriteQueueChunk(&queue, nc, rows, row_nulls);
             totals->queued += nc;
         }
         if (ni > 0) {
@@ -261,6 +345,7 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
     }
     SPI_cursor_close(portal);
     MemoryContextDelete(batch_cxt);
+    CloseQueueWriter(&queue);
 }
 
 // Set by SIGTERM (see HandleRunSigterm).
@@ -398,9 +483,11 @@ private:
     struct FlushStatements {
         PreparedSql insert_shadow;
         PreparedSql upsert_shadow;
+        PreparedSql update_shadow;
         PreparedSql delete_shadow;
         PreparedSql tombstone_shadow;
         PreparedSql delete_queued;
+        PreparedSql delete_queued_range;
         PreparedSql count_delivered;
     };
     std::unique_ptr<FlushStatements> flush_sql_;
@@ -831,6 +918,24 @@ void SyncRun::Flush() {
                 "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
                 "WHEN s.verify_after > " +
                 SentAfterSql(8) + " THEN s.verify_after END"),
+            // Changed rows have a shadow row (the plan compared it, and only
+            // this run writes the table): the upsert's update, as a plain
+            // UPDATE. It costs about half the upsert, which first tries an
+            // insert (the generated typed keys computed twice, the row locked
+            // with a WAL record of its own) before it updates. It says how
+            // many rows it found; if one is missing the upsert runs after it.
+            PreparedSql("WITH u AS (UPDATE " + shadow +
+                        " AS s SET row_hash = r.row_hash, "
+                        "dest_id = CASE WHEN s.removed THEN r.dest_id ELSE coalesce(r.dest_id, s.dest_id) "
+                        "END, run_id = $5, version = $7, removed = false, synced_at = pg_catalog.now(), "
+                        "verify_after = CASE WHEN r.uncertain THEN pg_catalog.now() + "
+                        "pg_catalog.make_interval(secs => $6 / 1000.0) "
+                        "WHEN s.verify_after > " +
+                        SentAfterSql(8) +
+                        " THEN s.verify_after END "
+                        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
+                        "AS r(key, row_hash, dest_id, uncertain) WHERE s.key = r.key RETURNING 1) "
+                        "SELECT pg_catalog.count(*) FROM u"),
             // A removal leaves nothing behind unless a request for the key
             // may still be applied late: one of its own attempts was lost,
             // or the key is still to be verified. Then its row becomes a
@@ -855,6 +960,7 @@ void SyncRun::Flush() {
             PreparedSql("DELETE FROM revetl.changes "
                         "WHERE run_id = $1 AND seq = ANY ($2::bigint[]) AND seq BETWEEN $3 AND $4",
                         true),
+            PreparedSql("DELETE FROM revetl.changes WHERE run_id = $1 AND seq BETWEEN $2 AND $3"),
             PreparedSql(
                 "UPDATE revetl.runs SET rows_delivered = rows_delivered + $2, "
                 "rows_rejected = rows_rejected + $3, requests = requests + $4, retries = retries + $5, "
@@ -867,11 +973,25 @@ void SyncRun::Flush() {
             continue;
         // A resync's adds may be over tombstones (their version does not
         // tell, being -run_id for every row): they are upserted too.
-        PreparedSql &statement = added && !resync_ ? flush_sql_->insert_shadow : flush_sql_->upsert_shadow;
-        statement.Run({SqlArg::TextArray(rows.keys), SqlArg::Int8Array(rows.row_hashes),
-                       SqlArg::TextArray(rows.dest_ids), SqlArg::BoolArray(rows.uncertain),
-                       SqlArg::Int8(run_id_), SqlArg::Int8(settings_.settle_time_ms),
-                       SqlArg::Int8(version_id_), SentAfterArg()});
+        const std::vector<SqlArg> args{SqlArg::TextArray(rows.keys),
+                                       SqlArg::Int8Array(rows.row_hashes),
+                                       SqlArg::TextArray(rows.dest_ids),
+                                       SqlArg::BoolArray(rows.uncertain),
+                                       SqlArg::Int8(run_id_),
+                                       SqlArg::Int8(settings_.settle_time_ms),
+                                       SqlArg::Int8(version_id_),
+                                       SentAfterArg()};
+        if (added && !resync_) {
+            flush_sql_->insert_shadow.Run(args);
+            continue;
+        }
+        // Changed rows are updated in place; an upsert only if one had no
+        // shadow row after all (the upsert's update of the rows the UPDATE
+        // found writes what it wrote).
+        if (!added &&
+            flush_sql_->update_shadow.Run(args).Int8(0, 0) == static_cast<int64_t>(rows.keys.size()))
+            continue;
+        flush_sql_->upsert_shadow.Run(args);
     }
     if (!rec.removal_keys.empty()) {
         flush_sql_->delete_shadow.Run(
@@ -918,9 +1038,20 @@ void SyncRun::Flush() {
     seqs.reserve(pending_changes_.size());
     for (const Change &c : pending_changes_)
         seqs.push_back(c.seq);
-    const auto [lowest, highest] = std::minmax_element(seqs.begin(), seqs.end());
-    flush_sql_->delete_queued.Run(
-        {SqlArg::Int8(run_id_), SqlArg::Int8Array(seqs), SqlArg::Int8(*lowest), SqlArg::Int8(*highest)});
+    std::sort(seqs.begin(), seqs.end());
+    // Groups are usually a run of consecutive sequence numbers (batches are
+    // handed out in order and most finish in order): then the range alone
+    // names them, and the statement needs no array nor a plan of its own
+    // (the array's plan cost milliseconds a group).
+    bool consecutive = true;
+    for (size_t i = 1; i < seqs.size() && consecutive; i++)
+        consecutive = seqs[i] == seqs[i - 1] + 1;
+    if (consecutive)
+        flush_sql_->delete_queued_range.Run(
+            {SqlArg::Int8(run_id_), SqlArg::Int8(seqs.front()), SqlArg::Int8(seqs.back())});
+    else
+        flush_sql_->delete_queued.Run({SqlArg::Int8(run_id_), SqlArg::Int8Array(seqs),
+                                       SqlArg::Int8(seqs.front()), SqlArg::Int8(seqs.back())});
     const EngineStats counted = live_stats_;
     flush_sql_->count_delivered.Run({SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered),
                                      SqlArg::Int8(rec.rejected_count),

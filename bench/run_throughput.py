@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""End-to-end run throughput (issue 16, point 2): what a user waiting on
+revetl.run_sync(..., wait => true) gets, against the wire's ceiling on the same sink.
+
+  first    a first full run of a --first-rows table (default 200,000) with batch_size
+           --batch-size (default 1000): records/s = rows / wall time of the
+           run_sync(..., wait => true) call (plan, delivery, every commit, the run's end).
+  change   the same sync after every row's `score` was updated: a large change run
+           (each row an upsert of its shadow row), same measure.
+  single   a first full run of a --single-rows table (default 10,000) with batch_size 1:
+           requests/s = requests / wall time of the call.
+
+Baselines, in the same invocation and alternating with the revetl runs:
+
+  wire     bench/blast.c: the same number of requests, with a body of the size and shape
+           revetl sends (1 record, and --batch-size records), --in-flight at a time, over
+           libcurl's multi interface (the library revetl delivers with) to the same sink,
+           doing nothing else. The revetl/wire ratio is the figure of merit.
+  delivery the run's own delivery phase (finished_at - planned_at in revetl.sync_runs),
+           the figure docs/benchmarks.md reports for issue 5.
+
+The sink is bench/sink.c (one thread, epoll, keep-alive, answers 200 {"accepted":1}),
+compiled into a temporary directory, standing in for nginx with one worker, which this
+machine need not have. Both C programs are built with the system's cc and libcurl.
+
+Every kind runs --repeat times (default 3); medians are reported. Nothing here asserts a
+time: the script checks only that each run delivered every row it should have.
+
+Run (PostgreSQL refuses to run as root):
+  runuser -u postgres -- env PYTHONDONTWRITEBYTECODE=1 python3 bench/run_throughput.py
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from delivery_common import (CLK_TCK, banner, create_model, fmt, log, proc_cpu_ticks,  # noqa: E402
+                             report_machine_state, sql, start_cluster, wait_for, webhook_body)
+from delivery_common import RunWatcher, run_row  # noqa: E402
+from delivery_throughput import psql_cmd  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def build(workdir):
+    sink = os.path.join(workdir, "sink")
+    blast = os.path.join(workdir, "blast")
+    subprocess.run(["cc", "-O2", "-o", sink, os.path.join(HERE, "sink.c")], check=True)
+    subprocess.run(["cc", "-O2", "-o", blast, os.path.join(HERE, "blast.c"), "-lcurl"], check=True)
+    return sink, blast
+
+
+class Sink:
+    def __init__(self, binary, workdir):
+        self.portfile = os.path.join(workdir, "sink.port")
+        self.proc = subprocess.Popen([binary, self.portfile], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        port = wait_for(lambda: self._port(), timeout=10, what="the sink to listen")
+        self.url = f"http://127.0.0.1:{port}/hook"
+
+    def _port(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"sink exited: {self.proc.stderr.read()}")
+        try:
+            with open(self.portfile) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def worker_pids(self):
+        return [self.proc.pid]
+
+    def cpu_s(self):
+        return proc_cpu_ticks(self.proc.pid) / CLK_TCK
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                out, _ = self.proc.communicate(timeout=10)
+                log(out.strip())
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def blast(binary, sink, body_file, count, parallel):
+    """(wall seconds, CPU seconds of the client and the sink)."""
+    before = os.times()
+    sink_before = sink.cpu_s()
+    p = subprocess.run([binary, sink.url, body_file, str(count), str(parallel)], capture_output=True, text=True,
+                       timeout=3600)
+    if p.returncode != 0:
+        raise RuntimeError(f"blast failed: {p.stdout} {p.stderr}")
+    after = os.times()
+    secs, done, bad = p.stdout.split()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return float(secs), cpu + sink.cpu_s() - sink_before
+
+
+def watched_run(cluster, name, sink, timeout=3600):
+    """run_sync(name, wait => true) in a psql of its own, timed from the client, while the run's process,
+    the rest of the cluster and the sink are followed (/proc): wall time and CPU seconds of the whole run."""
+    before = int(sql(cluster, "select coalesce(max(id), 0) from revetl.sync_runs"))
+    t0 = time.monotonic()
+    proc = subprocess.Popen(psql_cmd(cluster, f"set statement_timeout = '{int(timeout)}s'",
+                                     f"select revetl.run_sync('{name}', wait => true)"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    w = RunWatcher(cluster, other_pids=sink.worker_pids, interval=0.01, series_every=0.05)
+    try:
+        w.find(timeout=120)
+        w.follow(timeout=timeout)
+        _, err = proc.communicate(timeout=120)
+        wall = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    if proc.returncode != 0:
+        raise RuntimeError(f"run_sync failed: {err.strip()}")
+    r = run_row(cluster, name, before, err, wall)
+    whole = w.between(r["started_s"], r["finished_s"]) or {}
+    plan = w.between(r["started_s"], r["planned_s"]) or {}
+    r["run_cpu_s"] = w.cpu_s
+    r["plan_cpu_s"] = plan.get("run", 0.0)
+    # The run's process, every other process of the cluster (the WAL writer, the checkpointer,
+    # the worker, autovacuum) and the sink, over the whole run.
+    r["cpu_s"] = w.cpu_s + whole.get("cluster_rest", 0.0) + whole.get("other", 0.0)
+    return r
+
+
+def med(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def check(r, kind, n_rows, per_request):
+    delivered = r["rows_delivered"]
+    if delivered != n_rows or r["rows_rejected"] != 0:
+        raise RuntimeError(f"{kind}: run {r['id']} delivered {delivered} of {n_rows} rows: {r}")
+    if r["requests"] < -(-n_rows // per_request):
+        raise RuntimeError(f"{kind}: run {r['id']} made {r['requests']} requests for {n_rows} rows")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--first-rows", type=int, default=200000)
+    ap.add_argument("--single-rows", type=int, default=10000)
+    ap.add_argument("--batch-size", type=int, default=1000)
+    ap.add_argument("--in-flight", type=int, default=4, help="max_in_flight (the default, 4) and the baseline's")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-change", action="store_true", help="skip the large-change runs")
+    args = ap.parse_args()
+
+    banner("revetl end-to-end run throughput (issue 16, point 2)")
+    workdir = tempfile.mkdtemp(prefix="revetl-bench-run-")
+    os.chmod(workdir, 0o755)
+    sink = cluster = None
+    results = {"first": [], "change": [], "single": []}
+    try:
+        sink_bin, blast_bin = build(workdir)
+        sink = Sink(sink_bin, workdir)
+        log(f"sink: bench/sink.c at {sink.url}; baseline client: bench/blast.c (libcurl "
+            f"{subprocess.run(['curl-config', '--version'], capture_output=True, text=True).stdout.strip()}), "
+            f"{args.in_flight} in flight")
+        bodies = {}
+        for n in (1, args.batch_size):
+            path = os.path.join(workdir, f"body{n}.json")
+            with open(path, "w") as f:
+                f.write(webhook_body(n))
+            bodies[n] = path
+        log(f"baseline bodies: 1 record {os.path.getsize(bodies[1])} bytes, {args.batch_size} records "
+            f"{os.path.getsize(bodies[args.batch_size]):,} bytes")
+
+        cluster = start_cluster(name="revetl-bench-run")
+        sql(cluster, f"""
+            create server hook_batched foreign data wrapper revetl options (type 'webhook', url '{sink.url}',
+              batch_size '{args.batch_size}', max_in_flight '{args.in_flight}');
+            create server hook_single foreign data wrapper revetl options (type 'webhook', url '{sink.url}',
+              batch_size '1', max_in_flight '{args.in_flight}');
+        """)
+        t = create_model(cluster, args.first_rows, "m_first")
+        log(f"model m_first: {args.first_rows:,} rows (id bigint primary key, email text, score int, "
+            f"payload text), built in {t:.1f} s")
+        t = create_model(cluster, args.single_rows, "m_single")
+        log(f"model m_single: {args.single_rows:,} rows, built in {t:.1f} s")
+        sql(cluster, "checkpoint")
+
+        batches = -(-args.first_rows // args.batch_size)
+        for i in range(args.repeat):
+            # -- first full run, batched
+            sql(cluster, "select revetl.drop_sync('first', if_exists => true)")
+            sql(cluster, "select revetl.create_sync('first', 'm_first', 'hook_batched', ARRAY['id'])")
+            sql(cluster, "checkpoint")
+            report_machine_state(f"first run, repetition {i + 1}")
+            r = watched_run(cluster, "first", sink)
+            check(r, "first", args.first_rows, args.batch_size)
+            w, wc = blast(blast_bin, sink, bodies[args.batch_size], batches, args.in_flight)
+            r["wire_s"], r["wire_cpu_s"] = w, wc
+            results["first"].append(r)
+            log(f"first run {i + 1}: run_sync {r['wall_s']:.3f} s = {fmt(args.first_rows / r['wall_s'])} records/s "
+                f"(plan {r['plan_s']:.3f} s, delivery {r['deliver_s']:.3f} s = "
+                f"{fmt(args.first_rows / r['deliver_s'])} records/s); wire: {batches} requests in {w:.3f} s = "
+                f"{fmt(args.first_rows / w)} records/s")
+            log(f"  CPU: run process {r['run_cpu_s']:.2f} s (plan {r['plan_cpu_s']:.2f} s), with the rest of the "
+                f"cluster and the sink {r['cpu_s']:.2f} s; wire: client and sink {wc:.2f} s")
+
+            # -- a large change: every row updated
+            if not args.no_change:
+                sql(cluster, "update m_first set score = score + 1; vacuum m_first; checkpoint")
+                report_machine_state(f"change run, repetition {i + 1}")
+                r = watched_run(cluster, "first", sink)
+                check(r, "change", args.first_rows, args.batch_size)
+                r["wire_s"], r["wire_cpu_s"] = w, wc
+                results["change"].append(r)
+                log(f"change run {i + 1}: run_sync {r['wall_s']:.3f} s = {fmt(args.first_rows / r['wall_s'])} "
+                    f"records/s (plan {r['plan_s']:.3f} s, delivery {r['deliver_s']:.3f} s); CPU: run process "
+                    f"{r['run_cpu_s']:.2f} s (plan {r['plan_cpu_s']:.2f} s), with the rest {r['cpu_s']:.2f} s")
+
+            # -- first full run, one record per request
+            sql(cluster, "select revetl.drop_sync('single', if_exists => true)")
+            sql(cluster, "select revetl.create_sync('single', 'm_single', 'hook_single', ARRAY['id'])")
+            sql(cluster, "checkpoint")
+            report_machine_state(f"single run, repetition {i + 1}")
+            r = watched_run(cluster, "single", sink)
+            check(r, "single", args.single_rows, 1)
+            w, wc = blast(blast_bin, sink, bodies[1], args.single_rows, args.in_flight)
+            r["wire_s"], r["wire_cpu_s"] = w, wc
+            results["single"].append(r)
+            log(f"single run {i + 1}: run_sync {r['wall_s']:.3f} s = {fmt(r['requests'] / r['wall_s'])} requests/s "
+                f"(plan {r['plan_s']:.3f} s, delivery {r['deliver_s']:.3f} s = "
+                f"{fmt(r['requests'] / r['deliver_s'])} requests/s); wire: {args.single_rows} requests in "
+                f"{w:.3f} s = {fmt(args.single_rows / w)} requests/s")
+            log(f"  CPU: run process {r['run_cpu_s']:.2f} s (plan {r['plan_cpu_s']:.2f} s), with the rest of the "
+                f"cluster and the sink {r['cpu_s']:.2f} s; wire: client and sink {wc:.2f} s")
+
+        log("")
+        log(f"medians of {args.repeat} (end to end = the run_sync(..., wait => true) call's wall time):")
+        log(f"| run | rows | end to end (s) | end to end rate | plan (s) | delivery phase rate | wire (s) | "
+            f"wire rate | end to end / wire | run process CPU (s) | all CPU (s) | wire CPU (s) |")
+        log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for kind, n, unit in (("first", args.first_rows, "records/s"), ("change", args.first_rows, "records/s"),
+                              ("single", args.single_rows, "requests/s")):
+            rs = results[kind]
+            if not rs:
+                continue
+            wall = med([r["wall_s"] for r in rs])
+            plan = med([r["plan_s"] for r in rs])
+            deliv = med([r["deliver_s"] for r in rs])
+            wire = med([r["wire_s"] for r in rs])
+            run_cpu = med([r["run_cpu_s"] for r in rs])
+            all_cpu = med([r["cpu_s"] for r in rs])
+            wire_cpu = med([r["wire_cpu_s"] for r in rs])
+            log(f"| {kind} (batch_size {1 if kind == 'single' else args.batch_size}) | {n:,} | {wall:.3f} | "
+                f"{fmt(n / wall)} {unit} | {plan:.3f} | {fmt(n / deliv)} {unit} | {wire:.3f} | {fmt(n / wire)} {unit} | "
+                f"{100 * wire / wall:.0f}% | {run_cpu:.2f} | {all_cpu:.2f} | {wire_cpu:.2f} |")
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+        if sink is not None:
+            sink.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
