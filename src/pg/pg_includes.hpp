@@ -121,10 +121,12 @@ inline void CleanupReplicationSlots() {
 #endif
 }
 
-// PostgreSQL 16 added onlySummarizing (HOT updates of summarizing indexes):
-// an insert updates every index.
+// PostgreSQL 16 added onlySummarizing (HOT updates of summarizing indexes),
+// and 19 turned the booleans into flags: an insert updates every index.
 inline List *InsertIndexTuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate) {
-#if PG_VERSION_NUM >= 160000
+#if PG_VERSION_NUM >= 190000
+    return ExecInsertIndexTuples(rri, estate, 0, slot, NIL, nullptr);
+#elif PG_VERSION_NUM >= 160000
     return ExecInsertIndexTuples(rri, slot, estate, false, false, nullptr, NIL, false);
 #else
     return ExecInsertIndexTuples(rri, slot, estate, false, false, nullptr, NIL);
