@@ -10,6 +10,8 @@
 // decode for.
 #include "pg/wal_capture.hpp"
 
+#include "core/common/sql_text.hpp"
+
 #include "pg/guard.hpp"
 #include "pg/planning.hpp"
 #include "pg/pg_includes.hpp"
@@ -58,6 +60,45 @@ void ReleaseSlot() {
 
 bool CaptureWalChangesImpl();
 
+// The server invalidated the slot (it retained more than
+// max_slot_wal_keep_size): the changes it had not yet decoded are gone from
+// the WAL. Every WAL-tracked sync gets a NULL key (its next run is a full
+// diff, which finds whatever those changes were) and is no longer
+// incremental-ready, so that only a full diff whose snapshot follows the
+// new slot makes it incremental again; the slot is dropped here and the
+// next pass creates a new one. Nothing is lost, and the WARNING says so once.
+bool SlotLost(const std::string &slot, const std::string &database) {
+    BeginTransaction("revetl: replacing an invalidated WAL slot");
+    SqlResult syncs =
+        Sql(std::string("WITH w AS (SELECT s.id, s.name FROM revetl.syncs s WHERE ") + kWalTrackedPredicate +
+            "), "
+            "q AS (INSERT INTO revetl.captured_changes (sync_id, key) SELECT id, NULL FROM w), "
+            "r AS (INSERT INTO revetl.sync_state (sync_id, incremental_ready) "
+            "SELECT id, false FROM w ON CONFLICT (sync_id) DO UPDATE SET incremental_ready = "
+            "false) "
+            "SELECT id, name FROM w ORDER BY name");
+    std::string names;
+    for (size_t i = 0; i < syncs.rows.size(); i++) {
+        names += (i ? ", " : "") + QuoteIdent(syncs.Text(i, 1));
+        WakeSyncAtCommit(syncs.Int8(i, 0));
+    }
+    CommitTransaction();
+    DropWalSlot();
+    PgGuard([&] {
+        ereport(
+            WARNING,
+            (errmsg("revetl worker for database \"%s\": replication slot \"%s\" was invalidated",
+                    database.c_str(), slot.c_str()),
+             errdetail("The slot retained more WAL than max_slot_wal_keep_size allows, and the changes it "
+                       "had not yet read are no longer in the WAL. The next run of each WAL-tracked sync "
+                       "(%s) is a full diff, which finds them; the slot is created again.",
+                       names.empty() ? "none" : names.c_str()),
+             errhint("Raise max_slot_wal_keep_size, or find what held the slot back (see "
+                     "revetl.sync_status.wal_retained_bytes).")));
+    });
+    return true;
+}
+
 } // namespace
 
 bool CaptureWalChanges() {
@@ -87,9 +128,13 @@ bool CaptureWalChangesImpl() {
                         "pg_catalog.current_setting('wal_level') = 'logical', "
                         "EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1), "
                         "pg_catalog.to_regclass('revetl.syncs') IS NOT NULL, pg_catalog.pg_is_in_recovery(), "
-                        "pg_catalog.current_database()",
+                        "pg_catalog.current_database(), "
+                        "EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 "
+                        "AND wal_status = 'lost')",
                         {SqlArg::Text(slot)}, true);
     CommitTransaction();
+    if (pos.Bool(0, 6) && pos.Bool(0, 3) && !pos.Bool(0, 4))
+        return SlotLost(slot, pos.Text(0, 5));
     const std::string upto = pos.Text(0, 0);
     const bool logical = pos.Bool(0, 1);
     const bool slot_exists = pos.Bool(0, 2);
