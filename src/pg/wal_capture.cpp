@@ -62,26 +62,23 @@ bool CaptureWalChangesImpl();
 
 // The server invalidated the slot (it retained more than
 // max_slot_wal_keep_size): the changes it had not yet decoded are gone from
-// the WAL. Every WAL-tracked sync gets a NULL key (its next run is a full
-// diff, which finds whatever those changes were) and is no longer
-// incremental-ready, so that only a full diff whose snapshot follows the
-// new slot makes it incremental again; the slot is dropped here and the
-// next pass creates a new one. Nothing is lost, and the WARNING says so once.
+// the WAL. Every WAL-tracked sync is no longer incremental-ready (stored, so
+// that a crash before the new slot exists forgets nothing); the slot is
+// dropped here, and the pass that creates the new one queues each such
+// sync's full diff (FullDiffsAfterNewSlot). Nothing is lost, and the WARNING
+// says so once.
 bool SlotLost(const std::string &slot, const std::string &database) {
     BeginTransaction("revetl: replacing an invalidated WAL slot");
     SqlResult syncs =
         Sql(std::string("WITH w AS (SELECT s.id, s.name FROM revetl.syncs s WHERE ") + kWalTrackedPredicate +
             "), "
-            "q AS (INSERT INTO revetl.captured_changes (sync_id, key) SELECT id, NULL FROM w), "
             "r AS (INSERT INTO revetl.sync_state (sync_id, incremental_ready) "
             "SELECT id, false FROM w ON CONFLICT (sync_id) DO UPDATE SET incremental_ready = "
             "false) "
             "SELECT id, name FROM w ORDER BY name");
     std::string names;
-    for (size_t i = 0; i < syncs.rows.size(); i++) {
+    for (size_t i = 0; i < syncs.rows.size(); i++)
         names += (i ? ", " : "") + QuoteIdent(syncs.Text(i, 1));
-        WakeSyncAtCommit(syncs.Int8(i, 0));
-    }
     CommitTransaction();
     DropWalSlot();
     PgGuard([&] {
@@ -90,13 +87,35 @@ bool SlotLost(const std::string &slot, const std::string &database) {
             (errmsg("revetl worker for database \"%s\": replication slot \"%s\" was invalidated",
                     database.c_str(), slot.c_str()),
              errdetail("The slot retained more WAL than max_slot_wal_keep_size allows, and the changes it "
-                       "had not yet read are no longer in the WAL. The next run of each WAL-tracked sync "
-                       "(%s) is a full diff, which finds them; the slot is created again.",
+                       "had not yet read are no longer in the WAL. The slot is created again, and then "
+                       "each WAL-tracked sync (%s) runs a full diff, which finds them.",
                        names.empty() ? "none" : names.c_str()),
              errhint("Raise max_slot_wal_keep_size, or find what held the slot back (see "
                      "revetl.sync_status.wal_retained_bytes).")));
     });
     return true;
+}
+
+// Right after the slot was created: a WAL-tracked sync that has run but is
+// not incremental-ready (its slot was invalidated, or its first full diff
+// ran before the slot existed) gets a NULL key, so that its next run is a
+// full diff whose snapshot follows the slot. Creating the slot waited for
+// the transactions running then, so whatever committed before the slot's
+// starting point is in that snapshot, and whatever commits later is decoded:
+// a change cannot fall between the two. Without this it would wait for the
+// table's next change.
+void FullDiffsAfterNewSlot() {
+    BeginTransaction("revetl: full diffs after a new WAL slot");
+    SqlResult woken =
+        Sql(std::string("INSERT INTO revetl.captured_changes (sync_id, key) SELECT s.id, NULL "
+                        "FROM revetl.syncs s JOIN revetl.sync_state st ON st.sync_id = s.id "
+                        "WHERE ") +
+            kWalTrackedPredicate +
+            " AND NOT st.incremental_ready AND EXISTS (SELECT 1 FROM revetl.runs r "
+            "WHERE r.sync_id = s.id AND r.status IN ('succeeded', 'partial')) RETURNING sync_id");
+    for (size_t i = 0; i < woken.rows.size(); i++)
+        WakeSyncAtCommit(woken.Int8(i, 0));
+    CommitTransaction();
 }
 
 } // namespace
@@ -194,6 +213,7 @@ bool CaptureWalChangesImpl() {
             ereport(LOG, (errmsg("revetl worker for database \"%s\" created replication slot \"%s\"",
                                  database.c_str(), slot.c_str())));
         });
+        FullDiffsAfterNewSlot();
         return true;
     }
     std::vector<std::optional<std::string>> options;
