@@ -27,6 +27,17 @@ Two variants, alternated --rounds times (default 2) in the same cluster:
               process plans and delivers each commit's keys as they commit,
               for up to 30 s, woken by the commits.
 
+With --capture wal the cluster runs with wal_level = logical and the two
+variants are instead, both continuous:
+
+  triggers    the sync above (capture triggers) on table t;
+  wal         the same sync WITH (track_changes = 'wal') on a table tw of the
+              same shape: no trigger; the database's scheduler reads the WAL
+              every revetl.wal_poll_interval (50 ms by default), queues the
+              keys and wakes the run. Also reported for it: how much WAL
+              each read of the slot decodes again (confirmed_flush_lsn -
+              restart_lsn, sampled every 0.5 s during the load).
+
 Reported per variant: p50, p90, p99 and max of the latency (ms) of every row
 written during the load (for --op update: of the last write of each key,
 and how many writes arrived per key), the rate pgbench reached, the runs it
@@ -55,7 +66,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from common import banner, log, sql, start_cluster, wait_for
 
-VARIANTS = [("per run", "0"), ("continuous", "30s")]
+# (variant, revetl.change_run_duration, table, sync)
+VARIANTS = [("per run", "0", "t", "live"), ("continuous", "30s", "t", "live")]
+WAL_VARIANTS = [("triggers", "30s", "t", "live"), ("wal", "30s", "tw", "live_wal")]
 
 
 class Sink:
@@ -123,18 +136,42 @@ def pgbench(cluster, script, args):
     return tps, " ".join(cmd)
 
 
-def one_round(cluster, sink, variant, setting, script, args):
+def idle(cluster):
+    return sql(cluster, "select count(*) from revetl.sync_runs where status in ('queued', 'running')") == "0"
+
+
+def one_round(cluster, sink, variant, setting, table, sync, script, args):
     sql(cluster, f"alter system set revetl.change_run_duration = '{setting}'; select pg_reload_conf();")
     # Let the run in progress (if any) end and nothing be pending.
-    wait_for(lambda: sql(cluster, "select count(*) from revetl.sync_runs where sync_name = 'live' "
-                                  "and status in ('queued', 'running')") == "0", timeout=120,
-             what="runs of the previous variant to end")
+    wait_for(lambda: idle(cluster), timeout=120, what="runs of the previous variant to end")
     sink.reset()
     first_run = int(sql(cluster, "select coalesce(max(id), 0) from revetl.runs"))
-    tps, command = pgbench(cluster, script, args)
+    # The WAL variant: how much WAL each read of the slot decodes again. A
+    # peek starts at the slot's restart_lsn, which moves only at a snapshot
+    # of running transactions (logged every 15 s by the background writer,
+    # and at checkpoints), not at each confirmed position.
+    reread = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(0.5):
+            try:
+                v = sql(cluster, "select pg_wal_lsn_diff(confirmed_flush_lsn, restart_lsn) from pg_replication_slots "
+                                 "where slot_name like 'revetl%'")
+            except Exception:  # noqa: BLE001 (a sample missed is fine)
+                continue
+            if v:
+                reread.append(float(v))
+    sampler = threading.Thread(target=sample, daemon=True)
+    if table == "tw":
+        sampler.start()
+    try:
+        tps, command = pgbench(cluster, script, args)
+    finally:
+        stop.set()
     # Every key written must arrive with its last version.
     expected = {int(k): float(ts) for k, ts in
-                (line.split("|") for line in sql(cluster, f"select id, ts from t where ts > 0").splitlines())}
+                (line.split("|") for line in sql(cluster, f"select id, ts from {table} where ts > 0").splitlines())}
     started = time.monotonic()
 
     def complete():
@@ -152,15 +189,16 @@ def one_round(cluster, sink, variant, setting, script, args):
         writes.append(len(got[k]))
     lat.sort()
     runs = sql(cluster, f"select count(*), coalesce(sum(rows_added + rows_changed), 0) from revetl.sync_runs "
-                        f"where sync_name = 'live' and id > {first_run}").split("|")
+                        f"where sync_name = '{sync}' and id > {first_run}").split("|")
     # Reset the table's timestamps so that the next round's keys are its own.
-    sql(cluster, "update t set ts = 0 where ts > 0")
-    wait_for(lambda: sql(cluster, "select count(*) from revetl.sync_runs where sync_name = 'live' "
-                                  "and status in ('queued', 'running')") == "0", timeout=300,
-             what="the reset to be delivered")
+    sql(cluster, f"update {table} set ts = 0 where ts > 0")
+    wait_for(lambda: sql(cluster, f"select count(*) from revetl.captured_changes c join revetl.syncs s "
+                                  f"on s.id = c.sync_id where s.name = '{sync}'") == "0" and idle(cluster),
+             timeout=300, what="the reset to be delivered")
     return {"tps": tps, "lat": lat, "keys": len(expected), "requests": requests, "runs": int(runs[0]),
             "planned": int(runs[1]), "writes_per_key": sum(writes) / max(1, len(writes)),
-            "drain_s": drained_s, "command": command}
+            "drain_s": drained_s, "command": command,
+            "reread_mb": (sum(reread) / len(reread) / 1e6, max(reread) / 1e6) if reread else None}
 
 
 def main():
@@ -171,51 +209,73 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--op", choices=["insert", "update"], default="insert")
+    ap.add_argument("--capture", choices=["triggers", "wal"], default="triggers",
+                    help="wal: compare WAL capture with triggers (both continuous) at wal_level = logical")
     args = ap.parse_args()
+    variants = WAL_VARIANTS if args.capture == "wal" else VARIANTS
 
     banner("realtime_latency: commit-to-arrival latency of an ON CHANGE sync at a fixed commit rate")
     sink = Sink()
-    cluster = start_cluster(extra_conf="fsync = on", name="revetl-bench-realtime")
-    results = {v: [] for v, _ in VARIANTS}
+    cluster = start_cluster(extra_conf="fsync = on" + ("\nwal_level = logical\nmax_replication_slots = 4"
+                                                       if args.capture == "wal" else ""),
+                            name="revetl-bench-realtime")
+    results = {v[0]: [] for v in variants}
+    tables = sorted({(v[2], v[3]) for v in variants})
     try:
         sql(cluster, f"""
             create sequence ids;
-            create table t (id bigint primary key, ts float8 not null default 0, v int not null default 0);
-            insert into t (id) select nextval('ids') from generate_series(1, {args.rows if args.op == 'update' else 1});
-            vacuum analyze t;
             create server hook foreign data wrapper revetl options (type 'webhook', url '{sink.url}');
             create user mapping for postgres server hook;
-            select * from revetl.execute('CREATE SYNC live FROM t TO hook KEY (id) SCHEDULE ON CHANGE');
         """)
-        # The first run is a full diff; the rounds' runs are incremental.
-        sql(cluster, "update t set v = v where id = 1")
-        wait_for(lambda: sql(cluster, "select count(*) from revetl.sync_runs where sync_name = 'live' "
-                                      "and status = 'succeeded' and plan_kind = 'full'") == "1",
-                 timeout=120, what="the first (full) run")
-        fd, script = tempfile.mkstemp(suffix=".sql")
-        with os.fdopen(fd, "w") as f:
-            if args.op == "insert":
-                f.write("INSERT INTO t (id, ts, v) VALUES (nextval('ids'), extract(epoch FROM clock_timestamp()), 0);\n")
-            else:
-                f.write("\\set id random(1, :n)\n"
-                        "UPDATE t SET ts = extract(epoch FROM clock_timestamp()), v = v + 1 WHERE id = :id;\n")
-        os.chmod(script, 0o644)
+        scripts = {}
+        for table, sync in tables:
+            wal = " WITH (track_changes = ''wal'')" if table == "tw" else ""
+            sql(cluster, f"""
+                create table {table} (id bigint primary key, ts float8 not null default 0, v int not null default 0);
+                insert into {table} (id) select nextval('ids')
+                  from generate_series(1, {args.rows if args.op == 'update' else 1});
+                vacuum analyze {table};
+                select * from revetl.execute('CREATE SYNC {sync} FROM {table} TO hook KEY (id) SCHEDULE ON CHANGE{wal}');
+            """)
+            if wal:
+                wait_for(lambda: sql(cluster, "select count(*) from pg_replication_slots "
+                                              "where slot_name like 'revetl%'") == "1",
+                         timeout=120, what="the scheduler to create the WAL slot")
+            # The first run is a full diff; the rounds' runs are incremental.
+            sql(cluster, f"update {table} set v = v where id = (select min(id) from {table})")
+            wait_for(lambda: sql(cluster, f"select count(*) from revetl.sync_runs where sync_name = '{sync}' "
+                                          f"and status = 'succeeded' and plan_kind = 'full'") == "1",
+                     timeout=120, what=f"the first (full) run of {sync}")
+            fd, script = tempfile.mkstemp(suffix=".sql")
+            with os.fdopen(fd, "w") as f:
+                if args.op == "insert":
+                    f.write(f"INSERT INTO {table} (id, ts, v) VALUES (nextval('ids'), "
+                            f"extract(epoch FROM clock_timestamp()), 0);\n")
+                else:
+                    # --rows rows in each table: ids 1..n in t, n+1..2n in tw.
+                    first = 0 if table == "t" else args.rows
+                    f.write(f"\\set id {first} + random(1, :n)\n"
+                            f"UPDATE {table} SET ts = extract(epoch FROM clock_timestamp()), v = v + 1 WHERE id = :id;\n")
+            os.chmod(script, 0o644)
+            scripts[table] = script
         for r in range(args.rounds):
-            for variant, setting in VARIANTS:
-                res = one_round(cluster, sink, variant, setting, script, args)
+            for variant, setting, table, sync in variants:
+                res = one_round(cluster, sink, variant, setting, table, sync, scripts[table], args)
                 results[variant].append(res)
                 lat = res["lat"]
                 log(f"round {r + 1} {variant:>10}: {res['tps']:7.0f} commits/s, {res['keys']:,} keys; latency ms "
                     f"p50 {pct(lat, 50):7.1f} p90 {pct(lat, 90):7.1f} p99 {pct(lat, 99):7.1f} max {lat[-1]:7.1f}; "
                     f"{res['runs']} runs, {res['requests']:,} requests, {res['writes_per_key']:.2f} records per key, "
-                    f"drained {res['drain_s']:.1f}s after the load")
+                    f"drained {res['drain_s']:.1f}s after the load"
+                    + (f"; WAL decoded again per slot read (confirmed - restart): mean {res['reread_mb'][0]:.1f} MB, "
+                       f"max {res['reread_mb'][1]:.1f} MB" if res["reread_mb"] else ""))
         log("")
-        log(f"pgbench: {results['per run'][0]['command']}")
+        log(f"pgbench: {results[variants[0][0]][0]['command']}")
         log(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         log("")
         log(f"{'variant':>10} | {'p50 ms':>8} | {'p90 ms':>8} | {'p99 ms':>8} | {'max ms':>8} | {'commits/s':>9} | runs")
         base = None
-        for variant, _ in VARIANTS:
+        for variant, *_ in variants:
             lat = sorted(x for res in results[variant] for x in res["lat"])
             row = [pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[-1]]
             tps = sum(res["tps"] for res in results[variant]) / len(results[variant])

@@ -445,6 +445,10 @@ ALTER TABLE revetl.sync_state ADD COLUMN model_problem text;
 -- different one (a new sync, a rebuilt model) means a full diff first.
 ALTER TABLE revetl.sync_state ADD COLUMN wal_relid oid;
 
+-- Back-pressure alerts (alert_backlog_age, alert_wal_retained): the limit a
+-- sync's backlog is over, as the scheduler last found it; NULL when within.
+ALTER TABLE revetl.sync_state ADD COLUMN alert_backlog text;
+
 DROP EVENT TRIGGER revetl_ddl_watch;
 CREATE EVENT TRIGGER revetl_ddl_watch ON ddl_command_end
   WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'DROP TABLE',
@@ -535,6 +539,7 @@ SELECT s.name,
          WHEN last.status = 'failed' THEN 'failing'
          WHEN last.status = 'partial' THEN 'degraded'
          WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
+         WHEN st.alert_backlog IS NOT NULL THEN 'degraded'
          ELSE 'healthy'
        END AS health,
        CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at,
@@ -555,7 +560,10 @@ SELECT s.name,
          (SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), sl.restart_lsn)::bigint
             FROM pg_catalog.pg_replication_slots sl WHERE sl.slot_name = 'revetl_' || (SELECT d.oid FROM pg_catalog.pg_database d
                                                    WHERE d.datname = pg_catalog.current_database())::text)
-       END AS wal_retained_bytes
+       END AS wal_retained_bytes,
+       -- back-pressure alert: which limit the backlog is over (alert_backlog_age,
+       -- alert_wal_retained), as the scheduler last found it; NULL when within
+       st.alert_backlog AS backlog_alert
   FROM revetl.syncs s
   LEFT JOIN revetl.instance i ON true
   LEFT JOIN revetl.sync_state st ON st.sync_id = s.id

@@ -232,7 +232,11 @@ CREATE TABLE revetl.sync_state (
     model_problem    text,
     -- track_changes = 'wal': the table the WAL capture decodes for the sync;
     -- a different one (a new sync, a rebuilt model) means a full diff first
-    wal_relid        oid
+    wal_relid        oid,
+    -- back-pressure alerts (alert_backlog_age, alert_wal_retained): the limit
+    -- the sync's backlog is over, as the scheduler last found it ('backlog
+    -- age' or 'WAL retained'); NULL when within
+    alert_backlog    text
 );
 
 -- Keys of rows that changed in the tables of trigger-tracked syncs, written
@@ -358,7 +362,7 @@ REVOKE ALL ON revetl._change_retries FROM PUBLIC;
 --   oldest_undelivered_at: when the data started waiting, that is the start
 --     of the earliest run since the last run that delivered everything
 --   health: copy (this database is a copy: revetl.confirm_copy()), paused, running, healthy, degraded (rows refused or invalid, or
---     no success for longer than alert_no_success_for), failing, never run
+--     no success for longer than alert_no_success_for, or a backlog over its alert limit), failing, never run
 CREATE VIEW revetl.sync_status AS
 SELECT s.name,
        s.owner,
@@ -387,6 +391,7 @@ SELECT s.name,
          WHEN last.status = 'failed' THEN 'failing'
          WHEN last.status = 'partial' THEN 'degraded'
          WHEN (s.options ? 'alert_no_success_for') AND st.alert_stale THEN 'degraded'
+         WHEN st.alert_backlog IS NOT NULL THEN 'degraded'
          ELSE 'healthy'
        END AS health,
        CASE WHEN cr.due_at = '-infinity' THEN pg_catalog.now() ELSE cr.due_at END AS next_retry_at,
@@ -407,7 +412,10 @@ SELECT s.name,
          (SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), sl.restart_lsn)::bigint
             FROM pg_catalog.pg_replication_slots sl WHERE sl.slot_name = 'revetl_' || (SELECT d.oid FROM pg_catalog.pg_database d
                                                    WHERE d.datname = pg_catalog.current_database())::text)
-       END AS wal_retained_bytes
+       END AS wal_retained_bytes,
+       -- back-pressure alert: which limit the backlog is over (alert_backlog_age,
+       -- alert_wal_retained), as the scheduler last found it; NULL when within
+       st.alert_backlog AS backlog_alert
   FROM revetl.syncs s
   LEFT JOIN revetl.instance i ON true
   LEFT JOIN revetl.sync_state st ON st.sync_id = s.id

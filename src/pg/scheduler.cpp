@@ -8,6 +8,7 @@
 #include "core/language/schedule.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
+#include "pg/planning.hpp"
 #include "pg/session.hpp"
 #include "pg/spi.hpp"
 
@@ -139,25 +140,28 @@ namespace {
 
 // Compares the alert state stored for a sync with `now_state` and sends one
 // alert per change; stores the new state.
+// backlog_text: what the backlog is over, for the alert sent when it
+// crosses a limit.
 void UpdateAlerts(const SyncDefinition &def, const AlertState &now_state, int64 run_id,
-                  const std::string &run_error, int64 refused) {
+                  const std::string &run_error, int64 refused, const std::string &backlog_text = "") {
     // The sync may have been dropped since its run ended.
     Sql("INSERT INTO revetl.sync_state (sync_id) SELECT id FROM revetl.syncs WHERE id = $1 "
         "ON CONFLICT (sync_id) DO NOTHING",
         {SqlArg::Int8(def.id)});
-    SqlResult r =
-        Sql("SELECT alert_failed, alert_rejected, alert_stale FROM revetl.sync_state WHERE sync_id = $1",
-            {SqlArg::Int8(def.id)});
+    SqlResult r = Sql("SELECT alert_failed, alert_rejected, alert_stale, coalesce(alert_backlog, '') "
+                      "FROM revetl.sync_state WHERE sync_id = $1",
+                      {SqlArg::Int8(def.id)});
     if (r.rows.empty())
         return;
-    AlertState before{r.Bool(0, 0), r.Bool(0, 1), r.Bool(0, 2)};
+    AlertState before{r.Bool(0, 0), r.Bool(0, 1), r.Bool(0, 2), r.Text(0, 3)};
     if (before.failed == now_state.failed && before.rejected == now_state.rejected &&
-        before.stale == now_state.stale)
+        before.stale == now_state.stale && before.backlog == now_state.backlog)
         return;
-    Sql("UPDATE revetl.sync_state SET alert_failed = $2, alert_rejected = $3, alert_stale = $4 WHERE sync_id "
-        "= $1",
+    // (NULLIF is syntax, not a function in pg_catalog.)
+    Sql("UPDATE revetl.sync_state SET alert_failed = $2, alert_rejected = $3, alert_stale = $4, "
+        "alert_backlog = NULLIF($5, '') WHERE sync_id = $1",
         {SqlArg::Int8(def.id), SqlArg::Bool(now_state.failed), SqlArg::Bool(now_state.rejected),
-         SqlArg::Bool(now_state.stale)});
+         SqlArg::Bool(now_state.stale), SqlArg::Text(now_state.backlog)});
     std::optional<DestinationSettings> settings;
     try {
         settings = AlertSettings(def);
@@ -184,9 +188,16 @@ void UpdateAlerts(const SyncDefinition &def, const AlertState &now_state, int64 
                                  std::to_string(run_id) + "; see revetl.rejected_rows");
     if (!before.stale && now_state.stale)
         add("no_success", "has had no successful run for longer than its alert_no_success_for");
-    if ((before.failed || before.rejected || before.stale) && !now_state.failed && !now_state.rejected &&
-        !now_state.stale)
-        add("recovered", "is healthy again (run " + std::to_string(run_id) + ")");
+    // A backlog that goes over a second limit while over the first is the
+    // same state: one alert per crossing, not per limit.
+    if (before.backlog.empty() && !now_state.backlog.empty())
+        add("backlog", backlog_text);
+    const bool was_bad = before.failed || before.rejected || before.stale || !before.backlog.empty();
+    const bool is_bad =
+        now_state.failed || now_state.rejected || now_state.stale || !now_state.backlog.empty();
+    if (was_bad && !is_bad)
+        add("recovered",
+            "is healthy again" + (run_id > 0 ? " (run " + std::to_string(run_id) + ")" : std::string()));
     // Sent after this transaction's writes are decided but with no network
     // I/O inside it: the caller commits right after, and HTTP runs outside.
     for (const auto &e : events)
@@ -388,6 +399,12 @@ void AfterRunFinished(int64_t run_id) {
     int64 refused = run.Int8(0, 3);
     state.rejected = def->options.alert_rejected_rows && refused >= *def->options.alert_rejected_rows;
     state.stale = IsStale(*def);
+    // The backlog's state is CheckBacklogs' alone (it compares with the
+    // limits; a run ending does not say where the backlog stands).
+    state.backlog =
+        Sql("SELECT coalesce((SELECT alert_backlog FROM revetl.sync_state WHERE sync_id = $1), '')",
+            {SqlArg::Int8(sync_id)})
+            .Text(0, 0);
     UpdateAlerts(*def, state, run_id, run.Text(0, 2), refused);
     CommitTransaction();
     SendPendingAlerts();
@@ -397,18 +414,94 @@ void CheckStaleSyncs() {
     BeginTransaction("revetl: checking alerts");
     SqlResult syncs =
         Sql("SELECT s.id, coalesce(st.alert_failed, false), coalesce(st.alert_rejected, false), "
-            "(SELECT max(id) FROM revetl.runs r WHERE r.sync_id = s.id) "
+            "(SELECT max(id) FROM revetl.runs r WHERE r.sync_id = s.id), coalesce(st.alert_backlog, '') "
             "FROM revetl.syncs s LEFT JOIN revetl.sync_state st ON st.sync_id = s.id "
             "WHERE s.options ? 'alert_no_success_for' AND NOT s.paused");
     for (size_t i = 0; i < syncs.rows.size(); i++) {
         auto def = LoadSyncById(syncs.Int8(i, 0));
         if (!def)
             continue;
-        AlertState state{syncs.Bool(i, 1), syncs.Bool(i, 2), IsStale(*def)};
+        AlertState state{syncs.Bool(i, 1), syncs.Bool(i, 2), IsStale(*def), syncs.Text(i, 4)};
         UpdateAlerts(*def, state, syncs.At(i, 3) ? syncs.Int8(i, 3) : 0, "", 0);
     }
     CommitTransaction();
     SendPendingAlerts();
+}
+
+namespace {
+
+std::string Seconds(long ms) {
+    return std::to_string(ms / 1000) + (ms % 1000 ? "." + std::to_string(1000 + ms % 1000).substr(1) : "") +
+           " s";
+}
+
+} // namespace
+
+bool CheckBacklogs() {
+    BeginTransaction("revetl: checking backlogs");
+    // A standby's worker writes nothing (its primary's alerts).
+    if (Sql("SELECT pg_catalog.pg_is_in_recovery()", {}, true).Bool(0, 0)) {
+        CommitTransaction();
+        return false;
+    }
+    // Tracked syncs, and any whose backlog was over a limit when its
+    // tracking was turned off since (so that it recovers). The oldest key
+    // is the lowest id's (the index's order; keys are appended).
+    SqlResult syncs = Sql(
+        std::string(
+            "SELECT s.id, coalesce(st.alert_backlog, ''), "
+            "(SELECT pg_catalog.floor(extract(epoch FROM pg_catalog.now() - c.captured_at) * 1000)::bigint "
+            "FROM revetl.captured_changes c WHERE c.sync_id = s.id ORDER BY c.id LIMIT 1), "
+            "(SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), sl.restart_lsn)::bigint "
+            "FROM pg_catalog.pg_replication_slots sl WHERE sl.slot_name = 'revetl_' || $1::text), "
+            "coalesce(st.alert_failed, false), coalesce(st.alert_rejected, false), "
+            "coalesce(st.alert_stale, false), (SELECT max(id) FROM revetl.runs r WHERE r.sync_id = s.id) "
+            "FROM revetl.syncs s LEFT JOIN revetl.sync_state st ON st.sync_id = s.id WHERE ") +
+            kTrackedPredicate + " OR st.alert_backlog IS NOT NULL ORDER BY s.id",
+        {SqlArg::Int8(MyDatabaseId)});
+    bool watched = false;
+    for (size_t i = 0; i < syncs.rows.size(); i++) {
+        auto def = LoadSyncById(syncs.Int8(i, 0));
+        if (!def)
+            continue;
+        const long age_limit = BacklogAgeLimitMs(def->options, def->Tracked(),
+                                                 def->schedule.kind == dsl::Schedule::Kind::OnChange);
+        const int64_t wal_limit = WalRetainedLimitBytes(def->options, def->TrackedByWal());
+        watched = watched || age_limit > 0 || wal_limit > 0;
+        const std::string before = syncs.Text(i, 1);
+        const long age = syncs.At(i, 2) ? static_cast<long>(syncs.Int8(i, 2)) : 0;
+        const int64_t retained = syncs.At(i, 3) ? syncs.Int8(i, 3) : 0;
+        // Over a limit: crossed it. Once over, it recovers only under half
+        // of every limit, so that a backlog hovering at a limit does not
+        // alert on every check.
+        const bool over_age = age_limit > 0 && age >= (before.empty() ? age_limit : age_limit / 2);
+        const bool over_wal = wal_limit > 0 && retained >= (before.empty() ? wal_limit : wal_limit / 2);
+        std::string now_backlog;
+        std::string text;
+        if (over_age) {
+            now_backlog = "backlog age";
+            text = "has captured changes waiting for " + Seconds(age) +
+                   ", longer than its alert_backlog_age (" + Seconds(age_limit) + ")";
+        }
+        if (over_wal) {
+            now_backlog += std::string(now_backlog.empty() ? "" : ", ") + "WAL retained";
+            text += std::string(text.empty() ? "" : "; ") + "has its database's WAL slot retaining " +
+                    std::to_string(retained) + " bytes of WAL, more than its alert_wal_retained (" +
+                    std::to_string(wal_limit) + " bytes)";
+        }
+        if (def->paused && !now_backlog.empty())
+            text += " (the sync is paused)";
+        // Still over a limit: the state stays as it was (the reason first found).
+        if (!before.empty() && !now_backlog.empty())
+            continue;
+        if (before == now_backlog)
+            continue;
+        AlertState state{syncs.Bool(i, 4), syncs.Bool(i, 5), syncs.Bool(i, 6), now_backlog};
+        UpdateAlerts(*def, state, syncs.At(i, 7) ? syncs.Int8(i, 7) : 0, "", 0, text);
+    }
+    CommitTransaction();
+    SendPendingAlerts();
+    return watched;
 }
 
 uint64_t PruneBatch(bool runs, int minutes, int limit) {

@@ -33,6 +33,14 @@ void AfterRunFinished(int64_t run_id);
 // Alerts for syncs with no successful run for longer than they allow.
 void CheckStaleSyncs();
 
+// Back-pressure alerts: tracked syncs whose oldest captured key is older
+// than their alert_backlog_age, or (WAL-tracked) whose database's slot
+// retains more WAL than their alert_wal_retained, paused syncs included.
+// One alert when a limit is crossed, one (recovered) when the backlog is
+// back under half of it. Returns whether any sync has such a limit (the
+// scheduler then checks again within revetl's backlog check interval).
+bool CheckBacklogs();
+
 // Deletes runs and rejected rows older than their retention settings, in
 // small batches. Does nothing if it ran recently, unless `force`.
 void PruneHistory(bool force);

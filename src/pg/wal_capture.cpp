@@ -10,6 +10,8 @@
 // decode for.
 #include "pg/wal_capture.hpp"
 
+#include "core/common/sql_text.hpp"
+
 #include "pg/guard.hpp"
 #include "pg/planning.hpp"
 #include "pg/pg_includes.hpp"
@@ -58,6 +60,64 @@ void ReleaseSlot() {
 
 bool CaptureWalChangesImpl();
 
+// The server invalidated the slot (it retained more than
+// max_slot_wal_keep_size): the changes it had not yet decoded are gone from
+// the WAL. Every WAL-tracked sync is no longer incremental-ready (stored, so
+// that a crash before the new slot exists forgets nothing); the slot is
+// dropped here, and the pass that creates the new one queues each such
+// sync's full diff (FullDiffsAfterNewSlot). Nothing is lost, and the WARNING
+// says so once.
+bool SlotLost(const std::string &slot, const std::string &database) {
+    BeginTransaction("revetl: replacing an invalidated WAL slot");
+    SqlResult syncs =
+        Sql(std::string("WITH w AS (SELECT s.id, s.name FROM revetl.syncs s WHERE ") + kWalTrackedPredicate +
+            "), "
+            "r AS (INSERT INTO revetl.sync_state (sync_id, incremental_ready) "
+            "SELECT id, false FROM w ON CONFLICT (sync_id) DO UPDATE SET incremental_ready = "
+            "false) "
+            "SELECT id, name FROM w ORDER BY name");
+    std::string names;
+    for (size_t i = 0; i < syncs.rows.size(); i++)
+        names += (i ? ", " : "") + QuoteIdent(syncs.Text(i, 1));
+    CommitTransaction();
+    DropWalSlot();
+    PgGuard([&] {
+        ereport(
+            WARNING,
+            (errmsg("revetl worker for database \"%s\": replication slot \"%s\" was invalidated",
+                    database.c_str(), slot.c_str()),
+             errdetail("The slot retained more WAL than max_slot_wal_keep_size allows, and the changes it "
+                       "had not yet read are no longer in the WAL. The slot is created again, and then "
+                       "each WAL-tracked sync (%s) runs a full diff, which finds them.",
+                       names.empty() ? "none" : names.c_str()),
+             errhint("Raise max_slot_wal_keep_size, or find what held the slot back (see "
+                     "revetl.sync_status.wal_retained_bytes).")));
+    });
+    return true;
+}
+
+// Right after the slot was created: a WAL-tracked sync that has run but is
+// not incremental-ready (its slot was invalidated, or its first full diff
+// ran before the slot existed) gets a NULL key, so that its next run is a
+// full diff whose snapshot follows the slot. Creating the slot waited for
+// the transactions running then, so whatever committed before the slot's
+// starting point is in that snapshot, and whatever commits later is decoded:
+// a change cannot fall between the two. Without this it would wait for the
+// table's next change.
+void FullDiffsAfterNewSlot() {
+    BeginTransaction("revetl: full diffs after a new WAL slot");
+    SqlResult woken =
+        Sql(std::string("INSERT INTO revetl.captured_changes (sync_id, key) SELECT s.id, NULL "
+                        "FROM revetl.syncs s JOIN revetl.sync_state st ON st.sync_id = s.id "
+                        "WHERE ") +
+            kWalTrackedPredicate +
+            " AND NOT st.incremental_ready AND EXISTS (SELECT 1 FROM revetl.runs r "
+            "WHERE r.sync_id = s.id AND r.status IN ('succeeded', 'partial')) RETURNING sync_id");
+    for (size_t i = 0; i < woken.rows.size(); i++)
+        WakeSyncAtCommit(woken.Int8(i, 0));
+    CommitTransaction();
+}
+
 } // namespace
 
 bool CaptureWalChanges() {
@@ -87,9 +147,13 @@ bool CaptureWalChangesImpl() {
                         "pg_catalog.current_setting('wal_level') = 'logical', "
                         "EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1), "
                         "pg_catalog.to_regclass('revetl.syncs') IS NOT NULL, pg_catalog.pg_is_in_recovery(), "
-                        "pg_catalog.current_database()",
+                        "pg_catalog.current_database(), "
+                        "EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 "
+                        "AND wal_status = 'lost')",
                         {SqlArg::Text(slot)}, true);
     CommitTransaction();
+    if (pos.Bool(0, 6) && pos.Bool(0, 3) && !pos.Bool(0, 4))
+        return SlotLost(slot, pos.Text(0, 5));
     const std::string upto = pos.Text(0, 0);
     const bool logical = pos.Bool(0, 1);
     const bool slot_exists = pos.Bool(0, 2);
@@ -149,6 +213,7 @@ bool CaptureWalChangesImpl() {
             ereport(LOG, (errmsg("revetl worker for database \"%s\" created replication slot \"%s\"",
                                  database.c_str(), slot.c_str())));
         });
+        FullDiffsAfterNewSlot();
         return true;
     }
     std::vector<std::optional<std::string>> options;

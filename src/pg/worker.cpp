@@ -40,6 +40,10 @@ constexpr long kWorkerNaptimeMs = 60000;
 constexpr long kAdoptedPollMs = 1000;
 // While alerts are in flight, the loop collects their answers this often.
 constexpr long kAlertPollMs = 50;
+// How often the back-pressure limits (alert_backlog_age, alert_wal_retained)
+// are compared with the backlogs, while a sync has one: the smallest
+// backlog age limit is a second.
+constexpr long kBacklogCheckMs = 1000;
 // How often a worker waiting for ALTER EXTENSION revetl UPDATE looks again.
 constexpr long kUpgradePollMs = 2000;
 
@@ -473,6 +477,8 @@ void WorkerLoop(Oid dboid) {
     TimestampTz last_periodic = 0;
     PgGuard([&] { last_periodic = GetCurrentTimestamp(); });
     bool told_copy = false;
+    TimestampTz last_backlog_check = 0;
+    bool backlogs_watched = true;
     for (;;) {
         PgGuard([] {
             CHECK_FOR_INTERRUPTS();
@@ -530,6 +536,15 @@ void WorkerLoop(Oid dboid) {
                 CompleteWaits();
         });
         Step("pruning history", [] { PruneHistory(false); });
+        // Not in a held copy, which sends nothing.
+        if (!held) {
+            TimestampTz now = 0;
+            PgGuard([&] { now = GetCurrentTimestamp(); });
+            if (now - last_backlog_check >= kBacklogCheckMs * 1000L) {
+                last_backlog_check = now;
+                Step("checking backlogs", [&] { backlogs_watched = CheckBacklogs(); });
+            }
+        }
         const bool alerts_in_flight = PumpAlerts();
 
         long wait_ms = kWorkerNaptimeMs;
@@ -543,6 +558,8 @@ void WorkerLoop(Oid dboid) {
             wait_ms = std::min(wait_ms, kAdoptedPollMs);
         if (alerts_in_flight)
             wait_ms = std::min(wait_ms, kAlertPollMs);
+        if (backlogs_watched && !held)
+            wait_ms = std::min(wait_ms, kBacklogCheckMs);
         // Writers do not wake the scheduler for WAL-captured syncs: it reads
         // the slot this often.
         if (wal_capture)

@@ -2,7 +2,7 @@
 -- functions, event trigger, dump registration, row level security and
 -- privileges.
 BEGIN;
-SELECT plan(186);
+SELECT plan(188);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -306,7 +306,7 @@ SELECT table_privs_are('revetl', 'sync_status', 'public', ARRAY['SELECT'],
 SELECT has_table('revetl', 'sync_state', 'table revetl.sync_state exists');
 SELECT columns_are('revetl', 'sync_state',
     ARRAY['sync_id', 'next_run_at', 'alert_failed', 'alert_rejected', 'alert_stale', 'incremental_ready',
-          'model_problem', 'wal_relid'],
+          'model_problem', 'wal_relid', 'alert_backlog'],
     'revetl.sync_state has exactly the documented columns');
 SELECT col_is_pk('revetl', 'sync_state', 'sync_id', 'sync_state.sync_id is the primary key');
 SELECT col_type_is('revetl', 'sync_state', 'sync_id', 'bigint', 'sync_state.sync_id is bigint');
@@ -325,10 +325,14 @@ SELECT results_eq(
   $$SELECT attname::text COLLATE "default", format_type(atttypid, atttypmod), attnotnull,
            pg_get_expr(d.adbin, d.adrelid) COLLATE "default"
       FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-     WHERE a.attrelid = 'revetl.sync_state'::regclass AND a.attname LIKE 'alert\_%' ORDER BY a.attnum$$,
+     WHERE a.attrelid = 'revetl.sync_state'::regclass AND a.attname LIKE 'alert\_%'
+       AND a.attname <> 'alert_backlog' ORDER BY a.attnum$$,
   $$VALUES ('alert_failed'::text, 'boolean'::text, true, 'false'::text), ('alert_rejected', 'boolean', true, 'false'),
            ('alert_stale', 'boolean', true, 'false')$$,
   'the alert flags of sync_state are booleans, NOT NULL DEFAULT false');
+-- The back-pressure alert's state: which limit is crossed, NULL when none.
+SELECT col_type_is('revetl', 'sync_state', 'alert_backlog', 'text', 'sync_state.alert_backlog is text');
+SELECT col_is_null('revetl', 'sync_state', 'alert_backlog', 'sync_state.alert_backlog is nullable');
 
 SELECT has_table('revetl', 'captured_changes', 'table revetl.captured_changes exists');
 SELECT columns_are('revetl', 'captured_changes', ARRAY['id', 'sync_id', 'key', 'retry', 'captured_at'],
@@ -355,7 +359,7 @@ SELECT has_view('revetl', 'sync_status', 'view revetl.sync_status exists');
 SELECT columns_are('revetl', 'sync_status',
     ARRAY['name', 'owner', 'schedule', 'paused', 'last_run_id', 'last_status', 'last_trigger', 'last_finished_at',
           'last_error', 'last_success_at', 'rows_waiting', 'oldest_undelivered_at', 'next_run_at', 'health',
-          'next_retry_at', 'model_problem', 'backlog_keys', 'backlog_age', 'wal_lag_bytes', 'wal_retained_bytes'],
+          'next_retry_at', 'model_problem', 'backlog_keys', 'backlog_age', 'wal_lag_bytes', 'wal_retained_bytes', 'backlog_alert'],
     'revetl.sync_status has exactly the documented columns');
 SELECT has_view('revetl', 'sync_progress', 'view revetl.sync_progress exists');
 SELECT columns_are('revetl', 'sync_progress',

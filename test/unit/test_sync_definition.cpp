@@ -116,6 +116,44 @@ TEST(ParseSyncOptions, UnknownOptionWithSuggestion) {
         EXPECT_TRUE(Contains(e.hint(), std::string(" ") + name)) << name;
 }
 
+TEST(ParseSyncOptions, BacklogAlertLimits) {
+    SyncOptions o = ParseSyncOptions(R"({"alert_backlog_age": "90s", "alert_wal_retained": "512MB"})");
+    EXPECT_EQ(o.alert_backlog_age_ms, 90000L);
+    EXPECT_EQ(o.alert_wal_retained_bytes, 512LL << 20);
+    EXPECT_EQ(ParseSyncOptions(R"({"alert_wal_retained": "2 GB"})").alert_wal_retained_bytes, 2LL << 30);
+    EXPECT_EQ(ParseSyncOptions(R"({"alert_wal_retained": 4096})").alert_wal_retained_bytes, 4096);
+    EXPECT_EQ(ParseSyncOptions(R"({"alert_wal_retained": "64kB"})").alert_wal_retained_bytes, 65536);
+    EXPECT_EQ(ParseSyncOptions(R"({"alert_wal_retained": "1TB"})").alert_wal_retained_bytes, 1LL << 40);
+    o = ParseSyncOptions(R"({"alert_backlog_age": "none", "alert_wal_retained": "none"})");
+    EXPECT_EQ(o.alert_backlog_age_ms, -1L);
+    EXPECT_EQ(o.alert_wal_retained_bytes, -1);
+
+    // Defaults: a tracked ON CHANGE sync alerts after 15 minutes; a tracked
+    // sync on another schedule lets keys wait for its run; only WAL-tracked
+    // syncs watch the slot.
+    SyncOptions none;
+    EXPECT_EQ(BacklogAgeLimitMs(none, true, true), 15L * 60 * 1000);
+    EXPECT_EQ(BacklogAgeLimitMs(none, true, false), -1L);
+    EXPECT_EQ(BacklogAgeLimitMs(none, false, true), -1L);
+    EXPECT_EQ(BacklogAgeLimitMs(o, true, true), -1L);
+    EXPECT_EQ(BacklogAgeLimitMs(ParseSyncOptions(R"({"alert_backlog_age": "2s"})"), true, false), 2000L);
+    EXPECT_EQ(WalRetainedLimitBytes(none, true), 1LL << 30);
+    EXPECT_EQ(WalRetainedLimitBytes(none, false), -1);
+    EXPECT_EQ(WalRetainedLimitBytes(o, true), -1);
+
+    for (const char *bad :
+         {R"({"alert_backlog_age": "0s"})", R"({"alert_backlog_age": "91d"})", R"({"alert_backlog_age": 60})",
+          R"({"alert_wal_retained": "1000"})", R"({"alert_wal_retained": "2PB"})",
+          R"({"alert_wal_retained": "5 mb"})", R"({"alert_wal_retained": "MB"})",
+          R"({"alert_wal_retained": "-1MB"})", R"({"alert_wal_retained": "99999999999999999999"})",
+          R"({"alert_wal_retained": true})", R"({"alert_wal_retained": 100})"}) {
+        SCOPED_TRACE(bad);
+        Error e = Catch([&] { ParseSyncOptions(bad); });
+        EXPECT_EQ(e.sqlstate(), "22023");
+        EXPECT_TRUE(Contains(e.what(), "invalid value for sync option \"alert_")) << e.what();
+    }
+}
+
 TEST(ParseSyncOptions, TrackChanges) {
     EXPECT_FALSE(ParseSyncOptions("{}").track_changes.has_value());
     EXPECT_EQ(ParseSyncOptions(R"({"track_changes": true})").track_changes, std::optional<bool>(true));

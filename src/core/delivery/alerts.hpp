@@ -13,7 +13,7 @@ namespace revetl {
 struct AlertEvent {
     std::string database;
     std::string sync;
-    std::string event; // run_failed, rejected_rows, no_success, recovered
+    std::string event; // run_failed, rejected_rows, no_success, backlog, recovered
     std::string text;  // one human sentence
     int64_t run_id = 0;
 };
@@ -23,6 +23,9 @@ struct AlertState {
     bool failed = false;
     bool rejected = false;
     bool stale = false;
+    // The back-pressure limits the sync's backlog is over ("backlog age",
+    // "WAL retained"); empty when within them.
+    std::string backlog;
 };
 
 HttpRequest BuildAlertRequest(const DestinationSettings &settings, const AlertEvent &event);

@@ -14,7 +14,8 @@ namespace {
 const std::vector<std::string> kSyncOptions = {
     "batch_size",          "max_attempts",         "timeout",           "alert_to",
     "alert_rejected_rows", "alert_no_success_for", "run_after_failure", "track_changes",
-    "max_in_flight",       "rate_limit",           "plan_timeout",      "max_removals"};
+    "max_in_flight",       "rate_limit",           "plan_timeout",      "max_removals",
+    "alert_backlog_age",   "alert_wal_retained"};
 
 std::string ValidOptionsHint() {
     std::string out = "Valid sync options are: ";
@@ -46,7 +47,71 @@ int IntOption(const rapidjson::Value &v, const std::string &name, int min, int m
                     ".");
 }
 
+// A size as PostgreSQL's memory settings write it: an integer and an
+// optional unit (B, kB, MB, GB, TB; bytes without one), from 1kB to 1PB.
+int64_t SizeOption(const rapidjson::Value &v, const std::string &name) {
+    const int64_t min = 1024, max = 1LL << 50;
+    auto bad = [&] {
+        return Error(sqlstate::kInvalidParameterValue, "invalid value for sync option \"" + name + "\"",
+                     "The value must be a size from 1kB to 1PB such as '512MB', or 'none'.");
+    };
+    if (v.IsInt64()) {
+        if (v.GetInt64() < min || v.GetInt64() > max)
+            throw bad();
+        return v.GetInt64();
+    }
+    if (!v.IsString())
+        throw bad();
+    const std::string text(v.GetString(), v.GetStringLength());
+    size_t i = 0;
+    while (i < text.size() && i < 19 && text[i] >= '0' && text[i] <= '9')
+        i++;
+    if (i == 0 || (i < text.size() && text[i] >= '0' && text[i] <= '9'))
+        throw bad();
+    const int64_t n = std::stoll(text.substr(0, i));
+    size_t u = i;
+    while (u < text.size() && text[u] == ' ')
+        u++;
+    const std::string unit = text.substr(u);
+    int shift = 0;
+    if (unit == "" || unit == "B")
+        shift = 0;
+    else if (unit == "kB")
+        shift = 10;
+    else if (unit == "MB")
+        shift = 20;
+    else if (unit == "GB")
+        shift = 30;
+    else if (unit == "TB")
+        shift = 40;
+    else
+        throw bad();
+    if (n > (max >> shift))
+        throw bad();
+    const int64_t bytes = n << shift;
+    if (bytes < min)
+        throw bad();
+    return bytes;
+}
+
+bool IsNone(const rapidjson::Value &v) {
+    return v.IsString() && std::string(v.GetString(), v.GetStringLength()) == "none";
+}
+
 } // namespace
+
+long BacklogAgeLimitMs(const SyncOptions &options, bool tracked, bool on_change) {
+    if (options.alert_backlog_age_ms)
+        return *options.alert_backlog_age_ms;
+    return tracked && on_change ? kDefaultBacklogAgeLimitMs : -1;
+}
+
+int64_t WalRetainedLimitBytes(const SyncOptions &options, bool wal_tracked) {
+    if (!wal_tracked)
+        return -1;
+    return options.alert_wal_retained_bytes ? *options.alert_wal_retained_bytes
+                                            : kDefaultWalRetainedLimitBytes;
+}
 
 SyncOptions ParseSyncOptions(const std::string &json) {
     SyncOptions out;
@@ -89,6 +154,19 @@ SyncOptions ParseSyncOptions(const std::string &json) {
             out.alert_no_success_for_ms = AsSyncOption(name, [&] {
                 return ParseDurationMs(name, it->value.GetString(), 60000, 90L * 24 * 3600 * 1000);
             });
+        } else if (name == "alert_backlog_age") {
+            if (IsNone(it->value))
+                out.alert_backlog_age_ms = -1;
+            else if (!it->value.IsString())
+                throw Error(sqlstate::kInvalidParameterValue,
+                            "invalid value for sync option \"alert_backlog_age\"",
+                            "The value must be a duration string such as '15min', or 'none'.");
+            else
+                out.alert_backlog_age_ms = AsSyncOption(name, [&] {
+                    return ParseDurationMs(name, it->value.GetString(), 1000, 90L * 24 * 3600 * 1000);
+                });
+        } else if (name == "alert_wal_retained") {
+            out.alert_wal_retained_bytes = IsNone(it->value) ? -1 : SizeOption(it->value, name);
         } else if (name == "max_in_flight") {
             out.max_in_flight = IntOption(it->value, name, 1, 64);
         } else if (name == "rate_limit") {

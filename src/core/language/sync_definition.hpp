@@ -26,6 +26,11 @@ struct SyncOptions {
     std::optional<std::string> alert_to;
     std::optional<int> alert_rejected_rows;
     std::optional<long> alert_no_success_for_ms;
+    // Back-pressure alerts of a tracked sync: the oldest captured key's age
+    // and (track_changes = 'wal') the WAL its slot retains. -1: 'none'.
+    // Unset: the defaults of BacklogAgeLimitMs and WalRetainedLimitBytes.
+    std::optional<long> alert_backlog_age_ms;
+    std::optional<int64_t> alert_wal_retained_bytes;
     // SCHEDULE AFTER: also run when the other sync's run failed.
     bool run_after_failure = false;
     // Capture changed keys with triggers (table models only). Default: on
@@ -54,6 +59,22 @@ int64_t MaxRemovals(const SyncOptions &options, int64_t delivered);
 // How the limit reads in a message: "10% of the 5000 records delivered",
 // "500 rows", "the default (10% of the 5000 records delivered, at least 100)".
 std::string DescribeMaxRemovals(const SyncOptions &options, int64_t delivered);
+
+// The default back-pressure alert limits: an ON CHANGE sync's captured keys
+// normally wait well under a second, so a quarter of an hour means it is
+// paused, failing or slower than the writes; a slot's consumer confirms
+// every wal_poll_interval, so a gigabyte retained means it is stuck.
+inline constexpr long kDefaultBacklogAgeLimitMs = 15L * 60 * 1000;
+inline constexpr int64_t kDefaultWalRetainedLimitBytes = 1LL << 30;
+
+// The backlog age past which a sync alerts (-1: never): alert_backlog_age,
+// else the default for a tracked ON CHANGE sync (a tracked sync on another
+// schedule lets keys wait until its next run by design: no default).
+long BacklogAgeLimitMs(const SyncOptions &options, bool tracked, bool on_change);
+
+// The WAL retained by the database's slot past which a WAL-tracked sync
+// alerts (-1: never): alert_wal_retained, else the default.
+int64_t WalRetainedLimitBytes(const SyncOptions &options, bool wal_tracked);
 
 // Parses and checks the options object of create_sync; throws revetl::Error
 // naming an unknown or bad option.
