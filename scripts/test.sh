@@ -122,6 +122,10 @@ fi
 if [ -f "$WORK/vendor-specs/klaviyo/stable.json" ]; then
     export REVETL_KLAVIYO_OPENAPI="$WORK/vendor-specs/klaviyo/stable.json"
 fi
+# Meta publishes its codegen spec files, not OpenAPI (test/lib/metaspec.py reads them).
+if [ -f "$WORK/vendor-specs/meta/CustomAudience.json" ]; then
+    export REVETL_META_SPEC="$WORK/vendor-specs/meta"
+fi
 # Salesforce publishes no OpenAPI for these endpoints: its Postman collection
 # (see vendor-specs/salesforce/SOURCE.md) is checked by test/lib/postman.py.
 if [ -d "$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis" ]; then

@@ -8,6 +8,7 @@
 #include "core/connectors/pipedrive/pipedrive.hpp"
 #include "core/connectors/iterable/iterable.hpp"
 #include "core/connectors/marketo/marketo.hpp"
+#include "core/connectors/meta/meta.hpp"
 #include "core/connectors/outreach/outreach.hpp"
 #include "core/connectors/klaviyo/klaviyo.hpp"
 #include "core/connectors/salesforce/salesforce.hpp"
@@ -35,6 +36,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &OutreachSpec(),
         &CustomerIoSpec(),
         &KlaviyoSpec(),
+        &MetaSpec(),
     };
     // clang-format on
     return specs;
