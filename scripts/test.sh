@@ -143,6 +143,10 @@ fi
 if [ -f "$WORK/vendor-specs/mailchimp/derived-apievangelist-mailchimp-list-id-api-openapi.yml" ]; then
     export REVETL_MAILCHIMP_OPENAPI="$WORK/vendor-specs/mailchimp/derived-apievangelist-mailchimp-list-id-api-openapi.yml"
 fi
+# Meta publishes its codegen spec files, not OpenAPI (test/lib/metaspec.py reads them).
+if [ -f "$WORK/vendor-specs/meta/CustomAudience.json" ]; then
+    export REVETL_META_SPEC="$WORK/vendor-specs/meta"
+fi
 # Salesforce publishes no OpenAPI for these endpoints: its Postman collection
 # (see vendor-specs/salesforce/SOURCE.md) is checked by test/lib/postman.py.
 if [ -d "$WORK/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis" ]; then

@@ -259,6 +259,8 @@ void CheckTargetsAgainstCache(const SyncDefinition &def, Oid role) {
     target.object = def.object.value_or("");
     target.match_on = def.match_on.value_or("");
     target.audience = def.audience.value_or("");
+    for (const auto &m : def.map)
+        target.map_fields.push_back(m.field);
     CheckSyncTarget(spec, dest.server_options, target, def.name, dest.server_name);
     CachedFields cached = LoadCachedFields(dest.server_oid, role, target.object);
     if (!cached.present) {

@@ -79,12 +79,17 @@ void AddAudienceFields(const SyncDefinition &def, PlanSpec &spec) {
     target.object = def.object.value_or("");
     target.match_on = def.match_on.value_or("");
     target.audience = def.audience.value_or("");
-    CheckSyncTarget(type, dest.server_options, target, def.name, dest.server_name);
     std::vector<std::string> fields;
     for (const auto &m : def.map)
         fields.push_back(m.field);
+    target.map_fields = fields;
+    CheckSyncTarget(type, dest.server_options, target, def.name, dest.server_name);
     spec.identifier_fields = AudienceIdentifierFields(type, target, fields);
     spec.hashed_identifiers = type.audience.hashed_identifiers;
+    if (type.audience.unhashed)
+        for (const auto &f : spec.identifier_fields)
+            if (type.audience.unhashed(f))
+                spec.unhashed_fields.push_back(f);
 }
 
 namespace {

@@ -628,6 +628,8 @@ bool SyncRun::Start() {
     target.object = def_.object.value_or("");
     target.match_on = def_.match_on.value_or("");
     target.audience = def_.audience.value_or("");
+    for (const auto &m : def_.map)
+        target.map_fields.push_back(m.field);
     // Values are formatted by the field types cached when the run starts; a
     // refresh during the run does not change how its rows are written.
     {

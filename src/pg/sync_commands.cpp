@@ -426,6 +426,8 @@ SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role, const SyncDefini
     target.object = req.object.value_or("");
     target.match_on = req.match_on.value_or("");
     target.audience = req.audience.value_or("");
+    for (const auto &m : req.map)
+        target.map_fields.push_back(m.field);
     CheckSyncTarget(dest.server_options, target, req.name, dest.server_name);
     // Said once, when the sync starts matching that way, not on every
     // identical CREATE OR REPLACE of a deploy.

@@ -545,6 +545,30 @@ class MockMailchimp(MockProcess):
         """The sorted lower-case emails of the live members holding `tag`."""
         return self._call("GET", "/_mock/tags")["tags"].get(str(list_id), {}).get(tag, [])
 
+
+# Meta's API spec files (facebook-business-sdk-codegen): the mock checks
+# every call against them (test/lib/metaspec.py).
+META_SPEC = os.environ.get("REVETL_META_SPEC", "/work/shared/vendor-specs/meta")
+
+
+class MockMeta(MockProcess):
+    """The stateful Meta Graph API mock in test/connectors/meta/mock.py (custom
+    audience users add and DELETE, sessions, the Graph error envelope, throttling
+    codes, token expiry), checking calls against Meta's spec files
+    (contract_violations())."""
+
+    def __init__(self, token="test-token", spec=META_SPEC):
+        if spec and not os.path.exists(os.path.join(spec, "CustomAudience.json")):
+            raise RuntimeError(f"Meta's API spec files are not in {spec} (set REVETL_META_SPEC)")
+        super().__init__("meta", "mock Meta", ["--token", token] + (["--spec", spec] if spec else []))
+
+    def members(self, audience):
+        """The members of `audience`, each a {schema key: value} dict, sorted."""
+        return self._call("GET", "/_mock/audiences")["audiences"].get(str(audience), [])
+
+    def sessions(self):
+        return self._call("GET", "/_mock/sessions")["sessions"]
+
     def stats(self):
         return self._call("GET", "/_mock/stats")
 

@@ -372,6 +372,21 @@ TEST(BuildPlanQuery, HashedIdentifiersMakeOtherValuesInvalid) {
     EXPECT_TRUE(Contains(BadIdentifierReason(spec), "identifier fields: email_sha256, phone_sha256"));
 }
 
+// Fields a vendor takes unhashed (Meta's EXTERN_ID) must only be present.
+TEST(BuildPlanQuery, UnhashedIdentifiersMustOnlyBePresent) {
+    PlanSpec spec = RelationSpec();
+    spec.map = {{"EMAIL", "revetl.hashed_identifier('email', email, 'meta')"}, {"EXTERN_ID", "id::text"}};
+    spec.identifier_fields = {"EMAIL", "EXTERN_ID"};
+    spec.hashed_identifiers = true;
+    spec.unhashed_fields = {"EXTERN_ID"};
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql,
+                         "NOT (coalesce((x.v0::pg_catalog.text) OPERATOR(pg_catalog.~) '^[0-9a-f]{64}$', "
+                         "false) AND coalesce((x.v1::pg_catalog.text) OPERATOR(pg_catalog.<>) '', false)) "
+                         "AS bad_id"));
+    EXPECT_TRUE(Contains(BadIdentifierReason(spec), "; EXTERN_ID is sent unhashed and must only be present"));
+}
+
 // An audience sync is planned by the text-keyed query even where the
 // shadow table has typed keys: only it carries the identifier rules.
 TEST(BuildPlanQuery, AudienceKeepsTheTextKeyedPlan) {

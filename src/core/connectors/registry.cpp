@@ -9,6 +9,7 @@
 #include "core/connectors/iterable/iterable.hpp"
 #include "core/connectors/mailchimp/mailchimp.hpp"
 #include "core/connectors/marketo/marketo.hpp"
+#include "core/connectors/meta/meta.hpp"
 #include "core/connectors/outreach/outreach.hpp"
 #include "core/connectors/klaviyo/klaviyo.hpp"
 #include "core/connectors/salesforce/salesforce.hpp"
@@ -37,6 +38,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &CustomerIoSpec(),
         &KlaviyoSpec(),
         &MailchimpSpec(),
+        &MetaSpec(),
     };
     // clang-format on
     return specs;

@@ -75,6 +75,10 @@ struct AudienceSpec {
     // (ad audiences): a row with any other value, or NULL, is invalid: it is
     // recorded in rejected_rows and never sent.
     bool hashed_identifiers = false;
+    // With hashed_identifiers: the identifier fields the destination takes
+    // as they are (an ad platform's external id): such a value must only be present
+    // (not NULL, not empty). Unset: every identifier is hashed.
+    std::function<bool(const std::string &field)> unhashed;
 };
 
 // Where a sync sends and how: the parts of a sync's definition a connector
@@ -88,6 +92,9 @@ struct SyncTarget {
     // the run started (revetl.destination_fields), for connectors that
     // format values by field type; empty when none is cached.
     std::vector<DestinationField> fields;
+    // The MAP's target fields in the MAP's order (empty without a MAP), for
+    // types whose fields are a fixed vocabulary checked at CREATE SYNC.
+    std::vector<std::string> map_fields;
 };
 
 // How jobs are polled: the first poll after first_poll_ms, each next one

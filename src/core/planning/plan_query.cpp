@@ -1,5 +1,7 @@
 #include "core/planning/plan_query.hpp"
 
+#include <algorithm>
+
 #include "core/common/sql_text.hpp"
 
 namespace revetl {
@@ -347,7 +349,11 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
                     value = "x.v" + std::to_string(j) + "::pg_catalog.text";
             if (value.empty())
                 value = "x.payload OPERATOR(pg_catalog.->>) " + QuoteLiteral(spec.identifier_fields[i]);
-            bad_id += (i ? " AND " : "") + IsSha256Hex(value);
+            const bool unhashed = std::find(spec.unhashed_fields.begin(), spec.unhashed_fields.end(),
+                                            spec.identifier_fields[i]) != spec.unhashed_fields.end();
+            bad_id +=
+                (i ? " AND " : "") + (unhashed ? "coalesce((" + value + ") OPERATOR(pg_catalog.<>) '', false)"
+                                               : IsSha256Hex(value));
         }
         bad_id = "NOT (" + bad_id + ")";
     }
@@ -426,10 +432,16 @@ std::string BadIdentifierReason(const PlanSpec &spec) {
     std::string fields;
     for (size_t i = 0; i < spec.identifier_fields.size(); i++)
         fields += (i ? ", " : "") + spec.identifier_fields[i];
+    std::string unhashed;
+    for (size_t i = 0; i < spec.unhashed_fields.size(); i++)
+        unhashed += (i ? ", " : "") + spec.unhashed_fields[i];
     return "an identifier is not a SHA-256 hash in lower-case hex (64 characters) or is NULL: this "
            "destination "
            "takes hashed identifiers only (identifier fields: " +
-           fields + ")";
+           fields + ")" +
+           (unhashed.empty() ? std::string()
+                             : "; " + unhashed + " " + (spec.unhashed_fields.size() > 1 ? "are" : "is") +
+                                   " sent unhashed and must only be present");
 }
 
 std::string BuildPayloadColumnsQuery(const PlanSpec &spec) {

@@ -88,6 +88,9 @@ struct PlanSpec {
     // The identifiers must be SHA-256 hashes in lower-case hex: a row with
     // any other value (or NULL) is planned as invalid (plan_op::kBadIdentifier).
     bool hashed_identifiers = false;
+    // Identifier fields exempt from that rule (taken unhashed, such as an
+    // external id): a NULL or empty value still makes the row invalid.
+    std::vector<std::string> unhashed_fields;
 };
 
 // Single-letter operation codes produced by the plan query's "op" column.
