@@ -96,3 +96,14 @@ SELECT revetl.create_sync('s', 'people', 'lists_err', ARRAY['id'], mode => 'audi
 SELECT revetl.create_sync('s', 'people', 'lists_err', ARRAY['id'], mode => 'upsert', audience => '7');
 SELECT revetl.create_sync('s', 'people', 'lists_err', ARRAY['id'], mode => 'audiense', audience => '7');
 DROP SERVER lists_err;
+-- A map expression computed over several rows, a model ending in a
+-- semicolon and a statement that writes: each says what is wrong in the
+-- user's own terms, never with revetl's generated SQL (issue 20, point 8).
+SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (id) MAP (count(*) AS n)');
+SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (id) MAP (rank() OVER (ORDER BY id) AS r)');
+SELECT * FROM revetl.execute('CREATE SYNC s FROM people TO crm KEY (id) MAP (generate_series(1, 2) AS g)');
+SELECT * FROM revetl.execute('CREATE SYNC s FROM (DELETE FROM people RETURNING *) TO crm KEY (id)');
+SELECT revetl.create_sync('s', 'DELETE FROM people RETURNING *', 'crm', ARRAY['id']);
+SELECT revetl.create_sync('s', 'SELECT id, email FROM people; ', 'crm', ARRAY['id']) > 0 AS created;
+SELECT model_query FROM revetl.syncs WHERE name = 's';
+SELECT revetl.drop_sync('s');

@@ -73,8 +73,11 @@ bool LooksLikeQuery(const std::string &model) {
     throw error;
 }
 
-void CheckModelQuery(const std::string &query) {
+// Returns the statement's own text: without a trailing semicolon (or what
+// follows it), which would break the query once revetl wraps it.
+std::string CheckModelQuery(const std::string &query) {
     const char *problem = nullptr;
+    std::string statement = query;
     try {
         PgGuard([&] { (void)raw_parser(query.c_str(), RAW_PARSE_DEFAULT); });
     } catch (const PgError &e) {
@@ -86,7 +89,12 @@ void CheckModelQuery(const std::string &query) {
             problem = "The model must be exactly one SELECT statement.";
             return;
         }
-        Node *stmt = linitial_node(RawStmt, raw)->stmt;
+        RawStmt *rawstmt = linitial_node(RawStmt, raw);
+        Node *stmt = rawstmt->stmt;
+        if (rawstmt->stmt_location >= 0)
+            statement = query.substr(static_cast<size_t>(rawstmt->stmt_location),
+                                     rawstmt->stmt_len > 0 ? static_cast<size_t>(rawstmt->stmt_len)
+                                                           : std::string::npos);
         if (!IsA(stmt, SelectStmt)) {
             problem = "The model must be a SELECT statement.";
             return;
@@ -108,6 +116,7 @@ void CheckModelQuery(const std::string &query) {
     if (problem)
         throw Error(sqlstate::kInvalidParameterValue, "invalid model query", problem,
                     "A model is a table, a view, or one read-only SELECT.");
+    return statement;
 }
 
 // A map entry must be exactly one expression, so it cannot smuggle clauses
@@ -154,15 +163,28 @@ struct ResolvedModel {
 ResolvedModel ResolveModel(const std::string &model) {
     ResolvedModel out;
     if (LooksLikeQuery(model)) {
-        CheckModelQuery(model);
         out.ref.kind = ModelRef::Kind::Query;
-        out.ref.query = model;
+        out.ref.query = CheckModelQuery(model);
         return out;
     }
     Oid relid = InvalidOid;
     char relkind = 0;
     char *nspname = nullptr;
     char *relname = nullptr;
+    try {
+        PgGuard([&] { (void)compat::StringToQualifiedNameList(model.c_str()); });
+    } catch (const PgError &) {
+        // Neither a name nor a SELECT: say so, not "invalid name syntax".
+        std::string first = model.substr(0, model.find_first_of(" \t\r\n("));
+        std::transform(first.begin(), first.end(), first.begin(),
+                       [](unsigned char c) { return std::tolower(c); });
+        const bool writes = first == "insert" || first == "update" || first == "delete" || first == "merge";
+        throw Error(
+            sqlstate::kInvalidParameterValue, "model \"" + model + "\" is neither a relation nor a query",
+            writes ? "A model is read, never written: INSERT, UPDATE, DELETE and MERGE cannot be models."
+                   : "",
+            "A model is a table, a view, or one read-only SELECT.");
+    }
     PgGuard([&] {
         List *names = compat::StringToQualifiedNameList(model.c_str());
         RangeVar *rv = makeRangeVarFromNameList(names);
@@ -499,6 +521,32 @@ SyncDefinition ResolveAsOwner(const SyncRequest &req, Oid role, const SyncDefini
                 hint.erase(at + 1, 4);
             throw Error(state, e.message, e.detail,
                         hint.empty() ? "In the map expression for field \"" + entry.field + "\"." : hint)
+                .At(std::min<int>(pos, static_cast<int>(entry.expression.size())), entry.expression);
+        }
+        // An entry is computed from one row: an aggregate, a window function
+        // or a set-returning function would otherwise fail only in the
+        // combined query, with revetl's generated SQL in the message. A
+        // WHERE clause admits none of them, and PostgreSQL says which.
+        const std::string where = "SELECT 1 FROM " + ModelSource(def.model) + " AS src WHERE (";
+        try {
+            Sql(where + entry.expression + "\n) IS NULL LIMIT 0", {}, true);
+        } catch (const PgError &e) {
+            char *state = nullptr;
+            PgGuard([&] { state = unpack_sql_state(e.sqlerrcode); });
+            const std::string code = state;
+            const char *what = code == "42803"   ? "an aggregate function"
+                               : code == "42P20" ? "a window function"
+                               : code == "0A000" ? "a set-returning function"
+                                                 : nullptr;
+            if (!what)
+                throw;
+            int pos = e.internalpos > static_cast<int>(where.size())
+                          ? e.internalpos - static_cast<int>(where.size())
+                          : 1;
+            throw Error(code, "the map expression for field \"" + entry.field + "\" uses " + what,
+                        "A map expression is computed from one row of the model at a time.",
+                        "Compute it in the model (a view or a query with GROUP BY or a window) and map its "
+                        "column.")
                 .At(std::min<int>(pos, static_cast<int>(entry.expression.size())), entry.expression);
         }
     }
