@@ -125,6 +125,12 @@ class DestinationsDocTest(unittest.TestCase):
         for type_name in self.type_names:
             self.assertIn(type_name, readme, f"README.md does not mention destination type {type_name}")
 
+    def test_dbt_package_lists_every_registered_type(self):
+        with open(os.path.join(ROOT, "dbt", "revetl", "README.md")) as f:
+            text = f.read()
+        listed = re.findall(r"^\| `([a-z0-9_]+)` \|", text, re.M)
+        self.assertEqual(sorted(listed), sorted(self.type_names), "the dbt package's list of destination types")
+
 
 if __name__ == "__main__":
     unittest.main()
