@@ -7,11 +7,12 @@ request body is checked against Klaviyo's OpenAPI, every call's revision
 header against the server's option."""
 
 import os
+import signal
 import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-from pgcluster import Cluster, MockKlaviyo  # noqa: E402
+from pgcluster import Cluster, MockKlaviyo, wait_for  # noqa: E402
 
 cluster = None
 klaviyo = None
@@ -138,6 +139,50 @@ class KlaviyoTest(unittest.TestCase):
         self.assertGreater(int(throttled), 0)
         self.assertGreater(klaviyo.stats()["rate_limited"], 0)
         self.assertEqual(self.actual(), self.expected())
+
+    def test_killed_run_resumes_its_pending_job_without_sending_again(self):
+        # A job Klaviyo accepted outlives the run's process: the retry polls
+        # it (its id is kept in revetl.delivery_jobs) instead of importing
+        # the profiles again, and maps its import errors back to rows.
+        self.setup_sync(rows=30)
+        klaviyo.configure(polls_to_complete=100000, reject=[
+            {"field": "email", "pattern": "^user9@", "code": "invalid", "detail": "Email is suppressed"}])
+        killed = int(cluster.sql(f"select revetl.run_sync('{self.s}')"))
+        job = wait_for(lambda: cluster.sql(f"select j.job_id from revetl.delivery_jobs j join revetl.syncs s "
+                                           f"on s.id = j.sync_id where s.name = '{self.s}' and j.state = 'pending'"),
+                       timeout=60, what="a pending job")
+        wait_for(lambda: len([r for r in klaviyo.requests() if r["method"] == "GET" and r["path"] == f"{JOBS}/{job}"])
+                 >= 2, timeout=30, what="the job to be polled")
+        restarts = cluster.log_text().count("reinitializing")
+        for pid in cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split():
+            os.kill(int(pid), signal.SIGKILL)
+        wait_for(lambda: cluster.log_text().count("reinitializing") > restarts, timeout=60,
+                 what="the server to restart after the killed run")
+        wait_for(lambda: cluster.psql("select 1", check=False)[2] == 0, timeout=60, what="server after the kill")
+        self.assertEqual(len(self.posts()), 1)
+        self.assertEqual(cluster.sql(f"select run_id, row_count, state from revetl.delivery_jobs "
+                                     f"where job_id = '{job}'"), f"{killed}|30|pending")
+        klaviyo.configure(polls_to_complete=3)
+        cluster.wait_for_worker()
+
+        def retried():
+            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
+                                f"and id > {killed} order by id")
+            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
+        retry_id, status = wait_for(retried, timeout=120, what="the retry of the killed run")
+        self.assertEqual(status, "partial")
+        # The profiles the job imported were not sent again: any later import
+        # carries user9 alone (refused again when planned again).
+        after_kill = self.posts()[1:]
+        self.assertTrue(all(p["attributes"]["email"] == "user9@example.com"
+                            for r in after_kill for p in r["body"]["data"]["attributes"]["profiles"]["data"]),
+                        [r["body"] for r in after_kill])
+        expected = self.expected()
+        del expected["user9@example.com"]
+        self.assertEqual(self.actual(), expected)
+        rejected = cluster.rows(f"select key, error_code from revetl.rejected_rows where run_id = {retry_id}")
+        self.assertIn(['{"id": 9}', "invalid"], rejected)
+        self.assertEqual(cluster.sql("select count(*) from revetl.delivery_jobs"), "0")
 
     def test_invalid_key_fails_the_run_clearly(self):
         self.setup_sync(rows=5, api_key="pk_wrong_secret")
