@@ -545,6 +545,16 @@ class MockMailchimp(MockProcess):
         """The sorted lower-case emails of the live members holding `tag`."""
         return self._call("GET", "/_mock/tags")["tags"].get(str(list_id), {}).get(tag, [])
 
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
 
 # Meta's API spec files (facebook-business-sdk-codegen): the mock checks
 # every call against them (test/lib/metaspec.py).
