@@ -169,6 +169,19 @@ class MockProcess:
     def requests(self):
         return self._call("GET", "/_mock/requests")["requests"]
 
+    # The control calls every mock shares: its counters, clearing its
+    # journal (the store is kept), and the requests that broke the vendor's
+    # published contract (for mocks that check one).
+    def stats(self):
+        return self._call("GET", "/_mock/stats")
+
+    def clear_requests(self):
+        self._call("DELETE", "/_mock/requests")
+
+    def contract_violations(self):
+        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
+                if r.get("contract_errors")]
+
     def configure(self, **config):
         return self._call("POST", "/_mock/config", config)
 
@@ -205,9 +218,6 @@ class MockWebhook(MockProcess):
 
     def duplicates(self):
         return self._call("GET", "/_mock/records")["duplicates"]
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
 
     def clear_faults(self):
         """Drops the queued faults no request has consumed."""
@@ -321,14 +331,6 @@ class MockHubSpot(MockProcess):
     def created_total(self):
         return self._call("GET", "/_mock/records?object=contacts")["created_total"]["contacts"]
 
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def contract_violations(self):
-        """The journaled requests whose bodies broke HubSpot's OpenAPI contract."""
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
-
 
 # Zendesk's published OpenAPI contract (Support API, YAML): the mock checks
 # every request body revetl sends against it.
@@ -356,16 +358,6 @@ class MockZendesk(MockProcess):
     def expire(self, job_id=None):
         return self._call("POST", "/_mock/expire", {"id": job_id} if job_id else {})
 
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
-
 
 class MockBraze(MockProcess):
     """The stateful Braze mock in test/connectors/braze/mock.py (/users/track,
@@ -379,16 +371,6 @@ class MockBraze(MockProcess):
     def users(self):
         """{"external_id:u1": attributes} of the users Braze holds."""
         return self._call("GET", "/_mock/users")["users"]
-
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
 
 
 ITERABLE_OPENAPI = os.environ.get("REVETL_ITERABLE_OPENAPI", "/work/shared/vendor-specs/iterable/api-docs.json")
@@ -413,16 +395,6 @@ class MockIterable(MockProcess):
         """The sorted user keys on list `list_id`."""
         return self._call("GET", "/_mock/lists")["lists"].get(str(list_id), [])
 
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
-
 
 class MockSegment(MockProcess):
     """The stateful Segment Tracking API mock in test/connectors/segment/mock.py
@@ -435,16 +407,6 @@ class MockSegment(MockProcess):
 
     def state(self):
         return self._call("GET", "/_mock/state")
-
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
 
 
 # Customer.io's published Track API OpenAPI: the mock checks every batch
@@ -468,16 +430,6 @@ class MockCustomerIo(MockProcess):
         """{id (or email when the person has no id): attributes} of the people Customer.io holds."""
         return {p.get("id") or p["attributes"].get("email"): p["attributes"]
                 for p in self._call("GET", "/_mock/people")["people"]}
-
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
 
 
 # Klaviyo's published OpenAPI (stable.json): the mock checks every request
@@ -505,16 +457,6 @@ class MockKlaviyo(MockProcess):
 
     def expire(self, job_id=None):
         return self._call("POST", "/_mock/expire", {"id": job_id} if job_id else {})
-
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
 
 
 # Mailchimp's contract, as the derived OpenAPI of its list endpoints (see
@@ -545,16 +487,6 @@ class MockMailchimp(MockProcess):
         """The sorted lower-case emails of the live members holding `tag`."""
         return self._call("GET", "/_mock/tags")["tags"].get(str(list_id), {}).get(tag, [])
 
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
-
 
 # Meta's API spec files (facebook-business-sdk-codegen): the mock checks
 # every call against them (test/lib/metaspec.py).
@@ -578,16 +510,6 @@ class MockMeta(MockProcess):
 
     def sessions(self):
         return self._call("GET", "/_mock/sessions")["sessions"]
-
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
 
 
 SALESFORCE_POSTMAN = os.environ.get(
@@ -620,16 +542,6 @@ class MockSalesforce(MockProcess):
     def expire_tokens(self):
         return self._call("POST", "/_mock/expire_tokens", {})
 
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
-
 
 INTERCOM_OPENAPI = os.environ.get("REVETL_INTERCOM_OPENAPI",
                                   "/work/shared/vendor-specs/intercom/api.intercom.io.2.16.yaml")
@@ -654,16 +566,6 @@ class MockIntercom(MockProcess):
 
     def revoke(self, revoked=True):
         return self._call("POST", "/_mock/revoke", {"revoked": revoked})
-
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
 
 
 PIPEDRIVE_OPENAPI = os.environ.get("REVETL_PIPEDRIVE_OPENAPI", "/work/shared/vendor-specs/pipedrive/openapi-v2.yaml")
@@ -694,16 +596,6 @@ class MockPipedrive(MockProcess):
     def revoke(self, revoked=True):
         return self._call("POST", "/_mock/revoke", {"revoked": revoked})
 
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
-
 
 MARKETO_OPENAPI = os.environ.get("REVETL_MARKETO_OPENAPI", "/work/shared/vendor-specs/marketo/swagger-mapi.json")
 
@@ -728,16 +620,6 @@ class MockMarketo(MockProcess):
 
     def expire_tokens(self):
         return self._call("POST", "/_mock/expire_tokens", {})
-
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
 
 
 OUTREACH_OPENAPI = os.environ.get("REVETL_OUTREACH_OPENAPI", "/work/shared/vendor-specs/outreach/outreach.oas.json")
@@ -772,13 +654,3 @@ class MockOutreach(MockProcess):
 
     def refresh_token(self):
         return self._call("GET", "/_mock/refresh_token")["refresh_token"]
-
-    def stats(self):
-        return self._call("GET", "/_mock/stats")
-
-    def clear_requests(self):
-        self._call("DELETE", "/_mock/requests")
-
-    def contract_violations(self):
-        return [{"path": r["path"], "errors": r["contract_errors"]} for r in self.requests()
-                if r.get("contract_errors")]
