@@ -58,9 +58,22 @@ UNIT_SRCS = $(wildcard test/unit/*.cpp) $(wildcard test/connectors/*/*.cpp)
 UNIT_HDRS = $(wildcard test/unit/*.hpp)
 UNIT_BIN  = test/unit/revetl_unit
 
-$(UNIT_BIN): $(UNIT_SRCS) $(UNIT_HDRS) $(CORE_SRCS) $(CORE_HDRS)
-	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc -Itest/unit $(UNIT_SRCS) $(CORE_SRCS) \
-		-DREVETL_VERSION=\"$(EXTVERSION)\" -o $@ -lgtest -lgtest_main -lcurl -lphonenumber -licuuc -pthread
+# Each unit source and each src/core source is compiled to its own object
+# under build/unit (with its header dependencies), so a change to one
+# connector recompiles that connector and its tests, not the whole suite,
+# and `make -j` spreads the work.
+UNIT_OBJDIR   = build/unit
+UNIT_OBJS     = $(patsubst %.cpp,$(UNIT_OBJDIR)/%.o,$(UNIT_SRCS) $(CORE_SRCS))
+UNIT_CXXFLAGS = -std=c++17 -O1 -g -Wall -Wextra -Werror -Isrc -Itest/unit -DREVETL_VERSION=\"$(EXTVERSION)\" -MMD -MP
+
+$(UNIT_OBJDIR)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(UNIT_CXXFLAGS) -c $< -o $@
+
+$(UNIT_BIN): $(UNIT_OBJS)
+	$(CXX) $(UNIT_OBJS) -o $@ -lgtest -lgtest_main -lcurl -lphonenumber -licuuc -pthread
+
+-include $(UNIT_OBJS:.o=.d)
 
 .PHONY: unit
 unit: $(UNIT_BIN)
@@ -76,7 +89,7 @@ format-check:
 format:
 	clang-format -i $(FORMATTED)
 
-EXTRA_CLEAN = $(UNIT_BIN) results regression.diffs regression.out tmp_check
+EXTRA_CLEAN = $(UNIT_BIN) $(UNIT_OBJDIR) results regression.diffs regression.out tmp_check
 
 .PHONY: print-regress
 print-regress:

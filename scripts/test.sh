@@ -54,7 +54,7 @@ fi
 suite "module symbols" make -s check-symbols
 if [ "$pg_only" != 1 ]; then
     suite "format (clang-format)" make format-check
-    suite "unit tests (GoogleTest)" make unit
+    suite "unit tests (GoogleTest)" make -j"$(nproc)" unit
     suite "fuzzing the sync language parser (${FUZZ_SECONDS:-60}s)" make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 fi
 
