@@ -1,5 +1,7 @@
 #include "core/connectors/braze/braze.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/error.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
 #include "core/delivery/retry_policy.hpp"
@@ -23,36 +25,12 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 // back raw, so that 92.50 or a 20-digit id is not rounded through a double.
 constexpr unsigned kExactNumbers = rapidjson::kParseNumbersAsStringsFlag;
 
-void String(Writer &w, const std::string &s) {
-    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
-}
-
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    if (v.IsNull())
-        return "";
-    rapidjson::StringBuffer buf;
-    Writer w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
-}
-
 // A payload value as Braze takes it: strings that are date-times in ISO
 // 8601 (UTC), numbers exact, objects and arrays (nested and array custom
 // attributes) as they are, with their strings formatted the same way.
 void WriteValue(Writer &w, const rapidjson::Value &v) {
     if (v.IsString()) {
-        String(w, BrazeTime(std::string(v.GetString(), v.GetStringLength())));
+        WriteJsonString(w, BrazeTime(std::string(v.GetString(), v.GetStringLength())));
     } else if (v.IsObject()) {
         w.StartObject();
         for (const auto &m : v.GetObject()) {
@@ -68,15 +46,6 @@ void WriteValue(Writer &w, const rapidjson::Value &v) {
     } else {
         v.Accept(w);
     }
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.accepted = false;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
 }
 
 bool Deletes(const PreparedRequest &request) {
@@ -193,7 +162,7 @@ std::string BrazeConnector::Identifier(const std::string &payload) const {
     doc.Parse<kExactNumbers>(payload.c_str(), payload.size());
     if (doc.HasParseError() || !doc.IsObject())
         return {};
-    return Member(doc, target_.match_on.c_str());
+    return JsonMember(doc, target_.match_on.c_str());
 }
 
 std::vector<PreparedRequest> BrazeConnector::Prepare(const BatchContext &, const std::vector<Change> &changes,
@@ -219,7 +188,8 @@ std::vector<PreparedRequest> BrazeConnector::Prepare(const BatchContext &, const
         std::string id = Identifier(c.payload);
         if (id.empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                i,
+                RejectedRow(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
                             "NO_MATCH_VALUE"));
             continue;
         }
@@ -254,7 +224,7 @@ std::vector<PreparedRequest> BrazeConnector::Prepare(const BatchContext &, const
             w.StartObject();
             // The identifier first, as text (Braze ids are strings).
             w.Key(target_.match_on.c_str());
-            String(w, Member(doc, target_.match_on.c_str()));
+            WriteJsonString(w, JsonMember(doc, target_.match_on.c_str()));
             for (auto m = doc.MemberBegin(); m != doc.MemberEnd(); ++m) {
                 std::string name(m->name.GetString(), m->name.GetStringLength());
                 if (name == target_.match_on || name == "_update_existing_only")
@@ -289,7 +259,7 @@ std::vector<PreparedRequest> BrazeConnector::Prepare(const BatchContext &, const
         w.StartArray();
         PreparedRequest req;
         for (size_t j = start; j < removals.size() && j < start + kMaxDeletes; j++) {
-            String(w, changes[removals[j]].dest_id);
+            WriteJsonString(w, changes[removals[j]].dest_id);
             req.rows.push_back(removals[j]);
         }
         w.EndArray();
@@ -306,13 +276,13 @@ namespace {
 // "attributes", "index": n}, or a bare string.
 std::string ErrorType(const rapidjson::Value &e) {
     if (e.IsString())
-        return Text(e);
-    std::string type = Member(e, "type");
-    return type.empty() ? Text(e) : type;
+        return JsonText(e);
+    std::string type = JsonMember(e, "type");
+    return type.empty() ? JsonText(e) : type;
 }
 
 std::string ErrorsText(const rapidjson::Document &doc) {
-    std::string out = Member(doc, "message");
+    std::string out = JsonMember(doc, "message");
     auto it = doc.FindMember("errors");
     if (it != doc.MemberEnd() && it->value.IsArray()) {
         std::string details;
@@ -362,7 +332,7 @@ Verdict BrazeConnector::Interpret(const PreparedRequest &request, const std::vec
                                  : "");
         return v;
     }
-    const bool fatal_message = json && doc.HasMember("message") && Member(doc, "message") != "success";
+    const bool fatal_message = json && doc.HasMember("message") && JsonMember(doc, "message") != "success";
     if (status >= 400 || (status >= 200 && status < 300 && fatal_message)) {
         // A malformed request: Braze applied none of it. Halves find the
         // row at fault; a lone row is refused with Braze's message.
@@ -370,8 +340,8 @@ Verdict BrazeConnector::Interpret(const PreparedRequest &request, const std::vec
             v.kind = Verdict::Kind::Split;
             return v;
         }
-        v.rows.assign(request.rows.size(), Rejected(status, message.empty() ? "refused by Braze" : message,
-                                                    "HTTP_" + std::to_string(status)));
+        v.rows.assign(request.rows.size(), RejectedRow(status, message.empty() ? "refused by Braze" : message,
+                                                       "HTTP_" + std::to_string(status)));
         return v;
     }
     if (status < 200 || status >= 300) {
@@ -394,11 +364,11 @@ Verdict BrazeConnector::Interpret(const PreparedRequest &request, const std::vec
     // entry without an index of ours refuses no row.
     if (!Deletes(request) && json && doc.HasMember("errors") && doc["errors"].IsArray()) {
         for (const auto &e : doc["errors"].GetArray()) {
-            std::string array = Member(e, "input_array");
+            std::string array = JsonMember(e, "input_array");
             auto index = e.IsObject() ? e.FindMember("index") : doc.MemberEnd();
             if ((array.empty() || array == "attributes") && e.IsObject() && index != e.MemberEnd() &&
                 index->value.IsUint() && index->value.GetUint() < outcomes.size()) {
-                outcomes[index->value.GetUint()] = Rejected(status, ErrorType(e), "BRAZE_ERROR");
+                outcomes[index->value.GetUint()] = RejectedRow(status, ErrorType(e), "BRAZE_ERROR");
             }
         }
     }

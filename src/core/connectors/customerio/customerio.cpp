@@ -1,5 +1,7 @@
 #include "core/connectors/customerio/customerio.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/error.hpp"
 #include "core/delivery/retry_policy.hpp"
 
@@ -21,39 +23,6 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 // back raw, so that 92.50 or a 20-digit id is not rounded through a double.
 constexpr unsigned kExactNumbers = rapidjson::kParseNumbersAsStringsFlag;
 
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    if (v.IsNull())
-        return "";
-    rapidjson::StringBuffer buf;
-    Writer w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
-}
-
-void String(Writer &w, const std::string &s) {
-    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.accepted = false;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
-}
-
 void CheckTarget(const SyncTarget &target, const std::string &sync_name) {
     if (!target.match_on.empty() && target.match_on != "id" && target.match_on != "email")
         throw Error(sqlstate::kFeatureNotSupported,
@@ -71,19 +40,19 @@ std::string ErrorText(const rapidjson::Document &doc) {
         return {};
     if (doc.HasMember("meta") && doc["meta"].IsObject()) {
         const rapidjson::Value &meta = doc["meta"];
-        std::string text = Member(meta, "error");
+        std::string text = JsonMember(meta, "error");
         if (meta.HasMember("errors") && meta["errors"].IsArray())
             for (const auto &e : meta["errors"].GetArray())
-                text += (text.empty() ? "" : "; ") + Text(e);
+                text += (text.empty() ? "" : "; ") + JsonText(e);
         if (!text.empty())
             return text;
     }
     std::string text;
     if (doc.HasMember("errors") && doc["errors"].IsArray())
         for (const auto &e : doc["errors"].GetArray()) {
-            std::string one = e.IsObject() ? Member(e, "message") : Text(e);
+            std::string one = e.IsObject() ? JsonMember(e, "message") : JsonText(e);
             if (one.empty())
-                one = Member(e, "reason");
+                one = JsonMember(e, "reason");
             text += (text.empty() ? "" : "; ") + one;
         }
     return text;
@@ -126,7 +95,7 @@ std::string CustomerIoConnector::Identifier(const std::string &payload) const {
     doc.Parse<kExactNumbers>(payload.c_str(), payload.size());
     if (doc.HasParseError() || !doc.IsObject())
         return {};
-    return Member(doc, target_.match_on.c_str());
+    return JsonMember(doc, target_.match_on.c_str());
 }
 
 std::string CustomerIoConnector::Item(const Change &change) const {
@@ -139,7 +108,7 @@ std::string CustomerIoConnector::Item(const Change &change) const {
     w.StartObject();
     w.Key(target_.match_on.c_str());
     if (change.op == Change::Op::Remove) {
-        String(w, change.dest_id);
+        WriteJsonString(w, change.dest_id);
         w.EndObject();
         w.Key("action");
         w.String("delete");
@@ -153,7 +122,7 @@ std::string CustomerIoConnector::Item(const Change &change) const {
     exact.Parse<kExactNumbers>(p.c_str(), p.size());
     rapidjson::Document typed;
     typed.Parse(p.c_str(), p.size());
-    String(w, Member(exact, target_.match_on.c_str()));
+    WriteJsonString(w, JsonMember(exact, target_.match_on.c_str()));
     w.EndObject();
     w.Key("action");
     w.String("identify");
@@ -207,15 +176,16 @@ CustomerIoConnector::Prepare(const BatchContext &, const std::vector<Change> &ch
         } else {
             id = Identifier(c.payload);
             if (id.empty()) {
-                immediate.emplace_back(i, Rejected(0,
-                                                   "the payload has no value for the MATCH ON field \"" +
-                                                       target_.match_on + "\"",
-                                                   "NO_MATCH_VALUE"));
+                immediate.emplace_back(i, RejectedRow(0,
+                                                      "the payload has no value for the MATCH ON field \"" +
+                                                          target_.match_on + "\"",
+                                                      "NO_MATCH_VALUE"));
                 continue;
             }
         }
         if (id.size() > kMaxIdentifierBytes) {
-            immediate.emplace_back(i, Rejected(0,
+            immediate.emplace_back(i,
+                                   RejectedRow(0,
                                                "the " + target_.match_on + " is longer than Customer.io's " +
                                                    std::to_string(kMaxIdentifierBytes) + " bytes",
                                                "IDENTIFIER_TOO_LONG"));
@@ -223,11 +193,11 @@ CustomerIoConnector::Prepare(const BatchContext &, const std::vector<Change> &ch
         }
         std::string item = Item(c);
         if (item.size() > kMaxItemBytes) {
-            immediate.emplace_back(i, Rejected(0,
-                                               "the row is " + std::to_string(item.size()) +
-                                                   " bytes as a batch item; Customer.io takes at most " +
-                                                   std::to_string(kMaxItemBytes),
-                                               "ITEM_TOO_LARGE"));
+            immediate.emplace_back(i, RejectedRow(0,
+                                                  "the row is " + std::to_string(item.size()) +
+                                                      " bytes as a batch item; Customer.io takes at most " +
+                                                      std::to_string(kMaxItemBytes),
+                                                  "ITEM_TOO_LARGE"));
             continue;
         }
         const std::string key = target_.match_on == "email" ? [&] {
@@ -311,8 +281,8 @@ Verdict CustomerIoConnector::Interpret(const PreparedRequest &request, const std
             return v;
         }
         v.rows.assign(request.rows.size(),
-                      Rejected(status, message.empty() ? "refused by Customer.io" : message,
-                               "HTTP_" + std::to_string(status)));
+                      RejectedRow(status, message.empty() ? "refused by Customer.io" : message,
+                                  "HTTP_" + std::to_string(status)));
         return v;
     }
     if (status < 200 || status >= 300) {
@@ -337,14 +307,14 @@ Verdict CustomerIoConnector::Interpret(const PreparedRequest &request, const std
                 e["batch_index"].GetUint() >= outcomes.size())
                 continue;
             size_t j = e["batch_index"].GetUint();
-            std::string reason = Member(e, "reason");
-            std::string field = Member(e, "field");
-            std::string text = Member(e, "message");
+            std::string reason = JsonMember(e, "reason");
+            std::string field = JsonMember(e, "field");
+            std::string text = JsonMember(e, "message");
             if (text.empty())
                 text = reason.empty() ? "refused by Customer.io" : reason;
             if (!field.empty())
                 text = field + ": " + text;
-            outcomes[j] = Rejected(status, text, reason.empty() ? "HTTP_207" : reason);
+            outcomes[j] = RejectedRow(status, text, reason.empty() ? "HTTP_207" : reason);
         }
     }
     v.rows = std::move(outcomes);

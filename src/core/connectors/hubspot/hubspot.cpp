@@ -1,5 +1,7 @@
 #include "core/connectors/hubspot/hubspot.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/error.hpp"
 #include "core/delivery/retry_policy.hpp"
 
@@ -19,10 +21,6 @@ namespace revetl {
 namespace {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
-
-void String(Writer &w, const std::string &s) {
-    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
-}
 
 std::string Lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -199,15 +197,6 @@ std::string Member(const rapidjson::Value &obj, const char *name) {
     return PropertyText(it->value);
 }
 
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.accepted = false;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
-}
-
 void CheckHubSpotObject(const std::string &object) {
     for (char c : object)
         if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'))
@@ -285,15 +274,15 @@ PreparedRequest HubSpotConnector::WriteCall(const std::vector<Change> &changes,
         w.StartObject();
         if (by_id) {
             w.Key("id");
-            String(w, c.dest_id);
+            WriteJsonString(w, c.dest_id);
         } else if (!create) {
             w.Key("idProperty");
-            String(w, target_.match_on);
+            WriteJsonString(w, target_.match_on);
             w.Key("id");
-            String(w, MatchValue(c.payload));
+            WriteJsonString(w, MatchValue(c.payload));
         }
         w.Key("objectWriteTraceId");
-        String(w, std::to_string(c.seq));
+        WriteJsonString(w, std::to_string(c.seq));
         w.Key("properties");
         w.StartObject();
         if (payload.IsObject())
@@ -316,9 +305,9 @@ PreparedRequest HubSpotConnector::WriteCall(const std::vector<Change> &changes,
                     }
                     auto m = plain.FindMember(
                         rapidjson::Value(name.c_str(), static_cast<rapidjson::SizeType>(name.size())));
-                    String(w, m == plain.MemberEnd() ? std::string() : PropertyText(m->value));
+                    WriteJsonString(w, m == plain.MemberEnd() ? std::string() : PropertyText(m->value));
                 } else {
-                    String(w, HubSpotFieldValue(FindField(target_.fields, name), value));
+                    WriteJsonString(w, HubSpotFieldValue(FindField(target_.fields, name), value));
                 }
             }
         w.EndObject();
@@ -385,7 +374,8 @@ HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
         if (!create) {
             match = Normalize(MatchValue(c.payload));
             if (match.empty()) {
-                immediate.emplace_back(i, Rejected(0,
+                immediate.emplace_back(i,
+                                       RejectedRow(0,
                                                    "the payload has no value for the MATCH ON property \"" +
                                                        target_.match_on + "\"",
                                                    "NO_MATCH_VALUE"));
@@ -419,7 +409,7 @@ HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
         for (size_t j = start; j < archives.size() && j < start + kMaxInputs; j++) {
             w.StartObject();
             w.Key("id");
-            String(w, changes[archives[j]].dest_id);
+            WriteJsonString(w, changes[archives[j]].dest_id);
             w.EndObject();
             req.rows.push_back(archives[j]);
         }
@@ -529,7 +519,7 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
             return v;
         }
         v.rows.assign(request.rows.size(),
-                      Rejected(status, message.empty() ? "refused by HubSpot" : message, category));
+                      RejectedRow(status, message.empty() ? "refused by HubSpot" : message, category));
         return v;
     }
 
@@ -561,8 +551,8 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
     const std::string batch_status = json ? Member(doc, "status") : std::string();
     if (!batch_status.empty() && batch_status != "COMPLETE") {
         v.rows.assign(request.rows.size(),
-                      Rejected(status, "HubSpot answered the batch with status " + batch_status,
-                               "BATCH_" + batch_status));
+                      RejectedRow(status, "HubSpot answered the batch with status " + batch_status,
+                                  "BATCH_" + batch_status));
         return v;
     }
     std::vector<bool> answered(request.rows.size(), false);
@@ -587,7 +577,8 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
                 r["archived"].GetBool()) {
                 // The write landed on an archived record: not a live record
                 // the sync can count as delivered.
-                outcomes[j] = Rejected(status, "HubSpot reports record " + id + " as archived", "ARCHIVED");
+                outcomes[j] =
+                    RejectedRow(status, "HubSpot reports record " + id + " as archived", "ARCHIVED");
                 continue;
             }
             outcomes[j].accepted = true;
@@ -629,7 +620,7 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
             }
             for (size_t j : hit) {
                 answered[j] = true;
-                outcomes[j] = Rejected(status, reason, code);
+                outcomes[j] = RejectedRow(status, reason, code);
             }
         }
     }
@@ -637,8 +628,8 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
         if (!answered[j])
             outcomes[j] =
                 unattributed_reason.empty()
-                    ? Rejected(status, "HubSpot's response did not mention this record", "NO_RESULT")
-                    : Rejected(status, unattributed_reason, unattributed_code);
+                    ? RejectedRow(status, "HubSpot's response did not mention this record", "NO_RESULT")
+                    : RejectedRow(status, unattributed_reason, unattributed_code);
     v.rows = outcomes;
     if (request.flow.step == kUpdateByIdStep)
         WriteStaleIdsByMatchValue(request, changes, status, v);
@@ -661,11 +652,11 @@ void HubSpotConnector::WriteStaleIdsByMatchValue(const PreparedRequest &request,
         const Change &c = changes[request.rows[j]];
         const std::string match = Normalize(MatchValue(c.payload));
         if (match.empty()) {
-            o = Rejected(status,
-                         "HubSpot no longer has record " + Truncate(c.dest_id, 100) +
-                             ", and the payload has no value for the MATCH ON property \"" +
-                             target_.match_on + "\" to find or create it by",
-                         "NO_MATCH_VALUE");
+            o = RejectedRow(status,
+                            "HubSpot no longer has record " + Truncate(c.dest_id, 100) +
+                                ", and the payload has no value for the MATCH ON property \"" +
+                                target_.match_on + "\" to find or create it by",
+                            "NO_MATCH_VALUE");
             continue;
         }
         // One call never holds a match value twice; a second row with the

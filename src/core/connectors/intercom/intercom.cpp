@@ -1,5 +1,7 @@
 #include "core/connectors/intercom/intercom.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/error.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
 #include "core/delivery/retry_policy.hpp"
@@ -41,42 +43,6 @@ const std::set<std::string> kNotNull = {"role", "external_id", "email", "company
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsNull())
-        return {};
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    rapidjson::StringBuffer buf;
-    Writer w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
-}
-
-RowOutcome Accepted(long status, const std::string &id) {
-    RowOutcome o;
-    o.accepted = true;
-    o.http_status = status;
-    o.dest_id = Truncate(id, 200);
-    return o;
-}
-
 // Intercom's error list: {"type": "error.list", "request_id": ...,
 // "errors": [{"code", "message", "field"?}]}. The first code is the row's
 // code; the messages (with their fields) are its reason.
@@ -84,7 +50,7 @@ void ErrorList(const rapidjson::Value &doc, std::string &code, std::string &mess
     if (!doc.IsObject() || !doc.HasMember("errors") || !doc["errors"].IsArray())
         return;
     for (const auto &e : doc["errors"].GetArray()) {
-        std::string c = Member(e, "code"), m = Member(e, "message"), f = Member(e, "field");
+        std::string c = JsonMember(e, "code"), m = JsonMember(e, "message"), f = JsonMember(e, "field");
         if (code.empty())
             code = c;
         std::string text = m.empty() ? c : m;
@@ -93,7 +59,7 @@ void ErrorList(const rapidjson::Value &doc, std::string &code, std::string &mess
         if (!text.empty())
             message += (message.empty() ? "" : "; ") + text;
     }
-    std::string request_id = Member(doc, "request_id");
+    std::string request_id = JsonMember(doc, "request_id");
     if (!message.empty() && !request_id.empty())
         message += " [request_id " + request_id + "]";
 }
@@ -165,7 +131,7 @@ std::string IntercomConnector::MatchValue(const std::string &payload) const {
     doc.Parse<rapidjson::kParseNumbersAsStringsFlag>(payload.c_str(), payload.size());
     if (doc.HasParseError() || !doc.IsObject())
         return {};
-    return Member(doc, target_.match_on.c_str());
+    return JsonMember(doc, target_.match_on.c_str());
 }
 
 std::string IntercomConnector::Body(const std::string &payload, bool create) const {
@@ -203,7 +169,7 @@ std::string IntercomConnector::Body(const std::string &payload, bool create) con
                 has_role = true;
             w.Key(name.c_str(), static_cast<rapidjson::SizeType>(name.size()));
             if (kTimestamps.count(name) && v.IsString()) {
-                auto ms = HubSpotEpochMillis(Text(v));
+                auto ms = HubSpotEpochMillis(JsonText(v));
                 if (ms) {
                     w.Int64(*ms / 1000);
                     continue;
@@ -212,7 +178,7 @@ std::string IntercomConnector::Body(const std::string &payload, bool create) con
             // Ids Intercom documents as strings (external_id, owner_id):
             // a numeric column is sent as its text.
             if ((name == "external_id" || name == "owner_id" || name == "company_id") && v.IsNumber()) {
-                std::string t = Text(v);
+                std::string t = JsonText(v);
                 w.String(t.c_str(), static_cast<rapidjson::SizeType>(t.size()));
                 continue;
             }
@@ -288,11 +254,11 @@ IntercomConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
                 continue;
             }
             if (!IntercomValidId(c.dest_id)) {
-                immediate.emplace_back(i,
-                                       Rejected(0,
-                                                "no Intercom record id is known for this row, so it cannot "
-                                                "be removed",
-                                                "NO_RECORD_ID"));
+                immediate.emplace_back(
+                    i, RejectedRow(0,
+                                   "no Intercom record id is known for this row, so it cannot "
+                                   "be removed",
+                                   "NO_RECORD_ID"));
                 continue;
             }
             if (Companies())
@@ -310,7 +276,8 @@ IntercomConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
             p = Update(c, c.dest_id, kUpdateKept);
         } else if (MatchValue(c.payload).empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                i,
+                RejectedRow(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
                             "NO_MATCH_VALUE"));
             continue;
         } else if (Companies()) {
@@ -378,15 +345,15 @@ Verdict IntercomConnector::Interpret(const PreparedRequest &request, const std::
     if (status == 404) { // of a URL naming a record
         if (state == kRemove) {
             // Already deleted (or merged away): nothing is left to remove.
-            v.rows.push_back(Accepted(status, ""));
+            v.rows.push_back(AcceptedRow(status, ""));
             return v;
         }
         if (state == kUpdateKept && change) {
             // The kept id is gone: find the record again by its match value
             // (contacts), or let Intercom match it on company_id.
             if (MatchValue(change->payload).empty()) {
-                v.rows.push_back(Rejected(status, "Intercom no longer knows record " + change->dest_id,
-                                          code.empty() ? "not_found" : code));
+                v.rows.push_back(RejectedRow(status, "Intercom no longer knows record " + change->dest_id,
+                                             code.empty() ? "not_found" : code));
                 return v;
             }
             v.kind = Verdict::Kind::Continue;
@@ -405,12 +372,12 @@ Verdict IntercomConnector::Interpret(const PreparedRequest &request, const std::
                 return v;
             }
         }
-        v.rows.push_back(Rejected(status, message.empty() ? "refused by Intercom" : message,
-                                  code.empty() ? "HTTP_" + std::to_string(status) : code));
+        v.rows.push_back(RejectedRow(status, message.empty() ? "refused by Intercom" : message,
+                                     code.empty() ? "HTTP_" + std::to_string(status) : code));
         return v;
     }
     if (state == kRemove) {
-        v.rows.push_back(Accepted(status, ""));
+        v.rows.push_back(AcceptedRow(status, ""));
         return v;
     }
     if (!json) {
@@ -424,17 +391,17 @@ Verdict IntercomConnector::Interpret(const PreparedRequest &request, const std::
         std::string want = role_;
         rapidjson::Document payload;
         payload.Parse(change->payload.c_str(), change->payload.size());
-        if (payload.IsObject() && !Member(payload, "role").empty())
-            want = Member(payload, "role");
+        if (payload.IsObject() && !JsonMember(payload, "role").empty())
+            want = JsonMember(payload, "role");
         std::string id, any;
         if (doc.HasMember("data") && doc["data"].IsArray())
             for (const auto &c : doc["data"].GetArray()) {
-                std::string cid = Member(c, "id");
+                std::string cid = JsonMember(c, "id");
                 if (!IntercomValidId(cid))
                     continue;
                 if (any.empty())
                     any = cid;
-                if (id.empty() && Member(c, "role") == want)
+                if (id.empty() && JsonMember(c, "role") == want)
                     id = cid;
             }
         if (id.empty())
@@ -445,22 +412,22 @@ Verdict IntercomConnector::Interpret(const PreparedRequest &request, const std::
             return v;
         }
         if (target_.mode == "update") {
-            v.rows.push_back(Rejected(status,
-                                      "no Intercom contact has " + target_.match_on + " \"" +
-                                          Truncate(MatchValue(change->payload), 200) + "\"",
-                                      "NOT_FOUND"));
+            v.rows.push_back(RejectedRow(status,
+                                         "no Intercom contact has " + target_.match_on + " \"" +
+                                             Truncate(MatchValue(change->payload), 200) + "\"",
+                                         "NOT_FOUND"));
             return v;
         }
         v.kind = Verdict::Kind::Continue;
         v.next = Create(*change);
         return v;
     }
-    std::string id = Member(doc, "id");
+    std::string id = JsonMember(doc, "id");
     if (id.empty()) {
-        v.rows.push_back(Rejected(status, "Intercom's answer named no record id", "NO_RESULT"));
+        v.rows.push_back(RejectedRow(status, "Intercom's answer named no record id", "NO_RESULT"));
         return v;
     }
-    v.rows.push_back(Accepted(status, id));
+    v.rows.push_back(AcceptedRow(status, id));
     return v;
 }
 

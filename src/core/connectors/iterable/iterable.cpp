@@ -1,5 +1,7 @@
 #include "core/connectors/iterable/iterable.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/encoding.hpp"
 #include "core/common/error.hpp"
 
@@ -20,47 +22,6 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 // Numbers are kept as their text (jsonb's rendering is exact) and written
 // back raw, so that 92.50 or a 20-digit id is not rounded through a double.
 constexpr unsigned kExactNumbers = rapidjson::kParseNumbersAsStringsFlag;
-
-void String(Writer &w, const std::string &s) {
-    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
-}
-
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    if (v.IsNull())
-        return "";
-    rapidjson::StringBuffer buf;
-    Writer w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.accepted = false;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
-}
-
-RowOutcome Accepted(long status, const std::string &dest_id = {}) {
-    RowOutcome o;
-    o.accepted = true;
-    o.http_status = status;
-    o.dest_id = Truncate(dest_id, 200);
-    return o;
-}
 
 // What each failedUpdates list means, for the rejected row's reason.
 std::string FailureReason(const std::string &category) {
@@ -161,7 +122,7 @@ std::string IterableConnector::Identifier(const std::string &payload) const {
     doc.Parse<kExactNumbers>(payload.c_str(), payload.size());
     if (doc.HasParseError() || !doc.IsObject())
         return {};
-    return Member(doc, target_.match_on.c_str());
+    return JsonMember(doc, target_.match_on.c_str());
 }
 
 PreparedRequest IterableConnector::ListCall(const char *step, const std::vector<Change> &changes,
@@ -179,7 +140,7 @@ PreparedRequest IterableConnector::ListCall(const char *step, const std::vector<
     for (size_t i : rows) {
         w.StartObject();
         w.Key(target_.match_on.c_str());
-        String(w, old_identifiers ? changes[i].dest_id : Identifier(changes[i].payload));
+        WriteJsonString(w, old_identifiers ? changes[i].dest_id : Identifier(changes[i].payload));
         // An email-based project makes a user for an unknown userId only
         // when asked to.
         if (subscribe && ByUserId()) {
@@ -223,7 +184,8 @@ IterableConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
         std::string id = Identifier(c.payload);
         if (id.empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                i,
+                RejectedRow(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
                             "NO_MATCH_VALUE"));
             continue;
         }
@@ -271,7 +233,7 @@ IterableConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
             typed.Parse(p.c_str(), p.size());
             w.StartObject();
             w.Key(target_.match_on.c_str());
-            String(w, Member(doc, target_.match_on.c_str()));
+            WriteJsonString(w, JsonMember(doc, target_.match_on.c_str()));
             if (ByUserId()) {
                 // A new userId makes a user (in email-based projects too).
                 w.Key("preferUserId");
@@ -319,8 +281,8 @@ Verdict IterableConnector::Interpret(const PreparedRequest &request, const std::
     rapidjson::Document doc;
     doc.Parse(response.body.c_str(), response.body.size());
     const bool json = !doc.HasParseError() && doc.IsObject();
-    const std::string code = json ? Member(doc, "code") : std::string();
-    std::string message = json ? Member(doc, "msg") : Truncate(response.body, 300);
+    const std::string code = json ? JsonMember(doc, "code") : std::string();
+    std::string message = json ? JsonMember(doc, "msg") : Truncate(response.body, 300);
     if (!code.empty() && code != "Success")
         message = code + (message.empty() ? "" : ": " + message);
     const long status = response.status;
@@ -355,11 +317,12 @@ Verdict IterableConnector::Interpret(const PreparedRequest &request, const std::
         const bool gone = status == 404 || code == "NotFound" || code == "UnknownEmailError" ||
                           code == "UnknownUserIdError";
         if ((status >= 200 && status < 300) || gone) {
-            v.rows.assign(request.rows.size(), Accepted(status));
+            v.rows.assign(request.rows.size(), AcceptedRow(status));
             return v;
         }
-        v.rows.assign(request.rows.size(), Rejected(status, message.empty() ? "refused by Iterable" : message,
-                                                    code.empty() ? "HTTP_" + std::to_string(status) : code));
+        v.rows.assign(request.rows.size(),
+                      RejectedRow(status, message.empty() ? "refused by Iterable" : message,
+                                  code.empty() ? "HTTP_" + std::to_string(status) : code));
         return v;
     }
     if (status >= 400 || status < 200 || status >= 300) {
@@ -375,8 +338,9 @@ Verdict IterableConnector::Interpret(const PreparedRequest &request, const std::
             v.kind = Verdict::Kind::Split;
             return v;
         }
-        v.rows.assign(request.rows.size(), Rejected(status, message.empty() ? "refused by Iterable" : message,
-                                                    code.empty() ? "HTTP_" + std::to_string(status) : code));
+        v.rows.assign(request.rows.size(),
+                      RejectedRow(status, message.empty() ? "refused by Iterable" : message,
+                                  code.empty() ? "HTTP_" + std::to_string(status) : code));
         return v;
     }
 
@@ -391,12 +355,12 @@ Verdict IterableConnector::Interpret(const PreparedRequest &request, const std::
         auto f = failed.find(id);
         // Leaving a list one is not on (or that a deleted user left) is done.
         if (f != failed.end() && !(removing && NotFound(f->second))) {
-            outcomes[j] = Rejected(status, FailureReason(f->second), f->second);
+            outcomes[j] = RejectedRow(status, FailureReason(f->second), f->second);
             continue;
         }
         // The identifier is kept as the record id: it is what a later
         // removal (or unsubscribe) names.
-        outcomes[j] = Accepted(status, removing ? std::string() : id);
+        outcomes[j] = AcceptedRow(status, removing ? std::string() : id);
         if (step == kSwap)
             next.rows.push_back(request.rows[j]);
     }

@@ -1,5 +1,7 @@
 #include "core/connectors/mailchimp/mailchimp.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/encoding.hpp"
 #include "core/common/error.hpp"
 #include "core/delivery/retry_policy.hpp"
@@ -35,30 +37,6 @@ bool MemberField(const std::string &name) {
     return name == "status" || name == "email_type" || name == "language" || name == "vip";
 }
 
-void String(Writer &w, const std::string &s) {
-    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
-}
-
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    if (v.IsNull())
-        return "";
-    rapidjson::StringBuffer buf;
-    Writer w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
-}
-
 std::string Lower(std::string s) {
     for (char &c : s)
         c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -69,23 +47,6 @@ std::string Upper(std::string s) {
     for (char &c : s)
         c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     return s;
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.accepted = false;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
-}
-
-RowOutcome Accepted(long status, const std::string &dest_id = {}) {
-    RowOutcome o;
-    o.accepted = true;
-    o.http_status = status;
-    o.dest_id = Truncate(dest_id, 200);
-    return o;
 }
 
 // MD5 (RFC 1321): Mailchimp names a member by the MD5 of its lower-cased
@@ -266,7 +227,7 @@ std::string MailchimpConnector::Email(const std::string &payload) const {
     doc.Parse<kExactNumbers>(payload.c_str(), payload.size());
     if (doc.HasParseError() || !doc.IsObject())
         return {};
-    return Member(doc, target_.match_on.c_str());
+    return JsonMember(doc, target_.match_on.c_str());
 }
 
 namespace {
@@ -284,12 +245,12 @@ void WriteMember(Writer &w, const std::string &payload, const std::string &match
     w.StartObject();
     if (with_email) {
         w.Key("email_address");
-        String(w, Member(doc, match_on.c_str()));
+        WriteJsonString(w, JsonMember(doc, match_on.c_str()));
     }
-    const std::string status = Member(doc, "status");
+    const std::string status = JsonMember(doc, "status");
     if (!default_status.empty() || !status.empty()) {
         w.Key("status");
-        String(w, status.empty() ? default_status : status);
+        WriteJsonString(w, status.empty() ? default_status : status);
     }
     bool merge = false;
     for (int pass = 0; pass < 2; pass++) {
@@ -304,9 +265,9 @@ void WriteMember(Writer &w, const std::string &payload, const std::string &match
                     continue;
                 w.Key(name.c_str(), static_cast<rapidjson::SizeType>(name.size()));
                 if (name == "vip")
-                    w.Bool(value.IsBool() ? value.GetBool() : Text(value) == "true");
+                    w.Bool(value.IsBool() ? value.GetBool() : JsonText(value) == "true");
                 else
-                    String(w, Text(value));
+                    WriteJsonString(w, JsonText(value));
             } else if (pass == 1 && !MemberField(name)) {
                 if (!merge) {
                     w.Key("merge_fields");
@@ -345,7 +306,7 @@ PreparedRequest MailchimpConnector::TagCall(const char *step, const std::vector<
     w.StartArray();
     w.StartObject();
     w.Key("name");
-    String(w, target_.audience);
+    WriteJsonString(w, target_.audience);
     w.Key("status");
     w.String(active ? "active" : "inactive");
     w.EndObject();
@@ -372,8 +333,8 @@ MailchimpConnector::Prepare(const BatchContext &, const std::vector<Change> &cha
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty()) {
                 immediate.emplace_back(
-                    i, Rejected(0, "no Mailchimp member is known for this row, so it cannot be removed",
-                                "NO_RECORD_ID"));
+                    i, RejectedRow(0, "no Mailchimp member is known for this row, so it cannot be removed",
+                                   "NO_RECORD_ID"));
                 continue;
             }
             if (audience) {
@@ -390,7 +351,8 @@ MailchimpConnector::Prepare(const BatchContext &, const std::vector<Change> &cha
         const std::string email = Email(c.payload);
         if (email.empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                i,
+                RejectedRow(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
                             "NO_MATCH_VALUE"));
             continue;
         }
@@ -404,13 +366,13 @@ MailchimpConnector::Prepare(const BatchContext &, const std::vector<Change> &cha
         }
         rapidjson::Document doc;
         doc.Parse<kExactNumbers>(c.payload.c_str(), c.payload.size());
-        const std::string status = Member(doc, "status");
+        const std::string status = JsonMember(doc, "status");
         if (!status.empty() && !kStatuses.count(status)) {
-            immediate.emplace_back(i, Rejected(0,
-                                               "\"" + Truncate(status, 40) +
-                                                   "\" is not a Mailchimp member status (subscribed, "
-                                                   "unsubscribed, cleaned, pending or transactional)",
-                                               "INVALID_STATUS"));
+            immediate.emplace_back(i, RejectedRow(0,
+                                                  "\"" + Truncate(status, 40) +
+                                                      "\" is not a Mailchimp member status (subscribed, "
+                                                      "unsubscribed, cleaned, pending or transactional)",
+                                                  "INVALID_STATUS"));
             continue;
         }
         if (target_.mode == "update") {
@@ -468,8 +430,8 @@ Verdict MailchimpConnector::Interpret(const PreparedRequest &request, const std:
     doc.Parse(response.body.c_str(), response.body.size());
     const bool json = !doc.HasParseError() && doc.IsObject();
     // RFC 7807: title and detail.
-    const std::string title = json ? Member(doc, "title") : std::string();
-    const std::string detail = json ? Member(doc, "detail") : std::string();
+    const std::string title = json ? JsonMember(doc, "title") : std::string();
+    const std::string detail = json ? JsonMember(doc, "detail") : std::string();
     std::string message = title;
     if (!detail.empty())
         message += (message.empty() ? "" : ": ") + detail;
@@ -546,20 +508,20 @@ Verdict MailchimpConnector::Interpret(const PreparedRequest &request, const std:
                 v.next = TagCall(kTag, changes, row);
                 return v;
             }
-            v.rows.push_back(Accepted(status));
+            v.rows.push_back(AcceptedRow(status));
             return v;
         }
         if (status == 404) {
-            v.rows.push_back(Rejected(status,
-                                      step == kTag ? "the email is not a member of audience " + list_id_ +
-                                                         ": a tag holds existing members only (add them "
-                                                         "with a sync in MODE UPSERT first)"
-                                                   : "the email is not a member of audience " + list_id_,
-                                      "MEMBER_NOT_FOUND"));
+            v.rows.push_back(RejectedRow(status,
+                                         step == kTag ? "the email is not a member of audience " + list_id_ +
+                                                            ": a tag holds existing members only (add them "
+                                                            "with a sync in MODE UPSERT first)"
+                                                      : "the email is not a member of audience " + list_id_,
+                                         "MEMBER_NOT_FOUND"));
             return v;
         }
         if (status >= 400 || status < 200) {
-            v.rows.push_back(Rejected(status, message.empty() ? "refused by Mailchimp" : message, code));
+            v.rows.push_back(RejectedRow(status, message.empty() ? "refused by Mailchimp" : message, code));
             return v;
         }
         if (step == kSwap) {
@@ -570,7 +532,7 @@ Verdict MailchimpConnector::Interpret(const PreparedRequest &request, const std:
         std::string id;
         if (step == kTag || step == kPatch)
             id = c ? MailchimpSubscriberHash(Email(c->payload)) : std::string();
-        v.rows.push_back(Accepted(status, id));
+        v.rows.push_back(AcceptedRow(status, id));
         return v;
     }
 
@@ -588,7 +550,7 @@ Verdict MailchimpConnector::Interpret(const PreparedRequest &request, const std:
             return v;
         }
         v.rows.assign(request.rows.size(),
-                      Rejected(status, message.empty() ? "refused by Mailchimp" : message, code));
+                      RejectedRow(status, message.empty() ? "refused by Mailchimp" : message, code));
         return v;
     }
     if (!json) {
@@ -601,20 +563,20 @@ Verdict MailchimpConnector::Interpret(const PreparedRequest &request, const std:
     auto errors = doc.FindMember("errors");
     if (errors != doc.MemberEnd() && errors->value.IsArray())
         for (const auto &e : errors->value.GetArray()) {
-            const std::string email = Lower(Member(e, "email_address"));
+            const std::string email = Lower(JsonMember(e, "email_address"));
             if (!email.empty())
-                failed.emplace(email, std::make_pair(Member(e, "error"), Member(e, "error_code")));
+                failed.emplace(email, std::make_pair(JsonMember(e, "error"), JsonMember(e, "error_code")));
         }
     for (size_t row : request.rows) {
         const std::string email = Email(changes[row].payload);
         auto f = failed.find(Lower(email));
         if (f != failed.end()) {
-            v.rows.push_back(Rejected(status,
-                                      f->second.first.empty() ? "refused by Mailchimp" : f->second.first,
-                                      f->second.second.empty() ? "ERROR_GENERIC" : f->second.second));
+            v.rows.push_back(RejectedRow(status,
+                                         f->second.first.empty() ? "refused by Mailchimp" : f->second.first,
+                                         f->second.second.empty() ? "ERROR_GENERIC" : f->second.second));
             continue;
         }
-        v.rows.push_back(Accepted(status, MailchimpSubscriberHash(email)));
+        v.rows.push_back(AcceptedRow(status, MailchimpSubscriberHash(email)));
     }
     return v;
 }

@@ -1,5 +1,7 @@
 #include "core/connectors/meta/meta.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/encoding.hpp"
 #include "core/common/error.hpp"
 #include "core/connectors/options.hpp"
@@ -23,29 +25,10 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 // kept whole as part of the member's dest_id.
 constexpr size_t kMaxUnhashedValue = 1000;
 
-void String(Writer &w, const std::string &s) {
-    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
-}
-
 std::string Upper(std::string s) {
     for (auto &c : s)
         c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     return s;
-}
-
-// A JSON value as text: strings as they are, numbers as written (an
-// EXTERN_ID of 20 digits is not rounded through a double).
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsNull())
-        return "";
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    rapidjson::StringBuffer buf;
-    Writer w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
 }
 
 // An integer member that Meta may write as a number or as a string.
@@ -64,23 +47,6 @@ std::optional<int64_t> Count(const rapidjson::Value &obj, const char *name) {
         return std::stoll(s);
     }
     return std::nullopt;
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.accepted = false;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
-}
-
-RowOutcome Accepted(long status, const std::string &dest_id = {}) {
-    RowOutcome o;
-    o.accepted = true;
-    o.http_status = status;
-    o.dest_id = dest_id;
-    return o;
 }
 
 // The Graph API's error envelope.
@@ -102,7 +68,7 @@ GraphError ReadGraphError(const rapidjson::Document &doc) {
     e.present = true;
     auto str = [&](const char *name) {
         auto m = err.FindMember(name);
-        return m == err.MemberEnd() ? std::string() : Truncate(Text(m->value), 300);
+        return m == err.MemberEnd() ? std::string() : Truncate(JsonText(m->value), 300);
     };
     auto num = [&](const char *name) -> long {
         auto m = err.FindMember(name);
@@ -270,11 +236,11 @@ std::string MetaConnector::MemberId(const std::string &payload) const {
     w.StartObject();
     for (size_t k = 0; k < schema_.size(); k++) {
         auto it = doc.FindMember(fields_[k].c_str());
-        const std::string value = it == doc.MemberEnd() ? std::string() : Text(it->value);
+        const std::string value = it == doc.MemberEnd() ? std::string() : JsonText(it->value);
         if (value.empty() || value.size() > kMaxUnhashedValue)
             return {};
-        String(w, schema_[k]);
-        String(w, value);
+        WriteJsonString(w, schema_[k]);
+        WriteJsonString(w, value);
     }
     w.EndObject();
     return std::string(buf.GetString(), buf.GetSize());
@@ -288,14 +254,14 @@ PreparedRequest MetaConnector::Call(const char *step, const std::string &method,
     w.Key("schema");
     w.StartArray();
     for (const auto &k : body.keys)
-        String(w, k);
+        WriteJsonString(w, k);
     w.EndArray();
     w.Key("data");
     w.StartArray();
     for (const auto &row : body.rows) {
         w.StartArray();
         for (const auto &v : row)
-            String(w, v);
+            WriteJsonString(w, v);
         w.EndArray();
     }
     w.EndArray();
@@ -349,8 +315,8 @@ std::vector<PreparedRequest> MetaConnector::Prepare(const BatchContext &context,
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty()) {
                 immediate.emplace_back(
-                    i, Rejected(0, "no Meta identifiers are known for this row, so it cannot be removed",
-                                "NO_RECORD_ID"));
+                    i, RejectedRow(0, "no Meta identifiers are known for this row, so it cannot be removed",
+                                   "NO_RECORD_ID"));
                 continue;
             }
             old_ids[i] = c.dest_id;
@@ -359,10 +325,10 @@ std::vector<PreparedRequest> MetaConnector::Prepare(const BatchContext &context,
         }
         new_ids[i] = MemberId(c.payload);
         if (new_ids[i].empty()) {
-            immediate.emplace_back(i, Rejected(0,
-                                               "a Meta identifier is missing, or longer than " +
-                                                   std::to_string(kMaxUnhashedValue) + " bytes",
-                                               "BAD_IDENTIFIER"));
+            immediate.emplace_back(i, RejectedRow(0,
+                                                  "a Meta identifier is missing, or longer than " +
+                                                      std::to_string(kMaxUnhashedValue) + " bytes",
+                                                  "BAD_IDENTIFIER"));
             continue;
         }
         if (c.op == Change::Op::Change && !c.dest_id.empty() && c.dest_id != new_ids[i]) {
@@ -395,7 +361,8 @@ std::vector<PreparedRequest> MetaConnector::Prepare(const BatchContext &context,
             std::vector<std::string> keys, values;
             if (!parse_old(i, keys, values)) {
                 immediate.emplace_back(
-                    i, Rejected(0, "the Meta identifiers kept for this row cannot be read", "NO_RECORD_ID"));
+                    i,
+                    RejectedRow(0, "the Meta identifiers kept for this row cannot be read", "NO_RECORD_ID"));
                 continue;
             }
             groups[keys].keys = keys;
@@ -582,10 +549,10 @@ Verdict MetaConnector::Interpret(const PreparedRequest &request, const std::vect
         const std::string code = err.present ? "GRAPH_" + std::to_string(err.code) +
                                                    (err.subcode ? "_" + std::to_string(err.subcode) : "")
                                              : "HTTP_" + std::to_string(status);
-        v.rows.assign(request.rows.size(),
-                      Rejected(status,
-                               err.present ? Describe(err) : "Meta answered HTTP " + std::to_string(status),
-                               code));
+        v.rows.assign(
+            request.rows.size(),
+            RejectedRow(status, err.present ? Describe(err) : "Meta answered HTTP " + std::to_string(status),
+                        code));
         return v;
     }
     consecutive_throttles_ = 0;
@@ -610,7 +577,7 @@ Verdict MetaConnector::Interpret(const PreparedRequest &request, const std::vect
     std::vector<size_t> next_rows;
     for (size_t j = 0; j < request.rows.size(); j++) {
         const Change &c = changes[request.rows[j]];
-        outcomes[j] = Accepted(status, removing ? std::string() : MemberId(c.payload));
+        outcomes[j] = AcceptedRow(status, removing ? std::string() : MemberId(c.payload));
         if (step == kSwap && c.op == Change::Op::Change)
             next_rows.push_back(request.rows[j]);
     }

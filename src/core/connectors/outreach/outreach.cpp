@@ -1,5 +1,7 @@
 #include "core/connectors/outreach/outreach.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/encoding.hpp"
 #include "core/common/error.hpp"
 #include "core/delivery/retry_policy.hpp"
@@ -25,26 +27,6 @@ constexpr const char *kRemove = "remove";
 
 constexpr const char *kMediaType = "application/vnd.api+json";
 
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsNull())
-        return {};
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
-}
-
 // Outreach's record ids are integers: nothing else goes into a URL path.
 bool ValidId(const std::string &id) {
     return !id.empty() && id.size() <= 19 &&
@@ -54,14 +36,6 @@ bool ValidId(const std::string &id) {
 bool ValidAttributeName(const std::string &name) {
     return !name.empty() && name.size() <= 100 &&
            std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
 }
 
 RowOutcome Accepted(long status, const std::string &id) {
@@ -79,12 +53,12 @@ void FirstError(const rapidjson::Value &doc, std::string &code, std::string &mes
     if (!doc.IsObject() || !doc.HasMember("errors") || !doc["errors"].IsArray())
         return;
     for (const auto &e : doc["errors"].GetArray()) {
-        code = Member(e, "id");
-        message = Member(e, "detail");
+        code = JsonMember(e, "id");
+        message = JsonMember(e, "detail");
         if (message.empty())
-            message = Member(e, "title");
+            message = JsonMember(e, "title");
         if (e.IsObject() && e.HasMember("source") && e["source"].IsObject()) {
-            std::string pointer = Member(e["source"], "pointer");
+            std::string pointer = JsonMember(e["source"], "pointer");
             if (!pointer.empty())
                 message += " (" + pointer + ")";
         }
@@ -156,8 +130,8 @@ std::string OutreachConnector::MatchValue(const std::string &payload) const {
     if (it == doc.MemberEnd())
         return {};
     if (it->value.IsArray())
-        return it->value.Empty() ? std::string() : Text(it->value[0]);
-    return Text(it->value);
+        return it->value.Empty() ? std::string() : JsonText(it->value[0]);
+    return JsonText(it->value);
 }
 
 std::string OutreachConnector::Document(const std::string &payload, const std::string &id) const {
@@ -236,14 +210,14 @@ OutreachConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
             }
             if (!ValidId(c.dest_id)) {
                 immediate.emplace_back(
-                    i, Rejected(0, "no Outreach record id is known for this row, so it cannot be deleted",
-                                "NO_RECORD_ID"));
+                    i, RejectedRow(0, "no Outreach record id is known for this row, so it cannot be deleted",
+                                   "NO_RECORD_ID"));
                 continue;
             }
             p.http = Request("DELETE", "/" + Collection() + "/" + c.dest_id, "");
             p.flow.state = kRemove;
         } else if (Document(c.payload, "").empty()) {
-            immediate.emplace_back(i, Rejected(0, "the payload is not a JSON object", "INVALID_PAYLOAD"));
+            immediate.emplace_back(i, RejectedRow(0, "the payload is not a JSON object", "INVALID_PAYLOAD"));
             continue;
         } else if (target_.mode == "insert") {
             p = Create(c);
@@ -251,7 +225,8 @@ OutreachConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
             p = Update(c, c.dest_id, kUpdateKept);
         } else if (MatchValue(c.payload).empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                i,
+                RejectedRow(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
                             "NO_MATCH_VALUE"));
             continue;
         } else {
@@ -326,8 +301,8 @@ Verdict OutreachConnector::Interpret(const PreparedRequest &request, const std::
         // The kept record was deleted in Outreach: find it again by its
         // match value (or create it).
         if (MatchValue(change->payload).empty() || target_.mode == "insert") {
-            v.rows.push_back(Rejected(status, "Outreach no longer knows record " + change->dest_id,
-                                      code.empty() ? "resourceNotFound" : code));
+            v.rows.push_back(RejectedRow(status, "Outreach no longer knows record " + change->dest_id,
+                                         code.empty() ? "resourceNotFound" : code));
             return v;
         }
         v.kind = Verdict::Kind::Continue;
@@ -335,8 +310,8 @@ Verdict OutreachConnector::Interpret(const PreparedRequest &request, const std::
         return v;
     }
     if (status >= 400) {
-        v.rows.push_back(Rejected(status, message.empty() ? "refused by Outreach" : message,
-                                  code.empty() ? "HTTP_" + std::to_string(status) : code));
+        v.rows.push_back(RejectedRow(status, message.empty() ? "refused by Outreach" : message,
+                                     code.empty() ? "HTTP_" + std::to_string(status) : code));
         return v;
     }
     if (state == kRemove) {
@@ -352,22 +327,22 @@ Verdict OutreachConnector::Interpret(const PreparedRequest &request, const std::
     if (state == kLookup && change) {
         std::string id;
         if (data.IsArray() && !data.Empty())
-            id = Member(data[0], "id");
+            id = JsonMember(data[0], "id");
         if (ValidId(id)) {
             v.kind = Verdict::Kind::Continue;
             v.next = Update(*change, id, kUpdateFound);
         } else if (target_.mode == "update") {
-            v.rows.push_back(Rejected(status,
-                                      "Outreach has no " + ResourceType() + " with " + target_.match_on +
-                                          " " + Truncate(MatchValue(change->payload), 200),
-                                      "NOT_FOUND"));
+            v.rows.push_back(RejectedRow(status,
+                                         "Outreach has no " + ResourceType() + " with " + target_.match_on +
+                                             " " + Truncate(MatchValue(change->payload), 200),
+                                         "NOT_FOUND"));
         } else {
             v.kind = Verdict::Kind::Continue;
             v.next = Create(*change);
         }
         return v;
     }
-    v.rows.push_back(Accepted(status, Member(data, "id")));
+    v.rows.push_back(Accepted(status, JsonMember(data, "id")));
     return v;
 }
 

@@ -1,5 +1,7 @@
 #include "core/connectors/pipedrive/pipedrive.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/encoding.hpp"
 #include "core/common/error.hpp"
 #include "core/delivery/retry_policy.hpp"
@@ -36,46 +38,6 @@ const std::set<std::string> kOrganizationFields = {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
-void String(Writer &w, const std::string &s) {
-    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
-}
-
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsNull())
-        return {};
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    rapidjson::StringBuffer buf;
-    Writer w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
-}
-
-RowOutcome Accepted(long status, const std::string &id) {
-    RowOutcome o;
-    o.accepted = true;
-    o.http_status = status;
-    o.dest_id = Truncate(id, 200);
-    return o;
-}
-
 bool Digits(const std::string &s) {
     return !s.empty() && s.size() <= 19 &&
            std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
@@ -87,7 +49,7 @@ void ContactArray(Writer &w, const rapidjson::Value &v) {
     if (!v.IsNull()) {
         w.StartObject();
         w.Key("value");
-        String(w, Text(v));
+        WriteJsonString(w, JsonText(v));
         w.Key("primary");
         w.Bool(true);
         w.Key("label");
@@ -151,9 +113,9 @@ std::string PipedriveConnector::MatchValue(const std::string &payload) const {
     doc.Parse<rapidjson::kParseNumbersAsStringsFlag>(payload.c_str(), payload.size());
     if (doc.HasParseError() || !doc.IsObject())
         return {};
-    std::string v = Member(doc, target_.match_on.c_str());
+    std::string v = JsonMember(doc, target_.match_on.c_str());
     if (v.empty() && doc.HasMember("custom_fields"))
-        v = Member(doc["custom_fields"], target_.match_on.c_str());
+        v = JsonMember(doc["custom_fields"], target_.match_on.c_str());
     return v;
 }
 
@@ -249,11 +211,11 @@ PipedriveConnector::Prepare(const BatchContext &, const std::vector<Change> &cha
                 continue;
             }
             if (!Digits(c.dest_id)) {
-                immediate.emplace_back(i,
-                                       Rejected(0,
-                                                "no Pipedrive record id is known for this row, so it cannot "
-                                                "be deleted",
-                                                "NO_RECORD_ID"));
+                immediate.emplace_back(
+                    i, RejectedRow(0,
+                                   "no Pipedrive record id is known for this row, so it cannot "
+                                   "be deleted",
+                                   "NO_RECORD_ID"));
                 continue;
             }
             p.http = Request("DELETE", "/" + c.dest_id, "");
@@ -265,7 +227,8 @@ PipedriveConnector::Prepare(const BatchContext &, const std::vector<Change> &cha
             p = Update(c, c.dest_id, kUpdateKept);
         } else if (MatchValue(c.payload).empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                i,
+                RejectedRow(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
                             "NO_MATCH_VALUE"));
             continue;
         } else {
@@ -287,10 +250,10 @@ Verdict PipedriveConnector::Interpret(const PreparedRequest &request, const std:
     const std::string &state = request.flow.state;
     // Pipedrive's envelope: {"success": false, "error": "...", "error_info":
     // "...", "code"?: "..."}.
-    std::string message = json ? Member(doc, "error") : Truncate(response.body, 300);
-    std::string code = json ? Member(doc, "code") : std::string();
+    std::string message = json ? JsonMember(doc, "error") : Truncate(response.body, 300);
+    std::string code = json ? JsonMember(doc, "code") : std::string();
     if (code.empty() && json)
-        code = Member(doc, "errorCode");
+        code = JsonMember(doc, "errorCode");
 
     if (status == 429) {
         auto daily = response.Header("x-daily-requests-left");
@@ -335,7 +298,7 @@ Verdict PipedriveConnector::Interpret(const PreparedRequest &request, const std:
     const Change *change = row < changes.size() ? &changes[row] : nullptr;
     if (status == 404 || status == 410) { // of a URL naming a record
         if (state == kRemove) {
-            v.rows.push_back(Accepted(status, ""));
+            v.rows.push_back(AcceptedRow(status, ""));
             return v;
         }
         if (state == kUpdateKept && change && !MatchValue(change->payload).empty()) {
@@ -347,12 +310,12 @@ Verdict PipedriveConnector::Interpret(const PreparedRequest &request, const std:
     }
     const bool refused = status >= 400 || (json && doc.HasMember("success") && doc["success"].IsFalse());
     if (refused) {
-        v.rows.push_back(Rejected(status, message.empty() ? "refused by Pipedrive" : message,
-                                  code.empty() ? "HTTP_" + std::to_string(status) : code));
+        v.rows.push_back(RejectedRow(status, message.empty() ? "refused by Pipedrive" : message,
+                                     code.empty() ? "HTTP_" + std::to_string(status) : code));
         return v;
     }
     if (state == kRemove) {
-        v.rows.push_back(Accepted(status, ""));
+        v.rows.push_back(AcceptedRow(status, ""));
         return v;
     }
     if (!json || !doc.HasMember("data")) {
@@ -367,7 +330,7 @@ Verdict PipedriveConnector::Interpret(const PreparedRequest &request, const std:
             for (const auto &hit : data["items"].GetArray()) {
                 if (!hit.IsObject() || !hit.HasMember("item"))
                     continue;
-                std::string hid = Member(hit["item"], "id");
+                std::string hid = JsonMember(hit["item"], "id");
                 if (Digits(hid)) {
                     id = hid;
                     break;
@@ -379,23 +342,23 @@ Verdict PipedriveConnector::Interpret(const PreparedRequest &request, const std:
             return v;
         }
         if (target_.mode == "update") {
-            v.rows.push_back(Rejected(status,
-                                      "no Pipedrive " + target_.object.substr(0, target_.object.size() - 1) +
-                                          " has " + target_.match_on + " \"" +
-                                          Truncate(MatchValue(change->payload), 200) + "\"",
-                                      "NOT_FOUND"));
+            v.rows.push_back(
+                RejectedRow(status,
+                            "no Pipedrive " + target_.object.substr(0, target_.object.size() - 1) + " has " +
+                                target_.match_on + " \"" + Truncate(MatchValue(change->payload), 200) + "\"",
+                            "NOT_FOUND"));
             return v;
         }
         v.kind = Verdict::Kind::Continue;
         v.next = Create(*change);
         return v;
     }
-    std::string id = Member(data, "id");
+    std::string id = JsonMember(data, "id");
     if (!Digits(id)) {
-        v.rows.push_back(Rejected(status, "Pipedrive's answer named no record id", "NO_RESULT"));
+        v.rows.push_back(RejectedRow(status, "Pipedrive's answer named no record id", "NO_RESULT"));
         return v;
     }
-    v.rows.push_back(Accepted(status, id));
+    v.rows.push_back(AcceptedRow(status, id));
     return v;
 }
 

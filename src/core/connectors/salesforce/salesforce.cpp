@@ -1,5 +1,7 @@
 #include "core/connectors/salesforce/salesforce.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/error.hpp"
 #include "core/connectors/options.hpp"
 #include "core/delivery/retry_policy.hpp"
@@ -28,26 +30,6 @@ constexpr const char *kBulkSuccess = "bulk_success";
 constexpr const char *kBulkFailed = "bulk_failed";
 constexpr const char *kDelete = "delete";
 
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsNull())
-        return {};
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
-}
-
 // Salesforce's API names are case-insensitive (MATCH ON customer_id__c names
 // the field Customer_Id__c): the payload's member is found the same way.
 std::string MemberNoCase(const rapidjson::Value &obj, const std::string &name) {
@@ -56,7 +38,7 @@ std::string MemberNoCase(const rapidjson::Value &obj, const std::string &name) {
     for (auto m = obj.MemberBegin(); m != obj.MemberEnd(); ++m)
         if (m->name.GetStringLength() == name.size() &&
             strncasecmp(m->name.GetString(), name.c_str(), name.size()) == 0)
-            return Text(m->value);
+            return JsonText(m->value);
     return {};
 }
 
@@ -69,14 +51,6 @@ std::string JsonString(const std::string &s) {
     rapidjson::Writer<rapidjson::StringBuffer> w(buf);
     w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
     return std::string(buf.GetString(), buf.GetSize());
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
 }
 
 // Salesforce record ids: 15 or 18 letters and digits. Anything else is not
@@ -111,10 +85,10 @@ void ErrorOf(const rapidjson::Value &doc, std::string &code, std::string &messag
     }
     if (!e->IsObject())
         return;
-    code = Member(*e, "errorCode");
+    code = JsonMember(*e, "errorCode");
     if (code.empty())
-        code = Member(*e, "statusCode");
-    message = Member(*e, "message");
+        code = JsonMember(*e, "statusCode");
+    message = JsonMember(*e, "message");
 }
 
 // A record's errors ([{statusCode, message, fields}]) as one code and one
@@ -123,12 +97,12 @@ void RecordErrors(const rapidjson::Value &record, std::string &code, std::string
     if (!record.IsObject() || !record.HasMember("errors") || !record["errors"].IsArray())
         return;
     for (const auto &e : record["errors"].GetArray()) {
-        std::string c = Member(e, "statusCode");
-        std::string m = Member(e, "message");
+        std::string c = JsonMember(e, "statusCode");
+        std::string m = JsonMember(e, "message");
         std::string fields;
         if (e.IsObject() && e.HasMember("fields") && e["fields"].IsArray())
             for (const auto &f : e["fields"].GetArray())
-                fields += (fields.empty() ? "" : ", ") + Text(f);
+                fields += (fields.empty() ? "" : ", ") + JsonText(f);
         if (code.empty())
             code = c;
         if (!fields.empty())
@@ -149,7 +123,7 @@ std::string CsvValue(const rapidjson::Value &v) {
     // to null, which is what a JSON null means in the model.
     if (v.IsNull())
         return "#N/A";
-    return Text(v);
+    return JsonText(v);
 }
 
 // Sforce-Limit-Info is Salesforce's: kept only as printable text.
@@ -356,7 +330,8 @@ SalesforceConnector::Prepare(const BatchContext &context, const std::vector<Chan
                                                               target_.match_on));
             else if (!ValidRecordId(c.dest_id))
                 immediate.emplace_back(
-                    i, Rejected(0, "no Salesforce record id is known for this row, so it cannot be deleted",
+                    i,
+                    RejectedRow(0, "no Salesforce record id is known for this row, so it cannot be deleted",
                                 "NO_RECORD_ID"));
             else
                 removals.push_back(i);
@@ -365,7 +340,7 @@ SalesforceConnector::Prepare(const BatchContext &context, const std::vector<Chan
         rapidjson::Document doc;
         doc.Parse<rapidjson::kParseNumbersAsStringsFlag>(c.payload.c_str(), c.payload.size());
         if (doc.HasParseError() || !doc.IsObject()) {
-            immediate.emplace_back(i, Rejected(0, "the payload is not a JSON object", "INVALID_PAYLOAD"));
+            immediate.emplace_back(i, RejectedRow(0, "the payload is not a JSON object", "INVALID_PAYLOAD"));
             continue;
         }
         std::string match;
@@ -373,10 +348,10 @@ SalesforceConnector::Prepare(const BatchContext &context, const std::vector<Chan
             match = MemberNoCase(doc, target_.match_on);
             if (match.empty() || (by_id && !ValidRecordId(match))) {
                 immediate.emplace_back(
-                    i, Rejected(0,
-                                "the payload has no " + std::string(by_id ? "valid " : "") +
-                                    "value for the MATCH ON field \"" + target_.match_on + "\"",
-                                "NO_MATCH_VALUE"));
+                    i, RejectedRow(0,
+                                   "the payload has no " + std::string(by_id ? "valid " : "") +
+                                       "value for the MATCH ON field \"" + target_.match_on + "\"",
+                                   "NO_MATCH_VALUE"));
                 continue;
             }
         }
@@ -384,8 +359,8 @@ SalesforceConnector::Prepare(const BatchContext &context, const std::vector<Chan
         // Salesforce refuses records that also carry an Id.
         if (op == "upsert" && !MemberNoCase(doc, "Id").empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "an upsert by external id cannot carry an Id field: drop Id from the model",
-                            "ID_IN_PAYLOAD"));
+                i, RejectedRow(0, "an upsert by external id cannot carry an Id field: drop Id from the model",
+                               "ID_IN_PAYLOAD"));
             continue;
         }
         writes.push_back(i);
@@ -560,8 +535,8 @@ Verdict SalesforceConnector::Interpret(const PreparedRequest &request, const std
             return v;
         }
         v.rows.assign(request.rows.size(),
-                      Rejected(status, message.empty() ? "refused by Salesforce" : message,
-                               code.empty() ? "HTTP_" + std::to_string(status) : code));
+                      RejectedRow(status, message.empty() ? "refused by Salesforce" : message,
+                                  code.empty() ? "HTTP_" + std::to_string(status) : code));
         return v;
     }
     if (!request.flow.step.empty())
@@ -586,28 +561,28 @@ Verdict SalesforceConnector::CollectionResults(const PreparedRequest &request, c
     for (size_t j = 0; j < n; j++) {
         if (j >= doc.Size()) {
             v.rows.push_back(
-                Rejected(response.status, "Salesforce's answer did not mention this record", "NO_RESULT"));
+                RejectedRow(response.status, "Salesforce's answer did not mention this record", "NO_RESULT"));
             continue;
         }
         const rapidjson::Value &r = doc[static_cast<rapidjson::SizeType>(j)];
         std::string code, message;
         RecordErrors(r, code, message);
-        const bool success = Member(r, "success") == "true";
+        const bool success = JsonMember(r, "success") == "true";
         // A record already deleted is what a removal wanted.
         if (success || (removal && code == "ENTITY_IS_DELETED")) {
             RowOutcome o;
             o.accepted = true;
             o.http_status = response.status;
             if (!removal) {
-                std::string id = Member(r, "id");
+                std::string id = JsonMember(r, "id");
                 if (ValidRecordId(id))
                     o.dest_id = id;
             }
             v.rows.push_back(o);
             continue;
         }
-        v.rows.push_back(Rejected(response.status, message.empty() ? "refused by Salesforce" : message,
-                                  code.empty() ? "UNKNOWN_ERROR" : code));
+        v.rows.push_back(RejectedRow(response.status, message.empty() ? "refused by Salesforce" : message,
+                                     code.empty() ? "UNKNOWN_ERROR" : code));
     }
     return v;
 }
@@ -622,7 +597,7 @@ Verdict SalesforceConnector::BulkStep(const PreparedRequest &request, const std:
         doc.Parse(response.body.c_str(), response.body.size());
         const bool json = !doc.HasParseError() && doc.IsObject();
         if (step == kBulkCreate) {
-            std::string id = json ? Member(doc, "id") : "";
+            std::string id = json ? JsonMember(doc, "id") : "";
             if (!ValidJobId(id)) {
                 v.kind = Verdict::Kind::Fatal;
                 v.error = "Salesforce answered the creation of an ingest job without a valid job id";
@@ -657,19 +632,20 @@ Verdict SalesforceConnector::BulkStep(const PreparedRequest &request, const std:
             v.job_accepted = true;
             return v;
         }
-        const std::string state = json ? Member(doc, "state") : "";
+        const std::string state = json ? JsonMember(doc, "state") : "";
         if (state == "Open" || state == "UploadComplete" || state == "InProgress") {
             v.kind = Verdict::Kind::Continue;
             v.next = request;
             return v;
         }
         if (state != "JobComplete") {
-            std::string why = json ? Member(doc, "errorMessage") : "";
-            v.rows.assign(request.rows.size(), Rejected(status,
-                                                        "Salesforce job " + request.flow.job_id + " ended " +
-                                                            (state.empty() ? "without a state" : state) +
-                                                            (why.empty() ? "" : ": " + why),
-                                                        state == "Aborted" ? "JOB_ABORTED" : "JOB_FAILED"));
+            std::string why = json ? JsonMember(doc, "errorMessage") : "";
+            v.rows.assign(request.rows.size(),
+                          RejectedRow(status,
+                                      "Salesforce job " + request.flow.job_id + " ended " +
+                                          (state.empty() ? "without a state" : state) +
+                                          (why.empty() ? "" : ": " + why),
+                                      state == "Aborted" ? "JOB_ABORTED" : "JOB_FAILED"));
             return v;
         }
         PreparedRequest next;
@@ -732,7 +708,8 @@ Verdict SalesforceConnector::BulkStep(const PreparedRequest &request, const std:
                 size_t colon = error.find(':');
                 std::string code = colon == std::string::npos ? "UNKNOWN_ERROR" : error.substr(0, colon);
                 std::string text = colon == std::string::npos ? error : error.substr(colon + 1);
-                outcomes[it->second] = Rejected(status, text.empty() ? "refused by Salesforce" : text, code);
+                outcomes[it->second] =
+                    RejectedRow(status, text.empty() ? "refused by Salesforce" : text, code);
             }
         }
     }
@@ -749,10 +726,11 @@ Verdict SalesforceConnector::BulkStep(const PreparedRequest &request, const std:
         else if (success)
             next.rows.push_back(request.rows[j]), v.rows.emplace_back();
         else
-            v.rows.push_back(Rejected(status,
-                                      "in neither the successful nor the failed results of Salesforce job " +
-                                          request.flow.job_id + " (unprocessed)",
-                                      "UNPROCESSED"));
+            v.rows.push_back(
+                RejectedRow(status,
+                            "in neither the successful nor the failed results of Salesforce job " +
+                                request.flow.job_id + " (unprocessed)",
+                            "UNPROCESSED"));
     }
     if (success && !next.rows.empty()) {
         v.kind = Verdict::Kind::Continue;

@@ -1,5 +1,7 @@
 #include "core/connectors/segment/segment.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/encoding.hpp"
 #include "core/common/error.hpp"
 #include "core/delivery/retry_policy.hpp"
@@ -16,30 +18,6 @@ namespace revetl {
 namespace {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
-
-void String(Writer &w, const std::string &s) {
-    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
-}
-
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsNull())
-        return "";
-    rapidjson::StringBuffer buf;
-    Writer w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.accepted = false;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
-}
 
 void CheckSegmentTarget(const SyncTarget &target, const std::string &sync_name) {
     // Both calls need a userId (revetl sends no anonymousId), including
@@ -102,7 +80,7 @@ std::string SegmentConnector::Message(const BatchContext &context, const Change 
         return {};
     }
     auto user = doc.FindMember(target_.match_on.c_str());
-    const std::string user_id = user == doc.MemberEnd() ? std::string() : Text(user->value);
+    const std::string user_id = user == doc.MemberEnd() ? std::string() : JsonText(user->value);
     if (user_id.empty()) {
         *why = "the payload has no value for the MATCH ON field \"" + target_.match_on + "\" (the userId)";
         return {};
@@ -115,7 +93,7 @@ std::string SegmentConnector::Message(const BatchContext &context, const Change 
             *why = "a track call needs a non-empty text field \"event\" (the event name) in the payload";
             return {};
         }
-        event = Text(e->value);
+        event = JsonText(e->value);
     }
     std::string message_id = RecordIdempotencyKey(context.sync_id, change);
     if (message_id.size() > kMaxMessageIdBytes)
@@ -127,13 +105,13 @@ std::string SegmentConnector::Message(const BatchContext &context, const Change 
     w.Key("type");
     w.String(track ? "track" : "identify");
     w.Key("userId");
-    String(w, user_id);
+    WriteJsonString(w, user_id);
     if (track) {
         w.Key("event");
-        String(w, event);
+        WriteJsonString(w, event);
     }
     w.Key("messageId");
-    String(w, message_id);
+    WriteJsonString(w, message_id);
     w.Key(track ? "properties" : "traits");
     w.StartObject();
     for (auto m = doc.MemberBegin(); m != doc.MemberEnd(); ++m) {
@@ -176,21 +154,21 @@ SegmentConnector::Prepare(const BatchContext &context, const std::vector<Change>
         if (c.op == Change::Op::Remove) {
             // Not reachable through CREATE SYNC (no MIRROR); refused rather
             // than dropped if a definition got here another way.
-            immediate.emplace_back(i, Rejected(0, "Segment's Tracking API deletes nothing", "NO_DELETES"));
+            immediate.emplace_back(i, RejectedRow(0, "Segment's Tracking API deletes nothing", "NO_DELETES"));
             continue;
         }
         std::string why;
         std::string message = Message(context, c, &why);
         if (message.empty()) {
-            immediate.emplace_back(i, Rejected(0, why, "INVALID_MESSAGE"));
+            immediate.emplace_back(i, RejectedRow(0, why, "INVALID_MESSAGE"));
             continue;
         }
         if (message.size() > kMaxMessageBytes) {
-            immediate.emplace_back(i, Rejected(0,
-                                               "the " + target_.object + " call is " +
-                                                   std::to_string(message.size()) +
-                                                   " bytes, over Segment's limit of 32 KB per call",
-                                               "MESSAGE_TOO_LARGE"));
+            immediate.emplace_back(i, RejectedRow(0,
+                                                  "the " + target_.object + " call is " +
+                                                      std::to_string(message.size()) +
+                                                      " bytes, over Segment's limit of 32 KB per call",
+                                                  "MESSAGE_TOO_LARGE"));
             continue;
         }
         // A batch is cut before it would pass 500 KB with this message.
@@ -240,8 +218,9 @@ Verdict SegmentConnector::Interpret(const PreparedRequest &request, const std::v
             v.kind = Verdict::Kind::Split;
             return v;
         }
-        v.rows.assign(request.rows.size(), Rejected(status, message.empty() ? "refused by Segment" : message,
-                                                    "HTTP_" + std::to_string(status)));
+        v.rows.assign(request.rows.size(),
+                      RejectedRow(status, message.empty() ? "refused by Segment" : message,
+                                  "HTTP_" + std::to_string(status)));
         return v;
     }
     // 200: Segment took every call; events it finds invalid later show

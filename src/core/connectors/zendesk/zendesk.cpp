@@ -1,5 +1,7 @@
 #include "core/connectors/zendesk/zendesk.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/encoding.hpp"
 #include "core/common/error.hpp"
 #include "core/delivery/retry_policy.hpp"
@@ -28,40 +30,12 @@ std::string Lower(std::string s) {
     return s;
 }
 
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsNull())
-        return {};
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
-}
-
 // Zendesk's error texts: "description" with "details" ({"email":
 // [{"description": "...", "error": "DuplicateValue"}]}) flattened, or a job
 // result's "details" string.
 std::string Details(const rapidjson::Value &details) {
     if (details.IsString())
-        return Text(details);
+        return JsonText(details);
     if (!details.IsObject())
         return {};
     std::string out;
@@ -69,9 +43,9 @@ std::string Details(const rapidjson::Value &details) {
         if (!f->value.IsArray())
             continue;
         for (const auto &d : f->value.GetArray()) {
-            std::string text = Member(d, "description");
+            std::string text = JsonMember(d, "description");
             if (text.empty())
-                text = Member(d, "error");
+                text = JsonMember(d, "error");
             if (!text.empty())
                 out += (out.empty() ? "" : "; ") + text;
         }
@@ -80,11 +54,11 @@ std::string Details(const rapidjson::Value &details) {
 }
 
 std::string ErrorText(const rapidjson::Value &doc, const std::string &fallback) {
-    std::string text = Member(doc, "description");
+    std::string text = JsonMember(doc, "description");
     if (text.empty())
-        text = Member(doc, "message");
+        text = JsonMember(doc, "message");
     if (text.empty() && doc.IsObject() && doc.HasMember("error") && doc["error"].IsObject())
-        text = Member(doc["error"], "message");
+        text = JsonMember(doc["error"], "message");
     if (doc.IsObject() && doc.HasMember("details")) {
         std::string details = Details(doc["details"]);
         if (!details.empty())
@@ -100,7 +74,7 @@ std::string DetailCode(const rapidjson::Value &doc) {
     for (auto f = doc["details"].MemberBegin(); f != doc["details"].MemberEnd(); ++f)
         if (f->value.IsArray())
             for (const auto &d : f->value.GetArray()) {
-                std::string code = Member(d, "error");
+                std::string code = JsonMember(d, "error");
                 if (!code.empty())
                     return code;
             }
@@ -177,7 +151,7 @@ std::string ZendeskConnector::MatchValue(const std::string &payload) const {
     doc.Parse<rapidjson::kParseNumbersAsStringsFlag>(payload.c_str(), payload.size());
     if (doc.HasParseError() || !doc.IsObject())
         return {};
-    return Member(doc, target_.match_on.c_str());
+    return JsonMember(doc, target_.match_on.c_str());
 }
 
 std::vector<PreparedRequest>
@@ -197,8 +171,8 @@ ZendeskConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
             else if (!std::all_of(c.dest_id.begin(), c.dest_id.end(),
                                   [](unsigned char x) { return std::isdigit(x); }))
                 immediate.emplace_back(
-                    i, Rejected(0, "no Zendesk user id is known for this row, so it cannot be deleted",
-                                "NO_RECORD_ID"));
+                    i, RejectedRow(0, "no Zendesk user id is known for this row, so it cannot be deleted",
+                                   "NO_RECORD_ID"));
             else
                 removals.push_back(i);
             continue;
@@ -208,7 +182,8 @@ ZendeskConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
             match = Lower(match);
         if (match.empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                i,
+                RejectedRow(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
                             "NO_MATCH_VALUE"));
             continue;
         }
@@ -311,13 +286,13 @@ Verdict ZendeskConnector::Interpret(const PreparedRequest &request, const std::v
             return v;
         }
         std::string code = json ? DetailCode(doc) : std::string();
-        std::string error = json ? Member(doc, "error") : std::string();
+        std::string error = json ? JsonMember(doc, "error") : std::string();
         if (code.empty())
             code = error.empty() ? "HTTP_" + std::to_string(status) : error;
         else if (!error.empty())
             code = error + "." + code;
         v.rows.assign(request.rows.size(),
-                      Rejected(status, message.empty() ? "refused by Zendesk" : message, code));
+                      RejectedRow(status, message.empty() ? "refused by Zendesk" : message, code));
         return v;
     }
     if (!json || !doc.HasMember("job_status") || !doc["job_status"].IsObject()) {
@@ -328,7 +303,7 @@ Verdict ZendeskConnector::Interpret(const PreparedRequest &request, const std::v
     const rapidjson::Value &job = doc["job_status"];
     if (!polling) {
         // The write was accepted as a job: poll it (its id is kept first).
-        std::string id = Member(job, "id");
+        std::string id = JsonMember(job, "id");
         if (!ValidJobId(id)) {
             v.kind = Verdict::Kind::Fatal;
             v.error = "Zendesk answered with an invalid job id";
@@ -349,7 +324,7 @@ Verdict ZendeskConnector::JobResults(const PreparedRequest &request, const std::
     doc.Parse(response.body.c_str(), response.body.size());
     const rapidjson::Value &job = doc["job_status"];
     const long status = response.status;
-    const std::string state = Member(job, "status");
+    const std::string state = JsonMember(job, "status");
     if (state == "queued" || state == "working") {
         v.kind = Verdict::Kind::Continue;
         v.next = request;
@@ -357,12 +332,12 @@ Verdict ZendeskConnector::JobResults(const PreparedRequest &request, const std::
     }
     if (state != "completed") {
         // failed (or killed): the job applied nothing revetl can count on.
-        std::string why = Member(job, "message");
+        std::string why = JsonMember(job, "message");
         v.rows.assign(request.rows.size(),
-                      Rejected(status,
-                               "Zendesk job " + request.flow.job_id + " ended with status " +
-                                   (state.empty() ? "(none)" : state) + (why.empty() ? "" : ": " + why),
-                               "JOB_" + Lower(state.empty() ? "unknown" : state)));
+                      RejectedRow(status,
+                                  "Zendesk job " + request.flow.job_id + " ended with status " +
+                                      (state.empty() ? "(none)" : state) + (why.empty() ? "" : ": " + why),
+                                  "JOB_" + Lower(state.empty() ? "unknown" : state)));
         return v;
     }
     const size_t n = request.rows.size();
@@ -384,19 +359,19 @@ Verdict ZendeskConnector::JobResults(const PreparedRequest &request, const std::
             if (r.IsObject() && r.HasMember("index") && r["index"].IsUint64() && r["index"].GetUint64() < n)
                 j = static_cast<size_t>(r["index"].GetUint64());
             if (destroy) {
-                auto it = by_id.find(Member(r, "id"));
+                auto it = by_id.find(JsonMember(r, "id"));
                 if (it != by_id.end())
                     j = it->second;
             }
             if (j >= n || outcomes[j])
                 continue;
-            const std::string result_status = Member(r, "status");
-            const std::string success = Member(r, "success");
-            const std::string error = Member(r, "error");
+            const std::string result_status = JsonMember(r, "status");
+            const std::string success = JsonMember(r, "success");
+            const std::string error = JsonMember(r, "error");
             bool failed = result_status == "Failed" || success == "false" || !error.empty();
             if (failed) {
                 std::string details = r.IsObject() && r.HasMember("details") ? Details(r["details"]) : "";
-                outcomes[j] = Rejected(
+                outcomes[j] = RejectedRow(
                     status, details.empty() ? (error.empty() ? "refused by Zendesk" : error) : details,
                     error.empty() ? "Failed" : error);
                 continue;
@@ -405,7 +380,7 @@ Verdict ZendeskConnector::JobResults(const PreparedRequest &request, const std::
             o.accepted = true;
             o.http_status = status;
             if (!destroy)
-                o.dest_id = Truncate(Member(r, "id"), 200);
+                o.dest_id = Truncate(JsonMember(r, "id"), 200);
             outcomes[j] = o;
         }
     }
@@ -421,7 +396,7 @@ Verdict ZendeskConnector::JobResults(const PreparedRequest &request, const std::
             v.rows.push_back(o);
         } else {
             v.rows.push_back(
-                Rejected(status, "Zendesk's job results did not mention this user", "NO_RESULT"));
+                RejectedRow(status, "Zendesk's job results did not mention this user", "NO_RESULT"));
         }
     }
     return v;
