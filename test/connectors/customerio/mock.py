@@ -49,13 +49,14 @@ import base64
 import json
 import os
 import re
-import signal
-import socketserver
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import MockHandler, MockServer, openapi_contract, serve  # noqa: E402
+
 
 HOST = "127.0.0.1"
 MAX_REQUEST = 500 * 1000
@@ -153,21 +154,8 @@ class State:
         return None
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class Handler(MockHandler):
     timeout = 120
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        try:
-            self.dispatch()
-        except (ConnectionError, TimeoutError):
-            pass
-
-    do_POST = do_PUT = do_DELETE = do_GET
 
     def send(self, status, payload, headers=None):
         body = b"" if payload is None else json.dumps(payload).encode()
@@ -179,7 +167,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def dispatch(self):
+    def handle_any(self):
         url = urlsplit(self.path)
         n = int(self.headers.get("Content-Length") or 0)
         if n > MAX_BODY:
@@ -302,15 +290,6 @@ class Handler(BaseHTTPRequestHandler):
         return self.send(404, {"error": "unknown control path"})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)  # no reverse DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Mock Customer.io Track API for revetl tests.")
     ap.add_argument("--port", type=int, default=0)
@@ -319,33 +298,10 @@ def main(argv=None):
     ap.add_argument("--api-key", default="test-key")
     ap.add_argument("--openapi", help="validate request bodies against Customer.io's OpenAPI")
     args = ap.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    server = Server((HOST, args.port), Handler)
+    server = MockServer((HOST, args.port), Handler)
     server.state = State(args.site_id, args.api_key)
-    server.contract = None
-    if args.openapi:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-        from openapi import OpenApi
-        server.contract = OpenApi(args.openapi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    if args.port_file:
-        tmp = f"{args.port_file}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp, args.port_file)
-    print(f"mock_customerio listening on http://{HOST}:{port}", flush=True)
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    if args.port_file:
-        try:
-            os.unlink(args.port_file)
-        except FileNotFoundError:
-            pass
-    return 0
+    server.contract = openapi_contract(args.openapi)
+    return serve(server, "mock_customerio", args.port_file)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,13 @@ import argparse
 import json
 import os
 import re
-import signal
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import MockHandler, MockServer, serve  # noqa: E402
+
 
 HOST = "127.0.0.1"
 
@@ -69,12 +71,7 @@ def batch_items(ctype, text):
     return None
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # noqa: A002
-        pass
-
+class Handler(MockHandler):
     def send(self, status, payload=None, headers=None):
         data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
@@ -167,28 +164,9 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file")
     args = parser.parse_args(argv)
-    server = ThreadingHTTPServer((HOST, args.port), Handler)
-    server.daemon_threads = True
+    server = MockServer((HOST, args.port), Handler)
     server.state = State()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(port))
-        os.rename(tmp, args.port_file)
-    print(f"mock_http listening on http://{HOST}:{port}", flush=True)
-    try:
-        stop.wait()
-    finally:
-        server.shutdown()
-        server.server_close()
-        if args.port_file and os.path.exists(args.port_file):
-            os.unlink(args.port_file)
-    return 0
+    return serve(server, "mock_http", args.port_file)
 
 
 if __name__ == "__main__":

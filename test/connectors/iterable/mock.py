@@ -46,12 +46,14 @@ import argparse
 import json
 import os
 import re
-import signal
 import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import MockHandler, MockServer, openapi_contract, serve  # noqa: E402
+
 
 HOST = "127.0.0.1"
 MAX_BODY = 4 * 1024 * 1024
@@ -100,12 +102,7 @@ def outcome(failed):
     return lists, fail
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # noqa: A002
-        pass
-
+class Handler(MockHandler):
     def send(self, status, payload=None):
         data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
@@ -114,15 +111,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-    def do_GET(self):
-        self.handle_any()
-
-    def do_POST(self):
-        self.handle_any()
-
-    def do_DELETE(self):
-        self.handle_any()
 
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -383,33 +371,10 @@ def main(argv=None):
     parser.add_argument("--api-key", default="test-key")
     parser.add_argument("--openapi", help="validate request bodies against Iterable's Swagger document")
     args = parser.parse_args(argv)
-    server = ThreadingHTTPServer((HOST, args.port), Handler)
-    server.daemon_threads = True
+    server = MockServer((HOST, args.port), Handler)
     server.state = State(args.api_key)
-    server.contract = None
-    if args.openapi:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-        from openapi import OpenApi
-        server.contract = OpenApi(args.openapi)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(port))
-        os.rename(tmp, args.port_file)
-    print(f"mock_iterable listening on http://{HOST}:{port}", flush=True)
-    try:
-        stop.wait()
-    finally:
-        server.shutdown()
-        server.server_close()
-        if args.port_file and os.path.exists(args.port_file):
-            os.unlink(args.port_file)
-    return 0
+    server.contract = openapi_contract(args.openapi)
+    return serve(server, "mock_iterable", args.port_file)
 
 
 if __name__ == "__main__":

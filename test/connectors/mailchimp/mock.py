@@ -54,13 +54,15 @@ import hashlib
 import json
 import os
 import re
-import signal
 import sys
 import threading
 import time
 import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import MockHandler, MockServer, openapi_contract, serve  # noqa: E402
+
 
 HOST = "127.0.0.1"
 MAX_MEMBERS = 500
@@ -99,12 +101,7 @@ def problem(status, title, detail):
     return {"type": DOCS, "title": title, "status": status, "detail": detail, "instance": str(uuid.uuid4())}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # noqa: A002
-        pass
-
+class Handler(MockHandler):
     def release(self):
         """Frees this request's connection slot: before its answer is
         written, so that a client sending its next request on receiving the
@@ -125,21 +122,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-    def do_GET(self):
-        self.handle_any()
-
-    def do_POST(self):
-        self.handle_any()
-
-    def do_PATCH(self):
-        self.handle_any()
-
-    def do_PUT(self):
-        self.handle_any()
-
-    def do_DELETE(self):
-        self.handle_any()
 
     def authorized(self, state):
         auth = self.headers.get("Authorization") or ""
@@ -421,34 +403,11 @@ def main(argv=None):
     parser.add_argument("--token", default="test-oauth-token")
     parser.add_argument("--openapi", help="validate requests against the (derived) Mailchimp OpenAPI")
     args = parser.parse_args(argv)
-    server = ThreadingHTTPServer((HOST, args.port), Handler)
-    server.daemon_threads = True
+    server = MockServer((HOST, args.port), Handler)
     server.state = State(args.api_key, args.token)
-    server.contract = None
-    if args.openapi:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-        from openapi import OpenApi
-        # The contract documents paths below its basePath, /3.0.
-        server.contract = OpenApi(args.openapi, aliases=[(r"^/3\.0/", "/")])
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(port))
-        os.rename(tmp, args.port_file)
-    print(f"mock_mailchimp listening on http://{HOST}:{port}", flush=True)
-    try:
-        stop.wait()
-    finally:
-        server.shutdown()
-        server.server_close()
-        if args.port_file and os.path.exists(args.port_file):
-            os.unlink(args.port_file)
-    return 0
+    # The contract documents paths below its basePath, /3.0.
+    server.contract = openapi_contract(args.openapi, aliases=[(r"^/3\.0/", "/")])
+    return serve(server, "mock_mailchimp", args.port_file)
 
 
 if __name__ == "__main__":

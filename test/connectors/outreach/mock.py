@@ -57,16 +57,15 @@ import argparse
 import json
 import os
 import re
-import signal
-import socket
-import socketserver
-import struct
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import MockHandler, MockServer, serve  # noqa: E402
+
 
 HOST = "127.0.0.1"
 CLIENT_ID = "or-client-id"
@@ -159,21 +158,8 @@ class State:
                 "relationships": {}, "links": {"self": f"{base}/api/v2/{coll}/{rec['id']}"}}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class Handler(MockHandler):
     timeout = 120
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        try:
-            self.dispatch()
-        except (ConnectionError, TimeoutError):
-            pass
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
     def send(self, status, payload, headers=None, media=MEDIA):
         body = b"" if payload is None else json.dumps(payload).encode()
@@ -192,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return self.rfile.read(n) if n else b""
 
-    def dispatch(self):
+    def handle_any(self):
         url = urlsplit(self.path)
         raw = self.read_body()
         if url.path.startswith("/_mock"):
@@ -203,12 +189,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.token(url, raw)
             status, payload, headers = self.api(url, raw)
         if status is None:  # reset fault
-            self.close_connection = True
-            try:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-            self.connection.close()
+            self.reset_connection()
             return
         self.send(status, payload, headers)
 
@@ -413,20 +394,6 @@ class Handler(BaseHTTPRequestHandler):
         return send(404, {"error": "unknown control path"})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)  # no reverse DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
-
-
 class Contract:
     """Outreach's OpenAPI documents paths without the /api/v2 server prefix."""
 
@@ -445,29 +412,10 @@ def main(argv=None):
     ap.add_argument("--port-file")
     ap.add_argument("--openapi", help="validate request bodies against Outreach's OpenAPI contract")
     args = ap.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    server = Server((HOST, args.port), Handler)
+    server = MockServer((HOST, args.port), Handler)
     server.state = State()
     server.contract = Contract(args.openapi) if args.openapi else None
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    if args.port_file:
-        tmp = f"{args.port_file}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp, args.port_file)
-    print(f"mock_outreach listening on http://{HOST}:{port}", flush=True)
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    if args.port_file:
-        try:
-            os.unlink(args.port_file)
-        except FileNotFoundError:
-            pass
-    return 0
+    return serve(server, "mock_outreach", args.port_file)
 
 
 if __name__ == "__main__":

@@ -65,15 +65,14 @@ import json
 import math
 import os
 import re
-import signal
-import socket
-import socketserver
-import struct
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import MockHandler, MockServer, openapi_contract, serve  # noqa: E402
+
 
 HOST = "127.0.0.1"
 MAX_BODY = 4 * 1024 * 1024
@@ -135,21 +134,8 @@ def values(record, field):
     return [record.get(field)]
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class Handler(MockHandler):
     timeout = 120
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        try:
-            self.dispatch()
-        except (ConnectionError, TimeoutError):
-            pass
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
     def send(self, status, payload, headers=None):
         body = b"" if payload is None else json.dumps(payload).encode()
@@ -167,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return self.rfile.read(n) if n else b""
 
-    def dispatch(self):
+    def handle_any(self):
         url = urlsplit(self.path)
         raw = self.read_body()
         if url.path.startswith("/_mock"):
@@ -176,12 +162,7 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             status, payload, headers = self.api(url, raw)
         if status is None:  # reset fault
-            self.close_connection = True
-            try:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-            self.connection.close()
+            self.reset_connection()
             return
         self.send(status, payload, headers)
 
@@ -411,20 +392,6 @@ class Handler(BaseHTTPRequestHandler):
         return self.send(404, {"error": "unknown control path"})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)  # no reverse DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Mock Pipedrive API v2 (persons, organizations) for revetl tests.")
     ap.add_argument("--port", type=int, default=0)
@@ -433,33 +400,10 @@ def main(argv=None):
     ap.add_argument("--oauth-token", default="oauth-token")
     ap.add_argument("--openapi", help="validate requests against Pipedrive's OpenAPI v2 contract")
     args = ap.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    server = Server((HOST, args.port), Handler)
+    server = MockServer((HOST, args.port), Handler)
     server.state = State(args.token, args.oauth_token)
-    server.contract = None
-    if args.openapi:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-        from openapi import OpenApi
-        server.contract = OpenApi(args.openapi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    if args.port_file:
-        tmp = f"{args.port_file}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp, args.port_file)
-    print(f"mock_pipedrive listening on http://{HOST}:{port}", flush=True)
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    if args.port_file:
-        try:
-            os.unlink(args.port_file)
-        except FileNotFoundError:
-            pass
-    return 0
+    server.contract = openapi_contract(args.openapi)
+    return serve(server, "mock_pipedrive", args.port_file)
 
 
 if __name__ == "__main__":

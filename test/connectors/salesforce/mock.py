@@ -68,16 +68,15 @@ import io
 import json
 import os
 import re
-import signal
-import socket
-import socketserver
-import struct
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import MockHandler, MockServer, serve  # noqa: E402
+
 
 HOST = "127.0.0.1"
 CLIENT_ID = "sf-client-id"
@@ -259,21 +258,8 @@ def csv_text(header, rows):
     return out.getvalue()
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class Handler(MockHandler):
     timeout = 120
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        try:
-            self.dispatch()
-        except (ConnectionError, TimeoutError):
-            pass
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
     def send(self, status, payload, headers=None, text=None, ctype="application/json;charset=UTF-8"):
         if text is not None:
@@ -295,7 +281,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return self.rfile.read(n) if n else b""
 
-    def dispatch(self):
+    def handle_any(self):
         url = urlsplit(self.path)
         raw = self.read_body()
         if url.path.startswith("/_mock"):
@@ -304,12 +290,7 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             status, payload, headers, text = self.api(url, raw)
         if status is None:  # reset fault
-            self.close_connection = True
-            try:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-            self.connection.close()
+            self.reset_connection()
             return
         if text is not None:
             return self.send(status, None, headers, text=text, ctype="text/csv")
@@ -535,30 +516,13 @@ class Handler(BaseHTTPRequestHandler):
         return self.send(404, {"error": "unknown control path"})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)  # no reverse DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Mock Salesforce REST API for revetl tests.")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--postman", help="validate requests against Salesforce's Postman collection (a directory)")
     args = ap.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    server = Server((HOST, args.port), Handler)
+    server = MockServer((HOST, args.port), Handler)
     server.state = State()
     server.contract = None
     if args.postman:
@@ -567,22 +531,7 @@ def main(argv=None):
         server.contract = Postman(args.postman, EXTRA)
     port = server.server_address[1]
     server.state.url = f"http://{HOST}:{port}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    if args.port_file:
-        tmp = f"{args.port_file}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp, args.port_file)
-    print(f"mock_salesforce listening on http://{HOST}:{port}", flush=True)
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    if args.port_file:
-        try:
-            os.unlink(args.port_file)
-        except FileNotFoundError:
-            pass
-    return 0
+    return serve(server, "mock_salesforce", args.port_file)
 
 
 if __name__ == "__main__":

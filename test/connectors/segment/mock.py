@@ -33,10 +33,12 @@ import argparse
 import base64
 import json
 import os
-import signal
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import MockHandler, MockServer, serve  # noqa: E402
+
 
 HOST = "127.0.0.1"
 MAX_CALL = 32 * 1024
@@ -60,12 +62,7 @@ class State:
         self.stats = {"batches": 0, "calls": 0, "duplicates": 0, "dropped": 0, "refused": 0}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # noqa: A002
-        pass
-
+class Handler(MockHandler):
     def send(self, status, payload=None, headers=None):
         data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
@@ -76,15 +73,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-    def do_GET(self):
-        self.handle_any()
-
-    def do_POST(self):
-        self.handle_any()
-
-    def do_DELETE(self):
-        self.handle_any()
 
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -196,28 +184,9 @@ def main(argv=None):
     parser.add_argument("--port-file")
     parser.add_argument("--write-key", default="test-write-key")
     args = parser.parse_args(argv)
-    server = ThreadingHTTPServer((HOST, args.port), Handler)
-    server.daemon_threads = True
+    server = MockServer((HOST, args.port), Handler)
     server.state = State(args.write_key)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(port))
-        os.rename(tmp, args.port_file)
-    print(f"mock_segment listening on http://{HOST}:{port}", flush=True)
-    try:
-        stop.wait()
-    finally:
-        server.shutdown()
-        server.server_close()
-        if args.port_file and os.path.exists(args.port_file):
-            os.unlink(args.port_file)
-    return 0
+    return serve(server, "mock_segment", args.port_file)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,128 @@
+"""What every vendor mock under test/connectors/ shares: the threaded HTTP
+server, the request handler's plumbing, and the process around them (port
+file, signals, shutdown). Each mock keeps only what makes it that vendor:
+its state, its routes, its errors and its limits.
+
+A mock is started by test/lib/pgcluster.py as `python3 mock.py --port-file F
+...`; it writes its port to F (atomically, so a reader never sees half a
+number), serves until SIGTERM or SIGINT, then removes F.
+"""
+
+import json
+import os
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HOST = "127.0.0.1"
+
+
+class MockServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # revetl opens up to max_in_flight connections at once; the default
+    # backlog of 5 would refuse some under a burst, which no vendor does.
+    request_queue_size = 128
+
+    def server_bind(self):
+        # No reverse DNS lookup of 127.0.0.1 (slow where no resolver answers).
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def handle_error(self, request, client_address):
+        # A client that hung up (a run killed mid-request) is part of the
+        # tests, not an error worth a traceback.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class MockHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1 with every method routed to handle_any(), which
+    each mock defines."""
+
+    protocol_version = "HTTP/1.1"
+    # Answers go out at once, not after the delayed ACK of the next packet.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+        pass
+
+    def do_GET(self):
+        try:
+            self.handle_any()
+        except (ConnectionError, TimeoutError):
+            pass
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def handle_any(self):
+        raise NotImplementedError
+
+    def read_body(self, limit=16 * 1024 * 1024):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n > limit:
+            raise ValueError("body too large")
+        return self.rfile.read(n) if n else b""
+
+    def send_json(self, status, payload=None, headers=None, content_type="application/json"):
+        """Answers `payload` as JSON (no body for None) with `headers`."""
+        data = b"" if payload is None else json.dumps(payload).encode()
+        self.send_response(status)
+        if payload is not None:
+            self.send_header("Content-Type", content_type)
+        for k, v in (headers or {}).items():
+            self.send_header(k, str(v))
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def reset_connection(self):
+        """Drops the connection with a TCP reset and no answer (the `reset`
+        fault: the client cannot know whether the request was applied)."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.connection.close()
+
+
+def openapi_contract(path, **kwargs):
+    """The vendor's OpenAPI contract at `path` (test/lib/openapi.py), or
+    None when the mock was started without one."""
+    if not path:
+        return None
+    from openapi import OpenApi  # test/lib is on sys.path beside this module
+
+    return OpenApi(path, **kwargs)
+
+
+def serve(server, name, port_file=None):
+    """Serves until SIGTERM or SIGINT, with the port written to
+    `port_file`; returns the process's exit status."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    if port_file:
+        tmp = f"{port_file}.tmp.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(f"{port}\n")
+        os.replace(tmp, port_file)
+    print(f"{name} listening on http://{host}:{port}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+        if port_file:
+            try:
+                os.unlink(port_file)
+            except FileNotFoundError:
+                pass
+    return 0
