@@ -17,6 +17,7 @@ import struct
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 HOST = "127.0.0.1"
 
@@ -59,21 +60,36 @@ class MockHandler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
-    def handle_any(self):
-        raise NotImplementedError
+    # Bodies above this are refused (each mock sets its vendor's bound).
+    max_body = 16 * 1024 * 1024
+    json_content_type = "application/json"
 
-    def read_body(self, limit=16 * 1024 * 1024):
+    def handle_any(self):
+        """The usual route: /_mock/... to control(url, raw), anything else to
+        api(url, raw) under the state's lock, which answers (status,
+        payload, headers), or a status of None for the `reset` fault."""
+        url = urlsplit(self.path)
+        raw = self.read_body()
+        if url.path.startswith("/_mock"):
+            return self.control(url, raw)
+        with self.server.state.lock:
+            status, payload, headers = self.api(url, raw)
+        if status is None:
+            return self.reset_connection()
+        self.send(status, payload, headers)
+
+    def read_body(self):
         n = int(self.headers.get("Content-Length") or 0)
-        if n > limit:
+        if n > self.max_body:
             raise ValueError("body too large")
         return self.rfile.read(n) if n else b""
 
-    def send_json(self, status, payload=None, headers=None, content_type="application/json"):
+    def send(self, status, payload=None, headers=None):
         """Answers `payload` as JSON (no body for None) with `headers`."""
         data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
         if payload is not None:
-            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Type", self.json_content_type)
         for k, v in (headers or {}).items():
             self.send_header(k, str(v))
         self.send_header("Content-Length", str(len(data)))

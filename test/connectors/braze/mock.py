@@ -96,17 +96,6 @@ def identifier(obj):
 
 
 class Handler(MockHandler):
-    def send(self, status, payload=None, headers=None):
-        data = b"" if payload is None else json.dumps(payload).encode()
-        self.send_response(status)
-        if payload is not None:
-            self.send_header("Content-Type", "application/json")
-        for k, v in (headers or {}).items():
-            self.send_header(k, str(v))
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
         text = self.rfile.read(length).decode("utf-8", errors="replace") if length else ""

@@ -155,17 +155,8 @@ class State:
 
 
 class Handler(MockHandler):
+    json_content_type = "application/json; charset=utf-8"
     timeout = 120
-
-    def send(self, status, payload, headers=None):
-        body = b"" if payload is None else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        for k, v in (headers or {}).items():
-            self.send_header(k, str(v))
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def handle_any(self):
         url = urlsplit(self.path)

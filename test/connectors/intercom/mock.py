@@ -126,36 +126,9 @@ def matches(contact, flt):
 
 
 class Handler(MockHandler):
+    json_content_type = "application/json; charset=utf-8"
+    max_body = MAX_BODY
     timeout = 120
-
-    def send(self, status, payload, headers=None):
-        body = b"" if payload is None else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        for k, v in (headers or {}).items():
-            self.send_header(k, str(v))
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def read_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            raise ValueError("body too large")
-        return self.rfile.read(n) if n else b""
-
-    def handle_any(self):
-        url = urlsplit(self.path)
-        raw = self.read_body()
-        if url.path.startswith("/_mock"):
-            return self.control(url, raw)
-        state = self.server.state
-        with state.lock:
-            status, payload, headers = self.api(url, raw)
-        if status is None:  # reset fault
-            self.reset_connection()
-            return
-        self.send(status, payload, headers)
 
     def api(self, url, raw):
         state = self.server.state

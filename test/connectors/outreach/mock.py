@@ -172,12 +172,6 @@ class Handler(MockHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def read_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            raise ValueError("body too large")
-        return self.rfile.read(n) if n else b""
-
     def handle_any(self):
         url = urlsplit(self.path)
         raw = self.read_body()

@@ -259,6 +259,7 @@ def csv_text(header, rows):
 
 
 class Handler(MockHandler):
+    max_body = MAX_BODY
     timeout = 120
 
     def send(self, status, payload, headers=None, text=None, ctype="application/json;charset=UTF-8"):
@@ -274,12 +275,6 @@ class Handler(MockHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-    def read_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            raise ValueError("body too large")
-        return self.rfile.read(n) if n else b""
 
     def handle_any(self):
         url = urlsplit(self.path)
