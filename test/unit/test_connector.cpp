@@ -471,3 +471,32 @@ TEST(RecordIdempotencyKey, UniquePerChangeStablePerRetry) {
     EXPECT_NE(RecordIdempotencyKey(9, b), RecordIdempotencyKey(10, b));
     EXPECT_EQ(RecordIdempotencyKey(9, b).size(), 32u);
 }
+
+TEST(TransientFailure, NoAnswer408And5xxAreRetriedWithTheVendorsMessage) {
+    HttpResponse timeout;
+    timeout.timed_out = true;
+    auto v = TransientFailure(timeout, "Acme", "");
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->kind, Verdict::Kind::Retry);
+    EXPECT_EQ(v->error, "could not reach Acme: timed out");
+
+    HttpResponse lost;
+    lost.transport_error = "Connection reset by peer";
+    EXPECT_EQ(TransientFailure(lost, "Acme", "")->error, "could not reach Acme: Connection reset by peer");
+
+    HttpResponse busy;
+    busy.status = 503;
+    EXPECT_EQ(TransientFailure(busy, "Acme", "")->error, "Acme answered HTTP 503");
+    const std::string long_message(1000, 'm');
+    auto with_message = TransientFailure(busy, "Acme", long_message);
+    EXPECT_EQ(with_message->error.rfind("Acme answered HTTP 503: mmm", 0), 0u);
+    EXPECT_LE(with_message->error.size(), std::string("Acme answered HTTP 503: ").size() + 300);
+
+    busy.status = 408;
+    EXPECT_TRUE(TransientFailure(busy, "Acme", "").has_value());
+    for (long status : {200L, 207L, 400L, 401L, 404L, 409L, 422L, 429L}) {
+        HttpResponse answer;
+        answer.status = status;
+        EXPECT_FALSE(TransientFailure(answer, "Acme", "x").has_value()) << status;
+    }
+}

@@ -88,6 +88,20 @@ RowOutcome UnresolvableRemoval(const std::string &vendor, const std::string &id_
     return o;
 }
 
+std::optional<Verdict> TransientFailure(const HttpResponse &response, const std::string &vendor,
+                                        const std::string &message) {
+    const long status = response.status;
+    if (!(status == 0 || status == 408 || status >= 500))
+        return std::nullopt;
+    Verdict v;
+    v.kind = Verdict::Kind::Retry;
+    v.error = status == 0 ? "could not reach " + vendor + ": " +
+                                (response.timed_out ? std::string("timed out") : response.transport_error)
+                          : vendor + " answered HTTP " + std::to_string(status) +
+                                (message.empty() ? "" : ": " + Truncate(message, 300));
+    return v;
+}
+
 std::optional<Verdict> ConnectionFailure(const HttpResponse &response, const std::string &url,
                                          bool url_names_a_record) {
     const std::string where = RedactUrl(url);

@@ -102,6 +102,14 @@ struct Verdict {
 std::optional<Verdict> ConnectionFailure(const HttpResponse &response, const std::string &url,
                                          bool url_names_a_record);
 
+// The shared rule for an answer that may be gone by the next attempt: no
+// answer at all (status 0: a timeout or a lost connection), 408, or any 5xx.
+// The engine retries the request with backoff; the error names `vendor` and
+// says what happened, with the vendor's `message` (bounded) when it gave one.
+// nullopt: not such an answer.
+std::optional<Verdict> TransientFailure(const HttpResponse &response, const std::string &vendor,
+                                        const std::string &message);
+
 // The outcome of a removal that cannot be sent because no record id was
 // ever learned for its row (Change::dest_id is empty) and `vendor` removes
 // records only by that id (`id_name`, what the destination calls it:

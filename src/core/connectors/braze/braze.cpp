@@ -311,14 +311,8 @@ Verdict BrazeConnector::Interpret(const PreparedRequest &request, const std::vec
         v.error = "Braze rate limit: " + Truncate(message.empty() ? "HTTP 429" : message, 300);
         return v;
     }
-    if (status == 0 || status == 408 || status >= 500) {
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach Braze: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "Braze answered HTTP " + std::to_string(status) +
-                                    (message.empty() ? "" : ": " + Truncate(message, 300));
-        return v;
-    }
+    if (auto transient = TransientFailure(response, "Braze", message))
+        return *transient;
     if (status == 401 || status == 403 || status == 404) {
         // 401: the REST key is invalid; 403: it lacks the permission the
         // endpoint needs (users.track, users.delete); 404: the url is not a

@@ -252,14 +252,8 @@ Verdict CustomerIoConnector::Interpret(const PreparedRequest &request, const std
         v.error = "Customer.io rate limit: " + Truncate(message.empty() ? "HTTP 429" : message, 300);
         return v;
     }
-    if (status == 0 || status == 408 || status >= 500) {
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach Customer.io: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "Customer.io answered HTTP " + std::to_string(status) +
-                                    (message.empty() ? "" : ": " + Truncate(message, 300));
-        return v;
-    }
+    if (auto transient = TransientFailure(response, "Customer.io", message))
+        return *transient;
     if (status == 401 || status == 403) {
         v.kind = Verdict::Kind::Fatal;
         v.error = "Customer.io refused the credentials (HTTP " + std::to_string(status) +

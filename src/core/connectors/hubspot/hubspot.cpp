@@ -497,14 +497,8 @@ Verdict HubSpotConnector::Interpret(const PreparedRequest &request, const std::v
                   Truncate(message, 300);
         return v;
     }
-    if (status == 0 || status == 408 || status >= 500) {
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach HubSpot: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "HubSpot answered HTTP " + std::to_string(status) +
-                                    (message.empty() ? "" : ": " + Truncate(message, 300));
-        return v;
-    }
+    if (auto transient = TransientFailure(response, "HubSpot", message))
+        return *transient;
     if (status == 401 || status == 403 || status == 404) {
         // 401 (EXPIRED_AUTHENTICATION with OAuth): an OAuth token is
         // refreshed once and the request replayed; otherwise the run stops.

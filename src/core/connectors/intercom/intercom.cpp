@@ -326,14 +326,8 @@ Verdict IntercomConnector::Interpret(const PreparedRequest &request, const std::
             "Intercom rate limit: " + Truncate(message.empty() ? "429 Too Many Requests" : message, 300);
         return v;
     }
-    if (status == 0 || status == 408 || status >= 500) {
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach Intercom: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "Intercom answered HTTP " + std::to_string(status) +
-                                    (message.empty() ? "" : ": " + Truncate(message, 300));
-        return v;
-    }
+    if (auto transient = TransientFailure(response, "Intercom", message))
+        return *transient;
     const bool names_a_record = state == kUpdateKept || state == kUpdateFound || state == kRemove;
     if (auto failure = ConnectionFailure(response, request.http.url, names_a_record)) {
         if (!message.empty())

@@ -295,14 +295,8 @@ Verdict IterableConnector::Interpret(const PreparedRequest &request, const std::
         v.error = "Iterable rate limit: " + Truncate(message.empty() ? "HTTP 429" : message, 300);
         return v;
     }
-    if (status == 0 || status == 408 || status >= 500) {
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach Iterable: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "Iterable answered HTTP " + std::to_string(status) +
-                                    (message.empty() ? "" : ": " + Truncate(message, 300));
-        return v;
-    }
+    if (auto transient = TransientFailure(response, "Iterable", message))
+        return *transient;
     if (status == 401 || status == 403 || (status == 404 && step != kDelete)) {
         // 401: the API key is refused (BadApiKey); 403: the key's type
         // lacks the permission (a mobile or JavaScript key); 404: the url

@@ -460,12 +460,7 @@ Verdict MailchimpConnector::Interpret(const PreparedRequest &request, const std:
     if (status == 0 || status == 408 || status >= 500) {
         if (auto failure = ConnectionFailure(response, request.http.url, false))
             return *failure;
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach Mailchimp: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "Mailchimp answered HTTP " + std::to_string(status) +
-                                    (message.empty() ? "" : ": " + message);
-        return v;
+        return *TransientFailure(response, "Mailchimp", message);
     }
     if (status == 401 || status == 403) {
         // 401: the key is wrong, revoked, or of another data centre; 403

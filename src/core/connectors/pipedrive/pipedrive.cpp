@@ -280,14 +280,8 @@ Verdict PipedriveConnector::Interpret(const PreparedRequest &request, const std:
             "Pipedrive rate limit: " + Truncate(message.empty() ? "429 Too Many Requests" : message, 300);
         return v;
     }
-    if (status == 0 || status == 408 || status >= 500) {
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach Pipedrive: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "Pipedrive answered HTTP " + std::to_string(status) +
-                                    (message.empty() ? "" : ": " + Truncate(message, 300));
-        return v;
-    }
+    if (auto transient = TransientFailure(response, "Pipedrive", message))
+        return *transient;
     const bool names_a_record = state == kUpdateKept || state == kUpdateFound || state == kRemove;
     if (auto failure = ConnectionFailure(response, request.http.url, names_a_record)) {
         if (!message.empty())

@@ -504,14 +504,8 @@ Verdict SalesforceConnector::Interpret(const PreparedRequest &request, const std
         v.error = "Salesforce asked to slow down (HTTP 429)";
         return v;
     }
-    if (status == 0 || status == 408 || status >= 500) {
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach Salesforce: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "Salesforce answered HTTP " + std::to_string(status) +
-                                    (message.empty() ? "" : ": " + Truncate(message, 300));
-        return v;
-    }
+    if (auto transient = TransientFailure(response, "Salesforce", message))
+        return *transient;
     if (polling && status == 404) {
         // Salesforce deletes jobs after 7 days: this one is gone.
         v.kind = Verdict::Kind::Resend;

@@ -198,14 +198,8 @@ Verdict SegmentConnector::Interpret(const PreparedRequest &request, const std::v
         v.error = "Segment rate limit: " + message;
         return v;
     }
-    if (status == 0 || status == 408 || status >= 500) {
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach Segment: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "Segment answered HTTP " + std::to_string(status) +
-                                    (message.empty() ? "" : ": " + message);
-        return v;
-    }
+    if (auto transient = TransientFailure(response, "Segment", message))
+        return *transient;
     if (status == 401 || status == 403 || status == 404 || (status >= 300 && status < 400)) {
         v.kind = Verdict::Kind::Fatal;
         v.error = "Segment refused the request (HTTP " + std::to_string(status) + "): " + message +

@@ -245,14 +245,8 @@ Verdict ZendeskConnector::Interpret(const PreparedRequest &request, const std::v
         v.error = "Zendesk rate limit: " + Truncate(message.empty() ? "429 Too Many Requests" : message, 300);
         return v;
     }
-    if (status == 0 || status == 408 || status >= 500) {
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach Zendesk: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "Zendesk answered HTTP " + std::to_string(status) +
-                                    (message.empty() ? "" : ": " + Truncate(message, 300));
-        return v;
-    }
+    if (auto transient = TransientFailure(response, "Zendesk", message))
+        return *transient;
     if (polling && status == 404) {
         // Zendesk keeps only recent jobs: this one is gone, with its results.
         v.kind = Verdict::Kind::Resend;
