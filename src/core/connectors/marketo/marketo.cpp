@@ -252,8 +252,9 @@ MarketoConnector::PrepareAudience(const std::vector<Change> &changes, const std:
         const Change &c = changes[i];
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty())
-                immediate.emplace_back(i, UnresolvableRemoval("Marketo", "Marketo lead id",
-                                                              "removed from the static list", target_.match_on));
+                immediate.emplace_back(i,
+                                       UnresolvableRemoval("Marketo", "Marketo lead id",
+                                                           "removed from the static list", target_.match_on));
             else if (!Digits(c.dest_id))
                 immediate.emplace_back(
                     i, Rejected(0, "no Marketo lead id is known for this row, so it cannot leave the list",
@@ -291,7 +292,8 @@ MarketoConnector::PrepareAudience(const std::vector<Change> &changes, const std:
         out.push_back(LeadLookup(changes, call));
     for (const std::vector<size_t> *list : {&removals, &swaps})
         for (size_t start = 0; start < list->size(); start += kMaxLeads) {
-            std::vector<size_t> part(list->begin() + start, list->begin() + std::min(list->size(), start + kMaxLeads));
+            std::vector<size_t> part(list->begin() + start,
+                                     list->begin() + std::min(list->size(), start + kMaxLeads));
             std::vector<std::string> ids;
             for (size_t i : part)
                 ids.push_back(changes[i].dest_id);
@@ -701,11 +703,12 @@ const ConnectorSpec &MarketoSpec() {
                     "sync \"" + sync_name + "\" cannot look Marketo leads up by \"" + target.match_on + "\"",
                     {}, "Name a lead field's REST API name: MATCH ON email or MATCH ON externalId__c.");
             if (target.match_on == "id" && target.mode == "audience")
-                throw Error(sqlstate::kInvalidParameterValue,
-                            "sync \"" + sync_name + "\" cannot find Marketo leads for a static list by id",
-                            "MODE AUDIENCE finds or creates each member's lead by its lookup field, and Marketo "
-                            "creates leads with ids of its own.",
-                            "Use a lookup field such as MATCH ON email (the default) or externalId__c.");
+                throw Error(
+                    sqlstate::kInvalidParameterValue,
+                    "sync \"" + sync_name + "\" cannot find Marketo leads for a static list by id",
+                    "MODE AUDIENCE finds or creates each member's lead by its lookup field, and Marketo "
+                    "creates leads with ids of its own.",
+                    "Use a lookup field such as MATCH ON email (the default) or externalId__c.");
             if (target.match_on == "id" && target.mode != "update")
                 throw Error(
                     sqlstate::kInvalidParameterValue,
