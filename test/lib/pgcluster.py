@@ -621,6 +621,10 @@ class MockMarketo(MockProcess):
     def expire_tokens(self):
         return self._call("POST", "/_mock/expire_tokens", {})
 
+    def members(self, list_id):
+        """The lead ids in static list `list_id`, sorted."""
+        return self._call("GET", "/_mock/lists")["lists"].get(str(list_id), [])
+
 
 OUTREACH_OPENAPI = os.environ.get("REVETL_OUTREACH_OPENAPI", "/work/shared/vendor-specs/outreach/outreach.oas.json")
 
