@@ -8,6 +8,8 @@ SELECT type, o->>'name' AS option, o->>'on' AS "on", o->>'required' AS required,
  WHERE o->>'name' IN ('type', 'url', 'method', 'rate_limit', 'batch_size', 'token', 'password')
  ORDER BY 1, 3 DESC, 2;
 SELECT type, objects FROM revetl.destination_types ORDER BY type;
+-- What a MODE AUDIENCE string names, for the types that have the mode.
+SELECT type, audience FROM revetl.destination_types WHERE audience IS NOT NULL ORDER BY type;
 
 -- Every role may read it: it holds no secret.
 CREATE ROLE dt_reader;

@@ -23,8 +23,8 @@ COMMENT ON FOREIGN DATA WRAPPER revetl IS
 
 -- One row per destination type, from the specs compiled into revetl.so
 -- (src/core/connectors/registry.cpp): its options, auth schemes, objects
--- and modes, limits, and whether it returns record ids and takes
--- idempotency keys.
+-- and modes, limits, whether it returns record ids and takes idempotency
+-- keys, and what a MODE AUDIENCE string names (NULL: no audience mode).
 CREATE FUNCTION revetl._destination_types()
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'revetl_destination_types'
@@ -39,12 +39,13 @@ SELECT d->>'type' AS type,
        ARRAY(SELECT jsonb_array_elements_text(d->'modes')) AS modes,
        d->'limits' AS limits,
        (d->>'returns_ids')::boolean AS returns_ids,
-       (d->>'idempotency_keys')::boolean AS idempotency_keys
+       (d->>'idempotency_keys')::boolean AS idempotency_keys,
+       d->>'audience' AS audience
   FROM jsonb_array_elements(revetl._destination_types()) AS d;
 
 GRANT SELECT ON revetl.destination_types TO PUBLIC;
 COMMENT ON VIEW revetl.destination_types IS
-  'one row per destination type: its options, auth schemes, objects, modes and limits';
+  'one row per destination type: its options, auth schemes, objects, modes, limits and what MODE AUDIENCE names';
 
 -- This installation's identity. A copy of the database (CREATE DATABASE
 -- ... TEMPLATE, a dump restored anywhere) must not send to the original's

@@ -458,6 +458,10 @@ class MockKlaviyo(MockProcess):
     def expire(self, job_id=None):
         return self._call("POST", "/_mock/expire", {"id": job_id} if job_id else {})
 
+    def members(self, list_id):
+        """The emails of the profiles in list `list_id`, sorted."""
+        return self._call("GET", "/_mock/lists")["lists"].get(list_id, [])
+
 
 # Mailchimp's contract, as the derived OpenAPI of its list endpoints (see
 # vendor-specs/mailchimp/SOURCE.md): the mock checks every request against it.
@@ -620,6 +624,10 @@ class MockMarketo(MockProcess):
 
     def expire_tokens(self):
         return self._call("POST", "/_mock/expire_tokens", {})
+
+    def members(self, list_id):
+        """The lead ids in static list `list_id`, sorted."""
+        return self._call("GET", "/_mock/lists")["lists"].get(str(list_id), [])
 
 
 OUTREACH_OPENAPI = os.environ.get("REVETL_OUTREACH_OPENAPI", "/work/shared/vendor-specs/outreach/outreach.oas.json")

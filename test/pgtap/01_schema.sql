@@ -2,7 +2,7 @@
 -- functions, event trigger, dump registration, row level security and
 -- privileges.
 BEGIN;
-SELECT plan(188);
+SELECT plan(190);
 
 -- Schema ---------------------------------------------------------------------
 SELECT has_schema('revetl', 'schema revetl exists');
@@ -287,6 +287,14 @@ SELECT is((SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
           (SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
             WHERE attrelid = 'revetl.runs'::regclass AND attnum > 0 AND NOT attisdropped),
           'revetl.sync_runs shows every column of revetl.runs, in order');
+-- revetl.destination_types: the connector specs, in this column order (audience
+-- came last, in 0.2.0).
+SELECT has_view('revetl', 'destination_types', 'revetl.destination_types is a view');
+SELECT is((SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
+            WHERE attrelid = 'revetl.destination_types'::regclass AND attnum > 0),
+          ARRAY['type', 'summary', 'options', 'auth', 'objects', 'modes', 'limits', 'returns_ids',
+                'idempotency_keys', 'audience'],
+          'revetl.destination_types has its columns in order, audience last');
 SELECT table_privs_are('revetl', 'rejected_rows', 'public', ARRAY['SELECT'],
                        'PUBLIC has SELECT only on revetl.rejected_rows');
 SELECT table_privs_are('revetl', 'changes', 'public', ARRAY[]::name[],

@@ -690,6 +690,12 @@ std::string DestinationTypesJson() {
         w.Bool(s->returns_ids);
         w.Key("idempotency_keys");
         w.Bool(s->idempotency_keys);
+        // What the AUDIENCE string names; null for a type without the mode.
+        w.Key("audience");
+        if (s->audience.supported)
+            str(s->audience.names);
+        else
+            w.Null();
         w.EndObject();
     }
     w.EndArray();

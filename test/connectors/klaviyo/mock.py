@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Stateful mock of Klaviyo's profile bulk import jobs and data privacy deletions, for revetl tests.
+"""Stateful mock of Klaviyo's profile bulk import jobs, data privacy deletions and list membership,
+for revetl tests.
 
 Usage:
     python3 test/connectors/klaviyo/mock.py [--port N] [--port-file PATH] [--api-key K] [--openapi PATH]
@@ -33,19 +34,29 @@ Klaviyo behaviours emulated
     {code, title, detail, source: {pointer}, original_payload}} with original_payload the
     submitted profile resource object (choice: ref does not say which shape) and
     links.next carrying page[cursor] while more remain.
+  * Lists (ref paths, bodies and the 1,000-a-call limit from the OpenAPI): config "lists" names
+    the lists that exist (ids such as "Y6nRLr"). A job whose relationships.lists names a list
+    not in it -> 400 "invalid" (choice); on completion every imported profile joins the job's
+    lists. GET /api/profile-bulk-import-jobs/{id}/profiles: the profiles a complete job
+    imported, pages of page[size] (default 20, at most 100, ref) with links.next carrying
+    page[cursor] (choice of cursor), fields[profile] honoured; nothing while the job is not
+    complete (choice). POST / DELETE /api/lists/{id}/relationships/profiles {"data": [{"type":
+    "profile", "id"}]}: 1..1000 ids (else 400), an unknown list -> 404, an unknown profile id
+    -> 400 (choice), else 204 with no body; removing a non-member is a no-op (choice). A
+    deleted profile leaves every list. GET /_mock/lists: each list's members by email.
   * POST /api/data-privacy-deletion-jobs (ref): exactly one of email, phone_number (or a
     profile id) -> 202 with no body; the profile is deleted (an unknown one too: 202).
   * Rate limit (ref): "rate_limit" requests per "rate_window_ms" (default none) over every
     API call; answers carry RateLimit-Limit/-Remaining/-Reset, except the 429, which carries
     Retry-After (seconds) and {"errors": [{"code": "throttled", ...}]}.
-  * Contract (--openapi): each request body is checked against Klaviyo's OpenAPI
+  * Contract (--openapi): each POST and DELETE body is checked against Klaviyo's OpenAPI
     (test/lib/openapi.py); violations are journaled ("contract_errors") and refused with 400.
   * Faults: config "faults": [{"status", "body"?, "headers"?, "path"?}] queue; the next API
     request (whose path starts with "path") consumes one.
   * Journal: every API request {"seq", "method", "path", "query", "headers", "body",
     "status", "contract_errors"?, "fault"?, "job_id"?}.
   * Control API: GET /_mock/health, GET|DELETE /_mock/requests, GET /_mock/profiles,
-    GET /_mock/jobs, GET|POST /_mock/config, POST /_mock/expire, POST /_mock/reset,
+    GET /_mock/jobs, GET /_mock/lists, GET|POST /_mock/config, POST /_mock/expire, POST /_mock/reset,
     GET /_mock/stats. Unknown config keys -> 400.
 """
 
@@ -77,8 +88,11 @@ DEFAULT_CONFIG = {
     "errors_page_size": 20,
     "rate_limit": None,
     "rate_window_ms": 1000,
+    "lists": [],
     "faults": [],
 }
+MAX_LIST_PROFILES = 1000
+LIST_RELATIONSHIP = re.compile(r"/api/lists/([^/]+)/relationships/profiles")
 
 
 def error(status, code, title, detail, pointer=None):
@@ -97,13 +111,14 @@ class State:
     def reset(self):
         self.config = json.loads(json.dumps(DEFAULT_CONFIG))
         self.profiles = {}  # klaviyo id -> attributes
+        self.members = {}  # list id -> set of profile ids
         self.jobs = {}
         self.journal = []
         self.seq = 0
         self.window_start = time.monotonic()
         self.window_count = 0
         self.stats = {"requests": 0, "jobs_created": 0, "polls": 0, "rate_limited": 0, "deleted": 0,
-                      "contract_violations": 0, "import_errors": 0}
+                      "contract_violations": 0, "import_errors": 0, "list_added": 0, "list_removed": 0}
 
     def find(self, attrs):
         for key in ("external_id", "email", "phone_number"):
@@ -148,6 +163,7 @@ class State:
                 p["properties"].update({pk: pv for pk, pv in v.items() if pv is not None})
             else:
                 p[k] = v
+        self.last_upserted = pid
         return None
 
     def view(self, job, base):
@@ -177,6 +193,12 @@ class State:
             if e is not None:
                 job["errors"].append(e)
                 self.stats["import_errors"] += 1
+                continue
+            if self.last_upserted not in job["imported"]:
+                job["imported"].append(self.last_upserted)
+            for list_id in job["lists"]:
+                self.members.setdefault(list_id, set()).add(self.last_upserted)
+                self.stats["list_added"] += 1
         job["status"] = "complete"
 
 
@@ -266,7 +288,7 @@ class Handler(BaseHTTPRequestHandler):
                                          "RateLimit-Remaining": max(0, limit - state.window_count),
                                          "RateLimit-Reset": max(1, int(window_s))}
 
-        if self.command == "POST":
+        if self.command in ("POST", "DELETE"):
             if not (self.headers.get("Content-Type") or "").startswith("application/vnd.api+json"):
                 return answer(415, error(415, "unsupported_media_type", "Unsupported media type",
                                          "Use application/vnd.api+json."), rate)
@@ -287,13 +309,70 @@ class Handler(BaseHTTPRequestHandler):
                 return answer(400, error(400, "invalid", "Invalid input",
                                          f"profiles: 1 to {MAX_PROFILES}, at most 5 MB",
                                          "/data/attributes/profiles/data"), rate)
+            lists = [r.get("id") for r in
+                     ((body["data"].get("relationships") or {}).get("lists") or {}).get("data") or []]
+            unknown = [x for x in lists if x not in state.config["lists"]]
+            if unknown:
+                return answer(400, error(400, "invalid", "Invalid input", f"List {unknown[0]} does not exist",
+                                         "/data/relationships/lists/data"), rate)
             jid = uuid.uuid4().hex
             job = {"id": jid, "profiles": profiles, "status": "queued", "polls": 0, "errors": [],
+                   "lists": lists, "imported": [],
                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
             state.jobs[jid] = job
             state.stats["jobs_created"] += 1
             entry["job_id"] = jid
             return answer(202, state.view(job, base), rate)
+        m = re.fullmatch(JOBS + r"/([^/]+)/profiles", url.path)
+        if m and self.command == "GET":
+            job = state.jobs.get(m.group(1))
+            entry["job_id"] = m.group(1)
+            if job is None:
+                return answer(404, error(404, "not_found", "Not found.", "No such job."), rate)
+            q = parse_qs(url.query)
+            try:
+                size = int((q.get("page[size]") or ["20"])[0])
+                start = int((q.get("page[cursor]") or ["0"])[0] or 0)
+            except ValueError:
+                return answer(400, error(400, "invalid", "Invalid input", "Bad page parameters"), rate)
+            if not 1 <= size <= 100:
+                return answer(400, error(400, "invalid", "Invalid input", "page[size] must be 1 to 100"), rate)
+            fields = (q.get("fields[profile]") or [""])[0]
+            ids = job["imported"] if job["status"] == "complete" else []
+            data = []
+            for pid in ids[start:start + size]:
+                p = state.profiles.get(pid, {})
+                attrs = {k: v for k, v in p.items() if not fields or k in fields.split(",")}
+                data.append({"type": "profile", "id": pid, "attributes": attrs})
+            more = start + size < len(ids)
+            nxt = f"{base}{url.path}?page%5Bsize%5D={size}&page%5Bcursor%5D={start + size}" if more else None
+            return answer(200, {"data": data, "links": {"self": f"{base}{url.path}", "next": nxt}}, rate)
+        m = LIST_RELATIONSHIP.fullmatch(url.path)
+        if m and self.command in ("POST", "DELETE"):
+            list_id = m.group(1)
+            if list_id not in state.config["lists"]:
+                return answer(404, error(404, "not_found", "Not found.", f"A list with id {list_id} does not exist."),
+                              rate)
+            try:
+                ids = [r["id"] for r in body["data"] if r.get("type") == "profile"]
+            except (KeyError, TypeError, AttributeError):
+                ids = None
+            if not ids or len(ids) > MAX_LIST_PROFILES:
+                return answer(400, error(400, "invalid", "Invalid input", f"1 to {MAX_LIST_PROFILES} profiles",
+                                         "/data"), rate)
+            unknown = [pid for pid in ids if pid not in state.profiles]
+            if unknown:
+                return answer(400, error(400, "invalid", "Invalid input", f"Profile {unknown[0]} does not exist",
+                                         "/data"), rate)
+            members = state.members.setdefault(list_id, set())
+            for pid in ids:
+                if self.command == "POST":
+                    members.add(pid)
+                    state.stats["list_added"] += 1
+                elif pid in members:
+                    members.discard(pid)
+                    state.stats["list_removed"] += 1
+            return answer(204, None, rate)
         m = re.fullmatch(JOBS + r"/([^/]+)(/import-errors)?", url.path)
         if m and self.command == "GET":
             jid = m.group(1)
@@ -326,6 +405,8 @@ class Handler(BaseHTTPRequestHandler):
             pid = state.find({given[0]: attrs[given[0]]})
             if pid is not None:
                 del state.profiles[pid]
+                for members in state.members.values():
+                    members.discard(pid)
                 state.stats["deleted"] += 1
             return answer(202, None, rate)
         return answer(404, error(404, "not_found", "Not found.", "Not found."), rate)
@@ -347,8 +428,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, {})
             if p == "/_mock/profiles":
                 return self.send(200, {"profiles": [dict(v, id=k) for k, v in state.profiles.items()]})
+            if p == "/_mock/lists":
+                return self.send(200, {"lists": {k: sorted(str(state.profiles.get(pid, {}).get("email"))
+                                                           for pid in v) for k, v in state.members.items()}})
             if p == "/_mock/jobs":
-                return self.send(200, {"jobs": [{k: v for k, v in j.items() if k != "profiles"}
+                return self.send(200, {"jobs": [{k: v for k, v in j.items() if k not in ("profiles", "imported")}
                                                  for j in state.jobs.values()]})
             if p == "/_mock/stats":
                 return self.send(200, state.stats)

@@ -2,6 +2,8 @@
 """Self-test for test/connectors/klaviyo/mock.py: the Klaviyo-API-Key scheme and
 the revision header, bulk import jobs completing after polls, import errors in
 pages with original_payload, null attributes ignored, data privacy deletions,
+list membership (jobs with relationships.lists, the job's profiles in pages,
+adds and removals by profile id, unknown lists and profiles, 1,000 a call),
 the OpenAPI contract check, the 429 with Retry-After, expired jobs and faults.
 
 Run: python3 test/connectors/klaviyo/mock_selftest.py"""
@@ -81,6 +83,43 @@ class MockKlaviyoTest(unittest.TestCase):
         self.assertEqual(len(page2["data"]), 1)
         self.assertIsNone(page2["links"]["next"])
         self.assertEqual(self.mock.contract_violations(), [])
+
+    def test_lists_through_jobs_and_relationships(self):
+        self.mock.configure(lists=["Y6nRLr"], polls_to_complete=1)
+        body = job_body({"email": "a@x.com"}, {"email": "bad"}, {"email": "c@x.com"})
+        body["data"]["relationships"] = {"lists": {"data": [{"type": "list", "id": "Y6nRLr"}]}}
+        status, job, _ = self.call("POST", JOBS, body)
+        self.assertEqual(status, 202)
+        jid = job["data"]["id"]
+        # Nothing is listed before the job completes.
+        self.assertEqual(self.call("GET", f"{JOBS}/{jid}/profiles")[1]["data"], [])
+        self.assertEqual(self.call("GET", f"{JOBS}/{jid}")[1]["data"]["attributes"]["status"], "complete")
+        self.assertEqual(self.mock.members("Y6nRLr"), ["a@x.com", "c@x.com"])
+        status, page, _ = self.call("GET", f"{JOBS}/{jid}/profiles?page%5Bsize%5D=1&fields%5Bprofile%5D=email")
+        self.assertEqual(status, 200)
+        self.assertEqual([p["attributes"] for p in page["data"]], [{"email": "a@x.com"}])
+        status, page2, _ = self.call("GET", page["links"]["next"].split(self.mock.url, 1)[1])
+        self.assertEqual(([p["attributes"]["email"] for p in page2["data"]], page2["links"]["next"]), (["c@x.com"], None))
+        a, c = page["data"][0]["id"], page2["data"][0]["id"]
+        rel = "/api/lists/Y6nRLr/relationships/profiles"
+        self.assertEqual(self.call("DELETE", rel, {"data": [{"type": "profile", "id": a}]})[0], 204)
+        self.assertEqual(self.call("DELETE", rel, {"data": [{"type": "profile", "id": a}]})[0], 204)
+        self.assertEqual(self.mock.members("Y6nRLr"), ["c@x.com"])
+        self.assertEqual(self.call("POST", rel, {"data": [{"type": "profile", "id": a}]})[0], 204)
+        self.assertEqual(self.mock.members("Y6nRLr"), ["a@x.com", "c@x.com"])
+        # An unknown list, an unknown profile, more than 1,000 ids, a bad body.
+        self.assertEqual(self.call("DELETE", "/api/lists/NOPE/relationships/profiles",
+                                   {"data": [{"type": "profile", "id": a}]})[0], 404)
+        self.assertEqual(self.call("POST", rel, {"data": [{"type": "profile", "id": "01NOPE"}]})[0], 400)
+        self.assertEqual(self.call("DELETE", rel, {"data": [{"type": "profile", "id": a}] * 1001})[0], 400)
+        self.assertEqual(self.call("DELETE", rel, {"data": [{"id": a}]})[0], 400)
+        self.assertEqual(len(self.mock.contract_violations()), 1)
+        body["data"]["relationships"]["lists"]["data"][0]["id"] = "Other"
+        self.assertEqual(self.call("POST", JOBS, body)[0], 400)
+        # A deleted profile leaves its lists.
+        self.call("POST", "/api/data-privacy-deletion-jobs", {"data": {"type": "data-privacy-deletion-job",
+                  "attributes": {"profile": {"data": {"type": "profile", "attributes": {"email": "c@x.com"}}}}}})
+        self.assertEqual(self.mock.members("Y6nRLr"), ["a@x.com"])
 
     def test_deletion_and_contract(self):
         self.mock.configure(polls_to_complete=1)

@@ -229,3 +229,151 @@ TEST(KlaviyoConnector, TargetsAndRevision) {
     EXPECT_THROW(ResolveDestinationSettings({{"type", "klaviyo"}, {"revision", "latest"}}, {}), Error);
     EXPECT_EQ(ResolveDestinationSettings({{"type", "klaviyo"}}, {}).url, "https://a.klaviyo.com");
 }
+
+// MODE AUDIENCE '<list id>': a job with the identifier alone and the list in
+// relationships.lists; the job's profiles give the kept profile ids; removals
+// by profile id, at most 1,000 a call; a changed identifier leaves, then joins.
+namespace {
+
+SyncTarget ListTarget(const std::string &list = "Y6nRLr") {
+    SyncTarget t = Target("audience");
+    t.audience = list;
+    return t;
+}
+
+Change Changed(int64_t seq, const std::string &email, const std::string &dest_id) {
+    Change c = Person(seq, email);
+    c.op = Change::Op::Change;
+    c.dest_id = dest_id;
+    return c;
+}
+
+} // namespace
+
+TEST(KlaviyoAudience, JobWithTheListThenProfileIdsFromTheJobsProfiles) {
+    KlaviyoConnector k(Settings(), ListTarget());
+    std::vector<Change> changes = {Person(1, "A@x.com"), Person(2, "b@x.com"), Person(3, "c@x.com")};
+    Prepared p = PrepareAll(k, changes);
+    ASSERT_EQ(p.requests.size(), 1u);
+    const PreparedRequest &job = p.requests[0];
+    EXPECT_EQ(job.http.url, "https://a.klaviyo.com/api/profile-bulk-import-jobs");
+    rapidjson::Document d;
+    d.Parse(job.http.body.c_str());
+    ASSERT_TRUE(d.IsObject());
+    const auto &profile = d["data"]["attributes"]["profiles"]["data"][0];
+    // The identifier alone: other mapped fields are not membership.
+    EXPECT_EQ(profile["attributes"].MemberCount(), 1u);
+    EXPECT_STREQ(profile["attributes"]["email"].GetString(), "A@x.com");
+    const auto &list = d["data"]["relationships"]["lists"]["data"][0];
+    EXPECT_STREQ(list["type"].GetString(), "list");
+    EXPECT_STREQ(list["id"].GetString(), "Y6nRLr");
+
+    Verdict accepted = k.Interpret(job, changes, Response(202, Job("queued")));
+    ASSERT_EQ(accepted.kind, Verdict::Kind::Continue);
+    EXPECT_TRUE(accepted.job_accepted);
+    // The engine gives a next call without rows the request's.
+    accepted.next->rows = job.rows;
+    // Complete with one import error: the errors, then the job's profiles.
+    Verdict done = k.Interpret(*accepted.next, changes, Response(200, Job("complete", 1)));
+    ASSERT_EQ(done.kind, Verdict::Kind::Continue);
+    Verdict errors = k.Interpret(
+        *done.next, changes,
+        Response(
+            200,
+            "{\"data\":[{\"type\":\"import-error\",\"id\":\"e1\",\"attributes\":{\"code\":\"invalid\","
+            "\"title\":\"Invalid input\",\"detail\":\"Invalid email address\",\"original_payload\":"
+            "{\"type\":\"profile\",\"attributes\":{\"email\":\"b@x.com\"}}}}],\"links\":{\"next\":null}}"));
+    ASSERT_EQ(errors.kind, Verdict::Kind::Continue);
+    ASSERT_EQ(errors.rows.size(), 3u);
+    EXPECT_FALSE(errors.rows[1].accepted);
+    EXPECT_EQ(errors.rows[1].error_code, "invalid");
+    ASSERT_TRUE(errors.next.has_value());
+    EXPECT_EQ(errors.next->flow.step, KlaviyoConnector::kProfilesStep);
+    EXPECT_EQ(errors.next->rows, (std::vector<size_t>{0, 2}));
+    EXPECT_EQ(errors.next->http.url, "https://a.klaviyo.com/api/profile-bulk-import-jobs/JOB1/"
+                                     "profiles?page%5Bsize%5D=100&fields%5Bprofile%5D=email");
+    // Two pages: row 0 on the first (its email in another case), row 2 on the second.
+    Verdict page1 = k.Interpret(
+        *errors.next, changes,
+        Response(200,
+                 "{\"data\":[{\"type\":\"profile\",\"id\":\"01PA\",\"attributes\":{\"email\":\"a@X.com\"}}],"
+                 "\"links\":{\"next\":\"https://a.klaviyo.com/api/profile-bulk-import-jobs/JOB1/profiles?"
+                 "page%5Bcursor%5D=abc\"}}"));
+    ASSERT_EQ(page1.kind, Verdict::Kind::Continue);
+    ASSERT_EQ(page1.rows.size(), 2u);
+    EXPECT_TRUE(page1.rows[0].accepted);
+    EXPECT_EQ(page1.rows[0].dest_id, "01PA");
+    EXPECT_EQ(page1.next->rows, (std::vector<size_t>{2}));
+    EXPECT_EQ(page1.next->http.url,
+              "https://a.klaviyo.com/api/profile-bulk-import-jobs/JOB1/profiles?page%5Bcursor%5D=abc");
+    Verdict page2 = k.Interpret(
+        *page1.next, changes,
+        Response(200,
+                 "{\"data\":[{\"type\":\"profile\",\"id\":\"01PC\",\"attributes\":{\"email\":\"c@x.com\"}}],"
+                 "\"links\":{\"next\":null}}"));
+    EXPECT_EQ(page2.kind, Verdict::Kind::Done);
+    ASSERT_EQ(page2.rows.size(), 1u);
+    EXPECT_EQ(page2.rows[0].dest_id, "01PC");
+    // A killed run resumes from the job's status, the profiles step too.
+    FlowStep kept;
+    kept.step = KlaviyoConnector::kProfilesStep;
+    kept.job_id = "JOB1";
+    auto resumed = k.Resume(BatchContext{}, changes, kept);
+    ASSERT_TRUE(resumed.has_value());
+    EXPECT_EQ(resumed->http.url, "https://a.klaviyo.com/api/profile-bulk-import-jobs/JOB1");
+}
+
+TEST(KlaviyoAudience, RemovalsByProfileIdAndChangedIdentifiers) {
+    KlaviyoConnector k(Settings(), ListTarget());
+    std::vector<Change> changes;
+    for (int i = 0; i < 1001; i++)
+        changes.push_back(Removal(i + 1, "01P" + std::to_string(i)));
+    changes.push_back(Removal(2000, ""));
+    changes.push_back(Changed(2001, "new@x.com", "01OLD"));
+    Prepared p = PrepareAll(k, changes);
+    ASSERT_EQ(p.immediate.size(), 1u);
+    EXPECT_EQ(p.immediate[0].first, 1001u);
+    EXPECT_TRUE(p.immediate[0].second.unresolvable_removal);
+    ASSERT_EQ(p.requests.size(), 3u);
+    EXPECT_EQ(p.requests[0].http.method, "DELETE");
+    EXPECT_EQ(p.requests[0].http.url, "https://a.klaviyo.com/api/lists/Y6nRLr/relationships/profiles");
+    EXPECT_EQ(p.requests[0].rows.size(), 1000u);
+    EXPECT_EQ(p.requests[1].rows.size(), 1u);
+    rapidjson::Document d;
+    d.Parse(p.requests[0].http.body.c_str());
+    EXPECT_STREQ(d["data"][0]["type"].GetString(), "profile");
+    EXPECT_STREQ(d["data"][0]["id"].GetString(), "01P0");
+    Verdict out = k.Interpret(p.requests[0], changes, Response(204));
+    EXPECT_EQ(out.kind, Verdict::Kind::Done);
+    ASSERT_EQ(out.rows.size(), 1000u);
+    EXPECT_TRUE(out.rows[0].accepted);
+    EXPECT_EQ(out.rows[0].dest_id, "");
+    // A changed email: out under the old profile id, then a job for the new one.
+    const PreparedRequest &swap = p.requests[2];
+    EXPECT_EQ(swap.http.method, "DELETE");
+    EXPECT_TRUE(swap.http.body.find("01OLD") != std::string::npos);
+    Verdict left = k.Interpret(swap, changes, Response(204));
+    ASSERT_EQ(left.kind, Verdict::Kind::Continue);
+    EXPECT_EQ(left.next->http.url, "https://a.klaviyo.com/api/profile-bulk-import-jobs");
+    EXPECT_TRUE(left.next->http.body.find("new@x.com") != std::string::npos);
+    // A list Klaviyo does not have: the rows are refused, the run goes on.
+    Verdict missing = k.Interpret(p.requests[1], changes,
+                                  Response(404, "{\"errors\":[{\"id\":\"1\",\"code\":"
+                                                "\"not_found\",\"title\":\"Not found\","
+                                                "\"detail\":\"List not found\"}]}"));
+    EXPECT_EQ(missing.kind, Verdict::Kind::Done);
+    ASSERT_EQ(missing.rows.size(), 1u);
+    EXPECT_EQ(missing.rows[0].error_code, "not_found");
+    EXPECT_EQ(k.Interpret(p.requests[1], changes, Response(429, "", {{"retry-after", "3"}})).wait_ms, 3000);
+}
+
+TEST(KlaviyoAudience, ListIdChecked) {
+    OptionList server = {{"type", "klaviyo"}};
+    SyncTarget ok = ListTarget("Y6nRLr");
+    ok.match_on = "";
+    EXPECT_NO_THROW(CheckSyncTarget(KlaviyoSpec(), server, ok, "s", "k"));
+    for (const char *bad : {"", "a/b", "Y6n RLr", "../x"}) {
+        SyncTarget t = ListTarget(bad);
+        EXPECT_THROW(CheckSyncTarget(KlaviyoSpec(), server, t, "s", "k"), Error) << bad;
+    }
+}

@@ -2,9 +2,13 @@
 bulk import jobs that take several polls, per-profile import errors (read page
 by page) in revetl.rejected_rows, MODE MIRROR deletes through data privacy
 deletion requests, a job Klaviyo no longer knows sent again, 429s waited out,
-an invalid API key failing the run, and the refusals at CREATE SYNC. Every
-request body is checked against Klaviyo's OpenAPI, every call's revision
-header against the server's option."""
+an invalid API key failing the run, and the refusals at CREATE SYNC; and
+MODE AUDIENCE (list membership): jobs with relationships.lists, profile ids
+kept from the job's profiles, removals by profile id, a changed email (old
+profile out, new one in), import errors in revetl.rejected_rows, 429s, a run
+killed during its job resuming it, and exact membership after a model
+rebuilt by dbt. Every request body is checked against Klaviyo's OpenAPI,
+every call's revision header against the server's option."""
 
 import os
 import signal
@@ -17,6 +21,8 @@ from pgcluster import Cluster, MockKlaviyo, wait_for  # noqa: E402
 cluster = None
 klaviyo = None
 JOBS = "/api/profile-bulk-import-jobs"
+LIST = "Y6nRLr"
+RELATIONSHIPS = f"/api/lists/{LIST}/relationships/profiles"
 
 
 def setUpModule():
@@ -48,7 +54,8 @@ class KlaviyoTest(unittest.TestCase):
         cluster.sql(f"select revetl.drop_sync('{self.s}', if_exists => true)")
         self.assertEqual(klaviyo.contract_violations(), [])
 
-    def setup_sync(self, rows=30, mode="MIRROR", server_options="", api_key="pk_test"):
+    def setup_sync(self, rows=30, mode="MIRROR", server_options="", api_key="pk_test",
+                   map_="email AS email, id AS external_id, plan AS plan, score AS score"):
         cluster.sql(f"""
             create table {self.t} (id int primary key, email text, plan text, score int);
             insert into {self.t} select g, 'user' || g || '@example.com', 'free', g
@@ -59,7 +66,7 @@ class KlaviyoTest(unittest.TestCase):
             create user mapping for postgres server {self.srv} options (api_key '{api_key}');
             select * from revetl.execute($$
               CREATE SYNC {self.s} FROM {self.t} TO {self.srv} KEY (id) MATCH ON email MODE {mode}
-                MAP (email AS email, id AS external_id, plan AS plan, score AS score)
+                MAP ({map_})
             $$);
         """)
 
@@ -209,6 +216,157 @@ class KlaviyoTest(unittest.TestCase):
                                   f"options (type 'klaviyo', revision 'latest')", check=False)
         self.assertNotEqual(rc, 0)
         self.assertIn("revision", err)
+
+
+class KlaviyoAudienceTest(KlaviyoTest):
+    """MODE AUDIENCE '<list id>'."""
+
+    # Not the profile tests again: only the helpers are shared.
+    test_jobs_partial_failures_and_mirror_deletes = None
+    test_expired_job_is_sent_again = None
+    test_429_is_waited_out = None
+    test_killed_run_resumes_its_pending_job_without_sending_again = None
+    test_invalid_key_fails_the_run_clearly = None
+    test_refusals_at_create_sync = None
+
+    def setUp(self):
+        super().setUp()
+        klaviyo.configure(lists=[LIST])
+
+    def setup_list_sync(self, rows=5, server_options=""):
+        self.setup_sync(rows=rows, mode=f"AUDIENCE '{LIST}'", server_options=server_options,
+                        map_="email AS email, plan AS plan")
+
+    def members(self):
+        return klaviyo.members(LIST)
+
+    def model(self):
+        return sorted(r[0] for r in cluster.rows(f"select lower(email) from {self.t} where email like '%@%.%'"))
+
+    def shadow_ids(self):
+        shadow = cluster.sql(f"select shadow_table from revetl.syncs where name = '{self.s}'")
+        return {int(k): v for k, v in cluster.rows(f"select key::jsonb->>'id', dest_id from revetl.{shadow}")}
+
+    def calls(self, method, path):
+        return [r for r in klaviyo.requests() if r["method"] == method and r["path"] == path]
+
+    def test_membership_follows_the_model(self):
+        self.setup_list_sync(rows=5)
+        cluster.sql(f"update {self.t} set email = 'not-an-email' where id = 4")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["partial", "4", "1"])
+        self.assertEqual(self.members(), self.model())
+        jobs = self.posts()
+        self.assertEqual(len(jobs), 1)
+        body = jobs[0]["body"]["data"]
+        # The identifier alone, and the list as the job's relationship.
+        self.assertEqual(body["attributes"]["profiles"]["data"][0]["attributes"], {"email": "user1@example.com"})
+        self.assertEqual(body["relationships"]["lists"]["data"], [{"type": "list", "id": LIST}])
+        rejected = cluster.rows(f"select key, error_code, reason from revetl.rejected_rows where sync_name = '{self.s}'")
+        self.assertEqual(rejected, [['{"id": 4}', "invalid", "Invalid email address (/data/attributes/profiles/data/3/attributes/email)"]])
+        # Profile ids kept as dest_id (read from the job's profiles).
+        by_email = {e: p["id"] for e, p in klaviyo.profiles().items()}
+        self.assertEqual(self.shadow_ids()[2], by_email["user2@example.com"])
+        self.assertTrue(self.calls("GET", f"{JOBS}/{jobs[0]['job_id']}/profiles"))
+
+        # Another field changes: nothing to send (row 4 is refused again).
+        klaviyo.clear_requests()
+        cluster.sql(f"update {self.t} set plan = 'pro' where id <> 4")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["partial", "0", "1"])
+        self.assertEqual(self.calls("DELETE", RELATIONSHIPS), [])
+
+        # A removed row leaves by its profile id; a changed email leaves
+        # under its old profile and joins under the new one; a new row joins.
+        klaviyo.clear_requests()
+        old2 = self.shadow_ids()[2]
+        cluster.sql(f"""delete from {self.t} where id in (1, 4);
+                        update {self.t} set email = 'moved@example.com' where id = 2;
+                        insert into {self.t} values (9, 'user9@example.com', 'free', 9)""")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "3", "0"])
+        self.assertEqual(self.members(), self.model())
+        removed = sorted(r["id"] for c in self.calls("DELETE", RELATIONSHIPS) for r in c["body"]["data"])
+        self.assertEqual(removed, sorted([old2, by_email["user1@example.com"]]))
+        self.assertNotEqual(self.shadow_ids()[2], old2)
+        self.assertIn("user1@example.com", klaviyo.profiles(), "profiles are never deleted in this mode")
+
+        # dbt rebuilds the model (build, swap, drop): exactly its rows.
+        cluster.sql(f"""
+            create table {self.t}__dbt_tmp as
+              select id, email, plan, score from {self.t} where id <> 3
+              union all select 10, 'user10@example.com', 'free', 10;
+            alter table {self.t} rename to {self.t}__dbt_backup;
+            alter table {self.t}__dbt_tmp rename to {self.t};
+            drop table {self.t}__dbt_backup cascade;
+        """)
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "2", "0"])
+        self.assertEqual(self.members(), self.model())
+        self.assertEqual(len(self.model()), 4)
+
+    def test_removals_in_calls_of_1000_throttling_and_an_unknown_list(self):
+        self.setup_list_sync(rows=1005)
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "1005", "0"])
+        self.assertEqual(len(self.members()), 1005)
+        # Jobs of batch_size (1000) rows; each job's profiles in pages of 100.
+        self.assertEqual(sorted(len(self.calls("GET", f"{JOBS}/{p['job_id']}/profiles")) for p in self.posts()),
+                         [1, 10])
+        klaviyo.clear_requests()
+        klaviyo.configure(faults=[{"status": 429, "path": "/api/lists/", "headers": {"Retry-After": "1"},
+                                   "body": {"errors": [{"id": "x", "code": "throttled", "title": "Throttled",
+                                                        "detail": "Request was throttled."}]}}])
+        cluster.sql(f"delete from {self.t} where id <= 1002")
+        # More removals than max_removals lets through unasked.
+        cluster.sql(f"select revetl.run_sync('{self.s}', wait => true, allow_removals => true)")
+        self.assertEqual(self.last()[:3], ["succeeded", "1002", "0"])
+        calls = self.calls("DELETE", RELATIONSHIPS)
+        self.assertEqual([r["status"] for r in calls][:1], [429])
+        self.assertEqual(sorted(len(r["body"]["data"]) for r in calls if r["status"] == 204), [2, 1000])
+        self.assertEqual(self.members(), self.model())
+        # A list Klaviyo does not have: the rows are refused, with its words.
+        cluster.sql(f"select * from revetl.execute($$ALTER SYNC {self.s} SET MODE AUDIENCE 'Gone1'$$)")
+        cluster.sql(f"delete from {self.t} where id = 1003")
+        self.sync_now()
+        self.assertEqual(self.last()[1], "0")
+        reasons = cluster.rows(f"select distinct error_code from revetl.rejected_rows where sync_name = '{self.s}'")
+        self.assertEqual(reasons, [["invalid"]])
+
+    def test_killed_run_resumes_its_list_job(self):
+        # The job with the list outlives the killed run: the retry polls it
+        # (not a second import) and reads its profiles' ids.
+        self.setup_list_sync(rows=30)
+        klaviyo.configure(polls_to_complete=100000)
+        killed = int(cluster.sql(f"select revetl.run_sync('{self.s}')"))
+        job = wait_for(lambda: cluster.sql(f"select j.job_id from revetl.delivery_jobs j join revetl.syncs s "
+                                           f"on s.id = j.sync_id where s.name = '{self.s}' and j.state = 'pending'"),
+                       timeout=60, what="a pending job")
+        wait_for(lambda: len(self.calls("GET", f"{JOBS}/{job}")) >= 2, timeout=30, what="the job to be polled")
+        restarts = cluster.log_text().count("reinitializing")
+        pids = cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split()
+        self.assertTrue(pids)
+        for pid in pids:
+            os.kill(int(pid), signal.SIGKILL)
+        wait_for(lambda: cluster.log_text().count("reinitializing") > restarts, timeout=60,
+                 what="the server to restart after the killed run")
+        wait_for(lambda: cluster.psql("select 1", check=False)[2] == 0, timeout=60, what="server after the kill")
+        klaviyo.configure(polls_to_complete=3)
+        cluster.wait_for_worker()
+
+        def retried():
+            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
+                                f"and id > {killed} order by id")
+            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
+        _, status = wait_for(retried, timeout=120, what="the retry of the killed run")
+        self.assertEqual(status, "succeeded")
+        self.assertEqual(len(self.posts()), 1, "the job was resumed, not sent again")
+        self.assertEqual(self.members(), self.model())
+        self.assertEqual(len(self.members()), 30)
+        ids = self.shadow_ids()
+        self.assertTrue(all(ids[i] for i in range(1, 31)), ids)
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "0", "0"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Stateful mock of Marketo Engage's REST API (Identity token endpoint, Sync Leads, Delete Leads),
-for revetl tests.
+"""Stateful mock of Marketo Engage's REST API (Identity token endpoint, Sync Leads, Delete Leads,
+static list membership), for revetl tests.
 
 Usage:
     python3 test/connectors/marketo/mock.py [--port N] [--port-file PATH] [--openapi PATH]
@@ -38,8 +38,18 @@ Marketo behaviours emulated
     makes an email without "@" skipped with 1003 "Invalid email" (choice of trigger).
   * POST /rest/v1/leads/delete.json {"input": [{"id"}]} (ref): <= 300; results {id, status:
     deleted} or {id, status: skipped, reasons: [{code: "1004", message: "Lead not found"}]}.
-  * Contract (--openapi): each request body is checked against Marketo's Swagger contract
-    (test/lib/openapi.py); violations are kept in the journal entry ("contract_errors") and the
+  * Static lists (ref paths and statuses): config "lists" names the static lists that exist
+    (ids). POST /rest/v1/lists/{listId}/leads.json adds, DELETE on the same path removes,
+    the lead ids given as repeated "id" query parameters and/or the ListOperationRequest body
+    {"input": [{"id"}]} (when both are given they must name the same ids, else 1003: choice).
+    At most 300 ids (more -> 1003 "Batch size exceeds 300", choice of code). A list not in
+    "lists" -> request-level 1013 "Static list not found" (choice: the reference lists 1013 as
+    object not found). Results {id, status: added|removed} or {id, status: skipped, reasons:
+    [{code, message}]}: 1004 "Lead not found" (no such lead), 1015 "Lead not in list" (a
+    removal of a non-member) (ref codes). Adding a member again answers added (choice).
+    Deleting a lead takes it out of every list. GET /_mock/lists gives each list's member ids.
+  * Contract (--openapi): each request body (and query) is checked against Marketo's Swagger
+    contract (test/lib/openapi.py); violations are kept in the journal entry ("contract_errors") and the
     call is refused with 609 (choice).
   * Faults: config "faults": [{"code", "message"?, "path"?} | {"status", "body"?, "path"?} |
     {"reset": true, "path"?}] queue; the next REST call (whose path starts with "path", when
@@ -47,7 +57,8 @@ Marketo behaviours emulated
     dropped connection.
   * Journal: every request {"seq", "method", "path", "query", "headers", "body", "status",
     "code"? (the request-level error code), "contract_errors"?, "fault"?}.
-  * Control API: GET /_mock/health, GET|DELETE /_mock/requests, GET /_mock/leads, GET|POST
+  * Control API: GET /_mock/health, GET|DELETE /_mock/requests, GET /_mock/leads, GET /_mock/lists,
+    GET|POST
     /_mock/config, POST /_mock/expire_tokens, POST /_mock/reset, GET /_mock/stats. Unknown
     config keys -> 400.
 """
@@ -62,6 +73,7 @@ import struct
 import sys
 import threading
 import time
+import re
 import uuid
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,8 +96,10 @@ DEFAULT_CONFIG = {
     "delay_ms": 0,
     "unknown_fields": [],
     "invalid_emails": True,
+    "lists": [],
     "faults": [],
 }
+LIST_PATH = re.compile(r"^/rest/v1/lists/([0-9]+)/leads\.json$")
 
 
 class State:
@@ -96,6 +110,7 @@ class State:
     def reset(self):
         self.config = json.loads(json.dumps(DEFAULT_CONFIG))
         self.leads = {}  # id -> lead
+        self.members = {}  # static list id -> set of lead ids
         self.next_id = FIRST_ID
         self.tokens = {}  # token -> expiry (monotonic)
         self.current = None
@@ -106,7 +121,7 @@ class State:
         self.in_flight = 0
         self.stats = {"requests": 0, "tokens_issued": 0, "token_expired": 0, "token_invalid": 0,
                       "rate_limited": 0, "quota_refused": 0, "concurrency_refused": 0, "created": 0,
-                      "updated": 0, "deleted": 0, "skipped": 0, "contract_violations": 0, "max_in_flight": 0}
+                      "updated": 0, "deleted": 0, "skipped": 0, "added": 0, "removed": 0, "contract_violations": 0, "max_in_flight": 0}
 
     def token(self):
         now = time.monotonic()
@@ -193,11 +208,35 @@ class State:
         for rec in body["input"]:
             lid = rec.get("id") if isinstance(rec, dict) else None
             if isinstance(lid, int) and self.leads.pop(lid, None) is not None:
+                for members in self.members.values():
+                    members.discard(lid)
                 self.stats["deleted"] += 1
                 results.append({"id": lid, "status": "deleted"})
             else:
                 results.append({"id": lid, "status": "skipped",
                                 "reasons": [{"code": "1004", "message": "Lead not found"}]})
+        return results
+
+    def membership(self, list_id, ids, add):
+        members = self.members.setdefault(list_id, set())
+        results = []
+        for lid in ids:
+            if lid not in self.leads:
+                self.stats["skipped"] += 1
+                results.append({"id": lid, "status": "skipped",
+                                "reasons": [{"code": "1004", "message": "Lead not found"}]})
+            elif add:
+                members.add(lid)
+                self.stats["added"] += 1
+                results.append({"id": lid, "status": "added"})
+            elif lid in members:
+                members.discard(lid)
+                self.stats["removed"] += 1
+                results.append({"id": lid, "status": "removed"})
+            else:
+                self.stats["skipped"] += 1
+                results.append({"id": lid, "status": "skipped",
+                                "reasons": [{"code": "1015", "message": "Lead not in list"}]})
         return results
 
 
@@ -348,14 +387,19 @@ class Handler(BaseHTTPRequestHandler):
         state.calls.append(now)
         state.daily += 1
 
-        if self.command != "POST":
+        list_match = LIST_PATH.match(url.path)
+        if self.command != "POST" and not (list_match and self.command == "DELETE"):
             return error("610", "Requested resource not found")
         if not (self.headers.get("Content-Type") or "").startswith("application/json"):
             return error("612", "Invalid Content Type")
-        if not isinstance(body, dict):
+        if not isinstance(body, dict) and not (list_match and body is None and not raw):
             return error("609", "Invalid JSON")
         if self.server.contract is not None:
-            errors = self.server.contract.validate_request(self.command, url.path, body)
+            errors = []
+            if body is not None or self.command == "DELETE":
+                errors += self.server.contract.validate_request(self.command, url.path, body)
+            if list_match:
+                errors += self.server.contract.validate_query(self.command, url.path, url.query)
             if errors:
                 entry["contract_errors"] = errors
                 state.stats["contract_violations"] += 1
@@ -375,6 +419,25 @@ class Handler(BaseHTTPRequestHandler):
             return ok(state.sync(body))
         if url.path == "/rest/v1/leads/delete.json":
             return ok(state.delete(body))
+        if list_match:
+            list_id = int(list_match.group(1))
+            if list_id not in state.config["lists"]:
+                return error("1013", "Static list not found")
+            try:
+                from_query = [int(v) for part in parse_qs(url.query).get("id", []) for v in part.split(",")]
+                from_body = [rec["id"] for rec in (body or {}).get("input", [])]
+                if not all(isinstance(i, int) for i in from_body):
+                    raise ValueError
+            except (ValueError, TypeError, KeyError):
+                return error("1003", "Invalid lead id")
+            if from_query and from_body and from_query != from_body:
+                return error("1003", "The ids of the query and of the body differ")
+            ids = from_query or from_body
+            if not ids:
+                return error("701", "'id' cannot be blank")
+            if len(ids) > MAX_LEADS:
+                return error("1003", f"Batch size exceeds {MAX_LEADS}")
+            return ok(state.membership(list_id, ids, self.command == "POST"))
         return error("610", "Requested resource not found")
 
     def control(self, url, raw):
@@ -394,6 +457,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, {})
             if p == "/_mock/leads":
                 return self.send(200, {"leads": list(state.leads.values())})
+            if p == "/_mock/lists":
+                return self.send(200, {"lists": {str(k): sorted(v) for k, v in state.members.items()}})
             if p == "/_mock/stats":
                 return self.send(200, dict(state.stats, daily=state.daily))
             if p == "/_mock/config" and c == "GET":

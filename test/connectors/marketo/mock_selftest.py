@@ -2,7 +2,8 @@
 """Self-test for test/connectors/marketo/mock.py: the Identity endpoint (same
 token until expiry, 401 for bad credentials), 601/602 in HTTP 200 answers,
 Sync Leads in every action with per-record statuses and reasons in input
-order, lookups by id, Delete Leads, the 20-s window (606), the daily quota
+order, lookups by id, Delete Leads, static list membership (add, remove,
+1004/1015, unknown list, ids by query and body), the 20-s window (606), the daily quota
 (607), the concurrency limit (615), content type (612), faults, the journal
 and the Swagger check.
 
@@ -49,13 +50,13 @@ class MockMarketoTest(unittest.TestCase):
                                 {"Content-Type": "application/x-www-form-urlencoded"})
         return status, body
 
-    def call(self, path, body, token=None, content_type="application/json"):
+    def call(self, path, body, token=None, content_type="application/json", method="POST"):
         if token is None:
             token = self.token()[1]["access_token"]
         headers = {"Content-Type": content_type}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return self.raw("POST", path, json.dumps(body).encode(), headers)
+        return self.raw(method, path, None if body is None else json.dumps(body).encode(), headers)
 
     def sync(self, records, action=None, lookup=None, token=None):
         body = {"input": records}
@@ -118,6 +119,40 @@ class MockMarketoTest(unittest.TestCase):
                                             {"id": 99999, "status": "skipped",
                                              "reasons": [{"code": "1004", "message": "Lead not found"}]}])
         self.assertEqual([x["id"] for x in self.mock.leads()], [ids[1]])
+
+    def test_static_list_membership(self):
+        token = self.token()[1]["access_token"]
+        self.mock.configure(lists=[77])
+        a, b = [x["id"] for x in self.sync([{"email": "a@x.com"}, {"email": "b@x.com"}], token=token)["result"]]
+        path = "/rest/v1/lists/77/leads.json"
+        # Ids in the query and the same ids in the body (the contract's DELETE needs both).
+        status, answer = self.call(f"{path}?id={a}&id=99999", {"input": [{"id": a}, {"id": 99999}]}, token)
+        self.assertEqual(status, 200)
+        self.assertEqual(answer["result"], [{"id": a, "status": "added"},
+                                            {"id": 99999, "status": "skipped",
+                                             "reasons": [{"code": "1004", "message": "Lead not found"}]}])
+        # Body alone (POST's query is optional); adding a member again is added.
+        self.assertEqual(self.call(path, {"input": [{"id": a}, {"id": b}]}, token)[1]["result"],
+                         [{"id": a, "status": "added"}, {"id": b, "status": "added"}])
+        self.assertEqual(self.mock.members(77), sorted([a, b]))
+        removed = self.call(f"{path}?id={a}", {"input": [{"id": a}]}, token, method="DELETE")[1]
+        self.assertEqual(removed["result"], [{"id": a, "status": "removed"}])
+        again = self.call(f"{path}?id={a}", {"input": [{"id": a}]}, token, method="DELETE")[1]
+        self.assertEqual(again["result"][0]["reasons"][0]["code"], "1015")
+        self.assertEqual(self.mock.members(77), [b])
+        # Query and body that disagree, an unknown list, more than 300 ids.
+        self.assertEqual(self.call(f"{path}?id={a}", {"input": [{"id": b}]}, token)[1]["errors"][0]["code"], "1003")
+        self.assertEqual(self.call(f"/rest/v1/lists/78/leads.json?id={a}", {"input": [{"id": a}]}, token)[1]
+                         ["errors"][0]["code"], "1013")
+        self.assertEqual(self.call(path, {"input": [{"id": i} for i in range(1, 302)]}, token)[1]
+                         ["errors"][0]["code"], "1003")
+        # The contract: a DELETE without its id query parameter is refused (609).
+        self.assertEqual(self.call(path, {"input": [{"id": b}]}, token, method="DELETE")[1]["errors"][0]["code"],
+                         "609")
+        self.assertEqual(len(self.mock.contract_violations()), 1)
+        # Deleting a lead takes it out of its lists.
+        self.call("/rest/v1/leads/delete.json", {"input": [{"id": b}]}, token)
+        self.assertEqual(self.mock.members(77), [])
 
     def test_limits_rate_window_daily_quota_and_concurrency(self):
         token = self.token()[1]["access_token"]

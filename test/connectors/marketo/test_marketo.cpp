@@ -267,3 +267,158 @@ TEST(Marketo, SpecMunchkinIdModesAndLookupFields) {
     lists.object = "lists";
     EXPECT_THROW(CheckSyncTarget(server, lists, "s", "mk"), Error);
 }
+
+// MODE AUDIENCE '<static list id>': added rows are looked up (or created) by
+// the lookup field alone, then their lead ids join the list; removed rows
+// leave by the kept lead id; a changed lookup value leaves, then joins.
+namespace {
+
+SyncTarget ListTarget(const std::string &list = "1234") {
+    SyncTarget t = Target("audience");
+    t.audience = list;
+    return t;
+}
+
+std::vector<std::string> BodyIds(const std::string &body) {
+    rapidjson::Document d;
+    d.Parse(body.c_str());
+    std::vector<std::string> ids;
+    for (const auto &e : d["input"].GetArray())
+        ids.push_back(std::to_string(e["id"].GetInt64()));
+    return ids;
+}
+
+} // namespace
+
+TEST(MarketoAudience, AddsFindLeadsByLookupFieldThenAddTheirIds) {
+    MarketoConnector m(Settings(), ListTarget());
+    std::vector<Change> changes;
+    for (int i = 1; i <= 301; i++)
+        changes.push_back(Lead(i, "u" + std::to_string(i) + "@x.com"));
+    changes.push_back(Lead(302, "U1@X.com")); // the same lookup value: another call
+    std::vector<std::pair<size_t, RowOutcome>> immediate;
+    auto reqs = m.Prepare(BatchContext{}, changes, All(changes), immediate);
+    EXPECT_TRUE(immediate.empty());
+    ASSERT_EQ(reqs.size(), 2u);
+    EXPECT_EQ(reqs[0].rows.size(), 300u);
+    EXPECT_EQ(reqs[1].rows.size(), 2u);
+    EXPECT_EQ(reqs[0].flow.step, MarketoConnector::kLeadLookup);
+    EXPECT_EQ(reqs[0].http.method, "POST");
+    EXPECT_TRUE(Contains(reqs[0].http.url, "/rest/v1/leads.json"));
+    rapidjson::Document d;
+    d.Parse(reqs[0].http.body.c_str());
+    EXPECT_STREQ(d["action"].GetString(), "createOrUpdate");
+    EXPECT_STREQ(d["lookupField"].GetString(), "email");
+    // Membership only: the lookup field alone, not the other mapped fields.
+    ASSERT_EQ(d["input"][0].MemberCount(), 1u);
+    EXPECT_STREQ(d["input"][0]["email"].GetString(), "u1@x.com");
+
+    // Found, created and skipped leads: the first two go on to the list.
+    std::vector<Change> three = {Lead(1, "a@x.com"), Lead(2, "bad"), Lead(3, "c@x.com")};
+    auto lookup = m.Prepare(BatchContext{}, three, All(three), immediate)[0];
+    Verdict v = m.Interpret(lookup, three,
+                            Answer("{\"success\":true,\"result\":[{\"id\":50,\"status\":\"updated\"},"
+                                   "{\"status\":\"skipped\",\"reasons\":[{\"code\":\"1003\",\"message\":"
+                                   "\"Invalid email\"}]},{\"id\":51,\"status\":\"created\"}]}"));
+    ASSERT_EQ(v.kind, Verdict::Kind::Continue);
+    ASSERT_EQ(v.rows.size(), 3u);
+    EXPECT_FALSE(v.rows[1].accepted);
+    EXPECT_EQ(v.rows[1].error_code, "1003");
+    EXPECT_EQ(v.rows[1].reason, "Invalid email");
+    ASSERT_TRUE(v.next.has_value());
+    const PreparedRequest add = *v.next;
+    EXPECT_EQ(add.flow.step, MarketoConnector::kListAdd);
+    EXPECT_EQ(add.http.method, "POST");
+    EXPECT_EQ(add.rows, (std::vector<size_t>{0, 2}));
+    EXPECT_TRUE(Contains(add.http.url, "/rest/v1/lists/1234/leads.json?id=50&id=51"));
+    EXPECT_EQ(BodyIds(add.http.body), (std::vector<std::string>{"50", "51"}));
+    EXPECT_EQ(HeaderOf(add.http, "Authorization"), "Bearer access-1");
+
+    // The list's answer names leads by id: added rows keep their lead id.
+    Verdict added = m.Interpret(add, three,
+                                Answer("{\"success\":true,\"result\":[{\"id\":51,\"status\":\"skipped\","
+                                       "\"reasons\":[{\"code\":\"1004\",\"message\":\"Lead not found\"}]},"
+                                       "{\"id\":50,\"status\":\"added\"}]}"));
+    EXPECT_EQ(added.kind, Verdict::Kind::Done);
+    ASSERT_EQ(added.rows.size(), 2u);
+    EXPECT_TRUE(added.rows[0].accepted);
+    EXPECT_EQ(added.rows[0].dest_id, "50");
+    EXPECT_FALSE(added.rows[1].accepted);
+    EXPECT_EQ(added.rows[1].error_code, "1004");
+    EXPECT_EQ(added.rows[1].reason, "Lead not found");
+}
+
+TEST(MarketoAudience, RemovalsByKeptIdAndChangedLookupValues) {
+    MarketoConnector m(Settings(), ListTarget());
+    std::vector<Change> changes = {
+        Lead(1, "a@x.com", Change::Op::Remove, "70"), Lead(2, "b@x.com", Change::Op::Remove, ""),
+        Lead(3, "new@x.com", Change::Op::Change, "72"), Lead(4, "d@x.com", Change::Op::Remove, "7x")};
+    std::vector<std::pair<size_t, RowOutcome>> immediate;
+    auto reqs = m.Prepare(BatchContext{}, changes, All(changes), immediate);
+    // No lead id was ever learned for row 2: unresolvable, once.
+    ASSERT_EQ(immediate.size(), 2u);
+    EXPECT_EQ(immediate[0].first, 1u);
+    EXPECT_EQ(immediate[0].second.error_code, "NO_RECORD_ID");
+    EXPECT_TRUE(immediate[0].second.unresolvable_removal);
+    EXPECT_EQ(immediate[1].first, 3u);
+    ASSERT_EQ(reqs.size(), 2u);
+    EXPECT_EQ(reqs[0].flow.step, MarketoConnector::kListRemove);
+    EXPECT_EQ(reqs[0].http.method, "DELETE");
+    EXPECT_TRUE(Contains(reqs[0].http.url, "/rest/v1/lists/1234/leads.json?id=70"));
+    EXPECT_EQ(BodyIds(reqs[0].http.body), (std::vector<std::string>{"70"}));
+    // Not in the list (1015) or no such lead (1004): already out.
+    for (const char *code : {"1015", "1004"}) {
+        Verdict v = m.Interpret(reqs[0], changes,
+                                Answer(std::string("{\"success\":true,\"result\":[{\"id\":70,\"status\":"
+                                                   "\"skipped\",\"reasons\":[{\"code\":\"") +
+                                       code + "\",\"message\":\"m\"}]}]}"));
+        ASSERT_EQ(v.rows.size(), 1u);
+        EXPECT_TRUE(v.rows[0].accepted) << code;
+        EXPECT_EQ(v.rows[0].dest_id, "");
+    }
+    // The changed lookup value: the old lead leaves, then the new one is
+    // found and added.
+    const PreparedRequest swap = reqs[1];
+    EXPECT_EQ(swap.flow.step, MarketoConnector::kListSwap);
+    EXPECT_EQ(swap.http.method, "DELETE");
+    EXPECT_EQ(BodyIds(swap.http.body), (std::vector<std::string>{"72"}));
+    Verdict left = m.Interpret(swap, changes,
+                               Answer("{\"success\":true,\"result\":[{\"id\":72,\"status\":\"removed\"}]}"));
+    ASSERT_EQ(left.kind, Verdict::Kind::Continue);
+    ASSERT_TRUE(left.next.has_value());
+    EXPECT_EQ(left.next->flow.step, MarketoConnector::kLeadLookup);
+    EXPECT_EQ(left.next->rows, (std::vector<size_t>{2}));
+    EXPECT_TRUE(Contains(left.next->http.body, "new@x.com"));
+}
+
+TEST(MarketoAudience, LimitsAndTokenErrorsApplyToListCalls) {
+    DestinationSettings s = Settings();
+    s.rate_limit.period_ms = 20000;
+    MarketoConnector m(s, ListTarget());
+    std::vector<Change> changes = {Lead(1, "a@x.com", Change::Op::Remove, "70")};
+    std::vector<std::pair<size_t, RowOutcome>> immediate;
+    auto req = m.Prepare(BatchContext{}, changes, All(changes), immediate)[0];
+    EXPECT_EQ(m.Interpret(req, changes, Answer(ErrorBody("602"))).kind, Verdict::Kind::AuthExpired);
+    EXPECT_EQ(m.Interpret(req, changes, Answer(ErrorBody("606"))).kind, Verdict::Kind::Throttled);
+    EXPECT_EQ(m.Interpret(req, changes, Answer(ErrorBody("607"))).kind, Verdict::Kind::Fatal);
+    // A list Marketo does not have refuses the call's rows with its code.
+    Verdict missing = m.Interpret(req, changes, Answer(ErrorBody("1013")));
+    ASSERT_EQ(missing.rows.size(), 1u);
+    EXPECT_EQ(missing.rows[0].error_code, "1013");
+}
+
+TEST(MarketoAudience, SpecChecksTheListIdAndLookupField) {
+    OptionList server = {{"type", "marketo"}, {"munchkin_id", "123-ABC-456"}};
+    SyncTarget ok = ListTarget("1234");
+    ok.match_on = "";
+    EXPECT_NO_THROW(CheckSyncTarget(server, ok, "s", "mk"));
+    EXPECT_EQ(ok.match_on, "email");
+    for (const char *bad : {"vip", "0", "12a", ""}) {
+        SyncTarget t = ListTarget(bad);
+        EXPECT_THROW(CheckSyncTarget(server, t, "s", "mk"), Error) << bad;
+    }
+    SyncTarget by_id = ListTarget();
+    by_id.match_on = "id";
+    EXPECT_THROW(CheckSyncTarget(server, by_id, "s", "mk"), Error);
+    EXPECT_TRUE(Contains(DestinationTypesJson(), "\"audience\":\"Marketo static list id\""));
+}

@@ -4,20 +4,28 @@ calls of at most 300 with the per-lead reasons in revetl.rejected_rows,
 MIRROR deletes by the kept lead ids, a changed email written onto the same
 lead by its id, MODE UPDATE and INSERT, the throttling codes (606, 615)
 waited out, an expired token (602 in an HTTP 200) minted again once and the
-call replayed, and the daily quota (607) failing the run clearly. Every
-request body is checked against Marketo's Swagger contract."""
+call replayed, and the daily quota (607) failing the run clearly; and
+MODE AUDIENCE (static list membership): leads found or created by the lookup
+field and added by id, removals by the kept lead id, a changed email (old
+lead out, new lead in), per-lead refusals in revetl.rejected_rows, 606 and
+602 on list calls, a run killed mid-flight converging, and exact membership
+after a model rebuilt by dbt. Every request (body and list query) is
+checked against Marketo's Swagger contract."""
 
 import os
+import signal
 import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-from pgcluster import Cluster, MockMarketo  # noqa: E402
+from pgcluster import Cluster, MockMarketo, PsqlError, wait_for  # noqa: E402
 
 cluster = None
 mk = None
 SYNC = "/rest/v1/leads.json"
 DELETE = "/rest/v1/leads/delete.json"
+LIST = 1234
+LIST_PATH = f"/rest/v1/lists/{LIST}/leads.json"
 
 
 def setUpModule():
@@ -35,15 +43,16 @@ def tearDownModule():
         cluster.destroy()
 
 
-class MarketoTest(unittest.TestCase):
+class MarketoCase(unittest.TestCase):
+    """A fresh mock, and names of its own, for each test; the helpers."""
     n = 0
 
     def setUp(self):
         mk.reset()
-        MarketoTest.n += 1
-        self.t = f"people_{MarketoTest.n}"
-        self.srv = f"mk_{MarketoTest.n}"
-        self.s = f"to_mk_{MarketoTest.n}"
+        MarketoCase.n += 1
+        self.t = f"people_{MarketoCase.n}"
+        self.srv = f"mk_{MarketoCase.n}"
+        self.s = f"to_mk_{MarketoCase.n}"
 
     def tearDown(self):
         cluster.sql(f"select revetl.drop_sync('{self.s}', if_exists => true)")
@@ -91,6 +100,9 @@ class MarketoTest(unittest.TestCase):
         shadow = cluster.sql(f"select shadow_table from revetl.syncs where name = '{self.s}'")
         return {int(k): v for k, v in cluster.rows(f"select key::jsonb->>'id', dest_id from revetl.{shadow}")}
 
+
+
+class MarketoTest(MarketoCase):
     def test_create_sync_refuses_what_cannot_work(self):
         cluster.sql(f"""create table {self.t} (id int primary key, email text);
             create server {self.srv} foreign data wrapper revetl options (type 'marketo', munchkin_id '123-ABC-456')""")
@@ -211,6 +223,179 @@ class MarketoTest(unittest.TestCase):
         self.assertIn("607", error)
         self.assertIn("daily API quota", error)
         self.assertNotIn(MockMarketo.CLIENT_SECRET, error)
+
+
+class MarketoAudienceTest(MarketoCase):
+    """MODE AUDIENCE '<static list id>'."""
+
+    def setUp(self):
+        super().setUp()
+        mk.configure(lists=[LIST])
+
+    def setup_list_sync(self, rows=5, server_options=""):
+        self.setup_sync(rows=rows, mode=f"AUDIENCE '{LIST}'", server_options=server_options)
+
+    def members(self):
+        """The list's members as the model's ids (through each lead's email)."""
+        emails = {lead["id"]: lead.get("email") for lead in mk.leads()}
+        return sorted(emails[i] for i in mk.members(LIST))
+
+    def model(self):
+        return sorted(r[0] for r in cluster.rows(f"select lower(email) from {self.t} where email like '%@%'"))
+
+    def list_calls(self, method):
+        return [r for r in self.calls(LIST_PATH) if r["method"] == method]
+
+    def test_membership_follows_the_model(self):
+        self.setup_list_sync(rows=5)
+        cluster.sql(f"update {self.t} set email = 'not-an-email' where id = 4")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["partial", "4", "1"])
+        self.assertEqual(self.members(), self.model())
+        # Leads by the lookup field alone (createOrUpdate), then ids to the list.
+        lookups = self.calls(SYNC)
+        self.assertEqual(len(lookups), 1)
+        self.assertEqual((lookups[0]["body"]["action"], lookups[0]["body"]["lookupField"]), ("createOrUpdate", "email"))
+        self.assertEqual(lookups[0]["body"]["input"][0], {"email": "user1@example.com"})
+        adds = self.list_calls("POST")
+        self.assertEqual(len(adds), 1)
+        self.assertEqual(sorted(r["id"] for r in adds[0]["body"]["input"]),
+                         sorted(int(i) for i in adds[0]["query"].replace("id=", "").split("&")))
+        # The refused row, with Marketo's reason; lead ids kept as dest_id.
+        self.assertEqual(self.rejected(), [['{"id": 4}', "200", "1003", "Invalid email"]])
+        by_email = {lead["email"]: str(lead["id"]) for lead in mk.leads()}
+        self.assertEqual(self.shadow_ids()[2], by_email["user2@example.com"])
+
+        # Another field changes: nothing to send (row 4 is refused again).
+        mk.clear_requests()
+        cluster.sql(f"update {self.t} set last = 'Other'")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["partial", "0", "1"])
+        self.assertEqual(self.list_calls("POST") + self.list_calls("DELETE"), [])
+
+        # A removed row leaves by its kept id, no lookup; a changed email
+        # leaves under its old lead and joins under the new one; leads stay.
+        mk.clear_requests()
+        old2 = int(self.shadow_ids()[2])
+        cluster.sql(f"""delete from {self.t} where id in (1, 4);
+                        update {self.t} set email = 'moved@example.com' where id = 2;
+                        insert into {self.t} values (9, 'user9@example.com', 'L9')""")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "3", "0"])
+        self.assertEqual(self.members(), self.model())
+        removed = sorted(r["id"] for c in self.list_calls("DELETE") for r in c["body"]["input"])
+        self.assertEqual(removed, sorted([old2, int(by_email["user1@example.com"])]))
+        self.assertEqual(sorted(r["email"] for c in self.calls(SYNC) for r in c["body"]["input"]),
+                         ["moved@example.com", "user9@example.com"])
+        self.assertEqual(self.calls(DELETE), [], "leads are never deleted in this mode")
+        self.assertNotEqual(int(self.shadow_ids()[2]), old2)
+
+        # dbt rebuilds the model (build, swap, drop): exactly its rows.
+        cluster.sql(f"""
+            create table {self.t}__dbt_tmp as
+              select id, email, last from {self.t} where id <> 3
+              union all select 10, 'user10@example.com', 'L10';
+            alter table {self.t} rename to {self.t}__dbt_backup;
+            alter table {self.t}__dbt_tmp rename to {self.t};
+            drop table {self.t}__dbt_backup cascade;
+        """)
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "2", "0"])
+        self.assertEqual(self.members(), self.model())
+        self.assertEqual(len(self.model()), 4)
+
+    def test_removal_of_a_lead_gone_and_an_unknown_list(self):
+        self.setup_list_sync(rows=3)
+        self.sync_now()
+        # The lead of row 1 is deleted in Marketo; its row leaves the model:
+        # Marketo's 1004 means it is out of the list already.
+        cluster.sql(f"delete from {self.t} where id = 1")
+        lead1 = int(self.shadow_ids()[1])
+        self.delete_lead(lead1)
+        mk.clear_requests()
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "1", "0"])
+        self.assertEqual(self.members(), self.model())
+        # A list Marketo does not have: every row refused with its code.
+        cluster.sql(f"select * from revetl.execute($$ALTER SYNC {self.s} SET MODE AUDIENCE '999'$$)")
+        cluster.sql(f"insert into {self.t} values (7, 'user7@example.com', 'L7')")
+        self.sync_now()
+        self.assertEqual(self.last()[1], "0")
+        self.assertEqual({tuple(r[2:]) for r in self.rejected()}, {("1013", "Static list not found")})
+        self.assertIn('{"id": 7}', [r[0] for r in self.rejected()])
+
+    def delete_lead(self, lead_id):
+        """Deletes a lead as a Marketo user would (through the API, with a token of our own)."""
+        import json
+        import urllib.request
+        from urllib.parse import urlencode
+        creds = urlencode({"grant_type": "client_credentials", "client_id": MockMarketo.CLIENT_ID,
+                           "client_secret": MockMarketo.CLIENT_SECRET})
+        with urllib.request.urlopen(urllib.request.Request(f"{mk.token_url}?{creds}"), timeout=10) as r:
+            token = json.loads(r.read())["access_token"]
+        req = urllib.request.Request(mk.url + DELETE, data=json.dumps({"input": [{"id": lead_id}]}).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {token}"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertEqual(json.loads(r.read())["result"][0]["status"], "deleted")
+
+    def test_throttling_and_token_expiry_on_list_calls(self):
+        self.setup_list_sync(rows=4)
+        mk.configure(faults=[{"code": "606", "message": "Max rate limit '100' exceeded with in '20' secs",
+                              "path": LIST_PATH}])
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "4", "0"])
+        self.assertEqual([r.get("code") for r in self.list_calls("POST")], ["606", None])
+        self.assertEqual(self.members(), self.model())
+        issued = mk.stats()["tokens_issued"]
+        mk.expire_tokens()
+        mk.clear_requests()
+        cluster.sql(f"delete from {self.t} where id = 4")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "1", "0"])
+        self.assertEqual(mk.stats()["tokens_issued"], issued + 1)
+        self.assertEqual([r.get("code") for r in self.list_calls("DELETE")], ["602", None])
+        self.assertEqual(self.members(), self.model())
+        # The daily quota stops the run on a list call too.
+        mk.configure(daily_quota=0)
+        cluster.sql(f"delete from {self.t} where id = 3")
+        self.sync_now()
+        self.assertEqual(self.last()[0], "failed")
+        self.assertIn("607", self.last()[3])
+
+    def test_run_killed_mid_flight_converges_to_exact_membership(self):
+        # Every call is held 20 s at Marketo; the run's process is killed
+        # while the first one waits. The held call still applies (as a
+        # destination does after the client left); the scheduler retries the
+        # run and later runs send what was lost: the list ends as the model.
+        mk.configure(delay_ms=20000)
+        self.setup_list_sync(rows=30, server_options=", batch_size '10', max_in_flight '1', settle_time '1s', "
+                                                     "timeout '60s'")
+        killed = int(cluster.sql(f"select revetl.run_sync('{self.s}')"))
+        wait_for(lambda: mk.stats()["max_in_flight"] >= 1, timeout=60, what="a call in flight")
+        pids = cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split()
+        self.assertTrue(pids, "the run's process")
+        for pid in pids:
+            os.kill(int(pid), signal.SIGKILL)
+        mk.configure(delay_ms=0)
+
+        def server_up():
+            try:
+                return cluster.sql("select 1") == "1"
+            except PsqlError:
+                return False
+        wait_for(server_up, timeout=60, what="the server after the kill")
+
+        def retried():
+            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
+                                f"and id > {killed} order by id")
+            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
+        wait_for(retried, timeout=120, what="the retry of the killed run")
+        wait_for(lambda: self.sync_now() and self.members() == self.model(), timeout=120, what="all 30 members")
+        self.assertEqual(len(self.members()), 30)
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "0", "0"])
+        self.assertEqual(len(mk.leads()), 30, "one lead per email, however often it was looked up")
 
 
 if __name__ == "__main__":

@@ -138,6 +138,13 @@ void CheckTarget(const SyncTarget &target, const std::string &sync_name) {
         throw Error(sqlstate::kFeatureNotSupported, who + " cannot match Klaviyo profiles on \"" + m + "\"",
                     "Klaviyo's bulk import matches profiles on email, phone_number or external_id.",
                     "Use MATCH ON email (the default), phone_number or external_id.");
+    if (target.mode == "audience" && (target.audience.empty() || target.audience.size() > 64 ||
+                                      !std::all_of(target.audience.begin(), target.audience.end(),
+                                                   [](unsigned char c) { return std::isalnum(c); })))
+        throw Error(sqlstate::kInvalidParameterValue,
+                    who + " names audience \"" + target.audience + "\", which is not a valid Klaviyo list id",
+                    "A Klaviyo list id is letters and digits, such as Y6nRLr.",
+                    "Copy the list id from the list's settings in Klaviyo (or its URL).");
     if (target.mode == "mirror" && m == "external_id")
         throw Error(
             sqlstate::kFeatureNotSupported, who + " cannot mirror Klaviyo profiles matched on external_id",
@@ -284,10 +291,167 @@ std::string KlaviyoConnector::Profile(const std::string &payload) const {
     return std::string(buf.GetString(), buf.GetSize());
 }
 
+std::string KlaviyoConnector::MatchKey(const std::string &payload) const {
+    std::string m = MatchValue(payload);
+    return target_.match_on == "email" ? Lower(m) : m;
+}
+
+PreparedRequest KlaviyoConnector::ListJob(const std::vector<Change> &changes,
+                                          const std::vector<size_t> &rows) const {
+    // The identifier alone: membership is what this mode writes (an UPSERT
+    // sync writes the profiles' fields).
+    rapidjson::StringBuffer buf;
+    Writer w(buf);
+    w.StartObject();
+    w.Key("data");
+    w.StartObject();
+    w.Key("type");
+    w.String("profile-bulk-import-job");
+    w.Key("attributes");
+    w.StartObject();
+    w.Key("profiles");
+    w.StartObject();
+    w.Key("data");
+    w.StartArray();
+    for (size_t i : rows) {
+        const std::string value = MatchValue(changes[i].payload);
+        w.StartObject();
+        w.Key("type");
+        w.String("profile");
+        w.Key("attributes");
+        w.StartObject();
+        w.Key(target_.match_on.c_str(), static_cast<rapidjson::SizeType>(target_.match_on.size()));
+        w.String(value.c_str(), static_cast<rapidjson::SizeType>(value.size()));
+        w.EndObject();
+        w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    w.EndObject();
+    w.Key("relationships");
+    w.StartObject();
+    w.Key("lists");
+    w.StartObject();
+    w.Key("data");
+    w.StartArray();
+    w.StartObject();
+    w.Key("type");
+    w.String("list");
+    w.Key("id");
+    w.String(target_.audience.c_str(), static_cast<rapidjson::SizeType>(target_.audience.size()));
+    w.EndObject();
+    w.EndArray();
+    w.EndObject();
+    w.EndObject();
+    w.EndObject();
+    w.EndObject();
+    PreparedRequest req;
+    req.http = Request("POST", Base() + kJobsPath, std::string(buf.GetString(), buf.GetSize()));
+    req.rows = rows;
+    return req;
+}
+
+PreparedRequest KlaviyoConnector::ListRemoval(const char *state, const std::vector<Change> &changes,
+                                              const std::vector<size_t> &rows) const {
+    rapidjson::StringBuffer buf;
+    Writer w(buf);
+    w.StartObject();
+    w.Key("data");
+    w.StartArray();
+    for (size_t i : rows) {
+        w.StartObject();
+        w.Key("type");
+        w.String("profile");
+        w.Key("id");
+        w.String(changes[i].dest_id.c_str(), static_cast<rapidjson::SizeType>(changes[i].dest_id.size()));
+        w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    PreparedRequest req;
+    // CheckTarget made sure the list id is letters and digits.
+    req.http = Request("DELETE", Base() + "/api/lists/" + target_.audience + "/relationships/profiles",
+                       std::string(buf.GetString(), buf.GetSize()));
+    req.rows = rows;
+    req.flow.state = state;
+    return req;
+}
+
+PreparedRequest KlaviyoConnector::ProfilesPage(const std::string &job_id, const std::vector<size_t> &rows,
+                                               const std::string &query) const {
+    PreparedRequest p;
+    p.http =
+        Request("GET",
+                Base() + kJobsPath + "/" + job_id + "/profiles?" +
+                    (query.empty() ? "page%5Bsize%5D=100&fields%5Bprofile%5D=" + target_.match_on : query),
+                "");
+    p.flow.step = kProfilesStep;
+    p.flow.job_id = job_id;
+    p.rows = rows;
+    return p;
+}
+
+std::vector<PreparedRequest>
+KlaviyoConnector::PrepareAudience(const std::vector<Change> &changes, const std::vector<size_t> &rows,
+                                  std::vector<std::pair<size_t, RowOutcome>> &immediate) {
+    std::vector<PreparedRequest> out;
+    std::vector<std::vector<size_t>> calls;
+    std::vector<std::set<std::string>> seen;
+    std::vector<size_t> removals, swaps;
+    for (size_t i : rows) {
+        const Change &c = changes[i];
+        if (c.op == Change::Op::Remove) {
+            if (c.dest_id.empty())
+                immediate.emplace_back(i, UnresolvableRemoval("Klaviyo", "Klaviyo profile id",
+                                                              "removed from the list", target_.match_on));
+            else if (!ValidJobId(c.dest_id))
+                immediate.emplace_back(
+                    i, Rejected(0, "no Klaviyo profile id is known for this row, so it cannot leave the list",
+                                "NO_RECORD_ID"));
+            else
+                removals.push_back(i);
+            continue;
+        }
+        const std::string match = MatchKey(c.payload);
+        if (match.empty()) {
+            immediate.emplace_back(
+                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                            "NO_MATCH_VALUE"));
+            continue;
+        }
+        // The plan sends a change in this mode only when the identifier
+        // changed: the old profile leaves the list, then the new one joins.
+        if (c.op == Change::Op::Change && ValidJobId(c.dest_id)) {
+            swaps.push_back(i);
+            continue;
+        }
+        size_t k = 0;
+        while (k < calls.size() && (calls[k].size() >= kMaxProfiles || seen[k].count(match)))
+            k++;
+        if (k == calls.size()) {
+            calls.emplace_back();
+            seen.emplace_back();
+        }
+        calls[k].push_back(i);
+        seen[k].insert(match);
+    }
+    for (const auto &call : calls)
+        out.push_back(ListJob(changes, call));
+    for (const std::vector<size_t> *list : {&removals, &swaps})
+        for (size_t start = 0; start < list->size(); start += kMaxListProfiles) {
+            std::vector<size_t> part(list->begin() + start,
+                                     list->begin() + std::min(list->size(), start + kMaxListProfiles));
+            out.push_back(ListRemoval(list == &removals ? kListRemove : kListSwap, changes, part));
+        }
+    return out;
+}
+
 std::vector<PreparedRequest>
 KlaviyoConnector::Prepare(const BatchContext &, const std::vector<Change> &changes,
                           const std::vector<size_t> &rows,
                           std::vector<std::pair<size_t, RowOutcome>> &immediate) {
+    if (target_.mode == "audience")
+        return PrepareAudience(changes, rows, immediate);
     struct Call {
         std::vector<size_t> rows;
         std::vector<std::string> profiles;
@@ -395,6 +559,8 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
     const long status = response.status;
     const bool polling = !request.flow.job_id.empty();
     const bool deletion = request.flow.state == kDeletion;
+    const bool list_removal = request.flow.state == kListRemove || request.flow.state == kListSwap;
+    const bool audience = target_.mode == "audience";
 
     if (status == 429) {
         // Burst (1 s) and steady (1 min) windows: the 429 carries
@@ -420,13 +586,20 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
         v.error = "Klaviyo refused the API key (HTTP " + std::to_string(status) +
                   "): " + Truncate(message.empty() ? "not authorized" : message, 300) +
                   "; the user mapping's api_key must be a private key with the profiles:write scope (and "
-                  "data-privacy:write for MIRROR)";
+                  "data-privacy:write for MIRROR, lists:write for AUDIENCE)";
         return v;
     }
     if (polling && status == 404) {
         // The job is gone (Klaviyo expires jobs): its rows are sent again.
         v.kind = Verdict::Kind::Resend;
         v.error = "Klaviyo no longer knows job " + request.flow.job_id;
+        return v;
+    }
+    if (list_removal && status == 404) {
+        // The list is not (or no longer) Klaviyo's: its rows are refused.
+        v.rows.assign(request.rows.size(),
+                      Rejected(status, message.empty() ? "Klaviyo has no list " + target_.audience : message,
+                               code.empty() ? "not_found" : code));
         return v;
     }
     if (status == 404 || (status >= 300 && status < 400)) {
@@ -473,6 +646,57 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
             v.rows.push_back(accepted(r));
         return v;
     }
+    if (list_removal) {
+        // 204: out of the list (a profile that was not in it too).
+        RowOutcome out;
+        out.accepted = true;
+        out.http_status = status;
+        v.rows.assign(request.rows.size(), out);
+        if (request.flow.state == kListSwap) {
+            v.kind = Verdict::Kind::Continue;
+            v.wait_ms = 0;
+            v.next = ListJob(changes, request.rows);
+        }
+        return v;
+    }
+    if (request.flow.step == kProfilesStep) {
+        // A page of the job's profiles: each row's profile id, by its
+        // identifier.
+        std::map<std::string, std::string> ids; // match value -> profile id
+        if (json && doc.HasMember("data") && doc["data"].IsArray())
+            for (const auto &p : doc["data"].GetArray()) {
+                const std::string id = Member(p, "id");
+                const rapidjson::Value *attrs = Object(p, "attributes");
+                std::string m = attrs ? Member(*attrs, target_.match_on.c_str()) : std::string();
+                if (target_.match_on == "email")
+                    m = Lower(m);
+                if (!m.empty() && ValidJobId(id))
+                    ids.emplace(m, id);
+            }
+        std::string query;
+        if (json && doc.HasMember("links") && doc["links"].IsObject())
+            query = PageQuery(Member(doc["links"], "next"));
+        std::vector<size_t> open;
+        for (size_t r : request.rows) {
+            auto it = ids.find(MatchKey(changes[r].payload));
+            RowOutcome o;
+            o.accepted = true;
+            o.http_status = status;
+            if (it != ids.end())
+                o.dest_id = it->second;
+            else if (!query.empty())
+                open.push_back(r);
+            v.rows.push_back(o);
+        }
+        if (!open.empty()) {
+            v.kind = Verdict::Kind::Continue;
+            v.wait_ms = 0;
+            v.next = ProfilesPage(request.flow.job_id, open, query);
+        }
+        // A row the last page did not name is a member without a kept id:
+        // its removal will be unresolvable.
+        return v;
+    }
     const rapidjson::Value *data = json ? Object(doc, "data") : nullptr;
     if (!polling) {
         std::string id = data ? Member(*data, "id") : std::string();
@@ -504,6 +728,13 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
         }
         std::string failed = Member(*attributes, "failed_count");
         if (failed.empty() || failed == "0") {
+            if (audience) {
+                v.kind = Verdict::Kind::Continue;
+                v.wait_ms = 0;
+                v.next = ProfilesPage(request.flow.job_id, request.rows, "");
+                v.rows.assign(request.rows.size(), RowOutcome{});
+                return v;
+            }
             for (size_t r : request.rows)
                 v.rows.push_back(accepted(r));
             return v;
@@ -578,6 +809,15 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
         return v;
     }
     // The last page: the profiles no error named were imported.
+    if (audience && !open.empty()) {
+        // ... and listed: their profile ids come from the job's profiles.
+        for (size_t j = 0; j < outcomes.size(); j++)
+            v.rows.push_back(outcomes[j] ? *outcomes[j] : RowOutcome{});
+        v.kind = Verdict::Kind::Continue;
+        v.wait_ms = 0;
+        v.next = ProfilesPage(request.flow.job_id, open, "");
+        return v;
+    }
     for (size_t j = 0; j < outcomes.size(); j++)
         v.rows.push_back(outcomes[j] ? *outcomes[j] : accepted(request.rows[j]));
     return v;
@@ -585,7 +825,8 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
 
 std::optional<PreparedRequest> KlaviyoConnector::Resume(const BatchContext &, const std::vector<Change> &,
                                                         const FlowStep &step) {
-    if (!ValidJobId(step.job_id) || (step.step != kJobStep && step.step != kErrorsStep))
+    if (!ValidJobId(step.job_id) ||
+        (step.step != kJobStep && step.step != kErrorsStep && step.step != kProfilesStep))
         return std::nullopt;
     // From the job's status again: its import errors are read from the
     // first page on.
@@ -597,7 +838,8 @@ const ConnectorSpec &KlaviyoSpec() {
         ConnectorSpec s;
         s.type = "klaviyo";
         s.summary =
-            "Klaviyo profiles through bulk profile import jobs; deletes through data privacy requests.";
+            "Klaviyo profiles through bulk profile import jobs; deletes through data privacy requests; list "
+            "membership (MODE AUDIENCE).";
         s.server_options = CommonServerOptions();
         for (auto &o : s.server_options) {
             if (o.name == "url") {
@@ -639,13 +881,15 @@ const ConnectorSpec &KlaviyoSpec() {
         ObjectSpec profiles;
         profiles.name = "profiles";
         // The bulk import only upserts: no update-only or insert-only flag.
-        profiles.modes = {"upsert", "mirror"};
+        profiles.modes = {"upsert", "mirror", "audience"};
         profiles.default_match_on = "email";
         profiles.match_on_hint = "Klaviyo matches profiles on email, phone_number or external_id.";
         s.objects = {profiles};
         s.max_batch_size = static_cast<int>(KlaviyoConnector::kMaxProfiles);
         s.returns_ids = true;
         s.idempotency_keys = false;
+        s.audience.supported = true;
+        s.audience.names = "Klaviyo list id";
         s.example = "OPTIONS (type 'klaviyo')";
         s.check_server = [](const OptionList &server) {
             for (const auto &o : server)

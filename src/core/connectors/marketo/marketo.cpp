@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
+#include <map>
 #include <set>
 
 namespace revetl {
@@ -115,9 +116,9 @@ std::string MarketoConnector::Base() const {
     return base;
 }
 
-HttpRequest MarketoConnector::Request(const std::string &path, std::string body) const {
+HttpRequest MarketoConnector::Request(const std::string &path, std::string body, const char *method) const {
     HttpRequest req;
-    req.method = "POST";
+    req.method = method;
     req.url = Base() + path;
     req.timeout_ms = settings_.timeout_ms;
     req.connect_timeout_ms = settings_.connect_timeout_ms;
@@ -183,10 +184,130 @@ PreparedRequest MarketoConnector::SyncCall(const std::vector<Change> &changes,
     return req;
 }
 
+PreparedRequest MarketoConnector::LeadLookup(const std::vector<Change> &changes,
+                                             const std::vector<size_t> &rows) const {
+    // The lookup field alone: membership is what this mode writes (an
+    // UPSERT sync writes the leads' fields), and createOrUpdate with no
+    // other field leaves an existing lead as it is.
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    w.StartObject();
+    w.Key("action");
+    w.String("createOrUpdate");
+    w.Key("lookupField");
+    w.String(target_.match_on.c_str(), static_cast<rapidjson::SizeType>(target_.match_on.size()));
+    std::string partition = settings_.Option("partition");
+    if (!partition.empty()) {
+        w.Key("partitionName");
+        w.String(partition.c_str(), static_cast<rapidjson::SizeType>(partition.size()));
+    }
+    w.Key("input");
+    w.StartArray();
+    for (size_t i : rows) {
+        const std::string value = MatchValue(changes[i].payload);
+        w.StartObject();
+        w.Key(target_.match_on.c_str(), static_cast<rapidjson::SizeType>(target_.match_on.size()));
+        w.String(value.c_str(), static_cast<rapidjson::SizeType>(value.size()));
+        w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    PreparedRequest req;
+    req.http = Request("/rest/v1/leads.json", std::string(buf.GetString(), buf.GetSize()));
+    req.rows = rows;
+    req.flow.step = kLeadLookup;
+    return req;
+}
+
+PreparedRequest MarketoConnector::ListCall(const char *step, const std::vector<size_t> &rows,
+                                           const std::vector<std::string> &ids) const {
+    // The ids go both as repeated id query parameters (the form Marketo's
+    // list membership guide shows) and as the ListOperationRequest body
+    // (which its contract requires on the DELETE): the same ids, in order.
+    // At most 300 ids of at most 19 digits keep the URL under Marketo's 8 KB.
+    std::string query, body = "{\"input\":[";
+    for (size_t j = 0; j < ids.size(); j++) {
+        query += (j ? "&id=" : "?id=") + ids[j];
+        body += (j ? ",{\"id\":" : "{\"id\":") + ids[j] + "}";
+    }
+    body += "]}";
+    PreparedRequest req;
+    // CheckSyncTarget made sure the list id is a positive integer.
+    req.http = Request("/rest/v1/lists/" + target_.audience + "/leads.json" + query, std::move(body),
+                       std::string(step) == kListAdd ? "POST" : "DELETE");
+    req.rows = rows;
+    req.flow.step = step;
+    return req;
+}
+
+std::vector<PreparedRequest>
+MarketoConnector::PrepareAudience(const std::vector<Change> &changes, const std::vector<size_t> &rows,
+                                  std::vector<std::pair<size_t, RowOutcome>> &immediate) {
+    std::vector<PreparedRequest> out;
+    std::vector<std::vector<size_t>> calls;
+    std::vector<std::set<std::string>> seen;
+    std::vector<size_t> removals, swaps;
+    const bool email = target_.match_on == "email";
+    for (size_t i : rows) {
+        const Change &c = changes[i];
+        if (c.op == Change::Op::Remove) {
+            if (c.dest_id.empty())
+                immediate.emplace_back(i,
+                                       UnresolvableRemoval("Marketo", "Marketo lead id",
+                                                           "removed from the static list", target_.match_on));
+            else if (!Digits(c.dest_id))
+                immediate.emplace_back(
+                    i, Rejected(0, "no Marketo lead id is known for this row, so it cannot leave the list",
+                                "NO_RECORD_ID"));
+            else
+                removals.push_back(i);
+            continue;
+        }
+        std::string match = MatchValue(c.payload);
+        if (email)
+            match = Lower(match);
+        if (match.empty()) {
+            immediate.emplace_back(
+                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                            "NO_MATCH_VALUE"));
+            continue;
+        }
+        // The plan sends a change in this mode only when the lookup value
+        // changed: the old lead leaves the list, then the new one joins.
+        if (c.op == Change::Op::Change && Digits(c.dest_id)) {
+            swaps.push_back(i);
+            continue;
+        }
+        size_t k = 0;
+        while (k < calls.size() && (calls[k].size() >= kMaxLeads || seen[k].count(match)))
+            k++;
+        if (k == calls.size()) {
+            calls.emplace_back();
+            seen.emplace_back();
+        }
+        calls[k].push_back(i);
+        seen[k].insert(match);
+    }
+    for (const auto &call : calls)
+        out.push_back(LeadLookup(changes, call));
+    for (const std::vector<size_t> *list : {&removals, &swaps})
+        for (size_t start = 0; start < list->size(); start += kMaxLeads) {
+            std::vector<size_t> part(list->begin() + start,
+                                     list->begin() + std::min(list->size(), start + kMaxLeads));
+            std::vector<std::string> ids;
+            for (size_t i : part)
+                ids.push_back(changes[i].dest_id);
+            out.push_back(ListCall(list == &removals ? kListRemove : kListSwap, part, ids));
+        }
+    return out;
+}
+
 std::vector<PreparedRequest>
 MarketoConnector::Prepare(const BatchContext &, const std::vector<Change> &changes,
                           const std::vector<size_t> &rows,
                           std::vector<std::pair<size_t, RowOutcome>> &immediate) {
+    if (target_.mode == "audience")
+        return PrepareAudience(changes, rows, immediate);
     std::vector<PreparedRequest> out;
     std::vector<std::vector<size_t>> calls;
     std::vector<std::set<std::string>> seen;
@@ -347,6 +468,8 @@ Verdict MarketoConnector::Interpret(const PreparedRequest &request, const std::v
         }
         return v;
     }
+    if (!request.flow.step.empty())
+        return AudienceResults(request, changes, response.body);
     const bool deleting = request.flow.state == kDelete;
     const bool by_id = request.flow.state == kSyncById;
     const rapidjson::Value *results = nullptr;
@@ -403,13 +526,111 @@ Verdict MarketoConnector::Interpret(const PreparedRequest &request, const std::v
     return v;
 }
 
+Verdict MarketoConnector::AudienceResults(const PreparedRequest &request, const std::vector<Change> &changes,
+                                          const std::string &body) const {
+    Verdict v;
+    rapidjson::Document doc;
+    doc.Parse(body.c_str(), body.size());
+    const rapidjson::Value *results = nullptr;
+    if (doc.IsObject() && doc.HasMember("result") && doc["result"].IsArray())
+        results = &doc["result"];
+    const std::string &step = request.flow.step;
+    const size_t n = request.rows.size();
+    const long status = 200;
+    auto skipped = [&](const std::string &state, const std::string &code, const std::string &message) {
+        return Rejected(status,
+                        message.empty() ? "Marketo skipped the lead (status " +
+                                              (state.empty() ? std::string("none") : state) + ")"
+                                        : message,
+                        code.empty() ? "SKIPPED" : code);
+    };
+
+    if (step == kLeadLookup) {
+        // Results in input order: each found or created lead's id goes on
+        // to the list.
+        std::vector<size_t> next_rows;
+        std::vector<std::string> ids;
+        for (size_t j = 0; j < n; j++) {
+            if (!results || j >= results->Size()) {
+                v.rows.push_back(Rejected(status, "Marketo's answer did not mention this lead", "NO_RESULT"));
+                continue;
+            }
+            const rapidjson::Value &r = (*results)[static_cast<rapidjson::SizeType>(j)];
+            const std::string state = Member(r, "status"), id = Member(r, "id");
+            std::string code, message;
+            FirstReason(r, "reasons", code, message);
+            if ((state == "created" || state == "updated") && Digits(id)) {
+                next_rows.push_back(request.rows[j]);
+                ids.push_back(id);
+                v.rows.emplace_back(); // the list call decides
+                continue;
+            }
+            v.rows.push_back(skipped(state, code, message));
+        }
+        if (!next_rows.empty()) {
+            v.kind = Verdict::Kind::Continue;
+            v.wait_ms = 0;
+            v.next = ListCall(kListAdd, next_rows, ids);
+        }
+        return v;
+    }
+
+    // A list call: the ids it sent, in order, from its own body.
+    std::vector<std::string> sent;
+    rapidjson::Document mine;
+    mine.Parse(request.http.body.c_str(), request.http.body.size());
+    if (mine.IsObject() && mine.HasMember("input") && mine["input"].IsArray())
+        for (const auto &e : mine["input"].GetArray())
+            sent.push_back(Member(e, "id"));
+    // Marketo names each lead of the answer by id.
+    std::map<std::string, const rapidjson::Value *> by_id;
+    if (results)
+        for (const auto &r : results->GetArray())
+            by_id.emplace(Member(r, "id"), &r);
+    const bool adding = step == kListAdd;
+    std::vector<size_t> again;
+    for (size_t j = 0; j < n; j++) {
+        const std::string id = j < sent.size() ? sent[j] : std::string();
+        auto it = by_id.find(id);
+        if (id.empty() || it == by_id.end()) {
+            v.rows.push_back(Rejected(status, "Marketo's answer did not mention lead " + id, "NO_RESULT"));
+            continue;
+        }
+        const std::string state = Member(*it->second, "status");
+        std::string code, message;
+        FirstReason(*it->second, "reasons", code, message);
+        // A lead not in the list (1015) or no longer in Marketo (1004) has
+        // left it already.
+        const bool left = state == "removed" || (state == "skipped" && (code == "1015" || code == "1004"));
+        if (adding ? state == "added" : left) {
+            RowOutcome o;
+            o.accepted = true;
+            o.http_status = status;
+            // The member's lead id: what a later removal names.
+            if (adding)
+                o.dest_id = id;
+            v.rows.push_back(o);
+            if (step == kListSwap)
+                again.push_back(request.rows[j]);
+            continue;
+        }
+        v.rows.push_back(skipped(state, code, message));
+    }
+    if (!again.empty()) {
+        v.kind = Verdict::Kind::Continue;
+        v.wait_ms = 0;
+        v.next = LeadLookup(changes, again);
+    }
+    return v;
+}
+
 const ConnectorSpec &MarketoSpec() {
     static const ConnectorSpec spec = [] {
         ConnectorSpec s;
         s.type = "marketo";
         s.summary =
             "Marketo Engage leads, synced by a lookup field (createOrUpdate, updateOnly or createOnly) "
-            "through the REST API with OAuth client credentials.";
+            "through the REST API with OAuth client credentials, and static list membership (MODE AUDIENCE).";
         s.server_options = CommonServerOptions();
         for (auto &o : s.server_options) {
             if (o.name == "url") {
@@ -446,7 +667,7 @@ const ConnectorSpec &MarketoSpec() {
         s.default_object = "leads";
         ObjectSpec leads;
         leads.name = "leads";
-        leads.modes = {"upsert", "update", "insert", "mirror"};
+        leads.modes = {"upsert", "update", "insert", "mirror", "audience"};
         leads.default_match_on = "email";
         leads.match_on_hint = "Marketo looks leads up by a lookup field: email (the default), id or a custom "
                               "dedupe field such as externalId__c.";
@@ -455,6 +676,9 @@ const ConnectorSpec &MarketoSpec() {
         s.returns_ids = true;
         s.updates_by_record_id = true; // a kept lead id is written by that id (updateOnly, lookupField id)
         s.idempotency_keys = false;
+        s.audience.supported = true;
+        s.audience.names = "Marketo static list id";
+        s.audience.numeric = true;
         s.example = "OPTIONS (type 'marketo', munchkin_id '123-ABC-456')";
         s.check_server = [](const OptionList &server) {
             std::string url, munchkin;
@@ -478,6 +702,13 @@ const ConnectorSpec &MarketoSpec() {
                     sqlstate::kInvalidParameterValue,
                     "sync \"" + sync_name + "\" cannot look Marketo leads up by \"" + target.match_on + "\"",
                     {}, "Name a lead field's REST API name: MATCH ON email or MATCH ON externalId__c.");
+            if (target.match_on == "id" && target.mode == "audience")
+                throw Error(
+                    sqlstate::kInvalidParameterValue,
+                    "sync \"" + sync_name + "\" cannot find Marketo leads for a static list by id",
+                    "MODE AUDIENCE finds or creates each member's lead by its lookup field, and Marketo "
+                    "creates leads with ids of its own.",
+                    "Use a lookup field such as MATCH ON email (the default) or externalId__c.");
             if (target.match_on == "id" && target.mode != "update")
                 throw Error(
                     sqlstate::kInvalidParameterValue,
