@@ -516,6 +516,27 @@ class MockMeta(MockProcess):
         return self._call("GET", "/_mock/sessions")["sessions"]
 
 
+class MockGoogle(MockProcess):
+    """The stateful Google Customer Match mock in test/connectors/google/mock.py (Data
+    Manager ingest / remove / request status, Google Ads offline user data jobs, Google's
+    OAuth token endpoint, 429 with retryDelay, CONCURRENT_MODIFICATION, partial failures),
+    checking bodies against revetl's own description of Google's request messages,
+    test/lib/googlespec.py (contract_violations())."""
+
+    CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN = "google-client", "google-secret", "google-refresh"
+
+    def __init__(self, contract=True):
+        super().__init__("google", "mock Google", [] if contract else ["--no-contract"])
+        self.token_url = self.url + "/token"
+
+    def members(self, user_list):
+        """The members of `user_list`, each a {key: value} dict, sorted."""
+        return self._call("GET", "/_mock/lists")["lists"].get(str(user_list), [])
+
+    def jobs(self):
+        return self._call("GET", "/_mock/jobs")
+
+
 SALESFORCE_POSTMAN = os.environ.get(
     "REVETL_SALESFORCE_POSTMAN",
     "/work/shared/vendor-specs/salesforce/postman-salesforce-apis-83bd942/src/collections/salesforce_apis")

@@ -2,6 +2,7 @@
 
 #include "core/connectors/braze/braze.hpp"
 #include "core/connectors/customerio/customerio.hpp"
+#include "core/connectors/google/google.hpp"
 #include "core/connectors/http/http.hpp"
 #include "core/connectors/hubspot/hubspot.hpp"
 #include "core/connectors/intercom/intercom.hpp"
@@ -39,6 +40,7 @@ const std::vector<const ConnectorSpec *> &Registry() {
         &KlaviyoSpec(),
         &MailchimpSpec(),
         &MetaSpec(),
+        &GoogleSpec(),
     };
     // clang-format on
     return specs;

@@ -1,0 +1,407 @@
+// The Google Customer Match connector without a network: the target checks
+// (AUDIENCE only, identifier keys, whole addresses, user_id alone), the
+// bodies of both APIs (Data Manager ingest / remove / status poll; Google
+// Ads create, addOperations, run, search), the flow of a batch (removals
+// before additions, job kept on the last call), and what it makes of
+// Google's answers: partial failures and field violations mapped back to
+// rows, request / job statuses, 429 with retryDelay, 401, 403,
+// CONCURRENT_MODIFICATION, a job Google no longer knows.
+#include "core/connectors/google/google.hpp"
+
+#include "core/common/error.hpp"
+#include "core/connectors/registry.hpp"
+
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <string>
+#include <vector>
+
+using namespace revetl;
+
+namespace {
+
+const std::string kA(64, 'a');
+const std::string kB(64, 'b');
+const std::string kC(64, 'c');
+
+DestinationSettings Settings(const std::string &api = "data_manager") {
+    DestinationSettings s;
+    s.type = "google";
+    s.url = "https://google.example/";
+    s.credentials.token = "ya29.secret-token";
+    s.server_options = {{"api", api},
+                        {"customer_id", "1234567890"},
+                        {"consent_ad_user_data", "granted"},
+                        {"customer_match_terms", "accepted"}};
+    if (api == "google_ads") {
+        s.server_options.push_back({"login_customer_id", "555"});
+        s.headers = {{"developer-token", "dev-secret"}};
+    }
+    return s;
+}
+
+SyncTarget Target(std::vector<std::string> fields = {"email", "Phone"}) {
+    SyncTarget t;
+    t.mode = "audience";
+    t.audience = "4455";
+    t.map_fields = std::move(fields);
+    return t;
+}
+
+Change Member(int64_t seq, const std::string &email, const std::string &phone,
+              Change::Op op = Change::Op::Add, const std::string &dest_id = "") {
+    Change c;
+    c.seq = seq;
+    c.op = op;
+    c.key = "{\"id\": " + std::to_string(seq) + "}";
+    c.payload = "{\"email\": \"" + email + "\", \"Phone\": \"" + phone + "\"}";
+    c.dest_id = dest_id;
+    return c;
+}
+
+Change Removal(int64_t seq, const std::string &dest_id) {
+    Change c;
+    c.seq = seq;
+    c.op = Change::Op::Remove;
+    c.key = "{\"id\": " + std::to_string(seq) + "}";
+    c.dest_id = dest_id;
+    return c;
+}
+
+std::string Id(const std::string &email, const std::string &phone) {
+    return "{\"email\":\"" + email + "\",\"phone\":\"" + phone + "\"}";
+}
+
+rapidjson::Document Json(const std::string &text) {
+    rapidjson::Document d;
+    d.Parse(text.c_str(), text.size());
+    return d;
+}
+
+HttpResponse Answer(long status, const std::string &body) {
+    HttpResponse r;
+    r.status = status;
+    r.body = body;
+    return r;
+}
+
+std::vector<size_t> All(const std::vector<Change> &changes) {
+    std::vector<size_t> rows(changes.size());
+    for (size_t i = 0; i < rows.size(); i++)
+        rows[i] = i;
+    return rows;
+}
+
+std::string HeaderOf(const PreparedRequest &r, const std::string &name) {
+    for (const auto &h : r.http.headers)
+        if (h.first == name)
+            return h.second;
+    return "";
+}
+
+} // namespace
+
+TEST(GoogleConnector, RefusesOtherModesAndUnknownKeys) {
+    SyncTarget t = Target();
+    t.mode = "upsert";
+    EXPECT_THROW(GoogleConnector(Settings(), t), Error);
+    try {
+        GoogleConnector(Settings(), Target({"emails"}));
+        FAIL();
+    } catch (const Error &e) {
+        EXPECT_NE(std::string(e.what()).find("not a Customer Match identifier key"), std::string::npos);
+        EXPECT_NE(e.hint().find("\"email\""), std::string::npos);
+    }
+    EXPECT_THROW(GoogleConnector(Settings(), Target({"email", "first_name"})), Error); // part of an address
+    EXPECT_THROW(GoogleConnector(Settings(), Target({"email", "user_id"})), Error);    // user_id with others
+    EXPECT_THROW(GoogleConnector(Settings(), Target({"email", "EMAIL"})), Error);      // twice
+    EXPECT_NO_THROW(
+        GoogleConnector(Settings(), Target({"first_name", "last_name", "country_code", "postal_code"})));
+    // The Ads API needs a developer token (in the user mapping's headers).
+    DestinationSettings s = Settings("google_ads");
+    s.headers.clear();
+    EXPECT_THROW(GoogleConnector(s, Target()), Error);
+}
+
+TEST(GoogleConnector, SpecRegisteredWithHashedIdentifiers) {
+    const ConnectorSpec *spec = FindSpec("google");
+    ASSERT_NE(spec, nullptr);
+    EXPECT_TRUE(spec->audience.hashed_identifiers);
+    EXPECT_TRUE(spec->audience.unhashed("Country_Code"));
+    EXPECT_TRUE(spec->audience.unhashed("user_id"));
+    EXPECT_FALSE(spec->audience.unhashed("email"));
+    EXPECT_EQ(spec->default_url({{"api", "google_ads"}}), "https://googleads.googleapis.com");
+    EXPECT_EQ(spec->default_url({}), "https://datamanager.googleapis.com");
+    EXPECT_THROW(spec->check_server({{"customer_id", "123-456-7890"}}), Error);
+    EXPECT_THROW(spec->check_server({{"api", "google_ads"}, {"customer_match_terms", "accepted"}}), Error);
+    EXPECT_NO_THROW(spec->check_server({{"customer_id", "1234567890"}, {"api_version", "v25"}}));
+}
+
+TEST(GoogleConnector, MemberIdIsInKeyOrderAndChecksCountry) {
+    GoogleConnector c(Settings(), Target({"postal_code", "country_code", "last_name", "first_name"}));
+    EXPECT_EQ(c.MemberId("{\"postal_code\": 94045, \"country_code\": \"us\", \"last_name\": \"" + kB +
+                         "\", \"first_name\": \"" + kA + "\"}"),
+              "{\"first_name\":\"" + kA + "\",\"last_name\":\"" + kB +
+                  "\",\"country_code\":\"US\",\"postal_code\":\"94045\"}");
+    EXPECT_EQ(c.MemberId("{\"postal_code\": \"1\", \"country_code\": \"USA\", \"last_name\": \"x\", "
+                         "\"first_name\": \"y\"}"),
+              "");
+}
+
+TEST(GoogleConnector, DataManagerIngestThenPollAsAJob) {
+    GoogleConnector c(Settings(), Target());
+    std::vector<Change> changes = {Member(1, kA, kB), Member(2, kC, kB)};
+    std::vector<std::pair<size_t, RowOutcome>> immediate;
+    auto reqs = c.Prepare(BatchContext{}, changes, All(changes), immediate);
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_TRUE(immediate.empty());
+    const auto &r = reqs[0];
+    EXPECT_EQ(r.http.url, "https://google.example/v1/audienceMembers:ingest");
+    EXPECT_EQ(r.flow.step, GoogleConnector::kDmIngest);
+    EXPECT_EQ(HeaderOf(r, "Authorization"), "Bearer ya29.secret-token");
+    auto body = Json(r.http.body);
+    EXPECT_STREQ(body["destinations"][0]["operatingAccount"]["accountId"].GetString(), "1234567890");
+    EXPECT_STREQ(body["destinations"][0]["operatingAccount"]["accountType"].GetString(), "GOOGLE_ADS");
+    EXPECT_STREQ(body["destinations"][0]["productDestinationId"].GetString(), "4455");
+    EXPECT_STREQ(body["encoding"].GetString(), "HEX");
+    EXPECT_STREQ(body["consent"]["adUserData"].GetString(), "CONSENT_GRANTED");
+    EXPECT_FALSE(body["consent"].HasMember("adPersonalization"));
+    EXPECT_STREQ(body["termsOfService"]["customerMatchTermsOfServiceStatus"].GetString(), "ACCEPTED");
+    const auto &ids = body["audienceMembers"][1]["userData"]["userIdentifiers"];
+    EXPECT_EQ(ids[0]["emailAddress"].GetString(), kC);
+    EXPECT_EQ(ids[1]["phoneNumber"].GetString(), kB);
+
+    Verdict v = c.Interpret(r, changes, Answer(200, "{\"requestId\":\"req-1\"}"));
+    ASSERT_EQ(v.kind, Verdict::Kind::Continue);
+    EXPECT_TRUE(v.job_accepted);
+    ASSERT_TRUE(v.next);
+    EXPECT_EQ(v.next->http.method, "GET");
+    EXPECT_EQ(v.next->http.url, "https://google.example/v1/requestStatus:retrieve?requestId=req-1");
+    EXPECT_EQ(v.next->flow.job_id, "req-1");
+
+    Verdict p =
+        c.Interpret(*v.next, changes,
+                    Answer(200, "{\"requestStatusPerDestination\":[{\"requestStatus\":\"PROCESSING\"}]}"));
+    ASSERT_EQ(p.kind, Verdict::Kind::Continue);
+    EXPECT_FALSE(p.job_accepted);
+    Verdict d = c.Interpret(
+        *p.next, changes, Answer(200, "{\"requestStatusPerDestination\":[{\"requestStatus\":\"SUCCESS\"}]}"));
+    ASSERT_EQ(d.kind, Verdict::Kind::Done);
+    ASSERT_EQ(d.rows.size(), 2u);
+    EXPECT_TRUE(d.rows[0].accepted);
+    EXPECT_EQ(d.rows[0].dest_id, Id(kA, kB));
+
+    // A killed run resumes the poll from the kept step.
+    auto resumed = c.Resume(BatchContext{}, changes, v.next->flow);
+    ASSERT_TRUE(resumed);
+    EXPECT_EQ(resumed->http.url, v.next->http.url);
+}
+
+TEST(GoogleConnector, DataManagerRemovesBeforeAddingAChangedMember) {
+    GoogleConnector c(Settings(), Target());
+    std::vector<Change> changes = {Removal(1, Id(kA, kA)), Member(2, kC, kC, Change::Op::Change, Id(kB, kB)),
+                                   Member(3, kA, kC)};
+    std::vector<std::pair<size_t, RowOutcome>> immediate;
+    auto reqs = c.Prepare(BatchContext{}, changes, All(changes), immediate);
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_EQ(reqs[0].http.url, "https://google.example/v1/audienceMembers:remove");
+    auto body = Json(reqs[0].http.body);
+    ASSERT_EQ(body["audienceMembers"].Size(), 2u);
+    EXPECT_EQ(body["audienceMembers"][1]["userData"]["userIdentifiers"][0]["emailAddress"].GetString(), kB);
+    EXPECT_FALSE(body.HasMember("consent")); // removals carry no consent
+    Verdict v = c.Interpret(reqs[0], changes, Answer(200, "{\"requestId\":\"r1\"}"));
+    ASSERT_EQ(v.kind, Verdict::Kind::Continue);
+    EXPECT_FALSE(v.job_accepted);
+    EXPECT_EQ(v.next->http.url, "https://google.example/v1/audienceMembers:ingest");
+    auto add = Json(v.next->http.body);
+    ASSERT_EQ(add["audienceMembers"].Size(), 2u);
+    EXPECT_EQ(add["audienceMembers"][0]["userData"]["userIdentifiers"][0]["emailAddress"].GetString(), kC);
+    Verdict w = c.Interpret(*v.next, changes, Answer(200, "{\"requestId\":\"a1\"}"));
+    ASSERT_EQ(w.kind, Verdict::Kind::Continue);
+    EXPECT_TRUE(w.job_accepted);
+    EXPECT_EQ(w.next->flow.job_id, "r1"); // both requests are polled, in order
+    Verdict x = c.Interpret(
+        *w.next, changes, Answer(200, "{\"requestStatusPerDestination\":[{\"requestStatus\":\"SUCCESS\"}]}"));
+    ASSERT_EQ(x.kind, Verdict::Kind::Continue);
+    EXPECT_EQ(x.next->flow.job_id, "a1");
+    Verdict y = c.Interpret(*x.next, changes,
+                            Answer(200, "{\"requestStatusPerDestination\":[{\"requestStatus\":\"FAILED\","
+                                        "\"errorInfo\":{\"errorCounts\":[{\"recordCount\":\"2\",\"reason\":"
+                                        "\"PROCESSING_ERROR_REASON_NO_CONSENT\"}]}}]}"));
+    ASSERT_EQ(y.kind, Verdict::Kind::Done);
+    EXPECT_TRUE(y.rows[0].accepted); // the removal applied
+    EXPECT_FALSE(y.rows[1].accepted);
+    EXPECT_EQ(y.rows[1].error_code, "REQUEST_FAILED");
+    EXPECT_NE(y.rows[1].reason.find("NO_CONSENT"), std::string::npos);
+}
+
+TEST(GoogleConnector, DataManagerFieldViolationsRefuseTheirRowsAndResendTheRest) {
+    GoogleConnector c(Settings(), Target());
+    std::vector<Change> changes = {Member(1, kA, kB), Member(2, kC, kB), Member(3, kB, kB)};
+    std::vector<std::pair<size_t, RowOutcome>> immediate;
+    auto reqs = c.Prepare(BatchContext{}, changes, All(changes), immediate);
+    Verdict v = c.Interpret(
+        reqs[0], changes,
+        Answer(400,
+               "{\"error\":{\"code\":400,\"status\":\"INVALID_ARGUMENT\",\"message\":\"bad\",\"details\":[{"
+               "\"@type\":\"type.googleapis.com/google.rpc.BadRequest\",\"fieldViolations\":[{\"field\":"
+               "\"audience_members[1].user_data.user_identifiers[0]\",\"description\":\"not hex\","
+               "\"reason\":\"INVALID_HEX_ENCODING\"}]}]}}"));
+    ASSERT_EQ(v.kind, Verdict::Kind::Continue);
+    EXPECT_FALSE(v.rows[1].accepted);
+    EXPECT_EQ(v.rows[1].error_code, "INVALID_HEX_ENCODING");
+    ASSERT_TRUE(v.next);
+    EXPECT_EQ(v.next->rows, (std::vector<size_t>{0, 2}));
+    EXPECT_EQ(Json(v.next->http.body)["audienceMembers"].Size(), 2u);
+}
+
+TEST(GoogleConnector, AdsJobFlowWithPartialFailure) {
+    GoogleConnector c(Settings("google_ads"), Target());
+    std::vector<Change> changes = {Member(1, kA, kB), Member(2, kC, kB), Member(3, kB, kB)};
+    std::vector<std::pair<size_t, RowOutcome>> immediate;
+    auto reqs = c.Prepare(BatchContext{}, changes, All(changes), immediate);
+    ASSERT_EQ(reqs.size(), 1u);
+    const auto &create = reqs[0];
+    EXPECT_EQ(create.http.url, "https://google.example/v25/customers/1234567890/offlineUserDataJobs:create");
+    EXPECT_EQ(HeaderOf(create, "developer-token"), "dev-secret");
+    EXPECT_EQ(HeaderOf(create, "login-customer-id"), "555");
+    auto body = Json(create.http.body);
+    EXPECT_STREQ(body["job"]["type"].GetString(), "CUSTOMER_MATCH_USER_LIST");
+    EXPECT_STREQ(body["job"]["customerMatchUserListMetadata"]["userList"].GetString(),
+                 "customers/1234567890/userLists/4455");
+    EXPECT_STREQ(body["job"]["customerMatchUserListMetadata"]["consent"]["adUserData"].GetString(),
+                 "GRANTED");
+
+    Verdict v = c.Interpret(
+        create, changes, Answer(200, "{\"resourceName\":\"customers/1234567890/offlineUserDataJobs/77\"}"));
+    ASSERT_EQ(v.kind, Verdict::Kind::Continue);
+    EXPECT_FALSE(v.job_accepted);
+    EXPECT_EQ(v.next->http.url,
+              "https://google.example/v25/customers/1234567890/offlineUserDataJobs/77:addOperations");
+    auto ops = Json(v.next->http.body);
+    EXPECT_TRUE(ops["enablePartialFailure"].GetBool());
+    ASSERT_EQ(ops["operations"].Size(), 3u);
+    EXPECT_EQ(ops["operations"][1]["create"]["userIdentifiers"][0]["hashedEmail"].GetString(), kC);
+    EXPECT_EQ(ops["operations"][1]["create"]["userIdentifiers"][1]["hashedPhoneNumber"].GetString(), kB);
+
+    Verdict w = c.Interpret(
+        *v.next, changes,
+        Answer(200,
+               "{\"partialFailureError\":{\"code\":3,\"message\":\"1 failed\",\"details\":[{\"@type\":"
+               "\"type.googleapis.com/google.ads.googleads.v25.errors.GoogleAdsFailure\",\"errors\":[{"
+               "\"errorCode\":{\"offlineUserDataJobError\":\"INVALID_SHA256_FORMAT\"},\"message\":\"bad\","
+               "\"location\":{\"fieldPathElements\":[{\"fieldName\":\"operations\",\"index\":2},"
+               "{\"fieldName\":\"create\"}]}}]}]}}"));
+    ASSERT_EQ(w.kind, Verdict::Kind::Continue);
+    EXPECT_FALSE(w.rows[2].accepted);
+    EXPECT_EQ(w.rows[2].error_code, "INVALID_SHA256_FORMAT");
+    EXPECT_EQ(w.next->rows, (std::vector<size_t>{0, 1}));
+    EXPECT_EQ(w.next->http.url, "https://google.example/v25/customers/1234567890/offlineUserDataJobs/77:run");
+
+    Verdict run =
+        c.Interpret(*w.next, changes, Answer(200, "{\"name\":\"customers/1234567890/operations/77\"}"));
+    ASSERT_EQ(run.kind, Verdict::Kind::Continue);
+    EXPECT_TRUE(run.job_accepted);
+    EXPECT_EQ(run.next->flow.job_id, "customers/1234567890/offlineUserDataJobs/77");
+    EXPECT_NE(Json(run.next->http.body)["query"].GetString(), nullptr);
+    Verdict poll = c.Interpret(
+        *run.next, changes, Answer(200, "{\"results\":[{\"offlineUserDataJob\":{\"status\":\"RUNNING\"}}]}"));
+    ASSERT_EQ(poll.kind, Verdict::Kind::Continue);
+    Verdict done =
+        c.Interpret(*poll.next, changes,
+                    Answer(200, "{\"results\":[{\"offlineUserDataJob\":{\"status\":\"SUCCESS\"}}]}"));
+    ASSERT_EQ(done.kind, Verdict::Kind::Done);
+    EXPECT_TRUE(done.rows[0].accepted && done.rows[1].accepted);
+    // A job Google no longer knows: the rows go again.
+    Verdict gone = c.Interpret(*poll.next, changes, Answer(200, "{\"results\":[]}"));
+    EXPECT_EQ(gone.kind, Verdict::Kind::Resend);
+}
+
+TEST(GoogleConnector, AdsRemovalJobComesFirstAndIsNotKept) {
+    GoogleConnector c(Settings("google_ads"), Target());
+    std::vector<Change> changes = {Removal(1, Id(kA, kA)), Member(2, kC, kC)};
+    std::vector<std::pair<size_t, RowOutcome>> immediate;
+    auto reqs = c.Prepare(BatchContext{}, changes, All(changes), immediate);
+    auto body = Json(reqs[0].http.body);
+    EXPECT_FALSE(body["job"]["customerMatchUserListMetadata"].HasMember("consent"));
+    Verdict v = c.Interpret(reqs[0], changes,
+                            Answer(200, "{\"resourceName\":\"customers/1234567890/offlineUserDataJobs/1\"}"));
+    auto ops = Json(v.next->http.body);
+    ASSERT_EQ(ops["operations"].Size(), 1u);
+    EXPECT_EQ(ops["operations"][0]["remove"]["userIdentifiers"][0]["hashedEmail"].GetString(), kA);
+    Verdict w = c.Interpret(*v.next, changes, Answer(200, "{}"));
+    Verdict run = c.Interpret(*w.next, changes, Answer(200, "{}"));
+    EXPECT_FALSE(run.job_accepted); // the add job after it is the one kept
+    Verdict done = c.Interpret(
+        *run.next, changes, Answer(200, "{\"results\":[{\"offlineUserDataJob\":{\"status\":\"SUCCESS\"}}]}"));
+    ASSERT_EQ(done.kind, Verdict::Kind::Continue);
+    EXPECT_EQ(done.next->flow.step, GoogleConnector::kAdsCreate);
+    EXPECT_TRUE(Json(done.next->http.body)["job"]["customerMatchUserListMetadata"].HasMember("consent"));
+}
+
+TEST(GoogleConnector, ErrorEnvelopes) {
+    GoogleConnector c(Settings("google_ads"), Target());
+    std::vector<Change> changes = {Member(1, kA, kB)};
+    std::vector<std::pair<size_t, RowOutcome>> immediate;
+    auto req = c.Prepare(BatchContext{}, changes, All(changes), immediate)[0];
+    Verdict t = c.Interpret(
+        req, changes,
+        Answer(
+            429,
+            "{\"error\":{\"code\":429,\"status\":\"RESOURCE_EXHAUSTED\",\"message\":\"slow\",\"details\":[{"
+            "\"@type\":\"type.googleapis.com/google.ads.googleads.v25.errors.GoogleAdsFailure\",\"errors\":"
+            "[{\"errorCode\":{\"quotaError\":\"RESOURCE_TEMPORARILY_EXHAUSTED\"},\"details\":{"
+            "\"quotaErrorDetails\":{\"retryDelay\":\"7.5s\"}}}]}]}}"));
+    EXPECT_EQ(t.kind, Verdict::Kind::Throttled);
+    EXPECT_EQ(t.wait_ms, 7500);
+    Verdict d =
+        c.Interpret(req, changes,
+                    Answer(429, "{\"error\":{\"code\":429,\"status\":\"RESOURCE_EXHAUSTED\",\"details\":[{"
+                                "\"@type\":\"type.googleapis.com/google.rpc.RetryInfo\",\"retryDelay\":"
+                                "\"86400s\"}]}}"));
+    EXPECT_EQ(d.kind, Verdict::Kind::Fatal); // a day's quota spent
+    Verdict a = c.Interpret(
+        req, changes,
+        Answer(401, "{\"error\":{\"code\":401,\"status\":\"UNAUTHENTICATED\",\"message\":\"x\"}}"));
+    EXPECT_EQ(a.kind, Verdict::Kind::AuthExpired);
+    EXPECT_EQ(a.error.find("ya29"), std::string::npos);
+    Verdict f = c.Interpret(
+        req, changes,
+        Answer(403, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\",\"message\":\"no\"}}"));
+    EXPECT_EQ(f.kind, Verdict::Kind::Fatal);
+    EXPECT_NE(f.error.find("developer-token"), std::string::npos);
+    EXPECT_EQ(f.error.find("dev-secret"), std::string::npos);
+    Verdict m = c.Interpret(
+        req, changes,
+        Answer(
+            409,
+            "{\"error\":{\"code\":409,\"status\":\"ABORTED\",\"details\":[{\"@type\":\"type.googleapis.com/"
+            "google.ads.googleads.v25.errors.GoogleAdsFailure\",\"errors\":[{\"errorCode\":{"
+            "\"databaseError\":\"CONCURRENT_MODIFICATION\"}}]}]}}"));
+    EXPECT_EQ(m.kind, Verdict::Kind::Retry);
+    EXPECT_GT(m.wait_ms, 0);
+    Verdict r =
+        c.Interpret(req, changes,
+                    Answer(400, "{\"error\":{\"code\":400,\"status\":\"INVALID_ARGUMENT\",\"message\":\"no "
+                                "list\"}}"));
+    ASSERT_EQ(r.kind, Verdict::Kind::Done);
+    EXPECT_FALSE(r.rows[0].accepted);
+    EXPECT_EQ(r.rows[0].error_code, "INVALID_ARGUMENT");
+    EXPECT_EQ(c.Interpret(req, changes, Answer(503, "")).kind, Verdict::Kind::Retry);
+}
+
+TEST(GoogleConnector, UnreadableKeptIdentifiers) {
+    GoogleConnector c(Settings(), Target());
+    // A removal whose kept identifiers cannot be read is refused; a change
+    // whose old ones cannot be read is only added.
+    std::vector<Change> changes = {Removal(1, "12345"), Member(2, kC, kC, Change::Op::Change, "{\"x\":1}"),
+                                   Removal(3, "")};
+    std::vector<std::pair<size_t, RowOutcome>> immediate;
+    auto reqs = c.Prepare(BatchContext{}, changes, All(changes), immediate);
+    ASSERT_EQ(immediate.size(), 2u);
+    EXPECT_EQ(immediate[0].second.error_code, "NO_RECORD_ID");
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_EQ(reqs[0].http.url, "https://google.example/v1/audienceMembers:ingest");
+    EXPECT_EQ(reqs[0].rows, (std::vector<size_t>{1}));
+}
