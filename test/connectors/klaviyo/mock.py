@@ -64,14 +64,15 @@ import argparse
 import json
 import os
 import re
-import signal
-import socketserver
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import MockHandler, MockServer, openapi_contract, serve  # noqa: E402
+
 
 HOST = "127.0.0.1"
 MAX_PROFILES = 10000
@@ -202,21 +203,8 @@ class State:
         job["status"] = "complete"
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class Handler(MockHandler):
     timeout = 120
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        try:
-            self.dispatch()
-        except (ConnectionError, TimeoutError):
-            pass
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
 
     def send(self, status, payload, headers=None):
         body = b"" if payload is None else json.dumps(payload).encode()
@@ -228,7 +216,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def dispatch(self):
+    def handle_any(self):
         url = urlsplit(self.path)
         n = int(self.headers.get("Content-Length") or 0)
         if n > MAX_BODY:
@@ -459,15 +447,6 @@ class Handler(BaseHTTPRequestHandler):
         return self.send(404, {"error": "unknown control path"})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)  # no reverse DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Mock Klaviyo bulk profile import API for revetl tests.")
     ap.add_argument("--port", type=int, default=0)
@@ -475,33 +454,10 @@ def main(argv=None):
     ap.add_argument("--api-key", default="pk_test")
     ap.add_argument("--openapi", help="validate request bodies against Klaviyo's OpenAPI")
     args = ap.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    server = Server((HOST, args.port), Handler)
+    server = MockServer((HOST, args.port), Handler)
     server.state = State(args.api_key)
-    server.contract = None
-    if args.openapi:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-        from openapi import OpenApi
-        server.contract = OpenApi(args.openapi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    if args.port_file:
-        tmp = f"{args.port_file}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp, args.port_file)
-    print(f"mock_klaviyo listening on http://{HOST}:{port}", flush=True)
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    if args.port_file:
-        try:
-            os.unlink(args.port_file)
-        except FileNotFoundError:
-            pass
-    return 0
+    server.contract = openapi_contract(args.openapi)
+    return serve(server, "mock_klaviyo", args.port_file)
 
 
 if __name__ == "__main__":

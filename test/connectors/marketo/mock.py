@@ -66,18 +66,17 @@ Marketo behaviours emulated
 import argparse
 import json
 import os
-import signal
-import socket
-import socketserver
-import struct
 import sys
 import threading
 import time
 import re
 import uuid
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import MockHandler, MockServer, openapi_contract, serve  # noqa: E402
+
 
 HOST = "127.0.0.1"
 CLIENT_ID = "mkto-client-id"
@@ -240,21 +239,8 @@ class State:
         return results
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class Handler(MockHandler):
     timeout = 120
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        try:
-            self.dispatch()
-        except (ConnectionError, TimeoutError):
-            pass
-
-    do_POST = do_PUT = do_DELETE = do_GET
 
     def send(self, status, payload, headers=None):
         body = b"" if payload is None else json.dumps(payload).encode()
@@ -266,13 +252,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def read_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            raise ValueError("body too large")
-        return self.rfile.read(n) if n else b""
-
-    def dispatch(self):
+    def handle_any(self):
         url = urlsplit(self.path)
         raw = self.read_body()
         if url.path.startswith("/_mock"):
@@ -295,12 +275,7 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.in_flight -= 1
         if status is None:  # reset fault
-            self.close_connection = True
-            try:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-            self.connection.close()
+            self.reset_connection()
             return
         self.send(status, payload)
 
@@ -483,53 +458,16 @@ class Handler(BaseHTTPRequestHandler):
         return self.send(404, {"error": "unknown control path"})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)  # no reverse DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Mock Marketo REST API for revetl tests.")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--openapi", help="validate request bodies against Marketo's Swagger contract")
     args = ap.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    server = Server((HOST, args.port), Handler)
+    server = MockServer((HOST, args.port), Handler)
     server.state = State()
-    server.contract = None
-    if args.openapi:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-        from openapi import OpenApi
-        server.contract = OpenApi(args.openapi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    if args.port_file:
-        tmp = f"{args.port_file}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp, args.port_file)
-    print(f"mock_marketo listening on http://{HOST}:{port}", flush=True)
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    if args.port_file:
-        try:
-            os.unlink(args.port_file)
-        except FileNotFoundError:
-            pass
-    return 0
+    server.contract = openapi_contract(args.openapi)
+    return serve(server, "mock_marketo", args.port_file)
 
 
 if __name__ == "__main__":

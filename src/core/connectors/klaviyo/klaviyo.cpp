@@ -1,5 +1,7 @@
 #include "core/connectors/klaviyo/klaviyo.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/error.hpp"
 #include "core/delivery/retry_policy.hpp"
 
@@ -39,26 +41,6 @@ const std::set<std::string> &StandardAttributes() {
     return names;
 }
 
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    if (v.IsNull())
-        return "";
-    rapidjson::StringBuffer buf;
-    Writer w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
-}
-
 const rapidjson::Value *Object(const rapidjson::Value &obj, const char *name) {
     if (!obj.IsObject())
         return nullptr;
@@ -69,15 +51,6 @@ const rapidjson::Value *Object(const rapidjson::Value &obj, const char *name) {
 std::string Lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
     return s;
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.accepted = false;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
 }
 
 // A member's value: numbers as their exact text, the rest as parsed.
@@ -95,16 +68,16 @@ std::string ErrorText(const rapidjson::Document &doc, std::string *code) {
         return {};
     std::string text;
     for (const auto &e : doc["errors"].GetArray()) {
-        std::string one = Member(e, "detail");
+        std::string one = JsonMember(e, "detail");
         if (one.empty())
-            one = Member(e, "title");
+            one = JsonMember(e, "title");
         if (const rapidjson::Value *source = Object(e, "source")) {
-            std::string pointer = Member(*source, "pointer");
+            std::string pointer = JsonMember(*source, "pointer");
             if (!pointer.empty())
                 one += " (" + pointer + ")";
         }
         if (code && code->empty())
-            *code = Member(e, "code");
+            *code = JsonMember(e, "code");
         text += (text.empty() ? "" : "; ") + one;
     }
     return text;
@@ -224,7 +197,7 @@ std::string KlaviyoConnector::MatchValue(const std::string &payload) const {
     doc.Parse<kExactNumbers>(payload.c_str(), payload.size());
     if (doc.HasParseError() || !doc.IsObject())
         return {};
-    return Member(doc, target_.match_on.c_str());
+    return JsonMember(doc, target_.match_on.c_str());
 }
 
 std::string KlaviyoConnector::Profile(const std::string &payload) const {
@@ -406,7 +379,8 @@ KlaviyoConnector::PrepareAudience(const std::vector<Change> &changes, const std:
                                                               "removed from the list", target_.match_on));
             else if (!ValidJobId(c.dest_id))
                 immediate.emplace_back(
-                    i, Rejected(0, "no Klaviyo profile id is known for this row, so it cannot leave the list",
+                    i,
+                    RejectedRow(0, "no Klaviyo profile id is known for this row, so it cannot leave the list",
                                 "NO_RECORD_ID"));
             else
                 removals.push_back(i);
@@ -415,7 +389,8 @@ KlaviyoConnector::PrepareAudience(const std::vector<Change> &changes, const std:
         const std::string match = MatchKey(c.payload);
         if (match.empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                i,
+                RejectedRow(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
                             "NO_MATCH_VALUE"));
             continue;
         }
@@ -505,18 +480,19 @@ KlaviyoConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
         std::string match = MatchValue(c.payload);
         if (match.empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                i,
+                RejectedRow(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
                             "NO_MATCH_VALUE"));
             continue;
         }
         std::string profile = Profile(c.payload);
         if (profile.size() > kMaxProfileBytes) {
-            immediate.emplace_back(i,
-                                   Rejected(0,
-                                            "the row is " + std::to_string(profile.size()) +
-                                                " bytes as a profile; Klaviyo's bulk import takes at most " +
-                                                std::to_string(kMaxProfileBytes),
-                                            "PROFILE_TOO_LARGE"));
+            immediate.emplace_back(
+                i, RejectedRow(0,
+                               "the row is " + std::to_string(profile.size()) +
+                                   " bytes as a profile; Klaviyo's bulk import takes at most " +
+                                   std::to_string(kMaxProfileBytes),
+                               "PROFILE_TOO_LARGE"));
             continue;
         }
         // A job upserts its profiles in no documented order: one profile
@@ -573,14 +549,8 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
         v.error = "Klaviyo rate limit: " + Truncate(message.empty() ? "HTTP 429" : message, 300);
         return v;
     }
-    if (status == 0 || status == 408 || status >= 500) {
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach Klaviyo: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "Klaviyo answered HTTP " + std::to_string(status) +
-                                    (message.empty() ? "" : ": " + Truncate(message, 300));
-        return v;
-    }
+    if (auto transient = TransientFailure(response, "Klaviyo", message))
+        return *transient;
     if (status == 401 || status == 403) {
         v.kind = Verdict::Kind::Fatal;
         v.error = "Klaviyo refused the API key (HTTP " + std::to_string(status) +
@@ -598,8 +568,9 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
     if (list_removal && status == 404) {
         // The list is not (or no longer) Klaviyo's: its rows are refused.
         v.rows.assign(request.rows.size(),
-                      Rejected(status, message.empty() ? "Klaviyo has no list " + target_.audience : message,
-                               code.empty() ? "not_found" : code));
+                      RejectedRow(status,
+                                  message.empty() ? "Klaviyo has no list " + target_.audience : message,
+                                  code.empty() ? "not_found" : code));
         return v;
     }
     if (status == 404 || (status >= 300 && status < 400)) {
@@ -622,8 +593,9 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
             v.kind = Verdict::Kind::Split;
             return v;
         }
-        v.rows.assign(request.rows.size(), Rejected(status, message.empty() ? "refused by Klaviyo" : message,
-                                                    code.empty() ? "HTTP_" + std::to_string(status) : code));
+        v.rows.assign(request.rows.size(),
+                      RejectedRow(status, message.empty() ? "refused by Klaviyo" : message,
+                                  code.empty() ? "HTTP_" + std::to_string(status) : code));
         return v;
     }
     if (status < 200 || status >= 300) {
@@ -665,9 +637,9 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
         std::map<std::string, std::string> ids; // match value -> profile id
         if (json && doc.HasMember("data") && doc["data"].IsArray())
             for (const auto &p : doc["data"].GetArray()) {
-                const std::string id = Member(p, "id");
+                const std::string id = JsonMember(p, "id");
                 const rapidjson::Value *attrs = Object(p, "attributes");
-                std::string m = attrs ? Member(*attrs, target_.match_on.c_str()) : std::string();
+                std::string m = attrs ? JsonMember(*attrs, target_.match_on.c_str()) : std::string();
                 if (target_.match_on == "email")
                     m = Lower(m);
                 if (!m.empty() && ValidJobId(id))
@@ -675,7 +647,7 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
             }
         std::string query;
         if (json && doc.HasMember("links") && doc["links"].IsObject())
-            query = PageQuery(Member(doc["links"], "next"));
+            query = PageQuery(JsonMember(doc["links"], "next"));
         std::vector<size_t> open;
         for (size_t r : request.rows) {
             auto it = ids.find(MatchKey(changes[r].payload));
@@ -699,7 +671,7 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
     }
     const rapidjson::Value *data = json ? Object(doc, "data") : nullptr;
     if (!polling) {
-        std::string id = data ? Member(*data, "id") : std::string();
+        std::string id = data ? JsonMember(*data, "id") : std::string();
         if (!ValidJobId(id)) {
             v.kind = Verdict::Kind::Retry;
             v.error = "Klaviyo answered HTTP " + std::to_string(status) + " without a valid job id";
@@ -712,7 +684,7 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
     }
     if (request.flow.step == kJobStep) {
         const rapidjson::Value *attributes = data ? Object(*data, "attributes") : nullptr;
-        std::string state = attributes ? Member(*attributes, "status") : std::string();
+        std::string state = attributes ? JsonMember(*attributes, "status") : std::string();
         if (state == "queued" || state == "processing") {
             v.kind = Verdict::Kind::Continue;
             v.next = request;
@@ -720,13 +692,13 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
         }
         if (state != "complete") {
             v.rows.assign(request.rows.size(),
-                          Rejected(status,
-                                   "Klaviyo job " + request.flow.job_id + " ended with status " +
-                                       (state.empty() ? "(none)" : state),
-                                   "JOB_" + (state.empty() ? std::string("unknown") : state)));
+                          RejectedRow(status,
+                                      "Klaviyo job " + request.flow.job_id + " ended with status " +
+                                          (state.empty() ? "(none)" : state),
+                                      "JOB_" + (state.empty() ? std::string("unknown") : state)));
             return v;
         }
-        std::string failed = Member(*attributes, "failed_count");
+        std::string failed = JsonMember(*attributes, "failed_count");
         if (failed.empty() || failed == "0") {
             if (audience) {
                 v.kind = Verdict::Kind::Continue;
@@ -766,24 +738,24 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
             if (!payload)
                 continue;
             const rapidjson::Value *profile_attrs = Object(*payload, "attributes");
-            std::string m = Member(profile_attrs ? *profile_attrs : *payload, target_.match_on.c_str());
+            std::string m = JsonMember(profile_attrs ? *profile_attrs : *payload, target_.match_on.c_str());
             if (target_.match_on == "email")
                 m = Lower(m);
             auto it = by_match.find(m);
             if (m.empty() || it == by_match.end())
                 continue;
-            std::string detail = Member(*attrs, "detail");
+            std::string detail = JsonMember(*attrs, "detail");
             if (detail.empty())
-                detail = Member(*attrs, "title");
+                detail = JsonMember(*attrs, "title");
             if (const rapidjson::Value *source = Object(*attrs, "source")) {
-                std::string pointer = Member(*source, "pointer");
+                std::string pointer = JsonMember(*source, "pointer");
                 if (!pointer.empty())
                     detail += " (" + pointer + ")";
             }
-            std::string error_code = Member(*attrs, "code");
+            std::string error_code = JsonMember(*attrs, "code");
             for (size_t j : it->second)
-                outcomes[j] = Rejected(status, detail.empty() ? "refused by Klaviyo" : detail,
-                                       error_code.empty() ? "IMPORT_ERROR" : error_code);
+                outcomes[j] = RejectedRow(status, detail.empty() ? "refused by Klaviyo" : detail,
+                                          error_code.empty() ? "IMPORT_ERROR" : error_code);
         }
     }
     std::vector<size_t> open;
@@ -792,7 +764,7 @@ Verdict KlaviyoConnector::Interpret(const PreparedRequest &request, const std::v
             open.push_back(request.rows[j]);
     std::string query;
     if (json && doc.HasMember("links") && doc["links"].IsObject())
-        query = PageQuery(Member(doc["links"], "next"));
+        query = PageQuery(JsonMember(doc["links"], "next"));
     if (!query.empty() && !open.empty()) {
         // More pages: the rows not yet refused go on to the next one.
         for (size_t j = 0; j < outcomes.size(); j++)

@@ -1,5 +1,7 @@
 #include "core/connectors/marketo/marketo.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/error.hpp"
 #include "core/delivery/retry_policy.hpp"
 
@@ -32,37 +34,9 @@ std::string Lower(std::string s) {
     return s;
 }
 
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsNull())
-        return {};
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
-}
-
 bool Digits(const std::string &s) {
     return !s.empty() && s.size() <= 19 &&
            std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
 }
 
 // The first code and message of an errors[] or reasons[] array.
@@ -70,8 +44,8 @@ void FirstReason(const rapidjson::Value &obj, const char *array, std::string &co
     if (!obj.IsObject() || !obj.HasMember(array) || !obj[array].IsArray())
         return;
     for (const auto &e : obj[array].GetArray()) {
-        code = Member(e, "code");
-        message = Member(e, "message");
+        code = JsonMember(e, "code");
+        message = JsonMember(e, "message");
         if (!code.empty() || !message.empty())
             return;
     }
@@ -137,7 +111,7 @@ std::string MarketoConnector::MatchValue(const std::string &payload) const {
     doc.Parse<rapidjson::kParseNumbersAsStringsFlag>(payload.c_str(), payload.size());
     if (doc.HasParseError() || !doc.IsObject())
         return {};
-    return Member(doc, target_.match_on.c_str());
+    return JsonMember(doc, target_.match_on.c_str());
 }
 
 PreparedRequest MarketoConnector::SyncCall(const std::vector<Change> &changes,
@@ -257,8 +231,8 @@ MarketoConnector::PrepareAudience(const std::vector<Change> &changes, const std:
                                                            "removed from the static list", target_.match_on));
             else if (!Digits(c.dest_id))
                 immediate.emplace_back(
-                    i, Rejected(0, "no Marketo lead id is known for this row, so it cannot leave the list",
-                                "NO_RECORD_ID"));
+                    i, RejectedRow(0, "no Marketo lead id is known for this row, so it cannot leave the list",
+                                   "NO_RECORD_ID"));
             else
                 removals.push_back(i);
             continue;
@@ -268,7 +242,8 @@ MarketoConnector::PrepareAudience(const std::vector<Change> &changes, const std:
             match = Lower(match);
         if (match.empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                i,
+                RejectedRow(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
                             "NO_MATCH_VALUE"));
             continue;
         }
@@ -321,8 +296,8 @@ MarketoConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
                     i, UnresolvableRemoval("Marketo", "Marketo lead id", "deleted", target_.match_on));
             else if (!Digits(c.dest_id))
                 immediate.emplace_back(
-                    i, Rejected(0, "no Marketo lead id is known for this row, so it cannot be deleted",
-                                "NO_RECORD_ID"));
+                    i, RejectedRow(0, "no Marketo lead id is known for this row, so it cannot be deleted",
+                                   "NO_RECORD_ID"));
             else
                 removals.push_back(i);
             continue;
@@ -330,7 +305,7 @@ MarketoConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
         rapidjson::Document doc;
         doc.Parse<rapidjson::kParseNumbersAsStringsFlag>(c.payload.c_str(), c.payload.size());
         if (doc.HasParseError() || !doc.IsObject()) {
-            immediate.emplace_back(i, Rejected(0, "the payload is not a JSON object", "INVALID_PAYLOAD"));
+            immediate.emplace_back(i, RejectedRow(0, "the payload is not a JSON object", "INVALID_PAYLOAD"));
             continue;
         }
         // A changed row with a kept lead id is updated by that id, so that a
@@ -342,12 +317,13 @@ MarketoConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
             by_id.push_back(i);
             continue;
         }
-        std::string match = Member(doc, target_.match_on.c_str());
+        std::string match = JsonMember(doc, target_.match_on.c_str());
         if (email)
             match = Lower(match);
         if (match.empty()) {
             immediate.emplace_back(
-                i, Rejected(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
+                i,
+                RejectedRow(0, "the payload has no value for the MATCH ON field \"" + target_.match_on + "\"",
                             "NO_MATCH_VALUE"));
             continue;
         }
@@ -405,14 +381,9 @@ Verdict MarketoConnector::Interpret(const PreparedRequest &request, const std::v
     }
     if (auto failure = ConnectionFailure(response, request.http.url, false))
         return *failure;
-    if (status == 0 || status == 408 || status >= 500) {
-        // 502 is Marketo's one documented real HTTP error to retry.
-        v.kind = Verdict::Kind::Retry;
-        v.error = status == 0 ? "could not reach Marketo: " +
-                                    (response.timed_out ? std::string("timed out") : response.transport_error)
-                              : "Marketo answered HTTP " + std::to_string(status);
-        return v;
-    }
+    // 502 is Marketo's one documented real HTTP error to retry.
+    if (auto transient = TransientFailure(response, "Marketo", ""))
+        return *transient;
     if (status == 413 && request.rows.size() > 1) {
         // The body is over 1 MB: halves fit.
         v.kind = Verdict::Kind::Split;
@@ -423,11 +394,11 @@ Verdict MarketoConnector::Interpret(const PreparedRequest &request, const std::v
         v.error = "Marketo answered HTTP " + std::to_string(status) + (json ? "" : " without a JSON body");
         if (status >= 400)
             v.rows.assign(request.rows.size(),
-                          Rejected(status, "refused by Marketo: HTTP " + std::to_string(status),
-                                   "HTTP_" + std::to_string(status)));
+                          RejectedRow(status, "refused by Marketo: HTTP " + std::to_string(status),
+                                      "HTTP_" + std::to_string(status)));
         return v;
     }
-    if (Member(doc, "success") != "true") {
+    if (JsonMember(doc, "success") != "true") {
         // A request-level error: nothing was executed (6xx, 7xx).
         std::string code, message;
         FirstReason(doc, "errors", code, message);
@@ -463,8 +434,8 @@ Verdict MarketoConnector::Interpret(const PreparedRequest &request, const std::v
             // Bad parameters (609 invalid JSON, 612, 7xx): about this call
             // and its rows, which are refused with Marketo's code.
             v.rows.assign(request.rows.size(),
-                          Rejected(status, message.empty() ? "refused by Marketo" : message,
-                                   code.empty() ? "MARKETO_ERROR" : code));
+                          RejectedRow(status, message.empty() ? "refused by Marketo" : message,
+                                      code.empty() ? "MARKETO_ERROR" : code));
         }
         return v;
     }
@@ -479,11 +450,11 @@ Verdict MarketoConnector::Interpret(const PreparedRequest &request, const std::v
     std::vector<size_t> again; // by-id updates of leads Marketo no longer knows
     for (size_t j = 0; j < n; j++) {
         if (!results || j >= results->Size()) {
-            v.rows.push_back(Rejected(status, "Marketo's answer did not mention this lead", "NO_RESULT"));
+            v.rows.push_back(RejectedRow(status, "Marketo's answer did not mention this lead", "NO_RESULT"));
             continue;
         }
         const rapidjson::Value &r = (*results)[static_cast<rapidjson::SizeType>(j)];
-        const std::string state = Member(r, "status");
+        const std::string state = JsonMember(r, "status");
         std::string code, message;
         FirstReason(r, "reasons", code, message);
         if (state == "created" || state == "updated" || state == "deleted" ||
@@ -492,7 +463,7 @@ Verdict MarketoConnector::Interpret(const PreparedRequest &request, const std::v
             RowOutcome o;
             o.accepted = true;
             o.http_status = status;
-            std::string id = Member(r, "id");
+            std::string id = JsonMember(r, "id");
             if (!deleting && Digits(id))
                 o.dest_id = id;
             v.rows.push_back(o);
@@ -502,15 +473,15 @@ Verdict MarketoConnector::Interpret(const PreparedRequest &request, const std::v
             // The kept lead was deleted in Marketo: write the row again by
             // its lookup field (outcome from that call).
             again.push_back(request.rows[j]);
-            v.rows.push_back(
-                Rejected(status, "Marketo no longer knows lead " + changes[request.rows[j]].dest_id, code));
+            v.rows.push_back(RejectedRow(
+                status, "Marketo no longer knows lead " + changes[request.rows[j]].dest_id, code));
             continue;
         }
-        v.rows.push_back(Rejected(status,
-                                  message.empty() ? "Marketo skipped the lead (status " +
-                                                        (state.empty() ? std::string("none") : state) + ")"
-                                                  : message,
-                                  code.empty() ? "SKIPPED" : code));
+        v.rows.push_back(RejectedRow(status,
+                                     message.empty() ? "Marketo skipped the lead (status " +
+                                                           (state.empty() ? std::string("none") : state) + ")"
+                                                     : message,
+                                     code.empty() ? "SKIPPED" : code));
     }
     if (!again.empty()) {
         // Those rows without a match value keep the rejection above.
@@ -538,11 +509,11 @@ Verdict MarketoConnector::AudienceResults(const PreparedRequest &request, const 
     const size_t n = request.rows.size();
     const long status = 200;
     auto skipped = [&](const std::string &state, const std::string &code, const std::string &message) {
-        return Rejected(status,
-                        message.empty() ? "Marketo skipped the lead (status " +
-                                              (state.empty() ? std::string("none") : state) + ")"
-                                        : message,
-                        code.empty() ? "SKIPPED" : code);
+        return RejectedRow(status,
+                           message.empty() ? "Marketo skipped the lead (status " +
+                                                 (state.empty() ? std::string("none") : state) + ")"
+                                           : message,
+                           code.empty() ? "SKIPPED" : code);
     };
 
     if (step == kLeadLookup) {
@@ -552,11 +523,12 @@ Verdict MarketoConnector::AudienceResults(const PreparedRequest &request, const 
         std::vector<std::string> ids;
         for (size_t j = 0; j < n; j++) {
             if (!results || j >= results->Size()) {
-                v.rows.push_back(Rejected(status, "Marketo's answer did not mention this lead", "NO_RESULT"));
+                v.rows.push_back(
+                    RejectedRow(status, "Marketo's answer did not mention this lead", "NO_RESULT"));
                 continue;
             }
             const rapidjson::Value &r = (*results)[static_cast<rapidjson::SizeType>(j)];
-            const std::string state = Member(r, "status"), id = Member(r, "id");
+            const std::string state = JsonMember(r, "status"), id = JsonMember(r, "id");
             std::string code, message;
             FirstReason(r, "reasons", code, message);
             if ((state == "created" || state == "updated") && Digits(id)) {
@@ -581,22 +553,22 @@ Verdict MarketoConnector::AudienceResults(const PreparedRequest &request, const 
     mine.Parse(request.http.body.c_str(), request.http.body.size());
     if (mine.IsObject() && mine.HasMember("input") && mine["input"].IsArray())
         for (const auto &e : mine["input"].GetArray())
-            sent.push_back(Member(e, "id"));
+            sent.push_back(JsonMember(e, "id"));
     // Marketo names each lead of the answer by id.
     std::map<std::string, const rapidjson::Value *> by_id;
     if (results)
         for (const auto &r : results->GetArray())
-            by_id.emplace(Member(r, "id"), &r);
+            by_id.emplace(JsonMember(r, "id"), &r);
     const bool adding = step == kListAdd;
     std::vector<size_t> again;
     for (size_t j = 0; j < n; j++) {
         const std::string id = j < sent.size() ? sent[j] : std::string();
         auto it = by_id.find(id);
         if (id.empty() || it == by_id.end()) {
-            v.rows.push_back(Rejected(status, "Marketo's answer did not mention lead " + id, "NO_RESULT"));
+            v.rows.push_back(RejectedRow(status, "Marketo's answer did not mention lead " + id, "NO_RESULT"));
             continue;
         }
-        const std::string state = Member(*it->second, "status");
+        const std::string state = JsonMember(*it->second, "status");
         std::string code, message;
         FirstReason(*it->second, "reasons", code, message);
         // A lead not in the list (1015) or no longer in Marketo (1004) has
