@@ -46,12 +46,14 @@ import itertools
 import json
 import os
 import re
-import signal
 import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import MockHandler, MockServer, serve  # noqa: E402
+
 
 HOST = "127.0.0.1"
 CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN = "google-client", "google-secret", "google-refresh"
@@ -118,12 +120,7 @@ class State:
                       "unauthenticated": 0, "contract_violations": 0, "max_members_per_call": 0}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # noqa: A002
-        pass
-
+class Handler(MockHandler):
     def send(self, status, payload=None):
         data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
@@ -131,15 +128,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-    def do_GET(self):
-        self.handle_any()
-
-    def do_POST(self):
-        self.handle_any()
-
-    def do_DELETE(self):
-        self.handle_any()
 
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -487,33 +475,14 @@ def main(argv=None):
     parser.add_argument("--no-contract", action="store_true",
                         help="do not check bodies against test/lib/googlespec.py")
     args = parser.parse_args(argv)
-    server = ThreadingHTTPServer((HOST, args.port), Handler)
-    server.daemon_threads = True
+    server = MockServer((HOST, args.port), Handler)
     server.state = State(args.token)
     server.spec = None
     if not args.no_contract:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-        from googlespec import GoogleSpec
+        from googlespec import GoogleSpec  # test/lib, on sys.path since the imports above
+
         server.spec = GoogleSpec()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(port))
-        os.rename(tmp, args.port_file)
-    print(f"mock_google listening on http://{HOST}:{port}", flush=True)
-    try:
-        stop.wait()
-    finally:
-        server.shutdown()
-        server.server_close()
-        if args.port_file and os.path.exists(args.port_file):
-            os.unlink(args.port_file)
-    return 0
+    return serve(server, "mock_google", args.port_file)
 
 
 if __name__ == "__main__":

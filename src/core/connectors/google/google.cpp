@@ -1,5 +1,7 @@
 #include "core/connectors/google/google.hpp"
 
+#include "core/connectors/json_text.hpp"
+
 #include "core/common/encoding.hpp"
 #include "core/common/error.hpp"
 #include "core/connectors/options.hpp"
@@ -25,34 +27,10 @@ constexpr size_t kMaxUnhashedValue = 1000;
 // of a plain alphabet.
 constexpr size_t kMaxId = 200;
 
-void String(Writer &w, const std::string &s) {
-    w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
-}
-
 std::string Lower(std::string s) {
     for (auto &c : s)
         c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return s;
-}
-
-std::string Text(const rapidjson::Value &v) {
-    if (v.IsString())
-        return std::string(v.GetString(), v.GetStringLength());
-    if (v.IsNull())
-        return "";
-    if (v.IsBool())
-        return v.GetBool() ? "true" : "false";
-    rapidjson::StringBuffer buf;
-    Writer w(buf);
-    v.Accept(w);
-    return std::string(buf.GetString(), buf.GetSize());
-}
-
-std::string Member(const rapidjson::Value &obj, const char *name) {
-    if (!obj.IsObject())
-        return {};
-    auto it = obj.FindMember(name);
-    return it == obj.MemberEnd() ? std::string() : Text(it->value);
 }
 
 bool PlainId(const std::string &s) {
@@ -66,15 +44,6 @@ bool PlainId(const std::string &s) {
 
 bool Digits(const std::string &s, size_t max) {
     return !s.empty() && s.size() <= max && s.find_first_not_of("0123456789") == std::string::npos;
-}
-
-RowOutcome Rejected(long status, const std::string &reason, const std::string &code) {
-    RowOutcome o;
-    o.accepted = false;
-    o.http_status = status;
-    o.reason = Truncate(reason, 1000);
-    o.error_code = Truncate(code, 100);
-    return o;
 }
 
 // Google's error envelope, shared by both APIs:
@@ -98,7 +67,7 @@ struct GoogleError {
 // "30s", "1.5s" (a google.protobuf.Duration in JSON) as milliseconds.
 long DurationMs(const rapidjson::Value &v) {
     if (v.IsObject()) { // {"seconds": "30", "nanos": 0} (the proto form)
-        const std::string s = Member(v, "seconds");
+        const std::string s = JsonMember(v, "seconds");
         if (Digits(s, 9))
             return std::stol(s) * 1000;
         return -1;
@@ -144,7 +113,7 @@ void ReadAdsFailure(const rapidjson::Value &detail, GoogleError &e) {
     if (errors == detail.MemberEnd() || !errors->value.IsArray())
         return;
     if (e.request_id.empty())
-        e.request_id = Truncate(Member(detail, "requestId"), 100);
+        e.request_id = Truncate(JsonMember(detail, "requestId"), 100);
     for (const auto &err : errors->value.GetArray()) {
         if (!err.IsObject())
             continue;
@@ -152,11 +121,11 @@ void ReadAdsFailure(const rapidjson::Value &detail, GoogleError &e) {
         auto code = err.FindMember("errorCode");
         if (code != err.MemberEnd() && code->value.IsObject() && code->value.MemberCount() > 0) {
             auto first = code->value.MemberBegin();
-            v.reason = Truncate(Text(first->value), 100);
+            v.reason = Truncate(JsonText(first->value), 100);
             if (e.error_code.empty())
                 e.error_code = v.reason;
         }
-        v.description = Truncate(Member(err, "message"), 300);
+        v.description = Truncate(JsonMember(err, "message"), 300);
         auto details = err.FindMember("details");
         if (details != err.MemberEnd() && details->value.IsObject()) {
             auto q = details->value.FindMember("quotaErrorDetails");
@@ -171,13 +140,13 @@ void ReadAdsFailure(const rapidjson::Value &detail, GoogleError &e) {
             auto path = loc->value.FindMember("fieldPathElements");
             if (path != loc->value.MemberEnd() && path->value.IsArray() && !path->value.Empty()) {
                 const auto &first = path->value[0];
-                const std::string name = Member(first, "fieldName");
+                const std::string name = JsonMember(first, "fieldName");
                 auto idx = first.IsObject() ? first.FindMember("index") : first.MemberEnd();
                 if (name == "operations" && first.IsObject() && idx != first.MemberEnd() &&
                     idx->value.IsInt64() && idx->value.GetInt64() >= 0)
                     v.member = static_cast<long>(idx->value.GetInt64());
                 for (const auto &el : path->value.GetArray())
-                    v.field += (v.field.empty() ? "" : ".") + Truncate(Member(el, "fieldName"), 60);
+                    v.field += (v.field.empty() ? "" : ".") + Truncate(JsonMember(el, "fieldName"), 60);
             }
         }
         if (e.violations.size() < 100000)
@@ -193,15 +162,15 @@ GoogleError ReadStatus(const rapidjson::Value &err) {
     auto code = err.FindMember("code");
     if (code != err.MemberEnd() && code->value.IsInt64())
         e.code = static_cast<long>(code->value.GetInt64());
-    e.status = Truncate(Member(err, "status"), 60);
-    e.message = Truncate(Member(err, "message"), 300);
+    e.status = Truncate(JsonMember(err, "status"), 60);
+    e.message = Truncate(JsonMember(err, "message"), 300);
     auto details = err.FindMember("details");
     if (details == err.MemberEnd() || !details->value.IsArray())
         return e;
     for (const auto &d : details->value.GetArray()) {
         if (!d.IsObject())
             continue;
-        const std::string type = Member(d, "@type");
+        const std::string type = JsonMember(d, "@type");
         if (type.find("GoogleAdsFailure") != std::string::npos) {
             ReadAdsFailure(d, e);
         } else if (type.find("google.rpc.BadRequest") != std::string::npos) {
@@ -209,9 +178,9 @@ GoogleError ReadStatus(const rapidjson::Value &err) {
             if (fv != d.MemberEnd() && fv->value.IsArray())
                 for (const auto &f : fv->value.GetArray()) {
                     GoogleError::Violation v;
-                    v.field = Truncate(Member(f, "field"), 200);
-                    v.reason = Truncate(Member(f, "reason"), 100);
-                    v.description = Truncate(Member(f, "description"), 300);
+                    v.field = Truncate(JsonMember(f, "field"), 200);
+                    v.reason = Truncate(JsonMember(f, "reason"), 100);
+                    v.description = Truncate(JsonMember(f, "description"), 300);
                     v.member = PathIndex(v.field);
                     if (e.error_code.empty())
                         e.error_code = v.reason;
@@ -220,14 +189,14 @@ GoogleError ReadStatus(const rapidjson::Value &err) {
                 }
         } else if (type.find("google.rpc.ErrorInfo") != std::string::npos) {
             if (e.error_code.empty())
-                e.error_code = Truncate(Member(d, "reason"), 100);
+                e.error_code = Truncate(JsonMember(d, "reason"), 100);
         } else if (type.find("google.rpc.RetryInfo") != std::string::npos) {
             auto r = d.FindMember("retryDelay");
             if (r != d.MemberEnd())
                 e.retry_ms = std::max(e.retry_ms, DurationMs(r->value));
         } else if (type.find("google.rpc.RequestInfo") != std::string::npos) {
             if (e.request_id.empty())
-                e.request_id = Truncate(Member(d, "requestId"), 100);
+                e.request_id = Truncate(JsonMember(d, "requestId"), 100);
         }
     }
     return e;
@@ -469,7 +438,7 @@ std::string GoogleConnector::MemberId(const std::string &payload) const {
         auto it = doc.FindMember(field.c_str());
         if (it == doc.MemberEnd() || it->value.IsNull())
             return {};
-        std::string value = Text(it->value);
+        std::string value = JsonText(it->value);
         if (key == "country_code") {
             for (auto &c : value)
                 c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -479,8 +448,8 @@ std::string GoogleConnector::MemberId(const std::string &payload) const {
         }
         if (value.empty() || value.size() > kMaxUnhashedValue)
             return {};
-        String(w, key);
-        String(w, value);
+        WriteJsonString(w, key);
+        WriteJsonString(w, value);
     }
     w.EndObject();
     return std::string(buf.GetString(), buf.GetSize());
@@ -536,13 +505,13 @@ void GoogleConnector::UserIdentifiers(void *writer, const std::string &ids) cons
     Writer &w = *static_cast<Writer *>(writer);
     rapidjson::Document d;
     d.Parse(ids.c_str(), ids.size());
-    auto get = [&](const char *k) { return Member(d, k); };
+    auto get = [&](const char *k) { return JsonMember(d, k); };
     const bool ads = api_ == Api::Ads;
     if (!ads && d.IsObject() && d.HasMember("user_id")) {
         w.Key("userIdData");
         w.StartObject();
         w.Key("userId");
-        String(w, get("user_id"));
+        WriteJsonString(w, get("user_id"));
         w.EndObject();
         return;
     }
@@ -555,7 +524,7 @@ void GoogleConnector::UserIdentifiers(void *writer, const std::string &ids) cons
     auto one = [&](const char *name, const std::string &value) {
         w.StartObject();
         w.Key(name);
-        String(w, value);
+        WriteJsonString(w, value);
         w.EndObject();
     };
     if (d.IsObject()) {
@@ -568,13 +537,13 @@ void GoogleConnector::UserIdentifiers(void *writer, const std::string &ids) cons
             w.Key(ads ? "addressInfo" : "address");
             w.StartObject();
             w.Key(ads ? "hashedFirstName" : "givenName");
-            String(w, get("first_name"));
+            WriteJsonString(w, get("first_name"));
             w.Key(ads ? "hashedLastName" : "familyName");
-            String(w, get("last_name"));
+            WriteJsonString(w, get("last_name"));
             w.Key(ads ? "countryCode" : "regionCode");
-            String(w, get("country_code"));
+            WriteJsonString(w, get("country_code"));
             w.Key("postalCode");
-            String(w, get("postal_code"));
+            WriteJsonString(w, get("postal_code"));
             w.EndObject();
             w.EndObject();
         }
@@ -636,21 +605,21 @@ PreparedRequest GoogleConnector::DmCall(const std::vector<Change> &changes, cons
     w.Key("operatingAccount");
     w.StartObject();
     w.Key("accountId");
-    String(w, customer_id_);
+    WriteJsonString(w, customer_id_);
     w.Key("accountType");
-    String(w, AccountType(account_type_));
+    WriteJsonString(w, AccountType(account_type_));
     w.EndObject();
     if (!login_customer_id_.empty()) {
         w.Key("loginAccount");
         w.StartObject();
         w.Key("accountId");
-        String(w, login_customer_id_);
+        WriteJsonString(w, login_customer_id_);
         w.Key("accountType");
-        String(w, "GOOGLE_ADS");
+        WriteJsonString(w, "GOOGLE_ADS");
         w.EndObject();
     }
     w.Key("productDestinationId");
-    String(w, target_.audience);
+    WriteJsonString(w, target_.audience);
     w.EndObject();
     w.EndArray();
     w.Key("audienceMembers");
@@ -662,18 +631,19 @@ PreparedRequest GoogleConnector::DmCall(const std::vector<Change> &changes, cons
     }
     w.EndArray();
     w.Key("encoding");
-    String(w, "HEX");
+    WriteJsonString(w, "HEX");
     if (dir == Dir::Add) {
         if (!consent_user_data_.empty() || !consent_personalization_.empty()) {
             w.Key("consent");
             w.StartObject();
             if (!consent_user_data_.empty()) {
                 w.Key("adUserData");
-                String(w, consent_user_data_ == "granted" ? "CONSENT_GRANTED" : "CONSENT_DENIED");
+                WriteJsonString(w, consent_user_data_ == "granted" ? "CONSENT_GRANTED" : "CONSENT_DENIED");
             }
             if (!consent_personalization_.empty()) {
                 w.Key("adPersonalization");
-                String(w, consent_personalization_ == "granted" ? "CONSENT_GRANTED" : "CONSENT_DENIED");
+                WriteJsonString(w,
+                                consent_personalization_ == "granted" ? "CONSENT_GRANTED" : "CONSENT_DENIED");
             }
             w.EndObject();
         }
@@ -681,7 +651,7 @@ PreparedRequest GoogleConnector::DmCall(const std::vector<Change> &changes, cons
             w.Key("termsOfService");
             w.StartObject();
             w.Key("customerMatchTermsOfServiceStatus");
-            String(w, terms_ == "accepted" ? "ACCEPTED" : "REJECTED");
+            WriteJsonString(w, terms_ == "accepted" ? "ACCEPTED" : "REJECTED");
             w.EndObject();
         }
     }
@@ -715,22 +685,22 @@ PreparedRequest GoogleConnector::AdsCreate(const std::vector<size_t> &rows, Dir 
     w.Key("job");
     w.StartObject();
     w.Key("type");
-    String(w, "CUSTOMER_MATCH_USER_LIST");
+    WriteJsonString(w, "CUSTOMER_MATCH_USER_LIST");
     w.Key("customerMatchUserListMetadata");
     w.StartObject();
     w.Key("userList");
-    String(w, "customers/" + customer_id_ + "/userLists/" + target_.audience);
+    WriteJsonString(w, "customers/" + customer_id_ + "/userLists/" + target_.audience);
     // Consent goes with the jobs that add members; removals need none.
     if (dir == Dir::Add && (!consent_user_data_.empty() || !consent_personalization_.empty())) {
         w.Key("consent");
         w.StartObject();
         if (!consent_user_data_.empty()) {
             w.Key("adUserData");
-            String(w, consent_user_data_ == "granted" ? "GRANTED" : "DENIED");
+            WriteJsonString(w, consent_user_data_ == "granted" ? "GRANTED" : "DENIED");
         }
         if (!consent_personalization_.empty()) {
             w.Key("adPersonalization");
-            String(w, consent_personalization_ == "granted" ? "GRANTED" : "DENIED");
+            WriteJsonString(w, consent_personalization_ == "granted" ? "GRANTED" : "DENIED");
         }
         w.EndObject();
     }
@@ -785,10 +755,10 @@ PreparedRequest GoogleConnector::AdsPoll(const std::vector<size_t> &rows, const 
     w.StartObject();
     w.Key("query");
     // The resource name was checked (ValidJobResource): digits and slashes.
-    String(w, "SELECT offline_user_data_job.resource_name, offline_user_data_job.status, "
-              "offline_user_data_job.failure_reason FROM offline_user_data_job WHERE "
-              "offline_user_data_job.resource_name = '" +
-                  cursor.resource + "'");
+    WriteJsonString(w, "SELECT offline_user_data_job.resource_name, offline_user_data_job.status, "
+                       "offline_user_data_job.failure_reason FROM offline_user_data_job WHERE "
+                       "offline_user_data_job.resource_name = '" +
+                           cursor.resource + "'");
     w.EndObject();
     State s;
     s.add = cursor.dir == Dir::Add;
@@ -830,14 +800,14 @@ std::vector<PreparedRequest> GoogleConnector::Prepare(const BatchContext &,
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty()) {
                 immediate.emplace_back(
-                    i, Rejected(0, "no Google identifiers are known for this row, so it cannot be removed",
-                                "NO_RECORD_ID"));
+                    i, RejectedRow(0, "no Google identifiers are known for this row, so it cannot be removed",
+                                   "NO_RECORD_ID"));
                 continue;
             }
             if (!ReadableMemberId(c.dest_id)) {
                 immediate.emplace_back(
-                    i,
-                    Rejected(0, "the Google identifiers kept for this row cannot be read", "NO_RECORD_ID"));
+                    i, RejectedRow(0, "the Google identifiers kept for this row cannot be read",
+                                   "NO_RECORD_ID"));
                 continue;
             }
         }
@@ -846,11 +816,11 @@ std::vector<PreparedRequest> GoogleConnector::Prepare(const BatchContext &,
             continue;
         }
         if (MemberId(c.payload).empty()) {
-            immediate.emplace_back(i, Rejected(0,
-                                               "a Customer Match identifier is missing, longer than " +
-                                                   std::to_string(kMaxUnhashedValue) +
-                                                   " bytes, or a country_code that is not two letters",
-                                               "BAD_IDENTIFIER"));
+            immediate.emplace_back(i, RejectedRow(0,
+                                                  "a Customer Match identifier is missing, longer than " +
+                                                      std::to_string(kMaxUnhashedValue) +
+                                                      " bytes, or a country_code that is not two letters",
+                                                  "BAD_IDENTIFIER"));
             continue;
         }
         pending.push_back(i);
@@ -1030,7 +1000,7 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
         const auto members = Members(changes, request.rows, dir);
         for (size_t j = 0; j < request.rows.size(); j++)
             if (std::find(members.begin(), members.end(), request.rows[j]) != members.end())
-                outcomes[j] = Rejected(status, reason, code);
+                outcomes[j] = RejectedRow(status, reason, code);
     };
 
     if (err.present || status < 200 || status >= 300) {
@@ -1055,10 +1025,10 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
                     for (size_t j = 0; j < request.rows.size(); j++)
                         if (request.rows[j] == members[k])
                             outcomes[j] =
-                                Rejected(status,
-                                         "Google refused " + viol.field + ": " +
-                                             (viol.description.empty() ? err.message : viol.description),
-                                         viol.reason.empty() ? code : viol.reason);
+                                RejectedRow(status,
+                                            "Google refused " + viol.field + ": " +
+                                                (viol.description.empty() ? err.message : viol.description),
+                                            viol.reason.empty() ? code : viol.reason);
             }
             if (all_named && !named.empty()) {
                 std::vector<size_t> left;
@@ -1072,7 +1042,7 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
         // The call as a whole was refused (a user list that does not exist,
         // a policy): every row of the flow carries Google's message.
         for (auto &o : outcomes)
-            o = Rejected(status, reason, code);
+            o = RejectedRow(status, reason, code);
         rejected_ += static_cast<int64_t>(request.rows.size());
         return Finish(request, changes, status, std::move(outcomes), std::nullopt);
     }
@@ -1080,7 +1050,7 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
     concurrent_ = 0;
 
     if (step == kDmIngest || step == kDmRemove) {
-        const std::string id = json ? Member(doc, "requestId") : std::string();
+        const std::string id = json ? JsonMember(doc, "requestId") : std::string();
         if (!PlainId(id)) {
             v.kind = Verdict::Kind::Retry;
             v.error = "Google answered no usable requestId";
@@ -1099,7 +1069,7 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
         if (json && per != doc.MemberEnd() && per->value.IsArray() && !per->value.Empty())
             dest = &per->value[0];
         if (dest)
-            rs = Member(*dest, "requestStatus");
+            rs = JsonMember(*dest, "requestStatus");
         const bool add = cursor.ids.front()[0] == 'a';
         if (rs == "SUCCESS" || rs == "PARTIAL_SUCCESS" || rs == "FAILED") {
             std::string reasons;
@@ -1109,18 +1079,18 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
                 auto counts = info->value.FindMember("errorCounts");
                 if (counts != info->value.MemberEnd() && counts->value.IsArray())
                     for (const auto &c : counts->value.GetArray()) {
-                        const std::string n = Member(c, "recordCount");
+                        const std::string n = JsonMember(c, "recordCount");
                         if (Digits(n, 12))
                             failed += std::stoll(n);
-                        reasons += (reasons.empty() ? "" : ", ") + Truncate(Member(c, "reason"), 80) + " (" +
-                                   Truncate(n, 12) + ")";
+                        reasons += (reasons.empty() ? "" : ", ") + Truncate(JsonMember(c, "reason"), 80) +
+                                   " (" + Truncate(n, 12) + ")";
                     }
             }
             if (add && rs != "FAILED") {
                 const auto status_obj = dest->FindMember("audienceMembersIngestionStatus");
                 if (status_obj != dest->MemberEnd() && status_obj->value.IsObject())
                     for (auto m = status_obj->value.MemberBegin(); m != status_obj->value.MemberEnd(); ++m) {
-                        const std::string r = Member(m->value, "uploadMatchRateRange");
+                        const std::string r = JsonMember(m->value, "uploadMatchRateRange");
                         if (!r.empty())
                             match_rate_ = Truncate(r, 60);
                     }
@@ -1150,7 +1120,7 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
         return v;
     }
     if (step == kAdsCreate) {
-        const std::string resource = json ? Member(doc, "resourceName") : std::string();
+        const std::string resource = json ? JsonMember(doc, "resourceName") : std::string();
         if (!ValidJobResource(resource)) {
             v.kind = Verdict::Kind::Retry;
             v.error = "Google answered no usable job resourceName";
@@ -1174,10 +1144,10 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
                     continue;
                 for (size_t j = 0; j < request.rows.size(); j++)
                     if (request.rows[j] == members[k])
-                        outcomes[j] = Rejected(status,
-                                               "Google refused operation " + std::to_string(viol.member) +
-                                                   " (" + viol.field + "): " + viol.description,
-                                               viol.reason.empty() ? "PARTIAL_FAILURE" : viol.reason);
+                        outcomes[j] = RejectedRow(status,
+                                                  "Google refused operation " + std::to_string(viol.member) +
+                                                      " (" + viol.field + "): " + viol.description,
+                                                  viol.reason.empty() ? "PARTIAL_FAILURE" : viol.reason);
                 refused++;
             }
             rejected_ += static_cast<int64_t>(refused);
@@ -1212,10 +1182,10 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
         const rapidjson::Value &r = results->value[0];
         auto job = r.IsObject() ? r.FindMember("offlineUserDataJob") : r.MemberEnd();
         const std::string st =
-            r.IsObject() && job != r.MemberEnd() ? Member(job->value, "status") : std::string();
+            r.IsObject() && job != r.MemberEnd() ? JsonMember(job->value, "status") : std::string();
         if (st == "SUCCESS" || st == "FAILED") {
             if (st == "FAILED") {
-                const std::string why = Member(job->value, "failureReason");
+                const std::string why = JsonMember(job->value, "failureReason");
                 reject_dir(cursor.dir,
                            "Google's job " + cursor.resource + " failed" +
                                (why.empty() ? std::string() : ": " + Truncate(why, 100)),
