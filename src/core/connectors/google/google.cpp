@@ -1,5 +1,6 @@
 #include "core/connectors/google/google.hpp"
 
+#include "core/connectors/audience_keys.hpp"
 #include "core/connectors/json_text.hpp"
 
 #include "core/common/encoding.hpp"
@@ -301,13 +302,23 @@ bool ValidJobResource(const std::string &r) {
 
 } // namespace
 
-const std::vector<std::string> &GoogleKeys() {
+const AudienceKeys &GoogleAudienceKeys() {
     // The identifiers both APIs take for Customer Match (UserIdentifier):
     // hashed email and phone, the address (hashed names, plain country and
     // postal code), and a third-party user id (Data Manager's user_id_data).
-    static const std::vector<std::string> keys = {"email",        "phone",       "first_name", "last_name",
-                                                  "country_code", "postal_code", "user_id"};
-    return keys;
+    static const AudienceKeys set{
+        {"email", "phone", "first_name", "last_name", "country_code", "postal_code", "user_id"},
+        false,
+        "a Customer Match identifier key",
+        "Customer Match identifier keys",
+        "Name one of the identifier keys as the MAP target.",
+        "the identifier key",
+        "Each identifier key is one identifier of a member."};
+    return set;
+}
+
+const std::vector<std::string> &GoogleKeys() {
+    return GoogleAudienceKeys().keys;
 }
 
 bool GoogleUnhashedKey(const std::string &field) {
@@ -316,11 +327,7 @@ bool GoogleUnhashedKey(const std::string &field) {
 }
 
 std::string GoogleKey(const std::string &field) {
-    const std::string k = Lower(field);
-    for (const auto &key : GoogleKeys())
-        if (key == k)
-            return key;
-    return {};
+    return CanonicalAudienceKey(GoogleAudienceKeys(), field);
 }
 
 namespace {
@@ -341,28 +348,8 @@ void CheckGoogleTarget(const SyncTarget &target, const std::string &sync_name) {
             "Each MAP target is one of email, phone, first_name, last_name, country_code, postal_code "
             "or user_id; email, phone and the names are SHA-256 hashes in lower-case hex.",
             "For example MAP (revetl.hashed_identifier('email', email, 'google') AS email).");
-    std::vector<std::string> seen;
-    for (const auto &f : target.map_fields) {
-        const std::string key = GoogleKey(f);
-        if (key.empty()) {
-            const std::string close = ClosestMatch(Lower(f), GoogleKeys());
-            std::string keys;
-            for (const auto &k : GoogleKeys())
-                keys += (keys.empty() ? "" : ", ") + k;
-            throw Error(sqlstate::kInvalidParameterValue,
-                        "sync \"" + sync_name + "\" maps to \"" + Truncate(f, 100) +
-                            "\", which is not a Customer Match identifier key",
-                        "Customer Match identifier keys: " + keys + ".",
-                        close.empty() ? "Name one of the identifier keys as the MAP target."
-                                      : "Perhaps you meant \"" + close + "\".");
-        }
-        if (std::find(seen.begin(), seen.end(), key) != seen.end())
-            throw Error(sqlstate::kInvalidParameterValue,
-                        "sync \"" + sync_name + "\" maps to the identifier key " + key + " twice",
-                        "Each identifier key is one identifier of a member.",
-                        "Keep one MAP target per key (MAP targets are compared without case).");
-        seen.push_back(key);
-    }
+    const std::vector<std::string> seen =
+        CheckAudienceKeys(GoogleAudienceKeys(), target.map_fields, sync_name);
     int address = 0;
     for (const char *k : kAddressKeys)
         address += std::find(seen.begin(), seen.end(), k) != seen.end() ? 1 : 0;

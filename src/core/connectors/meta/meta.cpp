@@ -1,5 +1,6 @@
 #include "core/connectors/meta/meta.hpp"
 
+#include "core/connectors/audience_keys.hpp"
 #include "core/connectors/json_text.hpp"
 
 #include "core/common/encoding.hpp"
@@ -134,14 +135,23 @@ int64_t PositiveBelow53(uint64_t h) {
 
 } // namespace
 
-const std::vector<std::string> &MetaSchemaKeys() {
+const AudienceKeys &MetaAudienceKeys() {
     // The multi-key schema of Meta's docs and SDK (customaudiencemixin),
     // less APPUID (which needs app_ids) and LOOKALIKE_VALUE (value-based
     // audiences, not an identifier).
-    static const std::vector<std::string> keys = {"EMAIL", "PHONE", "FN",      "LN",    "FI",
-                                                  "GEN",   "DOBY",  "DOBM",    "DOBD",  "CT",
-                                                  "ST",    "ZIP",   "COUNTRY", "MADID", "EXTERN_ID"};
-    return keys;
+    static const AudienceKeys set{{"EMAIL", "PHONE", "FN", "LN", "FI", "GEN", "DOBY", "DOBM", "DOBD", "CT",
+                                   "ST", "ZIP", "COUNTRY", "MADID", "EXTERN_ID"},
+                                  true,
+                                  "a key of Meta's audience schema",
+                                  "Meta's schema keys",
+                                  "Name one of Meta's schema keys as the MAP target.",
+                                  "Meta's key",
+                                  "Each key of Meta's schema is one column of the upload."};
+    return set;
+}
+
+const std::vector<std::string> &MetaSchemaKeys() {
+    return MetaAudienceKeys().keys;
 }
 
 bool MetaUnhashedKey(const std::string &key) {
@@ -152,11 +162,7 @@ bool MetaUnhashedKey(const std::string &key) {
 }
 
 std::string MetaSchemaKey(const std::string &field) {
-    const std::string k = Upper(field);
-    for (const auto &key : MetaSchemaKeys())
-        if (key == k)
-            return key;
-    return {};
+    return CanonicalAudienceKey(MetaAudienceKeys(), field);
 }
 
 int64_t MetaConnector::SessionId(int64_t sync_id, int64_t run_id, const std::string &kind) {
@@ -179,28 +185,7 @@ void CheckMetaTarget(const SyncTarget &target, const std::string &sync_name) {
                     "Each MAP target is a key of Meta's schema (EMAIL, PHONE, FN, ...), its value a SHA-256 "
                     "hash in lower-case hex (EXTERN_ID and MADID unhashed).",
                     "For example MAP (revetl.hashed_identifier('email', email, 'meta') AS \"EMAIL\").");
-    std::vector<std::string> seen;
-    for (const auto &f : target.map_fields) {
-        const std::string key = MetaSchemaKey(f);
-        if (key.empty()) {
-            const std::string close = ClosestMatch(Upper(f), MetaSchemaKeys());
-            std::string keys;
-            for (const auto &k : MetaSchemaKeys())
-                keys += (keys.empty() ? "" : ", ") + k;
-            throw Error(sqlstate::kInvalidParameterValue,
-                        "sync \"" + sync_name + "\" maps to \"" + Truncate(f, 100) +
-                            "\", which is not a key of Meta's audience schema",
-                        "Meta's schema keys: " + keys + ".",
-                        close.empty() ? "Name one of Meta's schema keys as the MAP target."
-                                      : "Perhaps you meant \"" + close + "\".");
-        }
-        if (std::find(seen.begin(), seen.end(), key) != seen.end())
-            throw Error(sqlstate::kInvalidParameterValue,
-                        "sync \"" + sync_name + "\" maps to Meta's key " + key + " twice",
-                        "Each key of Meta's schema is one column of the upload.",
-                        "Keep one MAP target per key (MAP targets are compared without case).");
-        seen.push_back(key);
-    }
+    CheckAudienceKeys(MetaAudienceKeys(), target.map_fields, sync_name);
 }
 
 } // namespace
