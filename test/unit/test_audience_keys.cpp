@@ -23,10 +23,10 @@ TEST(AudienceKeys, TargetsAreComparedWithoutCaseAndSpelledAsTheDestinationDoes) 
 
 TEST(AudienceKeys, AnUnknownTargetGetsTheClosestKey) {
     try {
-        CheckAudienceKeys(Keys(), {"emial"}, "churn");
+        CheckAudienceKeys(Keys(), {"emal"}, "churn");
         FAIL() << "no error";
     } catch (const Error &e) {
-        EXPECT_STREQ(e.what(), "sync \"churn\" maps to \"emial\", which is not a key of the test schema");
+        EXPECT_STREQ(e.what(), "sync \"churn\" maps to \"emal\", which is not a key of the test schema");
         EXPECT_EQ(e.detail(), "The test schema's keys: EMAIL, PHONE, EXTERN_ID.");
         EXPECT_EQ(e.hint(), "Perhaps you meant \"EMAIL\".");
     }
