@@ -72,12 +72,13 @@ std::unique_ptr<Connector> MakeConnector(const DestinationSettings &settings, Sy
 
 namespace revetl {
 
-RowOutcome UnresolvableRemoval(const std::string &vendor, const std::string &id_name, const std::string &done,
-                               const std::string &match_on) {
+namespace {
+
+RowOutcome ForgottenRemoval(const std::string &vendor, const std::string &code, const std::string &why,
+                            const std::string &match_on) {
     RowOutcome o;
-    o.error_code = "NO_RECORD_ID";
-    o.reason = "no " + id_name + " was ever learned for this row, so it cannot be " + done +
-               "; revetl reports this once and forgets the row";
+    o.error_code = code;
+    o.reason = why + "; revetl reports this once and forgets the row";
     // The row may have reached the destination: a request whose answer was
     // lost (a timeout, a failed or killed run) may have created the record.
     o.hint = "If " + vendor + " has the record (a request revetl could not confirm may have created it), " +
@@ -86,6 +87,20 @@ RowOutcome UnresolvableRemoval(const std::string &vendor, const std::string &id_
              " the row with this key had.";
     o.unresolvable_removal = true;
     return o;
+}
+
+} // namespace
+
+RowOutcome UnresolvableRemoval(const std::string &vendor, const std::string &id_name, const std::string &done,
+                               const std::string &match_on) {
+    return ForgottenRemoval(vendor, "NO_RECORD_ID",
+                            "no " + id_name + " was ever learned for this row, so it cannot be " + done,
+                            match_on);
+}
+
+RowOutcome UnusableRecordIdRemoval(const std::string &vendor, const std::string &problem,
+                                   const std::string &match_on) {
+    return ForgottenRemoval(vendor, "INVALID_RECORD_ID", problem, match_on);
 }
 
 std::optional<Verdict> TransientFailure(const HttpResponse &response, const std::string &vendor,

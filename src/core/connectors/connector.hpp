@@ -122,6 +122,15 @@ std::optional<Verdict> TransientFailure(const HttpResponse &response, const std:
 RowOutcome UnresolvableRemoval(const std::string &vendor, const std::string &id_name, const std::string &done,
                                const std::string &match_on);
 
+// The same for a removal whose kept id cannot be used: not one the
+// destination could have given, or not readable (a shadow row written by
+// hand or by another version). `problem` says which and what cannot be done
+// ("the <vendor> record id kept for this row is not one <vendor> gives, so
+// the record cannot be deleted"). Refused once with INVALID_RECORD_ID and
+// forgotten, since no later run could send it either.
+RowOutcome UnusableRecordIdRemoval(const std::string &vendor, const std::string &problem,
+                                   const std::string &match_on);
+
 class Connector {
 public:
     virtual ~Connector() = default;

@@ -400,7 +400,12 @@ TEST(GoogleConnector, UnreadableKeptIdentifiers) {
     std::vector<std::pair<size_t, RowOutcome>> immediate;
     auto reqs = c.Prepare(BatchContext{}, changes, All(changes), immediate);
     ASSERT_EQ(immediate.size(), 2u);
-    EXPECT_EQ(immediate[0].second.error_code, "NO_RECORD_ID");
+    // Neither removal could ever be sent: each is reported once and its key
+    // forgotten.
+    EXPECT_EQ(immediate[0].second.error_code, "INVALID_RECORD_ID");
+    EXPECT_TRUE(immediate[0].second.unresolvable_removal);
+    EXPECT_EQ(immediate[1].second.error_code, "NO_RECORD_ID");
+    EXPECT_TRUE(immediate[1].second.unresolvable_removal);
     ASSERT_EQ(reqs.size(), 1u);
     EXPECT_EQ(reqs[0].http.url, "https://google.example/v1/audienceMembers:ingest");
     EXPECT_EQ(reqs[0].rows, (std::vector<size_t>{1}));

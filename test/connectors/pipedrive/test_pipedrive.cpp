@@ -149,11 +149,12 @@ TEST(Pipedrive, KeptIdAndRemovals) {
     ASSERT_EQ(immediate.size(), 2u);
     EXPECT_EQ(immediate[0].second.error_code, "NO_RECORD_ID");
     // No id was ever learned for row 3: final (the run forgets the key);
-    // row 4's stored id is not a Pipedrive id: refused as before.
+    // row 4's stored id is not a Pipedrive id: reported once as unusable,
+    // then forgotten.
     EXPECT_TRUE(immediate[0].second.unresolvable_removal);
     EXPECT_NE(immediate[0].second.hint.find("look it up by the email value"), std::string::npos);
-    EXPECT_EQ(immediate[1].second.error_code, "NO_RECORD_ID");
-    EXPECT_FALSE(immediate[1].second.unresolvable_removal);
+    EXPECT_EQ(immediate[1].second.error_code, "INVALID_RECORD_ID");
+    EXPECT_TRUE(immediate[1].second.unresolvable_removal);
     // The kept id was deleted: searched for again.
     Verdict gone = c.Interpret(
         reqs[0], changes, Answer(404, R"({"success": false, "error": "Person not found", "data": null})"));

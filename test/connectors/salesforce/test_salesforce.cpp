@@ -157,7 +157,8 @@ TEST(Salesforce, RowsThatCannotGoAreRefusedAtOnce) {
     EXPECT_EQ(immediate[0].second.error_code, "NO_MATCH_VALUE");
     EXPECT_EQ(immediate[1].second.error_code, "ID_IN_PAYLOAD");
     EXPECT_EQ(immediate[2].second.error_code, "NO_RECORD_ID");
-    EXPECT_EQ(immediate[3].second.error_code, "NO_RECORD_ID");
+    EXPECT_EQ(immediate[3].second.error_code, "INVALID_RECORD_ID");
+    EXPECT_TRUE(immediate[3].second.unresolvable_removal);
     ASSERT_EQ(reqs.size(), 1u);
     EXPECT_EQ(reqs[0].http.method, "DELETE");
     EXPECT_EQ(reqs[0].http.url, "https://acme.my.salesforce.com/services/data/v60.0/composite/"

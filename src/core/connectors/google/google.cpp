@@ -786,15 +786,16 @@ std::vector<PreparedRequest> GoogleConnector::Prepare(const BatchContext &,
         const Change &c = changes[i];
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty()) {
-                immediate.emplace_back(
-                    i, RejectedRow(0, "no Google identifiers are known for this row, so it cannot be removed",
-                                   "NO_RECORD_ID"));
+                immediate.emplace_back(i, UnresolvableRemoval("Google", "Google member identifier",
+                                                              "removed from the user list", ""));
                 continue;
             }
             if (!ReadableMemberId(c.dest_id)) {
                 immediate.emplace_back(
-                    i, RejectedRow(0, "the Google identifiers kept for this row cannot be read",
-                                   "NO_RECORD_ID"));
+                    i, UnusableRecordIdRemoval("Google",
+                                               "the Google member identifiers kept for this row cannot be "
+                                               "read, so the member cannot be removed from the user list",
+                                               ""));
                 continue;
             }
         }

@@ -255,10 +255,10 @@ IntercomConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
             }
             if (!IntercomValidId(c.dest_id)) {
                 immediate.emplace_back(
-                    i, RejectedRow(0,
-                                   "no Intercom record id is known for this row, so it cannot "
-                                   "be removed",
-                                   "NO_RECORD_ID"));
+                    i, UnusableRecordIdRemoval("Intercom",
+                                               "the Intercom record id kept for this row is not one Intercom "
+                                               "gives, so the record cannot be removed",
+                                               target_.match_on));
                 continue;
             }
             if (Companies())

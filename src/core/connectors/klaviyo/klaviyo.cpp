@@ -379,9 +379,10 @@ KlaviyoConnector::PrepareAudience(const std::vector<Change> &changes, const std:
                                                               "removed from the list", target_.match_on));
             else if (!ValidJobId(c.dest_id))
                 immediate.emplace_back(
-                    i,
-                    RejectedRow(0, "no Klaviyo profile id is known for this row, so it cannot leave the list",
-                                "NO_RECORD_ID"));
+                    i, UnusableRecordIdRemoval("Klaviyo",
+                                               "the Klaviyo profile id kept for this row is not one Klaviyo "
+                                               "gives, so the profile cannot leave the list",
+                                               target_.match_on));
             else
                 removals.push_back(i);
             continue;

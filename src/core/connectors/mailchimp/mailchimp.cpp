@@ -332,9 +332,8 @@ MailchimpConnector::Prepare(const BatchContext &, const std::vector<Change> &cha
         const Change &c = changes[i];
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty()) {
-                immediate.emplace_back(
-                    i, RejectedRow(0, "no Mailchimp member is known for this row, so it cannot be removed",
-                                   "NO_RECORD_ID"));
+                immediate.emplace_back(i, UnresolvableRemoval("Mailchimp", "Mailchimp subscriber hash",
+                                                              "removed", target_.match_on));
                 continue;
             }
             if (audience) {

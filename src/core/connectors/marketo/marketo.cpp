@@ -231,8 +231,10 @@ MarketoConnector::PrepareAudience(const std::vector<Change> &changes, const std:
                                                            "removed from the static list", target_.match_on));
             else if (!Digits(c.dest_id))
                 immediate.emplace_back(
-                    i, RejectedRow(0, "no Marketo lead id is known for this row, so it cannot leave the list",
-                                   "NO_RECORD_ID"));
+                    i, UnusableRecordIdRemoval("Marketo",
+                                               "the Marketo lead id kept for this row is not one Marketo "
+                                               "gives, so the lead cannot leave the static list",
+                                               target_.match_on));
             else
                 removals.push_back(i);
             continue;
@@ -296,8 +298,10 @@ MarketoConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
                     i, UnresolvableRemoval("Marketo", "Marketo lead id", "deleted", target_.match_on));
             else if (!Digits(c.dest_id))
                 immediate.emplace_back(
-                    i, RejectedRow(0, "no Marketo lead id is known for this row, so it cannot be deleted",
-                                   "NO_RECORD_ID"));
+                    i, UnusableRecordIdRemoval("Marketo",
+                                               "the Marketo lead id kept for this row is not one Marketo "
+                                               "gives, so the lead cannot be deleted",
+                                               target_.match_on));
             else
                 removals.push_back(i);
             continue;

@@ -299,9 +299,8 @@ std::vector<PreparedRequest> MetaConnector::Prepare(const BatchContext &context,
             final = true;
         if (c.op == Change::Op::Remove) {
             if (c.dest_id.empty()) {
-                immediate.emplace_back(
-                    i, RejectedRow(0, "no Meta identifiers are known for this row, so it cannot be removed",
-                                   "NO_RECORD_ID"));
+                immediate.emplace_back(i, UnresolvableRemoval("Meta", "Meta member identifier",
+                                                              "removed from the audience", ""));
                 continue;
             }
             old_ids[i] = c.dest_id;
@@ -346,8 +345,10 @@ std::vector<PreparedRequest> MetaConnector::Prepare(const BatchContext &context,
             std::vector<std::string> keys, values;
             if (!parse_old(i, keys, values)) {
                 immediate.emplace_back(
-                    i,
-                    RejectedRow(0, "the Meta identifiers kept for this row cannot be read", "NO_RECORD_ID"));
+                    i, UnusableRecordIdRemoval("Meta",
+                                               "the Meta member identifiers kept for this row cannot be "
+                                               "read, so the member cannot be removed from the audience",
+                                               ""));
                 continue;
             }
             groups[keys].keys = keys;

@@ -210,8 +210,10 @@ OutreachConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
             }
             if (!ValidId(c.dest_id)) {
                 immediate.emplace_back(
-                    i, RejectedRow(0, "no Outreach record id is known for this row, so it cannot be deleted",
-                                   "NO_RECORD_ID"));
+                    i, UnusableRecordIdRemoval("Outreach",
+                                               "the Outreach record id kept for this row is not one Outreach "
+                                               "gives, so the record cannot be deleted",
+                                               target_.match_on));
                 continue;
             }
             p.http = Request("DELETE", "/" + Collection() + "/" + c.dest_id, "");

@@ -212,10 +212,10 @@ PipedriveConnector::Prepare(const BatchContext &, const std::vector<Change> &cha
             }
             if (!Digits(c.dest_id)) {
                 immediate.emplace_back(
-                    i, RejectedRow(0,
-                                   "no Pipedrive record id is known for this row, so it cannot "
-                                   "be deleted",
-                                   "NO_RECORD_ID"));
+                    i, UnusableRecordIdRemoval("Pipedrive",
+                                               "the Pipedrive record id kept for this row is not one "
+                                               "Pipedrive gives, so the record cannot be deleted",
+                                               target_.match_on));
                 continue;
             }
             p.http = Request("DELETE", "/" + c.dest_id, "");

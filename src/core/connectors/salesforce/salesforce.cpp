@@ -330,9 +330,10 @@ SalesforceConnector::Prepare(const BatchContext &context, const std::vector<Chan
                                                               target_.match_on));
             else if (!ValidRecordId(c.dest_id))
                 immediate.emplace_back(
-                    i,
-                    RejectedRow(0, "no Salesforce record id is known for this row, so it cannot be deleted",
-                                "NO_RECORD_ID"));
+                    i, UnusableRecordIdRemoval("Salesforce",
+                                               "the Salesforce record id kept for this row is not one "
+                                               "Salesforce gives, so the record cannot be deleted",
+                                               target_.match_on));
             else
                 removals.push_back(i);
             continue;
