@@ -565,6 +565,10 @@ void WorkerLoop(Oid dboid) {
         // revetl.wal_poll_interval it compares the flush position with what
         // it decoded (shared memory, no transaction) and reads the slot
         // alone when the WAL moved, without the pass's other steps.
+        // The pass itself still comes at least every second (it checks the
+        // backlogs of syncs that may have come since the last check).
+        if (wal_capture)
+            wait_ms = std::min(wait_ms, kBacklogCheckMs);
         TimestampTz wait_start = 0;
         PgGuard([&] { wait_start = GetCurrentTimestamp(); });
         for (;;) {
