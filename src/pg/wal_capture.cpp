@@ -31,6 +31,7 @@ extern "C" {
 #include "storage/standby.h"
 #include "utils/inval.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 }
 
@@ -338,9 +339,13 @@ void ReadSlot(const std::string &slot, const std::string &targets, XLogRecPtr up
         // use the key up. Its lock goes after it shows, so waiting for it
         // (at once, almost always) makes every decoded change visible to
         // any plan that sees its key.
+        // (One snapshot first: a transaction it does not show as running
+        // ended before it, as almost all have: no lock to take.)
         PgGuard([] {
+            Snapshot now = GetLatestSnapshot();
             for (int i = 0; i < g_reader.nxids; i++)
-                XactLockTableWait(g_reader.xids[i], nullptr, nullptr, XLTW_None);
+                if (XidInMVCCSnapshot(g_reader.xids[i], now))
+                    XactLockTableWait(g_reader.xids[i], nullptr, nullptr, XLTW_None);
             g_reader.nxids = 0;
             resetStringInfo(&g_reader.batch);
         });
@@ -364,6 +369,21 @@ void ReadSlot(const std::string &slot, const std::string &targets, XLogRecPtr up
         CommitTransaction();
     }
     g_reader.queued_upto = g_reader.read_upto;
+}
+
+// The WAL-tracked syncs, each as the plugin's option
+// '<sync id>:<table oid>:<key attnums>', in a stable order.
+std::string WalTargetsQuery() {
+    return std::string("SELECT t.target FROM (SELECT s.id::text || ':' || c.oid::text || ':' || "
+                       "(SELECT CASE WHEN count(*) = pg_catalog.cardinality(s.key_columns) THEN "
+                       "pg_catalog.string_agg(a.attnum::text, ',' ORDER BY k.o) END "
+                       "FROM pg_catalog.unnest(s.key_columns) WITH ORDINALITY AS k(name, o) "
+                       "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = "
+                       "k.name AND a.attnum > 0 AND NOT a.attisdropped) AS target "
+                       "FROM revetl.syncs s JOIN pg_catalog.pg_namespace n ON n.nspname = "
+                       "s.model_schema JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid "
+                       "AND c.relname = s.model_name WHERE ") +
+           kWalTrackedPredicate + ") t WHERE t.target IS NOT NULL ORDER BY 1";
 }
 
 bool CaptureWalChangesImpl();
@@ -428,6 +448,31 @@ void FullDiffsAfterNewSlot() {
 
 } // namespace
 
+namespace {
+
+// A read between the scheduler's passes, by a reader that has its context:
+// the list of syncs and the read, without the pass's checks of the slot and
+// the server (an error here, such as a slot dropped by hand, is the next
+// pass's to sort out, at most a second later).
+bool ReadAgain() {
+    XLogRecPtr upto = InvalidXLogRecPtr;
+    PgGuard([&] { upto = GetFlushRecPtr(nullptr); });
+    BeginTransaction("revetl: reading the WAL");
+    SqlResult syncs = Sql(WalTargetsQuery(), {}, false);
+    if (syncs.rows.empty()) {
+        CommitTransaction();
+        return CaptureWalChangesImpl();
+    }
+    std::string targets;
+    for (size_t i = 0; i < syncs.rows.size(); i++)
+        targets += (i ? "\n" : "") + syncs.Text(i, 0);
+    ReadSlot(SlotName(), targets, upto);
+    g_failed_at = 0;
+    return true;
+}
+
+} // namespace
+
 bool WalToRead() {
     if (!g_reading)
         return false;
@@ -445,8 +490,10 @@ bool WalToRead() {
     return read;
 }
 
-bool CaptureWalChanges() {
+bool CaptureWalChanges(bool quick) {
     try {
+        if (quick && g_reader.ctx != nullptr)
+            return ReadAgain();
         return CaptureWalChangesImpl();
     } catch (...) {
         // The keys decoded and not queued are gone with the context: the
@@ -511,18 +558,7 @@ bool CaptureWalChangesImpl() {
     // The list of syncs, read after the position (see above) with a
     // snapshot of its own (not read-only: SPI takes a new one): each as the
     // plugin's option '<sync id>:<table oid>:<key attnums>'.
-    SqlResult syncs =
-        Sql(std::string("SELECT t.target FROM (SELECT s.id::text || ':' || c.oid::text || ':' || "
-                        "(SELECT CASE WHEN count(*) = pg_catalog.cardinality(s.key_columns) THEN "
-                        "pg_catalog.string_agg(a.attnum::text, ',' ORDER BY k.o) END "
-                        "FROM pg_catalog.unnest(s.key_columns) WITH ORDINALITY AS k(name, o) "
-                        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = "
-                        "k.name AND a.attnum > 0 AND NOT a.attisdropped) AS target "
-                        "FROM revetl.syncs s JOIN pg_catalog.pg_namespace n ON n.nspname = "
-                        "s.model_schema JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid "
-                        "AND c.relname = s.model_name WHERE ") +
-                kWalTrackedPredicate + ") t WHERE t.target IS NOT NULL ORDER BY 1",
-            {}, false);
+    SqlResult syncs = Sql(WalTargetsQuery(), {}, false);
     if (syncs.rows.empty()) {
         CommitTransaction();
         FreeReader();

@@ -588,7 +588,7 @@ void WorkerLoop(Oid dboid) {
             if ((rc & WL_LATCH_SET) || !wal_capture)
                 break;
             if (WalToRead())
-                Step("capturing changes from the WAL", [&] { wal_capture = CaptureWalChanges(); });
+                Step("capturing changes from the WAL", [&] { wal_capture = CaptureWalChanges(true); });
         }
         // Once a naptime, however busy the schedule keeps the loop: is the
         // extension still there, and has a sync gone without success too long?
