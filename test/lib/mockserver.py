@@ -107,6 +107,88 @@ class MockHandler(BaseHTTPRequestHandler):
         self.connection.close()
 
 
+class HttpError(Exception):
+    """An error answered as {"error": message, "code": code} with `status`."""
+
+    def __init__(self, status, message, code):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+    def payload(self):
+        return {"error": self.message, "code": self.code}
+
+
+class ClientGone(Exception):
+    """The client closed the connection before sending the whole body."""
+
+
+class StrictBodyReader:
+    """Request bodies read as a careful server reads them, for the mocks that
+    test revetl's own HTTP (webhook, HubSpot): Content-Length or chunked
+    transfer encoding, a bad length or chunk refused with 400, a body above
+    `max_body` with 413 (HttpError), a client that hangs up mid-body noticed
+    (ClientGone)."""
+
+    max_body = 16 * 1024 * 1024
+
+    def _declared_length(self):
+        """Content-Length as int (None if absent); raise HttpError if bad/too big."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return None
+        value = self.headers.get("Content-Length")
+        if value is None:
+            return None
+        try:
+            length = int(value)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            raise HttpError(400, "invalid Content-Length", "BAD_CONTENT_LENGTH") from None
+        if length > self.max_body:
+            raise HttpError(413, "request body too large", "PAYLOAD_TOO_LARGE")
+        return length
+
+    def _read_exact(self, n):
+        data = self.rfile.read(n)
+        if len(data) < n:
+            raise ClientGone()
+        return data
+
+    def _read_chunked(self):
+        chunks = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            if not line:
+                raise ClientGone()
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise HttpError(400, "invalid chunked encoding", "BAD_CHUNKED") from None
+            if size == 0:
+                break
+            total += size
+            if total > self.max_body:
+                raise HttpError(413, "request body too large", "PAYLOAD_TOO_LARGE")
+            chunks.append(self._read_exact(size))
+            self._read_exact(2)  # CRLF after each chunk
+        while True:  # trailers, up to the empty line
+            line = self.rfile.readline(8192)
+            if not line:
+                raise ClientGone()
+            if line in (b"\r\n", b"\n"):
+                break
+        return b"".join(chunks)
+
+    def _read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length = self._declared_length()
+        return self._read_exact(length) if length else b""
+
+
 def openapi_contract(path, **kwargs):
     """The vendor's OpenAPI contract at `path` (test/lib/openapi.py), or
     None when the mock was started without one."""

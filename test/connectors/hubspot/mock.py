@@ -198,6 +198,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import ClientGone, HttpError, StrictBodyReader  # noqa: E402
+
 HOST = "127.0.0.1"
 MAX_BODY = 16 * 1024 * 1024
 CONTROL_PREFIX = "/_mock"
@@ -365,19 +368,6 @@ def normalize(prop, value):
     return value.lower() if prop == "email" else value
 
 
-class HttpError(Exception):
-    """A control-API error answered as {"error": message, "code": code}."""
-
-    def __init__(self, status, message, code):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-
-    def payload(self):
-        return {"error": self.message, "code": self.code}
-
-
 class ApiError(Exception):
     """A HubSpot-style whole-request error (generic error body)."""
 
@@ -391,10 +381,6 @@ class ApiError(Exception):
 
     def payload(self):
         return hubspot_error(self.message, self.category, **self.extra)
-
-
-class ClientGone(Exception):
-    """The client closed the connection before sending the whole body."""
 
 
 # -- request body parsing (whole-batch 400s) -------------------------------------------------
@@ -1310,7 +1296,8 @@ class MockServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class MockHandler(BaseHTTPRequestHandler):
+class MockHandler(StrictBodyReader, BaseHTTPRequestHandler):
+    max_body = MAX_BODY
     protocol_version = "HTTP/1.1"
     server_version = "revetl-mock-hubspot/1"
     timeout = 120  # free the thread of a client that stalls mid-request
@@ -1386,61 +1373,6 @@ class MockHandler(BaseHTTPRequestHandler):
         if ms <= 0:
             return not self.server.stopping.is_set()
         return not self.server.stopping.wait(ms / 1000.0)
-
-    def _declared_length(self):
-        """Content-Length as int (None if absent); raise HttpError if bad/too big."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return None
-        value = self.headers.get("Content-Length")
-        if value is None:
-            return None
-        try:
-            length = int(value)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            raise HttpError(400, "invalid Content-Length", "BAD_CONTENT_LENGTH") from None
-        if length > MAX_BODY:
-            raise HttpError(413, "request body too large", "PAYLOAD_TOO_LARGE")
-        return length
-
-    def _read_exact(self, n):
-        data = self.rfile.read(n)
-        if len(data) < n:
-            raise ClientGone()
-        return data
-
-    def _read_chunked(self):
-        chunks = []
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            if not line:
-                raise ClientGone()
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise HttpError(400, "invalid chunked encoding", "BAD_CHUNKED") from None
-            if size == 0:
-                break
-            total += size
-            if total > MAX_BODY:
-                raise HttpError(413, "request body too large", "PAYLOAD_TOO_LARGE")
-            chunks.append(self._read_exact(size))
-            self._read_exact(2)  # CRLF after each chunk
-        while True:  # trailers, up to the empty line
-            line = self.rfile.readline(8192)
-            if not line:
-                raise ClientGone()
-            if line in (b"\r\n", b"\n"):
-                break
-        return b"".join(chunks)
-
-    def _read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length = self._declared_length()
-        return self._read_exact(length) if length else b""
 
     def _refuse_unread(self, err, arrived):
         """Answer a request whose body we will not read; the connection must close."""

@@ -97,6 +97,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+from mockserver import ClientGone, HttpError, StrictBodyReader  # noqa: E402
+
 HOST = "127.0.0.1"
 MAX_BODY = 16 * 1024 * 1024
 CONTROL_PREFIX = "/_mock"
@@ -123,23 +126,6 @@ def default_fault_body(status):
     except ValueError:
         phrase = "injected fault"
     return {"error": phrase, "code": "FAULT"}
-
-
-class HttpError(Exception):
-    """An error answered as {"error": message, "code": code} with `status`."""
-
-    def __init__(self, status, message, code):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-
-    def payload(self):
-        return {"error": self.message, "code": self.code}
-
-
-class ClientGone(Exception):
-    """The client closed the connection before sending the whole body."""
 
 
 def validate_batch(body):
@@ -390,7 +376,8 @@ class MockServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class MockHandler(BaseHTTPRequestHandler):
+class MockHandler(StrictBodyReader, BaseHTTPRequestHandler):
+    max_body = MAX_BODY
     protocol_version = "HTTP/1.1"
     server_version = "revetl-mock-webhook/1"
     timeout = 120  # free the thread of a client that stalls mid-request
@@ -443,61 +430,6 @@ class MockHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
-
-    def _declared_length(self):
-        """Content-Length as int (None if absent); raise HttpError if bad/too big."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return None
-        value = self.headers.get("Content-Length")
-        if value is None:
-            return None
-        try:
-            length = int(value)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            raise HttpError(400, "invalid Content-Length", "BAD_CONTENT_LENGTH") from None
-        if length > MAX_BODY:
-            raise HttpError(413, "request body too large", "PAYLOAD_TOO_LARGE")
-        return length
-
-    def _read_exact(self, n):
-        data = self.rfile.read(n)
-        if len(data) < n:
-            raise ClientGone()
-        return data
-
-    def _read_chunked(self):
-        chunks = []
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            if not line:
-                raise ClientGone()
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise HttpError(400, "invalid chunked encoding", "BAD_CHUNKED") from None
-            if size == 0:
-                break
-            total += size
-            if total > MAX_BODY:
-                raise HttpError(413, "request body too large", "PAYLOAD_TOO_LARGE")
-            chunks.append(self._read_exact(size))
-            self._read_exact(2)  # CRLF after each chunk
-        while True:  # trailers, up to the empty line
-            line = self.rfile.readline(8192)
-            if not line:
-                raise ClientGone()
-            if line in (b"\r\n", b"\n"):
-                break
-        return b"".join(chunks)
-
-    def _read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length = self._declared_length()
-        return self._read_exact(length) if length else b""
 
     def _refuse_unread(self, err, arrived):
         """Answer a request whose body we will not read; the connection must close."""
