@@ -202,6 +202,11 @@ class TypedKeysTest(unittest.TestCase):
             f"select reason from revetl.rejected_rows where run_id = {run_id} and kind = 'invalid'"))
         self.assertTrue(reasons[0].startswith("duplicate key: 2 rows"), reasons)
         self.assertTrue(reasons[2].startswith("the key has a NULL value"), reasons)
+        # The refused rows' keys are recorded (the plan builds their jsonb
+        # only for such rows).
+        self.assertEqual(sorted(r[0] for r in cluster.rows(
+            f"select key::text from revetl.rejected_rows where run_id = {run_id} and kind = 'invalid'")),
+            ['{"id": 2}', '{"id": 2}', '{"id": null}'])
         self.assertEqual(self.shadow_key_types(), [("key_1", "bigint", "")])
 
     def test_a_domain_key_is_stored_as_its_base_type(self):

@@ -247,8 +247,14 @@ std::string BuildTypedPlanQuery(const PlanSpec &spec) {
            "coalesce(s.key, " +
            PassedKeyObject(spec.key_columns) +
            "::pg_catalog.text) AS key, "
-           "CASE WHEN m.present THEN " +
-           PassedKeyObject(spec.key_columns) + " ELSE s.key::pg_catalog.jsonb END AS key_json, " + payload +
+           // The key as jsonb is read only for the rows the plan refuses
+           // (NULL or duplicate keys: revetl.rejected_rows). Built for every
+           // planned row, it was a second jsonb_build_object per add (a
+           // tenth of a first run's process time) and a jsonb_in per
+           // removal.
+           "CASE WHEN m.present AND (" +
+           any_null + " OR m.dups OPERATOR(pg_catalog.>) 1) THEN " + PassedKeyObject(spec.key_columns) +
+           " END AS key_json, " + payload +
            " AS payload, m.h AS row_hash, "
            "CASE WHEN m.present AND s.removed THEN NULL ELSE s.dest_id END AS dest_id, m.dups, " +
            (spec.resync
@@ -404,8 +410,11 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
            "coalesce(m.k, s.key, " +
            PassedKeyObject(spec.key_columns) +
            "::pg_catalog.text) AS key, "
-           "CASE WHEN m.present THEN " +
-           PassedKeyObject(spec.key_columns) + " ELSE s.key::pg_catalog.jsonb END AS key_json, " + payload +
+           // The key as jsonb only for the rows the plan refuses (see
+           // BuildTypedPlanQuery).
+           "CASE WHEN m.present AND (m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1" +
+           std::string(bad_id.empty() ? "" : " OR m.bad_id") + ") THEN " + PassedKeyObject(spec.key_columns) +
+           " END AS key_json, " + payload +
            " AS payload, m.h AS row_hash, "
            // A re-added key does not reuse the id of the record it removed.
            "CASE WHEN m.present AND s.removed THEN NULL ELSE s.dest_id END AS dest_id, m.dups, " +
