@@ -305,6 +305,69 @@ bool InsertShadowAdds(const char *shadow_table, int n, const Datum *keys, const 
     return true;
 }
 
+// One queued change as ReadQueuedRows found it: pointers into the SPI
+// result (key, dest_id) or PostgreSQL memory (payload), valid until the
+// transaction ends; NULL for a NULL value.
+struct QueuedRow {
+    int64 seq;
+    char op;
+    const char *key;
+    size_t key_len;
+    const char *payload;
+    size_t payload_len;
+    int64 row_hash;
+    const char *dest_id;
+    size_t dest_id_len;
+    int64 version;
+};
+
+// The rows of `SELECT seq, op, key, payload, row_hash, dest_id, version
+// FROM revetl.changes`. Plain data, as QueueWriter.
+void ReadQueuedRows(SPITupleTable *tt, size_t n, QueuedRow *out) {
+    TupleDesc desc = tt->tupdesc;
+    for (size_t i = 0; i < n; i++) {
+        HeapTuple tup = tt->vals[i];
+        QueuedRow *r = out + i;
+        bool isnull;
+        Datum d = SPI_getbinval(tup, desc, 1, &isnull);
+        r->seq = isnull ? 0 : DatumGetInt64(d);
+        d = SPI_getbinval(tup, desc, 2, &isnull);
+        r->op = isnull ? 0 : DatumGetChar(d);
+        d = SPI_getbinval(tup, desc, 3, &isnull);
+        r->key = nullptr;
+        r->key_len = 0;
+        if (!isnull) {
+            text *t = DatumGetTextPP(d);
+            r->key = VARDATA_ANY(t);
+            r->key_len = VARSIZE_ANY_EXHDR(t);
+        }
+        d = SPI_getbinval(tup, desc, 4, &isnull);
+        r->payload = nullptr;
+        r->payload_len = 0;
+        if (!isnull) {
+            // What jsonb_out returns, without making a text datum of it.
+            Jsonb *jb = DatumGetJsonbP(d);
+            StringInfoData buf;
+            initStringInfo(&buf);
+            (void)JsonbToCString(&buf, &jb->root, VARSIZE(jb));
+            r->payload = buf.data;
+            r->payload_len = buf.len;
+        }
+        d = SPI_getbinval(tup, desc, 5, &isnull);
+        r->row_hash = isnull ? 0 : DatumGetInt64(d);
+        d = SPI_getbinval(tup, desc, 6, &isnull);
+        r->dest_id = nullptr;
+        r->dest_id_len = 0;
+        if (!isnull) {
+            text *t = DatumGetTextPP(d);
+            r->dest_id = VARDATA_ANY(t);
+            r->dest_id_len = VARSIZE_ANY_EXHDR(t);
+        }
+        d = SPI_getbinval(tup, desc, 7, &isnull);
+        r->version = isnull ? 0 : DatumGetInt64(d);
+    }
+}
+
 const char *kInsertInvalid =
     "INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, payload) "
     "SELECT $1, $2, $3, 'invalid', u.key, 'upsert', u.reason, u.payload "
@@ -618,9 +681,8 @@ private:
     // Rows read from revetl.changes and not yet handed to the engine.
     static constexpr int32_t kReadAheadRows = 1000;
     std::deque<Change> read_ahead_;
-    PreparedSql read_sql_{
-        "SELECT seq, op, key, payload::text, row_hash, dest_id, version FROM revetl.changes "
-        "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
+    PreparedSql read_sql_{"SELECT seq, op, key, payload, row_hash, dest_id, version FROM revetl.changes "
+                          "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
     int64_t queued_ = 0; // changes the plan queued, numbered 1..queued_
     // The highest seq handed to the engine: no row after it was sent.
     int64_t last_handed_seq_ = 0;
@@ -950,16 +1012,26 @@ std::optional<EngineBatch> SyncRun::ReadBatch() {
         BeginTransaction("revetl: reading batch");
         SpiRows rows =
             read_sql_.RunForRows({SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int8(chunk)}, true);
-        for (size_t i = 0; i < rows.Count(); i++) {
+        // The chunk's values are taken from the result in one guarded pass
+        // (pointers into it, valid until the commit), and the payload's
+        // text is rendered from its jsonb here, exactly as jsonb's output
+        // function would: reading `payload::text` made the executor build a
+        // text datum of it and SPI copy that into its result first, and a
+        // guard per value cost as much again.
+        const size_t n = rows.Count();
+        std::vector<QueuedRow> got(n);
+        PgGuard([&] { ReadQueuedRows(SPI_tuptable, n, got.data()); });
+        for (const QueuedRow &r : got) {
             Change c;
-            c.seq = rows.Int8(i, 0);
-            const char op = rows.Char(i, 1);
-            c.op = op == 'a' ? Change::Op::Add : op == 'c' ? Change::Op::Change : Change::Op::Remove;
-            c.key = rows.Text(i, 2);
-            c.payload = rows.Text(i, 3);
-            c.row_hash = rows.Int8(i, 4);
-            c.dest_id = rows.Text(i, 5);
-            c.version = rows.Int8(i, 6);
+            c.seq = r.seq;
+            c.op = r.op == 'a' ? Change::Op::Add : r.op == 'c' ? Change::Op::Change : Change::Op::Remove;
+            c.key.assign(r.key, r.key_len);
+            if (r.payload)
+                c.payload.assign(r.payload, r.payload_len);
+            c.row_hash = r.row_hash;
+            if (r.dest_id)
+                c.dest_id.assign(r.dest_id, r.dest_id_len);
+            c.version = r.version;
             read_ahead_.push_back(std::move(c));
         }
         CommitTransaction();
