@@ -195,9 +195,10 @@ void CloseQueueWriter(QueueWriter *w) {
 // all, and the typed key's). The typed key columns are generated: their
 // values come from the table's own generation expressions
 // (ExecComputeStoredGenerated), so they are exactly what an INSERT would
-// store. Through SQL (INSERT ... SELECT FROM unnest) each row cost a
-// function scan, the executor's projection and a WAL record of its own,
-// about a third of a first run's process time. Nothing but the run holding
+// store. Through SQL (INSERT ... SELECT FROM unnest) each row also cost a
+// function scan, the executor's projection and a heap WAL record of its
+// own (the statement was about a quarter of a first run's process time,
+// most of it the index entries, which remain). Nothing but the run holding
 // the sync's claim writes the table; a table that something else could
 // act on (a trigger, a rule, row security) or with a column this code does
 // not know (a later layout) is left to the SQL statement (returns false,
