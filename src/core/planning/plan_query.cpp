@@ -55,7 +55,7 @@ namespace {
 // (`refused`: NULL or duplicate keys, unhashed identifiers; their keys go to
 // revetl.rejected_rows), or for every row returned when the spec asks
 // (preview_sync). Built for every planned row, it was a second
-// jsonb_build_object per add and a jsonb_in per removal, about 8% of a first
+// jsonb_build_object per add and a jsonb_in per removal, about 6% of a first
 // run's process time, for a value the run never reads.
 std::string KeyJsonColumn(const PlanSpec &spec, const std::string &refused) {
     const std::string object = PassedKeyObject(spec.key_columns);

@@ -94,7 +94,7 @@ struct PlanSpec {
     // The plan's key_json column (the key as jsonb) for every row it
     // returns (preview_sync shows it). Otherwise only for the rows it
     // refuses (op n, d or h), the only ones a run reads it for: built for
-    // every add and removal too, it cost about 8% of a first run.
+    // every add and removal too, it cost about 6% of a first run.
     bool key_json_for_every_row = false;
 };
 
