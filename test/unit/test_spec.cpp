@@ -221,7 +221,10 @@ TEST(SharedConnectorCode, NamesNoVendor) {
     for (const char *path :
          {"src/core/connectors/spec.cpp", "src/core/connectors/spec.hpp", "src/core/connectors/connector.cpp",
           "src/core/connectors/connector.hpp", "src/core/connectors/auth.cpp", "src/core/connectors/auth.hpp",
-          "src/core/connectors/options.cpp", "src/core/delivery/delivery_engine.cpp"}) {
+          "src/core/connectors/options.cpp", "src/core/connectors/json_text.hpp",
+          "src/core/connectors/json_text.cpp", "src/core/connectors/audience_keys.hpp",
+          "src/core/connectors/audience_keys.cpp", "src/core/connectors/distinct_calls.hpp",
+          "src/core/connectors/distinct_calls.cpp", "src/core/delivery/delivery_engine.cpp"}) {
         SCOPED_TRACE(path);
         std::ifstream in(path);
         ASSERT_TRUE(in.good()) << "run the unit tests from the repository root";

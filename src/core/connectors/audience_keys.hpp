@@ -1,5 +1,5 @@
 // The MAP targets of an audience destination whose members are sent as a
-// set of named identifiers (Meta's schema keys, Google's identifier keys):
+// set of named identifiers (an ad platform's schema or identifier keys):
 // each target must be one of the destination's keys, at most once. One
 // check, so that every such destination refuses a wrong MAP with the same
 // kind of message and "Perhaps you meant" hint.
@@ -12,11 +12,11 @@ namespace revetl {
 
 struct AudienceKeys {
     std::vector<std::string> keys; // the keys as the destination spells them
-    bool upper_case = false;       // spelled in upper case (Meta) or lower case (Google)
-    // The wording of the refusals, e.g. for Meta: "a key of Meta's audience
-    // schema", "Meta's schema keys", "Name one of Meta's schema keys as the
-    // MAP target.", "Meta's key", "Each key of Meta's schema is one column
-    // of the upload."
+    bool upper_case = false;       // the keys are spelled in upper case (else lower case)
+    // The wording of the refusals, e.g. "a key of <vendor>'s audience
+    // schema", "<vendor>'s schema keys", "Name one of <vendor>'s schema keys
+    // as the MAP target.", "<vendor>'s key", "Each key of <vendor>'s schema
+    // is one column of the upload."
     std::string not_a_key;
     std::string list_label;
     std::string name_hint;

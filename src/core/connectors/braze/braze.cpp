@@ -1,5 +1,6 @@
 #include "core/connectors/braze/braze.hpp"
 
+#include "core/connectors/distinct_calls.hpp"
 #include "core/connectors/json_text.hpp"
 
 #include "core/common/error.hpp"
@@ -172,8 +173,7 @@ std::vector<PreparedRequest> BrazeConnector::Prepare(const BatchContext &, const
     // Writes, in calls of at most 75 objects naming distinct users (two
     // objects for one user in a call would leave the result to Braze's
     // order of applying them).
-    std::vector<std::vector<size_t>> calls;
-    std::vector<std::set<std::string>> seen;
+    DistinctValueCalls calls(kMaxAttributes);
     std::vector<size_t> removals;
     for (size_t i : rows) {
         const Change &c = changes[i];
@@ -193,19 +193,11 @@ std::vector<PreparedRequest> BrazeConnector::Prepare(const BatchContext &, const
                             "NO_MATCH_VALUE"));
             continue;
         }
-        size_t k = 0;
-        while (k < calls.size() && (calls[k].size() >= kMaxAttributes || seen[k].count(id)))
-            k++;
-        if (k == calls.size()) {
-            calls.emplace_back();
-            seen.emplace_back();
-        }
-        calls[k].push_back(i);
-        seen[k].insert(id);
+        calls.Add(i, id);
     }
 
     const bool update_only = target_.mode == "update";
-    for (const auto &call : calls) {
+    for (const auto &call : calls.calls()) {
         rapidjson::StringBuffer buf;
         Writer w(buf);
         w.StartObject();

@@ -1,5 +1,6 @@
 #include "core/connectors/hubspot/hubspot.hpp"
 
+#include "core/connectors/distinct_calls.hpp"
 #include "core/connectors/json_text.hpp"
 
 #include "core/common/error.hpp"
@@ -339,27 +340,16 @@ HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
     const char *action = create ? "create" : target_.mode == "update" ? "update" : "upsert";
 
     // Writes, in calls of at most 100 inputs with distinct match values.
-    std::vector<std::vector<size_t>> calls;
-    std::vector<std::set<std::string>> seen;
+    DistinctValueCalls calls(kMaxInputs);
     std::vector<size_t> archives;
     // Changes of records whose id revetl kept: updated by that id, so that a
     // changed match value (a contact's new email) renames the record instead
     // of upserting a second one beside it.
-    std::vector<std::vector<size_t>> by_id_calls;
-    std::vector<std::set<std::string>> by_id_seen;
+    DistinctValueCalls by_id_calls(kMaxInputs);
     for (size_t i : rows) {
         const Change &c = changes[i];
         if (!create && c.op == Change::Op::Change && !c.dest_id.empty()) {
-            size_t k = 0;
-            while (k < by_id_calls.size() &&
-                   (by_id_calls[k].size() >= kMaxInputs || by_id_seen[k].count(c.dest_id)))
-                k++;
-            if (k == by_id_calls.size()) {
-                by_id_calls.emplace_back();
-                by_id_seen.emplace_back();
-            }
-            by_id_calls[k].push_back(i);
-            by_id_seen[k].insert(c.dest_id);
+            by_id_calls.Add(i, c.dest_id);
             continue;
         }
         if (c.op == Change::Op::Remove) {
@@ -382,21 +372,13 @@ HubSpotConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
                 continue;
             }
         }
-        size_t k = 0;
-        while (k < calls.size() && (calls[k].size() >= kMaxInputs || (!create && seen[k].count(match))))
-            k++;
-        if (k == calls.size()) {
-            calls.emplace_back();
-            seen.emplace_back();
-        }
-        calls[k].push_back(i);
-        if (!create)
-            seen[k].insert(match);
+        // A create names no existing record (match stays "").
+        calls.Add(i, match);
     }
 
-    for (const auto &call : calls)
+    for (const auto &call : calls.calls())
         out.push_back(WriteCall(changes, call, action, false));
-    for (const auto &call : by_id_calls)
+    for (const auto &call : by_id_calls.calls())
         out.push_back(WriteCall(changes, call, "update", true));
 
     for (size_t start = 0; start < archives.size(); start += kMaxInputs) {

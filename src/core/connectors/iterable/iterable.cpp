@@ -1,5 +1,6 @@
 #include "core/connectors/iterable/iterable.hpp"
 
+#include "core/connectors/distinct_calls.hpp"
 #include "core/connectors/json_text.hpp"
 
 #include "core/common/encoding.hpp"
@@ -167,8 +168,7 @@ IterableConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
     // Writes (or subscriptions), in calls of at most kMaxUsers naming
     // distinct users (two entries for one user in a call would leave the
     // result to Iterable's order of applying them).
-    std::vector<std::vector<size_t>> calls;
-    std::vector<std::set<std::string>> seen;
+    DistinctValueCalls calls(kMaxUsers);
     std::vector<size_t> removals;
     std::vector<size_t> swaps;
     for (size_t i : rows) {
@@ -195,19 +195,11 @@ IterableConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
             swaps.push_back(i);
             continue;
         }
-        size_t k = 0;
-        while (k < calls.size() && (calls[k].size() >= kMaxUsers || seen[k].count(id)))
-            k++;
-        if (k == calls.size()) {
-            calls.emplace_back();
-            seen.emplace_back();
-        }
-        calls[k].push_back(i);
-        seen[k].insert(id);
+        calls.Add(i, id);
     }
 
     if (audience) {
-        for (const auto &call : calls)
+        for (const auto &call : calls.calls())
             out.push_back(ListCall(kSubscribe, changes, call, false));
         for (const std::vector<size_t> *list : {&removals, &swaps})
             for (size_t start = 0; start < list->size(); start += kMaxUsers) {
@@ -218,7 +210,7 @@ IterableConnector::Prepare(const BatchContext &, const std::vector<Change> &chan
         return out;
     }
 
-    for (const auto &call : calls) {
+    for (const auto &call : calls.calls()) {
         rapidjson::StringBuffer buf;
         Writer w(buf);
         w.StartObject();

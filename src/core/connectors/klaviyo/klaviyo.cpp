@@ -1,5 +1,6 @@
 #include "core/connectors/klaviyo/klaviyo.hpp"
 
+#include "core/connectors/distinct_calls.hpp"
 #include "core/connectors/json_text.hpp"
 
 #include "core/common/error.hpp"
@@ -368,8 +369,7 @@ std::vector<PreparedRequest>
 KlaviyoConnector::PrepareAudience(const std::vector<Change> &changes, const std::vector<size_t> &rows,
                                   std::vector<std::pair<size_t, RowOutcome>> &immediate) {
     std::vector<PreparedRequest> out;
-    std::vector<std::vector<size_t>> calls;
-    std::vector<std::set<std::string>> seen;
+    DistinctValueCalls calls(kMaxProfiles);
     std::vector<size_t> removals, swaps;
     for (size_t i : rows) {
         const Change &c = changes[i];
@@ -401,17 +401,9 @@ KlaviyoConnector::PrepareAudience(const std::vector<Change> &changes, const std:
             swaps.push_back(i);
             continue;
         }
-        size_t k = 0;
-        while (k < calls.size() && (calls[k].size() >= kMaxProfiles || seen[k].count(match)))
-            k++;
-        if (k == calls.size()) {
-            calls.emplace_back();
-            seen.emplace_back();
-        }
-        calls[k].push_back(i);
-        seen[k].insert(match);
+        calls.Add(i, match);
     }
-    for (const auto &call : calls)
+    for (const auto &call : calls.calls())
         out.push_back(ListJob(changes, call));
     for (const std::vector<size_t> *list : {&removals, &swaps})
         for (size_t start = 0; start < list->size(); start += kMaxListProfiles) {

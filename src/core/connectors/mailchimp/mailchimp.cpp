@@ -1,5 +1,6 @@
 #include "core/connectors/mailchimp/mailchimp.hpp"
 
+#include "core/connectors/distinct_calls.hpp"
 #include "core/connectors/json_text.hpp"
 
 #include "core/common/encoding.hpp"
@@ -326,8 +327,7 @@ MailchimpConnector::Prepare(const BatchContext &, const std::vector<Change> &cha
                             std::vector<std::pair<size_t, RowOutcome>> &immediate) {
     const bool audience = target_.mode == "audience";
     std::vector<PreparedRequest> out;
-    std::vector<std::vector<size_t>> calls;
-    std::vector<std::set<std::string>> seen;
+    DistinctValueCalls calls(kMaxMembers);
     for (size_t i : rows) {
         const Change &c = changes[i];
         if (c.op == Change::Op::Remove) {
@@ -390,17 +390,9 @@ MailchimpConnector::Prepare(const BatchContext &, const std::vector<Change> &cha
         // Calls of at most kMaxMembers distinct members: one email twice in
         // a call would leave the result to Mailchimp's order.
         const std::string lower = Lower(email);
-        size_t k = 0;
-        while (k < calls.size() && (calls[k].size() >= kMaxMembers || seen[k].count(lower)))
-            k++;
-        if (k == calls.size()) {
-            calls.emplace_back();
-            seen.emplace_back();
-        }
-        calls[k].push_back(i);
-        seen[k].insert(lower);
+        calls.Add(i, lower);
     }
-    for (const auto &call : calls) {
+    for (const auto &call : calls.calls()) {
         rapidjson::StringBuffer buf;
         Writer w(buf);
         w.StartObject();

@@ -1,5 +1,6 @@
 #include "core/connectors/marketo/marketo.hpp"
 
+#include "core/connectors/distinct_calls.hpp"
 #include "core/connectors/json_text.hpp"
 
 #include "core/common/error.hpp"
@@ -218,8 +219,7 @@ std::vector<PreparedRequest>
 MarketoConnector::PrepareAudience(const std::vector<Change> &changes, const std::vector<size_t> &rows,
                                   std::vector<std::pair<size_t, RowOutcome>> &immediate) {
     std::vector<PreparedRequest> out;
-    std::vector<std::vector<size_t>> calls;
-    std::vector<std::set<std::string>> seen;
+    DistinctValueCalls calls(kMaxLeads);
     std::vector<size_t> removals, swaps;
     const bool email = target_.match_on == "email";
     for (size_t i : rows) {
@@ -255,17 +255,9 @@ MarketoConnector::PrepareAudience(const std::vector<Change> &changes, const std:
             swaps.push_back(i);
             continue;
         }
-        size_t k = 0;
-        while (k < calls.size() && (calls[k].size() >= kMaxLeads || seen[k].count(match)))
-            k++;
-        if (k == calls.size()) {
-            calls.emplace_back();
-            seen.emplace_back();
-        }
-        calls[k].push_back(i);
-        seen[k].insert(match);
+        calls.Add(i, match);
     }
-    for (const auto &call : calls)
+    for (const auto &call : calls.calls())
         out.push_back(LeadLookup(changes, call));
     for (const std::vector<size_t> *list : {&removals, &swaps})
         for (size_t start = 0; start < list->size(); start += kMaxLeads) {
@@ -286,8 +278,7 @@ MarketoConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
     if (target_.mode == "audience")
         return PrepareAudience(changes, rows, immediate);
     std::vector<PreparedRequest> out;
-    std::vector<std::vector<size_t>> calls;
-    std::vector<std::set<std::string>> seen;
+    DistinctValueCalls calls(kMaxLeads);
     std::vector<size_t> by_id, removals;
     const bool email = target_.match_on == "email";
     for (size_t i : rows) {
@@ -333,17 +324,9 @@ MarketoConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
         }
         // One lookup value once per call: Marketo refuses a repeated one
         // (1036), and two upserts of one key in flight can both create.
-        size_t k = 0;
-        while (k < calls.size() && (calls[k].size() >= kMaxLeads || seen[k].count(match)))
-            k++;
-        if (k == calls.size()) {
-            calls.emplace_back();
-            seen.emplace_back();
-        }
-        calls[k].push_back(i);
-        seen[k].insert(match);
+        calls.Add(i, match);
     }
-    for (const auto &call : calls)
+    for (const auto &call : calls.calls())
         out.push_back(SyncCall(changes, call, false));
     for (size_t start = 0; start < by_id.size(); start += kMaxLeads) {
         std::vector<size_t> part(by_id.begin() + start,

@@ -1,5 +1,6 @@
 #include "core/connectors/salesforce/salesforce.hpp"
 
+#include "core/connectors/distinct_calls.hpp"
 #include "core/connectors/json_text.hpp"
 
 #include "core/common/error.hpp"
@@ -373,21 +374,10 @@ SalesforceConnector::Prepare(const BatchContext &context, const std::vector<Chan
     // (DUPLICATE_VALUE), and results are mapped back by that value.
     const bool bulk = op != "insert" && UsesBulk(context.planned_rows);
     const size_t cap = bulk ? static_cast<size_t>(10000) : kMaxCollection;
-    std::vector<std::vector<size_t>> calls;
-    std::vector<std::set<std::string>> seen;
-    for (size_t w = 0; w < writes.size(); w++) {
-        size_t k = 0;
-        while (k < calls.size() &&
-               (calls[k].size() >= cap || (!matches[w].empty() && seen[k].count(matches[w]))))
-            k++;
-        if (k == calls.size()) {
-            calls.emplace_back();
-            seen.emplace_back();
-        }
-        calls[k].push_back(writes[w]);
-        if (!matches[w].empty())
-            seen[k].insert(matches[w]);
-    }
+    DistinctValueCalls spread(cap);
+    for (size_t w = 0; w < writes.size(); w++)
+        spread.Add(writes[w], matches[w]);
+    std::vector<std::vector<size_t>> calls = spread.calls();
 
     if (bulk) {
         // A job's CSV must fit one upload: halve the rows until it does.

@@ -1,5 +1,6 @@
 #include "core/connectors/zendesk/zendesk.hpp"
 
+#include "core/connectors/distinct_calls.hpp"
 #include "core/connectors/json_text.hpp"
 
 #include "core/common/encoding.hpp"
@@ -159,8 +160,7 @@ ZendeskConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
                           const std::vector<size_t> &rows,
                           std::vector<std::pair<size_t, RowOutcome>> &immediate) {
     std::vector<PreparedRequest> out;
-    std::vector<std::vector<size_t>> calls;
-    std::vector<std::set<std::string>> seen;
+    DistinctValueCalls calls(kMaxUsers);
     std::vector<size_t> removals;
     for (size_t i : rows) {
         const Change &c = changes[i];
@@ -189,17 +189,9 @@ ZendeskConnector::Prepare(const BatchContext &, const std::vector<Change> &chang
         }
         // Zendesk applies a job's users one after the other: the same user
         // twice in one call would make its results depend on that order.
-        size_t k = 0;
-        while (k < calls.size() && (calls[k].size() >= kMaxUsers || seen[k].count(match)))
-            k++;
-        if (k == calls.size()) {
-            calls.emplace_back();
-            seen.emplace_back();
-        }
-        calls[k].push_back(i);
-        seen[k].insert(match);
+        calls.Add(i, match);
     }
-    for (const auto &call : calls) {
+    for (const auto &call : calls.calls()) {
         // Each payload is a JSON object rendered by PostgreSQL (jsonb): it
         // goes as it is, so that numbers keep their exact text.
         std::string body = "{\"users\":[";
