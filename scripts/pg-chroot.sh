@@ -157,16 +157,35 @@ prepare() {
 run_tests() {
     # The checkout as it is (committed or not, without what git ignores),
     # and the vendors' API contracts the tests validate requests against.
-    # Unpacked over the previous copy, whose build products make keeps
-    # while the sources are older than them (REVETL_CHROOT_CLEAN=1: afresh).
+    # The previous copy's build products are kept, so make rebuilds only
+    # what changed. Its mtimes cannot say what changed: a file unpacked with
+    # its checkout time can be older than a product another checkout built
+    # here since, from other content. So the new tree is unpacked aside and
+    # only the files whose content differs are copied over (with a new
+    # mtime, so make rebuilds what depends on them); files gone from the
+    # tree are removed from the copy (a removed .cpp would still be built).
+    # REVETL_CHROOT_CLEAN=1 starts afresh.
     if [ "${REVETL_CHROOT_CLEAN:-0}" = 1 ]; then rm -rf "$root/build/revetl"; fi
-    rm -rf "$root/build/shared"
-    mkdir -p "$root/build/revetl" "$root/build/shared"
+    rm -rf "$root/build/shared" "$root/build/incoming"
+    mkdir -p "$root/build/revetl" "$root/build/shared" "$root/build/incoming"
     if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-        git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$root/build/revetl"
+        git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$root/build/incoming"
     else
-        tar --exclude=.git --exclude='*.o' --exclude='*.so' --exclude=.deps -cf - . | tar -xf - -C "$root/build/revetl"
+        tar --exclude=.git --exclude='*.o' --exclude='*.so' --exclude=.deps --exclude=./build -cf - . |
+            tar -xf - -C "$root/build/incoming"
     fi
+    (cd "$root/build/incoming" && find . -type f -print0) | while IFS= read -r -d '' f; do
+        if ! cmp -s "$root/build/incoming/$f" "$root/build/revetl/$f"; then
+            mkdir -p "$(dirname "$root/build/revetl/$f")"
+            cp "$root/build/incoming/$f" "$root/build/revetl/$f"
+        fi
+    done
+    (cd "$root/build/revetl" && find . -type f ! -name '*.o' ! -name '*.so' ! -name '*.d' ! -name '*.Po' \
+        ! -path './.deps/*' ! -path './build/*' ! -path './test/unit/revetl_unit' -print0) |
+        while IFS= read -r -d '' f; do
+            [ -e "$root/build/incoming/$f" ] || rm -f "$root/build/revetl/$f"
+        done
+    rm -rf "$root/build/incoming"
     for specs in "$REPO/../shared/vendor-specs" /work/shared/vendor-specs; do
         if [ -d "$specs" ]; then
             cp -r "$specs" "$root/build/shared/vendor-specs"
