@@ -88,6 +88,21 @@ class RealtimeTest(unittest.TestCase):
         return {key(id=int(i)): {"id": int(i), "score": int(sc)}
                 for i, sc in cluster.rows(f"select id, score from {self.t}")}
 
+    def divergence(self):
+        """What differs and where the sync stands, for a failure message."""
+        have, want = mock.records(), self.model()
+        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))[:20]
+        sync_id = cluster.sql(f"select id from revetl.syncs where name = '{self.s}'")
+        quoted = ", ".join("'" + k.replace("'", "''") + "'" for k in diff) or "null"
+        shadow = cluster.rows(f"select key, removed, verify_after, version from revetl.shadow_{sync_id} "
+                              f"where key in ({quoted})")
+        status = cluster.rows(f"select health, rows_waiting, coalesce(last_error, '') from revetl.sync_status "
+                              f"where sync_name = '{self.s}'")
+        return "\n".join([f"keys that differ (destination, model): "
+                          f"{[(k, have.get(k), want.get(k)) for k in diff]}",
+                          f"their shadow rows: {shadow}", f"sync_status: {status}",
+                          f"last runs: {runs(self.s)[-8:]}"])
+
     def score(self, i):
         return mock.records().get(key(id=i), {}).get("score")
 
@@ -227,8 +242,11 @@ class RealtimeTest(unittest.TestCase):
         self.assertEqual(errors, [])
         mock.configure(delay_ms=0)
         # Every key's last version arrives, and every deleted key is gone.
-        wait_for(lambda: mock.records() == self.model(), timeout=180, interval=0.5,
-                 what="the destination to converge to the model")
+        try:
+            wait_for(lambda: mock.records() == self.model(), timeout=180, interval=0.5,
+                     what="the destination to converge to the model")
+        except TimeoutError as e:
+            raise AssertionError(f"{e}\n{self.divergence()}") from None
         self.assertEqual(mock.records(), self.model())
         statuses = {r[1] for r in runs(self.s)}
         self.assertIn("failed", statuses, "the killed runs are recorded as failed")
