@@ -88,17 +88,17 @@ import collections
 import json
 import os
 import signal
-import socketserver
 import sys
 import threading
 import time
 import traceback
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
 from mockserver import ClientGone, HttpError, StrictBodyReader  # noqa: E402
+from mockserver import MockServer as SharedMockServer  # noqa: E402
 
 HOST = "127.0.0.1"
 MAX_BODY = 16 * 1024 * 1024
@@ -352,28 +352,11 @@ class MockState:
         return 200, {"accepted": accepted}
 
 
-class MockServer(ThreadingHTTPServer):
-    daemon_threads = True      # idle keep-alive connections must not block exit
-    request_queue_size = 128   # tests may open many connections at once
-
+class MockServer(SharedMockServer):
     def __init__(self, address, state, token=None):
         self.state = state
         self.token = token
         super().__init__(address, MockHandler)
-
-    def server_bind(self):
-        # HTTPServer.server_bind() calls socket.getfqdn(), a reverse DNS lookup
-        # that can stall for seconds on hosts with broken resolvers. Not needed.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def handle_error(self, request, client_address):
-        # Clients dropping connections (timeouts, killed test processes) are
-        # normal here; anything else is a bug in the mock and should be seen.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
 
 
 class MockHandler(StrictBodyReader, BaseHTTPRequestHandler):
