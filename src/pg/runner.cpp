@@ -426,7 +426,10 @@ public:
 
 private:
     bool Start();
-    void ResumeKeptJobs();
+    // Jobs kept in revetl.delivery_jobs, finished: every pending job of the
+    // sync (an interrupted run's, before planning) or, with `parked`, the
+    // jobs this run parked until its last batch (Verdict::park).
+    void ResumeKeptJobs(const std::vector<int64_t> *parked = nullptr);
     void Plan();
     SqlArg SentAfterArg() const;
     void Deliver();
@@ -467,6 +470,11 @@ private:
     // records their rows.
     std::map<int64_t, std::vector<int64_t>> jobs_by_batch_;
     std::vector<int64_t> pending_jobs_;
+    // Kept jobs whose rows wait for the run's last batch (one job for many
+    // batches): their rows stay queued and unrecorded until RunDelivery
+    // resumes them. final_pass_: resuming kept jobs, nothing parks.
+    std::vector<int64_t> parked_jobs_;
+    bool final_pass_ = false;
     // The engine's counters as they grow, and as far as revetl.runs has
     // them: each commit adds the difference, so a run stopped half-way
     // still counts the requests it made (Finish records the rest).
@@ -1223,66 +1231,88 @@ void SyncRun::LoseJob(int64_t handle, const std::string &why) {
         entry.second.erase(std::remove(entry.second.begin(), entry.second.end(), handle), entry.second.end());
 }
 
-void SyncRun::ResumeKeptJobs() {
+void SyncRun::ResumeKeptJobs(const std::vector<int64_t> *parked) {
     // Runs of one sync never overlap (the claim taken in Start): a pending
-    // job of this sync belongs to a run that ended without recording its
-    // rows. Expired jobs are kept a day, for whoever looks into a resend.
+    // job of this sync that this run did not park belongs to a run that
+    // ended without recording its rows. Expired jobs are kept a day, for
+    // whoever looks into a resend.
     BeginTransaction("revetl: reading kept jobs");
-    Sql("DELETE FROM revetl.delivery_jobs WHERE sync_id = $1 AND state <> 'pending' "
-        "AND finished_at < pg_catalog.now() - interval '1 day'",
-        {SqlArg::Int8(def_.id)});
-    SqlResult rows =
-        Sql("SELECT j.id, j.job_id, j.step, j.flow_state, (e.v->>'seq')::bigint, e.v->>'op', e.v->>'key', "
-            "(e.v->'payload')::text, (e.v->>'row_hash')::bigint, e.v->>'dest_id', (e.v->>'version')::bigint "
-            "FROM revetl.delivery_jobs j "
-            "CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(j.rows) WITH ORDINALITY AS e(v, o) "
-            "WHERE j.sync_id = $1 AND j.state = 'pending' ORDER BY j.id, e.o",
+    if (!parked)
+        Sql("DELETE FROM revetl.delivery_jobs WHERE sync_id = $1 AND state <> 'pending' "
+            "AND finished_at < pg_catalog.now() - interval '1 day'",
             {SqlArg::Int8(def_.id)});
+    SqlResult jobs = parked ? Sql("SELECT id, job_id, step, flow_state FROM revetl.delivery_jobs "
+                                  "WHERE sync_id = $1 AND state = 'pending' AND id = ANY ($2::bigint[]) "
+                                  "ORDER BY id",
+                                  {SqlArg::Int8(def_.id), SqlArg::Int8Array(*parked)})
+                            : Sql("SELECT id, job_id, step, flow_state FROM revetl.delivery_jobs "
+                                  "WHERE sync_id = $1 AND state = 'pending' ORDER BY id",
+                                  {SqlArg::Int8(def_.id)});
     CommitTransaction();
-    if (rows.rows.empty())
+    if (jobs.rows.empty())
         return;
-    std::deque<EngineBatch> batches;
-    int64_t current = 0;
-    for (size_t i = 0; i < rows.rows.size(); i++) {
-        int64_t id = rows.Int8(i, 0);
-        if (id != current) {
-            current = id;
-            EngineBatch b;
-            b.number = ++batch_no_;
-            b.resume = KeptJob{id, FlowStep{rows.Text(i, 2), rows.Text(i, 1), rows.Text(i, 3)}};
-            jobs_by_batch_[b.number].push_back(id);
-            batches.push_back(std::move(b));
-        }
-        Change c;
-        c.seq = rows.Int8(i, 4);
-        const std::string op = rows.Text(i, 5);
-        // An added row is recorded as a change: the interrupted run left a
-        // placeholder for its key in the shadow table (worker.cpp,
-        // RecoverInterruptedRuns), which a plain insert would collide with.
-        c.op = op == "r" ? Change::Op::Remove : Change::Op::Change;
-        c.key = rows.Text(i, 6);
-        c.payload = rows.At(i, 7) && *rows.At(i, 7) != "null" ? *rows.At(i, 7) : "";
-        c.row_hash = rows.At(i, 8) ? rows.Int8(i, 8) : 0;
-        c.dest_id = rows.At(i, 9) ? rows.Text(i, 9) : "";
-        c.version = rows.At(i, 10) ? rows.Int8(i, 10) : 0;
-        batches.back().changes.push_back(std::move(c));
-    }
-    const size_t kept = batches.size();
-    PgGuard([&] { pgstat_report_activity(STATE_RUNNING, "revetl: resuming kept jobs"); });
-    RunDelivery([&batches]() -> std::optional<EngineBatch> {
-        if (batches.empty())
+    // One job's rows at a time (a run's parked jobs may hold all its rows).
+    size_t next = 0;
+    auto next_job = [&]() -> std::optional<EngineBatch> {
+        if (next >= jobs.rows.size())
             return std::nullopt;
-        EngineBatch b = std::move(batches.front());
-        batches.pop_front();
+        const size_t j = next++;
+        EngineBatch b;
+        b.number = ++batch_no_;
+        const int64_t id = jobs.Int8(j, 0);
+        b.resume = KeptJob{id, FlowStep{jobs.Text(j, 2), jobs.Text(j, 1), jobs.Text(j, 3)}};
+        jobs_by_batch_[b.number].push_back(id);
+        BeginTransaction("revetl: reading a kept job");
+        SqlResult rows =
+            Sql("SELECT (e.v->>'seq')::bigint, e.v->>'op', e.v->>'key', (e.v->'payload')::text, "
+                "(e.v->>'row_hash')::bigint, e.v->>'dest_id', (e.v->>'version')::bigint "
+                "FROM revetl.delivery_jobs j "
+                "CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(j.rows) WITH ORDINALITY AS e(v, o) "
+                "WHERE j.id = $1 ORDER BY e.o",
+                {SqlArg::Int8(id)});
+        CommitTransaction();
+        b.changes.reserve(rows.rows.size());
+        for (size_t i = 0; i < rows.rows.size(); i++) {
+            Change c;
+            c.seq = rows.Int8(i, 0);
+            const std::string op = rows.Text(i, 1);
+            // An interrupted run's added row is recorded as a change: that
+            // run left a placeholder for its key in the shadow table
+            // (worker.cpp, RecoverInterruptedRuns), which a plain insert
+            // would collide with. A row this run parked has none.
+            c.op = op == "r"             ? Change::Op::Remove
+                   : op == "a" && parked ? Change::Op::Add
+                                         : Change::Op::Change;
+            c.key = rows.Text(i, 2);
+            c.payload = rows.At(i, 3) && *rows.At(i, 3) != "null" ? *rows.At(i, 3) : "";
+            c.row_hash = rows.At(i, 4) ? rows.Int8(i, 4) : 0;
+            c.dest_id = rows.At(i, 5) ? rows.Text(i, 5) : "";
+            c.version = rows.At(i, 6) ? rows.Int8(i, 6) : 0;
+            b.changes.push_back(std::move(c));
+        }
         return b;
-    });
+    };
     PgGuard([&] {
-        ereport(LOG, (errmsg("revetl: run %lld of sync \"%s\" in database \"%s\" resumed %zu jobs an "
-                             "interrupted run left pending",
-                             (long long)run_id_, def_.name.c_str(), DatabaseName(), kept),
-                      errdetail("Jobs the destination no longer knew had their rows sent again; "
-                                "revetl.delivery_jobs keeps them a day as 'expired'.")));
+        pgstat_report_activity(STATE_RUNNING,
+                               parked ? "revetl: finishing the run's jobs" : "revetl: resuming kept jobs");
     });
+    const bool was_final = final_pass_;
+    final_pass_ = true;
+    try {
+        RunDelivery(next_job);
+    } catch (...) {
+        final_pass_ = was_final;
+        throw;
+    }
+    final_pass_ = was_final;
+    if (!parked)
+        PgGuard([&] {
+            ereport(LOG, (errmsg("revetl: run %lld of sync \"%s\" in database \"%s\" resumed %zu jobs an "
+                                 "interrupted run left pending",
+                                 (long long)run_id_, def_.name.c_str(), DatabaseName(), jobs.rows.size()),
+                          errdetail("Jobs the destination no longer knew had their rows sent again; "
+                                    "revetl.delivery_jobs keeps them a day as 'expired'.")));
+        });
 }
 
 void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch) {
@@ -1292,13 +1322,23 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
     EngineHooks hooks;
     hooks.next_batch = std::move(next_batch);
     hooks.batch_done = [&](const EngineBatch &batch, const std::vector<RowOutcome> &outcomes) {
+        std::vector<int64_t> parked;
         for (size_t i = 0; i < batch.changes.size(); i++) {
+            if (outcomes[i].parked_job != 0) {
+                // In a kept job until the run's last batch: still queued,
+                // recorded when the job is resumed.
+                if (std::find(parked.begin(), parked.end(), outcomes[i].parked_job) == parked.end())
+                    parked.push_back(outcomes[i].parked_job);
+                continue;
+            }
             pending_changes_.push_back(batch.changes[i]);
             pending_outcomes_.push_back(outcomes[i]);
         }
         auto jobs = jobs_by_batch_.find(batch.number);
         if (jobs != jobs_by_batch_.end()) {
-            pending_jobs_.insert(pending_jobs_.end(), jobs->second.begin(), jobs->second.end());
+            for (int64_t id : jobs->second)
+                (std::find(parked.begin(), parked.end(), id) == parked.end() ? pending_jobs_ : parked_jobs_)
+                    .push_back(id);
             jobs_by_batch_.erase(jobs);
         }
         pending_batches_++;
@@ -1350,6 +1390,7 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
     config.jobs = settings_.job_polling;
     BatchContext context{def_.id, def_.name, run_id_, 0, "upsert"};
     context.planned_rows = queued_;
+    context.final_pass = final_pass_;
     PgGuard([&] {
         last_flush_ = GetCurrentTimestamp();
         pgstat_report_activity(STATE_RUNNING, "revetl: delivering");
@@ -1370,6 +1411,14 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
     hooks.stats_changed = [this] { WriteCounts(); };
     EngineResult result = RunEngine(Client(), *connector_, context, config, hooks);
     Flush();
+    // The run's batches are all out: the jobs parked for them are finished
+    // now (run and polled), their rows recorded like any others.
+    if (result.ok && !final_pass_ && !parked_jobs_.empty()) {
+        std::vector<int64_t> parked;
+        parked.swap(parked_jobs_);
+        ResumeKeptJobs(&parked);
+        return; // that delivery logged the run's note, and stops the run on failure
+    }
     // What the destination said about itself (Salesforce's API usage), in
     // the server log rather than as a NOTICE to whoever ran the sync.
     const std::string note = connector_->RunNote();

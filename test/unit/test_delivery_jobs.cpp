@@ -59,6 +59,7 @@ std::string Path(const std::string &target) {
 class JobConnector : public Connector {
 public:
     explicit JobConnector(std::string base) : base_(std::move(base)) {}
+    bool park = false; // jobs wait for the run's last batch (Verdict::park)
 
     std::vector<PreparedRequest> Prepare(const BatchContext &, const std::vector<Change> &changes,
                                          const std::vector<size_t> &rows,
@@ -99,6 +100,7 @@ public:
             v.kind = Verdict::Kind::Continue;
             v.next = Poll(doc["job"].GetString());
             v.job_accepted = true;
+            v.park = park;
             return v;
         }
         if (response.status == 404) {
@@ -566,4 +568,70 @@ TEST(DeliveryJobs, LookupBeforeWriteUsesTheSameFlow) {
     EXPECT_EQ(o[2].dest_id, "R3");
     EXPECT_EQ(r.stats.polls, 2);
     EXPECT_EQ(r.stats.jobs, 0);
+}
+
+TEST(DeliveryJobs, ParkedJobsWaitForTheHostWhichResumesThemAfterTheLastBatch) {
+    TestServer server;
+    JobApi api;
+    api.working_polls = 1;
+    server.SetResponder([&](const ReceivedRequest &r) { return api(r); });
+    HttpClient client;
+    Harness h;
+    h.batches.push_back(Batch(1, 2, 1));
+    h.batches.push_back(Batch(2, 1, 3));
+    JobConnector connector(server.Url(""));
+    connector.park = true;
+
+    // The main pass: each batch's job is kept, and its rows are handed back
+    // parked (no outcome yet) without a single poll.
+    EngineResult r = RunEngine(client, connector, Context(), Config(1), h.hooks);
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(Targets(server), (std::vector<std::string>{"POST /write", "POST /write"}));
+    EXPECT_EQ(h.events, (std::vector<std::string>{"kept J1 for batch 1 rows 2", "done 1",
+                                                  "kept J2 for batch 2 rows 1", "done 2"}));
+    ASSERT_EQ(h.done.size(), 2u);
+    for (const auto &o : h.done[0].second) {
+        EXPECT_EQ(o.parked_job, 7);
+        EXPECT_FALSE(o.accepted);
+    }
+    EXPECT_EQ(h.done[1].second[0].parked_job, 8);
+
+    // The host resumes the kept jobs (the final pass): polled to the end.
+    connector.park = false;
+    for (int64_t n : {1, 2}) {
+        EngineBatch b = h.done[n - 1].first;
+        b.number = 10 + n;
+        b.resume = KeptJob{6 + n, FlowStep{"poll", "J" + std::to_string(n), ""}};
+        h.batches.push_back(b);
+    }
+    h.done.clear();
+    BatchContext final_pass = Context();
+    final_pass.final_pass = true;
+    r = RunEngine(client, connector, final_pass, Config(1), h.hooks);
+    ASSERT_TRUE(r.ok) << r.error;
+    ASSERT_EQ(h.done.size(), 2u);
+    for (const auto &d : h.done)
+        for (const auto &o : d.second) {
+            EXPECT_TRUE(o.accepted);
+            EXPECT_EQ(o.parked_job, 0);
+        }
+    EXPECT_EQ(h.done[0].second[1].dest_id, "rec2");
+}
+
+TEST(DeliveryJobs, AHostThatKeepsNoJobsGetsAParkedFlowContinuedAtOnce) {
+    TestServer server;
+    JobApi api;
+    api.working_polls = 0;
+    server.SetResponder([&](const ReceivedRequest &r) { return api(r); });
+    HttpClient client;
+    Harness h;
+    h.hooks.job_accepted = [](const EngineBatch &, const PreparedRequest &) { return int64_t{0}; };
+    h.batches.push_back(Batch(1, 2, 1));
+    JobConnector connector(server.Url(""));
+    connector.park = true;
+    EngineResult r = RunEngine(client, connector, Context(), Config(1), h.hooks);
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(Targets(server), (std::vector<std::string>{"POST /write", "GET /jobs/J1"}));
+    ASSERT_EQ(h.done.size(), 1u);
+    EXPECT_TRUE(h.done[0].second[0].accepted && h.done[0].second[1].accepted);
 }

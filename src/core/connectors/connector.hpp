@@ -28,6 +28,10 @@ struct BatchContext {
     // choose an API by the size of a run (a bulk job API above a threshold,
     // per-record calls below).
     int64_t planned_rows = 0;
+    // The run has handed out all its batches: a job that takes the rows of
+    // several batches (Verdict::park) must be finished now, not parked.
+    // Set while the host resumes kept jobs.
+    bool final_pass = false;
 };
 
 // A key for one change of one record: (sync, record key, the version the
@@ -91,6 +95,14 @@ struct Verdict {
     // Continue: the destination accepted the rows as a job just now, and
     // `next` polls it: the host keeps the job before the engine polls.
     bool job_accepted = false;
+    // Continue with job_accepted: the job takes more rows until the run has
+    // handed out every batch (one job a run rather than one a batch), and
+    // `next` is the call that finishes it. The engine records the carried
+    // rows as parked in the kept job (RowOutcome::parked_job) and sends
+    // nothing more for them; the host resumes the kept job after the run's
+    // last batch, with BatchContext::final_pass set. A host that keeps no
+    // jobs gets the flow continued at once instead.
+    bool park = false;
 };
 
 // The shared response rule for answers about the connection rather than a

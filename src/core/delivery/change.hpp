@@ -44,6 +44,10 @@ struct RowOutcome {
     // run. Honoured only for a refused removal whose change carries no
     // record id (the engine clears it otherwise).
     bool unresolvable_removal = false;
+    // Not an outcome yet: the row waits in the kept job with this handle
+    // (Verdict::park) for the run's last batch. Its change stays queued
+    // and unrecorded until the host resumes that job.
+    int64_t parked_job = 0;
 };
 
 const char *OpName(Change::Op op); // "upsert" or "delete"

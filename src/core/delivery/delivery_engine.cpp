@@ -162,6 +162,15 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             result.stats.jobs++;
             next.job = hooks.job_accepted(st.batch, next.request);
             next.polls = 0;
+            if (v.park && next.job != 0) {
+                // The job waits for the run's other batches: its rows are
+                // the host's to resume once they are all out.
+                RowOutcome parked;
+                parked.parked_job = next.job;
+                for (size_t row : next.request.rows)
+                    record(w.batch, row, parked);
+                return;
+            }
         } else {
             next.polls =
                 next.Polls() && w.Polls() && next.request.flow.job_id == w.request.flow.job_id ? w.polls : 0;

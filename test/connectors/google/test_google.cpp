@@ -2,7 +2,8 @@
 // (AUDIENCE only, identifier keys, whole addresses, user_id alone), the
 // bodies of both APIs (Data Manager ingest / remove / status poll; Google
 // Ads create, addOperations, run, search), the flow of a batch (removals
-// before additions, job kept on the last call), and what it makes of
+// before additions; Ads: one job a run and direction, kept and parked until
+// the run's last batch, then run and polled, removals first), and what it makes of
 // Google's answers: partial failures and field violations mapped back to
 // rows, request / job statuses, 429 with retryDelay, 401, 403,
 // CONCURRENT_MODIFICATION, a job Google no longer knows.
@@ -256,6 +257,24 @@ TEST(GoogleConnector, DataManagerFieldViolationsRefuseTheirRowsAndResendTheRest)
     EXPECT_EQ(Json(v.next->http.body)["audienceMembers"].Size(), 2u);
 }
 
+namespace {
+
+const char *kPending = "{\"results\":[{\"offlineUserDataJob\":{\"status\":\"PENDING\"}}]}";
+const char *kRunning = "{\"results\":[{\"offlineUserDataJob\":{\"status\":\"RUNNING\"}}]}";
+const char *kSuccess = "{\"results\":[{\"offlineUserDataJob\":{\"status\":\"SUCCESS\"}}]}";
+
+std::string Queried(const PreparedRequest &r) {
+    return Json(r.http.body)["query"].GetString();
+}
+
+BatchContext FinalPass() {
+    BatchContext c;
+    c.final_pass = true;
+    return c;
+}
+
+} // namespace
+
 TEST(GoogleConnector, AdsJobFlowWithPartialFailure) {
     GoogleConnector c(Settings("google_ads"), Target());
     std::vector<Change> changes = {Member(1, kA, kB), Member(2, kC, kB), Member(3, kB, kB)};
@@ -285,6 +304,8 @@ TEST(GoogleConnector, AdsJobFlowWithPartialFailure) {
     EXPECT_EQ(ops["operations"][1]["create"]["userIdentifiers"][0]["hashedEmail"].GetString(), kC);
     EXPECT_EQ(ops["operations"][1]["create"]["userIdentifiers"][1]["hashedPhoneNumber"].GetString(), kB);
 
+    // The operations are in: the job is kept and, until the run's last
+    // batch, parked (it is not run yet).
     Verdict w = c.Interpret(
         *v.next, changes,
         Answer(200,
@@ -297,28 +318,88 @@ TEST(GoogleConnector, AdsJobFlowWithPartialFailure) {
     EXPECT_FALSE(w.rows[2].accepted);
     EXPECT_EQ(w.rows[2].error_code, "INVALID_SHA256_FORMAT");
     EXPECT_EQ(w.next->rows, (std::vector<size_t>{0, 1}));
-    EXPECT_EQ(w.next->http.url, "https://google.example/v25/customers/1234567890/offlineUserDataJobs/77:run");
+    EXPECT_TRUE(w.job_accepted);
+    EXPECT_TRUE(w.park);
+    EXPECT_EQ(w.next->flow.step, GoogleConnector::kAdsReady);
+    EXPECT_EQ(w.next->flow.job_id, "customers/1234567890/offlineUserDataJobs/77");
+    EXPECT_NE(Queried(*w.next).find("'customers/1234567890/offlineUserDataJobs/77'"), std::string::npos);
 
-    Verdict run =
-        c.Interpret(*w.next, changes, Answer(200, "{\"name\":\"customers/1234567890/operations/77\"}"));
+    // The final pass resumes the kept flow: still PENDING, so it is run.
+    auto ready = c.Resume(FinalPass(), changes, w.next->flow);
+    ASSERT_TRUE(ready.has_value());
+    EXPECT_EQ(ready->flow.step, GoogleConnector::kAdsReady);
+    ready->rows = w.next->rows;
+    Verdict run = c.Interpret(*ready, changes, Answer(200, kPending));
     ASSERT_EQ(run.kind, Verdict::Kind::Continue);
-    EXPECT_TRUE(run.job_accepted);
-    EXPECT_EQ(run.next->flow.job_id, "customers/1234567890/offlineUserDataJobs/77");
-    EXPECT_NE(Json(run.next->http.body)["query"].GetString(), nullptr);
-    Verdict poll = c.Interpret(
-        *run.next, changes, Answer(200, "{\"results\":[{\"offlineUserDataJob\":{\"status\":\"RUNNING\"}}]}"));
+    EXPECT_EQ(run.next->http.url,
+              "https://google.example/v25/customers/1234567890/offlineUserDataJobs/77:run");
+    Verdict ran =
+        c.Interpret(*run.next, changes, Answer(200, "{\"name\":\"customers/1234567890/operations/77\"}"));
+    ASSERT_EQ(ran.kind, Verdict::Kind::Continue);
+    EXPECT_FALSE(ran.job_accepted); // kept already
+    EXPECT_EQ(ran.next->flow.step, GoogleConnector::kAdsPoll);
+    Verdict poll = c.Interpret(*ran.next, changes, Answer(200, kRunning));
     ASSERT_EQ(poll.kind, Verdict::Kind::Continue);
-    Verdict done =
-        c.Interpret(*poll.next, changes,
-                    Answer(200, "{\"results\":[{\"offlineUserDataJob\":{\"status\":\"SUCCESS\"}}]}"));
+    EXPECT_EQ(poll.next->flow.step, GoogleConnector::kAdsPoll);
+    Verdict done = c.Interpret(*poll.next, changes, Answer(200, kSuccess));
     ASSERT_EQ(done.kind, Verdict::Kind::Done);
+    ASSERT_EQ(done.rows.size(), 2u);
     EXPECT_TRUE(done.rows[0].accepted && done.rows[1].accepted);
+    EXPECT_EQ(done.rows[0].dest_id, Id(kA, kB));
     // A job Google no longer knows: the rows go again.
     Verdict gone = c.Interpret(*poll.next, changes, Answer(200, "{\"results\":[]}"));
     EXPECT_EQ(gone.kind, Verdict::Kind::Resend);
 }
 
-TEST(GoogleConnector, AdsRemovalJobComesFirstAndIsNotKept) {
+TEST(GoogleConnector, AdsOneJobForAllTheRunsBatches) {
+    GoogleConnector c(Settings("google_ads"), Target());
+    std::vector<Change> first = {Member(1, kA, kA), Member(2, kB, kB)};
+    std::vector<Change> second = {Member(3, kC, kC)};
+    std::vector<std::pair<size_t, RowOutcome>> immediate;
+    auto a = c.Prepare(BatchContext{}, first, All(first), immediate);
+    Verdict created = c.Interpret(
+        a[0], first, Answer(200, "{\"resourceName\":\"customers/1234567890/offlineUserDataJobs/5\"}"));
+    Verdict parked_a = c.Interpret(*created.next, first, Answer(200, "{}"));
+    ASSERT_TRUE(parked_a.park);
+
+    // The next batch adds to the same job: no second create.
+    auto b = c.Prepare(BatchContext{}, second, All(second), immediate);
+    ASSERT_EQ(b.size(), 1u);
+    EXPECT_EQ(b[0].http.url,
+              "https://google.example/v25/customers/1234567890/offlineUserDataJobs/5:addOperations");
+    Verdict parked_b = c.Interpret(b[0], second, Answer(200, "{}"));
+    ASSERT_TRUE(parked_b.park && parked_b.job_accepted);
+    EXPECT_EQ(parked_b.next->flow.job_id, "customers/1234567890/offlineUserDataJobs/5");
+
+    // The final pass: the first flow runs the job, the second only polls it.
+    auto ready_a = c.Resume(FinalPass(), first, parked_a.next->flow);
+    auto ready_b = c.Resume(FinalPass(), second, parked_b.next->flow);
+    ready_a->rows = All(first);
+    ready_b->rows = All(second);
+    Verdict run = c.Interpret(*ready_a, first, Answer(200, kPending));
+    EXPECT_EQ(run.next->flow.step, GoogleConnector::kAdsRun);
+    Verdict wait = c.Interpret(*ready_b, second, Answer(200, kPending));
+    ASSERT_EQ(wait.kind, Verdict::Kind::Continue);
+    EXPECT_EQ(wait.next->flow.step, GoogleConnector::kAdsReady); // not run twice
+    Verdict running = c.Interpret(*wait.next, second, Answer(200, kRunning));
+    EXPECT_EQ(running.next->flow.step, GoogleConnector::kAdsPoll);
+    Verdict done = c.Interpret(*running.next, second, Answer(200, kSuccess));
+    ASSERT_EQ(done.kind, Verdict::Kind::Done);
+    EXPECT_TRUE(done.rows[0].accepted);
+
+    // Once run, the job takes nothing more: a batch after that (a resend in
+    // the final pass) makes a job of its own, and runs it without parking.
+    std::vector<Change> third = {Member(4, kA, kC)};
+    auto t = c.Prepare(FinalPass(), third, All(third), immediate);
+    EXPECT_EQ(t[0].flow.step, GoogleConnector::kAdsCreate);
+    Verdict t_created = c.Interpret(
+        t[0], third, Answer(200, "{\"resourceName\":\"customers/1234567890/offlineUserDataJobs/6\"}"));
+    Verdict t_ready = c.Interpret(*t_created.next, third, Answer(200, "{}"));
+    EXPECT_TRUE(t_ready.job_accepted);
+    EXPECT_FALSE(t_ready.park);
+}
+
+TEST(GoogleConnector, AdsRemovalJobRunsAndEndsBeforeTheAddJobRuns) {
     GoogleConnector c(Settings("google_ads"), Target());
     std::vector<Change> changes = {Removal(1, Id(kA, kA)), Member(2, kC, kC)};
     std::vector<std::pair<size_t, RowOutcome>> immediate;
@@ -330,14 +411,59 @@ TEST(GoogleConnector, AdsRemovalJobComesFirstAndIsNotKept) {
     auto ops = Json(v.next->http.body);
     ASSERT_EQ(ops["operations"].Size(), 1u);
     EXPECT_EQ(ops["operations"][0]["remove"]["userIdentifiers"][0]["hashedEmail"].GetString(), kA);
+    // Then the job of additions (with consent), its own: Google mixes none.
     Verdict w = c.Interpret(*v.next, changes, Answer(200, "{}"));
-    Verdict run = c.Interpret(*w.next, changes, Answer(200, "{}"));
-    EXPECT_FALSE(run.job_accepted); // the add job after it is the one kept
-    Verdict done = c.Interpret(
-        *run.next, changes, Answer(200, "{\"results\":[{\"offlineUserDataJob\":{\"status\":\"SUCCESS\"}}]}"));
-    ASSERT_EQ(done.kind, Verdict::Kind::Continue);
-    EXPECT_EQ(done.next->flow.step, GoogleConnector::kAdsCreate);
-    EXPECT_TRUE(Json(done.next->http.body)["job"]["customerMatchUserListMetadata"].HasMember("consent"));
+    ASSERT_EQ(w.next->flow.step, GoogleConnector::kAdsCreate);
+    EXPECT_TRUE(Json(w.next->http.body)["job"]["customerMatchUserListMetadata"].HasMember("consent"));
+    Verdict x = c.Interpret(*w.next, changes,
+                            Answer(200, "{\"resourceName\":\"customers/1234567890/offlineUserDataJobs/2\"}"));
+    EXPECT_TRUE(Json(x.next->http.body)["operations"][0].HasMember("create"));
+    Verdict parked = c.Interpret(*x.next, changes, Answer(200, "{}"));
+    ASSERT_TRUE(parked.park);
+    EXPECT_EQ(parked.next->flow.job_id, "customers/1234567890/offlineUserDataJobs/1");
+
+    auto ready = c.Resume(FinalPass(), changes, parked.next->flow);
+    ready->rows = All(changes);
+    Verdict run1 = c.Interpret(*ready, changes, Answer(200, kPending));
+    EXPECT_EQ(run1.next->http.url,
+              "https://google.example/v25/customers/1234567890/offlineUserDataJobs/1:run");
+    Verdict poll1 = c.Interpret(*run1.next, changes, Answer(200, "{}"));
+    Verdict next = c.Interpret(*poll1.next, changes, Answer(200, kSuccess));
+    // The removals are done: now the additions' job.
+    ASSERT_EQ(next.kind, Verdict::Kind::Continue);
+    EXPECT_EQ(next.next->flow.step, GoogleConnector::kAdsReady);
+    EXPECT_NE(Queried(*next.next).find("offlineUserDataJobs/2'"), std::string::npos);
+    Verdict run2 = c.Interpret(*next.next, changes, Answer(200, kPending));
+    EXPECT_EQ(run2.next->http.url,
+              "https://google.example/v25/customers/1234567890/offlineUserDataJobs/2:run");
+    Verdict poll2 = c.Interpret(*run2.next, changes, Answer(200, "{}"));
+    Verdict done = c.Interpret(*poll2.next, changes, Answer(200, kSuccess));
+    ASSERT_EQ(done.kind, Verdict::Kind::Done);
+    EXPECT_TRUE(done.rows[0].accepted && done.rows[1].accepted);
+}
+
+TEST(GoogleConnector, AdsFailedRemovalJobRefusesItsRowsAndTheAddJobStillRuns) {
+    GoogleConnector c(Settings("google_ads"), Target());
+    std::vector<Change> changes = {Removal(1, Id(kA, kA)), Member(2, kC, kC)};
+    FlowStep kept;
+    kept.step = GoogleConnector::kAdsReady;
+    kept.job_id = "customers/1234567890/offlineUserDataJobs/1";
+    kept.state = "r 0 customers/1234567890/offlineUserDataJobs/1 r:1,a:2";
+    auto ready = c.Resume(FinalPass(), changes, kept);
+    ASSERT_TRUE(ready.has_value());
+    ready->rows = All(changes);
+    Verdict failed = c.Interpret(
+        *ready, changes,
+        Answer(200, "{\"results\":[{\"offlineUserDataJob\":{\"status\":\"FAILED\",\"failureReason\":"
+                    "\"PROCESSING_FAILURE\"}}]}"));
+    ASSERT_EQ(failed.kind, Verdict::Kind::Continue);
+    EXPECT_FALSE(failed.rows[0].accepted);
+    EXPECT_EQ(failed.rows[0].error_code, "PROCESSING_FAILURE");
+    EXPECT_EQ(failed.next->rows, (std::vector<size_t>{1}));
+    EXPECT_NE(Queried(*failed.next).find("offlineUserDataJobs/2'"), std::string::npos);
+    // A kept state that names a job badly is not resumed (sent again).
+    kept.state = "r 0 - r:1x";
+    EXPECT_FALSE(c.Resume(FinalPass(), changes, kept).has_value());
 }
 
 TEST(GoogleConnector, ErrorEnvelopes) {

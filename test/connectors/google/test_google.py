@@ -305,6 +305,85 @@ class DataManagerTest(GoogleBase, unittest.TestCase):
 class GoogleAdsTest(GoogleBase, unittest.TestCase):
     API = "google_ads"
 
+    def run_order(self):
+        """The jobs run, in order, as (kind, number of members)."""
+        jobs = google.jobs()["jobs"]
+        return [(jobs[r["path"].split("/", 2)[2].rsplit(":", 1)[0]]["kind"])
+                for r in self.writes() if r["path"].endswith(":run") and "fault" not in r]
+
+    def test_one_job_a_run_and_direction_across_batches(self):
+        # batch_size 4: ten rows are three batches, and one job.
+        self.setup_sync(rows=10, extra=", batch_size '4'")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "10", "0"])
+        self.assertEqual(google.members(LIST), ordered([member(i) for i in range(1, 11)]))
+        self.assertEqual([r["path"].rsplit(":", 1)[1] for r in self.writes()],
+                         ["create", "addOperations", "addOperations", "addOperations", "run"])
+        stats = google.stats()
+        self.assertEqual((stats["jobs_created"], stats["add_operations"], stats["runs"]), (1, 3, 1))
+        self.assertEqual(cluster.sql("select count(*) from revetl.delivery_jobs"), "0")
+        runs = cluster.rows(f"select id from revetl.sync_runs where sync_name = '{self.s}'")
+        self.assertEqual(len(runs), 1)
+
+        # Five removals, a changed email (out under the old hash, in under
+        # the new) and two new rows: eight changes, two batches, one job
+        # of removals run and finished before the one job of additions.
+        google.clear_requests()
+        cluster.sql(f"delete from {self.t} where id <= 5; "
+                    f"update {self.t} set email = 'renamed6@example.com' where id = 6; "
+                    f"insert into {self.t} values (11, 'user11@example.com', '+16502530011', 'pro'), "
+                    f"(12, 'user12@example.com', '+16502530012', 'pro')")
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "8", "0"])
+        expected = [member(6, "renamed6@example.com")] + [member(i) for i in (7, 8, 9, 10, 11, 12)]
+        self.assertEqual(google.members(LIST), ordered(expected))
+        stats = google.stats()
+        self.assertEqual((stats["jobs_created"], stats["runs"]), (3, 3))
+        self.assertEqual(self.run_order(), ["remove", "create"])
+        # The removal job was seen done before the additions' job ran.
+        paths = [(r["path"], r.get("json") or {}) for r in google.requests()]
+        add_run = max(i for i, (p, _) in enumerate(paths) if p.endswith(":run"))
+        remove_job = [k for k, j in google.jobs()["jobs"].items() if j["kind"] == "remove"][0]
+        self.assertTrue(any(p.endswith("googleAds:search") and remove_job in b.get("query", "")
+                            for p, b in paths[:add_run]))
+        self.assertEqual(cluster.sql("select count(*) from revetl.delivery_jobs"), "0")
+
+    def test_run_killed_before_its_job_runs_converges_without_resending(self):
+        # The run call hangs: the run is killed while its job (three batches'
+        # operations, parked) has not run yet.
+        google.configure(faults=[{"status": 503, "path": ":run", "delay_s": 30}])
+        self.setup_sync(rows=12, extra=", batch_size '4'")
+        killed = int(cluster.sql(f"select revetl.run_sync('{self.s}')"))
+        wait_for(lambda: any(r["path"].endswith(":run") for r in google.requests()), timeout=60,
+                 what="the job's run call")
+        self.assertEqual(cluster.sql("select count(*) from revetl.delivery_jobs where state = 'pending'"), "3")
+        writes = len(self.writes())
+        for pid in cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split():
+            os.kill(int(pid), signal.SIGKILL)
+
+        def server_up():
+            try:
+                return cluster.sql("select 1") == "1"
+            except PsqlError:
+                return False
+        wait_for(server_up, timeout=60, what="the server after the kill")
+
+        def retried():
+            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
+                                f"and id > {killed} order by id")
+            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
+        wait_for(retried, timeout=120, what="the retry of the killed run")
+        wait_for(lambda: cluster.sql("select count(*) from revetl.delivery_jobs where state = 'pending'") == "0",
+                 timeout=120, what="the kept jobs finished")
+        self.assertEqual(google.members(LIST), ordered([member(i) for i in range(1, 13)]))
+        # The kept job was run once, by the next run: no member sent twice.
+        stats = google.stats()
+        self.assertEqual((stats["jobs_created"], stats["add_operations"], stats["runs"]), (1, 3, 1))
+        self.assertEqual(len(self.writes()), writes + 1)
+        self.sync_now()
+        self.assertEqual(self.last()[:3], ["succeeded", "0", "0"])
+        self.assertEqual(len(self.writes()), writes + 1)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -665,7 +665,8 @@ PreparedRequest GoogleConnector::DmPoll(const std::vector<size_t> &rows, const C
                 "", kDmStatus, rows, Encode(s), id);
 }
 
-PreparedRequest GoogleConnector::AdsCreate(const std::vector<size_t> &rows, Dir dir) const {
+PreparedRequest GoogleConnector::AdsCreate(const std::vector<size_t> &rows, const Cursor &cursor) const {
+    const Dir dir = cursor.dir;
     rapidjson::StringBuffer buf;
     Writer w(buf);
     w.StartObject();
@@ -696,6 +697,7 @@ PreparedRequest GoogleConnector::AdsCreate(const std::vector<size_t> &rows, Dir 
     w.EndObject();
     State s;
     s.add = dir == Dir::Add;
+    s.ids = cursor.ids;
     return Call("POST", Base() + "/customers/" + customer_id_ + "/offlineUserDataJobs:create",
                 std::string(buf.GetString(), buf.GetSize()), kAdsCreate, rows, Encode(s));
 }
@@ -725,6 +727,7 @@ PreparedRequest GoogleConnector::AdsOperations(const std::vector<Change> &change
     s.add = cursor.dir == Dir::Add;
     s.offset = cursor.offset;
     s.resource = cursor.resource;
+    s.ids = cursor.ids;
     return Call("POST", Base() + "/" + cursor.resource + ":addOperations",
                 std::string(buf.GetString(), buf.GetSize()), kAdsAdd, rows, Encode(s));
 }
@@ -733,25 +736,35 @@ PreparedRequest GoogleConnector::AdsRun(const std::vector<size_t> &rows, const C
     State s;
     s.add = cursor.dir == Dir::Add;
     s.resource = cursor.resource;
+    s.ids = cursor.ids;
     return Call("POST", Base() + "/" + cursor.resource + ":run", "{}", kAdsRun, rows, Encode(s));
 }
 
-PreparedRequest GoogleConnector::AdsPoll(const std::vector<size_t> &rows, const Cursor &cursor) const {
+std::string GoogleConnector::JobResource(const std::string &id) const {
+    return "customers/" + customer_id_ + "/offlineUserDataJobs/" + id.substr(2);
+}
+
+PreparedRequest GoogleConnector::AdsStatus(const std::vector<size_t> &rows, const Cursor &cursor,
+                                           const char *step) const {
+    // The job asked about: the first of the flow's jobs still to finish
+    // (cursor.ids), or, in a flow kept by an earlier version, its one job.
+    const std::string resource = cursor.ids.empty() ? cursor.resource : JobResource(cursor.ids.front());
     rapidjson::StringBuffer buf;
     Writer w(buf);
     w.StartObject();
     w.Key("query");
-    // The resource name was checked (ValidJobResource): digits and slashes.
+    // The resource name is digits and slashes (ValidJobResource, Digits).
     WriteJsonString(w, "SELECT offline_user_data_job.resource_name, offline_user_data_job.status, "
                        "offline_user_data_job.failure_reason FROM offline_user_data_job WHERE "
                        "offline_user_data_job.resource_name = '" +
-                           cursor.resource + "'");
+                           resource + "'");
     w.EndObject();
     State s;
-    s.add = cursor.dir == Dir::Add;
-    s.resource = cursor.resource;
+    s.add = cursor.ids.empty() ? cursor.dir == Dir::Add : cursor.ids.front()[0] == 'a';
+    s.resource = resource;
+    s.ids = cursor.ids;
     return Call("POST", Base() + "/customers/" + customer_id_ + "/googleAds:search",
-                std::string(buf.GetString(), buf.GetSize()), kAdsPoll, rows, Encode(s), cursor.resource);
+                std::string(buf.GetString(), buf.GetSize()), step, rows, Encode(s), resource);
 }
 
 std::optional<PreparedRequest> GoogleConnector::Next(const std::vector<Change> &changes,
@@ -761,26 +774,36 @@ std::optional<PreparedRequest> GoogleConnector::Next(const std::vector<Change> &
         if (api_ == Api::DataManager) {
             if (cursor.offset < n)
                 return DmCall(changes, rows, cursor);
-        } else {
-            if (n > 0 && cursor.resource.empty())
-                return AdsCreate(rows, cursor.dir);
-            if (n > 0 && cursor.offset < n)
+        } else if (n > 0) {
+            if (cursor.resource.empty())
+                return AdsCreate(rows, cursor);
+            if (cursor.offset < n)
                 return AdsOperations(changes, rows, cursor);
-            if (n > 0)
-                return AdsRun(rows, cursor);
+            // This direction's members are all in the job: it is one of
+            // the jobs the flow waits for, run after the run's last batch.
+            const std::string &r = cursor.resource;
+            cursor.ids.push_back(std::string(cursor.dir == Dir::Add ? "a:" : "r:") +
+                                 r.substr(r.find_last_of('/') + 1));
         }
         if (cursor.dir == Dir::Add)
-            return std::nullopt;
+            break;
         cursor.dir = Dir::Add;
         cursor.offset = 0;
-        cursor.resource.clear();
+        cursor.resource = api_ == Api::Ads && !final_pass_ ? open_jobs_[1] : std::string();
     }
+    // Ads: the jobs are run and polled in order, removals first (a member
+    // whose identifiers changed leaves under the old ones before it joins
+    // under the new).
+    if (api_ == Api::Ads && !cursor.ids.empty())
+        return AdsStatus(rows, cursor, kAdsReady);
+    return std::nullopt;
 }
 
-std::vector<PreparedRequest> GoogleConnector::Prepare(const BatchContext &,
+std::vector<PreparedRequest> GoogleConnector::Prepare(const BatchContext &context,
                                                       const std::vector<Change> &changes,
                                                       const std::vector<size_t> &rows,
                                                       std::vector<std::pair<size_t, RowOutcome>> &immediate) {
+    final_pass_ = context.final_pass;
     std::vector<size_t> pending;
     for (size_t i : rows) {
         const Change &c = changes[i];
@@ -818,8 +841,12 @@ std::vector<PreparedRequest> GoogleConnector::Prepare(const BatchContext &,
         return out;
     // One flow for the batch: removals first (a member whose identifiers
     // changed leaves under the old ones before it joins under the new).
-    if (auto first = Next(changes, pending, Cursor{}))
-        out.push_back(std::move(*first));
+    // Ads: into the run's open job of each direction, when there is one.
+    Cursor first;
+    if (api_ == Api::Ads && !final_pass_)
+        first.resource = open_jobs_[0];
+    if (auto call = Next(changes, pending, first))
+        out.push_back(std::move(*call));
     return out;
 }
 
@@ -876,8 +903,9 @@ Verdict GoogleConnector::AfterDmCall(const PreparedRequest &request, const std::
     return out;
 }
 
-std::optional<PreparedRequest> GoogleConnector::Resume(const BatchContext &, const std::vector<Change> &,
-                                                       const FlowStep &step) {
+std::optional<PreparedRequest> GoogleConnector::Resume(const BatchContext &context,
+                                                       const std::vector<Change> &, const FlowStep &step) {
+    final_pass_ = context.final_pass;
     auto s = Decode(step.state);
     if (!s)
         return std::nullopt;
@@ -888,8 +916,14 @@ std::optional<PreparedRequest> GoogleConnector::Resume(const BatchContext &, con
     c.ids = s->ids;
     if (api_ == Api::DataManager && step.step == kDmStatus && !c.ids.empty() && PlainId(step.job_id))
         return DmPoll({}, c);
-    if (api_ == Api::Ads && step.step == kAdsPoll && ValidJobResource(c.resource))
-        return AdsPoll({}, c);
+    if (api_ == Api::Ads && step.step == kAdsPoll && c.ids.empty() && ValidJobResource(c.resource))
+        return AdsStatus({}, c, kAdsPoll); // kept by an earlier version: its one job, already run
+    if (api_ == Api::Ads && (step.step == kAdsReady || step.step == kAdsPoll) && !c.ids.empty()) {
+        for (const auto &id : c.ids)
+            if (!Digits(id.substr(2), 20))
+                return std::nullopt;
+        return AdsStatus({}, c, step.step == kAdsReady ? kAdsReady : kAdsPoll);
+    }
     return std::nullopt;
 }
 
@@ -902,7 +936,7 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
     const bool json = !doc.HasParseError() && doc.IsObject();
     const GoogleError err = json ? ReadError(doc) : GoogleError{};
     const std::string &step = request.flow.step;
-    const bool polling = step == kDmStatus || step == kAdsPoll;
+    const bool polling = step == kDmStatus || step == kAdsPoll || step == kAdsReady;
     auto state = Decode(request.flow.state);
     if (!state) {
         v.kind = Verdict::Kind::Fatal;
@@ -1116,6 +1150,9 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
         }
         cursor.resource = resource;
         cursor.offset = 0;
+        // The run's later batches add to this job rather than making their own.
+        if (!final_pass_)
+            open_jobs_[cursor.dir == Dir::Add ? 1 : 0] = resource;
         return Finish(request, changes, status, std::move(outcomes), Next(changes, request.rows, cursor));
     }
     if (step == kAdsAdd) {
@@ -1149,18 +1186,24 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
                 left.push_back(request.rows[j]);
         // (A job all of whose members were refused is left unrun: Google
         // drops a job never run.)
-        return Finish(request, changes, status, std::move(outcomes),
-                      left.empty() ? std::nullopt : Next(changes, left, cursor));
-    }
-    if (step == kAdsRun) {
-        // The job runs at Google. It is kept when it is the flow's last job,
-        // so that a killed run polls it instead of sending its rows again.
-        const bool last = cursor.dir == Dir::Add || Members(changes, request.rows, Dir::Add).empty();
-        Verdict out = Finish(request, changes, status, std::move(outcomes), AdsPoll(request.rows, cursor));
-        out.job_accepted = last && out.kind == Verdict::Kind::Continue;
+        Verdict out = Finish(request, changes, status, std::move(outcomes),
+                             left.empty() ? std::nullopt : Next(changes, left, cursor));
+        if (out.kind == Verdict::Kind::Continue && out.next->flow.step == kAdsReady) {
+            // The batch's operations are all in the run's jobs: they are
+            // kept (a run killed from here on finishes them rather than
+            // sending again) and, until the run's last batch, parked.
+            out.job_accepted = true;
+            out.park = !final_pass_;
+        }
         return out;
     }
-    if (step == kAdsPoll) {
+    if (step == kAdsRun) {
+        // The job runs at Google: poll it until it is done.
+        v.kind = Verdict::Kind::Continue;
+        v.next = AdsStatus(request.rows, cursor, kAdsPoll);
+        return v;
+    }
+    if (step == kAdsReady || step == kAdsPoll) {
         auto results = json ? doc.FindMember("results") : doc.MemberEnd();
         if (!json || results == doc.MemberEnd() || !results->value.IsArray() || results->value.Empty()) {
             v.kind = Verdict::Kind::Resend;
@@ -1171,29 +1214,44 @@ Verdict GoogleConnector::Interpret(const PreparedRequest &request, const std::ve
         auto job = r.IsObject() ? r.FindMember("offlineUserDataJob") : r.MemberEnd();
         const std::string st =
             r.IsObject() && job != r.MemberEnd() ? JsonMember(job->value, "status") : std::string();
+        if (st == "PENDING" && step == kAdsReady && !run_sent_.count(cursor.resource)) {
+            // Still taking operations: run it, once (the other batches of
+            // the run wait on the same job), and close it to later batches.
+            run_sent_.insert(cursor.resource);
+            for (auto &open : open_jobs_)
+                if (open == cursor.resource)
+                    open.clear();
+            v.kind = Verdict::Kind::Continue;
+            v.next = AdsRun(request.rows, cursor);
+            return v;
+        }
         if (st == "SUCCESS" || st == "FAILED") {
+            const Dir dir = cursor.ids.empty()             ? cursor.dir
+                            : cursor.ids.front()[0] == 'a' ? Dir::Add
+                                                           : Dir::Remove;
             if (st == "FAILED") {
                 const std::string why = JsonMember(job->value, "failureReason");
-                reject_dir(cursor.dir,
+                reject_dir(dir,
                            "Google's job " + cursor.resource + " failed" +
                                (why.empty() ? std::string() : ": " + Truncate(why, 100)),
                            why.empty() ? "JOB_FAILED" : Truncate(why, 100));
                 for (const auto &o : outcomes)
                     rejected_ += o ? 1 : 0;
             }
-            if (cursor.dir == Dir::Add)
-                return Finish(request, changes, status, std::move(outcomes), std::nullopt);
+            if (!cursor.ids.empty())
+                cursor.ids.erase(cursor.ids.begin());
             std::vector<size_t> left;
             for (size_t j = 0; j < request.rows.size(); j++)
                 if (!outcomes[j])
                     left.push_back(request.rows[j]);
-            Cursor add;
-            add.dir = Dir::Add;
             return Finish(request, changes, status, std::move(outcomes),
-                          left.empty() ? std::nullopt : Next(changes, left, add));
+                          left.empty() || cursor.ids.empty()
+                              ? std::nullopt
+                              : std::optional<PreparedRequest>(AdsStatus(left, cursor, kAdsReady)));
         }
+        // Running (or run and not started yet): poll again.
         v.kind = Verdict::Kind::Continue;
-        v.next = AdsPoll(request.rows, cursor);
+        v.next = AdsStatus(request.rows, cursor, step == kAdsReady && st == "PENDING" ? kAdsReady : kAdsPoll);
         return v;
     }
     v.kind = Verdict::Kind::Fatal;
