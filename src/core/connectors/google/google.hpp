@@ -22,7 +22,8 @@
 // last call is accepted. Ads: the flow is kept, and parked (Verdict::park),
 // when its operations are all in the run's jobs; the host resumes it after
 // the run's last batch (BatchContext::final_pass). Either way a run killed
-// while Google processes a job resumes it instead of sending again. Errors use Google's envelope {"error":{"code","message","status",
+// while Google processes a job resumes it instead of sending again.
+// Errors use Google's envelope {"error":{"code","message","status",
 // "details"}}: 401 UNAUTHENTICATED refreshes the OAuth token once, other
 // credential refusals fail the run, 429 RESOURCE_EXHAUSTED waits the
 // retryDelay Google names, CONCURRENT_MODIFICATION is retried with backoff.
