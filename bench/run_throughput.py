@@ -19,9 +19,16 @@ Baselines, in the same invocation and alternating with the revetl runs:
   delivery the run's own delivery phase (finished_at - planned_at in revetl.sync_runs),
            the figure docs/benchmarks.md reports for issue 5.
 
-The sink is bench/sink.c (one thread, epoll, keep-alive, answers 200 {"accepted":1}),
-compiled into a temporary directory, standing in for nginx with one worker, which this
-machine need not have. Both C programs are built with the system's cc and libcurl.
+  wrk      with --endpoint nginx: wrk's rate on the same nginx, the wire's ceiling the issue
+           names ("30% of wrk's ceiling on the same endpoint"): once with as many connections
+           as revetl's max_in_flight, once with --wrk-connections over 2 threads; the higher
+           is the ceiling.
+
+The endpoint (--endpoint): `nginx` (Debian's nginx-light, one worker process, answering
+200 {"accepted":1} over keep-alive; bench/http_endpoints.py), as the issue measured; or
+`sink`, bench/sink.c (one thread, epoll, keep-alive, the same answer), for a machine without
+nginx and wrk. `auto` (the default) takes nginx when nginx and wrk are installed
+(`apt-get install nginx-light wrk`). Both C programs are built with the system's cc and libcurl.
 
 Every kind runs --repeat times (default 3); medians are reported. Nothing here asserts a
 time: the script checks only that each run delivered every row it should have.
@@ -43,6 +50,7 @@ from delivery_common import (CLK_TCK, banner, create_model, fmt, log, proc_cpu_t
                              report_machine_state, sql, start_cluster, wait_for, webhook_body)
 from delivery_common import RunWatcher, run_row  # noqa: E402
 from delivery_throughput import psql_cmd  # noqa: E402
+import http_endpoints  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -156,7 +164,14 @@ def main():
     ap.add_argument("--in-flight", type=int, default=4, help="max_in_flight (the default, 4) and the baseline's")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-change", action="store_true", help="skip the large-change runs")
+    ap.add_argument("--endpoint", choices=("auto", "nginx", "sink"), default="auto")
+    ap.add_argument("--wrk-connections", type=int, default=16, help="connections of wrk's second, ceiling run")
+    ap.add_argument("--wrk-seconds", type=int, default=3)
     args = ap.parse_args()
+    if args.endpoint == "auto":
+        args.endpoint = "nginx" if http_endpoints.available() else "sink"
+    if args.endpoint == "nginx" and not http_endpoints.available():
+        sys.exit("--endpoint nginx needs nginx and wrk: apt-get install nginx-light wrk")
 
     banner("revetl end-to-end run throughput (issue 16, point 2)")
     workdir = tempfile.mkdtemp(prefix="revetl-bench-run-")
@@ -165,10 +180,16 @@ def main():
     results = {"first": [], "change": [], "single": []}
     try:
         sink_bin, blast_bin = build(workdir)
-        sink = Sink(sink_bin, workdir)
-        log(f"sink: bench/sink.c at {sink.url}; baseline client: bench/blast.c (libcurl "
-            f"{subprocess.run(['curl-config', '--version'], capture_output=True, text=True).stdout.strip()}), "
-            f"{args.in_flight} in flight")
+        curl = subprocess.run(['curl-config', '--version'], capture_output=True, text=True).stdout.strip()
+        if args.endpoint == "nginx":
+            sink = http_endpoints.NginxSink(workdir)
+            log(f"endpoint: nginx {sink.version()}, one worker, at {sink.url}; baselines: bench/blast.c ({curl}), "
+                f"{args.in_flight} in flight, and {http_endpoints.wrk_version()} ({args.wrk_seconds:g} s runs, "
+                f"{args.in_flight} and {args.wrk_connections} connections)")
+        else:
+            sink = Sink(sink_bin, workdir)
+            log(f"endpoint: bench/sink.c at {sink.url} (nginx and wrk not used); baseline client: bench/blast.c "
+                f"({curl}), {args.in_flight} in flight")
         bodies = {}
         for n in (1, args.batch_size):
             path = os.path.join(workdir, f"body{n}.json")
@@ -177,6 +198,16 @@ def main():
             bodies[n] = path
         log(f"baseline bodies: 1 record {os.path.getsize(bodies[1])} bytes, {args.batch_size} records "
             f"{os.path.getsize(bodies[args.batch_size]):,} bytes")
+
+        def wrk_ceiling(body, per_request):
+            """wrk's best rate on the endpoint, in rows per second (None with --endpoint sink)."""
+            if args.endpoint != "nginx":
+                return None
+            same, _ = http_endpoints.wrk_rate(sink.url, body, args.in_flight, args.wrk_seconds)
+            most, _ = http_endpoints.wrk_rate(sink.url, body, args.wrk_connections, args.wrk_seconds, threads=2)
+            log(f"  wrk: {fmt(same)} requests/s over {args.in_flight} connections, {fmt(most)} over "
+                f"{args.wrk_connections}")
+            return max(same, most) * per_request
 
         cluster = start_cluster(name="revetl-bench-run")
         sql(cluster, f"""
@@ -203,6 +234,7 @@ def main():
             check(r, "first", args.first_rows, args.batch_size)
             w, wc = blast(blast_bin, sink, bodies[args.batch_size], batches, args.in_flight)
             r["wire_s"], r["wire_cpu_s"] = w, wc
+            r["wrk_rate"] = wrk_ceiling(bodies[args.batch_size], args.batch_size)
             results["first"].append(r)
             log(f"first run {i + 1}: run_sync {r['wall_s']:.3f} s = {fmt(args.first_rows / r['wall_s'])} records/s "
                 f"(plan {r['plan_s']:.3f} s, delivery {r['deliver_s']:.3f} s = "
@@ -218,6 +250,7 @@ def main():
                 r = watched_run(cluster, "first", sink)
                 check(r, "change", args.first_rows, args.batch_size)
                 r["wire_s"], r["wire_cpu_s"] = w, wc
+                r["wrk_rate"] = results["first"][-1]["wrk_rate"]
                 results["change"].append(r)
                 log(f"change run {i + 1}: run_sync {r['wall_s']:.3f} s = {fmt(args.first_rows / r['wall_s'])} "
                     f"records/s (plan {r['plan_s']:.3f} s, delivery {r['deliver_s']:.3f} s); CPU: run process "
@@ -232,6 +265,7 @@ def main():
             check(r, "single", args.single_rows, 1)
             w, wc = blast(blast_bin, sink, bodies[1], args.single_rows, args.in_flight)
             r["wire_s"], r["wire_cpu_s"] = w, wc
+            r["wrk_rate"] = wrk_ceiling(bodies[1], 1)
             results["single"].append(r)
             log(f"single run {i + 1}: run_sync {r['wall_s']:.3f} s = {fmt(r['requests'] / r['wall_s'])} requests/s "
                 f"(plan {r['plan_s']:.3f} s, delivery {r['deliver_s']:.3f} s = "
@@ -243,8 +277,9 @@ def main():
         log("")
         log(f"medians of {args.repeat} (end to end = the run_sync(..., wait => true) call's wall time):")
         log(f"| run | rows | end to end (s) | end to end rate | plan (s) | delivery phase rate | wire (s) | "
-            f"wire rate | end to end / wire | run process CPU (s) | all CPU (s) | wire CPU (s) |")
-        log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            f"wire rate | end to end / wire | wrk ceiling | end to end / wrk | run process CPU (s) | all CPU (s) | "
+            f"wire CPU (s) |")
+        log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for kind, n, unit in (("first", args.first_rows, "records/s"), ("change", args.first_rows, "records/s"),
                               ("single", args.single_rows, "requests/s")):
             rs = results[kind]
@@ -257,9 +292,11 @@ def main():
             run_cpu = med([r["run_cpu_s"] for r in rs])
             all_cpu = med([r["cpu_s"] for r in rs])
             wire_cpu = med([r["wire_cpu_s"] for r in rs])
+            wrk = [r["wrk_rate"] for r in rs if r.get("wrk_rate")]
+            wrk_cols = (f"{fmt(med(wrk))} {unit} | {100 * (n / wall) / med(wrk):.0f}%" if wrk else "- | -")
             log(f"| {kind} (batch_size {1 if kind == 'single' else args.batch_size}) | {n:,} | {wall:.3f} | "
                 f"{fmt(n / wall)} {unit} | {plan:.3f} | {fmt(n / deliv)} {unit} | {wire:.3f} | {fmt(n / wire)} {unit} | "
-                f"{100 * wire / wall:.0f}% | {run_cpu:.2f} | {all_cpu:.2f} | {wire_cpu:.2f} |")
+                f"{100 * wire / wall:.0f}% | {wrk_cols} | {run_cpu:.2f} | {all_cpu:.2f} | {wire_cpu:.2f} |")
     finally:
         if cluster is not None:
             cluster.destroy()
