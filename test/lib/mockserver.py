@@ -199,13 +199,25 @@ def openapi_contract(path, **kwargs):
     return OpenApi(path, **kwargs)
 
 
-def serve(server, name, port_file=None):
+def remove_quietly(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def serve(server, name, port_file=None, before_shutdown=None, after_shutdown=None):
     """Serves until SIGTERM or SIGINT, with the port written to
-    `port_file`; returns the process's exit status."""
+    `port_file`; returns the process's exit status. `before_shutdown` runs
+    first when a signal came (e.g. to end a mock's delays early),
+    `after_shutdown` once no request is served any more (e.g. to close a
+    journal)."""
     stop = threading.Event()
+    # The main thread only waits for this event: shutdown() must not be
+    # called from the thread running serve_forever().
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, name=f"{name}-serve", daemon=True).start()
     host, port = server.server_address[:2]
     if port_file:
         tmp = f"{port_file}.tmp.{os.getpid()}"
@@ -216,11 +228,12 @@ def serve(server, name, port_file=None):
     try:
         stop.wait()
     finally:
+        if before_shutdown:
+            before_shutdown()
         server.shutdown()
         server.server_close()
+        if after_shutdown:
+            after_shutdown()
         if port_file:
-            try:
-                os.unlink(port_file)
-            except FileNotFoundError:
-                pass
+            remove_quietly(port_file)
     return 0

@@ -185,7 +185,6 @@ import json
 import os
 import random
 import re
-import signal
 import socket
 import struct
 import sys
@@ -198,7 +197,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-from mockserver import ClientGone, HttpError, StrictBodyReader  # noqa: E402
+from mockserver import ClientGone, HttpError, StrictBodyReader, remove_quietly, serve  # noqa: E402
 from mockserver import MockServer as SharedMockServer  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -1586,21 +1585,6 @@ class MockHandler(StrictBodyReader, BaseHTTPRequestHandler):
         self._send(200, json.loads(out))
 
 
-def write_port_file(path, port):
-    """Write the port atomically so readers never see a partial file."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="ascii") as fh:
-        fh.write(f"{port}\n")
-    os.replace(tmp, path)
-
-
-def remove_quietly(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Mock HubSpot CRM v3 batch API for revetl tests.")
@@ -1615,12 +1599,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("--token must not be empty")
-
-    stop = threading.Event()
-    # The main thread only waits for this event; shutdown() must not be called
-    # from the thread running serve_forever(), hence the serving thread below.
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
 
     if args.port_file:
         remove_quietly(args.port_file)  # never let a reader see a stale port
@@ -1638,26 +1616,15 @@ def main(argv=None):
         return 1
     server.contract = contract
 
-    serving = threading.Thread(target=server.serve_forever, name="mock-hubspot-serve", daemon=True)
-    serving.start()
-    port = server.server_address[1]
-    if args.port_file:
-        write_port_file(args.port_file, port)
-    print(f"mock_hubspot listening on http://{HOST}:{port}", flush=True)
-
-    try:
-        stop.wait()
-    finally:
-        server.stopping.set()  # end delays and simulated timeouts early
-        server.shutdown()
-        server.server_close()
+    def close_journal():
         with state.lock:  # handler threads may still be journaling
             if journal_fh is not None:
                 journal_fh.close()
                 state.journal_file = None
-        if args.port_file:
-            remove_quietly(args.port_file)
-    return 0
+
+    # A signal ends delays and simulated timeouts early.
+    return serve(server, "mock_hubspot", args.port_file, before_shutdown=server.stopping.set,
+                 after_shutdown=close_journal)
 
 
 if __name__ == "__main__":

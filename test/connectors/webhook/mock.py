@@ -87,7 +87,6 @@ import argparse
 import collections
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -97,7 +96,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-from mockserver import ClientGone, HttpError, StrictBodyReader  # noqa: E402
+from mockserver import ClientGone, HttpError, StrictBodyReader, remove_quietly, serve  # noqa: E402
 from mockserver import MockServer as SharedMockServer  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -649,21 +648,6 @@ class MockHandler(StrictBodyReader, BaseHTTPRequestHandler):
         self._send(200, json.loads(out))
 
 
-def write_port_file(path, port):
-    """Write the port atomically so readers never see a partial file."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="ascii") as fh:
-        fh.write(f"{port}\n")
-    os.replace(tmp, path)
-
-
-def remove_quietly(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Mock webhook destination for revetl tests.")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = pick a free one)")
@@ -671,12 +655,6 @@ def main(argv=None):
     parser.add_argument("--require-token", help="require 'Authorization: Bearer TOKEN' on webhook requests")
     parser.add_argument("--journal-file", help="append each journaled request as a JSON line")
     args = parser.parse_args(argv)
-
-    stop = threading.Event()
-    # The main thread only waits for this event; shutdown() must not be called
-    # from the thread running serve_forever(), hence the serving thread below.
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
 
     if args.port_file:
         remove_quietly(args.port_file)  # never let a reader see a stale port
@@ -688,25 +666,13 @@ def main(argv=None):
         print(f"mock_webhook: cannot listen on {HOST}:{args.port}: {exc}", file=sys.stderr)
         return 1
 
-    serving = threading.Thread(target=server.serve_forever, name="mock-webhook-serve", daemon=True)
-    serving.start()
-    port = server.server_address[1]
-    if args.port_file:
-        write_port_file(args.port_file, port)
-    print(f"mock_webhook listening on http://{HOST}:{port}", flush=True)
-
-    try:
-        stop.wait()
-    finally:
-        server.shutdown()
-        server.server_close()
+    def close_journal():
         with state.lock:  # handler threads may still be journaling
             if journal_fh is not None:
                 journal_fh.close()
                 state.journal_file = None
-        if args.port_file:
-            remove_quietly(args.port_file)
-    return 0
+
+    return serve(server, "mock_webhook", args.port_file, after_shutdown=close_journal)
 
 
 if __name__ == "__main__":
