@@ -128,6 +128,34 @@ revetl.allowed_hosts = '*, 127.0.0.1'
                        "and datname = current_database()", db=db)
         return [int(x) for x in out.split()] if out else []
 
+    def kill_runs(self):
+        """SIGKILLs every revetl run process, then waits for the server to be back. The postmaster
+        restarts every process after such a kill, and a query answered before it notices would be
+        followed by refused ones: so it first waits for the restart in the log. Returns how many
+        processes were killed."""
+        restarts = self.log_text().count("reinitializing")
+        killed = 0
+        for pid in self.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        if killed:
+            wait_for(lambda: self.log_text().count("reinitializing") > restarts, timeout=60,
+                     what="the server to restart after the killed run")
+        wait_for(lambda: self.psql("select 1", check=False)[2] == 0, timeout=60, what="the server after the kill")
+        return killed
+
+    def wait_for_run_after(self, sync_name, run_id, timeout=120):
+        """[id, status] of the latest run of `sync_name` after run `run_id` (e.g. the retry the
+        scheduler queues for a killed run), once it has ended."""
+        def ended():
+            rows = self.rows(f"select id, status from revetl.sync_runs where sync_name = '{sync_name}' "
+                             f"and id > {int(run_id)} order by id")
+            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
+        return wait_for(ended, timeout=timeout, what=f"the run of {sync_name} after run {run_id}")
+
     def wait_for_worker(self, db="postgres", timeout=30):
         return wait_for(lambda: self.worker_pids(db), timeout=timeout, what=f"revetl worker in {db}")[0]
 

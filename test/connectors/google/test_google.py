@@ -10,7 +10,6 @@ and the refusals at CREATE SYNC."""
 
 import hashlib
 import os
-import signal
 import sys
 import unittest
 
@@ -236,22 +235,9 @@ class GoogleBase:
         wait_for(lambda: google.stats()["status_polls" if self.API == "data_manager" else "job_polls"] >= 2,
                  timeout=60, what="polls")
         writes = len(self.writes())
-        for pid in cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split():
-            os.kill(int(pid), signal.SIGKILL)
-
-        def server_up():
-            try:
-                return cluster.sql("select 1") == "1"
-            except PsqlError:
-                return False
-        wait_for(server_up, timeout=60, what="the server after the kill")
+        cluster.kill_runs()
         google.configure(polls=0, finish_all=True)
-
-        def retried():
-            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
-                                f"and id > {killed} order by id")
-            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
-        wait_for(retried, timeout=120, what="the retry of the killed run")
+        cluster.wait_for_run_after(self.s, killed)
         wait_for(lambda: cluster.sql("select count(*) from revetl.delivery_jobs where state = 'pending'") == "0",
                  timeout=120, what="the kept job resumed")
         self.sync_now()
@@ -358,21 +344,8 @@ class GoogleAdsTest(GoogleBase, unittest.TestCase):
                  what="the job's run call")
         self.assertEqual(cluster.sql("select count(*) from revetl.delivery_jobs where state = 'pending'"), "3")
         writes = len(self.writes())
-        for pid in cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split():
-            os.kill(int(pid), signal.SIGKILL)
-
-        def server_up():
-            try:
-                return cluster.sql("select 1") == "1"
-            except PsqlError:
-                return False
-        wait_for(server_up, timeout=60, what="the server after the kill")
-
-        def retried():
-            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
-                                f"and id > {killed} order by id")
-            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
-        wait_for(retried, timeout=120, what="the retry of the killed run")
+        cluster.kill_runs()
+        cluster.wait_for_run_after(self.s, killed)
         wait_for(lambda: cluster.sql("select count(*) from revetl.delivery_jobs where state = 'pending'") == "0",
                  timeout=120, what="the kept jobs finished")
         self.assertEqual(google.members(LIST), ordered([member(i) for i in range(1, 13)]))

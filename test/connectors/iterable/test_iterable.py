@@ -9,7 +9,6 @@ dbt; AUDIENCE and INSERT refused where Iterable cannot honour them."""
 
 import json
 import os
-import signal
 import sys
 import unittest
 
@@ -208,21 +207,8 @@ class IterableTest(unittest.TestCase):
                         server_options=", batch_size '10', max_in_flight '1', settle_time '1s', timeout '60s'")
         killed = int(cluster.sql(f"select revetl.run_sync('{self.s}')"))
         wait_for(lambda: any(r.get("fault") for r in iterable.requests()), timeout=60, what="the hanging call")
-        for pid in cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split():
-            os.kill(int(pid), signal.SIGKILL)
-
-        def server_up():
-            try:
-                return cluster.sql("select 1") == "1"
-            except PsqlError:
-                return False
-        wait_for(server_up, timeout=60, what="the server after the kill")
-
-        def retried():
-            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
-                                f"and id > {killed} order by id")
-            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
-        wait_for(retried, timeout=120, what="the retry of the killed run")
+        cluster.kill_runs()
+        cluster.wait_for_run_after(self.s, killed)
         # Rows whose call was lost are re-verified by the next run at the latest.
         wait_for(lambda: self.sync_now() and len(self.members()) == 30, timeout=120, what="all 30 members")
         self.assertEqual(self.members(), sorted(f"email:user{i}@example.com" for i in range(1, 31)))

@@ -11,7 +11,6 @@ rebuilt by dbt. Every request body is checked against Klaviyo's OpenAPI,
 every call's revision header against the server's option."""
 
 import os
-import signal
 import sys
 import unittest
 
@@ -160,23 +159,14 @@ class KlaviyoTest(unittest.TestCase):
                        timeout=60, what="a pending job")
         wait_for(lambda: len([r for r in klaviyo.requests() if r["method"] == "GET" and r["path"] == f"{JOBS}/{job}"])
                  >= 2, timeout=30, what="the job to be polled")
-        restarts = cluster.log_text().count("reinitializing")
-        for pid in cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split():
-            os.kill(int(pid), signal.SIGKILL)
-        wait_for(lambda: cluster.log_text().count("reinitializing") > restarts, timeout=60,
-                 what="the server to restart after the killed run")
-        wait_for(lambda: cluster.psql("select 1", check=False)[2] == 0, timeout=60, what="server after the kill")
+        cluster.kill_runs()
         self.assertEqual(len(self.posts()), 1)
         self.assertEqual(cluster.sql(f"select run_id, row_count, state from revetl.delivery_jobs "
                                      f"where job_id = '{job}'"), f"{killed}|30|pending")
         klaviyo.configure(polls_to_complete=3)
         cluster.wait_for_worker()
 
-        def retried():
-            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
-                                f"and id > {killed} order by id")
-            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
-        retry_id, status = wait_for(retried, timeout=120, what="the retry of the killed run")
+        retry_id, status = cluster.wait_for_run_after(self.s, killed)
         self.assertEqual(status, "partial")
         # The profiles the job imported were not sent again: any later import
         # carries user9 alone (refused again when planned again).
@@ -343,22 +333,11 @@ class KlaviyoAudienceTest(KlaviyoTest):
                                            f"on s.id = j.sync_id where s.name = '{self.s}' and j.state = 'pending'"),
                        timeout=60, what="a pending job")
         wait_for(lambda: len(self.calls("GET", f"{JOBS}/{job}")) >= 2, timeout=30, what="the job to be polled")
-        restarts = cluster.log_text().count("reinitializing")
-        pids = cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split()
-        self.assertTrue(pids)
-        for pid in pids:
-            os.kill(int(pid), signal.SIGKILL)
-        wait_for(lambda: cluster.log_text().count("reinitializing") > restarts, timeout=60,
-                 what="the server to restart after the killed run")
-        wait_for(lambda: cluster.psql("select 1", check=False)[2] == 0, timeout=60, what="server after the kill")
+        self.assertTrue(cluster.kill_runs())
         klaviyo.configure(polls_to_complete=3)
         cluster.wait_for_worker()
 
-        def retried():
-            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
-                                f"and id > {killed} order by id")
-            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
-        _, status = wait_for(retried, timeout=120, what="the retry of the killed run")
+        _, status = cluster.wait_for_run_after(self.s, killed)
         self.assertEqual(status, "succeeded")
         self.assertEqual(len(self.posts()), 1, "the job was resumed, not sent again")
         self.assertEqual(self.members(), self.model())

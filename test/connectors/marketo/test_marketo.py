@@ -13,12 +13,11 @@ after a model rebuilt by dbt. Every request (body and list query) is
 checked against Marketo's Swagger contract."""
 
 import os
-import signal
 import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-from pgcluster import Cluster, MockMarketo, PsqlError, wait_for  # noqa: E402
+from pgcluster import Cluster, MockMarketo, wait_for  # noqa: E402
 
 cluster = None
 mk = None
@@ -373,24 +372,9 @@ class MarketoAudienceTest(MarketoCase):
                                                      "timeout '60s'")
         killed = int(cluster.sql(f"select revetl.run_sync('{self.s}')"))
         wait_for(lambda: mk.stats()["max_in_flight"] >= 1, timeout=60, what="a call in flight")
-        pids = cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split()
-        self.assertTrue(pids, "the run's process")
-        for pid in pids:
-            os.kill(int(pid), signal.SIGKILL)
-        mk.configure(delay_ms=0)
-
-        def server_up():
-            try:
-                return cluster.sql("select 1") == "1"
-            except PsqlError:
-                return False
-        wait_for(server_up, timeout=60, what="the server after the kill")
-
-        def retried():
-            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
-                                f"and id > {killed} order by id")
-            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
-        wait_for(retried, timeout=120, what="the retry of the killed run")
+        mk.configure(delay_ms=0)  # the call in flight keeps its delay
+        self.assertTrue(cluster.kill_runs(), "the run's process")
+        cluster.wait_for_run_after(self.s, killed)
         wait_for(lambda: self.sync_now() and self.members() == self.model(), timeout=120, what="all 30 members")
         self.assertEqual(len(self.members()), 30)
         self.sync_now()

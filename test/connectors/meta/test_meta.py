@@ -8,7 +8,6 @@ converging exactly; and the refusals at CREATE SYNC."""
 
 import hashlib
 import os
-import signal
 import sys
 import unittest
 
@@ -228,21 +227,8 @@ class MetaTest(unittest.TestCase):
         killed = int(cluster.sql(f"select revetl.run_sync('{self.s}')"))
         wait_for(lambda: any(r.get("fault") for r in meta.requests()), timeout=60, what="the hanging call")
         self.assertEqual(len(meta.members(AUD)), 10)
-        for pid in cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split():
-            os.kill(int(pid), signal.SIGKILL)
-
-        def server_up():
-            try:
-                return cluster.sql("select 1") == "1"
-            except PsqlError:
-                return False
-        wait_for(server_up, timeout=60, what="the server after the kill")
-
-        def retried():
-            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
-                                f"and id > {killed} order by id")
-            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
-        wait_for(retried, timeout=120, what="the retry of the killed run")
+        cluster.kill_runs()
+        cluster.wait_for_run_after(self.s, killed)
         wait_for(lambda: self.sync_now() and len(meta.members(AUD)) == 30, timeout=120, what="all 30 members")
         self.assertEqual(meta.members(AUD), ordered([member(i) for i in range(1, 31)]))
         self.sync_now()

@@ -9,7 +9,6 @@ Bulk job resumed by the next run. Every request is checked against
 Salesforce's Postman collection (and the documented requests it lacks)."""
 
 import os
-import signal
 import sys
 import unittest
 
@@ -241,18 +240,12 @@ class SalesforceTest(unittest.TestCase):
                        timeout=60, what="a pending job")
         wait_for(lambda: len([r for r in sf.requests() if r.get("job_id") == job and r["method"] == "GET"]) >= 2,
                  timeout=30, what="the job to be polled")
-        for pid in cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split():
-            os.kill(int(pid), signal.SIGKILL)
-        wait_for(lambda: cluster.sql("select 1") == "1", timeout=60, what="server after the kill")
+        cluster.kill_runs()
         self.assertEqual(cluster.sql(f"select row_count, step from revetl.delivery_jobs where job_id = '{job}'"),
                          "40|bulk_poll")
         sf.configure(polls_to_complete=2)
 
-        def retried():
-            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
-                                f"and id > {killed} order by id")
-            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
-        _, status = wait_for(retried, timeout=120, what="the retry of the killed run")
+        _, status = cluster.wait_for_run_after(self.s, killed)
         self.assertEqual(status, "succeeded")
         self.assertEqual(len(sf.jobs()), 1, "the job was resumed, not created again")
         self.assertEqual(self.actual(), self.expected())

@@ -8,7 +8,6 @@ a 403 (bulk import not enabled) failing the run with a clear message. Every
 request body is checked against Zendesk's OpenAPI contract."""
 
 import os
-import signal
 import sys
 import unittest
 
@@ -131,22 +130,8 @@ class ZendeskTest(unittest.TestCase):
                        timeout=60, what="a pending job")
         wait_for(lambda: len([r for r in zendesk.requests() if r.get("job_id") == job and r["method"] == "GET"]) >= 2,
                  timeout=30, what="the job to be polled")
-        restarts = cluster.log_text().count("reinitializing")
-        for pid in cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'").split():
-            os.kill(int(pid), signal.SIGKILL)
-        # The postmaster restarts every process after the kill: a query
-        # answered before it notices would be followed by refused ones.
-        wait_for(lambda: cluster.log_text().count("reinitializing") > restarts, timeout=60,
-                 what="the server to restart after the killed run")
-        wait_for(lambda: cluster.psql("select 1", check=False)[2] == 0, timeout=60, what="server after the kill")
+        cluster.kill_runs()
         return run_id, job
-
-    def wait_for_retry(self, killed_run):
-        def retried():
-            rows = cluster.rows(f"select id, status from revetl.sync_runs where sync_name = '{self.s}' "
-                                f"and id > {killed_run} order by id")
-            return rows and rows[-1][1] not in ("queued", "running") and rows[-1]
-        return wait_for(retried, timeout=120, what="the retry of the killed run")
 
     def test_killed_run_resumes_its_pending_job_without_sending_again(self):
         self.setup_sync(rows=30)
@@ -158,7 +143,7 @@ class ZendeskTest(unittest.TestCase):
         self.assertEqual(cluster.sql(f"select run_id, row_count, state, step from revetl.delivery_jobs "
                                      f"where job_id = '{job}'"), f"{killed}|30|pending|users_upsert")
         zendesk.configure(polls_to_complete=3)
-        retry_id, status = self.wait_for_retry(killed)
+        retry_id, status = cluster.wait_for_run_after(self.s, killed)
         self.assertEqual(status, "partial")
         # The retry polled the same job and sent no user it had applied: the
         # only write after the kill is user9's, refused again.
@@ -186,7 +171,7 @@ class ZendeskTest(unittest.TestCase):
         killed, job = self.kill_run_with_pending_job()
         zendesk.expire(job)
         zendesk.configure(polls_to_complete=3)
-        _, status = self.wait_for_retry(killed)
+        _, status = cluster.wait_for_run_after(self.s, killed)
         self.assertEqual(status, "succeeded")
         posts = self.posts()
         self.assertEqual(len(posts), 2, "sent again once")
