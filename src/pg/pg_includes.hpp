@@ -121,6 +121,17 @@ inline void CleanupReplicationSlots() {
 #endif
 }
 
+// Acquires a replication slot, failing if another process has it:
+// PostgreSQL 18 added whether an invalidated slot is an error (it is not
+// here: the caller looks).
+inline void AcquireSlot(const char *name) {
+#if PG_VERSION_NUM >= 180000
+    ReplicationSlotAcquire(name, true, false);
+#else
+    ReplicationSlotAcquire(name, true);
+#endif
+}
+
 // PostgreSQL 16 added onlySummarizing (HOT updates of summarizing indexes),
 // and 19 turned the booleans into flags: an insert updates every index.
 inline List *InsertIndexTuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate) {

@@ -148,8 +148,10 @@ class WalCaptureTest(unittest.TestCase):
         self.create(schedule="MANUAL")
         cluster.sql(f"select * from revetl.run_sync('{self.s}', wait => true)")
         cluster.sql(f"select revetl.pause_sync('{self.s}')")
-        cluster.sql(f"update {self.t} set score = score + 1")
-        cluster.sql(f"update {self.t} set score = score + 1")
+        # Two updates of every row in one transaction, which one read of the
+        # slot decodes whole (the reader may read between two transactions).
+        cluster.sql(f"begin; update {self.t} set score = score + 1; update {self.t} set score = score + 1; "
+                    f"commit")
         # The keys queue in the database, coalesced by key, and the slot moves
         # on: the WAL does not pile up behind a paused sync.
         wait_for(lambda: cluster.sql(f"select backlog_keys from revetl.sync_status "
