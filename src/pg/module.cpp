@@ -28,6 +28,7 @@ int g_run_history_retention_min = 30 * 24 * 60;
 int g_rejected_rows_retention_min = 30 * 24 * 60;
 int g_destination_fields_max_age_min = 24 * 60;
 int g_plan_work_mem_kb = 32 * 1024;
+bool g_shadow_bulk_insert = true;
 
 namespace {
 
@@ -270,6 +271,14 @@ void DefineSettings() {
         "spills to temporary files. 0 uses the server's work_mem. Hash joins may use hash_mem_multiplier "
         "times this.",
         &g_plan_work_mem_kb, 32 * 1024, 0, MAX_KILOBYTES, PGC_SIGHUP, GUC_UNIT_KB, nullptr, nullptr, nullptr);
+    // A switch for comparing the two ways of recording adds (tests, bench):
+    // both write the same rows.
+    DefineCustomBoolVariable(
+        "revetl.shadow_bulk_insert",
+        "Whether a run records delivered adds in the shadow state by multi-insert.",
+        "On, the shadow rows of a flush's adds are written as COPY writes a table; off, by an INSERT "
+        "statement. Both store the same rows; the statement is slower.",
+        &g_shadow_bulk_insert, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("revetl");
 }
 
