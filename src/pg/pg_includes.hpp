@@ -37,6 +37,7 @@ extern "C" {
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/logical.h"
 #include "replication/slot.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
@@ -143,6 +144,22 @@ inline List *InsertIndexTuples(ResultRelInfo *rri, TupleTableSlot *slot, EState 
     return ExecInsertIndexTuples(rri, slot, estate, false, false, nullptr, NIL);
 #endif
 }
+
+// PostgreSQL 19 asks whether the decoding is for REPACK (revetl's never is).
+inline void CheckLogicalDecodingRequirements() {
+#if PG_VERSION_NUM >= 190000
+    ::CheckLogicalDecodingRequirements(false);
+#else
+    ::CheckLogicalDecodingRequirements();
+#endif
+}
+
+// A syscache callback's cache id: an enum from PostgreSQL 19, an int before.
+#if PG_VERSION_NUM >= 190000
+using SyscacheId = SysCacheIdentifier;
+#else
+using SyscacheId = int;
+#endif
 
 } // namespace revetl::pg::compat
 

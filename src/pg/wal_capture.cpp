@@ -195,7 +195,7 @@ void NoteRelationChange(Datum, Oid) {
         g_catalog_changed_at = GetXLogInsertRecPtr();
 }
 
-void NoteTypeChange(Datum, int, uint32) {
+void NoteTypeChange(Datum, compat::SyscacheId, uint32) {
     if (!g_emptying_caches)
         g_catalog_changed_at = GetXLogInsertRecPtr();
 }
@@ -281,7 +281,7 @@ void ReadSlot(const std::string &slot, const std::string &targets, XLogRecPtr up
             routine.page_read = read_local_xlog_page;
             routine.segment_open = wal_segment_open;
             routine.segment_close = wal_segment_close;
-            CheckLogicalDecodingRequirements();
+            compat::CheckLogicalDecodingRequirements();
             // From the slot's confirmed position, decoding from its
             // restart_lsn so that transactions committed after the former
             // are whole.
