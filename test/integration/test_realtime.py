@@ -97,7 +97,7 @@ class RealtimeTest(unittest.TestCase):
         shadow = cluster.rows(f"select key, removed, verify_after, version from revetl.shadow_{sync_id} "
                               f"where key in ({quoted})")
         status = cluster.rows(f"select health, rows_waiting, coalesce(last_error, '') from revetl.sync_status "
-                              f"where sync_name = '{self.s}'")
+                              f"where name = '{self.s}'")
         return "\n".join([f"keys that differ (destination, model): "
                           f"{[(k, have.get(k), want.get(k)) for k in diff]}",
                           f"their shadow rows: {shadow}", f"sync_status: {status}",
