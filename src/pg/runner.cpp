@@ -34,6 +34,7 @@
 #include "pg/spi.hpp"
 
 extern "C" {
+#include "access/xlog.h"
 #include "executor/nodeModifyTable.h"
 }
 
@@ -1342,13 +1343,19 @@ void SyncRun::DeliverChangesAsTheyCommit() {
         pgstat_report_activity(STATE_RUNNING, "revetl: waiting for changes");
     });
     const TimestampTz end = TimestampTzPlusMilliseconds(started_at_, g_change_run_duration_ms);
-    // The further plans' commits do not wait for their WAL to reach disk
-    // (two flushes less per change). A server crash can lose only the last
-    // of them, in commit order: the state is then as if this process had
-    // died after an earlier commit, which recovery already handles (the
-    // lost plans' keys are still captured; rows sent and not recorded are
-    // re-verified and captured again), so nothing is lost, a change may be
-    // sent again.
+    // The further plans' and recordings' commits do not wait for their WAL
+    // to reach disk. A server crash can lose only the last of them, in
+    // commit order: the state is then as if this process had died after an
+    // earlier commit, which recovery already handles (the lost plans' keys
+    // are still captured; rows sent and not recorded are re-verified and
+    // captured again), so nothing is lost, a change may be sent again. That
+    // holds only if no row of a lost plan was sent: a plan's queue is
+    // recovery's only record of what may be at the destination (a key added
+    // and sent, then deleted from the model, would otherwise be planned as
+    // nothing, its shadow row never written, and stay at the destination).
+    // So a plan's commit is flushed before its rows are sent (below): most
+    // often the writers' own commits have flushed it already. A recording
+    // still does not wait (one flush less per change).
     PgGuard([] { SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION); });
     TimestampTz idle_end = TimestampTzPlusMilliseconds(now, kIdleMs);
     for (;;) {
@@ -1393,6 +1400,9 @@ void SyncRun::DeliverChangesAsTheyCommit() {
         last_seq_ = queued_;
         read_ahead_.clear();
         Plan();
+        // On disk before anything of it is sent (see above).
+        if (queued_ > last_seq_)
+            PgGuard([] { XLogFlush(XactLastCommitEnd); });
         Deliver();
         // A TRUNCATE that committed after the look above made that plan a
         // full diff: the run ends, and records that it had one.
