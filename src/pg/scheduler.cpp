@@ -326,6 +326,8 @@ const char *kRetryDue = "SELECT s.id, s.name, d.due_at AS due FROM revetl._chang
 // destination). So each ON CHANGE sync without a run in progress gets a run
 // once its earliest verification that no plan has seen yet (one after the
 // first plan of its last run) is due: milliseconds until then, per sync.
+// A run that ended without a plan (it failed first) counts from its end:
+// a sync that fails before planning does not get a run every pass.
 struct PendingVerification {
     int64_t sync_id;
     std::string name;
@@ -333,14 +335,14 @@ struct PendingVerification {
 };
 
 std::vector<PendingVerification> PendingVerifications() {
-    SqlResult syncs =
-        Sql("SELECT s.id, s.name, s.shadow_table, coalesce((SELECT max(r.planned_at) FROM revetl.runs r "
-            "WHERE r.sync_id = s.id AND r.trigger <> 'test'), '-infinity')::pg_catalog.text "
-            "FROM revetl.syncs s WHERE s.schedule_kind = 'on change' AND NOT s.paused "
-            "AND NOT EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id "
-            "AND r.status IN ('queued', 'running') AND r.trigger <> 'test') "
-            "AND pg_catalog.to_regclass(pg_catalog.quote_ident('revetl') || '.' || "
-            "pg_catalog.quote_ident(s.shadow_table)) IS NOT NULL");
+    SqlResult syncs = Sql(
+        "SELECT s.id, s.name, s.shadow_table, coalesce((SELECT max(coalesce(r.planned_at, r.finished_at)) "
+        "FROM revetl.runs r WHERE r.sync_id = s.id AND r.trigger <> 'test'), '-infinity')::pg_catalog.text "
+        "FROM revetl.syncs s WHERE s.schedule_kind = 'on change' AND NOT s.paused "
+        "AND NOT EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id "
+        "AND r.status IN ('queued', 'running') AND r.trigger <> 'test') "
+        "AND pg_catalog.to_regclass(pg_catalog.quote_ident('revetl') || '.' || "
+        "pg_catalog.quote_ident(s.shadow_table)) IS NOT NULL");
     std::vector<PendingVerification> out;
     for (size_t i = 0; i < syncs.rows.size(); i++) {
         // (The shadow table's index on verify_after finds the earliest.)
