@@ -335,10 +335,20 @@ struct PendingVerification {
 };
 
 std::vector<PendingVerification> PendingVerifications() {
+    // Not before the retry of a sync whose runs fail is due (the backoff of
+    // revetl._change_retries): re-verifying against a failing destination
+    // every settle_time would defeat it.
     SqlResult syncs = Sql(
         "SELECT s.id, s.name, s.shadow_table, coalesce((SELECT max(coalesce(r.planned_at, r.finished_at)) "
-        "FROM revetl.runs r WHERE r.sync_id = s.id AND r.trigger <> 'test'), '-infinity')::pg_catalog.text "
-        "FROM revetl.syncs s WHERE s.schedule_kind = 'on change' AND NOT s.paused "
+        "FROM revetl.runs r WHERE r.sync_id = s.id AND r.trigger <> 'test'), '-infinity')::pg_catalog.text, "
+        "coalesce(f.last_end + "
+        "pg_catalog.current_setting('revetl.change_retry_interval')::pg_catalog.interval "
+        "* pg_catalog.power(2, least(greatest(f.n - 1, 0), 6)), '-infinity')::pg_catalog.text "
+        "FROM revetl.syncs s CROSS JOIN LATERAL (SELECT max(r.finished_at) AS last_end, count(*) AS n "
+        "FROM revetl.runs r WHERE r.sync_id = s.id AND r.status IN ('failed', 'partial') "
+        "AND r.trigger NOT IN ('test', 'manual') AND r.id > coalesce((SELECT max(ok.id) FROM revetl.runs ok "
+        "WHERE ok.sync_id = s.id AND ok.status = 'succeeded' AND ok.trigger <> 'test'), 0)) f "
+        "WHERE s.schedule_kind = 'on change' AND NOT s.paused "
         "AND NOT EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id "
         "AND r.status IN ('queued', 'running') AND r.trigger <> 'test') "
         "AND pg_catalog.to_regclass(pg_catalog.quote_ident('revetl') || '.' || "
@@ -346,13 +356,13 @@ std::vector<PendingVerification> PendingVerifications() {
     std::vector<PendingVerification> out;
     for (size_t i = 0; i < syncs.rows.size(); i++) {
         // (The shadow table's index on verify_after finds the earliest.)
-        SqlResult due =
-            Sql("SELECT pg_catalog.ceil(extract(epoch FROM min(v.verify_after) - pg_catalog.now()) "
-                "* 1000)::bigint FROM " +
-                    QualifiedName(kSchema, syncs.Text(i, 2)) +
-                    " AS v WHERE v.verify_after > $1::pg_catalog.timestamptz",
-                {SqlArg::Text(syncs.Text(i, 3))});
-        if (due.At(0, 0))
+        SqlResult due = Sql("SELECT pg_catalog.ceil(extract(epoch FROM greatest(min(v.verify_after), "
+                            "$2::pg_catalog.timestamptz) - pg_catalog.now()) * 1000)::bigint FROM " +
+                                QualifiedName(kSchema, syncs.Text(i, 2)) +
+                                " AS v WHERE v.verify_after > $1::pg_catalog.timestamptz HAVING "
+                                "min(v.verify_after) IS NOT NULL",
+                            {SqlArg::Text(syncs.Text(i, 3)), SqlArg::Text(syncs.Text(i, 4))});
+        if (!due.rows.empty() && due.At(0, 0))
             out.push_back({syncs.Int8(i, 0), syncs.Text(i, 1), std::max<long>(0, std::stol(*due.At(0, 0)))});
     }
     return out;
