@@ -18,6 +18,10 @@ trigger:
                         and SET clauses), writing to a copy of
                         revetl.captured_changes (public.cc, LIKE ... INCLUDING
                         ALL): the baseline for the C function;
+  revetl C function, no SET clauses (and also SECURITY INVOKER)
+                        the same function altered (RESET ALL, SECURITY
+                        INVOKER): what its SET clauses and the user switch
+                        cost per statement;
   no-op statement       a statement-level trigger with transition tables whose
                         function only returns (the cost of the transition
                         tables and of calling a PL/pgSQL trigger);
@@ -85,7 +89,8 @@ def main():
         sql(cluster, "select * from revetl.execute('CREATE SYNC probe FROM t TO srv KEY (id) MODE MIRROR "
                      "SCHEDULE MANUAL WITH (track_changes = true)')")
         sid = sync_id(cluster, "probe")
-        log("revetl's capture function: " + sql(cluster, f"select pg_get_functiondef('revetl.capture_{sid}'::regproc)"))
+        fdef = sql(cluster, f"select pg_get_functiondef('revetl.capture_{sid}'::regproc)")
+        log("revetl's capture function: " + fdef)
         # The sync's own triggers go; the C variant attaches the sync's
         # function again itself (named as revetl names them: the function
         # checks the trigger's name and table).
@@ -99,6 +104,15 @@ def main():
         variants = [
             ("plain", None, None),
             ("revetl C function (statement-level)", None,
+             f"{stmt} EXECUTE FUNCTION revetl.capture_{sid}('{sid}', 'public', 't', '', 'id')"),
+            # What the function's SET clauses (a GUC nest level, five
+            # settings set and restored per call) and SECURITY DEFINER cost:
+            # the same function without them (the bench runs as a superuser,
+            # who may write the queue).
+            ("revetl C function, no SET clauses", f"ALTER FUNCTION revetl.capture_{sid}() RESET ALL",
+             f"{stmt} EXECUTE FUNCTION revetl.capture_{sid}('{sid}', 'public', 't', '', 'id')"),
+            ("revetl C function, no SET clauses, SECURITY INVOKER",
+             f"ALTER FUNCTION revetl.capture_{sid}() RESET ALL SECURITY INVOKER",
              f"{stmt} EXECUTE FUNCTION revetl.capture_{sid}('{sid}', 'public', 't', '', 'id')"),
             ("plpgsql function of 0.2.0 before C (statement-level)",
              f"CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql {PLPGSQL_HEADER} AS $x${PLPGSQL_BODY}$x$",
@@ -121,10 +135,12 @@ def main():
                 sql(cluster, f"drop trigger if exists tr on t; drop trigger if exists revetl_capture_{sid}_tr on t; "
                              "drop function if exists f(); truncate cc; truncate revetl.captured_changes; "
                              "vacuum t; checkpoint")
+                sql(cluster, fdef)  # the capture function as revetl made it
                 if fn:
                     sql(cluster, fn)
+                own = fn is None or fn.startswith("ALTER FUNCTION revetl.")
                 if kind:
-                    sql(cluster, f"CREATE TRIGGER {'tr' if fn else f'revetl_capture_{sid}_tr'} AFTER UPDATE ON t {kind}")
+                    sql(cluster, f"CREATE TRIGGER {f'revetl_capture_{sid}_tr' if own else 'tr'} AFTER UPDATE ON t {kind}")
                 wait_reaped(pm)
                 cpu0 = reaped_cpu_seconds(pm)
                 tps, xacts, command = pgbench(cluster, script, args.rows, args.seconds, args.clients)

@@ -32,11 +32,14 @@ variants are instead, both continuous:
 
   triggers    the sync above (capture triggers) on table t;
   wal         the same sync WITH (track_changes = 'wal') on a table tw of the
-              same shape: no trigger; the database's scheduler reads the WAL
-              every revetl.wal_poll_interval (50 ms by default), queues the
-              keys and wakes the run. Also reported for it: how much WAL
-              each read of the slot decodes again (confirmed_flush_lsn -
-              restart_lsn, sampled every 0.5 s during the load).
+              same shape: no trigger; the database's scheduler, which keeps a
+              decoding context, reads the WAL when it sees it flushed (it
+              looks every revetl.wal_poll_interval, 5 ms by default), queues
+              the keys and wakes the run. Also reported for it: the slot's
+              restart lag (confirmed_flush_lsn - restart_lsn, sampled every
+              0.5 s during the load): what a new decoding context would
+              decode again (before revetl 0.2.0's reader kept its context,
+              every read of the slot did).
 
 Reported per variant: p50, p90, p99 and max of the latency (ms) of every row
 written during the load (for --op update: of the last write of each key,
@@ -146,10 +149,11 @@ def one_round(cluster, sink, variant, setting, table, sync, script, args):
     wait_for(lambda: idle(cluster), timeout=120, what="runs of the previous variant to end")
     sink.reset()
     first_run = int(sql(cluster, "select coalesce(max(id), 0) from revetl.runs"))
-    # The WAL variant: how much WAL each read of the slot decodes again. A
-    # peek starts at the slot's restart_lsn, which moves only at a snapshot
-    # of running transactions (logged every 15 s by the background writer,
-    # and at checkpoints), not at each confirmed position.
+    # The WAL variant: the slot's restart lag. A new decoding context starts
+    # at the slot's restart_lsn, which moves only at a snapshot of running
+    # transactions (logged every 15 s by the background writer, at
+    # checkpoints, and by revetl after a confirm), not at each confirmed
+    # position.
     reread = []
     stop = threading.Event()
 
@@ -267,7 +271,7 @@ def main():
                     f"p50 {pct(lat, 50):7.1f} p90 {pct(lat, 90):7.1f} p99 {pct(lat, 99):7.1f} max {lat[-1]:7.1f}; "
                     f"{res['runs']} runs, {res['requests']:,} requests, {res['writes_per_key']:.2f} records per key, "
                     f"drained {res['drain_s']:.1f}s after the load"
-                    + (f"; WAL decoded again per slot read (confirmed - restart): mean {res['reread_mb'][0]:.1f} MB, "
+                    + (f"; slot restart lag (confirmed - restart): mean {res['reread_mb'][0]:.1f} MB, "
                        f"max {res['reread_mb'][1]:.1f} MB" if res["reread_mb"] else ""))
         log("")
         log(f"pgbench: {results[variants[0][0]][0]['command']}")

@@ -22,7 +22,8 @@ cluster, alternated --rounds times (default 2):
   wal on change   CREATE SYNC ... SCHEDULE ON CHANGE WITH (track_changes =
                   'wal') to a local mock webhook, at wal_level = logical: the
                   writers fire no trigger; the database's scheduler decodes the
-                  WAL every revetl.wal_poll_interval and queues the keys, and
+                  WAL as it is flushed (it looks every
+                  revetl.wal_poll_interval) and queues the keys, and
                   the sync's continuous run delivers them, all while pgbench
                   runs (on the same 2 CPUs);
   trigger on change  the same sync with the capture triggers (track_changes

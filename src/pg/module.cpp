@@ -21,13 +21,14 @@ int g_worker_restart_delay_s = 5;
 int g_max_parallel_runs = 4;
 int g_change_retry_interval_s = 60;
 int g_change_run_duration_ms = 30000;
-int g_wal_poll_interval_ms = 50;
+int g_wal_poll_interval_ms = 5;
 int g_min_schedule_interval_s = 30;
 int g_max_syncs_per_role = 100;
 int g_run_history_retention_min = 30 * 24 * 60;
 int g_rejected_rows_retention_min = 30 * 24 * 60;
 int g_destination_fields_max_age_min = 24 * 60;
 int g_plan_work_mem_kb = 32 * 1024;
+bool g_shadow_bulk_insert = true;
 
 namespace {
 
@@ -229,11 +230,11 @@ void DefineSettings() {
         &g_change_run_duration_ms, 30000, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "revetl.wal_poll_interval",
-        "How often a database's revetl worker reads its replication slot while a sync has track_changes = "
-        "'wal'.",
-        "Writers do not wake the worker for WAL-captured syncs: a commit waits up to this long (plus a "
-        "plan and a request) to reach the destination.",
-        &g_wal_poll_interval_ms, 50, 10, 60000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+        "How often a database's revetl worker looks for new WAL while a sync has track_changes = 'wal'.",
+        "Writers do not wake the worker for WAL-captured syncs: it compares the WAL flush position with "
+        "what it decoded this often, and reads its replication slot when the WAL moved; a commit waits up "
+        "to this long (plus the read, a plan and a request) to reach the destination.",
+        &g_wal_poll_interval_ms, 5, 1, 60000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "revetl.min_schedule_interval", "The shortest interval a sync may be scheduled EVERY.",
         "Shorter intervals are refused by CREATE and ALTER SYNC, and a sync scheduled before the setting "
@@ -270,6 +271,14 @@ void DefineSettings() {
         "spills to temporary files. 0 uses the server's work_mem. Hash joins may use hash_mem_multiplier "
         "times this.",
         &g_plan_work_mem_kb, 32 * 1024, 0, MAX_KILOBYTES, PGC_SIGHUP, GUC_UNIT_KB, nullptr, nullptr, nullptr);
+    // A switch for comparing the two ways of recording adds (tests, bench):
+    // both write the same rows.
+    DefineCustomBoolVariable(
+        "revetl.shadow_bulk_insert",
+        "Whether a run records delivered adds in the shadow state by multi-insert.",
+        "On, the shadow rows of a flush's adds are written as COPY writes a table; off, by an INSERT "
+        "statement. Both store the same rows; the statement is slower.",
+        &g_shadow_bulk_insert, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("revetl");
 }
 

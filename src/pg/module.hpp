@@ -18,5 +18,6 @@ extern int g_run_history_retention_min;
 extern int g_rejected_rows_retention_min;
 extern int g_destination_fields_max_age_min;
 extern int g_plan_work_mem_kb;
+extern bool g_shadow_bulk_insert;
 
 } // namespace revetl::pg

@@ -37,6 +37,7 @@ extern "C" {
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/logical.h"
 #include "replication/slot.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
@@ -121,6 +122,17 @@ inline void CleanupReplicationSlots() {
 #endif
 }
 
+// Acquires a replication slot, failing if another process has it:
+// PostgreSQL 18 added whether an invalidated slot is an error (it is not
+// here: the caller looks).
+inline void AcquireSlot(const char *name) {
+#if PG_VERSION_NUM >= 180000
+    ReplicationSlotAcquire(name, true, false);
+#else
+    ReplicationSlotAcquire(name, true);
+#endif
+}
+
 // PostgreSQL 16 added onlySummarizing (HOT updates of summarizing indexes),
 // and 19 turned the booleans into flags: an insert updates every index.
 inline List *InsertIndexTuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate) {
@@ -132,6 +144,22 @@ inline List *InsertIndexTuples(ResultRelInfo *rri, TupleTableSlot *slot, EState 
     return ExecInsertIndexTuples(rri, slot, estate, false, false, nullptr, NIL);
 #endif
 }
+
+// PostgreSQL 19 asks whether the decoding is for REPACK (revetl's never is).
+inline void CheckLogicalDecodingRequirements() {
+#if PG_VERSION_NUM >= 190000
+    ::CheckLogicalDecodingRequirements(false);
+#else
+    ::CheckLogicalDecodingRequirements();
+#endif
+}
+
+// A syscache callback's cache id: an enum from PostgreSQL 19, an int before.
+#if PG_VERSION_NUM >= 190000
+using SyscacheId = SysCacheIdentifier;
+#else
+using SyscacheId = int;
+#endif
 
 } // namespace revetl::pg::compat
 

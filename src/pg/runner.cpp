@@ -33,6 +33,11 @@
 #include "pg/session.hpp"
 #include "pg/spi.hpp"
 
+extern "C" {
+#include "access/xlog.h"
+#include "executor/nodeModifyTable.h"
+}
+
 #include <algorithm>
 #include <deque>
 #include <functional>
@@ -183,6 +188,186 @@ void CloseQueueWriter(QueueWriter *w) {
     ExecCloseIndices(w->rri);
     FreeExecutorState(w->estate);
     table_close(w->rel, NoLock);
+}
+
+// The shadow rows of a flush group's adds are written the same way: one
+// multi-insert, then each row's index entries (the key's primary key, which
+// raises the plain INSERT's unique violation should a row be there after
+// all, and the typed key's). The typed key columns are generated: their
+// values come from the table's own generation expressions
+// (ExecComputeStoredGenerated), so they are exactly what an INSERT would
+// store. Through SQL (INSERT ... SELECT FROM unnest) each row also cost a
+// function scan, the executor's projection and a heap WAL record of its
+// own (the statement was about a quarter of a first run's process time,
+// most of it the index entries, which remain). Nothing but the run holding
+// the sync's claim writes the table; a table that something else could
+// act on (a trigger, a rule, row security) or with a column this code does
+// not know (a later layout) is left to the SQL statement (returns false,
+// before writing anything). Plain data, as QueueWriter.
+constexpr int kShadowColumns = 8;
+constexpr int kShadowChunkRows = 1000;
+
+bool InsertShadowAdds(const char *shadow_table, int n, const Datum *keys, const int64 *hashes,
+                      const Datum *dest_ids, const bool *dest_null, const bool *uncertain, int64 run_id,
+                      int64 settle_ms, int64 version) {
+    Oid relid = get_relname_relid(shadow_table, get_namespace_oid("revetl", false));
+    if (!OidIsValid(relid))
+        elog(ERROR, "revetl: the shadow table revetl.%s is missing", shadow_table);
+    Relation rel = table_open(relid, RowExclusiveLock);
+    static const char *const kNames[kShadowColumns] = {"key",       "row_hash",     "dest_id", "run_id",
+                                                       "synced_at", "verify_after", "version", "removed"};
+    int column[kShadowColumns];
+    for (int c = 0; c < kShadowColumns; c++)
+        column[c] = -1;
+    TupleDesc desc = RelationGetDescr(rel);
+    bool plain = rel->trigdesc == nullptr && rel->rd_rules == nullptr && !rel->rd_rel->relrowsecurity &&
+                 rel->rd_rel->relkind == RELKIND_RELATION;
+    for (int a = 0; a < desc->natts && plain; a++) {
+        Form_pg_attribute att = TupleDescAttr(desc, a);
+        if (att->attisdropped || att->attgenerated == ATTRIBUTE_GENERATED_STORED)
+            continue;
+        int found = -1;
+        for (int c = 0; c < kShadowColumns; c++)
+            if (strcmp(NameStr(att->attname), kNames[c]) == 0)
+                found = c;
+        if (found < 0)
+            plain = false;
+        else
+            column[found] = a;
+    }
+    for (int c = 0; c < kShadowColumns && plain; c++)
+        plain = column[c] >= 0;
+    if (!plain) {
+        table_close(rel, NoLock);
+        return false;
+    }
+    const bool generated = desc->constr && desc->constr->has_generated_stored;
+    EState *estate = CreateExecutorState();
+    ResultRelInfo *rri = makeNode(ResultRelInfo);
+    InitResultRelInfo(rri, rel, 1, nullptr, 0);
+    ExecOpenIndices(rri, false);
+    BulkInsertState bistate = GetBulkInsertState();
+    const int nslots = Min(n, kShadowChunkRows);
+    TupleTableSlot **slots = static_cast<TupleTableSlot **>(palloc0(nslots * sizeof(TupleTableSlot *)));
+    for (int i = 0; i < nslots; i++)
+        slots[i] = table_slot_create(rel, nullptr);
+    // now() of the flush's transaction, and verify_after as the SQL path
+    // computes it: now() + make_interval(secs => settle_ms / 1000.0), which
+    // is settle_ms * 1000 microseconds exactly.
+    const TimestampTz now = GetCurrentTransactionStartTimestamp();
+    const TimestampTz verify_after = now + settle_ms * INT64CONST(1000);
+    const CommandId cid = GetCurrentCommandId(true);
+    for (int start = 0; start < n; start += nslots) {
+        const int count = Min(nslots, n - start);
+        for (int j = 0; j < count; j++) {
+            const int i = start + j;
+            TupleTableSlot *slot = slots[j];
+            ExecClearTuple(slot);
+            for (int a = 0; a < desc->natts; a++) {
+                slot->tts_values[a] = (Datum)0;
+                slot->tts_isnull[a] = true;
+            }
+            Datum v[kShadowColumns] = {keys[i],
+                                       Int64GetDatum(hashes[i]),
+                                       dest_ids[i],
+                                       Int64GetDatum(run_id),
+                                       TimestampTzGetDatum(now),
+                                       TimestampTzGetDatum(verify_after),
+                                       Int64GetDatum(version),
+                                       BoolGetDatum(false)};
+            bool isnull[kShadowColumns] = {false, false,         dest_null[i], false,
+                                           false, !uncertain[i], false,        false};
+            for (int c = 0; c < kShadowColumns; c++) {
+                slot->tts_values[column[c]] = v[c];
+                slot->tts_isnull[column[c]] = isnull[c];
+            }
+            ExecStoreVirtualTuple(slot);
+            if (generated) {
+                ResetPerTupleExprContext(estate);
+                // Stores the row again, with the typed keys, materialized
+                // in the slot's own memory.
+                ExecComputeStoredGenerated(rri, estate, slot, CMD_INSERT);
+            }
+        }
+        table_multi_insert(rel, slots, count, cid, 0, bistate);
+        for (int j = 0; j < count; j++) {
+            ResetPerTupleExprContext(estate);
+            list_free(compat::InsertIndexTuples(rri, slots[j], estate));
+        }
+    }
+    for (int i = 0; i < nslots; i++)
+        ExecDropSingleTupleTableSlot(slots[i]);
+    pfree(slots);
+    FreeBulkInsertState(bistate);
+    ExecCloseIndices(rri);
+    FreeExecutorState(estate);
+    table_close(rel, NoLock);
+    // Later statements of the flush see the rows.
+    CommandCounterIncrement();
+    return true;
+}
+
+// One queued change as ReadQueuedRows found it: pointers into the SPI
+// result (key, dest_id) or PostgreSQL memory (payload), valid until the
+// transaction ends; NULL for a NULL value.
+struct QueuedRow {
+    int64 seq;
+    char op;
+    const char *key;
+    size_t key_len;
+    const char *payload;
+    size_t payload_len;
+    int64 row_hash;
+    const char *dest_id;
+    size_t dest_id_len;
+    int64 version;
+};
+
+// The rows of `SELECT seq, op, key, payload, row_hash, dest_id, version
+// FROM revetl.changes`. Plain data, as QueueWriter.
+void ReadQueuedRows(SPITupleTable *tt, size_t n, QueuedRow *out) {
+    TupleDesc desc = tt->tupdesc;
+    for (size_t i = 0; i < n; i++) {
+        HeapTuple tup = tt->vals[i];
+        QueuedRow *r = out + i;
+        bool isnull;
+        Datum d = SPI_getbinval(tup, desc, 1, &isnull);
+        r->seq = isnull ? 0 : DatumGetInt64(d);
+        d = SPI_getbinval(tup, desc, 2, &isnull);
+        r->op = isnull ? 0 : DatumGetChar(d);
+        d = SPI_getbinval(tup, desc, 3, &isnull);
+        r->key = nullptr;
+        r->key_len = 0;
+        if (!isnull) {
+            text *t = DatumGetTextPP(d);
+            r->key = VARDATA_ANY(t);
+            r->key_len = VARSIZE_ANY_EXHDR(t);
+        }
+        d = SPI_getbinval(tup, desc, 4, &isnull);
+        r->payload = nullptr;
+        r->payload_len = 0;
+        if (!isnull) {
+            // What jsonb_out returns, without making a text datum of it.
+            Jsonb *jb = DatumGetJsonbP(d);
+            StringInfoData buf;
+            initStringInfo(&buf);
+            (void)JsonbToCString(&buf, &jb->root, VARSIZE(jb));
+            r->payload = buf.data;
+            r->payload_len = buf.len;
+        }
+        d = SPI_getbinval(tup, desc, 5, &isnull);
+        r->row_hash = isnull ? 0 : DatumGetInt64(d);
+        d = SPI_getbinval(tup, desc, 6, &isnull);
+        r->dest_id = nullptr;
+        r->dest_id_len = 0;
+        if (!isnull) {
+            text *t = DatumGetTextPP(d);
+            r->dest_id = VARDATA_ANY(t);
+            r->dest_id_len = VARSIZE_ANY_EXHDR(t);
+        }
+        d = SPI_getbinval(tup, desc, 7, &isnull);
+        r->version = isnull ? 0 : DatumGetInt64(d);
+    }
 }
 
 const char *kInsertInvalid =
@@ -487,6 +672,9 @@ private:
     void WriteCounts();
     TimestampTz last_flush_ = 0;
     void Flush();
+    // The shadow rows of adds, by multi-insert (InsertShadowAdds); false
+    // when the table is left to the SQL statement.
+    bool WriteShadowAdds(const ShadowRows &rows);
     // The statements every flush runs, planned once per run.
     struct FlushStatements {
         PreparedSql insert_shadow;
@@ -503,9 +691,8 @@ private:
     // Rows read from revetl.changes and not yet handed to the engine.
     static constexpr int32_t kReadAheadRows = 1000;
     std::deque<Change> read_ahead_;
-    PreparedSql read_sql_{
-        "SELECT seq, op, key, payload::text, row_hash, dest_id, version FROM revetl.changes "
-        "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
+    PreparedSql read_sql_{"SELECT seq, op, key, payload, row_hash, dest_id, version FROM revetl.changes "
+                          "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
     int64_t queued_ = 0; // changes the plan queued, numbered 1..queued_
     // The highest seq handed to the engine: no row after it was sent.
     int64_t last_handed_seq_ = 0;
@@ -835,16 +1022,26 @@ std::optional<EngineBatch> SyncRun::ReadBatch() {
         BeginTransaction("revetl: reading batch");
         SpiRows rows =
             read_sql_.RunForRows({SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int8(chunk)}, true);
-        for (size_t i = 0; i < rows.Count(); i++) {
+        // The chunk's values are taken from the result in one guarded pass
+        // (pointers into it, valid until the commit), and the payload's
+        // text is rendered from its jsonb here, exactly as jsonb's output
+        // function would: reading `payload::text` made the executor build a
+        // text datum of it and SPI copy that into its result first, and a
+        // guard per value cost as much again.
+        const size_t n = rows.Count();
+        std::vector<QueuedRow> got(n);
+        PgGuard([&] { ReadQueuedRows(SPI_tuptable, n, got.data()); });
+        for (const QueuedRow &r : got) {
             Change c;
-            c.seq = rows.Int8(i, 0);
-            const char op = rows.Char(i, 1);
-            c.op = op == 'a' ? Change::Op::Add : op == 'c' ? Change::Op::Change : Change::Op::Remove;
-            c.key = rows.Text(i, 2);
-            c.payload = rows.Text(i, 3);
-            c.row_hash = rows.Int8(i, 4);
-            c.dest_id = rows.Text(i, 5);
-            c.version = rows.Int8(i, 6);
+            c.seq = r.seq;
+            c.op = r.op == 'a' ? Change::Op::Add : r.op == 'c' ? Change::Op::Change : Change::Op::Remove;
+            c.key.assign(r.key, r.key_len);
+            if (r.payload)
+                c.payload.assign(r.payload, r.payload_len);
+            c.row_hash = r.row_hash;
+            if (r.dest_id)
+                c.dest_id.assign(r.dest_id, r.dest_id_len);
+            c.version = r.version;
             read_ahead_.push_back(std::move(c));
         }
         CommitTransaction();
@@ -992,7 +1189,8 @@ void SyncRun::Flush() {
                                        SqlArg::Int8(version_id_),
                                        SentAfterArg()};
         if (added && !resync_) {
-            flush_sql_->insert_shadow.Run(args);
+            if (!WriteShadowAdds(rows))
+                flush_sql_->insert_shadow.Run(args);
             continue;
         }
         // Changed rows are updated in place; an upsert only if one had no
@@ -1085,6 +1283,36 @@ void SyncRun::Flush() {
     PgGuard([&] { last_flush_ = GetCurrentTimestamp(); });
 }
 
+bool SyncRun::WriteShadowAdds(const ShadowRows &rows) {
+    if (!g_shadow_bulk_insert)
+        return false;
+    const int n = static_cast<int>(rows.keys.size());
+    std::vector<int64> hashes(rows.row_hashes.begin(), rows.row_hashes.end());
+    std::unique_ptr<bool[]> dest_null(new bool[n]);
+    std::unique_ptr<bool[]> uncertain(new bool[n]);
+    for (int i = 0; i < n; i++) {
+        dest_null[i] = !rows.dest_ids[i].has_value();
+        uncertain[i] = rows.uncertain[i];
+    }
+    const std::string &table = def_.shadow_table;
+    bool written = false;
+    PgGuard([&] {
+        Datum *keys = static_cast<Datum *>(palloc(n * sizeof(Datum)));
+        Datum *dest_ids = static_cast<Datum *>(palloc(n * sizeof(Datum)));
+        for (int i = 0; i < n; i++) {
+            keys[i] = PointerGetDatum(cstring_to_text_with_len(rows.keys[i].data(), rows.keys[i].size()));
+            dest_ids[i] = dest_null[i] ? (Datum)0
+                                       : PointerGetDatum(cstring_to_text_with_len(rows.dest_ids[i]->data(),
+                                                                                  rows.dest_ids[i]->size()));
+        }
+        written = InsertShadowAdds(table.c_str(), n, keys, hashes.data(), dest_ids, dest_null.get(),
+                                   uncertain.get(), run_id_, settings_.settle_time_ms, version_id_);
+        pfree(keys);
+        pfree(dest_ids);
+    });
+    return written;
+}
+
 void SyncRun::Deliver() {
     RunDelivery([this] { return ReadBatch(); });
 }
@@ -1123,13 +1351,19 @@ void SyncRun::DeliverChangesAsTheyCommit() {
         pgstat_report_activity(STATE_RUNNING, "revetl: waiting for changes");
     });
     const TimestampTz end = TimestampTzPlusMilliseconds(started_at_, g_change_run_duration_ms);
-    // The further plans' commits do not wait for their WAL to reach disk
-    // (two flushes less per change). A server crash can lose only the last
-    // of them, in commit order: the state is then as if this process had
-    // died after an earlier commit, which recovery already handles (the
-    // lost plans' keys are still captured; rows sent and not recorded are
-    // re-verified and captured again), so nothing is lost, a change may be
-    // sent again.
+    // The further plans' and recordings' commits do not wait for their WAL
+    // to reach disk. A server crash can lose only the last of them, in
+    // commit order: the state is then as if this process had died after an
+    // earlier commit, which recovery already handles (the lost plans' keys
+    // are still captured; rows sent and not recorded are re-verified and
+    // captured again), so nothing is lost, a change may be sent again. That
+    // holds only if no row of a lost plan was sent: a plan's queue is
+    // recovery's only record of what may be at the destination (a key added
+    // and sent, then deleted from the model, would otherwise be planned as
+    // nothing, its shadow row never written, and stay at the destination).
+    // So a plan's commit is flushed before its rows are sent (below): most
+    // often the writers' own commits have flushed it already. A recording
+    // still does not wait (one flush less per change).
     PgGuard([] { SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION); });
     TimestampTz idle_end = TimestampTzPlusMilliseconds(now, kIdleMs);
     for (;;) {
@@ -1174,6 +1408,9 @@ void SyncRun::DeliverChangesAsTheyCommit() {
         last_seq_ = queued_;
         read_ahead_.clear();
         Plan();
+        // On disk before anything of it is sent (see above).
+        if (queued_ > last_seq_)
+            PgGuard([] { XLogFlush(XactLastCommitEnd); });
         Deliver();
         // A TRUNCATE that committed after the look above made that plan a
         // full diff: the run ends, and records that it had one.

@@ -4,6 +4,7 @@
 // scheduler ("revetl worker") between its own short transactions.
 #include "pg/scheduler.hpp"
 
+#include "core/common/sql_text.hpp"
 #include "core/delivery/alerts.hpp"
 #include "core/language/schedule.hpp"
 #include "pg/catalog.hpp"
@@ -17,6 +18,8 @@
 #include <ctime>
 #include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace revetl::pg {
 
@@ -312,6 +315,59 @@ namespace {
 const char *kRetryDue = "SELECT s.id, s.name, d.due_at AS due FROM revetl._change_retries d "
                         "JOIN revetl.syncs s ON s.id = d.sync_id";
 
+// A row of the shadow state with a verify_after is one whose delivery is
+// uncertain (a request that may be applied late, rows a killed run may have
+// sent): at that time its key is sent again, its row or its removal, by the
+// next plan (incremental plans take every key due then). A scheduled sync
+// has a next run; an ON CHANGE sync only a next change, which may never
+// come: after a crash, the run queued again plans the killed run's keys at
+// once, before they are due (a key the model no longer has is then
+// planned as nothing, and a record the killed run sent stays at the
+// destination). So each ON CHANGE sync without a run in progress gets a run
+// once its earliest verification that no plan has seen yet (one after the
+// first plan of its last run) is due: milliseconds until then, per sync.
+// A run that ended without a plan (it failed first) counts from its end:
+// a sync that fails before planning does not get a run every pass.
+struct PendingVerification {
+    int64_t sync_id;
+    std::string name;
+    long due_in_ms;
+};
+
+std::vector<PendingVerification> PendingVerifications() {
+    // Not before the retry of a sync whose runs fail is due (the backoff of
+    // revetl._change_retries): re-verifying against a failing destination
+    // every settle_time would defeat it.
+    SqlResult syncs = Sql(
+        "SELECT s.id, s.name, s.shadow_table, coalesce((SELECT max(coalesce(r.planned_at, r.finished_at)) "
+        "FROM revetl.runs r WHERE r.sync_id = s.id AND r.trigger <> 'test'), '-infinity')::pg_catalog.text, "
+        "coalesce(f.last_end + "
+        "pg_catalog.current_setting('revetl.change_retry_interval')::pg_catalog.interval "
+        "* pg_catalog.power(2, least(greatest(f.n - 1, 0), 6)), '-infinity')::pg_catalog.text "
+        "FROM revetl.syncs s CROSS JOIN LATERAL (SELECT max(r.finished_at) AS last_end, count(*) AS n "
+        "FROM revetl.runs r WHERE r.sync_id = s.id AND r.status IN ('failed', 'partial') "
+        "AND r.trigger NOT IN ('test', 'manual') AND r.id > coalesce((SELECT max(ok.id) FROM revetl.runs ok "
+        "WHERE ok.sync_id = s.id AND ok.status = 'succeeded' AND ok.trigger <> 'test'), 0)) f "
+        "WHERE s.schedule_kind = 'on change' AND NOT s.paused "
+        "AND NOT EXISTS (SELECT 1 FROM revetl.runs r WHERE r.sync_id = s.id "
+        "AND r.status IN ('queued', 'running') AND r.trigger <> 'test') "
+        "AND pg_catalog.to_regclass(pg_catalog.quote_ident('revetl') || '.' || "
+        "pg_catalog.quote_ident(s.shadow_table)) IS NOT NULL");
+    std::vector<PendingVerification> out;
+    for (size_t i = 0; i < syncs.rows.size(); i++) {
+        // (The shadow table's index on verify_after finds the earliest.)
+        SqlResult due = Sql("SELECT pg_catalog.ceil(extract(epoch FROM greatest(min(v.verify_after), "
+                            "$2::pg_catalog.timestamptz) - pg_catalog.now()) * 1000)::bigint FROM " +
+                                QualifiedName(kSchema, syncs.Text(i, 2)) +
+                                " AS v WHERE v.verify_after > $1::pg_catalog.timestamptz HAVING "
+                                "min(v.verify_after) IS NOT NULL",
+                            {SqlArg::Text(syncs.Text(i, 3)), SqlArg::Text(syncs.Text(i, 4))});
+        if (!due.rows.empty() && due.At(0, 0))
+            out.push_back({syncs.Int8(i, 0), syncs.Text(i, 1), std::max<long>(0, std::stol(*due.At(0, 0)))});
+    }
+    return out;
+}
+
 } // namespace
 
 int EnqueueCapturedRuns() {
@@ -326,8 +382,16 @@ int EnqueueCapturedRuns() {
     SqlResult retried = Sql(std::string("INSERT INTO revetl.runs (sync_id, sync_name, trigger, requested_by) "
                                         "SELECT d.id, d.name, 'retry', 'revetl' FROM (") +
                             kRetryDue + ") d WHERE d.due <= pg_catalog.now()");
+    int queued = static_cast<int>(r.processed + retried.processed);
+    for (const PendingVerification &v : PendingVerifications())
+        if (v.due_in_ms == 0) {
+            Sql("INSERT INTO revetl.runs (sync_id, sync_name, trigger, requested_by) "
+                "VALUES ($1, $2, 'retry', 'revetl')",
+                {SqlArg::Int8(v.sync_id), SqlArg::Text(v.name)});
+            queued++;
+        }
     CommitTransaction();
-    return static_cast<int>(r.processed + retried.processed);
+    return queued;
 }
 
 long MillisUntilNextDue() {
@@ -348,6 +412,7 @@ long MillisUntilNextDue() {
                           "AND st.next_run_at IS NULL AND NOT EXISTS (SELECT 1 FROM revetl.runs r "
                           "WHERE r.sync_id = s.id AND r.status IN ('queued', 'running')))",
                           {}, true);
+    std::vector<PendingVerification> verifications = PendingVerifications();
     CommitTransaction();
     if (fresh.Bool(0, 0))
         return 0;
@@ -358,6 +423,8 @@ long MillisUntilNextDue() {
         long ms = std::max<long>(0, std::stol(*q->At(0, 0)));
         due = due < 0 ? ms : std::min(due, ms);
     }
+    for (const PendingVerification &v : verifications)
+        due = due < 0 ? v.due_in_ms : std::min(due, v.due_in_ms);
     return due;
 }
 

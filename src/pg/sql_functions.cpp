@@ -468,7 +468,8 @@ Datum PreviewSync(FunctionCallInfo fcinfo) {
     SyncDefinition def = RequireSync(name);
     RequireOwnership(def, "preview");
     // Ordered, so that a preview of a few rows is the same every time.
-    const PlanSpec plan = PreparePlan(def);
+    PlanSpec plan = PreparePlan(def);
+    plan.key_json_for_every_row = true; // shown for every row
     std::string sql = BuildPlanQuery(plan) + " ORDER BY op, key LIMIT " + std::to_string(max_rows);
     SqlResult rows;
     // The model and MAP are the owner's code: they run as the owner, in a

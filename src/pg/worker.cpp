@@ -560,21 +560,40 @@ void WorkerLoop(Oid dboid) {
             wait_ms = std::min(wait_ms, kAlertPollMs);
         if (backlogs_watched && !held)
             wait_ms = std::min(wait_ms, kBacklogCheckMs);
-        // Writers do not wake the scheduler for WAL-captured syncs: it reads
-        // the slot this often.
+        // Writers do not wake the scheduler for WAL-captured syncs. While it
+        // waits for its next pass, the scheduler is the WAL's reader: every
+        // revetl.wal_poll_interval it compares the flush position with what
+        // it decoded (shared memory, no transaction) and reads the slot
+        // alone when the WAL moved, without the pass's other steps.
+        // The pass itself still comes at least every second (it checks the
+        // backlogs of syncs that may have come since the last check).
         if (wal_capture)
-            wait_ms = std::min<long>(wait_ms, g_wal_poll_interval_ms);
-        int rc = 0;
-        PgGuard([&] {
-            rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
-                           PG_WAIT_EXTENSION);
-            ResetLatch(MyLatch);
-        });
+            wait_ms = std::min(wait_ms, kBacklogCheckMs);
+        TimestampTz wait_start = 0;
+        PgGuard([&] { wait_start = GetCurrentTimestamp(); });
+        for (;;) {
+            TimestampTz at = 0;
+            PgGuard([&] { at = GetCurrentTimestamp(); });
+            const long left = wait_ms - static_cast<long>((at - wait_start) / 1000);
+            if (left <= 0)
+                break;
+            const long nap = wal_capture ? std::min<long>(left, g_wal_poll_interval_ms) : left;
+            int rc = 0;
+            PgGuard([&] {
+                rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, nap,
+                               PG_WAIT_EXTENSION);
+                ResetLatch(MyLatch);
+                CHECK_FOR_INTERRUPTS();
+            });
+            if ((rc & WL_LATCH_SET) || !wal_capture)
+                break;
+            if (WalToRead())
+                Step("capturing changes from the WAL", [&] { wal_capture = CaptureWalChanges(true); });
+        }
         // Once a naptime, however busy the schedule keeps the loop: is the
         // extension still there, and has a sync gone without success too long?
         TimestampTz now = 0;
         PgGuard([&] { now = GetCurrentTimestamp(); });
-        (void)rc;
         if (now - last_periodic >= kWorkerNaptimeMs * 1000L) {
             last_periodic = now;
             if (!AwaitExtension()) {

@@ -97,7 +97,7 @@ class RealtimeTest(unittest.TestCase):
         shadow = cluster.rows(f"select key, removed, verify_after, version from revetl.shadow_{sync_id} "
                               f"where key in ({quoted})")
         status = cluster.rows(f"select health, rows_waiting, coalesce(last_error, '') from revetl.sync_status "
-                              f"where sync_name = '{self.s}'")
+                              f"where name = '{self.s}'")
         return "\n".join([f"keys that differ (destination, model): "
                           f"{[(k, have.get(k), want.get(k)) for k in diff]}",
                           f"their shadow rows: {shadow}", f"sync_status: {status}",
@@ -190,6 +190,47 @@ class RealtimeTest(unittest.TestCase):
         by_id = {r[0]: r for r in runs(self.s)}
         self.assertEqual(by_id[first][1], "succeeded")
         self.assertEqual(by_id[out.split()[-1]][1:4], ["succeeded", "manual", "full"])
+
+    def test_a_row_sent_then_deleted_across_an_immediate_stop_is_removed(self):
+        # A run's further plans commit without waiting for the flush, and the
+        # WAL writer here writes such commits every 10 s only. The row added
+        # below is planned by one and sent, then the server stops. Its plan
+        # must be on disk before the send, so that recovery marks the key for
+        # re-verification (a tombstone): a lost plan would leave no record
+        # that the row may be at the destination. The model then
+        # deletes it, before its re-verification is due, and nothing else
+        # changes: the scheduler must start the run that sends the removal
+        # once it is due (an ON CHANGE sync would otherwise wait for a change
+        # that never comes).
+        cluster.sql("alter system set wal_writer_delay = '10s'")
+        cluster.sql("select pg_reload_conf()")
+        try:
+            cluster.sql(f"update {self.t} set score = 31 where id = 7")
+            wait_for(lambda: self.score(7) == 31 and running(self.s), timeout=30, interval=0.01,
+                     what="a running run")
+            # The same run plans the insert (it waits a second for more
+            # changes): a further plan.
+            cluster.sql(f"insert into {self.t} values (700, 1)")
+            wait_for(lambda: self.score(700) == 1, timeout=30, interval=0.01, what="the added row to arrive")
+            self.assertEqual(cluster.sql(f"select rows_changed, rows_added from revetl.sync_runs "
+                                         f"where sync_name = '{self.s}' and status = 'running'"), "1|1")
+            # The destination refuses the row's next sends, so that the run
+            # queued again after the crash cannot add it again before the
+            # delete below (which would hide a lost plan).
+            mock.configure(reject=[{"field": "id", "equals": 700}])
+            cluster.stop(mode="immediate")
+            cluster.start()
+        finally:
+            cluster.sql("alter system reset wal_writer_delay")
+            cluster.sql("select pg_reload_conf()")
+        cluster.wait_for_worker()
+        cluster.sql(f"delete from {self.t} where id = 700")
+        mock.configure(reject=[])
+        try:
+            wait_for(lambda: mock.records() == self.model(), timeout=60, interval=0.2,
+                     what="the destination to converge to the model")
+        except TimeoutError as e:
+            raise AssertionError(f"{e}\n{self.divergence()}") from None
 
     def test_killed_run_and_immediate_stop_mid_stream_converge_exactly(self):
         rng = random.Random(15)

@@ -17,7 +17,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from pgcluster import Cluster, MockWebhook  # noqa: E402
+from pgcluster import Cluster, MockWebhook, wait_for  # noqa: E402
 
 cluster = None
 mock = None
@@ -202,6 +202,11 @@ class TypedKeysTest(unittest.TestCase):
             f"select reason from revetl.rejected_rows where run_id = {run_id} and kind = 'invalid'"))
         self.assertTrue(reasons[0].startswith("duplicate key: 2 rows"), reasons)
         self.assertTrue(reasons[2].startswith("the key has a NULL value"), reasons)
+        # The refused rows' keys are recorded (the plan builds their jsonb
+        # only for such rows).
+        self.assertEqual(sorted(r[0] for r in cluster.rows(
+            f"select key::text from revetl.rejected_rows where run_id = {run_id} and kind = 'invalid'")),
+            ['{"id": 2}', '{"id": 2}', '{"id": null}'])
         self.assertEqual(self.shadow_key_types(), [("key_1", "bigint", "")])
 
     def test_a_domain_key_is_stored_as_its_base_type(self):
@@ -280,6 +285,125 @@ class TypedKeysTest(unittest.TestCase):
         self.assertEqual(counts, (0, 0, 0, 0))
         self.assertEqual(self.shadow_key_types(), [("key_1", "integer", "")])
         self.assertEqual(sorted(mock.records()), ['{"id": 1}', '{"id": 2}'])
+
+    def set_bulk_insert(self, on):
+        """revetl.shadow_bulk_insert for the runs started from now on (each
+        run is a new process, forked from the postmaster once it has read the
+        setting: a new connection shows what it has)."""
+        cluster.sql(f"alter system set revetl.shadow_bulk_insert = {'on' if on else 'off'}")
+        cluster.sql("select pg_reload_conf()")
+        wait_for(lambda: cluster.sql("show revetl.shadow_bulk_insert") == ("on" if on else "off"),
+                 what="the postmaster to read revetl.shadow_bulk_insert")
+
+    def shadow_rows(self, shadow):
+        """Every stored column of a shadow table but the run's own ids and
+        times, which differ between two syncs' runs: how far verify_after is
+        after synced_at stands for both."""
+        return cluster.rows(f"select key, row_hash, dest_id, removed, version = run_id, "
+                            f"verify_after - synced_at, key_1, key_2, key_3 from {shadow} order by key")
+
+    def test_bulk_and_statement_shadow_writes_store_the_same_rows(self):
+        # Adds are recorded by a multi-insert whose typed keys come from the
+        # table's generation expressions; the INSERT statement it replaced
+        # must store exactly the same rows. Keys with quotes, backslashes,
+        # non-ASCII and empty text, infinite and zoned times, large and
+        # negative-zero numerics; NULL values; some rows sent twice (their
+        # request's answer lost: re-verified after settle_time) and some not.
+        cluster.sql(f"""
+            create table {self.table} (k text, at timestamptz, n numeric, v int, primary key (k, at, n));
+            insert into {self.table} values ('a"b\\c', '2024-01-01 00:00+00', 1.50, null),
+              ('é', 'infinity', -0.0, 1), ('', '1999-12-31 23:00-05', 12345678901234567890.1, 2),
+              ('x y', '-infinity', 0, null);
+            insert into {self.table} select 'k' || g, '2024-06-01 12:00+02'::timestamptz + g * interval '1 s',
+              g / 7.0, g from generate_series(1, 1200) g;
+            alter server {self.server} options (add batch_size '100', add settle_time '1h',
+                                                add max_in_flight '1');
+            create server {self.server}_stmt foreign data wrapper revetl
+              options (type 'webhook', url '{mock.url}/events/{self.n}_stmt', batch_size '100',
+                       settle_time '1h', max_in_flight '1');
+        """)
+        self.create_sync(["k", "at", "n"])
+        other = f"{self.sync}_stmt"
+        cluster.sql(f"select revetl.create_sync('{other}', 'public.{self.table}', '{self.server}_stmt', "
+                    f"array['k', 'at', 'n'], mode => 'mirror')")
+        shadows = []
+        try:
+            for on, name in ((True, self.sync), (False, other)):
+                self.set_bulk_insert(on)
+                # The third request's answer is lost after the mock applied it.
+                mock.configure(faults=[{"action": "pass"}, {"action": "pass"}, {"action": "reset", "apply": True}])
+                run_id = int(cluster.sql(f"select revetl.run_sync('{name}', wait => true)"))
+                self.assertEqual(cluster.rows(f"select status, rows_added from revetl.sync_runs "
+                                              f"where id = {run_id}")[0], ["succeeded", "1204"])
+                shadows.append("revetl." + cluster.sql(f"select shadow_table from revetl.syncs "
+                                                       f"where name = '{name}'"))
+        finally:
+            cluster.sql("alter system reset revetl.shadow_bulk_insert")
+            cluster.sql("select pg_reload_conf()")
+        bulk, statement = (self.shadow_rows(s) for s in shadows)
+        self.assertEqual(len(bulk), 1204)
+        # Which 100 rows were in the third request depends on the plan's
+        # order: the rows are compared without it, and each sync has 100
+        # rows to re-verify settle_time after they were recorded.
+        self.assertEqual([r[:5] + r[6:] for r in bulk], [r[:5] + r[6:] for r in statement])
+        for rows in (bulk, statement):
+            self.assertEqual(sorted({r[5] for r in rows}), ["", "01:00:00"])
+            self.assertEqual(len([r for r in rows if r[5] != ""]), 100)
+        # The typed keys are the key text's fields, and both indexes hold
+        # every row (amcheck: each heap row has its index entry).
+        cluster.sql("create extension if not exists amcheck")
+        for shadow in shadows:
+            self.assertEqual(cluster.sql(
+                f"select count(*) from {shadow} where key_1 is distinct from revetl.key_field(key, 'k', null::text) "
+                f"or key_2 is distinct from revetl.key_field(key, 'at', null::timestamptz) "
+                f"or key_3 is distinct from revetl.key_field(key, 'n', null::numeric)"), "0")
+            for index in cluster.rows(f"select indexrelid::regclass from pg_index "
+                                      f"where indrelid = '{shadow}'::regclass"):
+                cluster.sql(f"select bt_index_check('{index[0]}', true)")
+        # A second run of each finds every row in its shadow state.
+        for name in (self.sync, other):
+            run_id = int(cluster.sql(f"select revetl.run_sync('{name}', wait => true)"))
+            self.assertEqual(cluster.rows(f"select status, rows_added, rows_changed, rows_removed "
+                                          f"from revetl.sync_runs where id = {run_id}")[0],
+                             ["succeeded", "0", "0", "0"])
+
+    def test_a_flush_that_fails_after_its_multi_insert_leaves_nothing_behind(self):
+        # The flush writes its adds' heap rows, then their index entries:
+        # a key found in the shadow state after all (planted here while the
+        # request is held) fails the primary key's entry after the rows were
+        # written. The flush's transaction is aborted whole: the next run
+        # sends and records every row once, and the one after finds all.
+        cluster.sql(f"""
+            create table {self.table} (id int primary key, v text);
+            insert into {self.table} select g, 'v' || g from generate_series(1, 300) g;
+        """)
+        self.create_sync(["id"])
+        mock.configure(faults=[{"action": "hold"}])
+        run_id = int(cluster.sql(f"select revetl.run_sync('{self.sync}')"))
+        wait_for(lambda: mock.in_flight() == 1, what="the held request")
+        shadow = self.shadow()
+        cluster.sql(f"insert into {shadow} (key, row_hash, run_id) values ('{{\"id\": 250}}', 0, 0)")
+        self.assertEqual(mock.release(), 1)
+        self.assertEqual(cluster.wait_for_run(run_id), "failed")
+        self.assertIn("duplicate key", cluster.sql(f"select error from revetl.sync_runs where id = {run_id}"))
+        # No row of the aborted flush is there: only the planted one, and
+        # the failed run's placeholders for the rows it sent (re-verified
+        # after settle_time, as after any failed run).
+        self.assertEqual(cluster.sql(f"select count(*) filter (where not removed), "
+                                     f"count(*) filter (where removed and verify_after is not null) "
+                                     f"from {shadow}"), "1|299")
+        cluster.sql(f"delete from {shadow} where not removed")
+        cluster.sql("create extension if not exists amcheck")
+        cluster.sql(f"select bt_index_check('{shadow}_pkey', true)")
+        mock.clear_requests()
+        _, counts = self.run_sync()
+        self.assertEqual(counts, (300, 0, 0, 0))
+        self.assertEqual(len(self.sent()), 300)
+        self.assertEqual(cluster.sql(f"select count(*), count(distinct key_1) from {shadow} where not removed"),
+                         "300|300")
+        _, counts = self.run_sync()
+        self.assertEqual(counts, (0, 0, 0, 0))
+        self.assertEqual(len(mock.records()), 300)
 
     def test_row_hash_equals_hash_record_extended(self):
         # Shadow rows written by earlier versions keep their hashes.

@@ -148,8 +148,10 @@ class WalCaptureTest(unittest.TestCase):
         self.create(schedule="MANUAL")
         cluster.sql(f"select * from revetl.run_sync('{self.s}', wait => true)")
         cluster.sql(f"select revetl.pause_sync('{self.s}')")
-        cluster.sql(f"update {self.t} set score = score + 1")
-        cluster.sql(f"update {self.t} set score = score + 1")
+        # Two updates of every row in one transaction, which one read of the
+        # slot decodes whole (the reader may read between two transactions).
+        cluster.sql(f"begin; update {self.t} set score = score + 1; update {self.t} set score = score + 1; "
+                    f"commit")
         # The keys queue in the database, coalesced by key, and the slot moves
         # on: the WAL does not pile up behind a paused sync.
         wait_for(lambda: cluster.sql(f"select backlog_keys from revetl.sync_status "
@@ -164,6 +166,40 @@ class WalCaptureTest(unittest.TestCase):
         cluster.sql(f"select * from revetl.run_sync('{self.s}', wait => true)")
         self.assertEqual(mock.records(), self.model())
         self.assertEqual(plan_kinds(self.s)[-1], "incremental")
+
+    def test_queued_keys_lost_in_an_immediate_stop_are_decoded_again(self):
+        # The scheduler commits the keys it queues without waiting for the
+        # flush, and confirms the slot past them only once that commit is on
+        # disk. The WAL writer here writes such commits every 10 s only: the
+        # queue's commit is still in memory when the server stops, and the
+        # slot must not have moved past the update it came from.
+        self.create(schedule="MANUAL")
+        cluster.sql(f"select * from revetl.run_sync('{self.s}', wait => true)")
+        cluster.sql(f"select revetl.pause_sync('{self.s}')")
+        cluster.sql("alter system set wal_writer_delay = '10s'")
+        cluster.sql("select pg_reload_conf()")
+        try:
+            cluster.sql(f"update {self.t} set score = 5 where id = 2")
+            update_end = cluster.sql("select pg_current_wal_insert_lsn()")
+            wait_for(lambda: cluster.sql(f"select backlog_keys from revetl.sync_status "
+                                         f"where name = '{self.s}'") == "1", timeout=30, interval=0.01,
+                     what="the key to be queued")
+            # The queue's commit is not on disk yet, nor is the slot past it.
+            self.assertEqual(cluster.sql(f"select pg_current_wal_flush_lsn() < pg_current_wal_insert_lsn(), "
+                                         f"confirmed_flush_lsn < '{update_end}' from pg_replication_slots "
+                                         f"where slot_name like 'revetl_%'"), "t|t")
+            cluster.stop(mode="immediate")
+            cluster.start()
+        finally:
+            cluster.sql("alter system reset wal_writer_delay")
+            cluster.sql("select pg_reload_conf()")
+        cluster.wait_for_worker()
+        wait_for(lambda: cluster.sql(f"select backlog_keys from revetl.sync_status "
+                                     f"where name = '{self.s}'") == "1", timeout=60,
+                 what="the key to be decoded and queued again")
+        cluster.sql(f"select revetl.resume_sync('{self.s}')")
+        cluster.sql(f"select * from revetl.run_sync('{self.s}', wait => true)")
+        self.assertEqual(mock.records(), self.model())
 
     def test_slot_dropped_with_the_last_wal_sync(self):
         self.create(schedule="MANUAL")

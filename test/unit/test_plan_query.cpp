@@ -97,8 +97,8 @@ TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
             "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' WHEN s.key IS NULL OR s.removed THEN 'a' ELSE 'c' "
             "END)::pg_catalog.\"char\" AS op, "
             "coalesce(m.k, s.key, pg_catalog.jsonb_build_object('id', m.kc0)::pg_catalog.text) AS key, "
-            "CASE WHEN m.present THEN pg_catalog.jsonb_build_object('id', m.kc0) ELSE "
-            "s.key::pg_catalog.jsonb END "
+            "CASE WHEN m.present AND (m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1) THEN "
+            "pg_catalog.jsonb_build_object('id', m.kc0) END "
             "AS key_json, "
             "m.payload AS payload, m.h AS row_hash, CASE WHEN m.present AND s.removed THEN NULL ELSE "
             "s.dest_id END "
@@ -437,6 +437,29 @@ TEST(BuildPlanQuery, TypedKeysJoinOnTheValuesWithTheTypesOperatorsAndTextInC) {
     EXPECT_TRUE(Contains(sql, "WHEN (m.kc0 IS NULL OR m.kc1 IS NULL) THEN 'n'"));
     EXPECT_TRUE(
         Contains(sql, "pg_catalog.count(*) OVER (PARTITION BY x.kc0, x.kc1 COLLATE pg_catalog.\"C\")"));
+}
+
+TEST(BuildPlanQuery, KeyJsonOnlyForRefusedRowsUnlessAskedForEveryRow) {
+    // A run reads key_json only for the rows it refuses (revetl.rejected_rows).
+    PlanSpec spec = TypedSpec();
+    std::string sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, "CASE WHEN m.present AND ((m.kc0 IS NULL OR m.kc1 IS NULL) OR m.dups "
+                              "OPERATOR(pg_catalog.>) 1) THEN pg_catalog.jsonb_build_object('Tenant', m.kc0, "
+                              "'email', m.kc1) END AS key_json"))
+        << sql;
+    EXPECT_TRUE(NotContains(sql, "s.key::pg_catalog.jsonb"));
+    spec = RelationSpec();
+    sql = BuildPlanQuery(spec);
+    EXPECT_TRUE(Contains(sql, "CASE WHEN m.present AND (m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1) THEN "
+                              "pg_catalog.jsonb_build_object('id', m.kc0) END AS key_json"))
+        << sql;
+    // preview_sync shows every row's key.
+    for (PlanSpec asked : {TypedSpec(), RelationSpec()}) {
+        asked.key_json_for_every_row = true;
+        sql = BuildPlanQuery(asked);
+        EXPECT_TRUE(Contains(sql, "CASE WHEN m.present THEN pg_catalog.jsonb_build_object("));
+        EXPECT_TRUE(Contains(sql, " ELSE s.key::pg_catalog.jsonb END AS key_json")) << sql;
+    }
 }
 
 TEST(BuildPlanQuery, TypedKeysFallBackToTheWholeRowAndToMappedValues) {

@@ -91,6 +91,11 @@ struct PlanSpec {
     // Identifier fields exempt from that rule (taken unhashed, such as an
     // external id): a NULL or empty value still makes the row invalid.
     std::vector<std::string> unhashed_fields;
+    // The plan's key_json column (the key as jsonb) for every row it
+    // returns (preview_sync shows it). Otherwise only for the rows it
+    // refuses (op n, d or h), the only ones a run reads it for: built for
+    // every add and removal too, it cost about 6% of a first run.
+    bool key_json_for_every_row = false;
 };
 
 // Single-letter operation codes produced by the plan query's "op" column.
