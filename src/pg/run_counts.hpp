@@ -2,8 +2,9 @@
 // grow, besides the run's row. The row is updated with each commit; a run
 // process killed outright (SIGKILL, an out-of-memory kill, a backend crash)
 // loses its uncommitted counts and, with the crash restart, shared memory,
-// but not this file (written without fsync: it outlives the process, which
-// is what matters here, not the machine). The worker's recovery of the run
+// but not this file (written without fsync, then through a shared mapping
+// of its page: it outlives the process, which is what matters here, not the
+// machine). The worker's recovery of the run
 // reads it, so that revetl.sync_runs counts every request the run made.
 #pragma once
 
@@ -28,9 +29,12 @@ public:
     void Remove();
 
 private:
+    void Close();
+
     uint32_t database_;
     int64_t run_id_;
     int fd_ = -1;
+    void *map_ = nullptr; // the file's record, mapped after its first write
     bool failed_ = false;
 };
 
