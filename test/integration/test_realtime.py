@@ -202,9 +202,7 @@ class RealtimeTest(unittest.TestCase):
         # changes: the scheduler must start the run that sends the removal
         # once it is due (an ON CHANGE sync would otherwise wait for a change
         # that never comes).
-        cluster.sql("alter system set wal_writer_delay = '10s'")
-        cluster.sql("select pg_reload_conf()")
-        try:
+        with cluster.lazy_wal_writer():
             cluster.sql(f"update {self.t} set score = 31 where id = 7")
             wait_for(lambda: self.score(7) == 31 and running(self.s), timeout=30, interval=0.01,
                      what="a running run")
@@ -220,9 +218,6 @@ class RealtimeTest(unittest.TestCase):
             mock.configure(reject=[{"field": "id", "equals": 700}])
             cluster.stop(mode="immediate")
             cluster.start()
-        finally:
-            cluster.sql("alter system reset wal_writer_delay")
-            cluster.sql("select pg_reload_conf()")
         cluster.wait_for_worker()
         cluster.sql(f"delete from {self.t} where id = 700")
         mock.configure(reject=[])

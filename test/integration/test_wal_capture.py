@@ -176,9 +176,7 @@ class WalCaptureTest(unittest.TestCase):
         self.create(schedule="MANUAL")
         cluster.sql(f"select * from revetl.run_sync('{self.s}', wait => true)")
         cluster.sql(f"select revetl.pause_sync('{self.s}')")
-        cluster.sql("alter system set wal_writer_delay = '10s'")
-        cluster.sql("select pg_reload_conf()")
-        try:
+        with cluster.lazy_wal_writer():
             cluster.sql(f"update {self.t} set score = 5 where id = 2")
             update_end = cluster.sql("select pg_current_wal_insert_lsn()")
             wait_for(lambda: cluster.sql(f"select backlog_keys from revetl.sync_status "
@@ -190,9 +188,6 @@ class WalCaptureTest(unittest.TestCase):
                                          f"where slot_name like 'revetl_%'"), "t|t")
             cluster.stop(mode="immediate")
             cluster.start()
-        finally:
-            cluster.sql("alter system reset wal_writer_delay")
-            cluster.sql("select pg_reload_conf()")
         cluster.wait_for_worker()
         wait_for(lambda: cluster.sql(f"select backlog_keys from revetl.sync_status "
                                      f"where name = '{self.s}'") == "1", timeout=60,

@@ -5,6 +5,7 @@ that directory, so tests never compete for TCP ports. Every wait has a
 timeout and polls a condition; nothing sleeps for a fixed time.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -127,6 +128,19 @@ revetl.allowed_hosts = '*, 127.0.0.1'
         out = self.sql("select pid from pg_stat_activity where backend_type = 'revetl worker' "
                        "and datname = current_database()", db=db)
         return [int(x) for x in out.split()] if out else []
+
+    @contextlib.contextmanager
+    def lazy_wal_writer(self, delay="10s"):
+        """Runs the block with the WAL writer writing asynchronous commits only every `delay`, so
+        that such a commit is still in memory if the block stops the server immediately; the
+        setting is reset after the block."""
+        self.sql(f"alter system set wal_writer_delay = '{delay}'")
+        self.sql("select pg_reload_conf()")
+        try:
+            yield
+        finally:
+            self.sql("alter system reset wal_writer_delay")
+            self.sql("select pg_reload_conf()")
 
     def kill_runs(self):
         """SIGKILLs every revetl run process, then waits for the server to be back. The postmaster
