@@ -327,6 +327,18 @@ struct QueuedRow {
 // FROM revetl.changes`. Plain data, as QueueWriter.
 void ReadQueuedRows(SPITupleTable *tt, size_t n, QueuedRow *out) {
     TupleDesc desc = tt->tupdesc;
+    // A text column's bytes, in place (nullptr for NULL).
+    auto text_at = [desc](HeapTuple tup, int column, const char *&data, size_t &len) {
+        bool isnull;
+        Datum d = SPI_getbinval(tup, desc, column, &isnull);
+        data = nullptr;
+        len = 0;
+        if (!isnull) {
+            text *t = DatumGetTextPP(d);
+            data = VARDATA_ANY(t);
+            len = VARSIZE_ANY_EXHDR(t);
+        }
+    };
     for (size_t i = 0; i < n; i++) {
         HeapTuple tup = tt->vals[i];
         QueuedRow *r = out + i;
@@ -335,14 +347,7 @@ void ReadQueuedRows(SPITupleTable *tt, size_t n, QueuedRow *out) {
         r->seq = isnull ? 0 : DatumGetInt64(d);
         d = SPI_getbinval(tup, desc, 2, &isnull);
         r->op = isnull ? 0 : DatumGetChar(d);
-        d = SPI_getbinval(tup, desc, 3, &isnull);
-        r->key = nullptr;
-        r->key_len = 0;
-        if (!isnull) {
-            text *t = DatumGetTextPP(d);
-            r->key = VARDATA_ANY(t);
-            r->key_len = VARSIZE_ANY_EXHDR(t);
-        }
+        text_at(tup, 3, r->key, r->key_len);
         d = SPI_getbinval(tup, desc, 4, &isnull);
         r->payload = nullptr;
         r->payload_len = 0;
@@ -357,14 +362,7 @@ void ReadQueuedRows(SPITupleTable *tt, size_t n, QueuedRow *out) {
         }
         d = SPI_getbinval(tup, desc, 5, &isnull);
         r->row_hash = isnull ? 0 : DatumGetInt64(d);
-        d = SPI_getbinval(tup, desc, 6, &isnull);
-        r->dest_id = nullptr;
-        r->dest_id_len = 0;
-        if (!isnull) {
-            text *t = DatumGetTextPP(d);
-            r->dest_id = VARDATA_ANY(t);
-            r->dest_id_len = VARSIZE_ANY_EXHDR(t);
-        }
+        text_at(tup, 6, r->dest_id, r->dest_id_len);
         d = SPI_getbinval(tup, desc, 7, &isnull);
         r->version = isnull ? 0 : DatumGetInt64(d);
     }
