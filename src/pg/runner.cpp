@@ -617,8 +617,10 @@ private:
     SqlArg SentAfterArg() const;
     void Deliver();
     // Runs the delivery engine over `next_batch`'s batches, records its
-    // counters, and throws DestinationFailure when it stopped the run.
-    void RunDelivery(std::function<std::optional<EngineBatch>()> next_batch);
+    // counters, and throws DestinationFailure when it stopped the run. Jobs
+    // parked for the run's last batch (Verdict::park) are resumed at its
+    // end; in a `final_pass` (resuming kept jobs) nothing parks.
+    void RunDelivery(std::function<std::optional<EngineBatch>()> next_batch, bool final_pass = false);
     int64_t KeepJob(const EngineBatch &batch, const PreparedRequest &poll);
     void LoseJob(int64_t handle, const std::string &why);
     bool DeliverNextBatch(int64_t &batch_no);
@@ -653,11 +655,6 @@ private:
     // records their rows.
     std::map<int64_t, std::vector<int64_t>> jobs_by_batch_;
     std::vector<int64_t> pending_jobs_;
-    // Kept jobs whose rows wait for the run's last batch (one job for many
-    // batches): their rows stay queued and unrecorded until RunDelivery
-    // resumes them. final_pass_: resuming kept jobs, nothing parks.
-    std::vector<int64_t> parked_jobs_;
-    bool final_pass_ = false;
     // The engine's counters as they grow, and as far as revetl.runs has
     // them: each commit adds the difference, so a run stopped half-way
     // still counts the requests it made (Finish records the rest).
@@ -1476,13 +1473,11 @@ void SyncRun::ResumeKeptJobs(const std::vector<int64_t> *parked) {
         Sql("DELETE FROM revetl.delivery_jobs WHERE sync_id = $1 AND state <> 'pending' "
             "AND finished_at < pg_catalog.now() - interval '1 day'",
             {SqlArg::Int8(def_.id)});
-    SqlResult jobs = parked ? Sql("SELECT id, job_id, step, flow_state FROM revetl.delivery_jobs "
-                                  "WHERE sync_id = $1 AND state = 'pending' AND id = ANY ($2::bigint[]) "
-                                  "ORDER BY id",
-                                  {SqlArg::Int8(def_.id), SqlArg::Int8Array(*parked)})
-                            : Sql("SELECT id, job_id, step, flow_state FROM revetl.delivery_jobs "
-                                  "WHERE sync_id = $1 AND state = 'pending' ORDER BY id",
-                                  {SqlArg::Int8(def_.id)});
+    SqlResult jobs =
+        Sql("SELECT id, job_id, step, flow_state FROM revetl.delivery_jobs "
+            "WHERE sync_id = $1 AND state = 'pending' AND ($2::bigint[] IS NULL OR id = ANY ($2)) "
+            "ORDER BY id",
+            {SqlArg::Int8(def_.id), parked ? SqlArg::Int8Array(*parked) : SqlArg::Null(INT8ARRAYOID)});
     CommitTransaction();
     if (jobs.rows.empty())
         return;
@@ -1531,15 +1526,7 @@ void SyncRun::ResumeKeptJobs(const std::vector<int64_t> *parked) {
         pgstat_report_activity(STATE_RUNNING,
                                parked ? "revetl: finishing the run's jobs" : "revetl: resuming kept jobs");
     });
-    const bool was_final = final_pass_;
-    final_pass_ = true;
-    try {
-        RunDelivery(next_job);
-    } catch (...) {
-        final_pass_ = was_final;
-        throw;
-    }
-    final_pass_ = was_final;
+    RunDelivery(next_job, true);
     if (!parked)
         PgGuard([&] {
             ereport(LOG, (errmsg("revetl: run %lld of sync \"%s\" in database \"%s\" resumed %zu jobs an "
@@ -1550,10 +1537,13 @@ void SyncRun::ResumeKeptJobs(const std::vector<int64_t> *parked) {
         });
 }
 
-void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch) {
+void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch, bool final_pass) {
     // Big batches commit one at a time; small ones are grouped.
     constexpr int64_t kFlushBatches = 64;
     constexpr long kFlushEveryMs = 50;
+    // Kept jobs whose rows wait for the last batch (one job for many
+    // batches): their rows stay queued and unrecorded until resumed below.
+    std::vector<int64_t> parked_jobs;
     EngineHooks hooks;
     hooks.next_batch = std::move(next_batch);
     hooks.batch_done = [&](const EngineBatch &batch, const std::vector<RowOutcome> &outcomes) {
@@ -1572,7 +1562,7 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
         auto jobs = jobs_by_batch_.find(batch.number);
         if (jobs != jobs_by_batch_.end()) {
             for (int64_t id : jobs->second)
-                (std::find(parked.begin(), parked.end(), id) == parked.end() ? pending_jobs_ : parked_jobs_)
+                (std::find(parked.begin(), parked.end(), id) == parked.end() ? pending_jobs_ : parked_jobs)
                     .push_back(id);
             jobs_by_batch_.erase(jobs);
         }
@@ -1625,7 +1615,7 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
     config.jobs = settings_.job_polling;
     BatchContext context{def_.id, def_.name, run_id_, 0, "upsert"};
     context.planned_rows = queued_;
-    context.final_pass = final_pass_;
+    context.final_pass = final_pass;
     PgGuard([&] {
         last_flush_ = GetCurrentTimestamp();
         pgstat_report_activity(STATE_RUNNING, "revetl: delivering");
@@ -1648,10 +1638,8 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
     Flush();
     // The run's batches are all out: the jobs parked for them are finished
     // now (run and polled), their rows recorded like any others.
-    if (result.ok && !final_pass_ && !parked_jobs_.empty()) {
-        std::vector<int64_t> parked;
-        parked.swap(parked_jobs_);
-        ResumeKeptJobs(&parked);
+    if (result.ok && !final_pass && !parked_jobs.empty()) {
+        ResumeKeptJobs(&parked_jobs);
         return; // that delivery logged the run's note, and stops the run on failure
     }
     // What the destination said about itself (Salesforce's API usage), in
