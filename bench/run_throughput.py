@@ -203,8 +203,8 @@ def main():
             """wrk's best rate on the endpoint, in rows per second (None with --endpoint sink)."""
             if args.endpoint != "nginx":
                 return None
-            same, _ = http_endpoints.wrk_rate(sink.url, body, args.in_flight, args.wrk_seconds)
-            most, _ = http_endpoints.wrk_rate(sink.url, body, args.wrk_connections, args.wrk_seconds, threads=2)
+            same = http_endpoints.wrk_rate(sink.url, body, args.in_flight, args.wrk_seconds)
+            most = http_endpoints.wrk_rate(sink.url, body, args.wrk_connections, args.wrk_seconds, threads=2)
             log(f"  wrk: {fmt(same)} requests/s over {args.in_flight} connections, {fmt(most)} over "
                 f"{args.wrk_connections}")
             return max(same, most) * per_request
