@@ -7,7 +7,6 @@ killed at random points, after which HubSpot must equal the model exactly."""
 import json
 import os
 import random
-import signal
 import sys
 import time
 import unittest
@@ -358,10 +357,7 @@ class HubSpotTest(unittest.TestCase):
                      != "0" or cluster.sql(f"select status from revetl.sync_runs where id = {run_id}")
                      not in ("queued", "running"), timeout=30, what="run to start")
             time.sleep(rng.uniform(0.05, 0.6))  # a random point in the run, not a synchronisation wait
-            pids = cluster.sql("select pid from pg_stat_activity where backend_type = 'revetl run'")
-            for pid in pids.split():
-                os.kill(int(pid), signal.SIGKILL)
-            wait_for(lambda: cluster.sql("select 1") == "1", timeout=60, what="server after the kill")
+            cluster.kill_runs()
             cluster.sql(f"update {self.t} set first_name = first_name || '+' where id % 13 = {rng.randint(0, 12)}")
         hubspot.configure(fail_rate=0, reset_rate=0, timeout_rate=0)
         wait_for(lambda: cluster.sql(f"select count(*) from revetl.sync_runs where sync_name = '{self.s}' "
