@@ -133,9 +133,18 @@ revetl.allowed_hosts = '*, 127.0.0.1'
     def lazy_wal_writer(self, delay="10s"):
         """Runs the block with the WAL writer writing asynchronous commits only every `delay`, so
         that such a commit is still in memory if the block stops the server immediately; the
-        setting is reset after the block."""
+        setting is reset after the block.
+
+        The WAL writer flushes at once when it wakes and its last flush is older than the delay,
+        which after an idle spell it is: so the block starts right after a flush of the writer's
+        own, made by an asynchronous commit and waited for, and has the whole delay before the next
+        one."""
         self.sql(f"alter system set wal_writer_delay = '{delay}'")
         self.sql("select pg_reload_conf()")
+        primed = self.sql("set synchronous_commit = off; select txid_current(); "
+                          "select pg_current_wal_insert_lsn()").splitlines()[-1]
+        wait_for(lambda: self.sql(f"select pg_current_wal_flush_lsn() >= '{primed}'") == "t", timeout=60,
+                 interval=0.01, what="the WAL writer's own flush")
         try:
             yield
         finally:
