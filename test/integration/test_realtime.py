@@ -119,6 +119,49 @@ class RealtimeTest(unittest.TestCase):
                          "1")
         self.assertEqual(mock.records(), self.model())
 
+    def test_plans_look_captured_keys_up_and_never_scan_the_shadow(self):
+        # Each plan of an ON CHANGE run reads its captured keys' shadow rows
+        # through the typed key's index, whatever the statistics say. Right
+        # after a first run fills the shadow table, its key columns have no
+        # statistics yet (autoanalyze is off here to keep it so): the planner
+        # then turned the lookup into a semi join over a sequential scan of
+        # every shadow row, at every plan, many a second.
+        t, s = f"{self.t}_big", f"{self.s}_big"
+        cluster.sql(f"create table {t} (id int primary key, score int not null); "
+                    f"insert into {t} select g, 0 from generate_series(100001, 120000) g; analyze {t}")
+        cluster.sql(f"select * from revetl.execute($$CREATE SYNC {s} FROM {t} TO hooks KEY (id) "
+                    f"MODE MIRROR SCHEDULE ON CHANGE$$)")
+        try:
+            shadow = "revetl.shadow_" + cluster.sql(f"select id from revetl.syncs where name = '{s}'")
+            cluster.sql(f"alter table {shadow} set (autovacuum_enabled = false)")
+            cluster.sql(f"update {t} set score = 0 where id = 100001")
+            wait_for(lambda: settled(s) and cluster.sql(f"select count(*) from {shadow}") == "20000",
+                     timeout=120, what="the first full run")
+            cluster.sql(f"alter table {shadow} set (autovacuum_enabled = false)")
+
+            def scans():
+                return cluster.sql(f"select seq_scan || '|' || coalesce(idx_scan, 0) from pg_stat_user_tables "
+                                   f"where relid = '{shadow}'::regclass").split("|")
+
+            seq_before, idx_before = scans()
+            for i, v in enumerate([5, 6, 7, 8, 9], start=100002):
+                cluster.sql(f"update {t} set score = {v} where id = {i}")
+                wait_for(lambda: mock.records().get(key(id=i), {}).get("score") == v, timeout=30, interval=0.01,
+                         what=f"row {i} to arrive")
+            # The run ends a second after the last change; its process's
+            # statistics are written as it exits.
+            wait_for(lambda: settled(s) and cluster.sql(
+                "select count(*) from pg_stat_activity where backend_type = 'revetl run'") == "0",
+                timeout=60, what="the run to end")
+            self.assertEqual(cluster.sql(f"select plan_kind from revetl.sync_runs where sync_name = '{s}' "
+                                         f"order by id desc limit 1"), "incremental")
+            wait_for(lambda: scans()[1] != idx_before, timeout=30, what="the run's statistics")
+            seq_after, idx_after = scans()
+            self.assertEqual(seq_after, seq_before, "an incremental plan scanned the whole shadow table")
+            self.assertGreater(int(idx_after), int(idx_before))
+        finally:
+            cluster.sql(f"select revetl.drop_sync('{s}', if_exists => true)")
+
     def test_a_b_a_b_in_one_run_has_four_idempotency_keys(self):
         # The mock skips a record whose idempotency key it applied before: a
         # repeated key would leave the row at A.

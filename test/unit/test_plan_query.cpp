@@ -490,10 +490,10 @@ TEST(BuildPlanQuery, TypedKeysCaptureFilterMatchesTheTypedColumns) {
     EXPECT_TRUE(
         Contains(sql, "WHERE ROW(src.\"Tenant\", src.\"email\") OPERATOR(pg_catalog.=) ANY (SELECT cap.k0, "
                       "cap.k1 FROM cap)"));
-    EXPECT_TRUE(Contains(sql,
-                         "FULL JOIN (SELECT * FROM \"revetl_shadow\".\"sync_1\" AS v WHERE EXISTS (SELECT 1 "
-                         "FROM cap WHERE v.key_1 OPERATOR(pg_catalog.=) cap.k0 AND v.key_2 COLLATE "
-                         "pg_catalog.\"C\" OPERATOR(\"my\".=) cap.k1)) AS s ON "))
+    EXPECT_TRUE(Contains(
+        sql, "FULL JOIN (SELECT v.* FROM cap, LATERAL (SELECT * FROM \"revetl_shadow\".\"sync_1\" AS v "
+             "WHERE v.key_1 OPERATOR(pg_catalog.=) cap.k0 AND v.key_2 COLLATE pg_catalog.\"C\" "
+             "OPERATOR(\"my\".=) cap.k1 OFFSET 0) AS v) AS s ON "))
         << sql;
 }
 

@@ -170,8 +170,16 @@ std::string BuildTypedPlanQuery(const PlanSpec &spec) {
         with = "WITH cap AS MATERIALIZED (" + CapturedKeys(spec) + ") ";
         model_filter = " WHERE " + (nkeys == 1 ? key_list : "ROW(" + key_list + ")") +
                        " OPERATOR(pg_catalog.=) ANY (SELECT " + cap_cols + " FROM cap)";
-        shadow_source =
-            "(SELECT * FROM " + shadow + " AS v WHERE EXISTS (SELECT 1 FROM cap WHERE " + cap_match + "))";
+        // The shadow rows are looked up key by key from the captured keys
+        // (a nested loop over cap, an index scan of the typed key columns
+        // each): OFFSET 0 keeps the lookup a subquery of its own, so that
+        // the planner cannot turn it into a semi join over the whole shadow
+        // table. It did, when the key columns had no statistics yet (right
+        // after a first run filled the shadow): a sequential scan of every
+        // shadow row at each of an ON CHANGE run's plans, many a second.
+        // cap's rows are distinct (UNION), so no shadow row comes twice.
+        shadow_source = "(SELECT v.* FROM cap, LATERAL (SELECT * FROM " + shadow + " AS v WHERE " +
+                        cap_match + " OFFSET 0) AS v)";
     }
 
     std::string passed_keys;
