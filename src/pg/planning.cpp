@@ -165,11 +165,14 @@ namespace {
 // The shadow table's typed key columns: name, type, typmod, comment (the
 // key column's name).
 SqlResult ShadowKeyColumns(const SyncDefinition &def) {
-    return Sql("SELECT a.attname::text, a.atttypid::pg_catalog.int8, a.atttypmod, "
-               "pg_catalog.col_description(a.attrelid, a.attnum) FROM pg_catalog.pg_attribute a "
-               "WHERE a.attrelid = $1::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped "
-               "AND a.attname OPERATOR(pg_catalog.~) '^key_[0-9]+$' ORDER BY a.attnum",
-               {SqlArg::Text(QualifiedName(kSchema, def.shadow_table))}, true);
+    // Read before each plan, many a second in an ON CHANGE run: planned
+    // once per process (the plan is kept for its life).
+    static PreparedSql *const columns =
+        new PreparedSql("SELECT a.attname::text, a.atttypid::pg_catalog.int8, a.atttypmod, "
+                        "pg_catalog.col_description(a.attrelid, a.attnum) FROM pg_catalog.pg_attribute a "
+                        "WHERE a.attrelid = $1::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped "
+                        "AND a.attname OPERATOR(pg_catalog.~) '^key_[0-9]+$' ORDER BY a.attnum");
+    return columns->Run({SqlArg::Text(QualifiedName(kSchema, def.shadow_table))}, true);
 }
 
 bool SameKeys(const SqlResult &have, const SyncDefinition &def, const std::vector<ModelKeyType> &keys) {

@@ -45,6 +45,7 @@ extern "C" {
 #include <optional>
 #include <random>
 #include <strings.h>
+#include <sys/resource.h>
 
 namespace revetl::pg {
 
@@ -106,6 +107,11 @@ struct QueueWriter {
     BulkInsertState bistate;
     TupleTableSlot **slots;
     int nslots;
+    // Where the slots are made, as chunks need them: the writer's memory
+    // context and resource owner, exactly as if made when it was opened
+    // (not the batch's context, reset after each fetch).
+    MemoryContext slot_cxt;
+    ResourceOwner slot_owner;
 };
 
 void OpenQueueWriter(QueueWriter *w, int max_rows) {
@@ -141,10 +147,13 @@ void OpenQueueWriter(QueueWriter *w, int max_rows) {
     InitResultRelInfo(w->rri, w->rel, 1, nullptr, 0);
     ExecOpenIndices(w->rri, false);
     w->bistate = GetBulkInsertState();
+    // The slots are made as chunks need them: an ON CHANGE run opens a
+    // writer for each of its plans, many a second, most of a few rows, and
+    // making a fetch's worth of slots each time was a tenth of its CPU.
     w->slots = static_cast<TupleTableSlot **>(palloc0(max_rows * sizeof(TupleTableSlot *)));
     w->nslots = max_rows;
-    for (int i = 0; i < max_rows; i++)
-        w->slots[i] = table_slot_create(w->rel, nullptr);
+    w->slot_cxt = CurrentMemoryContext;
+    w->slot_owner = CurrentResourceOwner;
 }
 
 // Queues n changes; `values` and `nulls` hold them row by row, in the
@@ -153,6 +162,14 @@ void WriteQueueChunk(QueueWriter *w, int n, const Datum *values, const bool *nul
     Assert(n <= w->nslots);
     const int natts = RelationGetDescr(w->rel)->natts;
     for (int i = 0; i < n; i++) {
+        if (!w->slots[i]) {
+            MemoryContext caller = MemoryContextSwitchTo(w->slot_cxt);
+            ResourceOwner caller_owner = CurrentResourceOwner;
+            CurrentResourceOwner = w->slot_owner;
+            w->slots[i] = table_slot_create(w->rel, nullptr);
+            CurrentResourceOwner = caller_owner;
+            MemoryContextSwitchTo(caller);
+        }
         TupleTableSlot *slot = w->slots[i];
         ExecClearTuple(slot);
         for (int a = 0; a < natts; a++) {
@@ -181,7 +198,7 @@ void WriteQueueChunk(QueueWriter *w, int n, const Datum *values, const bool *nul
 }
 
 void CloseQueueWriter(QueueWriter *w) {
-    for (int i = 0; i < w->nslots; i++)
+    for (int i = 0; i < w->nslots && w->slots[i]; i++)
         ExecDropSingleTupleTableSlot(w->slots[i]);
     pfree(w->slots);
     FreeBulkInsertState(w->bistate);
@@ -920,11 +937,12 @@ void SyncRun::Plan() {
     tracked_ = def_.Tracked();
     int64_t max_capture = 0;
     if (tracked_) {
-        SqlResult cap =
-            Sql("SELECT coalesce(max(id), 0), coalesce(bool_or(key IS NULL), false), "
-                "coalesce((SELECT incremental_ready FROM revetl.sync_state WHERE sync_id = $1), false) "
-                "FROM revetl.captured_changes WHERE sync_id = $1",
-                {SqlArg::Int8(def_.id)});
+        // Planned once for the run (an ON CHANGE run plans many times a second).
+        static PreparedSql *const captured = new PreparedSql(
+            "SELECT coalesce(max(id), 0), coalesce(bool_or(key IS NULL), false), "
+            "coalesce((SELECT incremental_ready FROM revetl.sync_state WHERE sync_id = $1), false) "
+            "FROM revetl.captured_changes WHERE sync_id = $1");
+        SqlResult cap = captured->Run({SqlArg::Int8(def_.id)});
         max_capture = cap.Int8(0, 0);
         bool truncated = cap.Bool(0, 1);
         bool ready = cap.Bool(0, 2);
@@ -939,6 +957,16 @@ void SyncRun::Plan() {
             fresh.resync = spec.resync;
             spec = fresh;
         }
+    }
+    // An incremental plan reads a few captured keys through indexes, yet
+    // its estimate can pass jit_above_cost (the captured-keys table's
+    // statistics count the keys since deleted): compiling it took tens of
+    // milliseconds, far more than running it, at every plan of an ON CHANGE
+    // run. Full diffs keep the server's JIT settings.
+    if (spec.capture) {
+        static PreparedSql *const no_jit =
+            new PreparedSql("SELECT pg_catalog.set_config('jit', 'off', true)");
+        no_jit->Run({});
     }
     std::string plan_sql = BuildPlanQuery(spec);
     // A test run plans everything and sends the first rows in key order.
@@ -1312,6 +1340,15 @@ void SyncRun::Deliver() {
     RunDelivery([this] { return ReadBatch(); });
 }
 
+// The CPU time (user and system) this process has used.
+int64_t ProcessCpuMicroseconds() {
+    struct rusage usage {};
+    if (getrusage(RUSAGE_SELF, &usage) != 0)
+        return 0;
+    return (static_cast<int64_t>(usage.ru_utime.tv_sec) + usage.ru_stime.tv_sec) * 1000000 +
+           usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
+}
+
 bool SyncRun::ContinuesOnChange() const {
     // Only runs the scheduler started for new changes: a run_sync() caller
     // waits for its run to end, and a test, full or resync run is one plan.
@@ -1339,6 +1376,18 @@ void SyncRun::DeliverChangesAsTheyCommit() {
     // together, so that a busy table costs the run one plan per interval
     // rather than one per commit, and the writers keep the CPU.
     constexpr long kMinPlanIntervalMs = 20;
+    // A plan and its delivery cost about the same CPU whether they carry
+    // ten keys or a few hundred (transactions, the queue's scans, a
+    // request). So the next plan waits until the CPU this process used for
+    // the last is at most a quarter of the time since it began: at a
+    // thousand commits a second that is a few milliseconds and the interval
+    // stays at its minimum; when the writers keep the table busy, plans
+    // grow larger rather than more frequent, and the run takes about a
+    // quarter of one CPU from them, up to this interval. (CPU, not elapsed
+    // time: a slow destination or a slow disk does not stretch it.)
+    constexpr long kMaxPlanIntervalMs = 100;
+    constexpr long kCpuShare = 4;
+    long plan_interval_ms = kMinPlanIntervalMs;
     TimestampTz last_plan = 0;
     TimestampTz now = 0;
     PgGuard([&] {
@@ -1367,12 +1416,13 @@ void SyncRun::DeliverChangesAsTheyCommit() {
         if (now >= end)
             return;
         BeginTransaction("revetl: looking for changes");
-        SqlResult r =
-            Sql("SELECT (SELECT pg_catalog.row_to_json(s)::text FROM revetl.syncs s WHERE s.id = $1), "
-                "coalesce(bool_or(NOT retry), false), coalesce(bool_or(key IS NULL), false), "
-                "EXISTS (SELECT 1 FROM revetl.runs q WHERE q.status = 'queued' AND q.sync_id = $1) "
-                "FROM revetl.captured_changes WHERE sync_id = $1",
-                {SqlArg::Int8(def_.id)});
+        // Planned once for the run (it runs up to every 20 ms).
+        static PreparedSql *const look = new PreparedSql(
+            "SELECT (SELECT pg_catalog.row_to_json(s)::text FROM revetl.syncs s WHERE s.id = $1), "
+            "coalesce(bool_or(NOT retry), false), coalesce(bool_or(key IS NULL), false), "
+            "EXISTS (SELECT 1 FROM revetl.runs q WHERE q.status = 'queued' AND q.sync_id = $1) "
+            "FROM revetl.captured_changes WHERE sync_id = $1");
+        SqlResult r = look->Run({SqlArg::Int8(def_.id)});
         // A run queued for the sync (run_sync, a test run) goes next: this
         // one ends rather than keep it waiting.
         const bool same = r.At(0, 0) && *r.At(0, 0) == definition_ && !r.Bool(0, 3);
@@ -1395,10 +1445,11 @@ void SyncRun::DeliverChangesAsTheyCommit() {
             });
             continue;
         }
-        const TimestampTz next_plan = TimestampTzPlusMilliseconds(last_plan, kMinPlanIntervalMs);
+        const TimestampTz next_plan = TimestampTzPlusMilliseconds(last_plan, plan_interval_ms);
         if (now < next_plan)
             SleepMs(static_cast<long>((next_plan - now) / 1000) + 1);
         PgGuard([&] { last_plan = GetCurrentTimestamp(); });
+        const int64_t cpu_before = ProcessCpuMicroseconds();
         // The earlier plans' rows are all recorded (Deliver flushed them).
         last_seq_ = queued_;
         read_ahead_.clear();
@@ -1412,6 +1463,9 @@ void SyncRun::DeliverChangesAsTheyCommit() {
         if (!incremental_)
             return;
         PgGuard([&] {
+            plan_interval_ms =
+                std::clamp(static_cast<long>((ProcessCpuMicroseconds() - cpu_before) / 1000) * kCpuShare,
+                           kMinPlanIntervalMs, kMaxPlanIntervalMs);
             idle_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kIdleMs);
             pgstat_report_activity(STATE_RUNNING, "revetl: waiting for changes");
         });

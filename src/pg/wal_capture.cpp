@@ -235,11 +235,13 @@ void ReadSlot(const std::string &slot, const std::string &targets, XLogRecPtr up
     // Keys render as the capture function renders them. The commit need not
     // wait for its flush: the slot is confirmed only once it is flushed
     // (ConfirmQueued, on a later pass).
-    Sql("SELECT pg_catalog.set_config('DateStyle', 'ISO, YMD', true), "
-        "pg_catalog.set_config('TimeZone', 'UTC', true), "
-        "pg_catalog.set_config('IntervalStyle', 'postgres', true), "
-        "pg_catalog.set_config('extra_float_digits', '3', true), "
-        "pg_catalog.set_config('synchronous_commit', 'off', true)");
+    static PreparedSql *const settings =
+        new PreparedSql("SELECT pg_catalog.set_config('DateStyle', 'ISO, YMD', true), "
+                        "pg_catalog.set_config('TimeZone', 'UTC', true), "
+                        "pg_catalog.set_config('IntervalStyle', 'postgres', true), "
+                        "pg_catalog.set_config('extra_float_digits', '3', true), "
+                        "pg_catalog.set_config('synchronous_commit', 'off', true)");
+    settings->Run({});
     const bool create = g_reader.ctx == nullptr || g_reader.targets != targets;
     if (create) {
         FreeReader();
@@ -350,15 +352,15 @@ void ReadSlot(const std::string &slot, const std::string &targets, XLogRecPtr up
             resetStringInfo(&g_reader.batch);
         });
         // Keys decoded in one pass are queued once each (coalesced by key).
-        SqlResult woken =
-            Sql("WITH d AS (SELECT DISTINCT pg_catalog.split_part(l, E'\\t', 1)::bigint AS sync_id, "
-                "CASE WHEN pg_catalog.strpos(l, E'\\t') > 0 THEN pg_catalog.substr(l, "
-                "pg_catalog.strpos(l, E'\\t') + 1) END AS key "
-                "FROM pg_catalog.unnest(pg_catalog.string_to_array($1, E'\\n')) AS l), "
-                "ins AS (INSERT INTO revetl.captured_changes (sync_id, key) SELECT d.sync_id, d.key FROM d "
-                "JOIN revetl.syncs s ON s.id = d.sync_id RETURNING sync_id) "
-                "SELECT DISTINCT sync_id FROM ins",
-                {SqlArg::Text(lines)});
+        static PreparedSql *const queue_keys = new PreparedSql(
+            "WITH d AS (SELECT DISTINCT pg_catalog.split_part(l, E'\\t', 1)::bigint AS sync_id, "
+            "CASE WHEN pg_catalog.strpos(l, E'\\t') > 0 THEN pg_catalog.substr(l, "
+            "pg_catalog.strpos(l, E'\\t') + 1) END AS key "
+            "FROM pg_catalog.unnest(pg_catalog.string_to_array($1, E'\\n')) AS l), "
+            "ins AS (INSERT INTO revetl.captured_changes (sync_id, key) SELECT d.sync_id, d.key FROM d "
+            "JOIN revetl.syncs s ON s.id = d.sync_id RETURNING sync_id) "
+            "SELECT DISTINCT sync_id FROM ins");
+        SqlResult woken = queue_keys->Run({SqlArg::Text(lines)});
         // An ON CHANGE run in progress plans the new keys at once; otherwise
         // this scheduler queues one.
         for (size_t i = 0; i < woken.rows.size(); i++)
@@ -387,6 +389,15 @@ std::string WalTargetsQuery() {
 }
 
 bool CaptureWalChangesImpl();
+
+// The scheduler reads the targets before each read of the slot, up to
+// every revetl.wal_poll_interval under load: the statement is planned once
+// per process (planning it was most of a read's cost). The plan is kept for
+// the life of the process, so it is never freed.
+SqlResult WalTargets() {
+    static PreparedSql *const targets = new PreparedSql(WalTargetsQuery());
+    return targets->Run({});
+}
 
 // The server invalidated the slot (it retained more than
 // max_slot_wal_keep_size): the changes it had not yet decoded are gone from
@@ -458,7 +469,7 @@ bool ReadAgain() {
     XLogRecPtr upto = InvalidXLogRecPtr;
     PgGuard([&] { upto = GetFlushRecPtr(nullptr); });
     BeginTransaction("revetl: reading the WAL");
-    SqlResult syncs = Sql(WalTargetsQuery(), {}, false);
+    SqlResult syncs = WalTargets();
     if (syncs.rows.empty()) {
         CommitTransaction();
         return CaptureWalChangesImpl();
@@ -558,7 +569,7 @@ bool CaptureWalChangesImpl() {
     // The list of syncs, read after the position (see above) with a
     // snapshot of its own (not read-only: SPI takes a new one): each as the
     // plugin's option '<sync id>:<table oid>:<key attnums>'.
-    SqlResult syncs = Sql(WalTargetsQuery(), {}, false);
+    SqlResult syncs = WalTargets();
     if (syncs.rows.empty()) {
         CommitTransaction();
         FreeReader();
