@@ -22,8 +22,12 @@ def setUpModule():
     global cluster, mock
     # Long runs, so that a test's commits surely fall in one run; retries of
     # undelivered keys after a second (the crash test waits for them).
+    # pg_stat_statements sees the runs' plan queries (whether they were
+    # compiled, below).
     cluster = Cluster(name="revetl-realtime", extra_conf="revetl.change_run_duration = '10min'\n"
-                                                         "revetl.change_retry_interval = 1").start()
+                                                         "revetl.change_retry_interval = 1\n"
+                                                         "shared_preload_libraries = 'revetl, pg_stat_statements'\n"
+                                                         "pg_stat_statements.track = all").start()
     mock = MockWebhook()
     cluster.sql(f"""
         create extension revetl;
@@ -161,6 +165,38 @@ class RealtimeTest(unittest.TestCase):
             self.assertGreater(int(idx_after), int(idx_before))
         finally:
             cluster.sql(f"select revetl.drop_sync('{s}', if_exists => true)")
+
+    def test_incremental_plans_are_never_compiled(self):
+        # Compiling an ON CHANGE run's plan query took longer than running
+        # it, at every plan: incremental plans run with jit = off, full diffs
+        # keep the server's settings. Here JIT is asked for every query.
+        if cluster.sql("select pg_jit_available()") != "t":
+            self.skipTest("this server has no JIT")
+        cluster.sql("create extension if not exists pg_stat_statements")
+        cluster.sql("alter system set jit_above_cost = 0; select pg_reload_conf()")
+        try:
+            # A new process sees it (the run's process is new too).
+            wait_for(lambda: cluster.sql("show jit_above_cost") == "0", what="the setting to be loaded")
+            cluster.sql("select pg_stat_statements_reset()")
+            for i, v in enumerate([5, 6, 7], start=2):
+                cluster.sql(f"update {self.t} set score = {v} where id = {i}")
+                wait_for(lambda: self.score(i) == v, timeout=30, interval=0.01, what=f"row {i} to arrive")
+            cluster.sql(f"select * from revetl.run_sync('{self.s}', full => true, wait => true)")
+
+            def compiled(start):
+                return cluster.sql("select count(*) || '|' || coalesce(sum(calls), 0) || '|' "
+                                   "|| coalesce(sum(jit_functions), 0) from pg_stat_statements "
+                                   f"where query like '{start}%'").split("|")
+            statements, calls, functions = compiled("WITH cap AS MATERIALIZED")
+            self.assertGreaterEqual(int(calls), 3)
+            self.assertEqual(functions, "0", "an incremental plan was compiled")
+            # The full diff's plan was: JIT works on this server.
+            statements, calls, functions = compiled("SELECT (CASE WHEN m.present")
+            self.assertEqual(calls, "1")
+            self.assertGreater(int(functions), 0)
+        finally:
+            cluster.sql("alter system reset jit_above_cost; select pg_reload_conf()")
+        self.assertEqual(mock.records(), self.model())
 
     def test_a_b_a_b_in_one_run_has_four_idempotency_keys(self):
         # The mock skips a record whose idempotency key it applied before: a
