@@ -962,12 +962,13 @@ void SyncRun::Plan() {
     // its estimate can pass jit_above_cost (the captured-keys table's
     // statistics count the keys since deleted): compiling it took tens of
     // milliseconds, far more than running it, at every plan of an ON CHANGE
-    // run. Full diffs keep the server's JIT settings.
-    if (spec.capture) {
-        static PreparedSql *const no_jit =
-            new PreparedSql("SELECT pg_catalog.set_config('jit', 'off', true)");
-        no_jit->Run({});
-    }
+    // run. Full diffs keep the server's JIT settings. Local to the planning
+    // transaction, as PreparePlan's work_mem and enable_hashjoin.
+    if (spec.capture)
+        PgGuard([] {
+            (void)set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+                                    false);
+        });
     std::string plan_sql = BuildPlanQuery(spec);
     // A test run plans everything and sends the first rows in key order.
     if (row_limit_ >= 0)

@@ -235,13 +235,17 @@ void ReadSlot(const std::string &slot, const std::string &targets, XLogRecPtr up
     // Keys render as the capture function renders them. The commit need not
     // wait for its flush: the slot is confirmed only once it is flushed
     // (ConfirmQueued, on a later pass).
-    static PreparedSql *const settings =
-        new PreparedSql("SELECT pg_catalog.set_config('DateStyle', 'ISO, YMD', true), "
-                        "pg_catalog.set_config('TimeZone', 'UTC', true), "
-                        "pg_catalog.set_config('IntervalStyle', 'postgres', true), "
-                        "pg_catalog.set_config('extra_float_digits', '3', true), "
-                        "pg_catalog.set_config('synchronous_commit', 'off', true)");
-    settings->Run({});
+    // Local to the read's transaction.
+    PgGuard([] {
+        static const char *const kSettings[][2] = {{"DateStyle", "ISO, YMD"},
+                                                   {"TimeZone", "UTC"},
+                                                   {"IntervalStyle", "postgres"},
+                                                   {"extra_float_digits", "3"},
+                                                   {"synchronous_commit", "off"}};
+        for (const auto &setting : kSettings)
+            (void)set_config_option(setting[0], setting[1], PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+                                    true, 0, false);
+    });
     const bool create = g_reader.ctx == nullptr || g_reader.targets != targets;
     if (create) {
         FreeReader();
