@@ -25,7 +25,7 @@ DATA = sql/revetl--$(EXTVERSION).sql $(wildcard sql/revetl--*--*.sql)
 
 # pg_regress tests: sql/<name>.sql against expected/<name>.out, run on a
 # temporary instance with revetl preloaded (see scripts/test.sh).
-REGRESS = destinations syncs errors runs security sync_language sync_language_errors identifiers destination_types drop_extension
+REGRESS = destinations syncs errors runs security sync_language sync_language_errors identifiers object_jsonb destination_types drop_extension
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 PG_CONFIG ?= pg_config

@@ -835,3 +835,15 @@ LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE;
 
 COMMENT ON FUNCTION revetl.key_field(text, text, anyelement) IS
   'one field of a shadow key''s text ({"column": value, ...}) as a value of the given type';
+
+-- jsonb_build_object(key, value, ...) with each argument's conversion looked
+-- up once per call site: the plan's key and payload objects, the same bytes.
+-- STABLE, not IMMUTABLE: some output functions follow settings (TimeZone).
+-- Callable by everyone: the plan runs as the sync's owner.
+CREATE FUNCTION revetl.object_jsonb(VARIADIC "any")
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'revetl_object_jsonb'
+LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE;
+
+COMMENT ON FUNCTION revetl.object_jsonb("any") IS
+  'jsonb_build_object''s result for text keys and any values, for revetl''s plan';

@@ -61,13 +61,13 @@ TEST(PayloadExpression, MapExpressionsAreParenthesizedAndFieldsQuoted) {
     PlanSpec spec = RelationSpec();
     spec.map = {{"email", "lower(email)"}, {"it's", "score + 1 -- c"}};
     EXPECT_EQ(PayloadExpression(spec),
-              "pg_catalog.jsonb_build_object('email', (lower(email)\n), 'it''s', (score + 1 -- c\n))");
+              "revetl.object_jsonb('email', (lower(email)\n), 'it''s', (score + 1 -- c\n))");
 }
 
 TEST(PayloadExpression, BackslashInFieldNameUsesEString) {
     PlanSpec spec = RelationSpec();
     spec.map = {{"a\\b", "x"}};
-    EXPECT_EQ(PayloadExpression(spec), "pg_catalog.jsonb_build_object(E'a\\\\b', (x\n))");
+    EXPECT_EQ(PayloadExpression(spec), "revetl.object_jsonb(E'a\\\\b', (x\n))");
 }
 
 TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
@@ -78,9 +78,9 @@ TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
         sql, ") AS m LEFT JOIN \"revetl_shadow\".\"sync_1\" AS s ON s.key OPERATOR(pg_catalog.=) m.k "));
     EXPECT_TRUE(NotContains(sql, "FULL JOIN"));
     EXPECT_TRUE(Contains(sql, "pg_catalog.to_jsonb(src.*) AS payload"));
-    EXPECT_TRUE(Contains(sql, "pg_catalog.jsonb_build_object('id', src.\"id\")"));
+    EXPECT_TRUE(Contains(sql, "revetl.object_jsonb('id', src.\"id\")"));
     EXPECT_TRUE(
-        Contains(sql, "CASE WHEN (src.\"id\" IS NULL) THEN NULL ELSE pg_catalog.jsonb_build_object('id', "
+        Contains(sql, "CASE WHEN (src.\"id\" IS NULL) THEN NULL ELSE revetl.object_jsonb('id', "
                       "src.\"id\")::pg_catalog.text END COLLATE pg_catalog.\"C\" AS k, src.\"id\" AS kc0, "));
     // The key's jsonb is not built per model row (see BuildPlanQuery).
     EXPECT_TRUE(NotContains(sql, "AS key_json, to_jsonb"));
@@ -96,9 +96,9 @@ TEST(BuildPlanQuery, RelationSourceAndLeftJoinForUpsert) {
             "SELECT (CASE WHEN m.present IS NULL THEN 'r' WHEN m.k IS NULL THEN 'n' "
             "WHEN m.dups OPERATOR(pg_catalog.>) 1 THEN 'd' WHEN s.key IS NULL OR s.removed THEN 'a' ELSE 'c' "
             "END)::pg_catalog.\"char\" AS op, "
-            "coalesce(m.k, s.key, pg_catalog.jsonb_build_object('id', m.kc0)::pg_catalog.text) AS key, "
+            "coalesce(m.k, s.key, revetl.object_jsonb('id', m.kc0)::pg_catalog.text) AS key, "
             "CASE WHEN m.present AND (m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1) THEN "
-            "pg_catalog.jsonb_build_object('id', m.kc0) END "
+            "revetl.object_jsonb('id', m.kc0) END "
             "AS key_json, "
             "m.payload AS payload, m.h AS row_hash, CASE WHEN m.present AND s.removed THEN NULL ELSE "
             "s.dest_id END "
@@ -148,26 +148,25 @@ TEST(BuildPlanQuery, EveryUserNameIsQuoted) {
     std::string sql = BuildPlanQuery(spec);
 
     EXPECT_TRUE(Contains(sql, "FROM \"sch\"\"ema\".\"ta'ble\" AS src"));
-    EXPECT_TRUE(Contains(
-        sql, "pg_catalog.jsonb_build_object('a\"b', src.\"a\"\"b\", 'Tenant Id', src.\"Tenant Id\")"));
+    EXPECT_TRUE(Contains(sql, "revetl.object_jsonb('a\"b', src.\"a\"\"b\", 'Tenant Id', src.\"Tenant Id\")"));
     EXPECT_TRUE(Contains(sql, "(src.\"a\"\"b\" IS NULL OR src.\"Tenant Id\" IS NULL)"));
     EXPECT_TRUE(Contains(sql, "JOIN \"sha\"\"dow\".\"s\"\"1\" AS s"));
     EXPECT_TRUE(Contains(sql, "(\"a\"\"b\"\n) AS v0"));
-    EXPECT_TRUE(Contains(sql, "pg_catalog.jsonb_build_object('fi''eld', m.v0)"));
+    EXPECT_TRUE(Contains(sql, "revetl.object_jsonb('fi''eld', m.v0)"));
     // The bare, unquoted forms never appear.
     EXPECT_TRUE(NotContains(sql, "src.a\"b"));
     EXPECT_TRUE(NotContains(sql, " sha\"dow"));
     EXPECT_TRUE(NotContains(sql, "'fi'eld'"));
     // Key object: the text key per model row, and key text and key_json
     // from the passed-through columns for returned rows; null check once.
-    EXPECT_EQ(Count(sql, "pg_catalog.jsonb_build_object('a\"b'"), 3u);
+    EXPECT_EQ(Count(sql, "revetl.object_jsonb('a\"b'"), 3u);
     EXPECT_EQ(Count(sql, "'a\"b', m.kc0, 'Tenant Id', m.kc1)"), 2u);
     EXPECT_EQ(Count(sql, "IS NULL OR src.\"Tenant Id\" IS NULL"), 1u);
 }
 
 TEST(BuildValidationQuery, ExactText) {
     PlanSpec spec = RelationSpec();
-    EXPECT_EQ(BuildValidationQuery(spec), "SELECT pg_catalog.jsonb_build_object('id', src.\"id\") AS "
+    EXPECT_EQ(BuildValidationQuery(spec), "SELECT revetl.object_jsonb('id', src.\"id\") AS "
                                           "key_json, pg_catalog.to_jsonb(src.*) AS payload "
                                           "FROM \"public\".\"users\" AS src LIMIT 0");
     spec.model.kind = ModelRef::Kind::Query;
@@ -175,8 +174,8 @@ TEST(BuildValidationQuery, ExactText) {
     spec.key_columns = {"id", "o\"rg"};
     spec.map = {{"n", "id * 2"}};
     EXPECT_EQ(BuildValidationQuery(spec),
-              "SELECT pg_catalog.jsonb_build_object('id', src.\"id\", 'o\"rg', src.\"o\"\"rg\") AS key_json, "
-              "pg_catalog.jsonb_build_object('n', (id * 2\n)) AS payload FROM (SELECT 1 AS id --\n) AS src "
+              "SELECT revetl.object_jsonb('id', src.\"id\", 'o\"rg', src.\"o\"\"rg\") AS key_json, "
+              "revetl.object_jsonb('n', (id * 2\n)) AS payload FROM (SELECT 1 AS id --\n) AS src "
               "LIMIT 0");
 }
 
@@ -235,9 +234,8 @@ TEST(BuildPlanQuery, HashOverMappedValuesOrPayloadText) {
     EXPECT_TRUE(Contains(sql, "src.\"id\" AS kc0, (lower(email)\n) AS v0, (score -- c\n) AS v1 FROM "));
     EXPECT_TRUE(
         Contains(sql, "x.kc0, x.v0, x.v1, pg_catalog.hash_record_extended(ROW(x.v0, x.v1), 0) AS h, "));
-    EXPECT_TRUE(
-        Contains(sql, "CASE WHEN m.present THEN pg_catalog.jsonb_build_object('email', m.v0, 'n', m.v1) END "
-                      "AS payload, "));
+    EXPECT_TRUE(Contains(sql, "CASE WHEN m.present THEN revetl.object_jsonb('email', m.v0, 'n', m.v1) END "
+                              "AS payload, "));
     EXPECT_TRUE(NotContains(sql, "hash_row"));
 
     // A mapped type without a hash function: hash the payload's text.
@@ -282,11 +280,10 @@ TEST(BuildPlanQuery, CaptureFilterRestrictsModelAndShadowToCapturedKeys) {
         << sql;
     EXPECT_TRUE(Contains(sql, "FROM \"public\".\"users\" AS src WHERE ROW(src.\"tenant\", src.\"o'id\") "
                               "OPERATOR(pg_catalog.=) ANY (SELECT cap.k0, cap.k1 FROM cap)) AS x"));
-    EXPECT_TRUE(Contains(sql,
-                         ") AS m FULL JOIN (SELECT * FROM \"revetl_shadow\".\"sync_1\" WHERE key "
-                         "OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.jsonb_build_object('tenant', cap.k0, "
-                         "'o''id', cap.k1)::pg_catalog.text COLLATE pg_catalog.\"C\" "
-                         "FROM cap)) AS s ON s.key OPERATOR(pg_catalog.=) m.k "));
+    EXPECT_TRUE(Contains(sql, ") AS m FULL JOIN (SELECT * FROM \"revetl_shadow\".\"sync_1\" WHERE key "
+                              "OPERATOR(pg_catalog.=) ANY (SELECT revetl.object_jsonb('tenant', cap.k0, "
+                              "'o''id', cap.k1)::pg_catalog.text COLLATE pg_catalog.\"C\" "
+                              "FROM cap)) AS s ON s.key OPERATOR(pg_catalog.=) m.k "));
 }
 
 TEST(BuildPayloadColumnsQuery, ExactText) {
@@ -323,7 +320,7 @@ TEST(BuildPlanQuery, AudienceHashesTheIdentifiersAlone) {
     EXPECT_TRUE(Contains(sql, "hash_record_extended(ROW(x.v0), 0)"));
     EXPECT_TRUE(Contains(sql, "FULL JOIN"));
     // The payload still carries every mapped field.
-    EXPECT_TRUE(Contains(sql, "jsonb_build_object('email', m.v0, 'plan', m.v1)"));
+    EXPECT_TRUE(Contains(sql, "object_jsonb('email', m.v0, 'plan', m.v1)"));
     // Without hashing rules no row is judged by its identifier.
     EXPECT_TRUE(NotContains(sql, "bad_id"));
     EXPECT_TRUE(NotContains(sql, "'h'"));
@@ -420,17 +417,16 @@ TEST(BuildPlanQuery, TypedKeysJoinOnTheValuesWithTheTypesOperatorsAndTextInC) {
     // No key text or jsonb per model row: only the two outputs (and the
     // payload), built from the passed-through columns for the rows that
     // come out.
-    EXPECT_EQ(Count(sql, "jsonb_build_object('Tenant'"), 3u) << sql;
-    EXPECT_EQ(Count(sql, "pg_catalog.jsonb_build_object('Tenant', m.kc0, 'email', m.kc1)"), 2u);
-    EXPECT_TRUE(Contains(sql, "coalesce(s.key, pg_catalog.jsonb_build_object("));
+    EXPECT_EQ(Count(sql, "object_jsonb('Tenant'"), 3u) << sql;
+    EXPECT_EQ(Count(sql, "revetl.object_jsonb('Tenant', m.kc0, 'email', m.kc1)"), 2u);
+    EXPECT_TRUE(Contains(sql, "coalesce(s.key, revetl.object_jsonb("));
     EXPECT_TRUE(NotContains(sql, "m.k "));
     // The row hash over the values, qualified; the payload per column in
     // the outer query (no whole-row value).
     EXPECT_TRUE(Contains(sql, "\"revetl_shadow\".row_hash(x.c0, x.c1, x.c2) AS h"));
     EXPECT_TRUE(Contains(sql, "src.\"Tenant\" AS c0, src.\"email\" AS c1, src.\"sc'ore\" AS c2 FROM"));
-    EXPECT_TRUE(Contains(sql,
-                         "CASE WHEN m.present THEN pg_catalog.jsonb_build_object('Tenant', m.c0, 'email', "
-                         "m.c1, 'sc''ore', m.c2) END AS payload"));
+    EXPECT_TRUE(Contains(sql, "CASE WHEN m.present THEN revetl.object_jsonb('Tenant', m.c0, 'email', "
+                              "m.c1, 'sc''ore', m.c2) END AS payload"));
     EXPECT_TRUE(NotContains(sql, "to_jsonb"));
     EXPECT_TRUE(NotContains(sql, "hash_record_extended"));
     // NULL keys and duplicates: on the typed columns, duplicates in "C".
@@ -444,20 +440,20 @@ TEST(BuildPlanQuery, KeyJsonOnlyForRefusedRowsUnlessAskedForEveryRow) {
     PlanSpec spec = TypedSpec();
     std::string sql = BuildPlanQuery(spec);
     EXPECT_TRUE(Contains(sql, "CASE WHEN m.present AND ((m.kc0 IS NULL OR m.kc1 IS NULL) OR m.dups "
-                              "OPERATOR(pg_catalog.>) 1) THEN pg_catalog.jsonb_build_object('Tenant', m.kc0, "
+                              "OPERATOR(pg_catalog.>) 1) THEN revetl.object_jsonb('Tenant', m.kc0, "
                               "'email', m.kc1) END AS key_json"))
         << sql;
     EXPECT_TRUE(NotContains(sql, "s.key::pg_catalog.jsonb"));
     spec = RelationSpec();
     sql = BuildPlanQuery(spec);
     EXPECT_TRUE(Contains(sql, "CASE WHEN m.present AND (m.k IS NULL OR m.dups OPERATOR(pg_catalog.>) 1) THEN "
-                              "pg_catalog.jsonb_build_object('id', m.kc0) END AS key_json"))
+                              "revetl.object_jsonb('id', m.kc0) END AS key_json"))
         << sql;
     // preview_sync shows every row's key.
     for (PlanSpec asked : {TypedSpec(), RelationSpec()}) {
         asked.key_json_for_every_row = true;
         sql = BuildPlanQuery(asked);
-        EXPECT_TRUE(Contains(sql, "CASE WHEN m.present THEN pg_catalog.jsonb_build_object("));
+        EXPECT_TRUE(Contains(sql, "CASE WHEN m.present THEN revetl.object_jsonb("));
         EXPECT_TRUE(Contains(sql, " ELSE s.key::pg_catalog.jsonb END AS key_json")) << sql;
     }
 }
@@ -473,7 +469,7 @@ TEST(BuildPlanQuery, TypedKeysFallBackToTheWholeRowAndToMappedValues) {
     spec.map = {{"f", "lower(email)"}, {"g", "1"}};
     sql = BuildPlanQuery(spec);
     EXPECT_TRUE(Contains(sql, "\"revetl_shadow\".row_hash(x.v0, x.v1) AS h"));
-    EXPECT_TRUE(Contains(sql, "pg_catalog.jsonb_build_object('f', m.v0, 'g', m.v1)"));
+    EXPECT_TRUE(Contains(sql, "revetl.object_jsonb('f', m.v0, 'g', m.v1)"));
     spec.hash_values = false;
     sql = BuildPlanQuery(spec);
     EXPECT_TRUE(Contains(sql, "pg_catalog.hashtextextended(x.payload::pg_catalog.text, 0) AS h"));

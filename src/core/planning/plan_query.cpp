@@ -8,8 +8,13 @@ namespace revetl {
 
 namespace {
 
+// Key and payload objects: jsonb_build_object's result, byte for byte,
+// with each argument's conversion looked up once per query rather than
+// once per row (src/pg/object_jsonb.cpp).
+constexpr const char *kObjectJsonb = "revetl.object_jsonb(";
+
 std::string KeyObject(const std::vector<std::string> &key_columns) {
-    std::string out = "pg_catalog.jsonb_build_object(";
+    std::string out = kObjectJsonb;
     for (size_t i = 0; i < key_columns.size(); i++) {
         if (i > 0)
             out += ", ";
@@ -22,7 +27,7 @@ std::string KeyObject(const std::vector<std::string> &key_columns) {
 // The same object built from the key columns passed through the plan's
 // subqueries as m.kc0, m.kc1, ...
 std::string PassedKeyObject(const std::vector<std::string> &key_columns) {
-    std::string out = "pg_catalog.jsonb_build_object(";
+    std::string out = kObjectJsonb;
     for (size_t i = 0; i < key_columns.size(); i++)
         out += (i ? ", " : "") + QuoteLiteral(key_columns[i]) + ", m.kc" + std::to_string(i);
     return out + ")";
@@ -69,7 +74,7 @@ std::string KeyJsonColumn(const PlanSpec &spec, const std::string &refused) {
 std::string PayloadExpression(const PlanSpec &spec) {
     if (spec.map.empty())
         return "pg_catalog.to_jsonb(src.*)";
-    std::string out = "pg_catalog.jsonb_build_object(";
+    std::string out = kObjectJsonb;
     for (size_t i = 0; i < spec.map.size(); i++) {
         if (i > 0)
             out += ", ";
@@ -217,7 +222,7 @@ std::string BuildTypedPlanQuery(const PlanSpec &spec) {
             value_args += (i ? ", x." : "x.") + v;
             fields += (i ? ", " : "") + QuoteLiteral(spec.map[i].field) + ", m." + v;
         }
-        payload = "CASE WHEN m.present THEN pg_catalog.jsonb_build_object(" + fields + ") END";
+        payload = "CASE WHEN m.present THEN " + std::string(kObjectJsonb) + fields + ") END";
         // row_hash takes at most 100 arguments (FUNC_MAX_ARGS).
         hash = spec.map.size() <= 100 ? row_hash + "(" + value_args + ")"
                                       : "pg_catalog.hash_record_extended(ROW(" + value_args + "), 0)";
@@ -225,10 +230,10 @@ std::string BuildTypedPlanQuery(const PlanSpec &spec) {
         hash = "pg_catalog.hashtextextended(x.payload::pg_catalog.text, 0)";
     } else if (!spec.model_columns.empty() && spec.model_columns.size() <= 50) {
         // The columns are passed through one by one, hashed, and built into
-        // the payload in the outer query: jsonb_build_object of each column
-        // by its name is the same jsonb as to_jsonb(src.*), without forming
-        // the whole-row value for every model row (jsonb_build_object takes
-        // at most 100 arguments, two per column).
+        // the payload in the outer query: an object of each column by its
+        // name is the same jsonb as to_jsonb(src.*), without forming the
+        // whole-row value for every model row (the object takes at most 100
+        // arguments, two per column).
         std::string args;
         std::string fields;
         for (size_t i = 0; i < spec.model_columns.size(); i++) {
@@ -239,7 +244,7 @@ std::string BuildTypedPlanQuery(const PlanSpec &spec) {
             fields += (i ? ", " : "") + QuoteLiteral(spec.model_columns[i]) + ", m." + c;
         }
         hash = row_hash + "(" + args + ")";
-        payload = "CASE WHEN m.present THEN pg_catalog.jsonb_build_object(" + fields + ") END";
+        payload = "CASE WHEN m.present THEN " + std::string(kObjectJsonb) + fields + ") END";
         by_column = true;
     } else {
         hash = "pg_catalog.hash_record_extended(x.hash_row, 0)";
@@ -323,9 +328,8 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
         with = "WITH cap AS MATERIALIZED (" + CapturedKeys(spec) + ") ";
         model_filter = " WHERE " + (spec.key_columns.size() == 1 ? key_list : "ROW(" + key_list + ")") +
                        " OPERATOR(pg_catalog.=) ANY (SELECT " + cap_cols + " FROM cap)";
-        shadow_source = "(SELECT * FROM " + shadow +
-                        " WHERE key OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.jsonb_build_object(" +
-                        cap_json + ")::pg_catalog.text COLLATE pg_catalog.\"C\" FROM cap))";
+        shadow_source = "(SELECT * FROM " + shadow + " WHERE key OPERATOR(pg_catalog.=) ANY (SELECT " +
+                        kObjectJsonb + cap_json + ")::pg_catalog.text COLLATE pg_catalog.\"C\" FROM cap))";
     }
 
     // The key's text form (canonical jsonb rendering of {column: value}) is what
@@ -335,7 +339,7 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
     // The key's jsonb is built in the outer query, from the key columns
     // passed through as they are, so only for the rows the plan returns:
     // under a FULL JOIN the model's side is nullable, and PostgreSQL
-    // evaluates a non-strict expression of it (jsonb_build_object is one)
+    // evaluates a non-strict expression of it (revetl.object_jsonb is one)
     // for every model row, at the scan.
     std::string passed_keys;
     std::string passed_cols;
@@ -396,7 +400,7 @@ std::string BuildPlanQuery(const PlanSpec &spec) {
         // refuses such a definition).
         if (value_row.empty())
             value_row = "NULL::pg_catalog.text";
-        payload = "CASE WHEN m.present THEN pg_catalog.jsonb_build_object(" + fields + ") END";
+        payload = "CASE WHEN m.present THEN " + std::string(kObjectJsonb) + fields + ") END";
     }
     std::string model_rows =
         "SELECT CASE WHEN " + AnyKeyNull(spec.key_columns) + " THEN NULL ELSE " + key_json +
