@@ -43,6 +43,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -119,18 +120,29 @@ def watched_run(cluster, name, sink, timeout=3600):
     proc = subprocess.Popen(psql_cmd(cluster, f"set statement_timeout = '{int(timeout)}s'",
                                      f"select revetl.run_sync('{name}', wait => true)"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The call is timed by a thread of its own: the user waits for run_sync to return, not for the
+    # run's process to exit (which the watcher follows for its CPU, and which may come later).
+    call = {}
+
+    def wait_for_call():
+        call["err"] = proc.communicate(timeout=timeout + 120)[1]
+        call["wall"] = time.monotonic() - t0
+
+    waiter = threading.Thread(target=wait_for_call, daemon=True)
+    waiter.start()
     w = RunWatcher(cluster, other_pids=sink.worker_pids, interval=0.01, series_every=0.05)
     try:
         w.find(timeout=120)
         w.follow(timeout=timeout)
-        _, err = proc.communicate(timeout=120)
-        wall = time.monotonic() - t0
+        waiter.join(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-    if proc.returncode != 0:
-        raise RuntimeError(f"run_sync failed: {err.strip()}")
+    waiter.join(timeout=10)
+    if proc.returncode != 0 or "wall" not in call:
+        raise RuntimeError(f"run_sync failed: {call.get('err', '').strip()}")
+    err, wall = call["err"], call["wall"]
     r = run_row(cluster, name, before, err, wall)
     whole = w.between(r["started_s"], r["finished_s"]) or {}
     plan = w.between(r["started_s"], r["planned_s"]) or {}
