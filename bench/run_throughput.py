@@ -117,6 +117,7 @@ def watched_run(cluster, name, sink, timeout=3600):
     the rest of the cluster and the sink are followed (/proc): wall time and CPU seconds of the whole run."""
     before = int(sql(cluster, "select coalesce(max(id), 0) from revetl.sync_runs"))
     t0 = time.monotonic()
+    t0_epoch = time.time()
     proc = subprocess.Popen(psql_cmd(cluster, f"set statement_timeout = '{int(timeout)}s'",
                                      f"select revetl.run_sync('{name}', wait => true)"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -127,6 +128,7 @@ def watched_run(cluster, name, sink, timeout=3600):
     def wait_for_call():
         call["err"] = proc.communicate(timeout=timeout + 120)[1]
         call["wall"] = time.monotonic() - t0
+        call["end_epoch"] = time.time()
 
     waiter = threading.Thread(target=wait_for_call, daemon=True)
     waiter.start()
@@ -144,6 +146,10 @@ def watched_run(cluster, name, sink, timeout=3600):
         raise RuntimeError(f"run_sync failed: {call.get('err', '').strip()}")
     err, wall = call["err"], call["wall"]
     r = run_row(cluster, name, before, err, wall)
+    # Where the call's time outside the run went: from the call to the run's start (psql's connection,
+    # the request, the worker starting the run's process), and from the run's end to the call's return.
+    r["to_start_s"] = r["started_s"] - t0_epoch
+    r["to_return_s"] = call["end_epoch"] - r["finished_s"]
     whole = w.between(r["started_s"], r["finished_s"]) or {}
     plan = w.between(r["started_s"], r["planned_s"]) or {}
     r["run_cpu_s"] = w.cpu_s
@@ -285,6 +291,8 @@ def main():
                 f"{w:.3f} s = {fmt(args.single_rows / w)} requests/s")
             log(f"  CPU: run process {r['run_cpu_s']:.2f} s (plan {r['plan_cpu_s']:.2f} s), with the rest of the "
                 f"cluster and the sink {r['cpu_s']:.2f} s; wire: client and sink {wc:.2f} s")
+            log(f"  outside the run: {r['to_start_s'] * 1000:.0f} ms from the call to the run's start, "
+                f"{r['to_return_s'] * 1000:.0f} ms from its end to the call's return")
 
         log("")
         log(f"medians of {args.repeat} (end to end = the run_sync(..., wait => true) call's wall time):")
