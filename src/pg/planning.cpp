@@ -4,6 +4,7 @@
 #include "core/connectors/spec.hpp"
 #include "pg/catalog.hpp"
 #include "pg/module.hpp"
+#include "pg/session.hpp"
 #include "pg/spi.hpp"
 
 extern "C" {
@@ -291,10 +292,7 @@ PlanSpec PreparePlan(const SyncDefinition &def, bool for_run) {
             spec.typed_keys.push_back(k.shadow);
     if (for_run && g_plan_work_mem_kb > 0) {
         std::string value = std::to_string(g_plan_work_mem_kb);
-        PgGuard([&] {
-            set_config_option("work_mem", value.c_str(), PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true,
-                              0, false);
-        });
+        PgGuard([&] { SetLocalSetting("work_mem", value.c_str()); });
     }
     // With a unique index on the model's key and typed keys compared in the
     // type's own order (no "C" collation to re-sort by), the join is a
@@ -306,10 +304,7 @@ PlanSpec PreparePlan(const SyncDefinition &def, bool for_run) {
     for (const auto &k : spec.typed_keys)
         mergeable = mergeable && !k.collatable;
     if (mergeable)
-        PgGuard([] {
-            set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
-                              false);
-        });
+        PgGuard([] { SetLocalSetting("enable_hashjoin", "off"); });
     return spec;
 }
 

@@ -965,10 +965,7 @@ void SyncRun::Plan() {
     // run. Full diffs keep the server's JIT settings. Local to the planning
     // transaction, as PreparePlan's work_mem and enable_hashjoin.
     if (spec.capture)
-        PgGuard([] {
-            (void)set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
-                                    false);
-        });
+        PgGuard([] { SetLocalSetting("jit", "off"); });
     std::string plan_sql = BuildPlanQuery(spec);
     // A test run plans everything and sends the first rows in key order.
     if (row_limit_ >= 0)

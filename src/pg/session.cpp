@@ -43,4 +43,8 @@ void SetSessionSettings(const char *application_name) {
     });
 }
 
+void SetLocalSetting(const char *name, const char *value) {
+    (void)set_config_option(name, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
+
 } // namespace revetl::pg

@@ -13,4 +13,8 @@ const char *DatabaseName();
 // postgresql.conf says about time zones, dates, intervals or floats.
 void SetSessionSettings(const char *application_name);
 
+// `name` = `value` until the current transaction ends (SET LOCAL, as the
+// process's own role). A PostgreSQL error on a bad value: call it guarded.
+void SetLocalSetting(const char *name, const char *value);
+
 } // namespace revetl::pg

@@ -19,6 +19,7 @@
 #include "pg/planning.hpp"
 #include "pg/pg_includes.hpp"
 #include "pg/run_requests.hpp"
+#include "pg/session.hpp"
 #include "pg/spi.hpp"
 
 extern "C" {
@@ -243,8 +244,7 @@ void ReadSlot(const std::string &slot, const std::string &targets, XLogRecPtr up
                                                    {"extra_float_digits", "3"},
                                                    {"synchronous_commit", "off"}};
         for (const auto &setting : kSettings)
-            (void)set_config_option(setting[0], setting[1], PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
-                                    true, 0, false);
+            SetLocalSetting(setting[0], setting[1]);
     });
     const bool create = g_reader.ctx == nullptr || g_reader.targets != targets;
     if (create) {
