@@ -47,8 +47,7 @@ enum class KeyKind { Text, Unknown };
 enum class ValueKind { Integer, Text, Bool, DateTime, Number, Output, ToJsonb };
 
 struct ObjectArg {
-    Oid type;      // the argument's type, as the call has it
-    Oid base_type; // below any domain
+    Oid base_type; // the argument's type, below any domain
     KeyKind key;   // even arguments
     ValueKind value;
     FmgrInfo convert; // Number and Output: the output function; ToJsonb: to_jsonb
@@ -62,30 +61,32 @@ struct ObjectCache {
 // The object under construction, across the change of pushJsonbValue's
 // state argument in PostgreSQL 19. Plain data: it lives in a frame a
 // PostgreSQL error can leave by longjmp.
-struct ObjectState {
 #if PG_VERSION_NUM >= 190000
+struct ObjectState {
     JsonbInState in;
-#else
-    JsonbParseState *parse;
-    JsonbValue *result;
-#endif
 };
 
 void Push(ObjectState *s, JsonbIteratorToken token, JsonbValue *value) {
-#if PG_VERSION_NUM >= 190000
     pushJsonbValue(&s->in, token, value);
-#else
-    s->result = pushJsonbValue(&s->parse, token, value);
-#endif
 }
 
 JsonbValue *Result(ObjectState *s) {
-#if PG_VERSION_NUM >= 190000
     return s->in.result;
-#else
-    return s->result;
-#endif
 }
+#else
+struct ObjectState {
+    JsonbParseState *parse;
+    JsonbValue *result;
+};
+
+void Push(ObjectState *s, JsonbIteratorToken token, JsonbValue *value) {
+    s->result = pushJsonbValue(&s->parse, token, value);
+}
+
+JsonbValue *Result(ObjectState *s) {
+    return s->result;
+}
+#endif
 
 // How jsonb converts a value of a built-in scalar type, or ToJsonb where it
 // may do something this file does not (see the top of the file).
@@ -131,12 +132,12 @@ ObjectCache *BuildObjectCache(FunctionCallInfo fcinfo) {
     cache->nargs = nargs;
     for (int i = 0; i < nargs; i++) {
         ObjectArg *a = &cache->args[i];
-        a->type = get_fn_expr_argtype(fcinfo->flinfo, i);
-        if (!OidIsValid(a->type))
+        const Oid type = get_fn_expr_argtype(fcinfo->flinfo, i);
+        if (!OidIsValid(type))
             ereport(ERROR,
                     (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                      errmsg("revetl.object_jsonb: could not determine the data type of argument %d", i + 1)));
-        a->base_type = getBaseType(a->type);
+        a->base_type = getBaseType(type);
         if (i % 2 == 0) {
             if (a->base_type == TEXTOID || a->base_type == VARCHAROID)
                 a->key = KeyKind::Text;
@@ -146,7 +147,7 @@ ObjectCache *BuildObjectCache(FunctionCallInfo fcinfo) {
                 ereport(ERROR,
                         (errcode(ERRCODE_DATATYPE_MISMATCH),
                          errmsg("revetl.object_jsonb: argument %d, a key, is of type %s", i + 1,
-                                format_type_be(a->type)),
+                                format_type_be(type)),
                          errhint("Keys are field names: text. jsonb_build_object takes other types.")));
             continue;
         }
@@ -161,7 +162,7 @@ ObjectCache *BuildObjectCache(FunctionCallInfo fcinfo) {
             // expression: give it one of the argument's own type.
             fmgr_info_cxt(F_TO_JSONB, &a->convert, cxt);
             MemoryContext old = MemoryContextSwitchTo(cxt);
-            Node *arg = reinterpret_cast<Node *>(makeNullConst(a->type, -1, InvalidOid));
+            Node *arg = reinterpret_cast<Node *>(makeNullConst(type, -1, InvalidOid));
             a->convert.fn_expr = reinterpret_cast<Node *>(makeFuncExpr(
                 F_TO_JSONB, JSONBOID, list_make1(arg), InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL));
             MemoryContextSwitchTo(old);
