@@ -206,6 +206,27 @@ bool CancelSyncRun(Oid dboid, int64 sync_id, const char *reason) {
     return pid != 0;
 }
 
+bool MarkWaitsDone(int64 run_id, WaitKind kind, const std::string &status, const std::string &error) {
+    bool any = false;
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    for (int i = 0; i < kMaxWaitSlots; i++) {
+        WaitSlot *w = &g_shared->waits[i];
+        if (w->state != WaitState::Queued || w->run_id != run_id || w->kind != kind ||
+            w->dboid != MyDatabaseId)
+            continue;
+        if (w->abandoned) {
+            memset(w, 0, sizeof *w);
+        } else {
+            strlcpy(w->status, status.c_str(), sizeof w->status);
+            strlcpy(w->error, error.c_str(), sizeof w->error);
+            w->state = WaitState::Done;
+        }
+        any = true;
+    }
+    LWLockRelease(g_shared->lock);
+    return any;
+}
+
 std::string CancelReason() {
     std::string reason;
     LWLockAcquire(g_shared->lock, LW_SHARED);

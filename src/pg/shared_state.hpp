@@ -157,6 +157,15 @@ inline constexpr const char *kCancelledByPause = "cancelled: the sync was paused
 // The reason this process was asked to cancel its run, or "" (own run only).
 std::string CancelReason();
 
+// Tells the backends waiting on run (or field refresh) `run_id` of this
+// database how it ended, and frees the slots of waiters that left. Called by
+// the process that committed the outcome, so that a waiting run_sync returns
+// as soon as the outcome is visible (not when the scheduler has reaped the
+// process, which a big run's exit and the reaping's own work delayed by up
+// to a second), and by the scheduler for runs whose process died. Returns
+// whether a slot was for it; the caller broadcasts run_finished.
+bool MarkWaitsDone(int64 run_id, WaitKind kind, const std::string &status, const std::string &error);
+
 // Milliseconds until a request to `server` (of this database) may go (0: go
 // now, and the slot is taken). `count` requests per `period_ms`; count 0
 // means no limit.

@@ -143,7 +143,12 @@ bool AwaitExtension() {
 // it: the executor died (crash, pg_terminate_backend). It is marked failed
 // and queued again, so its rows are planned anew rather than lost. A run
 // whose sync is held is still in progress: it is adopted and watched.
-void RecoverInterruptedRuns() {
+// Queued changes no run will deliver are deleted when a run was recovered
+// and when the scheduler starts (an earlier one may have left some). Not on
+// every reap: a run that ended deleted its own in the commit that ended it,
+// and the sweep reads the whole queue, which after a big run is a million
+// rows just deleted (about half a second, in the scheduler's loop).
+void RecoverInterruptedRuns(bool at_start) {
     BeginTransaction("revetl: recovering");
     SqlResult running =
         Sql("SELECT id, sync_id, sync_name, trigger FROM revetl.runs WHERE status = 'running'");
@@ -219,8 +224,9 @@ void RecoverInterruptedRuns() {
             "SELECT id, name, 'retry', 'revetl' FROM revetl.syncs WHERE id = $1 AND NOT paused",
             {SqlArg::Int8(sync_id)});
     }
-    Sql("DELETE FROM revetl.changes c WHERE NOT EXISTS "
-        "(SELECT 1 FROM revetl.runs r WHERE r.id = c.run_id AND r.status IN ('queued', 'running'))");
+    if (at_start || recovered > 0)
+        Sql("DELETE FROM revetl.changes c WHERE NOT EXISTS "
+            "(SELECT 1 FROM revetl.runs r WHERE r.id = c.run_id AND r.status IN ('queued', 'running'))");
     CommitTransaction();
     for (int64 run_id : counted_runs)
         RemoveRunCounts(MyDatabaseId, run_id);
@@ -344,22 +350,9 @@ void CompleteWaits() {
         std::string error = r.rows.empty() ? "the run disappeared" : r.Text(0, 1);
         if (status == "queued" || status == "running")
             continue;
-        LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
-        for (int i = 0; i < kMaxWaitSlots; i++) {
-            WaitSlot *w = &g_shared->waits[i];
-            if (w->state != WaitState::Queued || w->run_id != run_id || w->kind != kind ||
-                w->dboid != MyDatabaseId)
-                continue;
-            if (w->abandoned) {
-                memset(w, 0, sizeof *w);
-            } else {
-                strlcpy(w->status, status.c_str(), sizeof w->status);
-                strlcpy(w->error, error.c_str(), sizeof w->error);
-                w->state = WaitState::Done;
-            }
-            any = true;
-        }
-        LWLockRelease(g_shared->lock);
+        bool told = false;
+        PgGuard([&] { told = MarkWaitsDone(run_id, kind, status, error); });
+        any = any || told;
     }
     if (any)
         ConditionVariableBroadcast(&g_shared->run_finished);
@@ -397,7 +390,7 @@ bool ReapExecutors() {
             PgGuard([&] { pfree(g_executing[run_id].handle); });
         g_executing.erase(run_id);
     }
-    RecoverInterruptedRuns();
+    RecoverInterruptedRuns(false);
     for (int64 run_id : ended)
         AfterRunFinished(run_id);
     CompleteWaits();
@@ -469,7 +462,7 @@ void WorkerLoop(Oid dboid) {
         proc_exit(0);
     }
     PgGuard([] { ereport(LOG, (errmsg("revetl worker started for database \"%s\"", DatabaseName()))); });
-    RecoverInterruptedRuns();
+    RecoverInterruptedRuns(true);
     Step("recovering field refreshes", [] { RecoverFieldRefreshes(); });
     Step("refreshing capture functions", [] { RefreshOldCaptureFunctions(); });
     CompleteWaits();

@@ -71,6 +71,62 @@ class WorkerTest(unittest.TestCase):
         self.assertLessEqual(sum(writes.values()) + self.mock.duplicates(), 7)
         self.assertEqual(self.cluster.sql("select count(*) from revetl.changes"), "0")
 
+    def test_a_waiting_run_sync_is_told_by_the_run_not_the_scheduler(self):
+        # The run's own process tells the waiting caller once its outcome is
+        # committed: run_sync(wait => true) returns even while the scheduler
+        # cannot reap the process (stopped here with SIGSTOP; before, the
+        # caller waited for the scheduler, which after a big run came up to a
+        # second after the run's end).
+        self.make_sync(rows=4, batch_size=1)
+        worker = self.cluster.wait_for_worker()
+        self.mock.configure(delay_ms=300)
+        cmd = [os.path.join(self.cluster.bindir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+               "-h", self.cluster.dir, "-p", str(self.cluster.port), "-U", "postgres", "-d", "postgres",
+               "-c", "select revetl.run_sync('s', wait => true)"]
+        waiter = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stopped = False
+        try:
+            wait_for(lambda: len(self.mock.requests()) >= 1, timeout=30, what="delivery to start")
+            os.kill(worker, signal.SIGSTOP)
+            stopped = True
+            self.mock.configure(delay_ms=0)
+            out, err = waiter.communicate(timeout=60)
+            self.assertEqual(waiter.returncode, 0, err)
+            run_id = int(out.strip())
+            self.assertEqual(self.cluster.sql(f"select status from revetl.sync_runs where id = {run_id}"),
+                             "succeeded")
+            # Every queued change was deleted as it was recorded.
+            self.assertEqual(self.cluster.sql(f"select count(*) from revetl.changes where run_id = {run_id}"), "0")
+        finally:
+            if stopped:
+                os.kill(worker, signal.SIGCONT)
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait(timeout=10)
+        expected = {key(id=i): {"id": i, "v": f"v{i}"} for i in range(1, 5)}
+        self.assertEqual(self.mock.records(), expected)
+        # The scheduler, running again, reaps the process and goes on.
+        self.assertEqual(self.cluster.wait_for_run(int(self.cluster.sql("select revetl.run_sync('s')"))),
+                         "succeeded")
+
+    def test_a_failed_run_leaves_no_queued_changes(self):
+        # A run that stops with rows still queued deletes them as it ends
+        # (the next run plans them again).
+        self.make_sync(rows=6, batch_size=1)
+        self.cluster.wait_for_worker()
+        self.mock.configure(faults=[{"action": "pass"}, {"action": "pass"},
+                                    {"status": 401, "body": {"error": "unauthorized"}}])
+        _, err, rc = self.cluster.psql("select revetl.run_sync('s', wait => true)", check=False)
+        self.assertNotEqual(rc, 0)
+        run_id = int(self.cluster.sql("select max(id) from revetl.sync_runs"))
+        self.assertEqual(self.cluster.sql(f"select status from revetl.sync_runs where id = {run_id}"), "failed")
+        self.assertLess(int(self.cluster.sql(f"select rows_delivered from revetl.sync_runs where id = {run_id}")), 6)
+        self.assertEqual(self.cluster.sql("select count(*) from revetl.changes"), "0")
+        self.assertEqual(self.cluster.wait_for_run(int(self.cluster.sql("select revetl.run_sync('s')"))),
+                         "succeeded")
+        expected = {key(id=i): {"id": i, "v": f"v{i}"} for i in range(1, 7)}
+        self.assertEqual(self.mock.records(), expected)
+
     def test_a_clean_shutdown_interrupts_the_run_and_resumes_it(self):
         # pg_ctl stop -m fast sends SIGTERM: the run in progress is recorded
         # as interrupted (not failed), and a run of the sync is queued again,
