@@ -252,6 +252,29 @@ TEST(DeliveryEngine, PullsEveryBatchAndReportsEachOnce) {
     EXPECT_EQ(numbers.size(), 10u);
 }
 
+TEST(DeliveryEngine, HandsBatchesBackWithTheNextRequestOnTheWire) {
+    // The host records a finished batch in a transaction: the engine hands
+    // it back once the next request is started, so that the destination
+    // works on that one meanwhile, instead of with nothing in flight.
+    TestServer server;
+    server.SetDefault(Answer(200, "{}"));
+    HttpClient client;
+    Harness h(client);
+    for (int b = 1; b <= 5; b++)
+        h.batches.push_back(Batch(b, 1, b));
+    std::vector<size_t> in_flight_at_done;
+    h.on_done = [&](const EngineBatch &, const std::vector<RowOutcome> &) {
+        in_flight_at_done.push_back(client.InFlight());
+    };
+    WebhookConnector connector(Settings(server.Url("/hook")), "upsert");
+
+    EngineResult r = RunEngine(client, connector, Context(), Config(1), h.hooks);
+    EXPECT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(h.BatchNumbersDone(), (std::vector<int64_t>{1, 2, 3, 4, 5}));
+    // Batches 1 to 4 with the next one's request in flight; the last alone.
+    EXPECT_EQ(in_flight_at_done, (std::vector<size_t>{1, 1, 1, 1, 0}));
+}
+
 TEST(DeliveryEngine, NoBatchesNoRequests) {
     TestServer server;
     HttpClient client;

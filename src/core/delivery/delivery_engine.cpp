@@ -236,7 +236,6 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             }
             enqueue(b, rows, 1);
         }
-        finish_complete();
 
         // Start what is ready, within the in-flight and rate limits.
         int64_t next_ready = -1;
@@ -270,10 +269,13 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             }
         }
 
-        if (in_flight.empty() && (pending.empty() || stopping) && (!more_batches || stopping)) {
-            finish_complete();
+        // Complete batches are handed back once the requests that could
+        // start are on the wire: the host records them (a transaction)
+        // while the destination works on those, instead of with nothing in
+        // flight.
+        finish_complete();
+        if (in_flight.empty() && (pending.empty() || stopping) && (!more_batches || stopping))
             break;
-        }
 
         int wait = config.poll_slice_ms;
         if (in_flight.empty() && next_ready >= 0)
