@@ -433,6 +433,7 @@ class RunWatcher:
         self.hwm_kb = None
         self.anon_peak_kb = 0
         self.series = []  # (epoch seconds, run ticks, other ticks, rest-of-cluster ticks, machine busy, machine total)
+        self.rest_ticks = {}  # pid -> its last CPU ticks read, for the rest of the cluster
         self.samples = 0
 
     def find(self, timeout=120):
@@ -468,7 +469,15 @@ class RunWatcher:
                 except OSError:
                     pass
             return t
-        self.series.append((time.time(), run_ticks, ticks(others), ticks(rest), busy, total))
+        # The rest of the cluster by each process's last reading, kept once
+        # it has exited: a process that lives only during the run (the
+        # run's recorder) would otherwise take its CPU away with it.
+        for p in rest:
+            try:
+                self.rest_ticks[p] = proc_cpu_ticks(p)
+            except OSError:
+                pass
+        self.series.append((time.time(), run_ticks, ticks(others), sum(self.rest_ticks.values()), busy, total))
 
     def follow(self, timeout=7200):
         """Polls the process until it exits (bounded by timeout)."""

@@ -30,6 +30,11 @@ The endpoint (--endpoint): `nginx` (Debian's nginx-light, one worker process, an
 nginx and wrk. `auto` (the default) takes nginx when nginx and wrk are installed
 (`apt-get install nginx-light wrk`). Both C programs are built with the system's cc and libcurl.
 
+  one process  with --recorder-off: each first and single run once more with
+           revetl.recorder_min_rows = -1, so that the run's own process records every batch
+           (no "revetl recorder" second process; src/pg/recorder.hpp), right after the run
+           with the default setting.
+
 Every kind runs --repeat times (default 3); medians are reported. Nothing here asserts a
 time: the script checks only that each run delivered every row it should have.
 
@@ -185,6 +190,8 @@ def main():
     ap.add_argument("--endpoint", choices=("auto", "nginx", "sink"), default="auto")
     ap.add_argument("--wrk-connections", type=int, default=16, help="connections of wrk's second, ceiling run")
     ap.add_argument("--wrk-seconds", type=int, default=3)
+    ap.add_argument("--recorder-off", action="store_true",
+                    help="also run each first and single run without the recorder process (baseline)")
     args = ap.parse_args()
     if args.endpoint == "auto":
         args.endpoint = "nginx" if http_endpoints.available() else "sink"
@@ -195,7 +202,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="revetl-bench-run-")
     os.chmod(workdir, 0o755)
     sink = cluster = None
-    results = {"first": [], "change": [], "single": []}
+    results = {"first": [], "first, one process": [], "change": [], "single": [], "single, one process": []}
     try:
         sink_bin, blast_bin = build(workdir)
         curl = subprocess.run(['curl-config', '--version'], capture_output=True, text=True).stdout.strip()
@@ -241,6 +248,32 @@ def main():
         log(f"model m_single: {args.single_rows:,} rows, built in {t:.1f} s")
         sql(cluster, "checkpoint")
 
+        def recorder(on):
+            """revetl.recorder_min_rows at its default, or -1 (runs record their batches themselves)."""
+            sql(cluster, "alter system reset revetl.recorder_min_rows" if on else
+                "alter system set revetl.recorder_min_rows = -1")
+            sql(cluster, "select pg_reload_conf()")
+            want = "10000" if on else "-1"
+            wait_for(lambda: sql(cluster, "show revetl.recorder_min_rows") == want, timeout=30,
+                     what="the postmaster to read revetl.recorder_min_rows")
+
+        def one_process_run(kind, sync, model, server, rows, batch_size, r_with):
+            """The same first run with the recorder off, right after the one with it."""
+            recorder(False)
+            sql(cluster, f"select revetl.drop_sync('{sync}', if_exists => true)")
+            sql(cluster, f"select revetl.create_sync('{sync}', '{model}', '{server}', ARRAY['id'])")
+            sql(cluster, "checkpoint")
+            report_machine_state(f"{kind}, one process")
+            r = watched_run(cluster, sync, sink)
+            recorder(True)
+            check(r, kind.split()[0], rows, batch_size)
+            r["wire_s"], r["wire_cpu_s"], r["wrk_rate"] = r_with["wire_s"], r_with["wire_cpu_s"], r_with["wrk_rate"]
+            results[f"{kind.split()[0]}, one process"].append(r)
+            unit = "records/s" if batch_size > 1 else "requests/s"
+            log(f"{kind}, one process: run_sync {r['wall_s']:.3f} s = {fmt(rows / r['wall_s'])} {unit} "
+                f"(plan {r['plan_s']:.3f} s, delivery {r['deliver_s']:.3f} s); CPU: run process "
+                f"{r['run_cpu_s']:.2f} s, with the rest {r['cpu_s']:.2f} s")
+
         batches = -(-args.first_rows // args.batch_size)
         for i in range(args.repeat):
             # -- first full run, batched
@@ -260,6 +293,9 @@ def main():
                 f"{fmt(args.first_rows / w)} records/s")
             log(f"  CPU: run process {r['run_cpu_s']:.2f} s (plan {r['plan_cpu_s']:.2f} s), with the rest of the "
                 f"cluster and the sink {r['cpu_s']:.2f} s; wire: client and sink {wc:.2f} s")
+            if args.recorder_off:
+                one_process_run(f"first run {i + 1}", "first", "m_first", "hook_batched", args.first_rows,
+                                args.batch_size, r)
 
             # -- a large change: every row updated
             if not args.no_change:
@@ -293,6 +329,8 @@ def main():
                 f"cluster and the sink {r['cpu_s']:.2f} s; wire: client and sink {wc:.2f} s")
             log(f"  outside the run: {r['to_start_s'] * 1000:.0f} ms from the call to the run's start, "
                 f"{r['to_return_s'] * 1000:.0f} ms from its end to the call's return")
+            if args.recorder_off:
+                one_process_run(f"single run {i + 1}", "single", "m_single", "hook_single", args.single_rows, 1, r)
 
         log("")
         log(f"medians of {args.repeat} (end to end = the run_sync(..., wait => true) call's wall time):")
@@ -300,8 +338,11 @@ def main():
             f"wire rate | end to end / wire | wrk ceiling | end to end / wrk | run process CPU (s) | all CPU (s) | "
             f"wire CPU (s) |")
         log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for kind, n, unit in (("first", args.first_rows, "records/s"), ("change", args.first_rows, "records/s"),
-                              ("single", args.single_rows, "requests/s")):
+        for kind, n, unit in (("first", args.first_rows, "records/s"),
+                              ("first, one process", args.first_rows, "records/s"),
+                              ("change", args.first_rows, "records/s"),
+                              ("single", args.single_rows, "requests/s"),
+                              ("single, one process", args.single_rows, "requests/s")):
             rs = results[kind]
             if not rs:
                 continue
@@ -314,7 +355,7 @@ def main():
             wire_cpu = med([r["wire_cpu_s"] for r in rs])
             wrk = [r["wrk_rate"] for r in rs if r.get("wrk_rate")]
             wrk_cols = (f"{fmt(med(wrk))} {unit} | {100 * (n / wall) / med(wrk):.0f}%" if wrk else "- | -")
-            log(f"| {kind} (batch_size {1 if kind == 'single' else args.batch_size}) | {n:,} | {wall:.3f} | "
+            log(f"| {kind} (batch_size {1 if kind.startswith('single') else args.batch_size}) | {n:,} | {wall:.3f} | "
                 f"{fmt(n / wall)} {unit} | {plan:.3f} | {fmt(n / deliv)} {unit} | {wire:.3f} | {fmt(n / wire)} {unit} | "
                 f"{100 * wire / wall:.0f}% | {wrk_cols} | {run_cpu:.2f} | {all_cpu:.2f} | {wire_cpu:.2f} |")
     finally:

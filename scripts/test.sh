@@ -18,6 +18,10 @@
 #                        fuzzing do not, and run on 15)
 #   REVETL_INTEGRATION   integration test files to run, e.g. "test_pipeline.py
 #                        test_workers.py" (default: all; "none": none)
+# Every integration test cluster also gets the lines of REVETL_TEST_EXTRA_CONF
+# in its postgresql.conf (test/lib/pgcluster.py), e.g.
+# "revetl.recorder_min_rows = 0" to run any selection with a recorder process
+# for every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -179,6 +183,15 @@ elif [ "$integration" != none ]; then
     # shellcheck disable=SC2086 # a list of file names
     suite "integration, selected ($integration)" \
         "${as_pg[@]}" env PYTHONDONTWRITEBYTECODE=1 python3 test/integration/run.py $integration
+fi
+# The suites above give a run a recorder process (src/pg/recorder.hpp) only
+# from 10,000 rows, which few of their runs reach: the end-to-end pipeline and
+# the late-request rules once more with a recorder for every run, so that
+# both ways of recording are held to the same outcomes.
+if [ -z "$integration" ]; then
+    suite "integration with a recorder for every run (test_pipeline.py, test_late_requests.py)" \
+        "${as_pg[@]}" env REVETL_TEST_EXTRA_CONF="revetl.recorder_min_rows = 0" PYTHONDONTWRITEBYTECODE=1 \
+        python3 test/integration/run.py test_pipeline.py test_late_requests.py
 fi
 # Each connector's mock tests itself (test/connectors/<type>/mock_selftest.py).
 for selftest in test/connectors/*/mock_selftest.py; do

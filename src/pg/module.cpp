@@ -29,6 +29,7 @@ int g_rejected_rows_retention_min = 30 * 24 * 60;
 int g_destination_fields_max_age_min = 24 * 60;
 int g_plan_work_mem_kb = 32 * 1024;
 bool g_shadow_bulk_insert = true;
+int g_recorder_min_rows = 10000;
 
 namespace {
 
@@ -279,6 +280,14 @@ void DefineSettings() {
         "On, the shadow rows of a flush's adds are written as COPY writes a table; off, by an INSERT "
         "statement. Both store the same rows; the statement is slower.",
         &g_shadow_bulk_insert, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    // Read by each run after its plan (src/pg/recorder.hpp).
+    DefineCustomIntVariable(
+        "revetl.recorder_min_rows",
+        "Planned rows from which a run records what it delivered in a second process.",
+        "A run with at least this many rows to deliver starts a \"revetl recorder\" background worker that "
+        "writes the shadow state while the run sends the next batches, using a second core and one more "
+        "background worker slot (without a free slot the run records itself). -1 never starts one.",
+        &g_recorder_min_rows, 10000, -1, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("revetl");
 }
 

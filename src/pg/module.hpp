@@ -19,5 +19,6 @@ extern int g_rejected_rows_retention_min;
 extern int g_destination_fields_max_age_min;
 extern int g_plan_work_mem_kb;
 extern bool g_shadow_bulk_insert;
+extern int g_recorder_min_rows;
 
 } // namespace revetl::pg

@@ -27,10 +27,12 @@
 #include "pg/module.hpp"
 #include "pg/oauth.hpp"
 #include "pg/planning.hpp"
+#include "pg/recorder.hpp"
 #include "pg/run_counts.hpp"
 #include "pg/sync_commands.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/session.hpp"
+#include "pg/shadow_recording.hpp"
 #include "pg/spi.hpp"
 
 extern "C" {
@@ -53,11 +55,6 @@ namespace {
 
 // Rows fetched from the plan cursor at a time.
 constexpr int kPlanFetchRows = 1000;
-
-class SyncDropped : public std::runtime_error {
-public:
-    SyncDropped() : std::runtime_error("the sync was dropped during the run") {}
-};
 
 // Delivery stopped on what the destination answered (or did not): the text
 // can quote the destination, so it is the owner's alone and stays out of
@@ -205,123 +202,6 @@ void CloseQueueWriter(QueueWriter *w) {
     ExecCloseIndices(w->rri);
     FreeExecutorState(w->estate);
     table_close(w->rel, NoLock);
-}
-
-// The shadow rows of a flush group's adds are written the same way: one
-// multi-insert, then each row's index entries (the key's primary key, which
-// raises the plain INSERT's unique violation should a row be there after
-// all, and the typed key's). The typed key columns are generated: their
-// values come from the table's own generation expressions
-// (ExecComputeStoredGenerated), so they are exactly what an INSERT would
-// store. Through SQL (INSERT ... SELECT FROM unnest) each row also cost a
-// function scan, the executor's projection and a heap WAL record of its
-// own (the statement was about a quarter of a first run's process time,
-// most of it the index entries, which remain). Nothing but the run holding
-// the sync's claim writes the table; a table that something else could
-// act on (a trigger, a rule, row security) or with a column this code does
-// not know (a later layout) is left to the SQL statement (returns false,
-// before writing anything). Plain data, as QueueWriter.
-constexpr int kShadowColumns = 8;
-constexpr int kShadowChunkRows = 1000;
-
-bool InsertShadowAdds(const char *shadow_table, int n, const Datum *keys, const int64 *hashes,
-                      const Datum *dest_ids, const bool *dest_null, const bool *uncertain, int64 run_id,
-                      int64 settle_ms, int64 version) {
-    Oid relid = get_relname_relid(shadow_table, get_namespace_oid("revetl", false));
-    if (!OidIsValid(relid))
-        elog(ERROR, "revetl: the shadow table revetl.%s is missing", shadow_table);
-    Relation rel = table_open(relid, RowExclusiveLock);
-    static const char *const kNames[kShadowColumns] = {"key",       "row_hash",     "dest_id", "run_id",
-                                                       "synced_at", "verify_after", "version", "removed"};
-    int column[kShadowColumns];
-    for (int c = 0; c < kShadowColumns; c++)
-        column[c] = -1;
-    TupleDesc desc = RelationGetDescr(rel);
-    bool plain = rel->trigdesc == nullptr && rel->rd_rules == nullptr && !rel->rd_rel->relrowsecurity &&
-                 rel->rd_rel->relkind == RELKIND_RELATION;
-    for (int a = 0; a < desc->natts && plain; a++) {
-        Form_pg_attribute att = TupleDescAttr(desc, a);
-        if (att->attisdropped || att->attgenerated == ATTRIBUTE_GENERATED_STORED)
-            continue;
-        int found = -1;
-        for (int c = 0; c < kShadowColumns; c++)
-            if (strcmp(NameStr(att->attname), kNames[c]) == 0)
-                found = c;
-        if (found < 0)
-            plain = false;
-        else
-            column[found] = a;
-    }
-    for (int c = 0; c < kShadowColumns && plain; c++)
-        plain = column[c] >= 0;
-    if (!plain) {
-        table_close(rel, NoLock);
-        return false;
-    }
-    const bool generated = desc->constr && desc->constr->has_generated_stored;
-    EState *estate = CreateExecutorState();
-    ResultRelInfo *rri = makeNode(ResultRelInfo);
-    InitResultRelInfo(rri, rel, 1, nullptr, 0);
-    ExecOpenIndices(rri, false);
-    BulkInsertState bistate = GetBulkInsertState();
-    const int nslots = Min(n, kShadowChunkRows);
-    TupleTableSlot **slots = static_cast<TupleTableSlot **>(palloc0(nslots * sizeof(TupleTableSlot *)));
-    for (int i = 0; i < nslots; i++)
-        slots[i] = table_slot_create(rel, nullptr);
-    // now() of the flush's transaction, and verify_after as the SQL path
-    // computes it: now() + make_interval(secs => settle_ms / 1000.0), which
-    // is settle_ms * 1000 microseconds exactly.
-    const TimestampTz now = GetCurrentTransactionStartTimestamp();
-    const TimestampTz verify_after = now + settle_ms * INT64CONST(1000);
-    const CommandId cid = GetCurrentCommandId(true);
-    for (int start = 0; start < n; start += nslots) {
-        const int count = Min(nslots, n - start);
-        for (int j = 0; j < count; j++) {
-            const int i = start + j;
-            TupleTableSlot *slot = slots[j];
-            ExecClearTuple(slot);
-            for (int a = 0; a < desc->natts; a++) {
-                slot->tts_values[a] = (Datum)0;
-                slot->tts_isnull[a] = true;
-            }
-            Datum v[kShadowColumns] = {keys[i],
-                                       Int64GetDatum(hashes[i]),
-                                       dest_ids[i],
-                                       Int64GetDatum(run_id),
-                                       TimestampTzGetDatum(now),
-                                       TimestampTzGetDatum(verify_after),
-                                       Int64GetDatum(version),
-                                       BoolGetDatum(false)};
-            bool isnull[kShadowColumns] = {false, false,         dest_null[i], false,
-                                           false, !uncertain[i], false,        false};
-            for (int c = 0; c < kShadowColumns; c++) {
-                slot->tts_values[column[c]] = v[c];
-                slot->tts_isnull[column[c]] = isnull[c];
-            }
-            ExecStoreVirtualTuple(slot);
-            if (generated) {
-                ResetPerTupleExprContext(estate);
-                // Stores the row again, with the typed keys, materialized
-                // in the slot's own memory.
-                ExecComputeStoredGenerated(rri, estate, slot, CMD_INSERT);
-            }
-        }
-        table_multi_insert(rel, slots, count, cid, 0, bistate);
-        for (int j = 0; j < count; j++) {
-            ResetPerTupleExprContext(estate);
-            list_free(compat::InsertIndexTuples(rri, slots[j], estate));
-        }
-    }
-    for (int i = 0; i < nslots; i++)
-        ExecDropSingleTupleTableSlot(slots[i]);
-    pfree(slots);
-    FreeBulkInsertState(bistate);
-    ExecCloseIndices(rri);
-    FreeExecutorState(estate);
-    table_close(rel, NoLock);
-    // Later statements of the flush see the rows.
-    CommandCounterIncrement();
-    return true;
 }
 
 // One queued change as ReadQueuedRows found it: pointers into the SPI
@@ -631,7 +511,6 @@ private:
     // jobs this run parked until its last batch (Verdict::park).
     void ResumeKeptJobs(const std::vector<int64_t> *parked = nullptr);
     void Plan();
-    SqlArg SentAfterArg() const;
     void Deliver();
     // Runs the delivery engine over `next_batch`'s batches, records its
     // counters, and throws DestinationFailure when it stopped the run. Jobs
@@ -683,22 +562,40 @@ private:
     std::unique_ptr<RunCountsFile> counts_file_;
     void WriteCounts();
     TimestampTz last_flush_ = 0;
+    // Records the finished batches not yet recorded: sends them to the
+    // recorder process when there is one, else records them itself.
     void Flush();
-    // The shadow rows of adds, by multi-insert (InsertShadowAdds); false
-    // when the table is left to the SQL statement.
-    bool WriteShadowAdds(const ShadowRows &rows);
-    // The statements every flush runs, planned once per run.
-    struct FlushStatements {
-        PreparedSql insert_shadow;
-        PreparedSql upsert_shadow;
-        PreparedSql update_shadow;
-        PreparedSql delete_shadow;
-        PreparedSql tombstone_shadow;
-        PreparedSql delete_queued;
-        PreparedSql delete_queued_range;
-        PreparedSql count_delivered;
+    RecordingSetup MakeRecordingSetup() const;
+    // This process's own recording (small runs, or no recorder to be had).
+    std::unique_ptr<GroupRecorder> own_recorder_;
+    // A big delivery's recorder process (recorder.hpp), from the start of
+    // Deliver to its end (or the run's, after an error).
+    std::unique_ptr<RecorderProcess> recorder_;
+    bool recorder_ready_ = false; // it answered the setup
+    // Groups sent to the recorder and not answered yet, oldest first, with
+    // what each adds to the run's counters once recorded.
+    struct GroupInRecording {
+        EngineStats added;
+        int64_t delivered = 0;
+        int64_t rejected = 0;
     };
-    std::unique_ptr<FlushStatements> flush_sql_;
+    std::deque<GroupInRecording> in_recording_;
+    // Groups unanswered at most: with that many, Flush records the next
+    // group itself (both processes record then, each its own rows). A
+    // crash re-sends (after re-verification) the rows of these groups and
+    // of the batches not yet grouped, so the bound is kept small.
+    static constexpr size_t kGroupsInRecording = 2;
+    // The counters as far as the groups sent (recorded or not) have them.
+    EngineStats sent_stats_;
+    void StartRecorder();
+    void GroupRecorded(const GroupInRecording &group, int64_t dequeued);
+    // Applies a recorder's answer; throws for a group it did not record.
+    void ApplyReply(const RecordingReply &reply);
+    // Waits until every group sent is recorded.
+    void DrainRecorder();
+    // Ends the recorder (waiting for its exit) and applies its last answers;
+    // throws nothing of the recorder's.
+    void StopRecorder();
     std::optional<EngineBatch> ReadBatch();
     // Rows read from revetl.changes and not yet handed to the engine.
     static constexpr int32_t kReadAheadRows = 1000;
@@ -1085,263 +982,159 @@ std::optional<EngineBatch> SyncRun::ReadBatch() {
     return batch;
 }
 
-namespace {
-
-// The time in parameter $n (SyncRun::sent_after_), or -infinity when it is
-// unknown, which keeps every pending verification.
-std::string SentAfterSql(int n) {
-    return "coalesce('2000-01-01 00:00:00+00'::pg_catalog.timestamptz + pg_catalog.make_interval(secs => $" +
-           std::to_string(n) + "::bigint / 1000000.0), '-infinity'::pg_catalog.timestamptz)";
-}
-
-} // namespace
-
-SqlArg SyncRun::SentAfterArg() const {
-    return sent_after_ ? SqlArg::Int8(*sent_after_) : SqlArg::Null(INT8OID);
+RecordingSetup SyncRun::MakeRecordingSetup() const {
+    RecordingSetup setup;
+    setup.run_id = run_id_;
+    setup.sync_id = def_.id;
+    setup.sync_name = def_.name;
+    setup.shadow_table = def_.shadow_table;
+    setup.mode = def_.mode;
+    setup.tracked = tracked_;
+    setup.resync = resync_;
+    setup.bulk_insert = g_shadow_bulk_insert;
+    setup.settle_time_ms = settings_.settle_time_ms;
+    return setup;
 }
 
 void SyncRun::Flush() {
     if (pending_changes_.empty())
         return;
-    BeginTransaction("revetl: recording batches");
-    SqlResult alive = Sql("SELECT 1 FROM revetl.syncs WHERE id = $1 FOR SHARE", {SqlArg::Int8(def_.id)});
-    if (alive.rows.empty()) {
-        CommitTransaction();
-        throw SyncDropped();
-    }
     for (RowOutcome &o : pending_outcomes_)
         if (!o.accepted) {
             o.reason = redactor_.Apply(o.reason, 1000);
             o.error_code = redactor_.Apply(o.error_code, 200);
             o.hint = redactor_.Apply(o.hint, 1000);
         }
-    BatchRecord rec = BuildBatchRecord(pending_changes_, pending_outcomes_, 1);
-    if (!flush_sql_) {
-        const std::string shadow = QualifiedName(kSchema, def_.shadow_table);
-        // Adds get a plain INSERT, which costs about 40% less than an
-        // upsert: the plan saw no shadow row for their keys, and nothing else
-        // writes this sync's shadow table while its run holds the sync's
-        // claim on the sync. (Were one there after all, the flush would fail and
-        // the run with it; the next run plans the key again, as a change.)
-        const std::string insert_rows = "INSERT INTO " + shadow +
-                                        " AS s (key, row_hash, dest_id, run_id, verify_after, version) "
-                                        "SELECT r.key, r.row_hash, r.dest_id, $5, "
-                                        "CASE WHEN r.uncertain THEN pg_catalog.now() + "
-                                        "pg_catalog.make_interval(secs => $6 / 1000.0) END, "
-                                        "$7 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
-                                        "AS r(key, row_hash, dest_id, uncertain)";
-        flush_sql_.reset(new FlushStatements{
-            PreparedSql(insert_rows),
-            PreparedSql(
-                insert_rows +
-                " ON CONFLICT (key) DO UPDATE SET row_hash = excluded.row_hash, "
-                // Over a tombstone, the removed record's id is not the new one's.
-                "dest_id = CASE WHEN s.removed THEN excluded.dest_id ELSE coalesce(excluded.dest_id, "
-                "s.dest_id) "
-                "END, run_id = excluded.run_id, version = excluded.version, removed = false, "
-                "synced_at = pg_catalog.now(), "
-                // A key still to be verified stays so if this row's request
-                // may have been applied before a late one landed: it was sent
-                // (after the plan's snapshot, $8) before verify_after. Compared
-                // with the flush's own time instead, a request sent just
-                // before verify_after and recorded just after it would end
-                // the verification that the late request can still undo.
-                "verify_after = CASE WHEN excluded.verify_after IS NOT NULL THEN excluded.verify_after "
-                "WHEN s.verify_after > " +
-                SentAfterSql(8) + " THEN s.verify_after END"),
-            // Changed rows have a shadow row (the plan compared it, and only
-            // this run writes the table): the upsert's update, as a plain
-            // UPDATE. It costs about half the upsert, which first tries an
-            // insert (the generated typed keys computed twice, the row locked
-            // with a WAL record of its own) before it updates. It says how
-            // many rows it found; if one is missing the upsert runs after it.
-            PreparedSql("WITH u AS (UPDATE " + shadow +
-                        " AS s SET row_hash = r.row_hash, "
-                        "dest_id = CASE WHEN s.removed THEN r.dest_id ELSE coalesce(r.dest_id, s.dest_id) "
-                        "END, run_id = $5, version = $7, removed = false, synced_at = pg_catalog.now(), "
-                        "verify_after = CASE WHEN r.uncertain THEN pg_catalog.now() + "
-                        "pg_catalog.make_interval(secs => $6 / 1000.0) "
-                        "WHEN s.verify_after > " +
-                        SentAfterSql(8) +
-                        " THEN s.verify_after END "
-                        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) "
-                        "AS r(key, row_hash, dest_id, uncertain) WHERE s.key = r.key RETURNING 1) "
-                        "SELECT pg_catalog.count(*) FROM u"),
-            // A removal leaves nothing behind unless a request for the key
-            // may still be applied late: one of its own attempts was lost,
-            // or the key is still to be verified. Then its row becomes a
-            // tombstone until verify_after, when the removal is sent again.
-            PreparedSql("DELETE FROM " + shadow +
-                        " AS s USING unnest($1::text[], $2::boolean[]) AS r(key, uncertain) "
-                        "WHERE s.key = r.key AND NOT r.uncertain AND (s.verify_after IS NULL OR "
-                        "s.verify_after <= " +
-                        SentAfterSql(3) + ")"),
-            PreparedSql("UPDATE " + shadow +
-                        " AS s SET removed = true, row_hash = 0, run_id = $3, version = $5, "
-                        "synced_at = pg_catalog.now(), verify_after = CASE WHEN r.uncertain THEN "
-                        "greatest(s.verify_after, pg_catalog.now() + pg_catalog.make_interval(secs => $4 / "
-                        "1000.0)) ELSE s.verify_after END "
-                        "FROM unnest($1::text[], $2::boolean[]) AS r(key, uncertain) WHERE s.key = r.key"),
-            // Bounded by the group's lowest and highest seq, so that no plan
-            // visits more of the run's queue than the group spans, and planned
-            // with the array's value, which makes `seq = ANY` an index
-            // condition with a hashed recheck. (With the array cast from
-            // text at run time it had been a filter comparing each queued row
-            // of the run with each element.)
-            PreparedSql("DELETE FROM revetl.changes "
-                        "WHERE run_id = $1 AND seq = ANY ($2::bigint[]) AND seq BETWEEN $3 AND $4",
-                        true),
-            PreparedSql("DELETE FROM revetl.changes WHERE run_id = $1 AND seq BETWEEN $2 AND $3"),
-            PreparedSql(
-                "UPDATE revetl.runs SET rows_delivered = rows_delivered + $2, "
-                "rows_rejected = rows_rejected + $3, requests = requests + $4, retries = retries + $5, "
-                "rows_retried = rows_retried + $6, throttled = throttled + $7 WHERE id = $1"),
-        });
-    }
-    for (bool added : {true, false}) {
-        const ShadowRows &rows = added ? rec.added : rec.changed;
-        if (rows.keys.empty())
-            continue;
-        // A resync's adds may be over tombstones (their version does not
-        // tell, being -run_id for every row): they are upserted too.
-        const std::vector<SqlArg> args{SqlArg::TextArray(rows.keys),
-                                       SqlArg::Int8Array(rows.row_hashes),
-                                       SqlArg::TextArray(rows.dest_ids),
-                                       SqlArg::BoolArray(rows.uncertain),
-                                       SqlArg::Int8(run_id_),
-                                       SqlArg::Int8(settings_.settle_time_ms),
-                                       SqlArg::Int8(version_id_),
-                                       SentAfterArg()};
-        if (added && !resync_) {
-            if (!WriteShadowAdds(rows))
-                flush_sql_->insert_shadow.Run(args);
-            continue;
-        }
-        // Changed rows are updated in place; an upsert only if one had no
-        // shadow row after all (the upsert's update of the rows the UPDATE
-        // found writes what it wrote).
-        if (!added &&
-            flush_sql_->update_shadow.Run(args).Int8(0, 0) == static_cast<int64_t>(rows.keys.size()))
-            continue;
-        flush_sql_->upsert_shadow.Run(args);
-    }
-    if (!rec.removal_keys.empty()) {
-        flush_sql_->delete_shadow.Run(
-            {SqlArg::TextArray(rec.removal_keys), SqlArg::BoolArray(rec.removal_uncertain), SentAfterArg()});
-        flush_sql_->tombstone_shadow.Run({SqlArg::TextArray(rec.removal_keys),
-                                          SqlArg::BoolArray(rec.removal_uncertain), SqlArg::Int8(run_id_),
-                                          SqlArg::Int8(settings_.settle_time_ms), SqlArg::Int8(version_id_)});
-    }
-    // A removal no run could send (no record id was ever learned, and the
-    // connector deletes by id) is refused once, above, with a hint; then
-    // the key is forgotten, so that later runs do not plan it again and
-    // stay partial forever. Only a key whose shadow row still has no
-    // record id, and only in MIRROR mode, the one that removes. A key
-    // still waiting for re-verification keeps a tombstone until then: a
-    // request of an earlier run may yet create the record, and the removal
-    // is planned (and reported) once more after that time.
-    if (!rec.forgotten_keys.empty() && def_.mode == "mirror") {
-        const std::string shadow = QualifiedName(kSchema, def_.shadow_table);
-        Sql("DELETE FROM " + shadow +
-                " AS s WHERE s.key = ANY ($1::text[]) AND coalesce(s.dest_id, '') = '' "
-                "AND (s.verify_after IS NULL OR s.verify_after <= pg_catalog.now())",
-            {SqlArg::TextArray(rec.forgotten_keys)});
-        Sql("UPDATE " + shadow +
-                " AS s SET removed = true, row_hash = 0, run_id = $2, version = $3, "
-                "synced_at = pg_catalog.now() WHERE s.key = ANY ($1::text[]) AND coalesce(s.dest_id, '') = "
-                "''",
-            {SqlArg::TextArray(rec.forgotten_keys), SqlArg::Int8(run_id_), SqlArg::Int8(version_id_)});
-    }
-    if (rec.rejected != "[]" && tracked_)
-        Sql("INSERT INTO revetl.captured_changes (sync_id, key, retry) SELECT $2, r.key::text, true "
-            "FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS r(key jsonb)",
-            {SqlArg::Text(rec.rejected), SqlArg::Int8(def_.id)});
-    if (rec.rejected != "[]")
-        Sql("INSERT INTO revetl.rejected_rows (run_id, sync_id, sync_name, kind, key, operation, reason, "
-            "http_status, error_code, payload, attempts, hint) "
-            "SELECT $2, $3, $4, 'rejected', r.key, r.operation, r.reason, r.http_status, r.error_code, "
-            "r.payload, "
-            "r.attempts, r.hint FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS r(key jsonb, operation "
-            "text, "
-            "reason text, http_status integer, error_code text, payload jsonb, attempts integer, hint text)",
-            {SqlArg::Text(rec.rejected), SqlArg::Int8(run_id_), SqlArg::Int8(def_.id),
-             SqlArg::Text(def_.name)});
-    std::vector<int64_t> seqs;
-    seqs.reserve(pending_changes_.size());
+    RecordingGroup group;
+    group.record = BuildBatchRecord(pending_changes_, pending_outcomes_, 1);
+    group.seqs.reserve(pending_changes_.size());
     for (const Change &c : pending_changes_)
-        seqs.push_back(c.seq);
-    std::sort(seqs.begin(), seqs.end());
-    // Groups are usually a run of consecutive sequence numbers (batches are
-    // handed out in order and most finish in order): then the range alone
-    // names them, and the statement needs no array nor a plan of its own
-    // (the array's plan cost milliseconds a group).
-    bool consecutive = true;
-    for (size_t i = 1; i < seqs.size() && consecutive; i++)
-        consecutive = seqs[i] == seqs[i - 1] + 1;
-    const uint64_t dequeued =
-        consecutive ? flush_sql_->delete_queued_range
-                          .Run({SqlArg::Int8(run_id_), SqlArg::Int8(seqs.front()), SqlArg::Int8(seqs.back())})
-                          .processed
-                    : flush_sql_->delete_queued
-                          .Run({SqlArg::Int8(run_id_), SqlArg::Int8Array(seqs), SqlArg::Int8(seqs.front()),
-                                SqlArg::Int8(seqs.back())})
-                          .processed;
+        group.seqs.push_back(c.seq);
+    std::sort(group.seqs.begin(), group.seqs.end());
+    group.jobs = pending_jobs_;
     const EngineStats counted = live_stats_;
-    flush_sql_->count_delivered.Run({SqlArg::Int8(run_id_), SqlArg::Int8(rec.delivered),
-                                     SqlArg::Int8(rec.rejected_count),
-                                     SqlArg::Int8(counted.requests - recorded_stats_.requests),
-                                     SqlArg::Int8(counted.retries - recorded_stats_.retries),
-                                     SqlArg::Int8(counted.rows_retried - recorded_stats_.rows_retried),
-                                     SqlArg::Int8(counted.throttled - recorded_stats_.throttled)});
-    // The jobs of these rows are done: their outcomes are recorded above, in
-    // the same transaction.
-    if (!pending_jobs_.empty())
-        Sql("DELETE FROM revetl.delivery_jobs WHERE id = ANY ($1::bigint[])",
-            {SqlArg::Int8Array(pending_jobs_)});
-    CommitTransaction();
-    recorded_stats_ = counted;
-    dequeued_ += static_cast<int64_t>(dequeued);
+    group.requests = counted.requests - sent_stats_.requests;
+    group.retries = counted.retries - sent_stats_.retries;
+    group.rows_retried = counted.rows_retried - sent_stats_.rows_retried;
+    group.throttled = counted.throttled - sent_stats_.throttled;
+    group.version_id = version_id_;
+    group.sent_after = sent_after_;
+    const GroupInRecording done{
+        EngineStats{group.requests, group.retries, group.rows_retried, group.throttled},
+        group.record.delivered, group.record.rejected_count};
+    if (recorder_ && !recorder_ready_) {
+        // Its answer to the setup, if it has come (the recorder takes a few
+        // milliseconds to start and connect; meanwhile this process records).
+        // A recorder that could not start or had no slot leaves the
+        // recording to this process.
+        std::optional<RecordingReply> answer;
+        bool stopped = false;
+        try {
+            answer = recorder_->Receive(false);
+        } catch (const RecorderStopped &) {
+            stopped = true;
+        }
+        if (answer && answer->kind == RecordingReply::Kind::Ready) {
+            recorder_ready_ = true;
+        } else if (answer || stopped) {
+            (void)recorder_->Finish();
+            recorder_.reset();
+        }
+    }
+    if (recorder_ && recorder_ready_)
+        while (std::optional<RecordingReply> reply = recorder_->Receive(false))
+            ApplyReply(*reply);
+    if (recorder_ && recorder_ready_ && in_recording_.size() < kGroupsInRecording) {
+        try {
+            recorder_->Send(EncodeGroup(group));
+        } catch (const RecorderStopped &) {
+            // Why it stopped is in its last answers (a group it could not
+            // record); without one, RecorderStopped stands.
+            for (;;)
+                ApplyReply(*recorder_->Receive(true));
+        }
+        sent_stats_ = counted;
+        in_recording_.push_back(done);
+    } else {
+        // No recorder, one not started yet, or one busy with earlier
+        // groups: recorded here, beside it (the groups' rows and keys are disjoint; the two
+        // transactions meet only on the run's row of revetl.runs).
+        if (!own_recorder_)
+            own_recorder_ = std::make_unique<GroupRecorder>(MakeRecordingSetup());
+        // Kept jobs are resumed before the plan, which is what tells
+        // whether the sync is tracked: the setup is the run's as it is now.
+        own_recorder_->SetSetup(MakeRecordingSetup());
+        const int64_t dequeued = own_recorder_->Record(group);
+        sent_stats_ = counted;
+        GroupRecorded(done, dequeued);
+    }
     pending_jobs_.clear();
-    rejected_ += rec.rejected_count;
-    delivered_ += rec.delivered;
     pending_changes_.clear();
     pending_outcomes_.clear();
     pending_batches_ = 0;
     PgGuard([&] { last_flush_ = GetCurrentTimestamp(); });
 }
 
-bool SyncRun::WriteShadowAdds(const ShadowRows &rows) {
-    if (!g_shadow_bulk_insert)
-        return false;
-    const int n = static_cast<int>(rows.keys.size());
-    std::vector<int64> hashes(rows.row_hashes.begin(), rows.row_hashes.end());
-    std::unique_ptr<bool[]> dest_null(new bool[n]);
-    std::unique_ptr<bool[]> uncertain(new bool[n]);
-    for (int i = 0; i < n; i++) {
-        dest_null[i] = !rows.dest_ids[i].has_value();
-        uncertain[i] = rows.uncertain[i];
+void SyncRun::GroupRecorded(const GroupInRecording &group, int64_t dequeued) {
+    // Added up, not assigned: the recorder's groups and this process's
+    // are recorded in either order.
+    recorded_stats_.requests += group.added.requests;
+    recorded_stats_.retries += group.added.retries;
+    recorded_stats_.rows_retried += group.added.rows_retried;
+    recorded_stats_.throttled += group.added.throttled;
+    dequeued_ += dequeued;
+    rejected_ += group.rejected;
+    delivered_ += group.delivered;
+}
+
+void SyncRun::ApplyReply(const RecordingReply &reply) {
+    switch (reply.kind) {
+    case RecordingReply::Kind::Recorded:
+        if (in_recording_.empty())
+            throw std::runtime_error("revetl: the run's recorder process answered a group it was not sent");
+        GroupRecorded(in_recording_.front(), reply.dequeued);
+        in_recording_.pop_front();
+        return;
+    case RecordingReply::Kind::Dropped:
+        throw SyncDropped();
+    default:
+        // As the run's own error would read (Execute, PgError).
+        throw std::runtime_error(reply.message + (reply.detail.empty() ? "" : " (" + reply.detail + ")"));
     }
-    const std::string &table = def_.shadow_table;
-    bool written = false;
-    PgGuard([&] {
-        Datum *keys = static_cast<Datum *>(palloc(n * sizeof(Datum)));
-        Datum *dest_ids = static_cast<Datum *>(palloc(n * sizeof(Datum)));
-        for (int i = 0; i < n; i++) {
-            keys[i] = PointerGetDatum(cstring_to_text_with_len(rows.keys[i].data(), rows.keys[i].size()));
-            dest_ids[i] = dest_null[i] ? (Datum)0
-                                       : PointerGetDatum(cstring_to_text_with_len(rows.dest_ids[i]->data(),
-                                                                                  rows.dest_ids[i]->size()));
+}
+
+void SyncRun::StartRecorder() {
+    if (recorder_ || g_recorder_min_rows < 0 || queued_ - last_seq_ < g_recorder_min_rows)
+        return;
+    recorder_ = RecorderProcess::Start(MakeRecordingSetup());
+    recorder_ready_ = false;
+    in_recording_.clear();
+}
+
+void SyncRun::DrainRecorder() {
+    while (recorder_ && !in_recording_.empty())
+        ApplyReply(*recorder_->Receive(true));
+}
+
+void SyncRun::StopRecorder() {
+    if (!recorder_)
+        return;
+    std::vector<RecordingReply> replies = recorder_->Finish();
+    recorder_.reset();
+    // Groups it recorded after the run stopped reading its answers (an
+    // error, a cancel): counted, so that the run's end knows what is left.
+    for (const RecordingReply &reply : replies)
+        if (reply.kind == RecordingReply::Kind::Recorded && !in_recording_.empty()) {
+            GroupRecorded(in_recording_.front(), reply.dequeued);
+            in_recording_.pop_front();
         }
-        written = InsertShadowAdds(table.c_str(), n, keys, hashes.data(), dest_ids, dest_null.get(),
-                                   uncertain.get(), run_id_, settings_.settle_time_ms, version_id_);
-        pfree(keys);
-        pfree(dest_ids);
-    });
-    return written;
+    in_recording_.clear();
 }
 
 void SyncRun::Deliver() {
+    StartRecorder();
     RunDelivery([this] { return ReadBatch(); });
+    StopRecorder();
 }
 
 // The CPU time (user and system) this process has used.
@@ -1695,8 +1488,10 @@ void SyncRun::RunDelivery(std::function<std::optional<EngineBatch>()> next_batch
     live_stats_ = EngineStats{};
     hooks.live_stats = &live_stats_;
     hooks.stats_changed = [this] { WriteCounts(); };
+    sent_stats_ = recorded_stats_;
     EngineResult result = RunEngine(Client(), *connector_, context, config, hooks);
     Flush();
+    DrainRecorder();
     // The run's batches are all out: the jobs parked for them are finished
     // now (run and polled), their rows recorded like any others.
     if (result.ok && !final_pass && !parked_jobs.empty()) {
@@ -1732,6 +1527,9 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
         QueryCancelPending = false;
         HOLD_CANCEL_INTERRUPTS();
     });
+    // Its last groups recorded and the process gone before the outcome, so
+    // that what is left of the queue is exactly what was not recorded.
+    StopRecorder();
     BeginTransaction("revetl: finishing run");
     SqlResult r =
         Sql("UPDATE revetl.runs SET status = $2, finished_at = pg_catalog.clock_timestamp(), error = $3 "

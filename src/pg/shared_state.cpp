@@ -163,6 +163,23 @@ bool ClaimSyncRun(Oid dboid, int64 sync_id, int64 run_id) {
     return ok;
 }
 
+bool ClaimRecorderSlot(Oid dboid, int64 sync_id, int64 run_id) {
+    bool ok = false;
+    LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
+    if (DatabaseSlot *slot = FindDatabaseSlot(dboid))
+        for (int i = 0; i < kMaxExecutorsPerDatabase && !ok; i++) {
+            ExecutorSlot *e = &slot->executors[i];
+            if (e->pid == MyProcPid) {
+                e->sync_id = sync_id;
+                e->run_id = run_id;
+                e->recorder = true;
+                ok = true;
+            }
+        }
+    LWLockRelease(g_shared->lock);
+    return ok;
+}
+
 bool SyncRunInProgress(Oid dboid, int64 sync_id) {
     bool busy = false;
     LWLockAcquire(g_shared->lock, LW_SHARED);
@@ -178,7 +195,8 @@ bool WakeSyncRun(Oid dboid, int64 sync_id) {
     LWLockAcquire(g_shared->lock, LW_SHARED);
     if (DatabaseSlot *slot = FindDatabaseSlot(dboid))
         for (int i = 0; i < kMaxExecutorsPerDatabase && procno < 0; i++)
-            if (slot->executors[i].pid != 0 && slot->executors[i].sync_id == sync_id)
+            if (slot->executors[i].pid != 0 && slot->executors[i].sync_id == sync_id &&
+                !slot->executors[i].recorder)
                 procno = slot->executors[i].procno;
     LWLockRelease(g_shared->lock);
     if (procno < 0)
@@ -193,7 +211,7 @@ bool CancelSyncRun(Oid dboid, int64 sync_id, const char *reason) {
     if (DatabaseSlot *slot = FindDatabaseSlot(dboid))
         for (int i = 0; i < kMaxExecutorsPerDatabase; i++) {
             ExecutorSlot *e = &slot->executors[i];
-            if (e->pid != 0 && e->sync_id == sync_id) {
+            if (e->pid != 0 && e->sync_id == sync_id && !e->recorder) {
                 strlcpy(e->cancel_reason, reason, sizeof e->cancel_reason);
                 pid = e->pid;
             }

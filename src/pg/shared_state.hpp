@@ -29,6 +29,10 @@ struct ExecutorSlot {
     // Set by DROP SYNC or PAUSE (then the process is sent SIGINT): the run
     // ends 'cancelled' with this reason.
     char cancel_reason[64];
+    // A run's recorder process (recorder.hpp): it holds the sync like the
+    // run's process (no other run of the sync starts until both are gone),
+    // but is neither woken nor cancelled as the run.
+    bool recorder;
 };
 
 struct DatabaseSlot {
@@ -137,6 +141,10 @@ void WakeLauncher();
 // The run process claims `sync_id` for `run_id`; false when another process
 // of this database holds a run of that sync.
 bool ClaimSyncRun(Oid dboid, int64 sync_id, int64 run_id);
+
+// The recorder of run `run_id` claims `sync_id` beside the run's process;
+// false when it has no slot.
+bool ClaimRecorderSlot(Oid dboid, int64 sync_id, int64 run_id);
 
 // Whether a process of this database holds a run of `sync_id`.
 bool SyncRunInProgress(Oid dboid, int64 sync_id);

@@ -378,7 +378,12 @@ bool ReapExecutors() {
         BeginTransaction("revetl: watching runs");
         for (int64 run_id : adopted) {
             SqlResult r = Sql("SELECT status FROM revetl.runs WHERE id = $1", {SqlArg::Int8(run_id)});
-            if (r.rows.empty() || r.Text(0, 0) != "running")
+            // Still 'running' with no process of the sync left: its process
+            // died while another (its recorder, recorder.hpp) was still
+            // exiting. Recovered below, as any interrupted run.
+            bool busy = true;
+            PgGuard([&] { busy = SyncRunInProgress(MyDatabaseId, g_executing[run_id].sync_id); });
+            if (r.rows.empty() || r.Text(0, 0) != "running" || !busy)
                 ended.push_back(run_id);
         }
         CommitTransaction();

@@ -77,6 +77,7 @@ revetl.worker_restart_delay = 1
 # The mocks listen on loopback, which revetl refuses unless named here.
 revetl.allowed_hosts = '*, 127.0.0.1'
 {extra_conf}
+{os.environ.get("REVETL_TEST_EXTRA_CONF", "")}
 """)
 
     # -- lifecycle ---------------------------------------------------------

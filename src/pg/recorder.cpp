@@ -1,0 +1,283 @@
+#include "pg/recorder.hpp"
+
+#include "pg/executor.hpp"
+#include "pg/guard.hpp"
+#include "pg/session.hpp"
+#include "pg/shadow_recording.hpp"
+#include "pg/shared_state.hpp"
+#include "pg/spi.hpp"
+
+#include <cstring>
+#include <string_view>
+
+extern "C" {
+PGDLLEXPORT void revetl_recorder_main(Datum main_arg);
+}
+
+namespace revetl::pg {
+
+namespace {
+
+// The segment holds the queue to the recorder, then the queue back. A group
+// of 5,000 rows is a few hundred kilobytes; a bigger one (refused rows
+// carry their payloads) goes through in parts as the recorder reads it.
+constexpr Size kToRecorderBytes = 4 * 1024 * 1024;
+constexpr Size kFromRecorderBytes = 64 * 1024;
+
+std::optional<RecordingReply> DecodedReply(Size n, const void *data) {
+    RecordingReply reply;
+    if (!DecodeReply(std::string_view(static_cast<const char *>(data), n), &reply))
+        throw std::runtime_error("revetl: an answer of the run's recorder process could not be read");
+    return reply;
+}
+
+} // namespace
+
+std::unique_ptr<RecorderProcess> RecorderProcess::Start(const RecordingSetup &setup) {
+    std::unique_ptr<RecorderProcess> p(new RecorderProcess());
+    PgGuard([&] {
+        // The queues' handles and the worker's handle live as long as the
+        // run's process needs them, across its transactions.
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        dsm_segment *seg = dsm_create(kToRecorderBytes + kFromRecorderBytes, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+        if (seg) {
+            // Mapped until detached, whatever transaction is current.
+            dsm_pin_mapping(seg);
+            char *base = static_cast<char *>(dsm_segment_address(seg));
+            shm_mq *to = shm_mq_create(base, kToRecorderBytes);
+            shm_mq_set_sender(to, MyProc);
+            shm_mq *from = shm_mq_create(base + kToRecorderBytes, kFromRecorderBytes);
+            shm_mq_set_receiver(from, MyProc);
+
+            BackgroundWorker worker;
+            memset(&worker, 0, sizeof worker);
+            worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+            worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+            worker.bgw_restart_time = BGW_NEVER_RESTART;
+            snprintf(worker.bgw_library_name, BGW_MAXLEN, "revetl");
+            snprintf(worker.bgw_function_name, BGW_MAXLEN, "revetl_recorder_main");
+            snprintf(worker.bgw_name, BGW_MAXLEN, "revetl recorder for run %lld",
+                     static_cast<long long>(setup.run_id));
+            snprintf(worker.bgw_type, BGW_MAXLEN, "revetl recorder");
+            worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+            memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
+            // Told when it starts and stops (WaitForBackgroundWorkerShutdown).
+            worker.bgw_notify_pid = MyProcPid;
+            BackgroundWorkerHandle *handle = nullptr;
+            if (RegisterDynamicBackgroundWorker(&worker, &handle)) {
+                p->segment_ = seg;
+                p->worker_ = handle;
+                // With the worker's handle, a recorder that fails to start
+                // reads as detached rather than leaving this process waiting.
+                p->to_recorder_ = shm_mq_attach(to, seg, handle);
+                p->from_recorder_ = shm_mq_attach(from, seg, handle);
+            } else {
+                dsm_detach(seg);
+            }
+        }
+        MemoryContextSwitchTo(old);
+    });
+    if (!p->segment_)
+        return nullptr;
+    // Into an empty queue: does not wait for the recorder to start.
+    p->Send(EncodeSetup(setup));
+    return p;
+}
+
+RecorderProcess::~RecorderProcess() {
+    // Finish() detached everything unless a run's error skipped it; the
+    // recorder then sees its queue detached and stops.
+    try {
+        PgGuard([&] {
+            if (segment_)
+                dsm_detach(segment_);
+        });
+    } catch (...) {
+    }
+}
+
+void RecorderProcess::Send(const std::string &message) {
+    if (!to_recorder_)
+        throw RecorderStopped();
+    shm_mq_result result = SHM_MQ_SUCCESS;
+    PgGuard([&] { result = shm_mq_send(to_recorder_, message.size(), message.data(), false, true); });
+    if (result != SHM_MQ_SUCCESS)
+        throw RecorderStopped();
+}
+
+std::optional<RecordingReply> RecorderProcess::Receive(bool wait) {
+    if (!from_recorder_)
+        throw RecorderStopped();
+    shm_mq_result result = SHM_MQ_SUCCESS;
+    Size n = 0;
+    void *data = nullptr;
+    PgGuard([&] { result = shm_mq_receive(from_recorder_, &n, &data, !wait); });
+    if (result == SHM_MQ_WOULD_BLOCK)
+        return std::nullopt;
+    if (result != SHM_MQ_SUCCESS)
+        throw RecorderStopped();
+    return DecodedReply(n, data);
+}
+
+std::vector<RecordingReply> RecorderProcess::Finish() {
+    std::vector<RecordingReply> replies;
+    // Detaching is the end of the groups: the recorder still reads every
+    // message sent in full before it (one cut short by an interrupt is not).
+    if (to_recorder_) {
+        PgGuard([&] { shm_mq_detach(to_recorder_); });
+        to_recorder_ = nullptr;
+    }
+    if (from_recorder_) {
+        for (;;) {
+            try {
+                if (std::optional<RecordingReply> reply = Receive(true))
+                    replies.push_back(*reply);
+            } catch (const RecorderStopped &) {
+                break;
+            }
+        }
+        PgGuard([&] { shm_mq_detach(from_recorder_); });
+        from_recorder_ = nullptr;
+    }
+    if (worker_) {
+        // Its slot (and so its claim on the sync) is gone once it has exited.
+        PgGuard([&] {
+            (void)WaitForBackgroundWorkerShutdown(worker_);
+            pfree(worker_);
+        });
+        worker_ = nullptr;
+    }
+    if (segment_) {
+        PgGuard([&] { dsm_detach(segment_); });
+        segment_ = nullptr;
+    }
+    return replies;
+}
+
+namespace {
+
+void WakeSchedulerAtExit(int, Datum arg) {
+    // A run of the sync may be waiting for this process to go (queued, or
+    // one whose process died before this one, which the scheduler recovers
+    // only once nothing of the run is left).
+    WakeWorkerOrLauncher(DatumGetObjectId(arg));
+}
+
+void Reply(shm_mq_handle *out, const RecordingReply &reply, bool *sent) {
+    const std::string message = EncodeReply(reply);
+    shm_mq_result result = SHM_MQ_SUCCESS;
+    PgGuard([&] { result = shm_mq_send(out, message.size(), message.data(), false, true); });
+    *sent = result == SHM_MQ_SUCCESS;
+}
+
+// Receives the next message into `*message`; false when the run's process
+// has detached (no more groups) and every message was read.
+bool NextMessage(shm_mq_handle *in, std::string_view *message) {
+    shm_mq_result result = SHM_MQ_SUCCESS;
+    Size n = 0;
+    void *data = nullptr;
+    PgGuard([&] { result = shm_mq_receive(in, &n, &data, false); });
+    if (result != SHM_MQ_SUCCESS)
+        return false;
+    *message = std::string_view(static_cast<const char *>(data), n);
+    return true;
+}
+
+void RecordGroupsOfRun(dsm_handle handle, Oid dboid) {
+    shm_mq_handle *in = nullptr;
+    shm_mq_handle *out = nullptr;
+    PgGuard([&] {
+        context_between_transactions =
+            AllocSetContextCreate(TopMemoryContext, "revetl recorder", ALLOCSET_DEFAULT_SIZES);
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        dsm_segment *seg = dsm_attach(handle);
+        if (seg) {
+            dsm_pin_mapping(seg);
+            char *base = static_cast<char *>(dsm_segment_address(seg));
+            shm_mq *to = reinterpret_cast<shm_mq *>(base);
+            shm_mq *from = reinterpret_cast<shm_mq *>(base + kToRecorderBytes);
+            shm_mq_set_receiver(to, MyProc);
+            shm_mq_set_sender(from, MyProc);
+            in = shm_mq_attach(to, seg, nullptr);
+            out = shm_mq_attach(from, seg, nullptr);
+        }
+        MemoryContextSwitchTo(old);
+    });
+    if (!in)
+        return; // the run's process is gone already
+    SetSessionSettings("revetl recorder");
+    std::string_view message;
+    RecordingSetup setup;
+    if (!NextMessage(in, &message) || !DecodeSetup(message, &setup))
+        return;
+    bool claimed = false;
+    PgGuard([&] { claimed = ClaimRecorderSlot(dboid, setup.sync_id, setup.run_id); });
+    bool sent = false;
+    RecordingReply ready;
+    // No slot among the database's run processes: the run records itself.
+    ready.kind = claimed ? RecordingReply::Kind::Ready : RecordingReply::Kind::Declined;
+    Reply(out, ready, &sent);
+    if (!claimed || !sent)
+        return;
+    GroupRecorder recorder(setup);
+    while (NextMessage(in, &message)) {
+        RecordingReply reply;
+        RecordingGroup group;
+        if (!DecodeGroup(message, &group)) {
+            reply.kind = RecordingReply::Kind::Failed;
+            reply.message = "revetl: the run's recorder process received a group it could not read";
+        } else {
+            try {
+                reply.dequeued = recorder.Record(group);
+                reply.kind = RecordingReply::Kind::Recorded;
+            } catch (const SyncDropped &) {
+                AbortTransaction();
+                reply.kind = RecordingReply::Kind::Dropped;
+            } catch (const PgError &e) {
+                AbortTransaction();
+                reply.kind = RecordingReply::Kind::Failed;
+                reply.sqlerrcode = e.sqlerrcode;
+                reply.message = e.message;
+                reply.detail = e.detail;
+            } catch (const std::exception &e) {
+                AbortTransaction();
+                reply.kind = RecordingReply::Kind::Failed;
+                reply.message = e.what();
+            }
+        }
+        Reply(out, reply, &sent);
+        // After a group it could not record, nothing later is recorded
+        // either: the run ends, and what it planned is re-verified.
+        if (!sent || reply.kind != RecordingReply::Kind::Recorded)
+            return;
+    }
+}
+
+} // namespace
+
+} // namespace revetl::pg
+
+void revetl_recorder_main(Datum main_arg) {
+    using namespace revetl::pg;
+    const dsm_handle handle = DatumGetUInt32(main_arg);
+    Oid dboid;
+    memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    // Registered first, so run last: after the slot is released.
+    before_shmem_exit(WakeSchedulerAtExit, ObjectIdGetDatum(dboid));
+    RegisterRunProcess(dboid);
+    BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+    ErrorData *edata = nullptr;
+    try {
+        RecordGroupsOfRun(handle, dboid);
+        proc_exit(0);
+    } catch (...) {
+        edata = CurrentExceptionToErrorData();
+    }
+    // The run's process sees the queue detached and fails the run.
+    ereport(FATAL, (errcode(edata->sqlerrcode),
+                    errmsg("revetl recorder in database \"%s\" failed: %s", DatabaseName(), edata->message)));
+}
