@@ -224,44 +224,42 @@ struct QueuedRow {
 // FROM revetl.changes`. Plain data, as QueueWriter.
 void ReadQueuedRows(SPITupleTable *tt, size_t n, QueuedRow *out) {
     TupleDesc desc = tt->tupdesc;
+    if (desc->natts != 7)
+        elog(ERROR, "revetl: reading the queue returned %d columns, not 7", desc->natts);
+    // Each row is taken apart once (heap_getattr per column walked the
+    // variable-length key and payload again for every column after them).
+    Datum values[7];
+    bool nulls[7];
     // A text column's bytes, in place (nullptr for NULL).
-    auto text_at = [desc](HeapTuple tup, int column, const char *&data, size_t &len) {
-        bool isnull;
-        Datum d = SPI_getbinval(tup, desc, column, &isnull);
+    auto text_at = [&](int column, const char *&data, size_t &len) {
         data = nullptr;
         len = 0;
-        if (!isnull) {
-            text *t = DatumGetTextPP(d);
+        if (!nulls[column]) {
+            text *t = DatumGetTextPP(values[column]);
             data = VARDATA_ANY(t);
             len = VARSIZE_ANY_EXHDR(t);
         }
     };
     for (size_t i = 0; i < n; i++) {
-        HeapTuple tup = tt->vals[i];
+        heap_deform_tuple(tt->vals[i], desc, values, nulls);
         QueuedRow *r = out + i;
-        bool isnull;
-        Datum d = SPI_getbinval(tup, desc, 1, &isnull);
-        r->seq = isnull ? 0 : DatumGetInt64(d);
-        d = SPI_getbinval(tup, desc, 2, &isnull);
-        r->op = isnull ? 0 : DatumGetChar(d);
-        text_at(tup, 3, r->key, r->key_len);
-        d = SPI_getbinval(tup, desc, 4, &isnull);
+        r->seq = nulls[0] ? 0 : DatumGetInt64(values[0]);
+        r->op = nulls[1] ? 0 : DatumGetChar(values[1]);
+        text_at(2, r->key, r->key_len);
         r->payload = nullptr;
         r->payload_len = 0;
-        if (!isnull) {
+        if (!nulls[3]) {
             // What jsonb_out returns, without making a text datum of it.
-            Jsonb *jb = DatumGetJsonbP(d);
+            Jsonb *jb = DatumGetJsonbP(values[3]);
             StringInfoData buf;
             initStringInfo(&buf);
             (void)JsonbToCString(&buf, &jb->root, VARSIZE(jb));
             r->payload = buf.data;
             r->payload_len = buf.len;
         }
-        d = SPI_getbinval(tup, desc, 5, &isnull);
-        r->row_hash = isnull ? 0 : DatumGetInt64(d);
-        text_at(tup, 6, r->dest_id, r->dest_id_len);
-        d = SPI_getbinval(tup, desc, 7, &isnull);
-        r->version = isnull ? 0 : DatumGetInt64(d);
+        r->row_hash = nulls[4] ? 0 : DatumGetInt64(values[4]);
+        text_at(5, r->dest_id, r->dest_id_len);
+        r->version = nulls[6] ? 0 : DatumGetInt64(values[6]);
     }
 }
 
