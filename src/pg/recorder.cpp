@@ -2,11 +2,13 @@
 
 #include "pg/executor.hpp"
 #include "pg/guard.hpp"
+#include "pg/queue_writer.hpp"
 #include "pg/session.hpp"
 #include "pg/shadow_recording.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/spi.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
@@ -23,6 +25,8 @@ namespace {
 // carry their payloads) goes through in parts as the recorder reads it.
 constexpr Size kToRecorderBytes = 4 * 1024 * 1024;
 constexpr Size kFromRecorderBytes = 64 * 1024;
+// Rows per multi-insert when queueing the plan's changes (the plan's fetch).
+constexpr int kPlanChunkRows = 1000;
 
 std::optional<RecordingReply> DecodedReply(Size n, const void *data) {
     RecordingReply reply;
@@ -183,6 +187,70 @@ bool NextMessage(shm_mq_handle *in, std::string_view *message) {
     return true;
 }
 
+// The plan's changes the recorder queues for the run: one transaction, from
+// the first chunk to the plan's QueueCommit. Plain data, as QueueWriter.
+struct PlanQueue {
+    bool open = false;
+    QueueWriter writer;
+    MemoryContext chunk_cxt;
+};
+
+// Writes a chunk, opening the transaction with the first. The values are
+// made from the bytes the plan sent: text and jsonb datums with a 4-byte
+// header, as the plan's own would be once stored.
+void QueueChunkOf(PlanQueue *q, const QueueChunk &chunk) {
+    if (!q->open) {
+        BeginTransaction("revetl: queueing planned changes");
+        PgGuard([&] {
+            OpenQueueWriter(&q->writer, kPlanChunkRows);
+            q->chunk_cxt =
+                AllocSetContextCreate(CurrentMemoryContext, "revetl queue chunk", ALLOCSET_DEFAULT_SIZES);
+        });
+        q->open = true;
+    }
+    PgGuard([&] {
+        MemoryContext old = MemoryContextSwitchTo(q->chunk_cxt);
+        auto varlena_of = [](const std::string &bytes) {
+            struct varlena *v = static_cast<struct varlena *>(palloc(VARHDRSZ + bytes.size()));
+            SET_VARSIZE(v, VARHDRSZ + bytes.size());
+            memcpy(VARDATA(v), bytes.data(), bytes.size());
+            return PointerGetDatum(v);
+        };
+        for (size_t start = 0; start < chunk.changes.size(); start += kPlanChunkRows) {
+            const int n = static_cast<int>(std::min(chunk.changes.size() - start, size_t(kPlanChunkRows)));
+            Datum *values = static_cast<Datum *>(palloc(n * QueueWriter::kColumns * sizeof(Datum)));
+            bool *nulls = static_cast<bool *>(palloc0(n * QueueWriter::kColumns * sizeof(bool)));
+            for (int i = 0; i < n; i++) {
+                const QueuedChange &c = chunk.changes[start + i];
+                Datum *v = values + i * QueueWriter::kColumns;
+                bool *isnull = nulls + i * QueueWriter::kColumns;
+                v[0] = Int64GetDatum(chunk.run_id);
+                v[1] = Int64GetDatum(c.seq);
+                v[2] = CharGetDatum(c.op);
+                v[3] = varlena_of(c.key);
+                isnull[4] = !c.payload;
+                v[4] = c.payload ? varlena_of(*c.payload) : (Datum)0;
+                isnull[5] = !c.row_hash;
+                v[5] = Int64GetDatum(c.row_hash.value_or(0));
+                isnull[6] = !c.dest_id;
+                v[6] = c.dest_id ? varlena_of(*c.dest_id) : (Datum)0;
+                isnull[7] = !c.version;
+                v[7] = Int64GetDatum(c.version.value_or(0));
+            }
+            WriteQueueChunk(&q->writer, n, values, nulls);
+        }
+        MemoryContextSwitchTo(old);
+        MemoryContextReset(q->chunk_cxt);
+    });
+}
+
+void CommitPlanQueue(PlanQueue *q) {
+    if (q->open)
+        PgGuard([&] { CloseQueueWriter(&q->writer); });
+    q->open = false;
+    CommitTransaction();
+}
+
 void RecordGroupsOfRun(dsm_handle handle, Oid dboid) {
     shm_mq_handle *in = nullptr;
     shm_mq_handle *out = nullptr;
@@ -220,16 +288,32 @@ void RecordGroupsOfRun(dsm_handle handle, Oid dboid) {
     if (!claimed || !sent)
         return;
     GroupRecorder recorder(setup);
+    PlanQueue queue;
     while (NextMessage(in, &message)) {
         RecordingReply reply;
         RecordingGroup group;
-        if (!DecodeGroup(message, &group)) {
+        QueueChunk chunk;
+        const std::optional<RecordingMessageType> type = MessageType(message);
+        const bool readable = type == RecordingMessageType::Queue         ? DecodeQueueChunk(message, &chunk)
+                              : type == RecordingMessageType::QueueCommit ? queue.open
+                              : type == RecordingMessageType::Group
+                                  ? !queue.open && DecodeGroup(message, &group)
+                                  : false;
+        if (!readable) {
             reply.kind = RecordingReply::Kind::Failed;
-            reply.message = "revetl: the run's recorder process received a group it could not read";
+            reply.message = "revetl: the run's recorder process received a message it could not read";
         } else {
             try {
-                reply.dequeued = recorder.Record(group);
-                reply.kind = RecordingReply::Kind::Recorded;
+                if (type == RecordingMessageType::Queue) {
+                    QueueChunkOf(&queue, chunk);
+                    reply.kind = RecordingReply::Kind::Queued;
+                } else if (type == RecordingMessageType::QueueCommit) {
+                    CommitPlanQueue(&queue);
+                    reply.kind = RecordingReply::Kind::Committed;
+                } else {
+                    reply.dequeued = recorder.Record(group);
+                    reply.kind = RecordingReply::Kind::Recorded;
+                }
             } catch (const SyncDropped &) {
                 AbortTransaction();
                 reply.kind = RecordingReply::Kind::Dropped;
@@ -247,8 +331,10 @@ void RecordGroupsOfRun(dsm_handle handle, Oid dboid) {
         }
         Reply(out, reply, &sent);
         // After a group it could not record, nothing later is recorded
-        // either: the run ends, and what it planned is re-verified.
-        if (!sent || reply.kind != RecordingReply::Kind::Recorded)
+        // either: the run ends, and what it planned is re-verified. (Changes
+        // queued and not committed are rolled back as the process exits.)
+        if (!sent || reply.kind == RecordingReply::Kind::Failed ||
+            reply.kind == RecordingReply::Kind::Dropped)
             return;
     }
 }

@@ -27,6 +27,7 @@
 #include "pg/module.hpp"
 #include "pg/oauth.hpp"
 #include "pg/planning.hpp"
+#include "pg/queue_writer.hpp"
 #include "pg/recorder.hpp"
 #include "pg/run_counts.hpp"
 #include "pg/sync_commands.hpp"
@@ -83,126 +84,6 @@ class SyncPaused : public std::runtime_error {
 public:
     SyncPaused() : std::runtime_error("the sync is paused") {}
 };
-
-// The queue of planned changes is written the way COPY writes a table:
-// each fetched chunk of the plan goes in with one multi-insert (one WAL
-// record per heap page rather than per row), then its primary key entries.
-// (An INSERT ... SELECT FROM unnest of arrays of the chunk cost about as
-// much as the plan query itself: the arrays built and taken apart again,
-// the executor's function scan, a WAL record per row.) Only the run's own
-// code writes this table, with values it checked: no trigger, rule or
-// policy applies to it, and its CHECK holds by construction (the op is one
-// of 'a', 'c', 'r'; the key is never NULL), which WriteChunk verifies.
-// Plain data (no destructor): an error unwinds past it with longjmp, and
-// the transaction's abort releases the relation, its indexes and memory.
-struct QueueWriter {
-    static constexpr int kColumns = 8;
-    Relation rel;
-    int column[kColumns];
-    EState *estate;
-    ResultRelInfo *rri;
-    BulkInsertState bistate;
-    TupleTableSlot **slots;
-    int nslots;
-    // Where the slots are made, as chunks need them: the writer's memory
-    // context and resource owner, exactly as if made when it was opened
-    // (not the batch's context, reset after each fetch).
-    MemoryContext slot_cxt;
-    ResourceOwner slot_owner;
-};
-
-void OpenQueueWriter(QueueWriter *w, int max_rows) {
-    Oid relid = get_relname_relid("changes", get_namespace_oid("revetl", false));
-    if (!OidIsValid(relid))
-        elog(ERROR, "revetl: the queue table revetl.changes is missing");
-    w->rel = table_open(relid, RowExclusiveLock);
-    // Columns by name: a table upgraded from an earlier version may have
-    // dropped columns, so their numbers are not fixed.
-    static const char *const kNames[QueueWriter::kColumns] = {"run_id",  "seq",      "op",      "key",
-                                                              "payload", "row_hash", "dest_id", "version"};
-    TupleDesc desc = RelationGetDescr(w->rel);
-    for (int c = 0; c < QueueWriter::kColumns; c++)
-        w->column[c] = -1;
-    for (int a = 0; a < desc->natts; a++) {
-        Form_pg_attribute att = TupleDescAttr(desc, a);
-        if (att->attisdropped)
-            continue;
-        int found = -1;
-        for (int c = 0; c < QueueWriter::kColumns; c++)
-            if (strcmp(NameStr(att->attname), kNames[c]) == 0)
-                found = c;
-        if (found < 0)
-            elog(ERROR, "revetl: revetl.changes has a column \"%s\" that runs do not write",
-                 NameStr(att->attname));
-        w->column[found] = a;
-    }
-    for (int c = 0; c < QueueWriter::kColumns; c++)
-        if (w->column[c] < 0)
-            elog(ERROR, "revetl: revetl.changes has no column \"%s\"", kNames[c]);
-    w->estate = CreateExecutorState();
-    w->rri = makeNode(ResultRelInfo);
-    InitResultRelInfo(w->rri, w->rel, 1, nullptr, 0);
-    ExecOpenIndices(w->rri, false);
-    w->bistate = GetBulkInsertState();
-    // The slots are made as chunks need them: an ON CHANGE run opens a
-    // writer for each of its plans, many a second, most of a few rows, and
-    // making a fetch's worth of slots each time was a tenth of its CPU.
-    w->slots = static_cast<TupleTableSlot **>(palloc0(max_rows * sizeof(TupleTableSlot *)));
-    w->nslots = max_rows;
-    w->slot_cxt = CurrentMemoryContext;
-    w->slot_owner = CurrentResourceOwner;
-}
-
-// Queues n changes; `values` and `nulls` hold them row by row, in the
-// order of kNames.
-void WriteQueueChunk(QueueWriter *w, int n, const Datum *values, const bool *nulls) {
-    Assert(n <= w->nslots);
-    const int natts = RelationGetDescr(w->rel)->natts;
-    for (int i = 0; i < n; i++) {
-        if (!w->slots[i]) {
-            MemoryContext caller = MemoryContextSwitchTo(w->slot_cxt);
-            ResourceOwner caller_owner = CurrentResourceOwner;
-            CurrentResourceOwner = w->slot_owner;
-            w->slots[i] = table_slot_create(w->rel, nullptr);
-            CurrentResourceOwner = caller_owner;
-            MemoryContextSwitchTo(caller);
-        }
-        TupleTableSlot *slot = w->slots[i];
-        ExecClearTuple(slot);
-        for (int a = 0; a < natts; a++) {
-            slot->tts_values[a] = (Datum)0;
-            slot->tts_isnull[a] = true;
-        }
-        const Datum *v = values + i * QueueWriter::kColumns;
-        const bool *isnull = nulls + i * QueueWriter::kColumns;
-        const char op = DatumGetChar(v[2]);
-        if (isnull[0] || isnull[1] || isnull[2] || isnull[3] || isnull[7] ||
-            (op != 'a' && op != 'c' && op != 'r'))
-            elog(ERROR, "revetl: a planned change has no key or an unknown operation");
-        for (int c = 0; c < QueueWriter::kColumns; c++) {
-            slot->tts_values[w->column[c]] = v[c];
-            slot->tts_isnull[w->column[c]] = isnull[c];
-        }
-        ExecStoreVirtualTuple(slot);
-    }
-    table_multi_insert(w->rel, w->slots, n, GetCurrentCommandId(true), 0, w->bistate);
-    for (int i = 0; i < n; i++) {
-        ResetPerTupleExprContext(w->estate);
-        list_free(compat::InsertIndexTuples(w->rri, w->slots[i], w->estate));
-    }
-    // Later statements of the plan's transaction see the queued rows.
-    CommandCounterIncrement();
-}
-
-void CloseQueueWriter(QueueWriter *w) {
-    for (int i = 0; i < w->nslots && w->slots[i]; i++)
-        ExecDropSingleTupleTableSlot(w->slots[i]);
-    pfree(w->slots);
-    FreeBulkInsertState(w->bistate);
-    ExecCloseIndices(w->rri);
-    FreeExecutorState(w->estate);
-    table_close(w->rel, NoLock);
-}
 
 // One queued change as ReadQueuedRows found it: pointers into the SPI
 // result (key, dest_id) or PostgreSQL memory (payload), valid until the
@@ -289,9 +170,13 @@ struct PlanTotals {
 // Streams the plan query into the queue. The model is read as `owner` under
 // SECURITY_RESTRICTED_OPERATION; the queue is written as the worker. This
 // body holds no C++ object while it calls PostgreSQL.
+// `offload` may take a chunk of changes for the run's recorder to queue
+// (true: not written here); it raises PostgreSQL errors only.
 void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_path, int64 run_id,
                          int64 sync_id, const char *sync_name, const char *key_columns_text,
-                         const char *bad_identifier_reason, PlanTotals *totals) {
+                         const char *bad_identifier_reason, PlanTotals *totals,
+                         const std::function<bool(int64, int, const Datum *, const bool *)> &offload) {
+    const int64 queued_before = totals->queued;
     OwnerContext owner_ctx;
 
     Oid invalid_types[6] = {INT8OID, INT8OID, TEXTOID, JSONBARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
@@ -400,7 +285,8 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
         }
 
         if (nc > 0) {
-            WriteQueueChunk(&queue, nc, rows, row_nulls);
+            if (!offload(totals->queued - queued_before, nc, rows, row_nulls))
+                WriteQueueChunk(&queue, nc, rows, row_nulls);
             totals->queued += nc;
         }
         if (ni > 0) {
@@ -585,7 +471,26 @@ private:
     static constexpr size_t kGroupsInRecording = 2;
     // The counters as far as the groups sent (recorded or not) have them.
     EngineStats sent_stats_;
-    void StartRecorder();
+    // Starts the recorder for `rows` rows to deliver, if they are enough.
+    void StartRecorder(int64_t rows);
+    // Whether the recorder has answered its setup (Ready); a recorder that
+    // declined or stopped before is ended, and this process records.
+    bool RecorderReady();
+    // The plan's side: a chunk of planned changes sent to the recorder to
+    // queue, once the plan has found g_recorder_min_rows changes and the
+    // recorder has started (until then, and while it has
+    // kChunksWithRecorder unanswered, the plan queues its changes itself).
+    // Called from the plan's loop: raises PostgreSQL errors, throws nothing.
+    bool OffloadQueueChunk(int64 planned, int n, const Datum *values, const bool *nulls);
+    void CommitOffloadedQueue();
+    static constexpr int kChunksWithRecorder = 4;
+    int chunks_with_recorder_ = 0;     // sent, not answered (Queued)
+    bool recorder_queue_open_ = false; // the recorder holds queued changes not committed yet
+    bool plan_started_recorder_ = false;
+    int64_t changes_offloaded_ = 0; // by this plan
+
+    int offload_errcode_ = 0;
+    std::string offload_error_;
     void GroupRecorded(const GroupInRecording &group, int64_t dequeued);
     // Applies a recorder's answer; throws for a group it did not record.
     void ApplyReply(const RecordingReply &reply);
@@ -779,6 +684,8 @@ bool SyncRun::Start() {
 }
 
 void SyncRun::Plan() {
+    plan_started_recorder_ = false;
+    changes_offloaded_ = 0;
     std::string key_columns;
     for (const auto &k : def_.key_columns)
         key_columns += (key_columns.empty() ? "" : ", ") + k;
@@ -876,7 +783,10 @@ void SyncRun::Plan() {
     const std::string bad_identifier = BadIdentifierReason(spec);
     PgGuard([&] {
         StreamPlanIntoQueue(plan_sql.c_str(), def_.owner, search_path.c_str(), run_id_, def_.id,
-                            def_.name.c_str(), key_columns.c_str(), bad_identifier.c_str(), &totals);
+                            def_.name.c_str(), key_columns.c_str(), bad_identifier.c_str(), &totals,
+                            [this](int64 planned, int n, const Datum *values, const bool *nulls) {
+                                return OffloadQueueChunk(planned, n, values, nulls);
+                            });
     });
     // Planning is over (what follows is revetl's own bookkeeping).
     PgGuard([] { disable_timeout(STATEMENT_TIMEOUT, false); });
@@ -895,7 +805,18 @@ void SyncRun::Plan() {
         {SqlArg::Int8(run_id_), SqlArg::Int8(totals.added), SqlArg::Int8(totals.changed),
          SqlArg::Int8(totals.removed), SqlArg::Int8(totals.invalid),
          SqlArg::Text(incremental_ ? "incremental" : "full")});
+    // The changes the recorder queued are committed first: should this
+    // process die before its own commit, recovery finds them (and treats
+    // them as planned rows that may have been sent), never the reverse,
+    // a plan committed (captured keys deleted) without its queue.
+    CommitOffloadedQueue();
     CommitTransaction();
+    if (changes_offloaded_ > 0)
+        PgGuard([&] {
+            elog(DEBUG1, "revetl: run %lld: the recorder queued %lld of the plan's %lld changes",
+                 static_cast<long long>(run_id_), static_cast<long long>(changes_offloaded_),
+                 static_cast<long long>(queued_ - last_seq_));
+        });
 }
 
 void SyncRun::CheckRemovalLimit(int64_t removals) {
@@ -1020,29 +941,11 @@ void SyncRun::Flush() {
     const GroupInRecording done{
         EngineStats{group.requests, group.retries, group.rows_retried, group.throttled},
         group.record.delivered, group.record.rejected_count};
-    if (recorder_ && !recorder_ready_) {
-        // Its answer to the setup, if it has come (the recorder takes a few
-        // milliseconds to start and connect; meanwhile this process records).
-        // A recorder that could not start or had no slot leaves the
-        // recording to this process.
-        std::optional<RecordingReply> answer;
-        bool stopped = false;
-        try {
-            answer = recorder_->Receive(false);
-        } catch (const RecorderStopped &) {
-            stopped = true;
-        }
-        if (answer && answer->kind == RecordingReply::Kind::Ready) {
-            recorder_ready_ = true;
-        } else if (answer || stopped) {
-            (void)recorder_->Finish();
-            recorder_.reset();
-        }
-    }
-    if (recorder_ && recorder_ready_)
+    const bool ready = RecorderReady();
+    if (ready)
         while (std::optional<RecordingReply> reply = recorder_->Receive(false))
             ApplyReply(*reply);
-    if (recorder_ && recorder_ready_ && in_recording_.size() < kGroupsInRecording) {
+    if (ready && in_recording_.size() < kGroupsInRecording) {
         try {
             recorder_->Send(EncodeGroup(group));
         } catch (const RecorderStopped &) {
@@ -1073,6 +976,111 @@ void SyncRun::Flush() {
     PgGuard([&] { last_flush_ = GetCurrentTimestamp(); });
 }
 
+bool SyncRun::RecorderReady() {
+    if (!recorder_)
+        return false;
+    if (recorder_ready_)
+        return true;
+    // Its answer to the setup, if it has come (the recorder takes a few
+    // milliseconds to start and connect; meanwhile this process records).
+    // A recorder that could not start or had no slot leaves the recording
+    // to this process.
+    std::optional<RecordingReply> answer;
+    bool stopped = false;
+    try {
+        answer = recorder_->Receive(false);
+    } catch (const RecorderStopped &) {
+        stopped = true;
+    }
+    if (answer && answer->kind == RecordingReply::Kind::Ready) {
+        recorder_ready_ = true;
+    } else if (answer || stopped) {
+        (void)recorder_->Finish();
+        recorder_.reset();
+    }
+    return recorder_ready_;
+}
+
+bool SyncRun::OffloadQueueChunk(int64 planned, int n, const Datum *values, const bool *nulls) {
+    if (g_recorder_min_rows < 0 || row_limit_ >= 0)
+        return false;
+    try {
+        if (!recorder_) {
+            // Started once per plan, when the plan has proved big.
+            if (plan_started_recorder_ || planned < g_recorder_min_rows)
+                return false;
+            plan_started_recorder_ = true;
+            StartRecorder(planned);
+            return false;
+        }
+        if (!RecorderReady())
+            return false;
+        while (std::optional<RecordingReply> reply = recorder_->Receive(false))
+            ApplyReply(*reply);
+        if (chunks_with_recorder_ >= kChunksWithRecorder)
+            return false;
+        QueueChunk chunk;
+        chunk.changes.resize(n);
+        for (int i = 0; i < n; i++) {
+            const Datum *v = values + i * QueueWriter::kColumns;
+            const bool *isnull = nulls + i * QueueWriter::kColumns;
+            QueuedChange &c = chunk.changes[i];
+            chunk.run_id = DatumGetInt64(v[0]);
+            c.seq = DatumGetInt64(v[1]);
+            c.op = DatumGetChar(v[2]);
+            // Bytes as stored (text, jsonb): the recorder makes the same
+            // values of them. The plan's values are in memory, never
+            // toasted; detoasting is a guard.
+            auto bytes = [](Datum d) {
+                struct varlena *p =
+                    pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(d)));
+                return std::string(VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p));
+            };
+            c.key = bytes(v[3]);
+            if (!isnull[4])
+                c.payload = bytes(v[4]);
+            if (!isnull[5])
+                c.row_hash = DatumGetInt64(v[5]);
+            if (!isnull[6])
+                c.dest_id = bytes(v[6]);
+            if (!isnull[7])
+                c.version = DatumGetInt64(v[7]);
+        }
+        recorder_->Send(EncodeQueueChunk(chunk));
+        changes_offloaded_ += n;
+        chunks_with_recorder_++;
+        recorder_queue_open_ = true;
+        return true;
+    } catch (const PgError &e) {
+        offload_errcode_ = e.sqlerrcode;
+        offload_error_ = e.message;
+    } catch (const SyncDropped &e) {
+        offload_errcode_ = ERRCODE_INTERNAL_ERROR;
+        offload_error_ = e.what();
+    } catch (const std::exception &e) {
+        offload_errcode_ = ERRCODE_INTERNAL_ERROR;
+        offload_error_ = e.what();
+    }
+    // Nothing of this frame needs destroying now: the error leaves as
+    // PostgreSQL's, through the plan's guard.
+    ereport(ERROR, (errcode(offload_errcode_), errmsg("%s", offload_error_.c_str())));
+    return false;
+}
+
+void SyncRun::CommitOffloadedQueue() {
+    if (!recorder_ || !recorder_queue_open_)
+        return;
+    recorder_->Send(EncodeQueueCommit());
+    for (;;) {
+        const RecordingReply reply = *recorder_->Receive(true);
+        if (reply.kind == RecordingReply::Kind::Committed)
+            break;
+        ApplyReply(reply);
+    }
+    recorder_queue_open_ = false;
+    chunks_with_recorder_ = 0;
+}
+
 void SyncRun::GroupRecorded(const GroupInRecording &group, int64_t dequeued) {
     // Added up, not assigned: the recorder's groups and this process's
     // are recorded in either order.
@@ -1093,6 +1101,9 @@ void SyncRun::ApplyReply(const RecordingReply &reply) {
         GroupRecorded(in_recording_.front(), reply.dequeued);
         in_recording_.pop_front();
         return;
+    case RecordingReply::Kind::Queued:
+        chunks_with_recorder_--;
+        return;
     case RecordingReply::Kind::Dropped:
         throw SyncDropped();
     default:
@@ -1101,12 +1112,14 @@ void SyncRun::ApplyReply(const RecordingReply &reply) {
     }
 }
 
-void SyncRun::StartRecorder() {
-    if (recorder_ || g_recorder_min_rows < 0 || queued_ - last_seq_ < g_recorder_min_rows)
+void SyncRun::StartRecorder(int64_t rows) {
+    if (recorder_ || g_recorder_min_rows < 0 || rows < g_recorder_min_rows)
         return;
     recorder_ = RecorderProcess::Start(MakeRecordingSetup());
     recorder_ready_ = false;
     in_recording_.clear();
+    chunks_with_recorder_ = 0;
+    recorder_queue_open_ = false;
 }
 
 void SyncRun::DrainRecorder() {
@@ -1130,7 +1143,7 @@ void SyncRun::StopRecorder() {
 }
 
 void SyncRun::Deliver() {
-    StartRecorder();
+    StartRecorder(queued_ - last_seq_);
     RunDelivery([this] { return ReadBatch(); });
     StopRecorder();
 }

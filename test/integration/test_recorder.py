@@ -6,6 +6,7 @@ default, and scripts/test.sh runs test_pipeline.py once more with a recorder
 for every run."""
 
 import os
+import re
 import sys
 import time
 import unittest
@@ -90,6 +91,55 @@ class RecorderTest(RecorderCase):
         self.assertEqual((run["status"], run["rows_changed"], run["rows_removed"], run["rows_delivered"]),
                          ("succeeded", "7", "1", "8"), run)
         self.assertEqual(self.mock.records(), self.model())
+
+    def test_a_big_plan_is_queued_by_the_recorder(self):
+        # 100,000 rows: once the plan has found a thousand changes it starts
+        # the recorder, which then queues chunks of the plan's changes in a
+        # transaction of its own while the plan computes the next (the plan
+        # queues a chunk itself while the recorder has four unanswered). The
+        # run's end state is what one process would leave.
+        self.cluster.sql("alter system set log_min_messages = debug1")
+        self.cluster.sql("select pg_reload_conf()")
+        wait_for(lambda: self.cluster.sql("show log_min_messages") == "debug1", what="the reload")
+        self.cluster.sql("insert into t select g, 'v' || g from generate_series(301, 100000) g")
+        self.cluster.sql("select revetl.create_sync('big', 'public.t', 'h', array['id'], mode => 'mirror', "
+                         "options => '{\"batch_size\": 1000, \"max_in_flight\": 4}')")
+        out, err, rc = self.cluster.psql("select revetl.run_sync('big', wait => true)", check=False)
+        self.assertEqual(rc, 0, err)
+        run_id = int(out.strip())
+        run = self.cluster.rows(f"select status, rows_added, rows_delivered from revetl.sync_runs where id = {run_id}")
+        self.assertEqual(run[0], ["succeeded", "100000", "100000"])
+        found = re.findall(rf"run {run_id}: the recorder queued (\d+) of the plan's (\d+) changes",
+                           self.cluster.log_text())
+        self.assertEqual(len(found), 1, "the recorder queued none of the plan's changes")
+        offloaded, planned = map(int, found[0])
+        self.assertEqual(planned, 100000)
+        self.assertTrue(0 < offloaded < planned, found)
+        self.assertEqual(self.mock.records(), self.model())
+        self.assertEqual(self.cluster.sql("select count(*) from revetl.changes"), "0")
+        shadow = self.cluster.sql("select shadow_table from revetl.syncs where name = 'big'")
+        self.assertEqual(self.cluster.sql(f"select count(*) from revetl.{shadow}"), "100000")
+        # The queued changes were exactly the plan's: a second run finds
+        # nothing to send.
+        self.mock.clear_requests()
+        self.cluster.sql("select revetl.run_sync('big', wait => true)")
+        self.assertEqual(self.cluster.sql("select rows_added + rows_changed + rows_removed from revetl.sync_runs "
+                                          "order by id desc limit 1"), "0")
+        self.assertEqual(self.mock.requests(), [])
+        # A plan that fails after the recorder queued part of it (too many
+        # removals for the sync's max_removals): the recorder's uncommitted
+        # changes go with it, nothing stays queued, and nothing was sent.
+        self.cluster.sql("select * from revetl.execute($$ALTER SYNC big SET (max_removals = 10)$$)")
+        self.cluster.sql("delete from t where id > 60000")
+        out, err, rc = self.cluster.psql("select revetl.run_sync('big', wait => true)", check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("the run would remove 40000 of the 100000 records delivered", err)
+        wait_for(lambda: self.recorders() == [], timeout=30, what="the recorder to exit")
+        self.assertEqual(self.cluster.sql("select count(*) from revetl.changes"), "0")
+        self.assertEqual(self.mock.requests(), [])
+        self.cluster.sql("select revetl.run_sync('big', wait => true, allow_removals => true)")
+        self.assertEqual(self.mock.records(), self.model())
+        self.assertEqual(self.cluster.sql(f"select count(*) from revetl.{shadow} where not removed"), "60000")
 
     def test_refused_rows_are_recorded_by_the_recorder(self):
         # Two rows refused by the destination: in revetl.rejected_rows with

@@ -153,7 +153,10 @@ TEST(RecordingMessages, WrongTypesAndCorruptCountsAreRefused) {
     EXPECT_FALSE(DecodeReply("", &r));
     EXPECT_FALSE(DecodeReply("Z", &r));
     EXPECT_FALSE(DecodeReply(std::string(1, '\0') + EncodeReply(RecordingReply{}).substr(1), &r));
-    EXPECT_FALSE(DecodeReply(std::string(1, '\6') + EncodeReply(RecordingReply{}).substr(1), &r));
+    EXPECT_FALSE(DecodeReply(std::string(1, '\10') + EncodeReply(RecordingReply{}).substr(1), &r));
+    EXPECT_EQ(MessageType(""), std::nullopt);
+    EXPECT_EQ(MessageType("x"), std::nullopt);
+    EXPECT_EQ(MessageType(EncodeQueueCommit()), RecordingMessageType::QueueCommit);
 
     // A count far larger than the message: refused, not allocated.
     std::string m = EncodeGroup(RecordingGroup{});
@@ -173,4 +176,58 @@ TEST(RecordingMessages, WrongTypesAndCorruptCountsAreRefused) {
     RecordingGroup bad_removals = SampleGroup();
     bad_removals.record.removal_uncertain.push_back(false);
     EXPECT_FALSE(DecodeGroup(EncodeGroup(bad_removals), &d));
+}
+
+namespace {
+
+QueueChunk SampleChunk() {
+    QueueChunk chunk;
+    chunk.run_id = 41;
+    QueuedChange add;
+    add.seq = 1;
+    add.op = 'a';
+    add.key = "{\"id\": 1}";
+    add.payload = std::string("\x01\x00\x00\x20jsonb bytes, NUL included", 30);
+    add.row_hash = -7;
+    add.version = -41;
+    QueuedChange removal;
+    removal.seq = 2;
+    removal.op = 'r';
+    removal.key = "{\"id\": 2}";
+    removal.dest_id = "rec-2";
+    removal.version = 39;
+    chunk.changes = {add, removal};
+    return chunk;
+}
+
+} // namespace
+
+TEST(RecordingMessages, QueueChunksRoundTrip) {
+    const QueueChunk chunk = SampleChunk();
+    const std::string m = EncodeQueueChunk(chunk);
+    EXPECT_EQ(MessageType(m), RecordingMessageType::Queue);
+    QueueChunk d;
+    ASSERT_TRUE(DecodeQueueChunk(m, &d));
+    EXPECT_EQ(d.run_id, 41);
+    ASSERT_EQ(d.changes.size(), 2u);
+    EXPECT_EQ(d.changes[0].seq, 1);
+    EXPECT_EQ(d.changes[0].op, 'a');
+    EXPECT_EQ(d.changes[0].key, chunk.changes[0].key);
+    EXPECT_EQ(d.changes[0].payload, chunk.changes[0].payload);
+    EXPECT_EQ(d.changes[0].payload->size(), 30u);
+    EXPECT_EQ(d.changes[0].row_hash, std::optional<int64_t>(-7));
+    EXPECT_EQ(d.changes[0].dest_id, std::nullopt);
+    EXPECT_EQ(d.changes[0].version, std::optional<int64_t>(-41));
+    EXPECT_EQ(d.changes[1].op, 'r');
+    EXPECT_EQ(d.changes[1].payload, std::nullopt);
+    EXPECT_EQ(d.changes[1].row_hash, std::nullopt);
+    EXPECT_EQ(d.changes[1].dest_id, std::optional<std::string>("rec-2"));
+
+    for (size_t n = 0; n < m.size(); n++)
+        EXPECT_FALSE(DecodeQueueChunk(std::string_view(m.data(), n), &d))
+            << "accepted " << n << " of " << m.size();
+    EXPECT_FALSE(DecodeQueueChunk(m + "x", &d));
+    EXPECT_FALSE(DecodeQueueChunk(EncodeGroup(RecordingGroup{}), &d));
+    RecordingGroup g;
+    EXPECT_FALSE(DecodeGroup(m, &g));
 }

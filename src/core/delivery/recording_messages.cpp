@@ -52,6 +52,10 @@ public:
             OptionalText(d);
         Bools(rows.uncertain);
     }
+    void OptionalInt64(const std::optional<int64_t> &v) {
+        Bool(v.has_value());
+        Fixed(v.value_or(0));
+    }
     std::string Take() { return std::move(out_); }
 
 private:
@@ -155,6 +159,14 @@ public:
         const size_t k = rows->keys.size();
         return rows->row_hashes.size() == k && rows->dest_ids.size() == k && rows->uncertain.size() == k;
     }
+    bool OptionalInt64(std::optional<int64_t> *v) {
+        bool present = false;
+        int64_t x = 0;
+        if (!Bool(&present) || !Fixed(&x))
+            return false;
+        *v = present ? std::optional<int64_t>(x) : std::nullopt;
+        return true;
+    }
     bool Finished() const { return ok_ && pos_ == in_.size(); }
 
 private:
@@ -214,6 +226,55 @@ std::string EncodeReply(const RecordingReply &r) {
     return w.Take();
 }
 
+std::string EncodeQueueChunk(const QueueChunk &chunk) {
+    Writer w(RecordingMessageType::Queue);
+    w.Fixed(chunk.run_id);
+    w.Fixed<uint64_t>(chunk.changes.size());
+    for (const QueuedChange &c : chunk.changes) {
+        w.Fixed(c.seq);
+        w.Fixed(c.op);
+        w.Text(c.key);
+        w.OptionalText(c.payload);
+        w.OptionalInt64(c.row_hash);
+        w.OptionalText(c.dest_id);
+        w.OptionalInt64(c.version);
+    }
+    return w.Take();
+}
+
+std::string EncodeQueueCommit() {
+    return Writer(RecordingMessageType::QueueCommit).Take();
+}
+
+std::optional<RecordingMessageType> MessageType(std::string_view message) {
+    if (message.empty())
+        return std::nullopt;
+    switch (static_cast<RecordingMessageType>(message[0])) {
+    case RecordingMessageType::Setup:
+    case RecordingMessageType::Group:
+    case RecordingMessageType::Queue:
+    case RecordingMessageType::QueueCommit:
+        return static_cast<RecordingMessageType>(message[0]);
+    }
+    return std::nullopt;
+}
+
+bool DecodeQueueChunk(std::string_view message, QueueChunk *chunk) {
+    if (!StartsWith(message, static_cast<char>(RecordingMessageType::Queue)))
+        return false;
+    Reader r(message);
+    uint64_t n = 0;
+    // Each change takes at least its seq, op and the key's length.
+    if (!r.Fixed(&chunk->run_id) || !r.Count(&n, sizeof(int64_t) + 1 + sizeof(uint64_t)))
+        return false;
+    chunk->changes.resize(n);
+    for (QueuedChange &c : chunk->changes)
+        if (!(r.Fixed(&c.seq) && r.Fixed(&c.op) && r.Text(&c.key) && r.OptionalText(&c.payload) &&
+              r.OptionalInt64(&c.row_hash) && r.OptionalText(&c.dest_id) && r.OptionalInt64(&c.version)))
+            return false;
+    return r.Finished();
+}
+
 bool DecodeSetup(std::string_view message, RecordingSetup *s) {
     if (!StartsWith(message, static_cast<char>(RecordingMessageType::Setup)))
         return false;
@@ -247,7 +308,7 @@ bool DecodeReply(std::string_view message, RecordingReply *reply) {
     if (message.empty())
         return false;
     const auto kind = static_cast<RecordingReply::Kind>(message[0]);
-    if (kind < RecordingReply::Kind::Ready || kind > RecordingReply::Kind::Failed)
+    if (kind < RecordingReply::Kind::Ready || kind > RecordingReply::Kind::Committed)
         return false;
     Reader r(message);
     int32_t code = 0;

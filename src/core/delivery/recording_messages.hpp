@@ -52,7 +52,29 @@ struct RecordingGroup {
     std::optional<int64_t> sent_after;
 };
 
-// The recorder's answer to each group, in the order they were sent.
+// A planned change for the queue (a row of revetl.changes): the plan's
+// values as PostgreSQL stores them (the key and dest_id as text, the
+// payload as jsonb's binary form), each possibly NULL where the table
+// allows it.
+struct QueuedChange {
+    int64_t seq = 0;
+    char op = 'a';
+    std::string key;
+    std::optional<std::string> payload; // jsonb, binary
+    std::optional<int64_t> row_hash;
+    std::optional<std::string> dest_id;
+    std::optional<int64_t> version;
+};
+
+// A chunk of the plan's changes for the recorder to queue, in a transaction
+// of its own that stays open until the plan asks it to commit (QueueCommit).
+struct QueueChunk {
+    int64_t run_id = 0;
+    std::vector<QueuedChange> changes;
+};
+
+// The recorder's answer to each message after the setup, in order (none to
+// the setup itself, Ready or Declined).
 struct RecordingReply {
     enum class Kind : uint8_t {
         Ready = 1, // (answer to the setup) the recorder holds its slot and takes groups
@@ -60,6 +82,8 @@ struct RecordingReply {
         Recorded,  // committed
         Dropped,   // the sync was dropped: nothing of the group was written
         Failed,    // a PostgreSQL error: nothing of the group was written; the recorder has stopped
+        Queued,    // a chunk of the plan's changes written (not committed yet)
+        Committed, // the plan's changes the recorder queued are committed
     };
     Kind kind = Kind::Recorded;
     int64_t dequeued = 0; // queue rows the commit deleted
@@ -70,16 +94,23 @@ struct RecordingReply {
 
 // The run's process ends the groups by detaching from the queue: there is
 // no message for it.
-enum class RecordingMessageType : uint8_t { Setup = 'S', Group = 'G' };
+enum class RecordingMessageType : uint8_t { Setup = 'S', Group = 'G', Queue = 'Q', QueueCommit = 'C' };
+
+// The type of a message from the run's process; nullopt for an empty or
+// unknown one.
+std::optional<RecordingMessageType> MessageType(std::string_view message);
 
 std::string EncodeSetup(const RecordingSetup &setup);
 std::string EncodeGroup(const RecordingGroup &group);
 std::string EncodeReply(const RecordingReply &reply);
+std::string EncodeQueueChunk(const QueueChunk &chunk);
+std::string EncodeQueueCommit();
 
 // False (leaving the output unspecified) for a message that is not one
 // of its kind, is truncated or has bytes left over.
 bool DecodeSetup(std::string_view message, RecordingSetup *setup);
 bool DecodeGroup(std::string_view message, RecordingGroup *group);
 bool DecodeReply(std::string_view message, RecordingReply *reply);
+bool DecodeQueueChunk(std::string_view message, QueueChunk *chunk);
 
 } // namespace revetl
