@@ -169,9 +169,9 @@ struct PlanTotals {
 
 // Streams the plan query into the queue. The model is read as `owner` under
 // SECURITY_RESTRICTED_OPERATION; the queue is written as the worker. This
-// body holds no C++ object while it calls PostgreSQL.
-// `offload` may take a chunk of changes for the run's recorder to queue
-// (true: not written here); it raises PostgreSQL errors only.
+// body holds no C++ object while it calls PostgreSQL. `offload` may take a
+// chunk of changes for the run's recorder to queue (true: not written
+// here); it raises PostgreSQL errors only.
 void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_path, int64 run_id,
                          int64 sync_id, const char *sync_name, const char *key_columns_text,
                          const char *bad_identifier_reason, PlanTotals *totals,
@@ -452,8 +452,9 @@ private:
     RecordingSetup MakeRecordingSetup() const;
     // This process's own recording (small runs, or no recorder to be had).
     std::unique_ptr<GroupRecorder> own_recorder_;
-    // A big delivery's recorder process (recorder.hpp), from the start of
-    // Deliver to its end (or the run's, after an error).
+    // A big run's recorder process (recorder.hpp): started by a big plan
+    // (OffloadQueueChunk) or at the start of a big Deliver, ended at the
+    // end of Deliver, or of the run after an error.
     std::unique_ptr<RecorderProcess> recorder_;
     bool recorder_ready_ = false; // it answered the setup
     // Groups sent to the recorder and not answered yet, oldest first, with
