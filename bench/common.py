@@ -160,19 +160,22 @@ def proc_cpu_seconds(stat_text):
 class RunCpuWatcher(threading.Thread):
     """Finds the cluster's "revetl run" process (a child of its postmaster) as
     soon as it appears and reads its CPU time (/proc/<pid>/stat) every 2 ms
-    until it exits; cpu_s is the last reading, taken just before the exit.
-    CPU time is far less sensitive than wall time to other load on the
-    machine."""
+    until it exits; cpu_s is the last reading, taken just before the exit,
+    plus the last reading of each "revetl recorder" process the run started
+    (a big run's second process, src/pg/recorder.hpp, which does part of its
+    work: looked for every 50 ms). CPU time is far less sensitive than wall
+    time to other load on the machine."""
 
     def __init__(self, postmaster_pid, timeout):
         super().__init__(daemon=True)
         self.ppid, self.timeout = postmaster_pid, timeout
         self.pid = None
         self.cpu_s = None
+        self.recorders = {}  # pid -> its last CPU seconds
         self.stop = threading.Event()
         self.known = set(int(p) for p in os.listdir("/proc") if p.isdigit())
 
-    def find(self):
+    def find(self, title="postgres: revetl run "):
         for p in os.listdir("/proc"):
             if not p.isdigit() or int(p) in self.known:
                 continue
@@ -186,7 +189,8 @@ class RunCpuWatcher(threading.Thread):
             if int(stat.rsplit(")", 1)[1].split()[1]) != self.ppid:
                 self.known.add(int(p))
                 continue
-            if cmd.startswith("postgres: revetl run "):
+            if cmd.startswith(title):
+                self.known.add(int(p))
                 return int(p)
             # A child that has just been forked still shows the postmaster's
             # command line until it sets its title: look at it again.
@@ -200,6 +204,7 @@ class RunCpuWatcher(threading.Thread):
             self.pid = self.find()
             if self.pid is None:
                 time.sleep(0.002)
+        polls = 0
         while self.pid is not None and time.monotonic() < deadline:
             try:
                 with open(f"/proc/{self.pid}/stat") as f:
@@ -208,7 +213,18 @@ class RunCpuWatcher(threading.Thread):
                 return
             if stat.rsplit(")", 1)[1].split()[0] == "Z":
                 return
-            self.cpu_s = proc_cpu_seconds(stat)
+            if polls % 25 == 0:
+                recorder = self.find("postgres: revetl recorder")
+                if recorder is not None:
+                    self.recorders[recorder] = 0.0
+            for pid in self.recorders:
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        self.recorders[pid] = proc_cpu_seconds(f.read())
+                except OSError:
+                    pass  # exited: its last reading stands
+            polls += 1
+            self.cpu_s = proc_cpu_seconds(stat) + sum(self.recorders.values())
             time.sleep(0.002)
 
 
