@@ -12,28 +12,37 @@ PGDLLEXPORT void revetl_run_main(Datum main_arg);
 
 namespace revetl::pg {
 
-BackgroundWorkerHandle *StartExecutor(int64_t run_id) {
+BackgroundWorkerHandle *StartDatabaseProcess(const char *function, const std::string &name, const char *type,
+                                             Datum main_arg) {
     BackgroundWorker worker;
     memset(&worker, 0, sizeof worker);
     worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
     worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
     worker.bgw_restart_time = BGW_NEVER_RESTART;
     snprintf(worker.bgw_library_name, BGW_MAXLEN, "revetl");
-    snprintf(worker.bgw_function_name, BGW_MAXLEN, "revetl_run_main");
-    snprintf(worker.bgw_name, BGW_MAXLEN, "revetl run %lld", static_cast<long long>(run_id));
-    snprintf(worker.bgw_type, BGW_MAXLEN, "revetl run");
-    worker.bgw_main_arg = Int64GetDatum(run_id);
+    snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+    snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name.c_str());
+    snprintf(worker.bgw_type, BGW_MAXLEN, "%s", type);
+    worker.bgw_main_arg = main_arg;
     memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
+    // Told when it starts and stops (WaitForBackgroundWorkerShutdown,
+    // GetBackgroundWorkerPid).
     worker.bgw_notify_pid = MyProcPid;
     BackgroundWorkerHandle *handle = nullptr;
     bool ok = false;
-    // The handle outlives the scheduler's per-iteration memory context.
+    // The handle outlives the caller's memory contexts (the scheduler's
+    // per-iteration one, a run's transactions).
     PgGuard([&] {
         MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
         ok = RegisterDynamicBackgroundWorker(&worker, &handle);
         MemoryContextSwitchTo(old);
     });
     return ok ? handle : nullptr;
+}
+
+BackgroundWorkerHandle *StartExecutor(int64_t run_id) {
+    return StartDatabaseProcess("revetl_run_main", "revetl run " + std::to_string(run_id), "revetl run",
+                                Int64GetDatum(run_id));
 }
 
 namespace {

@@ -6,8 +6,15 @@
 #include "pg/pg_includes.hpp"
 
 #include <cstdint>
+#include <string>
 
 namespace revetl::pg {
+
+// Registers a dynamic background worker of revetl's that works in this
+// process's database (bgw_extra holds its oid) and reports to this process;
+// nullptr when no background worker slot is free.
+BackgroundWorkerHandle *StartDatabaseProcess(const char *function, const std::string &name, const char *type,
+                                             Datum main_arg);
 
 // Starts an executor for `run_id`; nullptr when no background worker slot is
 // free (the run stays queued and is tried again).

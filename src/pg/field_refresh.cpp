@@ -79,26 +79,8 @@ std::string ObjectOrDefault(const ConnectorSpec &spec, const std::string &object
 std::map<int64, BackgroundWorkerHandle *> g_refreshing;
 
 BackgroundWorkerHandle *StartRefresher(int64_t refresh_id) {
-    BackgroundWorker worker;
-    memset(&worker, 0, sizeof worker);
-    worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-    worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-    worker.bgw_restart_time = BGW_NEVER_RESTART;
-    snprintf(worker.bgw_library_name, BGW_MAXLEN, "revetl");
-    snprintf(worker.bgw_function_name, BGW_MAXLEN, "revetl_fields_main");
-    snprintf(worker.bgw_name, BGW_MAXLEN, "revetl fields %lld", static_cast<long long>(refresh_id));
-    snprintf(worker.bgw_type, BGW_MAXLEN, "revetl fields");
-    worker.bgw_main_arg = Int64GetDatum(refresh_id);
-    memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
-    worker.bgw_notify_pid = MyProcPid;
-    BackgroundWorkerHandle *handle = nullptr;
-    bool ok = false;
-    PgGuard([&] {
-        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-        ok = RegisterDynamicBackgroundWorker(&worker, &handle);
-        MemoryContextSwitchTo(old);
-    });
-    return ok ? handle : nullptr;
+    return StartDatabaseProcess("revetl_fields_main", "revetl fields " + std::to_string(refresh_id),
+                                "revetl fields", Int64GetDatum(refresh_id));
 }
 
 void MarkFailed(int64_t refresh_id, const std::string &error) {

@@ -39,50 +39,37 @@ std::optional<RecordingReply> DecodedReply(Size n, const void *data) {
 
 std::unique_ptr<RecorderProcess> RecorderProcess::Start(const RecordingSetup &setup) {
     std::unique_ptr<RecorderProcess> p(new RecorderProcess());
+    shm_mq *to = nullptr;
+    shm_mq *from = nullptr;
     PgGuard([&] {
-        // The queues' handles and the worker's handle live as long as the
-        // run's process needs them, across its transactions.
-        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-        dsm_segment *seg = dsm_create(kToRecorderBytes + kFromRecorderBytes, DSM_CREATE_NULL_IF_MAXSEGMENTS);
-        if (seg) {
-            // Mapped until detached, whatever transaction is current.
-            dsm_pin_mapping(seg);
-            char *base = static_cast<char *>(dsm_segment_address(seg));
-            shm_mq *to = shm_mq_create(base, kToRecorderBytes);
-            shm_mq_set_sender(to, MyProc);
-            shm_mq *from = shm_mq_create(base + kToRecorderBytes, kFromRecorderBytes);
-            shm_mq_set_receiver(from, MyProc);
-
-            BackgroundWorker worker;
-            memset(&worker, 0, sizeof worker);
-            worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-            worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-            worker.bgw_restart_time = BGW_NEVER_RESTART;
-            snprintf(worker.bgw_library_name, BGW_MAXLEN, "revetl");
-            snprintf(worker.bgw_function_name, BGW_MAXLEN, "revetl_recorder_main");
-            snprintf(worker.bgw_name, BGW_MAXLEN, "revetl recorder for run %lld",
-                     static_cast<long long>(setup.run_id));
-            snprintf(worker.bgw_type, BGW_MAXLEN, "revetl recorder");
-            worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-            memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
-            // Told when it starts and stops (WaitForBackgroundWorkerShutdown).
-            worker.bgw_notify_pid = MyProcPid;
-            BackgroundWorkerHandle *handle = nullptr;
-            if (RegisterDynamicBackgroundWorker(&worker, &handle)) {
-                p->segment_ = seg;
-                p->worker_ = handle;
-                // With the worker's handle, a recorder that fails to start
-                // reads as detached rather than leaving this process waiting.
-                p->to_recorder_ = shm_mq_attach(to, seg, handle);
-                p->from_recorder_ = shm_mq_attach(from, seg, handle);
-            } else {
-                dsm_detach(seg);
-            }
-        }
-        MemoryContextSwitchTo(old);
+        p->segment_ = dsm_create(kToRecorderBytes + kFromRecorderBytes, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+        if (!p->segment_)
+            return;
+        // Mapped until detached, whatever transaction is current.
+        dsm_pin_mapping(p->segment_);
+        char *base = static_cast<char *>(dsm_segment_address(p->segment_));
+        to = shm_mq_create(base, kToRecorderBytes);
+        shm_mq_set_sender(to, MyProc);
+        from = shm_mq_create(base + kToRecorderBytes, kFromRecorderBytes);
+        shm_mq_set_receiver(from, MyProc);
     });
     if (!p->segment_)
         return nullptr;
+    p->worker_ = StartDatabaseProcess("revetl_recorder_main",
+                                      "revetl recorder for run " + std::to_string(setup.run_id),
+                                      "revetl recorder", UInt32GetDatum(dsm_segment_handle(p->segment_)));
+    if (!p->worker_)
+        return nullptr; // the destructor detaches the segment
+    PgGuard([&] {
+        // The queues' handles live as long as the run's process needs them,
+        // across its transactions. With the worker's handle, a recorder that
+        // fails to start reads as detached rather than leaving this process
+        // waiting.
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        p->to_recorder_ = shm_mq_attach(to, p->segment_, p->worker_);
+        p->from_recorder_ = shm_mq_attach(from, p->segment_, p->worker_);
+        MemoryContextSwitchTo(old);
+    });
     // Into an empty queue: does not wait for the recorder to start.
     p->Send(EncodeSetup(setup));
     return p;
