@@ -29,27 +29,26 @@ public:
         if (s)
             Text(*s);
     }
-    void Texts(const std::vector<std::string> &v) {
+    // A count, then each element as `write` writes it.
+    template <typename T, typename F>
+    void List(const std::vector<T> &v, F write) {
         Fixed<uint64_t>(v.size());
-        for (const auto &s : v)
-            Text(s);
+        for (const T &x : v)
+            write(x);
+    }
+    void Texts(const std::vector<std::string> &v) {
+        List(v, [this](const std::string &x) { Text(x); });
     }
     void Int64s(const std::vector<int64_t> &v) {
-        Fixed<uint64_t>(v.size());
-        for (int64_t x : v)
-            Fixed(x);
+        List(v, [this](int64_t x) { Fixed(x); });
     }
     void Bools(const std::vector<bool> &v) {
-        Fixed<uint64_t>(v.size());
-        for (bool b : v)
-            Bool(b);
+        List(v, [this](bool x) { Bool(x); });
     }
     void Rows(const ShadowRows &rows) {
         Texts(rows.keys);
         Int64s(rows.row_hashes);
-        Fixed<uint64_t>(rows.dest_ids.size());
-        for (const auto &d : rows.dest_ids)
-            OptionalText(d);
+        List(rows.dest_ids, [this](const std::optional<std::string> &x) { OptionalText(x); });
         Bools(rows.uncertain);
     }
     void OptionalInt64(const std::optional<int64_t> &v) {
@@ -110,50 +109,36 @@ public:
     bool Count(uint64_t *n, size_t min_bytes) {
         return Fixed(n) && (*n <= (in_.size() - pos_) / min_bytes || (ok_ = false));
     }
-    bool Texts(std::vector<std::string> *v) {
+    // What List wrote: a count of elements each at least `min_bytes` long,
+    // then each as `read` reads it (into a T of its own: vector<bool> has
+    // no element to point at).
+    template <typename T, typename F>
+    bool List(std::vector<T> *v, size_t min_bytes, F read) {
         uint64_t n = 0;
-        if (!Count(&n, sizeof(uint64_t)))
+        if (!Count(&n, min_bytes))
             return false;
-        v->resize(n);
-        for (auto &s : *v)
-            if (!Text(&s))
-                return false;
-        return true;
-    }
-    bool Int64s(std::vector<int64_t> *v) {
-        uint64_t n = 0;
-        if (!Count(&n, sizeof(int64_t)))
-            return false;
-        v->resize(n);
-        for (auto &x : *v)
-            if (!Fixed(&x))
-                return false;
-        return true;
-    }
-    bool Bools(std::vector<bool> *v) {
-        uint64_t n = 0;
-        if (!Count(&n, 1))
-            return false;
-        v->assign(n, false);
+        v->assign(n, T{});
         for (uint64_t i = 0; i < n; i++) {
-            bool b = false;
-            if (!Bool(&b))
+            T x{};
+            if (!read(&x))
                 return false;
-            (*v)[i] = b;
+            (*v)[i] = std::move(x);
         }
         return true;
     }
+    bool Texts(std::vector<std::string> *v) {
+        return List(v, sizeof(uint64_t), [this](std::string *x) { return Text(x); });
+    }
+    bool Int64s(std::vector<int64_t> *v) {
+        return List(v, sizeof(int64_t), [this](int64_t *x) { return Fixed(x); });
+    }
+    bool Bools(std::vector<bool> *v) {
+        return List(v, 1, [this](bool *x) { return Bool(x); });
+    }
     bool Rows(ShadowRows *rows) {
-        if (!Texts(&rows->keys) || !Int64s(&rows->row_hashes))
-            return false;
-        uint64_t n = 0;
-        if (!Count(&n, 1))
-            return false;
-        rows->dest_ids.resize(n);
-        for (auto &d : rows->dest_ids)
-            if (!OptionalText(&d))
-                return false;
-        if (!Bools(&rows->uncertain))
+        if (!Texts(&rows->keys) || !Int64s(&rows->row_hashes) ||
+            !List(&rows->dest_ids, 1, [this](std::optional<std::string> *x) { return OptionalText(x); }) ||
+            !Bools(&rows->uncertain))
             return false;
         // One entry per row in each column.
         const size_t k = rows->keys.size();
@@ -229,8 +214,7 @@ std::string EncodeReply(const RecordingReply &r) {
 std::string EncodeQueueChunk(const QueueChunk &chunk) {
     Writer w(RecordingMessageType::Queue);
     w.Fixed(chunk.run_id);
-    w.Fixed<uint64_t>(chunk.changes.size());
-    for (const QueuedChange &c : chunk.changes) {
+    w.List(chunk.changes, [&w](const QueuedChange &c) {
         w.Fixed(c.seq);
         w.Fixed(c.op);
         w.Text(c.key);
@@ -238,7 +222,7 @@ std::string EncodeQueueChunk(const QueueChunk &chunk) {
         w.OptionalInt64(c.row_hash);
         w.OptionalText(c.dest_id);
         w.OptionalInt64(c.version);
-    }
+    });
     return w.Take();
 }
 
@@ -263,16 +247,15 @@ bool DecodeQueueChunk(std::string_view message, QueueChunk *chunk) {
     if (!StartsWith(message, static_cast<char>(RecordingMessageType::Queue)))
         return false;
     Reader r(message);
-    uint64_t n = 0;
     // Each change takes at least its seq, op and the key's length.
-    if (!r.Fixed(&chunk->run_id) || !r.Count(&n, sizeof(int64_t) + 1 + sizeof(uint64_t)))
-        return false;
-    chunk->changes.resize(n);
-    for (QueuedChange &c : chunk->changes)
-        if (!(r.Fixed(&c.seq) && r.Fixed(&c.op) && r.Text(&c.key) && r.OptionalText(&c.payload) &&
-              r.OptionalInt64(&c.row_hash) && r.OptionalText(&c.dest_id) && r.OptionalInt64(&c.version)))
-            return false;
-    return r.Finished();
+    return r.Fixed(&chunk->run_id) &&
+           r.List(&chunk->changes, sizeof(int64_t) + 1 + sizeof(uint64_t),
+                  [&r](QueuedChange *c) {
+                      return r.Fixed(&c->seq) && r.Fixed(&c->op) && r.Text(&c->key) &&
+                             r.OptionalText(&c->payload) && r.OptionalInt64(&c->row_hash) &&
+                             r.OptionalText(&c->dest_id) && r.OptionalInt64(&c->version);
+                  }) &&
+           r.Finished();
 }
 
 bool DecodeSetup(std::string_view message, RecordingSetup *s) {
