@@ -961,11 +961,12 @@ void SyncRun::Flush() {
         // No recorder, one not started yet, or one busy with earlier
         // groups: recorded here, beside it (the groups' rows and keys are disjoint; the two
         // transactions meet only on the run's row of revetl.runs).
-        if (!own_recorder_)
-            own_recorder_ = std::make_unique<GroupRecorder>(MakeRecordingSetup());
         // Kept jobs are resumed before the plan, which is what tells
         // whether the sync is tracked: the setup is the run's as it is now.
-        own_recorder_->SetSetup(MakeRecordingSetup());
+        if (!own_recorder_)
+            own_recorder_ = std::make_unique<GroupRecorder>(MakeRecordingSetup());
+        else
+            own_recorder_->SetSetup(MakeRecordingSetup());
         const int64_t dequeued = own_recorder_->Record(group);
         sent_stats_ = counted;
         GroupRecorded(done, dequeued);
@@ -1020,23 +1021,23 @@ bool SyncRun::OffloadQueueChunk(int64 planned, int n, const Datum *values, const
             ApplyReply(*reply);
         if (chunks_with_recorder_ >= kChunksWithRecorder)
             return false;
+        // Bytes as stored (text, jsonb): the recorder makes the same values
+        // of them. The plan's values are in memory, never toasted;
+        // detoasting is a guard.
+        auto bytes = [](Datum d) {
+            struct varlena *p =
+                pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(d)));
+            return std::string(VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p));
+        };
         QueueChunk chunk;
+        chunk.run_id = run_id_;
         chunk.changes.resize(n);
         for (int i = 0; i < n; i++) {
             const Datum *v = values + i * QueueWriter::kColumns;
             const bool *isnull = nulls + i * QueueWriter::kColumns;
             QueuedChange &c = chunk.changes[i];
-            chunk.run_id = DatumGetInt64(v[0]);
             c.seq = DatumGetInt64(v[1]);
             c.op = DatumGetChar(v[2]);
-            // Bytes as stored (text, jsonb): the recorder makes the same
-            // values of them. The plan's values are in memory, never
-            // toasted; detoasting is a guard.
-            auto bytes = [](Datum d) {
-                struct varlena *p =
-                    pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(d)));
-                return std::string(VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p));
-            };
             c.key = bytes(v[3]);
             if (!isnull[4])
                 c.payload = bytes(v[4]);
