@@ -373,7 +373,11 @@ class TypedKeysTest(unittest.TestCase):
         # request is held) fails the primary key's entry after the rows were
         # written. The flush's transaction is aborted whole: the next run
         # sends and records every row once, and the one after finds all.
+        # One batch of all 300 rows, so that one flush holds them whatever
+        # the flush timer does (with several batches, the un-held ones could
+        # be recorded by a flush of their own before the held one answers).
         cluster.sql(f"""
+            alter server {self.server} options (add batch_size '300');
             create table {self.table} (id int primary key, v text);
             insert into {self.table} select g, 'v' || g from generate_series(1, 300) g;
         """)
