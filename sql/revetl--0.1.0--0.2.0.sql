@@ -181,6 +181,14 @@ ALTER TABLE revetl.changes ADD COLUMN version bigint;
 UPDATE revetl.changes SET version = 0;
 ALTER TABLE revetl.changes ALTER COLUMN version SET DEFAULT 0, ALTER COLUMN version SET NOT NULL;
 
+----------------------------------------------------------------------------
+-- Warehouse-scale runs (issue 16): the queue holds what recovery needs (the
+-- keys), and the payloads stay with the run's process that sends them. A
+-- change queued by a 0.1.0 run still open is re-verified by recovery, as
+-- any queued change, and planned afresh.
+----------------------------------------------------------------------------
+ALTER TABLE revetl.changes DROP COLUMN payload;
+
 -- Every sync's shadow table, with the columns a new one gets
 -- (BuildShadowTableDdl). Existing rows are live, at version 0: nothing is
 -- sent again because of the update.

@@ -259,13 +259,14 @@ CREATE TABLE revetl.captured_changes (
 CREATE INDEX captured_changes_sync_idx ON revetl.captured_changes (sync_id, id);
 
 -- Changes a run has planned and not yet delivered: a logged queue, so that a
--- crash loses nothing. Never exposed to users.
+-- crash loses nothing (recovery re-verifies every queued key: it may have
+-- been sent). The payloads stay with the run's process, the only one that
+-- sends them (a run queued again plans afresh). Never exposed to users.
 CREATE TABLE revetl.changes (
     run_id    bigint NOT NULL,
     seq       bigint NOT NULL,
     op        "char" NOT NULL CHECK (op IN ('a', 'c', 'r')),
     key       text NOT NULL,
-    payload   jsonb,
     row_hash  bigint,
     dest_id   text,
     -- the key's version the change is based on (its idempotency key's)

@@ -11,8 +11,8 @@ void OpenQueueWriter(QueueWriter *w, int max_rows) {
     w->rel = table_open(relid, RowExclusiveLock);
     // Columns by name: a table upgraded from an earlier version may have
     // dropped columns, so their numbers are not fixed.
-    static const char *const kNames[QueueWriter::kColumns] = {"run_id",  "seq",      "op",      "key",
-                                                              "payload", "row_hash", "dest_id", "version"};
+    static const char *const kNames[QueueWriter::kColumns] = {"run_id",   "seq",     "op",     "key",
+                                                              "row_hash", "dest_id", "version"};
     TupleDesc desc = RelationGetDescr(w->rel);
     for (int c = 0; c < QueueWriter::kColumns; c++)
         w->column[c] = -1;
@@ -69,7 +69,7 @@ void WriteQueueChunk(QueueWriter *w, int n, const Datum *values, const bool *nul
         const Datum *v = values + i * QueueWriter::kColumns;
         const bool *isnull = nulls + i * QueueWriter::kColumns;
         const char op = DatumGetChar(v[2]);
-        if (isnull[0] || isnull[1] || isnull[2] || isnull[3] || isnull[7] ||
+        if (isnull[0] || isnull[1] || isnull[2] || isnull[3] || isnull[6] ||
             (op != 'a' && op != 'c' && op != 'r'))
             elog(ERROR, "revetl: a planned change has no key or an unknown operation");
         for (int c = 0; c < QueueWriter::kColumns; c++) {

@@ -19,7 +19,7 @@ namespace revetl::pg {
 // Plain data (no destructor): an error unwinds past it with longjmp, and
 // the transaction's abort releases the relation, its indexes and memory.
 struct QueueWriter {
-    static constexpr int kColumns = 8;
+    static constexpr int kColumns = 7;
     Relation rel;
     int column[kColumns];
     EState *estate;
@@ -38,7 +38,8 @@ struct QueueWriter {
 // transaction.
 void OpenQueueWriter(QueueWriter *w, int max_rows);
 // Queues n changes; `values` and `nulls` hold them row by row, in the
-// order run_id, seq, op, key, payload, row_hash, dest_id, version.
+// order run_id, seq, op, key, row_hash, dest_id, version (the payloads
+// stay with the run's process: payload_store.hpp).
 void WriteQueueChunk(QueueWriter *w, int n, const Datum *values, const bool *nulls);
 void CloseQueueWriter(QueueWriter *w);
 

@@ -215,14 +215,12 @@ void QueueChunkOf(PlanQueue *q, const QueueChunk &chunk) {
                 v[1] = Int64GetDatum(c.seq);
                 v[2] = CharGetDatum(c.op);
                 v[3] = varlena_of(c.key);
-                isnull[4] = !c.payload;
-                v[4] = c.payload ? varlena_of(*c.payload) : (Datum)0;
-                isnull[5] = !c.row_hash;
-                v[5] = Int64GetDatum(c.row_hash.value_or(0));
-                isnull[6] = !c.dest_id;
-                v[6] = c.dest_id ? varlena_of(*c.dest_id) : (Datum)0;
-                isnull[7] = !c.version;
-                v[7] = Int64GetDatum(c.version.value_or(0));
+                isnull[4] = !c.row_hash;
+                v[4] = Int64GetDatum(c.row_hash.value_or(0));
+                isnull[5] = !c.dest_id;
+                v[5] = c.dest_id ? varlena_of(*c.dest_id) : (Datum)0;
+                isnull[6] = !c.version;
+                v[6] = Int64GetDatum(c.version.value_or(0));
             }
             WriteQueueChunk(&q->writer, n, values, nulls);
         }

@@ -27,6 +27,7 @@
 #include "pg/module.hpp"
 #include "pg/oauth.hpp"
 #include "pg/planning.hpp"
+#include "pg/payload_store.hpp"
 #include "pg/queue_writer.hpp"
 #include "pg/recorder.hpp"
 #include "pg/run_counts.hpp"
@@ -86,8 +87,8 @@ public:
 };
 
 // One queued change as ReadQueuedRows found it: pointers into the SPI
-// result (key, dest_id) or PostgreSQL memory (payload), valid until the
-// transaction ends; NULL for a NULL value.
+// result (key, dest_id) or PostgreSQL memory (the payload, from the run's
+// PayloadStore), valid until the transaction ends; NULL for a NULL value.
 struct QueuedRow {
     int64 seq;
     char op;
@@ -101,16 +102,17 @@ struct QueuedRow {
     int64 version;
 };
 
-// The rows of `SELECT seq, op, key, payload, row_hash, dest_id, version
-// FROM revetl.changes`. Plain data, as QueueWriter.
-void ReadQueuedRows(SPITupleTable *tt, size_t n, QueuedRow *out) {
+// The rows of `SELECT seq, op, key, row_hash, dest_id, version FROM
+// revetl.changes`, with their payloads from `payloads`. Plain data, as
+// QueueWriter.
+void ReadQueuedRows(SPITupleTable *tt, size_t n, PayloadStore *payloads, QueuedRow *out) {
     TupleDesc desc = tt->tupdesc;
-    if (desc->natts != 7)
-        elog(ERROR, "revetl: reading the queue returned %d columns, not 7", desc->natts);
+    if (desc->natts != 6)
+        elog(ERROR, "revetl: reading the queue returned %d columns, not 6", desc->natts);
     // Each row is taken apart once (heap_getattr per column walked the
-    // variable-length key and payload again for every column after them).
-    Datum values[7];
-    bool nulls[7];
+    // variable-length key again for every column after it).
+    Datum values[6];
+    bool nulls[6];
     // A text column's bytes, in place (nullptr for NULL).
     auto text_at = [&](int column, const char *&data, size_t &len) {
         data = nullptr;
@@ -129,18 +131,15 @@ void ReadQueuedRows(SPITupleTable *tt, size_t n, QueuedRow *out) {
         text_at(2, r->key, r->key_len);
         r->payload = nullptr;
         r->payload_len = 0;
-        if (!nulls[3]) {
-            // What jsonb_out returns, without making a text datum of it.
-            Jsonb *jb = DatumGetJsonbP(values[3]);
-            StringInfoData buf;
-            initStringInfo(&buf);
-            (void)JsonbToCString(&buf, &jb->root, VARSIZE(jb));
+        StringInfoData buf;
+        initStringInfo(&buf);
+        if (ReadPayload(payloads, r->seq, &buf)) {
             r->payload = buf.data;
             r->payload_len = buf.len;
         }
-        r->row_hash = nulls[4] ? 0 : DatumGetInt64(values[4]);
-        text_at(5, r->dest_id, r->dest_id_len);
-        r->version = nulls[6] ? 0 : DatumGetInt64(values[6]);
+        r->row_hash = nulls[3] ? 0 : DatumGetInt64(values[3]);
+        text_at(4, r->dest_id, r->dest_id_len);
+        r->version = nulls[5] ? 0 : DatumGetInt64(values[5]);
     }
 }
 
@@ -167,14 +166,15 @@ struct PlanTotals {
     int64 queued = 0;
 };
 
-// Streams the plan query into the queue. The model is read as `owner` under
+// Streams the plan query into the queue, and each queued change's payload
+// into `payloads`. The model is read as `owner` under
 // SECURITY_RESTRICTED_OPERATION; the queue is written as the worker. This
 // body holds no C++ object while it calls PostgreSQL. `offload` may take a
 // chunk of changes for the run's recorder to queue (true: not written
 // here); it raises PostgreSQL errors only.
 void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_path, int64 run_id,
                          int64 sync_id, const char *sync_name, const char *key_columns_text,
-                         const char *bad_identifier_reason, PlanTotals *totals,
+                         const char *bad_identifier_reason, PlanTotals *totals, PayloadStore *payloads,
                          const std::function<bool(int64, int, const Datum *, const bool *)> &offload) {
     const int64 queued_before = totals->queued;
     OwnerContext owner_ctx;
@@ -259,22 +259,22 @@ void StreamPlanIntoQueue(const char *plan_sql, Oid owner, const char *search_pat
             }
             Datum *v = rows + nc * QueueWriter::kColumns;
             bool *vn = row_nulls + nc * QueueWriter::kColumns;
+            const int64 seq = totals->queued + nc + 1;
             v[0] = Int64GetDatum(run_id);
             vn[0] = false;
-            v[1] = Int64GetDatum(totals->queued + nc + 1);
+            v[1] = Int64GetDatum(seq);
             vn[1] = false;
             v[2] = CharGetDatum(op);
             vn[2] = false;
             v[3] = key;
             vn[3] = key_null;
-            v[4] = payload;
-            vn[4] = payload_null;
-            v[5] = hash;
-            vn[5] = hash_null;
-            v[6] = dest;
-            vn[6] = dest_null;
-            v[7] = version;
-            vn[7] = version_null;
+            v[4] = hash;
+            vn[4] = hash_null;
+            v[5] = dest;
+            vn[5] = dest_null;
+            v[6] = version;
+            vn[6] = version_null;
+            AppendPayload(payloads, seq, payload, payload_null);
             nc++;
             if (op == 'a')
                 totals->added++;
@@ -504,8 +504,11 @@ private:
     // Rows read from revetl.changes and not yet handed to the engine.
     static constexpr int32_t kReadAheadRows = 1000;
     std::deque<Change> read_ahead_;
-    PreparedSql read_sql_{"SELECT seq, op, key, payload, row_hash, dest_id, version FROM revetl.changes "
+    PreparedSql read_sql_{"SELECT seq, op, key, row_hash, dest_id, version FROM revetl.changes "
                           "WHERE run_id = $1 AND seq > $2 AND seq <= $2 + $3 ORDER BY seq"};
+    // The payloads of the changes of the run's current plan (the queue
+    // holds their keys).
+    PayloadStore payloads_;
     int64_t queued_ = 0; // changes the plan queued, numbered 1..queued_
     // Of those, the ones committed as recorded and deleted from the queue:
     // when it is all of them, the run's end has nothing left to delete.
@@ -711,6 +714,9 @@ void SyncRun::Plan() {
                 .Bool(0, 0);
         CommitTransaction();
     }
+    // The payloads kept in memory up to the worker's work_mem (the plan's
+    // own, set in its transaction, is for its joins).
+    PgGuard([&] { OpenPayloadStore(&payloads_, work_mem); });
     BeginTransaction("revetl: planning", true);
     PgGuard([&] { sent_after_ = GetCurrentTransactionStartTimestamp(); });
     // The owner's model and MAP run now: bounded by the sync's plan_timeout
@@ -777,7 +783,8 @@ void SyncRun::Plan() {
     if (row_limit_ >= 0)
         plan_sql += " ORDER BY op, key LIMIT " + std::to_string(row_limit_);
 
-    // A further plan of the run numbers its changes after the earlier ones'.
+    // A further plan of the run numbers its changes after the earlier ones'
+    // (which were all delivered: their payloads go).
     PlanTotals totals;
     totals.queued = queued_;
     const std::string search_path = OwnerSearchPath(def_.search_path);
@@ -785,7 +792,7 @@ void SyncRun::Plan() {
     PgGuard([&] {
         StreamPlanIntoQueue(plan_sql.c_str(), def_.owner, search_path.c_str(), run_id_, def_.id,
                             def_.name.c_str(), key_columns.c_str(), bad_identifier.c_str(), &totals,
-                            [this](int64 planned, int n, const Datum *values, const bool *nulls) {
+                            &payloads_, [this](int64 planned, int n, const Datum *values, const bool *nulls) {
                                 return OffloadQueueChunk(planned, n, values, nulls);
                             });
     });
@@ -864,14 +871,13 @@ std::optional<EngineBatch> SyncRun::ReadBatch() {
         SpiRows rows =
             read_sql_.RunForRows({SqlArg::Int8(run_id_), SqlArg::Int8(last_seq_), SqlArg::Int8(chunk)}, true);
         // The chunk's values are taken from the result in one guarded pass
-        // (pointers into it, valid until the commit), and the payload's
-        // text is rendered from its jsonb here, exactly as jsonb's output
-        // function would: reading `payload::text` made the executor build a
-        // text datum of it and SPI copy that into its result first, and a
-        // guard per value cost as much again.
+        // (pointers into it, valid until the commit), and each payload's
+        // text is rendered from its jsonb in the payload store, exactly as
+        // jsonb's output function would (a text datum of it, made and
+        // copied, and a guard per value cost as much again).
         const size_t n = rows.Count();
         std::vector<QueuedRow> got(n);
-        PgGuard([&] { ReadQueuedRows(SPI_tuptable, n, got.data()); });
+        PgGuard([&] { ReadQueuedRows(SPI_tuptable, n, &payloads_, got.data()); });
         for (const QueuedRow &r : got) {
             Change c;
             c.seq = r.seq;
@@ -1040,13 +1046,11 @@ bool SyncRun::OffloadQueueChunk(int64 planned, int n, const Datum *values, const
             c.op = DatumGetChar(v[2]);
             c.key = bytes(v[3]);
             if (!isnull[4])
-                c.payload = bytes(v[4]);
+                c.row_hash = DatumGetInt64(v[4]);
             if (!isnull[5])
-                c.row_hash = DatumGetInt64(v[5]);
+                c.dest_id = bytes(v[5]);
             if (!isnull[6])
-                c.dest_id = bytes(v[6]);
-            if (!isnull[7])
-                c.version = DatumGetInt64(v[7]);
+                c.version = DatumGetInt64(v[6]);
         }
         recorder_->Send(EncodeQueueChunk(chunk));
         changes_offloaded_ += n;
@@ -1543,6 +1547,7 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     // Its last groups recorded and the process gone before the outcome, so
     // that what is left of the queue is exactly what was not recorded.
     StopRecorder();
+    PgGuard([&] { ClosePayloadStore(&payloads_); });
     BeginTransaction("revetl: finishing run");
     SqlResult r =
         Sql("UPDATE revetl.runs SET status = $2, finished_at = pg_catalog.clock_timestamp(), error = $3 "

@@ -107,6 +107,47 @@ class PipelineTest(unittest.TestCase):
                                  "idempotency_key": sent[0]["idempotency_key"]}])
         self.assertEqual(mock.records(), self.model_as_destination())
 
+    def test_payloads_past_work_mem_wait_in_a_temporary_file_and_arrive_exact(self):
+        # The queue (revetl.changes) holds a run's keys, what recovery needs;
+        # the payloads stay with the run's process, past its work_mem in a
+        # temporary file, which goes when the run ends
+        # (src/pg/payload_store.hpp). Changes, removals (no payload) and adds
+        # are numbered together: each request carries its own rows' values.
+        cluster.sql("alter system set work_mem = '64kB'")
+        cluster.sql("select pg_reload_conf()")
+        try:
+            cluster.sql(f"insert into {self.table} select g, 'u' || g || '@example.com', g, 'n' "
+                        f"from generate_series(6, 3000) g")
+            self.create_sync(options='{"batch_size": 100, "max_in_flight": 1}')
+            self.run_sync()
+            cluster.sql(f"""
+                update {self.table} set score = -score where id % 3 = 0;
+                delete from {self.table} where id % 50 = 0;
+                insert into {self.table} select g, 'new' || g || '@example.com', g, 'n'
+                  from generate_series(3001, 4500) g;
+            """)
+            mock.clear_requests()
+            mock.configure(faults=[{"action": "hold"}])
+            run_id = int(cluster.sql(f"select revetl.run_sync('{self.sync}')"))
+            wait_for(lambda: mock.in_flight() == 1, what="the held request")
+            queued = int(cluster.sql(f"select count(*) from revetl.changes where run_id = {run_id}"))
+            planned = cluster.rows(f"select rows_added, rows_changed, rows_removed from revetl.sync_runs "
+                                   f"where id = {run_id}")[0]
+            self.assertEqual(queued, sum(map(int, planned)))
+            self.assertGreater(int(cluster.sql("select count(*) from pg_catalog.pg_ls_tmpdir()")), 0,
+                               "no temporary file holds the run's payloads")
+            self.assertEqual(mock.release(), 1)
+            self.assertEqual(cluster.wait_for_run(run_id), "succeeded")
+            self.assertEqual(mock.records(), self.model_as_destination())
+            r = self.run_row(run_id)
+            self.assertEqual(r["rows_delivered"], str(queued))
+            self.assertEqual(len([rec for req in mock.requests() for rec in req["body"]["records"]]), queued)
+            self.assertEqual(cluster.sql("select count(*) from pg_catalog.pg_ls_tmpdir()"), "0")
+            self.assertEqual(cluster.sql(f"select count(*) from revetl.changes where run_id = {run_id}"), "0")
+        finally:
+            cluster.sql("alter system reset work_mem")
+            cluster.sql("select pg_reload_conf()")
+
     def test_mirror_mode_delivers_removals(self):
         self.create_sync(mode="mirror")
         self.run_sync()

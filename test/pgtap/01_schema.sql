@@ -122,7 +122,7 @@ SELECT col_type_is('revetl', 'rejected_rows', 'reason', 'text', 'rejected_rows.r
 
 -- revetl.changes ---------------------------------------------------------------
 SELECT has_table('revetl', 'changes', 'table revetl.changes exists');
-SELECT columns_are('revetl', 'changes', ARRAY['run_id', 'seq', 'op', 'key', 'payload', 'row_hash', 'dest_id',
+SELECT columns_are('revetl', 'changes', ARRAY['run_id', 'seq', 'op', 'key', 'row_hash', 'dest_id',
                                               'version'],
                    'revetl.changes has exactly the documented columns');
 SELECT col_is_pk('revetl', 'changes', ARRAY['run_id', 'seq'], 'changes has the primary key (run_id, seq)');

@@ -218,7 +218,6 @@ std::string EncodeQueueChunk(const QueueChunk &chunk) {
         w.Fixed(c.seq);
         w.Fixed(c.op);
         w.Text(c.key);
-        w.OptionalText(c.payload);
         w.OptionalInt64(c.row_hash);
         w.OptionalText(c.dest_id);
         w.OptionalInt64(c.version);
@@ -252,8 +251,8 @@ bool DecodeQueueChunk(std::string_view message, QueueChunk *chunk) {
            r.List(&chunk->changes, sizeof(int64_t) + 1 + sizeof(uint64_t),
                   [&r](QueuedChange *c) {
                       return r.Fixed(&c->seq) && r.Fixed(&c->op) && r.Text(&c->key) &&
-                             r.OptionalText(&c->payload) && r.OptionalInt64(&c->row_hash) &&
-                             r.OptionalText(&c->dest_id) && r.OptionalInt64(&c->version);
+                             r.OptionalInt64(&c->row_hash) && r.OptionalText(&c->dest_id) &&
+                             r.OptionalInt64(&c->version);
                   }) &&
            r.Finished();
 }

@@ -53,14 +53,13 @@ struct RecordingGroup {
 };
 
 // A planned change for the queue (a row of revetl.changes): the plan's
-// values as PostgreSQL stores them (the key and dest_id as text, the
-// payload as jsonb's binary form), each possibly NULL where the table
-// allows it.
+// values as PostgreSQL stores them (the key and dest_id as text), each
+// possibly NULL where the table allows it. Its payload stays with the run's
+// process (src/pg/payload_store.hpp).
 struct QueuedChange {
     int64_t seq = 0;
     char op = 'a';
     std::string key;
-    std::optional<std::string> payload; // jsonb, binary
     std::optional<int64_t> row_hash;
     std::optional<std::string> dest_id;
     std::optional<int64_t> version;
