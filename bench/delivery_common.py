@@ -538,9 +538,9 @@ pg_stat_statements.track = none"""
 # The statements a run executes through SPI (src/pg/runner.cpp), by the start of their text.
 RUN_STATEMENTS = [
     ("plan query (model diff)", "SELECT (CASE WHEN m.present IS NULL"),
-    ("plan: queue changes (INSERT INTO revetl.changes)", "INSERT INTO revetl.changes"),
-    ("ReadBatch: SELECT ... FROM revetl.changes (a chunk)", "SELECT seq, op, key, payload::text"),
-    ("Flush: DELETE FROM revetl.changes (delivered seqs)", "DELETE FROM revetl.changes WHERE run_id = $1 AND seq = ANY"),
+    # (the plan's queue is written by multi-insert, src/pg/queue_writer.cpp: no statement)
+    ("ReadBatch: SELECT ... FROM revetl.changes (a chunk)", "SELECT seq, op, key, row_hash"),
+    ("Flush: DELETE FROM revetl.changes (delivered seqs)", "DELETE FROM revetl.changes"),
     ("Flush: shadow insert (adds) and upsert (changes)", 'INSERT INTO "revetl"."shadow_'),
     ("Flush: sync alive check (SELECT ... FOR SHARE)", "SELECT 1 FROM revetl.syncs WHERE id = $1 FOR SHARE"),
     ("Flush: run counters (UPDATE revetl.runs)", "UPDATE revetl.runs SET rows_delivered"),
