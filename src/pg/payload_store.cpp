@@ -13,6 +13,7 @@ void OpenPayloadStore(PayloadStore *s, int max_kbytes) {
     s->desc = CreateTemplateTupleDesc(2);
     TupleDescInitBuiltinEntry(s->desc, 1, "seq", INT8OID, -1, 0);
     TupleDescInitBuiltinEntry(s->desc, 2, "payload", TEXTOID, -1, 0);
+    compat::FinalizeTupleDesc(s->desc);
     // Read once, forwards: no random access. interXact: the run commits
     // many transactions between the plan that writes and the batches that
     // read. Opened outside a transaction, the file it may need is tied to
@@ -28,6 +29,13 @@ void AppendPayload(PayloadStore *s, int64 seq, Datum payload, bool isnull) {
     if (seq <= s->last_appended)
         elog(ERROR, "revetl: planned change %lld was kept after change %lld", static_cast<long long>(seq),
              static_cast<long long>(s->last_appended));
+    // The plan's payloads are built in memory, never toasted; a value from
+    // a table could be a pointer into its TOAST data, which must not be
+    // kept past the plan's snapshot: it is expanded here (a check only for
+    // an in-memory value).
+    if (!isnull)
+        payload = PointerGetDatum(
+            pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(payload))));
     Datum values[2] = {Int64GetDatum(seq), payload};
     bool nulls[2] = {false, isnull};
     tuplestore_putvalues(s->store, s->desc, values, nulls);

@@ -154,6 +154,16 @@ inline void CheckLogicalDecodingRequirements() {
 #endif
 }
 
+// PostgreSQL 19 caches facts about a tuple descriptor's attributes, which a
+// descriptor built by hand must compute (TupleDescFinalize) before any use.
+inline void FinalizeTupleDesc(TupleDesc desc) {
+#if PG_VERSION_NUM >= 190000
+    TupleDescFinalize(desc);
+#else
+    (void)desc;
+#endif
+}
+
 // A syscache callback's cache id: an enum from PostgreSQL 19, an int before.
 #if PG_VERSION_NUM >= 190000
 using SyscacheId = SysCacheIdentifier;

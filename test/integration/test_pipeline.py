@@ -112,7 +112,8 @@ class PipelineTest(unittest.TestCase):
         # the payloads stay with the run's process, past its work_mem in a
         # temporary file, which goes when the run ends
         # (src/pg/payload_store.hpp). Changes, removals (no payload) and adds
-        # are numbered together: each request carries its own rows' values.
+        # are numbered together: each request carries its own rows' values,
+        # a 120 kB one included.
         cluster.sql("alter system set work_mem = '64kB'")
         cluster.sql("select pg_reload_conf()")
         try:
@@ -122,6 +123,7 @@ class PipelineTest(unittest.TestCase):
             self.run_sync()
             cluster.sql(f"""
                 update {self.table} set score = -score where id % 3 = 0;
+                update {self.table} set email = repeat('long', 30000) || '@example.com' where id = 10;
                 delete from {self.table} where id % 50 = 0;
                 insert into {self.table} select g, 'new' || g || '@example.com', g, 'n'
                   from generate_series(3001, 4500) g;
