@@ -77,10 +77,21 @@ bool ReadPayload(PayloadStore *s, int64 seq, StringInfo out) {
 }
 
 void ClosePayloadStore(PayloadStore *s) {
-    if (s->slot)
-        ExecDropSingleTupleTableSlot(s->slot);
-    if (s->store)
-        tuplestore_end(s->store);
+    // Each part is forgotten before it is released: closing the file writes
+    // its last buffer, which can fail (temp_file_limit, a full disk), and
+    // the caller may then drop the rest (DropPayloadStore).
+    if (TupleTableSlot *slot = s->slot) {
+        s->slot = nullptr;
+        ExecDropSingleTupleTableSlot(slot);
+    }
+    if (Tuplestorestate *store = s->store) {
+        s->store = nullptr;
+        tuplestore_end(store);
+    }
+    DropPayloadStore(s);
+}
+
+void DropPayloadStore(PayloadStore *s) {
     if (s->cxt)
         MemoryContextDelete(s->cxt);
     *s = PayloadStore();

@@ -38,6 +38,13 @@ void AppendPayload(PayloadStore *s, int64 seq, Datum payload, bool isnull);
 // it is NULL. Seqs are asked for in ascending order (as the delivery reads
 // the queue); one never appended is an internal error.
 bool ReadPayload(PayloadStore *s, int64 seq, StringInfo out);
+// Releases the store and removes its file. Writing the file's last buffer
+// can fail (temp_file_limit, a full disk): the store is then half closed,
+// and DropPayloadStore releases the rest.
 void ClosePayloadStore(PayloadStore *s);
+// Releases the store's memory without closing its file, which stays open,
+// unreferenced, until the process exits (PostgreSQL closes and removes every
+// temporary file then). For a store whose closing failed.
+void DropPayloadStore(PayloadStore *s);
 
 } // namespace revetl::pg

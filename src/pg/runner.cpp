@@ -1547,7 +1547,14 @@ void SyncRun::Finish(const std::string &status, const std::string &error) {
     // Its last groups recorded and the process gone before the outcome, so
     // that what is left of the queue is exactly what was not recorded.
     StopRecorder();
-    PgGuard([&] { ClosePayloadStore(&payloads_); });
+    // The payloads' file is removed. Closing it writes its last buffer,
+    // which fails as the plan may just have (temp_file_limit, a full disk):
+    // it is then left to the process's exit, and the run's outcome stands.
+    try {
+        PgGuard([&] { ClosePayloadStore(&payloads_); });
+    } catch (const PgError &) {
+        PgGuard([&] { DropPayloadStore(&payloads_); });
+    }
     BeginTransaction("revetl: finishing run");
     SqlResult r =
         Sql("UPDATE revetl.runs SET status = $2, finished_at = pg_catalog.clock_timestamp(), error = $3 "

@@ -150,6 +150,36 @@ class PipelineTest(unittest.TestCase):
             cluster.sql("alter system reset work_mem")
             cluster.sql("select pg_reload_conf()")
 
+    def test_payloads_past_temp_file_limit_fail_the_plan_and_lose_nothing(self):
+        # The payloads' temporary file counts against temp_file_limit: a plan
+        # that passes it fails with PostgreSQL's words, before anything is
+        # sent, and leaves nothing queued; with room again, the next run sends
+        # every row once.
+        cluster.sql("alter system set work_mem = '64kB'")
+        cluster.sql("alter system set temp_file_limit = '64kB'")
+        cluster.sql("select pg_reload_conf()")
+        try:
+            cluster.sql(f"insert into {self.table} select g, 'u' || g || '@example.com', g, 'n' "
+                        f"from generate_series(6, 3000) g")
+            self.create_sync()
+            run_id, err = self.run_sync()
+            self.assertIsNone(run_id)
+            failed = cluster.rows(f"select id, status, error from revetl.sync_runs where sync_name = '{self.sync}'")
+            self.assertEqual(len(failed), 1)
+            self.assertEqual(failed[0][1], "failed")
+            self.assertIn("temporary file size exceeds temp_file_limit", failed[0][2])
+            self.assertEqual(mock.requests(), [])
+            self.assertEqual(cluster.sql(f"select count(*) from revetl.changes where run_id = {failed[0][0]}"), "0")
+            self.assertEqual(cluster.sql("select count(*) from pg_catalog.pg_ls_tmpdir()"), "0")
+        finally:
+            cluster.sql("alter system reset work_mem")
+            cluster.sql("alter system reset temp_file_limit")
+            cluster.sql("select pg_reload_conf()")
+        run_id, err = self.run_sync()
+        self.assertIsNotNone(run_id, err)
+        self.assertEqual(self.run_row(run_id)["rows_delivered"], "3000")
+        self.assertEqual(mock.records(), self.model_as_destination())
+
     def test_mirror_mode_delivers_removals(self):
         self.create_sync(mode="mirror")
         self.run_sync()
