@@ -22,7 +22,7 @@ namespace revetl::pg {
 struct PayloadStore {
     MemoryContext cxt = nullptr;
     Tuplestorestate *store = nullptr;
-    TupleDesc desc = nullptr; // (seq int8, payload jsonb)
+    TupleDesc desc = nullptr; // (seq int8, payload): the jsonb described as text, see OpenPayloadStore
     TupleTableSlot *slot = nullptr;
     int64 last_appended = 0; // the seq appended last
     int64 current = 0;       // the seq of the row in `slot`, 0 before the first read
