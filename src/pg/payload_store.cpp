@@ -70,6 +70,7 @@ bool ReadPayload(PayloadStore *s, int64 seq, StringInfo out) {
     if (!isnull) {
         // What jsonb_out returns, without making a text datum of it.
         Jsonb *jb = DatumGetJsonbP(payload);
+        initStringInfo(out);
         (void)JsonbToCString(out, &jb->root, VARSIZE(jb));
     }
     ExecClearTuple(s->slot);

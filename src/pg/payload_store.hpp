@@ -34,9 +34,12 @@ void OpenPayloadStore(PayloadStore *s, int max_kbytes);
 // Appends the payload of change `seq`, which must be above every seq
 // appended before (the plan numbers its changes in order).
 void AppendPayload(PayloadStore *s, int64 seq, Datum payload, bool isnull);
-// Appends the payload of change `seq` as jsonb's text to `out`; false when
-// it is NULL. Seqs are asked for in ascending order (as the delivery reads
-// the queue); one never appended is an internal error.
+// Renders the payload of change `seq` as jsonb's text into `out`, which it
+// initializes (in the caller's memory context); false, and `out` left
+// untouched, when the payload is NULL, as every removal's is: a queue chunk
+// of removals then allocates no buffers. Seqs are asked for in ascending
+// order (as the delivery reads the queue); one never appended is an
+// internal error.
 bool ReadPayload(PayloadStore *s, int64 seq, StringInfo out);
 // Releases the store and removes its file. Writing the file's last buffer
 // can fail (temp_file_limit, a full disk): the store is then half closed,

@@ -132,7 +132,6 @@ void ReadQueuedRows(SPITupleTable *tt, size_t n, PayloadStore *payloads, QueuedR
         r->payload = nullptr;
         r->payload_len = 0;
         StringInfoData buf;
-        initStringInfo(&buf);
         if (ReadPayload(payloads, r->seq, &buf)) {
             r->payload = buf.data;
             r->payload_len = buf.len;
