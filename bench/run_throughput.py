@@ -30,6 +30,13 @@ The endpoint (--endpoint): `nginx` (Debian's nginx-light, one worker process, an
 nginx and wrk. `auto` (the default) takes nginx when nginx and wrk are installed
 (`apt-get install nginx-light wrk`). Both C programs are built with the system's cc and libcurl.
 
+  split    with --split N (N >= 2): the same --single-rows records as N syncs of
+           --single-rows / N rows each, to the same endpoint, started at once (N run
+           processes, each with max_in_flight --in-flight): requests/s = all requests / wall
+           time from the first call to the last return. What N sending processes could give
+           one big single-record run on this machine, measured before building them; its
+           baseline, "wire, N clients", is N blast.c processes at once with the same counts.
+
   one process  with --recorder-off: each first and single run once more with
            revetl.recorder_min_rows = -1, so that the run's own process records every batch
            (no "revetl recorder" second process; src/pg/recorder.hpp), right after the run
@@ -103,17 +110,24 @@ class Sink:
                 self.proc.wait(timeout=10)
 
 
-def blast(binary, sink, body_file, count, parallel):
-    """(wall seconds, CPU seconds of the client and the sink)."""
-    before = os.times()
+def children_cpu_s():
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def blast(binary, sink, body_file, count, parallel, client_cpu=None):
+    """(wall seconds, CPU seconds of the client and the sink); the client's alone goes into
+    client_cpu["blast"] when given."""
+    before = children_cpu_s()
     sink_before = sink.cpu_s()
     p = subprocess.run([binary, sink.url, body_file, str(count), str(parallel)], capture_output=True, text=True,
                        timeout=3600)
     if p.returncode != 0:
         raise RuntimeError(f"blast failed: {p.stdout} {p.stderr}")
-    after = os.times()
+    cpu = children_cpu_s() - before
     secs, done, bad = p.stdout.split()
-    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    if client_cpu is not None:
+        client_cpu["blast"] = cpu
     return float(secs), cpu + sink.cpu_s() - sink_before
 
 
@@ -190,6 +204,8 @@ def main():
     ap.add_argument("--endpoint", choices=("auto", "nginx", "sink"), default="auto")
     ap.add_argument("--wrk-connections", type=int, default=16, help="connections of wrk's second, ceiling run")
     ap.add_argument("--wrk-seconds", type=int, default=3)
+    ap.add_argument("--split", type=int, default=0,
+                    help="also deliver the single-record rows as this many syncs at once (N run processes)")
     ap.add_argument("--recorder-off", action="store_true",
                     help="also run each first and single run without the recorder process (baseline)")
     args = ap.parse_args()
@@ -202,7 +218,11 @@ def main():
     workdir = tempfile.mkdtemp(prefix="revetl-bench-run-")
     os.chmod(workdir, 0o755)
     sink = cluster = None
-    results = {"first": [], "first, one process": [], "change": [], "single": [], "single, one process": []}
+    if args.split == 1 or args.split < 0 or (args.split and args.single_rows % args.split):
+        sys.exit("--split must be at least 2 and divide --single-rows")
+    split_kind = f"single, {args.split} syncs at once"
+    results = {"first": [], "first, one process": [], "change": [], "single": [], "single, one process": [],
+               split_kind: []}
     try:
         sink_bin, blast_bin = build(workdir)
         curl = subprocess.run(['curl-config', '--version'], capture_output=True, text=True).stdout.strip()
@@ -224,11 +244,15 @@ def main():
         log(f"baseline bodies: 1 record {os.path.getsize(bodies[1])} bytes, {args.batch_size} records "
             f"{os.path.getsize(bodies[args.batch_size]):,} bytes")
 
-        def wrk_ceiling(body, per_request):
-            """wrk's best rate on the endpoint, in rows per second (None with --endpoint sink)."""
+        def wrk_ceiling(body, per_request, client_cpu=None):
+            """wrk's best rate on the endpoint, in rows per second (None with --endpoint sink); wrk's
+            own CPU per request over --in-flight connections goes into client_cpu["wrk_us"] when given."""
             if args.endpoint != "nginx":
                 return None
+            before = children_cpu_s()
             same = http_endpoints.wrk_rate(sink.url, body, args.in_flight, args.wrk_seconds)
+            if client_cpu is not None:
+                client_cpu["wrk_us"] = 1e6 * (children_cpu_s() - before) / (same * args.wrk_seconds)
             most = http_endpoints.wrk_rate(sink.url, body, args.wrk_connections, args.wrk_seconds, threads=2)
             log(f"  wrk: {fmt(same)} requests/s over {args.in_flight} connections, {fmt(most)} over "
                 f"{args.wrk_connections}")
@@ -246,6 +270,10 @@ def main():
             f"payload text), built in {t:.1f} s")
         t = create_model(cluster, args.single_rows, "m_single")
         log(f"model m_single: {args.single_rows:,} rows, built in {t:.1f} s")
+        for k in range(args.split):
+            create_model(cluster, args.single_rows // args.split, f"m_split{k}")
+        if args.split:
+            log(f"models m_split0..{args.split - 1}: {args.single_rows // args.split:,} rows each")
         sql(cluster, "checkpoint")
 
         def recorder(on):
@@ -273,6 +301,47 @@ def main():
             log(f"{kind}, one process: run_sync {r['wall_s']:.3f} s = {fmt(rows / r['wall_s'])} {unit} "
                 f"(plan {r['plan_s']:.3f} s, delivery {r['deliver_s']:.3f} s); CPU: run process "
                 f"{r['run_cpu_s']:.2f} s, with the rest {r['cpu_s']:.2f} s")
+
+        def split_run(i):
+            """--split syncs started at once; the wall time from the first call to the last return."""
+            n = args.split
+            for k in range(n):
+                sql(cluster, f"select revetl.drop_sync('split{k}', if_exists => true)")
+                sql(cluster, f"select revetl.create_sync('split{k}', 'm_split{k}', 'hook_single', ARRAY['id'])")
+            before = int(sql(cluster, "select coalesce(max(id), 0) from revetl.sync_runs"))
+            sql(cluster, "checkpoint")
+            report_machine_state(f"{split_kind}, repetition {i + 1}")
+            t0 = time.monotonic()
+            calls = [subprocess.Popen(psql_cmd(cluster, f"select revetl.run_sync('split{k}', wait => true)"),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                     for k in range(n)]
+            errs = [c.communicate(timeout=3600)[1] for c in calls]
+            wall = time.monotonic() - t0
+            if any(c.returncode != 0 for c in calls):
+                raise RuntimeError(f"{split_kind}: run_sync failed: {' '.join(e.strip() for e in errs)}")
+            runs = [run_row(cluster, f"split{k}", before) for k in range(n)]
+            for r in runs:
+                check(r, split_kind, args.single_rows // n, 1)
+            # The wire with as many clients, each with the same share.
+            sink_before = sink.cpu_s()
+            t1 = time.monotonic()
+            clients = [subprocess.Popen([blast_bin, sink.url, bodies[1], str(args.single_rows // n),
+                                         str(args.in_flight)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True) for _ in range(n)]
+            outs = [c.communicate(timeout=3600) for c in clients]
+            wire = time.monotonic() - t1
+            if any(c.returncode != 0 for c in clients):
+                raise RuntimeError(f"blast failed: {outs}")
+            requests = sum(r["requests"] for r in runs)
+            r = {"wall_s": wall, "plan_s": med([x["plan_s"] for x in runs]),
+                 "deliver_s": max(x["finished_s"] for x in runs) - min(x["planned_s"] for x in runs),
+                 "wire_s": wire, "wire_cpu_s": None, "run_cpu_s": None, "cpu_s": None,
+                 "wrk_rate": results["single"][-1]["wrk_rate"]}
+            results[split_kind].append(r)
+            log(f"{split_kind} {i + 1}: {requests} requests in {wall:.3f} s = {fmt(requests / wall)} requests/s "
+                f"(runs planned in {r['plan_s']:.3f} s, median; first plan's end to last run's end "
+                f"{r['deliver_s']:.3f} s); wire, {n} clients: {args.single_rows} requests in {wire:.3f} s = "
+                f"{fmt(args.single_rows / wire)} requests/s (sink CPU {sink.cpu_s() - sink_before:.2f} s)")
 
         batches = -(-args.first_rows // args.batch_size)
         for i in range(args.repeat):
@@ -317,9 +386,15 @@ def main():
             report_machine_state(f"single run, repetition {i + 1}")
             r = watched_run(cluster, "single", sink)
             check(r, "single", args.single_rows, 1)
-            w, wc = blast(blast_bin, sink, bodies[1], args.single_rows, args.in_flight)
+            client = {}
+            w, wc = blast(blast_bin, sink, bodies[1], args.single_rows, args.in_flight, client)
             r["wire_s"], r["wire_cpu_s"] = w, wc
-            r["wrk_rate"] = wrk_ceiling(bodies[1], 1)
+            r["wrk_rate"] = wrk_ceiling(bodies[1], 1, client)
+            # CPU per request of each client on its own: what one sending process can reach on this
+            # machine is bounded by it, whatever the endpoint does.
+            r["run_us"] = 1e6 * (r["run_cpu_s"] - r["plan_cpu_s"]) / r["requests"]
+            r["blast_us"] = 1e6 * client["blast"] / args.single_rows
+            r["wrk_us"] = client.get("wrk_us")
             results["single"].append(r)
             log(f"single run {i + 1}: run_sync {r['wall_s']:.3f} s = {fmt(r['requests'] / r['wall_s'])} requests/s "
                 f"(plan {r['plan_s']:.3f} s, delivery {r['deliver_s']:.3f} s = "
@@ -327,10 +402,14 @@ def main():
                 f"{w:.3f} s = {fmt(args.single_rows / w)} requests/s")
             log(f"  CPU: run process {r['run_cpu_s']:.2f} s (plan {r['plan_cpu_s']:.2f} s), with the rest of the "
                 f"cluster and the sink {r['cpu_s']:.2f} s; wire: client and sink {wc:.2f} s")
+            log(f"  CPU per request: revetl's run process after its plan {r['run_us']:.1f} us, blast.c {r['blast_us']:.1f} us"
+                + (f", wrk {r['wrk_us']:.1f} us" if r["wrk_us"] else "") + " (each client alone, the sink not counted)")
             log(f"  outside the run: {r['to_start_s'] * 1000:.0f} ms from the call to the run's start, "
                 f"{r['to_return_s'] * 1000:.0f} ms from its end to the call's return")
             if args.recorder_off:
                 one_process_run(f"single run {i + 1}", "single", "m_single", "hook_single", args.single_rows, 1, r)
+            if args.split:
+                split_run(i)
 
         log("")
         log(f"medians of {args.repeat} (end to end = the run_sync(..., wait => true) call's wall time):")
@@ -342,7 +421,8 @@ def main():
                               ("first, one process", args.first_rows, "records/s"),
                               ("change", args.first_rows, "records/s"),
                               ("single", args.single_rows, "requests/s"),
-                              ("single, one process", args.single_rows, "requests/s")):
+                              ("single, one process", args.single_rows, "requests/s"),
+                              (split_kind, args.single_rows, "requests/s")):
             rs = results[kind]
             if not rs:
                 continue
@@ -350,14 +430,20 @@ def main():
             plan = med([r["plan_s"] for r in rs])
             deliv = med([r["deliver_s"] for r in rs])
             wire = med([r["wire_s"] for r in rs])
-            run_cpu = med([r["run_cpu_s"] for r in rs])
-            all_cpu = med([r["cpu_s"] for r in rs])
-            wire_cpu = med([r["wire_cpu_s"] for r in rs])
+            def cpu(key):
+                xs = [r[key] for r in rs if r[key] is not None]
+                return f"{med(xs):.2f}" if xs else "-"
+            run_cpu, all_cpu, wire_cpu = cpu("run_cpu_s"), cpu("cpu_s"), cpu("wire_cpu_s")
             wrk = [r["wrk_rate"] for r in rs if r.get("wrk_rate")]
             wrk_cols = (f"{fmt(med(wrk))} {unit} | {100 * (n / wall) / med(wrk):.0f}%" if wrk else "- | -")
             log(f"| {kind} (batch_size {1 if kind.startswith('single') else args.batch_size}) | {n:,} | {wall:.3f} | "
                 f"{fmt(n / wall)} {unit} | {plan:.3f} | {fmt(n / deliv)} {unit} | {wire:.3f} | {fmt(n / wire)} {unit} | "
-                f"{100 * wire / wall:.0f}% | {wrk_cols} | {run_cpu:.2f} | {all_cpu:.2f} | {wire_cpu:.2f} |")
+                f"{100 * wire / wall:.0f}% | {wrk_cols} | {run_cpu} | {all_cpu} | {wire_cpu} |")
+        rs = results["single"]
+        if rs:
+            wrk_us = [r["wrk_us"] for r in rs if r["wrk_us"]]
+            log(f"single-record CPU per request, medians: revetl's run process {med([r['run_us'] for r in rs]):.1f} us, "
+                f"blast.c {med([r['blast_us'] for r in rs]):.1f} us" + (f", wrk {med(wrk_us):.1f} us" if wrk_us else ""))
     finally:
         if cluster is not None:
             cluster.destroy()
