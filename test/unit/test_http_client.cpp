@@ -7,9 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 using namespace revetl;
 using revetl_test::ReceivedRequest;
@@ -162,6 +165,74 @@ TEST(HttpClient, ConcurrentRequestsComeBackWithTheirIds) {
         EXPECT_EQ(got[id].body, "body-" + std::to_string(id));
     }
     EXPECT_EQ(client.InFlight(), 0u);
+}
+
+// A gate on a test server's thread: a request's answer waits in the
+// responder until the test opens it.
+struct AnswerGate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool arrived = false, open = false;
+
+    std::optional<ScriptedResponse> Hold(const std::string &body) {
+        std::unique_lock<std::mutex> lock(mu);
+        arrived = true;
+        cv.notify_all();
+        cv.wait_for(lock, std::chrono::milliseconds(kDeadlineMs), [&] { return open; });
+        return Answer(200, body);
+    }
+    bool Arrived() {
+        std::lock_guard<std::mutex> lock(mu);
+        return arrived;
+    }
+    void Open() {
+        {
+            std::lock_guard<std::mutex> lock(mu);
+            open = true;
+        }
+        cv.notify_all();
+    }
+};
+
+// An answer already received when Poll is called comes back from that
+// call, without waiting there for another transfer's activity: a waited
+// Poll used to block on the transfers still running, so an answer sat
+// unread until another transfer moved (up to a round trip of another
+// request, or libcurl's next timer) while the engine could have sent more.
+TEST(HttpClient, AnAnswerAlreadyReceivedIsReturnedWithoutWaitingForOthers) {
+    // Two servers, two threads: the slow answer is sent while the fast one
+    // waits unread in the client.
+    TestServer slow_server, fast_server;
+    AnswerGate slow_gate, fast_gate;
+    slow_server.SetResponder([&](const ReceivedRequest &) { return slow_gate.Hold("slow"); });
+    fast_server.SetResponder([&](const ReceivedRequest &) { return fast_gate.Hold("fast"); });
+    HttpClient client;
+    client.Start(1, Post(slow_server.Url("/slow")));
+    client.Start(2, Post(fast_server.Url("/fast")));
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDeadlineMs);
+    while (!(slow_gate.Arrived() && fast_gate.Arrived()) && std::chrono::steady_clock::now() < deadline)
+        EXPECT_TRUE(client.Poll(20).empty());
+    ASSERT_TRUE(slow_gate.Arrived() && fast_gate.Arrived());
+    fast_gate.Open();
+    ASSERT_TRUE(fast_server.WaitForAnswers(1, kDeadlineMs));
+    // The fast answer is in the client's socket. The slow one follows a
+    // little later, from another thread: a Poll that waits for activity
+    // after reading the fast answer returns both; one that does not wait
+    // returns the fast answer alone, long before the slow one is sent.
+    std::thread later([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+        slow_gate.Open();
+    });
+    auto done = client.Poll(kDeadlineMs);
+    later.join();
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].first, 2u);
+    EXPECT_EQ(done[0].second.status, 200);
+    EXPECT_EQ(done[0].second.body, "fast");
+    EXPECT_EQ(client.InFlight(), 1u);
+    auto slow = Await(client, 1);
+    ASSERT_TRUE(slow.has_value());
+    EXPECT_EQ(slow->body, "slow");
 }
 
 TEST(HttpClient, ConnectionRefused) {

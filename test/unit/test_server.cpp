@@ -155,6 +155,11 @@ bool TestServer::WaitForRequests(size_t n, int timeout_ms) const {
     return cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return requests_.size() >= n; });
 }
 
+bool TestServer::WaitForAnswers(size_t n, int timeout_ms) const {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return answered_ >= n; });
+}
+
 int TestServer::Connections() const {
     std::lock_guard<std::mutex> lock(mu_);
     return connections_;
@@ -267,7 +272,10 @@ bool TestServer::Process(Conn &c) {
         {
             std::lock_guard<std::mutex> lock(mu_);
             outstanding_--;
+            if (sent)
+                answered_++;
         }
+        cv_.notify_all();
         if (!sent || resp.close)
             return false;
     }
@@ -297,18 +305,23 @@ void TestServer::ReleaseHeld(std::vector<Conn> &conns, std::vector<bool> &drop) 
     }
     if (static_cast<int>(held_.size()) < count && HeldDueInMs() > 0)
         return;
+    size_t sent = 0;
     for (const auto &h : held_) {
         for (size_t i = 0; i < conns.size(); i++) {
             if (conns[i].index != h.conn || drop[i])
                 continue;
-            if (!SendAll(conns[i].fd, h.out) || h.close)
+            bool ok = SendAll(conns[i].fd, h.out);
+            sent += ok ? 1 : 0;
+            if (!ok || h.close)
                 drop[i] = true;
         }
     }
     {
         std::lock_guard<std::mutex> lock(mu_);
         outstanding_ -= static_cast<int>(held_.size());
+        answered_ += sent;
     }
+    cv_.notify_all();
     held_.clear();
 }
 

@@ -71,6 +71,9 @@ public:
     std::vector<ReceivedRequest> Requests() const;
     // Waits (bounded) until at least n requests arrived.
     bool WaitForRequests(size_t n, int timeout_ms) const;
+    // Waits (bounded) until at least n answers were written to their
+    // connections (on loopback, then in the client's receive queue).
+    bool WaitForAnswers(size_t n, int timeout_ms) const;
     int Connections() const;
 
 private:
@@ -113,6 +116,7 @@ private:
     int hold_ms_ = 0;
     int outstanding_ = 0;
     int peak_outstanding_ = 0;
+    size_t answered_ = 0;
     std::vector<Held> held_; // server thread only
 };
 

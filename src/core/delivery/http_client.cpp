@@ -176,6 +176,55 @@ struct HttpClient::Impl {
         drop_pool = false;
     }
 
+    // Takes every finished transfer off the multi handle into `done`.
+    void CollectFinished(std::vector<std::pair<uint64_t, HttpResponse>> &done) {
+        int queued = 0;
+        while (CURLMsg *msg = curl_multi_info_read(multi, &queued)) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            CURL *easy = msg->easy_handle;
+            CURLcode result = msg->data.result;
+            auto it = active.find(easy);
+            if (it == active.end())
+                continue;
+            std::unique_ptr<Transfer> t = std::move(it->second);
+            active.erase(it);
+            curl_multi_remove_handle(multi, easy);
+            // A name may resolve to several addresses, and a refusal of one is
+            // not the transfer's outcome when another was allowed: libcurl 8
+            // resolves "localhost" itself to ::1 and 127.0.0.1 (whatever
+            // /etc/hosts says) and tries ::1 first, so with 127.0.0.1 listed
+            // in revetl.allowed_hosts the refusal of ::1 must not stop a run
+            // whose request then went to 127.0.0.1. Only a transfer that made
+            // no connection because of the policy counts as refused.
+            if (t->response.address_refused && (result == CURLE_OK || t->opened_allowed)) {
+                t->response.address_refused = false;
+                t->response.transport_error.clear();
+            }
+            if (result == CURLE_OK) {
+                curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t->response.status);
+            } else {
+                t->response.status = 0;
+                t->response.timed_out = result == CURLE_OPERATION_TIMEDOUT;
+                // A refusal by the address policy keeps its own message.
+                if (!t->response.address_refused)
+                    t->response.transport_error = curl_easy_strerror(result);
+                t->response.transport_code =
+                    result == CURLE_COULDNT_RESOLVE_HOST ? kTransportCouldNotResolve
+                    : (result == CURLE_SSL_CONNECT_ERROR || result == CURLE_PEER_FAILED_VERIFICATION ||
+                       result == CURLE_SSL_CERTPROBLEM || result == CURLE_SSL_CIPHER ||
+                       result == CURLE_SSL_CACERT_BADFILE || result == CURLE_SSL_ISSUER_ERROR)
+                        ? kTransportTls
+                        : kTransportOther;
+            }
+            curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &t->response.elapsed_s);
+            curl_slist_free_all(t->headers);
+            // Keep the handle (and so its connection cache entry) for reuse.
+            idle.push_back(easy);
+            done.emplace_back(t->id, std::move(t->response));
+        }
+    }
+
     ~Impl() {
         for (auto &entry : active) {
             curl_multi_remove_handle(multi, entry.first);
@@ -273,55 +322,15 @@ std::vector<std::pair<uint64_t, HttpResponse>> HttpClient::Poll(int max_wait_ms)
     std::vector<std::pair<uint64_t, HttpResponse>> done;
     int running = 0;
     REVETL_CURL_CHECK(curl_multi_perform(impl_->multi, &running));
-    if (running > 0 && max_wait_ms > 0) {
+    impl_->CollectFinished(done);
+    // Wait only when nothing has finished: an answer already read goes back
+    // to the caller now, not after the other transfers' next activity (up
+    // to a round trip of theirs, or the whole wait).
+    if (done.empty() && running > 0 && max_wait_ms > 0) {
         int numfds = 0;
         REVETL_CURL_CHECK(curl_multi_poll(impl_->multi, nullptr, 0, max_wait_ms, &numfds));
         REVETL_CURL_CHECK(curl_multi_perform(impl_->multi, &running));
-    }
-    int queued = 0;
-    while (CURLMsg *msg = curl_multi_info_read(impl_->multi, &queued)) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        CURL *easy = msg->easy_handle;
-        CURLcode result = msg->data.result;
-        auto it = impl_->active.find(easy);
-        if (it == impl_->active.end())
-            continue;
-        std::unique_ptr<Transfer> t = std::move(it->second);
-        impl_->active.erase(it);
-        curl_multi_remove_handle(impl_->multi, easy);
-        // A name may resolve to several addresses, and a refusal of one is
-        // not the transfer's outcome when another was allowed: libcurl 8
-        // resolves "localhost" itself to ::1 and 127.0.0.1 (whatever
-        // /etc/hosts says) and tries ::1 first, so with 127.0.0.1 listed
-        // in revetl.allowed_hosts the refusal of ::1 must not stop a run
-        // whose request then went to 127.0.0.1. Only a transfer that made
-        // no connection because of the policy counts as refused.
-        if (t->response.address_refused && (result == CURLE_OK || t->opened_allowed)) {
-            t->response.address_refused = false;
-            t->response.transport_error.clear();
-        }
-        if (result == CURLE_OK) {
-            curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t->response.status);
-        } else {
-            t->response.status = 0;
-            t->response.timed_out = result == CURLE_OPERATION_TIMEDOUT;
-            // A refusal by the address policy keeps its own message.
-            if (!t->response.address_refused)
-                t->response.transport_error = curl_easy_strerror(result);
-            t->response.transport_code =
-                result == CURLE_COULDNT_RESOLVE_HOST ? kTransportCouldNotResolve
-                : (result == CURLE_SSL_CONNECT_ERROR || result == CURLE_PEER_FAILED_VERIFICATION ||
-                   result == CURLE_SSL_CERTPROBLEM || result == CURLE_SSL_CIPHER ||
-                   result == CURLE_SSL_CACERT_BADFILE || result == CURLE_SSL_ISSUER_ERROR)
-                    ? kTransportTls
-                    : kTransportOther;
-        }
-        curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &t->response.elapsed_s);
-        curl_slist_free_all(t->headers);
-        // Keep the handle (and so its connection cache entry) for reuse.
-        impl_->idle.push_back(easy);
-        done.emplace_back(t->id, std::move(t->response));
+        impl_->CollectFinished(done);
     }
     impl_->DropPoolIfIdle();
     return done;

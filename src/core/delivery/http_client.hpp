@@ -65,8 +65,9 @@ public:
     // Queues a request; its id comes back from Poll() with the response.
     void Start(uint64_t id, const HttpRequest &request);
 
-    // Runs transfers, waiting at most max_wait_ms for socket activity, and
-    // returns the requests that completed.
+    // Runs transfers and returns the requests that completed. Waits (at
+    // most max_wait_ms, for socket activity) only when none had completed
+    // already: a finished request is never held back by the others.
     std::vector<std::pair<uint64_t, HttpResponse>> Poll(int max_wait_ms);
 
     size_t InFlight() const;
