@@ -77,10 +77,12 @@ def build(workdir):
 
 
 class Sink:
-    def __init__(self, binary, workdir):
-        self.portfile = os.path.join(workdir, "sink.port")
-        self.proc = subprocess.Popen([binary, self.portfile], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+    """bench/sink.c; with delay_ms > 0 each answer leaves delay_ms after its request arrived."""
+
+    def __init__(self, binary, workdir, delay_ms=0):
+        self.portfile = os.path.join(workdir, f"sink-{delay_ms}.port")
+        self.proc = subprocess.Popen([binary, self.portfile, str(delay_ms)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
         port = wait_for(lambda: self._port(), timeout=10, what="the sink to listen")
         self.url = f"http://127.0.0.1:{port}/hook"
 

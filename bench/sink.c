@@ -7,8 +7,13 @@
  *
  *   cc -O2 -o sink bench/sink.c && ./sink PORTFILE
  *
+ *   ./sink PORTFILE DELAY_MS
+ *
  * Listens on 127.0.0.1 at a port the kernel picks and writes the port to
- * PORTFILE once it listens. Prints the requests it answered on SIGTERM. */
+ * PORTFILE once it listens. Prints the requests it answered on SIGTERM.
+ * With DELAY_MS > 0 each answer is written DELAY_MS after its request was read
+ * (bench/latency_throughput.py): a destination across a network, where a
+ * request's round trip, not the machine's CPU, sets what a client can reach. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +27,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CONN 4096
@@ -30,9 +36,21 @@
 struct conn {
     char *buf;
     size_t len, cap;
+    unsigned gen; /* bumped when the descriptor is closed, so a late answer never reaches its next owner */
 };
 
 static struct conn conns[MAX_CONN];
+
+/* Answers held back by DELAY_MS, due in the order their requests were read
+ * (the delay is the same for all): a ring, oldest first. */
+#define MAX_HELD (1 << 16)
+struct held {
+    int fd;
+    unsigned gen;
+    long long due_ns;
+};
+static struct held held[MAX_HELD];
+static size_t held_head = 0, held_count = 0;
 static volatile sig_atomic_t stop_flag = 0;
 static unsigned long long answered = 0;
 
@@ -78,14 +96,49 @@ static void drop(int ep, int fd) {
     epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
     close(fd);
     free(conns[fd].buf);
+    unsigned gen = conns[fd].gen + 1;
     memset(&conns[fd], 0, sizeof conns[fd]);
+    conns[fd].gen = gen;
+}
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Writes one answer; 0 when the connection had to be dropped. */
+static int answer(int fd) {
+    /* Replies are small; a full socket buffer here means a client that does not read. */
+    if (write(fd, reply, sizeof reply - 1) != (ssize_t)(sizeof reply - 1))
+        return 0;
+    answered++;
+    return 1;
+}
+
+/* Writes every held answer that is due; returns the time until the next one, in
+ * nanoseconds (epoll_pwait2's precision: a millisecond timeout would add up to a
+ * millisecond to every answer). */
+static long long answer_due(int ep) {
+    long long now = now_ns();
+    while (held_count > 0) {
+        struct held *h = &held[held_head];
+        if (h->due_ns > now)
+            return h->due_ns - now;
+        held_head = (held_head + 1) % MAX_HELD;
+        held_count--;
+        if (conns[h->fd].gen == h->gen && conns[h->fd].cap > 0 && !answer(h->fd))
+            drop(ep, h->fd);
+    }
+    return 500000000LL;
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PORTFILE\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s PORTFILE [DELAY_MS]\n", argv[0]);
         return 2;
     }
+    long long delay_ns = argc == 3 ? strtoll(argv[2], NULL, 10) * 1000000LL : 0;
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
@@ -116,8 +169,10 @@ int main(int argc, char **argv) {
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = ls};
     epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
     struct epoll_event events[256];
+    long long timeout_ns = 500000000LL;
     while (!stop_flag) {
-        int n = epoll_wait(ep, events, 256, 500);
+        struct timespec timeout = {timeout_ns / 1000000000LL, timeout_ns % 1000000000LL};
+        int n = epoll_pwait2(ep, events, 256, &timeout, NULL);
         for (int i = 0; i < n; i++) {
             int fd = events[i].data.fd;
             if (fd == ls) {
@@ -166,17 +221,18 @@ int main(int argc, char **argv) {
                 c->len -= (size_t)used;
                 replies++;
             }
-            for (size_t k = 0; k < replies; k++) {
-                /* Replies are small; a full socket buffer here means a client that does not read. */
-                if (write(fd, reply, sizeof reply - 1) != (ssize_t)(sizeof reply - 1)) {
+            for (size_t k = 0; k < replies && !closed; k++) {
+                if (delay_ns > 0 && held_count < MAX_HELD) {
+                    held[(held_head + held_count) % MAX_HELD] = (struct held){fd, c->gen, now_ns() + delay_ns};
+                    held_count++;
+                } else if (!answer(fd)) { /* no delay, or (never with a benchmark's few requests in flight) a full ring */
                     closed = 1;
-                    break;
                 }
-                answered++;
             }
             if (closed)
                 drop(ep, fd);
         }
+        timeout_ns = answer_due(ep);
     }
     printf("sink: answered %llu requests\n", answered);
     return 0;
