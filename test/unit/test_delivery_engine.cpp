@@ -22,6 +22,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace revetl;
@@ -263,8 +264,14 @@ TEST(DeliveryEngine, HandsBatchesBackWithTheNextRequestOnTheWire) {
     for (int b = 1; b <= 5; b++)
         h.batches.push_back(Batch(b, 1, b));
     std::vector<size_t> in_flight_at_done;
-    h.on_done = [&](const EngineBatch &, const std::vector<RowOutcome> &) {
+    std::vector<bool> next_arrived_at_done;
+    h.on_done = [&](const EngineBatch &batch, const std::vector<RowOutcome> &) {
         in_flight_at_done.push_back(client.InFlight());
+        // Not only started: sent. (The server thread reads it meanwhile;
+        // the wait is bounded, and the engine does not poll during it.)
+        if (batch.number < 5)
+            next_arrived_at_done.push_back(
+                server.WaitForRequests(static_cast<size_t>(batch.number) + 1, 1000));
     };
     WebhookConnector connector(Settings(server.Url("/hook")), "upsert");
 
@@ -273,6 +280,7 @@ TEST(DeliveryEngine, HandsBatchesBackWithTheNextRequestOnTheWire) {
     EXPECT_EQ(h.BatchNumbersDone(), (std::vector<int64_t>{1, 2, 3, 4, 5}));
     // Batches 1 to 4 with the next one's request in flight; the last alone.
     EXPECT_EQ(in_flight_at_done, (std::vector<size_t>{1, 1, 1, 1, 0}));
+    EXPECT_EQ(next_arrived_at_done, (std::vector<bool>{true, true, true, true}));
 }
 
 TEST(DeliveryEngine, NoBatchesNoRequests) {
@@ -707,6 +715,115 @@ TEST(DeliveryEngine, RateLimiterSpacesRequests) {
     for (int64_t gap : Gaps(h.start_times))
         EXPECT_GE(gap, 50);
     EXPECT_EQ(h.done.size(), 4u);
+}
+
+// A request held back by the rate limit goes out when its slot comes, not
+// when the requests already on the wire are answered: the engine's wait for
+// answers ends at the next request's due time. Here the server answers only
+// once both requests wait (or after 3 s), and the poll slice is longer than
+// that: an engine that waited the slice for an answer would see the first
+// answer alone, after 3 s, before sending the second request.
+TEST(DeliveryEngine, ARequestDueWhileOthersAreInFlightIsNotHeldForTheirAnswers) {
+    TestServer server;
+    server.SetDefault(Answer(200, "{}"));
+    HttpClient client;
+    // A connection already open, as in a run past its first requests: a new
+    // one would leave libcurl a connection timer of its own (about 200 ms)
+    // that ends any wait early and would hide a wait for the whole slice.
+    HttpRequest warm;
+    warm.url = server.Url("/warm");
+    warm.body = "{}";
+    client.Start(1000, warm);
+    bool warmed = false;
+    auto warm_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDeadlineMs);
+    while (!warmed && std::chrono::steady_clock::now() < warm_deadline)
+        for (const auto &done : client.Poll(100))
+            warmed = warmed || done.first == 1000;
+    ASSERT_TRUE(warmed);
+    server.HoldAnswers(2, 3000);
+    Harness h(client);
+    // Real time here: the wait under test is a real one.
+    auto real_ms = [] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    };
+    h.hooks.now_ms = real_ms;
+    h.hooks.sleep = [](long ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+    h.batches.push_back(Batch(1, 1, 1));
+    h.batches.push_back(Batch(2, 1, 2));
+    int calls = 0;
+    h.rate = [&]() -> long { return ++calls == 2 ? 30 : 0; }; // the second request waits 30 ms
+    WebhookConnector connector(Settings(server.Url("/hook")), "upsert");
+    EngineConfig config = Config(4);
+    config.poll_slice_ms = 8000;
+
+    EngineResult r = RunEngine(client, connector, Context(), config, h.hooks);
+    EXPECT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(r.stats.requests, 2);
+    EXPECT_EQ(h.rate_calls, 3);
+    EXPECT_EQ(server.PeakOutstanding(), 2); // the second went out while the first waited
+    EXPECT_EQ(h.done.size(), 2u);
+}
+
+// A success the connector cannot read is retried, and the destination may
+// have applied it (as with a 202 from Klaviyo without a job id): the rows
+// are uncertain, so the run records them for re-verification.
+class RetriesAnUnreadableSuccess : public WebhookConnector {
+public:
+    using WebhookConnector::WebhookConnector;
+    Verdict Interpret(const PreparedRequest &request, const std::vector<Change> &changes,
+                      const HttpResponse &response) override {
+        if (response.status == 202) {
+            Verdict v;
+            v.kind = Verdict::Kind::Retry;
+            v.error = "the destination's answer could not be read";
+            return v;
+        }
+        return WebhookConnector::Interpret(request, changes, response);
+    }
+};
+
+TEST(DeliveryEngine, RetryAfterAnUnreadableSuccessMakesTheRowsUncertain) {
+    TestServer server;
+    server.Enqueue(Answer(202, "not what the connector expects"));
+    server.SetDefault(Answer(200, "{}"));
+    HttpClient client;
+    Harness h(client);
+    h.batches.push_back(Batch(1, 2));
+    RetriesAnUnreadableSuccess connector(Settings(server.Url("/hook")), "upsert");
+
+    EngineResult r = RunEngine(client, connector, Context(), Config(1), h.hooks);
+    EXPECT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(r.stats.requests, 2);
+    EXPECT_EQ(r.stats.retries, 1);
+    ASSERT_EQ(h.done.size(), 1u);
+    ASSERT_EQ(h.done[0].second.size(), 2u);
+    for (const auto &o : h.done[0].second) {
+        EXPECT_TRUE(o.accepted);
+        EXPECT_TRUE(o.uncertain);
+    }
+}
+
+// A success whose answer is cut at the request's limit cannot be read, and
+// sending it again could apply it twice: the run stops, no row recorded.
+TEST(DeliveryEngine, ASuccessTooLargeToReadStopsTheRun) {
+    TestServer server;
+    server.SetDefault(Answer(200, "{\"ids\": [\"" + std::string(kDefaultMaxResponseBody, 'x') + "\"]}"));
+    HttpClient client;
+    Harness h(client);
+    h.batches.push_back(Batch(1, 3));
+    h.batches.push_back(Batch(2, 3, 4));
+    WebhookConnector connector(Settings(server.Url("/hook")), "upsert");
+
+    EngineResult r = RunEngine(client, connector, Context(), Config(1), h.hooks);
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.error,
+              "the destination answered HTTP 200 with more than 1048576 bytes, the most revetl reads of "
+              "an answer to this request, so the outcome of its 3 rows cannot be read");
+    EXPECT_EQ(r.stats.requests, 1);
+    EXPECT_EQ(r.stats.retries, 0);
+    EXPECT_TRUE(h.done.empty());
 }
 
 // ---------------------------------------------------------------------------

@@ -235,6 +235,36 @@ TEST(HttpClient, AnAnswerAlreadyReceivedIsReturnedWithoutWaitingForOthers) {
     EXPECT_EQ(slow->body, "slow");
 }
 
+// A request may raise (or lower) how much of its answer is read.
+TEST(HttpClient, AnswerLimitIsTheRequests) {
+    TestServer server;
+    server.Enqueue(Answer(200, std::string(300, 's')));
+    server.Enqueue(Answer(200, std::string(HttpClient::kMaxResponseBody + 300, 'l')));
+    server.Enqueue(Answer(200, std::string(HttpClient::kMaxResponseBody + 300, 'd')));
+    HttpClient client;
+    HttpRequest small = Post(server.Url("/small"));
+    small.max_response_body = 100;
+    client.Start(1, small);
+    auto resp = Await(client, 1);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_TRUE(resp->body_truncated);
+    EXPECT_EQ(resp->body, std::string(100, 's'));
+
+    HttpRequest large = Post(server.Url("/large"));
+    large.max_response_body = 2 * HttpClient::kMaxResponseBody;
+    client.Start(2, large);
+    resp = Await(client, 2);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_FALSE(resp->body_truncated);
+    EXPECT_EQ(resp->body.size(), HttpClient::kMaxResponseBody + 300);
+
+    client.Start(3, Post(server.Url("/default")));
+    resp = Await(client, 3);
+    ASSERT_TRUE(resp.has_value());
+    EXPECT_TRUE(resp->body_truncated);
+    EXPECT_EQ(resp->body.size(), HttpClient::kMaxResponseBody);
+}
+
 TEST(HttpClient, ConnectionRefused) {
     RefusingPort refusing;
     HttpClient client;

@@ -239,6 +239,7 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
 
         // Start what is ready, within the in-flight and rate limits.
         int64_t next_ready = -1;
+        bool started = false;
         if (!stopping) {
             for (auto it = pending.begin();
                  it != pending.end() && in_flight.size() < static_cast<size_t>(config.max_in_flight);) {
@@ -257,6 +258,7 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                 if (hooks.authorize)
                     hooks.authorize(it->request.http);
                 client.Start(id, it->request.http);
+                started = true;
                 result.stats.requests++;
                 if (!it->request.flow.step.empty())
                     result.stats.polls++;
@@ -270,15 +272,22 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
         }
 
         // Complete batches are handed back once the requests that could
-        // start are on the wire: the host records them (a transaction)
-        // while the destination works on those, instead of with nothing in
-        // flight.
+        // start are on the wire (sent now: starting one does no I/O): the
+        // host records them (a transaction) while the destination works on
+        // those, instead of with nothing in flight.
+        if (started)
+            client.Kick();
         finish_complete();
         if (in_flight.empty() && (pending.empty() || stopping) && (!more_batches || stopping))
             break;
 
+        // With requests on the wire, wait for their answers, but no longer
+        // than until the next request is due (a rate limit's next slot, a
+        // backoff, a job's poll): it must not wait for an answer that may
+        // be a long round trip away. With none on the wire, the sleep below
+        // does the waiting.
         int wait = config.poll_slice_ms;
-        if (in_flight.empty() && next_ready >= 0)
+        if (next_ready >= 0)
             wait = static_cast<int>(std::clamp<int64_t>(next_ready - now(), 0, config.poll_slice_ms));
         for (auto &done : client.Poll(in_flight.empty() ? 0 : wait)) {
             auto it = in_flight.find(done.first);
@@ -310,6 +319,18 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
             if (done.second.address_refused) {
                 v.kind = Verdict::Kind::Fatal;
                 v.error = done.second.transport_error;
+            } else if (done.second.body_truncated && done.second.status >= 200 && done.second.status < 300) {
+                // A success whose answer was cut at the request's limit: the
+                // rows' outcomes in it cannot be read, and sending again
+                // could apply the request twice. The run stops; as after any
+                // failed run, its rows are verified by a later one.
+                v.kind = Verdict::Kind::Fatal;
+                v.error =
+                    "the destination answered HTTP " + std::to_string(done.second.status) +
+                    " with more than " + std::to_string(w.request.http.max_response_body) +
+                    " bytes, the most revetl reads of an answer to this request, so the outcome of its " +
+                    std::to_string(w.request.rows.size()) + (w.request.rows.size() == 1 ? " row" : " rows") +
+                    " cannot be read";
             } else {
                 v = connector.Interpret(w.request, batch_it->second.batch.changes, done.second);
             }
@@ -352,12 +373,16 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                     record(w.batch, w.request.rows[j], o);
                 }
                 break;
-            case Verdict::Kind::Retry:
-                // No answer, or a server error: the destination may have
-                // applied the request anyway, and may still apply it late.
-                // (A poll applies nothing.)
-                if (!w.Polls() &&
-                    (done.second.status == 0 || done.second.status >= 500 || done.second.status == 408))
+            case Verdict::Kind::Retry: {
+                // No answer, a server error, or a success the connector
+                // could not read (a 2xx without the job id or the results it
+                // needs): the destination may have applied the request, and
+                // may still apply it late, so sending it again may apply it
+                // twice. (A poll applies nothing.)
+                const long status = done.second.status;
+                const bool may_have_applied =
+                    status == 0 || status >= 500 || status == 408 || (status >= 200 && status < 300);
+                if (!w.Polls() && may_have_applied)
                     w.uncertain = true;
                 if (w.attempt >= config.retry.max_attempts) {
                     stopping = true;
@@ -373,6 +398,7 @@ EngineResult RunEngine(HttpClient &client, Connector &connector, const BatchCont
                                                      : config.retry.BackoffMs(w.attempt, hooks.random()));
                 pending.push_back(std::move(w));
                 break;
+            }
             case Verdict::Kind::Throttled: {
                 result.stats.throttled++;
                 if (++w.throttles > config.max_throttles_per_request) {

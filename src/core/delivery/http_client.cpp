@@ -44,14 +44,14 @@ struct Transfer {
     CURL *easy = nullptr;
     curl_slist *headers = nullptr;
     std::string body; // owned here: CURLOPT_POSTFIELDS does not copy
+    size_t max_body = kDefaultMaxResponseBody;
     HttpResponse response;
 };
 
 size_t OnBody(char *data, size_t size, size_t nmemb, void *userp) {
     auto *t = static_cast<Transfer *>(userp);
     size_t n = size * nmemb;
-    size_t room =
-        HttpClient::kMaxResponseBody - std::min(HttpClient::kMaxResponseBody, t->response.body.size());
+    size_t room = t->max_body - std::min(t->max_body, t->response.body.size());
     if (n > room) {
         t->response.body_truncated = true;
         t->response.body.append(data, room);
@@ -265,6 +265,7 @@ void HttpClient::Start(uint64_t id, const HttpRequest &request) {
     transfer->policy = impl_->policy;
     transfer->easy = easy;
     transfer->body = request.body;
+    transfer->max_body = request.max_response_body;
     for (const auto &h : request.headers) {
         // "Name:" with nothing after it would make curl drop the header;
         // "Name;" is curl's way to send it empty.
@@ -334,6 +335,11 @@ std::vector<std::pair<uint64_t, HttpResponse>> HttpClient::Poll(int max_wait_ms)
     }
     impl_->DropPoolIfIdle();
     return done;
+}
+
+void HttpClient::Kick() {
+    int running = 0;
+    REVETL_CURL_CHECK(curl_multi_perform(impl_->multi, &running));
 }
 
 void HttpClient::SetAddressPolicy(std::shared_ptr<const HostPolicy> policy) {

@@ -16,6 +16,10 @@
 
 namespace revetl {
 
+// The most of an answer's body read by default (the rest is read and
+// discarded, and the answer is marked truncated).
+constexpr size_t kDefaultMaxResponseBody = 1 << 20;
+
 struct HttpRequest {
     std::string method = "POST";
     std::string url;
@@ -23,6 +27,9 @@ struct HttpRequest {
     std::string body;
     long timeout_ms = 30000;         // whole transfer; always > 0
     long connect_timeout_ms = 10000; // always > 0
+    // Raised by a connector whose answers grow with its batch (a bulk job's
+    // results, the members a batch call echoes back).
+    size_t max_response_body = kDefaultMaxResponseBody;
 };
 
 constexpr int kTransportOther = 1;
@@ -31,7 +38,7 @@ constexpr int kTransportTls = 3;             // handshake or certificate
 
 struct HttpResponse {
     long status = 0;  // 0 when no HTTP answer arrived
-    std::string body; // truncated at kMaxResponseBody
+    std::string body; // truncated at the request's max_response_body
     bool body_truncated = false;
     std::vector<std::pair<std::string, std::string>> headers; // names lower-cased
     std::string transport_error;                              // curl's message when status == 0
@@ -54,7 +61,7 @@ struct HttpResponse {
 
 class HttpClient {
 public:
-    static constexpr size_t kMaxResponseBody = 1 << 20;
+    static constexpr size_t kMaxResponseBody = kDefaultMaxResponseBody;
     static constexpr size_t kMaxResponseHeaders = 64;
 
     HttpClient();
@@ -69,6 +76,12 @@ public:
     // most max_wait_ms, for socket activity) only when none had completed
     // already: a finished request is never held back by the others.
     std::vector<std::pair<uint64_t, HttpResponse>> Poll(int max_wait_ms);
+
+    // Sends what Start() queued, now: Start() does no I/O, and a caller
+    // about to spend a while on something else (recording a batch) should
+    // not leave the requests it just started unsent meanwhile. Finished
+    // transfers are returned by the next Poll().
+    void Kick();
 
     size_t InFlight() const;
 

@@ -128,6 +128,8 @@ TEST(Mailchimp, BatchBodyWithMergeFieldsAndBasicAuth) {
     EXPECT_EQ(r.method, "POST");
     EXPECT_EQ(r.url, "https://us6.api.mailchimp.com/3.0/lists/a1b2c3");
     EXPECT_EQ(Header(r, "Authorization"), "Basic YW55c3RyaW5nOmstdXM2"); // anystring:k-us6
+    // The answer echoes every member in full: read past the default limit.
+    EXPECT_EQ(r.max_response_body, size_t{32} << 20);
     EXPECT_EQ(
         r.body,
         "{\"members\":[{\"email_address\":\"a@x.com\",\"status\":\"subscribed\",\"merge_fields\":"

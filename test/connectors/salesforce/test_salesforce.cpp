@@ -334,6 +334,9 @@ TEST(Salesforce, BulkJobFlow) {
               "https://acme.my.salesforce.com/services/data/v60.0/jobs/ingest/7505e000000AbcdAAC/"
               "successfulResults/");
     EXPECT_EQ(HeaderOf(ok.http, "Accept"), "text/csv");
+    // The results repeat every uploaded row: read past the default limit.
+    EXPECT_EQ(ok.http.max_response_body, size_t{64} << 20);
+    EXPECT_EQ(poll.http.max_response_body, kDefaultMaxResponseBody);
     v = sf.Interpret(
         ok, changes,
         Answer(200, "\"sf__Id\",\"sf__Created\",\"Customer_Id__c\",\"LastName\",\"Company\"\n"
@@ -347,6 +350,7 @@ TEST(Salesforce, BulkJobFlow) {
     PreparedRequest failed = *v.next;
     EXPECT_EQ(failed.rows, (std::vector<size_t>{2}));
     EXPECT_EQ(failed.flow.step, "bulk_failed");
+    EXPECT_EQ(failed.http.max_response_body, size_t{64} << 20);
     v = sf.Interpret(failed, changes,
                      Answer(200,
                             "\"sf__Id\",\"sf__Error\",\"Customer_Id__c\",\"LastName\"\n"

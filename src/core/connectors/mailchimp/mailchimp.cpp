@@ -28,6 +28,9 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 // Numbers are kept as their text (jsonb's rendering is exact) and written
 // back raw, so that 92.50 or a 20-digit id is not rounded through a double.
 constexpr unsigned kExactNumbers = rapidjson::kParseNumbersAsStringsFlag;
+// The most of a batch call's answer read: 500 members (the largest batch)
+// echoed in full are a few MB.
+constexpr size_t kBatchAnswerMaxBytes = 32u << 20;
 
 // The statuses Mailchimp's member schema allows.
 const std::set<std::string> kStatuses = {"subscribed", "unsubscribed", "cleaned", "pending", "transactional"};
@@ -407,6 +410,10 @@ MailchimpConnector::Prepare(const BatchContext &, const std::vector<Change> &cha
         w.EndObject();
         PreparedRequest req;
         req.http = Request("POST", ListPath(), std::string(buf.GetString(), buf.GetSize()));
+        // The answer echoes every new and updated member in full (links,
+        // stats, location: a few kB each), past the default limit for a
+        // batch of a few hundred.
+        req.http.max_response_body = kBatchAnswerMaxBytes;
         req.rows = call;
         req.flow.step = kBatch;
         out.push_back(std::move(req));

@@ -30,6 +30,10 @@ constexpr const char *kBulkPoll = "bulk_poll";
 constexpr const char *kBulkSuccess = "bulk_success";
 constexpr const char *kBulkFailed = "bulk_failed";
 constexpr const char *kDelete = "delete";
+// The most of a Bulk job's results read: they repeat the uploaded columns
+// (plus sf__Id and sf__Created or sf__Error) of every row, 10,000 rows of a
+// few kB each at the largest batch_size.
+constexpr size_t kJobResultsMaxBytes = 64u << 20;
 
 // Salesforce's API names are case-insensitive (MATCH ON customer_id__c names
 // the field Customer_Id__c): the payload's member is found the same way.
@@ -635,6 +639,7 @@ Verdict SalesforceConnector::BulkStep(const PreparedRequest &request, const std:
         }
         PreparedRequest next;
         next.http = Request("GET", Path("/jobs/ingest/" + request.flow.job_id + "/successfulResults/"), "");
+        next.http.max_response_body = kJobResultsMaxBytes;
         SetAccept(next.http, "text/csv");
         next.flow.step = kBulkSuccess;
         next.flow.job_id = request.flow.job_id;
@@ -701,6 +706,7 @@ Verdict SalesforceConnector::BulkStep(const PreparedRequest &request, const std:
     PreparedRequest next;
     if (success) {
         next.http = Request("GET", Path("/jobs/ingest/" + request.flow.job_id + "/failedResults/"), "");
+        next.http.max_response_body = kJobResultsMaxBytes;
         SetAccept(next.http, "text/csv");
         next.flow.step = kBulkFailed;
         next.flow.job_id = request.flow.job_id;
