@@ -275,6 +275,12 @@ void RecordGroupsOfRun(dsm_handle handle, Oid dboid) {
     GroupRecorder recorder(setup);
     PlanQueue queue;
     while (NextMessage(in, &message)) {
+        // A reload (SIGHUP) is applied between messages, as the run's
+        // process applies it between batches.
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            PgGuard([] { ProcessConfigFile(PGC_SIGHUP); });
+        }
         RecordingReply reply;
         RecordingGroup group;
         QueueChunk chunk;

@@ -788,12 +788,16 @@ void SyncRun::Plan() {
     totals.queued = queued_;
     const std::string search_path = OwnerSearchPath(def_.search_path);
     const std::string bad_identifier = BadIdentifierReason(spec);
+    // Made here, not as a temporary inside the guarded call: a PostgreSQL
+    // error in the plan jumps over that call's frame.
+    const std::function<bool(int64, int, const Datum *, const bool *)> offload =
+        [this](int64 planned, int n, const Datum *values, const bool *nulls) {
+            return OffloadQueueChunk(planned, n, values, nulls);
+        };
     PgGuard([&] {
         StreamPlanIntoQueue(plan_sql.c_str(), def_.owner, search_path.c_str(), run_id_, def_.id,
                             def_.name.c_str(), key_columns.c_str(), bad_identifier.c_str(), &totals,
-                            &payloads_, [this](int64 planned, int n, const Datum *values, const bool *nulls) {
-                                return OffloadQueueChunk(planned, n, values, nulls);
-                            });
+                            &payloads_, offload);
     });
     // Planning is over (what follows is revetl's own bookkeeping).
     PgGuard([] { disable_timeout(STATEMENT_TIMEOUT, false); });
@@ -1027,12 +1031,19 @@ bool SyncRun::OffloadQueueChunk(int64 planned, int n, const Datum *values, const
         if (chunks_with_recorder_ >= kChunksWithRecorder)
             return false;
         // Bytes as stored (text, jsonb): the recorder makes the same values
-        // of them. The plan's values are in memory, never toasted;
-        // detoasting is a guard.
+        // of them. A removal's key and destination id come from the shadow
+        // table and may be compressed or stored out of line: detoasting can
+        // fail, so it is guarded (C++ objects live in this frame).
         auto bytes = [](Datum d) {
-            struct varlena *p =
-                pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(d)));
-            return std::string(VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p));
+            const char *data = nullptr;
+            size_t len = 0;
+            PgGuard([&] {
+                struct varlena *p =
+                    pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(d)));
+                data = VARDATA_ANY(p);
+                len = VARSIZE_ANY_EXHDR(p);
+            });
+            return std::string(data, len);
         };
         QueueChunk chunk;
         chunk.run_id = run_id_;
@@ -1075,7 +1086,15 @@ bool SyncRun::OffloadQueueChunk(int64 planned, int n, const Datum *values, const
 void SyncRun::CommitOffloadedQueue() {
     if (!recorder_ || !recorder_queue_open_)
         return;
-    recorder_->Send(EncodeQueueCommit());
+    try {
+        recorder_->Send(EncodeQueueCommit());
+    } catch (const RecorderStopped &) {
+        // Why it stopped is in its last answers (a chunk it could not
+        // queue, with PostgreSQL's words); without one, RecorderStopped
+        // stands.
+        for (;;)
+            ApplyReply(*recorder_->Receive(true));
+    }
     for (;;) {
         const RecordingReply reply = *recorder_->Receive(true);
         if (reply.kind == RecordingReply::Kind::Committed)

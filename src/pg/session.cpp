@@ -34,6 +34,12 @@ void SetSessionSettings(const char *application_name) {
         SetConfigOption("DateStyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
         SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
         SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_OVERRIDE);
+        // revetl's transactions are written for READ COMMITTED (the plan
+        // asks for REPEATABLE READ itself). A default_transaction_isolation
+        // of the cluster, the database or a role (serializable, say) would
+        // make the run's process and its recorder, which update the same
+        // revetl.runs row, fail each other with serialization errors.
+        SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
         // Every statement of revetl's own runs as a superuser: no schema a
         // role can create objects in may be searched (a sync owner's code
         // gets its own search_path, inside a nest level, see AsSyncOwner).

@@ -7,6 +7,7 @@ for every run."""
 
 import os
 import re
+import subprocess
 import sys
 import time
 import unittest
@@ -198,6 +199,71 @@ class RecorderTest(RecorderCase):
         self.mock.configure(delay_ms=0)
         self.assertEqual(self.run_and_wait()["status"], "succeeded")
         self.assert_state_matches_destination()
+
+
+class RecorderUnderASerializableDefaultTest(RecorderCase):
+    """default_transaction_isolation = serializable for the cluster (as a
+    DBA may set it for the applications' sessions): a run's process and its
+    recorder that record at the same time, and so update the same
+    revetl.runs row, still both commit (revetl's own transactions run at
+    read committed whatever the default)."""
+
+    extra_conf = "revetl.recorder_min_rows = 50\ndefault_transaction_isolation = 'serializable'\n"
+
+    def test_the_run_and_its_recorder_record_side_by_side(self):
+        shadow = self.cluster.sql("select shadow_table from revetl.syncs where name = 's'")
+        run_id = self.start_slow_run()
+        wait_for(lambda: self.cluster.sql(f"select planned_at is not null from revetl.sync_runs where id = {run_id}")
+                 == "t" and self.recorders(), timeout=30, interval=0.01, what="the run delivering, with its recorder")
+        # Every recording writes the shadow table: while a session holds it
+        # in SHARE mode, the recorder waits on its next group, takes one
+        # more, and the run's process records the group after itself and
+        # waits too. Released, both go on, each in a transaction that began
+        # before the other's commit.
+        holder = LockHolder(self.cluster, f"lock table revetl.{shadow} in share mode")
+        try:
+
+            def both_wait():
+                waiting = self.cluster.rows(
+                    "select backend_type from pg_stat_activity where wait_event_type = 'Lock' "
+                    "and backend_type in ('revetl run', 'revetl recorder') order by 1")
+                return [w[0] for w in waiting] == ["revetl recorder", "revetl run"]
+
+            wait_for(both_wait, timeout=60, what="the run's process and its recorder waiting to record")
+            holder.commit()
+        finally:
+            holder.close()
+        self.assertEqual(self.cluster.wait_for_run(run_id), "succeeded",
+                         self.cluster.sql(f"select error from revetl.sync_runs where id = {run_id}"))
+        run = self.cluster.rows(f"select rows_delivered, rows_rejected, requests from revetl.sync_runs "
+                                f"where id = {run_id}")[0]
+        self.assertEqual(run, [str(ROWS), "0", "30"])
+        self.assert_state_matches_destination()
+        self.assertEqual(self.cluster.sql("show default_transaction_isolation"), "serializable")
+
+
+class LockHolder:
+    """A session that takes a lock and keeps its transaction open until
+    commit()."""
+
+    def __init__(self, cluster, statement):
+        cmd = [os.path.join(cluster.bindir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+               "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "postgres"]
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        self.p.stdin.write(f"begin;\n{statement};\nselect 'locked';\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline().strip()
+        assert line == "locked", line + self.p.stderr.read()
+
+    def commit(self):
+        _, err = self.p.communicate("commit;\n", timeout=60)
+        assert self.p.returncode == 0, err
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
 
 
 class RecorderWithoutWorkerSlotTest(RecorderCase):
