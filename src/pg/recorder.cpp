@@ -41,43 +41,12 @@ std::unique_ptr<RecorderProcess> RecorderProcess::Start(const RecordingSetup &se
     std::unique_ptr<RecorderProcess> p(new RecorderProcess());
     shm_mq *to = nullptr;
     shm_mq *from = nullptr;
-    // No segment to be had is not the run's failure: it records its batches
-    // itself. dsm_create returns NULL only when every segment slot is taken;
-    // a segment the system cannot provide (/dev/shm full, as in a container
-    // with the default 64 MB) raises an error, caught in a subtransaction of
-    // its own when a transaction is open (the plan's).
-    auto create = [&] {
-        PgGuard([&] {
-            p->segment_ = dsm_create(kToRecorderBytes + kFromRecorderBytes, DSM_CREATE_NULL_IF_MAXSEGMENTS);
-            // Mapped until detached, whatever transaction is current (and
-            // so no longer the subtransaction's to release).
-            if (p->segment_)
-                dsm_pin_mapping(p->segment_);
-        });
-    };
-    bool in_transaction = false;
-    PgGuard([&] { in_transaction = IsTransactionState(); });
-    std::optional<SubtransactionFailure> failure;
-    if (in_transaction) {
-        failure = InSubtransaction(create);
-    } else {
-        try {
-            create();
-        } catch (const PgError &e) {
-            failure = SubtransactionFailure{e.message, e.hint, {}};
-        }
-    }
-    if (failure) {
-        const std::string message =
-            "revetl: run " + std::to_string(setup.run_id) +
-            " records its batches itself: no shared memory for a recorder: " + failure->message;
-        PgGuard([&] { ereport(LOG, (errmsg("%s", message.c_str()))); });
-        p->segment_ = nullptr;
-        return nullptr;
-    }
     PgGuard([&] {
+        p->segment_ = dsm_create(kToRecorderBytes + kFromRecorderBytes, DSM_CREATE_NULL_IF_MAXSEGMENTS);
         if (!p->segment_)
             return;
+        // Mapped until detached, whatever transaction is current.
+        dsm_pin_mapping(p->segment_);
         char *base = static_cast<char *>(dsm_segment_address(p->segment_));
         to = shm_mq_create(base, kToRecorderBytes);
         shm_mq_set_sender(to, MyProc);

@@ -242,30 +242,6 @@ class RecorderUnderASerializableDefaultTest(RecorderCase):
         self.assertEqual(self.cluster.sql("show default_transaction_isolation"), "serializable")
 
 
-class RecorderWithoutSharedMemoryTest(RecorderCase):
-    """The system cannot provide the recorder's shared memory (a full
-    /dev/shm, as in a container with the default 64 MB; here, segments are
-    files in pg_dynshmem, made unwritable): the run records its batches
-    itself, with the same results, and says so in the server log."""
-
-    extra_conf = "revetl.recorder_min_rows = 50\ndynamic_shared_memory_type = mmap\n"
-
-    def test_without_shared_memory_the_run_records_itself(self):
-        segments = os.path.join(self.cluster.data, "pg_dynshmem")
-        os.chmod(segments, 0o500)
-        try:
-            run = self.run_and_wait()
-        finally:
-            os.chmod(segments, 0o700)
-        self.assertEqual((run["status"], run["rows_delivered"], run["rows_rejected"]), ("succeeded", str(ROWS), "0"),
-                         run)
-        self.assertRegex(self.cluster.log_text(),
-                         r"LOG:  revetl: run \d+ records its batches itself: no shared memory for a recorder: "
-                         r"could not open shared memory segment")
-        self.assertEqual(self.recorders(), [])
-        self.assert_state_matches_destination()
-
-
 class LockHolder:
     """A session that takes a lock and keeps its transaction open until
     commit()."""
