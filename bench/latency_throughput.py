@@ -94,7 +94,7 @@ def main():
         for sink in sinks:
             sink.stop()
         if cluster:
-            cluster.stop()
+            cluster.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
 
     log(f"\nmedians of {args.repeat} ({args.rows:,} single-record requests; end to end = the run_sync(..., "
