@@ -8,12 +8,11 @@ WARNING, replaces the slot, and the next run is a full diff that finds the
 change the lost WAL held."""
 
 import os
-import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from pgcluster import Cluster, MockWebhook, key, wait_for  # noqa: E402
+from pgcluster import Cluster, MockWebhook, OpenTransaction, key, wait_for  # noqa: E402
 
 cluster = None
 mock = None
@@ -63,30 +62,6 @@ def status(sync, columns):
 def slot_row():
     return cluster.sql("select wal_status from pg_replication_slots where slot_name = "
                        "'revetl_' || (select oid from pg_database where datname = current_database())")
-
-
-class OpenTransaction:
-    """A session holding a transaction open (it wrote, so it has an xid and
-    WAL of its own): the slot's restart point cannot pass its start."""
-
-    def __init__(self, statement):
-        cmd = [os.path.join(cluster.bindir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-               "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "postgres"]
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True)
-        self.p.stdin.write(f"begin;\n{statement};\nselect 'open-' || txid_current();\n")
-        self.p.stdin.flush()
-        self.xid = self.p.stdout.readline().strip()
-        assert self.xid.startswith("open-"), self.xid
-
-    def commit(self):
-        out, err = self.p.communicate("commit;\n", timeout=60)
-        assert self.p.returncode == 0, err
-
-    def abort(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
 
 
 class BackpressureAlertTest(unittest.TestCase):
@@ -150,7 +125,7 @@ class BackpressureAlertTest(unittest.TestCase):
 
     def test_wal_held_back_alerts_and_recovers(self):
         self.create("alert_wal_retained = '1MB', alert_backlog_age = 'none'")
-        held = OpenTransaction("insert into filler values (0, 'held')")
+        held = OpenTransaction(cluster, "insert into filler values (0, 'held')")
         try:
             # 4 MB of WAL for a table no sync tracks, behind the open transaction.
             cluster.sql("insert into filler select g, repeat(md5(g::text), 30) from generate_series(1, 4000) g")
@@ -212,7 +187,7 @@ class SlotInvalidatedTest(unittest.TestCase):
         wait_for(lambda: mock.records() == model(), timeout=90, what="the first run")
         # A change the slot will never decode: its transaction starts before
         # the slot's restart point is pushed out of the kept WAL.
-        held = OpenTransaction("update lost_t set score = 999 where id = 3")
+        held = OpenTransaction(cluster, "update lost_t set score = 999 where id = 3")
         try:
             cluster.sql("alter system set max_slot_wal_keep_size = '1MB'; select pg_reload_conf()")
 

@@ -7,13 +7,12 @@ for every run."""
 
 import os
 import re
-import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from pgcluster import Cluster, MockWebhook, key, wait_for  # noqa: E402
+from pgcluster import Cluster, MockWebhook, OpenTransaction, key, wait_for  # noqa: E402
 
 ROWS = 300
 
@@ -220,7 +219,7 @@ class RecorderUnderASerializableDefaultTest(RecorderCase):
         # more, and the run's process records the group after itself and
         # waits too. Released, both go on, each in a transaction that began
         # before the other's commit.
-        holder = LockHolder(self.cluster, f"lock table revetl.{shadow} in share mode")
+        holder = OpenTransaction(self.cluster, f"lock table revetl.{shadow} in share mode")
         try:
 
             def both_wait():
@@ -232,7 +231,7 @@ class RecorderUnderASerializableDefaultTest(RecorderCase):
             wait_for(both_wait, timeout=60, what="the run's process and its recorder waiting to record")
             holder.commit()
         finally:
-            holder.close()
+            holder.abort()
         self.assertEqual(self.cluster.wait_for_run(run_id), "succeeded",
                          self.cluster.sql(f"select error from revetl.sync_runs where id = {run_id}"))
         run = self.cluster.rows(f"select rows_delivered, rows_rejected, requests from revetl.sync_runs "
@@ -240,30 +239,6 @@ class RecorderUnderASerializableDefaultTest(RecorderCase):
         self.assertEqual(run, [str(ROWS), "0", "30"])
         self.assert_state_matches_destination()
         self.assertEqual(self.cluster.sql("show default_transaction_isolation"), "serializable")
-
-
-class LockHolder:
-    """A session that takes a lock and keeps its transaction open until
-    commit()."""
-
-    def __init__(self, cluster, statement):
-        cmd = [os.path.join(cluster.bindir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-               "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "postgres"]
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True)
-        self.p.stdin.write(f"begin;\n{statement};\nselect 'locked';\n")
-        self.p.stdin.flush()
-        line = self.p.stdout.readline().strip()
-        assert line == "locked", line + self.p.stderr.read()
-
-    def commit(self):
-        _, err = self.p.communicate("commit;\n", timeout=60)
-        assert self.p.returncode == 0, err
-
-    def close(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
 
 
 class RecorderWithoutWorkerSlotTest(RecorderCase):

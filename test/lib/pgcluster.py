@@ -43,6 +43,29 @@ def wait_for(condition, timeout=30.0, interval=0.05, what="condition"):
                        (f" (last error: {last_error})" if last_error else ""))
 
 
+class OpenTransaction:
+    """A psql session that runs `statement` in a transaction and keeps the
+    transaction open (with an xid of its own) until commit() or abort()."""
+
+    def __init__(self, cluster, statement):
+        self.p = subprocess.Popen(cluster.psql_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.p.stdin.write(f"begin;\n{statement};\nselect 'open-' || txid_current();\n")
+        self.p.stdin.flush()
+        self.xid = self.p.stdout.readline().strip()
+        assert self.xid.startswith("open-"), self.xid + self.p.stderr.read()
+
+    def commit(self):
+        _, err = self.p.communicate("commit;\n", timeout=60)
+        assert self.p.returncode == 0, err
+
+    def abort(self):
+        """Ends the session (and so the transaction), unless commit() did."""
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
 class PsqlError(Exception):
     pass
 
@@ -103,11 +126,14 @@ revetl.allowed_hosts = '*, 127.0.0.1'
             return int(f.readline())
 
     # -- SQL -----------------------------------------------------------------
+    def psql_command(self, db="postgres", user="postgres"):
+        """psql's command line for this cluster, reading SQL from stdin."""
+        return [os.path.join(self.bindir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                "-h", self.dir, "-p", str(self.port), "-U", user, "-d", db]
+
     def psql(self, sql, db="postgres", user="postgres", check=True):
         """Runs sql through psql; returns (stdout, stderr, returncode)."""
-        cmd = [os.path.join(self.bindir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-               "-h", self.dir, "-p", str(self.port), "-U", user, "-d", db]
-        p = subprocess.run(cmd, input=sql, capture_output=True, text=True, timeout=300)
+        p = subprocess.run(self.psql_command(db, user), input=sql, capture_output=True, text=True, timeout=300)
         if check and p.returncode != 0:
             raise PsqlError(p.stderr.strip())
         return p.stdout, p.stderr, p.returncode

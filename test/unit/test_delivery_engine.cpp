@@ -734,12 +734,7 @@ TEST(DeliveryEngine, ARequestDueWhileOthersAreInFlightIsNotHeldForTheirAnswers) 
     warm.url = server.Url("/warm");
     warm.body = "{}";
     client.Start(1000, warm);
-    bool warmed = false;
-    auto warm_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDeadlineMs);
-    while (!warmed && std::chrono::steady_clock::now() < warm_deadline)
-        for (const auto &done : client.Poll(100))
-            warmed = warmed || done.first == 1000;
-    ASSERT_TRUE(warmed);
+    ASSERT_TRUE(revetl_test::Await(client, 1000, kDeadlineMs).has_value());
     server.HoldAnswers(2, 3000);
     Harness h(client);
     // Real time here: the wait under test is a real one.

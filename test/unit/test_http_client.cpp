@@ -15,6 +15,7 @@
 #include <thread>
 
 using namespace revetl;
+using revetl_test::Await;
 using revetl_test::ReceivedRequest;
 using revetl_test::RefusingPort;
 using revetl_test::ScriptedResponse;
@@ -23,17 +24,6 @@ using revetl_test::TestServer;
 namespace {
 
 constexpr int kDeadlineMs = 10000;
-
-// Polls until the response for `id` arrives, bounded by a deadline.
-std::optional<HttpResponse> Await(HttpClient &client, uint64_t id, int timeout_ms = kDeadlineMs) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (std::chrono::steady_clock::now() < deadline) {
-        for (auto &done : client.Poll(50))
-            if (done.first == id)
-                return std::move(done.second);
-    }
-    return std::nullopt;
-}
 
 HttpRequest Post(const std::string &url, const std::string &body = "{}") {
     HttpRequest r;

@@ -3,14 +3,29 @@
 #pragma once
 
 #include "core/delivery/change.hpp"
+#include "core/delivery/http_client.hpp"
 #include "core/common/error.hpp"
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace revetl_test {
+
+// Polls until the response for `id` arrives, bounded by a deadline.
+inline std::optional<revetl::HttpResponse> Await(revetl::HttpClient &client, uint64_t id,
+                                                 int timeout_ms = 10000) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+        for (auto &done : client.Poll(50))
+            if (done.first == id)
+                return std::move(done.second);
+    }
+    return std::nullopt;
+}
 
 inline ::testing::AssertionResult Contains(const std::string &haystack, const std::string &needle) {
     if (haystack.find(needle) != std::string::npos)
